@@ -1,0 +1,224 @@
+//! Loading and attaching the eBPF programs: the only module that touches aya programs and maps.
+
+use std::{num::NonZeroU32, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{
+        ProgramError, UProbe,
+        uprobe::UProbeLink,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
+};
+use spanprobe_common::{COUNTERS_MAP, Counter, EVENTS_MAP, FILTER_PIDS_GLOBAL, TARGET_PIDS_MAP};
+
+use crate::resolve::ProbedFunction;
+
+/// The eBPF object, built by `build.rs` and embedded so the binary stands alone.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
+
+const ENTRY_PROGRAM: &str = "spanprobe_entry";
+const RETURN_PROGRAM: &str = "spanprobe_return";
+
+/// Which processes the probes report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessFilter {
+    /// Every process that runs a probed function.
+    All,
+    /// Only processes added with [`Tracer::trace_process`].
+    Selected,
+}
+
+/// Why the probes could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error(
+        "cannot load the eBPF programs (spanprobe needs root, or CAP_BPF and CAP_PERFMON, and a \
+         kernel with uprobes, ring buffers and BTF)"
+    )]
+    Load(#[source] Box<EbpfError>),
+    #[error("cannot load eBPF program `{program}`")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("eBPF map `{map}`")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: Box<MapError>,
+    },
+    #[error("eBPF object has no {what} `{name}`")]
+    Missing {
+        what: &'static str,
+        name: &'static str,
+    },
+    #[error("cannot attach {kind} to {}: `{symbol}` at file offset {offset:#x}", binary.display())]
+    Attach {
+        kind: &'static str,
+        binary: PathBuf,
+        symbol: String,
+        offset: u64,
+        #[source]
+        source: Box<ProgramError>,
+    },
+}
+
+/// The loaded programs with every probe attached. Dropping it detaches everything.
+#[derive(Debug)]
+pub struct Tracer {
+    links: Links,
+    ebpf: Ebpf,
+}
+
+/// Attached probes, detached in parallel when dropped: the kernel waits for an RCU grace
+/// period per uprobe it removes (~0.1 s here), and concurrent removals share those waits.
+#[derive(Debug, Default)]
+struct Links(Vec<UProbeLink>);
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        const THREADS: usize = 64;
+        let links = std::mem::take(&mut self.0);
+        if links.len() <= 1 {
+            return;
+        }
+        let per_thread = links.len().div_ceil(THREADS);
+        let mut links = links.into_iter();
+        std::thread::scope(|scope| {
+            loop {
+                let chunk: Vec<_> = links.by_ref().take(per_thread).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                scope.spawn(move || drop(chunk));
+            }
+        });
+    }
+}
+
+impl Tracer {
+    /// Loads the programs and attaches an entry and a return probe to every function; the
+    /// index of a function in `functions` is its id in events. All or nothing: on error,
+    /// whatever was attached is detached again (the half-built tracer is dropped).
+    pub fn attach(functions: &[ProbedFunction], filter: ProcessFilter) -> Result<Self, BpfError> {
+        let filter_pids = u8::from(filter == ProcessFilter::Selected);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
+            .load(PROGRAMS)
+            .map_err(|e| BpfError::Load(Box::new(e)))?;
+        let mut links = Links::default();
+        for (program, kind) in [(ENTRY_PROGRAM, "uprobe"), (RETURN_PROGRAM, "uretprobe")] {
+            let uprobe = uprobe_mut(&mut ebpf, program)?;
+            uprobe.load().map_err(|source| BpfError::Program {
+                program,
+                source: Box::new(source),
+            })?;
+            for (id, function) in functions.iter().enumerate() {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(function.file_offset),
+                    cookie: Some(id as u64),
+                };
+                let link = uprobe
+                    .attach(point, &function.binary, UProbeScope::AllProcesses)
+                    .and_then(|id| uprobe.take_link(id))
+                    .map_err(|source| BpfError::Attach {
+                        kind,
+                        binary: function.binary.clone(),
+                        symbol: function.symbol.clone(),
+                        offset: function.file_offset,
+                        source: Box::new(source),
+                    })?;
+                links.0.push(link);
+            }
+        }
+        Ok(Self { links, ebpf })
+    }
+
+    /// Number of probes attached (entry and return probes count separately).
+    pub fn attached(&self) -> usize {
+        self.links.0.len()
+    }
+
+    /// Adds a process to the traced set (for [`ProcessFilter::Selected`]).
+    pub fn trace_process(&mut self, pid: NonZeroU32) -> Result<(), BpfError> {
+        let map = self
+            .ebpf
+            .map_mut(TARGET_PIDS_MAP)
+            .ok_or(BpfError::Missing {
+                what: "map",
+                name: TARGET_PIDS_MAP,
+            })?;
+        let mut pids: HashMap<_, u32, u8> =
+            HashMap::try_from(map).map_err(|source| BpfError::Map {
+                map: TARGET_PIDS_MAP,
+                source: Box::new(source),
+            })?;
+        pids.insert(pid.get(), 1, 0)
+            .map_err(|source| BpfError::Map {
+                map: TARGET_PIDS_MAP,
+                source: Box::new(source),
+            })
+    }
+
+    /// Takes the ring buffer completed calls arrive in (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        let map = self.ebpf.take_map(EVENTS_MAP).ok_or(BpfError::Missing {
+            what: "map",
+            name: EVENTS_MAP,
+        })?;
+        RingBuf::try_from(map).map_err(|source| BpfError::Map {
+            map: EVENTS_MAP,
+            source: Box::new(source),
+        })
+    }
+
+    /// The kernel side's loss and error counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters, BpfError> {
+        let map = self.ebpf.map(COUNTERS_MAP).ok_or(BpfError::Missing {
+            what: "map",
+            name: COUNTERS_MAP,
+        })?;
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|source| BpfError::Map {
+                map: COUNTERS_MAP,
+                source: Box::new(source),
+            })?;
+        let mut totals = [0u64; Counter::COUNT as usize];
+        for (slot, total) in totals.iter_mut().enumerate() {
+            let per_cpu = counters
+                .get(&(slot as u32), 0)
+                .map_err(|source| BpfError::Map {
+                    map: COUNTERS_MAP,
+                    source: Box::new(source),
+                })?;
+            *total = per_cpu.iter().sum();
+        }
+        Ok(KernelCounters(totals))
+    }
+}
+
+fn uprobe_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, BpfError> {
+    ebpf.program_mut(name)
+        .ok_or(BpfError::Missing {
+            what: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| BpfError::Program {
+            program: name,
+            source: Box::new(source),
+        })
+}
+
+/// Totals of the kernel-side counters, indexed by [`Counter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters(pub [u64; Counter::COUNT as usize]);
+
+impl KernelCounters {
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.0[counter as usize]
+    }
+}

@@ -1,0 +1,56 @@
+//! Where spans go: the terminal or an OTLP endpoint, behind one type, fed by a bounded queue.
+
+mod otlp;
+mod queue;
+mod stdout;
+
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    trace::{SpanData, SpanExporter as _},
+};
+use spanprobe_config::ExporterConfig;
+
+pub use otlp::{OtlpError, otlp_exporter};
+pub use queue::{ExportSettings, ExportStats, QueuedSpan, SpanQueue, spawn_export};
+pub use stdout::LineExporter;
+
+/// The configured span destination.
+#[derive(Debug)]
+pub enum Exporter {
+    Stdout(LineExporter),
+    // Boxed: it is far larger than the line exporter.
+    Otlp(Box<opentelemetry_otlp::SpanExporter>),
+}
+
+impl Exporter {
+    /// Builds the exporter `config` asks for. Needs a tokio runtime (the gRPC channel is
+    /// created here, connecting lazily).
+    pub fn from_config(config: &ExporterConfig) -> Result<Self, OtlpError> {
+        Ok(match config {
+            ExporterConfig::Stdout(_) => Self::Stdout(LineExporter::stdout()),
+            ExporterConfig::Otlp(otlp) => Self::Otlp(Box::new(otlp_exporter(otlp)?)),
+        })
+    }
+
+    /// Exports spans that all come from the process `resource` describes.
+    pub async fn export(&mut self, resource: &Resource, batch: Vec<SpanData>) -> OTelSdkResult {
+        match self {
+            Self::Stdout(exporter) => {
+                exporter.set_resource(resource);
+                exporter.export(batch).await
+            }
+            Self::Otlp(exporter) => {
+                exporter.set_resource(resource);
+                exporter.export(batch).await
+            }
+        }
+    }
+
+    pub fn shutdown(&mut self) -> OTelSdkResult {
+        match self {
+            Self::Stdout(exporter) => exporter.shutdown(),
+            Self::Otlp(exporter) => exporter.shutdown(),
+        }
+    }
+}

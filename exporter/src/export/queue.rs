@@ -1,0 +1,139 @@
+//! The bounded queue between the ring-buffer reader and the exporter. The reader never waits
+//! on the network: when the queue is full the newest span is dropped and counted.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use opentelemetry_sdk::{Resource, error::OTelSdkError, trace::SpanData};
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+
+use super::Exporter;
+
+/// A span and the resource of the process it came from.
+#[derive(Debug)]
+pub struct QueuedSpan {
+    pub resource: Arc<Resource>,
+    pub span: SpanData,
+}
+
+/// What happened to the spans handed to the queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Accepted by the exporter.
+    pub exported: u64,
+    /// Lost because the exporter failed (backend down, refused, timed out).
+    pub failed: u64,
+    /// Dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Dropped because the shutdown deadline passed before they were sent.
+    pub dropped_at_shutdown: u64,
+}
+
+/// The sending side, held by the ring-buffer reader.
+#[derive(Debug)]
+pub struct SpanQueue {
+    tx: mpsc::Sender<QueuedSpan>,
+    dropped_full: Arc<AtomicU64>,
+}
+
+impl SpanQueue {
+    /// Queues a span without waiting; counts it as dropped if the queue is full.
+    pub fn push(&self, span: QueuedSpan) {
+        if self.tx.try_send(span).is_err() {
+            self.dropped_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Export tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportSettings {
+    pub queue_size: usize,
+    pub batch_size: usize,
+    /// How long the final flush may take once the queue is closed.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            queue_size: 65_536,
+            batch_size: 512,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Starts the export task. It ends, returning its counts, once every [`SpanQueue`] is dropped
+/// and the queue is flushed (or the shutdown deadline passed).
+pub fn spawn_export(
+    mut exporter: Exporter,
+    settings: ExportSettings,
+) -> (SpanQueue, JoinHandle<ExportStats>) {
+    let (tx, mut rx) = mpsc::channel::<QueuedSpan>(settings.queue_size);
+    let dropped_full = Arc::new(AtomicU64::new(0));
+    let queue = SpanQueue {
+        tx,
+        dropped_full: Arc::clone(&dropped_full),
+    };
+    let task = tokio::spawn(async move {
+        let mut stats = ExportStats::default();
+        let mut deadline = None;
+        let mut received = Vec::with_capacity(settings.batch_size);
+        loop {
+            if rx.recv_many(&mut received, settings.batch_size).await == 0 {
+                break;
+            }
+            if rx.is_closed() && deadline.is_none() {
+                deadline = Some(Instant::now() + settings.shutdown_timeout);
+            }
+            export_batch(&mut exporter, &mut received, deadline, &mut stats).await;
+        }
+        if let Err(error) = exporter.shutdown() {
+            tracing::warn!(%error, "exporter shutdown failed");
+        }
+        stats.dropped_queue_full = dropped_full.load(Ordering::Relaxed);
+        stats
+    });
+    (queue, task)
+}
+
+/// Exports `received` (emptying it), one request per run of spans from the same process.
+async fn export_batch(
+    exporter: &mut Exporter,
+    received: &mut Vec<QueuedSpan>,
+    deadline: Option<Instant>,
+    stats: &mut ExportStats,
+) {
+    let mut spans = received.drain(..).peekable();
+    while let Some(first) = spans.next() {
+        let resource = first.resource;
+        let mut batch = vec![first.span];
+        while let Some(next) = spans.next_if(|next| Arc::ptr_eq(&next.resource, &resource)) {
+            batch.push(next.span);
+        }
+        let count = batch.len() as u64;
+        let result = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(Duration::ZERO) => {
+                stats.dropped_at_shutdown += count;
+                continue;
+            }
+            Some(left) => tokio::time::timeout(left, exporter.export(&resource, batch))
+                .await
+                .unwrap_or(Err(OTelSdkError::Timeout(left))),
+            None => exporter.export(&resource, batch).await,
+        };
+        match result {
+            Ok(()) => stats.exported += count,
+            Err(error) => {
+                stats.failed += count;
+                tracing::warn!(%error, spans = count, "export failed");
+            }
+        }
+    }
+}

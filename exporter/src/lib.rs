@@ -1,0 +1,20 @@
+//! spanprobe turns functions of unmodified binaries into OpenTelemetry spans: a uprobe at each
+//! function's entry and a uretprobe at its return feed completed calls through a BPF ring
+//! buffer to this crate, which builds spans and exports them.
+//!
+//! The modules follow the data: [`resolve`] (config → attach points), [`bpf`] (load and
+//! attach), [`reader`] (ring buffer), [`decode`], [`span`] (events → spans), [`resource`],
+//! [`export`]; [`run`] wires them.
+
+pub mod bpf;
+pub mod child;
+pub mod decode;
+pub mod export;
+pub mod ids;
+pub mod ktime;
+pub mod pipeline;
+pub mod reader;
+pub mod resolve;
+pub mod resource;
+pub mod run;
+pub mod span;

@@ -1,0 +1,48 @@
+//! Reads the ring buffer asynchronously. The eBPF side wakes us only once a threshold of data
+//! is pending, so we also drain on a short timer; every drain consumes all pending records.
+
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::oneshot,
+    time::MissedTickBehavior,
+};
+
+/// How long a record may wait in the ring buffer when the wakeup threshold is not reached.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Passes every record to `handle` until `stop` fires, then drains what is left and returns.
+pub async fn read_events(
+    ring: RingBuf<MapData>,
+    mut stop: oneshot::Receiver<()>,
+    mut handle: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as it
+    // lives, and the AsyncFd owns the ring buffer.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &mut handle);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => drain(ring.get_mut(), &mut handle),
+        }
+    }
+    // Everything submitted before the stop is in the buffer now: take it all.
+    drain(ring.get_mut(), &mut handle);
+    Ok(())
+}
+
+fn drain(ring: &mut RingBuf<MapData>, handle: &mut impl FnMut(&[u8])) {
+    while let Some(record) = ring.next() {
+        handle(&record);
+    }
+}

@@ -1,0 +1,110 @@
+//! The OpenTelemetry resource of each traced process, built once per process.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::Resource;
+
+/// Resources by process id.
+#[derive(Debug)]
+pub struct Resources {
+    service_name: Option<String>,
+    host_name: Option<String>,
+    by_pid: HashMap<u32, Arc<Resource>>,
+}
+
+impl Resources {
+    /// `service_name` applies to every process; when absent each process gets the
+    /// OpenTelemetry default, `unknown_service:<executable name>`.
+    pub fn new(service_name: Option<String>) -> Self {
+        let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty());
+        Self {
+            service_name,
+            host_name,
+            by_pid: HashMap::new(),
+        }
+    }
+
+    /// The resource of process `pid`. Its executable is read from /proc; if the process is
+    /// already gone, `probed_binary` (the file the probe is in) stands in for it.
+    pub fn for_process(&mut self, pid: u32, probed_binary: &Path) -> Arc<Resource> {
+        if let Some(resource) = self.by_pid.get(&pid) {
+            return Arc::clone(resource);
+        }
+        let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .unwrap_or_else(|_| probed_binary.to_owned());
+        let resource = Arc::new(self.build(pid, &executable));
+        self.by_pid.insert(pid, Arc::clone(&resource));
+        resource
+    }
+
+    fn build(&self, pid: u32, executable: &Path) -> Resource {
+        let service_name = self.service_name.clone().unwrap_or_else(|| {
+            let name = executable.file_name().unwrap_or_default().to_string_lossy();
+            format!("unknown_service:{name}")
+        });
+        let mut attributes = vec![
+            KeyValue::new("process.pid", i64::from(pid)),
+            KeyValue::new("process.executable.path", executable.display().to_string()),
+        ];
+        if let Some(host) = &self.host_name {
+            attributes.push(KeyValue::new("host.name", host.clone()));
+        }
+        Resource::builder_empty()
+            .with_service_name(service_name)
+            .with_attributes(attributes)
+            .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::{Key, Value};
+
+    use super::*;
+
+    fn get(resource: &Resource, key: &'static str) -> Option<Value> {
+        resource.get(&Key::from_static_str(key))
+    }
+
+    #[test]
+    fn describes_a_live_process() {
+        let mut resources = Resources::new(Some("demo".into()));
+        let pid = std::process::id();
+        let resource = resources.for_process(pid, Path::new("/unused"));
+        assert_eq!(get(&resource, "service.name"), Some(Value::from("demo")));
+        assert_eq!(
+            get(&resource, "process.pid"),
+            Some(Value::I64(i64::from(pid)))
+        );
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        assert_eq!(
+            get(&resource, "process.executable.path"),
+            Some(Value::from(exe))
+        );
+        assert!(get(&resource, "host.name").is_some());
+        // Built once per process.
+        assert!(Arc::ptr_eq(
+            &resource,
+            &resources.for_process(pid, Path::new("/unused"))
+        ));
+    }
+
+    #[test]
+    fn falls_back_to_the_probed_binary_for_exited_processes() {
+        let mut resources = Resources::new(None);
+        // Beyond pid_max: no such process.
+        let resource = resources.for_process(u32::MAX, Path::new("/opt/app/server"));
+        assert_eq!(
+            get(&resource, "process.executable.path"),
+            Some(Value::from("/opt/app/server"))
+        );
+        assert_eq!(
+            get(&resource, "service.name"),
+            Some(Value::from("unknown_service:server"))
+        );
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what building and testing spanprobe needs, idempotently: each step checks first,
+# so a machine that already has everything passes through in about a second.
+set -euo pipefail
+
+NIGHTLY=nightly
+BPF_LINKER_VERSION=0.13.0
+APT_PACKAGES=(gcc g++ make pkg-config)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+missing_apt=()
+for p in "${APT_PACKAGES[@]}" ${SPANPROBE_EXTRA_APT:-}; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing_apt+=("$p")
+done
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  log "apt-get install ${missing_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+fi
+
+if ! rustup toolchain list | grep -q "^${NIGHTLY}-"; then
+  log "installing the ${NIGHTLY} toolchain"
+  rustup toolchain install "$NIGHTLY" --profile minimal
+fi
+if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "rustup component add rust-src --toolchain $NIGHTLY"
+  rustup component add rust-src --toolchain "$NIGHTLY"
+fi
+
+for component in clippy rustfmt; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    log "rustup component add $component"
+    rustup component add "$component"
+  fi
+done
+
+# bpf-linker must link against the nightly's own LLVM (Debian has no LLVM new enough).
+sysroot=$(rustc +"$NIGHTLY" --print sysroot)
+libllvm=$(ls "$sysroot"/lib/libLLVM.so.* 2>/dev/null | head -n1)
+[ -n "$libllvm" ] || { log "no libLLVM in $sysroot/lib"; exit 1; }
+llvm_major=$(basename "$libllvm" | sed -E 's/^libLLVM\.so\.([0-9]+).*/\1/')
+linker_ok() {
+  command -v bpf-linker >/dev/null &&
+    bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION" &&
+    ldd "$(command -v bpf-linker)" | grep -qF "$libllvm"
+}
+if ! linker_ok; then
+  log "building bpf-linker $BPF_LINKER_VERSION against $(basename "$libllvm")"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  ln -s "$libllvm" "$tmp/libLLVM.so"
+  LLVM_PREFIX="$sysroot" RUSTFLAGS="-L native=$tmp" \
+    cargo +stable install --locked --force "bpf-linker@$BPF_LINKER_VERSION" \
+    --no-default-features --features "llvm-$llvm_major"
+  linker_ok || { log "bpf-linker does not link the nightly's LLVM after install"; exit 1; }
+fi

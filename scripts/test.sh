@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The README's second command: the whole test suite, lints included. Needs root (the
+# integration tests load real eBPF programs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo fmt --all --check
+# default-members: the eBPF crate only builds for the BPF target (the build script lints it).
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test

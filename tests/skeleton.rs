@@ -1,0 +1,396 @@
+//! End to end, with real eBPF and a real OTLP receiver: the bundled demo traced under
+//! `spanprobe run -- demo N`, and the errors a user gets for bad input.
+
+mod support;
+
+use std::{collections::HashMap, time::Duration};
+
+use support::receiver::{Protocol, ReceivedSpan, Receiver};
+
+const LOOPS: i64 = 5;
+const WAIT: Duration = Duration::from_secs(20);
+
+fn otlp_config(binary: &std::path::Path, endpoint: &str, protocol: &str) -> String {
+    format!(
+        r#"
+service_name: demo-e2e
+exporter:
+  otlp:
+    endpoint: {endpoint}
+    protocol: {protocol}
+probes:
+  - binary: {binary}
+    functions:
+      - symbol: two_ints_and_return
+        span_name: add
+        args:
+          - {{ index: 0, name: a, type: i32 }}
+          - {{ index: 1, name: b, type: i32 }}
+        return: {{ name: sum, type: i32 }}
+      - symbol: two_chars_and_return
+        args:
+          - {{ index: 0, name: a, type: char }}
+          - {{ index: 1, name: b, type: char }}
+        return: {{ name: c, type: char }}
+      - symbol: do_nothing_and_return
+        return: {{ type: i32 }}
+      - symbol: outer
+        args: [{{ index: 0, name: x, type: i64 }}]
+        return: {{ type: i64 }}
+      - symbol: middle
+      - symbol: inner
+        args: [{{ index: 0, type: u64 }}]
+        return: {{ name: doubled, type: i64 }}
+"#,
+        binary = binary.display()
+    )
+}
+
+fn by_name<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.name() == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_spans_arrive_over_otlp_grpc() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        &otlp_config(&demo, &receiver.grpc_endpoint(), "grpc"),
+    );
+
+    let output = support::run(&config, &[demo.to_str().unwrap(), &LOOPS.to_string()]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        support::stderr(&output)
+    );
+    let pid = support::demo_pid(&output);
+
+    let expected = 6 * LOOPS as usize;
+    // spanprobe exported everything before it exited: it is all here, and nothing more comes.
+    let spans = receiver.spans();
+    assert_eq!(
+        spans.len(),
+        expected,
+        "spans: {:?}",
+        spans.iter().map(|s| s.name()).collect::<Vec<_>>()
+    );
+    assert!(spans.iter().all(|s| s.protocol == Protocol::Grpc));
+
+    // Exactly one span per call of each function.
+    for name in [
+        "add",
+        "two_chars_and_return",
+        "do_nothing_and_return",
+        "outer",
+        "middle",
+        "inner",
+    ] {
+        assert_eq!(by_name(&spans, name).len(), LOOPS as usize, "{name}");
+    }
+
+    // Arguments and return values, typed.
+    let mut adds: Vec<_> = by_name(&spans, "add")
+        .iter()
+        .map(|s| {
+            (
+                s.int_attr("a").unwrap(),
+                s.int_attr("b").unwrap(),
+                s.int_attr("sum").unwrap(),
+            )
+        })
+        .collect();
+    adds.sort();
+    let want: Vec<_> = (0..LOOPS).map(|i| (i, 10 * i, 11 * i)).collect();
+    assert_eq!(adds, want);
+    let mut chars: Vec<_> = by_name(&spans, "two_chars_and_return")
+        .iter()
+        .map(|s| {
+            (
+                s.str_attr("a").unwrap().to_owned(),
+                s.str_attr("b").unwrap().to_owned(),
+                s.str_attr("c").unwrap().to_owned(),
+            )
+        })
+        .collect();
+    chars.sort();
+    let want: Vec<_> = (0..LOOPS as u8)
+        .map(|i| {
+            (
+                "a".to_owned(),
+                char::from(b'a' + i).to_string(),
+                char::from(b'a' + i).to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(chars, want);
+    for span in by_name(&spans, "do_nothing_and_return") {
+        assert_eq!(span.int_attr("return_value"), Some(0));
+        assert_eq!(
+            span.str_attr("code.function.name"),
+            Some("do_nothing_and_return")
+        );
+    }
+    let mut inners: Vec<_> = by_name(&spans, "inner")
+        .iter()
+        .map(|s| (s.int_attr("arg0").unwrap(), s.int_attr("doubled").unwrap()))
+        .collect();
+    inners.sort();
+    assert_eq!(
+        inners,
+        (0..LOOPS).map(|i| (i + 1, 2 * (i + 1))).collect::<Vec<_>>()
+    );
+
+    // The nested chain: outer -> middle -> inner, one trace per outer call.
+    let by_id: HashMap<&[u8], &ReceivedSpan> = spans
+        .iter()
+        .map(|s| (s.span.span_id.as_slice(), s))
+        .collect();
+    let parent_of = |s: &ReceivedSpan| by_id.get(s.span.parent_span_id.as_slice()).copied();
+    for inner in by_name(&spans, "inner") {
+        let middle = parent_of(inner).expect("inner has a parent");
+        assert_eq!(middle.name(), "middle");
+        let outer = parent_of(middle).expect("middle has a parent");
+        assert_eq!(outer.name(), "outer");
+        assert!(outer.span.parent_span_id.is_empty(), "outer is a root");
+        assert_eq!(inner.span.trace_id, outer.span.trace_id);
+        assert_eq!(middle.span.trace_id, outer.span.trace_id);
+        assert_eq!(
+            outer.int_attr("x").unwrap() + 1,
+            inner.int_attr("arg0").unwrap()
+        );
+        // Children lie within their parents.
+        assert!(outer.span.start_time_unix_nano <= middle.span.start_time_unix_nano);
+        assert!(middle.span.start_time_unix_nano <= inner.span.start_time_unix_nano);
+        assert!(inner.span.end_time_unix_nano <= middle.span.end_time_unix_nano);
+        assert!(middle.span.end_time_unix_nano <= outer.span.end_time_unix_nano);
+    }
+    let mut traces: Vec<_> = spans.iter().map(|s| s.span.trace_id.clone()).collect();
+    traces.sort();
+    traces.dedup();
+    // Four root calls per loop, each its own trace.
+    assert_eq!(traces.len(), 4 * LOOPS as usize);
+
+    // Common attributes, kind, timestamps and the resource.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for span in &spans {
+        assert_eq!(span.span.kind, 1, "SPAN_KIND_INTERNAL");
+        assert_eq!(span.int_attr("thread.id"), Some(pid));
+        assert!(span.str_attr("code.function.name").is_some());
+        assert!(span.span.start_time_unix_nano <= span.span.end_time_unix_nano);
+        assert!(
+            now - span.span.start_time_unix_nano < 60_000_000_000,
+            "wall-clock start"
+        );
+        assert_eq!(span.resource_str("service.name"), Some("demo-e2e"));
+        assert_eq!(span.resource_int("process.pid"), Some(pid));
+        assert_eq!(
+            span.resource_str("process.executable.path"),
+            Some(demo.to_str().unwrap())
+        );
+        assert!(
+            span.resource_str("host.name")
+                .is_some_and(|h| !h.is_empty())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_spans_arrive_over_otlp_http() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        &otlp_config(&demo, &receiver.http_endpoint(), "http/protobuf"),
+    );
+    let output = support::run(&config, &[demo.to_str().unwrap(), "3"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        support::stderr(&output)
+    );
+    let spans = receiver.wait_for_spans(18, WAIT).await;
+    assert_eq!(spans.len(), 18);
+    assert!(spans.iter().all(|s| s.protocol == Protocol::Http));
+    let mut sums: Vec<_> = by_name(&spans, "add")
+        .iter()
+        .map(|s| s.int_attr("sum").unwrap())
+        .collect();
+    sums.sort();
+    assert_eq!(sums, vec![0, 11, 22]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdout_exporter_prints_one_line_per_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "probes:\n  - binary: {}\n    functions:\n      - symbol: two_ints_and_return\n        span_name: add\n        args: [{{ index: 0, name: a, type: i32 }}, {{ index: 1, name: b, type: i32 }}]\n        return: {{ name: sum, type: i32 }}\n",
+            demo.display()
+        ),
+    );
+    let output = support::run(&config, &[demo.to_str().unwrap(), "4"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        support::stderr(&output)
+    );
+    let out = support::stdout(&output);
+    let lines: Vec<_> = out.lines().filter(|l| l.contains(" add ")).collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    // No service_name: the OpenTelemetry default names the executable.
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" unknown_service:demo add ")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .contains("parent=- a=3 b=30 sum=33 code.function.name=\"two_ints_and_return\"")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exits_with_the_commands_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "probes:\n  - binary: {}\n    functions: [{{ symbol: inner }}]\n",
+            demo.display()
+        ),
+    );
+    let output = support::run(&config, &["sh", "-c", "exit 7"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(7),
+        "stderr: {}",
+        support::stderr(&output)
+    );
+    let output = support::run(&config, &["sh", "-c", "kill -TERM $$"]).await;
+    assert_eq!(output.status.code(), Some(128 + 15));
+}
+
+/// Runs spanprobe on a bad config and returns (exit code, stderr, stdout).
+async fn run_bad(config: &std::path::Path, dir: &std::path::Path) -> (Option<i32>, String, String) {
+    let demo = support::build_demo(dir);
+    let output = support::run(config, &[demo.to_str().unwrap(), "1"]).await;
+    (
+        output.status.code(),
+        support::stderr(&output),
+        support::stdout(&output),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    let (code, err, out) = run_bad(&missing, dir.path()).await;
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err.trim(),
+        format!(
+            "spanprobe: {}: cannot read config: No such file or directory (os error 2)",
+            missing.display()
+        )
+    );
+    // The command never ran.
+    assert!(!out.contains("demo["), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_yaml_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(dir.path(), "probes:\n  - binary: demo\n    functions: [\n");
+    let (code, err, out) = run_bad(&config, dir.path()).await;
+    assert_eq!(code, Some(2));
+    let prefix = format!("spanprobe: {}:4:1: ", config.display());
+    assert!(err.starts_with(&prefix), "{err}");
+    assert!(!out.contains("demo["), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n        args: [{ index: 0, type: i33 }]\n",
+    );
+    let (code, err, _) = run_bad(&config, dir.path()).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        err.starts_with(&format!("spanprobe: {}:5:", config.display()))
+            && err.contains(
+                "probes[0].functions[0].args[0].type: unknown type `i33` (did you mean `i32`?)"
+            ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_binary_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: not-built\n    functions: [{ symbol: inner }]\n",
+    );
+    let (code, err, out) = run_bad(&config, dir.path()).await;
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err.trim(),
+        format!(
+            "spanprobe: {}: probes[0].binary: {}: No such file or directory (os error 2)",
+            config.display(),
+            dir.path().join("not-built").display()
+        )
+    );
+    assert!(!out.contains("demo["), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_symbols_are_all_named_with_suggestions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n      - symbol: two_ints_and_retrun\n      - symbol: no_such_function_here\n",
+    );
+    let (code, err, out) = run_bad(&config, dir.path()).await;
+    assert_eq!(code, Some(2));
+    let demo = dir.path().join("demo");
+    let lines: Vec<_> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "spanprobe: {}: probes[0].functions[1].symbol: {}: no function `two_ints_and_retrun` (closest: `two_ints_and_return`",
+            config.display(),
+            demo.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{}: probes[0].functions[2].symbol: {}: no function `no_such_function_here`",
+            config.display(),
+            demo.display()
+        )),
+        "{err}"
+    );
+    assert!(!out.contains("demo["), "{out}");
+}

@@ -1,0 +1,91 @@
+//! Shared by the integration tests: building the programs they trace, running `spanprobe`,
+//! and the in-process OTLP receiver spans are checked at.
+#![allow(dead_code, reason = "each test binary uses part of the support code")]
+
+pub mod receiver;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+};
+
+/// The `spanprobe` binary under test.
+pub fn spanprobe() -> &'static str {
+    env!("CARGO_BIN_EXE_spanprobe")
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Compiles C source with gcc into `dir/name`, with the demo's default flags plus `flags`.
+pub fn compile_c(source: &Path, dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let output = dir.join(name);
+    let status = std::process::Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-fno-optimize-sibling-calls",
+        ])
+        .args(flags)
+        .arg("-o")
+        .arg(&output)
+        .arg(source)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "gcc failed on {}", source.display());
+    output
+}
+
+/// Builds the bundled demo program into `dir`.
+pub fn build_demo(dir: &Path) -> PathBuf {
+    compile_c(&repo_root().join("examples/demo/demo.c"), dir, "demo", &[])
+}
+
+/// Writes `yaml` as `dir/spanprobe.yaml`.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("spanprobe.yaml");
+    std::fs::write(&path, yaml).expect("config written");
+    path
+}
+
+/// Runs `spanprobe run --config CONFIG -- COMMAND...` to completion.
+pub async fn run(config: &Path, command: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(spanprobe());
+    cmd.arg("run").arg("--config").arg(config);
+    if !command.is_empty() {
+        cmd.arg("--").args(command);
+    }
+    cmd.output().await.expect("spanprobe runs")
+}
+
+/// Runs spanprobe with arbitrary arguments to completion.
+pub async fn spanprobe_with(args: &[&str]) -> Output {
+    tokio::process::Command::new(spanprobe())
+        .args(args)
+        .output()
+        .await
+        .expect("spanprobe runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The pid the demo reports on its last line (`demo[PID]: ...`).
+pub fn demo_pid(output: &Output) -> i64 {
+    let out = stdout(output);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("demo["))
+        .expect("demo printed its pid");
+    line["demo[".len()..line.find(']').expect("closing bracket")]
+        .parse()
+        .expect("numeric pid")
+}

@@ -1,0 +1,380 @@
+//! In-process OTLP trace receiver (gRPC and HTTP/protobuf) that records every export request for tests to inspect.
+
+// Each integration-test binary includes this module but uses only part of it.
+#![allow(dead_code)]
+
+use std::io::Read as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+
+/// Generous message limit so large batches are never rejected by the receiver itself.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long `stop` waits for in-flight connections to drain before aborting the server task.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Transport on which an export request arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with a protobuf body.
+    Http,
+}
+
+/// One span as received, together with the context it was exported in.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    /// The decoded span.
+    pub span: Span,
+    /// Attributes of the resource the span was exported under.
+    pub resource: Vec<KeyValue>,
+    /// Name of the instrumentation scope the span was exported under.
+    pub scope_name: String,
+    /// Transport the span arrived on.
+    pub protocol: Protocol,
+}
+
+impl ReceivedSpan {
+    /// The span name.
+    pub fn name(&self) -> &str {
+        &self.span.name
+    }
+
+    /// The value of span attribute `key`, if present.
+    pub fn attr(&self, key: &str) -> Option<&Value> {
+        find(&self.span.attributes, key)
+    }
+
+    /// Span attribute `key` if it is an integer.
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        as_int(self.attr(key))
+    }
+
+    /// Span attribute `key` if it is a string.
+    pub fn str_attr(&self, key: &str) -> Option<&str> {
+        as_str(self.attr(key))
+    }
+
+    /// Span attribute `key` if it is a boolean.
+    pub fn bool_attr(&self, key: &str) -> Option<bool> {
+        match self.attr(key) {
+            Some(Value::BoolValue(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Resource attribute `key` if it is a string.
+    pub fn resource_str(&self, key: &str) -> Option<&str> {
+        as_str(find(&self.resource, key))
+    }
+
+    /// Resource attribute `key` if it is an integer.
+    pub fn resource_int(&self, key: &str) -> Option<i64> {
+        as_int(find(&self.resource, key))
+    }
+}
+
+fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn as_int(value: Option<&Value>) -> Option<i64> {
+    match value {
+        Some(Value::IntValue(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+fn as_str(value: Option<&Value>) -> Option<&str> {
+    match value {
+        Some(Value::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// State shared between both servers and the test.
+#[derive(Default)]
+struct Shared {
+    /// Every export request in arrival order, tagged with its transport.
+    requests: Mutex<Vec<(Protocol, ExportTraceServiceRequest)>>,
+    /// Woken on every stored request so `wait_for_spans` needs no polling.
+    arrived: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Protocol, ExportTraceServiceRequest)>> {
+        // A test that panicked while holding the lock must not hide what was received.
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, protocol: Protocol, request: ExportTraceServiceRequest) {
+        self.lock().push((protocol, request));
+        self.arrived.notify_waiters();
+    }
+
+    fn spans(&self) -> Vec<ReceivedSpan> {
+        let mut out = Vec::new();
+        for (protocol, request) in self.lock().iter() {
+            for resource_spans in &request.resource_spans {
+                let resource = resource_spans
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.clone())
+                    .unwrap_or_default();
+                for scope_spans in &resource_spans.scope_spans {
+                    let scope_name = scope_spans
+                        .scope
+                        .as_ref()
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
+                    out.extend(scope_spans.spans.iter().map(|span| ReceivedSpan {
+                        span: span.clone(),
+                        resource: resource.clone(),
+                        scope_name: scope_name.clone(),
+                        protocol: *protocol,
+                    }));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// gRPC `TraceService` that stores requests in the shared state.
+struct GrpcService(Arc<Shared>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcService {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.record(Protocol::Grpc, request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Handler for `POST /v1/traces` with a (possibly gzipped) protobuf body.
+async fn export_http(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    if header_str(header::CONTENT_TYPE).contains("json") {
+        // Only the protobuf encoding is implemented; say so rather than mis-decode.
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "receiver: only application/x-protobuf is supported",
+        )
+            .into_response();
+    }
+    let raw = match header_str(header::CONTENT_ENCODING).trim() {
+        "" | "identity" => body.to_vec(),
+        "gzip" => {
+            let mut raw = Vec::new();
+            if let Err(e) = flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut raw) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("receiver: bad gzip body: {e}"),
+                )
+                    .into_response();
+            }
+            raw
+        }
+        other => {
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("receiver: unsupported content-encoding {other:?}"),
+            )
+                .into_response();
+        }
+    };
+    match ExportTraceServiceRequest::decode(&raw[..]) {
+        Ok(request) => {
+            shared.record(Protocol::Http, request);
+            (
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                ExportTraceServiceResponse::default().encode_to_vec(),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("receiver: bad protobuf: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// A running server: its shutdown trigger and task.
+struct ServerHandle {
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    async fn stop(self) {
+        // The server may already have exited; then there is nothing to signal.
+        let _ = self.shutdown.send(());
+        let abort = self.task.abort_handle();
+        // Graceful shutdown closes the listener at once but waits for open connections;
+        // bound that wait so a stuck client cannot hang the test.
+        if tokio::time::timeout(STOP_GRACE, self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// In-process OTLP trace receiver serving gRPC and HTTP on 127.0.0.1 ephemeral ports.
+pub struct Receiver {
+    shared: Arc<Shared>,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    grpc: ServerHandle,
+    http: ServerHandle,
+}
+
+impl Receiver {
+    /// Starts gRPC and HTTP servers on 127.0.0.1:0 in the current tokio runtime.
+    ///
+    /// Panics if a listener cannot be bound, since no test can proceed without one.
+    pub async fn start() -> Receiver {
+        let shared = Arc::new(Shared::default());
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+
+        let grpc_listener = TcpListener::bind(loopback)
+            .await
+            .expect("receiver: bind gRPC listener");
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .expect("receiver: gRPC listener address");
+        let service = TraceServiceServer::new(GrpcService(shared.clone()))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let (grpc_tx, grpc_rx) = oneshot::channel::<()>();
+        let grpc_task = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), async {
+                    // A dropped sender (receiver dropped without `stop`) also shuts down.
+                    let _ = grpc_rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                eprintln!("receiver: gRPC server failed: {e}");
+            }
+        });
+
+        let http_listener = TcpListener::bind(loopback)
+            .await
+            .expect("receiver: bind HTTP listener");
+        let http_addr = http_listener
+            .local_addr()
+            .expect("receiver: HTTP listener address");
+        let app = axum::Router::new()
+            .route("/v1/traces", axum::routing::post(export_http))
+            .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+            .with_state(shared.clone());
+        let (http_tx, http_rx) = oneshot::channel::<()>();
+        let http_task = tokio::spawn(async move {
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = http_rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                eprintln!("receiver: HTTP server failed: {e}");
+            }
+        });
+
+        Receiver {
+            shared,
+            grpc_addr,
+            http_addr,
+            grpc: ServerHandle {
+                shutdown: grpc_tx,
+                task: grpc_task,
+            },
+            http: ServerHandle {
+                shutdown: http_tx,
+                task: http_task,
+            },
+        }
+    }
+
+    /// gRPC endpoint, e.g. `http://127.0.0.1:PORT`.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// HTTP base URL, e.g. `http://127.0.0.1:PORT`; clients append `/v1/traces`.
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// All spans received so far, flattened, each with its resource attributes.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.shared.spans()
+    }
+
+    /// Waits until at least `n` spans arrived or `timeout` passes; returns what arrived.
+    pub async fn wait_for_spans(&self, n: usize, timeout: Duration) -> Vec<ReceivedSpan> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Register for wake-up before checking, so a request stored in between is not missed.
+            let notified = self.shared.arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let spans = self.spans();
+            if spans.len() >= n {
+                return spans;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.spans();
+            }
+        }
+    }
+
+    /// Number of export requests received over both protocols.
+    pub fn requests(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// Stops both servers; their ports refuse connections afterwards.
+    pub async fn stop(self) {
+        tokio::join!(self.grpc.stop(), self.http.stop());
+    }
+}
