@@ -321,7 +321,10 @@ async fn malformed_yaml_names_file_line_and_column() {
     let config = support::write_config(dir.path(), "probes:\n  - binary: demo\n    functions: [\n");
     let (code, err, out) = run_bad(&config, dir.path()).await;
     assert_eq!(code, Some(2));
-    let prefix = format!("spanprobe: {}:4:1: ", config.display());
+    let prefix = format!(
+        "spanprobe: {}:3:16: probes[0].functions: unclosed bracket '['",
+        config.display()
+    );
     assert!(err.starts_with(&prefix), "{err}");
     assert!(!out.contains("demo["), "{out}");
 }
@@ -349,16 +352,19 @@ async fn missing_binary_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = support::write_config(
         dir.path(),
-        "probes:\n  - binary: not-built\n    functions: [{ symbol: inner }]\n",
+        "probes:\n  - binary: ./not-built\n    functions: [{ symbol: inner }]\n  - binary: libnot-a-library.so.1\n    functions: [{ symbol: f }]\n",
     );
     let (code, err, out) = run_bad(&config, dir.path()).await;
     assert_eq!(code, Some(2));
     assert_eq!(
         err.trim(),
         format!(
-            "spanprobe: {}: probes[0].binary: {}: No such file or directory (os error 2)",
-            config.display(),
-            dir.path().join("not-built").display()
+            "spanprobe: {config}:2:13: probes[0].binary: {}: no such file\n\
+             {config}:4:13: probes[1].binary: `libnot-a-library.so.1` is not a file next to the \
+             config, nor a library the dynamic loader knows (searched LD_LIBRARY_PATH, the ld.so \
+             cache and the default directories)",
+            dir.path().join("./not-built").display(),
+            config = config.display(),
         )
     );
     assert!(!out.contains("demo["), "{out}");
@@ -378,7 +384,7 @@ async fn unknown_symbols_are_all_named_with_suggestions() {
     assert_eq!(lines.len(), 2, "{err}");
     assert!(
         lines[0].starts_with(&format!(
-            "spanprobe: {}: probes[0].functions[1].symbol: {}: no function `two_ints_and_retrun` (closest: `two_ints_and_return`",
+            "spanprobe: {}:5:17: probes[0].functions[1].symbol: {}: no function `two_ints_and_retrun` (closest: `two_ints_and_return`",
             config.display(),
             demo.display()
         )),
@@ -386,7 +392,7 @@ async fn unknown_symbols_are_all_named_with_suggestions() {
     );
     assert!(
         lines[1].starts_with(&format!(
-            "{}: probes[0].functions[2].symbol: {}: no function `no_such_function_here`",
+            "{}:6:17: probes[0].functions[2].symbol: {}: no function `no_such_function_here`",
             config.display(),
             demo.display()
         )),

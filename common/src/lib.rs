@@ -3,9 +3,15 @@
 //! sides, so the two can never disagree about a byte.
 #![no_std]
 
-/// Arguments captured at entry: the six System V integer argument registers
-/// (RDI, RSI, RDX, RCX, R8, R9), in that order.
-pub const MAX_ARGS: usize = 6;
+/// Arguments one function captures at most; each from a register (System V index 0..=5:
+/// RDI, RSI, RDX, RCX, R8, R9) or from the caller's stack (index 6 and up).
+pub const MAX_ARGS: usize = 8;
+
+/// Bytes of `str`/`bytes` data one call captures at most, over all its arguments.
+pub const DATA_MAX: usize = 2048;
+/// Bytes one memory argument reads at most: a 512-byte string plus one byte to detect
+/// truncation plus the NUL.
+pub const MEMORY_READ_MAX: usize = 514;
 
 /// Nesting depth tracked per thread. Deeper calls are counted ([`Counter::DepthExceeded`]) and
 /// produce no span; the calls around them are unaffected.
@@ -19,6 +25,11 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 pub const TARGET_PIDS_MAP: &str = "TARGET_PIDS";
 /// Per-thread call stacks ([`ThreadStack`]), keyed by thread id.
 pub const THREADS_MAP: &str = "THREADS";
+/// What each function captures ([`FunctionCapture`]), indexed by function id.
+pub const FUNCTIONS_MAP: &str = "FUNCTIONS";
+
+/// Calls in progress whose function captures memory, with their data ([`CallRecord`]).
+pub const MAX_MEMORY_CALLS: u32 = 2048;
 
 /// Global (`u8`): when non-zero, only processes in [`TARGET_PIDS_MAP`] are traced.
 pub const FILTER_PIDS_GLOBAL: &str = "FILTER_PIDS";
@@ -44,15 +55,18 @@ pub enum Counter {
     ReturnWithoutEntry = 2,
     /// The per-thread stack could not be created (map full or out of memory).
     NoThreadStack = 3,
+    /// A call's captured memory was lost before it returned (too many such calls at once).
+    MemoryLost = 4,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 4] = [
+    pub const ALL: [Counter; 5] = [
         Counter::RingBufFull,
         Counter::DepthExceeded,
         Counter::ReturnWithoutEntry,
         Counter::NoThreadStack,
+        Counter::MemoryLost,
     ];
     /// Number of slots in [`COUNTERS_MAP`].
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -81,10 +95,83 @@ pub struct CallEvent {
     pub parent_entry_ns: u64,
     /// Entry time of the outermost probed call on this thread (this call's own if it is a root).
     pub root_entry_ns: u64,
-    /// Raw argument registers at entry.
+    /// Captured argument values at entry, in [`FunctionCapture::args`] order (for memory
+    /// arguments, the pointer).
     pub args: [u64; MAX_ARGS],
     /// Raw RAX at return.
     pub ret: u64,
+    /// Per memory argument: bytes captured, or'ed with [`MEMORY_FAULT`].
+    pub arg_lens: [u16; MAX_ARGS],
+    /// Bytes of captured memory following this header in the record.
+    pub data_len: u32,
+    /// Function id of the trace's root call (whose `sample_rate` decides the trace).
+    pub root_function_id: u32,
+}
+
+/// In [`CallEvent::arg_lens`]: the memory could not be read (bad or null pointer).
+pub const MEMORY_FAULT: u16 = 0x8000;
+
+/// Where an argument's value comes from.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArgSource {
+    /// The slot is unused.
+    #[default]
+    None = 0,
+    /// Argument register `slot` (0 = RDI ... 5 = R9).
+    Register = 1,
+    /// Stack slot `slot` above the return address (System V index 6 + slot).
+    Stack = 2,
+}
+
+/// What, if anything, an argument points to that is captured.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemoryKind {
+    #[default]
+    None = 0,
+    /// A NUL-terminated string, read with `bpf_probe_read_user_str`.
+    Str = 1,
+    /// A fixed number of bytes.
+    Bytes = 2,
+}
+
+/// How to capture one argument.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgCapture {
+    /// An [`ArgSource`], as `u8` so that every bit pattern is a valid value.
+    pub source: u8,
+    pub slot: u8,
+    /// A [`MemoryKind`], as `u8`.
+    pub memory: u8,
+    pub _pad: u8,
+    /// Bytes of memory to read (at most [`MEMORY_READ_MAX`]).
+    pub len: u16,
+    /// Where the memory goes in the call's data area.
+    pub offset: u16,
+}
+
+/// How to capture a function's arguments; set by userspace before attaching.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FunctionCapture {
+    pub args: [ArgCapture; MAX_ARGS],
+    /// Size of the call's data area, 0 when no argument captures memory.
+    pub data_len: u32,
+    pub _pad: u32,
+}
+
+/// A completed call with its captured memory: the ring-buffer record of functions that capture
+/// memory, built in place from entry to return. The record sent is `header` and the first
+/// `header.data_len` bytes of `data`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CallRecord {
+    pub header: CallEvent,
+    /// Room for [`DATA_MAX`] bytes, plus slack so that a read at any offset below
+    /// [`DATA_MAX`] of up to [`MEMORY_READ_MAX`] bytes stays inside (the verifier checks that).
+    pub data: [u8; DATA_MAX + MEMORY_READ_MAX],
 }
 
 /// A call in progress, kept on its thread's [`ThreadStack`] from entry to return.
@@ -105,7 +192,8 @@ pub struct Frame {
 pub struct ThreadStack {
     /// Calls entered and not yet returned, including ones deeper than [`MAX_DEPTH`].
     pub depth: u32,
-    pub _pad: u32,
+    /// Function id of the outermost call in progress.
+    pub root_function_id: u32,
     /// Entry time of the outermost call in progress.
     pub root_entry_ns: u64,
     /// Entry time of the innermost call in progress with a frame, 0 when none. Kept here so
@@ -123,9 +211,19 @@ mod pod {
     unsafe impl aya::Pod for super::Frame {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ThreadStack {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FunctionCapture {}
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding sneaks in.
-const _: () = assert!(core::mem::size_of::<CallEvent>() == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8);
+const _: () = assert!(
+    core::mem::size_of::<CallEvent>() == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 8
+);
+const _: () = assert!(core::mem::size_of::<ArgCapture>() == 8);
+const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 8 * MAX_ARGS + 8);
+const _: () = assert!(
+    DATA_MAX.is_power_of_two(),
+    "the eBPF side masks data offsets"
+);
 const _: () = assert!(core::mem::size_of::<Frame>() == 24 + 8 * MAX_ARGS);
 const _: () = assert!(core::mem::size_of::<ThreadStack>() == 24 + MAX_DEPTH * size_of::<Frame>());

@@ -1,6 +1,8 @@
-//! Errors from loading a config, each saying which file and which field is wrong.
+//! Errors from loading a config, each saying which file, where, and which field is wrong.
 
 use std::{fmt, path::PathBuf};
+
+use crate::Position;
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -11,58 +13,74 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The YAML is malformed or does not fit the schema. Parsing stops at the first such error.
-    #[error("{}: {field}: {message}", location(path, *line, *column))]
-    Parse {
-        path: PathBuf,
-        /// 1-based line, when the parser knows it.
-        line: Option<usize>,
-        column: Option<usize>,
-        /// Field path such as `probes[0].functions[2].args[1].type`, `.` for the document.
-        field: String,
-        message: String,
-    },
-    /// The config parsed but makes no sense; every problem found is listed.
-    #[error("{}: {} problem{} found:\n{}", path.display(), problems.len(),
-        if problems.len() == 1 { "" } else { "s" }, ProblemList(problems))]
+    /// Every problem found: the first YAML or schema error stops parsing, semantic checks all
+    /// run.
+    #[error("{}", ProblemLines { path, problems })]
     Invalid {
         path: PathBuf,
         problems: Vec<Problem>,
     },
 }
 
-/// One semantic mistake in a config, with the field it is about.
+impl ConfigError {
+    /// The problems found, empty for an unreadable file.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Self::Read { .. } => &[],
+            Self::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+/// One mistake in a config: where, which field, what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Unknown (default) when the value did not come from the file (e.g. the environment).
+    pub position: Position,
+    /// Field path such as `probes[0].functions[2].args[1].type`.
     pub field: String,
     pub message: String,
 }
 
+impl Problem {
+    pub fn new(position: Position, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            position,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.position != Position::default() {
+            write!(f, "{}: ", self.position)?;
+        }
         write!(f, "{}: {}", self.field, self.message)
     }
 }
 
-struct ProblemList<'a>(&'a [Problem]);
+/// One line per problem: `file:line:column: field: message`.
+struct ProblemLines<'a> {
+    path: &'a std::path::Path,
+    problems: &'a [Problem],
+}
 
-impl fmt::Display for ProblemList<'_> {
+impl fmt::Display for ProblemLines<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.0.iter().enumerate() {
+        for (i, problem) in self.problems.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "  - {problem}")?;
+            // `file:line:col: field: ...`, or `file: field: ...` when there is no position.
+            let gap = if problem.position == Position::default() {
+                " "
+            } else {
+                ""
+            };
+            write!(f, "{}:{gap}{problem}", self.path.display())?;
         }
         Ok(())
-    }
-}
-
-/// `file:line:column`, or as much of it as is known.
-fn location(path: &std::path::Path, line: Option<usize>, column: Option<usize>) -> String {
-    match (line, column) {
-        (Some(line), Some(column)) => format!("{}:{line}:{column}", path.display()),
-        (Some(line), None) => format!("{}:{line}", path.display()),
-        _ => path.display().to_string(),
     }
 }

@@ -1,19 +1,25 @@
 //! spanprobe's configuration: which functions of which binaries become spans, what each span
-//! captures, and where spans go. [`load`] reads, parses and validates a file in one step.
+//! captures, and where spans go. [`load`] reads, parses and validates a file in one step and
+//! reports every problem with its position and field path.
 
+mod condition;
+mod env;
 mod error;
 mod load;
+mod located;
+mod otel_env;
 mod schema;
 mod validate;
 mod value_type;
 
+pub use condition::{Comparison, Condition};
 pub use error::{ConfigError, Problem};
 pub use load::{load, parse};
+pub use located::{Located, Position};
 pub use schema::{
-    ArgSpec, Config, ExporterConfig, FunctionSpec, OtlpConfig, OtlpProtocol, ProbeTarget,
-    ReturnSpec, StdoutConfig,
+    ArgSpec, AttributeValue, BatchConfig, Compression, Config, DEFAULT_STR_LEN, ExporterConfig,
+    FunctionSpec, MAX_MEMORY_LEN, OtlpConfig, OtlpProtocol, ProbeTarget, ReturnSpec, StdoutConfig,
+    StdoutFormat,
 };
-pub use value_type::ValueType;
-
-/// Argument registers a uprobe can read: RDI, RSI, RDX, RCX, R8, R9 (System V x86-64).
-pub const MAX_ARG_INDEX: u8 = 5;
+pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET};
+pub use value_type::{ValueType, ValueTypeError};

@@ -1,22 +1,31 @@
-//! The config file's shape, as serde types. Unknown keys are errors.
+//! The config file's shape, as serde types. Unknown keys are errors; values that later checks
+//! may complain about remember their position ([`Located`]).
 
-use std::path::PathBuf;
+use std::{collections::BTreeMap, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use crate::ValueType;
+use crate::{Condition, Located, ValueType};
 
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// `service.name` of the exported resource.
+    /// `service.name` of the exported resources.
     pub service_name: Option<String>,
+    /// Extra resource attributes for every traced process.
+    #[serde(default)]
+    pub resource: BTreeMap<String, String>,
     /// Where spans go; printed to the terminal when absent.
     #[serde(default)]
     pub exporter: ExporterConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
     /// Binaries and the functions to probe in each.
-    pub probes: Vec<ProbeTarget>,
+    pub probes: Vec<Located<ProbeTarget>>,
+    /// The config file's directory, which relative binary paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: std::path::PathBuf,
 }
 
 /// Span destination.
@@ -67,15 +76,40 @@ impl TryFrom<ExporterSection> for ExporterConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StdoutConfig {}
+pub struct StdoutConfig {
+    #[serde(default)]
+    pub format: StdoutFormat,
+}
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// How the stdout exporter writes spans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StdoutFormat {
+    /// One human-readable line per span.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Base URL, as in `OTEL_EXPORTER_OTLP_ENDPOINT`; the protocol's default when absent.
     pub endpoint: Option<String>,
+    /// A full URL for traces, as in `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is).
+    #[serde(skip)]
+    pub traces_endpoint: Option<String>,
     #[serde(default)]
     pub protocol: OtlpProtocol,
+    /// Sent with every export request (e.g. authorization tokens).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-request timeout.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 /// OTLP transport, named as in `OTEL_EXPORTER_OTLP_PROTOCOL`.
@@ -98,52 +132,125 @@ impl OtlpProtocol {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
+/// Export batching; the queue bounds memory when the backend is slow or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Spans waiting for export at most; newer spans are dropped (and counted) beyond it.
+    pub queue_size: usize,
+    /// Spans per export request at most.
+    pub batch_size: usize,
+    /// How long a span may wait for its batch to fill.
+    #[serde(deserialize_with = "duration")]
+    pub delay: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            queue_size: 65_536,
+            batch_size: 512,
+            delay: Duration::from_millis(200),
+        }
+    }
+}
+
 /// One binary (executable or shared library) and the functions to probe in it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeTarget {
-    /// Relative paths are resolved against the config file's directory by [`crate::load`].
-    pub binary: PathBuf,
-    pub functions: Vec<FunctionSpec>,
+    /// A path (relative paths are against the config file's directory) or a bare shared
+    /// library name such as `libc.so.6`, found the way the dynamic loader would.
+    pub binary: Located<String>,
+    /// Only this process is traced.
+    pub pid: Option<Located<u32>>,
+    pub functions: Vec<Located<FunctionSpec>>,
 }
 
-/// One function to turn into spans.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One function, or with a glob several, to turn into spans.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
-    pub symbol: String,
-    /// Span name; the symbol when absent.
+    /// A symbol name, mangled or demangled (C++, Rust), or a glob over demangled names.
+    pub symbol: Option<Located<String>>,
+    /// A file offset, for stripped binaries.
+    pub offset: Option<Located<u64>>,
+    /// A virtual address in the ELF file.
+    pub address: Option<Located<u64>>,
+    /// Span name; the (demangled) symbol when absent.
     pub span_name: Option<String>,
     #[serde(default)]
-    pub args: Vec<ArgSpec>,
+    pub args: Vec<Located<ArgSpec>>,
     /// Captures the return value; spans end at return either way.
     #[serde(rename = "return")]
-    pub return_value: Option<ReturnSpec>,
+    pub return_value: Option<Located<ReturnSpec>>,
+    /// Static attributes added to every span of this function.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeValue>,
+    /// Capture the user stack at entry.
+    #[serde(default)]
+    pub stack: Located<bool>,
+    /// Fraction of traces (decided at the root) to keep, 0 to 1.
+    pub sample_rate: Option<Located<f64>>,
+    /// Drop spans shorter than this, e.g. `50us`.
+    #[serde(default, deserialize_with = "optional_located_duration")]
+    pub min_duration: Option<Located<Duration>>,
 }
 
-impl FunctionSpec {
-    pub fn span_name(&self) -> &str {
-        self.span_name.as_deref().unwrap_or(&self.symbol)
-    }
+/// A static attribute's value.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
 }
 
 /// An argument captured at entry.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArgSpec {
-    /// 0-based position in the System V calling convention.
+    /// 0-based position in the System V calling convention: 0..=5 are registers, 6 and up
+    /// are read from the caller's stack.
     pub index: u8,
     /// Attribute key; `arg<index>` when absent.
     pub name: Option<String>,
     #[serde(rename = "type")]
     pub ty: ValueType,
+    /// For `str`: bytes read at most (default 64, at most 512).
+    pub max_len: Option<u16>,
+    /// For `bytes`: bytes read (at most 512).
+    pub len: Option<u16>,
 }
+
+/// Default `max_len` of a `str` argument.
+pub const DEFAULT_STR_LEN: u16 = 64;
+/// Largest `max_len` / `len` of a memory argument.
+pub const MAX_MEMORY_LEN: u16 = 512;
 
 impl ArgSpec {
     pub fn attribute_name(&self) -> String {
         self.name
             .clone()
             .unwrap_or_else(|| format!("arg{}", self.index))
+    }
+
+    /// Bytes of memory read for this argument (0 for register values).
+    pub fn memory_len(&self) -> u16 {
+        match self.ty {
+            ValueType::Str => self.max_len.unwrap_or(DEFAULT_STR_LEN),
+            ValueType::Bytes => self.len.unwrap_or(0),
+            _ => 0,
+        }
     }
 }
 
@@ -155,10 +262,40 @@ pub struct ReturnSpec {
     pub name: Option<String>,
     #[serde(rename = "type")]
     pub ty: ValueType,
+    /// Marks the span as an error when the value meets this comparison, e.g. `< 0`.
+    pub error_when: Option<Condition>,
 }
 
 impl ReturnSpec {
     pub fn attribute_name(&self) -> &str {
         self.name.as_deref().unwrap_or("return_value")
     }
+}
+
+fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
+    humantime::parse_duration(text).map_err(|e| {
+        E::custom(format!(
+            "`{text}` is not a duration ({e}); write e.g. `50us`, `10ms`, `5s`"
+        ))
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(deserializer)?)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
+fn optional_located_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Located<Duration>>, D::Error> {
+    let text = Located::<String>::deserialize(deserializer)?;
+    Ok(Some(Located {
+        value: parse_duration(&text.value)?,
+        position: text.position,
+    }))
 }

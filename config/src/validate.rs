@@ -1,80 +1,307 @@
-//! Semantic checks that need nothing but the config itself. Every problem is reported, not
-//! just the first.
+//! Semantic checks that need nothing but the config itself. Every problem is reported, each
+//! with its position and field path.
 
 use std::collections::HashSet;
 
-use crate::{Config, MAX_ARG_INDEX, Problem};
+use crate::{
+    Config, ExporterConfig, FunctionSpec, Located, Position, Problem, ValueType,
+    schema::MAX_MEMORY_LEN,
+};
+
+/// Highest argument index: 0..=5 are registers, 6.. are read from the caller's stack.
+pub const MAX_ARG_INDEX: u8 = 15;
+/// Arguments one function may capture.
+pub const MAX_CAPTURED_ARGS: usize = 8;
+/// Bytes of `str`/`bytes` data one call may capture in all (each string takes `max_len + 1`).
+pub const MEMORY_BUDGET: usize = 2048;
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, position: Position, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem::new(position, field, message));
+    }
+}
 
 pub(crate) fn validate(config: &Config) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut problem = |field: String, message: String| problems.push(Problem { field, message });
+    let mut problems = Problems(Vec::new());
+    validate_export(config, &mut problems);
     if config.probes.is_empty() {
-        problem(
-            "probes".into(),
-            "at least one probe target is needed".into(),
+        problems.add(
+            Position::default(),
+            "probes",
+            "at least one probe target is needed",
         );
     }
     for (t, target) in config.probes.iter().enumerate() {
-        let target_field = format!("probes[{t}]");
-        if target.functions.is_empty() {
-            problem(
-                format!("{target_field}.functions"),
-                "at least one function is needed".into(),
+        let field = format!("probes[{t}]");
+        if target.binary.is_empty() {
+            problems.add(
+                target.binary.position,
+                format!("{field}.binary"),
+                "must not be empty",
             );
         }
-        let mut symbols = HashSet::new();
+        if let Some(pid) = &target.pid
+            && pid.value == 0
+        {
+            problems.add(
+                pid.position,
+                format!("{field}.pid"),
+                "must be a process id, not 0",
+            );
+        }
+        if target.functions.is_empty() {
+            problems.add(
+                target.position,
+                format!("{field}.functions"),
+                "at least one function is needed",
+            );
+        }
+        let mut seen = HashSet::new();
         for (f, function) in target.functions.iter().enumerate() {
-            let field = format!("{target_field}.functions[{f}]");
-            if function.symbol.is_empty() {
-                problem(format!("{field}.symbol"), "must not be empty".into());
-            } else if !symbols.insert(function.symbol.as_str()) {
-                problem(
-                    format!("{field}.symbol"),
-                    format!("`{}` is listed twice for this binary", function.symbol),
-                );
-            }
-            let mut indexes = HashSet::new();
-            let mut names = HashSet::new();
-            for (a, arg) in function.args.iter().enumerate() {
-                let field = format!("{field}.args[{a}]");
-                if arg.index > MAX_ARG_INDEX {
-                    problem(
-                        format!("{field}.index"),
-                        format!(
-                            "{} is out of range: arguments 0..={MAX_ARG_INDEX} (RDI, RSI, RDX, \
-                             RCX, R8, R9) can be captured",
-                            arg.index
-                        ),
-                    );
-                }
-                if !indexes.insert(arg.index) {
-                    problem(
-                        format!("{field}.index"),
-                        format!("argument {} is captured twice", arg.index),
-                    );
-                }
-                if !names.insert(arg.attribute_name()) {
-                    problem(
-                        format!("{field}.name"),
-                        format!(
-                            "attribute `{}` is used twice in this function",
-                            arg.attribute_name()
-                        ),
-                    );
-                }
-            }
-            if let Some(ret) = &function.return_value
-                && names.contains(ret.attribute_name())
+            let field = format!("{field}.functions[{f}]");
+            validate_function(function, &field, &mut seen, &mut problems);
+        }
+    }
+    problems.0
+}
+
+fn validate_export(config: &Config, problems: &mut Problems) {
+    if let ExporterConfig::Otlp(otlp) = &config.exporter {
+        for (name, url) in [
+            ("endpoint", &otlp.endpoint),
+            ("traces_endpoint", &otlp.traces_endpoint),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
             {
-                problem(
-                    format!("{field}.return.name"),
-                    format!(
-                        "attribute `{}` is also an argument's name",
-                        ret.attribute_name()
-                    ),
+                problems.add(
+                    Position::default(),
+                    format!("exporter.otlp.{name}"),
+                    format!("`{url}` is not an http:// or https:// URL"),
                 );
             }
         }
     }
-    problems
+    let batch = &config.batch;
+    if batch.queue_size == 0 {
+        problems.add(
+            Position::default(),
+            "batch.queue_size",
+            "must be at least 1",
+        );
+    }
+    if batch.batch_size == 0 {
+        problems.add(
+            Position::default(),
+            "batch.batch_size",
+            "must be at least 1",
+        );
+    } else if batch.batch_size > batch.queue_size {
+        problems.add(
+            Position::default(),
+            "batch.batch_size",
+            format!(
+                "{} is larger than batch.queue_size ({})",
+                batch.batch_size, batch.queue_size
+            ),
+        );
+    }
+}
+
+/// What identifies a function within its binary, for duplicate detection.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Target {
+    Symbol(String),
+    Offset(u64),
+    Address(u64),
+}
+
+fn validate_function(
+    function: &Located<FunctionSpec>,
+    field: &str,
+    seen: &mut HashSet<Target>,
+    problems: &mut Problems,
+) {
+    let here = function.position;
+    let targets: Vec<(Target, Position)> = [
+        function
+            .symbol
+            .as_ref()
+            .map(|s| (Target::Symbol(s.value.clone()), s.position)),
+        function
+            .offset
+            .as_ref()
+            .map(|o| (Target::Offset(o.value), o.position)),
+        function
+            .address
+            .as_ref()
+            .map(|a| (Target::Address(a.value), a.position)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match targets.as_slice() {
+        [(target, position)] => {
+            if matches!(target, Target::Symbol(s) if s.is_empty()) {
+                problems.add(*position, format!("{field}.symbol"), "must not be empty");
+            } else if !seen.insert(match target {
+                Target::Symbol(s) => Target::Symbol(s.clone()),
+                Target::Offset(o) => Target::Offset(*o),
+                Target::Address(a) => Target::Address(*a),
+            }) {
+                problems.add(
+                    *position,
+                    field.to_owned(),
+                    "this function is listed twice for this binary",
+                );
+            }
+        }
+        [] => problems.add(
+            here,
+            field.to_owned(),
+            "give one of `symbol`, `offset` or `address`",
+        ),
+        _ => problems.add(
+            here,
+            field.to_owned(),
+            "give only one of `symbol`, `offset` or `address`",
+        ),
+    }
+    if function.span_name.as_deref() == Some("") {
+        problems.add(here, format!("{field}.span_name"), "must not be empty");
+    }
+    if function.args.len() > MAX_CAPTURED_ARGS {
+        problems.add(
+            here,
+            format!("{field}.args"),
+            format!(
+                "{} arguments listed; at most {MAX_CAPTURED_ARGS} can be captured",
+                function.args.len()
+            ),
+        );
+    }
+    let mut indexes = HashSet::new();
+    let mut names = HashSet::new();
+    let mut memory = 0usize;
+    for (a, arg) in function.args.iter().enumerate() {
+        let field = format!("{field}.args[{a}]");
+        let at = arg.position;
+        if arg.index > MAX_ARG_INDEX {
+            problems.add(
+                at,
+                format!("{field}.index"),
+                format!(
+                    "{} is out of range: arguments 0..={MAX_ARG_INDEX} can be captured (0 to 5 from \
+                     registers, 6 and up from the caller's stack)",
+                    arg.index
+                ),
+            );
+        }
+        if !indexes.insert(arg.index) {
+            problems.add(
+                at,
+                format!("{field}.index"),
+                format!("argument {} is captured twice", arg.index),
+            );
+        }
+        if !names.insert(arg.attribute_name()) {
+            problems.add(
+                at,
+                format!("{field}.name"),
+                format!(
+                    "attribute `{}` is used twice in this function",
+                    arg.attribute_name()
+                ),
+            );
+        }
+        match (arg.ty, arg.max_len, arg.len) {
+            (ValueType::Str, Some(max), _) if max == 0 || max > MAX_MEMORY_LEN => problems.add(
+                at,
+                format!("{field}.max_len"),
+                format!("{max} is out of range: 1..={MAX_MEMORY_LEN}"),
+            ),
+            (ValueType::Bytes, _, None) => problems.add(
+                at,
+                format!("{field}.len"),
+                "`bytes` needs `len`, the number of bytes to read",
+            ),
+            (ValueType::Bytes, _, Some(len)) if len == 0 || len > MAX_MEMORY_LEN => problems.add(
+                at,
+                format!("{field}.len"),
+                format!("{len} is out of range: 1..={MAX_MEMORY_LEN}"),
+            ),
+            _ => {}
+        }
+        if arg.max_len.is_some() && arg.ty != ValueType::Str {
+            problems.add(
+                at,
+                format!("{field}.max_len"),
+                "only `str` arguments take `max_len`",
+            );
+        }
+        if arg.len.is_some() && arg.ty != ValueType::Bytes {
+            problems.add(
+                at,
+                format!("{field}.len"),
+                "only `bytes` arguments take `len`",
+            );
+        }
+        if arg.ty.is_memory() {
+            memory += usize::from(arg.memory_len()) + 1;
+        }
+    }
+    if memory > MEMORY_BUDGET {
+        problems.add(
+            here,
+            format!("{field}.args"),
+            format!("the `str`/`bytes` arguments read {memory} bytes per call; at most {MEMORY_BUDGET} fit"),
+        );
+    }
+    if let Some(ret) = &function.return_value {
+        if ret.ty.is_memory() {
+            problems.add(
+                ret.position,
+                format!("{field}.return.type"),
+                format!(
+                    "a `{}` return value cannot be captured yet; capture it as `ptr`",
+                    ret.ty
+                ),
+            );
+        }
+        if names.contains(ret.attribute_name()) {
+            problems.add(
+                ret.position,
+                format!("{field}.return.name"),
+                format!(
+                    "attribute `{}` is also an argument's name",
+                    ret.attribute_name()
+                ),
+            );
+        }
+    }
+    if function.stack.value {
+        problems.add(
+            function.stack.position,
+            format!("{field}.stack"),
+            "stack capture is not supported yet",
+        );
+    }
+    if let Some(rate) = &function.sample_rate
+        && !(0.0..=1.0).contains(&rate.value)
+    {
+        problems.add(
+            rate.position,
+            format!("{field}.sample_rate"),
+            format!("{} is not between 0 and 1", rate.value),
+        );
+    }
+    if let Some(min) = &function.min_duration {
+        problems.add(
+            min.position,
+            format!("{field}.min_duration"),
+            "`min_duration` is not supported yet",
+        );
+    }
 }

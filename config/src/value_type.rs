@@ -18,11 +18,17 @@ pub enum ValueType {
     Bool,
     /// A C `char`: one byte, exported as a one-character string.
     Char,
+    /// A pointer, exported as a hex string.
+    Ptr,
+    /// A NUL-terminated string the argument points to, read at entry (up to `max_len`).
+    Str,
+    /// `len` bytes the argument points to, read at entry, exported as hex.
+    Bytes,
 }
 
 impl ValueType {
     /// Every type, with the name the config uses for it.
-    pub const ALL: [(ValueType, &'static str); 10] = [
+    pub const ALL: [(ValueType, &'static str); 13] = [
         (ValueType::I8, "i8"),
         (ValueType::I16, "i16"),
         (ValueType::I32, "i32"),
@@ -33,7 +39,20 @@ impl ValueType {
         (ValueType::U64, "u64"),
         (ValueType::Bool, "bool"),
         (ValueType::Char, "char"),
+        (ValueType::Ptr, "ptr"),
+        (ValueType::Str, "str"),
+        (ValueType::Bytes, "bytes"),
     ];
+
+    /// Whether the value is memory the register points to, rather than the register itself.
+    pub fn is_memory(self) -> bool {
+        matches!(self, Self::Str | Self::Bytes)
+    }
+
+    /// Whether the value is signed when compared (for `error_when`).
+    pub fn is_signed(self) -> bool {
+        matches!(self, Self::I8 | Self::I16 | Self::I32 | Self::I64)
+    }
 
     pub fn name(self) -> &'static str {
         Self::ALL
@@ -128,7 +147,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown type `i33` (did you mean `i32`?); expected one of \
-             i8, i16, i32, i64, u8, u16, u32, u64, bool, char"
+             i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes"
         );
         let err = "string".parse::<ValueType>().unwrap_err();
         assert_eq!(

@@ -4,15 +4,26 @@
 #![no_std]
 #![no_main]
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     EbpfContext as _, Global,
-    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
-    helpers::{bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    bindings::{
+        BPF_ANY, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs,
+    },
+    helpers::{
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        generated::{bpf_probe_read_user, bpf_probe_read_user_str, bpf_ringbuf_output},
+    },
     macros::{map, uprobe, uretprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext},
 };
-use spanprobe_common::{CallEvent, Counter, DEFAULT_RING_BYTES, MAX_THREADS, ThreadStack};
+use spanprobe_common::{
+    ArgSource, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES, FunctionCapture,
+    MAX_ARGS, MAX_MEMORY_CALLS, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind,
+    ThreadStack,
+};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
@@ -26,10 +37,22 @@ static TARGET_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 #[map]
 static THREADS: LruHashMap<u32, ThreadStack> = LruHashMap::with_max_entries(MAX_THREADS, 0);
 
+/// Sized by userspace to the number of functions.
+#[map]
+static FUNCTIONS: Array<FunctionCapture> = Array::with_max_entries(1, 0);
+
+/// Records of calls in progress that capture memory, keyed by [`call_key`].
+#[map]
+static CALLS: LruHashMap<u64, CallRecord> = LruHashMap::with_max_entries(MAX_MEMORY_CALLS, 0);
+
 /// Never written: its all-zero element is the template for a new, empty thread stack, which
 /// is too large to build on the 512-byte BPF stack.
 #[map]
 static EMPTY_STACK: PerCpuArray<ThreadStack> = PerCpuArray::with_max_entries(1, 0);
+
+/// Any value will do as the initial content of a call record; this one is never written.
+#[map]
+static EMPTY_RECORD: PerCpuArray<CallRecord> = PerCpuArray::with_max_entries(1, 0);
 
 #[unsafe(no_mangle)]
 static FILTER_PIDS: Global<u8> = Global::new(0);
@@ -53,6 +76,8 @@ fn try_entry(ctx: &ProbeContext) -> Option<()> {
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
     let thread = traced_thread()?;
+    let function_id = function_id(ctx.as_ptr());
+    let capture = FUNCTIONS.get(function_id)?;
     let stack = thread_stack_or_insert(thread.tid)?;
     let depth = stack.depth;
     // Counted even past MAX_DEPTH, so that the matching returns pop the right frames.
@@ -61,15 +86,21 @@ fn try_entry(ctx: &ProbeContext) -> Option<()> {
         count(Counter::DepthExceeded);
         return None;
     };
-    let regs = registers(ctx.as_ptr());
     if depth == 0 {
         stack.root_entry_ns = now;
+        stack.root_function_id = function_id;
     }
     frame.parent_entry_ns = stack.top_entry_ns;
     stack.top_entry_ns = now;
     frame.entry_ns = now;
-    frame.function_id = function_id(ctx.as_ptr());
-    frame.args = [regs.rdi, regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
+    frame.function_id = function_id;
+    let regs = registers(ctx.as_ptr());
+    for (value, arg) in frame.args.iter_mut().zip(&capture.args) {
+        *value = read_arg(regs, arg.source, arg.slot);
+    }
+    if capture.data_len > 0 {
+        capture_memory(call_key(thread.tid, depth), capture, &frame.args);
+    }
     Some(())
 }
 
@@ -89,22 +120,31 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
         return None;
     }
     stack.depth -= 1;
-    let index = stack.depth as usize;
+    let depth = stack.depth;
     // A call deeper than MAX_DEPTH has no frame; it was counted at entry.
-    let frame = stack.frames.get(index)?;
+    let frame = stack.frames.get(depth as usize)?;
     stack.top_entry_ns = frame.parent_entry_ns;
-    emit(&CallEvent {
+    let event = CallEvent {
         pid: thread.pid,
         tid: thread.tid,
         function_id: frame.function_id,
-        depth: stack.depth + 1,
+        depth: depth + 1,
         entry_ns: frame.entry_ns,
         return_ns: now,
         parent_entry_ns: frame.parent_entry_ns,
         root_entry_ns: stack.root_entry_ns,
         args: frame.args,
         ret: registers(ctx.as_ptr()).rax,
-    });
+        arg_lens: [0; MAX_ARGS],
+        data_len: 0,
+        root_function_id: stack.root_function_id,
+    };
+    let data_len = FUNCTIONS.get(frame.function_id)?.data_len;
+    if data_len == 0 {
+        emit(&event);
+    } else {
+        emit_with_memory(call_key(thread.tid, depth), event, data_len);
+    }
     Some(())
 }
 
@@ -145,30 +185,147 @@ fn thread_stack_or_insert(tid: u32) -> Option<&'static mut ThreadStack> {
     Some(unsafe { &mut *stack })
 }
 
+/// Identifies a call in progress: its thread and its depth there.
 #[inline(always)]
-fn registers(ctx: *mut core::ffi::c_void) -> &'static pt_regs {
+fn call_key(tid: u32, depth: u32) -> u64 {
+    (u64::from(tid) << 32) | u64::from(depth)
+}
+
+#[inline(always)]
+fn read_arg(regs: &pt_regs, source: u8, slot: u8) -> u64 {
+    if source == ArgSource::Register as u8 {
+        match slot {
+            0 => regs.rdi,
+            1 => regs.rsi,
+            2 => regs.rdx,
+            3 => regs.rcx,
+            4 => regs.r8,
+            5 => regs.r9,
+            _ => 0,
+        }
+    } else if source == ArgSource::Stack as u8 {
+        // At entry [rsp] is the return address; stack arguments follow it.
+        let address = regs.rsp + 8 * (u64::from(slot) + 1);
+        let mut value = 0u64;
+        // SAFETY: the helper writes at most 8 bytes into `value` and faults safely.
+        unsafe { bpf_probe_read_user((&raw mut value).cast(), 8, address as *const c_void) };
+        value
+    } else {
+        0
+    }
+}
+
+/// Reads the memory the arguments point to into the call's record, kept until return.
+#[inline(always)]
+fn capture_memory(key: u64, capture: &FunctionCapture, args: &[u64; MAX_ARGS]) {
+    if CALLS.get_ptr_mut(key).is_none() {
+        let Some(empty) = EMPTY_RECORD.get(0) else {
+            return;
+        };
+        if CALLS.insert(key, empty, BPF_ANY.into()).is_err() {
+            count(Counter::MemoryLost);
+            return;
+        }
+    }
+    let Some(record) = CALLS.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: keyed by this thread and depth: only this call's probes touch the record.
+    let record = unsafe { &mut *record };
+    for i in 0..MAX_ARGS {
+        let (Some(arg), Some(&pointer)) = (capture.args.get(i), args.get(i)) else {
+            break;
+        };
+        let len = u32::from(arg.len);
+        if arg.memory == MemoryKind::None as u8 || len as usize > MEMORY_READ_MAX {
+            continue;
+        }
+        let offset = usize::from(arg.offset) & (DATA_MAX - 1);
+        let destination = record.data[offset..].as_mut_ptr().cast::<c_void>();
+        let source = pointer as *const c_void;
+        // SAFETY: offset < DATA_MAX and len <= MEMORY_READ_MAX, which `data` has room for; the
+        // helpers fault safely on bad user pointers.
+        let read = unsafe {
+            if arg.memory == MemoryKind::Str as u8 {
+                bpf_probe_read_user_str(destination, len, source)
+            } else {
+                match bpf_probe_read_user(destination, len, source) {
+                    0 => i64::from(len),
+                    error => error,
+                }
+            }
+        };
+        if let Some(captured) = record.header.arg_lens.get_mut(i) {
+            *captured = if read < 0 { MEMORY_FAULT } else { read as u16 };
+        }
+    }
+}
+
+/// Sends a call's record with its captured memory.
+#[inline(always)]
+fn emit_with_memory(key: u64, event: CallEvent, data_len: u32) {
+    let Some(record) = CALLS.get_ptr_mut(key) else {
+        count(Counter::MemoryLost);
+        emit(&event);
+        return;
+    };
+    // SAFETY: as in `capture_memory`.
+    let record = unsafe { &mut *record };
+    let arg_lens = record.header.arg_lens;
+    record.header = CallEvent {
+        arg_lens,
+        data_len,
+        ..event
+    };
+    let size = size_of::<CallEvent>() as u64 + u64::from(data_len & (DATA_MAX as u32 * 2 - 1));
+    if size > size_of::<CallRecord>() as u64 {
+        return;
+    }
+    // SAFETY: `size` is within the record, a valid map value.
+    let result = unsafe {
+        bpf_ringbuf_output(
+            (&raw const EVENTS).cast_mut().cast(),
+            (record as *mut CallRecord).cast(),
+            size,
+            wakeup_flags(),
+        )
+    };
+    if result != 0 {
+        count(Counter::RingBufFull);
+    }
+    record.header.arg_lens = [0; MAX_ARGS];
+}
+
+#[inline(always)]
+fn registers(ctx: *mut c_void) -> &'static pt_regs {
     // SAFETY: uprobe and uretprobe contexts are the probed thread's saved user registers.
     unsafe { &*ctx.cast::<pt_regs>() }
 }
 
 #[inline(always)]
-fn function_id(ctx: *mut core::ffi::c_void) -> u32 {
+fn function_id(ctx: *mut c_void) -> u32 {
     // SAFETY: ctx is this program's context; every attachment carries a cookie.
     unsafe { bpf_get_attach_cookie(ctx) as u32 }
 }
 
-/// Writes one event, waking the reader only once enough data is pending.
+/// Wake the reader only once enough data is pending; it drains on a timer otherwise.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= WAKEUP_BYTES.load() {
+        BPF_RB_FORCE_WAKEUP.into()
+    } else {
+        BPF_RB_NO_WAKEUP.into()
+    }
+}
+
+/// Writes one event without captured memory.
 #[inline(always)]
 fn emit(event: &CallEvent) {
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= WAKEUP_BYTES.load() {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
+    let flags = wakeup_flags();
     match EVENTS.reserve::<CallEvent>(0) {
         Some(mut entry) => {
             entry.write(*event);
-            entry.submit(flags.into());
+            entry.submit(flags);
         }
         None => count(Counter::RingBufFull),
     }

@@ -4,16 +4,19 @@ use std::{num::NonZeroU32, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         ProgramError, UProbe,
         uprobe::UProbeLink,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
-use spanprobe_common::{COUNTERS_MAP, Counter, EVENTS_MAP, FILTER_PIDS_GLOBAL, TARGET_PIDS_MAP};
+use spanprobe_common::{
+    COUNTERS_MAP, Counter, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP, FunctionCapture,
+    TARGET_PIDS_MAP,
+};
 
-use crate::resolve::ProbedFunction;
+use crate::{capture::plan, resolve::ProbedFunction};
 
 /// The eBPF object, built by `build.rs` and embedded so the binary stands alone.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
@@ -105,10 +108,13 @@ impl Tracer {
     /// whatever was attached is detached again (the half-built tracer is dropped).
     pub fn attach(functions: &[ProbedFunction], filter: ProcessFilter) -> Result<Self, BpfError> {
         let filter_pids = u8::from(filter == ProcessFilter::Selected);
+        let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         let mut ebpf = EbpfLoader::new()
             .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
+            .map_max_entries(FUNCTIONS_MAP, function_count)
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
+        set_captures(&mut ebpf, functions)?;
         let mut links = Links::default();
         for (program, kind) in [(ENTRY_PROGRAM, "uprobe"), (RETURN_PROGRAM, "uretprobe")] {
             let uprobe = uprobe_mut(&mut ebpf, program)?;
@@ -198,6 +204,25 @@ impl Tracer {
         }
         Ok(KernelCounters(totals))
     }
+}
+
+/// Tells the kernel side what each function captures, before any probe can fire.
+fn set_captures(ebpf: &mut Ebpf, functions: &[ProbedFunction]) -> Result<(), BpfError> {
+    let map_error = |source| BpfError::Map {
+        map: FUNCTIONS_MAP,
+        source: Box::new(source),
+    };
+    let map = ebpf.map_mut(FUNCTIONS_MAP).ok_or(BpfError::Missing {
+        what: "map",
+        name: FUNCTIONS_MAP,
+    })?;
+    let mut captures: Array<_, FunctionCapture> = Array::try_from(map).map_err(map_error)?;
+    for (id, function) in functions.iter().enumerate() {
+        captures
+            .set(id as u32, plan(&function.spec).0, 0)
+            .map_err(map_error)?;
+    }
+    Ok(())
 }
 
 fn uprobe_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, BpfError> {

@@ -5,7 +5,7 @@ use opentelemetry::Value;
 use spanprobe_common::CallEvent;
 use spanprobe_config::ValueType;
 
-/// A ring-buffer record that is not a [`CallEvent`].
+/// A ring-buffer record too short for its [`CallEvent`] and data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ring-buffer record of {len} bytes, expected {expected}")]
 pub struct DecodeError {
@@ -13,18 +13,24 @@ pub struct DecodeError {
     pub expected: usize,
 }
 
-/// Reads one event from a ring-buffer record.
-pub fn decode_event(record: &[u8]) -> Result<CallEvent, DecodeError> {
-    let expected = size_of::<CallEvent>();
-    if record.len() != expected {
+/// Reads one event, and the captured memory after it, from a ring-buffer record.
+pub fn decode_event(record: &[u8]) -> Result<(CallEvent, &[u8]), DecodeError> {
+    let header = size_of::<CallEvent>();
+    if record.len() < header {
         return Err(DecodeError {
             len: record.len(),
-            expected,
+            expected: header,
         });
     }
     // SAFETY: the length was checked; CallEvent is plain integers (every bit pattern valid),
     // and read_unaligned makes no alignment assumption about the record.
-    Ok(unsafe { record.as_ptr().cast::<CallEvent>().read_unaligned() })
+    let event = unsafe { record.as_ptr().cast::<CallEvent>().read_unaligned() };
+    let expected = header + event.data_len as usize;
+    let data = record.get(header..expected).ok_or(DecodeError {
+        len: record.len(),
+        expected,
+    })?;
+    Ok((event, data))
 }
 
 /// Decodes a raw 64-bit register as `ty`. Narrow types use the low bits, as the System V ABI
@@ -46,6 +52,10 @@ pub fn register_value(raw: u64, ty: ValueType) -> Value {
         },
         ValueType::Bool => Value::Bool(raw as u8 != 0),
         ValueType::Char => Value::String(char::from(raw as u8).to_string().into()),
+        // Pointers (and the pointers behind memory captures) as hex addresses.
+        ValueType::Ptr | ValueType::Str | ValueType::Bytes => {
+            Value::String(format!("{raw:#x}").into())
+        }
     }
 }
 
@@ -63,15 +73,44 @@ mod tests {
             ret: 42,
             ..Default::default()
         };
-        // SAFETY: viewing a plain-integer struct as bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&raw const event).cast::<u8>(), size_of::<CallEvent>())
-        };
-        assert_eq!(decode_event(bytes), Ok(event));
+        let bytes = as_bytes(&event);
+        assert_eq!(decode_event(&bytes), Ok((event, &[][..])));
         // Unaligned records decode too.
         let mut shifted = vec![0u8];
-        shifted.extend_from_slice(bytes);
-        assert_eq!(decode_event(&shifted[1..]), Ok(event));
+        shifted.extend_from_slice(&bytes);
+        assert_eq!(decode_event(&shifted[1..]), Ok((event, &[][..])));
+    }
+
+    #[test]
+    fn captured_memory_follows_the_header() {
+        let event = CallEvent {
+            data_len: 3,
+            ..Default::default()
+        };
+        let mut record = as_bytes(&event);
+        // The kernel may pad records: extra bytes are ignored.
+        record.extend_from_slice(b"abc\0\0");
+        assert_eq!(decode_event(&record), Ok((event, &b"abc"[..])));
+        record.truncate(size_of::<CallEvent>() + 2);
+        let expected = size_of::<CallEvent>() + 3;
+        assert_eq!(
+            decode_event(&record),
+            Err(DecodeError {
+                len: expected - 1,
+                expected
+            })
+        );
+    }
+
+    fn as_bytes(event: &CallEvent) -> Vec<u8> {
+        // SAFETY: viewing a plain-integer struct as bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (event as *const CallEvent).cast::<u8>(),
+                size_of::<CallEvent>(),
+            )
+        }
+        .to_vec()
     }
 
     #[test]

@@ -2,13 +2,18 @@
 //! function's entry and a uretprobe at its return feed completed calls through a BPF ring
 //! buffer to this crate, which builds spans and exports them.
 //!
-//! The modules follow the data: [`resolve`] (config → attach points), [`bpf`] (load and
+//! The modules follow the data: [`resolve`] (config → attach points, with [`binary`],
+//! [`elf`] and [`symbols`]), [`capture`] (what each probe reads), [`bpf`] (load and
 //! attach), [`reader`] (ring buffer), [`decode`], [`span`] (events → spans), [`resource`],
 //! [`export`]; [`run`] wires them.
 
+pub mod binary;
 pub mod bpf;
+pub mod capture;
 pub mod child;
 pub mod decode;
+pub mod dwarf;
+pub mod elf;
 pub mod export;
 pub mod ids;
 pub mod ktime;
@@ -18,3 +23,4 @@ pub mod resolve;
 pub mod resource;
 pub mod run;
 pub mod span;
+pub mod symbols;

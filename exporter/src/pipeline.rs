@@ -17,6 +17,8 @@ pub struct PipelineStats {
     pub events: u64,
     pub undecodable: u64,
     pub unknown_function: u64,
+    /// Calls whose trace `sample_rate` left out (by design, not a loss).
+    pub sampled_out: u64,
 }
 
 /// Turns records into queued spans.
@@ -48,16 +50,20 @@ impl Pipeline {
 
     pub fn handle(&mut self, record: &[u8]) {
         self.stats.events += 1;
-        let event = match decode_event(record) {
-            Ok(event) => event,
+        let (event, data) = match decode_event(record) {
+            Ok(decoded) => decoded,
             Err(error) => {
                 self.stats.undecodable += 1;
                 tracing::debug!(%error, "dropping record");
                 return;
             }
         };
-        let span = match self.assembler.assemble(&event) {
-            Ok(span) => span,
+        let span = match self.assembler.assemble(&event, data) {
+            Ok(Some(span)) => span,
+            Ok(None) => {
+                self.stats.sampled_out += 1;
+                return;
+            }
             Err(error) => {
                 self.stats.unknown_function += 1;
                 tracing::debug!(%error, "dropping event");

@@ -1,63 +1,91 @@
-//! Config functions to attach points: each symbol looked up in its binary's symbol tables
-//! (with blazesym) and turned into the file offset the kernel attaches uprobes at.
+//! Config functions to attach points: each target's file found, checked, and each function's
+//! symbol, offset or address turned into the file offset the kernel attaches uprobes at.
 //!
 //! We compute file offsets ourselves rather than letting aya resolve symbols: aya's
 //! shared-library offset handling is wrong in some layouts (aya-rs/aya#1198).
 
 use std::{
     fmt,
+    num::NonZeroU32,
     path::{Path, PathBuf},
 };
 
-use blazesym::{
-    SymType,
-    inspect::{Inspector, SymInfo, source::Elf},
+use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget};
+
+use crate::{
+    binary::{self, BinaryError},
+    elf::{ElfError, ElfInfo},
+    symbols::{SymbolTable, glob_pattern},
 };
-use spanprobe_config::{Config, FunctionSpec};
 
 /// A function ready to attach: where it is, and what its spans capture.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbedFunction {
     pub binary: PathBuf,
+    /// The demangled symbol, or `offset 0x..` / `address 0x..` for unnamed code.
     pub symbol: String,
-    /// Virtual address in the ELF file.
-    pub address: u64,
+    /// Virtual address in the ELF file, when known.
+    pub address: Option<u64>,
     /// Offset in the file, where the uprobe goes.
     pub file_offset: u64,
     pub spec: FunctionSpec,
+    /// Only this process is traced.
+    pub pid: Option<NonZeroU32>,
 }
 
 /// Why a configured function cannot be probed.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("{field}.binary: {}", binary.display())]
-    Binary {
-        field: String,
-        binary: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{field}.binary: {}: cannot read symbols", binary.display())]
+pub enum ResolveErrorKind {
+    #[error(transparent)]
+    Binary(#[from] BinaryError),
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("{}: cannot read symbols", binary.display())]
     Symbols {
-        field: String,
         binary: PathBuf,
         #[source]
         source: blazesym::Error,
     },
-    #[error("{field}.symbol: {}: no function `{symbol}`{}", binary.display(), Suggestions(suggestions))]
+    #[error("{}: no function `{symbol}`{}", binary.display(), Hint(hint))]
     UnknownSymbol {
-        field: String,
         binary: PathBuf,
         symbol: String,
-        /// The closest function names in the binary, best first.
-        suggestions: Vec<String>,
+        hint: String,
     },
-    #[error("{field}.symbol: {}: `{symbol}` has no file offset (not in a loaded segment)", binary.display())]
-    NoFileOffset {
-        field: String,
+    #[error("{}: `{symbol}` has no file offset (not in a loaded segment)", binary.display())]
+    NoFileOffset { binary: PathBuf, symbol: String },
+    #[error("{}: {what} {value:#x} is not in an executable segment", binary.display())]
+    NotCode {
         binary: PathBuf,
-        symbol: String,
+        what: &'static str,
+        value: u64,
     },
+    #[error(
+        "{}: is a Go binary, and uretprobes corrupt Go stacks (Go moves goroutine stacks): \
+         remove `return` to trace entries only",
+        binary.display()
+    )]
+    GoReturn { binary: PathBuf },
+}
+
+struct Hint<'a>(&'a str);
+
+impl fmt::Display for Hint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " ({})", self.0)
+        }
+    }
+}
+
+/// A resolution problem, with where in the config it is.
+#[derive(Debug)]
+pub struct ResolveError {
+    pub position: Position,
+    pub field: String,
+    pub kind: ResolveErrorKind,
 }
 
 /// Every resolution error of a config, reported together, one line each.
@@ -76,9 +104,13 @@ impl fmt::Display for ResolveErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}: {error}", self.config.display())?;
+            write!(f, "{}", self.config.display())?;
+            if error.position != Position::default() {
+                write!(f, ":{}", error.position)?;
+            }
+            write!(f, ": {}: {}", error.field, error.kind)?;
             // Each line carries its own causes: this error has no single `source`.
-            let mut source = std::error::Error::source(error);
+            let mut source = std::error::Error::source(&error.kind);
             while let Some(cause) = source {
                 write!(f, ": {cause}")?;
                 source = cause.source();
@@ -88,77 +120,19 @@ impl fmt::Display for ResolveErrors {
     }
 }
 
-struct Suggestions<'a>(&'a [String]);
-
-impl fmt::Display for Suggestions<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            [] => Ok(()),
-            names => {
-                let names: Vec<_> = names.iter().map(|n| format!("`{n}`")).collect();
-                write!(f, " (closest: {})", names.join(", "))
-            }
-        }
-    }
-}
-
-/// Resolves every function of `config`, in config order. A symbol defined at several
-/// addresses (e.g. `static` functions of one name in different files) yields one
-/// [`ProbedFunction`] per address.
+/// Resolves every function of `config`, in config order. A glob, or a symbol defined at several
+/// addresses, yields one [`ProbedFunction`] per address.
 pub fn resolve(config: &Config, config_path: &Path) -> Result<Vec<ProbedFunction>, ResolveErrors> {
-    let inspector = Inspector::new();
     let mut functions = Vec::new();
     let mut errors = Vec::new();
     for (t, target) in config.probes.iter().enumerate() {
-        let target_field = format!("probes[{t}]");
-        if let Err(source) = std::fs::metadata(&target.binary) {
-            errors.push(ResolveError::Binary {
-                field: target_field,
-                binary: target.binary.clone(),
-                source,
-            });
-            continue;
-        }
-        let elf = Elf::new(&target.binary).into();
-        let names: Vec<&str> = target.functions.iter().map(|f| f.symbol.as_str()).collect();
-        let found = match inspector.lookup(&elf, &names) {
-            Ok(found) => found,
-            Err(source) => {
-                errors.push(ResolveError::Symbols {
-                    field: target_field,
-                    binary: target.binary.clone(),
-                    source,
-                });
-                continue;
-            }
-        };
-        for ((f, spec), symbols) in target.functions.iter().enumerate().zip(found) {
-            let field = format!("{target_field}.functions[{f}]");
-            match attach_points(&symbols) {
-                Some(points) if !points.is_empty() => {
-                    functions.extend(points.into_iter().map(|(address, file_offset)| {
-                        ProbedFunction {
-                            binary: target.binary.clone(),
-                            symbol: spec.symbol.clone(),
-                            address,
-                            file_offset,
-                            spec: spec.clone(),
-                        }
-                    }));
-                }
-                Some(_) => errors.push(ResolveError::UnknownSymbol {
-                    field,
-                    binary: target.binary.clone(),
-                    symbol: spec.symbol.clone(),
-                    suggestions: closest_functions(&inspector, &elf, &spec.symbol),
-                }),
-                None => errors.push(ResolveError::NoFileOffset {
-                    field,
-                    binary: target.binary.clone(),
-                    symbol: spec.symbol.clone(),
-                }),
-            }
-        }
+        resolve_target(
+            target,
+            &config.base_dir,
+            &format!("probes[{t}]"),
+            &mut functions,
+            &mut errors,
+        );
     }
     if errors.is_empty() {
         Ok(functions)
@@ -170,36 +144,159 @@ pub fn resolve(config: &Config, config_path: &Path) -> Result<Vec<ProbedFunction
     }
 }
 
-/// Distinct (address, file offset) pairs of the functions among `symbols`; `None` when a
-/// function has no file offset.
-fn attach_points(symbols: &[SymInfo<'_>]) -> Option<Vec<(u64, u64)>> {
-    let mut points = Vec::new();
-    for sym in symbols.iter().filter(|s| s.sym_type == SymType::Function) {
-        let point = (sym.addr, sym.file_offset?);
-        if !points.contains(&point) {
-            points.push(point);
+fn resolve_target(
+    target: &Located<ProbeTarget>,
+    base_dir: &Path,
+    field: &str,
+    functions: &mut Vec<ProbedFunction>,
+    errors: &mut Vec<ResolveError>,
+) {
+    let binary_error = |kind: ResolveErrorKind| ResolveError {
+        position: target.binary.position,
+        field: format!("{field}.binary"),
+        kind,
+    };
+    let path = match binary::locate(&target.binary, base_dir) {
+        Ok(path) => path,
+        Err(error) => return errors.push(binary_error(error.into())),
+    };
+    let elf = match ElfInfo::read(&path) {
+        Ok(elf) => elf,
+        Err(error) => return errors.push(binary_error(error.into())),
+    };
+    // Read once per binary, and only if some function is given by symbol.
+    let mut symbols: Option<Result<SymbolTable, ()>> = None;
+    let pid = target
+        .pid
+        .as_ref()
+        .and_then(|pid| NonZeroU32::new(pid.value));
+    for (f, function) in target.functions.iter().enumerate() {
+        let field = format!("{field}.functions[{f}]");
+        let error = |position: Position, field: String, kind| ResolveError {
+            position,
+            field,
+            kind,
+        };
+        if elf.is_go && function.return_value.is_some() {
+            let position = function
+                .return_value
+                .as_ref()
+                .map_or(function.position, |r| r.position);
+            errors.push(error(
+                position,
+                format!("{field}.return"),
+                ResolveErrorKind::GoReturn {
+                    binary: path.clone(),
+                },
+            ));
+            continue;
         }
-    }
-    Some(points)
-}
-
-/// The three function names in the binary closest to `wanted`.
-fn closest_functions(
-    inspector: &Inspector,
-    elf: &blazesym::inspect::source::Source,
-    wanted: &str,
-) -> Vec<String> {
-    let mut scored = Vec::new();
-    let _ = inspector.for_each(elf, |sym| {
-        if sym.sym_type == SymType::Function {
-            let score = strsim::jaro_winkler(wanted, &sym.name);
-            if score > 0.7 {
-                scored.push((score, sym.name.to_string()));
+        let probe = |symbol: String, address: Option<u64>, file_offset: u64| ProbedFunction {
+            binary: path.clone(),
+            symbol,
+            address,
+            file_offset,
+            spec: function.value.clone(),
+            pid,
+        };
+        if let Some(offset) = &function.offset {
+            if elf.offset_is_code(offset.value) {
+                functions.push(probe(
+                    format!("offset {:#x}", offset.value),
+                    elf.offset_to_address(offset.value),
+                    offset.value,
+                ));
+            } else {
+                errors.push(error(
+                    offset.position,
+                    format!("{field}.offset"),
+                    ResolveErrorKind::NotCode {
+                        binary: path.clone(),
+                        what: "offset",
+                        value: offset.value,
+                    },
+                ));
+            }
+        } else if let Some(address) = &function.address {
+            match elf.address_to_offset(address.value) {
+                Some(offset) => functions.push(probe(
+                    format!("address {:#x}", address.value),
+                    Some(address.value),
+                    offset,
+                )),
+                None => errors.push(error(
+                    address.position,
+                    format!("{field}.address"),
+                    ResolveErrorKind::NotCode {
+                        binary: path.clone(),
+                        what: "address",
+                        value: address.value,
+                    },
+                )),
+            }
+        } else if let Some(symbol) = &function.symbol {
+            let table = symbols.get_or_insert_with(|| {
+                SymbolTable::read(&path).map_err(|source| {
+                    errors.push(binary_error(ResolveErrorKind::Symbols {
+                        binary: path.clone(),
+                        source,
+                    }));
+                })
+            });
+            let Ok(table) = table else { continue };
+            let found = table.find(symbol);
+            if found.is_empty() {
+                let hint = unknown_symbol_hint(table, &elf, symbol);
+                errors.push(error(
+                    symbol.position,
+                    format!("{field}.symbol"),
+                    ResolveErrorKind::UnknownSymbol {
+                        binary: path.clone(),
+                        symbol: symbol.value.clone(),
+                        hint,
+                    },
+                ));
+            }
+            for sym in found {
+                match sym.file_offset {
+                    Some(offset) => {
+                        functions.push(probe(sym.name.clone(), Some(sym.address), offset))
+                    }
+                    None => errors.push(error(
+                        symbol.position,
+                        format!("{field}.symbol"),
+                        ResolveErrorKind::NoFileOffset {
+                            binary: path.clone(),
+                            symbol: sym.name.clone(),
+                        },
+                    )),
+                }
             }
         }
-        std::ops::ControlFlow::Continue(())
-    });
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(3).map(|(_, name)| name).collect()
+    }
+}
+
+/// What to tell a user whose symbol is not in the binary.
+fn unknown_symbol_hint(table: &SymbolTable, elf: &ElfInfo, symbol: &str) -> String {
+    if table.functions().is_empty() {
+        return "the binary has no function symbols (stripped?): probe by `offset` or `address`"
+            .into();
+    }
+    if glob_pattern(symbol).is_some() {
+        return "the pattern matches no function".into();
+    }
+    let closest = table.closest(symbol, 3);
+    let mut hint = if closest.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<_> = closest.iter().map(|n| format!("`{n}`")).collect();
+        format!("closest: {}", names.join(", "))
+    };
+    if !elf.has_symtab {
+        if !hint.is_empty() {
+            hint.push_str("; ");
+        }
+        hint.push_str("the binary is stripped, only its dynamic symbols are known");
+    }
+    hint
 }

@@ -9,6 +9,8 @@ use opentelemetry_sdk::Resource;
 #[derive(Debug)]
 pub struct Resources {
     service_name: Option<String>,
+    /// The config's extra attributes.
+    extra: Vec<KeyValue>,
     host_name: Option<String>,
     by_pid: HashMap<u32, Arc<Resource>>,
 }
@@ -16,13 +18,21 @@ pub struct Resources {
 impl Resources {
     /// `service_name` applies to every process; when absent each process gets the
     /// OpenTelemetry default, `unknown_service:<executable name>`.
-    pub fn new(service_name: Option<String>) -> Self {
+    pub fn new(
+        service_name: Option<String>,
+        extra: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
         let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|name| name.trim().to_owned())
             .filter(|name| !name.is_empty());
+        let extra = extra
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
         Self {
             service_name,
+            extra,
             host_name,
             by_pid: HashMap::new(),
         }
@@ -46,10 +56,11 @@ impl Resources {
             let name = executable.file_name().unwrap_or_default().to_string_lossy();
             format!("unknown_service:{name}")
         });
-        let mut attributes = vec![
+        let mut attributes = self.extra.clone();
+        attributes.extend([
             KeyValue::new("process.pid", i64::from(pid)),
             KeyValue::new("process.executable.path", executable.display().to_string()),
-        ];
+        ]);
         if let Some(host) = &self.host_name {
             attributes.push(KeyValue::new("host.name", host.clone()));
         }
@@ -72,7 +83,8 @@ mod tests {
 
     #[test]
     fn describes_a_live_process() {
-        let mut resources = Resources::new(Some("demo".into()));
+        let extra = [("deployment.environment".to_owned(), "test".to_owned())].into();
+        let mut resources = Resources::new(Some("demo".into()), &extra);
         let pid = std::process::id();
         let resource = resources.for_process(pid, Path::new("/unused"));
         assert_eq!(get(&resource, "service.name"), Some(Value::from("demo")));
@@ -86,6 +98,10 @@ mod tests {
             Some(Value::from(exe))
         );
         assert!(get(&resource, "host.name").is_some());
+        assert_eq!(
+            get(&resource, "deployment.environment"),
+            Some(Value::from("test"))
+        );
         // Built once per process.
         assert!(Arc::ptr_eq(
             &resource,
@@ -95,7 +111,7 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_probed_binary_for_exited_processes() {
-        let mut resources = Resources::new(None);
+        let mut resources = Resources::new(None, &Default::default());
         // Beyond pid_max: no such process.
         let resource = resources.for_process(u32::MAX, Path::new("/opt/app/server"));
         assert_eq!(

@@ -50,12 +50,12 @@ pub async fn run(config_path: &Path, command: &[OsString]) -> anyhow::Result<Run
         "attached"
     );
 
-    let (queue, export_task) = spawn_export(exporter, ExportSettings::default());
+    let (queue, export_task) = spawn_export(exporter, ExportSettings::from_config(&config.batch));
     let assembler = SpanAssembler::new(&functions, BootClock::sample(), IdGenerator::random());
     let mut pipeline = Pipeline::new(
         &functions,
         assembler,
-        Resources::new(config.service_name.clone()),
+        Resources::new(config.service_name.clone(), &config.resource),
         queue,
     );
     let ring = tracer.take_events()?;

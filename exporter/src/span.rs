@@ -5,45 +5,76 @@ use std::borrow::Cow;
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, Value,
-    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState},
+    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use spanprobe_common::CallEvent;
-use spanprobe_config::ValueType;
+use spanprobe_config::{AttributeValue, Condition, ValueType};
 
-use crate::{decode::register_value, ids::IdGenerator, ktime::BootClock, resolve::ProbedFunction};
+use crate::{
+    capture::{ArgPlan, plan},
+    ids::IdGenerator,
+    ktime::BootClock,
+    resolve::ProbedFunction,
+};
 
 /// What every span of one probed function shares, computed once.
 #[derive(Debug, Clone)]
 struct SpanTemplate {
     name: Cow<'static, str>,
     symbol: Value,
-    args: Vec<(usize, Key, ValueType)>,
-    ret: Option<(Key, ValueType)>,
+    args: Vec<ArgPlan>,
+    ret: Option<ReturnPlan>,
+    attributes: Vec<KeyValue>,
+    /// Traces rooted at this function are kept when the top 64 bits of their trace id are
+    /// below this (decided from the id, so every span of a trace agrees).
+    sample_below: u64,
+}
+
+#[derive(Debug, Clone)]
+struct ReturnPlan {
+    key: Key,
+    ty: ValueType,
+    error_when: Option<Condition>,
 }
 
 impl SpanTemplate {
     fn new(function: &ProbedFunction) -> Self {
         let spec = &function.spec;
+        let name = spec
+            .span_name
+            .clone()
+            .unwrap_or_else(|| function.symbol.clone());
+        let rate = spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
         Self {
-            name: Cow::Owned(spec.span_name().to_owned()),
+            name: Cow::Owned(name),
             symbol: Value::String(function.symbol.clone().into()),
-            args: spec
-                .args
+            args: plan(spec).1,
+            ret: spec.return_value.as_ref().map(|ret| ReturnPlan {
+                key: Key::new(ret.attribute_name().to_owned()),
+                ty: ret.ty,
+                error_when: ret.error_when,
+            }),
+            attributes: spec
+                .attributes
                 .iter()
-                .map(|arg| {
-                    (
-                        usize::from(arg.index),
-                        Key::new(arg.attribute_name()),
-                        arg.ty,
-                    )
-                })
+                .map(|(key, value)| KeyValue::new(key.clone(), attribute_value(value)))
                 .collect(),
-            ret: spec
-                .return_value
-                .as_ref()
-                .map(|ret| (Key::new(ret.attribute_name().to_owned()), ret.ty)),
+            sample_below: if rate >= 1.0 {
+                u64::MAX
+            } else {
+                (rate * u64::MAX as f64) as u64
+            },
         }
+    }
+}
+
+fn attribute_value(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::Int(i) => Value::I64(*i),
+        AttributeValue::Float(f) => Value::F64(*f),
+        AttributeValue::String(s) => Value::String(s.clone().into()),
     }
 }
 
@@ -78,31 +109,60 @@ impl SpanAssembler {
         }
     }
 
-    pub fn assemble(&self, event: &CallEvent) -> Result<SpanData, UnknownFunction> {
-        let template = usize::try_from(event.function_id)
+    fn template(&self, function_id: u32) -> Result<&SpanTemplate, UnknownFunction> {
+        usize::try_from(function_id)
             .ok()
             .and_then(|id| self.templates.get(id))
-            .ok_or(UnknownFunction(event.function_id))?;
+            .ok_or(UnknownFunction(function_id))
+    }
+
+    /// The span of one completed call; `None` if its trace is sampled out. `data` is the
+    /// memory captured with it.
+    pub fn assemble(
+        &self,
+        event: &CallEvent,
+        data: &[u8],
+    ) -> Result<Option<SpanData>, UnknownFunction> {
+        let template = self.template(event.function_id)?;
         let (pid, tid) = (event.pid, event.tid);
+        let trace_id = self.ids.trace_id(pid, tid, event.root_entry_ns);
+        let root = self.template(event.root_function_id).unwrap_or(template);
+        if !sampled(trace_id, root.sample_below) {
+            return Ok(None);
+        }
         let span_id = self.ids.span_id(pid, tid, event.entry_ns);
         let parent_span_id = match event.parent_entry_ns {
             0 => SpanId::INVALID,
             parent => self.ids.span_id(pid, tid, parent),
         };
-        let trace_id = self.ids.trace_id(pid, tid, event.root_entry_ns);
 
-        let mut attributes = Vec::with_capacity(template.args.len() + 3);
-        attributes.extend(template.args.iter().filter_map(|(index, key, ty)| {
-            let raw = *event.args.get(*index)?;
-            Some(KeyValue::new(key.clone(), register_value(raw, *ty)))
-        }));
-        if let Some((key, ty)) = &template.ret {
-            attributes.push(KeyValue::new(key.clone(), register_value(event.ret, *ty)));
+        let mut attributes =
+            Vec::with_capacity(template.args.len() + template.attributes.len() + 3);
+        for arg in &template.args {
+            arg.attributes(event, data, &mut attributes);
         }
+        let mut status = Status::Unset;
+        if let Some(ret) = &template.ret {
+            let value = match ret.ty {
+                ValueType::Ptr => Value::String(format!("{:#x}", event.ret).into()),
+                ty => crate::decode::register_value(event.ret, ty),
+            };
+            if let Some(condition) = ret.error_when
+                && condition.holds(comparable(event.ret, ret.ty))
+            {
+                status = Status::error(format!(
+                    "{} = {} (error_when {condition})",
+                    ret.key,
+                    comparable(event.ret, ret.ty)
+                ));
+            }
+            attributes.push(KeyValue::new(ret.key.clone(), value));
+        }
+        attributes.extend(template.attributes.iter().cloned());
         attributes.push(KeyValue::new(CODE_FUNCTION_NAME, template.symbol.clone()));
         attributes.push(KeyValue::new(THREAD_ID, i64::from(tid)));
 
-        Ok(SpanData {
+        Ok(Some(SpanData {
             span_context: SpanContext::new(
                 trace_id,
                 span_id,
@@ -120,9 +180,27 @@ impl SpanAssembler {
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
             links: SpanLinks::default(),
-            status: Status::Unset,
+            status,
             instrumentation_scope: self.scope.clone(),
-        })
+        }))
+    }
+}
+
+fn sampled(trace_id: TraceId, below: u64) -> bool {
+    below == u64::MAX || ((u128::from_be_bytes(trace_id.to_bytes()) >> 64) as u64) < below
+}
+
+/// A raw register as the number `error_when` compares: sign-extended for signed types.
+fn comparable(raw: u64, ty: ValueType) -> i128 {
+    match ty {
+        ValueType::I8 => i128::from(raw as i8),
+        ValueType::I16 => i128::from(raw as i16),
+        ValueType::I32 => i128::from(raw as i32),
+        ValueType::I64 => i128::from(raw as i64),
+        ValueType::U8 | ValueType::Char | ValueType::Bool => i128::from(raw as u8),
+        ValueType::U16 => i128::from(raw as u16),
+        ValueType::U32 => i128::from(raw as u32),
+        ValueType::U64 | ValueType::Ptr | ValueType::Str | ValueType::Bytes => i128::from(raw),
     }
 }
 
@@ -133,58 +211,74 @@ mod tests {
         time::{Duration, SystemTime},
     };
 
-    use spanprobe_config::{ArgSpec, FunctionSpec, ReturnSpec};
+    use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec};
 
     use super::*;
 
     fn add_function() -> ProbedFunction {
+        let arg = |index, name: Option<&str>| {
+            Located::unplaced(ArgSpec {
+                index,
+                name: name.map(Into::into),
+                ty: ValueType::I32,
+                max_len: None,
+                len: None,
+            })
+        };
         ProbedFunction {
             binary: PathBuf::from("/bin/demo"),
             symbol: "two_ints_and_return".into(),
-            address: 0x1139,
+            address: Some(0x1139),
             file_offset: 0x1139,
             spec: FunctionSpec {
-                symbol: "two_ints_and_return".into(),
+                symbol: Some(Located::unplaced("two_ints_and_return".into())),
                 span_name: Some("add".into()),
-                args: vec![
-                    ArgSpec {
-                        index: 0,
-                        name: Some("a".into()),
-                        ty: ValueType::I32,
-                    },
-                    ArgSpec {
-                        index: 1,
-                        name: None,
-                        ty: ValueType::I32,
-                    },
-                ],
-                return_value: Some(ReturnSpec {
+                args: vec![arg(0, Some("a")), arg(1, None)],
+                return_value: Some(Located::unplaced(ReturnSpec {
                     name: Some("sum".into()),
                     ty: ValueType::I32,
-                }),
+                    error_when: Some("< 0".parse().unwrap()),
+                })),
+                attributes: [("team".to_owned(), AttributeValue::String("core".into()))].into(),
+                ..Default::default()
             },
+            pid: None,
         }
     }
 
     fn plain_function() -> ProbedFunction {
         ProbedFunction {
             symbol: "do_nothing_and_return".into(),
-            spec: FunctionSpec {
-                symbol: "do_nothing_and_return".into(),
-                span_name: None,
-                args: vec![],
-                return_value: None,
-            },
+            spec: FunctionSpec::default(),
             ..add_function()
+        }
+    }
+
+    fn sampled_function(rate: f64) -> ProbedFunction {
+        ProbedFunction {
+            spec: FunctionSpec {
+                sample_rate: Some(Located::unplaced(rate)),
+                ..FunctionSpec::default()
+            },
+            ..plain_function()
         }
     }
 
     fn assembler() -> SpanAssembler {
         SpanAssembler::new(
-            &[add_function(), plain_function()],
+            &[
+                add_function(),
+                plain_function(),
+                sampled_function(0.0),
+                sampled_function(0.5),
+            ],
             BootClock::with_offset(1_000_000_000_000_000_000),
             IdGenerator::with_key([1; 16]),
         )
+    }
+
+    fn assemble(assembler: &SpanAssembler, event: &CallEvent) -> SpanData {
+        assembler.assemble(event, &[]).unwrap().expect("sampled")
     }
 
     fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
@@ -194,102 +288,137 @@ mod tests {
             .map(|kv| &kv.value)
     }
 
+    fn root(function_id: u32, entry_ns: u64) -> CallEvent {
+        CallEvent {
+            pid: 1,
+            tid: 2,
+            function_id,
+            depth: 1,
+            entry_ns,
+            return_ns: entry_ns + 100,
+            root_entry_ns: entry_ns,
+            root_function_id: function_id,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn root_call_becomes_a_root_span_with_typed_attributes() {
         let event = CallEvent {
             pid: 10,
             tid: 11,
-            function_id: 0,
-            depth: 1,
             entry_ns: 5_000,
             return_ns: 7_500,
-            parent_entry_ns: 0,
             root_entry_ns: 5_000,
-            args: [3, (-4i32) as u32 as u64, 0, 0, 0, 0],
-            ret: (-1i32) as u32 as u64,
+            args: [3, (-4i32) as u32 as u64, 0, 0, 0, 0, 0, 0],
+            ret: 7,
+            ..root(0, 5_000)
         };
-        let span = assembler().assemble(&event).unwrap();
+        let span = assemble(&assembler(), &event);
         assert_eq!(span.name, "add");
         assert_eq!(span.span_kind, SpanKind::Internal);
         assert_eq!(span.parent_span_id, SpanId::INVALID);
         assert_eq!(attr(&span, "a"), Some(&Value::I64(3)));
         assert_eq!(attr(&span, "arg1"), Some(&Value::I64(-4)));
-        assert_eq!(attr(&span, "sum"), Some(&Value::I64(-1)));
+        assert_eq!(attr(&span, "sum"), Some(&Value::I64(7)));
+        assert_eq!(attr(&span, "team"), Some(&Value::from("core")));
         assert_eq!(
             attr(&span, "code.function.name"),
             Some(&Value::from("two_ints_and_return"))
         );
         assert_eq!(attr(&span, "thread.id"), Some(&Value::I64(11)));
+        assert_eq!(span.status, Status::Unset);
         let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_000_000_000_000_005_000);
         assert_eq!(span.start_time, start);
         assert_eq!(span.end_time, start + Duration::from_nanos(2_500));
     }
 
     #[test]
+    fn error_when_sets_the_status_with_the_value() {
+        let event = CallEvent {
+            ret: (-22i32) as u32 as u64,
+            ..root(0, 100)
+        };
+        let span = assemble(&assembler(), &event);
+        assert_eq!(span.status, Status::error("sum = -22 (error_when < 0)"));
+    }
+
+    #[test]
     fn nested_calls_link_to_their_parent_and_share_the_trace() {
         let assembler = assembler();
-        let root = CallEvent {
-            pid: 1,
-            tid: 2,
-            function_id: 1,
-            depth: 1,
-            entry_ns: 100,
-            return_ns: 900,
-            parent_entry_ns: 0,
-            root_entry_ns: 100,
-            ..Default::default()
-        };
+        let outer = root(1, 100);
         let child = CallEvent {
             depth: 2,
             entry_ns: 200,
-            return_ns: 300,
             parent_entry_ns: 100,
-            ..root
+            ..outer
         };
         let grandchild = CallEvent {
             depth: 3,
             entry_ns: 210,
-            return_ns: 220,
             parent_entry_ns: 200,
-            ..root
+            ..outer
         };
         // Children end first: assemble them before their parents.
-        let grandchild = assembler.assemble(&grandchild).unwrap();
-        let child = assembler.assemble(&child).unwrap();
-        let root = assembler.assemble(&root).unwrap();
+        let grandchild = assemble(&assembler, &grandchild);
+        let child = assemble(&assembler, &child);
+        let outer = assemble(&assembler, &outer);
         assert_eq!(grandchild.parent_span_id, child.span_context.span_id());
-        assert_eq!(child.parent_span_id, root.span_context.span_id());
-        let trace = root.span_context.trace_id();
+        assert_eq!(child.parent_span_id, outer.span_context.span_id());
+        let trace = outer.span_context.trace_id();
         assert_eq!(child.span_context.trace_id(), trace);
         assert_eq!(grandchild.span_context.trace_id(), trace);
-        assert_eq!(root.name, "do_nothing_and_return");
-        assert_eq!(attr(&root, "return_value"), None);
+        assert_eq!(outer.name, "do_nothing_and_return");
+        assert_eq!(attr(&outer, "return_value"), None);
     }
 
     #[test]
     fn separate_roots_and_threads_get_separate_traces() {
         let assembler = assembler();
-        let first = CallEvent {
-            pid: 1,
-            tid: 2,
-            function_id: 1,
-            depth: 1,
-            entry_ns: 100,
-            root_entry_ns: 100,
-            ..Default::default()
-        };
-        let second = CallEvent {
-            entry_ns: 500,
-            root_entry_ns: 500,
-            ..first
-        };
+        let first = root(1, 100);
+        let second = root(1, 500);
         let other_thread = CallEvent { tid: 3, ..first };
         let ids: Vec<_> = [first, second, other_thread]
             .iter()
-            .map(|e| assembler.assemble(e).unwrap().span_context.trace_id())
+            .map(|e| assemble(&assembler, e).span_context.trace_id())
             .collect();
         assert_ne!(ids[0], ids[1]);
         assert_ne!(ids[0], ids[2]);
+    }
+
+    #[test]
+    fn sampling_is_decided_by_the_root_for_the_whole_trace() {
+        let assembler = assembler();
+        // Rate 0 at the root drops the root and its children, whatever their own rate.
+        let never = root(2, 100);
+        let child = CallEvent {
+            function_id: 0,
+            depth: 2,
+            entry_ns: 150,
+            parent_entry_ns: 100,
+            ..never
+        };
+        assert_eq!(assembler.assemble(&never, &[]).unwrap(), None);
+        assert_eq!(assembler.assemble(&child, &[]).unwrap(), None);
+        // Rate 0.5 keeps about half of 2000 traces, and a kept root keeps its children.
+        let mut kept = 0;
+        for i in 0..2000u64 {
+            let root_event = root(3, 1_000 + i * 10);
+            let child = CallEvent {
+                function_id: 1,
+                depth: 2,
+                entry_ns: root_event.entry_ns + 1,
+                parent_entry_ns: root_event.entry_ns,
+                ..root_event
+            };
+            let root_kept = assembler.assemble(&root_event, &[]).unwrap().is_some();
+            assert_eq!(
+                assembler.assemble(&child, &[]).unwrap().is_some(),
+                root_kept
+            );
+            kept += usize::from(root_kept);
+        }
+        assert!((900..1100).contains(&kept), "kept {kept} of 2000");
     }
 
     #[test]
@@ -299,7 +428,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            assembler().assemble(&event).unwrap_err(),
+            assembler().assemble(&event, &[]).unwrap_err(),
             UnknownFunction(7)
         );
     }

@@ -28,7 +28,7 @@ impl Exporter {
     /// created here, connecting lazily).
     pub fn from_config(config: &ExporterConfig) -> Result<Self, OtlpError> {
         Ok(match config {
-            ExporterConfig::Stdout(_) => Self::Stdout(LineExporter::stdout()),
+            ExporterConfig::Stdout(stdout) => Self::Stdout(LineExporter::stdout(stdout.format)),
             ExporterConfig::Otlp(otlp) => Self::Otlp(Box::new(otlp_exporter(otlp)?)),
         })
     }

@@ -55,15 +55,18 @@ impl SpanQueue {
 pub struct ExportSettings {
     pub queue_size: usize,
     pub batch_size: usize,
+    /// How long a span may wait for its batch to fill.
+    pub delay: Duration,
     /// How long the final flush may take once the queue is closed.
     pub shutdown_timeout: Duration,
 }
 
-impl Default for ExportSettings {
-    fn default() -> Self {
+impl ExportSettings {
+    pub fn from_config(batch: &spanprobe_config::BatchConfig) -> Self {
         Self {
-            queue_size: 65_536,
-            batch_size: 512,
+            queue_size: batch.queue_size,
+            batch_size: batch.batch_size,
+            delay: batch.delay,
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -88,6 +91,15 @@ pub fn spawn_export(
         loop {
             if rx.recv_many(&mut received, settings.batch_size).await == 0 {
                 break;
+            }
+            // Give the batch up to `delay` to fill, unless the queue is closing.
+            let fill_until = Instant::now() + settings.delay;
+            while received.len() < settings.batch_size && !rx.is_closed() {
+                let room = settings.batch_size - received.len();
+                match tokio::time::timeout_at(fill_until, rx.recv_many(&mut received, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
             }
             if rx.is_closed() && deadline.is_none() {
                 deadline = Some(Instant::now() + settings.shutdown_timeout);

@@ -2,28 +2,35 @@
 
 use std::{fmt::Write as _, io::Write as _, sync::Mutex, time::Duration};
 
-use opentelemetry::{Value, trace::SpanId};
+use opentelemetry::{
+    Value,
+    trace::{SpanId, Status},
+};
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
     trace::{SpanData, SpanExporter},
 };
+use spanprobe_config::StdoutFormat;
 
-/// Writes each span as one line:
-/// `<start> <service> <name> <duration> trace=<id> span=<id> parent=<id|-> <key>=<value>...`
+/// Writes each span as one line: text
+/// (`<start> <service> <name> <duration> trace=<id> span=<id> parent=<id|-> <key>=<value>...`)
+/// or a JSON object.
 pub struct LineExporter {
     service: String,
+    format: StdoutFormat,
     out: Mutex<Box<dyn std::io::Write + Send>>,
 }
 
 impl LineExporter {
-    pub fn stdout() -> Self {
-        Self::new(Box::new(std::io::stdout()))
+    pub fn stdout(format: StdoutFormat) -> Self {
+        Self::new(format, Box::new(std::io::stdout()))
     }
 
-    pub fn new(out: Box<dyn std::io::Write + Send>) -> Self {
+    pub fn new(format: StdoutFormat, out: Box<dyn std::io::Write + Send>) -> Self {
         Self {
             service: String::new(),
+            format,
             out: Mutex::new(out),
         }
     }
@@ -33,6 +40,7 @@ impl std::fmt::Debug for LineExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LineExporter")
             .field("service", &self.service)
+            .field("format", &self.format)
             .finish_non_exhaustive()
     }
 }
@@ -64,11 +72,56 @@ pub fn format_span(service: &str, span: &SpanData) -> String {
     line
 }
 
+/// Formats one span as a JSON object on one line.
+pub fn format_span_json(service: &str, span: &SpanData) -> String {
+    let duration = span
+        .end_time
+        .duration_since(span.start_time)
+        .unwrap_or(Duration::ZERO);
+    let attributes: serde_json::Map<String, serde_json::Value> = span
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.to_string(), json_value(&kv.value)))
+        .collect();
+    let parent = (span.parent_span_id != SpanId::INVALID).then(|| span.parent_span_id.to_string());
+    let status = match &span.status {
+        Status::Error { description } => {
+            serde_json::json!({ "code": "ERROR", "message": description })
+        }
+        Status::Ok => serde_json::json!({ "code": "OK" }),
+        Status::Unset => serde_json::json!({ "code": "UNSET" }),
+    };
+    serde_json::json!({
+        "start": humantime::format_rfc3339_nanos(span.start_time).to_string(),
+        "duration_ns": u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        "service": service,
+        "name": span.name,
+        "trace_id": span.span_context.trace_id().to_string(),
+        "span_id": span.span_context.span_id().to_string(),
+        "parent_span_id": parent,
+        "status": status,
+        "attributes": attributes,
+    })
+    .to_string()
+}
+
+fn json_value(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Bool(b) => (*b).into(),
+        Value::I64(i) => (*i).into(),
+        Value::F64(f) => (*f).into(),
+        other => other.to_string().into(),
+    }
+}
+
 impl SpanExporter for LineExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let mut text = String::new();
         for span in &batch {
-            text.push_str(&format_span(&self.service, span));
+            text.push_str(&match self.format {
+                StdoutFormat::Text => format_span(&self.service, span),
+                StdoutFormat::Json => format_span_json(&self.service, span),
+            });
             text.push('\n');
         }
         let mut out = self
@@ -100,10 +153,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn one_line_with_ids_duration_and_attributes() {
+    fn span() -> SpanData {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let span = SpanData {
+        SpanData {
             span_context: SpanContext::new(
                 TraceId::from(0xabc),
                 SpanId::from(0x12),
@@ -127,7 +179,34 @@ mod tests {
             links: SpanLinks::default(),
             status: Status::Unset,
             instrumentation_scope: InstrumentationScope::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn one_json_object_per_span() {
+        let mut span = span();
+        span.status = Status::error("rc = -1 (error_when < 0)");
+        let json: serde_json::Value =
+            serde_json::from_str(&format_span_json("demo", &span)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "start": "2023-11-14T22:13:20.000000000Z",
+                "duration_ns": 1500,
+                "service": "demo",
+                "name": "add",
+                "trace_id": "00000000000000000000000000000abc",
+                "span_id": "0000000000000012",
+                "parent_span_id": "0000000000000034",
+                "status": { "code": "ERROR", "message": "rc = -1 (error_when < 0)" },
+                "attributes": { "a": 1, "c": "x", "ok": true },
+            })
+        );
+    }
+
+    #[test]
+    fn one_line_with_ids_duration_and_attributes() {
+        let span = span();
         assert_eq!(
             format_span("demo", &span),
             "2023-11-14T22:13:20.000000Z demo add 1.5µs \

@@ -1,0 +1,213 @@
+//! The standard OpenTelemetry environment variables, which take precedence over the file.
+
+use crate::{Config, ExporterConfig, OtlpConfig, OtlpProtocol, Position, Problem};
+
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+
+/// Applies the OTel variables `lookup` finds. An endpoint variable turns the stdout exporter
+/// into OTLP, since setting one asks for OTLP export.
+pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+    if let Some(attributes) = get(OTEL_RESOURCE_ATTRIBUTES) {
+        match parse_pairs(&attributes) {
+            Ok(pairs) => {
+                for (key, value) in pairs {
+                    if key == "service.name" {
+                        config.service_name = Some(value);
+                    } else {
+                        config.resource.insert(key, value);
+                    }
+                }
+            }
+            Err(message) => problems.push(env_problem(OTEL_RESOURCE_ATTRIBUTES, message)),
+        }
+    }
+    if let Some(name) = get(OTEL_SERVICE_NAME) {
+        config.service_name = Some(name);
+    }
+
+    let endpoint = get(OTEL_EXPORTER_OTLP_ENDPOINT);
+    let traces_endpoint = get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+    let protocol = get(OTEL_EXPORTER_OTLP_PROTOCOL);
+    let headers = get(OTEL_EXPORTER_OTLP_HEADERS);
+    if (endpoint.is_some() || traces_endpoint.is_some())
+        && let ExporterConfig::Stdout(_) = config.exporter
+    {
+        config.exporter = ExporterConfig::Otlp(OtlpConfig::default());
+    }
+    let ExporterConfig::Otlp(otlp) = &mut config.exporter else {
+        return problems;
+    };
+    if let Some(endpoint) = endpoint {
+        otlp.endpoint = Some(endpoint);
+    }
+    if let Some(endpoint) = traces_endpoint {
+        otlp.traces_endpoint = Some(endpoint);
+    }
+    match protocol.as_deref().map(str::trim) {
+        None => {}
+        Some("grpc") => otlp.protocol = OtlpProtocol::Grpc,
+        Some("http/protobuf") => otlp.protocol = OtlpProtocol::HttpProtobuf,
+        Some(other) => problems.push(env_problem(
+            OTEL_EXPORTER_OTLP_PROTOCOL,
+            format!("`{other}` is not supported; use `grpc` or `http/protobuf`"),
+        )),
+    }
+    if let Some(headers) = headers {
+        match parse_pairs(&headers) {
+            Ok(pairs) => otlp.headers.extend(pairs),
+            Err(message) => problems.push(env_problem(OTEL_EXPORTER_OTLP_HEADERS, message)),
+        }
+    }
+    problems
+}
+
+fn env_problem(variable: &str, message: String) -> Problem {
+    Problem::new(Position::default(), format!("${variable}"), message)
+}
+
+/// `key1=value1,key2=value2`, values percent-decoded, as the OTel spec defines for
+/// `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`.
+fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{}` is not a key=value pair", pair.trim()))?;
+            Ok((key.trim().to_owned(), percent_decode(value.trim())?))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-encoding in `{text}`"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{text}` is not UTF-8 once decoded"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::StdoutConfig;
+
+    fn config() -> Config {
+        Config {
+            service_name: Some("from-file".into()),
+            resource: [("team".to_owned(), "a".to_owned())].into(),
+            exporter: ExporterConfig::Stdout(StdoutConfig::default()),
+            batch: Default::default(),
+            probes: vec![],
+            base_dir: Default::default(),
+        }
+    }
+
+    fn apply_env(config: &mut Config, vars: &[(&str, &str)]) -> Vec<Problem> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        apply(config, &|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_changes_nothing() {
+        let mut c = config();
+        assert!(apply_env(&mut c, &[]).is_empty());
+        assert_eq!(c, config());
+    }
+
+    #[test]
+    fn service_name_and_resource_attributes() {
+        let mut c = config();
+        let problems = apply_env(
+            &mut c,
+            &[
+                (
+                    OTEL_RESOURCE_ATTRIBUTES,
+                    "team=b,deployment.environment=prod%20eu,service.name=r",
+                ),
+                (OTEL_SERVICE_NAME, "svc"),
+            ],
+        );
+        assert!(problems.is_empty());
+        // OTEL_SERVICE_NAME wins over service.name in the attributes.
+        assert_eq!(c.service_name.as_deref(), Some("svc"));
+        assert_eq!(c.resource.get("team").map(String::as_str), Some("b"));
+        assert_eq!(
+            c.resource.get("deployment.environment").map(String::as_str),
+            Some("prod eu")
+        );
+    }
+
+    #[test]
+    fn endpoint_switches_to_otlp_with_protocol_and_headers() {
+        let mut c = config();
+        let problems = apply_env(
+            &mut c,
+            &[
+                (OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318"),
+                (OTEL_EXPORTER_OTLP_PROTOCOL, "http/protobuf"),
+                (
+                    OTEL_EXPORTER_OTLP_HEADERS,
+                    "authorization=Bearer%20x,tenant=t1",
+                ),
+            ],
+        );
+        assert!(problems.is_empty());
+        let ExporterConfig::Otlp(otlp) = &c.exporter else {
+            panic!("not otlp")
+        };
+        assert_eq!(otlp.endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(
+            otlp.headers.get("authorization").map(String::as_str),
+            Some("Bearer x")
+        );
+        assert_eq!(otlp.headers.get("tenant").map(String::as_str), Some("t1"));
+    }
+
+    #[test]
+    fn bad_values_are_problems_naming_the_variable() {
+        let mut c = config();
+        c.exporter = ExporterConfig::Otlp(OtlpConfig::default());
+        let problems = apply_env(
+            &mut c,
+            &[
+                (OTEL_EXPORTER_OTLP_PROTOCOL, "http/json"),
+                (OTEL_EXPORTER_OTLP_HEADERS, "novalue"),
+            ],
+        );
+        let text: Vec<_> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "$OTEL_EXPORTER_OTLP_PROTOCOL: `http/json` is not supported; use `grpc` or `http/protobuf`",
+                "$OTEL_EXPORTER_OTLP_HEADERS: `novalue` is not a key=value pair",
+            ]
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Golden tests of the messages a user sees for mistakes in a config.
+
+use std::path::Path;
+
+use spanprobe_config::{ConfigError, parse};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// The error text for `yaml`, which must be rejected.
+fn error(yaml: &str) -> String {
+    match parse(Path::new("app.yaml"), yaml, &no_env) {
+        Ok(config) => panic!("accepted: {config:?}"),
+        Err(error @ ConfigError::Invalid { .. }) => error.to_string(),
+        Err(other) => panic!("unexpected error kind: {other}"),
+    }
+}
+
+const HEAD: &str = "probes:\n  - binary: demo\n    functions:\n";
+
+#[test]
+fn malformed_yaml() {
+    assert_eq!(
+        error("probes:\n  - binary: demo\n    functions: [\n"),
+        "app.yaml:3:16: probes[0].functions: unclosed bracket '['"
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest() {
+    assert_eq!(
+        error("probes:\n  - binary: demo\n    functoins: []\n"),
+        "app.yaml:3:5: probes[0].functoins: unknown field `functoins`, expected one of binary, \
+         pid, functions (did you mean `functions`?)"
+    );
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        retrun: {{ type: i32 }}\n"
+        )),
+        "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
+         symbol, offset, address, span_name, args, return, attributes, stack, sample_rate, \
+         min_duration (did you mean `return`?)"
+    );
+}
+
+#[test]
+fn unknown_types_suggest_the_closest() {
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        args: [{{ index: 0, type: i33 }}]\n"
+        )),
+        "app.yaml:5:34: probes[0].functions[0].args[0].type: unknown type `i33` (did you mean \
+         `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes"
+    );
+}
+
+#[test]
+fn floats_are_refused_with_the_reason() {
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        return: {{ type: f64 }}\n"
+        )),
+        "app.yaml:5:25: probes[0].functions[0].return.type: `f64` cannot be captured: \
+         floating-point arguments and return values are passed in XMM registers, which uprobes \
+         do not see"
+    );
+}
+
+#[test]
+fn wrong_value_types() {
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        args: [{{ index: 300, type: i32 }}]\n"
+        )),
+        "app.yaml:5:25: probes[0].functions[0].args[0].index: invalid u8"
+    );
+    assert_eq!(
+        error("probes: 3\n"),
+        "app.yaml:1:9: probes: expected sequence start"
+    );
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        min_duration: soon\n"
+        )),
+        "app.yaml:5:23: probes[0].functions[0].min_duration: `soon` is not a duration (expected \
+         number at 0); write e.g. `50us`, `10ms`, `5s`"
+    );
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        return: {{ type: i32, error_when: '<> 0' }}\n"
+        )),
+        "app.yaml:5:42: probes[0].functions[0].return.error_when: `> 0` in `<> 0` is not an integer"
+    );
+}
+
+#[test]
+fn missing_keys() {
+    assert_eq!(
+        error("probes:\n  - binary: demo\n"),
+        "app.yaml:2:5: probes[0]: missing field `functions`"
+    );
+    assert_eq!(error(""), "app.yaml:1:1: .: unexpected end of input");
+}
+
+#[test]
+fn exporters() {
+    assert_eq!(
+        error("exporter: { stdout: {}, otlp: {} }\nprobes: []\n"),
+        "app.yaml:1:11: exporter: name one exporter, not both `stdout` and `otlp`"
+    );
+    assert_eq!(
+        error("exporter: { otlp: { protocol: http/json } }\nprobes: []\n"),
+        "app.yaml:1:31: exporter.otlp.protocol: unknown variant `http/json`, expected one of grpc, \
+         http/protobuf (did you mean `http/protobuf`?)"
+    );
+}
+
+/// Semantic problems are all reported together, each with its position.
+#[test]
+fn every_semantic_problem_at_once() {
+    let yaml = "\
+exporter: { otlp: { endpoint: 'collector:4317' } }
+batch: { queue_size: 10, batch_size: 20 }
+probes:
+  - binary: demo
+    pid: 0
+    functions:
+      - symbol: f
+        args:
+          - { index: 16, type: i32 }
+          - { index: 1, name: x, type: str, max_len: 513 }
+          - { index: 1, name: x, type: bytes }
+          - { index: 2, type: i32, len: 4 }
+        return: { name: x, type: str }
+      - symbol: f
+      - offset: 0x10
+        symbol: g
+      - span_name: nothing
+      - symbol: h
+        stack: true
+        sample_rate: 1.5
+        min_duration: 10us
+  - binary: other
+    functions: []
+";
+    let expected = [
+        "app.yaml: exporter.otlp.endpoint: `collector:4317` is not an http:// or https:// URL",
+        "app.yaml: batch.batch_size: 20 is larger than batch.queue_size (10)",
+        "app.yaml:5:10: probes[0].pid: must be a process id, not 0",
+        "app.yaml:9:13: probes[0].functions[0].args[0].index: 16 is out of range: arguments \
+         0..=15 can be captured (0 to 5 from registers, 6 and up from the caller's stack)",
+        "app.yaml:10:13: probes[0].functions[0].args[1].max_len: 513 is out of range: 1..=512",
+        "app.yaml:11:13: probes[0].functions[0].args[2].index: argument 1 is captured twice",
+        "app.yaml:11:13: probes[0].functions[0].args[2].name: attribute `x` is used twice in this function",
+        "app.yaml:11:13: probes[0].functions[0].args[2].len: `bytes` needs `len`, the number of bytes to read",
+        "app.yaml:12:13: probes[0].functions[0].args[3].len: only `bytes` arguments take `len`",
+        "app.yaml:13:17: probes[0].functions[0].return.type: a `str` return value cannot be captured yet; capture it as `ptr`",
+        "app.yaml:13:17: probes[0].functions[0].return.name: attribute `x` is also an argument's name",
+        "app.yaml:14:17: probes[0].functions[1]: this function is listed twice for this binary",
+        "app.yaml:15:9: probes[0].functions[2]: give only one of `symbol`, `offset` or `address`",
+        "app.yaml:17:9: probes[0].functions[3]: give one of `symbol`, `offset` or `address`",
+        "app.yaml:19:16: probes[0].functions[4].stack: stack capture is not supported yet",
+        "app.yaml:20:22: probes[0].functions[4].sample_rate: 1.5 is not between 0 and 1",
+        "app.yaml:21:23: probes[0].functions[4].min_duration: `min_duration` is not supported yet",
+        "app.yaml:22:5: probes[1].functions: at least one function is needed",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
+}
+
+#[test]
+fn unset_environment_variables() {
+    assert_eq!(
+        error(
+            "exporter: { otlp: { headers: { authorization: 'Bearer ${TOKEN}' } } }\nprobes: [{ binary: demo, functions: [{ symbol: f }] }]\n"
+        ),
+        "app.yaml: exporter.otlp.headers.authorization: environment variable `TOKEN` is not set"
+    );
+}

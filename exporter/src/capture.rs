@@ -1,0 +1,240 @@
+//! What the kernel captures for each function, and how userspace reads it back: the one place
+//! that maps config arguments to event slots and data offsets, so both sides agree.
+
+use std::ops::Range;
+
+use opentelemetry::{Key, KeyValue, Value};
+use spanprobe_common::{
+    ArgCapture, ArgSource, CallEvent, FunctionCapture, MAX_ARGS, MEMORY_FAULT, MemoryKind,
+};
+use spanprobe_config::{FunctionSpec, ValueType};
+
+use crate::decode::register_value;
+
+// The config's limits must fit the kernel's buffers.
+const _: () = assert!(spanprobe_config::MAX_CAPTURED_ARGS == MAX_ARGS);
+const _: () = assert!(spanprobe_config::MEMORY_BUDGET == spanprobe_common::DATA_MAX);
+const _: () =
+    assert!(spanprobe_config::MAX_MEMORY_LEN as usize + 2 <= spanprobe_common::MEMORY_READ_MAX);
+
+/// How one captured argument is read back from an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgPlan {
+    /// Index into [`CallEvent::args`] and [`CallEvent::arg_lens`].
+    pub slot: usize,
+    pub key: Key,
+    pub ty: ValueType,
+    /// For `str`/`bytes`: where the bytes are in the record's data.
+    pub data: Range<usize>,
+    /// For `str`: longest string kept; longer ones are cut and marked truncated.
+    pub max_len: usize,
+}
+
+/// The kernel-side capture spec of `spec` and the plans to decode it.
+pub fn plan(spec: &FunctionSpec) -> (FunctionCapture, Vec<ArgPlan>) {
+    let mut capture = FunctionCapture::default();
+    let mut plans = Vec::with_capacity(spec.args.len());
+    let mut data_len = 0usize;
+    for (slot, (arg, kernel)) in spec.args.iter().zip(capture.args.iter_mut()).enumerate() {
+        let (source, register_or_slot) = if arg.index < 6 {
+            (ArgSource::Register, arg.index)
+        } else {
+            (ArgSource::Stack, arg.index - 6)
+        };
+        // A string needs room for one byte past `max_len` (to tell truncation) and the NUL.
+        let (memory, size) = match arg.ty {
+            ValueType::Str => (MemoryKind::Str, usize::from(arg.memory_len()) + 2),
+            ValueType::Bytes => (MemoryKind::Bytes, usize::from(arg.memory_len())),
+            _ => (MemoryKind::None, 0),
+        };
+        *kernel = ArgCapture {
+            source: source as u8,
+            slot: register_or_slot,
+            memory: memory as u8,
+            _pad: 0,
+            len: size as u16,
+            offset: data_len as u16,
+        };
+        plans.push(ArgPlan {
+            slot,
+            key: Key::new(arg.attribute_name()),
+            ty: arg.ty,
+            data: data_len..data_len + size,
+            max_len: usize::from(arg.memory_len()),
+        });
+        data_len += size;
+    }
+    capture.data_len = data_len as u32;
+    (capture, plans)
+}
+
+impl ArgPlan {
+    /// The attributes of this argument in `event`, whose captured memory is `data`.
+    pub fn attributes(&self, event: &CallEvent, data: &[u8], out: &mut Vec<KeyValue>) {
+        let Some(&raw) = event.args.get(self.slot) else {
+            return;
+        };
+        let value = match self.ty {
+            ValueType::Str | ValueType::Bytes => {
+                let captured = event
+                    .arg_lens
+                    .get(self.slot)
+                    .copied()
+                    .unwrap_or(MEMORY_FAULT);
+                if captured & MEMORY_FAULT != 0 || data.len() < self.data.end {
+                    Value::String(unreadable(raw).into())
+                } else if self.ty == ValueType::Str {
+                    let bytes = &data[self.data.clone()];
+                    // The helper's count includes the NUL.
+                    let len = usize::from(captured).saturating_sub(1).min(bytes.len());
+                    let text = &bytes[..len];
+                    if len > self.max_len {
+                        out.push(KeyValue::new(
+                            Key::new(format!("{}.truncated", self.key)),
+                            true,
+                        ));
+                        Value::String(
+                            String::from_utf8_lossy(&text[..self.max_len])
+                                .into_owned()
+                                .into(),
+                        )
+                    } else {
+                        Value::String(String::from_utf8_lossy(text).into_owned().into())
+                    }
+                } else {
+                    Value::String(hex(&data[self.data.clone()]).into())
+                }
+            }
+            ValueType::Ptr => Value::String(format!("{raw:#x}").into()),
+            ty => register_value(raw, ty),
+        };
+        out.push(KeyValue::new(self.key.clone(), value));
+    }
+}
+
+fn unreadable(pointer: u64) -> String {
+    if pointer == 0 {
+        "(null)".to_owned()
+    } else {
+        format!("(unreadable {pointer:#x})")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use spanprobe_config::{ArgSpec, Located};
+
+    use super::*;
+
+    fn arg(
+        index: u8,
+        name: &str,
+        ty: ValueType,
+        max_len: Option<u16>,
+        len: Option<u16>,
+    ) -> Located<ArgSpec> {
+        Located::unplaced(ArgSpec {
+            index,
+            name: Some(name.into()),
+            ty,
+            max_len,
+            len,
+        })
+    }
+
+    fn spec() -> FunctionSpec {
+        FunctionSpec {
+            args: vec![
+                arg(0, "path", ValueType::Str, Some(4), None),
+                arg(7, "flag", ValueType::Bool, None, None),
+                arg(2, "key", ValueType::Bytes, None, Some(3)),
+                arg(1, "buf", ValueType::Ptr, None, None),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lays_out_registers_stack_slots_and_data() {
+        let (capture, plans) = plan(&spec());
+        let kernel: Vec<_> = capture.args[..4]
+            .iter()
+            .map(|a| (a.source, a.slot, a.memory, a.len, a.offset))
+            .collect();
+        assert_eq!(
+            kernel,
+            [
+                (ArgSource::Register as u8, 0, MemoryKind::Str as u8, 6, 0),
+                (ArgSource::Stack as u8, 1, MemoryKind::None as u8, 0, 6),
+                (ArgSource::Register as u8, 2, MemoryKind::Bytes as u8, 3, 6),
+                (ArgSource::Register as u8, 1, MemoryKind::None as u8, 0, 9),
+            ]
+        );
+        assert_eq!(capture.args[4].source, ArgSource::None as u8);
+        assert_eq!(capture.data_len, 9);
+        assert_eq!(plans[2].data, 6..9);
+    }
+
+    fn decode(event: &CallEvent, data: &[u8]) -> Vec<(String, Value)> {
+        let (_, plans) = plan(&spec());
+        let mut out = Vec::new();
+        for plan in &plans {
+            plan.attributes(event, data, &mut out);
+        }
+        out.into_iter()
+            .map(|kv| (kv.key.to_string(), kv.value))
+            .collect()
+    }
+
+    #[test]
+    fn decodes_strings_bytes_pointers_and_stack_values() {
+        let mut event = CallEvent {
+            args: [0x1000, 1, 0x2000, 0xdead, 0, 0, 0, 0],
+            ..Default::default()
+        };
+        event.arg_lens = [4, 0, 3, 0, 0, 0, 0, 0]; // "abc" + NUL, 3 bytes
+        let data = b"abc\0\0\0\x01\xab\xff";
+        assert_eq!(
+            decode(&event, data),
+            [
+                ("path".into(), Value::from("abc")),
+                ("flag".into(), Value::Bool(true)),
+                ("key".into(), Value::from("01abff")),
+                ("buf".into(), Value::from("0xdead")),
+            ]
+        );
+    }
+
+    #[test]
+    fn marks_truncated_strings() {
+        let mut event = CallEvent {
+            args: [0x1000, 0, 0x2000, 0, 0, 0, 0, 0],
+            ..Default::default()
+        };
+        // Five characters and the NUL were read: longer than max_len 4.
+        event.arg_lens = [6, 0, 3, 0, 0, 0, 0, 0];
+        let data = b"abcde\0xyz";
+        let values = decode(&event, data);
+        assert_eq!(values[0], ("path.truncated".into(), Value::Bool(true)));
+        assert_eq!(values[1], ("path".into(), Value::from("abcd")));
+    }
+
+    #[test]
+    fn unreadable_memory_says_so() {
+        let mut event = CallEvent {
+            args: [0, 0, 0x2000, 0, 0, 0, 0, 0],
+            ..Default::default()
+        };
+        event.arg_lens = [MEMORY_FAULT, 0, MEMORY_FAULT, 0, 0, 0, 0, 0];
+        let values = decode(&event, &[0; 9]);
+        assert_eq!(values[0], ("path".into(), Value::from("(null)")));
+        assert_eq!(
+            values[2],
+            ("key".into(), Value::from("(unreadable 0x2000)"))
+        );
+    }
+}

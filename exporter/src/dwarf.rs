@@ -1,0 +1,660 @@
+//! Function signatures from an ELF file's DWARF debug info, so `spanprobe init` can fill in
+//! argument types.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use gimli::{
+    AttributeValue, DwAt, DwAte, DwTag, Dwarf, DwarfSections, EndianSlice, RunTimeEndian, Unit,
+    UnitOffset,
+};
+use object::{Object, ObjectSection};
+
+type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
+type Value<'a> = AttributeValue<Reader<'a>>;
+type Die<'a> = gimli::DebuggingInformationEntry<Reader<'a>>;
+/// A DIE: index into [`Ctx::units`] and offset inside that unit.
+type Loc = (usize, UnitOffset);
+
+/// Bounds how many references are followed, so malformed (cyclic) DWARF cannot recurse forever.
+const MAX_DEPTH: u8 = 16;
+
+/// Why the DWARF of a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DwarfError {
+    /// The file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not an object file `object` can parse, or a debug section is corrupt.
+    #[error("{}: not a readable object file", path.display())]
+    Object {
+        path: PathBuf,
+        source: object::Error,
+    },
+    /// The DWARF could not be parsed.
+    #[error("{}: malformed DWARF debug info", path.display())]
+    Dwarf { path: PathBuf, source: gimli::Error },
+}
+
+/// A defined function as described by DWARF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSignature {
+    /// `DW_AT_name` (not demangled, e.g. just `foo` for a C++ method).
+    pub name: String,
+    /// `DW_AT_linkage_name` (the mangled symbol), when present.
+    pub linkage_name: Option<String>,
+    /// Formal parameters in declaration order, so the System V argument index is the position.
+    pub params: Vec<Param>,
+    /// `None` for `void`.
+    pub return_type: Option<TypeInfo>,
+    /// Declaring source file, resolved through the line program's file table.
+    pub file: Option<String>,
+    /// Declaring source line.
+    pub line: Option<u64>,
+}
+
+/// A formal parameter of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub name: Option<String>,
+    pub ty: TypeInfo,
+}
+
+/// A C type and the spanprobe capture type it maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// Printable C type name, e.g. `const char *`, `unsigned long`, `struct foo`.
+    pub c_name: String,
+    /// spanprobe capture type (`i32`, `ptr`, `str`, ...); `None` when a value of this type cannot
+    /// be captured (floats live in XMM registers, aggregates by value are not in one register).
+    pub capture: Option<&'static str>,
+}
+
+impl TypeInfo {
+    fn new(c_name: impl Into<String>, capture: Option<&'static str>) -> Self {
+        TypeInfo {
+            c_name: c_name.into(),
+            capture,
+        }
+    }
+}
+
+/// Reads the DWARF of the ELF file at `path` and returns the signature of every defined function
+/// (a `DW_TAG_subprogram` with `DW_AT_low_pc` or `DW_AT_ranges`, not mere declarations), keyed by
+/// `DW_AT_name`. Names, types and declaration lines are looked up through `DW_AT_specification`
+/// and `DW_AT_abstract_origin`; typedefs and qualifiers are followed to find the capture type.
+/// When several functions share a name (statics in different files, C++ overloads) the first
+/// one wins. Returns an empty map when the file has no `.debug_info` (e.g. stripped, or split
+/// DWARF / separate debug files, which are not looked for). Meant for linked executables and
+/// shared libraries: the relocations of an unlinked object (`.o`) are not applied.
+pub fn function_signatures(path: &Path) -> Result<HashMap<String, FunctionSignature>, DwarfError> {
+    let data = std::fs::read(path).map_err(|source| DwarfError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let object_error = |source| DwarfError::Object {
+        path: path.to_owned(),
+        source,
+    };
+    let file = object::File::parse(&*data).map_err(object_error)?;
+    if file.section_by_name(".debug_info").is_none() {
+        return Ok(HashMap::new());
+    }
+    let sections = DwarfSections::load(|id| -> Result<Cow<[u8]>, object::Error> {
+        // `uncompressed_data` transparently handles SHF_COMPRESSED and `.zdebug_*` sections.
+        match file.section_by_name(id.name()) {
+            Some(section) => section.uncompressed_data(),
+            None => Ok(Cow::Borrowed(&[])),
+        }
+    })
+    .map_err(object_error)?;
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
+    collect(&dwarf).map_err(|source| DwarfError::Dwarf {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn collect(dwarf: &Dwarf<Reader<'_>>) -> gimli::Result<HashMap<String, FunctionSignature>> {
+    // All units are parsed up front so cross-unit references (DW_FORM_ref_addr, as LTO emits)
+    // can be resolved.
+    let mut units = Vec::new();
+    let mut headers = dwarf.units();
+    while let Some(header) = headers.next()? {
+        units.push(dwarf.unit(header)?);
+    }
+    let ctx = Ctx { dwarf, units };
+    let mut signatures = HashMap::new();
+    for u in 0..ctx.units.len() {
+        let mut cursor = ctx.units[u].entries();
+        while let Some(entry) = cursor.next_dfs()? {
+            if entry.tag() == gimli::DW_TAG_subprogram
+                && ctx.is_defined(u, entry)?
+                && let Some(signature) = ctx.signature((u, entry.offset()))?
+            {
+                signatures
+                    .entry(signature.name.clone())
+                    .or_insert(signature);
+            }
+        }
+    }
+    Ok(signatures)
+}
+
+struct Ctx<'d, 'a> {
+    dwarf: &'d Dwarf<Reader<'a>>,
+    units: Vec<Unit<Reader<'a>>>,
+}
+
+impl Ctx<'_, '_> {
+    /// Whether the subprogram `entry` of unit `u` has code, rather than only declaring it.
+    fn is_defined(&self, u: usize, entry: &Die<'_>) -> gimli::Result<bool> {
+        if entry.has_attr(gimli::DW_AT_ranges) {
+            return Ok(true);
+        }
+        let Some(low_pc) = entry.attr_value(gimli::DW_AT_low_pc) else {
+            return Ok(false);
+        };
+        let unit = &self.units[u];
+        // Linkers mark functions they discarded (unused sections, duplicate COMDATs) with a
+        // tombstone address: -1/-2, or 0 (where no code of an executable or library can be).
+        Ok(match self.dwarf.attr_address(unit, low_pc)? {
+            Some(addr) => addr != 0 && !unit.header.is_tombstone_address(addr),
+            None => false,
+        })
+    }
+
+    fn signature(&self, loc: Loc) -> gimli::Result<Option<FunctionSignature>> {
+        let Some(name) = self.string_attr(loc, gimli::DW_AT_name)? else {
+            return Ok(None);
+        };
+        let linkage_name = match self.string_attr(loc, gimli::DW_AT_linkage_name)? {
+            Some(linkage_name) => Some(linkage_name),
+            None => self.string_attr(loc, gimli::DW_AT_MIPS_linkage_name)?,
+        };
+        let mut children = self.children(loc)?;
+        // An out-of-line copy of an inlined function may list its parameters only in the
+        // abstract instance.
+        if !children
+            .iter()
+            .any(|(tag, _)| *tag == gimli::DW_TAG_formal_parameter)
+            && let Some(origin) = self.origin(loc)?
+        {
+            children = self.children(origin)?;
+        }
+        let mut params = Vec::new();
+        for (tag, child) in children {
+            if tag == gimli::DW_TAG_formal_parameter {
+                let ty = self
+                    .type_attr(child, 0)?
+                    .unwrap_or_else(|| TypeInfo::new("?", None));
+                params.push(Param {
+                    name: self.string_attr(child, gimli::DW_AT_name)?,
+                    ty,
+                });
+            }
+        }
+        let file = match self.attr(loc, gimli::DW_AT_decl_file)? {
+            Some((u, value)) => self.file_path(u, value)?,
+            None => None,
+        };
+        let line = self
+            .attr(loc, gimli::DW_AT_decl_line)?
+            .and_then(|(_, value)| value.udata_value());
+        Ok(Some(FunctionSignature {
+            name,
+            linkage_name,
+            params,
+            return_type: self.type_attr(loc, 0)?,
+            file,
+            line,
+        }))
+    }
+
+    fn entry(&self, (u, offset): Loc) -> gimli::Result<Die<'_>> {
+        self.units[u].entry(offset)
+    }
+
+    /// Where a reference attribute of a DIE in unit `u` points to.
+    fn target(&self, u: usize, value: Value<'_>) -> Option<Loc> {
+        match value {
+            AttributeValue::UnitRef(offset) => Some((u, offset)),
+            AttributeValue::DebugInfoRef(offset) => {
+                let after = self.units.partition_point(|unit| {
+                    unit.header
+                        .debug_info_offset()
+                        .is_some_and(|start| start <= offset)
+                });
+                let u = after.checked_sub(1)?;
+                Some((u, offset.to_unit_offset(&self.units[u].header)?))
+            }
+            _ => None,
+        }
+    }
+
+    /// The declaration or abstract instance that `loc` completes.
+    fn origin(&self, loc: Loc) -> gimli::Result<Option<Loc>> {
+        let entry = self.entry(loc)?;
+        let value = entry
+            .attr_value(gimli::DW_AT_specification)
+            .or_else(|| entry.attr_value(gimli::DW_AT_abstract_origin));
+        Ok(value.and_then(|value| self.target(loc.0, value)))
+    }
+
+    /// Attribute `at` of `loc`, or of the DIEs it completes, with the unit it was found in.
+    fn attr(&self, mut loc: Loc, at: DwAt) -> gimli::Result<Option<(usize, Value<'_>)>> {
+        for _ in 0..MAX_DEPTH {
+            if let Some(value) = self.entry(loc)?.attr_value(at) {
+                return Ok(Some((loc.0, value)));
+            }
+            match self.origin(loc)? {
+                Some(origin) => loc = origin,
+                None => break,
+            }
+        }
+        Ok(None)
+    }
+
+    fn string_attr(&self, loc: Loc, at: DwAt) -> gimli::Result<Option<String>> {
+        match self.attr(loc, at)? {
+            Some((u, value)) => Ok(Some(self.string(u, value)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn string(&self, u: usize, value: Value<'_>) -> gimli::Result<String> {
+        Ok(self
+            .dwarf
+            .attr_string(&self.units[u], value)?
+            .to_string_lossy()
+            .into_owned())
+    }
+
+    /// The `DW_AT_type` of `loc`; `None` for void.
+    fn type_attr(&self, loc: Loc, depth: u8) -> gimli::Result<Option<TypeInfo>> {
+        Ok(match self.attr(loc, gimli::DW_AT_type)? {
+            Some((u, value)) => Some(match self.target(u, value) {
+                Some(ty) if depth < MAX_DEPTH => self.type_info(ty, depth)?.0,
+                _ => TypeInfo::new("?", None),
+            }),
+            None => None,
+        })
+    }
+
+    /// Immediate children of `loc`, with their tags.
+    fn children(&self, loc: Loc) -> gimli::Result<Vec<(DwTag, Loc)>> {
+        let mut tree = self.units[loc.0].entries_tree(Some(loc.1))?;
+        let mut children = tree.root()?.children();
+        let mut out = Vec::new();
+        while let Some(child) = children.next()? {
+            out.push((child.entry().tag(), (loc.0, child.entry().offset())));
+        }
+        Ok(out)
+    }
+
+    /// The type at `loc` and, for a 1-byte character type (behind typedefs and qualifiers), its
+    /// integer capture type: a pointer to it is a string, and a typedef of it (`uint8_t`) a number.
+    fn type_info(&self, loc: Loc, depth: u8) -> gimli::Result<(TypeInfo, Option<&'static str>)> {
+        let entry = self.entry(loc)?;
+        let name = match entry.attr_value(gimli::DW_AT_name) {
+            Some(value) => Some(self.string(loc.0, value)?),
+            None => None,
+        };
+        let inner = entry
+            .attr_value(gimli::DW_AT_type)
+            .and_then(|value| self.target(loc.0, value));
+        let inner_info = || match inner {
+            _ if depth >= MAX_DEPTH => Ok((TypeInfo::new("?", None), None)),
+            Some(inner) => self.type_info(inner, depth + 1),
+            None => Ok((TypeInfo::new("void", None), None)), // no DW_AT_type means void
+        };
+        let size = entry
+            .attr_value(gimli::DW_AT_byte_size)
+            .and_then(|value| value.udata_value());
+        let tag = entry.tag();
+        let info = match tag {
+            gimli::DW_TAG_base_type => {
+                let encoding = match entry.attr_value(gimli::DW_AT_encoding) {
+                    Some(AttributeValue::Encoding(encoding)) => encoding,
+                    _ => DwAte(0),
+                };
+                let capture = size.and_then(|size| base_capture(encoding, size));
+                let char_int = match encoding {
+                    _ if capture != Some("char") => None,
+                    gimli::DW_ATE_signed_char => Some("i8"),
+                    _ => Some("u8"),
+                };
+                let c_name = c_base_name(name.as_deref().unwrap_or("?"));
+                return Ok((TypeInfo::new(c_name, capture), char_int));
+            }
+            gimli::DW_TAG_typedef => {
+                // A typedef of a character type (`uint8_t`, `int8_t`) is a small integer.
+                let (inner, char_int) = inner_info()?;
+                let capture = char_int.or(inner.capture);
+                let c_name = name.unwrap_or(inner.c_name);
+                return Ok((TypeInfo::new(c_name, capture), char_int));
+            }
+            gimli::DW_TAG_const_type
+            | gimli::DW_TAG_volatile_type
+            | gimli::DW_TAG_restrict_type
+            | gimli::DW_TAG_atomic_type => {
+                let qualifier = match tag {
+                    gimli::DW_TAG_const_type => "const",
+                    gimli::DW_TAG_volatile_type => "volatile",
+                    gimli::DW_TAG_restrict_type => "restrict",
+                    _ => "_Atomic",
+                };
+                let (inner, char_int) = inner_info()?;
+                // C puts a pointer's own qualifier after the `*`: `char *const`.
+                let c_name = if inner.c_name.ends_with(['*', '&']) {
+                    format!("{}{qualifier}", inner.c_name)
+                } else {
+                    format!("{qualifier} {}", inner.c_name)
+                };
+                return Ok((TypeInfo { c_name, ..inner }, char_int));
+            }
+            gimli::DW_TAG_pointer_type
+            | gimli::DW_TAG_reference_type
+            | gimli::DW_TAG_rvalue_reference_type => {
+                let sigil = match tag {
+                    gimli::DW_TAG_pointer_type => "*",
+                    gimli::DW_TAG_reference_type => "&",
+                    _ => "&&",
+                };
+                let (pointee, char_int) = inner_info()?;
+                let c_name = match inner {
+                    Some(inner) if self.entry(inner)?.tag() == gimli::DW_TAG_subroutine_type => {
+                        self.subroutine_name(inner, sigil, depth + 1)?
+                    }
+                    _ if pointee.c_name.ends_with(['*', '&']) => {
+                        format!("{}{sigil}", pointee.c_name)
+                    }
+                    _ => format!("{} {sigil}", pointee.c_name),
+                };
+                TypeInfo::new(c_name, Some(if char_int.is_some() { "str" } else { "ptr" }))
+            }
+            gimli::DW_TAG_enumeration_type => {
+                // Enums behave as their underlying integer type (GCC and Clang both emit it).
+                let capture = match inner {
+                    Some(_) => inner_info()?.0.capture,
+                    None => int_capture(true, size.unwrap_or(4)),
+                };
+                TypeInfo::new(
+                    format!("enum {}", name.as_deref().unwrap_or("<anonymous>")),
+                    capture,
+                )
+            }
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type => {
+                let kind = match tag {
+                    gimli::DW_TAG_structure_type => "struct",
+                    gimli::DW_TAG_union_type => "union",
+                    _ => "class",
+                };
+                TypeInfo::new(
+                    format!("{kind} {}", name.as_deref().unwrap_or("<anonymous>")),
+                    None,
+                )
+            }
+            gimli::DW_TAG_array_type => {
+                TypeInfo::new(format!("{}[]", inner_info()?.0.c_name), None)
+            }
+            gimli::DW_TAG_subroutine_type => {
+                TypeInfo::new(self.subroutine_name(loc, "", depth)?, None)
+            }
+            _ => TypeInfo::new(name.unwrap_or_else(|| tag.to_string()), None),
+        };
+        Ok((info, None))
+    }
+
+    /// `ret (sigil)(args)`, e.g. `int (*)(int, int)`, or `ret (args)` with an empty `sigil`.
+    fn subroutine_name(&self, loc: Loc, sigil: &str, depth: u8) -> gimli::Result<String> {
+        let ret = self
+            .type_attr(loc, depth + 1)?
+            .map_or_else(|| "void".to_owned(), |ret| ret.c_name);
+        let mut args = Vec::new();
+        for (tag, child) in self.children(loc)? {
+            match tag {
+                gimli::DW_TAG_formal_parameter => args.push(
+                    self.type_attr(child, depth + 1)?
+                        .map_or_else(|| "?".to_owned(), |ty| ty.c_name),
+                ),
+                gimli::DW_TAG_unspecified_parameters => args.push("...".to_owned()),
+                _ => {}
+            }
+        }
+        let args = args.join(", ");
+        Ok(if sigil.is_empty() {
+            format!("{ret} ({args})")
+        } else {
+            format!("{ret} ({sigil})({args})")
+        })
+    }
+
+    /// The path of file number `value` in unit `u`'s line program.
+    fn file_path(&self, u: usize, value: Value<'_>) -> gimli::Result<Option<String>> {
+        let unit = &self.units[u];
+        let index = match value {
+            AttributeValue::FileIndex(index) => Some(index),
+            other => other.udata_value(),
+        };
+        let header = unit.line_program.as_ref().map(|program| program.header());
+        let Some((header, file)) = header.zip(index).and_then(|(h, i)| Some((h, h.file(i)?)))
+        else {
+            return Ok(None);
+        };
+        // `push` replaces the path when given an absolute one, which gives DWARF's lookup order.
+        let mut path = PathBuf::new();
+        if let Some(comp_dir) = &unit.comp_dir {
+            path.push(&*comp_dir.to_string_lossy());
+        }
+        for part in file.directory(header).into_iter().chain([file.path_name()]) {
+            path.push(&*self.dwarf.attr_string(unit, part)?.to_string_lossy());
+        }
+        Ok(Some(path.to_string_lossy().into_owned()))
+    }
+}
+
+/// The capture type of a `DW_TAG_base_type`.
+fn base_capture(encoding: DwAte, size: u64) -> Option<&'static str> {
+    match encoding {
+        gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if size == 1 => Some("char"),
+        gimli::DW_ATE_boolean if size == 1 => Some("bool"),
+        gimli::DW_ATE_signed | gimli::DW_ATE_signed_char => int_capture(true, size),
+        // DW_ATE_UTF: char16_t, char32_t, Rust's `char`: code units, shown as numbers.
+        gimli::DW_ATE_unsigned
+        | gimli::DW_ATE_unsigned_char
+        | gimli::DW_ATE_boolean
+        | gimli::DW_ATE_UTF => int_capture(false, size),
+        _ => None,
+    }
+}
+
+fn int_capture(signed: bool, size: u64) -> Option<&'static str> {
+    Some(match (signed, size) {
+        (true, 1) => "i8",
+        (true, 2) => "i16",
+        (true, 4) => "i32",
+        (true, 8) => "i64",
+        (false, 1) => "u8",
+        (false, 2) => "u16",
+        (false, 4) => "u32",
+        (false, 8) => "u64",
+        _ => return None,
+    })
+}
+
+/// GCC spells some base types unusually (`long unsigned int`); use the customary spelling.
+fn c_base_name(name: &str) -> &str {
+    match name {
+        "long int" => "long",
+        "long unsigned int" => "unsigned long",
+        "short int" => "short",
+        "short unsigned int" => "unsigned short",
+        "long long int" => "long long",
+        "long long unsigned int" => "unsigned long long",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    const SOURCE: &str = r#"#include <stddef.h>
+#include <stdint.h>
+struct pair { int a; int b; };
+enum color { RED, GREEN, BLUE };
+int add(int a, int b) { return a + b; }
+long sum3(long a, long b, long c) { return a + b + c; }
+const char *greet(const char *name, unsigned char flag, _Bool ok, char c) { return ok && flag && c ? name : ""; }
+void take(size_t n, uint8_t small, void *p, double d, struct pair pv) { (void)n; (void)small; (void)p; (void)d; (void)pv; }
+enum color pick(enum color c) { return c; }
+static float half(float x) { return x / 2; }
+short misc(unsigned long ul, const char *const *argv, int (*f)(int, int), volatile int8_t v, int n, ...) { return (short)(ul + (argv != 0) + f(1, 2) + v + n); }
+int main(void) { struct pair p = { 1, 2 }; take(1, 2, 0, 3.0, p); return add(1, 2) + (int)sum3(1, 2, 3) + *greet("a", 1, 1, 'c') + pick(RED) + (int)half(2) + misc(1, 0, add, 1, 0); }
+"#;
+
+    /// Compiles [`SOURCE`] with `flags` and returns the binary and the source file.
+    fn compile(dir: &Path, flags: &[&str]) -> (PathBuf, PathBuf) {
+        let source = dir.join("sample.c");
+        std::fs::write(&source, SOURCE).unwrap();
+        let binary = dir.join("sample");
+        let status = Command::new("gcc")
+            .args(flags)
+            .arg("-o")
+            .arg(&binary)
+            .arg(&source)
+            .status()
+            .expect("gcc must be installed to run these tests");
+        assert!(status.success(), "gcc failed");
+        (binary, source)
+    }
+
+    fn ty(c_name: &str, capture: Option<&'static str>) -> TypeInfo {
+        TypeInfo::new(c_name, capture)
+    }
+
+    /// `(name, c_name, capture)` of each parameter.
+    fn params(signature: &FunctionSignature) -> Vec<(&str, &str, Option<&str>)> {
+        let params = signature.params.iter();
+        params
+            .map(|Param { name, ty }| (name.as_deref().unwrap(), &*ty.c_name, ty.capture))
+            .collect()
+    }
+
+    #[test]
+    fn reads_signatures_from_gcc_debug_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let (binary, source) = compile(dir.path(), &["-g", "-O0"]);
+        let signatures = function_signatures(&binary).unwrap();
+
+        let add = &signatures["add"];
+        assert_eq!(
+            params(add),
+            [("a", "int", Some("i32")), ("b", "int", Some("i32"))]
+        );
+        assert_eq!(add.return_type, Some(ty("int", Some("i32"))));
+        assert_eq!(add.file.as_deref(), source.to_str());
+        assert_eq!(add.line, Some(5));
+        assert_eq!(add.linkage_name, None);
+
+        let sum3 = &signatures["sum3"];
+        assert_eq!(
+            params(sum3),
+            [
+                ("a", "long", Some("i64")),
+                ("b", "long", Some("i64")),
+                ("c", "long", Some("i64"))
+            ]
+        );
+        assert_eq!(sum3.line, Some(6));
+
+        let greet = &signatures["greet"];
+        assert_eq!(
+            params(greet),
+            [
+                ("name", "const char *", Some("str")),
+                ("flag", "unsigned char", Some("char")),
+                ("ok", "_Bool", Some("bool")),
+                ("c", "char", Some("char")),
+            ]
+        );
+        assert_eq!(greet.return_type, Some(ty("const char *", Some("str"))));
+
+        let take = &signatures["take"];
+        assert_eq!(
+            params(take),
+            [
+                ("n", "size_t", Some("u64")),
+                ("small", "uint8_t", Some("u8")),
+                ("p", "void *", Some("ptr")),
+                ("d", "double", None),
+                ("pv", "struct pair", None),
+            ]
+        );
+        assert_eq!(take.return_type, None);
+
+        // GCC gives an enum without negative values `unsigned int` as its underlying type.
+        let pick = &signatures["pick"];
+        assert_eq!(params(pick), [("c", "enum color", Some("u32"))]);
+        assert_eq!(pick.return_type, Some(ty("enum color", Some("u32"))));
+
+        let half = &signatures["half"];
+        assert_eq!(params(half), [("x", "float", None)]);
+        assert_eq!(half.line, Some(10));
+
+        // The variadic `...` is not a parameter.
+        assert_eq!(
+            params(&signatures["misc"]),
+            [
+                ("ul", "unsigned long", Some("u64")),
+                ("argv", "const char *const *", Some("ptr")),
+                ("f", "int (*)(int, int)", Some("ptr")),
+                ("v", "volatile int8_t", Some("i8")),
+                ("n", "int", Some("i32")),
+            ]
+        );
+        assert_eq!(
+            signatures["misc"].return_type,
+            Some(ty("short", Some("i16")))
+        );
+    }
+
+    #[test]
+    fn binary_without_debug_info_gives_no_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let (binary, _) = compile(dir.path(), &["-O0"]);
+        assert_eq!(function_signatures(&binary).unwrap(), HashMap::new());
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let error = function_signatures(&missing).unwrap_err();
+        assert!(matches!(error, DwarfError::Read { .. }));
+        assert!(
+            error.to_string().contains(missing.to_str().unwrap()),
+            "{error}"
+        );
+
+        let text = dir.path().join("text");
+        std::fs::write(&text, "not an ELF file").unwrap();
+        let error = function_signatures(&text).unwrap_err();
+        assert!(matches!(error, DwarfError::Object { .. }));
+        assert!(
+            error.to_string().contains(text.to_str().unwrap()),
+            "{error}"
+        );
+    }
+}
