@@ -13,7 +13,9 @@ use aya_ebpf::{
     },
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        generated::{bpf_probe_read_user, bpf_probe_read_user_str, bpf_ringbuf_output},
+        generated::{
+            bpf_copy_from_user, bpf_probe_read_user, bpf_probe_read_user_str, bpf_ringbuf_output,
+        },
     },
     macros::{map, uprobe, uretprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -62,8 +64,23 @@ static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
 
 #[uprobe]
 pub fn spanprobe_entry(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx);
+    let _ = try_entry(&ctx, Faults::Fail);
     0
+}
+
+/// The entry program of functions that capture memory: sleepable, so that it may fault in
+/// pages the traced program has not touched yet (a string literal on a cold page, say).
+#[uprobe(sleepable)]
+pub fn spanprobe_entry_sleepable(ctx: ProbeContext) -> u32 {
+    let _ = try_entry(&ctx, Faults::Allowed);
+    0
+}
+
+/// Whether the running program may fault user pages in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Faults {
+    Fail,
+    Allowed,
 }
 
 #[uretprobe]
@@ -72,7 +89,7 @@ pub fn spanprobe_return(ctx: RetProbeContext) -> u32 {
     0
 }
 
-fn try_entry(ctx: &ProbeContext) -> Option<()> {
+fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
     let thread = traced_thread()?;
@@ -99,7 +116,7 @@ fn try_entry(ctx: &ProbeContext) -> Option<()> {
         *value = read_arg(regs, arg.source, arg.slot);
     }
     if capture.data_len > 0 {
-        capture_memory(call_key(thread.tid, depth), capture, &frame.args);
+        capture_memory(call_key(thread.tid, depth), capture, &frame.args, faults);
     }
     Some(())
 }
@@ -217,7 +234,7 @@ fn read_arg(regs: &pt_regs, source: u8, slot: u8) -> u64 {
 
 /// Reads the memory the arguments point to into the call's record, kept until return.
 #[inline(always)]
-fn capture_memory(key: u64, capture: &FunctionCapture, args: &[u64; MAX_ARGS]) {
+fn capture_memory(key: u64, capture: &FunctionCapture, args: &[u64; MAX_ARGS], faults: Faults) {
     if CALLS.get_ptr_mut(key).is_none() {
         let Some(empty) = EMPTY_RECORD.get(0) else {
             return;
@@ -247,17 +264,40 @@ fn capture_memory(key: u64, capture: &FunctionCapture, args: &[u64; MAX_ARGS]) {
         // helpers fault safely on bad user pointers.
         let read = unsafe {
             if arg.memory == MemoryKind::Str as u8 {
+                if faults == Faults::Allowed {
+                    fault_in(destination, pointer, len);
+                }
                 bpf_probe_read_user_str(destination, len, source)
             } else {
-                match bpf_probe_read_user(destination, len, source) {
-                    0 => i64::from(len),
-                    error => error,
-                }
+                let result = if faults == Faults::Allowed {
+                    bpf_copy_from_user(destination, len, source)
+                } else {
+                    bpf_probe_read_user(destination, len, source)
+                };
+                if result == 0 { i64::from(len) } else { result }
             }
         };
         if let Some(captured) = record.header.arg_lens.get_mut(i) {
             *captured = if read < 0 { MEMORY_FAULT } else { read as u16 };
         }
+    }
+}
+
+/// Faults in the (at most two) pages of `len` bytes at `pointer`, so that a non-faulting string
+/// read sees them. Errors are ignored: the string read reports them.
+///
+/// # Safety
+/// `scratch` must have room for one byte; only a sleepable program may call this.
+#[inline(always)]
+unsafe fn fault_in(scratch: *mut c_void, pointer: u64, len: u32) {
+    const PAGE: u64 = 4096;
+    let last = pointer.wrapping_add(u64::from(len).saturating_sub(1));
+    // SAFETY: one byte into `scratch`, from user memory that may fault (sleepable context).
+    unsafe { bpf_copy_from_user(scratch, 1, pointer as *const c_void) };
+    if last / PAGE != pointer / PAGE {
+        let next_page = (pointer / PAGE + 1) * PAGE;
+        // SAFETY: as above.
+        unsafe { bpf_copy_from_user(scratch, 1, next_page as *const c_void) };
     }
 }
 

@@ -22,7 +22,16 @@ use crate::{capture::plan, resolve::ProbedFunction};
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
 
 const ENTRY_PROGRAM: &str = "spanprobe_entry";
+/// The entry program for functions that capture memory (it may fault pages in).
+const ENTRY_SLEEPABLE_PROGRAM: &str = "spanprobe_entry_sleepable";
 const RETURN_PROGRAM: &str = "spanprobe_return";
+
+/// Which functions a program serves.
+#[derive(Debug, Clone, Copy)]
+enum Serves {
+    All,
+    CapturingMemory(bool),
+}
 
 /// Which processes the probes report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,19 +125,35 @@ impl Tracer {
             .map_err(|e| BpfError::Load(Box::new(e)))?;
         set_captures(&mut ebpf, functions)?;
         let mut links = Links::default();
-        for (program, kind) in [(ENTRY_PROGRAM, "uprobe"), (RETURN_PROGRAM, "uretprobe")] {
+        let programs = [
+            (ENTRY_PROGRAM, "uprobe", Serves::CapturingMemory(false)),
+            (
+                ENTRY_SLEEPABLE_PROGRAM,
+                "uprobe",
+                Serves::CapturingMemory(true),
+            ),
+            (RETURN_PROGRAM, "uretprobe", Serves::All),
+        ];
+        for (program, kind, serves) in programs {
             let uprobe = uprobe_mut(&mut ebpf, program)?;
             uprobe.load().map_err(|source| BpfError::Program {
                 program,
                 source: Box::new(source),
             })?;
             for (id, function) in functions.iter().enumerate() {
+                let captures_memory = plan(&function.spec).0.data_len > 0;
+                if matches!(serves, Serves::CapturingMemory(memory) if memory != captures_memory) {
+                    continue;
+                }
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(function.file_offset),
                     cookie: Some(id as u64),
                 };
+                let scope = function
+                    .pid
+                    .map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
                 let link = uprobe
-                    .attach(point, &function.binary, UProbeScope::AllProcesses)
+                    .attach(point, &function.binary, scope)
                     .and_then(|id| uprobe.take_link(id))
                     .map_err(|source| BpfError::Attach {
                         kind,

@@ -63,6 +63,9 @@ pub fn format_span(service: &str, span: &SpanData) -> String {
         trace = span.span_context.trace_id(),
         span_id = span.span_context.span_id(),
     );
+    if let Status::Error { description } = &span.status {
+        let _ = write!(line, " status=ERROR({:?})", description.as_ref());
+    }
     for kv in &span.attributes {
         let _ = match &kv.value {
             Value::String(s) => write!(line, " {}={:?}", kv.key, s.as_str()),
