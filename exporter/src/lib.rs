@@ -11,6 +11,7 @@ pub mod binary;
 pub mod bpf;
 pub mod capture;
 pub mod child;
+pub mod command;
 pub mod decode;
 pub mod dwarf;
 pub mod elf;

@@ -3,6 +3,7 @@
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use spanprobe::command;
 use tracing_subscriber::EnvFilter;
 
 /// Turn functions of unmodified binaries into OpenTelemetry spans.
@@ -30,6 +31,25 @@ enum Command {
         #[arg(last = true)]
         command: Vec<OsString>,
     },
+    /// Validate a config and resolve every probe without loading anything (no root needed);
+    /// print what would be attached. Exit status 2 if anything is wrong.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List the functions of a binary (a path or a library name such as libc.so.6) that can
+    /// be probed: address, size, demangled name.
+    Symbols {
+        binary: String,
+        /// Only names matching this glob, e.g. 'myapp::db::*'.
+        pattern: Option<String>,
+    },
+    /// Print a starter config for functions of a binary, with argument types from DWARF.
+    Init {
+        binary: String,
+        /// Globs selecting functions (all functions when none).
+        patterns: Vec<String>,
+    },
 }
 
 /// Exit status for a config that is unreadable or wrong.
@@ -53,13 +73,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match &cli.command {
-            Command::Run { config, command } => spanprobe::run::run(config, command).await,
+    let result = match &cli.command {
+        Command::Run { config, command } => runtime
+            .block_on(spanprobe::run::run(config, command))
+            .map(|outcome| outcome.exit_code),
+        Command::Check { config } => print(command::check::check(config)),
+        Command::Symbols { binary, pattern } => {
+            print(command::symbols::list(binary, pattern.as_deref()))
         }
-    });
+        Command::Init { binary, patterns } => {
+            print(command::init::starter_config(binary, patterns))
+        }
+    };
     match result {
-        Ok(outcome) => ExitCode::from(outcome.exit_code.clamp(0, 255) as u8),
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(error) => {
             eprintln!("spanprobe: {error:#}");
             if is_config_error(&error) {
@@ -69,6 +96,12 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Prints a command's output; exit code 0.
+fn print(output: anyhow::Result<String>) -> anyhow::Result<i32> {
+    print!("{}", output?);
+    Ok(0)
 }
 
 fn is_config_error(error: &anyhow::Error) -> bool {

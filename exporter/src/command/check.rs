@@ -1,0 +1,77 @@
+//! `spanprobe check`: validate a config and resolve every probe, as `run` would, and show what
+//! would be attached. Needs no privileges.
+
+use std::{fmt::Write as _, path::Path};
+
+use spanprobe_config::{ArgSpec, ValueType};
+
+use crate::resolve::{ProbedFunction, resolve};
+
+/// Loads and resolves the config; returns the report to print.
+pub fn check(config_path: &Path) -> anyhow::Result<String> {
+    let config = spanprobe_config::load(config_path)?;
+    let functions = resolve(&config, config_path)?;
+    Ok(report(config_path, &functions))
+}
+
+/// One line per binary, then one per function: span name, symbol, address, offset, captures.
+pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: ok, {} function{} to probe",
+        config_path.display(),
+        functions.len(),
+        if functions.len() == 1 { "" } else { "s" }
+    );
+    let mut binary = None;
+    for function in functions {
+        if binary != Some(&function.binary) {
+            binary = Some(&function.binary);
+            let _ = writeln!(out, "{}", function.binary.display());
+        }
+        let span_name = function
+            .spec
+            .span_name
+            .as_deref()
+            .unwrap_or(&function.symbol);
+        let address = function
+            .address
+            .map_or("-".to_owned(), |a| format!("{a:#x}"));
+        let _ = write!(
+            out,
+            "  {span_name}: {} at address {address}, file offset {:#x}",
+            function.symbol, function.file_offset
+        );
+        if let Some(pid) = function.pid {
+            let _ = write!(out, ", pid {pid}");
+        }
+        let args: Vec<_> = function.spec.args.iter().map(|a| describe_arg(a)).collect();
+        if !args.is_empty() {
+            let _ = write!(out, "; args {}", args.join(", "));
+        }
+        if let Some(ret) = &function.spec.return_value {
+            let _ = write!(out, "; return {}: {}", ret.attribute_name(), ret.ty);
+            if let Some(condition) = ret.error_when {
+                let _ = write!(out, " (error when {condition})");
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+const REGISTERS: [&str; 6] = ["RDI", "RSI", "RDX", "RCX", "R8", "R9"];
+
+fn describe_arg(arg: &ArgSpec) -> String {
+    let place = match REGISTERS.get(usize::from(arg.index)) {
+        Some(register) => (*register).to_owned(),
+        None => format!("stack+{}", 8 * (usize::from(arg.index) - 5)),
+    };
+    let size = match arg.ty {
+        ValueType::Str => format!(" up to {} bytes", arg.memory_len()),
+        ValueType::Bytes => format!(" {} bytes", arg.memory_len()),
+        _ => String::new(),
+    };
+    format!("{}: {}{size} ({place})", arg.attribute_name(), arg.ty)
+}

@@ -1,0 +1,154 @@
+//! `spanprobe init`: a starter config for functions of a binary, with argument and return types
+//! taken from DWARF where the binary has debug info.
+
+use std::{collections::HashMap, fmt::Write as _, path::Path};
+
+use anyhow::Context as _;
+
+use crate::{
+    binary,
+    dwarf::{FunctionSignature, TypeInfo, function_signatures},
+    symbols::{FunctionSymbol, SymbolTable},
+};
+
+/// Arguments a function can capture (the config's limit).
+const MAX_ARGS: usize = spanprobe_config::MAX_CAPTURED_ARGS;
+
+/// The config text for the functions of `binary` matching any of `patterns` (all when empty).
+pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<String> {
+    let path = binary::locate(binary, Path::new("."))?;
+    let path = path.canonicalize().unwrap_or(path);
+    let table = SymbolTable::read(&path)
+        .with_context(|| format!("{}: cannot read symbols", path.display()))?;
+    let mut functions: Vec<&FunctionSymbol> = if patterns.is_empty() {
+        table.functions().iter().collect()
+    } else {
+        patterns.iter().flat_map(|p| table.find(p)).collect()
+    };
+    functions.sort_by_key(|f| f.address);
+    functions.dedup_by_key(|f| f.address);
+    if functions.is_empty() {
+        anyhow::bail!(
+            "{}: no function matches {}",
+            path.display(),
+            patterns.join(", ")
+        );
+    }
+    let signatures = function_signatures(&path).unwrap_or_default();
+    let by_linkage: HashMap<&str, &FunctionSignature> = signatures
+        .values()
+        .filter_map(|s| s.linkage_name.as_deref().map(|l| (l, s)))
+        .collect();
+
+    let service = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# spanprobe config for {}, written by `spanprobe init`.",
+        path.display()
+    );
+    if signatures.is_empty() {
+        let _ = writeln!(
+            out,
+            "# The binary has no debug info: add `args` and `return` by hand."
+        );
+    }
+    let _ = writeln!(out, "service_name: {}", quote(&service));
+    let _ = writeln!(
+        out,
+        "probes:\n  - binary: {}\n    functions:",
+        quote(&path.display().to_string())
+    );
+    for function in functions {
+        let signature = by_linkage
+            .get(function.raw.as_str())
+            .copied()
+            .or_else(|| signatures.get(&function.raw));
+        let _ = writeln!(out, "      - symbol: {}", quote(&function.raw));
+        if let Some(signature) = signature {
+            write_signature(&mut out, signature);
+        }
+    }
+    Ok(out)
+}
+
+fn write_signature(out: &mut String, signature: &FunctionSignature) {
+    if let (Some(file), Some(line)) = (&signature.file, signature.line) {
+        let _ = writeln!(out, "        # {file}:{line}");
+    }
+    if !signature.params.is_empty() {
+        let _ = writeln!(out, "        args:");
+        for (index, param) in signature.params.iter().enumerate() {
+            let name = param.name.clone().unwrap_or_else(|| format!("arg{index}"));
+            let c_name = &param.ty.c_name;
+            let _ = match (param.ty.capture, index < MAX_ARGS) {
+                (Some(ty), true) => writeln!(
+                    out,
+                    "          - {{ index: {index}, name: {}, type: {ty} }}  # {c_name}",
+                    quote(&name)
+                ),
+                (Some(ty), false) => writeln!(
+                    out,
+                    "          # - {{ index: {index}, name: {}, type: {ty} }}  # {c_name}; at most {MAX_ARGS} arguments per function",
+                    quote(&name)
+                ),
+                (None, _) => writeln!(
+                    out,
+                    "          # {index}: {name} ({c_name}) cannot be captured"
+                ),
+            };
+        }
+    }
+    match &signature.return_type {
+        Some(TypeInfo {
+            capture: Some(ty),
+            c_name,
+        }) if *ty != "str" => {
+            let _ = writeln!(out, "        return: {{ type: {ty} }}  # {c_name}");
+        }
+        Some(TypeInfo {
+            capture: Some(_),
+            c_name,
+        }) => {
+            let _ = writeln!(out, "        return: {{ type: ptr }}  # {c_name}");
+        }
+        Some(TypeInfo {
+            capture: None,
+            c_name,
+        }) => {
+            let _ = writeln!(
+                out,
+                "        # the return value ({c_name}) cannot be captured"
+            );
+        }
+        None => {}
+    }
+}
+
+/// A YAML scalar for `text`: plain when safe, single-quoted otherwise.
+fn quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c))
+        && !text.starts_with(['-', '.']);
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_only_when_needed() {
+        assert_eq!(quote("two_ints_and_return"), "two_ints_and_return");
+        assert_eq!(quote("/usr/bin/app"), "/usr/bin/app");
+        assert_eq!(quote("ns::f"), "'ns::f'");
+        assert_eq!(quote("it's"), "'it''s'");
+        assert_eq!(quote("-x"), "'-x'");
+    }
+}

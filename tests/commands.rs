@@ -1,0 +1,193 @@
+//! `spanprobe check`, `symbols` and `init`: what a user runs to write a config, without root.
+
+mod support;
+
+use std::{os::unix::fs::PermissionsExt as _, path::Path};
+
+/// Makes `dir` readable by an unprivileged user.
+fn open_up(dir: &Path) {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Runs spanprobe as `nobody`, with no capabilities.
+async fn unprivileged(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ])
+        .arg(support::spanprobe())
+        .args(args)
+        .output()
+        .await
+        .expect("setpriv runs")
+}
+
+#[tokio::test]
+async fn check_shows_what_would_be_attached_without_root() {
+    let dir = tempfile::tempdir().unwrap();
+    open_up(dir.path());
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: two_ints_and_return\n        span_name: add\n        args: [{ index: 0, name: a, type: i32 }, { index: 7, name: h, type: str, max_len: 8 }]\n        return: { name: sum, type: i32, error_when: '< 0' }\n",
+    );
+    let output = unprivileged(&["check", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        support::stderr(&output)
+    );
+    let symbols =
+        support::spanprobe_with(&["symbols", demo.to_str().unwrap(), "two_ints_and_return"]).await;
+    let address = support::stdout(&symbols)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches("0x")
+        .trim_start_matches('0')
+        .to_owned();
+    assert_eq!(
+        support::stdout(&output),
+        format!(
+            "{config}: ok, 1 function to probe\n{demo}\n  add: two_ints_and_return at address 0x{address}, file offset 0x{address}; args a: i32 (RDI), h: str up to 8 bytes (stack+16); return sum: i32 (error when < 0)\n",
+            config = config.display(),
+            demo = demo.display(),
+        )
+    );
+}
+
+#[tokio::test]
+async fn check_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    open_up(dir.path());
+    support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: no_such\n      - offset: 0x1\n      - symbol: inner\n        args: [{ index: 0, type: f32 }]\n",
+    );
+    let output = unprivileged(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    // Schema errors stop parsing; this one is the float.
+    assert_eq!(
+        support::stderr(&output).trim(),
+        format!(
+            "spanprobe: {}:7:34: probes[0].functions[2].args[0].type: `f32` cannot be captured: \
+             floating-point arguments and return values are passed in XMM registers, which \
+             uprobes do not see",
+            config.display()
+        )
+    );
+    // Without it, both resolution problems are reported together.
+    std::fs::write(
+        &config,
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: no_such\n      - offset: 0x1\n",
+    )
+    .unwrap();
+    let output = unprivileged(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let err = support::stderr(&output);
+    let lines: Vec<_> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains(":4:17: probes[0].functions[0].symbol:")
+            && lines[0].contains("no function `no_such`"),
+        "{err}"
+    );
+    let expected = format!(
+        ":5:17: probes[0].functions[1].offset: {}: offset 0x1 is not in an executable segment",
+        dir.path().join("demo").display()
+    );
+    assert!(lines[1].ends_with(&expected), "{err}");
+}
+
+#[tokio::test]
+async fn symbols_lists_and_filters_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let output =
+        support::spanprobe_with(&["symbols", demo.to_str().unwrap(), "*_and_return"]).await;
+    assert_eq!(output.status.code(), Some(0));
+    let names: Vec<String> = support::stdout(&output)
+        .lines()
+        .map(|l| l.split_whitespace().last().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "do_nothing_and_return",
+            "two_chars_and_return",
+            "two_ints_and_return"
+        ]
+    );
+    // Shared libraries by bare name, as the loader finds them.
+    let output = support::spanprobe_with(&["symbols", "libc.so.6", "getaddrinfo"]).await;
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        support::stdout(&output)
+            .trim_end()
+            .ends_with(" getaddrinfo")
+    );
+}
+
+#[tokio::test]
+async fn init_writes_a_config_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = support::repo_root().join("examples/captures/captures.c");
+    let binary = support::compile_c(&source, dir.path(), "captures", &[]);
+    let output = support::spanprobe_with(&[
+        "init",
+        binary.to_str().unwrap(),
+        "open_path",
+        "nine_args",
+        "pass_pointer",
+    ])
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let config_text = support::stdout(&output);
+    assert!(
+        config_text.contains("- { index: 0, name: path, type: str }  # const char *"),
+        "{config_text}"
+    );
+    assert!(
+        config_text.contains("- { index: 6, name: a6, type: u64 }  # uint64_t"),
+        "{config_text}"
+    );
+    assert!(
+        config_text.contains("- { index: 7, name: a7, type: bool }  # _Bool"),
+        "{config_text}"
+    );
+    assert!(
+        config_text.contains("return: { type: ptr }  # void *"),
+        "{config_text}"
+    );
+    let config = support::write_config(dir.path(), &config_text);
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}\n{config_text}",
+        support::stderr(&check)
+    );
+    assert!(support::stdout(&check).contains("ok, 3 functions to probe"));
+
+    // Without debug info, the symbols only, and a note saying so.
+    let stripped = support::compile_c(&source, dir.path(), "nodebug", &["-g0"]);
+    let output = support::spanprobe_with(&["init", stripped.to_str().unwrap(), "open_path"]).await;
+    let text = support::stdout(&output);
+    assert!(
+        text.contains("# The binary has no debug info")
+            && text.contains("- symbol: open_path\n")
+            && !text.contains("args:"),
+        "{text}"
+    );
+}
