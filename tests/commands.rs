@@ -191,3 +191,35 @@ async fn init_writes_a_config_that_checks() {
         "{text}"
     );
 }
+
+/// Go binaries are refused with the reason. No Go toolchain here: a C program with the
+/// section the Go linker writes stands in for one.
+#[tokio::test]
+async fn go_binaries_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("fakego.c");
+    std::fs::write(
+        &source,
+        "__attribute__((section(\".go.buildinfo\"), used)) static const char info[32] = \"\\xff Go buildinf:\";\n\
+         __attribute__((noinline)) int handler(int x) { return x + 1; }\n\
+         int main(void) { return handler(0) - 1; }\n",
+    )
+    .unwrap();
+    support::compile_c(&source, dir.path(), "fakego", &[]);
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: fakego\n    functions:\n      - symbol: handler\n",
+    );
+    let output = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        support::stderr(&output).trim(),
+        format!(
+            "spanprobe: {}:4:9: probes[0].functions[0]: {}: is a Go binary; uretprobes corrupt Go \
+             stacks (Go moves goroutine stacks, and the hijacked return address goes with them), \
+             and spanprobe does not trace Go without uretprobes yet",
+            config.display(),
+            dir.path().join("fakego").display()
+        )
+    );
+}

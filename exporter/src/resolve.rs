@@ -60,12 +60,14 @@ pub enum ResolveErrorKind {
         what: &'static str,
         value: u64,
     },
+    /// spanprobe ends every span with a uretprobe, even without `return`.
     #[error(
-        "{}: is a Go binary, and uretprobes corrupt Go stacks (Go moves goroutine stacks): \
-         remove `return` to trace entries only",
+        "{}: is a Go binary; uretprobes corrupt Go stacks (Go moves goroutine stacks, and the \
+         hijacked return address goes with them), and spanprobe does not trace Go without \
+         uretprobes yet",
         binary.display()
     )]
-    GoReturn { binary: PathBuf },
+    Go { binary: PathBuf },
 }
 
 struct Hint<'a>(&'a str);
@@ -177,18 +179,11 @@ fn resolve_target(
             field,
             kind,
         };
-        if elf.is_go && function.return_value.is_some() {
-            let position = function
-                .return_value
-                .as_ref()
-                .map_or(function.position, |r| r.position);
-            errors.push(error(
-                position,
-                format!("{field}.return"),
-                ResolveErrorKind::GoReturn {
-                    binary: path.clone(),
-                },
-            ));
+        if elf.is_go {
+            let kind = ResolveErrorKind::Go {
+                binary: path.clone(),
+            };
+            errors.push(error(function.position, field, kind));
             continue;
         }
         let probe = |symbol: String, address: Option<u64>, file_offset: u64| ProbedFunction {
