@@ -106,6 +106,32 @@ pub struct CallEvent {
     pub data_len: u32,
     /// Function id of the trace's root call (whose `sample_rate` decides the trace).
     pub root_function_id: u32,
+    /// How the call ended, a [`CallEnd`].
+    pub end: u32,
+    pub _pad: u32,
+}
+
+/// How a call ended. Calls that never return are still reported, ended when the loss is seen.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallEnd {
+    Returned = 0,
+    /// The thread (or its whole process) exited inside the call.
+    ThreadExit = 1,
+    /// A longjmp or an exception unwound through the call: a shallower frame returned, or a
+    /// new call began at or above it on the stack.
+    Unwound = 2,
+}
+
+impl CallEnd {
+    pub fn from_u32(value: u32) -> Option<Self> {
+        match value {
+            0 => Some(Self::Returned),
+            1 => Some(Self::ThreadExit),
+            2 => Some(Self::Unwound),
+            _ => None,
+        }
+    }
 }
 
 /// In [`CallEvent::arg_lens`]: the memory could not be read (bad or null pointer).
@@ -179,6 +205,9 @@ pub struct CallRecord {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
     pub entry_ns: u64,
+    /// RSP at entry (pointing at the return address): tells live frames from ones a longjmp or
+    /// exception skipped.
+    pub sp: u64,
     /// Entry time of the probed caller (0 for a root), restored as the stack's top on return.
     pub parent_entry_ns: u64,
     pub function_id: u32,
@@ -217,7 +246,7 @@ mod pod {
 
 // The layouts are part of the kernel/user contract: fail the build if padding sneaks in.
 const _: () = assert!(
-    core::mem::size_of::<CallEvent>() == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 8
+    core::mem::size_of::<CallEvent>() == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 8);
 const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 8 * MAX_ARGS + 8);
@@ -225,5 +254,5 @@ const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"
 );
-const _: () = assert!(core::mem::size_of::<Frame>() == 24 + 8 * MAX_ARGS);
+const _: () = assert!(core::mem::size_of::<Frame>() == 32 + 8 * MAX_ARGS);
 const _: () = assert!(core::mem::size_of::<ThreadStack>() == 24 + MAX_DEPTH * size_of::<Frame>());

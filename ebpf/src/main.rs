@@ -17,14 +17,14 @@ use aya_ebpf::{
             bpf_copy_from_user, bpf_probe_read_user, bpf_probe_read_user_str, bpf_ringbuf_output,
         },
     },
-    macros::{map, uprobe, uretprobe},
+    macros::{map, raw_tracepoint, uprobe, uretprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, RetProbeContext},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use spanprobe_common::{
-    ArgSource, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES, FunctionCapture,
-    MAX_ARGS, MAX_MEMORY_CALLS, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind,
-    ThreadStack,
+    ArgSource, CallEnd, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES,
+    FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_THREADS, MEMORY_FAULT,
+    MEMORY_READ_MAX, MemoryKind, ThreadStack,
 };
 
 #[map]
@@ -96,6 +96,10 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     let function_id = function_id(ctx.as_ptr());
     let capture = FUNCTIONS.get(function_id)?;
     let stack = thread_stack_or_insert(thread.tid)?;
+    let regs = registers(ctx.as_ptr());
+    // A live caller's frame is above us on the stack; one at or below our return address was
+    // skipped by a longjmp or an exception.
+    end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
     let depth = stack.depth;
     // Counted even past MAX_DEPTH, so that the matching returns pop the right frames.
     stack.depth = depth.wrapping_add(1);
@@ -110,8 +114,8 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     frame.parent_entry_ns = stack.top_entry_ns;
     stack.top_entry_ns = now;
     frame.entry_ns = now;
+    frame.sp = regs.rsp;
     frame.function_id = function_id;
-    let regs = registers(ctx.as_ptr());
     for (value, arg) in frame.args.iter_mut().zip(&capture.args) {
         *value = read_arg(regs, arg.source, arg.slot);
     }
@@ -132,37 +136,101 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     // SAFETY: the value belongs to this thread alone (keyed by its tid), and a thread runs one
     // probe program at a time, so nothing else writes it while we hold the reference.
     let stack = unsafe { &mut *stack };
+    let regs = registers(ctx.as_ptr());
+    // `ret` popped the return address: the returning call entered at rsp - 8. Frames entered
+    // below that were skipped by a longjmp or an exception and will never return.
+    end_frames_below(&thread, stack, regs.rsp - 8, now, CallEnd::Unwound);
     if stack.depth == 0 {
         count(Counter::ReturnWithoutEntry);
         return None;
     }
     stack.depth -= 1;
-    let depth = stack.depth;
     // A call deeper than MAX_DEPTH has no frame; it was counted at entry.
-    let frame = stack.frames.get(depth as usize)?;
+    let frame = stack.frames.get(stack.depth as usize)?;
     stack.top_entry_ns = frame.parent_entry_ns;
+    emit_call(
+        &thread,
+        stack,
+        stack.depth,
+        now,
+        regs.rax,
+        CallEnd::Returned,
+    );
+    Some(())
+}
+
+/// A thread is exiting: its calls in progress will never return. Report them and free its
+/// stack, so that BPF-side state stays bounded however threads end.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn spanprobe_thread_exit(_ctx: RawTracePointContext) -> i32 {
+    let _ = try_thread_exit();
+    0
+}
+
+fn try_thread_exit() -> Option<()> {
+    let thread = traced_thread()?;
+    let stack = THREADS.get_ptr_mut(thread.tid)?;
+    // SAFETY: as in `try_return`; the thread is running this, its last program.
+    let stack = unsafe { &mut *stack };
+    // SAFETY: the helper takes no arguments and cannot fail.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Calls past MAX_DEPTH have no frame (they were counted at entry).
+    stack.depth = stack.depth.min(MAX_DEPTH as u32);
+    end_frames_below(&thread, stack, u64::MAX, now, CallEnd::ThreadExit);
+    let _ = THREADS.remove(thread.tid);
+    Some(())
+}
+
+/// Ends, as `end`, the calls on top of the stack that entered below `sp` (lower addresses are
+/// deeper), innermost first.
+#[inline(always)]
+fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64, end: CallEnd) {
+    for _ in 0..MAX_DEPTH {
+        let depth = stack.depth;
+        if depth == 0 || depth as usize > MAX_DEPTH {
+            return;
+        }
+        let Some(top) = stack.frames.get(depth as usize - 1) else {
+            return;
+        };
+        if top.sp >= sp {
+            return;
+        }
+        stack.depth = depth - 1;
+        stack.top_entry_ns = top.parent_entry_ns;
+        emit_call(thread, stack, depth - 1, now, 0, end);
+    }
+}
+
+/// Sends the event of the call in frame `index`, ended at `now`.
+#[inline(always)]
+fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, now: u64, ret: u64, end: CallEnd) {
+    let Some(frame) = stack.frames.get(index as usize) else {
+        return;
+    };
     let event = CallEvent {
         pid: thread.pid,
         tid: thread.tid,
         function_id: frame.function_id,
-        depth: depth + 1,
+        depth: index + 1,
         entry_ns: frame.entry_ns,
         return_ns: now,
         parent_entry_ns: frame.parent_entry_ns,
         root_entry_ns: stack.root_entry_ns,
         args: frame.args,
-        ret: registers(ctx.as_ptr()).rax,
+        ret,
         arg_lens: [0; MAX_ARGS],
         data_len: 0,
         root_function_id: stack.root_function_id,
+        end: end as u32,
+        _pad: 0,
     };
-    let data_len = FUNCTIONS.get(frame.function_id)?.data_len;
-    if data_len == 0 {
-        emit(&event);
-    } else {
-        emit_with_memory(call_key(thread.tid, depth), event, data_len);
+    match FUNCTIONS.get(frame.function_id).map(|c| c.data_len) {
+        Some(data_len) if data_len > 0 => {
+            emit_with_memory(call_key(thread.tid, index), event, data_len)
+        }
+        _ => emit(&event),
     }
-    Some(())
 }
 
 struct Thread {

@@ -6,7 +6,8 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        ProgramError, UProbe,
+        ProgramError, RawTracePoint, UProbe,
+        raw_trace_point::RawTracePointLink,
         uprobe::UProbeLink,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
@@ -25,6 +26,9 @@ const ENTRY_PROGRAM: &str = "spanprobe_entry";
 /// The entry program for functions that capture memory (it may fault pages in).
 const ENTRY_SLEEPABLE_PROGRAM: &str = "spanprobe_entry_sleepable";
 const RETURN_PROGRAM: &str = "spanprobe_return";
+/// Ends the calls of exiting threads.
+const THREAD_EXIT_PROGRAM: &str = "spanprobe_thread_exit";
+const THREAD_EXIT_TRACEPOINT: &str = "sched_process_exit";
 
 /// Which functions a program serves.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +86,7 @@ pub enum BpfError {
 #[derive(Debug)]
 pub struct Tracer {
     links: Links,
+    _thread_exit: RawTracePointLink,
     ebpf: Ebpf,
 }
 
@@ -124,6 +129,8 @@ impl Tracer {
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
         set_captures(&mut ebpf, functions)?;
+        // Before any uprobe: a thread that exits mid-call must never be missed.
+        let thread_exit = attach_thread_exit(&mut ebpf)?;
         let mut links = Links::default();
         let programs = [
             (ENTRY_PROGRAM, "uprobe", Serves::CapturingMemory(false)),
@@ -165,7 +172,11 @@ impl Tracer {
                 links.0.push(link);
             }
         }
-        Ok(Self { links, ebpf })
+        Ok(Self {
+            links,
+            _thread_exit: thread_exit,
+            ebpf,
+        })
     }
 
     /// Number of probes attached (entry and return probes count separately).
@@ -229,6 +240,26 @@ impl Tracer {
         }
         Ok(KernelCounters(totals))
     }
+}
+
+fn attach_thread_exit(ebpf: &mut Ebpf) -> Result<RawTracePointLink, BpfError> {
+    let program_error = |source| BpfError::Program {
+        program: THREAD_EXIT_PROGRAM,
+        source: Box::new(source),
+    };
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(THREAD_EXIT_PROGRAM)
+        .ok_or(BpfError::Missing {
+            what: "program",
+            name: THREAD_EXIT_PROGRAM,
+        })?
+        .try_into()
+        .map_err(program_error)?;
+    program.load().map_err(program_error)?;
+    program
+        .attach(THREAD_EXIT_TRACEPOINT)
+        .and_then(|id| program.take_link(id))
+        .map_err(program_error)
 }
 
 /// Tells the kernel side what each function captures, before any probe can fire.

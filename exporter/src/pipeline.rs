@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use opentelemetry::{Key, KeyValue};
+
 use crate::{
     decode::decode_event,
     export::{QueuedSpan, SpanQueue},
@@ -10,6 +12,8 @@ use crate::{
     resource::Resources,
     span::SpanAssembler,
 };
+
+const THREAD_NAME: Key = Key::from_static_str("thread.name");
 
 /// Counts of records that did not become spans, plus the total read.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,10 @@ impl Pipeline {
                 return;
             }
         };
+        let mut span = span;
+        if let Some(name) = self.resources.thread_name(event.pid, event.tid) {
+            span.attributes.push(KeyValue::new(THREAD_NAME, name));
+        }
         let binary = &self.binaries[event.function_id as usize];
         let resource = self.resources.for_process(event.pid, binary);
         self.queue.push(QueuedSpan { resource, span });

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, path::Path, sync::Arc};
 
-use opentelemetry::KeyValue;
+use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
 
 /// Resources by process id.
@@ -13,6 +13,21 @@ pub struct Resources {
     extra: Vec<KeyValue>,
     host_name: Option<String>,
     by_pid: HashMap<u32, Arc<Resource>>,
+    thread_names: HashMap<u32, Option<StringValue>>,
+}
+
+/// Threads whose names are cached at most.
+const MAX_THREAD_NAMES: usize = 65_536;
+
+/// `/proc/<pid>/cmdline` as an array, if the process is still there.
+fn command_args(pid: u32) -> Option<Array> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<StringValue> = cmdline
+        .split(|b| *b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| StringValue::from(String::from_utf8_lossy(arg).into_owned()))
+        .collect();
+    (!args.is_empty()).then_some(Array::String(args))
 }
 
 impl Resources {
@@ -35,6 +50,7 @@ impl Resources {
             extra,
             host_name,
             by_pid: HashMap::new(),
+            thread_names: HashMap::new(),
         }
     }
 
@@ -46,12 +62,28 @@ impl Resources {
         }
         let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
             .unwrap_or_else(|_| probed_binary.to_owned());
-        let resource = Arc::new(self.build(pid, &executable));
+        let resource = Arc::new(self.build(pid, &executable, command_args(pid)));
         self.by_pid.insert(pid, Arc::clone(&resource));
         resource
     }
 
-    fn build(&self, pid: u32, executable: &Path) -> Resource {
+    /// The name of thread `tid` of `pid` (its `comm`), read once per thread.
+    pub fn thread_name(&mut self, pid: u32, tid: u32) -> Option<StringValue> {
+        // Thread ids are reused; a bound keeps a long run's cache from growing without end.
+        if self.thread_names.len() >= MAX_THREAD_NAMES {
+            self.thread_names.clear();
+        }
+        self.thread_names
+            .entry(tid)
+            .or_insert_with(|| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                    .ok()
+                    .map(|name| StringValue::from(name.trim_end().to_owned()))
+            })
+            .clone()
+    }
+
+    fn build(&self, pid: u32, executable: &Path, args: Option<Array>) -> Resource {
         let service_name = self.service_name.clone().unwrap_or_else(|| {
             let name = executable.file_name().unwrap_or_default().to_string_lossy();
             format!("unknown_service:{name}")
@@ -61,6 +93,9 @@ impl Resources {
             KeyValue::new("process.pid", i64::from(pid)),
             KeyValue::new("process.executable.path", executable.display().to_string()),
         ]);
+        if let Some(args) = args {
+            attributes.push(KeyValue::new("process.command_args", Value::Array(args)));
+        }
         if let Some(host) = &self.host_name {
             attributes.push(KeyValue::new("host.name", host.clone()));
         }
@@ -73,7 +108,7 @@ impl Resources {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::{Key, Value};
+    use opentelemetry::Key;
 
     use super::*;
 
@@ -102,6 +137,15 @@ mod tests {
             get(&resource, "deployment.environment"),
             Some(Value::from("test"))
         );
+        let args = get(&resource, "process.command_args");
+        assert!(
+            matches!(args, Some(Value::Array(Array::String(ref a))) if !a.is_empty()),
+            "{args:?}"
+        );
+        let name = resources
+            .thread_name(pid, pid)
+            .expect("this thread has a name");
+        assert!(!name.as_str().is_empty());
         // Built once per process.
         assert!(Arc::ptr_eq(
             &resource,

@@ -8,7 +8,7 @@ use opentelemetry::{
     trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
-use spanprobe_common::CallEvent;
+use spanprobe_common::{CallEnd, CallEvent};
 use spanprobe_config::{AttributeValue, Condition, ValueType};
 
 use crate::{
@@ -86,6 +86,17 @@ pub struct UnknownFunction(pub u32);
 /// Semantic-convention attribute keys used on every span.
 const CODE_FUNCTION_NAME: Key = Key::from_static_str("code.function.name");
 const THREAD_ID: Key = Key::from_static_str("thread.id");
+/// Set on spans of calls that never returned, saying why.
+const INCOMPLETE: Key = Key::from_static_str("spanprobe.incomplete");
+
+/// For calls that did not return: the `spanprobe.incomplete` value and the status message.
+fn incomplete_reason(end: CallEnd) -> Option<(&'static str, &'static str)> {
+    match end {
+        CallEnd::Returned => None,
+        CallEnd::ThreadExit => Some(("thread_exit", "the thread or process exited inside it")),
+        CallEnd::Unwound => Some(("unwound", "a longjmp or an exception unwound through it")),
+    }
+}
 
 /// Turns [`CallEvent`]s into [`SpanData`].
 #[derive(Debug, Clone)]
@@ -142,7 +153,13 @@ impl SpanAssembler {
             arg.attributes(event, data, &mut attributes);
         }
         let mut status = Status::Unset;
-        if let Some(ret) = &template.ret {
+        let end = CallEnd::from_u32(event.end);
+        if let Some(incomplete) = end.and_then(incomplete_reason) {
+            // The call never returned: there is no return value, and the span ends when the
+            // loss was seen.
+            status = Status::error(format!("call did not return: {}", incomplete.1));
+            attributes.push(KeyValue::new(INCOMPLETE, incomplete.0));
+        } else if let Some(ret) = &template.ret {
             let value = match ret.ty {
                 ValueType::Ptr => Value::String(format!("{:#x}", event.ret).into()),
                 ty => crate::decode::register_value(event.ret, ty),
@@ -419,6 +436,34 @@ mod tests {
             kept += usize::from(root_kept);
         }
         assert!((900..1100).contains(&kept), "kept {kept} of 2000");
+    }
+
+    #[test]
+    fn calls_that_never_returned_are_errors_saying_why() {
+        let event = CallEvent {
+            end: CallEnd::ThreadExit as u32,
+            ret: 5,
+            ..root(0, 100)
+        };
+        let span = assemble(&assembler(), &event);
+        assert_eq!(
+            span.status,
+            Status::error("call did not return: the thread or process exited inside it")
+        );
+        assert_eq!(
+            attr(&span, "spanprobe.incomplete"),
+            Some(&Value::from("thread_exit"))
+        );
+        assert_eq!(attr(&span, "sum"), None, "no return value");
+        let event = CallEvent {
+            end: CallEnd::Unwound as u32,
+            ..root(0, 100)
+        };
+        let span = assemble(&assembler(), &event);
+        assert_eq!(
+            attr(&span, "spanprobe.incomplete"),
+            Some(&Value::from("unwound"))
+        );
     }
 
     #[test]

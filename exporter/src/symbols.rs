@@ -36,7 +36,7 @@ impl SymbolTable {
         let mut elf = Elf::new(path);
         elf.debug_syms = false;
         inspector.for_each(&elf.into(), |sym| {
-            if sym.sym_type == SymType::Function && sym.addr != 0 {
+            if sym.sym_type == SymType::Function && sym.addr != 0 && !is_cold_part(&sym.name) {
                 functions.push(FunctionSymbol {
                     raw: sym.name.to_string(),
                     name: demangle(&sym.name),
@@ -89,6 +89,12 @@ impl SymbolTable {
             .map(|(_, name)| name.to_owned())
             .collect()
     }
+}
+
+/// GCC splits rarely run code of a function into `name.cold`: a symbol of type function that
+/// is jumped to, never called, so it is no place for a uprobe.
+fn is_cold_part(raw: &str) -> bool {
+    raw.ends_with(".cold") || raw.contains(".cold.")
 }
 
 /// A compiled glob, if `pattern` is one.

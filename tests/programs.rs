@@ -1,0 +1,701 @@
+//! Real programs, traced end to end: threads, recursion past the depth bound, many processes,
+//! a running process, shared libraries (ours and libc), PIE and non-PIE, stripped binaries,
+//! C++ and Rust, and calls that never return (exit, pthread_exit, longjmp, exceptions).
+
+mod support;
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    process::{Output, Stdio},
+    time::Duration,
+};
+
+use support::receiver::{ReceivedSpan, Receiver};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn programs() -> PathBuf {
+    support::repo_root().join("tests/programs")
+}
+
+/// `calls.c` built into `dir` with extra compiler flags.
+fn build_calls(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let mut all = vec!["-pthread"];
+    all.extend_from_slice(flags);
+    support::compile_c(&programs().join("calls.c"), dir, name, &all)
+}
+
+/// A config exporting to `receiver`, with one target `binary` and `functions` (YAML list
+/// items, already indented by 6).
+fn config(receiver: &Receiver, binary: &Path, extra_target_keys: &str, functions: &str) -> String {
+    format!(
+        "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:\n  - binary: {}\n{extra_target_keys}    functions:\n{functions}",
+        receiver.grpc_endpoint(),
+        binary.display()
+    )
+}
+
+/// Runs `spanprobe run -- command` and returns its output and every span, all exported by
+/// the time spanprobe exits.
+async fn trace(
+    receiver: &Receiver,
+    dir: &Path,
+    yaml: &str,
+    command: &[&str],
+) -> (Output, Vec<ReceivedSpan>) {
+    let config = support::write_config(dir, yaml);
+    let output = support::run(&config, command).await;
+    (output, receiver.spans())
+}
+
+fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.name() == name).collect()
+}
+
+fn by_id(spans: &[ReceivedSpan]) -> HashMap<Vec<u8>, &ReceivedSpan> {
+    spans.iter().map(|s| (s.span.span_id.clone(), s)).collect()
+}
+
+fn incomplete(span: &ReceivedSpan) -> Option<&str> {
+    span.str_attr("spanprobe.incomplete")
+}
+
+const CHAIN: &str = "      - { symbol: outer, args: [{ index: 0, name: x, type: i64 }] }\n      - { symbol: middle }\n      - { symbol: inner, args: [{ index: 0, name: x, type: i64 }] }\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threads_keep_their_own_trees() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", CHAIN),
+        &[calls.to_str().unwrap(), "threads", "4"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    assert_eq!(spans.len(), 4 * 20 * 3);
+    let ids = by_id(&spans);
+    let mut threads = HashSet::new();
+    for inner in named(&spans, "inner") {
+        let middle = ids[&inner.span.parent_span_id];
+        let outer = ids[&middle.span.parent_span_id];
+        assert_eq!((middle.name(), outer.name()), ("middle", "outer"));
+        assert!(outer.span.parent_span_id.is_empty());
+        // One thread per tree, one tree per trace.
+        let tid = inner.int_attr("thread.id");
+        assert_eq!(middle.int_attr("thread.id"), tid);
+        assert_eq!(outer.int_attr("thread.id"), tid);
+        assert_eq!(inner.span.trace_id, outer.span.trace_id);
+        assert_eq!(inner.int_attr("x"), outer.int_attr("x").map(|x| x + 1));
+        // Each thread's numbers are its own: thread i calls outer(i * 1000 + j).
+        threads.insert((tid, outer.int_attr("x").unwrap() / 1000));
+    }
+    assert_eq!(threads.len(), 4, "{threads:?}");
+    let tids: HashSet<_> = threads.iter().map(|(tid, _)| *tid).collect();
+    assert_eq!(tids.len(), 4);
+    let traces: HashSet<_> = spans.iter().map(|s| s.span.trace_id.clone()).collect();
+    assert_eq!(traces.len(), 80);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recursion_past_the_depth_bound_is_counted_and_harmless() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let functions = format!(
+        "      - {{ symbol: recurse, args: [{{ index: 0, name: depth, type: i64 }}] }}\n{CHAIN}"
+    );
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", &functions),
+        &[calls.to_str().unwrap(), "recurse", "40"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    // The outermost 32 levels (depth 40 down to 9) have spans, chained; 8 deeper calls do not.
+    let recursion = named(&spans, "recurse");
+    let mut depths: Vec<_> = recursion
+        .iter()
+        .map(|s| s.int_attr("depth").unwrap())
+        .collect();
+    depths.sort();
+    assert_eq!(depths, (9..=40).collect::<Vec<_>>());
+    let ids = by_id(&spans);
+    for span in &recursion {
+        let depth = span.int_attr("depth").unwrap();
+        match span.span.parent_span_id.as_slice() {
+            [] => assert_eq!(depth, 40),
+            parent => assert_eq!(ids[parent].int_attr("depth"), Some(depth + 1)),
+        }
+    }
+    assert!(
+        support::stderr(&output).contains("depth_exceeded=8"),
+        "{}",
+        support::stderr(&output)
+    );
+    // The calls after it are untouched.
+    assert_eq!(named(&spans, "outer").len(), 1);
+    assert_eq!(named(&spans, "inner")[0].int_attr("x"), Some(2));
+    assert!(spans.iter().all(|s| incomplete(s).is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_inside_a_call_ends_its_spans_as_errors() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let functions = format!(
+        "      - {{ symbol: about_to_exit, return: {{ type: i32 }} }}\n      - {{ symbol: exit_now }}\n{CHAIN}"
+    );
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", &functions),
+        &[calls.to_str().unwrap(), "exit"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        support::stderr(&output)
+    );
+    assert_eq!(spans.len(), 5);
+    let exit_now = named(&spans, "exit_now")[0];
+    let about = named(&spans, "about_to_exit")[0];
+    for span in [exit_now, about] {
+        assert_eq!(incomplete(span), Some("thread_exit"));
+        let status = span.span.status.as_ref().unwrap();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (
+                2,
+                "call did not return: the thread or process exited inside it"
+            )
+        );
+        assert_eq!(span.int_attr("return_value"), None);
+    }
+    assert_eq!(exit_now.span.parent_span_id, about.span.span_id);
+    assert!(exit_now.span.end_time_unix_nano <= about.span.end_time_unix_nano);
+    assert!(
+        named(&spans, "outer")
+            .iter()
+            .all(|s| incomplete(s).is_none())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pthread_exit_inside_a_call_and_calls_after_it() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let functions = format!("      - {{ symbol: thread_exit_now }}\n{CHAIN}");
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", &functions),
+        &[calls.to_str().unwrap(), "thread-exit"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    assert_eq!(spans.len(), 4);
+    assert_eq!(
+        incomplete(named(&spans, "thread_exit_now")[0]),
+        Some("thread_exit")
+    );
+    let ids = by_id(&spans);
+    let inner = named(&spans, "inner")[0];
+    assert_eq!(
+        ids[&ids[&inner.span.parent_span_id].span.parent_span_id].name(),
+        "outer"
+    );
+    assert!(
+        named(&spans, "outer")
+            .iter()
+            .all(|s| incomplete(s).is_none())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn longjmp_out_of_calls_ends_them_as_unwound() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let functions = "      - { symbol: jump_from_here }\n      - { symbol: jump_back }\n      - { symbol: after_jump, return: { type: i32 } }\n";
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", functions),
+        &[calls.to_str().unwrap(), "longjmp"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    assert_eq!(spans.len(), 3);
+    let jump_back = named(&spans, "jump_back")[0];
+    let jump_from = named(&spans, "jump_from_here")[0];
+    assert_eq!(incomplete(jump_back), Some("unwound"));
+    assert_eq!(incomplete(jump_from), Some("unwound"));
+    assert_eq!(jump_back.span.parent_span_id, jump_from.span.span_id);
+    // The call after the jump is a root of its own, with its real return value.
+    let after = named(&spans, "after_jump")[0];
+    assert!(after.span.parent_span_id.is_empty());
+    assert_eq!(after.int_attr("return_value"), Some(42));
+    assert_eq!(incomplete(after), None);
+}
+
+/// C++ names are demangled. An exception thrown through a probed call cannot be caught: the
+/// unwinder finds no unwind info at the return address the uretprobe put there, and
+/// terminates the program. The calls it was in are still exported, ended at the exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("shapes");
+    let status = std::process::Command::new("g++")
+        .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&binary)
+        .arg(programs().join("shapes.cpp"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let functions = "      - { symbol: \"shapes::total_area\", return: { type: i64 } }\n      - { symbol: \"shapes::fail_*\" }\n";
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &binary, "", functions),
+        &[binary.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(128 + libc::SIGABRT),
+        "{}",
+        support::stderr(&output)
+    );
+    let areas: Vec<_> = named(&spans, "shapes::total_area")
+        .iter()
+        .map(|s| s.int_attr("return_value").unwrap())
+        .collect();
+    assert_eq!(areas, [10]);
+    let inner = named(&spans, "shapes::fail_inner")[0];
+    let outer = named(&spans, "shapes::fail_outer")[0];
+    assert_eq!(
+        inner.str_attr("code.function.name"),
+        Some("shapes::fail_inner")
+    );
+    assert_eq!(incomplete(inner), Some("thread_exit"));
+    assert_eq!(incomplete(outer), Some("thread_exit"));
+    assert_eq!(inner.span.parent_span_id, outer.span.span_id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_names_are_demangled_without_the_hash() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("rusty");
+    let status = std::process::Command::new("rustc")
+        .args(["-O", "-C", "force-frame-pointers=yes", "-o"])
+        .arg(&binary)
+        .arg(programs().join("rusty.rs"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let functions = "      - { symbol: \"rusty::compute\", args: [{ index: 0, name: x, type: u64 }], return: { type: u64 } }\n";
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &binary, "", functions),
+        &[binary.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let mut calls: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            (
+                s.name().to_owned(),
+                s.int_attr("x").unwrap(),
+                s.int_attr("return_value").unwrap(),
+            )
+        })
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("rusty::compute".into(), 1, 3),
+            ("rusty::compute".into(), 2, 6),
+            ("rusty::compute".into(), 3, 9)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pie_non_pie_and_stripped_binaries() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pie = build_calls(dir.path(), "pie", &["-fPIE", "-pie"]);
+    let non_pie = build_calls(dir.path(), "nonpie", &["-fno-PIE", "-no-pie"]);
+    for binary in [&pie, &non_pie] {
+        let functions =
+            "      - { symbol: recurse, args: [{ index: 0, type: i64 }], return: { type: i64 } }\n";
+        let (output, _) = trace(
+            &receiver,
+            dir.path(),
+            &config(&receiver, binary, "", functions),
+            &[binary.to_str().unwrap(), "recurse", "3"],
+        )
+        .await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            support::stderr(&output)
+        );
+    }
+    // Stripped: by file offset and by address, both found with `spanprobe symbols` on an
+    // unstripped copy.
+    let symbols = support::spanprobe_with(&["symbols", non_pie.to_str().unwrap(), "tick"]).await;
+    let address = support::stdout(&symbols)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let symbols = support::spanprobe_with(&["symbols", pie.to_str().unwrap(), "tick"]).await;
+    let offset = support::stdout(&symbols)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let stripped_pie = dir.path().join("pie-stripped");
+    let stripped_non_pie = dir.path().join("nonpie-stripped");
+    for (from, to) in [(&pie, &stripped_pie), (&non_pie, &stripped_non_pie)] {
+        assert!(
+            std::process::Command::new("strip")
+                .arg("-o")
+                .arg(to)
+                .arg(from)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let by_offset = format!(
+        "      - {{ offset: {offset}, span_name: tick, args: [{{ index: 0, type: i64 }}] }}\n"
+    );
+    let (output, _) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &stripped_pie, "", &by_offset),
+        &[stripped_pie.to_str().unwrap(), "serve", "2"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let by_address = format!(
+        "      - {{ address: {address}, span_name: tick, args: [{{ index: 0, type: i64 }}] }}\n"
+    );
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &stripped_non_pie, "", &by_address),
+        &[stripped_non_pie.to_str().unwrap(), "serve", "2"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+
+    // 3 recursion levels in each of two binaries, 2 ticks in each of two stripped ones.
+    let mut recursion: Vec<_> = named(&spans, "recurse")
+        .iter()
+        .map(|s| {
+            (
+                s.int_attr("arg0").unwrap(),
+                s.int_attr("return_value").unwrap(),
+            )
+        })
+        .collect();
+    recursion.sort();
+    assert_eq!(recursion, [(1, 1), (1, 1), (2, 2), (2, 2), (3, 3), (3, 3)]);
+    let ticks = named(&spans, "tick");
+    assert_eq!(ticks.len(), 4);
+    assert!(ticks.iter().all(|t| {
+        t.str_attr("code.function.name")
+            .is_some_and(|n| n.starts_with("offset 0x") || n.starts_with("address 0x"))
+    }));
+    let mut args: Vec<_> = ticks.iter().map(|t| t.int_attr("arg0").unwrap()).collect();
+    args.sort();
+    assert_eq!(args, [0, 0, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_libraries_ours_by_path_and_libc_by_name() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("libgreet.so");
+    let status = std::process::Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-fPIC",
+            "-shared",
+            "-fno-omit-frame-pointer",
+            "-o",
+        ])
+        .arg(&library)
+        .arg(programs().join("greet.c"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let user = dir.path().join("use_greet");
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&user)
+        .arg(programs().join("use_greet.c"))
+        .arg(format!("-L{}", dir.path().display()))
+        .arg(format!("-Wl,-rpath,{}", dir.path().display()))
+        .arg("-lgreet")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let functions = "      - { symbol: greet_len, args: [{ index: 0, name: name, type: str }], return: { type: i32 } }\n";
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &library, "", functions),
+        &[user.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let mut greeted: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            (
+                s.str_attr("name").unwrap().to_owned(),
+                s.int_attr("return_value").unwrap(),
+            )
+        })
+        .collect();
+    greeted.sort();
+    assert_eq!(
+        greeted,
+        [("spanprobe".to_owned(), 9), ("world".to_owned(), 5)]
+    );
+
+    // libc by its bare name, traced in the command's process only.
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let functions = "      - { symbol: getaddrinfo, args: [{ index: 0, name: node, type: str }], return: { type: i32 } }\n";
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, Path::new("libc.so.6"), "", functions),
+        &[calls.to_str().unwrap(), "resolve"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let lookups = named(&spans, "getaddrinfo");
+    assert_eq!(lookups.len(), 1, "only the traced command's call");
+    assert_eq!(lookups[0].str_attr("node"), Some("localhost"));
+    assert_eq!(lookups[0].int_attr("return_value"), Some(0));
+}
+
+/// The `process.command_args` resource attribute, a string array.
+fn command_args(span: &ReceivedSpan) -> Vec<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let value = span
+        .resource
+        .iter()
+        .find(|kv| kv.key == "process.command_args")
+        .and_then(|kv| kv.value.as_ref());
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Value::ArrayValue(array)) => array
+            .values
+            .iter()
+            .filter_map(|v| match &v.value {
+                Some(Value::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("process.command_args is {other:?}"),
+    }
+}
+
+/// Starts spanprobe without a command and waits until its probes are attached.
+async fn start_tracing(config: &Path) -> tokio::process::Child {
+    let mut child = tokio::process::Command::new(support::spanprobe())
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let attached = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("attached") {
+                return;
+            }
+        }
+        panic!("spanprobe ended before attaching");
+    });
+    attached.await.expect("spanprobe attached in time");
+    // Keep draining stderr so that spanprobe never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_process_of_the_binary_each_with_its_own_resource() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-many", &[]);
+    let functions = "      - { symbol: tick, args: [{ index: 0, name: i, type: i64 }] }\n";
+    let config = support::write_config(dir.path(), &config(&receiver, &calls, "", functions));
+    let tracer = start_tracing(&config).await;
+    // Two processes started after spanprobe, not by it, living long enough (60 ms) for their
+    // details to be read from /proc.
+    let mut pids = Vec::new();
+    for _ in 0..2 {
+        let output = tokio::process::Command::new(&calls)
+            .args(["serve", "3"])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        pids.push(
+            out["calls[".len()..out.find(']').unwrap()]
+                .parse::<i64>()
+                .unwrap(),
+        );
+    }
+    stop(tracer).await;
+    let spans = receiver.wait_for_spans(6, WAIT).await;
+    assert_eq!(spans.len(), 6);
+    assert_ne!(pids[0], pids[1]);
+    for pid in &pids {
+        let mine: Vec<_> = spans
+            .iter()
+            .filter(|s| s.resource_int("process.pid") == Some(*pid))
+            .collect();
+        assert_eq!(mine.len(), 3, "pid {pid}");
+        for span in mine {
+            assert_eq!(
+                span.resource_str("process.executable.path"),
+                Some(calls.to_str().unwrap())
+            );
+            assert_eq!(command_args(span), [calls.to_str().unwrap(), "serve", "3"]);
+            assert_eq!(span.str_attr("thread.name"), Some("calls-many"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attaching_to_an_already_running_process_by_pid() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-serve", &[]);
+    let mut server = tokio::process::Command::new(&calls)
+        .args(["serve", "100"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .await
+        .unwrap();
+    let pid: i64 = first["calls[".len()..first.find(']').unwrap()]
+        .parse()
+        .unwrap();
+    // Another process of the same binary, which `pid:` must leave out.
+    let mut other = tokio::process::Command::new(&calls)
+        .args(["serve", "100"])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let functions = "      - { symbol: tick, args: [{ index: 0, name: i, type: i64 }] }\n";
+    let yaml = config(&receiver, &calls, &format!("    pid: {pid}\n"), functions);
+    let tracer = start_tracing(&support::write_config(dir.path(), &yaml)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(tracer).await;
+    let spans = receiver.spans();
+    assert!(spans.len() >= 5, "{} spans", spans.len());
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.resource_int("process.pid") == Some(pid))
+    );
+    let mut ticks: Vec<_> = spans.iter().map(|s| s.int_attr("i").unwrap()).collect();
+    ticks.sort();
+    ticks.dedup();
+    assert_eq!(ticks.len(), spans.len(), "each tick once");
+    assert!(
+        ticks[0] > 0,
+        "the process was running before spanprobe: {ticks:?}"
+    );
+    let _ = server.kill().await;
+    let _ = other.kill().await;
+}

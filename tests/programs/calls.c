@@ -1,0 +1,92 @@
+/* Test program for real-world call patterns. Usage: calls MODE [N]
+ *   threads N   N threads, each calling outer -> middle -> inner with its own numbers
+ *   recurse N   a recursive function N levels deep
+ *   exit        exit() inside a probed call, nested in another
+ *   thread-exit a thread that calls pthread_exit() inside a probed call, then normal calls
+ *   longjmp     a longjmp out of two probed calls, then a normal probed call
+ *   serve N     call tick() every 20 ms, N times (for attaching to a running process)
+ *   resolve     getaddrinfo("localhost") from libc
+ * Built with frame pointers and without sibling-call optimisation, like the demo. */
+#include <netdb.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROBED __attribute__((noinline, noipa))
+
+PROBED long inner(long x) { return x * 2; }
+PROBED long middle(long x) { return inner(x + 1) + 1; }
+PROBED long outer(long x) { return middle(x) + 1; }
+
+PROBED long recurse(long depth) { return depth <= 1 ? 1 : 1 + recurse(depth - 1); }
+
+PROBED void exit_now(int code) { exit(code); }
+PROBED void about_to_exit(int code) { exit_now(code); }
+
+PROBED void thread_exit_now(int code) { pthread_exit((void *)(long)code); }
+
+static jmp_buf jump;
+PROBED void jump_back(int value) { longjmp(jump, value); }
+PROBED void jump_from_here(int value) { jump_back(value); }
+PROBED int after_jump(int value) { return value + 1; }
+
+PROBED long tick(long i) { return i; }
+
+static void *thread_main(void *arg) {
+    long id = (long)arg;
+    long total = 0;
+    for (long i = 0; i < 20; i++) total += outer(id * 1000 + i);
+    return (void *)total;
+}
+
+static void *exiting_thread(void *arg) {
+    (void)arg;
+    thread_exit_now(7);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    long n = argc > 2 ? strtol(argv[2], NULL, 10) : 1;
+    printf("calls[%d] %s\n", (int)getpid(), mode);
+    fflush(stdout);
+    if (strcmp(mode, "threads") == 0) {
+        pthread_t threads[64];
+        if (n > 64) n = 64;
+        for (long i = 0; i < n; i++) pthread_create(&threads[i], NULL, thread_main, (void *)(i + 1));
+        for (long i = 0; i < n; i++) pthread_join(threads[i], NULL);
+    } else if (strcmp(mode, "recurse") == 0) {
+        printf("depth %ld\n", recurse(n));
+        outer(1);
+    } else if (strcmp(mode, "exit") == 0) {
+        outer(5);
+        about_to_exit(3);
+    } else if (strcmp(mode, "thread-exit") == 0) {
+        pthread_t thread;
+        pthread_create(&thread, NULL, exiting_thread, NULL);
+        pthread_join(thread, NULL);
+        outer(9);
+    } else if (strcmp(mode, "longjmp") == 0) {
+        if (setjmp(jump) == 0) jump_from_here(41);
+        after_jump(41);
+    } else if (strcmp(mode, "serve") == 0) {
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        for (long i = 0; i < n; i++) {
+            tick(i);
+            nanosleep(&pause, NULL);
+        }
+    } else if (strcmp(mode, "resolve") == 0) {
+        struct addrinfo *result = NULL;
+        int rc = getaddrinfo("localhost", NULL, NULL, &result);
+        if (result) freeaddrinfo(result);
+        printf("getaddrinfo %d\n", rc);
+    } else {
+        fprintf(stderr, "unknown mode %s\n", mode);
+        return 2;
+    }
+    return 0;
+}

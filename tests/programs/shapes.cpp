@@ -1,0 +1,29 @@
+// C++ test program: namespaced and member functions (demangled span names), and an exception
+// that unwinds through probed calls.
+#include <cstdio>
+#include <stdexcept>
+
+namespace shapes {
+struct Square {
+    long side;
+    __attribute__((noinline)) long area() const { return side * side; }
+};
+__attribute__((noinline)) long total_area(long side) { return Square{side}.area() + 1; }
+__attribute__((noinline)) long fail_inner(long x) {
+    if (x > 0) throw std::runtime_error("boom");
+    return x;
+}
+__attribute__((noinline)) long fail_outer(long x) { return fail_inner(x) + 1; }
+}  // namespace shapes
+
+int main() {
+    long total = shapes::total_area(3);
+    try {
+        total += shapes::fail_outer(1);
+    } catch (const std::exception &) {
+        total += 100;
+    }
+    total += shapes::total_area(4);
+    std::printf("shapes %ld\n", total);
+    return 0;
+}
