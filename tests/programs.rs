@@ -699,3 +699,106 @@ async fn attaching_to_an_already_running_process_by_pid() {
     let _ = server.kill().await;
     let _ = other.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sampling_keeps_or_drops_whole_traces() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let functions = "      - { symbol: outer, sample_rate: 0.5, args: [{ index: 0, name: x, type: i64 }] }\n      - { symbol: middle }\n      - { symbol: inner, sample_rate: 0 }\n";
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", functions),
+        &[calls.to_str().unwrap(), "threads", "4"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    // About half of the 80 traces are kept (5 standard deviations either way), each whole:
+    // the inner calls' own rate 0 does not matter, the root's decides.
+    let kept = named(&spans, "outer").len();
+    assert!((18..=62).contains(&kept), "{kept} of 80 traces kept");
+    assert_eq!(named(&spans, "middle").len(), kept);
+    assert_eq!(named(&spans, "inner").len(), kept);
+    let ids = by_id(&spans);
+    for inner in named(&spans, "inner") {
+        assert_eq!(
+            ids[&ids[&inner.span.parent_span_id].span.parent_span_id].name(),
+            "outer"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lower_depth_limit_is_honoured() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let yaml = config(
+        &receiver,
+        &calls,
+        "",
+        "      - { symbol: recurse, args: [{ index: 0, name: depth, type: i64 }] }\n",
+    )
+    .replacen("probes:", "limits: { max_depth: 4 }\nprobes:", 1);
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &yaml,
+        &[calls.to_str().unwrap(), "recurse", "10"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let mut depths: Vec<_> = spans.iter().map(|s| s.int_attr("depth").unwrap()).collect();
+    depths.sort();
+    assert_eq!(depths, [7, 8, 9, 10]);
+    assert!(
+        support::stderr(&output).contains("depth_exceeded=6"),
+        "{}",
+        support::stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn go_functions_get_entry_only_spans() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("fakego.c");
+    std::fs::write(
+        &source,
+        "__attribute__((section(\".go.buildinfo\"), used)) static const char info[32] = \"\\xff Go buildinf:\";\n\
+         __attribute__((noinline)) int handler(int x) { return x + 1; }\n\
+         int main(void) { return handler(0) + handler(1) - 3; }\n",
+    )
+    .unwrap();
+    let binary = support::compile_c(&source, dir.path(), "fakego", &[]);
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &binary, "", "      - { symbol: handler }\n"),
+        &[binary.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    assert_eq!(spans.len(), 2);
+    for span in &spans {
+        assert_eq!(span.bool_attr("spanprobe.entry_only"), Some(true));
+        assert_eq!(span.span.start_time_unix_nano, span.span.end_time_unix_nano);
+        assert!(span.span.status.as_ref().is_none_or(|s| s.code == 0));
+    }
+}

@@ -183,6 +183,12 @@ async fn demo_spans_arrive_over_otlp_grpc() {
         assert_eq!(span.span.kind, 1, "SPAN_KIND_INTERNAL");
         assert_eq!(span.int_attr("thread.id"), Some(pid));
         assert!(span.str_attr("code.function.name").is_some());
+        // The demo is built with -g: DWARF says where each function is.
+        assert!(
+            span.str_attr("code.file.path")
+                .is_some_and(|f| f.ends_with("examples/demo/demo.c"))
+        );
+        assert!(span.int_attr("code.line.number").is_some_and(|l| l > 0));
         assert!(span.span.start_time_unix_nano <= span.span.end_time_unix_nano);
         assert!(
             now - span.span.start_time_unix_nano < 60_000_000_000,
@@ -257,10 +263,8 @@ async fn stdout_exporter_prints_one_line_per_span() {
         "{out}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l
-                .contains("parent=- a=3 b=30 sum=33 code.function.name=\"two_ints_and_return\"")),
+        lines.iter().any(|l| l.contains("parent=- a=3 b=30 sum=33 ")
+            && l.contains(" code.function.name=\"two_ints_and_return\" ")),
         "{out}"
     );
 }

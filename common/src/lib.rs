@@ -33,6 +33,8 @@ pub const MAX_MEMORY_CALLS: u32 = 2048;
 
 /// Global (`u8`): when non-zero, only processes in [`TARGET_PIDS_MAP`] are traced.
 pub const FILTER_PIDS_GLOBAL: &str = "FILTER_PIDS";
+/// Global (`u32`): calls nested deeper than this (at most [`MAX_DEPTH`]) get no span.
+pub const DEPTH_LIMIT_GLOBAL: &str = "DEPTH_LIMIT";
 /// Global (`u64`): the return program wakes the reader once this many bytes are pending;
 /// below it the reader drains on its own timer, so a burst of calls costs one wakeup.
 pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
@@ -121,6 +123,8 @@ pub enum CallEnd {
     /// A longjmp or an exception unwound through the call: a shallower frame returned, or a
     /// new call began at or above it on the stack.
     Unwound = 2,
+    /// An [`ENTRY_ONLY`] function: the event was sent at entry.
+    EntryOnly = 3,
 }
 
 impl CallEnd {
@@ -129,6 +133,7 @@ impl CallEnd {
             0 => Some(Self::Returned),
             1 => Some(Self::ThreadExit),
             2 => Some(Self::Unwound),
+            3 => Some(Self::EntryOnly),
             _ => None,
         }
     }
@@ -185,8 +190,19 @@ pub struct FunctionCapture {
     pub args: [ArgCapture; MAX_ARGS],
     /// Size of the call's data area, 0 when no argument captures memory.
     pub data_len: u32,
+    /// A trace rooted at this function is kept when a random `u32` is below this;
+    /// [`SAMPLE_ALWAYS`] keeps every trace.
+    pub sample_threshold: u32,
+    /// [`ENTRY_ONLY`] or 0.
+    pub flags: u32,
     pub _pad: u32,
 }
+
+/// [`FunctionCapture::sample_threshold`] that keeps every trace.
+pub const SAMPLE_ALWAYS: u32 = u32::MAX;
+/// In [`FunctionCapture::flags`]: the function has no return probe; its span is sent at entry,
+/// with no duration (for Go, whose moving stacks uretprobes corrupt).
+pub const ENTRY_ONLY: u32 = 1;
 
 /// A completed call with its captured memory: the ring-buffer record of functions that capture
 /// memory, built in place from entry to return. The record sent is `header` and the first
@@ -223,6 +239,9 @@ pub struct ThreadStack {
     pub depth: u32,
     /// Function id of the outermost call in progress.
     pub root_function_id: u32,
+    /// Non-zero when the trace of the calls in progress was sampled out: they send nothing.
+    pub unsampled: u32,
+    pub _pad: u32,
     /// Entry time of the outermost call in progress.
     pub root_entry_ns: u64,
     /// Entry time of the innermost call in progress with a frame, 0 when none. Kept here so
@@ -249,10 +268,10 @@ const _: () = assert!(
     core::mem::size_of::<CallEvent>() == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 8);
-const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 8 * MAX_ARGS + 8);
+const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 8 * MAX_ARGS + 16);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"
 );
 const _: () = assert!(core::mem::size_of::<Frame>() == 32 + 8 * MAX_ARGS);
-const _: () = assert!(core::mem::size_of::<ThreadStack>() == 24 + MAX_DEPTH * size_of::<Frame>());
+const _: () = assert!(core::mem::size_of::<ThreadStack>() == 32 + MAX_DEPTH * size_of::<Frame>());

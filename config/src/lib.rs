@@ -18,8 +18,8 @@ pub use load::{load, parse};
 pub use located::{Located, Position};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, DEFAULT_STR_LEN, ExporterConfig,
-    FunctionSpec, MAX_MEMORY_LEN, OtlpConfig, OtlpProtocol, ProbeTarget, ReturnSpec, StdoutConfig,
-    StdoutFormat,
+    FunctionSpec, Limits, MAX_DEPTH, MAX_MEMORY_LEN, OtlpConfig, OtlpProtocol, ProbeTarget,
+    ReturnSpec, StdoutConfig, StdoutFormat,
 };
 pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET};
 pub use value_type::{ValueType, ValueTypeError};

@@ -120,6 +120,7 @@ mod tests {
             resource: [("team".to_owned(), "a".to_owned())].into(),
             exporter: ExporterConfig::Stdout(StdoutConfig::default()),
             batch: Default::default(),
+            limits: Default::default(),
             probes: vec![],
             base_dir: Default::default(),
         }

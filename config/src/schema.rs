@@ -21,6 +21,8 @@ pub struct Config {
     pub exporter: ExporterConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    #[serde(default)]
+    pub limits: Limits,
     /// Binaries and the functions to probe in each.
     pub probes: Vec<Located<ProbeTarget>>,
     /// The config file's directory, which relative binary paths are resolved against.
@@ -159,6 +161,25 @@ impl Default for BatchConfig {
             queue_size: 65_536,
             batch_size: 512,
             delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Bounds on the kernel side's per-thread state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Probed calls tracked per thread; deeper calls get no span and are counted.
+    pub max_depth: u32,
+}
+
+/// The most nested probed calls a thread can have tracked.
+pub const MAX_DEPTH: u32 = 32;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: MAX_DEPTH,
         }
     }
 }

@@ -84,6 +84,17 @@ fn validate_export(config: &Config, problems: &mut Problems) {
             }
         }
     }
+    let max_depth = config.limits.max_depth;
+    if !(1..=crate::schema::MAX_DEPTH).contains(&max_depth) {
+        problems.add(
+            Position::default(),
+            "limits.max_depth",
+            format!(
+                "{max_depth} is out of range: 1..={}",
+                crate::schema::MAX_DEPTH
+            ),
+        );
+    }
     let batch = &config.batch;
     if batch.queue_size == 0 {
         problems.add(

@@ -12,7 +12,7 @@ use aya_ebpf::{
         BPF_ANY, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs,
     },
     helpers::{
-        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns,
         generated::{
             bpf_copy_from_user, bpf_probe_read_user, bpf_probe_read_user_str, bpf_ringbuf_output,
         },
@@ -22,9 +22,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use spanprobe_common::{
-    ArgSource, CallEnd, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES,
+    ArgSource, CallEnd, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY,
     FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_THREADS, MEMORY_FAULT,
-    MEMORY_READ_MAX, MemoryKind, ThreadStack,
+    MEMORY_READ_MAX, MemoryKind, SAMPLE_ALWAYS, ThreadStack,
 };
 
 #[map]
@@ -58,6 +58,9 @@ static EMPTY_RECORD: PerCpuArray<CallRecord> = PerCpuArray::with_max_entries(1, 
 
 #[unsafe(no_mangle)]
 static FILTER_PIDS: Global<u8> = Global::new(0);
+
+#[unsafe(no_mangle)]
+static DEPTH_LIMIT: Global<u32> = Global::new(MAX_DEPTH as u32);
 
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
@@ -101,21 +104,34 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     // skipped by a longjmp or an exception.
     end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
     let depth = stack.depth;
-    // Counted even past MAX_DEPTH, so that the matching returns pop the right frames.
+    if depth == 0 {
+        stack.root_entry_ns = now;
+        stack.root_function_id = function_id;
+        stack.unsampled = u32::from(!sampled(capture.sample_threshold));
+    }
+    if capture.flags & ENTRY_ONLY != 0 {
+        emit_entry_only(&thread, stack, function_id, capture, regs, now);
+        return Some(());
+    }
+    // Counted even past the limit, so that the matching returns pop the right frames.
     stack.depth = depth.wrapping_add(1);
+    if depth >= depth_limit() {
+        count(Counter::DepthExceeded);
+        return None;
+    }
     let Some(frame) = stack.frames.get_mut(depth as usize) else {
         count(Counter::DepthExceeded);
         return None;
     };
-    if depth == 0 {
-        stack.root_entry_ns = now;
-        stack.root_function_id = function_id;
-    }
     frame.parent_entry_ns = stack.top_entry_ns;
     stack.top_entry_ns = now;
     frame.entry_ns = now;
     frame.sp = regs.rsp;
     frame.function_id = function_id;
+    if stack.unsampled != 0 {
+        // Kept for pairing entries with returns; nothing to capture.
+        return Some(());
+    }
     for (value, arg) in frame.args.iter_mut().zip(&capture.args) {
         *value = read_arg(regs, arg.source, arg.slot);
     }
@@ -123,6 +139,59 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
         capture_memory(call_key(thread.tid, depth), capture, &frame.args, faults);
     }
     Some(())
+}
+
+/// Frames kept per thread: the configured limit, within the map's capacity.
+#[inline(always)]
+fn depth_limit() -> u32 {
+    DEPTH_LIMIT.load().min(MAX_DEPTH as u32)
+}
+
+/// Decides, at a trace's root, whether the trace is kept.
+#[inline(always)]
+fn sampled(threshold: u32) -> bool {
+    // SAFETY: the helper takes no arguments and cannot fail.
+    threshold == SAMPLE_ALWAYS || unsafe { bpf_get_prandom_u32() } < threshold
+}
+
+/// Sends the span of an entry-only call at once: no frame, no duration.
+#[inline(always)]
+fn emit_entry_only(
+    thread: &Thread,
+    stack: &ThreadStack,
+    function_id: u32,
+    capture: &FunctionCapture,
+    regs: &pt_regs,
+    now: u64,
+) {
+    if stack.unsampled != 0 {
+        return;
+    }
+    let mut args = [0u64; MAX_ARGS];
+    for (value, arg) in args.iter_mut().zip(&capture.args) {
+        *value = read_arg(regs, arg.source, arg.slot);
+    }
+    emit(&CallEvent {
+        pid: thread.pid,
+        tid: thread.tid,
+        function_id,
+        depth: stack.depth + 1,
+        entry_ns: now,
+        return_ns: now,
+        parent_entry_ns: stack.top_entry_ns,
+        root_entry_ns: if stack.depth == 0 {
+            now
+        } else {
+            stack.root_entry_ns
+        },
+        args,
+        ret: 0,
+        arg_lens: [0; MAX_ARGS],
+        data_len: 0,
+        root_function_id: stack.root_function_id,
+        end: CallEnd::EntryOnly as u32,
+        _pad: 0,
+    });
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {
@@ -145,7 +214,10 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
         return None;
     }
     stack.depth -= 1;
-    // A call deeper than MAX_DEPTH has no frame; it was counted at entry.
+    // A call past the depth limit has no frame; it was counted at entry.
+    if stack.depth >= depth_limit() {
+        return None;
+    }
     let frame = stack.frames.get(stack.depth as usize)?;
     stack.top_entry_ns = frame.parent_entry_ns;
     emit_call(
@@ -174,8 +246,8 @@ fn try_thread_exit() -> Option<()> {
     let stack = unsafe { &mut *stack };
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
-    // Calls past MAX_DEPTH have no frame (they were counted at entry).
-    stack.depth = stack.depth.min(MAX_DEPTH as u32);
+    // Calls past the depth limit have no frame (they were counted at entry).
+    stack.depth = stack.depth.min(depth_limit());
     end_frames_below(&thread, stack, u64::MAX, now, CallEnd::ThreadExit);
     let _ = THREADS.remove(thread.tid);
     Some(())
@@ -187,7 +259,7 @@ fn try_thread_exit() -> Option<()> {
 fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64, end: CallEnd) {
     for _ in 0..MAX_DEPTH {
         let depth = stack.depth;
-        if depth == 0 || depth as usize > MAX_DEPTH {
+        if depth == 0 || depth > depth_limit() {
             return;
         }
         let Some(top) = stack.frames.get(depth as usize - 1) else {
@@ -205,6 +277,9 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
 /// Sends the event of the call in frame `index`, ended at `now`.
 #[inline(always)]
 fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, now: u64, ret: u64, end: CallEnd) {
+    if stack.unsampled != 0 {
+        return;
+    }
     let Some(frame) = stack.frames.get(index as usize) else {
         return;
     };

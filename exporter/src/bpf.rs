@@ -13,11 +13,14 @@ use aya::{
     },
 };
 use spanprobe_common::{
-    COUNTERS_MAP, Counter, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP, FunctionCapture,
-    TARGET_PIDS_MAP,
+    COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
+    FunctionCapture, TARGET_PIDS_MAP,
 };
 
-use crate::{capture::plan, resolve::ProbedFunction};
+use crate::{
+    capture::{kernel_spec, plan},
+    resolve::ProbedFunction,
+};
 
 /// The eBPF object, built by `build.rs` and embedded so the binary stands alone.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
@@ -33,8 +36,19 @@ const THREAD_EXIT_TRACEPOINT: &str = "sched_process_exit";
 /// Which functions a program serves.
 #[derive(Debug, Clone, Copy)]
 enum Serves {
-    All,
+    /// Entry programs: those capturing memory (sleepable) or not.
     CapturingMemory(bool),
+    /// The return program: all but entry-only functions.
+    Returning,
+}
+
+impl Serves {
+    fn serves(self, function: &ProbedFunction) -> bool {
+        match self {
+            Self::CapturingMemory(memory) => memory == (plan(&function.spec).0.data_len > 0),
+            Self::Returning => !function.entry_only,
+        }
+    }
 }
 
 /// Which processes the probes report.
@@ -120,11 +134,16 @@ impl Tracer {
     /// Loads the programs and attaches an entry and a return probe to every function; the
     /// index of a function in `functions` is its id in events. All or nothing: on error,
     /// whatever was attached is detached again (the half-built tracer is dropped).
-    pub fn attach(functions: &[ProbedFunction], filter: ProcessFilter) -> Result<Self, BpfError> {
+    pub fn attach(
+        functions: &[ProbedFunction],
+        filter: ProcessFilter,
+        depth_limit: u32,
+    ) -> Result<Self, BpfError> {
         let filter_pids = u8::from(filter == ProcessFilter::Selected);
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         let mut ebpf = EbpfLoader::new()
             .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
+            .override_global(DEPTH_LIMIT_GLOBAL, &depth_limit, true)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
@@ -139,7 +158,7 @@ impl Tracer {
                 "uprobe",
                 Serves::CapturingMemory(true),
             ),
-            (RETURN_PROGRAM, "uretprobe", Serves::All),
+            (RETURN_PROGRAM, "uretprobe", Serves::Returning),
         ];
         for (program, kind, serves) in programs {
             let uprobe = uprobe_mut(&mut ebpf, program)?;
@@ -148,8 +167,7 @@ impl Tracer {
                 source: Box::new(source),
             })?;
             for (id, function) in functions.iter().enumerate() {
-                let captures_memory = plan(&function.spec).0.data_len > 0;
-                if matches!(serves, Serves::CapturingMemory(memory) if memory != captures_memory) {
+                if !serves.serves(function) {
                     continue;
                 }
                 let point = UProbeAttachPoint {
@@ -275,7 +293,7 @@ fn set_captures(ebpf: &mut Ebpf, functions: &[ProbedFunction]) -> Result<(), Bpf
     let mut captures: Array<_, FunctionCapture> = Array::try_from(map).map_err(map_error)?;
     for (id, function) in functions.iter().enumerate() {
         captures
-            .set(id as u32, plan(&function.spec).0, 0)
+            .set(id as u32, kernel_spec(function), 0)
             .map_err(map_error)?;
     }
     Ok(())

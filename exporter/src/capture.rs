@@ -5,17 +5,33 @@ use std::ops::Range;
 
 use opentelemetry::{Key, KeyValue, Value};
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallEvent, FunctionCapture, MAX_ARGS, MEMORY_FAULT, MemoryKind,
+    ArgCapture, ArgSource, CallEvent, ENTRY_ONLY, FunctionCapture, MAX_ARGS, MEMORY_FAULT,
+    MemoryKind, SAMPLE_ALWAYS,
 };
 use spanprobe_config::{FunctionSpec, ValueType};
 
-use crate::decode::register_value;
+use crate::{decode::register_value, resolve::ProbedFunction};
 
 // The config's limits must fit the kernel's buffers.
 const _: () = assert!(spanprobe_config::MAX_CAPTURED_ARGS == MAX_ARGS);
 const _: () = assert!(spanprobe_config::MEMORY_BUDGET == spanprobe_common::DATA_MAX);
+const _: () = assert!(spanprobe_config::MAX_DEPTH as usize == spanprobe_common::MAX_DEPTH);
 const _: () =
     assert!(spanprobe_config::MAX_MEMORY_LEN as usize + 2 <= spanprobe_common::MEMORY_READ_MAX);
+
+/// What the kernel side needs to know about `function`: its captures, how its traces are
+/// sampled, and whether it has a return probe.
+pub fn kernel_spec(function: &ProbedFunction) -> FunctionCapture {
+    let mut capture = plan(&function.spec).0;
+    let rate = function.spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
+    capture.sample_threshold = if rate >= 1.0 {
+        SAMPLE_ALWAYS
+    } else {
+        (rate * f64::from(u32::MAX)) as u32
+    };
+    capture.flags = if function.entry_only { ENTRY_ONLY } else { 0 };
+    capture
+}
 
 /// How one captured argument is read back from an event.
 #[derive(Debug, Clone, PartialEq)]

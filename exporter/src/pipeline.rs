@@ -21,8 +21,6 @@ pub struct PipelineStats {
     pub events: u64,
     pub undecodable: u64,
     pub unknown_function: u64,
-    /// Calls whose trace `sample_rate` left out (by design, not a loss).
-    pub sampled_out: u64,
 }
 
 /// Turns records into queued spans.
@@ -63,11 +61,7 @@ impl Pipeline {
             }
         };
         let span = match self.assembler.assemble(&event, data) {
-            Ok(Some(span)) => span,
-            Ok(None) => {
-                self.stats.sampled_out += 1;
-                return;
-            }
+            Ok(span) => span,
             Err(error) => {
                 self.stats.unknown_function += 1;
                 tracing::debug!(%error, "dropping event");

@@ -5,6 +5,7 @@
 //! shared-library offset handling is wrong in some layouts (aya-rs/aya#1198).
 
 use std::{
+    collections::HashMap,
     fmt,
     num::NonZeroU32,
     path::{Path, PathBuf},
@@ -31,6 +32,10 @@ pub struct ProbedFunction {
     pub spec: FunctionSpec,
     /// Only this process is traced.
     pub pid: Option<NonZeroU32>,
+    /// No return probe: the span is sent at entry, with no duration (Go binaries).
+    pub entry_only: bool,
+    /// Where the function is defined, from DWARF: source file and line.
+    pub source: Option<(String, u64)>,
 }
 
 /// Why a configured function cannot be probed.
@@ -60,14 +65,19 @@ pub enum ResolveErrorKind {
         what: &'static str,
         value: u64,
     },
-    /// spanprobe ends every span with a uretprobe, even without `return`.
     #[error(
         "{}: is a Go binary; uretprobes corrupt Go stacks (Go moves goroutine stacks, and the \
-         hijacked return address goes with them), and spanprobe does not trace Go without \
-         uretprobes yet",
+         hijacked return address goes with them), so Go functions get entry-only spans: remove \
+         `return`",
         binary.display()
     )]
-    Go { binary: PathBuf },
+    GoReturn { binary: PathBuf },
+    #[error(
+        "{}: is a Go binary; Go passes arguments in its own register order, which spanprobe \
+         does not decode yet: remove `args`",
+        binary.display()
+    )]
+    GoArgs { binary: PathBuf },
 }
 
 struct Hint<'a>(&'a str);
@@ -168,6 +178,7 @@ fn resolve_target(
     };
     // Read once per binary, and only if some function is given by symbol.
     let mut symbols: Option<Result<SymbolTable, ()>> = None;
+    let mut signatures: Option<HashMap<String, (String, u64)>> = None;
     let pid = target
         .pid
         .as_ref()
@@ -180,11 +191,20 @@ fn resolve_target(
             kind,
         };
         if elf.is_go {
-            let kind = ResolveErrorKind::Go {
-                binary: path.clone(),
-            };
-            errors.push(error(function.position, field, kind));
-            continue;
+            if let Some(ret) = &function.return_value {
+                let kind = ResolveErrorKind::GoReturn {
+                    binary: path.clone(),
+                };
+                errors.push(error(ret.position, format!("{field}.return"), kind));
+                continue;
+            }
+            if let Some(arg) = function.args.first() {
+                let kind = ResolveErrorKind::GoArgs {
+                    binary: path.clone(),
+                };
+                errors.push(error(arg.position, format!("{field}.args"), kind));
+                continue;
+            }
         }
         let probe = |symbol: String, address: Option<u64>, file_offset: u64| ProbedFunction {
             binary: path.clone(),
@@ -193,6 +213,8 @@ fn resolve_target(
             file_offset,
             spec: function.value.clone(),
             pid,
+            entry_only: elf.is_go,
+            source: None,
         };
         if let Some(offset) = &function.offset {
             if elf.offset_is_code(offset.value) {
@@ -254,9 +276,10 @@ fn resolve_target(
             }
             for sym in found {
                 match sym.file_offset {
-                    Some(offset) => {
-                        functions.push(probe(sym.name.clone(), Some(sym.address), offset))
-                    }
+                    Some(offset) => functions.push(ProbedFunction {
+                        source: sources(&path, &mut signatures).get(&sym.raw).cloned(),
+                        ..probe(sym.name.clone(), Some(sym.address), offset)
+                    }),
                     None => errors.push(error(
                         symbol.position,
                         format!("{field}.symbol"),
@@ -269,6 +292,26 @@ fn resolve_target(
             }
         }
     }
+}
+
+/// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug
+/// info: the attributes are optional).
+fn sources<'a>(
+    path: &Path,
+    cache: &'a mut Option<HashMap<String, (String, u64)>>,
+) -> &'a HashMap<String, (String, u64)> {
+    cache.get_or_insert_with(|| {
+        let Ok(signatures) = crate::dwarf::function_signatures(path) else {
+            return HashMap::new();
+        };
+        signatures
+            .into_values()
+            .filter_map(|s| {
+                let location = (s.file?, s.line?);
+                Some((s.linkage_name.unwrap_or(s.name), location))
+            })
+            .collect()
+    })
 }
 
 /// What to tell a user whose symbol is not in the binary.

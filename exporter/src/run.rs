@@ -43,7 +43,7 @@ pub async fn run(config_path: &Path, command: &[OsString]) -> anyhow::Result<Run
     } else {
         ProcessFilter::Selected
     };
-    let mut tracer = Tracer::attach(&functions, filter)?;
+    let mut tracer = Tracer::attach(&functions, filter, config.limits.max_depth)?;
     tracing::info!(
         probes = tracer.attached(),
         functions = functions.len(),

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, Value,
-    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState},
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use spanprobe_common::{CallEnd, CallEvent};
@@ -26,9 +26,6 @@ struct SpanTemplate {
     args: Vec<ArgPlan>,
     ret: Option<ReturnPlan>,
     attributes: Vec<KeyValue>,
-    /// Traces rooted at this function are kept when the top 64 bits of their trace id are
-    /// below this (decided from the id, so every span of a trace agrees).
-    sample_below: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +42,6 @@ impl SpanTemplate {
             .span_name
             .clone()
             .unwrap_or_else(|| function.symbol.clone());
-        let rate = spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
         Self {
             name: Cow::Owned(name),
             symbol: Value::String(function.symbol.clone().into()),
@@ -59,12 +55,13 @@ impl SpanTemplate {
                 .attributes
                 .iter()
                 .map(|(key, value)| KeyValue::new(key.clone(), attribute_value(value)))
+                .chain(function.source.iter().flat_map(|(file, line)| {
+                    [
+                        KeyValue::new(CODE_FILE_PATH, file.clone()),
+                        KeyValue::new(CODE_LINE_NUMBER, i64::try_from(*line).unwrap_or(i64::MAX)),
+                    ]
+                }))
                 .collect(),
-            sample_below: if rate >= 1.0 {
-                u64::MAX
-            } else {
-                (rate * u64::MAX as f64) as u64
-            },
         }
     }
 }
@@ -86,13 +83,17 @@ pub struct UnknownFunction(pub u32);
 /// Semantic-convention attribute keys used on every span.
 const CODE_FUNCTION_NAME: Key = Key::from_static_str("code.function.name");
 const THREAD_ID: Key = Key::from_static_str("thread.id");
+const CODE_FILE_PATH: Key = Key::from_static_str("code.file.path");
+const CODE_LINE_NUMBER: Key = Key::from_static_str("code.line.number");
+/// Set on spans sent at entry, with no duration (no return probe).
+const ENTRY_ONLY: Key = Key::from_static_str("spanprobe.entry_only");
 /// Set on spans of calls that never returned, saying why.
 const INCOMPLETE: Key = Key::from_static_str("spanprobe.incomplete");
 
 /// For calls that did not return: the `spanprobe.incomplete` value and the status message.
 fn incomplete_reason(end: CallEnd) -> Option<(&'static str, &'static str)> {
     match end {
-        CallEnd::Returned => None,
+        CallEnd::Returned | CallEnd::EntryOnly => None,
         CallEnd::ThreadExit => Some(("thread_exit", "the thread or process exited inside it")),
         CallEnd::Unwound => Some(("unwound", "a longjmp or an exception unwound through it")),
     }
@@ -127,20 +128,12 @@ impl SpanAssembler {
             .ok_or(UnknownFunction(function_id))
     }
 
-    /// The span of one completed call; `None` if its trace is sampled out. `data` is the
-    /// memory captured with it.
-    pub fn assemble(
-        &self,
-        event: &CallEvent,
-        data: &[u8],
-    ) -> Result<Option<SpanData>, UnknownFunction> {
+    /// The span of one completed call; `data` is the memory captured with it. (Sampling is
+    /// decided in the kernel, at the trace's root: unsampled calls send no event.)
+    pub fn assemble(&self, event: &CallEvent, data: &[u8]) -> Result<SpanData, UnknownFunction> {
         let template = self.template(event.function_id)?;
         let (pid, tid) = (event.pid, event.tid);
         let trace_id = self.ids.trace_id(pid, tid, event.root_entry_ns);
-        let root = self.template(event.root_function_id).unwrap_or(template);
-        if !sampled(trace_id, root.sample_below) {
-            return Ok(None);
-        }
         let span_id = self.ids.span_id(pid, tid, event.entry_ns);
         let parent_span_id = match event.parent_entry_ns {
             0 => SpanId::INVALID,
@@ -159,6 +152,8 @@ impl SpanAssembler {
             // loss was seen.
             status = Status::error(format!("call did not return: {}", incomplete.1));
             attributes.push(KeyValue::new(INCOMPLETE, incomplete.0));
+        } else if end == Some(CallEnd::EntryOnly) {
+            attributes.push(KeyValue::new(ENTRY_ONLY, true));
         } else if let Some(ret) = &template.ret {
             let value = match ret.ty {
                 ValueType::Ptr => Value::String(format!("{:#x}", event.ret).into()),
@@ -179,7 +174,7 @@ impl SpanAssembler {
         attributes.push(KeyValue::new(CODE_FUNCTION_NAME, template.symbol.clone()));
         attributes.push(KeyValue::new(THREAD_ID, i64::from(tid)));
 
-        Ok(Some(SpanData {
+        Ok(SpanData {
             span_context: SpanContext::new(
                 trace_id,
                 span_id,
@@ -199,12 +194,8 @@ impl SpanAssembler {
             links: SpanLinks::default(),
             status,
             instrumentation_scope: self.scope.clone(),
-        }))
+        })
     }
-}
-
-fn sampled(trace_id: TraceId, below: u64) -> bool {
-    below == u64::MAX || ((u128::from_be_bytes(trace_id.to_bytes()) >> 64) as u64) < below
 }
 
 /// A raw register as the number `error_when` compares: sign-extended for signed types.
@@ -260,6 +251,8 @@ mod tests {
                 ..Default::default()
             },
             pid: None,
+            entry_only: false,
+            source: Some(("/src/demo.c".into(), 12)),
         }
     }
 
@@ -271,31 +264,16 @@ mod tests {
         }
     }
 
-    fn sampled_function(rate: f64) -> ProbedFunction {
-        ProbedFunction {
-            spec: FunctionSpec {
-                sample_rate: Some(Located::unplaced(rate)),
-                ..FunctionSpec::default()
-            },
-            ..plain_function()
-        }
-    }
-
     fn assembler() -> SpanAssembler {
         SpanAssembler::new(
-            &[
-                add_function(),
-                plain_function(),
-                sampled_function(0.0),
-                sampled_function(0.5),
-            ],
+            &[add_function(), plain_function()],
             BootClock::with_offset(1_000_000_000_000_000_000),
             IdGenerator::with_key([1; 16]),
         )
     }
 
     fn assemble(assembler: &SpanAssembler, event: &CallEvent) -> SpanData {
-        assembler.assemble(event, &[]).unwrap().expect("sampled")
+        assembler.assemble(event, &[]).unwrap()
     }
 
     fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
@@ -339,6 +317,11 @@ mod tests {
         assert_eq!(attr(&span, "arg1"), Some(&Value::I64(-4)));
         assert_eq!(attr(&span, "sum"), Some(&Value::I64(7)));
         assert_eq!(attr(&span, "team"), Some(&Value::from("core")));
+        assert_eq!(
+            attr(&span, "code.file.path"),
+            Some(&Value::from("/src/demo.c"))
+        );
+        assert_eq!(attr(&span, "code.line.number"), Some(&Value::I64(12)));
         assert_eq!(
             attr(&span, "code.function.name"),
             Some(&Value::from("two_ints_and_return"))
@@ -401,41 +384,6 @@ mod tests {
             .collect();
         assert_ne!(ids[0], ids[1]);
         assert_ne!(ids[0], ids[2]);
-    }
-
-    #[test]
-    fn sampling_is_decided_by_the_root_for_the_whole_trace() {
-        let assembler = assembler();
-        // Rate 0 at the root drops the root and its children, whatever their own rate.
-        let never = root(2, 100);
-        let child = CallEvent {
-            function_id: 0,
-            depth: 2,
-            entry_ns: 150,
-            parent_entry_ns: 100,
-            ..never
-        };
-        assert_eq!(assembler.assemble(&never, &[]).unwrap(), None);
-        assert_eq!(assembler.assemble(&child, &[]).unwrap(), None);
-        // Rate 0.5 keeps about half of 2000 traces, and a kept root keeps its children.
-        let mut kept = 0;
-        for i in 0..2000u64 {
-            let root_event = root(3, 1_000 + i * 10);
-            let child = CallEvent {
-                function_id: 1,
-                depth: 2,
-                entry_ns: root_event.entry_ns + 1,
-                parent_entry_ns: root_event.entry_ns,
-                ..root_event
-            };
-            let root_kept = assembler.assemble(&root_event, &[]).unwrap().is_some();
-            assert_eq!(
-                assembler.assemble(&child, &[]).unwrap().is_some(),
-                root_kept
-            );
-            kept += usize::from(root_kept);
-        }
-        assert!((900..1100).contains(&kept), "kept {kept} of 2000");
     }
 
     #[test]
