@@ -802,3 +802,34 @@ async fn go_functions_get_entry_only_spans() {
         assert!(span.span.status.as_ref().is_none_or(|s| s.code == 0));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn min_duration_drops_short_spans_with_their_children() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    // Every call takes microseconds: an hour's minimum on outer drops its whole tree, inner's
+    // own zero minimum notwithstanding; recurse's zero minimum keeps all of it.
+    let functions = "      - { symbol: outer, min_duration: 1h }\n      - { symbol: middle }\n      - { symbol: inner, min_duration: 0s }\n      - { symbol: recurse, min_duration: 0ns }\n";
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", functions),
+        &[calls.to_str().unwrap(), "recurse", "3"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    // recurse(3) keeps its three levels; outer(1) and everything under it go.
+    let names: Vec<_> = spans.iter().map(|s| s.name().to_owned()).collect();
+    assert_eq!(names, ["recurse", "recurse", "recurse"], "{names:?}");
+    assert!(
+        support::stderr(&output).contains("below_min_duration=3"),
+        "{}",
+        support::stderr(&output)
+    );
+}

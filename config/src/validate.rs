@@ -308,11 +308,4 @@ fn validate_function(
             format!("{} is not between 0 and 1", rate.value),
         );
     }
-    if let Some(min) = &function.min_duration {
-        problems.add(
-            min.position,
-            format!("{field}.min_duration"),
-            "`min_duration` is not supported yet",
-        );
-    }
 }

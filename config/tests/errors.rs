@@ -143,9 +143,11 @@ probes:
         min_duration: 10us
   - binary: other
     functions: []
+limits: { max_depth: 40 }
 ";
     let expected = [
         "app.yaml: exporter.otlp.endpoint: `collector:4317` is not an http:// or https:// URL",
+        "app.yaml: limits.max_depth: 40 is out of range: 1..=32",
         "app.yaml: batch.batch_size: 20 is larger than batch.queue_size (10)",
         "app.yaml:5:10: probes[0].pid: must be a process id, not 0",
         "app.yaml:9:13: probes[0].functions[0].args[0].index: 16 is out of range: arguments \
@@ -162,7 +164,6 @@ probes:
         "app.yaml:17:9: probes[0].functions[3]: give one of `symbol`, `offset` or `address`",
         "app.yaml:19:16: probes[0].functions[4].stack: stack capture is not supported yet",
         "app.yaml:20:22: probes[0].functions[4].sample_rate: 1.5 is not between 0 and 1",
-        "app.yaml:21:23: probes[0].functions[4].min_duration: `min_duration` is not supported yet",
         "app.yaml:22:5: probes[1].functions: at least one function is needed",
     ];
     assert_eq!(error(yaml), expected.join("\n"));

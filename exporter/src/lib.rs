@@ -25,3 +25,4 @@ pub mod resource;
 pub mod run;
 pub mod span;
 pub mod symbols;
+pub mod trace_buffer;

@@ -1,9 +1,11 @@
 //! What happens to each ring-buffer record: decode, assemble the span, attach its process's
 //! resource, queue it for export.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use opentelemetry::{Key, KeyValue};
+
+use opentelemetry_sdk::Resource;
 
 use crate::{
     decode::decode_event,
@@ -11,6 +13,7 @@ use crate::{
     resolve::ProbedFunction,
     resource::Resources,
     span::SpanAssembler,
+    trace_buffer::TraceBuffer,
 };
 
 const THREAD_NAME: Key = Key::from_static_str("thread.name");
@@ -21,7 +24,13 @@ pub struct PipelineStats {
     pub events: u64,
     pub undecodable: u64,
     pub unknown_function: u64,
+    /// Spans dropped by `min_duration` (by design, not a loss).
+    pub below_min_duration: u64,
 }
+
+/// Spans held for `min_duration` filtering at most; beyond it the oldest trace is sent as far
+/// as it is known.
+const MAX_HELD_SPANS: usize = 100_000;
 
 /// Turns records into queued spans.
 #[derive(Debug)]
@@ -32,6 +41,10 @@ pub struct Pipeline {
     binaries: Vec<PathBuf>,
     queue: SpanQueue,
     stats: PipelineStats,
+    /// `min_duration` of each function id.
+    min_durations: Vec<Option<Duration>>,
+    /// Present when some function has a `min_duration`.
+    held: Option<TraceBuffer<Arc<Resource>>>,
 }
 
 impl Pipeline {
@@ -41,12 +54,22 @@ impl Pipeline {
         resources: Resources,
         queue: SpanQueue,
     ) -> Self {
+        let min_durations: Vec<_> = functions
+            .iter()
+            .map(|f| f.spec.min_duration.as_ref().map(|d| d.value))
+            .collect();
+        let held = min_durations
+            .iter()
+            .any(Option::is_some)
+            .then(|| TraceBuffer::new(MAX_HELD_SPANS));
         Self {
             assembler,
             resources,
             binaries: functions.iter().map(|f| f.binary.clone()).collect(),
             queue,
             stats: PipelineStats::default(),
+            min_durations,
+            held,
         }
     }
 
@@ -72,13 +95,27 @@ impl Pipeline {
         if let Some(name) = self.resources.thread_name(event.pid, event.tid) {
             span.attributes.push(KeyValue::new(THREAD_NAME, name));
         }
-        let binary = &self.binaries[event.function_id as usize];
-        let resource = self.resources.for_process(event.pid, binary);
-        self.queue.push(QueuedSpan { resource, span });
+        let id = event.function_id as usize;
+        let resource = self.resources.for_process(event.pid, &self.binaries[id]);
+        match &mut self.held {
+            None => self.queue.push(QueuedSpan { resource, span }),
+            Some(held) => {
+                for (span, resource) in held.push(span, self.min_durations[id], resource) {
+                    self.queue.push(QueuedSpan { resource, span });
+                }
+            }
+        }
     }
 
-    /// Closes the queue (the export task then flushes and ends) and returns the counts.
-    pub fn finish(self) -> PipelineStats {
+    /// Sends what is still held, closes the queue (the export task then flushes and ends) and
+    /// returns the counts.
+    pub fn finish(mut self) -> PipelineStats {
+        if let Some(held) = &mut self.held {
+            for (span, resource) in held.drain() {
+                self.queue.push(QueuedSpan { resource, span });
+            }
+            self.stats.below_min_duration = held.dropped;
+        }
         self.stats
     }
 }

@@ -134,6 +134,7 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
     tracing::info!(
         events = pipeline.events,
         exported = export.exported,
+        below_min_duration = pipeline.below_min_duration,
         lost,
         "done"
     );
