@@ -833,3 +833,55 @@ async fn min_duration_drops_short_spans_with_their_children() {
         support::stderr(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_calls_between_probed_functions_pair_up() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    let functions = format!(
+        "      - {{ symbol: tail_outer, args: [{{ index: 0, name: x, type: i64 }}], return: {{ type: i64 }} }}\n      - {{ symbol: tail_inner, args: [{{ index: 0, name: x, type: i64 }}], return: {{ type: i64 }} }}\n{CHAIN}"
+    );
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", &functions),
+        &[calls.to_str().unwrap(), "tailcall"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    assert!(
+        spans.iter().all(|s| incomplete(s).is_none()),
+        "no call is taken for unwound"
+    );
+    // tail_outer jumped to tail_inner: both return together, with tail_inner's value.
+    let outer_tail = named(&spans, "tail_outer")[0];
+    let inner_tail = named(&spans, "tail_inner")[0];
+    assert_eq!(inner_tail.span.parent_span_id, outer_tail.span.span_id);
+    assert_eq!(
+        (
+            inner_tail.int_attr("x"),
+            inner_tail.int_attr("return_value")
+        ),
+        (Some(2), Some(6))
+    );
+    assert_eq!(outer_tail.int_attr("return_value"), Some(6));
+    // The calls after it pair up as usual.
+    let ids = by_id(&spans);
+    let inner = named(&spans, "inner")[0];
+    let middle = ids[&inner.span.parent_span_id];
+    assert_eq!(
+        (middle.name(), ids[&middle.span.parent_span_id].name()),
+        ("middle", "outer")
+    );
+    assert!(
+        support::stderr(&output).contains("lost=0"),
+        "{}",
+        support::stderr(&output)
+    );
+}

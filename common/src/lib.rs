@@ -13,6 +13,9 @@ pub const DATA_MAX: usize = 2048;
 /// truncation plus the NUL.
 pub const MEMORY_READ_MAX: usize = 514;
 
+/// User stack frames captured at most (`stack: true`).
+pub const MAX_STACK_FRAMES: usize = 64;
+
 /// Nesting depth tracked per thread. Deeper calls are counted ([`Counter::DepthExceeded`]) and
 /// produce no span; the calls around them are unaffected.
 pub const MAX_DEPTH: usize = 32;
@@ -110,7 +113,10 @@ pub struct CallEvent {
     pub root_function_id: u32,
     /// How the call ended, a [`CallEnd`].
     pub end: u32,
-    pub _pad: u32,
+    /// Addresses in the record's stack area (see [`FunctionCapture::stack_offset`]): the
+    /// immediate caller's return address, then the frame-pointer walk from the function's
+    /// first instruction. 0 when no stack was captured.
+    pub stack_len: u32,
 }
 
 /// How a call ended. Calls that never return are still reported, ended when the loss is seen.
@@ -138,6 +144,12 @@ impl CallEnd {
         }
     }
 }
+
+/// Bytes after [`DATA_MAX`] in a call record's data: room for the largest single write (a
+/// memory argument, or a whole stack area) starting anywhere below [`DATA_MAX`].
+pub const DATA_SLACK: usize = 1024;
+const _: () = assert!(MEMORY_READ_MAX <= DATA_SLACK && 8 * (MAX_STACK_FRAMES + 1) <= DATA_SLACK);
+const _: () = assert!(8 * (MAX_DEPTH + 1) <= DATA_SLACK);
 
 /// In [`CallEvent::arg_lens`]: the memory could not be read (bad or null pointer).
 pub const MEMORY_FAULT: u16 = 0x8000;
@@ -195,7 +207,10 @@ pub struct FunctionCapture {
     pub sample_threshold: u32,
     /// [`ENTRY_ONLY`] or 0.
     pub flags: u32,
-    pub _pad: u32,
+    /// Stack frames to capture at entry, 0 for none.
+    pub stack_frames: u16,
+    /// Where the stack goes in the data area (8-byte aligned).
+    pub stack_offset: u16,
 }
 
 /// [`FunctionCapture::sample_threshold`] that keeps every trace.
@@ -211,9 +226,9 @@ pub const ENTRY_ONLY: u32 = 1;
 #[derive(Clone, Copy, Debug)]
 pub struct CallRecord {
     pub header: CallEvent,
-    /// Room for [`DATA_MAX`] bytes, plus slack so that a read at any offset below
-    /// [`DATA_MAX`] of up to [`MEMORY_READ_MAX`] bytes stays inside (the verifier checks that).
-    pub data: [u8; DATA_MAX + MEMORY_READ_MAX],
+    /// Room for [`DATA_MAX`] bytes, plus slack so that a write at any offset below
+    /// [`DATA_MAX`] of up to [`DATA_SLACK`] bytes stays inside (the verifier checks that).
+    pub data: [u8; DATA_MAX + DATA_SLACK],
 }
 
 /// A call in progress, kept on its thread's [`ThreadStack`] from entry to return.
@@ -224,6 +239,9 @@ pub struct Frame {
     /// RSP at entry (pointing at the return address): tells live frames from ones a longjmp or
     /// exception skipped.
     pub sp: u64,
+    /// The return address at entry, before the uretprobe replaced it: for stacks, and to tell
+    /// a tail call from a longjmp.
+    pub return_address: u64,
     /// Entry time of the probed caller (0 for a root), restored as the stack's top on return.
     pub parent_entry_ns: u64,
     pub function_id: u32,
@@ -247,6 +265,9 @@ pub struct ThreadStack {
     /// Entry time of the innermost call in progress with a frame, 0 when none. Kept here so
     /// neither program has to index the parent's frame.
     pub top_entry_ns: u64,
+    /// The uretprobe trampoline's address in this process, once seen (0 before): what a
+    /// probed call's return slot holds while it runs.
+    pub trampoline: u64,
     pub frames: [Frame; MAX_DEPTH],
 }
 
@@ -273,5 +294,5 @@ const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"
 );
-const _: () = assert!(core::mem::size_of::<Frame>() == 32 + 8 * MAX_ARGS);
-const _: () = assert!(core::mem::size_of::<ThreadStack>() == 32 + MAX_DEPTH * size_of::<Frame>());
+const _: () = assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS);
+const _: () = assert!(core::mem::size_of::<ThreadStack>() == 40 + MAX_DEPTH * size_of::<Frame>());

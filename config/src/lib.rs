@@ -21,5 +21,5 @@ pub use schema::{
     FunctionSpec, Limits, MAX_DEPTH, MAX_MEMORY_LEN, OtlpConfig, OtlpProtocol, ProbeTarget,
     ReturnSpec, StdoutConfig, StdoutFormat,
 };
-pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET};
+pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};
 pub use value_type::{ValueType, ValueTypeError};

@@ -171,7 +171,12 @@ impl Default for BatchConfig {
 pub struct Limits {
     /// Probed calls tracked per thread; deeper calls get no span and are counted.
     pub max_depth: u32,
+    /// User stack frames captured by `stack: true`.
+    pub stack_frames: u16,
 }
+
+/// The most user stack frames `stack: true` can capture.
+pub const MAX_STACK_FRAMES: u16 = 64;
 
 /// The most nested probed calls a thread can have tracked.
 pub const MAX_DEPTH: u32 = 32;
@@ -180,6 +185,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_depth: MAX_DEPTH,
+            stack_frames: 32,
         }
     }
 }

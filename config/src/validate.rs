@@ -12,8 +12,15 @@ use crate::{
 pub const MAX_ARG_INDEX: u8 = 15;
 /// Arguments one function may capture.
 pub const MAX_CAPTURED_ARGS: usize = 8;
-/// Bytes of `str`/`bytes` data one call may capture in all (each string takes `max_len + 1`).
+/// Bytes of `str`/`bytes` data and stack one call may capture in all (each string takes
+/// `max_len + 2`, a stack `8 * (frames + 1)`).
 pub const MEMORY_BUDGET: usize = 2048;
+
+/// Bytes a captured stack of `frames` frames takes: the caller's return address and the walk,
+/// then the trampoline address and the real return addresses of up to 32 outer probed calls.
+pub fn stack_area(frames: u16) -> usize {
+    8 * (usize::from(frames) + 1) + 8 * (crate::schema::MAX_DEPTH as usize + 1)
+}
 
 struct Problems(Vec<Problem>);
 
@@ -61,7 +68,13 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
         let mut seen = HashSet::new();
         for (f, function) in target.functions.iter().enumerate() {
             let field = format!("{field}.functions[{f}]");
-            validate_function(function, &field, &mut seen, &mut problems);
+            validate_function(
+                function,
+                &field,
+                config.limits.stack_frames,
+                &mut seen,
+                &mut problems,
+            );
         }
     }
     problems.0
@@ -92,6 +105,17 @@ fn validate_export(config: &Config, problems: &mut Problems) {
             format!(
                 "{max_depth} is out of range: 1..={}",
                 crate::schema::MAX_DEPTH
+            ),
+        );
+    }
+    let frames = config.limits.stack_frames;
+    if !(1..=crate::schema::MAX_STACK_FRAMES).contains(&frames) {
+        problems.add(
+            Position::default(),
+            "limits.stack_frames",
+            format!(
+                "{frames} is out of range: 1..={}",
+                crate::schema::MAX_STACK_FRAMES
             ),
         );
     }
@@ -132,6 +156,7 @@ enum Target {
 fn validate_function(
     function: &Located<FunctionSpec>,
     field: &str,
+    stack_frames: u16,
     seen: &mut HashSet<Target>,
     problems: &mut Problems,
 ) {
@@ -260,14 +285,20 @@ fn validate_function(
             );
         }
         if arg.ty.is_memory() {
-            memory += usize::from(arg.memory_len()) + 1;
+            memory += usize::from(arg.memory_len()) + if arg.ty == ValueType::Str { 2 } else { 0 };
         }
+    }
+    if function.stack.value {
+        memory = memory.next_multiple_of(8) + stack_area(stack_frames);
     }
     if memory > MEMORY_BUDGET {
         problems.add(
             here,
             format!("{field}.args"),
-            format!("the `str`/`bytes` arguments read {memory} bytes per call; at most {MEMORY_BUDGET} fit"),
+            format!(
+                "the `str`/`bytes` arguments and the stack take {memory} bytes per call; at most \
+                 {MEMORY_BUDGET} fit"
+            ),
         );
     }
     if let Some(ret) = &function.return_value {
@@ -291,13 +322,6 @@ fn validate_function(
                 ),
             );
         }
-    }
-    if function.stack.value {
-        problems.add(
-            function.stack.position,
-            format!("{field}.stack"),
-            "stack capture is not supported yet",
-        );
     }
     if let Some(rate) = &function.sample_rate
         && !(0.0..=1.0).contains(&rate.value)

@@ -162,7 +162,6 @@ limits: { max_depth: 40 }
         "app.yaml:14:17: probes[0].functions[1]: this function is listed twice for this binary",
         "app.yaml:15:9: probes[0].functions[2]: give only one of `symbol`, `offset` or `address`",
         "app.yaml:17:9: probes[0].functions[3]: give one of `symbol`, `offset` or `address`",
-        "app.yaml:19:16: probes[0].functions[4].stack: stack capture is not supported yet",
         "app.yaml:20:22: probes[0].functions[4].sample_rate: 1.5 is not between 0 and 1",
         "app.yaml:22:5: probes[1].functions: at least one function is needed",
     ];

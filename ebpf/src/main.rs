@@ -9,12 +9,14 @@ use core::ffi::c_void;
 use aya_ebpf::{
     EbpfContext as _, Global,
     bindings::{
-        BPF_ANY, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs,
+        BPF_ANY, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP,
+        BPF_RB_NO_WAKEUP, pt_regs,
     },
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns,
         generated::{
-            bpf_copy_from_user, bpf_probe_read_user, bpf_probe_read_user_str, bpf_ringbuf_output,
+            bpf_copy_from_user, bpf_get_stack, bpf_probe_read_user, bpf_probe_read_user_str,
+            bpf_ringbuf_output,
         },
     },
     macros::{map, raw_tracepoint, uprobe, uretprobe},
@@ -23,8 +25,8 @@ use aya_ebpf::{
 };
 use spanprobe_common::{
     ArgSource, CallEnd, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY,
-    FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_THREADS, MEMORY_FAULT,
-    MEMORY_READ_MAX, MemoryKind, SAMPLE_ALWAYS, ThreadStack,
+    FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS,
+    MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, SAMPLE_ALWAYS, ThreadStack,
 };
 
 #[map]
@@ -100,9 +102,30 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     let capture = FUNCTIONS.get(function_id)?;
     let stack = thread_stack_or_insert(thread.tid)?;
     let regs = registers(ctx.as_ptr());
-    // A live caller's frame is above us on the stack; one at or below our return address was
-    // skipped by a longjmp or an exception.
-    end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
+    // A live caller's frame is above us on the stack; one below our return address was
+    // skipped by a longjmp. One at it is either a caller that tail-called us (its return slot
+    // is ours, and holds the uretprobe trampoline) or one that a longjmp skipped before we were
+    // called from the same depth (the slot holds a real return address).
+    let return_address = read_user_u64(regs.rsp);
+    end_frames_below(&thread, stack, regs.rsp, now, CallEnd::Unwound);
+    if let Some(top) = stack
+        .depth
+        .checked_sub(1)
+        .and_then(|top| frame_at(stack, top))
+    {
+        if top.sp > regs.rsp && stack.trampoline == 0 {
+            // Truly nested: the caller's return slot shows what the trampoline looks like.
+            stack.trampoline = read_user_u64(top.sp);
+        }
+        let tail_call = if stack.trampoline != 0 {
+            return_address == stack.trampoline
+        } else {
+            return_address != top.return_address
+        };
+        if top.sp == regs.rsp && !tail_call {
+            end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
+        }
+    }
     let depth = stack.depth;
     if depth == 0 {
         stack.root_entry_ns = now;
@@ -128,6 +151,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     frame.entry_ns = now;
     frame.sp = regs.rsp;
     frame.function_id = function_id;
+    frame.return_address = return_address;
     if stack.unsampled != 0 {
         // Kept for pairing entries with returns; nothing to capture.
         return Some(());
@@ -135,8 +159,14 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     for (value, arg) in frame.args.iter_mut().zip(&capture.args) {
         *value = read_arg(regs, arg.source, arg.slot);
     }
-    if capture.data_len > 0 {
-        capture_memory(call_key(thread.tid, depth), capture, &frame.args, faults);
+    let args = frame.args;
+    if capture.data_len > 0
+        && let Some(record) = call_record(call_key(thread.tid, depth))
+    {
+        capture_memory(record, capture, &args, faults);
+        if capture.stack_frames > 0 {
+            capture_stack(ctx.as_ptr(), record, capture, stack, depth, regs);
+        }
     }
     Some(())
 }
@@ -190,7 +220,7 @@ fn emit_entry_only(
         data_len: 0,
         root_function_id: stack.root_function_id,
         end: CallEnd::EntryOnly as u32,
-        _pad: 0,
+        stack_len: 0,
     });
 }
 
@@ -213,12 +243,19 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
         count(Counter::ReturnWithoutEntry);
         return None;
     }
-    stack.depth -= 1;
     // A call past the depth limit has no frame; it was counted at entry.
-    if stack.depth >= depth_limit() {
+    if stack.depth > depth_limit() {
+        stack.depth -= 1;
         return None;
     }
-    let frame = stack.frames.get(stack.depth as usize)?;
+    let frame = frame_at(stack, stack.depth - 1)?;
+    if frame.sp != regs.rsp - 8 {
+        // Not the top frame's return: its entry was never recorded (the probes were attached
+        // while it ran), or the frame was already ended. Leave the stack as it is.
+        count(Counter::ReturnWithoutEntry);
+        return None;
+    }
+    stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
     emit_call(
         &thread,
@@ -257,12 +294,21 @@ fn try_thread_exit() -> Option<()> {
 /// deeper), innermost first.
 #[inline(always)]
 fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64, end: CallEnd) {
+    let limit = depth_limit();
+    // Calls past the limit have no frame: if the deepest recorded one is being ended, so are
+    // they.
+    if stack.depth > limit
+        && let Some(deepest) = limit.checked_sub(1).and_then(|i| frame_at(stack, i))
+        && deepest.sp < sp
+    {
+        stack.depth = limit;
+    }
     for _ in 0..MAX_DEPTH {
         let depth = stack.depth;
-        if depth == 0 || depth > depth_limit() {
+        if depth == 0 || depth > limit {
             return;
         }
-        let Some(top) = stack.frames.get(depth as usize - 1) else {
+        let Some(top) = frame_at(stack, depth - 1) else {
             return;
         };
         if top.sp >= sp {
@@ -298,7 +344,7 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, now: u64, ret: u6
         data_len: 0,
         root_function_id: stack.root_function_id,
         end: end as u32,
-        _pad: 0,
+        stack_len: 0,
     };
     match FUNCTIONS.get(frame.function_id).map(|c| c.data_len) {
         Some(data_len) if data_len > 0 => {
@@ -345,6 +391,26 @@ fn thread_stack_or_insert(tid: u32) -> Option<&'static mut ThreadStack> {
     Some(unsafe { &mut *stack })
 }
 
+/// Frame `index` of `stack`. Out of line on purpose: inlined, the compiler derives the address
+/// of frame `depth - 1` from that of frame `depth` (`- size_of::<Frame>()`), a pointer the
+/// verifier cannot bound; as a BPF subprogram the index is checked where it is used.
+#[inline(never)]
+fn frame_at(stack: &ThreadStack, index: u32) -> Option<FrameLinks> {
+    stack.frames.get(index as usize).map(|frame| FrameLinks {
+        sp: frame.sp,
+        return_address: frame.return_address,
+        parent_entry_ns: frame.parent_entry_ns,
+    })
+}
+
+/// What ties a frame into its stack.
+#[derive(Clone, Copy)]
+struct FrameLinks {
+    sp: u64,
+    return_address: u64,
+    parent_entry_ns: u64,
+}
+
 /// Identifies a call in progress: its thread and its depth there.
 #[inline(always)]
 fn call_key(tid: u32, depth: u32) -> u64 {
@@ -375,23 +441,99 @@ fn read_arg(regs: &pt_regs, source: u8, slot: u8) -> u64 {
     }
 }
 
-/// Reads the memory the arguments point to into the call's record, kept until return.
+/// The record of the call in progress `key`, created if need be.
 #[inline(always)]
-fn capture_memory(key: u64, capture: &FunctionCapture, args: &[u64; MAX_ARGS], faults: Faults) {
+fn call_record(key: u64) -> Option<&'static mut CallRecord> {
     if CALLS.get_ptr_mut(key).is_none() {
-        let Some(empty) = EMPTY_RECORD.get(0) else {
-            return;
-        };
+        let empty = EMPTY_RECORD.get(0)?;
         if CALLS.insert(key, empty, BPF_ANY.into()).is_err() {
             count(Counter::MemoryLost);
-            return;
+            return None;
         }
     }
-    let Some(record) = CALLS.get_ptr_mut(key) else {
+    let record = CALLS.get_ptr_mut(key)?;
+    // SAFETY: keyed by this thread and depth: only this call's probes touch the record.
+    Some(unsafe { &mut *record })
+}
+
+#[inline(always)]
+fn read_user_u64(address: u64) -> u64 {
+    let mut value = 0u64;
+    // SAFETY: the helper writes at most 8 bytes into `value` and faults safely.
+    unsafe { bpf_probe_read_user((&raw mut value).cast(), 8, address as *const c_void) };
+    value
+}
+
+/// Captures the user stack at entry into the record's stack area: the immediate caller first
+/// (at entry the function has not pushed its frame, so a frame-pointer walk skips it; its
+/// return address is at RSP), then the walk. After the walk's room come the uretprobe
+/// trampoline address and the real return addresses of the outer probed calls, innermost
+/// first: userspace puts them back where the walk shows the trampoline, so the stack reads as
+/// without spanprobe.
+#[inline(always)]
+fn capture_stack(
+    ctx: *mut c_void,
+    record: &mut CallRecord,
+    capture: &FunctionCapture,
+    stack: &ThreadStack,
+    depth: u32,
+    regs: &pt_regs,
+) {
+    let offset = usize::from(capture.stack_offset) & (DATA_MAX - 8);
+    let frames = usize::from(capture.stack_frames).min(MAX_STACK_FRAMES);
+    let area = record.data[offset..].as_mut_ptr();
+    let caller = read_user_u64(regs.rsp);
+    // SAFETY: offset < DATA_MAX and the area (8 + 8 * MAX_STACK_FRAMES bytes) fits in the
+    // record's slack; the helper writes at most `frames * 8` bytes.
+    let written = unsafe {
+        area.cast::<u64>().write_unaligned(caller);
+        bpf_get_stack(
+            ctx,
+            area.add(8).cast(),
+            (frames * 8) as u32,
+            BPF_F_USER_STACK.into(),
+        )
+    };
+    let walked = if written > 0 {
+        (written as usize / 8).min(frames)
+    } else {
+        0
+    };
+    record.header.stack_len = walked as u32 + 1;
+    let Some(outer) = depth.checked_sub(1) else {
         return;
     };
-    // SAFETY: keyed by this thread and depth: only this call's probes touch the record.
-    let record = unsafe { &mut *record };
+    let Some(parent) = frame_at(stack, outer) else {
+        return;
+    };
+    // The returns region follows the walk's room; it is cleared by its count (event depth).
+    let returns_offset = (offset + 8 * (frames + 1)) & (DATA_MAX - 8);
+    let returns = record.data[returns_offset..].as_mut_ptr().cast::<u64>();
+    // The parent's return slot holds the trampoline address now.
+    let trampoline = read_user_u64(parent.sp);
+    // SAFETY: returns_offset < DATA_MAX and 8 * (1 + MAX_DEPTH) bytes fit in the slack.
+    unsafe { returns.write_unaligned(trampoline) };
+    for k in 0..MAX_DEPTH {
+        if k as u32 >= depth {
+            break;
+        }
+        let index = (depth as usize - 1 - k) & (MAX_DEPTH - 1);
+        let Some(frame) = stack.frames.get(index) else {
+            break;
+        };
+        // SAFETY: k < MAX_DEPTH: within the region, as above.
+        unsafe { returns.add(1 + k).write_unaligned(frame.return_address) };
+    }
+}
+
+/// Reads the memory the arguments point to into the call's record, kept until return.
+#[inline(always)]
+fn capture_memory(
+    record: &mut CallRecord,
+    capture: &FunctionCapture,
+    args: &[u64; MAX_ARGS],
+    faults: Faults,
+) {
     for i in 0..MAX_ARGS {
         let (Some(arg), Some(&pointer)) = (capture.args.get(i), args.get(i)) else {
             break;
@@ -454,10 +596,11 @@ fn emit_with_memory(key: u64, event: CallEvent, data_len: u32) {
     };
     // SAFETY: as in `capture_memory`.
     let record = unsafe { &mut *record };
-    let arg_lens = record.header.arg_lens;
+    let (arg_lens, stack_len) = (record.header.arg_lens, record.header.stack_len);
     record.header = CallEvent {
         arg_lens,
         data_len,
+        stack_len,
         ..event
     };
     let size = size_of::<CallEvent>() as u64 + u64::from(data_len & (DATA_MAX as u32 * 2 - 1));
@@ -477,6 +620,7 @@ fn emit_with_memory(key: u64, event: CallEvent, data_len: u32) {
         count(Counter::RingBufFull);
     }
     record.header.arg_lens = [0; MAX_ARGS];
+    record.header.stack_len = 0;
 }
 
 #[inline(always)]
@@ -517,7 +661,8 @@ fn emit(event: &CallEvent) {
 #[inline(always)]
 fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot; programs on one CPU do not preempt each other.
+        // SAFETY: a valid per-CPU slot. Not atomic (the BPF target has no atomic RMW in core):
+        // a sleepable entry program preempted on this CPU by another probe could lose a count.
         unsafe { *slot += 1 };
     }
 }

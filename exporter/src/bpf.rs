@@ -45,7 +45,9 @@ enum Serves {
 impl Serves {
     fn serves(self, function: &ProbedFunction) -> bool {
         match self {
-            Self::CapturingMemory(memory) => memory == (plan(&function.spec).0.data_len > 0),
+            Self::CapturingMemory(memory) => {
+                memory == (plan(&function.spec, function.stack_frames).0.data_len > 0)
+            }
             Self::Returning => !function.entry_only,
         }
     }

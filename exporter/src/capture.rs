@@ -22,7 +22,7 @@ const _: () =
 /// What the kernel side needs to know about `function`: its captures, how its traces are
 /// sampled, and whether it has a return probe.
 pub fn kernel_spec(function: &ProbedFunction) -> FunctionCapture {
-    let mut capture = plan(&function.spec).0;
+    let mut capture = plan(&function.spec, function.stack_frames).0;
     let rate = function.spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
     capture.sample_threshold = if rate >= 1.0 {
         SAMPLE_ALWAYS
@@ -46,8 +46,19 @@ pub struct ArgPlan {
     pub max_len: usize,
 }
 
-/// The kernel-side capture spec of `spec` and the plans to decode it.
-pub fn plan(spec: &FunctionSpec) -> (FunctionCapture, Vec<ArgPlan>) {
+/// Where a captured stack is in a call's data, and how many frames it may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackPlan {
+    pub data: Range<usize>,
+    pub frames: usize,
+}
+
+/// The kernel-side capture spec of `spec` (with a stack of `stack_frames` frames, 0 for none)
+/// and the plans to decode it.
+pub fn plan(
+    spec: &FunctionSpec,
+    stack_frames: u16,
+) -> (FunctionCapture, Vec<ArgPlan>, Option<StackPlan>) {
     let mut capture = FunctionCapture::default();
     let mut plans = Vec::with_capacity(spec.args.len());
     let mut data_len = 0usize;
@@ -80,8 +91,62 @@ pub fn plan(spec: &FunctionSpec) -> (FunctionCapture, Vec<ArgPlan>) {
         });
         data_len += size;
     }
+    let stack = (stack_frames > 0).then(|| {
+        let start = data_len.next_multiple_of(8);
+        data_len = start + spanprobe_config::stack_area(stack_frames);
+        capture.stack_frames = stack_frames;
+        capture.stack_offset = start as u16;
+        StackPlan {
+            data: start..data_len,
+            frames: usize::from(stack_frames),
+        }
+    });
     capture.data_len = data_len as u32;
-    (capture, plans)
+    (capture, plans, stack)
+}
+
+impl StackPlan {
+    /// The captured return addresses, innermost first: the function itself, its caller, then
+    /// the rest of the walk, with the uretprobe trampoline's address replaced by the real
+    /// return addresses of the outer probed calls.
+    pub fn addresses(&self, event: &CallEvent, data: &[u8]) -> Vec<u64> {
+        let Some(area) = data.get(self.data.clone()) else {
+            return Vec::new();
+        };
+        let words: Vec<u64> = area
+            .chunks_exact(8)
+            .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+            .collect();
+        let walk = &words[..(event.stack_len as usize).min(self.frames + 1)];
+        let mut addresses = match walk {
+            [] => return Vec::new(),
+            [caller] => vec![*caller],
+            [caller, function, rest @ ..] => {
+                let mut addresses = Vec::with_capacity(walk.len());
+                addresses.push(*function);
+                addresses.push(*caller);
+                addresses.extend_from_slice(rest);
+                addresses
+            }
+        };
+        // [trampoline, return address of the innermost outer call, ...] after the walk's room.
+        let outer_calls = (event.depth as usize)
+            .saturating_sub(1)
+            .min(spanprobe_common::MAX_DEPTH);
+        if let [trampoline, returns @ ..] = &words[self.frames + 1..]
+            && outer_calls > 0
+        {
+            let mut real = returns[..outer_calls.min(returns.len())].iter();
+            for address in addresses.iter_mut().skip(1) {
+                if *address == *trampoline
+                    && let Some(real) = real.next()
+                {
+                    *address = *real;
+                }
+            }
+        }
+        addresses
+    }
 }
 
 impl ArgPlan {
@@ -176,7 +241,7 @@ mod tests {
 
     #[test]
     fn lays_out_registers_stack_slots_and_data() {
-        let (capture, plans) = plan(&spec());
+        let (capture, plans, _) = plan(&spec(), 0);
         let kernel: Vec<_> = capture.args[..4]
             .iter()
             .map(|a| (a.source, a.slot, a.memory, a.len, a.offset))
@@ -196,7 +261,7 @@ mod tests {
     }
 
     fn decode(event: &CallEvent, data: &[u8]) -> Vec<(String, Value)> {
-        let (_, plans) = plan(&spec());
+        let (_, plans, _) = plan(&spec(), 0);
         let mut out = Vec::new();
         for plan in &plans {
             plan.attributes(event, data, &mut out);
@@ -204,6 +269,52 @@ mod tests {
         out.into_iter()
             .map(|kv| (kv.key.to_string(), kv.value))
             .collect()
+    }
+
+    #[test]
+    fn stacks_follow_the_arguments_aligned_and_read_back_in_order() {
+        let (capture, _, stack) = plan(&spec(), 4);
+        let stack = stack.unwrap();
+        let size = 8 * 5 + 8 * 33;
+        assert_eq!(stack.data, 16..16 + size);
+        assert_eq!((capture.stack_frames, capture.stack_offset), (4, 16));
+        assert_eq!(capture.data_len as usize, 16 + size);
+        let mut data = vec![0u8; 16 + size];
+        // caller, then the walk: the function, two trampolines (outer probed calls), main.
+        let words = [
+            0xca11e7u64,
+            0xf00,
+            0x7a4,
+            0x7a4,
+            0x3a1,
+            /* returns: */ 0x7a4,
+            0xaaa,
+            0xbbb,
+        ];
+        for (i, word) in words.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&word.to_ne_bytes());
+        }
+        // Called at depth 3: two outer probed calls, innermost first in the returns region.
+        let event = CallEvent {
+            stack_len: 5,
+            depth: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            stack.addresses(&event, &data),
+            [0xf00, 0xca11e7, 0xaaa, 0xbbb, 0x3a1]
+        );
+        let event = CallEvent {
+            stack_len: 2,
+            depth: 1,
+            ..Default::default()
+        };
+        assert_eq!(stack.addresses(&event, &data), [0xf00, 0xca11e7]);
+        let event = CallEvent {
+            stack_len: 0,
+            ..Default::default()
+        };
+        assert!(stack.addresses(&event, &data).is_empty());
     }
 
     #[test]

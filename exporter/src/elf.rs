@@ -84,22 +84,20 @@ impl ElfInfo {
     pub fn address_to_offset(&self, address: u64) -> Option<u64> {
         self.exec_segments
             .iter()
-            .find(|s| (s.address..s.address + s.size).contains(&address))
+            .find(|s| (s.address..s.address.saturating_add(s.size)).contains(&address))
             .map(|s| address - s.address + s.offset)
     }
 
     /// Whether file offset `offset` is in executable code.
     pub fn offset_is_code(&self, offset: u64) -> bool {
-        self.exec_segments
-            .iter()
-            .any(|s| (s.offset..s.offset + s.size).contains(&offset))
+        self.offset_to_address(offset).is_some()
     }
 
     /// The virtual address of file offset `offset`, if it is in executable code.
     pub fn offset_to_address(&self, offset: u64) -> Option<u64> {
         self.exec_segments
             .iter()
-            .find(|s| (s.offset..s.offset + s.size).contains(&offset))
+            .find(|s| (s.offset..s.offset.saturating_add(s.size)).contains(&offset))
             .map(|s| offset - s.offset + s.address)
     }
 }

@@ -24,5 +24,6 @@ pub mod resolve;
 pub mod resource;
 pub mod run;
 pub mod span;
+pub mod stacks;
 pub mod symbols;
 pub mod trace_buffer;

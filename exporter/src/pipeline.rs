@@ -8,11 +8,14 @@ use opentelemetry::{Key, KeyValue};
 use opentelemetry_sdk::Resource;
 
 use crate::{
+    capture::{StackPlan, plan},
     decode::decode_event,
+    elf::ElfInfo,
     export::{QueuedSpan, SpanQueue},
     resolve::ProbedFunction,
     resource::Resources,
     span::SpanAssembler,
+    stacks::{ProbedAt, Stacks},
     trace_buffer::TraceBuffer,
 };
 
@@ -45,7 +48,22 @@ pub struct Pipeline {
     min_durations: Vec<Option<Duration>>,
     /// Present when some function has a `min_duration`.
     held: Option<TraceBuffer<Arc<Resource>>>,
+    /// For each function id that captures stacks: how to read and place them.
+    stack_sources: Vec<Option<StackSource>>,
+    stacks: Stacks,
 }
+
+/// How to read a function's captured stacks, and where the function is.
+#[derive(Debug)]
+struct StackSource {
+    plan: StackPlan,
+    binary: PathBuf,
+    file_offset: u64,
+    elf: Option<ElfInfo>,
+}
+
+const CODE_STACKTRACE: Key = Key::from_static_str("code.stacktrace");
+const STACK_TRUNCATED: Key = Key::from_static_str("spanprobe.stack.truncated");
 
 impl Pipeline {
     pub fn new(
@@ -62,6 +80,18 @@ impl Pipeline {
             .iter()
             .any(Option::is_some)
             .then(|| TraceBuffer::new(MAX_HELD_SPANS));
+        let stack_sources = functions
+            .iter()
+            .map(|f| {
+                let plan = plan(&f.spec, f.stack_frames).2?;
+                Some(StackSource {
+                    plan,
+                    binary: f.binary.clone(),
+                    file_offset: f.file_offset,
+                    elf: ElfInfo::read(&f.binary).ok(),
+                })
+            })
+            .collect();
         Self {
             assembler,
             resources,
@@ -70,6 +100,8 @@ impl Pipeline {
             stats: PipelineStats::default(),
             min_durations,
             held,
+            stack_sources,
+            stacks: Stacks::new(),
         }
     }
 
@@ -96,6 +128,24 @@ impl Pipeline {
             span.attributes.push(KeyValue::new(THREAD_NAME, name));
         }
         let id = event.function_id as usize;
+        if let Some(Some(source)) = self.stack_sources.get(id) {
+            let addresses = source.plan.addresses(&event, data);
+            if !addresses.is_empty() {
+                let probed = ProbedAt {
+                    binary: &source.binary,
+                    file_offset: source.file_offset,
+                    elf: source.elf.as_ref(),
+                };
+                let stack =
+                    self.stacks
+                        .symbolize(event.pid, &addresses, source.plan.frames, probed);
+                span.attributes
+                    .push(KeyValue::new(CODE_STACKTRACE, stack.text));
+                if stack.truncated {
+                    span.attributes.push(KeyValue::new(STACK_TRUNCATED, true));
+                }
+            }
+        }
         let resource = self.resources.for_process(event.pid, &self.binaries[id]);
         match &mut self.held {
             None => self.queue.push(QueuedSpan { resource, span }),

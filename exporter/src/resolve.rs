@@ -36,6 +36,8 @@ pub struct ProbedFunction {
     pub entry_only: bool,
     /// Where the function is defined, from DWARF: source file and line.
     pub source: Option<(String, u64)>,
+    /// User stack frames captured at entry, 0 for none.
+    pub stack_frames: u16,
 }
 
 /// Why a configured function cannot be probed.
@@ -138,10 +140,13 @@ pub fn resolve(config: &Config, config_path: &Path) -> Result<Vec<ProbedFunction
     let mut functions = Vec::new();
     let mut errors = Vec::new();
     for (t, target) in config.probes.iter().enumerate() {
+        let field = format!("probes[{t}]");
+        let stack_frames = config.limits.stack_frames;
         resolve_target(
             target,
             &config.base_dir,
-            &format!("probes[{t}]"),
+            &field,
+            stack_frames,
             &mut functions,
             &mut errors,
         );
@@ -160,6 +165,7 @@ fn resolve_target(
     target: &Located<ProbeTarget>,
     base_dir: &Path,
     field: &str,
+    stack_frames: u16,
     functions: &mut Vec<ProbedFunction>,
     errors: &mut Vec<ResolveError>,
 ) {
@@ -215,6 +221,11 @@ fn resolve_target(
             pid,
             entry_only: elf.is_go,
             source: None,
+            stack_frames: if function.stack.value {
+                stack_frames
+            } else {
+                0
+            },
         };
         if let Some(offset) = &function.offset {
             if elf.offset_is_code(offset.value) {

@@ -34,6 +34,13 @@ pub struct RunOutcome {
 /// command's process, from its first instruction until it exits; without, traces every
 /// process until SIGINT or SIGTERM.
 pub async fn run(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOutcome> {
+    // The ring-buffer reader owns the symbolizer, which must stay on one thread.
+    tokio::task::LocalSet::new()
+        .run_until(trace(config_path, command))
+        .await
+}
+
+async fn trace(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOutcome> {
     let config = spanprobe_config::load(config_path)?;
     let functions = resolve(&config, config_path)?;
     let exporter = Exporter::from_config(&config.exporter)?;
@@ -60,7 +67,7 @@ pub async fn run(config_path: &Path, command: &[OsString]) -> anyhow::Result<Run
     );
     let ring = tracer.take_events()?;
     let (stop_reader, stop) = oneshot::channel();
-    let reader = tokio::spawn(async move {
+    let reader = tokio::task::spawn_local(async move {
         let result = read_events(ring, stop, |record| pipeline.handle(record)).await;
         (result, pipeline.finish())
     });
@@ -126,6 +133,7 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
     let lost = ring_full
         + too_deep
         + kernel.get(Counter::NoThreadStack)
+        + kernel.get(Counter::MemoryLost)
         + pipeline.undecodable
         + pipeline.unknown_function
         + export.failed
@@ -143,6 +151,8 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
             ring_buffer_full = ring_full,
             depth_exceeded = too_deep,
             no_thread_stack = kernel.get(Counter::NoThreadStack),
+            memory_lost = kernel.get(Counter::MemoryLost),
+            returns_without_entry = kernel.get(Counter::ReturnWithoutEntry),
             undecodable = pipeline.undecodable,
             unknown_function = pipeline.unknown_function,
             export_failed = export.failed,

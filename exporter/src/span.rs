@@ -45,7 +45,7 @@ impl SpanTemplate {
         Self {
             name: Cow::Owned(name),
             symbol: Value::String(function.symbol.clone().into()),
-            args: plan(spec).1,
+            args: plan(spec, 0).1,
             ret: spec.return_value.as_ref().map(|ret| ReturnPlan {
                 key: Key::new(ret.attribute_name().to_owned()),
                 ty: ret.ty,
@@ -253,6 +253,7 @@ mod tests {
             pid: None,
             entry_only: false,
             source: Some(("/src/demo.c".into(), 12)),
+            stack_frames: 0,
         }
     }
 

@@ -6,6 +6,8 @@
  *   longjmp     a longjmp out of two probed calls, then a normal probed call
  *   serve N     call tick() every 20 ms, N times (for attaching to a running process)
  *   resolve     getaddrinfo("localhost") from libc
+ *   chain-wait  outer(1), then 300 ms alive (so that its stacks are read while it runs)
+ *   tailcall    tail_outer(1), which jumps to tail_inner, then outer(1)
  * Built with frame pointers and without sibling-call optimisation, like the demo. */
 #include <netdb.h>
 #include <pthread.h>
@@ -35,6 +37,12 @@ PROBED void jump_from_here(int value) { jump_back(value); }
 PROBED int after_jump(int value) { return value + 1; }
 
 PROBED long tick(long i) { return i; }
+
+/* tail_outer ends with a jump to tail_inner (a sibling call), not a call. */
+PROBED long tail_inner(long x) { return x * 3; }
+__attribute__((noinline, optimize("optimize-sibling-calls"))) long tail_outer(long x) {
+    return tail_inner(x + 1);
+}
 
 static void *thread_main(void *arg) {
     long id = (long)arg;
@@ -79,6 +87,13 @@ int main(int argc, char **argv) {
             tick(i);
             nanosleep(&pause, NULL);
         }
+    } else if (strcmp(mode, "tailcall") == 0) {
+        printf("tail %ld\n", tail_outer(1));
+        outer(1);
+    } else if (strcmp(mode, "chain-wait") == 0) {
+        outer(1);
+        struct timespec pause = {0, 300 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     } else if (strcmp(mode, "resolve") == 0) {
         struct addrinfo *result = NULL;
         int rc = getaddrinfo("localhost", NULL, NULL, &result);

@@ -1,0 +1,212 @@
+//! Captured user stacks to readable text with blazesym: demangled names, file:line (inlined
+//! frames included) where there is DWARF, module+offset where there are no symbols. Each
+//! distinct (file, offset) is symbolized once.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use blazesym::{
+    Pid,
+    normalize::{Normalizer, UserMeta},
+    symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source},
+};
+
+use crate::elf::ElfInfo;
+
+/// Distinct (file, offset) symbolizations kept at most; the cache is emptied when full.
+const MAX_CACHED: usize = 65_536;
+
+/// Functions where a complete user stack ends: a walk that stops elsewhere was cut short.
+const STACK_ROOTS: [&str; 6] = [
+    "_start",
+    "__libc_start_main",
+    "__libc_start_call_main",
+    "start_thread",
+    "clone",
+    "clone3",
+];
+
+/// A symbolized stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stacktrace {
+    /// One frame per line, innermost first.
+    pub text: String,
+    /// The walk stopped before reaching a thread's or program's start (e.g. code without frame
+    /// pointers), or at the frame limit.
+    pub truncated: bool,
+}
+
+/// Where the probed function is, for symbolizing frames of processes that are already gone:
+/// addresses in the same file are placed by their distance from the function's entry.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbedAt<'a> {
+    pub binary: &'a Path,
+    pub file_offset: u64,
+    pub elf: Option<&'a ElfInfo>,
+}
+
+/// Symbolizes stacks, with caches that keep repeated frames cheap.
+#[derive(Default)]
+pub struct Stacks {
+    symbolizer: Symbolizer,
+    normalizer: Normalizer,
+    frames: HashMap<(PathBuf, u64), Vec<String>>,
+}
+
+impl std::fmt::Debug for Stacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stacks")
+            .field("cached", &self.frames.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stacks {
+    pub fn new() -> Self {
+        Self {
+            symbolizer: Symbolizer::new(),
+            normalizer: Normalizer::builder().enable_vma_caching(true).build(),
+            frames: HashMap::new(),
+        }
+    }
+
+    /// `addresses` of process `pid`, innermost first; `limit` is the most frames the walk
+    /// could return.
+    pub fn symbolize(
+        &mut self,
+        pid: u32,
+        addresses: &[u64],
+        limit: usize,
+        probed: ProbedAt<'_>,
+    ) -> Stacktrace {
+        // Return addresses point after their call instruction, often at the next source line:
+        // look up the byte before, inside the call, as debuggers do. The first address is the
+        // probed function's own entry.
+        let lookups: Vec<u64> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| if i == 0 { *a } else { a.saturating_sub(1) })
+            .collect();
+        let places = self.places(pid, &lookups, probed);
+        let mut text = String::new();
+        let mut last = String::new();
+        for (address, place) in addresses.iter().zip(places) {
+            let lines = match place {
+                Some((file, offset)) => self.frame(&file, offset),
+                None => vec![format!("{address:#x}")],
+            };
+            for line in lines {
+                last.clone_from(&line);
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&line);
+            }
+        }
+        let ends_at_root = STACK_ROOTS
+            .iter()
+            .any(|root| last.starts_with(&format!("{root} ")) || last == *root);
+        // The walk returns the function and its frames after the caller: `limit` in all.
+        let truncated = !ends_at_root || addresses.len() > limit;
+        Stacktrace { text, truncated }
+    }
+
+    /// The file and file offset of each address, from the live process's mappings, or by
+    /// distance from the probed function when the process is gone.
+    fn places(
+        &self,
+        pid: u32,
+        addresses: &[u64],
+        probed: ProbedAt<'_>,
+    ) -> Vec<Option<(PathBuf, u64)>> {
+        if let Ok(output) = self
+            .normalizer
+            .normalize_user_addrs(Pid::from(pid), addresses)
+        {
+            return output
+                .outputs
+                .iter()
+                .map(|(offset, meta)| match output.meta.get(*meta) {
+                    Some(UserMeta::Elf(elf)) => Some((elf.path.clone(), *offset)),
+                    _ => None,
+                })
+                .collect();
+        }
+        let Some(&function) = addresses.first() else {
+            return Vec::new();
+        };
+        addresses
+            .iter()
+            .map(|address| {
+                let offset = if *address >= function {
+                    probed.file_offset.checked_add(address - function)
+                } else {
+                    probed.file_offset.checked_sub(function - address)
+                }?;
+                probed
+                    .elf
+                    .is_none_or(|elf| elf.offset_is_code(offset))
+                    .then(|| (probed.binary.to_owned(), offset))
+            })
+            .collect()
+    }
+
+    /// The lines of one frame: inlined functions first, innermost first, then the function.
+    fn frame(&mut self, file: &Path, offset: u64) -> Vec<String> {
+        if self.frames.len() >= MAX_CACHED {
+            self.frames.clear();
+        }
+        let key = (file.to_owned(), offset);
+        if let Some(lines) = self.frames.get(&key) {
+            return lines.clone();
+        }
+        let lines = self.symbolize_one(file, offset);
+        self.frames.insert(key, lines.clone());
+        lines
+    }
+
+    fn symbolize_one(&self, file: &Path, offset: u64) -> Vec<String> {
+        let module = || {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            format!("{name}+{offset:#x}")
+        };
+        let source = Source::Elf(Elf::new(file));
+        let symbolized = self
+            .symbolizer
+            .symbolize(&source, Input::FileOffset(&[offset]));
+        let Ok(Some(Symbolized::Sym(sym))) = symbolized.map(|mut s| s.pop()) else {
+            return vec![module()];
+        };
+        let location = |info: Option<&blazesym::symbolize::CodeInfo<'_>>| match info {
+            Some(info) => {
+                let path = info.to_path();
+                match info.line {
+                    Some(line) => format!("{}:{line}", path.display()),
+                    None => path.display().to_string(),
+                }
+            }
+            None => module(),
+        };
+        let mut lines = Vec::with_capacity(sym.inlined.len() + 1);
+        // blazesym lists inlined calls outermost first; the innermost runs first on the stack.
+        for inlined in sym.inlined.iter().rev() {
+            let mut line = String::new();
+            let _ = write!(
+                line,
+                "{} ({}) [inlined]",
+                inlined.name,
+                location(inlined.code_info.as_ref())
+            );
+            lines.push(line);
+        }
+        lines.push(format!(
+            "{} ({})",
+            sym.name,
+            location(sym.code_info.as_deref())
+        ));
+        lines
+    }
+}

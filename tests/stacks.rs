@@ -1,0 +1,226 @@
+//! `stack: true`: user stacks captured at entry, symbolized with blazesym, exported as
+//! `code.stacktrace`, reading exactly as they would without spanprobe (no uretprobe
+//! trampoline addresses, the immediate caller included).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::receiver::{ReceivedSpan, Receiver};
+
+fn programs() -> PathBuf {
+    support::repo_root().join("tests/programs")
+}
+
+/// The 1-based line of the first line of `file` containing `text`, after the line containing
+/// `after`.
+fn line_of(file: &Path, after: &str, text: &str) -> usize {
+    let source = std::fs::read_to_string(file).unwrap();
+    let start = source.lines().position(|l| l.contains(after)).unwrap();
+    start
+        + 1
+        + source
+            .lines()
+            .skip(start)
+            .position(|l| l.contains(text))
+            .unwrap()
+}
+
+/// Runs `command` under spanprobe with `functions` probed in `binary`; returns the spans.
+async fn trace(binary: &Path, functions: &str, command: &[&str]) -> Vec<ReceivedSpan> {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:\n  - binary: {}\n    functions:\n{functions}",
+        receiver.grpc_endpoint(),
+        binary.display()
+    );
+    let config = support::write_config(dir.path(), &yaml);
+    let output = support::run(&config, command).await;
+    assert!(output.status.success(), "{}", support::stderr(&output));
+    receiver.spans()
+}
+
+fn stack_of<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a str> {
+    let span = spans.iter().find(|s| s.name() == name).expect("span");
+    span.str_attr("code.stacktrace")
+        .expect("code.stacktrace")
+        .lines()
+        .collect()
+}
+
+/// Asserts that `frame` is `function (…file:line)`.
+fn assert_frame(frame: &str, function: &str, file: &str, line: usize) {
+    assert!(
+        frame.starts_with(&format!("{function} (")) && frame.ends_with(&format!("{file}:{line})")),
+        "{frame:?} is not {function} at {file}:{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_chain_has_exact_frames_and_no_trampolines() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = support::compile_c(
+        &programs().join("calls.c"),
+        dir.path(),
+        "calls",
+        &["-pthread"],
+    );
+    let functions = "      - { symbol: outer }\n      - { symbol: middle }\n      - { symbol: inner, stack: true }\n";
+    // chain-wait stays alive while its stack is read: shared libraries resolve too.
+    let spans = trace(&calls, functions, &[calls.to_str().unwrap(), "chain-wait"]).await;
+    let stack = stack_of(&spans, "inner");
+    let source = programs().join("calls.c");
+    assert_frame(
+        stack[0],
+        "inner",
+        "calls.c",
+        line_of(&source, "", "PROBED long inner"),
+    );
+    // middle and outer are probed: their return addresses were the uretprobe's trampoline.
+    assert_frame(
+        stack[1],
+        "middle",
+        "calls.c",
+        line_of(&source, "", "PROBED long middle"),
+    );
+    assert_frame(
+        stack[2],
+        "outer",
+        "calls.c",
+        line_of(&source, "", "PROBED long outer"),
+    );
+    assert_frame(
+        stack[3],
+        "main",
+        "calls.c",
+        line_of(&source, "\"chain-wait\"", "outer(1);"),
+    );
+    assert!(
+        stack[4].starts_with("__libc_start_call_main ("),
+        "{stack:?}"
+    );
+    assert!(
+        stack
+            .iter()
+            .all(|f| !f.starts_with("0x") || f.contains("libc")),
+        "{stack:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_that_exited_before_export_still_gets_its_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let functions = "      - { symbol: middle }\n      - { symbol: inner, stack: true }\n";
+    // The demo exits at once: its own frames are placed from the probed function.
+    let spans = trace(&demo, functions, &[demo.to_str().unwrap(), "1"]).await;
+    let stack = stack_of(&spans, "inner");
+    let names: Vec<_> = stack
+        .iter()
+        .take(4)
+        .map(|f| f.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, ["inner", "middle", "outer", "main"], "{stack:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_library_frames_and_their_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("libgreet.so");
+    assert!(
+        std::process::Command::new("gcc")
+            .args([
+                "-O2",
+                "-g",
+                "-fPIC",
+                "-shared",
+                "-fno-omit-frame-pointer",
+                "-o"
+            ])
+            .arg(&library)
+            .arg(programs().join("greet.c"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let user = dir.path().join("use_greet");
+    assert!(
+        std::process::Command::new("gcc")
+            .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
+            .arg(&user)
+            .arg(programs().join("use_greet.c"))
+            .arg(format!("-L{}", dir.path().display()))
+            .arg(format!("-Wl,-rpath,{}", dir.path().display()))
+            .arg("-lgreet")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let spans = trace(
+        &library,
+        "      - { symbol: greet_len, stack: true }\n",
+        &[user.to_str().unwrap()],
+    )
+    .await;
+    let stack = stack_of(&spans, "greet_len");
+    assert_frame(stack[0], "greet_len", "greet.c", 4);
+    assert_frame(
+        stack[1],
+        "main",
+        "use_greet.c",
+        line_of(&programs().join("use_greet.c"), "", "greet_len(\"world\")"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cpp_frames_are_demangled() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("shapes");
+    assert!(
+        std::process::Command::new("g++")
+            .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
+            .arg(&binary)
+            .arg(programs().join("shapes.cpp"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let spans = trace(
+        &binary,
+        "      - { symbol: \"shapes::total_area\", stack: true }\n",
+        &[binary.to_str().unwrap()],
+    )
+    .await
+    .into_iter()
+    .collect::<Vec<_>>();
+    // shapes.cpp throws through no probed function here, so it runs to the end.
+    let stack = stack_of(&spans, "shapes::total_area");
+    assert!(stack[0].starts_with("shapes::total_area("), "{stack:?}");
+    assert!(stack[1].starts_with("main ("), "{stack:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stacks_without_frame_pointers_are_marked_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = support::compile_c(
+        &programs().join("calls.c"),
+        dir.path(),
+        "calls",
+        &["-pthread", "-fomit-frame-pointer"],
+    );
+    let spans = trace(
+        &calls,
+        "      - { symbol: inner, stack: true }\n",
+        &[calls.to_str().unwrap(), "chain-wait"],
+    )
+    .await;
+    let span = spans.iter().find(|s| s.name() == "inner").unwrap();
+    assert_eq!(span.bool_attr("spanprobe.stack.truncated"), Some(true));
+    // The immediate caller comes from the return address at RSP, not the frame-pointer walk.
+    let stack = stack_of(&spans, "inner");
+    assert!(
+        stack[0].starts_with("inner (") && stack[1].starts_with("middle ("),
+        "{stack:?}"
+    );
+}
