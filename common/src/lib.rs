@@ -126,8 +126,8 @@ pub enum CallEnd {
     Returned = 0,
     /// The thread (or its whole process) exited inside the call.
     ThreadExit = 1,
-    /// A longjmp or an exception unwound through the call: a shallower frame returned, or a
-    /// new call began at or above it on the stack.
+    /// A longjmp skipped the call: a shallower frame returned, or a new call began at or above
+    /// it on the stack. (An exception thrown through a uretprobe terminates the program.)
     Unwound = 2,
     /// An [`ENTRY_ONLY`] function: the event was sent at entry.
     EntryOnly = 3,

@@ -124,7 +124,11 @@ impl StackPlan {
             [caller, function, rest @ ..] => {
                 let mut addresses = Vec::with_capacity(walk.len());
                 addresses.push(*function);
-                addresses.push(*caller);
+                // Kernels that see the probe is at a function's entry add the caller
+                // themselves.
+                if rest.first() != Some(caller) {
+                    addresses.push(*caller);
+                }
                 addresses.extend_from_slice(rest);
                 addresses
             }

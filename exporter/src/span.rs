@@ -95,7 +95,7 @@ fn incomplete_reason(end: CallEnd) -> Option<(&'static str, &'static str)> {
     match end {
         CallEnd::Returned | CallEnd::EntryOnly => None,
         CallEnd::ThreadExit => Some(("thread_exit", "the thread or process exited inside it")),
-        CallEnd::Unwound => Some(("unwound", "a longjmp or an exception unwound through it")),
+        CallEnd::Unwound => Some(("unwound", "a longjmp skipped it")),
     }
 }
 

@@ -14,7 +14,7 @@ use blazesym::{
     symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source},
 };
 
-use crate::elf::ElfInfo;
+use crate::{elf::ElfInfo, symbols::demangle};
 
 /// Distinct (file, offset) symbolizations kept at most; the cache is emptied when full.
 const MAX_CACHED: usize = 65_536;
@@ -67,7 +67,8 @@ impl std::fmt::Debug for Stacks {
 impl Stacks {
     pub fn new() -> Self {
         Self {
-            symbolizer: Symbolizer::new(),
+            // Names are demangled by `symbols::demangle`, as `check` and `symbols` show them.
+            symbolizer: Symbolizer::builder().enable_demangling(false).build(),
             normalizer: Normalizer::builder().enable_vma_caching(true).build(),
             frames: HashMap::new(),
         }
@@ -204,7 +205,7 @@ impl Stacks {
         }
         lines.push(format!(
             "{} ({})",
-            sym.name,
+            demangle(&sym.name),
             location(sym.code_info.as_deref())
         ));
         lines
