@@ -54,6 +54,9 @@ pub struct Stacks {
     symbolizer: Symbolizer,
     normalizer: Normalizer,
     frames: HashMap<(PathBuf, u64), Vec<String>>,
+    /// Where each (pid, address) was found: normalizing asks the process's mappings, which
+    /// costs far more than a lookup, and a process's code does not move.
+    places: HashMap<(u32, u64), Option<(PathBuf, u64)>>,
 }
 
 impl std::fmt::Debug for Stacks {
@@ -71,6 +74,7 @@ impl Stacks {
             symbolizer: Symbolizer::builder().enable_demangling(false).build(),
             normalizer: Normalizer::builder().enable_vma_caching(true).build(),
             frames: HashMap::new(),
+            places: HashMap::new(),
         }
     }
 
@@ -91,7 +95,7 @@ impl Stacks {
             .enumerate()
             .map(|(i, a)| if i == 0 { *a } else { a.saturating_sub(1) })
             .collect();
-        let places = self.places(pid, &lookups, probed);
+        let places = self.cached_places(pid, &lookups, probed);
         let mut text = String::new();
         let mut last = String::new();
         for (address, place) in addresses.iter().zip(places) {
@@ -115,19 +119,50 @@ impl Stacks {
         Stacktrace { text, truncated }
     }
 
+    /// [`Self::places`], remembered per process and address.
+    fn cached_places(
+        &mut self,
+        pid: u32,
+        addresses: &[u64],
+        probed: ProbedAt<'_>,
+    ) -> Vec<Option<(PathBuf, u64)>> {
+        if addresses
+            .iter()
+            .all(|a| self.places.contains_key(&(pid, *a)))
+        {
+            return addresses
+                .iter()
+                .map(|a| self.places[&(pid, *a)].clone())
+                .collect();
+        }
+        let (places, from_mappings) = self.places(pid, addresses, probed);
+        if self.places.len() >= MAX_CACHED {
+            self.places.clear();
+        }
+        // Only what the live process's mappings said is worth keeping: a guess from the probed
+        // function is redone (cheaply) each time.
+        if from_mappings {
+            for (address, place) in addresses.iter().zip(&places) {
+                self.places.insert((pid, *address), place.clone());
+            }
+        }
+        places
+    }
+
     /// The file and file offset of each address, from the live process's mappings, or by
-    /// distance from the probed function when the process is gone.
+    /// distance from the probed function when the process is gone. Also says whether the
+    /// mappings were used.
     fn places(
         &self,
         pid: u32,
         addresses: &[u64],
         probed: ProbedAt<'_>,
-    ) -> Vec<Option<(PathBuf, u64)>> {
+    ) -> (Vec<Option<(PathBuf, u64)>>, bool) {
         if let Ok(output) = self
             .normalizer
             .normalize_user_addrs(Pid::from(pid), addresses)
         {
-            return output
+            let places = output
                 .outputs
                 .iter()
                 .map(|(offset, meta)| match output.meta.get(*meta) {
@@ -135,11 +170,12 @@ impl Stacks {
                     _ => None,
                 })
                 .collect();
+            return (places, true);
         }
         let Some(&function) = addresses.first() else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
-        addresses
+        let places = addresses
             .iter()
             .map(|address| {
                 let offset = if *address >= function {
@@ -152,7 +188,8 @@ impl Stacks {
                     .is_none_or(|elf| elf.offset_is_code(offset))
                     .then(|| (probed.binary.to_owned(), offset))
             })
-            .collect()
+            .collect();
+        (places, false)
     }
 
     /// The lines of one frame: inlined functions first, innermost first, then the function.
