@@ -243,3 +243,54 @@ async fn go_binaries_refuse_return_and_args_with_the_reason() {
         support::stderr(&output)
     );
 }
+
+/// Runs `spanprobe run` as root but with only the capabilities `caps` (e.g. "+bpf,+perfmon").
+async fn with_capabilities(caps: &str, config: &Path, command: &Path) -> std::process::Output {
+    tokio::process::Command::new("setpriv")
+        .arg(format!("--bounding-set=-all,{caps}"))
+        .arg(format!("--inh-caps=-all,{caps}"))
+        .arg(format!("--ambient-caps=-all,{caps}"))
+        .arg("--")
+        .arg(support::spanprobe())
+        .args(["run", "--log-level", "warn", "--config"])
+        .arg(config)
+        .arg("--")
+        .arg(command)
+        .arg("1")
+        .output()
+        .await
+        .expect("setpriv runs")
+}
+
+/// The capabilities the README lists are enough, and without one spanprobe says which.
+#[tokio::test]
+async fn runs_with_only_the_capabilities_it_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: demo\n    functions: [{ symbol: inner }]\n",
+    );
+    let output = with_capabilities("+bpf,+perfmon,+sys_admin", &config, &demo).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let spans = support::stdout(&output)
+        .lines()
+        .filter(|l| l.contains(" inner "))
+        .count();
+    assert_eq!(spans, 1, "{}", support::stdout(&output));
+
+    let output = with_capabilities("+bpf,+perfmon", &config, &demo).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        support::stderr(&output).trim(),
+        "spanprobe: spanprobe needs CAP_BPF and CAP_PERFMON to load its programs, and \
+         CAP_SYS_ADMIN to attach uprobes (perf-event uprobes require it on this kernel); missing \
+         CAP_SYS_ADMIN"
+    );
+    assert!(!support::stdout(&output).contains("demo["), "nothing ran");
+}

@@ -885,3 +885,52 @@ async fn tail_calls_between_probed_functions_pair_up() {
         support::stderr(&output)
     );
 }
+
+/// The numbers spanprobe reports at exit, as `key=value` pairs of its log lines.
+fn reported(stderr: &str, key: &str) -> u64 {
+    let marker = format!(" {key}=");
+    let at = stderr
+        .rfind(&marker)
+        .unwrap_or_else(|| panic!("no {key} in {stderr}"));
+    stderr[at + marker.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overload_losses_are_counted_to_the_last_call() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls", &[]);
+    // A 4 KiB ring holds a few dozen events: most of 20000 calls cannot be delivered.
+    let yaml = config(&receiver, &calls, "", "      - { symbol: inner }\n").replacen(
+        "probes:",
+        "limits: { ring_buffer_size: 4096 }\nprobes:",
+        1,
+    );
+    let (output, spans) = trace(
+        &receiver,
+        dir.path(),
+        &yaml,
+        &[calls.to_str().unwrap(), "bench", "20000"],
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let stderr = support::stderr(&output);
+    let lost = reported(&stderr, "ring_buffer_full");
+    assert!(lost > 0, "{stderr}");
+    assert_eq!(
+        spans.len() as u64 + lost,
+        20000,
+        "exported + lost = calls; {stderr}"
+    );
+    assert_eq!(reported(&stderr, "exported"), spans.len() as u64);
+}

@@ -42,7 +42,8 @@ pub const DEPTH_LIMIT_GLOBAL: &str = "DEPTH_LIMIT";
 /// below it the reader drains on its own timer, so a burst of calls costs one wakeup.
 pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
 
-/// Default ring-buffer size in bytes (a power of two, as the kernel requires).
+/// Ring-buffer size in bytes compiled in (userspace sizes it at load; a power of two, as the
+/// kernel requires).
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
 /// Maximum number of threads with a live call stack; least recently used stacks are evicted.

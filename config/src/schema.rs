@@ -173,6 +173,8 @@ pub struct Limits {
     pub max_depth: u32,
     /// User stack frames captured by `stack: true`.
     pub stack_frames: u16,
+    /// Bytes of the ring buffer completed calls go through (a power of two, at least 4096).
+    pub ring_buffer_size: u32,
 }
 
 /// The most user stack frames `stack: true` can capture.
@@ -186,6 +188,7 @@ impl Default for Limits {
         Self {
             max_depth: MAX_DEPTH,
             stack_frames: 32,
+            ring_buffer_size: 8 << 20,
         }
     }
 }

@@ -119,6 +119,14 @@ fn validate_export(config: &Config, problems: &mut Problems) {
             ),
         );
     }
+    let ring = config.limits.ring_buffer_size;
+    if ring < 4096 || !ring.is_power_of_two() {
+        problems.add(
+            Position::default(),
+            "limits.ring_buffer_size",
+            format!("{ring} is not a power of two of at least 4096"),
+        );
+    }
     let batch = &config.batch;
     if batch.queue_size == 0 {
         problems.add(

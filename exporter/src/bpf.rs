@@ -14,8 +14,10 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
-    FunctionCapture, TARGET_PIDS_MAP,
+    FunctionCapture, TARGET_PIDS_MAP, WAKEUP_BYTES_GLOBAL,
 };
+
+use spanprobe_config::Limits;
 
 use crate::{
     capture::{kernel_spec, plan},
@@ -66,6 +68,12 @@ pub enum ProcessFilter {
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
     #[error(
+        "spanprobe needs CAP_BPF and CAP_PERFMON to load its programs, and CAP_SYS_ADMIN to \
+         attach uprobes (perf-event uprobes require it on this kernel); missing {}",
+        .0.join(", ")
+    )]
+    Capabilities(Vec<&'static str>),
+    #[error(
         "cannot load the eBPF programs (spanprobe needs root, or CAP_BPF and CAP_PERFMON, and a \
          kernel with uprobes, ring buffers and BTF)"
     )]
@@ -96,6 +104,36 @@ pub enum BpfError {
         #[source]
         source: Box<ProgramError>,
     },
+}
+
+/// What loading tracing programs and attaching uprobes take. CAP_SYS_ADMIN would cover all
+/// three, but is listed apart so that the message names exactly what is missing.
+const NEEDED_CAPABILITIES: [(&str, u32); 3] =
+    [("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_SYS_ADMIN", 21)];
+
+/// Says which of the needed capabilities this process lacks, before anything is loaded.
+fn check_capabilities() -> Result<(), BpfError> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Ok(());
+    };
+    let Some(effective) = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    else {
+        return Ok(());
+    };
+    let has = |bit: u32| effective & (1 << bit) != 0;
+    let missing: Vec<_> = NEEDED_CAPABILITIES
+        .iter()
+        .filter(|(_, bit)| !has(*bit))
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(BpfError::Capabilities(missing))
+    }
 }
 
 /// The loaded programs with every probe attached. Dropping it detaches everything.
@@ -139,13 +177,20 @@ impl Tracer {
     pub fn attach(
         functions: &[ProbedFunction],
         filter: ProcessFilter,
-        depth_limit: u32,
+        limits: &Limits,
     ) -> Result<Self, BpfError> {
+        check_capabilities()?;
+        let depth_limit = limits.max_depth;
+        let ring_bytes = limits.ring_buffer_size;
+        // Wake the reader once a quarter of the ring is pending; it drains on a timer before.
+        let wakeup_bytes = u64::from(ring_bytes / 4);
         let filter_pids = u8::from(filter == ProcessFilter::Selected);
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         let mut ebpf = EbpfLoader::new()
             .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
             .override_global(DEPTH_LIMIT_GLOBAL, &depth_limit, true)
+            .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;

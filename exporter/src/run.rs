@@ -50,7 +50,7 @@ async fn trace(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOu
     } else {
         ProcessFilter::Selected
     };
-    let mut tracer = Tracer::attach(&functions, filter, config.limits.max_depth)?;
+    let mut tracer = Tracer::attach(&functions, filter, &config.limits)?;
     tracing::info!(
         probes = tracer.attached(),
         functions = functions.len(),
