@@ -5,7 +5,7 @@ set -euo pipefail
 
 NIGHTLY=nightly
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(gcc g++ make pkg-config)
+APT_PACKAGES=(gcc g++ make pkg-config docker-compose)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

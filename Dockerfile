@@ -1,0 +1,21 @@
+# spanprobe and the demo, built from source. Stages:
+#   build    - toolchains (stable, the pinned nightly, bpf-linker) and the release build
+#   spanprobe - the small runtime image: the self-contained spanprobe binary
+#   demo     - the demo program that docker-compose.yml traces
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# setup.sh installs the nightly's rust-src and bpf-linker against the nightly's LLVM.
+RUN rustup toolchain install nightly --profile minimal \
+    && ./scripts/setup.sh \
+    && cargo build --release --locked \
+    && make -C examples/demo
+
+FROM debian:bookworm-slim AS spanprobe
+COPY --from=build /src/target/release/spanprobe /usr/local/bin/spanprobe
+ENTRYPOINT ["/usr/local/bin/spanprobe"]
+CMD ["run", "--config", "/etc/spanprobe/spanprobe.yaml"]
+
+FROM debian:bookworm-slim AS demo
+COPY --from=build /src/examples/demo/demo /opt/demo/demo
+CMD ["/opt/demo/demo", "0", "200"]
