@@ -934,3 +934,94 @@ async fn overload_losses_are_counted_to_the_last_call() {
     );
     assert_eq!(reported(&stderr, "exported"), spans.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_outage_is_ridden_out_and_accounted_for() {
+    let receiver = Receiver::start().await;
+    let (grpc_port, http_port) = receiver.ports();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-outage", &[]);
+    // A short request timeout, so that requests fail while the backend is away and are
+    // retried, rather than waiting in the gRPC channel for it to come back.
+    let yaml = config(&receiver, &calls, "", "      - { symbol: inner }\n")
+        .replacen("probes:", "batch: { delay: 10ms }\nprobes:", 1)
+        .replacen("otlp: {", "otlp: { timeout: 200ms,", 1);
+    let config_path = support::write_config(dir.path(), &yaml);
+    let mut tracer = start_tracing_keep_stderr(&config_path).await;
+    let run = |n: &'static str| {
+        let calls = calls.clone();
+        async move {
+            assert!(
+                tokio::process::Command::new(&calls)
+                    .args(["bench", n])
+                    .output()
+                    .await
+                    .unwrap()
+                    .status
+                    .success()
+            )
+        }
+    };
+    run("50").await;
+    assert_eq!(receiver.wait_for_spans(50, WAIT).await.len(), 50);
+    // The backend goes away while calls go on; the traced program is not held up.
+    receiver.stop().await;
+    run("100").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It comes back on the same port: what was waiting in the queue is delivered.
+    let receiver = Receiver::start_on(grpc_port, http_port).await;
+    let arrived = receiver.wait_for_spans(100, Duration::from_secs(20)).await;
+    assert_eq!(arrived.len(), 100);
+    let pid = tracer.0.id().unwrap() as i32;
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = tokio::time::timeout(WAIT, tracer.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let stderr = tracer.1.await.unwrap();
+    // produced = exported + dropped: nothing was dropped, all 150 were exported.
+    assert_eq!(reported(&stderr, "exported"), 150, "{stderr}");
+    assert_eq!(reported(&stderr, "dropped"), 0, "{stderr}");
+    assert!(
+        stderr.contains("export failed; retrying with backoff"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("export recovered"), "{stderr}");
+}
+
+/// Like [`start_tracing`], keeping spanprobe's whole stderr for the end.
+async fn start_tracing_keep_stderr(
+    config: &Path,
+) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
+    let mut child = tokio::process::Command::new(support::spanprobe())
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (attached_tx, attached_rx) = tokio::sync::oneshot::channel();
+    let collected = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut attached = Some(attached_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("attached")
+                && let Some(tx) = attached.take()
+            {
+                let _ = tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    tokio::time::timeout(WAIT, attached_rx)
+        .await
+        .expect("attached in time")
+        .expect("spanprobe attached");
+    (child, collected)
+}

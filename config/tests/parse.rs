@@ -166,6 +166,10 @@ fn bundled_example_configs_parse() {
     let mut seen = 0;
     for dir in std::fs::read_dir(&examples).unwrap() {
         let dir = dir.unwrap().path();
+        // Kubernetes manifests are not spanprobe configs (the one in them is checked apart).
+        if dir.ends_with("kubernetes") {
+            continue;
+        }
         for file in std::fs::read_dir(&dir).into_iter().flatten() {
             let path = file.unwrap().path();
             if path.extension().is_some_and(|e| e == "yaml") {
@@ -174,7 +178,8 @@ fn bundled_example_configs_parse() {
             }
         }
     }
-    assert!(seen >= 1);
+    // demo, captures and compose.
+    assert_eq!(seen, 3);
 }
 
 proptest! {

@@ -142,6 +142,7 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
     tracing::info!(
         events = pipeline.events,
         exported = export.exported,
+        dropped = export.dropped_queue_full + export.failed + export.dropped_at_shutdown,
         below_min_duration = pipeline.below_min_duration,
         lost,
         "done"
@@ -158,6 +159,7 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
             export_failed = export.failed,
             queue_full = export.dropped_queue_full,
             shutdown_deadline = export.dropped_at_shutdown,
+            export_retries = export.retries,
             "{lost} calls were not exported"
         );
     }

@@ -272,10 +272,15 @@ impl Receiver {
     ///
     /// Panics if a listener cannot be bound, since no test can proceed without one.
     pub async fn start() -> Receiver {
-        let shared = Arc::new(Shared::default());
-        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self::start_on(0, 0).await
+    }
 
-        let grpc_listener = TcpListener::bind(loopback)
+    /// Starts on the given ports (0: any free port), e.g. again after [`Receiver::stop`] to
+    /// play a backend that comes back.
+    pub async fn start_on(grpc_port: u16, http_port: u16) -> Receiver {
+        let shared = Arc::new(Shared::default());
+
+        let grpc_listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, grpc_port)))
             .await
             .expect("receiver: bind gRPC listener");
         let grpc_addr = grpc_listener
@@ -298,7 +303,7 @@ impl Receiver {
             }
         });
 
-        let http_listener = TcpListener::bind(loopback)
+        let http_listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port)))
             .await
             .expect("receiver: bind HTTP listener");
         let http_addr = http_listener
@@ -336,6 +341,11 @@ impl Receiver {
     }
 
     /// gRPC endpoint, e.g. `http://127.0.0.1:PORT`.
+    /// The ports it listens on: (gRPC, HTTP).
+    pub fn ports(&self) -> (u16, u16) {
+        (self.grpc_addr.port(), self.http_addr.port())
+    }
+
     pub fn grpc_endpoint(&self) -> String {
         format!("http://{}", self.grpc_addr)
     }

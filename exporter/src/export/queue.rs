@@ -32,6 +32,10 @@ pub struct ExportStats {
     pub dropped_queue_full: u64,
     /// Dropped because the shutdown deadline passed before they were sent.
     pub dropped_at_shutdown: u64,
+    /// Export attempts that failed and were retried.
+    pub retries: u64,
+    /// The last attempt failed (for logging an outage once).
+    pub failing: bool,
 }
 
 /// The sending side, held by the ring-buffer reader.
@@ -115,7 +119,15 @@ pub fn spawn_export(
     (queue, task)
 }
 
+/// First wait before retrying a failed export; doubled on each failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A batch still failing after this long is given up and counted as failed.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+
 /// Exports `received` (emptying it), one request per run of spans from the same process.
+/// Failures are retried with exponential backoff; meanwhile the queue fills, and spans beyond
+/// it are dropped and counted by [`SpanQueue::push`], never waited for.
 async fn export_batch(
     exporter: &mut Exporter,
     received: &mut Vec<QueuedSpan>,
@@ -130,22 +142,68 @@ async fn export_batch(
             batch.push(next.span);
         }
         let count = batch.len() as u64;
-        let result = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
-            Some(Duration::ZERO) => {
-                stats.dropped_at_shutdown += count;
-                continue;
-            }
-            Some(left) => tokio::time::timeout(left, exporter.export(&resource, batch))
-                .await
-                .unwrap_or(Err(OTelSdkError::Timeout(left))),
-            None => exporter.export(&resource, batch).await,
-        };
-        match result {
+        match send(exporter, &resource, batch, deadline, stats).await {
             Ok(()) => stats.exported += count,
-            Err(error) => {
+            Err(Unsent::Deadline) => stats.dropped_at_shutdown += count,
+            Err(Unsent::Failed(error)) => {
                 stats.failed += count;
-                tracing::warn!(%error, spans = count, "export failed");
+                tracing::warn!(%error, spans = count, "export failed; giving up on these spans");
             }
         }
+    }
+}
+
+enum Unsent {
+    /// The shutdown deadline passed.
+    Deadline,
+    Failed(OTelSdkError),
+}
+
+/// One batch, retried until it is accepted, [`GIVE_UP_AFTER`] passes, or the deadline.
+async fn send(
+    exporter: &mut Exporter,
+    resource: &Resource,
+    batch: Vec<SpanData>,
+    deadline: Option<Instant>,
+    stats: &mut ExportStats,
+) -> Result<(), Unsent> {
+    let give_up = Instant::now() + GIVE_UP_AFTER;
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let until = deadline.map_or(give_up, |d| d.min(give_up));
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(if deadline.is_some_and(|d| d <= give_up) {
+                Unsent::Deadline
+            } else {
+                Unsent::Failed(OTelSdkError::Timeout(GIVE_UP_AFTER))
+            });
+        }
+        let result = tokio::time::timeout(left, exporter.export(resource, batch.clone()))
+            .await
+            .unwrap_or(Err(OTelSdkError::Timeout(left)));
+        let error = match result {
+            Ok(()) => {
+                if std::mem::take(&mut stats.failing) {
+                    tracing::info!("export recovered");
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        if !std::mem::replace(&mut stats.failing, true) {
+            // Once per outage, not once per attempt.
+            tracing::warn!(%error, "export failed; retrying with backoff");
+        }
+        stats.retries += 1;
+        if Instant::now() + backoff >= until {
+            return Err(if deadline.is_some_and(|d| d <= give_up) {
+                Unsent::Deadline
+            } else {
+                Unsent::Failed(error)
+            });
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
