@@ -255,6 +255,16 @@ async fn stdout_exporter_prints_one_line_per_span() {
     let out = support::stdout(&output);
     let lines: Vec<_> = out.lines().filter(|l| l.contains(" add ")).collect();
     assert_eq!(lines.len(), 4, "{out}");
+    // The summary at exit, one row per span name: calls, exported, p50, p99.
+    let err = support::stderr(&output);
+    let row: Vec<_> = err
+        .lines()
+        .find(|l| l.starts_with("add "))
+        .expect("summary row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..3], ["add", "4", "4"], "{err}");
+    assert!(row[3].ends_with('s') && row[4].ends_with('s'), "{err}");
     // No service_name: the OpenTelemetry default names the executable.
     assert!(
         lines

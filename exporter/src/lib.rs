@@ -25,5 +25,6 @@ pub mod resource;
 pub mod run;
 pub mod span;
 pub mod stacks;
+pub mod summary;
 pub mod symbols;
 pub mod trace_buffer;

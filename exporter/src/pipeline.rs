@@ -16,6 +16,7 @@ use crate::{
     resource::Resources,
     span::SpanAssembler,
     stacks::{ProbedAt, Stacks},
+    summary::Summary,
     trace_buffer::TraceBuffer,
 };
 
@@ -51,6 +52,7 @@ pub struct Pipeline {
     /// For each function id that captures stacks: how to read and place them.
     stack_sources: Vec<Option<StackSource>>,
     stacks: Stacks,
+    summary: Summary,
 }
 
 /// How to read a function's captured stacks, and where the function is.
@@ -102,6 +104,7 @@ impl Pipeline {
             held,
             stack_sources,
             stacks: Stacks::new(),
+            summary: Summary::default(),
         }
     }
 
@@ -127,6 +130,7 @@ impl Pipeline {
         if let Some(name) = self.resources.thread_name(event.pid, event.tid) {
             span.attributes.push(KeyValue::new(THREAD_NAME, name));
         }
+        self.summary.record(&span);
         let id = event.function_id as usize;
         if let Some(Some(source)) = self.stack_sources.get(id) {
             let addresses = source.plan.addresses(&event, data);
@@ -158,14 +162,14 @@ impl Pipeline {
     }
 
     /// Sends what is still held, closes the queue (the export task then flushes and ends) and
-    /// returns the counts.
-    pub fn finish(mut self) -> PipelineStats {
+    /// returns the counts and the per-name summary.
+    pub fn finish(mut self) -> (PipelineStats, Summary) {
         if let Some(held) = &mut self.held {
             for (span, resource) in held.drain() {
                 self.queue.push(QueuedSpan { resource, span });
             }
             self.stats.below_min_duration = held.dropped;
         }
-        self.stats
+        (self.stats, self.summary)
     }
 }

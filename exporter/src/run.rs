@@ -83,13 +83,15 @@ async fn trace(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOu
     // it completely before returning.
     tracing::debug!("draining the ring buffer");
     let _ = stop_reader.send(());
-    let (read_result, pipeline_stats) = reader.await.context("ring-buffer reader panicked")?;
+    let (read_result, (pipeline_stats, mut summary)) =
+        reader.await.context("ring-buffer reader panicked")?;
     read_result.context("reading the ring buffer")?;
     let kernel = tracer.counters()?;
     // Detaching waits on the kernel (~0.1 s per probe): do it while the queue flushes.
     let detach = tokio::task::spawn_blocking(move || drop(tracer));
     let export_stats = export_task.await.context("export task panicked")?;
     detach.await.context("detaching the probes")?;
+    eprint!("{}", summary.table(&export_stats.exported_by_name));
     report(&pipeline_stats, &export_stats, &kernel);
     Ok(RunOutcome { exit_code })
 }

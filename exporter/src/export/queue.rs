@@ -22,8 +22,10 @@ pub struct QueuedSpan {
 }
 
 /// What happened to the spans handed to the queue.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExportStats {
+    /// Accepted by the exporter, per span name (for the summary).
+    pub exported_by_name: std::collections::BTreeMap<String, u64>,
     /// Accepted by the exporter.
     pub exported: u64,
     /// Lost because the exporter failed (backend down, refused, timed out).
@@ -142,8 +144,14 @@ async fn export_batch(
             batch.push(next.span);
         }
         let count = batch.len() as u64;
+        let names: Vec<String> = batch.iter().map(|s| s.name.to_string()).collect();
         match send(exporter, &resource, batch, deadline, stats).await {
-            Ok(()) => stats.exported += count,
+            Ok(()) => {
+                stats.exported += count;
+                for name in names {
+                    *stats.exported_by_name.entry(name).or_default() += 1;
+                }
+            }
             Err(Unsent::Deadline) => stats.dropped_at_shutdown += count,
             Err(Unsent::Failed(error)) => {
                 stats.failed += count;

@@ -1,0 +1,128 @@
+//! The per-function summary printed at exit, as bpftrace prints its maps: calls, spans
+//! exported, and duration percentiles.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use opentelemetry_sdk::trace::SpanData;
+
+/// Durations kept per span name for percentiles; past this, a reservoir sample.
+const SAMPLES: usize = 100_000;
+
+/// Calls and durations per span name.
+#[derive(Debug, Default)]
+pub struct Summary {
+    by_name: BTreeMap<String, Calls>,
+}
+
+#[derive(Debug, Default)]
+struct Calls {
+    count: u64,
+    durations_ns: Vec<u64>,
+}
+
+impl Summary {
+    /// Counts one call, with its span.
+    pub fn record(&mut self, span: &SpanData) {
+        let duration = span
+            .end_time
+            .duration_since(span.start_time)
+            .unwrap_or_default();
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let calls = self.by_name.entry(span.name.to_string()).or_default();
+        calls.count += 1;
+        if calls.durations_ns.len() < SAMPLES {
+            calls.durations_ns.push(ns);
+        } else {
+            // Reservoir sampling: every call stays equally likely to be in the sample.
+            let slot = (rand::random::<u64>() % calls.count) as usize;
+            if let Some(kept) = calls.durations_ns.get_mut(slot) {
+                *kept = ns;
+            }
+        }
+    }
+
+    /// The table: one row per span name, with `exported` spans per name.
+    pub fn table(&mut self, exported: &BTreeMap<String, u64>) -> String {
+        let mut out = format!(
+            "{:<32} {:>10} {:>10} {:>12} {:>12}\n",
+            "span", "calls", "exported", "p50", "p99"
+        );
+        for (name, calls) in &mut self.by_name {
+            calls.durations_ns.sort_unstable();
+            let percentile = |p: usize| {
+                let samples = &calls.durations_ns;
+                let index = (samples.len() * p / 100).min(samples.len().saturating_sub(1));
+                samples.get(index).map_or_else(
+                    || "-".to_owned(),
+                    |ns| format!("{:?}", Duration::from_nanos(*ns)),
+                )
+            };
+            let _ = writeln!(
+                out,
+                "{:<32} {:>10} {:>10} {:>12} {:>12}",
+                name,
+                calls.count,
+                exported.get(name).copied().unwrap_or(0),
+                percentile(50),
+                percentile(99)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use opentelemetry::{
+        InstrumentationScope,
+        trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+    };
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+
+    use super::*;
+
+    fn span(name: &'static str, micros: u64) -> SpanData {
+        let start = SystemTime::UNIX_EPOCH;
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(1),
+                SpanId::from(1),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: name.into(),
+            start_time: start,
+            end_time: start + Duration::from_micros(micros),
+            attributes: vec![],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::default(),
+        }
+    }
+
+    #[test]
+    fn counts_and_percentiles_per_name() {
+        let mut summary = Summary::default();
+        for micros in 1..=100 {
+            summary.record(&span("add", micros));
+        }
+        summary.record(&span("inner", 7));
+        let exported = [("add".to_owned(), 98)].into();
+        let table = summary.table(&exported);
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0], ["span", "calls", "exported", "p50", "p99"]);
+        assert_eq!(rows[1], ["add", "100", "98", "51µs", "100µs"]);
+        assert_eq!(rows[2], ["inner", "1", "0", "7µs", "7µs"]);
+    }
+}
