@@ -1025,3 +1025,77 @@ async fn start_tracing_keep_stderr(
         .expect("spanprobe attached");
     (child, collected)
 }
+
+/// GETs `/metrics` from `address` and returns the body.
+async fn scrape(address: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("metrics listening");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: spanprobe\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response.contains("Content-Type: text/plain; version=0.0.4"),
+        "{response}"
+    );
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_served_in_prometheus_text() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-metrics", &[]);
+    // A free port: bind, note it, let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let yaml = config(&receiver, &calls, "", "      - { symbol: inner }\n").replacen(
+        "probes:",
+        &format!("metrics: {{ listen: \"{address}\" }}\nbatch: {{ delay: 10ms }}\nprobes:"),
+        1,
+    );
+    let tracer = start_tracing(&support::write_config(dir.path(), &yaml)).await;
+    assert!(
+        tokio::process::Command::new(&calls)
+            .args(["bench", "30"])
+            .output()
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(receiver.wait_for_spans(30, WAIT).await.len(), 30);
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = scrape(&address).await;
+        if body.contains("spanprobe_spans_exported_total 30\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in [
+        "# TYPE spanprobe_events_read_total counter",
+        "spanprobe_events_read_total 30",
+        "spanprobe_spans_exported_total 30",
+        "spanprobe_spans_dropped_total{reason=\"queue_full\"} 0",
+        "spanprobe_spans_dropped_total{reason=\"ring_buffer_full\"} 0",
+        "spanprobe_probes_attached 2",
+        "spanprobe_queue_depth 0",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+    }
+    stop(tracer).await;
+}

@@ -121,6 +121,7 @@ mod tests {
             exporter: ExporterConfig::Stdout(StdoutConfig::default()),
             batch: Default::default(),
             limits: Default::default(),
+            metrics_listen: None,
             probes: vec![],
             base_dir: Default::default(),
         }

@@ -23,6 +23,9 @@ pub struct Config {
     pub batch: BatchConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// Where to serve spanprobe's own metrics (Prometheus text), e.g. `127.0.0.1:9464`.
+    #[serde(default, rename = "metrics", deserialize_with = "metrics_listen")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Binaries and the functions to probe in each.
     pub probes: Vec<Located<ProbeTarget>>,
     /// The config file's directory, which relative binary paths are resolved against.
@@ -300,6 +303,24 @@ impl ReturnSpec {
     pub fn attribute_name(&self) -> &str {
         self.name.as_deref().unwrap_or("return_value")
     }
+}
+
+/// `metrics: { listen: ADDRESS }`.
+fn metrics_listen<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        listen: String,
+    }
+    let section = Section::deserialize(deserializer)?;
+    section.listen.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{}` is not an address such as 127.0.0.1:9464",
+            section.listen
+        ))
+    })
 }
 
 fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {

@@ -27,6 +27,10 @@ enum Command {
         /// The YAML config naming binaries and functions.
         #[arg(long, short)]
         config: PathBuf,
+        /// Serve spanprobe's own metrics (Prometheus text) here, e.g. 127.0.0.1:9464
+        /// (overrides the config's `metrics.listen`).
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
         /// Command to start and trace.
         #[arg(last = true)]
         command: Vec<OsString>,
@@ -75,8 +79,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Run { config, command } => runtime
-            .block_on(spanprobe::run::run(config, command))
+        Command::Run {
+            config,
+            command,
+            metrics_addr,
+        } => runtime
+            .block_on(spanprobe::run::run(config, command, *metrics_addr))
             .map(|outcome| outcome.exit_code),
         Command::Check { config } => print(command::check::check(config)),
         Command::Symbols { binary, pattern } => {

@@ -1,17 +1,23 @@
 //! What happens to each ring-buffer record: decode, assemble the span, attach its process's
 //! resource, queue it for export.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use opentelemetry::{Key, KeyValue};
 
 use opentelemetry_sdk::Resource;
+use spanprobe_common::CallEnd;
 
 use crate::{
     capture::{StackPlan, plan},
     decode::decode_event,
     elf::ElfInfo,
     export::{QueuedSpan, SpanQueue},
+    metrics::Metrics,
     resolve::ProbedFunction,
     resource::Resources,
     span::SpanAssembler,
@@ -53,6 +59,7 @@ pub struct Pipeline {
     stack_sources: Vec<Option<StackSource>>,
     stacks: Stacks,
     summary: Summary,
+    metrics: Arc<Metrics>,
 }
 
 /// How to read a function's captured stacks, and where the function is.
@@ -73,6 +80,7 @@ impl Pipeline {
         assembler: SpanAssembler,
         resources: Resources,
         queue: SpanQueue,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let min_durations: Vec<_> = functions
             .iter()
@@ -105,11 +113,13 @@ impl Pipeline {
             stack_sources,
             stacks: Stacks::new(),
             summary: Summary::default(),
+            metrics,
         }
     }
 
     pub fn handle(&mut self, record: &[u8]) {
         self.stats.events += 1;
+        self.metrics.events_read.fetch_add(1, Ordering::Relaxed);
         let (event, data) = match decode_event(record) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -131,6 +141,13 @@ impl Pipeline {
             span.attributes.push(KeyValue::new(THREAD_NAME, name));
         }
         self.summary.record(&span);
+        if CallEnd::from_u32(event.end)
+            .is_some_and(|end| matches!(end, CallEnd::ThreadExit | CallEnd::Unwound))
+        {
+            self.metrics
+                .incomplete_calls
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let id = event.function_id as usize;
         if let Some(Some(source)) = self.stack_sources.get(id) {
             let addresses = source.plan.addresses(&event, data);

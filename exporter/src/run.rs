@@ -1,7 +1,13 @@
 //! `spanprobe run`: wires the stages together, from config to exported spans, and shuts them
 //! down in the order that loses nothing.
 
-use std::{ffi::OsString, path::Path};
+use std::{
+    ffi::OsString,
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use spanprobe_common::Counter;
@@ -12,10 +18,11 @@ use tokio::{
 
 use crate::{
     bpf::{KernelCounters, ProcessFilter, Tracer},
-    child::{self, GatedChild},
+    child::{self, GatedChild, RunningChild},
     export::{ExportSettings, ExportStats, Exporter, spawn_export},
     ids::IdGenerator,
     ktime::BootClock,
+    metrics::{self, Metrics},
     pipeline::{Pipeline, PipelineStats},
     reader::read_events,
     resolve::resolve,
@@ -32,15 +39,24 @@ pub struct RunOutcome {
 
 /// Traces the functions in the config at `config_path`. With a `command`, traces only that
 /// command's process, from its first instruction until it exits; without, traces every
-/// process until SIGINT or SIGTERM.
-pub async fn run(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOutcome> {
+/// process until SIGINT or SIGTERM. `metrics_address`, when given, overrides the config's
+/// `metrics.listen`.
+pub async fn run(
+    config_path: &Path,
+    command: &[OsString],
+    metrics_address: Option<SocketAddr>,
+) -> anyhow::Result<RunOutcome> {
     // The ring-buffer reader owns the symbolizer, which must stay on one thread.
     tokio::task::LocalSet::new()
-        .run_until(trace(config_path, command))
+        .run_until(trace(config_path, command, metrics_address))
         .await
 }
 
-async fn trace(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOutcome> {
+async fn trace(
+    config_path: &Path,
+    command: &[OsString],
+    metrics_address: Option<SocketAddr>,
+) -> anyhow::Result<RunOutcome> {
     let config = spanprobe_config::load(config_path)?;
     let functions = resolve(&config, config_path)?;
     let exporter = Exporter::from_config(&config.exporter)?;
@@ -57,13 +73,25 @@ async fn trace(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOu
         "attached"
     );
 
-    let (queue, export_task) = spawn_export(exporter, ExportSettings::from_config(&config.batch));
+    let metrics = Arc::new(Metrics::default());
+    metrics
+        .probes_attached
+        .store(tracer.attached() as u64, Ordering::Relaxed);
+    if let Some(address) = metrics_address.or(config.metrics_listen) {
+        metrics::serve(address, Arc::clone(&metrics))
+            .await
+            .with_context(|| format!("cannot serve metrics on {address}"))?;
+        tracing::info!(%address, "serving metrics");
+    }
+    let settings = ExportSettings::from_config(&config.batch);
+    let (queue, export_task) = spawn_export(exporter, settings, Arc::clone(&metrics));
     let assembler = SpanAssembler::new(&functions, BootClock::sample(), IdGenerator::random());
     let mut pipeline = Pipeline::new(
         &functions,
         assembler,
         Resources::new(config.service_name.clone(), &config.resource),
         queue,
+        Arc::clone(&metrics),
     );
     let ring = tracer.take_events()?;
     let (stop_reader, stop) = oneshot::channel();
@@ -72,11 +100,28 @@ async fn trace(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOu
         (result, pipeline.finish())
     });
 
-    let exit_code = if command.is_empty() {
-        wait_for_termination().await?;
-        0
-    } else {
-        trace_command(&mut tracer, command).await?
+    let child = match command {
+        [] => None,
+        command => Some(start_command(&mut tracer, command).await?),
+    };
+    let ended = async {
+        match child {
+            None => wait_for_termination().await.map(|()| 0),
+            Some(child) => wait_for_command(child).await,
+        }
+    };
+    tokio::pin!(ended);
+    // While tracing, the kernel's counters are copied into the metrics every second.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let exit_code = loop {
+        tokio::select! {
+            code = &mut ended => break code?,
+            _ = tick.tick() => {
+                if let Ok(kernel) = tracer.counters() {
+                    metrics.set_kernel(&kernel);
+                }
+            }
+        }
     };
 
     // Stop reading only after the traced calls are all in the ring buffer; the reader drains
@@ -96,13 +141,16 @@ async fn trace(config_path: &Path, command: &[OsString]) -> anyhow::Result<RunOu
     Ok(RunOutcome { exit_code })
 }
 
-/// Starts `command` with its pid in the filter, forwards SIGINT/SIGTERM to it, and returns
-/// its exit code once it has exited.
-async fn trace_command(tracer: &mut Tracer, command: &[OsString]) -> anyhow::Result<i32> {
+/// Starts `command` with its pid in the filter.
+async fn start_command(tracer: &mut Tracer, command: &[OsString]) -> anyhow::Result<RunningChild> {
     let gated = GatedChild::spawn(command).await?;
     tracer.trace_process(gated.pid())?;
     let program = command.first().cloned().unwrap_or_default();
-    let child = gated.start(&program).await?;
+    Ok(gated.start(&program).await?)
+}
+
+/// Forwards SIGINT/SIGTERM to the command and returns its exit code once it has exited.
+async fn wait_for_command(child: RunningChild) -> anyhow::Result<i32> {
     let pid = child.pid();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;

@@ -2,10 +2,7 @@
 //! on the network: when the queue is full the newest span is dropped and counted.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -13,6 +10,7 @@ use opentelemetry_sdk::{Resource, error::OTelSdkError, trace::SpanData};
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 use super::Exporter;
+use crate::metrics::Metrics;
 
 /// A span and the resource of the process it came from.
 #[derive(Debug)]
@@ -44,14 +42,16 @@ pub struct ExportStats {
 #[derive(Debug)]
 pub struct SpanQueue {
     tx: mpsc::Sender<QueuedSpan>,
-    dropped_full: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl SpanQueue {
     /// Queues a span without waiting; counts it as dropped if the queue is full.
     pub fn push(&self, span: QueuedSpan) {
         if self.tx.try_send(span).is_err() {
-            self.dropped_full.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .spans_dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -83,12 +83,12 @@ impl ExportSettings {
 pub fn spawn_export(
     mut exporter: Exporter,
     settings: ExportSettings,
+    metrics: Arc<Metrics>,
 ) -> (SpanQueue, JoinHandle<ExportStats>) {
     let (tx, mut rx) = mpsc::channel::<QueuedSpan>(settings.queue_size);
-    let dropped_full = Arc::new(AtomicU64::new(0));
     let queue = SpanQueue {
         tx,
-        dropped_full: Arc::clone(&dropped_full),
+        metrics: Arc::clone(&metrics),
     };
     let task = tokio::spawn(async move {
         let mut stats = ExportStats::default();
@@ -110,12 +110,24 @@ pub fn spawn_export(
             if rx.is_closed() && deadline.is_none() {
                 deadline = Some(Instant::now() + settings.shutdown_timeout);
             }
+            metrics
+                .queue_depth
+                .store(rx.len() as u64, Ordering::Relaxed);
             export_batch(&mut exporter, &mut received, deadline, &mut stats).await;
+            metrics
+                .spans_exported
+                .store(stats.exported, Ordering::Relaxed);
+            metrics
+                .spans_dropped_export_failed
+                .store(stats.failed, Ordering::Relaxed);
+            metrics
+                .export_retries
+                .store(stats.retries, Ordering::Relaxed);
         }
         if let Err(error) = exporter.shutdown() {
             tracing::warn!(%error, "exporter shutdown failed");
         }
-        stats.dropped_queue_full = dropped_full.load(Ordering::Relaxed);
+        stats.dropped_queue_full = metrics.spans_dropped_queue_full.load(Ordering::Relaxed);
         stats
     });
     (queue, task)
