@@ -1099,3 +1099,35 @@ async fn metrics_are_served_in_prometheus_text() {
     }
     stop(tracer).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_in_progress_at_shutdown_are_reported() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-slow", &[]);
+    let yaml = config(&receiver, &calls, "", "      - { symbol: slow }\n");
+    let (mut tracer, stderr) =
+        start_tracing_keep_stderr(&support::write_config(dir.path(), &yaml)).await;
+    let mut sleeper = tokio::process::Command::new(&calls)
+        .args(["slow", "3000"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(tracer.id().unwrap() as i32, libc::SIGINT) };
+    assert_eq!(
+        tokio::time::timeout(WAIT, tracer.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    let stderr = stderr.await.unwrap();
+    assert!(
+        stderr.contains("1 calls were still in progress at shutdown and are not exported"),
+        "{stderr}"
+    );
+    let _ = sleeper.kill().await;
+}

@@ -14,7 +14,7 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
-    FunctionCapture, TARGET_PIDS_MAP, WAKEUP_BYTES_GLOBAL,
+    FunctionCapture, TARGET_PIDS_MAP, THREADS_MAP, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 
 use spanprobe_config::Limits;
@@ -280,6 +280,31 @@ impl Tracer {
             map: EVENTS_MAP,
             source: Box::new(source),
         })
+    }
+
+    /// Detaches every probe (keeping the maps readable): after it returns no call can send an
+    /// event. Blocks: the kernel waits for a grace period per probe.
+    pub fn detach(&mut self) {
+        drop(std::mem::take(&mut self.links));
+    }
+
+    /// Calls entered and not returned, over all traced threads (read after [`Self::detach`],
+    /// these will never be reported).
+    pub fn calls_in_progress(&self) -> Result<u64, BpfError> {
+        let map = self.ebpf.map(THREADS_MAP).ok_or(BpfError::Missing {
+            what: "map",
+            name: THREADS_MAP,
+        })?;
+        let threads: HashMap<_, u32, ThreadStack> =
+            HashMap::try_from(map).map_err(|source| BpfError::Map {
+                map: THREADS_MAP,
+                source: Box::new(source),
+            })?;
+        Ok(threads
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, stack)| u64::from(stack.depth))
+            .sum())
     }
 
     /// The kernel side's loss and error counters, summed over CPUs.

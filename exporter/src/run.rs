@@ -124,20 +124,32 @@ async fn trace(
         }
     };
 
-    // Stop reading only after the traced calls are all in the ring buffer; the reader drains
-    // it completely before returning.
+    // Detach first, so that no event can come after the final drain; the reader keeps draining
+    // meanwhile. Detaching waits on the kernel (~0.1 s per probe), off the async threads.
+    tracing::debug!("detaching");
+    let tracer = tokio::task::spawn_blocking(move || {
+        tracer.detach();
+        tracer
+    })
+    .await
+    .context("detaching the probes")?;
+    // The reader drains the ring buffer completely before returning.
     tracing::debug!("draining the ring buffer");
     let _ = stop_reader.send(());
     let (read_result, (pipeline_stats, mut summary)) =
         reader.await.context("ring-buffer reader panicked")?;
     read_result.context("reading the ring buffer")?;
     let kernel = tracer.counters()?;
-    // Detaching waits on the kernel (~0.1 s per probe): do it while the queue flushes.
-    let detach = tokio::task::spawn_blocking(move || drop(tracer));
+    let in_progress = tracer.calls_in_progress()?;
+    drop(tracer);
     let export_stats = export_task.await.context("export task panicked")?;
-    detach.await.context("detaching the probes")?;
     eprint!("{}", summary.table(&export_stats.exported_by_name));
     report(&pipeline_stats, &export_stats, &kernel);
+    if in_progress > 0 {
+        tracing::warn!(
+            "{in_progress} calls were still in progress at shutdown and are not exported"
+        );
+    }
     Ok(RunOutcome { exit_code })
 }
 

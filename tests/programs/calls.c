@@ -9,6 +9,7 @@
  *   chain-wait  outer(1), then 300 ms alive (so that its stacks are read while it runs)
  *   tailcall    tail_outer(1), which jumps to tail_inner, then outer(1)
  *   bench N     N calls of inner(), printing the mean ns per call
+ *   slow N      one call of slow(), which sleeps N ms
  * Built with frame pointers and without sibling-call optimisation, like the demo. */
 #include <netdb.h>
 #include <pthread.h>
@@ -38,6 +39,11 @@ PROBED void jump_from_here(int value) { jump_back(value); }
 PROBED int after_jump(int value) { return value + 1; }
 
 PROBED long tick(long i) { return i; }
+
+PROBED void slow(long ms) {
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
 
 /* tail_outer ends with a jump to tail_inner (a sibling call), not a call. */
 PROBED long tail_inner(long x) { return x * 3; }
@@ -88,6 +94,8 @@ int main(int argc, char **argv) {
             tick(i);
             nanosleep(&pause, NULL);
         }
+    } else if (strcmp(mode, "slow") == 0) {
+        slow(n);
     } else if (strcmp(mode, "bench") == 0) {
         struct timespec start, end;
         long total = 0;
