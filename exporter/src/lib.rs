@@ -28,4 +28,6 @@ pub mod span;
 pub mod stacks;
 pub mod summary;
 pub mod symbols;
+#[cfg(test)]
+mod test_span;
 pub mod trace_buffer;

@@ -75,37 +75,19 @@ impl Summary {
 mod tests {
     use std::time::SystemTime;
 
-    use opentelemetry::{
-        InstrumentationScope,
-        trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
-    };
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use crate::test_span::test_span;
 
     use super::*;
 
-    fn span(name: &'static str, micros: u64) -> SpanData {
-        let start = SystemTime::UNIX_EPOCH;
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(1),
-                SpanId::from(1),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: name.into(),
-            start_time: start,
-            end_time: start + Duration::from_micros(micros),
-            attributes: vec![],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::default(),
-        }
+    fn span(name: &str, micros: u64) -> SpanData {
+        test_span(
+            name,
+            1,
+            1,
+            0,
+            SystemTime::UNIX_EPOCH,
+            Duration::from_micros(micros),
+        )
     }
 
     #[test]

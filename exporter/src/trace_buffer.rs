@@ -133,37 +133,20 @@ impl<T> TraceBuffer<T> {
 mod tests {
     use std::time::SystemTime;
 
-    use opentelemetry::{
-        InstrumentationScope,
-        trace::{SpanContext, SpanKind, Status, TraceFlags, TraceState},
-    };
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use crate::test_span::test_span;
 
     use super::*;
 
     fn span(trace: u128, id: u64, parent: u64, micros: u64) -> SpanData {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(trace),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from(parent),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: format!("s{id}").into(),
-            start_time: start,
-            end_time: start + Duration::from_micros(micros),
-            attributes: vec![],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::default(),
-        }
+        test_span(
+            &format!("s{id}"),
+            trace,
+            id,
+            parent,
+            start,
+            Duration::from_micros(micros),
+        )
     }
 
     fn names(spans: &[(SpanData, ())]) -> Vec<String> {

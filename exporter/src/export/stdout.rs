@@ -148,41 +148,21 @@ impl SpanExporter for LineExporter {
 mod tests {
     use std::time::SystemTime;
 
-    use opentelemetry::{
-        InstrumentationScope, KeyValue,
-        trace::{SpanContext, SpanKind, Status, TraceFlags, TraceId, TraceState},
-    };
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use opentelemetry::KeyValue;
+
+    use crate::test_span::test_span;
 
     use super::*;
 
     fn span() -> SpanData {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(0xabc),
-                SpanId::from(0x12),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from(0x34),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: "add".into(),
-            start_time: start,
-            end_time: start + Duration::from_nanos(1_500),
-            attributes: vec![
-                KeyValue::new("a", 1),
-                KeyValue::new("c", "x"),
-                KeyValue::new("ok", true),
-            ],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::default(),
-        }
+        let mut span = test_span("add", 0xabc, 0x12, 0x34, start, Duration::from_nanos(1_500));
+        span.attributes = vec![
+            KeyValue::new("a", 1),
+            KeyValue::new("c", "x"),
+            KeyValue::new("ok", true),
+        ];
+        span
     }
 
     #[test]
