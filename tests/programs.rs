@@ -50,6 +50,23 @@ async fn trace(
     (output, receiver.spans())
 }
 
+/// [`trace`], asserting that spanprobe (so the command) exited with status 0.
+async fn trace_ok(
+    receiver: &Receiver,
+    dir: &Path,
+    yaml: &str,
+    command: &[&str],
+) -> (Output, Vec<ReceivedSpan>) {
+    let (output, spans) = trace(receiver, dir, yaml, command).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    (output, spans)
+}
+
 fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
     spans.iter().filter(|s| s.name() == name).collect()
 }
@@ -69,19 +86,13 @@ async fn threads_keep_their_own_trees() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let calls = build_calls(dir.path(), "calls", &[]);
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &calls, "", CHAIN),
         &[calls.to_str().unwrap(), "threads", "4"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     assert_eq!(spans.len(), 4 * 20 * 3);
     let ids = by_id(&spans);
     let mut threads = HashSet::new();
@@ -114,19 +125,13 @@ async fn recursion_past_the_depth_bound_is_counted_and_harmless() {
     let functions = format!(
         "      - {{ symbol: recurse, args: [{{ index: 0, name: depth, type: i64 }}] }}\n{CHAIN}"
     );
-    let (output, spans) = trace(
+    let (output, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &calls, "", &functions),
         &[calls.to_str().unwrap(), "recurse", "40"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     // The outermost 32 levels (depth 40 down to 9) have spans, chained; 8 deeper calls do not.
     let recursion = named(&spans, "recurse");
     let mut depths: Vec<_> = recursion
@@ -205,19 +210,13 @@ async fn pthread_exit_inside_a_call_and_calls_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let calls = build_calls(dir.path(), "calls", &[]);
     let functions = format!("      - {{ symbol: thread_exit_now }}\n{CHAIN}");
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &calls, "", &functions),
         &[calls.to_str().unwrap(), "thread-exit"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     assert_eq!(spans.len(), 4);
     assert_eq!(
         incomplete(named(&spans, "thread_exit_now")[0]),
@@ -242,19 +241,13 @@ async fn longjmp_out_of_calls_ends_them_as_unwound() {
     let dir = tempfile::tempdir().unwrap();
     let calls = build_calls(dir.path(), "calls", &[]);
     let functions = "      - { symbol: jump_from_here }\n      - { symbol: jump_back }\n      - { symbol: after_jump, return: { type: i32 } }\n";
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &calls, "", functions),
         &[calls.to_str().unwrap(), "longjmp"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     assert_eq!(spans.len(), 3);
     let jump_back = named(&spans, "jump_back")[0];
     let jump_from = named(&spans, "jump_from_here")[0];
@@ -326,19 +319,13 @@ async fn rust_names_are_demangled_without_the_hash() {
         .unwrap();
     assert!(status.success());
     let functions = "      - { symbol: \"rusty::compute\", args: [{ index: 0, name: x, type: u64 }], return: { type: u64 } }\n";
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &binary, "", functions),
         &[binary.to_str().unwrap()],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     let mut calls: Vec<_> = spans
         .iter()
         .map(|s| {
@@ -369,19 +356,13 @@ async fn pie_non_pie_and_stripped_binaries() {
     for binary in [&pie, &non_pie] {
         let functions =
             "      - { symbol: recurse, args: [{ index: 0, type: i64 }], return: { type: i64 } }\n";
-        let (output, _) = trace(
+        let _ = trace_ok(
             &receiver,
             dir.path(),
             &config(&receiver, binary, "", functions),
             &[binary.to_str().unwrap(), "recurse", "3"],
         )
         .await;
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            support::stderr(&output)
-        );
     }
     // Stripped: by file offset and by address, both found with `spanprobe symbols` on an
     // unstripped copy.
@@ -413,35 +394,23 @@ async fn pie_non_pie_and_stripped_binaries() {
     let by_offset = format!(
         "      - {{ offset: {offset}, span_name: tick, args: [{{ index: 0, type: i64 }}] }}\n"
     );
-    let (output, _) = trace(
+    let _ = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &stripped_pie, "", &by_offset),
         &[stripped_pie.to_str().unwrap(), "serve", "2"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     let by_address = format!(
         "      - {{ address: {address}, span_name: tick, args: [{{ index: 0, type: i64 }}] }}\n"
     );
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &stripped_non_pie, "", &by_address),
         &[stripped_non_pie.to_str().unwrap(), "serve", "2"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
 
     // 3 recursion levels in each of two binaries, 2 ticks in each of two stripped ones.
     let mut recursion: Vec<_> = named(&spans, "recurse")
@@ -497,19 +466,13 @@ async fn shared_libraries_ours_by_path_and_libc_by_name() {
         .unwrap();
     assert!(status.success());
     let functions = "      - { symbol: greet_len, args: [{ index: 0, name: name, type: str }], return: { type: i32 } }\n";
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &library, "", functions),
         &[user.to_str().unwrap()],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     let mut greeted: Vec<_> = spans
         .iter()
         .map(|s| {
@@ -528,19 +491,13 @@ async fn shared_libraries_ours_by_path_and_libc_by_name() {
     // libc by its bare name, traced in the command's process only.
     let calls = build_calls(dir.path(), "calls", &[]);
     let functions = "      - { symbol: getaddrinfo, args: [{ index: 0, name: node, type: str }], return: { type: i32 } }\n";
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, Path::new("libc.so.6"), "", functions),
         &[calls.to_str().unwrap(), "resolve"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     let lookups = named(&spans, "getaddrinfo");
     assert_eq!(lookups.len(), 1, "only the traced command's call");
     assert_eq!(lookups[0].str_attr("node"), Some("localhost"));
@@ -706,19 +663,13 @@ async fn sampling_keeps_or_drops_whole_traces() {
     let dir = tempfile::tempdir().unwrap();
     let calls = build_calls(dir.path(), "calls", &[]);
     let functions = "      - { symbol: outer, sample_rate: 0.5, args: [{ index: 0, name: x, type: i64 }] }\n      - { symbol: middle }\n      - { symbol: inner, sample_rate: 0 }\n";
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &calls, "", functions),
         &[calls.to_str().unwrap(), "threads", "4"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     // About half of the 80 traces are kept (5 standard deviations either way), each whole:
     // the inner calls' own rate 0 does not matter, the root's decides.
     let kept = named(&spans, "outer").len();
@@ -746,19 +697,13 @@ async fn a_lower_depth_limit_is_honoured() {
         "      - { symbol: recurse, args: [{ index: 0, name: depth, type: i64 }] }\n",
     )
     .replacen("probes:", "limits: { max_depth: 4 }\nprobes:", 1);
-    let (output, spans) = trace(
+    let (output, spans) = trace_ok(
         &receiver,
         dir.path(),
         &yaml,
         &[calls.to_str().unwrap(), "recurse", "10"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     let mut depths: Vec<_> = spans.iter().map(|s| s.int_attr("depth").unwrap()).collect();
     depths.sort();
     assert_eq!(depths, [7, 8, 9, 10]);
@@ -782,19 +727,13 @@ async fn go_functions_get_entry_only_spans() {
     )
     .unwrap();
     let binary = support::compile_c(&source, dir.path(), "fakego", &[]);
-    let (output, spans) = trace(
+    let (_, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &binary, "", "      - { symbol: handler }\n"),
         &[binary.to_str().unwrap()],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     assert_eq!(spans.len(), 2);
     for span in &spans {
         assert_eq!(span.bool_attr("spanprobe.entry_only"), Some(true));
@@ -811,19 +750,13 @@ async fn min_duration_drops_short_spans_with_their_children() {
     // Every call takes microseconds: an hour's minimum on outer drops its whole tree, inner's
     // own zero minimum notwithstanding; recurse's zero minimum keeps all of it.
     let functions = "      - { symbol: outer, min_duration: 1h }\n      - { symbol: middle }\n      - { symbol: inner, min_duration: 0s }\n      - { symbol: recurse, min_duration: 0ns }\n";
-    let (output, spans) = trace(
+    let (output, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &calls, "", functions),
         &[calls.to_str().unwrap(), "recurse", "3"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     // recurse(3) keeps its three levels; outer(1) and everything under it go.
     let names: Vec<_> = spans.iter().map(|s| s.name().to_owned()).collect();
     assert_eq!(names, ["recurse", "recurse", "recurse"], "{names:?}");
@@ -842,19 +775,13 @@ async fn tail_calls_between_probed_functions_pair_up() {
     let functions = format!(
         "      - {{ symbol: tail_outer, args: [{{ index: 0, name: x, type: i64 }}], return: {{ type: i64 }} }}\n      - {{ symbol: tail_inner, args: [{{ index: 0, name: x, type: i64 }}], return: {{ type: i64 }} }}\n{CHAIN}"
     );
-    let (output, spans) = trace(
+    let (output, spans) = trace_ok(
         &receiver,
         dir.path(),
         &config(&receiver, &calls, "", &functions),
         &[calls.to_str().unwrap(), "tailcall"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     assert!(
         spans.iter().all(|s| incomplete(s).is_none()),
         "no call is taken for unwound"
@@ -911,19 +838,13 @@ async fn overload_losses_are_counted_to_the_last_call() {
         "limits: { ring_buffer_size: 4096 }\nprobes:",
         1,
     );
-    let (output, spans) = trace(
+    let (output, spans) = trace_ok(
         &receiver,
         dir.path(),
         &yaml,
         &[calls.to_str().unwrap(), "bench", "20000"],
     )
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
     let stderr = support::stderr(&output);
     let lost = reported(&stderr, "ring_buffer_full");
     assert!(lost > 0, "{stderr}");
