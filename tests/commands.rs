@@ -192,25 +192,11 @@ async fn init_writes_a_config_that_checks() {
     );
 }
 
-/// A C program with the section the Go linker writes stands in for a Go binary: there is no Go
-/// toolchain here.
-pub fn build_fake_go(dir: &Path) -> std::path::PathBuf {
-    let source = dir.join("fakego.c");
-    std::fs::write(
-        &source,
-        "__attribute__((section(\".go.buildinfo\"), used)) static const char info[32] = \"\\xff Go buildinf:\";\n\
-         __attribute__((noinline)) int handler(int x) { return x + 1; }\n\
-         int main(void) { return handler(0) + handler(1) - 3; }\n",
-    )
-    .unwrap();
-    support::compile_c(&source, dir, "fakego", &[])
-}
-
 /// Go functions get entry-only spans: `return` and `args` are refused with the reason.
 #[tokio::test]
 async fn go_binaries_refuse_return_and_args_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    build_fake_go(dir.path());
+    support::build_fake_go(dir.path());
     let config = support::write_config(
         dir.path(),
         "probes:\n  - binary: fakego\n    functions:\n      - symbol: handler\n        return: { type: i32 }\n      - symbol: main\n        args: [{ index: 0, type: i32 }]\n",

@@ -16,9 +16,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn programs() -> PathBuf {
-    support::repo_root().join("tests/programs")
-}
+use support::programs;
 
 /// `calls.c` built into `dir` with extra compiler flags.
 fn build_calls(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
@@ -268,14 +266,7 @@ async fn longjmp_out_of_calls_ends_them_as_unwound() {
 async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("shapes");
-    let status = std::process::Command::new("g++")
-        .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
-        .arg(&binary)
-        .arg(programs().join("shapes.cpp"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let binary = support::compile_cpp(&programs().join("shapes.cpp"), dir.path(), "shapes");
     let functions = "      - { symbol: \"shapes::total_area\", return: { type: i64 } }\n      - { symbol: \"shapes::fail_*\" }\n";
     let (output, spans) = trace(
         &receiver,
@@ -439,32 +430,7 @@ async fn pie_non_pie_and_stripped_binaries() {
 async fn shared_libraries_ours_by_path_and_libc_by_name() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let library = dir.path().join("libgreet.so");
-    let status = std::process::Command::new("gcc")
-        .args([
-            "-O2",
-            "-g",
-            "-fPIC",
-            "-shared",
-            "-fno-omit-frame-pointer",
-            "-o",
-        ])
-        .arg(&library)
-        .arg(programs().join("greet.c"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let user = dir.path().join("use_greet");
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&user)
-        .arg(programs().join("use_greet.c"))
-        .arg(format!("-L{}", dir.path().display()))
-        .arg(format!("-Wl,-rpath,{}", dir.path().display()))
-        .arg("-lgreet")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (library, user) = support::build_greet(dir.path());
     let functions = "      - { symbol: greet_len, args: [{ index: 0, name: name, type: str }], return: { type: i32 } }\n";
     let (_, spans) = trace_ok(
         &receiver,
@@ -718,15 +684,7 @@ async fn a_lower_depth_limit_is_honoured() {
 async fn go_functions_get_entry_only_spans() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("fakego.c");
-    std::fs::write(
-        &source,
-        "__attribute__((section(\".go.buildinfo\"), used)) static const char info[32] = \"\\xff Go buildinf:\";\n\
-         __attribute__((noinline)) int handler(int x) { return x + 1; }\n\
-         int main(void) { return handler(0) + handler(1) - 3; }\n",
-    )
-    .unwrap();
-    let binary = support::compile_c(&source, dir.path(), "fakego", &[]);
+    let binary = support::build_fake_go(dir.path());
     let (_, spans) = trace_ok(
         &receiver,
         dir.path(),

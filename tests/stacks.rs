@@ -4,13 +4,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use support::receiver::{ReceivedSpan, Receiver};
 
-fn programs() -> PathBuf {
-    support::repo_root().join("tests/programs")
-}
+use support::programs;
 
 /// The 1-based line of the first line of `file` containing `text`, after the line containing
 /// `after`.
@@ -127,36 +125,7 @@ async fn a_process_that_exited_before_export_still_gets_its_frames() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_library_frames_and_their_caller() {
     let dir = tempfile::tempdir().unwrap();
-    let library = dir.path().join("libgreet.so");
-    assert!(
-        std::process::Command::new("gcc")
-            .args([
-                "-O2",
-                "-g",
-                "-fPIC",
-                "-shared",
-                "-fno-omit-frame-pointer",
-                "-o"
-            ])
-            .arg(&library)
-            .arg(programs().join("greet.c"))
-            .status()
-            .unwrap()
-            .success()
-    );
-    let user = dir.path().join("use_greet");
-    assert!(
-        std::process::Command::new("gcc")
-            .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
-            .arg(&user)
-            .arg(programs().join("use_greet.c"))
-            .arg(format!("-L{}", dir.path().display()))
-            .arg(format!("-Wl,-rpath,{}", dir.path().display()))
-            .arg("-lgreet")
-            .status()
-            .unwrap()
-            .success()
-    );
+    let (library, user) = support::build_greet(dir.path());
     let spans = trace(
         &library,
         "      - { symbol: greet_len, stack: true }\n",
@@ -176,24 +145,13 @@ async fn shared_library_frames_and_their_caller() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cpp_frames_are_demangled() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("shapes");
-    assert!(
-        std::process::Command::new("g++")
-            .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
-            .arg(&binary)
-            .arg(programs().join("shapes.cpp"))
-            .status()
-            .unwrap()
-            .success()
-    );
+    let binary = support::compile_cpp(&programs().join("shapes.cpp"), dir.path(), "shapes");
     let spans = trace(
         &binary,
         "      - { symbol: \"shapes::total_area\", stack: true }\n",
         &[binary.to_str().unwrap()],
     )
-    .await
-    .into_iter()
-    .collect::<Vec<_>>();
+    .await;
     // shapes.cpp throws through no probed function here, so it runs to the end.
     let stack = stack_of(&spans, "shapes::total_area");
     // Demangled as `check` and `symbols` show names: without the parameter list.

@@ -29,13 +29,19 @@ pub fn compile_c(source: &Path, dir: &Path, name: &str, flags: &[&str]) -> PathB
             "-fno-omit-frame-pointer",
             "-fno-optimize-sibling-calls",
         ])
-        .args(flags)
         .arg("-o")
         .arg(&output)
         .arg(source)
-        .status()
+        // After the source: libraries (-l) are resolved in order.
+        .args(flags)
+        .output()
         .expect("gcc runs");
-    assert!(status.success(), "gcc failed on {}", source.display());
+    assert!(
+        status.status.success(),
+        "gcc failed on {} with {flags:?}: {}",
+        source.display(),
+        String::from_utf8_lossy(&status.stderr)
+    );
     output
 }
 
@@ -88,4 +94,57 @@ pub fn demo_pid(output: &Output) -> i64 {
     line["demo[".len()..line.find(']').expect("closing bracket")]
         .parse()
         .expect("numeric pid")
+}
+
+/// The test programs' sources.
+pub fn programs() -> PathBuf {
+    repo_root().join("tests/programs")
+}
+
+/// Compiles C++ source with g++ into `dir/name`, with frame pointers.
+pub fn compile_cpp(source: &Path, dir: &Path, name: &str) -> PathBuf {
+    let output = dir.join(name);
+    let status = std::process::Command::new("g++")
+        .args(["-O2", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&output)
+        .arg(source)
+        .status()
+        .expect("g++ runs");
+    assert!(status.success(), "g++ failed on {}", source.display());
+    output
+}
+
+/// Builds `libgreet.so` and `use_greet`, which calls it, into `dir`: (library, program).
+pub fn build_greet(dir: &Path) -> (PathBuf, PathBuf) {
+    let library = compile_c(
+        &programs().join("greet.c"),
+        dir,
+        "libgreet.so",
+        &["-fPIC", "-shared"],
+    );
+    let user = compile_c(
+        &programs().join("use_greet.c"),
+        dir,
+        "use_greet",
+        &[
+            &format!("-L{}", dir.display()),
+            &format!("-Wl,-rpath,{}", dir.display()),
+            "-lgreet",
+        ],
+    );
+    (library, user)
+}
+
+/// A C program with the section the Go linker writes, standing in for a Go binary (there is
+/// no Go toolchain here). `handler` is called twice.
+pub fn build_fake_go(dir: &Path) -> PathBuf {
+    let source = dir.join("fakego.c");
+    std::fs::write(
+        &source,
+        "__attribute__((section(\".go.buildinfo\"), used)) static const char info[32] = \"\\xff Go buildinf:\";\n\
+         __attribute__((noinline)) int handler(int x) { return x + 1; }\n\
+         int main(void) { return handler(0) + handler(1) - 3; }\n",
+    )
+    .expect("source written");
+    compile_c(&source, dir, "fakego", &[])
 }
