@@ -218,6 +218,24 @@ async fn go_binaries_refuse_return_and_args_with_the_reason() {
     );
     std::fs::write(
         &config,
+        "probes:\n  - binary: fakego\n    functions:\n      - { symbol: handler, min_duration: 1ms }\n",
+    )
+    .unwrap();
+    let output = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let err = support::stderr(&output);
+    assert!(
+        err.contains(":4:42: probes[0].functions[0].min_duration: "),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "whose functions get entry-only spans, with no duration: remove `min_duration`"
+        ),
+        "{err}"
+    );
+    std::fs::write(
+        &config,
         "probes:\n  - binary: fakego\n    functions:\n      - symbol: handler\n",
     )
     .unwrap();

@@ -414,3 +414,23 @@ async fn unknown_symbols_are_all_named_with_suggestions() {
     );
     assert!(!out.contains("demo["), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pid_filter_and_a_command_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: demo\n    pid: 1\n    functions: [{ symbol: inner }]\n",
+    );
+    let (code, err, out) = run_bad(&config, dir.path()).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err.trim(),
+        format!(
+            "spanprobe: {}: probes[0].pid: cannot be used with a command: with a command only \
+             the command's process is traced",
+            config.display()
+        )
+    );
+    assert!(!out.contains("demo["), "{out}");
+}

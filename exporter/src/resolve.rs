@@ -80,6 +80,12 @@ pub enum ResolveErrorKind {
         binary.display()
     )]
     GoArgs { binary: PathBuf },
+    #[error(
+        "{}: is a Go binary, whose functions get entry-only spans, with no duration: remove \
+         `min_duration`",
+        binary.display()
+    )]
+    GoMinDuration { binary: PathBuf },
 }
 
 struct Hint<'a>(&'a str);
@@ -209,6 +215,13 @@ fn resolve_target(
                     binary: path.clone(),
                 };
                 errors.push(error(arg.position, format!("{field}.args"), kind));
+                continue;
+            }
+            if let Some(min) = &function.min_duration {
+                let kind = ResolveErrorKind::GoMinDuration {
+                    binary: path.clone(),
+                };
+                errors.push(error(min.position, format!("{field}.min_duration"), kind));
                 continue;
             }
         }

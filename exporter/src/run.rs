@@ -58,6 +58,15 @@ async fn trace(
     metrics_address: Option<SocketAddr>,
 ) -> anyhow::Result<RunOutcome> {
     let config = spanprobe_config::load(config_path)?;
+    if !command.is_empty()
+        && let Some(t) = config.probes.iter().position(|target| target.pid.is_some())
+    {
+        anyhow::bail!(
+            "{}: probes[{t}].pid: cannot be used with a command: with a command only the \
+             command's process is traced",
+            config_path.display()
+        );
+    }
     let functions = resolve(&config, config_path)?;
     let exporter = Exporter::from_config(&config.exporter)?;
 
