@@ -156,10 +156,8 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
         // Kept for pairing entries with returns; nothing to capture.
         return Some(());
     }
-    for (value, arg) in frame.args.iter_mut().zip(&capture.args) {
-        *value = read_arg(regs, arg.source, arg.slot);
-    }
-    let args = frame.args;
+    let args = read_args(regs, capture);
+    frame.args = args;
     if capture.data_len > 0
         && let Some(record) = call_record(call_key(thread.tid, depth))
     {
@@ -197,10 +195,7 @@ fn emit_entry_only(
     if stack.unsampled != 0 {
         return;
     }
-    let mut args = [0u64; MAX_ARGS];
-    for (value, arg) in args.iter_mut().zip(&capture.args) {
-        *value = read_arg(regs, arg.source, arg.slot);
-    }
+    let args = read_args(regs, capture);
     emit(&CallEvent {
         pid: thread.pid,
         tid: thread.tid,
@@ -415,6 +410,16 @@ struct FrameLinks {
 #[inline(always)]
 fn call_key(tid: u32, depth: u32) -> u64 {
     (u64::from(tid) << 32) | u64::from(depth)
+}
+
+/// The arguments `capture` asks for, in its order.
+#[inline(always)]
+fn read_args(regs: &pt_regs, capture: &FunctionCapture) -> [u64; MAX_ARGS] {
+    let mut args = [0u64; MAX_ARGS];
+    for (value, arg) in args.iter_mut().zip(&capture.args) {
+        *value = read_arg(regs, arg.source, arg.slot);
+    }
+    args
 }
 
 #[inline(always)]
