@@ -11,6 +11,22 @@ fn read(path: &str) -> String {
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Runs `spanprobe check` on `config` (written into `dir`), asserts it passes, returns its report.
+fn check_passes(dir: &std::path::Path, config: &str) -> String {
+    let path = support::write_config(dir, config);
+    let output = Command::new(support::spanprobe())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{config}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn compose_file_is_valid_and_runs_spanprobe_with_least_privilege() {
     let output = Command::new("docker-compose")
@@ -67,18 +83,8 @@ fn the_image_entry_command_and_mounted_config_exist_and_check() {
     let demo = support::build_demo(dir.path());
     let config =
         read("examples/compose/spanprobe.yaml").replace("/opt/demo/demo", demo.to_str().unwrap());
-    let path = support::write_config(dir.path(), &config);
-    let output = Command::new(support::spanprobe())
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("ok, 4 functions to probe"));
+    let report = check_passes(dir.path(), &config);
+    assert!(report.contains("ok, 4 functions to probe"), "{report}");
 }
 
 #[test]
@@ -101,15 +107,5 @@ fn the_daemonset_config_checks_and_the_pod_sees_the_host() {
         .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let path = support::write_config(dir.path(), &block);
-    let output = Command::new(support::spanprobe())
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{block}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    check_passes(dir.path(), &block);
 }

@@ -49,11 +49,6 @@ impl ValueType {
         matches!(self, Self::Str | Self::Bytes)
     }
 
-    /// Whether the value is signed when compared (for `error_when`).
-    pub fn is_signed(self) -> bool {
-        matches!(self, Self::I8 | Self::I16 | Self::I32 | Self::I64)
-    }
-
     pub fn name(self) -> &'static str {
         Self::ALL
             .iter()

@@ -190,7 +190,6 @@ impl ArgPlan {
                     Value::String(hex(&data[self.data.clone()]).into())
                 }
             }
-            ValueType::Ptr => Value::String(format!("{raw:#x}").into()),
             ty => register_value(raw, ty),
         };
         out.push(KeyValue::new(self.key.clone(), value));

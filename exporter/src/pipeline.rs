@@ -2,6 +2,7 @@
 //! resource, queue it for export.
 
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::{Arc, atomic::Ordering},
     time::Duration,
@@ -68,7 +69,7 @@ struct StackSource {
     plan: StackPlan,
     binary: PathBuf,
     file_offset: u64,
-    elf: Option<ElfInfo>,
+    elf: Option<Arc<ElfInfo>>,
 }
 
 const CODE_STACKTRACE: Key = Key::from_static_str("code.stacktrace");
@@ -90,15 +91,21 @@ impl Pipeline {
             .iter()
             .any(Option::is_some)
             .then(|| TraceBuffer::new(MAX_HELD_SPANS));
+        // Read each binary once, however many of its functions (a glob) capture stacks.
+        let mut elves: HashMap<PathBuf, Option<Arc<ElfInfo>>> = HashMap::new();
         let stack_sources = functions
             .iter()
             .map(|f| {
                 let plan = plan(&f.spec, f.stack_frames).2?;
+                let elf = elves
+                    .entry(f.binary.clone())
+                    .or_insert_with(|| ElfInfo::read(&f.binary).ok().map(Arc::new))
+                    .clone();
                 Some(StackSource {
                     plan,
                     binary: f.binary.clone(),
                     file_offset: f.file_offset,
-                    elf: ElfInfo::read(&f.binary).ok(),
+                    elf,
                 })
             })
             .collect();
@@ -155,7 +162,7 @@ impl Pipeline {
                 let probed = ProbedAt {
                     binary: &source.binary,
                     file_offset: source.file_offset,
-                    elf: source.elf.as_ref(),
+                    elf: source.elf.as_deref(),
                 };
                 let stack =
                     self.stacks

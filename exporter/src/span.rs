@@ -155,10 +155,7 @@ impl SpanAssembler {
         } else if end == Some(CallEnd::EntryOnly) {
             attributes.push(KeyValue::new(ENTRY_ONLY, true));
         } else if let Some(ret) = &template.ret {
-            let value = match ret.ty {
-                ValueType::Ptr => Value::String(format!("{:#x}", event.ret).into()),
-                ty => crate::decode::register_value(event.ret, ty),
-            };
+            let value = crate::decode::register_value(event.ret, ret.ty);
             if let Some(condition) = ret.error_when
                 && condition.holds(comparable(event.ret, ret.ty))
             {

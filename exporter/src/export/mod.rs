@@ -7,7 +7,7 @@ mod stdout;
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
-    trace::{SpanData, SpanExporter as _},
+    trace::{SpanData, SpanExporter},
 };
 use spanprobe_config::ExporterConfig;
 
@@ -36,14 +36,8 @@ impl Exporter {
     /// Exports spans that all come from the process `resource` describes.
     pub async fn export(&mut self, resource: &Resource, batch: Vec<SpanData>) -> OTelSdkResult {
         match self {
-            Self::Stdout(exporter) => {
-                exporter.set_resource(resource);
-                exporter.export(batch).await
-            }
-            Self::Otlp(exporter) => {
-                exporter.set_resource(resource);
-                exporter.export(batch).await
-            }
+            Self::Stdout(exporter) => export_with(exporter, resource, batch).await,
+            Self::Otlp(exporter) => export_with(exporter.as_mut(), resource, batch).await,
         }
     }
 
@@ -53,4 +47,14 @@ impl Exporter {
             Self::Otlp(exporter) => exporter.shutdown(),
         }
     }
+}
+
+/// One export request: the SDK exporters take the resource as state, set before each batch.
+async fn export_with<E: SpanExporter>(
+    exporter: &mut E,
+    resource: &Resource,
+    batch: Vec<SpanData>,
+) -> OTelSdkResult {
+    exporter.set_resource(resource);
+    exporter.export(batch).await
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use opentelemetry_otlp::{
-    ExporterBuildError, Protocol, WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _,
+    ExporterBuildError, Protocol, WithExportConfig, WithHttpConfig as _, WithTonicConfig as _,
 };
 use spanprobe_config::{Compression, OtlpConfig, OtlpProtocol};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -35,17 +35,15 @@ pub fn otlp_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExpo
     };
     let built = match config.protocol {
         OtlpProtocol::Grpc => {
-            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+            let builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(endpoint.clone())
                 .with_metadata(metadata(config)?);
-            if let Some(timeout) = config.timeout {
-                builder = builder.with_timeout(timeout);
+            let builder = with_common(builder, &endpoint, config);
+            match compression {
+                Some(compression) => builder.with_compression(compression),
+                None => builder,
             }
-            if let Some(compression) = compression {
-                builder = builder.with_compression(compression);
-            }
-            builder.build()
+            .build()
         }
         OtlpProtocol::HttpProtobuf => {
             let headers: HashMap<String, String> = config
@@ -53,21 +51,28 @@ pub fn otlp_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExpo
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+            let builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(endpoint.clone())
                 .with_headers(headers);
-            if let Some(timeout) = config.timeout {
-                builder = builder.with_timeout(timeout);
+            let builder = with_common(builder, &endpoint, config);
+            match compression {
+                Some(compression) => builder.with_compression(compression),
+                None => builder,
             }
-            if let Some(compression) = compression {
-                builder = builder.with_compression(compression);
-            }
-            builder.build()
+            .build()
         }
     };
     built.map_err(|source| OtlpError::Build { endpoint, source })
+}
+
+/// The settings both transports take through the same trait: endpoint and timeout.
+fn with_common<B: WithExportConfig>(builder: B, endpoint: &str, config: &OtlpConfig) -> B {
+    let builder = builder.with_endpoint(endpoint);
+    match config.timeout {
+        Some(timeout) => builder.with_timeout(timeout),
+        None => builder,
+    }
 }
 
 fn metadata(config: &OtlpConfig) -> Result<MetadataMap, OtlpError> {
