@@ -19,7 +19,7 @@ pub use located::{Located, Position};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, DEFAULT_STR_LEN, ExporterConfig,
     FunctionSpec, Limits, MAX_DEPTH, MAX_MEMORY_LEN, OtlpConfig, OtlpProtocol, ProbeTarget,
-    ReturnSpec, StdoutConfig, StdoutFormat,
+    ReturnSpec, StdoutConfig, StdoutFormat, TlsConfig,
 };
 pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};
 pub use value_type::{ValueType, ValueTypeError};

@@ -115,6 +115,20 @@ pub struct OtlpConfig {
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub compression: Compression,
+    /// How an `https://` endpoint's certificate is checked; system roots when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS for an `https://` endpoint. The system's trusted roots are always used; `ca_file` adds
+/// to them (e.g. a private CA or a collector's self-signed certificate).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with one or more CA certificates, relative to the config file.
+    pub ca_file: Option<Located<std::path::PathBuf>>,
+    /// Accept any certificate: encryption without authentication, for testing only.
+    #[serde(default)]
+    pub insecure_skip_verify: Located<bool>,
 }
 
 /// OTLP transport, named as in `OTEL_EXPORTER_OTLP_PROTOCOL`.

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::{
-    Config, ExporterConfig, FunctionSpec, Located, Position, Problem, ValueType,
+    Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem, ValueType,
     schema::MAX_MEMORY_LEN,
 };
 
@@ -96,6 +96,7 @@ fn validate_export(config: &Config, problems: &mut Problems) {
                 );
             }
         }
+        validate_tls(otlp, problems);
     }
     let max_depth = config.limits.max_depth;
     if !(1..=crate::schema::MAX_DEPTH).contains(&max_depth) {
@@ -149,6 +150,33 @@ fn validate_export(config: &Config, problems: &mut Problems) {
                 "{} is larger than batch.queue_size ({})",
                 batch.batch_size, batch.queue_size
             ),
+        );
+    }
+}
+
+/// `tls` only means something for an `https://` endpoint, and trusting a CA while
+/// verifying nothing is a contradiction.
+fn validate_tls(otlp: &OtlpConfig, problems: &mut Problems) {
+    let Some(tls) = &otlp.tls else { return };
+    let url = otlp
+        .traces_endpoint
+        .as_deref()
+        .or(otlp.endpoint.as_deref())
+        .unwrap_or_else(|| otlp.protocol.default_endpoint());
+    if !url.starts_with("https://") {
+        problems.add(
+            Position::default(),
+            "exporter.otlp.tls",
+            format!("the endpoint `{url}` is not https://, so TLS settings would not be used"),
+        );
+    }
+    if let Some(ca_file) = &tls.ca_file
+        && tls.insecure_skip_verify.value
+    {
+        problems.add(
+            ca_file.position,
+            "exporter.otlp.tls.ca_file",
+            "is unused when insecure_skip_verify is true; set one or the other",
         );
     }
 }

@@ -116,6 +116,32 @@ fn exporters() {
     );
 }
 
+#[test]
+fn tls_mistakes() {
+    const PROBES: &str = "probes: [{ binary: demo, functions: [{ symbol: f }] }]\n";
+    assert_eq!(
+        error(&format!(
+            "exporter: {{ otlp: {{ endpoint: 'http://c:4317', tls: {{ insecure_skip_verify: true }} }} }}\n{PROBES}"
+        )),
+        "app.yaml: exporter.otlp.tls: the endpoint `http://c:4317` is not https://, so TLS \
+         settings would not be used"
+    );
+    assert_eq!(
+        error(&format!(
+            "exporter: {{ otlp: {{ endpoint: 'https://c:4317', tls: {{ ca_file: ca.pem, insecure_skip_verify: true }} }} }}\n{PROBES}"
+        )),
+        "app.yaml:1:65: exporter.otlp.tls.ca_file: is unused when insecure_skip_verify is true; \
+         set one or the other"
+    );
+    assert_eq!(
+        error(&format!(
+            "exporter: {{ otlp: {{ endpoint: 'https://c:4317', tls: {{ ca: ca.pem }} }} }}\n{PROBES}"
+        )),
+        "app.yaml:1:56: exporter.otlp.tls.ca: unknown field `ca`, expected one of ca_file, \
+         insecure_skip_verify (did you mean `ca_file`?)"
+    );
+}
+
 /// Semantic problems are all reported together, each with its position.
 #[test]
 fn every_semantic_problem_at_once() {

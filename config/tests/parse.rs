@@ -120,6 +120,25 @@ fn every_key_parses_into_its_value() {
 }
 
 #[test]
+fn tls_keys() {
+    let config = parse(
+        Path::new("tls.yaml"),
+        "exporter: { otlp: { endpoint: 'https://collector:4317', tls: { ca_file: certs/ca.pem } } }\n\
+         probes: [{ binary: demo, functions: [{ symbol: f }] }]\n",
+        &env,
+    )
+    .unwrap();
+    let ExporterConfig::Otlp(otlp) = &config.exporter else {
+        panic!("not otlp")
+    };
+    let tls = otlp.tls.as_ref().expect("tls section");
+    let ca_file = tls.ca_file.as_ref().expect("ca_file");
+    assert_eq!(ca_file.value, Path::new("certs/ca.pem"));
+    assert_eq!((ca_file.position.line, ca_file.position.column), (1, 72));
+    assert!(!tls.insecure_skip_verify.value);
+}
+
+#[test]
 fn defaults() {
     let config = parse(
         Path::new("min.yaml"),
