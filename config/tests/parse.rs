@@ -134,7 +134,7 @@ fn tls_keys() {
     let tls = otlp.tls.as_ref().expect("tls section");
     let ca_file = tls.ca_file.as_ref().expect("ca_file");
     assert_eq!(ca_file.value, Path::new("certs/ca.pem"));
-    assert_eq!((ca_file.position.line, ca_file.position.column), (1, 72));
+    assert_eq!((ca_file.position.line, ca_file.position.column), (1, 73));
     assert!(!tls.insecure_skip_verify.value);
 }
 
