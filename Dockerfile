@@ -12,6 +12,9 @@ RUN rustup toolchain install nightly --profile minimal \
     && make -C examples/demo
 
 FROM debian:bookworm-slim AS spanprobe
+# The system roots that https:// collector endpoints are verified against.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/spanprobe /usr/local/bin/spanprobe
 ENTRYPOINT ["/usr/local/bin/spanprobe"]
 CMD ["run", "--config", "/etc/spanprobe/spanprobe.yaml"]

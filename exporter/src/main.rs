@@ -123,4 +123,7 @@ fn is_config_error(error: &anyhow::Error) -> bool {
         || error
             .downcast_ref::<spanprobe::export::OtlpError>()
             .is_some()
+        || error
+            .downcast_ref::<spanprobe::export::TlsError>()
+            .is_some()
 }

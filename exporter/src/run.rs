@@ -68,7 +68,7 @@ async fn trace(
         );
     }
     let functions = resolve(&config, config_path)?;
-    let exporter = Exporter::from_config(&config.exporter)?;
+    let exporter = Exporter::from_config(&config.exporter, &config.base_dir)?;
 
     let filter = if command.is_empty() {
         ProcessFilter::All

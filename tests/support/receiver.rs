@@ -27,6 +27,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 /// Generous message limit so large batches are never rejected by the receiver itself.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -239,6 +240,76 @@ async fn export_http(
     }
 }
 
+/// The certificate and key a TLS receiver presents, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct ServerIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl ServerIdentity {
+    /// A fresh self-signed certificate for `localhost` and 127.0.0.1.
+    pub fn self_signed() -> ServerIdentity {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("receiver: generate a self-signed certificate");
+        ServerIdentity {
+            cert_pem: key.cert.pem(),
+            key_pem: key.signing_key.serialize_pem(),
+        }
+    }
+
+    fn rustls_config(&self) -> tokio_rustls::rustls::ServerConfig {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+        let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("receiver: certificate PEM");
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("receiver: key PEM");
+        let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("receiver: TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("receiver: TLS certificate");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config
+    }
+}
+
+/// Serves `app` over TLS until `shutdown` fires: what `axum::serve` does for plain TCP.
+async fn serve_https(
+    listener: TcpListener,
+    app: axum::Router,
+    identity: &ServerIdentity,
+    shutdown: oneshot::Receiver<()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(identity.rustls_config()));
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that does not trust the certificate ends the handshake; nothing to serve.
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
+    }
+}
+
 /// A running server: its shutdown trigger and task.
 struct ServerHandle {
     shutdown: oneshot::Sender<()>,
@@ -261,6 +332,8 @@ impl ServerHandle {
 /// In-process OTLP trace receiver serving gRPC and HTTP on 127.0.0.1 ephemeral ports.
 pub struct Receiver {
     shared: Arc<Shared>,
+    /// Serving TLS.
+    tls: bool,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     grpc: ServerHandle,
@@ -278,6 +351,16 @@ impl Receiver {
     /// Starts on the given ports (0: any free port), e.g. again after [`Receiver::stop`] to
     /// play a backend that comes back.
     pub async fn start_on(grpc_port: u16, http_port: u16) -> Receiver {
+        Self::start_with(grpc_port, http_port, None).await
+    }
+
+    /// Starts both servers over TLS, presenting `identity`; endpoints are then
+    /// `https://localhost:PORT`.
+    pub async fn start_tls(identity: &ServerIdentity) -> Receiver {
+        Self::start_with(0, 0, Some(identity.clone())).await
+    }
+
+    async fn start_with(grpc_port: u16, http_port: u16, tls: Option<ServerIdentity>) -> Receiver {
         let shared = Arc::new(Shared::default());
 
         let grpc_listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, grpc_port)))
@@ -290,8 +373,17 @@ impl Receiver {
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let (grpc_tx, grpc_rx) = oneshot::channel::<()>();
+        let mut server = tonic::transport::Server::builder();
+        if let Some(identity) = &tls {
+            server = server
+                .tls_config(
+                    ServerTlsConfig::new()
+                        .identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem)),
+                )
+                .expect("receiver: gRPC TLS config");
+        }
         let grpc_task = tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+            let result = server
                 .add_service(service)
                 .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), async {
                     // A dropped sender (receiver dropped without `stop`) also shuts down.
@@ -314,7 +406,11 @@ impl Receiver {
             .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
             .with_state(shared.clone());
         let (http_tx, http_rx) = oneshot::channel::<()>();
+        let serves_tls = tls.is_some();
         let http_task = tokio::spawn(async move {
+            if let Some(identity) = &tls {
+                return serve_https(http_listener, app, identity, http_rx).await;
+            }
             let result = axum::serve(http_listener, app)
                 .with_graceful_shutdown(async {
                     let _ = http_rx.await;
@@ -327,6 +423,7 @@ impl Receiver {
 
         Receiver {
             shared,
+            tls: serves_tls,
             grpc_addr,
             http_addr,
             grpc: ServerHandle {
@@ -340,19 +437,28 @@ impl Receiver {
         }
     }
 
-    /// gRPC endpoint, e.g. `http://127.0.0.1:PORT`.
     /// The ports it listens on: (gRPC, HTTP).
     pub fn ports(&self) -> (u16, u16) {
         (self.grpc_addr.port(), self.http_addr.port())
     }
 
+    /// gRPC endpoint, e.g. `http://127.0.0.1:PORT`.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        self.url(self.grpc_addr)
     }
 
     /// HTTP base URL, e.g. `http://127.0.0.1:PORT`; clients append `/v1/traces`.
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http_addr)
+        self.url(self.http_addr)
+    }
+
+    /// TLS endpoints name the host the certificate was made for.
+    fn url(&self, addr: SocketAddr) -> String {
+        if self.tls {
+            format!("https://localhost:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        }
     }
 
     /// All spans received so far, flattened, each with its resource attributes.

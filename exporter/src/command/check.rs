@@ -3,13 +3,19 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use spanprobe_config::{ArgSpec, ValueType};
+use spanprobe_config::{ArgSpec, ExporterConfig, ValueType};
 
-use crate::resolve::{ProbedFunction, resolve};
+use crate::{
+    export::endpoint_tls,
+    resolve::{ProbedFunction, resolve},
+};
 
 /// Loads and resolves the config; returns the report to print.
 pub fn check(config_path: &Path) -> anyhow::Result<String> {
     let config = spanprobe_config::load(config_path)?;
+    if let ExporterConfig::Otlp(otlp) = &config.exporter {
+        endpoint_tls(otlp, &config.base_dir)?;
+    }
     let functions = resolve(&config, config_path)?;
     Ok(report(config_path, &functions))
 }

@@ -3,17 +3,21 @@
 mod otlp;
 mod queue;
 mod stdout;
+mod tls;
 
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
     trace::{SpanData, SpanExporter},
 };
+use std::path::Path;
+
 use spanprobe_config::ExporterConfig;
 
-pub use otlp::{OtlpError, otlp_exporter};
+pub use otlp::{OtlpError, endpoint_tls, otlp_exporter};
 pub use queue::{ExportSettings, ExportStats, QueuedSpan, SpanQueue, spawn_export};
 pub use stdout::LineExporter;
+pub use tls::{Tls, TlsError};
 
 /// The configured span destination.
 #[derive(Debug)]
@@ -24,12 +28,12 @@ pub enum Exporter {
 }
 
 impl Exporter {
-    /// Builds the exporter `config` asks for. Needs a tokio runtime (the gRPC channel is
-    /// created here, connecting lazily).
-    pub fn from_config(config: &ExporterConfig) -> Result<Self, OtlpError> {
+    /// Builds the exporter `config` asks for, reading files (a CA) relative to `base_dir`.
+    /// Needs a tokio runtime (the gRPC channel is created here, connecting lazily).
+    pub fn from_config(config: &ExporterConfig, base_dir: &Path) -> Result<Self, OtlpError> {
         Ok(match config {
             ExporterConfig::Stdout(stdout) => Self::Stdout(LineExporter::stdout(stdout.format)),
-            ExporterConfig::Otlp(otlp) => Self::Otlp(Box::new(otlp_exporter(otlp)?)),
+            ExporterConfig::Otlp(otlp) => Self::Otlp(Box::new(otlp_exporter(otlp, base_dir)?)),
         })
     }
 

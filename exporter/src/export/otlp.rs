@@ -1,12 +1,15 @@
 //! The OTLP exporter, built from config the way `OTEL_EXPORTER_OTLP_*` settings are read.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path};
 
 use opentelemetry_otlp::{
     ExporterBuildError, Protocol, WithExportConfig, WithHttpConfig as _, WithTonicConfig as _,
 };
 use spanprobe_config::{Compression, OtlpConfig, OtlpProtocol};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{ClientTlsConfig, Endpoint};
+
+use super::tls::{self, Tls, TlsError};
 
 /// The OTLP exporter could not be built from its config.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +25,29 @@ pub enum OtlpError {
         "exporter.otlp.headers: `{name}` is not a valid gRPC metadata name or its value is not ASCII"
     )]
     Header { name: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("exporter.otlp: endpoint `{endpoint}`")]
+    Channel {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("exporter.otlp: cannot build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// Builds a gRPC or HTTP/protobuf OTLP span exporter. For HTTP a base endpoint gets
 /// `/v1/traces` appended, as the OpenTelemetry spec says for `OTEL_EXPORTER_OTLP_ENDPOINT`;
-/// a traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is used as is.
-pub fn otlp_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
+/// a traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is used as is. An `https://`
+/// endpoint is verified as `tls` says, with files relative to `base_dir`.
+pub fn otlp_exporter(
+    config: &OtlpConfig,
+    base_dir: &Path,
+) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
     let endpoint = signal_endpoint(config);
+    let tls = endpoint_tls(config, base_dir)?;
+    tls::install_crypto_provider();
     let compression = match config.compression {
         Compression::None => None,
         Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
@@ -38,6 +57,10 @@ pub fn otlp_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExpo
             let builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_metadata(metadata(config)?);
+            let builder = match &tls {
+                Some(tls) => builder.with_channel(tls_channel(&endpoint, tls)?),
+                None => builder,
+            };
             let builder = with_common(builder, &endpoint, config);
             match compression {
                 Some(compression) => builder.with_compression(compression),
@@ -55,6 +78,10 @@ pub fn otlp_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExpo
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
                 .with_headers(headers);
+            let builder = match &tls {
+                Some(tls) => builder.with_http_client(tls_http_client(tls, config)?),
+                None => builder,
+            };
             let builder = with_common(builder, &endpoint, config);
             match compression {
                 Some(compression) => builder.with_compression(compression),
@@ -66,6 +93,16 @@ pub fn otlp_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExpo
     built.map_err(|source| OtlpError::Build { endpoint, source })
 }
 
+/// How the endpoint's certificate is verified; `None` for a plain `http://` endpoint. Reads
+/// the CA file, so `spanprobe check` calls it too.
+pub fn endpoint_tls(config: &OtlpConfig, base_dir: &Path) -> Result<Option<Tls>, TlsError> {
+    if signal_endpoint(config).starts_with("https://") {
+        Tls::new(config.tls.as_ref(), base_dir).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The settings both transports take through the same trait: endpoint and timeout.
 fn with_common<B: WithExportConfig>(builder: B, endpoint: &str, config: &OtlpConfig) -> B {
     let builder = builder.with_endpoint(endpoint);
@@ -73,6 +110,33 @@ fn with_common<B: WithExportConfig>(builder: B, endpoint: &str, config: &OtlpCon
         Some(timeout) => builder.with_timeout(timeout),
         None => builder,
     }
+}
+
+/// A gRPC channel that verifies the server with `tls` (connecting lazily, as the exporter's
+/// own channel would).
+fn tls_channel(endpoint: &str, tls: &Tls) -> Result<tonic::transport::Channel, OtlpError> {
+    let channel_error = |source| OtlpError::Channel {
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    Ok(Endpoint::from_shared(endpoint.to_owned())
+        .map_err(channel_error)?
+        .tls_config_with_verifier(ClientTlsConfig::new(), tls.verifier())
+        .map_err(channel_error)?
+        .connect_lazy())
+}
+
+/// The HTTP client the exporter would build itself, with `tls` instead of its defaults.
+fn tls_http_client(tls: &Tls, config: &OtlpConfig) -> Result<reqwest::Client, OtlpError> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.client_config()?)
+        .timeout(
+            config
+                .timeout
+                .unwrap_or(opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT),
+        )
+        .build()
+        .map_err(OtlpError::HttpClient)
 }
 
 fn metadata(config: &OtlpConfig) -> Result<MetadataMap, OtlpError> {
@@ -140,7 +204,8 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_a_malformed_endpoint() {
-        let err = otlp_exporter(&config("not a url", OtlpProtocol::Grpc)).unwrap_err();
+        let err =
+            otlp_exporter(&config("not a url", OtlpProtocol::Grpc), Path::new(".")).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("exporter.otlp: endpoint `not a url`"),
@@ -153,7 +218,7 @@ mod tests {
         let mut bad = config("http://c:4317", OtlpProtocol::Grpc);
         bad.headers
             .insert("bad header".into(), "secret-token".into());
-        let err = otlp_exporter(&bad).unwrap_err().to_string();
+        let err = otlp_exporter(&bad, Path::new(".")).unwrap_err().to_string();
         assert!(
             err.contains("`bad header`") && !err.contains("secret-token"),
             "{err}"

@@ -7,7 +7,11 @@ use std::{
 };
 
 use opentelemetry_sdk::{Resource, error::OTelSdkError, trace::SpanData};
-use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::Instant,
+};
 
 use super::Exporter;
 use crate::metrics::Metrics;
@@ -38,11 +42,19 @@ pub struct ExportStats {
     pub failing: bool,
 }
 
-/// The sending side, held by the ring-buffer reader.
+/// The sending side, held by the ring-buffer reader. Dropping it starts the final flush.
 #[derive(Debug)]
 pub struct SpanQueue {
     tx: mpsc::Sender<QueuedSpan>,
+    /// When the queue was closed, so an export already retrying learns of the shutdown.
+    closed: watch::Sender<Option<Instant>>,
     metrics: Arc<Metrics>,
+}
+
+impl Drop for SpanQueue {
+    fn drop(&mut self) {
+        self.closed.send_replace(Some(Instant::now()));
+    }
 }
 
 impl SpanQueue {
@@ -86,13 +98,18 @@ pub fn spawn_export(
     metrics: Arc<Metrics>,
 ) -> (SpanQueue, JoinHandle<ExportStats>) {
     let (tx, mut rx) = mpsc::channel::<QueuedSpan>(settings.queue_size);
+    let (closed, closed_at) = watch::channel(None);
     let queue = SpanQueue {
         tx,
+        closed,
         metrics: Arc::clone(&metrics),
+    };
+    let mut shutdown = Shutdown {
+        closed_at,
+        timeout: settings.shutdown_timeout,
     };
     let task = tokio::spawn(async move {
         let mut stats = ExportStats::default();
-        let mut deadline = None;
         let mut received = Vec::with_capacity(settings.batch_size);
         loop {
             if rx.recv_many(&mut received, settings.batch_size).await == 0 {
@@ -107,13 +124,10 @@ pub fn spawn_export(
                     Ok(_) => {}
                 }
             }
-            if rx.is_closed() && deadline.is_none() {
-                deadline = Some(Instant::now() + settings.shutdown_timeout);
-            }
             metrics
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
-            export_batch(&mut exporter, &mut received, deadline, &mut stats).await;
+            export_batch(&mut exporter, &mut received, &mut shutdown, &mut stats).await;
             metrics
                 .spans_exported
                 .store(stats.exported, Ordering::Relaxed);
@@ -145,7 +159,7 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 async fn export_batch(
     exporter: &mut Exporter,
     received: &mut Vec<QueuedSpan>,
-    deadline: Option<Instant>,
+    shutdown: &mut Shutdown,
     stats: &mut ExportStats,
 ) {
     let mut spans = received.drain(..).peekable();
@@ -157,7 +171,7 @@ async fn export_batch(
         }
         let count = batch.len() as u64;
         let names: Vec<String> = batch.iter().map(|s| s.name.to_string()).collect();
-        match send(exporter, &resource, batch, deadline, stats).await {
+        match send(exporter, &resource, batch, shutdown, stats).await {
             Ok(()) => {
                 stats.exported += count;
                 for name in names {
@@ -179,51 +193,93 @@ enum Unsent {
     Failed(OTelSdkError),
 }
 
-/// One batch, retried until it is accepted, [`GIVE_UP_AFTER`] passes, or the deadline.
+/// The final flush's deadline: `timeout` after the reader closed the queue.
+struct Shutdown {
+    closed_at: watch::Receiver<Option<Instant>>,
+    timeout: Duration,
+}
+
+impl Shutdown {
+    fn deadline(&self) -> Option<Instant> {
+        self.closed_at.borrow().map(|at| at + self.timeout)
+    }
+
+    /// The earlier of `give_up` and the shutdown deadline.
+    fn until(&self, give_up: Instant) -> Instant {
+        self.deadline()
+            .map_or(give_up, |deadline| deadline.min(give_up))
+    }
+
+    /// Runs `work` until it is done or [`Self::until`] passes (`None`). A shutdown starting
+    /// meanwhile brings the end forward instead of waiting out `give_up`.
+    async fn bounded<F: Future>(&mut self, give_up: Instant, work: F) -> Option<F::Output> {
+        tokio::pin!(work);
+        loop {
+            let until = self.until(give_up);
+            if self.deadline().is_some() {
+                return tokio::time::timeout_at(until, &mut work).await.ok();
+            }
+            tokio::select! {
+                done = tokio::time::timeout_at(until, &mut work) => return done.ok(),
+                changed = self.closed_at.changed() => {
+                    if changed.is_err() {
+                        // The queue is gone without saying when: bound by what is known.
+                        return tokio::time::timeout_at(until, &mut work).await.ok();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why a batch that ran out of time is lost: the shutdown deadline, or giving up.
+    fn out_of_time(&self, give_up: Instant, error: OTelSdkError) -> Unsent {
+        if self.deadline().is_some_and(|deadline| deadline <= give_up) {
+            Unsent::Deadline
+        } else {
+            Unsent::Failed(error)
+        }
+    }
+}
+
+/// One batch, retried until it is accepted, [`GIVE_UP_AFTER`] passes, or the shutdown deadline.
 async fn send(
     exporter: &mut Exporter,
     resource: &Resource,
     batch: Vec<SpanData>,
-    deadline: Option<Instant>,
+    shutdown: &mut Shutdown,
     stats: &mut ExportStats,
 ) -> Result<(), Unsent> {
     let give_up = Instant::now() + GIVE_UP_AFTER;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let until = deadline.map_or(give_up, |d| d.min(give_up));
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(if deadline.is_some_and(|d| d <= give_up) {
-                Unsent::Deadline
-            } else {
-                Unsent::Failed(OTelSdkError::Timeout(GIVE_UP_AFTER))
-            });
-        }
-        let result = tokio::time::timeout(left, exporter.export(resource, batch.clone()))
-            .await
-            .unwrap_or(Err(OTelSdkError::Timeout(left)));
-        let error = match result {
-            Ok(()) => {
+        let attempt = exporter.export(resource, batch.clone());
+        let error = match shutdown.bounded(give_up, attempt).await {
+            Some(Ok(())) => {
                 if std::mem::take(&mut stats.failing) {
                     tracing::info!("export recovered");
                 }
                 return Ok(());
             }
-            Err(error) => error,
+            Some(Err(error)) => error,
+            None => {
+                let error = OTelSdkError::Timeout(GIVE_UP_AFTER);
+                return Err(shutdown.out_of_time(give_up, error));
+            }
         };
         if !std::mem::replace(&mut stats.failing, true) {
             // Once per outage, not once per attempt.
             tracing::warn!(%error, "export failed; retrying with backoff");
         }
         stats.retries += 1;
-        if Instant::now() + backoff >= until {
-            return Err(if deadline.is_some_and(|d| d <= give_up) {
-                Unsent::Deadline
-            } else {
-                Unsent::Failed(error)
-            });
+        let retry_at = Instant::now() + backoff;
+        if retry_at >= shutdown.until(give_up)
+            || shutdown
+                .bounded(give_up, tokio::time::sleep_until(retry_at))
+                .await
+                .is_none()
+        {
+            return Err(shutdown.out_of_time(give_up, error));
         }
-        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
