@@ -63,21 +63,23 @@ impl Tls {
     pub fn new(config: Option<&TlsConfig>, base_dir: &Path) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = config.cloned().unwrap_or_default();
-        let verifier: Arc<dyn ServerCertVerifier> = if config.insecure_skip_verify.value {
+        let roots = if config.insecure_skip_verify.value {
             tracing::warn!(
                 "exporter.otlp.tls.insecure_skip_verify: the collector's certificate is not checked"
             );
-            Arc::new(AcceptAnyCertificate(provider.clone()))
+            None
         } else {
             let roots = roots(config.ca_file.as_ref().map(|f| base_dir.join(&f.value)))?;
-            let webpki =
+            Some(
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()?;
-            Arc::new(ExplainRejection {
-                inner: webpki,
-                explained: AtomicBool::new(false),
-            })
+                    .build()?,
+            )
         };
+        let verifier = Arc::new(Verifier {
+            provider: provider.clone(),
+            roots,
+            explained: AtomicBool::new(false),
+        });
         Ok(Self { provider, verifier })
     }
 
@@ -125,16 +127,19 @@ fn roots(ca_file: Option<PathBuf>) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Verifies as `inner` does, and says why a certificate was rejected: the transports only
-/// report "network error" or "transport error".
+/// Checks the server's certificate against the trusted roots (`None`: accepts any, for
+/// `insecure_skip_verify`) and says why one was rejected, since the transports only report
+/// "network error". Handshake signatures are always checked, so the connection is at least
+/// encrypted to whoever holds the presented certificate's key.
 #[derive(Debug)]
-struct ExplainRejection {
-    inner: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    roots: Option<Arc<WebPkiServerVerifier>>,
     /// Said once: every retry fails the same way.
     explained: AtomicBool,
 }
 
-impl ServerCertVerifier for ExplainRejection {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -143,13 +148,11 @@ impl ServerCertVerifier for ExplainRejection {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let verdict =
+            roots.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
         if let Err(error) = &verdict
             && !self.explained.swap(true, Ordering::Relaxed)
         {
@@ -168,7 +171,8 @@ impl ServerCertVerifier for ExplainRejection {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -177,61 +181,14 @@ impl ServerCertVerifier for ExplainRejection {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `insecure_skip_verify`: any certificate is accepted, but the handshake's signatures are
-/// still checked, so the connection is encrypted to whoever holds the presented key.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
