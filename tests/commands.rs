@@ -72,27 +72,10 @@ async fn check_reports_every_problem_and_exits_2() {
     );
     let output = unprivileged(&["check", "-c", config.to_str().unwrap()]).await;
     assert_eq!(output.status.code(), Some(2));
-    // Schema errors stop parsing; this one is the float.
-    assert_eq!(
-        support::stderr(&output).trim(),
-        format!(
-            "spanprobe: {}:7:34: probes[0].functions[2].args[0].type: `f32` cannot be captured: \
-             floating-point arguments and return values are passed in XMM registers, which \
-             uprobes do not see",
-            config.display()
-        )
-    );
-    // Without it, both resolution problems are reported together.
-    std::fs::write(
-        &config,
-        "probes:\n  - binary: demo\n    functions:\n      - symbol: no_such\n      - offset: 0x1\n",
-    )
-    .unwrap();
-    let output = unprivileged(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_eq!(output.status.code(), Some(2));
+    // A schema error, then what resolving the rest finds, in file order.
     let err = support::stderr(&output);
     let lines: Vec<_> = err.trim().lines().collect();
-    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(lines.len(), 3, "{err}");
     assert!(
         lines[0].contains(":4:17: probes[0].functions[0].symbol:")
             && lines[0].contains("no function `no_such`"),
@@ -103,6 +86,35 @@ async fn check_reports_every_problem_and_exits_2() {
         dir.path().join("demo").display()
     );
     assert!(lines[1].ends_with(&expected), "{err}");
+    assert_eq!(
+        lines[2],
+        format!(
+            "{}:7:34: probes[0].functions[2].args[0].type: `f32` cannot be captured: \
+             floating-point arguments and return values are passed in XMM registers, which \
+             uprobes do not see",
+            config.display()
+        )
+    );
+    // A semantic problem and an unknown symbol, in another function, come together too.
+    std::fs::write(
+        &config,
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n        sample_rate: 2\n      - symbol: no_such\n",
+    )
+    .unwrap();
+    let output = unprivileged(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let err = support::stderr(&output);
+    let lines: Vec<_> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains(":5:22: probes[0].functions[0].sample_rate:"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains(":6:17: probes[0].functions[1].symbol:")
+            && lines[1].contains("no function `no_such`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

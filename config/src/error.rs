@@ -13,8 +13,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Every problem found: the first YAML or schema error stops parsing, semantic checks all
-    /// run.
+    /// Every problem found, in file order: all schema errors (wrong type, unknown key or name,
+    /// missing field) and the semantic problems of the parts that parse. Malformed YAML has no
+    /// document to search, so it gets one problem, the first met (usually its syntax error).
     #[error("{}", ProblemLines { path, problems })]
     Invalid {
         path: PathBuf,

@@ -8,13 +8,15 @@ mod error;
 mod load;
 mod located;
 mod otel_env;
+mod recover;
 mod schema;
+mod tree;
 mod validate;
 mod value_type;
 
 pub use condition::{Comparison, Condition};
 pub use error::{ConfigError, Problem};
-pub use load::{load, parse};
+pub use load::{load, load_with, parse};
 pub use located::{Located, Position};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, DEFAULT_STR_LEN, ExporterConfig,

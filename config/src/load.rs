@@ -1,21 +1,36 @@
-//! Reading a config file: the one place that knows the YAML library, so it can be swapped.
+//! Reading a config file. The YAML library is known here, in [`crate::located`] and in the
+//! diagnostic pass's [`crate::tree`], so it can be swapped.
 
 use std::path::Path;
 
 use crate::{
-    AttributeValue, Config, ConfigError, ExporterConfig, Position, Problem, env, otel_env,
+    AttributeValue, Config, ConfigError, ExporterConfig, Position, Problem, env, otel_env, recover,
     validate::validate,
 };
 
 /// Reads, parses and validates the config at `path`. `${VAR}` references and the standard
 /// `OTEL_*` variables are taken from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, |_| Vec::new())
+}
+
+/// [`load`], with `more` checks of every config that deserializes (e.g. that its binaries and
+/// symbols exist), whose problems are reported with the config's own. Called at most once,
+/// with `base_dir` set; its list indices are those of the config it is given.
+pub fn load_with(
+    path: &Path,
+    more: impl FnOnce(&Config) -> Vec<Problem>,
+) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let mut config = parse(path, &text, &|name| std::env::var(name).ok())?;
-    config.base_dir = path.parent().unwrap_or(Path::new("")).to_owned();
+    let base_dir = path.parent().unwrap_or(Path::new("")).to_owned();
+    let lookup = |name: &str| std::env::var(name).ok();
+    let config = checked(path, &text, &lookup, |config| {
+        config.base_dir = base_dir;
+        more(config)
+    })?;
     Ok(config)
 }
 
@@ -26,39 +41,69 @@ pub fn parse(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let invalid = |problems| ConfigError::Invalid {
-        path: path.to_owned(),
-        problems,
-    };
-    let mut config = deserialize(text).map_err(|problem| invalid(vec![problem]))?;
-    let mut problems = expand_env(&mut config, lookup);
-    problems.extend(otel_env::apply(&mut config, lookup));
-    problems.extend(validate(&config));
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(invalid(problems))
-    }
+    checked(path, text, lookup, |_| Vec::new())
 }
 
-fn deserialize(text: &str) -> Result<Config, Problem> {
-    let mut field = String::from(".");
+fn checked(
+    path: &Path,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    more: impl FnOnce(&mut Config) -> Vec<Problem>,
+) -> Result<Config, ConfigError> {
+    let check = |config: &mut Config| {
+        let mut problems = check(config, lookup);
+        // A field the config already faults (an empty `binary`) is not faulted twice.
+        let more: Vec<_> = more(config)
+            .into_iter()
+            .filter(|new| problems.iter().all(|known| known.field != new.field))
+            .collect();
+        problems.extend(more);
+        problems
+    };
+    let problems = match deserialize(text) {
+        Ok(mut config) => {
+            let mut problems = check(&mut config);
+            if problems.is_empty() {
+                return Ok(config);
+            }
+            problems.sort_by_key(|problem| problem.position);
+            problems
+        }
+        Err(first) => recover::every_problem(text, first, check),
+    };
+    Err(ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// The semantic problems of a config that deserialized.
+fn check(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+    let mut problems = expand_env(config, lookup);
+    problems.extend(otel_env::apply(config, lookup));
+    problems.extend(validate(config));
+    problems
+}
+
+/// How the config is read, the same for the normal and the diagnostic pass.
+pub(crate) fn yaml_options() -> serde_saphyr::options::Options {
     let mut options = serde_saphyr::options::Options::default();
     options.with_snippet = false;
-    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize(de).map_err(|error| {
-            field = field_path(error.path());
-            error.into_inner()
-        })
-    });
-    result.map_err(|error| {
-        let position = error
-            .location()
-            .map(|l| Position {
-                line: l.line() as u32,
-                column: l.column() as u32,
+    options
+}
+
+/// The normal pass: the first error stops it.
+fn deserialize(text: &str) -> Result<Config, Problem> {
+    let mut field = String::from(".");
+    let result =
+        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+            serde_path_to_error::deserialize(de).map_err(|error| {
+                field = field_path(error.path());
+                error.into_inner()
             })
-            .unwrap_or_default();
+        });
+    result.map_err(|error| {
+        let position = error.location().map(Position::of).unwrap_or_default();
         let message = did_you_mean(&bare_message(&error.to_string()));
         Problem::new(position, field, message)
     })
@@ -85,7 +130,7 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
 }
 
 /// The library appends " at line L, column C"; the position is reported separately.
-fn bare_message(message: &str) -> String {
+pub(crate) fn bare_message(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(at) => message[..at].to_owned(),
         None => message.to_owned(),
@@ -94,7 +139,7 @@ fn bare_message(message: &str) -> String {
 
 /// Adds "did you mean" to "unknown field `x`, expected one of a, b" and "unknown variant"
 /// messages, naming the closest expected name.
-fn did_you_mean(message: &str) -> String {
+pub(crate) fn did_you_mean(message: &str) -> String {
     let Some(rest) = message
         .strip_prefix("unknown field `")
         .or_else(|| message.strip_prefix("unknown variant `"))
@@ -111,12 +156,20 @@ fn did_you_mean(message: &str) -> String {
         .split(", ")
         .map(|name| name.trim_matches('`'))
         .map(|name| (strsim::jaro_winkler(given, name), name))
-        .filter(|(similarity, _)| *similarity >= 0.8)
+        .filter(|(similarity, _)| *similarity >= SIMILAR)
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match closest {
         Some((_, name)) => format!("{message} (did you mean `{name}`?)"),
         None => message.to_owned(),
     }
+}
+
+/// How alike (Jaro-Winkler) a misspelt name and a field name are at least.
+const SIMILAR: f64 = 0.8;
+
+/// Whether `given` is likely a misspelling of the field `name`.
+pub(crate) fn looks_like(given: &str, name: &str) -> bool {
+    strsim::jaro_winkler(given, name) >= SIMILAR
 }
 
 /// Expands `${VAR}` in the string values that commonly hold secrets or deployment details.

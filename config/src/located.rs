@@ -1,9 +1,12 @@
 //! Values that remember where in the file they were written, so that a problem found after
 //! parsing (an unknown symbol, a duplicate) can still point at its line and column.
 
-use std::{fmt, ops::Deref};
+use std::{fmt, marker::PhantomData, ops::Deref};
 
-use serde::{Deserialize, Deserializer};
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, SeqAccess, Visitor},
+};
 
 /// A 1-based line and column in the config file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,16 +52,61 @@ impl<T> Deref for Located<T> {
     }
 }
 
+impl Position {
+    /// Where serde-saphyr says a node is (not a `From`, to keep the library out of the API).
+    pub(crate) fn of(location: serde_saphyr::Location) -> Self {
+        Self {
+            line: location.line() as u32,
+            column: location.column() as u32,
+        }
+    }
+}
+
+/// The newtype name under which a [`Located`] asks for its value. serde-saphyr handles it as
+/// any newtype, and then its own span wrapper gives the position; the diagnostic pass's tree
+/// ([`crate::tree`]) recognises it and answers with the sequence (line, column, value).
+pub(crate) const NEWTYPE_NAME: &str = "spanprobe::Located";
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // The YAML library's own span wrapper; this is the only place that knows it.
+        deserializer.deserialize_newtype_struct(NEWTYPE_NAME, LocatedVisitor(PhantomData))
+    }
+}
+
+struct LocatedVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for LocatedVisitor<T> {
+    type Value = Located<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value")
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Located<T>, D::Error> {
+        // serde-saphyr's own span wrapper knows where the value is.
         let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
-        Ok(Self {
+        Ok(Located {
             value: spanned.value,
-            position: Position {
-                line: spanned.referenced.line() as u32,
-                column: spanned.referenced.column() as u32,
-            },
+            position: Position::of(spanned.referenced),
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Located<T>, A::Error> {
+        let line = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let column = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        let value = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+        Ok(Located {
+            value,
+            position: Position { line, column },
         })
     }
 }

@@ -25,6 +25,14 @@ fn malformed_yaml() {
         error("probes:\n  - binary: demo\n    functions: [\n"),
         "app.yaml:3:16: probes[0].functions: unclosed bracket '['"
     );
+    // Without a document there are no schema errors to look for: the syntax error is all.
+    assert_eq!(
+        error(
+            "probes: [\n  { binary: demo, functions: [{ symbol: f }] }\n  \
+             { binary: [x], functoins: [] }\n]\nlimit: {}\n"
+        ),
+        "app.yaml:3:3: probes: while parsing a flow sequence, expected ',' or ']'"
+    );
 }
 
 #[test]
@@ -103,15 +111,18 @@ fn missing_keys() {
     assert_eq!(error(""), "app.yaml:1:1: .: unexpected end of input");
 }
 
+/// `probes: []` is a mistake of its own, reported along.
 #[test]
 fn exporters() {
     assert_eq!(
         error("exporter: { stdout: {}, otlp: {} }\nprobes: []\n"),
-        "app.yaml:1:11: exporter: name one exporter, not both `stdout` and `otlp`"
+        "app.yaml: probes: at least one probe target is needed\n\
+         app.yaml:1:11: exporter: name one exporter, not both `stdout` and `otlp`"
     );
     assert_eq!(
         error("exporter: { otlp: { protocol: http/json } }\nprobes: []\n"),
-        "app.yaml:1:31: exporter.otlp.protocol: unknown variant `http/json`, expected one of grpc, \
+        "app.yaml: probes: at least one probe target is needed\n\
+         app.yaml:1:31: exporter.otlp.protocol: unknown variant `http/json`, expected one of grpc, \
          http/protobuf (did you mean `http/protobuf`?)"
     );
 }
@@ -202,4 +213,97 @@ fn unset_environment_variables() {
         ),
         "app.yaml: exporter.otlp.headers.authorization: environment variable `TOKEN` is not set"
     );
+}
+
+/// Schema errors do not stop at the first: each is reported with its place, in document order.
+#[test]
+fn every_schema_error_at_once() {
+    let yaml = "\
+probes:
+  - binary: demo
+    functions:
+      - symbol: f
+        retrun: { type: i32 }
+      - symbol: g
+      - symbol: h
+        args:
+          - { index: 0, type: i32 }
+          - { index: 1, type: i33 }
+  - binary: other
+    pid: -1
+    functions:
+      - symbol: k
+        stack: maybe
+exporter: { otlp: { compression: zip } }
+limit: { max_depth: 8 }
+";
+    let expected = [
+        "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
+         symbol, offset, address, span_name, args, return, attributes, stack, sample_rate, \
+         min_duration (did you mean `return`?)",
+        "app.yaml:10:31: probes[0].functions[2].args[1].type: unknown type `i33` (did you mean \
+         `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
+        "app.yaml:12:10: probes[1].pid: invalid u32",
+        "app.yaml:15:16: probes[1].functions[0].stack: invalid boolean",
+        "app.yaml:16:34: exporter.otlp.compression: unknown variant `zip`, expected one of none, \
+         gzip (did you mean `gzip`?)",
+        "app.yaml:17:1: limit: unknown field `limit`, expected one of service_name, resource, \
+         exporter, batch, limits, metrics, probes (did you mean `limits`?)",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
+}
+
+/// The semantic problems of the parts that parse come with the schema errors.
+#[test]
+fn schema_and_semantic_problems_together() {
+    let yaml = "\
+probes:
+  - binary: demo
+    functions:
+      - symbol: f
+        args: [{ index: 0, type: i33 }]
+      - symbol: g
+        sample_rate: 1.5
+      - symbol: g
+";
+    let expected = [
+        "app.yaml:5:34: probes[0].functions[0].args[0].type: unknown type `i33` (did you mean \
+         `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
+        "app.yaml:7:22: probes[0].functions[1].sample_rate: 1.5 is not between 0 and 1",
+        "app.yaml:8:17: probes[0].functions[2]: this function is listed twice for this binary",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
+}
+
+/// A value left out for its error leaves no "missing field" behind, nor semantic problems
+/// about what it took away, and the elements after it keep their index.
+#[test]
+fn no_follow_on_errors() {
+    let yaml = "\
+probes:
+  - binary: [demo]
+    functions: [{ symbol: f }]
+  - binary: other
+    functions:
+      - 42
+  - binary: third
+    functions:
+      - symbol: f
+        args:
+          - { index: 0, type: i32 }
+          - { index: 1, type: string }
+          - { index: 2, name: arg0, type: i32 }
+        return: { type: i32, error_when: 0 }
+";
+    let expected = [
+        "app.yaml:2:13: probes[0].binary: expected string scalar",
+        "app.yaml:6:9: probes[1].functions[0]: expected mapping start",
+        "app.yaml:12:31: probes[2].functions[0].args[1].type: unknown type `string`; expected one \
+         of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
+        "app.yaml:13:13: probes[2].functions[0].args[2].name: attribute `arg0` is used twice in \
+         this function",
+        "app.yaml:14:42: probes[2].functions[0].return.error_when: `0` is not a comparison; write \
+         one of <, <=, >, >=, ==, != and a number, e.g. `< 0`",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
 }

@@ -210,17 +210,22 @@ proptest! {
         let _ = parse(Path::new("fuzz.yaml"), &text, &env);
     }
 
-    /// Text shaped like a config, with random keys, values and nesting.
+    /// Text shaped like a config, with random keys, values and nesting; when it is refused,
+    /// at least one problem says why.
     #[test]
     fn never_panics_on_config_like_text(
         lines in proptest::collection::vec(
             (0usize..4,
              prop::sample::select(vec!["probes:", "- binary: x", "functions:", "- symbol: f", "args:",
                  "- { index: 1, type: str }", "return: { type: i32, error_when: '< 0' }", "offset: 0x10",
-                 "exporter: { otlp: {} }", "sample_rate: 2", "max_len: 9999", "type: f64", "[", "{", "${X}", "pid: -1"])),
+                 "exporter: { otlp: {} }", "sample_rate: 2", "max_len: 9999", "type: f64", "[", "{", "${X}", "pid: -1",
+                 "retrun: 1", "- 42", "binary: [x]", "index: 300", "type: i33", "stack: maybe",
+                 "- &f { symbol: g }", "- *f", "<<: *f", "exporter: { stdout: {}, otlp: {} }", "binary:"])),
             0..20)
     ) {
         let text: String = lines.iter().map(|(indent, line)| format!("{}{line}\n", "  ".repeat(*indent))).collect();
-        let _ = parse(Path::new("fuzz.yaml"), &text, &env);
+        if let Err(error) = parse(Path::new("fuzz.yaml"), &text, &env) {
+            prop_assert!(!error.problems().is_empty());
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod elf;
 pub mod export;
 pub mod ids;
 pub mod ktime;
+pub mod load;
 pub mod metrics;
 pub mod pipeline;
 pub mod reader;

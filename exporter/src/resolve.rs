@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget};
+use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Problem};
 
 use crate::{
     binary::{self, BinaryError},
@@ -118,6 +118,20 @@ pub struct ResolveErrors {
 
 impl std::error::Error for ResolveErrors {}
 
+impl ResolveError {
+    /// As a config problem: the message carries the causes, since a list of problems has no
+    /// single `source`.
+    pub fn to_problem(&self) -> Problem {
+        let mut message = self.kind.to_string();
+        let mut source = std::error::Error::source(&self.kind);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        Problem::new(self.position, self.field.clone(), message)
+    }
+}
+
 impl fmt::Display for ResolveErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, error) in self.errors.iter().enumerate() {
@@ -125,15 +139,12 @@ impl fmt::Display for ResolveErrors {
                 writeln!(f)?;
             }
             write!(f, "{}", self.config.display())?;
-            if error.position != Position::default() {
-                write!(f, ":{}", error.position)?;
-            }
-            write!(f, ": {}: {}", error.field, error.kind)?;
-            // Each line carries its own causes: this error has no single `source`.
-            let mut source = std::error::Error::source(&error.kind);
-            while let Some(cause) = source {
-                write!(f, ": {cause}")?;
-                source = cause.source();
+            let problem = error.to_problem();
+            // `file:line:col: field: ...`, or `file: field: ...` without a position.
+            if problem.position == Position::default() {
+                write!(f, ": {problem}")?;
+            } else {
+                write!(f, ":{problem}")?;
             }
         }
         Ok(())

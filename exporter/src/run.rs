@@ -25,7 +25,6 @@ use crate::{
     metrics::{self, Metrics},
     pipeline::{Pipeline, PipelineStats},
     reader::read_events,
-    resolve::resolve,
     resource::Resources,
     span::SpanAssembler,
 };
@@ -57,7 +56,7 @@ async fn trace(
     command: &[OsString],
     metrics_address: Option<SocketAddr>,
 ) -> anyhow::Result<RunOutcome> {
-    let config = spanprobe_config::load(config_path)?;
+    let (config, functions) = crate::load::load(config_path)?;
     if !command.is_empty()
         && let Some(t) = config.probes.iter().position(|target| target.pid.is_some())
     {
@@ -67,7 +66,6 @@ async fn trace(
             config_path.display()
         );
     }
-    let functions = resolve(&config, config_path)?;
     let exporter = Exporter::from_config(&config.exporter, &config.base_dir)?;
 
     let filter = if command.is_empty() {

@@ -5,18 +5,14 @@ use std::{fmt::Write as _, path::Path};
 
 use spanprobe_config::{ArgSpec, ExporterConfig, ValueType};
 
-use crate::{
-    export::endpoint_tls,
-    resolve::{ProbedFunction, resolve},
-};
+use crate::{export::endpoint_tls, load::load, resolve::ProbedFunction};
 
 /// Loads and resolves the config; returns the report to print.
 pub fn check(config_path: &Path) -> anyhow::Result<String> {
-    let config = spanprobe_config::load(config_path)?;
+    let (config, functions) = load(config_path)?;
     if let ExporterConfig::Otlp(otlp) = &config.exporter {
         endpoint_tls(otlp, &config.base_dir)?;
     }
-    let functions = resolve(&config, config_path)?;
     Ok(report(config_path, &functions))
 }
 
