@@ -73,6 +73,8 @@ pub enum BpfError {
         .0.join(", ")
     )]
     Capabilities(Vec<&'static str>),
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::MissingFeatures),
     #[error(
         "cannot load the eBPF programs (spanprobe needs root, or CAP_BPF and CAP_PERFMON, and a \
          kernel with uprobes, ring buffers and BTF)"
@@ -181,6 +183,7 @@ impl Tracer {
         limits: &Limits,
     ) -> Result<Self, BpfError> {
         check_capabilities()?;
+        crate::kernel::check()?;
         let depth_limit = limits.max_depth;
         let ring_bytes = limits.ring_buffer_size;
         // Wake the reader once a quarter of the ring is pending; it drains on a timer before.

@@ -17,6 +17,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod export;
 pub mod ids;
+pub mod kernel;
 pub mod ktime;
 pub mod load;
 pub mod metrics;
