@@ -1,6 +1,11 @@
 //! The OpenTelemetry resource of each traced process, built once per process.
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
@@ -12,12 +17,37 @@ pub struct Resources {
     /// The config's extra attributes.
     extra: Vec<KeyValue>,
     host_name: Option<String>,
-    by_pid: HashMap<u32, Arc<Resource>>,
+    by_pid: HashMap<u32, Process>,
     thread_names: HashMap<u32, Option<StringValue>>,
+    last_sweep: Instant,
+}
+
+/// A traced process as cached.
+#[derive(Debug)]
+struct Process {
+    resource: Arc<Resource>,
+    /// When it started (`/proc/<pid>/stat`), to tell it from a later process given its pid.
+    started: Option<u64>,
+    /// Found exited (or its pid reused) at the last sweep; forgotten at the next.
+    gone: bool,
 }
 
 /// Threads whose names are cached at most.
 const MAX_THREAD_NAMES: usize = 65_536;
+
+/// How often cached processes are checked against /proc. A process is forgotten one sweep
+/// after it is found gone, so spans still in flight for it find its resource, and a run of
+/// weeks does not keep every process it ever saw.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// The start time of process `pid` (clock ticks after boot), if it is still there.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, so count from the last
+    // `)`; the start time is the stat file's 22nd field.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
 
 /// `/proc/<pid>/cmdline` as an array, if the process is still there.
 fn command_args(pid: u32) -> Option<Array> {
@@ -51,20 +81,51 @@ impl Resources {
             host_name,
             by_pid: HashMap::new(),
             thread_names: HashMap::new(),
+            last_sweep: Instant::now(),
         }
     }
 
     /// The resource of process `pid`. Its executable is read from /proc; if the process is
     /// already gone, `probed_binary` (the file the probe is in) stands in for it.
     pub fn for_process(&mut self, pid: u32, probed_binary: &Path) -> Arc<Resource> {
-        if let Some(resource) = self.by_pid.get(&pid) {
-            return Arc::clone(resource);
+        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.sweep();
         }
+        if let Some(process) = self.by_pid.get(&pid) {
+            return Arc::clone(&process.resource);
+        }
+        let started = start_time(pid);
         let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
             .unwrap_or_else(|_| probed_binary.to_owned());
         let resource = Arc::new(self.build(pid, &executable, command_args(pid)));
-        self.by_pid.insert(pid, Arc::clone(&resource));
+        self.by_pid.insert(
+            pid,
+            Process {
+                resource: Arc::clone(&resource),
+                started,
+                gone: false,
+            },
+        );
         resource
+    }
+
+    /// Forgets the processes found gone at the previous sweep, and marks those gone now:
+    /// exited, or their pid now belongs to a process that started at another time.
+    fn sweep(&mut self) {
+        self.last_sweep = Instant::now();
+        self.by_pid.retain(|pid, process| {
+            if process.gone {
+                return false;
+            }
+            let started = start_time(*pid);
+            process.gone = started.is_none() || started != process.started;
+            true
+        });
+    }
+
+    /// Processes whose resource is cached.
+    pub fn cached(&self) -> usize {
+        self.by_pid.len()
     }
 
     /// The name of thread `tid` of `pid` (its `comm`), read once per thread.
@@ -166,5 +227,58 @@ mod tests {
             get(&resource, "service.name"),
             Some(Value::from("unknown_service:server"))
         );
+    }
+
+    #[test]
+    fn exited_processes_are_forgotten_one_sweep_after_they_are_found_gone() {
+        let mut resources = Resources::new(None, &Default::default());
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let exited = child.id();
+        let alive = std::process::id();
+        resources.for_process(exited, Path::new("/bin/sleep"));
+        let kept = resources.for_process(alive, Path::new("/unused"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        resources.sweep();
+        assert_eq!(
+            resources.cached(),
+            2,
+            "late spans still find the exited process"
+        );
+        resources.sweep();
+        assert_eq!(resources.cached(), 1);
+        assert!(Arc::ptr_eq(
+            &kept,
+            &resources.for_process(alive, Path::new("/unused"))
+        ));
+    }
+
+    #[test]
+    fn start_time_is_read_past_any_command_name() {
+        let ours = start_time(std::process::id()).expect("this process has a start time");
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let childs = start_time(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(childs.is_some_and(|t| t >= ours), "{childs:?} < {ours}");
+        // Clock ticks are 1/100 s on Linux: both lie within the uptime.
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            ours as f64 / 100.0 <= uptime + 1.0,
+            "{ours} ticks > {uptime} s"
+        );
+        assert_eq!(start_time(u32::MAX), None);
     }
 }
