@@ -771,6 +771,87 @@ async fn tail_calls_between_probed_functions_pair_up() {
     );
 }
 
+/// Built with `-fcf-protection`, functions start with `endbr64`, which the kernel single-steps
+/// on every call (~20 times the cost of an emulated `push`). Where a push follows, the probes go
+/// just past it, see the same registers and stack, and every value comes out the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn functions_starting_with_endbr64_are_probed_past_it() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-cet", &["-fcf-protection=full"]);
+    let functions = "      - { symbol: outer, args: [{ index: 0, name: x, type: i64 }], return: { type: i64 } }\n      - { symbol: middle, args: [{ index: 0, name: x, type: i64 }], return: { type: i64 } }\n      - { symbol: inner, args: [{ index: 0, name: x, type: i64 }], return: { type: i64 }, stack: true }\n";
+    let yaml = config(&receiver, &calls, "", functions);
+
+    // outer and middle have a frame (endbr64; push %rbp): probed 4 bytes in. inner is a leaf
+    // (endbr64; lea): probed at its entry, as there is nothing to gain past it.
+    let config_path = support::write_config(dir.path(), &yaml);
+    let check = support::spanprobe_with(&["check", "-c", config_path.to_str().unwrap()]).await;
+    assert_eq!(check.status.code(), Some(0), "{}", support::stderr(&check));
+    let report = support::stdout(&check);
+    for (function, skip) in [("outer", 4), ("middle", 4), ("inner", 0)] {
+        let symbols =
+            support::spanprobe_with(&["symbols", calls.to_str().unwrap(), function]).await;
+        let address = support::stdout(&symbols)
+            .split_whitespace()
+            .next()
+            .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+            .expect("symbols shows the address");
+        // A PIE's code is at the same offsets in the file as in its address space.
+        let expected = format!(
+            "  {function}: {function} at address {address:#x}, file offset {:#x}{};",
+            address + skip,
+            if skip > 0 { " (+4 past endbr64)" } else { "" }
+        );
+        assert!(report.contains(&expected), "{expected:?} not in\n{report}");
+    }
+
+    let (output, spans) = trace_ok(
+        &receiver,
+        dir.path(),
+        &yaml,
+        &[calls.to_str().unwrap(), "chain-wait"],
+    )
+    .await;
+    assert!(
+        support::stderr(&output).contains("lost=0"),
+        "{}",
+        support::stderr(&output)
+    );
+    assert_eq!(spans.len(), 3);
+    let ids = by_id(&spans);
+    // outer(1) -> middle(1) -> inner(2) = 4, middle returns 5, outer 6.
+    let inner = named(&spans, "inner")[0];
+    let middle = ids[&inner.span.parent_span_id];
+    let outer = ids[&middle.span.parent_span_id];
+    for (span, name, x, ret) in [
+        (inner, "inner", 2, 4),
+        (middle, "middle", 1, 5),
+        (outer, "outer", 1, 6),
+    ] {
+        assert_eq!(span.name(), name);
+        assert_eq!(
+            (span.int_attr("x"), span.int_attr("return_value")),
+            (Some(x), Some(ret)),
+            "{name}"
+        );
+        assert_eq!(incomplete(span), None);
+    }
+    assert!(outer.span.parent_span_id.is_empty());
+    // The stack reads as without probes: no trampoline in place of middle's and outer's return
+    // addresses, inner's caller included.
+    let stack: Vec<&str> = inner
+        .str_attr("code.stacktrace")
+        .expect("code.stacktrace")
+        .lines()
+        .collect();
+    for (frame, function) in stack.iter().zip(["inner", "middle", "outer", "main"]) {
+        assert!(
+            frame.starts_with(&format!("{function} (")) && frame.contains("calls.c:"),
+            "{frame:?} is not {function} in calls.c: {stack:?}"
+        );
+    }
+}
+
 /// The numbers spanprobe reports at exit, as `key=value` pairs of its log lines.
 fn reported(stderr: &str, key: &str) -> u64 {
     let marker = format!(" {key}=");

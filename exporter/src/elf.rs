@@ -1,7 +1,12 @@
 //! What spanprobe needs to know about an ELF file before probing it: that it is an x86-64
-//! ELF, where its executable code is in the file, and whether it is a Go binary.
+//! ELF, where its executable code is in the file, whether it is a Go binary, and what each
+//! probed function's first instructions are.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs::File,
+    os::unix::fs::FileExt as _,
+    path::{Path, PathBuf},
+};
 
 use object::{Architecture, Object as _, ObjectSegment as _, SegmentFlags, elf::PF_X};
 
@@ -102,9 +107,96 @@ impl ElfInfo {
     }
 }
 
+/// `endbr64`, the first instruction of every function built with `-fcf-protection` (Intel
+/// CET's indirect-branch tracking: the default on Ubuntu and Fedora).
+pub const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+/// How far past a function's entry its probes go, given the bytes there: past an `endbr64`
+/// followed by a register push, 0 otherwise.
+///
+/// The kernel emulates a probed `push` but single-steps an `endbr64` out of line, which costs
+/// about ten times more per call (BENCHMARKS.md); `endbr64` changes no register and not the
+/// stack, so a probe after it sees the same arguments and return address. Only a push
+/// qualifies: no compiler branches back to one (that would push twice), while any other
+/// instruction may head a loop that starts the function, and a probe there would fire on every
+/// iteration. Other instructions are single-stepped as well, so moving the probe onto them
+/// would gain nothing anyway.
+pub fn entry_skip(code: &[u8]) -> u64 {
+    let Some(next) = code.strip_prefix(&ENDBR64) else {
+        return 0;
+    };
+    // push %reg: 50+r, or 41 50+r for %r8..%r15, both of which the kernel emulates.
+    let push = match next {
+        [0x41, opcode, ..] | [opcode, ..] => (0x50..=0x57).contains(opcode),
+        [] => false,
+    };
+    if push { ENDBR64.len() as u64 } else { 0 }
+}
+
+/// The instruction bytes of one ELF file, read at file offsets without loading the file.
+#[derive(Debug)]
+pub struct Code {
+    file: File,
+}
+
+impl Code {
+    /// Longest instruction prefix [`entry_skip`] looks at: `endbr64` and a two-byte push.
+    const ENTRY_BYTES: usize = ENDBR64.len() + 2;
+
+    pub fn open(path: &Path) -> Result<Self, ElfError> {
+        File::open(path)
+            .map(|file| Self { file })
+            .map_err(|source| ElfError::Read {
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// [`entry_skip`] of the function at file offset `offset`; 0 if the bytes cannot be read
+    /// (the probe then goes at the entry, where it is always correct).
+    pub fn entry_skip(&self, offset: u64) -> u64 {
+        let mut code = [0u8; Self::ENTRY_BYTES];
+        match self.file.read_at(&mut code, offset) {
+            Ok(read) => entry_skip(&code[..read]),
+            Err(_) => 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skips_endbr64_only_before_a_push() {
+        // endbr64; push %rbp
+        assert_eq!(entry_skip(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48]), 4);
+        // endbr64; push %r15
+        assert_eq!(entry_skip(&[0xf3, 0x0f, 0x1e, 0xfa, 0x41, 0x57]), 4);
+        // endbr64; lea (%rdi,%rdi,1),%rax: single-stepped either way, and may head a loop.
+        assert_eq!(entry_skip(&[0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x8d]), 0);
+        // endbr64; mov %r8,%rax (REX.W+B, not a push)
+        assert_eq!(entry_skip(&[0xf3, 0x0f, 0x1e, 0xfa, 0x4c, 0x89]), 0);
+        // endbr64 at the end of the file.
+        assert_eq!(entry_skip(&ENDBR64), 0);
+        // push %rbp: nothing to skip.
+        assert_eq!(entry_skip(&[0x55, 0x48, 0x89, 0xe5, 0x53, 0x00]), 0);
+        // endbr32 (f3 0f 1e fb) is not endbr64.
+        assert_eq!(entry_skip(&[0xf3, 0x0f, 0x1e, 0xfb, 0x55, 0x48]), 0);
+        assert_eq!(entry_skip(&[]), 0);
+    }
+
+    #[test]
+    fn reads_entry_bytes_at_a_file_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("code");
+        std::fs::write(&path, [0x90, 0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0xc3]).unwrap();
+        let code = Code::open(&path).unwrap();
+        assert_eq!(code.entry_skip(1), 4);
+        assert_eq!(code.entry_skip(0), 0);
+        assert_eq!(code.entry_skip(100), 0);
+        assert!(Code::open(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn reads_this_test_binary() {

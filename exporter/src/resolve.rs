@@ -2,7 +2,9 @@
 //! symbol, offset or address turned into the file offset the kernel attaches uprobes at.
 //!
 //! We compute file offsets ourselves rather than letting aya resolve symbols: aya's
-//! shared-library offset handling is wrong in some layouts (aya-rs/aya#1198).
+//! shared-library offset handling is wrong in some layouts (aya-rs/aya#1198). A function that
+//! starts with `endbr64` and a push is probed just past the `endbr64` (see
+//! [`elf::entry_skip`](crate::elf::entry_skip)).
 
 use std::{
     collections::HashMap,
@@ -15,7 +17,7 @@ use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Pro
 
 use crate::{
     binary::{self, BinaryError},
-    elf::{ElfError, ElfInfo},
+    elf::{Code, ENDBR64, ElfError, ElfInfo},
     symbols::{SymbolTable, glob_pattern},
 };
 
@@ -25,9 +27,10 @@ pub struct ProbedFunction {
     pub binary: PathBuf,
     /// The demangled symbol, or `offset 0x..` / `address 0x..` for unnamed code.
     pub symbol: String,
-    /// Virtual address in the ELF file, when known.
+    /// Virtual address of the function's entry in the ELF file, when known.
     pub address: Option<u64>,
-    /// Offset in the file, where the uprobe goes.
+    /// Offset in the file where the uprobe and uretprobe go: the function's entry, or just past
+    /// its `endbr64` (see [`past_endbr64`]).
     pub file_offset: u64,
     pub spec: FunctionSpec,
     /// Only this process is traced.
@@ -195,8 +198,8 @@ fn resolve_target(
         Ok(path) => path,
         Err(error) => return errors.push(binary_error(error.into())),
     };
-    let elf = match ElfInfo::read(&path) {
-        Ok(elf) => elf,
+    let (elf, code) = match ElfInfo::read(&path).and_then(|elf| Ok((elf, Code::open(&path)?))) {
+        Ok(read) => read,
         Err(error) => return errors.push(binary_error(error.into())),
     };
     // Read once per binary, and only if some function is given by symbol.
@@ -236,11 +239,12 @@ fn resolve_target(
                 continue;
             }
         }
-        let probe = |symbol: String, address: Option<u64>, file_offset: u64| ProbedFunction {
+        // `entry` is the function's first byte in the file.
+        let probe = |symbol: String, address: Option<u64>, entry: u64| ProbedFunction {
             binary: path.clone(),
             symbol,
             address,
-            file_offset,
+            file_offset: entry + code.entry_skip(entry),
             spec: function.value.clone(),
             pid,
             entry_only: elf.is_go,
@@ -327,6 +331,15 @@ fn resolve_target(
             }
         }
     }
+}
+
+/// Whether `function` is probed just past the `endbr64` it starts with rather than at its
+/// entry. Read again from the binary (for `check`, which shows it): false if it cannot be read.
+pub fn past_endbr64(function: &ProbedFunction) -> bool {
+    let skip = ENDBR64.len() as u64;
+    function.file_offset.checked_sub(skip).is_some_and(|entry| {
+        Code::open(&function.binary).is_ok_and(|code| code.entry_skip(entry) == skip)
+    })
 }
 
 /// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug
