@@ -14,7 +14,7 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
-    FunctionCapture, TARGET_PIDS_MAP, THREADS_MAP, ThreadStack, WAKEUP_BYTES_GLOBAL,
+    FunctionCapture, MemoryKind, TARGET_PIDS_MAP, THREADS_MAP, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 
 use spanprobe_config::Limits;
@@ -28,7 +28,8 @@ use crate::{
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
 
 const ENTRY_PROGRAM: &str = "spanprobe_entry";
-/// The entry program for functions that capture memory (it may fault pages in).
+/// The entry program for functions that read memory their arguments point to (it may fault
+/// pages in).
 const ENTRY_SLEEPABLE_PROGRAM: &str = "spanprobe_entry_sleepable";
 const RETURN_PROGRAM: &str = "spanprobe_return";
 /// Ends the calls of exiting threads.
@@ -38,8 +39,8 @@ const THREAD_EXIT_TRACEPOINT: &str = "sched_process_exit";
 /// Which functions a program serves.
 #[derive(Debug, Clone, Copy)]
 enum Serves {
-    /// Entry programs: those capturing memory (sleepable) or not.
-    CapturingMemory(bool),
+    /// Entry programs: those reading memory that arguments point to (sleepable) or not.
+    ReadingMemory(bool),
     /// The return program: all but entry-only functions.
     Returning,
 }
@@ -47,12 +48,21 @@ enum Serves {
 impl Serves {
     fn serves(self, function: &ProbedFunction) -> bool {
         match self {
-            Self::CapturingMemory(memory) => {
-                memory == (plan(&function.spec, function.stack_frames).0.data_len > 0)
-            }
+            Self::ReadingMemory(memory) => memory == reads_memory(function),
             Self::Returning => !function.entry_only,
         }
     }
+}
+
+/// Whether `function` reads memory its arguments point to, which may have to be faulted in (by
+/// the sleepable entry program, whose every run costs more). A stack capture needs no faults:
+/// the frames it walks are in use, so resident.
+fn reads_memory(function: &ProbedFunction) -> bool {
+    plan(&function.spec, function.stack_frames)
+        .0
+        .args
+        .iter()
+        .any(|arg| arg.memory != MemoryKind::None as u8)
 }
 
 /// Which processes the probes report.
@@ -190,12 +200,15 @@ impl Tracer {
         let wakeup_bytes = u64::from(ring_bytes / 4);
         let filter_pids = u8::from(filter == ProcessFilter::Selected);
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
+        // One bit per possible pid.
+        let pid_words = pid_max().div_ceil(64);
         let mut ebpf = EbpfLoader::new()
             .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
             .override_global(DEPTH_LIMIT_GLOBAL, &depth_limit, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
+            .map_max_entries(TARGET_PIDS_MAP, pid_words)
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
         set_captures(&mut ebpf, functions)?;
@@ -203,15 +216,20 @@ impl Tracer {
         let thread_exit = attach_thread_exit(&mut ebpf)?;
         let mut links = Links::default();
         let programs = [
-            (ENTRY_PROGRAM, "uprobe", Serves::CapturingMemory(false)),
+            (ENTRY_PROGRAM, "uprobe", Serves::ReadingMemory(false)),
             (
                 ENTRY_SLEEPABLE_PROGRAM,
                 "uprobe",
-                Serves::CapturingMemory(true),
+                Serves::ReadingMemory(true),
             ),
             (RETURN_PROGRAM, "uretprobe", Serves::Returning),
         ];
         for (program, kind, serves) in programs {
+            // Verifying a program is most of the start-up time (~0.1 s each here): load only
+            // those that serve some function (most configs read no argument memory).
+            if !functions.iter().any(|function| serves.serves(function)) {
+                continue;
+            }
             let uprobe = uprobe_mut(&mut ebpf, program)?;
             uprobe.load().map_err(|source| BpfError::Program {
                 program,
@@ -262,16 +280,15 @@ impl Tracer {
                 what: "map",
                 name: TARGET_PIDS_MAP,
             })?;
-        let mut pids: HashMap<_, u32, u8> =
-            HashMap::try_from(map).map_err(|source| BpfError::Map {
-                map: TARGET_PIDS_MAP,
-                source: Box::new(source),
-            })?;
-        pids.insert(pid.get(), 1, 0)
-            .map_err(|source| BpfError::Map {
-                map: TARGET_PIDS_MAP,
-                source: Box::new(source),
-            })
+        let map_error = |source| BpfError::Map {
+            map: TARGET_PIDS_MAP,
+            source: Box::new(source),
+        };
+        // A bitmap: bit `pid % 64` of element `pid / 64` (see the eBPF side).
+        let mut pids: Array<_, u64> = Array::try_from(map).map_err(map_error)?;
+        let (index, bit) = (pid.get() / 64, 1u64 << (pid.get() % 64));
+        let word = pids.get(&index, 0).map_err(map_error)?;
+        pids.set(index, word | bit, 0).map_err(map_error)
     }
 
     /// Takes the ring buffer completed calls arrive in (once).
@@ -334,6 +351,16 @@ impl Tracer {
         }
         Ok(KernelCounters(totals))
     }
+}
+
+/// The kernel's `pid_max`: pids are below it. At most 2^22 (`PID_MAX_LIMIT` on 64-bit), which
+/// is also the fallback.
+fn pid_max() -> u32 {
+    const PID_MAX_LIMIT: u32 = 1 << 22;
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|max| max.trim().parse().ok())
+        .map_or(PID_MAX_LIMIT, |max: u32| max.min(PID_MAX_LIMIT))
 }
 
 fn attach_thread_exit(ebpf: &mut Ebpf) -> Result<RawTracePointLink, BpfError> {
