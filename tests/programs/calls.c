@@ -8,7 +8,9 @@
  *   resolve     getaddrinfo("localhost") from libc
  *   chain-wait  outer(1), then 300 ms alive (so that its stacks are read while it runs)
  *   tailcall    tail_outer(1), which jumps to tail_inner, then outer(1)
- *   bench N     N calls of inner(), printing the mean ns per call
+ *   bench N [work]  N calls of inner() (or work()), printing the mean ns per call
+ *   load T S [R]    T threads calling work() for S seconds, R calls/s in all (default 0: as
+ *               fast as they can), printing the calls made and the calls per second
  *   slow N      one call of slow(), which sleeps N ms
  * Built with frame pointers and without sibling-call optimisation, like the demo. */
 #include <netdb.h>
@@ -25,6 +27,10 @@
 PROBED long inner(long x) { return x * 2; }
 PROBED long middle(long x) { return inner(x + 1) + 1; }
 PROBED long outer(long x) { return middle(x) + 1; }
+
+/* The benchmarks' function: with a frame, so it starts with push %rbp (after endbr64 with
+ * -fcf-protection), which the kernel emulates, unlike inner's lea. */
+PROBED long work(long x) { return inner(x) + 1; }
 
 PROBED long recurse(long depth) { return depth <= 1 ? 1 : 1 + recurse(depth - 1); }
 
@@ -55,6 +61,39 @@ static void *thread_main(void *arg) {
     long id = (long)arg;
     long total = 0;
     for (long i = 0; i < 20; i++) total += outer(id * 1000 + i);
+    return (void *)total;
+}
+
+static double seconds_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec + now.tv_nsec / 1e9;
+}
+
+struct load {
+    double seconds;
+    double rate; /* calls/s of this thread, 0 for as fast as it can */
+    long calls;
+};
+
+/* Calls work() in rounds of 100 until the time is up, sleeping between rounds to keep to the
+ * rate, if any. */
+static void *load_main(void *arg) {
+    struct load *load = arg;
+    double start = seconds_now(), now = start;
+    long calls = 0, total = 0;
+    while (now - start < load->seconds) {
+        for (long i = 0; i < 100; i++) total += work(calls + i);
+        calls += 100;
+        now = seconds_now();
+        double due = load->rate > 0 ? start + calls / load->rate : now;
+        if (due > now) {
+            struct timespec until = {(time_t)due, (long)((due - (time_t)due) * 1e9)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
+            now = seconds_now();
+        }
+    }
+    load->calls = calls;
     return (void *)total;
 }
 
@@ -100,10 +139,29 @@ int main(int argc, char **argv) {
         struct timespec start, end;
         long total = 0;
         clock_gettime(CLOCK_MONOTONIC, &start);
-        for (long i = 0; i < n; i++) total += inner(i);
+        int use_work = argc > 3 && strcmp(argv[3], "work") == 0;
+        for (long i = 0; i < n; i++) total += use_work ? work(i) : inner(i);
         clock_gettime(CLOCK_MONOTONIC, &end);
         double ns = (end.tv_sec - start.tv_sec) * 1e9 + (end.tv_nsec - start.tv_nsec);
         printf("bench %ld calls %.1f ns/call (%ld)\n", n, ns / n, total);
+    } else if (strcmp(mode, "load") == 0) {
+        pthread_t threads[64];
+        struct load loads[64];
+        if (n > 64) n = 64;
+        double seconds = argc > 3 ? strtod(argv[3], NULL) : 1;
+        double rate = argc > 4 ? strtod(argv[4], NULL) : 0;
+        double start = seconds_now();
+        for (long i = 0; i < n; i++) {
+            loads[i] = (struct load){seconds, rate / n, 0};
+            pthread_create(&threads[i], NULL, load_main, &loads[i]);
+        }
+        long calls = 0;
+        for (long i = 0; i < n; i++) {
+            pthread_join(threads[i], NULL);
+            calls += loads[i].calls;
+        }
+        double elapsed = seconds_now() - start;
+        printf("load %ld calls in %.2f s %.0f calls/s\n", calls, elapsed, calls / elapsed);
     } else if (strcmp(mode, "tailcall") == 0) {
         printf("tail %ld\n", tail_outer(1));
         outer(1);
