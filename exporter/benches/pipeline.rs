@@ -32,6 +32,7 @@ fn function() -> ProbedFunction {
         symbol: "two_ints_and_return".into(),
         address: Some(0x1230),
         file_offset: 0x1230,
+        entry_skip: 0,
         spec: FunctionSpec {
             args: vec![arg(0, "a"), arg(1, "b")],
             return_value: Some(Located::unplaced(ReturnSpec {

@@ -34,6 +34,7 @@ fn work() -> ProbedFunction {
         symbol: "work".into(),
         address: Some(0x18e0),
         file_offset: 0x18e0,
+        entry_skip: 0,
         spec: FunctionSpec {
             args: vec![Located::unplaced(ArgSpec {
                 index: 0,

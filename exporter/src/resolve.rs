@@ -17,7 +17,7 @@ use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Pro
 
 use crate::{
     binary::{self, BinaryError},
-    elf::{Code, ENDBR64, ElfError, ElfInfo},
+    elf::{Code, ElfError, ElfInfo},
     symbols::{SymbolTable, glob_pattern},
 };
 
@@ -29,9 +29,12 @@ pub struct ProbedFunction {
     pub symbol: String,
     /// Virtual address of the function's entry in the ELF file, when known.
     pub address: Option<u64>,
-    /// Offset in the file where the uprobe and uretprobe go: the function's entry, or just past
-    /// its `endbr64` (see [`past_endbr64`]).
+    /// Offset in the file where the uprobe and uretprobe go: the function's entry, or
+    /// `entry_skip` bytes past it.
     pub file_offset: u64,
+    /// How far past the entry the probes are: the length of an `endbr64` the kernel would
+    /// otherwise single-step on every call (see [`crate::elf::entry_skip`]), or 0.
+    pub entry_skip: u64,
     pub spec: FunctionSpec,
     /// Only this process is traced.
     pub pid: Option<NonZeroU32>,
@@ -240,20 +243,24 @@ fn resolve_target(
             }
         }
         // `entry` is the function's first byte in the file.
-        let probe = |symbol: String, address: Option<u64>, entry: u64| ProbedFunction {
-            binary: path.clone(),
-            symbol,
-            address,
-            file_offset: entry + code.entry_skip(entry),
-            spec: function.value.clone(),
-            pid,
-            entry_only: elf.is_go,
-            source: None,
-            stack_frames: if function.stack.value {
-                stack_frames
-            } else {
-                0
-            },
+        let probe = |symbol: String, address: Option<u64>, entry: u64| {
+            let entry_skip = code.entry_skip(entry);
+            ProbedFunction {
+                binary: path.clone(),
+                symbol,
+                address,
+                file_offset: entry + entry_skip,
+                entry_skip,
+                spec: function.value.clone(),
+                pid,
+                entry_only: elf.is_go,
+                source: None,
+                stack_frames: if function.stack.value {
+                    stack_frames
+                } else {
+                    0
+                },
+            }
         };
         if let Some(offset) = &function.offset {
             if elf.offset_is_code(offset.value) {
@@ -331,15 +338,6 @@ fn resolve_target(
             }
         }
     }
-}
-
-/// Whether `function` is probed just past the `endbr64` it starts with rather than at its
-/// entry. Read again from the binary (for `check`, which shows it): false if it cannot be read.
-pub fn past_endbr64(function: &ProbedFunction) -> bool {
-    let skip = ENDBR64.len() as u64;
-    function.file_offset.checked_sub(skip).is_some_and(|entry| {
-        Code::open(&function.binary).is_ok_and(|code| code.entry_skip(entry) == skip)
-    })
 }
 
 /// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug

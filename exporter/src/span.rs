@@ -235,6 +235,7 @@ mod tests {
             symbol: "two_ints_and_return".into(),
             address: Some(0x1139),
             file_offset: 0x1139,
+            entry_skip: 0,
             spec: FunctionSpec {
                 symbol: Some(Located::unplaced("two_ints_and_return".into())),
                 span_name: Some("add".into()),

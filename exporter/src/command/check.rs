@@ -42,15 +42,12 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
             .map_or("-".to_owned(), |a| format!("{a:#x}"));
         let _ = write!(
             out,
-            "  {span_name}: {} at address {address}, file offset {:#x}{}",
-            function.symbol,
-            function.file_offset,
-            if crate::resolve::past_endbr64(function) {
-                " (+4 past endbr64)"
-            } else {
-                ""
-            }
+            "  {span_name}: {} at address {address}, file offset {:#x}",
+            function.symbol, function.file_offset
         );
+        if function.entry_skip > 0 {
+            let _ = write!(out, " (+{} past endbr64)", function.entry_skip);
+        }
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid}");
         }
