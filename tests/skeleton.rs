@@ -301,6 +301,52 @@ async fn exits_with_the_commands_status() {
     assert_eq!(output.status.code(), Some(128 + 15));
 }
 
+/// A SIGINT sent to spanprobe (kill, not a terminal) is passed on to the command, once: the
+/// command counts the SIGINTs it gets and exits with that count after the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "probes:\n  - binary: {}\n    functions: [{{ symbol: inner }}]\n",
+            demo.display()
+        ),
+    );
+    let script = "n=0; trap 'n=$((n+1))' INT; echo ready; \
+                  while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.5; exit $((40+n))";
+    let mut child = tokio::process::Command::new(support::spanprobe())
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await;
+    assert_eq!(ready.unwrap().unwrap().as_deref(), Some("ready"));
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(41),
+        "the command got exactly one SIGINT"
+    );
+}
+
 /// Runs spanprobe on a bad config and returns (exit code, stderr, stdout).
 async fn run_bad(config: &std::path::Path, dir: &std::path::Path) -> (Option<i32>, String, String) {
     let demo = support::build_demo(dir);

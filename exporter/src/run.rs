@@ -10,6 +10,9 @@ use std::{
 };
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use signal_hook::{iterator::exfiltrator::WithOrigin, low_level::siginfo::Cause};
+use signal_hook_tokio::SignalsInfo;
 use spanprobe_common::Counter;
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -168,21 +171,31 @@ async fn start_command(tracer: &mut Tracer, command: &[OsString]) -> anyhow::Res
     Ok(gated.start(&program).await?)
 }
 
-/// Forwards SIGINT/SIGTERM to the command and returns its exit code once it has exited.
+/// Forwards SIGINT/SIGTERM sent to spanprobe on to the command, and returns its exit code
+/// once it has exited.
 async fn wait_for_command(child: RunningChild) -> anyhow::Result<i32> {
     let pid = child.pid();
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
+    let mut signals = SignalsInfo::<WithOrigin>::new([libc::SIGINT, libc::SIGTERM])?;
     let wait = child.wait();
     tokio::pin!(wait);
     let status = loop {
         tokio::select! {
             status = &mut wait => break status.context("waiting for the traced command")?,
-            _ = interrupt.recv() => child::signal(pid, libc::SIGINT),
-            _ = terminate.recv() => child::signal(pid, libc::SIGTERM),
+            Some(origin) = signals.next() => {
+                if forwarded(origin.cause) {
+                    child::signal(pid, origin.signal);
+                }
+            }
         }
     };
     Ok(child::exit_code(status))
+}
+
+/// Whether a signal spanprobe got should be passed on to the command. The command shares
+/// spanprobe's process group, so what the kernel raised for the group (a terminal's Ctrl-C)
+/// reached it already; passing that on would deliver it twice.
+fn forwarded(cause: Cause) -> bool {
+    !matches!(cause, Cause::Kernel)
 }
 
 async fn wait_for_termination() -> anyhow::Result<()> {
@@ -231,5 +244,23 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
             export_retries = export.retries,
             "{lost} calls were not exported"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signal_hook::low_level::siginfo::Sent;
+
+    use super::*;
+
+    #[test]
+    fn only_signals_sent_to_spanprobe_are_passed_on() {
+        assert!(
+            !forwarded(Cause::Kernel),
+            "a terminal's Ctrl-C reached the command"
+        );
+        assert!(forwarded(Cause::Sent(Sent::User)), "kill(1)");
+        assert!(forwarded(Cause::Sent(Sent::TKill)));
+        assert!(forwarded(Cause::Unknown));
     }
 }
