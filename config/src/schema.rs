@@ -119,6 +119,23 @@ pub struct OtlpConfig {
     pub tls: Option<TlsConfig>,
 }
 
+impl OtlpConfig {
+    /// The URL traces are sent to, before HTTP's `/v1/traces` is added to a base endpoint: the
+    /// traces endpoint, else the endpoint, else the protocol's default. Its scheme says
+    /// whether TLS is used.
+    pub fn endpoint_in_use(&self) -> &str {
+        self.traces_endpoint
+            .as_deref()
+            .or(self.endpoint.as_deref())
+            .unwrap_or_else(|| self.protocol.default_endpoint())
+    }
+
+    /// Whether the endpoint in use is `https://`.
+    pub fn uses_tls(&self) -> bool {
+        self.endpoint_in_use().starts_with("https://")
+    }
+}
+
 /// TLS for an `https://` endpoint. The system's trusted roots are always used; `ca_file` adds
 /// to them (e.g. a private CA or a collector's self-signed certificate).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

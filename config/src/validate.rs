@@ -158,12 +158,8 @@ fn validate_export(config: &Config, problems: &mut Problems) {
 /// verifying nothing is a contradiction.
 fn validate_tls(otlp: &OtlpConfig, problems: &mut Problems) {
     let Some(tls) = &otlp.tls else { return };
-    let url = otlp
-        .traces_endpoint
-        .as_deref()
-        .or(otlp.endpoint.as_deref())
-        .unwrap_or_else(|| otlp.protocol.default_endpoint());
-    if !url.starts_with("https://") {
+    let url = otlp.endpoint_in_use();
+    if !otlp.uses_tls() {
         problems.add(
             Position::default(),
             "exporter.otlp.tls",

@@ -10,13 +10,12 @@ use crate::resolve::{ProbedFunction, ResolveError, resolve};
 /// Loads the config at `config_path` and resolves its probes, or says every problem found.
 pub fn load(config_path: &Path) -> Result<(Config, Vec<ProbedFunction>), ConfigError> {
     let mut functions = Vec::new();
-    let config =
-        spanprobe_config::load_with(config_path, |config| match resolve(config, config_path) {
-            Ok(resolved) => {
-                functions = resolved;
-                Vec::new()
-            }
-            Err(errors) => errors.errors.iter().map(ResolveError::to_problem).collect(),
-        })?;
+    let config = spanprobe_config::load_with(config_path, |config| match resolve(config) {
+        Ok(resolved) => {
+            functions = resolved;
+            Vec::new()
+        }
+        Err(errors) => errors.iter().map(ResolveError::to_problem).collect(),
+    })?;
     Ok((config, functions))
 }

@@ -118,9 +118,6 @@ fn is_config_error(error: &anyhow::Error) -> bool {
         .downcast_ref::<spanprobe_config::ConfigError>()
         .is_some()
         || error
-            .downcast_ref::<spanprobe::resolve::ResolveErrors>()
-            .is_some()
-        || error
             .downcast_ref::<spanprobe::export::OtlpError>()
             .is_some()
         || error

@@ -114,16 +114,6 @@ pub struct ResolveError {
     pub kind: ResolveErrorKind,
 }
 
-/// Every resolution error of a config, reported together, one line each.
-#[derive(Debug)]
-pub struct ResolveErrors {
-    /// The config file the errors are in.
-    pub config: PathBuf,
-    pub errors: Vec<ResolveError>,
-}
-
-impl std::error::Error for ResolveErrors {}
-
 impl ResolveError {
     /// As a config problem: the message carries the causes, since a list of problems has no
     /// single `source`.
@@ -138,28 +128,9 @@ impl ResolveError {
     }
 }
 
-impl fmt::Display for ResolveErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.errors.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}", self.config.display())?;
-            let problem = error.to_problem();
-            // `file:line:col: field: ...`, or `file: field: ...` without a position.
-            if problem.position == Position::default() {
-                write!(f, ": {problem}")?;
-            } else {
-                write!(f, ":{problem}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Resolves every function of `config`, in config order. A glob, or a symbol defined at several
-/// addresses, yields one [`ProbedFunction`] per address.
-pub fn resolve(config: &Config, config_path: &Path) -> Result<Vec<ProbedFunction>, ResolveErrors> {
+/// Resolves every function of `config`, in config order, or says every problem. A glob, or a
+/// symbol defined at several addresses, yields one [`ProbedFunction`] per address.
+pub fn resolve(config: &Config) -> Result<Vec<ProbedFunction>, Vec<ResolveError>> {
     let mut functions = Vec::new();
     let mut errors = Vec::new();
     for (t, target) in config.probes.iter().enumerate() {
@@ -177,10 +148,7 @@ pub fn resolve(config: &Config, config_path: &Path) -> Result<Vec<ProbedFunction
     if errors.is_empty() {
         Ok(functions)
     } else {
-        Err(ResolveErrors {
-            config: config_path.to_owned(),
-            errors,
-        })
+        Err(errors)
     }
 }
 

@@ -96,7 +96,7 @@ pub fn otlp_exporter(
 /// How the endpoint's certificate is verified; `None` for a plain `http://` endpoint. Reads
 /// the CA file, so `spanprobe check` calls it too.
 pub fn endpoint_tls(config: &OtlpConfig, base_dir: &Path) -> Result<Option<Tls>, TlsError> {
-    if signal_endpoint(config).starts_with("https://") {
+    if config.uses_tls() {
         Tls::new(config.tls.as_ref(), base_dir).map(Some)
     } else {
         Ok(None)
@@ -153,16 +153,12 @@ fn metadata(config: &OtlpConfig) -> Result<MetadataMap, OtlpError> {
 
 /// The URL spans are sent to.
 fn signal_endpoint(config: &OtlpConfig) -> String {
-    if let Some(traces) = &config.traces_endpoint {
-        return traces.clone();
-    }
-    let base = config
-        .endpoint
-        .as_deref()
-        .unwrap_or_else(|| config.protocol.default_endpoint());
+    let url = config.endpoint_in_use();
     match config.protocol {
-        OtlpProtocol::Grpc => base.to_owned(),
-        OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+        OtlpProtocol::HttpProtobuf if config.traces_endpoint.is_none() => {
+            format!("{}/v1/traces", url.trim_end_matches('/'))
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -62,14 +62,14 @@ impl Tls {
     /// verification at all when `insecure_skip_verify` is set.
     pub fn new(config: Option<&TlsConfig>, base_dir: &Path) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = config.cloned().unwrap_or_default();
-        let roots = if config.insecure_skip_verify.value {
+        let roots = if config.is_some_and(|tls| tls.insecure_skip_verify.value) {
             tracing::warn!(
                 "exporter.otlp.tls.insecure_skip_verify: the collector's certificate is not checked"
             );
             None
         } else {
-            let roots = roots(config.ca_file.as_ref().map(|f| base_dir.join(&f.value)))?;
+            let ca_file = config.and_then(|tls| tls.ca_file.as_ref());
+            let roots = roots(ca_file.map(|file| base_dir.join(&file.value)))?;
             Some(
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()?,
