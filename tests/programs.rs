@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use support::receiver::{ReceivedSpan, Receiver};
+use support::receiver::{Answer, ReceivedSpan, Receiver};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -949,6 +949,144 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
         "{stderr}"
     );
     assert!(stderr.contains("export recovered"), "{stderr}");
+}
+
+/// `config`, over the transport `protocol` names (`grpc` or `http/protobuf`).
+fn config_over(receiver: &Receiver, binary: &Path, protocol: &str) -> String {
+    let endpoint = match protocol {
+        "grpc" => receiver.grpc_endpoint(),
+        _ => receiver.http_endpoint(),
+    };
+    // A long batch delay: every span goes in the one request the final flush sends.
+    config(receiver, binary, "", "      - { symbol: inner }\n").replacen(
+        &format!("otlp: {{ endpoint: \"{}\" }}", receiver.grpc_endpoint()),
+        &format!(
+            "otlp: {{ endpoint: \"{endpoint}\", protocol: {protocol} }}\nbatch: {{ delay: 5s }}"
+        ),
+        1,
+    )
+}
+
+/// A backend that refuses a request as malformed is not asked again (the OTLP
+/// specification's rule): the spans are counted as failed at once, with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_request_is_not_retried_and_its_spans_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-refused", &[]);
+    for protocol in ["grpc", "http/protobuf"] {
+        let receiver = Receiver::start().await;
+        receiver.answer(Answer::Refuse);
+        let (output, spans) = trace_ok(
+            &receiver,
+            dir.path(),
+            &config_over(&receiver, &calls, protocol),
+            &[calls.to_str().unwrap(), "bench", "40"],
+        )
+        .await;
+        let stderr = support::stderr(&output);
+        assert!(spans.is_empty(), "{protocol}");
+        assert_eq!(reported(&stderr, "exported"), 0, "{protocol}: {stderr}");
+        assert_eq!(
+            reported(&stderr, "export_failed"),
+            40,
+            "{protocol}: {stderr}"
+        );
+        let reason = match protocol {
+            "grpc" => "gRPC status InvalidArgument: receiver: refused",
+            _ => "HTTP status 400 Bad Request: receiver: refused",
+        };
+        assert!(stderr.contains(reason), "{protocol}: {stderr}");
+        assert!(!stderr.contains("retrying"), "{protocol}: {stderr}");
+        assert_eq!(
+            receiver.refused(),
+            1,
+            "one request, never repeated: {stderr}"
+        );
+    }
+}
+
+/// A backend that says it is unavailable (HTTP 503 with Retry-After, gRPC UNAVAILABLE) is
+/// asked again until it takes the spans.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-unavailable", &[]);
+    for protocol in ["grpc", "http/protobuf"] {
+        let receiver = Receiver::start().await;
+        receiver.answer(Answer::Unavailable);
+        let yaml = config_over(&receiver, &calls, protocol).replace("delay: 5s", "delay: 10ms");
+        let config_path = support::write_config(dir.path(), &yaml);
+        let mut tracer = start_tracing_keep_stderr(&config_path).await;
+        let status = tokio::process::Command::new(&calls)
+            .args(["bench", "25"])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while receiver.refused() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{protocol}: no retry"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        receiver.answer(Answer::Accept);
+        assert_eq!(
+            receiver.wait_for_spans(25, WAIT).await.len(),
+            25,
+            "{protocol}"
+        );
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(tracer.0.id().unwrap() as i32, libc::SIGINT) };
+        let status = tokio::time::timeout(WAIT, tracer.0.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        let stderr = tracer.1.await.unwrap();
+        assert_eq!(reported(&stderr, "exported"), 25, "{protocol}: {stderr}");
+        assert_eq!(reported(&stderr, "dropped"), 0, "{protocol}: {stderr}");
+        assert!(
+            stderr.contains("retrying with backoff"),
+            "{protocol}: {stderr}"
+        );
+    }
+}
+
+/// An OTLP partial success: the request is accepted, but the spans the backend says it
+/// rejected are counted as lost, not as exported.
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_a_backend_rejects_in_an_accepted_request_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-partial", &[]);
+    for protocol in ["grpc", "http/protobuf"] {
+        let receiver = Receiver::start().await;
+        receiver.answer(Answer::PartiallyAccept {
+            rejected: 3,
+            message: "3 spans over quota".into(),
+        });
+        let (output, spans) = trace_ok(
+            &receiver,
+            dir.path(),
+            &config_over(&receiver, &calls, protocol),
+            &[calls.to_str().unwrap(), "bench", "40"],
+        )
+        .await;
+        let stderr = support::stderr(&output);
+        assert_eq!(spans.len(), 40, "{protocol}");
+        assert_eq!(receiver.requests(), 1, "{protocol}: {stderr}");
+        assert_eq!(reported(&stderr, "exported"), 37, "{protocol}: {stderr}");
+        assert_eq!(
+            reported(&stderr, "export_failed"),
+            3,
+            "{protocol}: {stderr}"
+        );
+        assert!(
+            stderr.contains("3 spans over quota"),
+            "{protocol}: {stderr}"
+        );
+    }
 }
 
 /// Like [`start_tracing`], keeping spanprobe's whole stderr for the end.

@@ -84,7 +84,8 @@ pub fn plan(
         };
         plans.push(ArgPlan {
             slot,
-            key: Key::new(arg.attribute_name()),
+            // Shared, not owned: the key is cloned into every span.
+            key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
             ty: arg.ty,
             data: data_len..data_len + size,
             max_len: usize::from(arg.memory_len()),

@@ -27,24 +27,70 @@ impl IdGenerator {
 
     /// The span id of the call that entered at `entry_ns` on thread `tid` of `pid`.
     pub fn span_id(&self, pid: u32, tid: u32, entry_ns: u64) -> SpanId {
-        let id = self.hash(0, pid, tid, entry_ns).h1;
-        // An all-zero id means "invalid" in OpenTelemetry.
-        SpanId::from(if id == 0 { 1 } else { id })
+        CallHash(self.hash(pid, tid, entry_ns)).span_id()
     }
 
     /// The trace id of the trace whose root call entered at `root_entry_ns`.
     pub fn trace_id(&self, pid: u32, tid: u32, root_entry_ns: u64) -> TraceId {
-        let id = self.hash(1, pid, tid, root_entry_ns).as_u128();
-        TraceId::from(if id == 0 { 1 } else { id })
+        CallHash(self.hash(pid, tid, root_entry_ns)).trace_id()
     }
 
-    fn hash(&self, domain: u8, pid: u32, tid: u32, ns: u64) -> siphasher::sip128::Hash128 {
+    /// A span's trace id, its own id and its parent's (`None` for a root), hashing each
+    /// distinct entry time once: a root is its own trace's root, and a child's parent is
+    /// often the root.
+    pub fn span_ids(
+        &self,
+        pid: u32,
+        tid: u32,
+        root_entry_ns: u64,
+        entry_ns: u64,
+        parent_entry_ns: Option<u64>,
+    ) -> (TraceId, SpanId, Option<SpanId>) {
+        let own = CallHash(self.hash(pid, tid, entry_ns));
+        let known = |ns: u64| {
+            if ns == entry_ns {
+                own
+            } else {
+                CallHash(self.hash(pid, tid, ns))
+            }
+        };
+        let root = known(root_entry_ns);
+        let parent = parent_entry_ns.map(|ns| if ns == root_entry_ns { root } else { known(ns) });
+        (
+            root.trace_id(),
+            own.span_id(),
+            parent.map(CallHash::span_id),
+        )
+    }
+
+    fn hash(&self, pid: u32, tid: u32, ns: u64) -> siphasher::sip128::Hash128 {
         let mut hasher = SipHasher13::new_with_key(&self.key);
-        hasher.write_u8(domain);
         hasher.write_u32(pid);
         hasher.write_u32(tid);
         hasher.write_u64(ns);
         hasher.finish128()
+    }
+}
+
+/// The hash of one call: its span id, and the trace id of the trace it is the root of (a
+/// root's span id is its trace id's low half, which OpenTelemetry allows).
+#[derive(Clone, Copy)]
+struct CallHash(siphasher::sip128::Hash128);
+
+impl CallHash {
+    fn span_id(self) -> SpanId {
+        // An all-zero id means "invalid" in OpenTelemetry.
+        SpanId::from(match self.0.h1 {
+            0 => 1,
+            id => id,
+        })
+    }
+
+    fn trace_id(self) -> TraceId {
+        TraceId::from(match self.0.as_u128() {
+            0 => 1,
+            id => id,
+        })
     }
 }
 
@@ -69,6 +115,21 @@ mod tests {
         assert_ne!(ids.trace_id(1, 2, 3), ids.trace_id(1, 2, 4));
         let other_run = IdGenerator::with_key([8; 16]);
         assert_ne!(base, other_run.span_id(1, 2, 3));
+    }
+
+    #[test]
+    fn span_ids_agree_with_the_single_ids() {
+        let ids = IdGenerator::with_key([7; 16]);
+        for (root, entry, parent) in [(3, 3, None), (3, 5, Some(3)), (3, 9, Some(5))] {
+            assert_eq!(
+                ids.span_ids(1, 2, root, entry, parent),
+                (
+                    ids.trace_id(1, 2, root),
+                    ids.span_id(1, 2, entry),
+                    parent.map(|parent| ids.span_id(1, 2, parent))
+                )
+            );
+        }
     }
 
     #[test]

@@ -174,7 +174,9 @@ impl Pipeline {
                 }
             }
         }
-        let resource = self.resources.for_process(event.pid, &self.binaries[id]);
+        let resource = self
+            .resources
+            .for_process(event.pid, &self.binaries[id], event.return_ns);
         match &mut self.held {
             None => self.queue.push(QueuedSpan { resource, span }),
             Some(held) => {

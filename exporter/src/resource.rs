@@ -1,11 +1,6 @@
 //! The OpenTelemetry resource of each traced process, built once per process.
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
@@ -19,7 +14,8 @@ pub struct Resources {
     host_name: Option<String>,
     by_pid: HashMap<u32, Process>,
     thread_names: HashMap<u32, Option<StringValue>>,
-    last_sweep: Instant,
+    /// Boot-clock time of the last sweep, in the records' own clock.
+    last_sweep_ns: u64,
 }
 
 /// A traced process as cached.
@@ -81,14 +77,17 @@ impl Resources {
             host_name,
             by_pid: HashMap::new(),
             thread_names: HashMap::new(),
-            last_sweep: Instant::now(),
+            last_sweep_ns: 0,
         }
     }
 
     /// The resource of process `pid`. Its executable is read from /proc; if the process is
-    /// already gone, `probed_binary` (the file the probe is in) stands in for it.
-    pub fn for_process(&mut self, pid: u32, probed_binary: &Path) -> Arc<Resource> {
-        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+    /// already gone, `probed_binary` (the file the probe is in) stands in for it. `seen_ns`
+    /// is when the record was written (boot clock): it paces the sweeps without a clock read
+    /// per span.
+    pub fn for_process(&mut self, pid: u32, probed_binary: &Path, seen_ns: u64) -> Arc<Resource> {
+        if seen_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_EVERY.as_nanos() as u64 {
+            self.last_sweep_ns = seen_ns;
             self.sweep();
         }
         if let Some(process) = self.by_pid.get(&pid) {
@@ -112,7 +111,6 @@ impl Resources {
     /// Forgets the processes found gone at the previous sweep, and marks those gone now:
     /// exited, or their pid now belongs to a process that started at another time.
     fn sweep(&mut self) {
-        self.last_sweep = Instant::now();
         self.by_pid.retain(|pid, process| {
             if process.gone {
                 return false;
@@ -139,7 +137,8 @@ impl Resources {
             .or_insert_with(|| {
                 std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
                     .ok()
-                    .map(|name| StringValue::from(name.trim_end().to_owned()))
+                    // Shared: the name is cloned into every span of the thread.
+                    .map(|name| StringValue::from(Arc::<str>::from(name.trim_end())))
             })
             .clone()
     }
@@ -182,7 +181,7 @@ mod tests {
         let extra = [("deployment.environment".to_owned(), "test".to_owned())].into();
         let mut resources = Resources::new(Some("demo".into()), &extra);
         let pid = std::process::id();
-        let resource = resources.for_process(pid, Path::new("/unused"));
+        let resource = resources.for_process(pid, Path::new("/unused"), 0);
         assert_eq!(get(&resource, "service.name"), Some(Value::from("demo")));
         assert_eq!(
             get(&resource, "process.pid"),
@@ -210,7 +209,7 @@ mod tests {
         // Built once per process.
         assert!(Arc::ptr_eq(
             &resource,
-            &resources.for_process(pid, Path::new("/unused"))
+            &resources.for_process(pid, Path::new("/unused"), 0)
         ));
     }
 
@@ -218,7 +217,7 @@ mod tests {
     fn falls_back_to_the_probed_binary_for_exited_processes() {
         let mut resources = Resources::new(None, &Default::default());
         // Beyond pid_max: no such process.
-        let resource = resources.for_process(u32::MAX, Path::new("/opt/app/server"));
+        let resource = resources.for_process(u32::MAX, Path::new("/opt/app/server"), 0);
         assert_eq!(
             get(&resource, "process.executable.path"),
             Some(Value::from("/opt/app/server"))
@@ -238,8 +237,8 @@ mod tests {
             .unwrap();
         let exited = child.id();
         let alive = std::process::id();
-        resources.for_process(exited, Path::new("/bin/sleep"));
-        let kept = resources.for_process(alive, Path::new("/unused"));
+        resources.for_process(exited, Path::new("/bin/sleep"), 0);
+        let kept = resources.for_process(alive, Path::new("/unused"), 0);
         child.kill().unwrap();
         child.wait().unwrap();
         resources.sweep();
@@ -252,7 +251,7 @@ mod tests {
         assert_eq!(resources.cached(), 1);
         assert!(Arc::ptr_eq(
             &kept,
-            &resources.for_process(alive, Path::new("/unused"))
+            &resources.for_process(alive, Path::new("/unused"), 0)
         ));
     }
 

@@ -22,7 +22,7 @@ use tokio::{
 use crate::{
     bpf::{KernelCounters, ProcessFilter, Tracer},
     child::{self, GatedChild, RunningChild},
-    export::{ExportSettings, ExportStats, Exporter, spawn_export},
+    export::{ExportSettings, ExportStats, Exporter, span_queue, spawn_export},
     ids::IdGenerator,
     ktime::BootClock,
     metrics::{self, Metrics},
@@ -94,7 +94,8 @@ async fn trace(
         tracing::info!(%address, "serving metrics");
     }
     let settings = ExportSettings::from_config(&config.batch);
-    let (queue, export_task) = spawn_export(exporter, settings, Arc::clone(&metrics));
+    let (queue, queued) = span_queue(settings.queue_size, Arc::clone(&metrics));
+    let export_task = spawn_export(exporter, queued, settings, Arc::clone(&metrics));
     let assembler = SpanAssembler::new(&functions, BootClock::sample(), IdGenerator::random());
     let mut pipeline = Pipeline::new(
         &functions,

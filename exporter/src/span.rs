@@ -1,7 +1,7 @@
 //! Completed calls to OpenTelemetry spans: pure, no I/O, so it is tested and benchmarked on
 //! recorded events.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::Arc};
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, Value,
@@ -18,10 +18,11 @@ use crate::{
     resolve::ProbedFunction,
 };
 
-/// What every span of one probed function shares, computed once.
+/// What every span of one probed function shares, computed once. Its strings are shared
+/// (`Arc<str>`, or `'static`), so copying them into each span allocates nothing.
 #[derive(Debug, Clone)]
 struct SpanTemplate {
-    name: Cow<'static, str>,
+    name: &'static str,
     symbol: Value,
     args: Vec<ArgPlan>,
     ret: Option<ReturnPlan>,
@@ -43,21 +44,24 @@ impl SpanTemplate {
             .clone()
             .unwrap_or_else(|| function.symbol.clone());
         Self {
-            name: Cow::Owned(name),
-            symbol: Value::String(function.symbol.clone().into()),
+            // SpanData wants a `'static` name: one per probed function, kept for the run.
+            name: Box::leak(name.into_boxed_str()),
+            symbol: shared(&function.symbol),
             args: plan(spec, 0).1,
             ret: spec.return_value.as_ref().map(|ret| ReturnPlan {
-                key: Key::new(ret.attribute_name().to_owned()),
+                key: Key::from(Arc::<str>::from(ret.attribute_name())),
                 ty: ret.ty,
                 error_when: ret.error_when,
             }),
             attributes: spec
                 .attributes
                 .iter()
-                .map(|(key, value)| KeyValue::new(key.clone(), attribute_value(value)))
+                .map(|(key, value)| {
+                    KeyValue::new(Arc::<str>::from(key.as_str()), attribute_value(value))
+                })
                 .chain(function.source.iter().flat_map(|(file, line)| {
                     [
-                        KeyValue::new(CODE_FILE_PATH, file.clone()),
+                        KeyValue::new(CODE_FILE_PATH, shared(file)),
                         KeyValue::new(CODE_LINE_NUMBER, i64::try_from(*line).unwrap_or(i64::MAX)),
                     ]
                 }))
@@ -71,8 +75,12 @@ fn attribute_value(value: &AttributeValue) -> Value {
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::Int(i) => Value::I64(*i),
         AttributeValue::Float(f) => Value::F64(*f),
-        AttributeValue::String(s) => Value::String(s.clone().into()),
+        AttributeValue::String(s) => shared(s),
     }
+}
+
+fn shared(s: &str) -> Value {
+    Value::String(Arc::<str>::from(s).into())
 }
 
 /// An event named a function id that the attach table does not have.
@@ -133,15 +141,20 @@ impl SpanAssembler {
     pub fn assemble(&self, event: &CallEvent, data: &[u8]) -> Result<SpanData, UnknownFunction> {
         let template = self.template(event.function_id)?;
         let (pid, tid) = (event.pid, event.tid);
-        let trace_id = self.ids.trace_id(pid, tid, event.root_entry_ns);
-        let span_id = self.ids.span_id(pid, tid, event.entry_ns);
-        let parent_span_id = match event.parent_entry_ns {
-            0 => SpanId::INVALID,
-            parent => self.ids.span_id(pid, tid, parent),
-        };
+        let parent_entry_ns = (event.parent_entry_ns != 0).then_some(event.parent_entry_ns);
+        let (trace_id, span_id, parent_span_id) = self.ids.span_ids(
+            pid,
+            tid,
+            event.root_entry_ns,
+            event.entry_ns,
+            parent_entry_ns,
+        );
+        let parent_span_id = parent_span_id.unwrap_or(SpanId::INVALID);
 
+        // Room for what `assemble` adds and what the pipeline may add after it (thread name,
+        // stack, truncation), so the vector is allocated once.
         let mut attributes =
-            Vec::with_capacity(template.args.len() + template.attributes.len() + 3);
+            Vec::with_capacity(template.args.len() + template.attributes.len() + 6);
         for arg in &template.args {
             arg.attributes(event, data, &mut attributes);
         }
@@ -182,7 +195,7 @@ impl SpanAssembler {
             parent_span_id,
             parent_span_is_remote: false,
             span_kind: SpanKind::Internal,
-            name: template.name.clone(),
+            name: Cow::Borrowed(template.name),
             start_time: self.clock.to_system_time(event.entry_ns),
             end_time: self.clock.to_system_time(event.return_ns),
             attributes,

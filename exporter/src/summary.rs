@@ -28,7 +28,11 @@ impl Summary {
             .duration_since(span.start_time)
             .unwrap_or_default();
         let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        let calls = self.by_name.entry(span.name.to_string()).or_default();
+        // Looked up by reference first: a name is allocated once, not once per call.
+        let calls = match self.by_name.get_mut(span.name.as_ref()) {
+            Some(calls) => calls,
+            None => self.by_name.entry(span.name.to_string()).or_default(),
+        };
         calls.count += 1;
         if calls.durations_ns.len() < SAMPLES {
             calls.durations_ns.push(ns);

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -119,11 +119,28 @@ fn as_str(value: Option<&Value>) -> Option<&str> {
     }
 }
 
+/// How the receiver answers export requests, on both transports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Answer {
+    /// Stores the spans and says so.
+    #[default]
+    Accept,
+    /// Stores the spans but says it rejected some (an OTLP partial success).
+    PartiallyAccept { rejected: i64, message: String },
+    /// Refuses the request as malformed (gRPC INVALID_ARGUMENT, HTTP 400): not to be retried.
+    Refuse,
+    /// Says it cannot take requests now (gRPC UNAVAILABLE, HTTP 503): to be retried.
+    Unavailable,
+}
+
 /// State shared between both servers and the test.
 #[derive(Default)]
 struct Shared {
     /// Every export request in arrival order, tagged with its transport.
     requests: Mutex<Vec<(Protocol, ExportTraceServiceRequest)>>,
+    answer: Mutex<Answer>,
+    /// Requests answered with an error (not stored).
+    refused: std::sync::atomic::AtomicUsize,
     /// Woken on every stored request so `wait_for_spans` needs no polling.
     arrived: Notify,
 }
@@ -134,9 +151,21 @@ impl Shared {
         self.requests.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record(&self, protocol: Protocol, request: ExportTraceServiceRequest) {
-        self.lock().push((protocol, request));
+    /// Stores `request` unless the answer is an error; returns the answer to give.
+    fn record(&self, protocol: Protocol, request: ExportTraceServiceRequest) -> Answer {
+        let answer = self
+            .answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if matches!(answer, Answer::Refuse | Answer::Unavailable) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        } else {
+            self.lock().push((protocol, request));
+        }
         self.arrived.notify_waiters();
+        answer
     }
 
     fn spans(&self) -> Vec<ReceivedSpan> {
@@ -176,8 +205,14 @@ impl TraceService for GrpcService {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.record(Protocol::Grpc, request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        match self.0.record(Protocol::Grpc, request.into_inner()) {
+            Answer::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            Answer::PartiallyAccept { rejected, message } => {
+                Ok(tonic::Response::new(partial_success(rejected, message)))
+            }
+            Answer::Refuse => Err(tonic::Status::invalid_argument("receiver: refused")),
+            Answer::Unavailable => Err(tonic::Status::unavailable("receiver: unavailable")),
+        }
     }
 }
 
@@ -225,10 +260,24 @@ async fn export_http(
     };
     match ExportTraceServiceRequest::decode(&raw[..]) {
         Ok(request) => {
-            shared.record(Protocol::Http, request);
+            let response = match shared.record(Protocol::Http, request) {
+                Answer::Accept => ExportTraceServiceResponse::default(),
+                Answer::PartiallyAccept { rejected, message } => partial_success(rejected, message),
+                Answer::Refuse => {
+                    return (StatusCode::BAD_REQUEST, "receiver: refused").into_response();
+                }
+                Answer::Unavailable => {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "1")],
+                        "receiver: unavailable",
+                    )
+                        .into_response();
+                }
+            };
             (
                 [(header::CONTENT_TYPE, "application/x-protobuf")],
-                ExportTraceServiceResponse::default().encode_to_vec(),
+                response.encode_to_vec(),
             )
                 .into_response()
         }
@@ -237,6 +286,15 @@ async fn export_http(
             format!("receiver: bad protobuf: {e}"),
         )
             .into_response(),
+    }
+}
+
+fn partial_success(rejected: i64, message: String) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: rejected,
+            error_message: message,
+        }),
     }
 }
 
@@ -487,6 +545,22 @@ impl Receiver {
     /// Number of export requests received over both protocols.
     pub fn requests(&self) -> usize {
         self.shared.lock().len()
+    }
+
+    /// How to answer the requests that arrive from now on.
+    pub fn answer(&self, answer: Answer) {
+        *self
+            .shared
+            .answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = answer;
+    }
+
+    /// Number of requests answered with an error.
+    pub fn refused(&self) -> usize {
+        self.shared
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops both servers; their ports refuse connections afterwards.

@@ -1,21 +1,22 @@
 //! Where spans go: the terminal or an OTLP endpoint, behind one type, fed by a bounded queue.
+//! A batch is encoded once, into the bytes one request carries, so a retry resends those.
 
 mod otlp;
+mod protobuf;
 mod queue;
 mod stdout;
 mod tls;
 
-use opentelemetry_sdk::{
-    Resource,
-    error::OTelSdkResult,
-    trace::{SpanData, SpanExporter},
-};
 use std::path::Path;
 
+use bytes::Bytes;
 use spanprobe_config::ExporterConfig;
 
-pub use otlp::{OtlpError, endpoint_tls, otlp_exporter};
-pub use queue::{ExportSettings, ExportStats, QueuedSpan, SpanQueue, spawn_export};
+pub use otlp::{Accepted, OtlpClient, OtlpError, SendError, endpoint_tls};
+pub use protobuf::encode_request;
+pub use queue::{
+    ExportSettings, ExportStats, QueuedSpan, QueuedSpans, SpanQueue, span_queue, spawn_export,
+};
 pub use stdout::LineExporter;
 pub use tls::{Tls, TlsError};
 
@@ -24,7 +25,7 @@ pub use tls::{Tls, TlsError};
 pub enum Exporter {
     Stdout(LineExporter),
     // Boxed: it is far larger than the line exporter.
-    Otlp(Box<opentelemetry_otlp::SpanExporter>),
+    Otlp(Box<OtlpClient>),
 }
 
 impl Exporter {
@@ -33,32 +34,34 @@ impl Exporter {
     pub fn from_config(config: &ExporterConfig, base_dir: &Path) -> Result<Self, OtlpError> {
         Ok(match config {
             ExporterConfig::Stdout(stdout) => Self::Stdout(LineExporter::stdout(stdout.format)),
-            ExporterConfig::Otlp(otlp) => Self::Otlp(Box::new(otlp_exporter(otlp, base_dir)?)),
+            ExporterConfig::Otlp(otlp) => Self::Otlp(Box::new(OtlpClient::new(otlp, base_dir)?)),
         })
     }
 
-    /// Exports spans that all come from the process `resource` describes.
-    pub async fn export(&mut self, resource: &Resource, batch: Vec<SpanData>) -> OTelSdkResult {
+    /// One request's body for `spans`: an OTLP `ExportTraceServiceRequest`, or lines of text.
+    pub fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
         match self {
-            Self::Stdout(exporter) => export_with(exporter, resource, batch).await,
-            Self::Otlp(exporter) => export_with(exporter.as_mut(), resource, batch).await,
+            Self::Stdout(exporter) => exporter.encode(spans),
+            Self::Otlp(_) => {
+                let mut body = Vec::with_capacity(spans.len() * ENCODED_SPAN_SIZE_HINT);
+                encode_request(spans, &mut body);
+                body.into()
+            }
         }
     }
 
-    pub fn shutdown(&mut self) -> OTelSdkResult {
+    /// Sends a body [`Self::encode`] made.
+    pub async fn send(&mut self, body: Bytes) -> Result<Accepted, SendError> {
         match self {
-            Self::Stdout(exporter) => exporter.shutdown(),
-            Self::Otlp(exporter) => exporter.shutdown(),
+            Self::Stdout(exporter) => exporter
+                .write(&body)
+                .map(|()| Accepted::default())
+                .map_err(SendError::from),
+            Self::Otlp(client) => client.send(body).await,
         }
     }
 }
 
-/// One export request: the SDK exporters take the resource as state, set before each batch.
-async fn export_with<E: SpanExporter>(
-    exporter: &mut E,
-    resource: &Resource,
-    batch: Vec<SpanData>,
-) -> OTelSdkResult {
-    exporter.set_resource(resource);
-    exporter.export(batch).await
-}
+/// About what one span with a few attributes takes in OTLP protobuf: enough that a batch's
+/// buffer seldom grows.
+const ENCODED_SPAN_SIZE_HINT: usize = 256;

@@ -1,28 +1,35 @@
-//! The OTLP exporter, built from config the way `OTEL_EXPORTER_OTLP_*` settings are read.
+//! The OTLP client: sends encoded export requests over gRPC or HTTP/protobuf, configured the
+//! way `OTEL_EXPORTER_OTLP_*` settings are read, and says which failures are worth a retry.
 
-use std::{collections::HashMap, path::Path};
+use std::{io::Write as _, path::Path, time::Duration};
 
-use opentelemetry_otlp::{
-    ExporterBuildError, Protocol, WithExportConfig, WithHttpConfig as _, WithTonicConfig as _,
-};
+use bytes::{Buf as _, BufMut as _, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message as _;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use spanprobe_config::{Compression, OtlpConfig, OtlpProtocol};
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::{
+    Code,
+    codec::{Codec, CompressionEncoding, EncodeBuf, Encoder},
+    metadata::{MetadataKey, MetadataMap, MetadataValue},
+    transport::{Channel, ClientTlsConfig, Endpoint},
+};
 
 use super::tls::{self, Tls, TlsError};
 
-/// The OTLP exporter could not be built from its config.
+/// How long one export request may take unless `exporter.otlp.timeout` says otherwise (the
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const USER_AGENT: &str = concat!("spanprobe/", env!("CARGO_PKG_VERSION"));
+
+/// The OTLP client could not be built from its config.
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
-    #[error("exporter.otlp: endpoint `{endpoint}`")]
-    Build {
-        endpoint: String,
-        #[source]
-        source: ExporterBuildError,
-    },
     /// Header values are not shown: they often hold secrets.
     #[error(
-        "exporter.otlp.headers: `{name}` is not a valid gRPC metadata name or its value is not ASCII"
+        "exporter.otlp.headers: `{name}` is not a valid header name or its value is not \
+         printable ASCII"
     )]
     Header { name: String },
     #[error(transparent)]
@@ -33,64 +40,299 @@ pub enum OtlpError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("exporter.otlp: endpoint `{endpoint}` is not an http:// or https:// URL")]
+    Url { endpoint: String },
     #[error("exporter.otlp: cannot build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
 }
 
-/// Builds a gRPC or HTTP/protobuf OTLP span exporter. For HTTP a base endpoint gets
-/// `/v1/traces` appended, as the OpenTelemetry spec says for `OTEL_EXPORTER_OTLP_ENDPOINT`;
-/// a traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is used as is. An `https://`
-/// endpoint is verified as `tls` says, with files relative to `base_dir`.
-pub fn otlp_exporter(
-    config: &OtlpConfig,
-    base_dir: &Path,
-) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
-    let endpoint = signal_endpoint(config);
-    let tls = endpoint_tls(config, base_dir)?;
-    tls::install_crypto_provider();
-    let compression = match config.compression {
-        Compression::None => None,
-        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-    };
-    let built = match config.protocol {
-        OtlpProtocol::Grpc => {
-            let builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_metadata(metadata(config)?);
-            let builder = match &tls {
-                Some(tls) => builder.with_channel(tls_channel(&endpoint, tls)?),
-                None => builder,
-            };
-            let builder = with_common(builder, &endpoint, config);
-            match compression {
-                Some(compression) => builder.with_compression(compression),
-                None => builder,
-            }
-            .build()
+/// An export request that was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("gRPC status {:?}: {}", .0.code(), grpc_message(.0))]
+    Grpc(tonic::Status),
+    #[error("HTTP request failed: {}", error_chain(.0))]
+    Http(reqwest::Error),
+    #[error("HTTP status {status}: {body}")]
+    HttpStatus {
+        status: reqwest::StatusCode,
+        body: String,
+        /// From a `Retry-After` header, in seconds.
+        retry_after: Option<Duration>,
+    },
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot write the spans: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl SendError {
+    /// Whether sending the same request again may succeed, as the OTLP specification
+    /// classifies responses: throttling and unavailability yes, a rejected request no.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Grpc(status) => matches!(
+                status.code(),
+                Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::Aborted
+                    | Code::OutOfRange
+                    | Code::Unavailable
+                    | Code::DataLoss
+                    // The specification retries it only with a RetryInfo; retrying within
+                    // the bounded backoff loses less than giving up at once.
+                    | Code::ResourceExhausted
+            ),
+            Self::Http(_) | Self::Timeout(_) => true,
+            Self::HttpStatus { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
+            Self::Write(_) => false,
         }
-        OtlpProtocol::HttpProtobuf => {
-            let headers: HashMap<String, String> = config
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_headers(headers);
-            let builder = match &tls {
-                Some(tls) => builder.with_http_client(tls_http_client(tls, config)?),
-                None => builder,
-            };
-            let builder = with_common(builder, &endpoint, config);
-            match compression {
-                Some(compression) => builder.with_compression(compression),
-                None => builder,
-            }
-            .build()
+    }
+
+    /// The wait the server asked for before retrying, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::HttpStatus { retry_after, .. } => *retry_after,
+            _ => None,
         }
+    }
+}
+
+/// A status's message, followed by the transport error behind it (a refused connection is
+/// otherwise only "transport error").
+fn grpc_message(status: &tonic::Status) -> String {
+    match std::error::Error::source(status) {
+        Some(source) => format!("{}: {}", status.message(), error_chain(source)),
+        None => status.message().to_owned(),
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// What the backend said about an accepted request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Spans it refused although the request as a whole succeeded (OTLP partial success).
+    pub rejected: u64,
+    pub message: String,
+}
+
+impl From<ExportTraceServiceResponse> for Accepted {
+    fn from(response: ExportTraceServiceResponse) -> Self {
+        response
+            .partial_success
+            .map(|partial| Self {
+                rejected: u64::try_from(partial.rejected_spans).unwrap_or(0),
+                message: partial.error_message,
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Sends export requests to one OTLP endpoint.
+#[derive(Debug)]
+pub struct OtlpClient {
+    transport: Transport,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Transport {
+    Grpc {
+        client: tonic::client::Grpc<Channel>,
+        metadata: MetadataMap,
+    },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        headers: HeaderMap,
+        gzip: bool,
+    },
+}
+
+/// The gRPC method every OTLP trace receiver serves.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl OtlpClient {
+    /// A client for the gRPC or HTTP/protobuf endpoint `config` names. For HTTP a base
+    /// endpoint gets `/v1/traces` appended, as the OpenTelemetry spec says for
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; a traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+    /// is used as is. An `https://` endpoint is verified as `tls` says, with files relative
+    /// to `base_dir`. Needs a tokio runtime; connects lazily.
+    pub fn new(config: &OtlpConfig, base_dir: &Path) -> Result<Self, OtlpError> {
+        let endpoint = signal_endpoint(config);
+        let is_url = reqwest::Url::parse(&endpoint)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
+        if !is_url {
+            return Err(OtlpError::Url { endpoint });
+        }
+        let tls = endpoint_tls(config, base_dir)?;
+        tls::install_crypto_provider();
+        let timeout = config.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let gzip = config.compression == Compression::Gzip;
+        let transport = match config.protocol {
+            OtlpProtocol::Grpc => {
+                let client =
+                    tonic::client::Grpc::new(grpc_channel(&endpoint, tls.as_ref(), timeout)?);
+                Transport::Grpc {
+                    client: if gzip {
+                        client.send_compressed(CompressionEncoding::Gzip)
+                    } else {
+                        client
+                    },
+                    metadata: metadata(config)?,
+                }
+            }
+            OtlpProtocol::HttpProtobuf => Transport::Http {
+                client: http_client(tls.as_ref(), timeout)?,
+                url: endpoint,
+                headers: http_headers(config)?,
+                gzip,
+            },
+        };
+        Ok(Self { transport, timeout })
+    }
+
+    /// Sends one encoded `ExportTraceServiceRequest`.
+    pub async fn send(&mut self, request: Bytes) -> Result<Accepted, SendError> {
+        let timeout = self.timeout;
+        let sent = match &mut self.transport {
+            Transport::Grpc { client, metadata } => {
+                tokio::time::timeout(timeout, send_grpc(client, metadata, request, timeout)).await
+            }
+            Transport::Http {
+                client,
+                url,
+                headers,
+                gzip,
+            } => {
+                tokio::time::timeout(timeout, send_http(client, url, headers, *gzip, request)).await
+            }
+        };
+        sent.unwrap_or(Err(SendError::Timeout(timeout)))
+    }
+}
+
+async fn send_grpc(
+    client: &mut tonic::client::Grpc<Channel>,
+    metadata: &MetadataMap,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Accepted, SendError> {
+    client
+        .ready()
+        .await
+        .map_err(|error| SendError::Grpc(tonic::Status::from_error(Box::new(error))))?;
+    let mut request = tonic::Request::new(body);
+    *request.metadata_mut() = metadata.clone();
+    request.set_timeout(timeout);
+    let path = http::uri::PathAndQuery::from_static(GRPC_EXPORT);
+    let response = client
+        .unary(request, path, EncodedRequestCodec)
+        .await
+        .map_err(SendError::Grpc)?;
+    Ok(response.into_inner().into())
+}
+
+async fn send_http(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &HeaderMap,
+    gzip: bool,
+    body: Bytes,
+) -> Result<Accepted, SendError> {
+    let mut request = client
+        .post(url)
+        .headers(headers.clone())
+        .header(CONTENT_TYPE, "application/x-protobuf");
+    request = if gzip {
+        request
+            .header(CONTENT_ENCODING, "gzip")
+            .body(gzipped(&body)?)
+    } else {
+        request.body(body)
     };
-    built.map_err(|source| OtlpError::Build { endpoint, source })
+    let response = request.send().await.map_err(SendError::Http)?;
+    let status = response.status();
+    if !status.is_success() {
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.trim().parse().ok())
+            .map(Duration::from_secs);
+        // The body says why (a collector's message); keep a line of it.
+        let text = response.text().await.unwrap_or_default();
+        let body: String = text.chars().take(200).collect();
+        return Err(SendError::HttpStatus {
+            status,
+            body,
+            retry_after,
+        });
+    }
+    let body = response.bytes().await.map_err(SendError::Http)?;
+    // An empty or undecodable body still means accepted: the status said so.
+    Ok(ExportTraceServiceResponse::decode(body)
+        .map(Accepted::from)
+        .unwrap_or_default())
+}
+
+fn gzipped(body: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// Sends an already encoded request as it is and decodes the response with prost.
+#[derive(Debug, Clone, Copy)]
+struct EncodedRequestCodec;
+
+impl Codec for EncodedRequestCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedRequestEncoder;
+    type Decoder = tonic_prost::ProstDecoder<ExportTraceServiceResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedRequestEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(Default::default())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EncodedRequestEncoder;
+
+impl Encoder for EncodedRequestEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, mut item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.reserve(item.len());
+        while item.has_remaining() {
+            let chunk = item.chunk();
+            let len = chunk.len();
+            dst.put_slice(chunk);
+            item.advance(len);
+        }
+        Ok(())
+    }
 }
 
 /// How the endpoint's certificate is verified; `None` for a plain `http://` endpoint. Reads
@@ -103,40 +345,51 @@ pub fn endpoint_tls(config: &OtlpConfig, base_dir: &Path) -> Result<Option<Tls>,
     }
 }
 
-/// The settings both transports take through the same trait: endpoint and timeout.
-fn with_common<B: WithExportConfig>(builder: B, endpoint: &str, config: &OtlpConfig) -> B {
-    let builder = builder.with_endpoint(endpoint);
-    match config.timeout {
-        Some(timeout) => builder.with_timeout(timeout),
-        None => builder,
-    }
-}
-
-/// A gRPC channel that verifies the server with `tls` (connecting lazily, as the exporter's
-/// own channel would).
-fn tls_channel(endpoint: &str, tls: &Tls) -> Result<tonic::transport::Channel, OtlpError> {
+/// A lazily connecting gRPC channel, verifying the server with `tls` when there is one.
+fn grpc_channel(
+    endpoint: &str,
+    tls: Option<&Tls>,
+    timeout: Duration,
+) -> Result<Channel, OtlpError> {
     let channel_error = |source| OtlpError::Channel {
         endpoint: endpoint.to_owned(),
         source,
     };
-    Ok(Endpoint::from_shared(endpoint.to_owned())
+    let mut builder = Endpoint::from_shared(endpoint.to_owned())
         .map_err(channel_error)?
-        .tls_config_with_verifier(ClientTlsConfig::new(), tls.verifier())
+        .user_agent(USER_AGENT)
         .map_err(channel_error)?
-        .connect_lazy())
+        .timeout(timeout);
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config_with_verifier(ClientTlsConfig::new(), tls.verifier())
+            .map_err(channel_error)?;
+    }
+    Ok(builder.connect_lazy())
 }
 
-/// The HTTP client the exporter would build itself, with `tls` instead of its defaults.
-fn tls_http_client(tls: &Tls, config: &OtlpConfig) -> Result<reqwest::Client, OtlpError> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls.client_config()?)
-        .timeout(
-            config
-                .timeout
-                .unwrap_or(opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT),
-        )
-        .build()
-        .map_err(OtlpError::HttpClient)
+/// The HTTP client, with `tls` instead of reqwest's defaults for an `https://` endpoint.
+fn http_client(tls: Option<&Tls>, timeout: Duration) -> Result<reqwest::Client, OtlpError> {
+    let builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(timeout);
+    let builder = match tls {
+        Some(tls) => builder.tls_backend_preconfigured(tls.client_config()?),
+        None => builder,
+    };
+    builder.build().map_err(OtlpError::HttpClient)
+}
+
+fn http_headers(config: &OtlpConfig) -> Result<HeaderMap, OtlpError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let invalid = || OtlpError::Header { name: name.clone() };
+        let key = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        value.set_sensitive(true);
+        headers.insert(key, value);
+    }
+    Ok(headers)
 }
 
 fn metadata(config: &OtlpConfig) -> Result<MetadataMap, OtlpError> {
@@ -201,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn refuses_a_malformed_endpoint() {
         let err =
-            otlp_exporter(&config("not a url", OtlpProtocol::Grpc), Path::new(".")).unwrap_err();
+            OtlpClient::new(&config("not a url", OtlpProtocol::Grpc), Path::new(".")).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("exporter.otlp: endpoint `not a url`"),
@@ -214,7 +467,9 @@ mod tests {
         let mut bad = config("http://c:4317", OtlpProtocol::Grpc);
         bad.headers
             .insert("bad header".into(), "secret-token".into());
-        let err = otlp_exporter(&bad, Path::new(".")).unwrap_err().to_string();
+        let err = OtlpClient::new(&bad, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("`bad header`") && !err.contains("secret-token"),
             "{err}"

@@ -6,14 +6,15 @@ use std::{
     time::Duration,
 };
 
-use opentelemetry_sdk::{Resource, error::OTelSdkError, trace::SpanData};
+use bytes::Bytes;
+use opentelemetry_sdk::{Resource, trace::SpanData};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
     time::Instant,
 };
 
-use super::Exporter;
+use super::{Exporter, SendError};
 use crate::metrics::Metrics;
 
 /// A span and the resource of the process it came from.
@@ -30,7 +31,8 @@ pub struct ExportStats {
     pub exported_by_name: std::collections::BTreeMap<String, u64>,
     /// Accepted by the exporter.
     pub exported: u64,
-    /// Lost because the exporter failed (backend down, refused, timed out).
+    /// Lost because the exporter failed (backend down, refused, timed out) or the backend
+    /// rejected them (an OTLP partial success).
     pub failed: u64,
     /// Dropped because the queue was full.
     pub dropped_queue_full: u64,
@@ -90,25 +92,54 @@ impl ExportSettings {
     }
 }
 
-/// Starts the export task. It ends, returning its counts, once every [`SpanQueue`] is dropped
-/// and the queue is flushed (or the shutdown deadline passed).
-pub fn spawn_export(
-    mut exporter: Exporter,
-    settings: ExportSettings,
-    metrics: Arc<Metrics>,
-) -> (SpanQueue, JoinHandle<ExportStats>) {
-    let (tx, mut rx) = mpsc::channel::<QueuedSpan>(settings.queue_size);
+/// The bounded queue: the sending side for the pipeline, the receiving side for
+/// [`spawn_export`] (or a benchmark).
+pub fn span_queue(size: usize, metrics: Arc<Metrics>) -> (SpanQueue, QueuedSpans) {
+    let (tx, rx) = mpsc::channel::<QueuedSpan>(size);
     let (closed, closed_at) = watch::channel(None);
     let queue = SpanQueue {
         tx,
         closed,
-        metrics: Arc::clone(&metrics),
+        metrics,
     };
+    (queue, QueuedSpans { rx, closed_at })
+}
+
+/// The receiving side of the queue.
+#[derive(Debug)]
+pub struct QueuedSpans {
+    rx: mpsc::Receiver<QueuedSpan>,
+    closed_at: watch::Receiver<Option<Instant>>,
+}
+
+impl QueuedSpans {
+    /// Moves up to `limit` queued spans into `batch` without waiting; returns how many.
+    pub fn take_ready(&mut self, batch: &mut Vec<QueuedSpan>, limit: usize) -> usize {
+        let before = batch.len();
+        while batch.len() - before < limit {
+            match self.rx.try_recv() {
+                Ok(span) => batch.push(span),
+                Err(_) => break,
+            }
+        }
+        batch.len() - before
+    }
+}
+
+/// Starts the export task on `queued`. It ends, returning its counts, once every
+/// [`SpanQueue`] is dropped and the queue is flushed (or the shutdown deadline passed).
+pub fn spawn_export(
+    mut exporter: Exporter,
+    queued: QueuedSpans,
+    settings: ExportSettings,
+    metrics: Arc<Metrics>,
+) -> JoinHandle<ExportStats> {
+    let QueuedSpans { mut rx, closed_at } = queued;
     let mut shutdown = Shutdown {
         closed_at,
         timeout: settings.shutdown_timeout,
     };
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut stats = ExportStats::default();
         let mut received = Vec::with_capacity(settings.batch_size);
         loop {
@@ -138,13 +169,9 @@ pub fn spawn_export(
                 .export_retries
                 .store(stats.retries, Ordering::Relaxed);
         }
-        if let Err(error) = exporter.shutdown() {
-            tracing::warn!(%error, "exporter shutdown failed");
-        }
         stats.dropped_queue_full = metrics.spans_dropped_queue_full.load(Ordering::Relaxed);
         stats
-    });
-    (queue, task)
+    })
 }
 
 /// First wait before retrying a failed export; doubled on each failure up to [`MAX_BACKOFF`].
@@ -153,44 +180,44 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A batch still failing after this long is given up and counted as failed.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
-/// Exports `received` (emptying it), one request per run of spans from the same process.
-/// Failures are retried with exponential backoff; meanwhile the queue fills, and spans beyond
-/// it are dropped and counted by [`SpanQueue::push`], never waited for.
+/// Exports `received` (emptying it) as one request. Failures are retried with exponential
+/// backoff; meanwhile the queue fills, and spans beyond it are dropped and counted by
+/// [`SpanQueue::push`], never waited for.
 async fn export_batch(
     exporter: &mut Exporter,
     received: &mut Vec<QueuedSpan>,
     shutdown: &mut Shutdown,
     stats: &mut ExportStats,
 ) {
-    let mut spans = received.drain(..).peekable();
-    while let Some(first) = spans.next() {
-        let resource = first.resource;
-        let mut batch = vec![first.span];
-        while let Some(next) = spans.next_if(|next| Arc::ptr_eq(&next.resource, &resource)) {
-            batch.push(next.span);
-        }
-        let count = batch.len() as u64;
-        let names: Vec<String> = batch.iter().map(|s| s.name.to_string()).collect();
-        match send(exporter, &resource, batch, shutdown, stats).await {
-            Ok(()) => {
-                stats.exported += count;
-                for name in names {
-                    *stats.exported_by_name.entry(name).or_default() += 1;
+    let count = received.len() as u64;
+    let body = exporter.encode(received);
+    match send(exporter, body, shutdown, stats).await {
+        Ok(rejected) => {
+            stats.exported += count - rejected;
+            stats.failed += rejected;
+            for queued in received.iter() {
+                let name = queued.span.name.as_ref();
+                match stats.exported_by_name.get_mut(name) {
+                    Some(exported) => *exported += 1,
+                    None => {
+                        stats.exported_by_name.insert(name.to_owned(), 1);
+                    }
                 }
             }
-            Err(Unsent::Deadline) => stats.dropped_at_shutdown += count,
-            Err(Unsent::Failed(error)) => {
-                stats.failed += count;
-                tracing::warn!(%error, spans = count, "export failed; giving up on these spans");
-            }
+        }
+        Err(Unsent::Deadline) => stats.dropped_at_shutdown += count,
+        Err(Unsent::Failed(error)) => {
+            stats.failed += count;
+            tracing::warn!(%error, spans = count, "export failed; giving up on these spans");
         }
     }
+    received.clear();
 }
 
 enum Unsent {
     /// The shutdown deadline passed.
     Deadline,
-    Failed(OTelSdkError),
+    Failed(SendError),
 }
 
 /// The final flush's deadline: `timeout` after the reader closed the queue.
@@ -232,7 +259,7 @@ impl Shutdown {
     }
 
     /// Why a batch that ran out of time is lost: the shutdown deadline, or giving up.
-    fn out_of_time(&self, give_up: Instant, error: OTelSdkError) -> Unsent {
+    fn out_of_time(&self, give_up: Instant, error: SendError) -> Unsent {
         if self.deadline().is_some_and(|deadline| deadline <= give_up) {
             Unsent::Deadline
         } else {
@@ -241,37 +268,50 @@ impl Shutdown {
     }
 }
 
-/// One batch, retried until it is accepted, [`GIVE_UP_AFTER`] passes, or the shutdown deadline.
+/// One request, retried until it is accepted, fails for good, [`GIVE_UP_AFTER`] passes, or
+/// the shutdown deadline. Returns how many spans the backend rejected in an accepted request.
 async fn send(
     exporter: &mut Exporter,
-    resource: &Resource,
-    batch: Vec<SpanData>,
+    body: Bytes,
     shutdown: &mut Shutdown,
     stats: &mut ExportStats,
-) -> Result<(), Unsent> {
+) -> Result<u64, Unsent> {
     let give_up = Instant::now() + GIVE_UP_AFTER;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let attempt = exporter.export(resource, batch.clone());
+        let attempt = exporter.send(body.clone());
         let error = match shutdown.bounded(give_up, attempt).await {
-            Some(Ok(())) => {
+            Some(Ok(accepted)) => {
                 if std::mem::take(&mut stats.failing) {
                     tracing::info!("export recovered");
                 }
-                return Ok(());
+                if accepted.rejected > 0 {
+                    tracing::warn!(
+                        spans = accepted.rejected,
+                        message = accepted.message,
+                        "the backend rejected spans of an accepted request"
+                    );
+                }
+                return Ok(accepted.rejected);
             }
             Some(Err(error)) => error,
             None => {
-                let error = OTelSdkError::Timeout(GIVE_UP_AFTER);
+                let error = SendError::Timeout(GIVE_UP_AFTER);
                 return Err(shutdown.out_of_time(give_up, error));
             }
         };
+        if !error.is_retryable() {
+            return Err(Unsent::Failed(error));
+        }
         if !std::mem::replace(&mut stats.failing, true) {
             // Once per outage, not once per attempt.
             tracing::warn!(%error, "export failed; retrying with backoff");
         }
         stats.retries += 1;
-        let retry_at = Instant::now() + backoff;
+        let wait = error
+            .retry_after()
+            .map_or(backoff, |asked| asked.max(backoff));
+        let retry_at = Instant::now() + wait;
         if retry_at >= shutdown.until(give_up)
             || shutdown
                 .bounded(give_up, tokio::time::sleep_until(retry_at))

@@ -1,25 +1,25 @@
 //! One line per span on the terminal, for trying spanprobe without a backend.
 
-use std::{fmt::Write as _, io::Write as _, sync::Mutex, time::Duration};
+use std::{fmt::Write as _, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use opentelemetry::{
-    Value,
+    Key, Value,
     trace::{SpanId, Status},
 };
-use opentelemetry_sdk::{
-    Resource,
-    error::{OTelSdkError, OTelSdkResult},
-    trace::{SpanData, SpanExporter},
-};
+use opentelemetry_sdk::{Resource, trace::SpanData};
 use spanprobe_config::StdoutFormat;
+
+use super::QueuedSpan;
+
+const SERVICE_NAME: Key = Key::from_static_str("service.name");
 
 /// Writes each span as one line: text
 /// (`<start> <service> <name> <duration> trace=<id> span=<id> parent=<id|-> <key>=<value>...`)
 /// or a JSON object.
 pub struct LineExporter {
-    service: String,
     format: StdoutFormat,
-    out: Mutex<Box<dyn std::io::Write + Send>>,
+    out: Box<dyn std::io::Write + Send>,
 }
 
 impl LineExporter {
@@ -28,18 +28,43 @@ impl LineExporter {
     }
 
     pub fn new(format: StdoutFormat, out: Box<dyn std::io::Write + Send>) -> Self {
-        Self {
-            service: String::new(),
-            format,
-            out: Mutex::new(out),
+        Self { format, out }
+    }
+
+    /// The lines for `spans`, each with its process's `service.name`.
+    pub fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
+        let mut text = String::new();
+        let mut service: Option<(&Arc<Resource>, String)> = None;
+        for queued in spans {
+            let name = match &service {
+                Some((resource, name)) if Arc::ptr_eq(resource, &queued.resource) => name,
+                _ => {
+                    let name = queued
+                        .resource
+                        .get(&SERVICE_NAME)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    &service.insert((&queued.resource, name)).1
+                }
+            };
+            text.push_str(&match self.format {
+                StdoutFormat::Text => format_span(name, &queued.span),
+                StdoutFormat::Json => format_span_json(name, &queued.span),
+            });
+            text.push('\n');
         }
+        text.into()
+    }
+
+    pub fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(lines)?;
+        self.out.flush()
     }
 }
 
 impl std::fmt::Debug for LineExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LineExporter")
-            .field("service", &self.service)
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
@@ -114,33 +139,6 @@ fn json_value(value: &Value) -> serde_json::Value {
         Value::I64(i) => (*i).into(),
         Value::F64(f) => (*f).into(),
         other => other.to_string().into(),
-    }
-}
-
-impl SpanExporter for LineExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let mut text = String::new();
-        for span in &batch {
-            text.push_str(&match self.format {
-                StdoutFormat::Text => format_span(&self.service, span),
-                StdoutFormat::Json => format_span_json(&self.service, span),
-            });
-            text.push('\n');
-        }
-        let mut out = self
-            .out
-            .lock()
-            .map_err(|_| OTelSdkError::InternalFailure("output lock poisoned".into()))?;
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.service = resource
-            .get(&opentelemetry::Key::from_static_str("service.name"))
-            .map(|v| v.to_string())
-            .unwrap_or_default();
     }
 }
 
