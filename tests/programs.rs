@@ -1054,6 +1054,34 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
     }
 }
 
+/// A slow backend does not hold the export up one request at a time: a few requests are in
+/// flight at once, and no more than that.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_to_a_slow_backend_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-slow-backend", &[]);
+    for protocol in ["grpc", "http/protobuf"] {
+        let receiver = Receiver::start().await;
+        receiver.answer_after(Duration::from_millis(300));
+        let yaml = config_over(&receiver, &calls, protocol)
+            .replace("delay: 5s", "delay: 1ms, batch_size: 10");
+        let (output, spans) = trace_ok(
+            &receiver,
+            dir.path(),
+            &yaml,
+            &[calls.to_str().unwrap(), "bench", "200"],
+        )
+        .await;
+        let stderr = support::stderr(&output);
+        assert_eq!(spans.len(), 200, "{protocol}: {stderr}");
+        let most = receiver.most_held();
+        assert!(
+            (2..=4).contains(&most),
+            "{protocol}: {most} requests at once"
+        );
+    }
+}
+
 /// An OTLP partial success: the request is accepted, but the spans the backend says it
 /// rejected are counted as lost, not as exported.
 #[tokio::test(flavor = "multi_thread")]

@@ -40,6 +40,8 @@ use tokio::{
 };
 use tonic::{codec::CompressionEncoding, transport::server::TcpIncoming};
 
+const GRPC_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+
 /// Large batches must never be refused by the sink itself.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -150,7 +152,12 @@ async fn main() -> anyhow::Result<()> {
     let service = TraceServiceServer::new(Grpc(Arc::clone(&counts)))
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    // HTTP/2 flow-control windows sized as a collector's grow to (grpc-go estimates the
+    // bandwidth-delay product, up to 16 MiB): with h2's default 64 KiB, each request of a
+    // few hundred KiB would wait for window updates.
     let grpc_server = tonic::transport::Server::builder()
+        .initial_stream_window_size(GRPC_WINDOW_BYTES)
+        .initial_connection_window_size(GRPC_WINDOW_BYTES)
         .add_service(service)
         .serve_with_incoming(TcpIncoming::from(grpc));
     let app = axum::Router::new()

@@ -141,11 +141,29 @@ struct Shared {
     answer: Mutex<Answer>,
     /// Requests answered with an error (not stored).
     refused: std::sync::atomic::AtomicUsize,
+    /// How long each request is held before it is answered.
+    delay: Mutex<Duration>,
+    /// Requests being held now, and the most held at once.
+    held: std::sync::atomic::AtomicUsize,
+    most_held: std::sync::atomic::AtomicUsize,
     /// Woken on every stored request so `wait_for_spans` needs no polling.
     arrived: Notify,
 }
 
 impl Shared {
+    /// Holds a request for the configured delay, keeping count of how many are held at once.
+    async fn hold(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let delay = *self.delay.lock().unwrap_or_else(PoisonError::into_inner);
+        if delay.is_zero() {
+            return;
+        }
+        let now = self.held.fetch_add(1, SeqCst) + 1;
+        self.most_held.fetch_max(now, SeqCst);
+        tokio::time::sleep(delay).await;
+        self.held.fetch_sub(1, SeqCst);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<(Protocol, ExportTraceServiceRequest)>> {
         // A test that panicked while holding the lock must not hide what was received.
         self.requests.lock().unwrap_or_else(PoisonError::into_inner)
@@ -205,6 +223,7 @@ impl TraceService for GrpcService {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.hold().await;
         match self.0.record(Protocol::Grpc, request.into_inner()) {
             Answer::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
             Answer::PartiallyAccept { rejected, message } => {
@@ -258,6 +277,7 @@ async fn export_http(
                 .into_response();
         }
     };
+    shared.hold().await;
     match ExportTraceServiceRequest::decode(&raw[..]) {
         Ok(request) => {
             let response = match shared.record(Protocol::Http, request) {
@@ -554,6 +574,22 @@ impl Receiver {
             .answer
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = answer;
+    }
+
+    /// Holds each request that arrives from now on for `delay` before answering.
+    pub fn answer_after(&self, delay: Duration) {
+        *self
+            .shared
+            .delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+
+    /// The most requests held at once (see [`Self::answer_after`]).
+    pub fn most_held(&self) -> usize {
+        self.shared
+            .most_held
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Number of requests answered with an error.

@@ -51,7 +51,7 @@ impl Exporter {
     }
 
     /// Sends a body [`Self::encode`] made.
-    pub async fn send(&mut self, body: Bytes) -> Result<Accepted, SendError> {
+    pub async fn send(&self, body: Bytes) -> Result<Accepted, SendError> {
         match self {
             Self::Stdout(exporter) => exporter
                 .write(&body)

@@ -206,11 +206,15 @@ impl OtlpClient {
     }
 
     /// Sends one encoded `ExportTraceServiceRequest`.
-    pub async fn send(&mut self, request: Bytes) -> Result<Accepted, SendError> {
+    pub async fn send(&self, request: Bytes) -> Result<Accepted, SendError> {
         let timeout = self.timeout;
-        let sent = match &mut self.transport {
+        let sent = match &self.transport {
             Transport::Grpc { client, metadata } => {
-                tokio::time::timeout(timeout, send_grpc(client, metadata, request, timeout)).await
+                // A clone per request (a handle on the same channel), so several can be in
+                // flight at once.
+                let mut client = client.clone();
+                let sending = send_grpc(&mut client, metadata, request, timeout);
+                tokio::time::timeout(timeout, sending).await
             }
             Transport::Http {
                 client,

@@ -2,9 +2,15 @@
 //! on the network: when the queue is full the newest span is dropped and counted.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    borrow::Cow,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
+
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 
 use bytes::Bytes;
 use opentelemetry_sdk::{Resource, trace::SpanData};
@@ -40,8 +46,6 @@ pub struct ExportStats {
     pub dropped_at_shutdown: u64,
     /// Export attempts that failed and were retried.
     pub retries: u64,
-    /// The last attempt failed (for logging an outage once).
-    pub failing: bool,
 }
 
 /// The sending side, held by the ring-buffer reader. Dropping it starts the final flush.
@@ -126,92 +130,151 @@ impl QueuedSpans {
     }
 }
 
-/// Starts the export task on `queued`. It ends, returning its counts, once every
-/// [`SpanQueue`] is dropped and the queue is flushed (or the shutdown deadline passed).
-pub fn spawn_export(
-    mut exporter: Exporter,
-    queued: QueuedSpans,
-    settings: ExportSettings,
-    metrics: Arc<Metrics>,
-) -> JoinHandle<ExportStats> {
-    let QueuedSpans { mut rx, closed_at } = queued;
-    let mut shutdown = Shutdown {
-        closed_at,
-        timeout: settings.shutdown_timeout,
-    };
-    tokio::spawn(async move {
-        let mut stats = ExportStats::default();
-        let mut received = Vec::with_capacity(settings.batch_size);
-        loop {
-            if rx.recv_many(&mut received, settings.batch_size).await == 0 {
-                break;
-            }
-            // Give the batch up to `delay` to fill, unless the queue is closing.
-            let fill_until = Instant::now() + settings.delay;
-            while received.len() < settings.batch_size && !rx.is_closed() {
-                let room = settings.batch_size - received.len();
-                match tokio::time::timeout_at(fill_until, rx.recv_many(&mut received, room)).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-            metrics
-                .queue_depth
-                .store(rx.len() as u64, Ordering::Relaxed);
-            export_batch(&mut exporter, &mut received, &mut shutdown, &mut stats).await;
-            metrics
-                .spans_exported
-                .store(stats.exported, Ordering::Relaxed);
-            metrics
-                .spans_dropped_export_failed
-                .store(stats.failed, Ordering::Relaxed);
-            metrics
-                .export_retries
-                .store(stats.retries, Ordering::Relaxed);
-        }
-        stats.dropped_queue_full = metrics.spans_dropped_queue_full.load(Ordering::Relaxed);
-        stats
-    })
-}
-
 /// First wait before retrying a failed export; doubled on each failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A batch still failing after this long is given up and counted as failed.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
-/// Exports `received` (emptying it) as one request. Failures are retried with exponential
-/// backoff; meanwhile the queue fills, and spans beyond it are dropped and counted by
-/// [`SpanQueue::push`], never waited for.
-async fn export_batch(
-    exporter: &mut Exporter,
-    received: &mut Vec<QueuedSpan>,
-    shutdown: &mut Shutdown,
-    stats: &mut ExportStats,
-) {
-    let count = received.len() as u64;
-    let body = exporter.encode(received);
-    match send(exporter, body, shutdown, stats).await {
-        Ok(rejected) => {
-            stats.exported += count - rejected;
-            stats.failed += rejected;
-            for queued in received.iter() {
-                let name = queued.span.name.as_ref();
-                match stats.exported_by_name.get_mut(name) {
-                    Some(exported) => *exported += 1,
-                    None => {
-                        stats.exported_by_name.insert(name.to_owned(), 1);
+/// Export requests sent at once. One at a time, a request's round trip (the backend decoding
+/// it included) caps the rate at one batch per round trip; a few in flight keep the
+/// connection busy while the backend works, as a collector's exporters do.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Starts the export task on `queued`. It ends, returning its counts, once every
+/// [`SpanQueue`] is dropped and the queue is flushed (or the shutdown deadline passed).
+pub fn spawn_export(
+    exporter: Exporter,
+    queued: QueuedSpans,
+    settings: ExportSettings,
+    metrics: Arc<Metrics>,
+) -> JoinHandle<ExportStats> {
+    let QueuedSpans { mut rx, closed_at } = queued;
+    let shutdown = Shutdown {
+        closed_at,
+        timeout: settings.shutdown_timeout,
+    };
+    tokio::spawn(async move {
+        let mut stats = ExportStats::default();
+        let failing = AtomicBool::new(false);
+        let mut in_flight = FuturesUnordered::new();
+        let mut received = Vec::with_capacity(settings.batch_size);
+        let mut open = true;
+        while open || !in_flight.is_empty() {
+            tokio::select! {
+                filled = next_batch(&mut rx, &mut received, &settings),
+                    if open && in_flight.len() < MAX_IN_FLIGHT =>
+                {
+                    if !filled {
+                        open = false;
+                        continue;
                     }
+                    metrics
+                        .queue_depth
+                        .store(rx.len() as u64, Ordering::Relaxed);
+                    let batch = Batch::new(&exporter, &received);
+                    received.clear();
+                    in_flight.push(send(&exporter, batch, shutdown.clone(), &failing));
+                }
+                Some(sent) = in_flight.next() => {
+                    stats.add(sent);
+                    metrics
+                        .spans_exported
+                        .store(stats.exported, Ordering::Relaxed);
+                    metrics
+                        .spans_dropped_export_failed
+                        .store(stats.failed, Ordering::Relaxed);
+                    metrics
+                        .export_retries
+                        .store(stats.retries, Ordering::Relaxed);
                 }
             }
         }
-        Err(Unsent::Deadline) => stats.dropped_at_shutdown += count,
-        Err(Unsent::Failed(error)) => {
-            stats.failed += count;
-            tracing::warn!(%error, spans = count, "export failed; giving up on these spans");
+        stats.dropped_queue_full = metrics.spans_dropped_queue_full.load(Ordering::Relaxed);
+        stats
+    })
+}
+
+/// Waits for spans and gives the batch up to `delay` to fill, unless the queue is closing.
+/// Returns false once the queue is closed and empty. Cancel-safe: what it took stays in
+/// `received` for the next call.
+async fn next_batch(
+    rx: &mut mpsc::Receiver<QueuedSpan>,
+    received: &mut Vec<QueuedSpan>,
+    settings: &ExportSettings,
+) -> bool {
+    if received.is_empty() && rx.recv_many(received, settings.batch_size).await == 0 {
+        return false;
+    }
+    let fill_until = Instant::now() + settings.delay;
+    while received.len() < settings.batch_size && !rx.is_closed() {
+        let room = settings.batch_size - received.len();
+        match tokio::time::timeout_at(fill_until, rx.recv_many(received, room)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
-    received.clear();
+    true
+}
+
+/// One export request: its encoded body and what it holds.
+struct Batch {
+    body: Bytes,
+    spans: u64,
+    /// Spans per name, for the summary.
+    names: Vec<(Cow<'static, str>, u64)>,
+}
+
+impl Batch {
+    fn new(exporter: &Exporter, spans: &[QueuedSpan]) -> Self {
+        let mut names: Vec<(Cow<'static, str>, u64)> = Vec::new();
+        for queued in spans {
+            let name = &queued.span.name;
+            match names.iter_mut().find(|(known, _)| known == name) {
+                Some((_, count)) => *count += 1,
+                None => names.push((name.clone(), 1)),
+            }
+        }
+        Self {
+            body: exporter.encode(spans),
+            spans: spans.len() as u64,
+            names,
+        }
+    }
+}
+
+/// How one request ended.
+struct Sent {
+    spans: u64,
+    names: Vec<(Cow<'static, str>, u64)>,
+    retries: u64,
+    /// Spans the backend rejected in an accepted request, or why nothing was accepted.
+    result: Result<u64, Unsent>,
+}
+
+impl ExportStats {
+    fn add(&mut self, sent: Sent) {
+        self.retries += sent.retries;
+        match sent.result {
+            Ok(rejected) => {
+                self.exported += sent.spans - rejected;
+                self.failed += rejected;
+                for (name, count) in sent.names {
+                    match self.exported_by_name.get_mut(name.as_ref()) {
+                        Some(exported) => *exported += count,
+                        None => {
+                            self.exported_by_name.insert(name.into_owned(), count);
+                        }
+                    }
+                }
+            }
+            Err(Unsent::Deadline) => self.dropped_at_shutdown += sent.spans,
+            Err(Unsent::Failed(error)) => {
+                self.failed += sent.spans;
+                tracing::warn!(%error, spans = sent.spans, "export failed; giving up on these spans");
+            }
+        }
+    }
 }
 
 enum Unsent {
@@ -221,6 +284,7 @@ enum Unsent {
 }
 
 /// The final flush's deadline: `timeout` after the reader closed the queue.
+#[derive(Clone)]
 struct Shutdown {
     closed_at: watch::Receiver<Option<Instant>>,
     timeout: Duration,
@@ -269,20 +333,23 @@ impl Shutdown {
 }
 
 /// One request, retried until it is accepted, fails for good, [`GIVE_UP_AFTER`] passes, or
-/// the shutdown deadline. Returns how many spans the backend rejected in an accepted request.
+/// the shutdown deadline. `failing` is shared by the requests in flight, so that an outage is
+/// logged once.
 async fn send(
-    exporter: &mut Exporter,
-    body: Bytes,
-    shutdown: &mut Shutdown,
-    stats: &mut ExportStats,
-) -> Result<u64, Unsent> {
+    exporter: &Exporter,
+    batch: Batch,
+    mut shutdown: Shutdown,
+    failing: &AtomicBool,
+) -> Sent {
+    let Batch { body, spans, names } = batch;
     let give_up = Instant::now() + GIVE_UP_AFTER;
     let mut backoff = FIRST_BACKOFF;
-    loop {
+    let mut retries = 0;
+    let result = loop {
         let attempt = exporter.send(body.clone());
         let error = match shutdown.bounded(give_up, attempt).await {
             Some(Ok(accepted)) => {
-                if std::mem::take(&mut stats.failing) {
+                if failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("export recovered");
                 }
                 if accepted.rejected > 0 {
@@ -292,22 +359,22 @@ async fn send(
                         "the backend rejected spans of an accepted request"
                     );
                 }
-                return Ok(accepted.rejected);
+                break Ok(accepted.rejected);
             }
             Some(Err(error)) => error,
             None => {
                 let error = SendError::Timeout(GIVE_UP_AFTER);
-                return Err(shutdown.out_of_time(give_up, error));
+                break Err(shutdown.out_of_time(give_up, error));
             }
         };
         if !error.is_retryable() {
-            return Err(Unsent::Failed(error));
+            break Err(Unsent::Failed(error));
         }
-        if !std::mem::replace(&mut stats.failing, true) {
+        if !failing.swap(true, Ordering::Relaxed) {
             // Once per outage, not once per attempt.
             tracing::warn!(%error, "export failed; retrying with backoff");
         }
-        stats.retries += 1;
+        retries += 1;
         let wait = error
             .retry_after()
             .map_or(backoff, |asked| asked.max(backoff));
@@ -318,8 +385,14 @@ async fn send(
                 .await
                 .is_none()
         {
-            return Err(shutdown.out_of_time(give_up, error));
+            break Err(shutdown.out_of_time(give_up, error));
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    };
+    Sent {
+        spans,
+        names,
+        retries,
+        result,
     }
 }

@@ -1,6 +1,10 @@
 //! One line per span on the terminal, for trying spanprobe without a backend.
 
-use std::{fmt::Write as _, sync::Arc, time::Duration};
+use std::{
+    fmt::Write as _,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use opentelemetry::{
@@ -19,7 +23,7 @@ const SERVICE_NAME: Key = Key::from_static_str("service.name");
 /// or a JSON object.
 pub struct LineExporter {
     format: StdoutFormat,
-    out: Box<dyn std::io::Write + Send>,
+    out: Mutex<Box<dyn std::io::Write + Send>>,
 }
 
 impl LineExporter {
@@ -28,7 +32,10 @@ impl LineExporter {
     }
 
     pub fn new(format: StdoutFormat, out: Box<dyn std::io::Write + Send>) -> Self {
-        Self { format, out }
+        Self {
+            format,
+            out: Mutex::new(out),
+        }
     }
 
     /// The lines for `spans`, each with its process's `service.name`.
@@ -56,9 +63,13 @@ impl LineExporter {
         text.into()
     }
 
-    pub fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(lines)?;
-        self.out.flush()
+    /// Writes what [`Self::encode`] made, whole: requests in flight at once do not mix
+    /// their lines.
+    pub fn write(&self, lines: &[u8]) -> std::io::Result<()> {
+        // A writer that panicked mid-line leaves nothing worth protecting.
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        out.write_all(lines)?;
+        out.flush()
     }
 }
 
