@@ -201,6 +201,8 @@ while kill -0 "$rss_pid" 2>/dev/null; do
   if [ $((elapsed % 5)) = 0 ] || [ "$elapsed" = 1 ] || [ "$elapsed" = 10 ]; then
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$rss_pid/status" 2>/dev/null || true)
     [ -n "$rss" ] && echo "$elapsed $rss" >> "$work/rss"
+    # spanprobe's CPU so far (user + system ticks), the last reading kept.
+    rss_ticks=$(awk '{ print $14 + $15 }' "/proc/$rss_pid/stat" 2>/dev/null || echo "${rss_ticks:-0}")
   fi
 done
 wait "$rss_pid" || true
@@ -211,6 +213,9 @@ rss_max=$(awk '$2 > m { m = $2 } END { print m }' "$work/rss")
 rss_growth=$(awk -v a="$rss_warm" -v b="$rss_end" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }')
 rss_calls=$(grep -o '^load [0-9]*' "$work/out" | cut -d' ' -f2)
 rss_lost=$(field lost < "$work/rss.log")
+# spanprobe's CPU per exported span over the memory run: ring buffer to OTLP request sent.
+spanprobe_us=$(awk -v t="$rss_ticks" -v hz="$(getconf CLK_TCK)" -v n="$((rss_calls - rss_lost))" \
+  'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n }')
 
 # --- Start-up: load and attach 100 functions ----------------------------------------------
 {
@@ -372,14 +377,17 @@ average above); compare within one run.
   uretprobe trampoline's address (the tail-call and longjmp checks need it before that). The
   two clock reads stay: 150 ns is out of reach on this VM.
 - **Per call, ≤ 1.10 × the floor.** With \`sample_rate: 0\` (programs run, nothing is sent)
-  spanprobe costs the BPF difference above the floor; sending costs the rest. Each call's
-  record (176 bytes, 3 cache lines) is written on the traced thread's core and read on the
-  reader's, and at one thread's full rate spanprobe and the receiver need more than the one
-  spare core (the sink alone spent ${sink_us} µs of CPU per span decoding OTLP), so they take
-  time from the traced thread, and the export queue overflows: the spans-exported column (the
-  rest are dropped and counted, never silently). What would close it: records sized to what
-  the function captures (one argument: 64 bytes instead of 176; a change to \`common\` and
-  \`decode\`), the BPF items above, and the userspace cost per span below.
+  spanprobe costs the BPF difference above the floor; sending costs the rest, and most of it
+  is CPU taken from the traced thread: at one thread's full rate spanprobe (${spanprobe_us} µs of
+  CPU per exported span, ring buffer to OTLP request, measured over the memory run) and the
+  receiver (the sink spent ${sink_us} µs of CPU per span decoding OTLP, as a collector does)
+  need more than the one spare core. Together they cost about twice the floor's trap per span,
+  so on two cores with the receiver beside it the target cannot be met by spanprobe alone;
+  with a collector on other machines or cores, spanprobe's own share is what remains. The
+  spans-exported column says how much of the sending the figure includes (spans dropped at a
+  full export queue cost less). What would close more: records sized
+  to what the function captures (one argument: 64 bytes instead of 176; a change to
+  \`common\` and \`decode\`), and the BPF items above.
 - **Stacks, ≤ 1.4 ×.** The frame-pointer walk (\`bpf_get_stack\`) reads each frame with
   \`copy_from_user_nofault\` (~200 ns each here), the call's record lives in a second LRU hash
   (\`CALLS\`) and is ~800 bytes, and userspace symbolizes every stack. Stack-only functions now
@@ -388,18 +396,24 @@ average above); compare within one run.
   record carries an id); since kernel 6.11 the kernel itself puts the real return addresses in
   place of uretprobe trampolines in captured stacks, so the returns region could go there.
 - **Nothing lost at full rate.** The kernel side keeps up (the ring buffer never filled); the
-  export queue does not: userspace turns ~0.5 M records/s into OTLP protobuf on one core, two
-  cores calling as fast as they can make more, and the receiver shares the same two cores. The
-  largest rate with nothing lost is in the table. What would close it: the userspace pipeline
-  below at several times its speed, and a receiver on other cores.
-- **Userspace pipeline, ≥ 1 M events/s.** Decoding and assembling a span is cheap; the OTLP
-  conversion is not: opentelemetry-proto's \`group_spans_by_resource_and_scope\` clones every
-  attribute key and value into protobuf structs, and the OTLP/gRPC exporter clones each batch
-  for retries (\`Vec::clone\` in the profile above); malloc and free are a quarter of
-  spanprobe's samples. What would close it: encoding the protobuf straight from the event with
-  a per-function template (the constant attributes such as \`code.function.name\` and
-  \`code.file.path\` encoded once), without SpanData; span ids from a cheaper hash than SipHash
-  (\`IdGenerator::hash\`, 3 per span).
+  export queue does not when two threads call as fast as they can on both cores: the traced
+  program, spanprobe and the receiver share two cores, and the receiver's decoding alone costs
+  more CPU per span than the call. The largest rate with nothing lost is in the table. It
+  comes from the userspace work below and from sending up to 4 requests at once: one at a
+  time, each batch waited for the receiver to decode the one before, which capped export near
+  130 K spans/s here. What would close the rest: a receiver on other cores.
+- **Userspace pipeline, ≥ 1 M events/s: met.** opentelemetry-otlp converted each batch into
+  opentelemetry-proto's structs, cloning every attribute key and value, and cloned the batch
+  again for retries: ~0.5 M records/s. Now \`export::protobuf\` writes the same
+  \`ExportTraceServiceRequest\` (checked field for field against opentelemetry-proto's
+  transform) straight from the spans into one buffer, and the clients send those bytes over
+  tonic (a pass-through codec) or reqwest, resending them as they are on a retry: compare the
+  two encoding rows above. Per span the pipeline no longer allocates: the template's strings,
+  the argument keys and thread names are shared (\`Arc<str>\`), the summary looks names up
+  by reference, the resource cache paces its sweeps by the records' own clock, and each
+  distinct entry time is hashed once for the trace, span and parent ids. What is left is
+  moving \`SpanData\` (~350 bytes) through the queue (\`memmove\` in the profile above), and
+  the encoding itself.
 - **Start-up.** Verifying each program takes ~0.1 s here and is most of it: only the programs
   some function needs are loaded (the sleepable entry program only for argument memory).
   Detaching is slow instead: the kernel waits for a grace period per uprobe, one after another,
@@ -511,8 +525,9 @@ per_call_table() { # TARGET
   echo "| stage | throughput |"
   echo "|---|---|"
   echo "| ring-buffer record → span (decode + assemble; \`benches/pipeline.rs\`) | $(thrpt pipeline/decode_and_assemble_1024) |"
-  echo "| ring-buffer record → span, the benchmark's \`work\` (\`examples/pipeline_otlp.rs\`) | $(thrpt otlp/records_to_spans_512) |"
-  echo "| span → OTLP protobuf export request, batches of 512 | $(thrpt otlp/spans_to_protobuf_512) |"
+  echo "| ring-buffer record → queued span, the benchmark's \`work\`, through \`spanprobe run\`'s \`Pipeline\` (thread name, resource, summary; \`examples/pipeline_otlp.rs\`) | $(thrpt otlp/records_to_spans_512) |"
+  echo "| span → OTLP protobuf export request, batches of 512 (\`export::protobuf\`) | $(thrpt otlp/spans_to_protobuf_512) |"
+  echo "| the same, as opentelemetry-otlp encodes it (opentelemetry-proto's transform, then prost), for comparison | $(thrpt otlp/spans_to_protobuf_opentelemetry_proto_512) |"
   echo "| **ring-buffer record → OTLP protobuf** | **$otlp_thrpt** ($(ratio "$otlp_per_s" 1000000) × the goal) |"
   echo "| stack symbolization, cold (files parsed) | $(thrpt symbolize/cold_256_addresses) addresses |"
   echo "| stack symbolization, warm (cached per file and offset) | $(thrpt symbolize/warm_256_addresses) addresses |"

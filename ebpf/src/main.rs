@@ -25,7 +25,7 @@ use aya_ebpf::{
 };
 use spanprobe_common::{
     ArgSource, CallEnd, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY,
-    FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS,
+    Frame, FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS,
     MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, SAMPLE_ALWAYS, ThreadStack,
 };
 
@@ -186,7 +186,8 @@ fn sampled(threshold: u32) -> bool {
     threshold == SAMPLE_ALWAYS || unsafe { bpf_get_prandom_u32() } < threshold
 }
 
-/// Sends the span of an entry-only call at once: no frame, no duration.
+/// Sends the span of an entry-only call at once: no duration, and a frame that is never
+/// pushed.
 #[inline(always)]
 fn emit_entry_only(
     thread: &Thread,
@@ -199,28 +200,22 @@ fn emit_entry_only(
     if stack.unsampled != 0 {
         return;
     }
-    let args = read_args(regs, capture);
-    emit(&CallEvent {
-        pid: thread.pid,
-        tid: thread.tid,
-        function_id,
-        depth: stack.depth + 1,
+    let frame = Frame {
         entry_ns: now,
-        return_ns: now,
         parent_entry_ns: stack.top_entry_ns,
-        root_entry_ns: if stack.depth == 0 {
-            now
-        } else {
-            stack.root_entry_ns
-        },
-        args,
-        ret: 0,
-        arg_lens: [0; MAX_ARGS],
-        data_len: 0,
-        root_function_id: stack.root_function_id,
-        end: CallEnd::EntryOnly as u32,
-        stack_len: 0,
-    });
+        function_id,
+        args: read_args(regs, capture),
+        ..Frame::default()
+    };
+    emit(&call_event(
+        thread,
+        stack,
+        &frame,
+        stack.depth + 1,
+        now,
+        0,
+        CallEnd::EntryOnly,
+    ));
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {
@@ -328,13 +323,35 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, now: u64, ret: u6
     let Some(frame) = stack.frames.get(index as usize) else {
         return;
     };
-    let event = CallEvent {
+    let event = call_event(thread, stack, frame, index + 1, now, ret, end);
+    match FUNCTIONS.get(frame.function_id).map(|c| c.data_len) {
+        Some(data_len) if data_len > 0 => {
+            emit_with_memory(call_key(thread.tid, index), event, data_len)
+        }
+        _ => emit(&event),
+    }
+}
+
+/// The event of the call in `frame`, at `depth` on its thread's stack, ended at `return_ns`
+/// (captured memory, if any, is added by [`emit_with_memory`]). At entry the stack's root is
+/// already this call's when it is one.
+#[inline(always)]
+fn call_event(
+    thread: &Thread,
+    stack: &ThreadStack,
+    frame: &Frame,
+    depth: u32,
+    return_ns: u64,
+    ret: u64,
+    end: CallEnd,
+) -> CallEvent {
+    CallEvent {
         pid: thread.pid,
         tid: thread.tid,
         function_id: frame.function_id,
-        depth: index + 1,
+        depth,
         entry_ns: frame.entry_ns,
-        return_ns: now,
+        return_ns,
         parent_entry_ns: frame.parent_entry_ns,
         root_entry_ns: stack.root_entry_ns,
         args: frame.args,
@@ -344,12 +361,6 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, now: u64, ret: u6
         root_function_id: stack.root_function_id,
         end: end as u32,
         stack_len: 0,
-    };
-    match FUNCTIONS.get(frame.function_id).map(|c| c.data_len) {
-        Some(data_len) if data_len > 0 => {
-            emit_with_memory(call_key(thread.tid, index), event, data_len)
-        }
-        _ => emit(&event),
     }
 }
 

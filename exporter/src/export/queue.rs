@@ -10,9 +10,8 @@ use std::{
     time::Duration,
 };
 
-use futures_util::stream::{FuturesUnordered, StreamExt as _};
-
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use opentelemetry_sdk::{Resource, trace::SpanData};
 use tokio::{
     sync::{mpsc, watch},
@@ -33,7 +32,8 @@ pub struct QueuedSpan {
 /// What happened to the spans handed to the queue.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExportStats {
-    /// Accepted by the exporter, per span name (for the summary).
+    /// Accepted by the exporter, per span name (for the summary). A partial success does not
+    /// say which spans it rejected: they count here, and in `failed`.
     pub exported_by_name: std::collections::BTreeMap<String, u64>,
     /// Accepted by the exporter.
     pub exported: u64,
