@@ -119,15 +119,23 @@ pub struct QueuedSpans {
 impl QueuedSpans {
     /// Moves up to `limit` queued spans into `batch` without waiting; returns how many.
     pub fn take_ready(&mut self, batch: &mut Vec<QueuedSpan>, limit: usize) -> usize {
-        let before = batch.len();
-        while batch.len() - before < limit {
-            match self.rx.try_recv() {
-                Ok(span) => batch.push(span),
-                Err(_) => break,
-            }
-        }
-        batch.len() - before
+        take_ready(&mut self.rx, batch, limit)
     }
+}
+
+fn take_ready(
+    rx: &mut mpsc::Receiver<QueuedSpan>,
+    batch: &mut Vec<QueuedSpan>,
+    limit: usize,
+) -> usize {
+    let before = batch.len();
+    while batch.len() - before < limit {
+        match rx.try_recv() {
+            Ok(span) => batch.push(span),
+            Err(_) => break,
+        }
+    }
+    batch.len() - before
 }
 
 /// First wait before retrying a failed export; doubled on each failure up to [`MAX_BACKOFF`].
@@ -195,6 +203,10 @@ pub fn spawn_export(
     })
 }
 
+/// How often a filling batch takes what has arrived. Waiting on the queue itself would wake
+/// the export task, a context switch, for every span the reader queues.
+const FILL_POLL: Duration = Duration::from_millis(5);
+
 /// Waits for spans and gives the batch up to `delay` to fill, unless the queue is closing.
 /// Returns false once the queue is closed and empty. Cancel-safe: what it took stays in
 /// `received` for the next call.
@@ -207,14 +219,15 @@ async fn next_batch(
         return false;
     }
     let fill_until = Instant::now() + settings.delay;
-    while received.len() < settings.batch_size && !rx.is_closed() {
-        let room = settings.batch_size - received.len();
-        match tokio::time::timeout_at(fill_until, rx.recv_many(received, room)).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+    loop {
+        let room = settings.batch_size.saturating_sub(received.len());
+        take_ready(rx, received, room);
+        let now = Instant::now();
+        if received.len() >= settings.batch_size || rx.is_closed() || now >= fill_until {
+            return true;
         }
+        tokio::time::sleep_until((now + FILL_POLL).min(fill_until)).await;
     }
-    true
 }
 
 /// One export request: its encoded body and what it holds.
