@@ -1,17 +1,19 @@
 //! One line per span on the terminal, for trying spanprobe without a backend.
 
 use std::{
-    fmt::Write as _,
+    fmt::Display,
+    io::Write as _,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use bytes::Bytes;
 use opentelemetry::{
-    Key, Value,
+    Key, KeyValue, Value,
     trace::{SpanId, Status},
 };
 use opentelemetry_sdk::{Resource, trace::SpanData};
+use serde::{Serialize, Serializer, ser::SerializeMap as _};
 use spanprobe_config::StdoutFormat;
 
 use super::QueuedSpan;
@@ -38,9 +40,9 @@ impl LineExporter {
         }
     }
 
-    /// The lines for `spans`, each with its process's `service.name`.
+    /// The lines for `spans`, each with its process's `service.name`, written into one buffer.
     pub fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
-        let mut text = String::new();
+        let mut text = Vec::new();
         let mut service: Option<(&Arc<Resource>, String)> = None;
         for queued in spans {
             let name = match &service {
@@ -54,11 +56,11 @@ impl LineExporter {
                     &service.insert((&queued.resource, name)).1
                 }
             };
-            text.push_str(&match self.format {
-                StdoutFormat::Text => format_span(name, &queued.span),
-                StdoutFormat::Json => format_span_json(name, &queued.span),
-            });
-            text.push('\n');
+            match self.format {
+                StdoutFormat::Text => write_text(&mut text, name, &queued.span),
+                StdoutFormat::Json => write_json(&mut text, name, &queued.span),
+            }
+            text.push(b'\n');
         }
         text.into()
     }
@@ -81,24 +83,29 @@ impl std::fmt::Debug for LineExporter {
     }
 }
 
-/// Formats one span as [`LineExporter`] prints it.
-pub fn format_span(service: &str, span: &SpanData) -> String {
-    let start = humantime::format_rfc3339_micros(span.start_time);
-    let duration = span
-        .end_time
+fn duration(span: &SpanData) -> Duration {
+    span.end_time
         .duration_since(span.start_time)
-        .unwrap_or(Duration::ZERO);
-    let parent = if span.parent_span_id == SpanId::INVALID {
-        "-".to_owned()
-    } else {
-        span.parent_span_id.to_string()
-    };
-    let mut line = format!(
-        "{start} {service} {name} {duration:?} trace={trace} span={span_id} parent={parent}",
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Appends one span as a line of text (without the newline).
+fn write_text(line: &mut Vec<u8>, service: &str, span: &SpanData) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        line,
+        "{start} {service} {name} {duration:?} trace={trace} span={span_id} parent=",
+        start = humantime::format_rfc3339_micros(span.start_time),
         name = span.name,
+        duration = duration(span),
         trace = span.span_context.trace_id(),
         span_id = span.span_context.span_id(),
     );
+    let _ = if span.parent_span_id == SpanId::INVALID {
+        write!(line, "-")
+    } else {
+        write!(line, "{}", span.parent_span_id)
+    };
     if let Status::Error { description } = &span.status {
         let _ = write!(line, " status=ERROR({:?})", description.as_ref());
     }
@@ -108,48 +115,94 @@ pub fn format_span(service: &str, span: &SpanData) -> String {
             value => write!(line, " {}={value}", kv.key),
         };
     }
-    line
 }
 
-/// Formats one span as a JSON object on one line.
-pub fn format_span_json(service: &str, span: &SpanData) -> String {
-    let duration = span
-        .end_time
-        .duration_since(span.start_time)
-        .unwrap_or(Duration::ZERO);
-    let attributes: serde_json::Map<String, serde_json::Value> = span
-        .attributes
-        .iter()
-        .map(|kv| (kv.key.to_string(), json_value(&kv.value)))
-        .collect();
-    let parent = (span.parent_span_id != SpanId::INVALID).then(|| span.parent_span_id.to_string());
-    let status = match &span.status {
-        Status::Error { description } => {
-            serde_json::json!({ "code": "ERROR", "message": description })
+/// Appends one span as a JSON object on one line (without the newline), serialized as it
+/// is read: no `serde_json::Value` tree per span.
+fn write_json(line: &mut Vec<u8>, service: &str, span: &SpanData) {
+    // Serializing strings, numbers and `Display` values into a Vec cannot fail.
+    let _ = serde_json::to_writer(line, &JsonSpan { service, span });
+}
+
+struct JsonSpan<'a> {
+    service: &'a str,
+    span: &'a SpanData,
+}
+
+impl Serialize for JsonSpan<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let span = self.span;
+        let parent = (span.parent_span_id != SpanId::INVALID).then_some(span.parent_span_id);
+        let mut map = serializer.serialize_map(Some(9))?;
+        map.serialize_entry(
+            "start",
+            &Displayed(humantime::format_rfc3339_nanos(span.start_time)),
+        )?;
+        map.serialize_entry(
+            "duration_ns",
+            &u64::try_from(duration(span).as_nanos()).unwrap_or(u64::MAX),
+        )?;
+        map.serialize_entry("service", self.service)?;
+        map.serialize_entry("name", span.name.as_ref())?;
+        map.serialize_entry("trace_id", &Displayed(span.span_context.trace_id()))?;
+        map.serialize_entry("span_id", &Displayed(span.span_context.span_id()))?;
+        map.serialize_entry("parent_span_id", &parent.map(Displayed))?;
+        map.serialize_entry("status", &JsonStatus(&span.status))?;
+        map.serialize_entry("attributes", &JsonAttributes(&span.attributes))?;
+        map.end()
+    }
+}
+
+/// Serializes as its `Display` text, without an intermediate String.
+struct Displayed<T>(T);
+
+impl<T: Display> Serialize for Displayed<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+struct JsonStatus<'a>(&'a Status);
+
+impl Serialize for JsonStatus<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match self.0 {
+            Status::Error { description } => {
+                map.serialize_entry("code", "ERROR")?;
+                map.serialize_entry("message", description.as_ref())?;
+            }
+            Status::Ok => map.serialize_entry("code", "OK")?,
+            Status::Unset => map.serialize_entry("code", "UNSET")?,
         }
-        Status::Ok => serde_json::json!({ "code": "OK" }),
-        Status::Unset => serde_json::json!({ "code": "UNSET" }),
-    };
-    serde_json::json!({
-        "start": humantime::format_rfc3339_nanos(span.start_time).to_string(),
-        "duration_ns": u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
-        "service": service,
-        "name": span.name,
-        "trace_id": span.span_context.trace_id().to_string(),
-        "span_id": span.span_context.span_id().to_string(),
-        "parent_span_id": parent,
-        "status": status,
-        "attributes": attributes,
-    })
-    .to_string()
+        map.end()
+    }
 }
 
-fn json_value(value: &Value) -> serde_json::Value {
-    match value {
-        Value::Bool(b) => (*b).into(),
-        Value::I64(i) => (*i).into(),
-        Value::F64(f) => (*f).into(),
-        other => other.to_string().into(),
+struct JsonAttributes<'a>(&'a [KeyValue]);
+
+impl Serialize for JsonAttributes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for kv in self.0 {
+            map.serialize_entry(kv.key.as_str(), &JsonValue(&kv.value))?;
+        }
+        map.end()
+    }
+}
+
+/// Booleans and numbers as JSON's own; strings and arrays as their text.
+struct JsonValue<'a>(&'a Value);
+
+impl Serialize for JsonValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::I64(i) => serializer.serialize_i64(*i),
+            Value::F64(f) => serializer.serialize_f64(*f),
+            Value::String(s) => serializer.serialize_str(s.as_str()),
+            other => serializer.collect_str(other),
+        }
     }
 }
 
@@ -178,8 +231,9 @@ mod tests {
     fn one_json_object_per_span() {
         let mut span = span();
         span.status = Status::error("rc = -1 (error_when < 0)");
-        let json: serde_json::Value =
-            serde_json::from_str(&format_span_json("demo", &span)).unwrap();
+        let mut line = Vec::new();
+        write_json(&mut line, "demo", &span);
+        let json: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
@@ -199,8 +253,10 @@ mod tests {
     #[test]
     fn one_line_with_ids_duration_and_attributes() {
         let span = span();
+        let mut line = Vec::new();
+        write_text(&mut line, "demo", &span);
         assert_eq!(
-            format_span("demo", &span),
+            String::from_utf8(line).unwrap(),
             "2023-11-14T22:13:20.000000Z demo add 1.5µs \
              trace=00000000000000000000000000000abc span=0000000000000012 \
              parent=0000000000000034 a=1 c=\"x\" ok=true"
