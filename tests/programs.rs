@@ -957,14 +957,71 @@ fn config_over(receiver: &Receiver, binary: &Path, protocol: &str) -> String {
         "grpc" => receiver.grpc_endpoint(),
         _ => receiver.http_endpoint(),
     };
+    let plain = config(receiver, binary, "", "      - { symbol: inner }\n");
+    let exporter = format!("otlp: {{ endpoint: \"{}\" }}", receiver.grpc_endpoint());
+    assert!(plain.contains(&exporter), "config() changed: {plain}");
     // A long batch delay: every span goes in the one request the final flush sends.
-    config(receiver, binary, "", "      - { symbol: inner }\n").replacen(
-        &format!("otlp: {{ endpoint: \"{}\" }}", receiver.grpc_endpoint()),
+    plain.replacen(
+        &exporter,
         &format!(
             "otlp: {{ endpoint: \"{endpoint}\", protocol: {protocol} }}\nbatch: {{ delay: 5s }}"
         ),
         1,
     )
+}
+
+/// The transport `protocol` (as `config_over` takes it) arrives on.
+fn transport(protocol: &str) -> support::receiver::Protocol {
+    match protocol {
+        "grpc" => support::receiver::Protocol::Grpc,
+        _ => support::receiver::Protocol::Http,
+    }
+}
+
+/// Headers from the config reach the backend with every request, and `compression: gzip`
+/// compresses the requests, on both transports.
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_and_gzip_reach_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-headers", &[]);
+    for protocol in ["grpc", "http/protobuf"] {
+        let receiver = Receiver::start().await;
+        let yaml = config_over(&receiver, &calls, protocol).replacen(
+            &format!("protocol: {protocol} }}"),
+            &format!(
+                "protocol: {protocol}, compression: gzip, headers: {{ X-Tenant: t1, authorization: \"Bearer secret\" }} }}"
+            ),
+            1,
+        );
+        assert!(yaml.contains("compression: gzip"), "{yaml}");
+        let (output, spans) = trace_ok(
+            &receiver,
+            dir.path(),
+            &yaml,
+            &[calls.to_str().unwrap(), "bench", "20"],
+        )
+        .await;
+        let stderr = support::stderr(&output);
+        assert_eq!(spans.len(), 20, "{protocol}: {stderr}");
+        assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
+        let requests = receiver.request_headers();
+        assert!(!requests.is_empty());
+        for (arrived_on, headers) in requests {
+            assert_eq!(arrived_on, transport(protocol));
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            assert_eq!(header("x-tenant"), Some("t1"), "{protocol}: {headers:?}");
+            assert_eq!(header("authorization"), Some("Bearer secret"));
+            let encoding = match protocol {
+                "grpc" => "grpc-encoding",
+                _ => "content-encoding",
+            };
+            assert_eq!(header(encoding), Some("gzip"), "{protocol}: {headers:?}");
+        }
+        assert!(
+            !stderr.contains("secret"),
+            "header values are never logged: {stderr}"
+        );
+    }
 }
 
 /// A backend that refuses a request as malformed is not asked again (the OTLP
@@ -1074,6 +1131,7 @@ async fn requests_to_a_slow_backend_overlap() {
         .await;
         let stderr = support::stderr(&output);
         assert_eq!(spans.len(), 200, "{protocol}: {stderr}");
+        assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
         let most = receiver.most_held();
         assert!(
             (2..=4).contains(&most),
@@ -1103,6 +1161,7 @@ async fn spans_a_backend_rejects_in_an_accepted_request_are_counted() {
         .await;
         let stderr = support::stderr(&output);
         assert_eq!(spans.len(), 40, "{protocol}");
+        assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
         assert_eq!(receiver.requests(), 1, "{protocol}: {stderr}");
         assert_eq!(reported(&stderr, "exported"), 37, "{protocol}: {stderr}");
         assert_eq!(

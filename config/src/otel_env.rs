@@ -1,13 +1,21 @@
 //! The standard OpenTelemetry environment variables, which take precedence over the file.
 
-use crate::{Config, ExporterConfig, OtlpConfig, OtlpProtocol, Position, Problem};
+use std::time::Duration;
+
+use crate::{Compression, Config, ExporterConfig, OtlpConfig, OtlpProtocol, Position, Problem};
 
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
 pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
 
 /// Applies the OTel variables `lookup` finds. An endpoint variable turns the stdout exporter
 /// into OTLP, since setting one asks for OTLP export.
@@ -35,8 +43,6 @@ pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>
 
     let endpoint = get(OTEL_EXPORTER_OTLP_ENDPOINT);
     let traces_endpoint = get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-    let protocol = get(OTEL_EXPORTER_OTLP_PROTOCOL);
-    let headers = get(OTEL_EXPORTER_OTLP_HEADERS);
     if (endpoint.is_some() || traces_endpoint.is_some())
         && let ExporterConfig::Stdout(_) = config.exporter
     {
@@ -51,19 +57,60 @@ pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>
     if let Some(endpoint) = traces_endpoint {
         otlp.traces_endpoint = Some(endpoint);
     }
-    match protocol.as_deref().map(str::trim) {
-        None => {}
-        Some("grpc") => otlp.protocol = OtlpProtocol::Grpc,
-        Some("http/protobuf") => otlp.protocol = OtlpProtocol::HttpProtobuf,
-        Some(other) => problems.push(env_problem(
-            OTEL_EXPORTER_OTLP_PROTOCOL,
-            format!("`{other}` is not supported; use `grpc` or `http/protobuf`"),
-        )),
+    // The traces variable, when set, wins over the general one, as the spec says.
+    let signal = |general: &'static str, traces: &'static str| {
+        get(traces)
+            .map(|value| (traces, value))
+            .or_else(|| get(general).map(|value| (general, value)))
+    };
+    if let Some((variable, protocol)) = signal(
+        OTEL_EXPORTER_OTLP_PROTOCOL,
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    ) {
+        match protocol.trim() {
+            "grpc" => otlp.protocol = OtlpProtocol::Grpc,
+            "http/protobuf" => otlp.protocol = OtlpProtocol::HttpProtobuf,
+            other => problems.push(env_problem(
+                variable,
+                format!("`{other}` is not supported; use `grpc` or `http/protobuf`"),
+            )),
+        }
     }
-    if let Some(headers) = headers {
-        match parse_pairs(&headers) {
-            Ok(pairs) => otlp.headers.extend(pairs),
-            Err(message) => problems.push(env_problem(OTEL_EXPORTER_OTLP_HEADERS, message)),
+    if let Some((variable, timeout)) = signal(
+        OTEL_EXPORTER_OTLP_TIMEOUT,
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    ) {
+        match timeout.trim().parse::<u64>() {
+            Ok(millis) => otlp.timeout = Some(Duration::from_millis(millis)),
+            Err(_) => problems.push(env_problem(
+                variable,
+                format!("`{}` is not a number of milliseconds", timeout.trim()),
+            )),
+        }
+    }
+    if let Some((variable, compression)) = signal(
+        OTEL_EXPORTER_OTLP_COMPRESSION,
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    ) {
+        match compression.trim() {
+            "gzip" => otlp.compression = Compression::Gzip,
+            "none" => otlp.compression = Compression::None,
+            other => problems.push(env_problem(
+                variable,
+                format!("`{other}` is not supported; use `gzip` or `none`"),
+            )),
+        }
+    }
+    // Both apply, the traces headers last: a name in both takes the traces value.
+    for variable in [
+        OTEL_EXPORTER_OTLP_HEADERS,
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    ] {
+        if let Some(headers) = get(variable) {
+            match parse_pairs(&headers) {
+                Ok(pairs) => otlp.headers.extend(pairs),
+                Err(message) => problems.push(env_problem(variable, message)),
+            }
         }
     }
     problems
@@ -193,6 +240,36 @@ mod tests {
     }
 
     #[test]
+    fn traces_variables_win_over_the_general_ones() {
+        let mut c = config();
+        let problems = apply_env(
+            &mut c,
+            &[
+                (OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4317"),
+                (OTEL_EXPORTER_OTLP_PROTOCOL, "http/protobuf"),
+                (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "grpc"),
+                (OTEL_EXPORTER_OTLP_TIMEOUT, "5000"),
+                (OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, "250"),
+                (OTEL_EXPORTER_OTLP_COMPRESSION, "gzip"),
+                (OTEL_EXPORTER_OTLP_HEADERS, "tenant=general,team=a"),
+                (OTEL_EXPORTER_OTLP_TRACES_HEADERS, "tenant=traces"),
+            ],
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let ExporterConfig::Otlp(otlp) = &c.exporter else {
+            panic!("not otlp")
+        };
+        assert_eq!(otlp.protocol, OtlpProtocol::Grpc);
+        assert_eq!(otlp.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(otlp.compression, Compression::Gzip);
+        assert_eq!(
+            otlp.headers.get("tenant").map(String::as_str),
+            Some("traces")
+        );
+        assert_eq!(otlp.headers.get("team").map(String::as_str), Some("a"));
+    }
+
+    #[test]
     fn bad_values_are_problems_naming_the_variable() {
         let mut c = config();
         c.exporter = ExporterConfig::Otlp(OtlpConfig::default());
@@ -200,6 +277,8 @@ mod tests {
             &mut c,
             &[
                 (OTEL_EXPORTER_OTLP_PROTOCOL, "http/json"),
+                (OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, "10s"),
+                (OTEL_EXPORTER_OTLP_COMPRESSION, "zstd"),
                 (OTEL_EXPORTER_OTLP_HEADERS, "novalue"),
             ],
         );
@@ -208,6 +287,8 @@ mod tests {
             text,
             [
                 "$OTEL_EXPORTER_OTLP_PROTOCOL: `http/json` is not supported; use `grpc` or `http/protobuf`",
+                "$OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: `10s` is not a number of milliseconds",
+                "$OTEL_EXPORTER_OTLP_COMPRESSION: `zstd` is not supported; use `gzip` or `none`",
                 "$OTEL_EXPORTER_OTLP_HEADERS: `novalue` is not a key=value pair",
             ]
         );

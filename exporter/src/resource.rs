@@ -14,7 +14,7 @@ pub struct Resources {
     host_name: Option<String>,
     by_pid: HashMap<u32, Process>,
     thread_names: HashMap<u32, Option<StringValue>>,
-    /// Boot-clock time of the last sweep, in the records' own clock.
+    /// When the last sweep ran, in the records' own clock (`CLOCK_MONOTONIC` nanoseconds).
     last_sweep_ns: u64,
 }
 
@@ -83,7 +83,7 @@ impl Resources {
 
     /// The resource of process `pid`. Its executable is read from /proc; if the process is
     /// already gone, `probed_binary` (the file the probe is in) stands in for it. `seen_ns`
-    /// is when the record was written (boot clock): it paces the sweeps without a clock read
+    /// is when the record was written (its `CLOCK_MONOTONIC` time): it paces the sweeps without a clock read
     /// per span.
     pub fn for_process(&mut self, pid: u32, probed_binary: &Path, seen_ns: u64) -> Arc<Resource> {
         if seen_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_EVERY.as_nanos() as u64 {

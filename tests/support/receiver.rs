@@ -138,6 +138,8 @@ pub enum Answer {
 struct Shared {
     /// Every export request in arrival order, tagged with its transport.
     requests: Mutex<Vec<(Protocol, ExportTraceServiceRequest)>>,
+    /// The headers (gRPC metadata) of every request, in arrival order.
+    headers: Mutex<Vec<(Protocol, axum::http::HeaderMap)>>,
     answer: Mutex<Answer>,
     /// Requests answered with an error (not stored).
     refused: std::sync::atomic::AtomicUsize,
@@ -170,7 +172,16 @@ impl Shared {
     }
 
     /// Stores `request` unless the answer is an error; returns the answer to give.
-    fn record(&self, protocol: Protocol, request: ExportTraceServiceRequest) -> Answer {
+    fn record(
+        &self,
+        protocol: Protocol,
+        headers: axum::http::HeaderMap,
+        request: ExportTraceServiceRequest,
+    ) -> Answer {
+        self.headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((protocol, headers));
         let answer = self
             .answer
             .lock()
@@ -224,7 +235,11 @@ impl TraceService for GrpcService {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.hold().await;
-        match self.0.record(Protocol::Grpc, request.into_inner()) {
+        let (metadata, _, request) = request.into_parts();
+        match self
+            .0
+            .record(Protocol::Grpc, metadata.into_headers(), request)
+        {
             Answer::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
             Answer::PartiallyAccept { rejected, message } => {
                 Ok(tonic::Response::new(partial_success(rejected, message)))
@@ -280,7 +295,7 @@ async fn export_http(
     shared.hold().await;
     match ExportTraceServiceRequest::decode(&raw[..]) {
         Ok(request) => {
-            let response = match shared.record(Protocol::Http, request) {
+            let response = match shared.record(Protocol::Http, headers, request) {
                 Answer::Accept => ExportTraceServiceResponse::default(),
                 Answer::PartiallyAccept { rejected, message } => partial_success(rejected, message),
                 Answer::Refuse => {
@@ -565,6 +580,15 @@ impl Receiver {
     /// Number of export requests received over both protocols.
     pub fn requests(&self) -> usize {
         self.shared.lock().len()
+    }
+
+    /// The headers of every request so far (for gRPC, its metadata), with its transport.
+    pub fn request_headers(&self) -> Vec<(Protocol, axum::http::HeaderMap)> {
+        self.shared
+            .headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// How to answer the requests that arrive from now on.

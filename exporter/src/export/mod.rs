@@ -42,10 +42,10 @@ impl Exporter {
     pub fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
         match self {
             Self::Stdout(exporter) => exporter.encode(spans),
-            Self::Otlp(_) => {
+            Self::Otlp(client) => {
                 let mut body = Vec::with_capacity(spans.len() * ENCODED_SPAN_SIZE_HINT);
                 encode_request(spans, &mut body);
-                body.into()
+                client.body(body)
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::{io::Write as _, path::Path, time::Duration};
 
-use bytes::{Buf as _, BufMut as _, Bytes};
+use bytes::{BufMut as _, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -11,9 +11,11 @@ use spanprobe_config::{Compression, OtlpConfig, OtlpProtocol};
 use tonic::{
     Code,
     codec::{Codec, CompressionEncoding, EncodeBuf, Encoder},
-    metadata::{MetadataKey, MetadataMap, MetadataValue},
+    metadata::MetadataMap,
     transport::{Channel, ClientTlsConfig, Endpoint},
 };
+
+use tonic_types::StatusExt as _;
 
 use super::tls::{self, Tls, TlsError};
 
@@ -71,28 +73,30 @@ impl SendError {
     /// classifies responses: throttling and unavailability yes, a rejected request no.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Grpc(status) => matches!(
-                status.code(),
+            Self::Grpc(status) => match status.code() {
                 Code::Cancelled
-                    | Code::DeadlineExceeded
-                    | Code::Aborted
-                    | Code::OutOfRange
-                    | Code::Unavailable
-                    | Code::DataLoss
-                    // The specification retries it only with a RetryInfo; retrying within
-                    // the bounded backoff loses less than giving up at once.
-                    | Code::ResourceExhausted
-            ),
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::OutOfRange
+                | Code::Unavailable
+                | Code::DataLoss => true,
+                // Throttling when the server says when to come back; otherwise (a request
+                // over its size limit, say) sending the same bytes again would fail again.
+                Code::ResourceExhausted => status.get_details_retry_info().is_some(),
+                _ => false,
+            },
             Self::Http(_) | Self::Timeout(_) => true,
             Self::HttpStatus { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
             Self::Write(_) => false,
         }
     }
 
-    /// The wait the server asked for before retrying, if it did.
+    /// The wait the server asked for before retrying, if it did (`Retry-After`, or a gRPC
+    /// `RetryInfo`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::HttpStatus { retry_after, .. } => *retry_after,
+            Self::Grpc(status) => status.get_details_retry_info()?.retry_delay,
             _ => None,
         }
     }
@@ -141,6 +145,13 @@ impl From<ExportTraceServiceResponse> for Accepted {
     }
 }
 
+impl Accepted {
+    /// Of a request of `spans` spans: a backend cannot reject more than it was sent.
+    pub fn rejected_of(&self, spans: u64) -> u64 {
+        self.rejected.min(spans)
+    }
+}
+
 /// Sends export requests to one OTLP endpoint.
 #[derive(Debug)]
 pub struct OtlpClient {
@@ -156,7 +167,7 @@ enum Transport {
     },
     Http {
         client: reqwest::Client,
-        url: String,
+        url: reqwest::Url,
         headers: HeaderMap,
         gzip: bool,
     },
@@ -173,11 +184,13 @@ impl OtlpClient {
     /// to `base_dir`. Needs a tokio runtime; connects lazily.
     pub fn new(config: &OtlpConfig, base_dir: &Path) -> Result<Self, OtlpError> {
         let endpoint = signal_endpoint(config);
-        let is_url = reqwest::Url::parse(&endpoint)
-            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
-        if !is_url {
-            return Err(OtlpError::Url { endpoint });
-        }
+        let url = reqwest::Url::parse(&endpoint)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            .ok_or_else(|| OtlpError::Url {
+                endpoint: endpoint.clone(),
+            })?;
+        let headers = headers(config)?;
         let tls = endpoint_tls(config, base_dir)?;
         tls::install_crypto_provider();
         let timeout = config.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -192,20 +205,29 @@ impl OtlpClient {
                     } else {
                         client
                     },
-                    metadata: metadata(config)?,
+                    metadata: MetadataMap::from_headers(headers),
                 }
             }
             OtlpProtocol::HttpProtobuf => Transport::Http {
                 client: http_client(tls.as_ref(), timeout)?,
-                url: endpoint,
-                headers: http_headers(config)?,
+                url,
+                headers,
                 gzip,
             },
         };
         Ok(Self { transport, timeout })
     }
 
-    /// Sends one encoded `ExportTraceServiceRequest`.
+    /// The body to send for an encoded `ExportTraceServiceRequest`: gzipped here for HTTP,
+    /// once however often it is sent (tonic compresses gRPC messages itself).
+    pub fn body(&self, request: Vec<u8>) -> Bytes {
+        match &self.transport {
+            Transport::Http { gzip: true, .. } => gzipped(&request).into(),
+            _ => request.into(),
+        }
+    }
+
+    /// Sends a body [`Self::body`] made.
     pub async fn send(&self, request: Bytes) -> Result<Accepted, SendError> {
         let timeout = self.timeout;
         let sent = match &self.transport {
@@ -252,23 +274,19 @@ async fn send_grpc(
 
 async fn send_http(
     client: &reqwest::Client,
-    url: &str,
+    url: &reqwest::Url,
     headers: &HeaderMap,
     gzip: bool,
     body: Bytes,
 ) -> Result<Accepted, SendError> {
     let mut request = client
-        .post(url)
+        .post(url.clone())
         .headers(headers.clone())
-        .header(CONTENT_TYPE, "application/x-protobuf");
-    request = if gzip {
-        request
-            .header(CONTENT_ENCODING, "gzip")
-            .body(gzipped(&body)?)
-    } else {
-        request.body(body)
-    };
-    let response = request.send().await.map_err(SendError::Http)?;
+        .header(CONTENT_TYPE, PROTOBUF);
+    if gzip {
+        request = request.header(CONTENT_ENCODING, "gzip");
+    }
+    let mut response = request.body(body).send().await.map_err(SendError::Http)?;
     let status = response.status();
     if !status.is_success() {
         let retry_after = response
@@ -276,12 +294,14 @@ async fn send_http(
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok()?.trim().parse().ok())
             .map(Duration::from_secs);
-        // The body says why (a collector's message); keep a line of it.
-        let text = response.text().await.unwrap_or_default();
-        let body: String = text.chars().take(200).collect();
+        let protobuf = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(PROTOBUF.as_bytes()));
+        let body = read_at_most(&mut response, ERROR_BODY_BYTES).await;
         return Err(SendError::HttpStatus {
             status,
-            body,
+            body: error_text(&body, protobuf),
             retry_after,
         });
     }
@@ -292,13 +312,49 @@ async fn send_http(
         .unwrap_or_default())
 }
 
-fn gzipped(body: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+const PROTOBUF: &str = "application/x-protobuf";
+
+/// Of an error response, enough to say why; a misbehaving server may send any amount.
+const ERROR_BODY_BYTES: usize = 4096;
+
+async fn read_at_most(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+            }
+            _ => break,
+        }
+    }
+    body
+}
+
+/// Why an OTLP/HTTP request failed, from its response body: a `google.rpc.Status` when the
+/// body is protobuf, as the specification says, else its first line of text.
+fn error_text(body: &[u8], protobuf: bool) -> String {
+    let text = if protobuf {
+        tonic_types::Status::decode(body)
+            .map(|status| status.message)
+            .unwrap_or_default()
+    } else {
+        String::from_utf8_lossy(body)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    text.chars().take(200).collect()
+}
+
+fn gzipped(body: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 4),
         flate2::Compression::default(),
     );
-    encoder.write_all(body)?;
-    encoder.finish()
+    // Compressing into memory cannot fail: the writer is a Vec.
+    encoder.write_all(body).expect("gzip into a Vec");
+    encoder.finish().expect("gzip into a Vec")
 }
 
 /// Sends an already encoded request as it is and decodes the response with prost.
@@ -327,14 +383,8 @@ impl Encoder for EncodedRequestEncoder {
     type Item = Bytes;
     type Error = tonic::Status;
 
-    fn encode(&mut self, mut item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.reserve(item.len());
-        while item.has_remaining() {
-            let chunk = item.chunk();
-            let len = chunk.len();
-            dst.put_slice(chunk);
-            item.advance(len);
-        }
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put_slice(&item);
         Ok(())
     }
 }
@@ -384,7 +434,9 @@ fn http_client(tls: Option<&Tls>, timeout: Duration) -> Result<reqwest::Client, 
     builder.build().map_err(OtlpError::HttpClient)
 }
 
-fn http_headers(config: &OtlpConfig) -> Result<HeaderMap, OtlpError> {
+/// `exporter.otlp.headers`, checked once for both transports (gRPC metadata are HTTP/2
+/// headers; names are lowercased).
+fn headers(config: &OtlpConfig) -> Result<HeaderMap, OtlpError> {
     let mut headers = HeaderMap::new();
     for (name, value) in &config.headers {
         let invalid = || OtlpError::Header { name: name.clone() };
@@ -394,18 +446,6 @@ fn http_headers(config: &OtlpConfig) -> Result<HeaderMap, OtlpError> {
         headers.insert(key, value);
     }
     Ok(headers)
-}
-
-fn metadata(config: &OtlpConfig) -> Result<MetadataMap, OtlpError> {
-    let mut metadata = MetadataMap::new();
-    for (name, value) in &config.headers {
-        let invalid = || OtlpError::Header { name: name.clone() };
-        let key =
-            MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| invalid())?;
-        let value = MetadataValue::try_from(value.as_str()).map_err(|_| invalid())?;
-        metadata.insert(key, value);
-    }
-    Ok(metadata)
 }
 
 /// The URL spans are sent to.
@@ -429,6 +469,35 @@ mod tests {
             protocol,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn resource_exhausted_is_retried_only_when_the_server_says_when() {
+        use tonic_types::{ErrorDetails, StatusExt as _};
+        let plain = SendError::Grpc(tonic::Status::resource_exhausted("message too large"));
+        assert!(!plain.is_retryable());
+        assert_eq!(plain.retry_after(), None);
+        let throttled = SendError::Grpc(tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(2))),
+        ));
+        assert!(throttled.is_retryable());
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(2)));
+        assert!(SendError::Grpc(tonic::Status::unavailable("down")).is_retryable());
+        assert!(!SendError::Grpc(tonic::Status::invalid_argument("bad")).is_retryable());
+    }
+
+    #[test]
+    fn http_error_bodies_say_why_in_a_line() {
+        let status = tonic_types::Status {
+            code: 8,
+            message: "over quota".into(),
+            details: vec![],
+        };
+        assert_eq!(error_text(&status.encode_to_vec(), true), "over quota");
+        assert_eq!(error_text(b"bad request\nat line 2", false), "bad request");
+        assert_eq!(error_text(&"x".repeat(1000).into_bytes(), false).len(), 200);
     }
 
     #[test]

@@ -180,6 +180,12 @@ pub fn spawn_export(
                     metrics
                         .queue_depth
                         .store(rx.len() as u64, Ordering::Relaxed);
+                    if shutdown.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
+                        // Too late to send: count what is left instead of encoding it.
+                        stats.dropped_at_shutdown += received.len() as u64;
+                        received.clear();
+                        continue;
+                    }
                     let batch = Batch::new(&exporter, &received);
                     received.clear();
                     in_flight.push(send(&exporter, batch, shutdown.clone(), &failing));
@@ -365,14 +371,20 @@ async fn send(
                 if failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("export recovered");
                 }
-                if accepted.rejected > 0 {
+                let rejected = accepted.rejected_of(spans);
+                if rejected > 0 {
                     tracing::warn!(
-                        spans = accepted.rejected,
-                        message = accepted.message,
+                        spans = rejected,
+                        reason = accepted.message,
                         "the backend rejected spans of an accepted request"
                     );
+                } else if !accepted.message.is_empty() {
+                    tracing::warn!(
+                        reason = accepted.message,
+                        "the backend accepted with a warning"
+                    );
                 }
-                break Ok(accepted.rejected);
+                break Ok(rejected);
             }
             Some(Err(error)) => error,
             None => {
