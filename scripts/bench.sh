@@ -213,8 +213,9 @@ rss_max=$(awk '$2 > m { m = $2 } END { print m }' "$work/rss")
 rss_growth=$(awk -v a="$rss_warm" -v b="$rss_end" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }')
 rss_calls=$(grep -o '^load [0-9]*' "$work/out" | cut -d' ' -f2)
 rss_lost=$(field lost < "$work/rss.log")
-# spanprobe's CPU per exported span over the memory run: ring buffer to OTLP request sent.
-spanprobe_us=$(awk -v t="$rss_ticks" -v hz="$(getconf CLK_TCK)" -v n="$((rss_calls - rss_lost))" \
+# spanprobe's CPU per call it handled over the memory run (each read from the ring buffer and
+# made a span, then sent or, the queue being full, dropped).
+spanprobe_us=$(awk -v t="$rss_ticks" -v hz="$(getconf CLK_TCK)" -v n="$rss_calls" \
   'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n }')
 
 # --- Start-up: load and attach 100 functions ----------------------------------------------
@@ -379,10 +380,10 @@ average above); compare within one run.
 - **Per call, ≤ 1.10 × the floor.** With \`sample_rate: 0\` (programs run, nothing is sent)
   spanprobe costs the BPF difference above the floor; sending costs the rest, and most of it
   is CPU taken from the traced thread: at one thread's full rate spanprobe (${spanprobe_us} µs of
-  CPU per exported span, ring buffer to OTLP request, measured over the memory run) and the
+  CPU per call it handles, ring buffer to OTLP request, measured over the memory run) and the
   receiver (the sink spent ${sink_us} µs of CPU per span decoding OTLP, as a collector does)
-  need more than the one spare core. Together they cost about twice the floor's trap per span,
-  so on two cores with the receiver beside it the target cannot be met by spanprobe alone;
+  need more than the one spare core. Together they cost more than the floor's whole trap per
+  span, so on two cores with the receiver beside it the target cannot be met by spanprobe alone;
   with a collector on other machines or cores, spanprobe's own share is what remains. The
   spans-exported column says how much of the sending the figure includes (spans dropped at a
   full export queue cost less). What would close more: records sized
