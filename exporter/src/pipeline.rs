@@ -42,6 +42,8 @@ pub struct PipelineStats {
 /// Spans held for `min_duration` filtering at most; beyond it the oldest trace is sent as far
 /// as it is known.
 const MAX_HELD_SPANS: usize = 100_000;
+/// How long a trace is held for `min_duration` filtering at most, waiting for its root.
+const MAX_HOLD: Duration = Duration::from_secs(30);
 
 /// Turns records into queued spans.
 #[derive(Debug)]
@@ -90,7 +92,7 @@ impl Pipeline {
         let held = min_durations
             .iter()
             .any(Option::is_some)
-            .then(|| TraceBuffer::new(MAX_HELD_SPANS));
+            .then(|| TraceBuffer::new(MAX_HELD_SPANS, MAX_HOLD));
         // Read each binary once, however many of its functions (a glob) capture stacks.
         let mut elves: HashMap<PathBuf, Option<Arc<ElfInfo>>> = HashMap::new();
         let stack_sources = functions

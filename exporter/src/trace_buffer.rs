@@ -1,10 +1,12 @@
 //! `min_duration`: spans shorter than their function's minimum are dropped, and their
 //! descendants with them. Children end (and arrive) before their parents, so the spans of a
-//! trace are held until its root ends, then filtered as a tree.
+//! trace are held until its root ends, then filtered as a tree. A trace whose root runs for
+//! long (a server's main loop) is sent as far as it is known after a while, as is the oldest
+//! when too many spans are held.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use opentelemetry::trace::{SpanId, TraceId};
@@ -18,32 +20,47 @@ struct Held<T> {
     extra: T,
 }
 
-/// Spans of unfinished traces, bounded in number. `T` travels with each span (its resource).
+/// Spans of unfinished traces, bounded in number and in age. `T` travels with each span (its
+/// resource).
 #[derive(Debug)]
 pub struct TraceBuffer<T> {
-    traces: HashMap<TraceId, Vec<Held<T>>>,
-    /// Trace ids in arrival order of their first span, for evicting the oldest.
-    order: VecDeque<TraceId>,
+    traces: HashMap<TraceId, HeldTrace<T>>,
+    /// Traces in arrival order of their first span, with its sequence number and end time,
+    /// for sending the oldest. Entries of traces finished since are skipped when met (their
+    /// number no longer matches), so finishing a trace does not search this.
+    order: VecDeque<(TraceId, u64, SystemTime)>,
+    next: u64,
     held: usize,
     max_held: usize,
+    max_age: Duration,
     /// Spans dropped for being shorter than `min_duration`, or under such a span.
     pub dropped: u64,
 }
 
+#[derive(Debug)]
+struct HeldTrace<T> {
+    number: u64,
+    spans: Vec<Held<T>>,
+}
+
 impl<T> TraceBuffer<T> {
-    pub fn new(max_held: usize) -> Self {
+    /// Holds at most `max_held` spans, and a trace at most `max_age` after its first span
+    /// ended, by the spans' own clock.
+    pub fn new(max_held: usize, max_age: Duration) -> Self {
         Self {
             traces: HashMap::new(),
             order: VecDeque::new(),
+            next: 0,
             held: 0,
             max_held,
+            max_age,
             dropped: 0,
         }
     }
 
     /// Takes one span; returns the spans that are ready to export: a whole filtered trace
-    /// once its root arrives, or the oldest trace (filtered as far as it is known) when the
-    /// buffer is full.
+    /// once its root arrives, or the oldest traces (filtered as far as they are known) when
+    /// the buffer is full or they have waited `max_age`.
     pub fn push(
         &mut self,
         span: SpanData,
@@ -52,11 +69,16 @@ impl<T> TraceBuffer<T> {
     ) -> Vec<(SpanData, T)> {
         let trace_id = span.span_context.trace_id();
         let is_root = span.parent_span_id == SpanId::INVALID;
-        let spans = self.traces.entry(trace_id).or_insert_with(|| {
-            self.order.push_back(trace_id);
-            Vec::new()
+        let now = span.end_time;
+        let trace = self.traces.entry(trace_id).or_insert_with(|| {
+            self.next += 1;
+            self.order.push_back((trace_id, self.next, now));
+            HeldTrace {
+                number: self.next,
+                spans: Vec::new(),
+            }
         });
-        spans.push(Held {
+        trace.spans.push(Held {
             span,
             min_duration,
             extra,
@@ -66,10 +88,19 @@ impl<T> TraceBuffer<T> {
         if is_root {
             ready.extend(self.finish(trace_id));
         }
-        while self.held > self.max_held {
-            let Some(oldest) = self.order.front().copied() else {
+        while let Some(&(oldest, number, first)) = self.order.front() {
+            if !self.traces.get(&oldest).is_some_and(|t| t.number == number) {
+                // Finished since.
+                self.order.pop_front();
+                continue;
+            }
+            let too_old = now
+                .duration_since(first)
+                .is_ok_and(|age| age > self.max_age);
+            if self.held <= self.max_held && !too_old {
                 break;
-            };
+            }
+            self.order.pop_front();
             ready.extend(self.finish(oldest));
         }
         ready
@@ -77,13 +108,17 @@ impl<T> TraceBuffer<T> {
 
     /// Every held trace, filtered as far as it is known (at shutdown).
     pub fn drain(&mut self) -> Vec<(SpanData, T)> {
-        let ids: Vec<_> = self.order.iter().copied().collect();
-        ids.into_iter().flat_map(|id| self.finish(id)).collect()
+        let mut ready = Vec::new();
+        while let Some((id, number, _)) = self.order.pop_front() {
+            if self.traces.get(&id).is_some_and(|t| t.number == number) {
+                ready.extend(self.finish(id));
+            }
+        }
+        ready
     }
 
     fn finish(&mut self, trace_id: TraceId) -> Vec<(SpanData, T)> {
-        self.order.retain(|id| *id != trace_id);
-        let Some(spans) = self.traces.remove(&trace_id) else {
+        let Some(HeldTrace { spans, .. }) = self.traces.remove(&trace_id) else {
             return Vec::new();
         };
         self.held -= spans.len();
@@ -156,10 +191,11 @@ mod tests {
     }
 
     const MIN: Option<Duration> = Some(Duration::from_micros(50));
+    const AGE: Duration = Duration::from_secs(30);
 
     #[test]
     fn short_spans_go_with_their_descendants() {
-        let mut buffer = TraceBuffer::new(100);
+        let mut buffer = TraceBuffer::new(100, AGE);
         // Root 1 (long) > 2 (short) > 3 (long), and 1 > 4 (long). Children arrive first.
         assert!(buffer.push(span(7, 3, 2, 100), MIN, ()).is_empty());
         assert!(buffer.push(span(7, 2, 1, 10), MIN, ()).is_empty());
@@ -171,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_short_root_takes_its_whole_trace_and_functions_without_a_minimum_stay() {
-        let mut buffer = TraceBuffer::new(100);
+        let mut buffer = TraceBuffer::new(100, AGE);
         buffer.push(span(1, 2, 1, 5), None, ());
         assert!(buffer.push(span(1, 1, 0, 20), MIN, ()).is_empty());
         assert_eq!(buffer.dropped, 2);
@@ -184,12 +220,34 @@ mod tests {
 
     #[test]
     fn stays_bounded_and_drains() {
-        let mut buffer = TraceBuffer::new(2);
+        let mut buffer = TraceBuffer::new(2, AGE);
         assert!(buffer.push(span(1, 2, 1, 100), MIN, ()).is_empty());
         assert!(buffer.push(span(2, 4, 3, 100), MIN, ()).is_empty());
         // Over the bound: the oldest trace goes out as far as it is known.
         assert_eq!(names(&buffer.push(span(3, 6, 5, 100), MIN, ())), ["s2"]);
         assert_eq!(names(&buffer.drain()), ["s4", "s6"]);
         assert_eq!(buffer.dropped, 0);
+    }
+
+    #[test]
+    fn a_trace_waits_at_most_its_age_then_goes_as_far_as_it_is_known() {
+        let mut buffer = TraceBuffer::new(100, Duration::from_secs(1));
+        let at = |trace, id, parent, micros, secs| {
+            let mut span = span(trace, id, parent, micros);
+            span.start_time += Duration::from_secs(secs);
+            span.end_time += Duration::from_secs(secs);
+            span
+        };
+        // A long-running root's child, then another trace's spans later on.
+        assert!(buffer.push(at(1, 2, 1, 100, 0), MIN, ()).is_empty());
+        assert!(buffer.push(at(2, 4, 3, 100, 0), MIN, ()).is_empty());
+        assert!(buffer.push(at(2, 5, 3, 100, 1), MIN, ()).is_empty());
+        // Past the age, both held traces go, oldest first, each as far as it is known.
+        let ready = buffer.push(at(3, 7, 6, 100, 2), MIN, ());
+        assert_eq!(names(&ready), ["s2", "s4", "s5"]);
+        // A trace finished by its root leaves no stale entry behind to evict others.
+        let root = buffer.push(at(3, 6, 0, 500, 2), MIN, ());
+        assert_eq!(names(&root), ["s6", "s7"]);
+        assert!(buffer.drain().is_empty());
     }
 }
