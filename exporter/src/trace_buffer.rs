@@ -89,7 +89,7 @@ impl<T> TraceBuffer<T> {
             ready.extend(self.finish(trace_id));
         }
         while let Some(&(oldest, number, first)) = self.order.front() {
-            if !self.traces.get(&oldest).is_some_and(|t| t.number == number) {
+            if !self.holds(oldest, number) {
                 // Finished since.
                 self.order.pop_front();
                 continue;
@@ -110,11 +110,18 @@ impl<T> TraceBuffer<T> {
     pub fn drain(&mut self) -> Vec<(SpanData, T)> {
         let mut ready = Vec::new();
         while let Some((id, number, _)) = self.order.pop_front() {
-            if self.traces.get(&id).is_some_and(|t| t.number == number) {
+            if self.holds(id, number) {
                 ready.extend(self.finish(id));
             }
         }
         ready
+    }
+
+    /// Whether the trace an `order` entry names is still held (not finished since).
+    fn holds(&self, trace_id: TraceId, number: u64) -> bool {
+        self.traces
+            .get(&trace_id)
+            .is_some_and(|trace| trace.number == number)
     }
 
     fn finish(&mut self, trace_id: TraceId) -> Vec<(SpanData, T)> {
