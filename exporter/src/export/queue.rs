@@ -166,11 +166,14 @@ pub fn spawn_export(
         let mut stats = ExportStats::default();
         let failing = AtomicBool::new(false);
         let mut in_flight = FuturesUnordered::new();
-        let mut received = Vec::with_capacity(settings.batch_size);
+        let mut filling = Filling {
+            spans: Vec::with_capacity(settings.batch_size),
+            until: None,
+        };
         let mut open = true;
         while open || !in_flight.is_empty() {
             tokio::select! {
-                filled = next_batch(&mut rx, &mut received, &settings),
+                filled = filling.fill(&mut rx, &settings),
                     if open && in_flight.len() < MAX_IN_FLIGHT =>
                 {
                     if !filled {
@@ -182,12 +185,12 @@ pub fn spawn_export(
                         .store(rx.len() as u64, Ordering::Relaxed);
                     if shutdown.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
                         // Too late to send: count what is left instead of encoding it.
-                        stats.dropped_at_shutdown += received.len() as u64;
-                        received.clear();
+                        stats.dropped_at_shutdown += filling.spans.len() as u64;
+                        filling.clear();
                         continue;
                     }
-                    let batch = Batch::new(&exporter, &received);
-                    received.clear();
+                    let batch = Batch::new(&exporter, &filling.spans);
+                    filling.clear();
                     in_flight.push(send(&exporter, batch, shutdown.clone(), &failing));
                 }
                 Some(sent) = in_flight.next() => {
@@ -213,26 +216,43 @@ pub fn spawn_export(
 /// the export task, a context switch, for every span the reader queues.
 const FILL_POLL: Duration = Duration::from_millis(5);
 
-/// Waits for spans and gives the batch up to `delay` to fill, unless the queue is closing.
-/// Returns false once the queue is closed and empty. Cancel-safe: what it took stays in
-/// `received` for the next call.
-async fn next_batch(
-    rx: &mut mpsc::Receiver<QueuedSpan>,
-    received: &mut Vec<QueuedSpan>,
-    settings: &ExportSettings,
-) -> bool {
-    if received.is_empty() && rx.recv_many(received, settings.batch_size).await == 0 {
-        return false;
-    }
-    let fill_until = Instant::now() + settings.delay;
-    loop {
-        let room = settings.batch_size.saturating_sub(received.len());
-        take_ready(rx, received, room);
-        let now = Instant::now();
-        if received.len() >= settings.batch_size || rx.is_closed() || now >= fill_until {
-            return true;
+/// The batch being filled. It lives across calls of [`Filling::fill`], so that cancelling
+/// one (a request in flight completed first) loses no span and does not restart the delay.
+struct Filling {
+    spans: Vec<QueuedSpan>,
+    /// When the batch stops waiting for more: `delay` after its first span arrived.
+    until: Option<Instant>,
+}
+
+impl Filling {
+    /// Waits for spans and gives the batch up to `delay` to fill, unless the queue is
+    /// closing. Returns false once the queue is closed and empty.
+    async fn fill(
+        &mut self,
+        rx: &mut mpsc::Receiver<QueuedSpan>,
+        settings: &ExportSettings,
+    ) -> bool {
+        if self.spans.is_empty() && rx.recv_many(&mut self.spans, settings.batch_size).await == 0 {
+            return false;
         }
-        tokio::time::sleep_until((now + FILL_POLL).min(fill_until)).await;
+        let until = *self
+            .until
+            .get_or_insert_with(|| Instant::now() + settings.delay);
+        loop {
+            let room = settings.batch_size.saturating_sub(self.spans.len());
+            take_ready(rx, &mut self.spans, room);
+            let now = Instant::now();
+            if self.spans.len() >= settings.batch_size || rx.is_closed() || now >= until {
+                return true;
+            }
+            tokio::time::sleep_until((now + FILL_POLL).min(until)).await;
+        }
+    }
+
+    /// Empties the batch once it is sent (or counted).
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.until = None;
     }
 }
 
