@@ -347,6 +347,64 @@ async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
     );
 }
 
+/// A SIGINT that comes while the programs are still being loaded and attached ends the run
+/// cleanly once they are, with the summary: it does not kill spanprobe halfway.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_during_start_up_ends_the_run_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "probes:\n  - binary: {}\n    functions: [{{ symbol: inner }}]\n",
+            demo.display()
+        ),
+    );
+    let mut child = tokio::process::Command::new(support::spanprobe())
+        .args([
+            "--log-level",
+            "debug",
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let mut seen = String::new();
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_or_else(|| panic!("spanprobe ended before loading: {seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("loading and attaching") {
+            break;
+        }
+    }
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    let rest = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = rest.await.unwrap();
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(seen.contains("attached") && seen.contains("done"), "{seen}");
+}
+
 /// Runs spanprobe on a bad config and returns (exit code, stderr, stdout).
 async fn run_bad(config: &std::path::Path, dir: &std::path::Path) -> (Option<i32>, String, String) {
     let demo = support::build_demo(dir);

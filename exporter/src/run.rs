@@ -14,10 +14,7 @@ use futures_util::StreamExt as _;
 use signal_hook::{iterator::exfiltrator::WithOrigin, low_level::siginfo::Cause};
 use signal_hook_tokio::SignalsInfo;
 use spanprobe_common::Counter;
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::oneshot,
-};
+use tokio::sync::oneshot;
 
 use crate::{
     bpf::{KernelCounters, ProcessFilter, Tracer},
@@ -69,6 +66,10 @@ async fn trace(
             config_path.display()
         );
     }
+    // Caught from here on, before anything is attached or started: a SIGINT or SIGTERM that
+    // comes meanwhile ends the run cleanly once it can, instead of killing spanprobe with the
+    // probes attached and the command left running untraced.
+    let signals = SignalsInfo::<WithOrigin>::new([libc::SIGINT, libc::SIGTERM])?;
     let exporter = Exporter::from_config(&config.exporter, &config.base_dir)?;
 
     let filter = if command.is_empty() {
@@ -76,6 +77,7 @@ async fn trace(
     } else {
         ProcessFilter::Selected
     };
+    tracing::debug!(functions = functions.len(), "loading and attaching");
     let mut tracer = Tracer::attach(&functions, filter, &config.limits)?;
     tracing::info!(
         probes = tracer.attached(),
@@ -117,8 +119,11 @@ async fn trace(
     };
     let ended = async {
         match child {
-            None => wait_for_termination().await.map(|()| 0),
-            Some(child) => wait_for_command(child).await,
+            None => {
+                wait_for_termination(signals).await;
+                Ok(0)
+            }
+            Some(child) => wait_for_command(child, signals).await,
         }
     };
     tokio::pin!(ended);
@@ -174,9 +179,11 @@ async fn start_command(tracer: &mut Tracer, command: &[OsString]) -> anyhow::Res
 
 /// Forwards SIGINT/SIGTERM sent to spanprobe on to the command, and returns its exit code
 /// once it has exited.
-async fn wait_for_command(child: RunningChild) -> anyhow::Result<i32> {
+async fn wait_for_command(
+    child: RunningChild,
+    mut signals: SignalsInfo<WithOrigin>,
+) -> anyhow::Result<i32> {
     let pid = child.pid();
-    let mut signals = SignalsInfo::<WithOrigin>::new([libc::SIGINT, libc::SIGTERM])?;
     let wait = child.wait();
     tokio::pin!(wait);
     let status = loop {
@@ -199,14 +206,9 @@ fn forwarded(cause: Cause) -> bool {
     !matches!(cause, Cause::Kernel)
 }
 
-async fn wait_for_termination() -> anyhow::Result<()> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    Ok(())
+/// Returns at the first SIGINT or SIGTERM, whoever sent it.
+async fn wait_for_termination(mut signals: SignalsInfo<WithOrigin>) {
+    signals.next().await;
 }
 
 /// One summary line on stderr, and a warning for anything lost.
