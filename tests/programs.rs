@@ -516,6 +516,14 @@ async fn start_tracing(config: &Path) -> tokio::process::Child {
     child
 }
 
+/// [`stop`] for a tracer from [`start_tracing_keep_stderr`]; returns its whole stderr.
+async fn stop_keep_stderr(
+    (child, stderr): (tokio::process::Child, tokio::task::JoinHandle<String>),
+) -> String {
+    stop(child).await;
+    stderr.await.unwrap()
+}
+
 async fn stop(mut child: tokio::process::Child) {
     let pid = child.id().unwrap() as i32;
     // SAFETY: plain kill(2).
@@ -907,7 +915,7 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
         .replacen("probes:", "batch: { delay: 10ms }\nprobes:", 1)
         .replacen("otlp: {", "otlp: { timeout: 200ms,", 1);
     let config_path = support::write_config(dir.path(), &yaml);
-    let mut tracer = start_tracing_keep_stderr(&config_path).await;
+    let tracer = start_tracing_keep_stderr(&config_path).await;
     let run = |n: &'static str| {
         let calls = calls.clone();
         async move {
@@ -932,15 +940,7 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
     let receiver = Receiver::start_on(grpc_port, http_port).await;
     let arrived = receiver.wait_for_spans(100, Duration::from_secs(20)).await;
     assert_eq!(arrived.len(), 100);
-    let pid = tracer.0.id().unwrap() as i32;
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    let status = tokio::time::timeout(WAIT, tracer.0.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    let stderr = tracer.1.await.unwrap();
+    let stderr = stop_keep_stderr(tracer).await;
     // produced = exported + dropped: nothing was dropped, all 150 were exported.
     assert_eq!(reported(&stderr, "exported"), 150, "{stderr}");
     assert_eq!(reported(&stderr, "dropped"), 0, "{stderr}");
@@ -970,6 +970,20 @@ fn config_over(receiver: &Receiver, binary: &Path, protocol: &str) -> String {
     )
 }
 
+/// Runs `calls bench n` under spanprobe with `yaml`, which must succeed; returns spanprobe's
+/// stderr and the spans received.
+async fn bench_calls(
+    receiver: &Receiver,
+    dir: &Path,
+    yaml: &str,
+    calls: &Path,
+    n: &str,
+) -> (String, Vec<ReceivedSpan>) {
+    let (output, spans) =
+        trace_ok(receiver, dir, yaml, &[calls.to_str().unwrap(), "bench", n]).await;
+    (support::stderr(&output), spans)
+}
+
 /// The transport `protocol` (as `config_over` takes it) arrives on.
 fn transport(protocol: &str) -> support::receiver::Protocol {
     match protocol {
@@ -994,14 +1008,7 @@ async fn headers_and_gzip_reach_the_backend() {
             1,
         );
         assert!(yaml.contains("compression: gzip"), "{yaml}");
-        let (output, spans) = trace_ok(
-            &receiver,
-            dir.path(),
-            &yaml,
-            &[calls.to_str().unwrap(), "bench", "20"],
-        )
-        .await;
-        let stderr = support::stderr(&output);
+        let (stderr, spans) = bench_calls(&receiver, dir.path(), &yaml, &calls, "20").await;
         assert_eq!(spans.len(), 20, "{protocol}: {stderr}");
         assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
         let requests = receiver.request_headers();
@@ -1033,14 +1040,14 @@ async fn a_refused_request_is_not_retried_and_its_spans_are_counted() {
     for protocol in ["grpc", "http/protobuf"] {
         let receiver = Receiver::start().await;
         receiver.answer(Answer::Refuse);
-        let (output, spans) = trace_ok(
+        let (stderr, spans) = bench_calls(
             &receiver,
             dir.path(),
             &config_over(&receiver, &calls, protocol),
-            &[calls.to_str().unwrap(), "bench", "40"],
+            &calls,
+            "40",
         )
         .await;
-        let stderr = support::stderr(&output);
         assert!(spans.is_empty(), "{protocol}");
         assert_eq!(reported(&stderr, "exported"), 0, "{protocol}: {stderr}");
         assert_eq!(
@@ -1073,7 +1080,7 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
         receiver.answer(Answer::Unavailable);
         let yaml = config_over(&receiver, &calls, protocol).replace("delay: 5s", "delay: 10ms");
         let config_path = support::write_config(dir.path(), &yaml);
-        let mut tracer = start_tracing_keep_stderr(&config_path).await;
+        let tracer = start_tracing_keep_stderr(&config_path).await;
         let status = tokio::process::Command::new(&calls)
             .args(["bench", "25"])
             .status()
@@ -1094,14 +1101,7 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
             25,
             "{protocol}"
         );
-        // SAFETY: plain kill(2).
-        unsafe { libc::kill(tracer.0.id().unwrap() as i32, libc::SIGINT) };
-        let status = tokio::time::timeout(WAIT, tracer.0.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
-        let stderr = tracer.1.await.unwrap();
+        let stderr = stop_keep_stderr(tracer).await;
         assert_eq!(reported(&stderr, "exported"), 25, "{protocol}: {stderr}");
         assert_eq!(reported(&stderr, "dropped"), 0, "{protocol}: {stderr}");
         assert!(
@@ -1122,14 +1122,7 @@ async fn requests_to_a_slow_backend_overlap() {
         receiver.answer_after(Duration::from_millis(300));
         let yaml = config_over(&receiver, &calls, protocol)
             .replace("delay: 5s", "delay: 1ms, batch_size: 10");
-        let (output, spans) = trace_ok(
-            &receiver,
-            dir.path(),
-            &yaml,
-            &[calls.to_str().unwrap(), "bench", "200"],
-        )
-        .await;
-        let stderr = support::stderr(&output);
+        let (stderr, spans) = bench_calls(&receiver, dir.path(), &yaml, &calls, "200").await;
         assert_eq!(spans.len(), 200, "{protocol}: {stderr}");
         assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
         let most = receiver.most_held();
@@ -1152,14 +1145,14 @@ async fn spans_a_backend_rejects_in_an_accepted_request_are_counted() {
             rejected: 3,
             message: "3 spans over quota".into(),
         });
-        let (output, spans) = trace_ok(
+        let (stderr, spans) = bench_calls(
             &receiver,
             dir.path(),
             &config_over(&receiver, &calls, protocol),
-            &[calls.to_str().unwrap(), "bench", "40"],
+            &calls,
+            "40",
         )
         .await;
-        let stderr = support::stderr(&output);
         assert_eq!(spans.len(), 40, "{protocol}");
         assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
         assert_eq!(receiver.requests(), 1, "{protocol}: {stderr}");

@@ -3,7 +3,11 @@
 
 mod support;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use support::receiver::{Protocol, ReceivedSpan, Receiver};
 
@@ -279,17 +283,22 @@ async fn stdout_exporter_prints_one_line_per_span() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn exits_with_the_commands_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
+/// A config, written in `dir`, probing `inner` of the demo built there, to stdout.
+fn inner_of_demo(dir: &Path) -> PathBuf {
+    let demo = support::build_demo(dir);
+    support::write_config(
+        dir,
         &format!(
             "probes:\n  - binary: {}\n    functions: [{{ symbol: inner }}]\n",
             demo.display()
         ),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exits_with_the_commands_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = inner_of_demo(dir.path());
     let output = support::run(&config, &["sh", "-c", "exit 7"]).await;
     assert_eq!(
         output.status.code(),
@@ -306,14 +315,7 @@ async fn exits_with_the_commands_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "probes:\n  - binary: {}\n    functions: [{{ symbol: inner }}]\n",
-            demo.display()
-        ),
-    );
+    let config = inner_of_demo(dir.path());
     let script = "n=0; trap 'n=$((n+1))' INT; echo ready; \
                   while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.5; exit $((40+n))";
     let mut child = tokio::process::Command::new(support::spanprobe())
@@ -352,14 +354,7 @@ async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_during_start_up_ends_the_run_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "probes:\n  - binary: {}\n    functions: [{{ symbol: inner }}]\n",
-            demo.display()
-        ),
-    );
+    let config = inner_of_demo(dir.path());
     let mut child = tokio::process::Command::new(support::spanprobe())
         .args([
             "--log-level",

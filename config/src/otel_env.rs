@@ -57,49 +57,41 @@ pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>
     if let Some(endpoint) = traces_endpoint {
         otlp.traces_endpoint = Some(endpoint);
     }
-    // The traces variable, when set, wins over the general one, as the spec says.
-    let signal = |general: &'static str, traces: &'static str| {
-        get(traces)
-            .map(|value| (traces, value))
-            .or_else(|| get(general).map(|value| (general, value)))
-    };
-    if let Some((variable, protocol)) = signal(
-        OTEL_EXPORTER_OTLP_PROTOCOL,
-        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-    ) {
-        match protocol.trim() {
-            "grpc" => otlp.protocol = OtlpProtocol::Grpc,
-            "http/protobuf" => otlp.protocol = OtlpProtocol::HttpProtobuf,
-            other => problems.push(env_problem(
-                variable,
-                format!("`{other}` is not supported; use `grpc` or `http/protobuf`"),
-            )),
-        }
+    let protocol = signal_setting(
+        &get,
+        [
+            OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+            OTEL_EXPORTER_OTLP_PROTOCOL,
+        ],
+        parse_protocol,
+        &mut problems,
+    );
+    if let Some(protocol) = protocol {
+        otlp.protocol = protocol;
     }
-    if let Some((variable, timeout)) = signal(
-        OTEL_EXPORTER_OTLP_TIMEOUT,
-        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
-    ) {
-        match timeout.trim().parse::<u64>() {
-            Ok(millis) => otlp.timeout = Some(Duration::from_millis(millis)),
-            Err(_) => problems.push(env_problem(
-                variable,
-                format!("`{}` is not a number of milliseconds", timeout.trim()),
-            )),
-        }
+    let timeout = signal_setting(
+        &get,
+        [
+            OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+            OTEL_EXPORTER_OTLP_TIMEOUT,
+        ],
+        parse_millis,
+        &mut problems,
+    );
+    if let Some(timeout) = timeout {
+        otlp.timeout = Some(timeout);
     }
-    if let Some((variable, compression)) = signal(
-        OTEL_EXPORTER_OTLP_COMPRESSION,
-        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
-    ) {
-        match compression.trim() {
-            "gzip" => otlp.compression = Compression::Gzip,
-            "none" => otlp.compression = Compression::None,
-            other => problems.push(env_problem(
-                variable,
-                format!("`{other}` is not supported; use `gzip` or `none`"),
-            )),
-        }
+    let compression = signal_setting(
+        &get,
+        [
+            OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+            OTEL_EXPORTER_OTLP_COMPRESSION,
+        ],
+        parse_compression,
+        &mut problems,
+    );
+    if let Some(compression) = compression {
+        otlp.compression = compression;
     }
     // Both apply, the traces headers last: a name in both takes the traces value.
     for variable in [
@@ -114,6 +106,47 @@ pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>
         }
     }
     problems
+}
+
+/// The first of `variables` that is set (the traces one wins over the general one, as the
+/// spec says), parsed; a value that does not parse is a problem naming its variable.
+fn signal_setting<T>(
+    get: &dyn Fn(&str) -> Option<String>,
+    variables: [&'static str; 2],
+    parse: fn(&str) -> Result<T, String>,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let (variable, value) = variables
+        .into_iter()
+        .find_map(|variable| get(variable).map(|value| (variable, value)))?;
+    parse(value.trim())
+        .map_err(|message| problems.push(env_problem(variable, message)))
+        .ok()
+}
+
+fn parse_protocol(value: &str) -> Result<OtlpProtocol, String> {
+    match value {
+        "grpc" => Ok(OtlpProtocol::Grpc),
+        "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+        other => Err(format!(
+            "`{other}` is not supported; use `grpc` or `http/protobuf`"
+        )),
+    }
+}
+
+fn parse_millis(value: &str) -> Result<Duration, String> {
+    value
+        .parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("`{value}` is not a number of milliseconds"))
+}
+
+fn parse_compression(value: &str) -> Result<Compression, String> {
+    match value {
+        "gzip" => Ok(Compression::Gzip),
+        "none" => Ok(Compression::None),
+        other => Err(format!("`{other}` is not supported; use `gzip` or `none`")),
+    }
 }
 
 fn env_problem(variable: &str, message: String) -> Problem {

@@ -230,24 +230,24 @@ impl OtlpClient {
     /// Sends a body [`Self::body`] made.
     pub async fn send(&self, request: Bytes) -> Result<Accepted, SendError> {
         let timeout = self.timeout;
-        let sent = match &self.transport {
-            Transport::Grpc { client, metadata } => {
-                // A clone per request (a handle on the same channel), so several can be in
-                // flight at once.
-                let mut client = client.clone();
-                let sending = send_grpc(&mut client, metadata, request, timeout);
-                tokio::time::timeout(timeout, sending).await
-            }
-            Transport::Http {
-                client,
-                url,
-                headers,
-                gzip,
-            } => {
-                tokio::time::timeout(timeout, send_http(client, url, headers, *gzip, request)).await
+        let sending = async {
+            match &self.transport {
+                Transport::Grpc { client, metadata } => {
+                    // A clone per request (a handle on the same channel), so several can be
+                    // in flight at once.
+                    send_grpc(&mut client.clone(), metadata, request, timeout).await
+                }
+                Transport::Http {
+                    client,
+                    url,
+                    headers,
+                    gzip,
+                } => send_http(client, url, headers, *gzip, request).await,
             }
         };
-        sent.unwrap_or(Err(SendError::Timeout(timeout)))
+        tokio::time::timeout(timeout, sending)
+            .await
+            .unwrap_or(Err(SendError::Timeout(timeout)))
     }
 }
 
