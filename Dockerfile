@@ -1,13 +1,14 @@
 # spanprobe and the demo, built from source. Stages:
-#   build    - toolchains (stable, the pinned nightly, bpf-linker) and the release build
+#   build    - toolchains (rust-toolchain.toml's stable, ebpf/rust-toolchain.toml's dated
+#              nightly, bpf-linker) and the release build
 #   spanprobe - the small runtime image: the self-contained spanprobe binary
 #   demo     - the demo program that docker-compose.yml traces
-FROM rust:1.95-bookworm AS build
+FROM rust:1.98.0-bookworm AS build
 WORKDIR /src
 COPY . .
-# setup.sh installs the nightly's rust-src and bpf-linker against the nightly's LLVM.
-RUN rustup toolchain install nightly --profile minimal \
-    && ./scripts/setup.sh \
+# setup.sh installs the pinned toolchains, the nightly's rust-src and bpf-linker against the
+# nightly's LLVM.
+RUN ./scripts/setup.sh \
     && cargo build --release --locked \
     && make -C examples/demo
 

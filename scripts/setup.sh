@@ -2,10 +2,16 @@
 # Installs what building and testing spanprobe needs, idempotently: each step checks first,
 # so a machine that already has everything passes through in about a second.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-NIGHTLY=nightly
+# The toolchains are pinned in rust-toolchain.toml (the workspace) and ebpf/rust-toolchain.toml
+# (the eBPF programs' nightly, by date).
+toolchain_of() { sed -nE 's/^channel *= *"([^"]+)".*/\1/p' "$1"; }
+STABLE=$(toolchain_of rust-toolchain.toml)
+NIGHTLY=$(toolchain_of ebpf/rust-toolchain.toml)
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(gcc g++ make pkg-config docker-compose)
+# sqlite3 (and its libsqlite3) is a real library the attach tests probe by the hundred.
+APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -20,21 +26,24 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing_apt[@]}" >/dev/null
 fi
 
-if ! rustup toolchain list | grep -q "^${NIGHTLY}-"; then
-  log "installing the ${NIGHTLY} toolchain"
-  rustup toolchain install "$NIGHTLY" --profile minimal
-fi
-if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
-  log "rustup component add rust-src --toolchain $NIGHTLY"
-  rustup component add rust-src --toolchain "$NIGHTLY"
-fi
-
-for component in clippy rustfmt; do
-  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
-    log "rustup component add $component"
-    rustup component add "$component"
+# toolchain COMPONENT...: installs the toolchain and its components unless already there.
+install_toolchain() {
+  local toolchain=$1; shift
+  if ! rustup toolchain list | grep -q "^${toolchain}-"; then
+    log "rustup toolchain install $toolchain"
+    rustup toolchain install "$toolchain" --profile minimal
   fi
-done
+  local installed
+  installed=$(rustup component list --toolchain "$toolchain" --installed 2>/dev/null)
+  for component in "$@"; do
+    if ! grep -q "^$component" <<<"$installed"; then
+      log "rustup component add $component --toolchain $toolchain"
+      rustup component add "$component" --toolchain "$toolchain"
+    fi
+  done
+}
+install_toolchain "$STABLE" clippy rustfmt
+install_toolchain "$NIGHTLY" rust-src
 
 # bpf-linker must link against the nightly's own LLVM (Debian has no LLVM new enough).
 sysroot=$(rustc +"$NIGHTLY" --print sysroot)
@@ -52,7 +61,7 @@ if ! linker_ok; then
   trap 'rm -rf "$tmp"' EXIT
   ln -s "$libllvm" "$tmp/libLLVM.so"
   LLVM_PREFIX="$sysroot" RUSTFLAGS="-L native=$tmp" \
-    cargo +stable install --locked --force "bpf-linker@$BPF_LINKER_VERSION" \
+    cargo +"$STABLE" install --locked --force "bpf-linker@$BPF_LINKER_VERSION" \
     --no-default-features --features "llvm-$llvm_major"
   linker_ok || { log "bpf-linker does not link the nightly's LLVM after install"; exit 1; }
 fi

@@ -54,7 +54,7 @@ async fn check_shows_what_would_be_attached_without_root() {
     assert_eq!(
         support::stdout(&output),
         format!(
-            "{config}: ok, 1 function to probe\n{demo}\n  add: two_ints_and_return at address 0x{address}, file offset 0x{address}; args a: i32 (RDI), h: str up to 8 bytes (stack+16); return sum: i32 (error when < 0)\n",
+            "{config}: ok, 1 function to probe\nrun attaches 2 uprobes through 2 uprobe_multi links (2 perf events where the kernel has no such links)\n{demo}\n  add: two_ints_and_return at address 0x{address}, file offset 0x{address}; args a: i32 (RDI), h: str up to 8 bytes (stack+16); return sum: i32 (error when < 0)\n",
             config = config.display(),
             demo = demo.display(),
         )
@@ -260,8 +260,14 @@ async fn go_binaries_refuse_return_and_args_with_the_reason() {
     );
 }
 
-/// Runs `spanprobe run` as root but with only the capabilities `caps` (e.g. "+bpf,+perfmon").
-async fn with_capabilities(caps: &str, config: &Path, command: &Path) -> std::process::Output {
+/// Runs `spanprobe run [--attach MODE]` as root but with only the capabilities `caps` (e.g.
+/// "+bpf,+perfmon").
+async fn with_capabilities(
+    caps: &str,
+    attach: Option<&str>,
+    config: &Path,
+    command: &Path,
+) -> std::process::Output {
     tokio::process::Command::new("setpriv")
         .arg(format!("--bounding-set=-all,{caps}"))
         .arg(format!("--inh-caps=-all,{caps}"))
@@ -270,6 +276,7 @@ async fn with_capabilities(caps: &str, config: &Path, command: &Path) -> std::pr
         .arg(support::spanprobe())
         .args(["run", "--log-level", "warn", "--config"])
         .arg(config)
+        .args(attach.map(|mode| format!("--attach={mode}")))
         .arg("--")
         .arg(command)
         .arg("1")
@@ -278,7 +285,8 @@ async fn with_capabilities(caps: &str, config: &Path, command: &Path) -> std::pr
         .expect("setpriv runs")
 }
 
-/// The capabilities the README lists are enough, and without one spanprobe says which.
+/// The capabilities the README lists are enough, and without one spanprobe says which; the
+/// perf-event fallback needs CAP_SYS_ADMIN as well, and says so.
 #[tokio::test]
 async fn runs_with_only_the_capabilities_it_lists() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,26 +295,42 @@ async fn runs_with_only_the_capabilities_it_lists() {
         dir.path(),
         "probes:\n  - binary: demo\n    functions: [{ symbol: inner }]\n",
     );
-    let output = with_capabilities("+bpf,+perfmon,+sys_admin", &config, &demo).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
-    let spans = support::stdout(&output)
-        .lines()
-        .filter(|l| l.contains(" inner "))
-        .count();
-    assert_eq!(spans, 1, "{}", support::stdout(&output));
+    let inner_spans = |output: &std::process::Output| {
+        support::stdout(output)
+            .lines()
+            .filter(|l| l.contains(" inner "))
+            .count()
+    };
+    for (caps, attach) in [
+        ("+bpf,+perfmon", None),
+        ("+bpf,+perfmon,+sys_admin", Some("perf-event")),
+    ] {
+        let output = with_capabilities(caps, attach, &config, &demo).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{caps}: {}",
+            support::stderr(&output)
+        );
+        assert_eq!(inner_spans(&output), 1, "{}", support::stdout(&output));
+    }
 
-    let output = with_capabilities("+bpf,+perfmon", &config, &demo).await;
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(
-        support::stderr(&output).trim(),
-        "spanprobe: spanprobe needs CAP_BPF and CAP_PERFMON to load its programs, and \
-         CAP_SYS_ADMIN to attach uprobes (perf-event uprobes require it on this kernel); missing \
-         CAP_SYS_ADMIN"
-    );
-    assert!(!support::stdout(&output).contains("demo["), "nothing ran");
+    for (caps, attach, message) in [
+        (
+            "+bpf",
+            None,
+            "spanprobe: spanprobe needs CAP_BPF and CAP_PERFMON; missing CAP_PERFMON",
+        ),
+        (
+            "+bpf,+perfmon",
+            Some("perf-event"),
+            "spanprobe: spanprobe needs CAP_BPF and CAP_PERFMON, and CAP_SYS_ADMIN to attach \
+             perf-event uprobes; missing CAP_SYS_ADMIN",
+        ),
+    ] {
+        let output = with_capabilities(caps, attach, &config, &demo).await;
+        assert_eq!(output.status.code(), Some(1), "{caps}");
+        assert_eq!(support::stderr(&output).trim(), message);
+        assert!(!support::stdout(&output).contains("demo["), "nothing ran");
+    }
 }

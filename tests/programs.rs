@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use support::receiver::{Answer, ReceivedSpan, Receiver};
+use support::{
+    Sidecar,
+    receiver::{Answer, ReceivedSpan, Receiver},
+};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -491,50 +494,6 @@ fn command_args(span: &ReceivedSpan) -> Vec<String> {
     }
 }
 
-/// Starts spanprobe without a command and waits until its probes are attached.
-async fn start_tracing(config: &Path) -> tokio::process::Child {
-    let mut child = tokio::process::Command::new(support::spanprobe())
-        .args(["run", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let attached = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("attached") {
-                return;
-            }
-        }
-        panic!("spanprobe ended before attaching");
-    });
-    attached.await.expect("spanprobe attached in time");
-    // Keep draining stderr so that spanprobe never blocks on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
-}
-
-/// [`stop`] for a tracer from [`start_tracing_keep_stderr`]; returns its whole stderr.
-async fn stop_keep_stderr(
-    (child, stderr): (tokio::process::Child, tokio::task::JoinHandle<String>),
-) -> String {
-    stop(child).await;
-    stderr.await.unwrap()
-}
-
-async fn stop(mut child: tokio::process::Child) {
-    let pid = child.id().unwrap() as i32;
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_of_the_binary_each_with_its_own_resource() {
     let receiver = Receiver::start().await;
@@ -542,7 +501,7 @@ async fn every_process_of_the_binary_each_with_its_own_resource() {
     let calls = build_calls(dir.path(), "calls-many", &[]);
     let functions = "      - { symbol: tick, args: [{ index: 0, name: i, type: i64 }] }\n";
     let config = support::write_config(dir.path(), &config(&receiver, &calls, "", functions));
-    let tracer = start_tracing(&config).await;
+    let tracer = Sidecar::start(&config, &[]).await;
     // Two processes started after spanprobe, not by it, living long enough (60 ms) for their
     // details to be read from /proc.
     let mut pids = Vec::new();
@@ -560,7 +519,7 @@ async fn every_process_of_the_binary_each_with_its_own_resource() {
                 .unwrap(),
         );
     }
-    stop(tracer).await;
+    tracer.stop().await;
     let spans = receiver.wait_for_spans(6, WAIT).await;
     assert_eq!(spans.len(), 6);
     assert_ne!(pids[0], pids[1]);
@@ -609,9 +568,9 @@ async fn attaching_to_an_already_running_process_by_pid() {
         .unwrap();
     let functions = "      - { symbol: tick, args: [{ index: 0, name: i, type: i64 }] }\n";
     let yaml = config(&receiver, &calls, &format!("    pid: {pid}\n"), functions);
-    let tracer = start_tracing(&support::write_config(dir.path(), &yaml)).await;
+    let tracer = Sidecar::start(&support::write_config(dir.path(), &yaml), &[]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop(tracer).await;
+    tracer.stop().await;
     let spans = receiver.spans();
     assert!(spans.len() >= 5, "{} spans", spans.len());
     assert!(
@@ -915,7 +874,7 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
         .replacen("probes:", "batch: { delay: 10ms }\nprobes:", 1)
         .replacen("otlp: {", "otlp: { timeout: 200ms,", 1);
     let config_path = support::write_config(dir.path(), &yaml);
-    let tracer = start_tracing_keep_stderr(&config_path).await;
+    let tracer = Sidecar::start(&config_path, &[]).await;
     let run = |n: &'static str| {
         let calls = calls.clone();
         async move {
@@ -940,7 +899,7 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
     let receiver = Receiver::start_on(grpc_port, http_port).await;
     let arrived = receiver.wait_for_spans(100, Duration::from_secs(20)).await;
     assert_eq!(arrived.len(), 100);
-    let stderr = stop_keep_stderr(tracer).await;
+    let stderr = tracer.stop().await;
     // produced = exported + dropped: nothing was dropped, all 150 were exported.
     assert_eq!(reported(&stderr, "exported"), 150, "{stderr}");
     assert_eq!(reported(&stderr, "dropped"), 0, "{stderr}");
@@ -1080,7 +1039,7 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
         receiver.answer(Answer::Unavailable);
         let yaml = config_over(&receiver, &calls, protocol).replace("delay: 5s", "delay: 10ms");
         let config_path = support::write_config(dir.path(), &yaml);
-        let tracer = start_tracing_keep_stderr(&config_path).await;
+        let tracer = Sidecar::start(&config_path, &[]).await;
         let status = tokio::process::Command::new(&calls)
             .args(["bench", "25"])
             .status()
@@ -1101,7 +1060,7 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
             25,
             "{protocol}"
         );
-        let stderr = stop_keep_stderr(tracer).await;
+        let stderr = tracer.stop().await;
         assert_eq!(reported(&stderr, "exported"), 25, "{protocol}: {stderr}");
         assert_eq!(reported(&stderr, "dropped"), 0, "{protocol}: {stderr}");
         assert!(
@@ -1169,41 +1128,6 @@ async fn spans_a_backend_rejects_in_an_accepted_request_are_counted() {
     }
 }
 
-/// Like [`start_tracing`], keeping spanprobe's whole stderr for the end.
-async fn start_tracing_keep_stderr(
-    config: &Path,
-) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
-    let mut child = tokio::process::Command::new(support::spanprobe())
-        .args(["run", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (attached_tx, attached_rx) = tokio::sync::oneshot::channel();
-    let collected = tokio::spawn(async move {
-        let mut text = String::new();
-        let mut attached = Some(attached_tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("attached")
-                && let Some(tx) = attached.take()
-            {
-                let _ = tx.send(());
-            }
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
-    });
-    tokio::time::timeout(WAIT, attached_rx)
-        .await
-        .expect("attached in time")
-        .expect("spanprobe attached");
-    (child, collected)
-}
-
 /// GETs `/metrics` from `address` and returns the body.
 async fn scrape(address: &str) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -1245,7 +1169,7 @@ async fn metrics_are_served_in_prometheus_text() {
         &format!("metrics: {{ listen: \"{address}\" }}\nbatch: {{ delay: 10ms }}\nprobes:"),
         1,
     );
-    let tracer = start_tracing(&support::write_config(dir.path(), &yaml)).await;
+    let tracer = Sidecar::start(&support::write_config(dir.path(), &yaml), &[]).await;
     assert!(
         tokio::process::Command::new(&calls)
             .args(["bench", "30"])
@@ -1275,7 +1199,7 @@ async fn metrics_are_served_in_prometheus_text() {
     ] {
         assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
     }
-    stop(tracer).await;
+    tracer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1284,25 +1208,14 @@ async fn calls_in_progress_at_shutdown_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let calls = build_calls(dir.path(), "calls-slow", &[]);
     let yaml = config(&receiver, &calls, "", "      - { symbol: slow }\n");
-    let (mut tracer, stderr) =
-        start_tracing_keep_stderr(&support::write_config(dir.path(), &yaml)).await;
+    let tracer = Sidecar::start(&support::write_config(dir.path(), &yaml), &[]).await;
     let mut sleeper = tokio::process::Command::new(&calls)
         .args(["slow", "3000"])
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(tracer.id().unwrap() as i32, libc::SIGINT) };
-    assert_eq!(
-        tokio::time::timeout(WAIT, tracer.wait())
-            .await
-            .unwrap()
-            .unwrap()
-            .code(),
-        Some(0)
-    );
-    let stderr = stderr.await.unwrap();
+    let stderr = tracer.stop().await;
     assert!(
         stderr.contains("1 calls were still in progress at shutdown and are not exported"),
         "{stderr}"

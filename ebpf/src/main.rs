@@ -70,8 +70,19 @@ static DEPTH_LIMIT: Global<u32> = Global::new(MAX_DEPTH as u32);
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
 
-#[uprobe]
+// Every program comes twice: in a `uprobe.multi` section, attached through one uprobe_multi link
+// per binary (detached in one go, and needing no CAP_SYS_ADMIN), and in a plain `uprobe`
+// section, the perf-event fallback for kernels without such links. Userspace loads only the
+// variant it attaches; the bodies are shared.
+
+#[uprobe(multi)]
 pub fn spanprobe_entry(ctx: ProbeContext) -> u32 {
+    let _ = try_entry(&ctx, Faults::Fail);
+    0
+}
+
+#[uprobe]
+pub fn spanprobe_entry_perf(ctx: ProbeContext) -> u32 {
     let _ = try_entry(&ctx, Faults::Fail);
     0
 }
@@ -79,8 +90,14 @@ pub fn spanprobe_entry(ctx: ProbeContext) -> u32 {
 /// The entry program of functions that read memory their arguments point to: sleepable, so
 /// that it may fault in pages the traced program has not touched yet (a string literal on a
 /// cold page, say). Stacks alone need no faults: `spanprobe_entry` captures them.
-#[uprobe(sleepable)]
+#[uprobe(multi, sleepable)]
 pub fn spanprobe_entry_sleepable(ctx: ProbeContext) -> u32 {
+    let _ = try_entry(&ctx, Faults::Allowed);
+    0
+}
+
+#[uprobe(sleepable)]
+pub fn spanprobe_entry_sleepable_perf(ctx: ProbeContext) -> u32 {
     let _ = try_entry(&ctx, Faults::Allowed);
     0
 }
@@ -92,8 +109,14 @@ enum Faults {
     Allowed,
 }
 
-#[uretprobe]
+#[uretprobe(multi)]
 pub fn spanprobe_return(ctx: RetProbeContext) -> u32 {
+    let _ = try_return(&ctx);
+    0
+}
+
+#[uretprobe]
+pub fn spanprobe_return_perf(ctx: RetProbeContext) -> u32 {
     let _ = try_return(&ctx);
     0
 }

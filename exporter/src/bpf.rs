@@ -1,6 +1,6 @@
 //! Loading and attaching the eBPF programs: the only module that touches aya programs and maps.
 
-use std::{num::NonZeroU32, path::PathBuf};
+use std::{fmt, num::NonZeroU32, path::PathBuf, time::Instant};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -11,59 +11,26 @@ use aya::{
         uprobe::UProbeLink,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
+    sys::{UProbeMultiFeature, is_uprobe_multi_supported},
 };
 use spanprobe_common::{
     COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
-    FunctionCapture, MemoryKind, TARGET_PIDS_MAP, THREADS_MAP, ThreadStack, WAKEUP_BYTES_GLOBAL,
+    FunctionCapture, TARGET_PIDS_MAP, THREADS_MAP, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
-
 use spanprobe_config::Limits;
 
 use crate::{
-    capture::{kernel_spec, plan},
+    capture::kernel_spec,
+    links::{AttachMode, Link, Program, links, probe_count},
     resolve::ProbedFunction,
 };
 
 /// The eBPF object, built by `build.rs` and embedded so the binary stands alone.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
 
-const ENTRY_PROGRAM: &str = "spanprobe_entry";
-/// The entry program for functions that read memory their arguments point to (it may fault
-/// pages in).
-const ENTRY_SLEEPABLE_PROGRAM: &str = "spanprobe_entry_sleepable";
-const RETURN_PROGRAM: &str = "spanprobe_return";
 /// Ends the calls of exiting threads.
 const THREAD_EXIT_PROGRAM: &str = "spanprobe_thread_exit";
 const THREAD_EXIT_TRACEPOINT: &str = "sched_process_exit";
-
-/// Which functions a program serves.
-#[derive(Debug, Clone, Copy)]
-enum Serves {
-    /// Entry programs: those reading memory that arguments point to (sleepable) or not.
-    ReadingMemory(bool),
-    /// The return program: all but entry-only functions.
-    Returning,
-}
-
-impl Serves {
-    fn serves(self, function: &ProbedFunction) -> bool {
-        match self {
-            Self::ReadingMemory(memory) => memory == reads_memory(function),
-            Self::Returning => !function.entry_only,
-        }
-    }
-}
-
-/// Whether `function` reads memory its arguments point to, which may have to be faulted in (by
-/// the sleepable entry program, whose every run costs more). A stack capture needs no faults:
-/// the frames it walks are in use, so resident.
-fn reads_memory(function: &ProbedFunction) -> bool {
-    plan(&function.spec, function.stack_frames)
-        .0
-        .args
-        .iter()
-        .any(|arg| arg.memory != MemoryKind::None as u8)
-}
 
 /// Which processes the probes report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,11 +45,20 @@ pub enum ProcessFilter {
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {
     #[error(
-        "spanprobe needs CAP_BPF and CAP_PERFMON to load its programs, and CAP_SYS_ADMIN to \
-         attach uprobes (perf-event uprobes require it on this kernel); missing {}",
-        .0.join(", ")
+        "spanprobe needs CAP_BPF and CAP_PERFMON{}; missing {}",
+        if *.mode == AttachMode::PerfEvent {
+            ", and CAP_SYS_ADMIN to attach perf-event uprobes"
+        } else {
+            ""
+        },
+        .missing.join(", ")
     )]
-    Capabilities(Vec<&'static str>),
+    Capabilities {
+        mode: AttachMode,
+        missing: Vec<&'static str>,
+    },
+    #[error("--attach multi: {0}")]
+    MultiUnsupported(String),
     #[error(transparent)]
     Kernel(#[from] crate::kernel::MissingFeatures),
     #[error(
@@ -107,24 +83,55 @@ pub enum BpfError {
         what: &'static str,
         name: &'static str,
     },
-    #[error("cannot attach {kind} to {}: `{symbol}` at file offset {offset:#x}", binary.display())]
+    #[error("cannot attach the {kind} of {}: {functions}", binary.display())]
     Attach {
         kind: &'static str,
         binary: PathBuf,
-        symbol: String,
-        offset: u64,
+        functions: Functions,
         #[source]
         source: Box<ProgramError>,
     },
 }
 
-/// What loading tracing programs and attaching uprobes take. CAP_SYS_ADMIN would cover all
-/// three, but is listed apart so that the message names exactly what is missing.
-const NEEDED_CAPABILITIES: [(&str, u32); 3] =
-    [("CAP_BPF", 39), ("CAP_PERFMON", 38), ("CAP_SYS_ADMIN", 21)];
+/// The functions of a link that failed to attach, as an error names them: the first few
+/// symbols with their file offsets.
+#[derive(Debug)]
+pub struct Functions(Vec<(String, u64)>);
 
-/// Says which of the needed capabilities this process lacks, before anything is loaded.
-fn check_capabilities() -> Result<(), BpfError> {
+impl Functions {
+    const SHOWN: usize = 3;
+
+    fn of(link: &Link<'_>, functions: &[ProbedFunction]) -> Self {
+        Self(
+            link.functions
+                .iter()
+                .filter_map(|&id| functions.get(id as usize))
+                .map(|f| (f.symbol.clone(), f.file_offset))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for Functions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (symbol, offset)) in self.0.iter().take(Self::SHOWN).enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}`{symbol}` at file offset {offset:#x}")?;
+        }
+        if let Some(more) = self.0.len().checked_sub(Self::SHOWN).filter(|&n| n > 0) {
+            write!(f, " and {more} more")?;
+        }
+        Ok(())
+    }
+}
+
+/// What loading tracing programs and attaching uprobe_multi links take; perf-event uprobes
+/// need CAP_SYS_ADMIN as well.
+const NEEDED_CAPABILITIES: [(&str, u32); 2] = [("CAP_BPF", 39), ("CAP_PERFMON", 38)];
+const CAP_SYS_ADMIN: (&str, u32) = ("CAP_SYS_ADMIN", 21);
+
+/// Says which of the capabilities `mode` needs this process lacks, before anything is loaded.
+fn check_capabilities(mode: AttachMode) -> Result<(), BpfError> {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return Ok(());
     };
@@ -136,15 +143,62 @@ fn check_capabilities() -> Result<(), BpfError> {
         return Ok(());
     };
     let has = |bit: u32| effective & (1 << bit) != 0;
+    let perf_event = (mode == AttachMode::PerfEvent).then_some(CAP_SYS_ADMIN);
     let missing: Vec<_> = NEEDED_CAPABILITIES
         .iter()
+        .chain(perf_event.as_ref())
         .filter(|(_, bit)| !has(*bit))
         .map(|(name, _)| *name)
         .collect();
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(BpfError::Capabilities(missing))
+        Err(BpfError::Capabilities { mode, missing })
+    }
+}
+
+/// How to attach: `requested`, or when `None` uprobe_multi links where the kernel has them (and,
+/// for functions traced in one process only, filters them by process), perf events otherwise.
+fn attach_mode(
+    requested: Option<AttachMode>,
+    functions: &[ProbedFunction],
+) -> Result<AttachMode, BpfError> {
+    if requested == Some(AttachMode::PerfEvent) {
+        return Ok(AttachMode::PerfEvent);
+    }
+    let supported = |feature| match is_uprobe_multi_supported(feature) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(match feature {
+            UProbeMultiFeature::LinkCreation => "the kernel has no uprobe_multi links (Linux 6.6+)",
+            UProbeMultiFeature::ProcessScopedPidFilter => {
+                "the kernel's uprobe_multi links filter by thread, not process, and a probe has \
+                 `pid:`"
+            }
+        }
+        .to_owned()),
+        Err(error) => Err(format!("probing for uprobe_multi links failed: {error}")),
+    };
+    let needs_pid_filter = functions.iter().any(|function| function.pid.is_some());
+    let unsupported = supported(UProbeMultiFeature::LinkCreation)
+        .and_then(|()| {
+            if needs_pid_filter {
+                supported(UProbeMultiFeature::ProcessScopedPidFilter)
+            } else {
+                Ok(())
+            }
+        })
+        .err();
+    match (unsupported, requested) {
+        (None, _) => Ok(AttachMode::Multi),
+        (Some(reason), Some(AttachMode::Multi)) => Err(BpfError::MultiUnsupported(reason)),
+        (Some(reason), _) => {
+            tracing::warn!(
+                "attaching perf-event uprobes instead of uprobe_multi links: {reason}; each is \
+                 detached alone (~0.1 s per function and program), and attaching needs \
+                 CAP_SYS_ADMIN"
+            );
+            Ok(AttachMode::PerfEvent)
+        }
     }
 }
 
@@ -152,48 +206,69 @@ fn check_capabilities() -> Result<(), BpfError> {
 #[derive(Debug)]
 pub struct Tracer {
     links: Links,
+    mode: AttachMode,
+    /// Uprobes the links placed: one per function and program.
+    probes: usize,
     _thread_exit: RawTracePointLink,
     ebpf: Ebpf,
 }
 
-/// Attached probes, detached in parallel when dropped: the kernel waits for a grace period per
-/// uprobe it removes (~0.1 s here). Concurrent removals overlap only partly (24 probes: 1.3 s
-/// one by one, 1.1 s in parallel); uprobe_multi links would make it one wait.
+/// Attached links in the order they were attached, detached in reverse: entries before
+/// returns, so that a call in progress while the entries go still gets its return.
 #[derive(Debug, Default)]
-struct Links(Vec<UProbeLink>);
+struct Links(Vec<(Program, UProbeLink)>);
 
 impl Drop for Links {
     fn drop(&mut self) {
-        const THREADS: usize = 64;
-        let links = std::mem::take(&mut self.0);
-        if links.len() <= 1 {
-            return;
+        let mut links = std::mem::take(&mut self.0);
+        while let Some((program, _)) = links.last() {
+            let program = *program;
+            let first = links
+                .iter()
+                .rposition(|(p, _)| *p != program)
+                .map_or(0, |i| i + 1);
+            drop_in_parallel(links.split_off(first));
         }
-        let per_thread = links.len().div_ceil(THREADS);
-        let mut links = links.into_iter();
-        std::thread::scope(|scope| {
-            loop {
-                let chunk: Vec<_> = links.by_ref().take(per_thread).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                scope.spawn(move || drop(chunk));
-            }
-        });
     }
 }
 
+/// Detaches links of one program at once: the kernel waits a grace period per perf-event
+/// uprobe it removes (~0.1 s here), and concurrent removals overlap partly (24 probes: 1.3 s
+/// one by one, 1.1 s in parallel). A uprobe_multi link waits once for all its functions.
+fn drop_in_parallel(links: Vec<(Program, UProbeLink)>) {
+    const THREADS: usize = 64;
+    if links.len() <= 1 {
+        return;
+    }
+    let per_thread = links.len().div_ceil(THREADS);
+    let mut links = links.into_iter();
+    std::thread::scope(|scope| {
+        loop {
+            let chunk: Vec<_> = links.by_ref().take(per_thread).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            scope.spawn(move || drop(chunk));
+        }
+    });
+}
+
 impl Tracer {
-    /// Loads the programs and attaches an entry and a return probe to every function; the
-    /// index of a function in `functions` is its id in events. All or nothing: on error,
-    /// whatever was attached is detached again (the half-built tracer is dropped).
+    /// Loads the programs and attaches every function's probes, with the `requested` mode or
+    /// the best this kernel has (see [`attach_mode`]); the index of a function in `functions`
+    /// is its id in events. All or nothing: on error, whatever was attached is detached again
+    /// (the half-built tracer is dropped).
     pub fn attach(
         functions: &[ProbedFunction],
         filter: ProcessFilter,
         limits: &Limits,
+        requested: Option<AttachMode>,
     ) -> Result<Self, BpfError> {
-        check_capabilities()?;
+        // What every mode needs first: probing the kernel for uprobe_multi takes CAP_BPF.
+        check_capabilities(AttachMode::Multi)?;
         crate::kernel::check()?;
+        let mode = attach_mode(requested, functions)?;
+        check_capabilities(mode)?;
         let depth_limit = limits.max_depth;
         let ring_bytes = limits.ring_buffer_size;
         // Wake the reader once a quarter of the ring is pending; it drains on a timer before.
@@ -214,61 +289,57 @@ impl Tracer {
         set_captures(&mut ebpf, functions)?;
         // Before any uprobe: a thread that exits mid-call must never be missed.
         let thread_exit = attach_thread_exit(&mut ebpf)?;
-        let mut links = Links::default();
-        let programs = [
-            (ENTRY_PROGRAM, "uprobe", Serves::ReadingMemory(false)),
-            (
-                ENTRY_SLEEPABLE_PROGRAM,
-                "uprobe",
-                Serves::ReadingMemory(true),
-            ),
-            (RETURN_PROGRAM, "uretprobe", Serves::Returning),
-        ];
-        for (program, kind, serves) in programs {
-            // Verifying a program is most of the start-up time (~0.1 s each here): load only
-            // those that serve some function (most configs read no argument memory).
-            if !functions.iter().any(|function| serves.serves(function)) {
-                continue;
-            }
-            let uprobe = uprobe_mut(&mut ebpf, program)?;
-            uprobe.load().map_err(|source| BpfError::Program {
-                program,
-                source: Box::new(source),
-            })?;
-            for (id, function) in functions.iter().enumerate() {
-                if !serves.serves(function) {
-                    continue;
-                }
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(function.file_offset),
-                    cookie: Some(id as u64),
-                };
-                let scope = function
-                    .pid
-                    .map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
-                let link = uprobe
-                    .attach(point, &function.binary, scope)
-                    .and_then(|id| uprobe.take_link(id))
-                    .map_err(|source| BpfError::Attach {
-                        kind,
-                        binary: function.binary.clone(),
-                        symbol: function.symbol.clone(),
-                        offset: function.file_offset,
+        let links = links(functions, mode);
+        let probes = probe_count(&links);
+        // Verifying a program is most of the start-up time (~0.1 s each here): load only
+        // those that serve some function (most configs read no argument memory).
+        for program in Program::ALL {
+            if links.iter().any(|link| link.program == program) {
+                let name = program.name(mode);
+                uprobe_mut(&mut ebpf, name)?
+                    .load()
+                    .map_err(|source| BpfError::Program {
+                        program: name,
                         source: Box::new(source),
                     })?;
-                links.0.push(link);
             }
         }
+        let started = Instant::now();
+        let mut attached = Links::default();
+        for link in &links {
+            let uprobe = uprobe_mut(&mut ebpf, link.program.name(mode))?;
+            attached
+                .0
+                .push((link.program, attach_link(uprobe, link, functions)?));
+        }
+        tracing::debug!(
+            links = links.len(),
+            probes,
+            elapsed = ?started.elapsed(),
+            "attached {mode}"
+        );
         Ok(Self {
-            links,
+            links: attached,
+            mode,
+            probes,
             _thread_exit: thread_exit,
             ebpf,
         })
     }
 
-    /// Number of probes attached (entry and return probes count separately).
+    /// Uprobes attached: one per function and program (entry and return count separately).
     pub fn attached(&self) -> usize {
+        self.probes
+    }
+
+    /// Links (or, with [`AttachMode::PerfEvent`], perf events) that hold the uprobes.
+    pub fn links(&self) -> usize {
         self.links.0.len()
+    }
+
+    /// How the uprobes are attached.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
     }
 
     /// Adds a process to the traced set (for [`ProcessFilter::Selected`]).
@@ -288,7 +359,7 @@ impl Tracer {
         let mut pids: Array<_, u64> = Array::try_from(map).map_err(map_error)?;
         let (index, bit) = (pid.get() / 64, 1u64 << (pid.get() % 64));
         let word = pids.get(&index, 0).map_err(map_error)?;
-        pids.set(index, word | bit, 0).map_err(map_error)
+        pids.set(index, &(word | bit), 0).map_err(map_error)
     }
 
     /// Takes the ring buffer completed calls arrive in (once).
@@ -304,7 +375,7 @@ impl Tracer {
     }
 
     /// Detaches every probe (keeping the maps readable): after it returns no call can send an
-    /// event. Blocks: the kernel waits for a grace period per probe.
+    /// event. Blocks: the kernel waits for a grace period per link.
     pub fn detach(&mut self) {
         drop(std::mem::take(&mut self.links));
     }
@@ -396,10 +467,37 @@ fn set_captures(ebpf: &mut Ebpf, functions: &[ProbedFunction]) -> Result<(), Bpf
     let mut captures: Array<_, FunctionCapture> = Array::try_from(map).map_err(map_error)?;
     for (id, function) in functions.iter().enumerate() {
         captures
-            .set(id as u32, kernel_spec(function), 0)
+            .set(id as u32, &kernel_spec(function), 0)
             .map_err(map_error)?;
     }
     Ok(())
+}
+
+/// Attaches `uprobe` at the functions of `link`, each with its id as the cookie.
+fn attach_link(
+    uprobe: &mut UProbe,
+    link: &Link<'_>,
+    functions: &[ProbedFunction],
+) -> Result<UProbeLink, BpfError> {
+    let points = link.functions.iter().filter_map(|&id| {
+        let function = functions.get(id as usize)?;
+        Some(UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(function.file_offset),
+            cookie: Some(u64::from(id)),
+        })
+    });
+    let scope = link
+        .pid
+        .map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+    uprobe
+        .attach(points, link.binary, scope)
+        .and_then(|id| uprobe.take_link(id))
+        .map_err(|source| BpfError::Attach {
+            kind: link.program.kind(),
+            binary: link.binary.to_path_buf(),
+            functions: Functions::of(link, functions),
+            source: Box::new(source),
+        })
 }
 
 fn uprobe_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, BpfError> {

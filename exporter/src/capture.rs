@@ -115,8 +115,10 @@ impl StackPlan {
             return Vec::new();
         };
         let words: Vec<u64> = area
-            .chunks_exact(8)
-            .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+            .as_chunks::<8>()
+            .0
+            .iter()
+            .map(|b| u64::from_ne_bytes(*b))
             .collect();
         let walk = &words[..(event.stack_len as usize).min(self.frames + 1)];
         let mut addresses = match walk {

@@ -3,8 +3,8 @@
 //! buffer to this crate, which builds spans and exports them.
 //!
 //! The modules follow the data: [`resolve`] (config → attach points, with [`binary`],
-//! [`elf`] and [`symbols`]), [`capture`] (what each probe reads), [`bpf`] (load and
-//! attach), [`reader`] (ring buffer), [`decode`], [`span`] (events → spans), [`resource`],
+//! [`elf`] and [`symbols`]), [`capture`] (what each probe reads), [`links`] (which
+//! links attach them), [`bpf`] (load and attach), [`reader`] (ring buffer), [`decode`], [`span`] (events → spans), [`resource`],
 //! [`export`]; [`run`] wires them.
 
 pub mod binary;
@@ -19,6 +19,7 @@ pub mod export;
 pub mod ids;
 pub mod kernel;
 pub mod ktime;
+pub mod links;
 pub mod load;
 pub mod metrics;
 pub mod pipeline;

@@ -3,7 +3,7 @@
 use std::{ffi::OsString, io::IsTerminal as _, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use spanprobe::command;
+use spanprobe::{command, links::AttachMode, run::RunOptions};
 use tracing_subscriber::EnvFilter;
 
 /// Turn functions of unmodified binaries into OpenTelemetry spans.
@@ -31,6 +31,10 @@ enum Command {
         /// (overrides the config's `metrics.listen`).
         #[arg(long)]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// How to attach uprobes (default: uprobe_multi links where the kernel has them,
+        /// perf events otherwise).
+        #[arg(long, value_enum)]
+        attach: Option<AttachMode>,
         /// Command to start and trace.
         #[arg(last = true)]
         command: Vec<OsString>,
@@ -83,8 +87,14 @@ fn main() -> ExitCode {
             config,
             command,
             metrics_addr,
+            attach,
         } => runtime
-            .block_on(spanprobe::run::run(config, command, *metrics_addr))
+            .block_on(spanprobe::run::run(RunOptions {
+                config_path: config,
+                command,
+                metrics_address: *metrics_addr,
+                attach_mode: *attach,
+            }))
             .map(|outcome| outcome.exit_code),
         Command::Check { config } => print(command::check::check(config)),
         Command::Symbols { binary, pattern } => {

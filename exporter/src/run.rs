@@ -22,6 +22,7 @@ use crate::{
     export::{ExportSettings, ExportStats, Exporter, span_queue, spawn_export},
     ids::IdGenerator,
     ktime::BootClock,
+    links::AttachMode,
     metrics::{self, Metrics},
     pipeline::{Pipeline, PipelineStats},
     reader::read_events,
@@ -36,26 +37,33 @@ pub struct RunOutcome {
     pub exit_code: i32,
 }
 
-/// Traces the functions in the config at `config_path`. With a `command`, traces only that
-/// command's process, from its first instruction until it exits; without, traces every
-/// process until SIGINT or SIGTERM. `metrics_address`, when given, overrides the config's
-/// `metrics.listen`.
-pub async fn run(
-    config_path: &Path,
-    command: &[OsString],
-    metrics_address: Option<SocketAddr>,
-) -> anyhow::Result<RunOutcome> {
-    // The ring-buffer reader owns the symbolizer, which must stay on one thread.
-    tokio::task::LocalSet::new()
-        .run_until(trace(config_path, command, metrics_address))
-        .await
+/// What `run` is asked to do, from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions<'a> {
+    pub config_path: &'a Path,
+    /// The command to start and trace; every process when empty.
+    pub command: &'a [OsString],
+    /// Overrides the config's `metrics.listen`.
+    pub metrics_address: Option<SocketAddr>,
+    /// How to attach uprobes; the best the kernel has when `None`.
+    pub attach_mode: Option<AttachMode>,
 }
 
-async fn trace(
-    config_path: &Path,
-    command: &[OsString],
-    metrics_address: Option<SocketAddr>,
-) -> anyhow::Result<RunOutcome> {
+/// Traces the functions in the config at `config_path`. With a `command`, traces only that
+/// command's process, from its first instruction until it exits; without, traces every
+/// process until SIGINT or SIGTERM.
+pub async fn run(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
+    // The ring-buffer reader owns the symbolizer, which must stay on one thread.
+    tokio::task::LocalSet::new().run_until(trace(options)).await
+}
+
+async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
+    let RunOptions {
+        config_path,
+        command,
+        metrics_address,
+        attach_mode,
+    } = options;
     let (config, functions) = crate::load::load(config_path)?;
     if !command.is_empty()
         && let Some(t) = config.probes.iter().position(|target| target.pid.is_some())
@@ -78,11 +86,15 @@ async fn trace(
         ProcessFilter::Selected
     };
     tracing::debug!(functions = functions.len(), "loading and attaching");
-    let mut tracer = Tracer::attach(&functions, filter, &config.limits)?;
+    let started = std::time::Instant::now();
+    let mut tracer = Tracer::attach(&functions, filter, &config.limits, attach_mode)?;
     tracing::info!(
         probes = tracer.attached(),
+        links = tracer.links(),
         functions = functions.len(),
-        "attached"
+        elapsed = ?started.elapsed(),
+        "attached with {}",
+        tracer.mode()
     );
 
     let metrics = Arc::new(Metrics::default());
@@ -141,14 +153,16 @@ async fn trace(
     };
 
     // Detach first, so that no event can come after the final drain; the reader keeps draining
-    // meanwhile. Detaching waits on the kernel (~0.1 s per probe), off the async threads.
-    tracing::debug!("detaching");
+    // meanwhile. Detaching waits on the kernel (a grace period per link, or per perf-event
+    // uprobe), off the async threads.
+    let started = std::time::Instant::now();
     let tracer = tokio::task::spawn_blocking(move || {
         tracer.detach();
         tracer
     })
     .await
     .context("detaching the probes")?;
+    tracing::debug!(elapsed = ?started.elapsed(), "detached");
     // The reader drains the ring buffer completely before returning.
     tracing::debug!("draining the ring buffer");
     let _ = stop_reader.send(());

@@ -148,3 +148,72 @@ pub fn build_fake_go(dir: &Path) -> PathBuf {
     .expect("source written");
     compile_c(&source, dir, "fakego", &[])
 }
+
+/// How long a test waits for spanprobe to attach or to exit.
+pub const SIDECAR_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `spanprobe run` without a command (sidecar mode), attached to every process; its stderr is
+/// kept for the end.
+pub struct Sidecar {
+    child: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Sidecar {
+    /// Starts `spanprobe run --config CONFIG ARGS...` and returns once its probes are attached.
+    pub async fn start(config: &Path, args: &[&str]) -> Sidecar {
+        use tokio::io::{AsyncBufReadExt as _, BufReader};
+        let mut child = tokio::process::Command::new(spanprobe())
+            .args(["run", "--config"])
+            .arg(config)
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spanprobe starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let (attached_tx, attached_rx) = tokio::sync::oneshot::channel();
+        // Drained to the end, so that spanprobe never blocks on it.
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let mut attached = Some(attached_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("attached")
+                    && let Some(tx) = attached.take()
+                {
+                    let _ = tx.send(());
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        match tokio::time::timeout(SIDECAR_WAIT, attached_rx).await {
+            Ok(Ok(())) => Sidecar { child, stderr },
+            Ok(Err(_)) => panic!(
+                "spanprobe ended before attaching: {}",
+                stderr.await.unwrap_or_default()
+            ),
+            Err(_) => panic!("spanprobe did not attach within {SIDECAR_WAIT:?}"),
+        }
+    }
+
+    /// spanprobe's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// Sends SIGINT, waits for spanprobe to exit with status 0, and returns its whole stderr.
+    pub async fn stop(mut self) -> String {
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(self.pid(), libc::SIGINT) };
+        let status = tokio::time::timeout(SIDECAR_WAIT, self.child.wait())
+            .await
+            .expect("spanprobe exits in time")
+            .expect("waited");
+        let stderr = self.stderr.await.expect("stderr read");
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        stderr
+    }
+}

@@ -5,7 +5,12 @@ use std::{fmt::Write as _, path::Path};
 
 use spanprobe_config::{ArgSpec, ExporterConfig, ValueType};
 
-use crate::{export::endpoint_tls, load::load, resolve::ProbedFunction};
+use crate::{
+    export::endpoint_tls,
+    links::{AttachMode, links, probe_count},
+    load::load,
+    resolve::ProbedFunction,
+};
 
 /// Loads and resolves the config; returns the report to print.
 pub fn check(config_path: &Path) -> anyhow::Result<String> {
@@ -25,6 +30,16 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
         config_path.display(),
         functions.len(),
         if functions.len() == 1 { "" } else { "s" }
+    );
+    let multi = links(functions, AttachMode::Multi);
+    let _ = writeln!(
+        out,
+        "run attaches {} uprobes through {} uprobe_multi link{} ({} perf events where the \
+         kernel has no such links)",
+        probe_count(&multi),
+        multi.len(),
+        if multi.len() == 1 { "" } else { "s" },
+        links(functions, AttachMode::PerfEvent).len(),
     );
     let mut binary = None;
     for function in functions {

@@ -1,0 +1,244 @@
+//! Which links `run` creates: the probed functions grouped into one uprobe_multi link per
+//! (program, binary, process), return links first. Pure, so that `check` can show it and tests
+//! need no kernel.
+
+use std::{fmt, num::NonZeroU32, path::Path};
+
+use spanprobe_common::MemoryKind;
+
+use crate::{capture::plan, resolve::ProbedFunction};
+
+/// One of the uprobe programs, in the order their links are attached.
+///
+/// Returns come first: a call that enters between the attaching of its entry and of its return
+/// would push a frame that never pops, and show up as a false "a longjmp skipped it" span.
+/// With every return in place before any entry, each call seen entering is also seen
+/// returning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Program {
+    /// The uretprobe: every function but entry-only ones.
+    Return,
+    /// The entry uprobe of functions that read no memory their arguments point to.
+    Entry,
+    /// The entry uprobe of functions that do: sleepable, so it may fault pages in.
+    EntrySleepable,
+}
+
+impl Program {
+    pub const ALL: [Program; 3] = [Program::Return, Program::Entry, Program::EntrySleepable];
+
+    /// Whether this program is attached to `function`.
+    pub fn serves(self, function: &ProbedFunction) -> bool {
+        match self {
+            Self::Return => !function.entry_only,
+            Self::Entry => !reads_memory(function),
+            Self::EntrySleepable => reads_memory(function),
+        }
+    }
+
+    /// The program's name in the eBPF object, for the way it is attached.
+    pub fn name(self, mode: AttachMode) -> &'static str {
+        match (self, mode) {
+            (Self::Return, AttachMode::Multi) => "spanprobe_return",
+            (Self::Return, AttachMode::PerfEvent) => "spanprobe_return_perf",
+            (Self::Entry, AttachMode::Multi) => "spanprobe_entry",
+            (Self::Entry, AttachMode::PerfEvent) => "spanprobe_entry_perf",
+            (Self::EntrySleepable, AttachMode::Multi) => "spanprobe_entry_sleepable",
+            (Self::EntrySleepable, AttachMode::PerfEvent) => "spanprobe_entry_sleepable_perf",
+        }
+    }
+
+    /// `uprobe` or `uretprobe`, as users know them.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Return => "uretprobe",
+            Self::Entry | Self::EntrySleepable => "uprobe",
+        }
+    }
+}
+
+/// Whether `function` reads memory its arguments point to, which may have to be faulted in (by
+/// the sleepable entry program, whose every run costs more). A stack capture needs no faults:
+/// the frames it walks are in use, so resident.
+fn reads_memory(function: &ProbedFunction) -> bool {
+    plan(&function.spec, function.stack_frames)
+        .0
+        .args
+        .iter()
+        .any(|arg| arg.memory != MemoryKind::None as u8)
+}
+
+/// How uprobes are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// One uprobe_multi link per (program, binary, process), carrying each function's id as its
+    /// cookie: attached and detached in one system call each, with CAP_BPF and CAP_PERFMON.
+    /// Linux 6.6 and later.
+    Multi,
+    /// One perf event per function and program: every kernel with uprobes, but each is removed
+    /// alone (a kernel grace period each, ~0.1 s here), and attaching needs CAP_SYS_ADMIN.
+    PerfEvent,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Multi => "uprobe_multi links",
+            Self::PerfEvent => "perf-event uprobes",
+        })
+    }
+}
+
+/// One attachment of a program: a uprobe_multi link, or with [`AttachMode::PerfEvent`] one
+/// perf event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link<'a> {
+    pub program: Program,
+    pub binary: &'a Path,
+    /// Only this process fires the probes; all processes when `None`.
+    pub pid: Option<NonZeroU32>,
+    /// The ids (indices in the function table, and cookies) of the functions attached to.
+    pub functions: Vec<u32>,
+}
+
+/// The links that attach `functions` (whose indices are their ids) with `mode`, in the order
+/// they are to be attached: every return link before any entry link. Only programs that serve
+/// some function appear.
+pub fn links(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
+    let mut links: Vec<Link<'_>> = Vec::new();
+    for program in Program::ALL {
+        let first_of_program = links.len();
+        for (id, function) in functions.iter().enumerate() {
+            if !program.serves(function) {
+                continue;
+            }
+            let id = u32::try_from(id).unwrap_or(u32::MAX);
+            let same_target = |link: &&mut Link<'_>| {
+                link.binary == function.binary.as_path() && link.pid == function.pid
+            };
+            match links[first_of_program..].iter_mut().find(same_target) {
+                Some(link) if mode == AttachMode::Multi => link.functions.push(id),
+                _ => links.push(Link {
+                    program,
+                    binary: &function.binary,
+                    pid: function.pid,
+                    functions: vec![id],
+                }),
+            }
+        }
+    }
+    links
+}
+
+/// How many uprobes `links` place in the kernel: one per function and program.
+pub fn probe_count(links: &[Link<'_>]) -> usize {
+    links.iter().map(|link| link.functions.len()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
+
+    use super::*;
+
+    fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> ProbedFunction {
+        ProbedFunction {
+            binary: PathBuf::from(binary),
+            symbol: "f".to_owned(),
+            address: None,
+            file_offset: 0x1000,
+            entry_skip: 0,
+            spec: FunctionSpec::default(),
+            pid: pid.and_then(NonZeroU32::new),
+            entry_only: !return_probe,
+            source: None,
+            stack_frames: 0,
+        }
+    }
+
+    #[test]
+    fn one_link_per_program_binary_and_process_returns_first() {
+        let functions = [
+            function("/a", None, true),
+            function("/b", None, true),
+            function("/a", None, false),
+            function("/a", Some(7), true),
+            function("/a", None, true),
+        ];
+        let links = links(&functions, AttachMode::Multi);
+        let summary: Vec<_> = links
+            .iter()
+            .map(|l| {
+                (
+                    l.program,
+                    l.binary.to_str().unwrap(),
+                    l.pid.map(|p| p.get()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Program::Return, "/a", None),
+                (Program::Return, "/b", None),
+                (Program::Return, "/a", Some(7)),
+                (Program::Entry, "/a", None),
+                (Program::Entry, "/b", None),
+                (Program::Entry, "/a", Some(7)),
+            ]
+        );
+        assert_eq!(
+            links[0].functions,
+            [0, 4],
+            "the entry-only function has no return"
+        );
+        assert_eq!(links[3].functions, [0, 2, 4]);
+        assert_eq!(probe_count(&links), 9);
+    }
+
+    #[test]
+    fn perf_events_are_one_per_function_and_program_in_the_same_order() {
+        let functions = [function("/a", None, true), function("/a", None, true)];
+        let links = links(&functions, AttachMode::PerfEvent);
+        let summary: Vec<_> = links
+            .iter()
+            .map(|l| (l.program, l.functions.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Program::Return, vec![0]),
+                (Program::Return, vec![1]),
+                (Program::Entry, vec![0]),
+                (Program::Entry, vec![1]),
+            ]
+        );
+    }
+
+    #[test]
+    fn functions_reading_memory_get_the_sleepable_entry() {
+        let mut reads = function("/a", None, true);
+        reads.spec.args = vec![Located::unplaced(ArgSpec {
+            index: 0,
+            name: None,
+            ty: ValueType::Str,
+            max_len: None,
+            len: None,
+        })];
+        let functions = [reads, function("/a", None, true)];
+        let programs: Vec<_> = links(&functions, AttachMode::Multi)
+            .iter()
+            .map(|l| (l.program, l.functions.clone()))
+            .collect();
+        assert_eq!(
+            programs,
+            [
+                (Program::Return, vec![0, 1]),
+                (Program::Entry, vec![1]),
+                (Program::EntrySleepable, vec![0]),
+            ]
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Attaching and detaching at scale: a glob over a real library's functions through
+//! uprobe_multi links, the perf-event fallback, and attaching to a process mid-call.
+
+mod support;
+
+use std::{
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use support::{
+    Sidecar,
+    receiver::{ReceivedSpan, Receiver},
+};
+
+/// Debian's libsqlite3, stripped: its dynamic symbols are all there is to probe by name.
+const SQLITE: &str = "libsqlite3.so.0";
+/// Every exported function of libsqlite3 (about 280).
+const SQLITE_API: &str = "sqlite3_*";
+
+/// A config exporting to `receiver` that probes `symbols` (names or globs) of `binary`.
+fn probes_config(
+    dir: &Path,
+    receiver: &Receiver,
+    binary: &str,
+    symbols: &[&str],
+) -> std::path::PathBuf {
+    let functions: Vec<_> = symbols
+        .iter()
+        .map(|symbol| format!("{{ symbol: \"{symbol}\" }}"))
+        .collect();
+    support::write_config(
+        dir,
+        &format!(
+            "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:\n  - binary: {binary}\n    \
+             functions: [{}]\n",
+            receiver.grpc_endpoint(),
+            functions.join(", ")
+        ),
+    )
+}
+
+fn names(spans: &[ReceivedSpan]) -> Vec<&str> {
+    spans.iter().map(ReceivedSpan::name).collect()
+}
+
+/// Attaching hundreds of functions and detaching them is one system call each way: the whole
+/// run ends promptly after the command (perf-event uprobes took a minute here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = probes_config(dir.path(), &receiver, SQLITE, &[SQLITE_API]);
+    let check = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
+    let report = support::stdout(&check);
+    let functions: usize = report
+        .split("ok, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no function count in {report}"));
+    assert!(functions > 200, "{report}");
+    assert!(
+        report.contains(&format!(
+            "run attaches {} uprobes through 2 uprobe_multi links",
+            2 * functions
+        )),
+        "{report}"
+    );
+
+    let started = Instant::now();
+    let output = support::run(&config, &["sqlite3", ":memory:", "select 40 + 2;"]).await;
+    let elapsed = started.elapsed();
+    let stderr = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(support::stdout(&output), "42\n");
+    assert!(
+        stderr.contains(&format!(
+            "attached with uprobe_multi links probes={} links=2 functions={functions}",
+            2 * functions
+        )),
+        "{stderr}"
+    );
+    // Generous for CI noise: the run takes about half a second here.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}: {stderr}");
+    let spans = receiver.spans();
+    let names = names(&spans);
+    for expected in [
+        "sqlite3_open_v2",
+        "sqlite3_prepare_v2",
+        "sqlite3_step",
+        "sqlite3_close",
+    ] {
+        assert!(names.contains(&expected), "no {expected} span in {names:?}");
+    }
+    assert!(!stderr.contains("not exported"), "{stderr}");
+}
+
+/// A sidecar holding the same links stops at once on SIGINT, with every span of the processes
+/// it saw.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = probes_config(dir.path(), &receiver, SQLITE, &[SQLITE_API]);
+    let sidecar = Sidecar::start(&config, &[]).await;
+    let mut pids = Vec::new();
+    for query in ["select 1;", "select 2;"] {
+        let mut sqlite = tokio::process::Command::new("sqlite3")
+            .args([":memory:", query])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        pids.push(i64::from(sqlite.id().unwrap()));
+        assert!(sqlite.wait().await.unwrap().success());
+    }
+    let started = Instant::now();
+    let stderr = sidecar.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}: {stderr}",
+        started.elapsed()
+    );
+    // Other tests' processes run the library too: only ours are counted.
+    let opened: Vec<_> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.name() == "sqlite3_open_v2")
+        .filter_map(|s| s.resource_int("process.pid"))
+        .filter(|pid| pids.contains(pid))
+        .collect();
+    assert_eq!(opened, pids, "one open per sqlite3 process");
+}
+
+/// `--attach perf-event` forces the fallback for kernels without uprobe_multi links: the same
+/// spans, nested the same way, one perf event per function and program.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_perf_event_fallback_traces_the_same() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls");
+    let config = probes_config(
+        dir.path(),
+        &receiver,
+        calls.to_str().unwrap(),
+        &["outer", "middle", "inner"],
+    );
+    let mut cmd = tokio::process::Command::new(support::spanprobe());
+    cmd.args(["run", "--attach", "perf-event", "--config"])
+        .arg(&config)
+        .arg("--")
+        .arg(&calls)
+        .args(["threads", "1"]);
+    let output = cmd.output().await.unwrap();
+    let stderr = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // outer, middle, inner: each an entry and a return, each its own perf event.
+    assert!(
+        stderr.contains("attached with perf-event uprobes probes=6 links=6 functions=3"),
+        "{stderr}"
+    );
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 60, "20 calls of outer -> middle -> inner");
+    let parent_of = |span: &ReceivedSpan| {
+        spans
+            .iter()
+            .find(|p| p.span.span_id == span.span.parent_span_id)
+            .map(ReceivedSpan::name)
+    };
+    for span in &spans {
+        let expected = match span.name() {
+            "outer" => None,
+            "middle" => Some("outer"),
+            "inner" => Some("middle"),
+            other => panic!("unexpected span {other}"),
+        };
+        assert_eq!(parent_of(span), expected, "parent of {}", span.name());
+    }
+}
+
+/// Attaching while a process is inside probed calls never makes a false "unwound" span: every
+/// return is attached before any entry, so a call seen entering is seen returning (with the
+/// entries first, calls that entered between the two got frames that never popped).
+#[tokio::test(flavor = "multi_thread")]
+async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-busy");
+    // One thread calling work() -> inner() as fast as it can for 30 s.
+    let mut busy = tokio::process::Command::new(&calls)
+        .args(["load", "1", "30"])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for attach in 1..=3 {
+        let receiver = Receiver::start().await;
+        let config = probes_config(
+            dir.path(),
+            &receiver,
+            calls.to_str().unwrap(),
+            &["work", "inner"],
+        );
+        let sidecar = Sidecar::start(&config, &[]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stderr = sidecar.stop().await;
+        let spans = receiver.spans();
+        assert!(spans.len() > 100, "attach {attach}: {} spans", spans.len());
+        let unwound: Vec<_> = spans
+            .iter()
+            .filter_map(|s| s.str_attr("spanprobe.incomplete"))
+            .collect();
+        assert!(unwound.is_empty(), "attach {attach}: {unwound:?}\n{stderr}");
+        // An inner call whose work() entered before the probes is a root; any other has its
+        // work() parent.
+        for inner in spans.iter().filter(|s| !s.span.parent_span_id.is_empty()) {
+            assert!(
+                spans
+                    .iter()
+                    .any(|p| p.name() == "work" && p.span.span_id == inner.span.parent_span_id),
+                "attach {attach}: a parent that was never exported"
+            );
+        }
+    }
+    let _ = busy.kill().await;
+}
+
+/// `calls.c` built into `dir` as `name`.
+fn build_calls(dir: &Path, name: &str) -> std::path::PathBuf {
+    support::compile_c(
+        &support::programs().join("calls.c"),
+        dir,
+        name,
+        &["-pthread"],
+    )
+}
