@@ -95,6 +95,14 @@ async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
         assert!(names.contains(&expected), "no {expected} span in {names:?}");
     }
     assert!(!stderr.contains("not exported"), "{stderr}");
+    // The process is gone before its spans are read: its resource is still sqlite3's, known
+    // from the command, never the library's.
+    for span in &spans {
+        assert_eq!(
+            span.resource_str("service.name"),
+            Some("unknown_service:sqlite3")
+        );
+    }
 }
 
 /// A sidecar holding the same links stops at once on SIGINT, with every span of the processes

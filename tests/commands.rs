@@ -146,6 +146,121 @@ async fn symbols_lists_and_filters_functions() {
     );
 }
 
+/// A command line names a program in PATH too; what is not an ELF file, what has no function
+/// symbols and what matches nothing each get a message saying why, and a non-zero exit.
+#[tokio::test]
+async fn symbols_and_init_say_why_they_find_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let failure = |output: &std::process::Output| {
+        assert_eq!(output.status.code(), Some(1), "{}", support::stdout(output));
+        support::stderr(output)
+    };
+    let output = support::spanprobe_with(&["symbols", "/etc/passwd"]).await;
+    assert_eq!(
+        failure(&output),
+        "spanprobe: /etc/passwd: not an ELF file\n"
+    );
+
+    // sqlite3 is stripped, and its functions are in libsqlite3.
+    for command in ["symbols", "init"] {
+        let output = support::spanprobe_with(&[command, "sqlite3"]).await;
+        let err = failure(&output);
+        assert!(
+            err.contains("sqlite3: is stripped (no .symtab) and exports no function (.dynsym)")
+                && err.contains("the libraries it loads: libsqlite3.so.0"),
+            "{err}"
+        );
+    }
+
+    let output = support::spanprobe_with(&["init", demo.to_str().unwrap(), "inne"]).await;
+    let err = failure(&output);
+    assert!(
+        err.contains("no function matches `inne` (closest: `inner`"),
+        "{err}"
+    );
+    let output = support::spanprobe_with(&["symbols", demo.to_str().unwrap(), "nothing*"]).await;
+    assert!(failure(&output).contains("no function matches `nothing*`"));
+}
+
+/// `init` names a library by its SONAME, as the loader finds it, not by the versioned file,
+/// and leaves `service.name` to the programs that load it.
+#[tokio::test]
+async fn init_names_a_library_by_its_soname() {
+    let output = support::spanprobe_with(&["init", "libsqlite3.so.0", "sqlite3_open*"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let text = support::stdout(&output);
+    assert!(text.contains("  - binary: libsqlite3.so.0\n"), "{text}");
+    assert!(text.contains("      - symbol: sqlite3_open_v2\n"), "{text}");
+    assert!(!text.contains("\nservice_name:"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(dir.path(), &text);
+    let check = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(check.status.code(), Some(0), "{}", support::stderr(&check));
+}
+
+/// A symbol the binary only imports names the library that defines it.
+#[tokio::test]
+async fn an_imported_symbol_names_the_library_that_defines_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: /usr/bin/sqlite3\n    functions: [{ symbol: sqlite3_open_v2 }]\n",
+    );
+    let output = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let err = support::stderr(&output);
+    assert!(
+        err.contains(
+            "no function `sqlite3_open_v2` (the binary imports it from libsqlite3.so.0, where \
+             it is defined: probe it there, `binary: libsqlite3.so.0`)"
+        ),
+        "{err}"
+    );
+}
+
+/// A command that cannot start is said before anything is attached.
+#[tokio::test]
+async fn a_missing_command_is_found_before_attaching() {
+    let dir = tempfile::tempdir().unwrap();
+    support::build_demo(dir.path());
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: demo\n    functions: [{ symbol: inner }]\n",
+    );
+    let output = support::run(&config, &["no-such-program-here"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = support::stderr(&output);
+    assert!(
+        err.contains("cannot start `no-such-program-here`: no such program in PATH"),
+        "{err}"
+    );
+    assert!(!err.contains("attached"), "{err}");
+}
+
+/// A reader that stops early (`| head -1`) ends the listing quietly, with status 0.
+#[tokio::test]
+async fn a_closed_pipe_ends_output_quietly() {
+    for args in [["symbols", "libc.so.6"], ["init", "libc.so.6"]] {
+        let mut child = tokio::process::Command::new(support::spanprobe())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before anything is read: every write fails with EPIPE.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().await.unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert_eq!(support::stderr(&output), "", "{args:?}");
+    }
+}
+
 #[tokio::test]
 async fn init_writes_a_config_that_checks() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,7 +411,7 @@ async fn runs_with_only_the_capabilities_it_lists() {
         "probes:\n  - binary: demo\n    functions: [{ symbol: inner }]\n",
     );
     let inner_spans = |output: &std::process::Output| {
-        support::stdout(output)
+        support::stderr(output)
             .lines()
             .filter(|l| l.contains(" inner "))
             .count()
@@ -312,7 +427,7 @@ async fn runs_with_only_the_capabilities_it_lists() {
             "{caps}: {}",
             support::stderr(&output)
         );
-        assert_eq!(inner_spans(&output), 1, "{}", support::stdout(&output));
+        assert_eq!(inner_spans(&output), 1, "{}", support::stderr(&output));
     }
 
     for (caps, attach, message) in [

@@ -339,6 +339,14 @@ async fn rust_names_are_demangled_without_the_hash() {
             ("rusty::compute".into(), 3, 9)
         ]
     );
+    // `init` writes the demangled name, which does not change from one build to the next.
+    let init = support::spanprobe_with(&["init", binary.to_str().unwrap(), "*compute*"]).await;
+    let text = support::stdout(&init);
+    assert!(
+        text.contains("      - symbol: 'rusty::compute'\n"),
+        "{text}"
+    );
+    assert!(!text.contains("_ZN"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -427,6 +435,58 @@ async fn pie_non_pie_and_stripped_binaries() {
     let mut args: Vec<_> = ticks.iter().map(|t| t.int_attr("arg0").unwrap()).collect();
     args.sort();
     assert_eq!(args, [0, 0, 1, 1]);
+}
+
+/// `run -- CMD` traces the processes CMD starts too, from their first call: through a shell
+/// (fork and exec), and a fork that calls at once without exec.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_s_children_are_traced_from_their_first_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = build_calls(dir.path(), "calls-children", &[]);
+
+    let receiver = Receiver::start().await;
+    let script = format!("{} threads 1; true", calls.display());
+    let (_, spans) = trace_ok(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", CHAIN),
+        &["sh", "-c", &script],
+    )
+    .await;
+    assert_eq!(
+        named(&spans, "outer").len(),
+        20,
+        "the shell's child was traced"
+    );
+    assert_eq!(spans.len(), 60);
+
+    let receiver = Receiver::start().await;
+    let (_, spans) = trace_ok(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &calls, "", CHAIN),
+        &[calls.to_str().unwrap(), "fork"],
+    )
+    .await;
+    let outers = named(&spans, "outer");
+    let mut xs: Vec<_> = outers.iter().map(|s| s.int_attr("x").unwrap()).collect();
+    xs.sort();
+    assert_eq!(xs, [1, 2], "the parent's call and the child's first");
+    let pids: HashSet<_> = outers
+        .iter()
+        .map(|s| s.resource_int("process.pid").unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    let ids = by_id(&spans);
+    for inner in named(&spans, "inner") {
+        let middle = ids[&inner.span.parent_span_id];
+        let outer = ids[&middle.span.parent_span_id];
+        assert_eq!(outer.name(), "outer");
+        assert_eq!(
+            outer.resource_int("process.pid"),
+            inner.resource_int("process.pid")
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -588,6 +648,29 @@ async fn attaching_to_an_already_running_process_by_pid() {
     );
     let _ = server.kill().await;
     let _ = other.kill().await;
+
+    // A process that has not loaded the binary, and one that does not exist, are refused
+    // before anything is attached.
+    let mut sleeper = tokio::process::Command::new("sleep")
+        .arg("30")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let sleeper_pid = sleeper.id().unwrap();
+    for (pid, expected) in [
+        (sleeper_pid, format!("process {sleeper_pid} (")),
+        (4_000_000, "no process 4000000 is running".to_owned()),
+    ] {
+        let yaml = config(&receiver, &calls, &format!("    pid: {pid}\n"), functions);
+        let output = support::run(&support::write_config(dir.path(), &yaml), &[]).await;
+        assert_eq!(output.status.code(), Some(2));
+        let err = support::stderr(&output);
+        assert!(err.contains(&expected) && err.contains(".pid"), "{err}");
+        if pid == sleeper_pid {
+            assert!(err.contains("has not loaded"), "{err}");
+        }
+    }
+    let _ = sleeper.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -665,6 +748,112 @@ async fn go_functions_get_entry_only_spans() {
         assert_eq!(span.span.start_time_unix_nano, span.span.end_time_unix_nano);
         assert!(span.span.status.as_ref().is_none_or(|s| s.code == 0));
     }
+}
+
+/// The output of `command` with its pid (`demo[PID]`) taken out.
+fn without_pid(output: &Output) -> String {
+    let out = support::stdout(output);
+    match (out.find('['), out.find(']')) {
+        (Some(open), Some(close)) => format!("{}{}", &out[..open], &out[close..]),
+        _ => out,
+    }
+}
+
+/// The ELF entry point is jumped to, not called: `[rsp]` holds argc, which a return probe
+/// would overwrite. It gets an entry-only span, a `return` there is refused, `init` leaves it
+/// out, and a program probed by `init`'s whole config runs as without spanprobe.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_entry_point_gets_no_return_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = support::build_demo(dir.path());
+    let unprobed = std::process::Command::new(&demo).arg("2").output().unwrap();
+
+    let receiver = Receiver::start().await;
+    let functions = "      - { symbol: _start }\n      - { symbol: inner }\n";
+    let (output, spans) = trace_ok(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &demo, "", functions),
+        &[demo.to_str().unwrap(), "2"],
+    )
+    .await;
+    assert_eq!(without_pid(&output), without_pid(&unprobed));
+    let start = named(&spans, "_start");
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0].bool_attr("spanprobe.entry_only"), Some(true));
+    assert_eq!(named(&spans, "inner").len(), 2);
+
+    let functions = "      - { symbol: _start, return: { type: i64 } }\n";
+    let (output, _) = trace(
+        &receiver,
+        dir.path(),
+        &config(&receiver, &demo, "", functions),
+        &[demo.to_str().unwrap(), "2"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        support::stderr(&output).contains("`_start` is the program's entry point"),
+        "{}",
+        support::stderr(&output)
+    );
+
+    // `init`'s config for the whole binary: every function but the entry point.
+    let init = support::spanprobe_with(&["init", demo.to_str().unwrap()]).await;
+    let config_text = support::stdout(&init);
+    assert!(config_text.contains("# Left out: _start"), "{config_text}");
+    assert!(!config_text.contains("symbol: _start"), "{config_text}");
+    assert!(config_text.contains("symbol: main"), "{config_text}");
+    let config_path = support::write_config(dir.path(), &config_text);
+    let output = support::run(&config_path, &[demo.to_str().unwrap(), "2"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    assert_eq!(without_pid(&output), without_pid(&unprobed));
+}
+
+/// A stripped program from the system, probed at its entry point by file offset: it runs as
+/// without spanprobe, and its standard output (gzip's compressed data) holds no span line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_system_program_probed_at_its_entry_runs_unharmed() {
+    use object::{Object as _, ObjectSegment as _};
+    let gzip = Path::new("/usr/bin/gzip");
+    let data = std::fs::read(gzip).unwrap();
+    let elf = object::File::parse(&*data).unwrap();
+    let entry = elf.entry();
+    let offset = elf
+        .segments()
+        .find(|s| (s.address()..s.address() + s.size()).contains(&entry))
+        .map(|s| entry - s.address() + s.file_range().0)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    let text = "spanprobe ".repeat(1000);
+    std::fs::write(&input, &text).unwrap();
+    // The default exporter: lines on standard error.
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "probes:\n  - binary: {}\n    functions: [{{ offset: {offset:#x} }}]\n",
+            gzip.display()
+        ),
+    );
+    let output = support::run(&config, &["gzip", "-c", input.to_str().unwrap()]).await;
+    let stderr = support::stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let mut decompressed = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&output.stdout[..]),
+        &mut decompressed,
+    )
+    .unwrap();
+    assert_eq!(decompressed, text);
+    let spans: Vec<_> = stderr.lines().filter(|l| l.contains(" trace=")).collect();
+    assert_eq!(spans.len(), 1, "{stderr}");
+    assert!(spans[0].contains("spanprobe.entry_only=true"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -238,17 +238,17 @@ async fn demo_spans_arrive_over_otlp_http() {
     assert_eq!(sums, vec![0, 11, 22]);
 }
 
+/// The stdout exporter writes one line per span to standard error, never into the traced
+/// command's output; `file:` or `-o FILE` send the lines to a file instead.
 #[tokio::test(flavor = "multi_thread")]
-async fn stdout_exporter_prints_one_line_per_span() {
+async fn stdout_exporter_prints_one_line_per_span_apart_from_the_command_s_output() {
     let dir = tempfile::tempdir().unwrap();
     let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "probes:\n  - binary: {}\n    functions:\n      - symbol: two_ints_and_return\n        span_name: add\n        args: [{{ index: 0, name: a, type: i32 }}, {{ index: 1, name: b, type: i32 }}]\n        return: {{ name: sum, type: i32 }}\n",
-            demo.display()
-        ),
+    let yaml = format!(
+        "probes:\n  - binary: {}\n    functions:\n      - symbol: two_ints_and_return\n        span_name: add\n        args: [{{ index: 0, name: a, type: i32 }}, {{ index: 1, name: b, type: i32 }}]\n        return: {{ name: sum, type: i32 }}\n",
+        demo.display()
     );
+    let config = support::write_config(dir.path(), &yaml);
     let output = support::run(&config, &[demo.to_str().unwrap(), "4"]).await;
     assert_eq!(
         output.status.code(),
@@ -257,10 +257,14 @@ async fn stdout_exporter_prints_one_line_per_span() {
         support::stderr(&output)
     );
     let out = support::stdout(&output);
-    let lines: Vec<_> = out.lines().filter(|l| l.contains(" add ")).collect();
-    assert_eq!(lines.len(), 4, "{out}");
-    // The summary at exit, one row per span name: calls, exported, p50, p99.
+    assert!(
+        out.lines().all(|l| l.starts_with("demo[")),
+        "only the demo's own output: {out}"
+    );
     let err = support::stderr(&output);
+    let lines: Vec<_> = err.lines().filter(|l| l.contains(" add ")).collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    // The summary at exit, one row per span name: calls, exported, p50, p99.
     let row: Vec<_> = err
         .lines()
         .find(|l| l.starts_with("add "))
@@ -274,13 +278,39 @@ async fn stdout_exporter_prints_one_line_per_span() {
         lines
             .iter()
             .all(|l| l.contains(" unknown_service:demo add ")),
-        "{out}"
+        "{err}"
     );
     assert!(
         lines.iter().any(|l| l.contains("parent=- a=3 b=30 sum=33 ")
             && l.contains(" code.function.name=\"two_ints_and_return\" ")),
-        "{out}"
+        "{err}"
     );
+
+    // `file:` relative to the config; `-o` relative to where spanprobe runs, and it wins.
+    let in_file = yaml.replacen(
+        "probes:",
+        "exporter: { stdout: { file: spans.txt } }\nprobes:",
+        1,
+    );
+    let config = support::write_config(dir.path(), &in_file);
+    let cli_file = dir.path().join("cli.txt");
+    for (args, file) in [
+        (vec![], dir.path().join("spans.txt")),
+        (vec!["-o", cli_file.to_str().unwrap()], cli_file.clone()),
+    ] {
+        let mut cmd = tokio::process::Command::new(support::spanprobe());
+        cmd.arg("run").arg("--config").arg(&config).args(&args);
+        let output = cmd.arg("--").arg(&demo).arg("2").output().await.unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            support::stderr(&output)
+        );
+        let spans = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(spans.lines().count(), 2, "{file:?}: {spans}");
+        assert!(!support::stderr(&output).contains("parent=-"));
+    }
 }
 
 /// A config, written in `dir`, probing `inner` of the demo built there, to stdout.

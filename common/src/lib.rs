@@ -41,6 +41,9 @@ pub const DEPTH_LIMIT_GLOBAL: &str = "DEPTH_LIMIT";
 /// Global (`u64`): the return program wakes the reader once this many bytes are pending;
 /// below it the reader drains on its own timer, so a burst of calls costs one wakeup.
 pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
+/// Global (`u32`): the byte offset of `tgid` in the kernel's `struct task_struct` (from its
+/// BTF), for following forks of traced processes; 0 when they are not followed.
+pub const TASK_TGID_OFFSET_GLOBAL: &str = "TASK_TGID_OFFSET";
 
 /// Ring-buffer size in bytes compiled in (userspace sizes it at load; a power of two, as the
 /// kernel requires).

@@ -84,6 +84,9 @@ impl TryFrom<ExporterSection> for ExporterConfig {
 pub struct StdoutConfig {
     #[serde(default)]
     pub format: StdoutFormat,
+    /// Where the lines go, relative to the config file; standard error when absent, so that
+    /// spans never mix with a traced command's output.
+    pub file: Option<Located<std::path::PathBuf>>,
 }
 
 /// How the stdout exporter writes spans.

@@ -298,8 +298,8 @@ probes:
     let expected = [
         "app.yaml:2:13: probes[0].binary: expected string scalar",
         "app.yaml:6:9: probes[1].functions[0]: expected mapping start",
-        "app.yaml:12:31: probes[2].functions[0].args[1].type: unknown type `string`; expected one \
-         of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
+        "app.yaml:12:31: probes[2].functions[0].args[1].type: unknown type `string` (did you mean \
+         `str`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
         "app.yaml:13:13: probes[2].functions[0].args[2].name: attribute `arg0` is used twice in \
          this function",
         "app.yaml:14:42: probes[2].functions[0].return.error_when: `0` is not a comparison; write \

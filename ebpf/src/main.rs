@@ -3,8 +3,14 @@
 //! return program pops it and emits one [`CallEvent`] per completed call.
 #![no_std]
 #![no_main]
+// `atomic_or`, for the pid bitmap shared by every CPU.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics: see `try_fork`")]
 
-use core::ffi::c_void;
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_or},
+};
 
 use aya_ebpf::{
     EbpfContext as _, Global,
@@ -15,8 +21,8 @@ use aya_ebpf::{
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns,
         generated::{
-            bpf_copy_from_user, bpf_get_stack, bpf_probe_read_user, bpf_probe_read_user_str,
-            bpf_ringbuf_output,
+            bpf_copy_from_user, bpf_get_stack, bpf_probe_read_kernel, bpf_probe_read_user,
+            bpf_probe_read_user_str, bpf_ringbuf_output,
         },
     },
     macros::{map, raw_tracepoint, uprobe, uretprobe},
@@ -69,6 +75,9 @@ static DEPTH_LIMIT: Global<u32> = Global::new(MAX_DEPTH as u32);
 
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
+
+#[unsafe(no_mangle)]
+static TASK_TGID_OFFSET: Global<u32> = Global::new(0);
 
 // Every program comes twice: in a `uprobe.multi` section, attached through one uprobe_multi link
 // per binary (detached in one go, and needing no CAP_SYS_ADMIN), and in a plain `uprobe`
@@ -304,6 +313,45 @@ fn try_thread_exit() -> Option<()> {
     stack.depth = stack.depth.min(depth_limit());
     end_frames_below(&thread, stack, u64::MAX, now, CallEnd::ThreadExit);
     let _ = THREADS.remove(thread.tid);
+    Some(())
+}
+
+/// A process forked: when it is traced, so is the child, from its first instruction (the
+/// tracepoint fires before the child is first woken). A new thread's tgid is its process's,
+/// already traced.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn spanprobe_fork(ctx: RawTracePointContext) -> i32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
+    let offset = TASK_TGID_OFFSET.load();
+    if FILTER_PIDS.load() == 0 || offset == 0 {
+        return None;
+    }
+    // The forking process is the current one.
+    traced_thread()?;
+    // SAFETY: the tracepoint's arguments are (struct task_struct *parent, *child).
+    let child = unsafe { *ctx.as_ptr().cast::<u64>().add(1) };
+    let mut tgid = 0u32;
+    // SAFETY: writes at most 4 bytes into `tgid`; a bad address fails safely.
+    let read = unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut tgid).cast(),
+            4,
+            child.wrapping_add(u64::from(offset)) as *const c_void,
+        )
+    };
+    if read != 0 {
+        return None;
+    }
+    let word = TARGET_PIDS.get_ptr_mut(tgid / 64)?;
+    // Atomic, since forks on other CPUs may set bits of the same word (new pids are handed out
+    // in sequence). `AtomicU64::fetch_or` is missing on this target (no compare-and-swap), but
+    // the kernel has an atomic OR (BPF_ATOMIC | BPF_OR, verifier-checked since 5.12).
+    // SAFETY: `word` is a valid, aligned array element.
+    unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(word, 1u64 << (tgid % 64)) };
     Some(())
 }
 

@@ -16,6 +16,11 @@ pub enum BinaryError {
          (searched LD_LIBRARY_PATH, the ld.so cache and the default directories)"
     )]
     NoSuchLibrary { name: String },
+    #[error(
+        "`{name}` is not a file here, a program in PATH, nor a library the dynamic loader \
+         knows (searched LD_LIBRARY_PATH, the ld.so cache and the default directories)"
+    )]
+    NotFound { name: String },
 }
 
 /// Default library directories of the x86-64 dynamic loader, after LD_LIBRARY_PATH and the
@@ -51,8 +56,31 @@ pub fn locate(name: &str, base_dir: &Path) -> Result<PathBuf, BinaryError> {
     })
 }
 
+/// Where the file a command line names is (`spanprobe symbols NAME`, `init NAME`): a name
+/// with a `/` is a path; a bare name is a file in the current directory, a program in PATH, or
+/// a library, in that order.
+pub fn locate_from_command_line(name: &str) -> Result<PathBuf, BinaryError> {
+    if name.contains('/') {
+        return locate(name, Path::new("."));
+    }
+    let in_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    Some(PathBuf::from(name))
+        .filter(|local| local.is_file())
+        .or_else(in_path)
+        .or_else(|| find_library(name))
+        .ok_or_else(|| BinaryError::NotFound {
+            name: name.to_owned(),
+        })
+}
+
 /// Looks a library up as the loader does: LD_LIBRARY_PATH, the ld.so cache, default dirs.
-fn find_library(name: &str) -> Option<PathBuf> {
+pub fn find_library(name: &str) -> Option<PathBuf> {
     let from_env = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
     let in_dirs = |dirs: &mut dyn Iterator<Item = &str>| {
         dirs.filter(|d| !d.is_empty())
@@ -110,6 +138,20 @@ mod tests {
         );
         let err = locate("libnothing.so.9", Path::new("/nonexistent")).unwrap_err();
         assert!(matches!(err, BinaryError::NoSuchLibrary { .. }));
+    }
+
+    #[test]
+    fn command_lines_name_programs_in_path_and_libraries() {
+        let sh = locate_from_command_line("sh").unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert!(locate_from_command_line("libc.so.6").unwrap().is_absolute());
+        let err = locate_from_command_line("no-such-program").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`no-such-program` is not a file here, a program in PATH, nor a library the \
+             dynamic loader knows (searched LD_LIBRARY_PATH, the ld.so cache and the default \
+             directories)"
+        );
     }
 
     #[test]

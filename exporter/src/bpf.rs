@@ -15,12 +15,14 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
-    FunctionCapture, TARGET_PIDS_MAP, THREADS_MAP, ThreadStack, WAKEUP_BYTES_GLOBAL,
+    FunctionCapture, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREADS_MAP, ThreadStack,
+    WAKEUP_BYTES_GLOBAL,
 };
 use spanprobe_config::Limits;
 
 use crate::{
     capture::kernel_spec,
+    kernel_btf::{self, BtfError, VMLINUX_BTF},
     links::{AttachMode, Link, Program, links, probe_count},
     resolve::ProbedFunction,
 };
@@ -28,16 +30,18 @@ use crate::{
 /// The eBPF object, built by `build.rs` and embedded so the binary stands alone.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
 
-/// Ends the calls of exiting threads.
-const THREAD_EXIT_PROGRAM: &str = "spanprobe_thread_exit";
-const THREAD_EXIT_TRACEPOINT: &str = "sched_process_exit";
+/// Ends the calls of exiting threads: (program, raw tracepoint).
+const THREAD_EXIT: (&str, &str) = ("spanprobe_thread_exit", "sched_process_exit");
+/// Adds the children of traced processes to the traced set.
+const FORK: (&str, &str) = ("spanprobe_fork", "sched_process_fork");
 
 /// Which processes the probes report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessFilter {
     /// Every process that runs a probed function.
     All,
-    /// Only processes added with [`Tracer::trace_process`].
+    /// Only processes added with [`Tracer::trace_process`], and those they fork (their
+    /// children, grandchildren...).
     Selected,
 }
 
@@ -61,6 +65,8 @@ pub enum BpfError {
     MultiUnsupported(String),
     #[error(transparent)]
     Kernel(#[from] crate::kernel::MissingFeatures),
+    #[error("cannot follow the traced command's child processes")]
+    KernelBtf(#[from] BtfError),
     #[error(
         "cannot load the eBPF programs (spanprobe needs root, or CAP_BPF and CAP_PERFMON, and a \
          kernel with uprobes, ring buffers and BTF)"
@@ -209,7 +215,7 @@ pub struct Tracer {
     mode: AttachMode,
     /// Uprobes the links placed: one per function and program.
     probes: usize,
-    _thread_exit: RawTracePointLink,
+    _tracepoints: Vec<RawTracePointLink>,
     ebpf: Ebpf,
 }
 
@@ -274,6 +280,14 @@ impl Tracer {
         // Wake the reader once a quarter of the ring is pending; it drains on a timer before.
         let wakeup_bytes = u64::from(ring_bytes / 4);
         let filter_pids = u8::from(filter == ProcessFilter::Selected);
+        // Traced processes' children are traced too: the fork program reads the child's tgid
+        // where the kernel's BTF says it is.
+        let tgid_offset = match filter {
+            ProcessFilter::Selected => {
+                kernel_btf::member_offset_in(VMLINUX_BTF.as_ref(), "task_struct", "tgid")?
+            }
+            ProcessFilter::All => 0,
+        };
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         // One bit per possible pid.
         let pid_words = pid_max().div_ceil(64);
@@ -281,14 +295,19 @@ impl Tracer {
             .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
             .override_global(DEPTH_LIMIT_GLOBAL, &depth_limit, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .override_global(TASK_TGID_OFFSET_GLOBAL, &tgid_offset, true)
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .map_max_entries(TARGET_PIDS_MAP, pid_words)
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
         set_captures(&mut ebpf, functions)?;
-        // Before any uprobe: a thread that exits mid-call must never be missed.
-        let thread_exit = attach_thread_exit(&mut ebpf)?;
+        // Before any uprobe: a thread that exits mid-call must never be missed, nor a child
+        // forked by a traced process.
+        let mut tracepoints = vec![attach_raw_tracepoint(&mut ebpf, THREAD_EXIT)?];
+        if filter == ProcessFilter::Selected {
+            tracepoints.push(attach_raw_tracepoint(&mut ebpf, FORK)?);
+        }
         let links = links(functions, mode);
         let probes = probe_count(&links);
         // Verifying a program is most of the start-up time (~0.1 s each here): load only
@@ -322,7 +341,7 @@ impl Tracer {
             links: attached,
             mode,
             probes,
-            _thread_exit: thread_exit,
+            _tracepoints: tracepoints,
             ebpf,
         })
     }
@@ -434,22 +453,26 @@ fn pid_max() -> u32 {
         .map_or(PID_MAX_LIMIT, |max: u32| max.min(PID_MAX_LIMIT))
 }
 
-fn attach_thread_exit(ebpf: &mut Ebpf) -> Result<RawTracePointLink, BpfError> {
+/// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    (program_name, tracepoint): (&'static str, &str),
+) -> Result<RawTracePointLink, BpfError> {
     let program_error = |source| BpfError::Program {
-        program: THREAD_EXIT_PROGRAM,
+        program: program_name,
         source: Box::new(source),
     };
     let program: &mut RawTracePoint = ebpf
-        .program_mut(THREAD_EXIT_PROGRAM)
+        .program_mut(program_name)
         .ok_or(BpfError::Missing {
             what: "program",
-            name: THREAD_EXIT_PROGRAM,
+            name: program_name,
         })?
         .try_into()
         .map_err(program_error)?;
     program.load().map_err(program_error)?;
     program
-        .attach(THREAD_EXIT_TRACEPOINT)
+        .attach(tracepoint)
         .and_then(|id| program.take_link(id))
         .map_err(program_error)
 }

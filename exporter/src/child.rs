@@ -35,6 +35,36 @@ pub struct SpawnError {
     pub source: io::Error,
 }
 
+/// The file `program` names, as `exec` will look it up (a path, or a program in PATH): a
+/// command that cannot start is said before any probe is attached.
+pub fn find_program(program: &std::ffi::OsStr) -> Result<std::path::PathBuf, SpawnError> {
+    let path = std::path::Path::new(program);
+    let found = if program.as_encoded_bytes().contains(&b'/') {
+        Some(path.to_owned()).filter(|path| path.is_file())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    match found {
+        // As /proc/PID/exe will show it.
+        Some(found) => Ok(found.canonicalize().unwrap_or(found)),
+        None => Err(SpawnError {
+            program: program.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                if path.components().count() > 1 {
+                    "no such file"
+                } else {
+                    "no such program in PATH"
+                },
+            ),
+        }),
+    }
+}
+
 impl GatedChild {
     /// Forks `argv`; returns once the child's pid is known, before it runs anything.
     pub async fn spawn(argv: &[OsString]) -> Result<Self, SpawnError> {

@@ -8,7 +8,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use object::{Architecture, Object as _, ObjectSegment as _, SegmentFlags, elf::PF_X};
+use object::{
+    Architecture, Endianness, Object as _, ObjectSegment as _, ObjectSymbol as _, SegmentFlags,
+    SymbolKind,
+    elf::{DT_NEEDED, DT_SONAME, PF_X},
+    read::elf::ElfFile64,
+};
 
 /// A loadable, executable segment: file bytes `offset..offset + size` map to virtual
 /// addresses `address..`.
@@ -27,6 +32,70 @@ pub struct ElfInfo {
     pub is_go: bool,
     /// Has a static symbol table (`.symtab`); stripped binaries have only `.dynsym`, if that.
     pub has_symtab: bool,
+    /// The virtual address execution starts at (`e_entry`), if it is in code. It is jumped to,
+    /// not called: where a return address would be, `[rsp]` holds argc.
+    pub entry_point: Option<u64>,
+}
+
+/// When the ELF file at `path` imports `symbol` (an undefined dynamic symbol), the library it
+/// needs (`DT_NEEDED`) that defines it, by the name the loader knows it by: where a user who
+/// named the symbol should probe. `Some(None)` when no library it names directly defines it.
+pub fn defining_library(path: &Path, symbol: &str) -> Option<Option<String>> {
+    let data = std::fs::read(path).ok()?;
+    let file = ElfFile64::<Endianness>::parse(&*data).ok()?;
+    let imported = file
+        .dynamic_symbols()
+        .any(|s| s.is_undefined() && s.name() == Ok(symbol));
+    if !imported {
+        return None;
+    }
+    let defines = |library: &String| {
+        let Some(data) = crate::binary::find_library(library).and_then(|p| std::fs::read(p).ok())
+        else {
+            return false;
+        };
+        ElfFile64::<Endianness>::parse(&*data).is_ok_and(|library| {
+            library.dynamic_symbols().any(|s| {
+                !s.is_undefined() && s.kind() == SymbolKind::Text && s.name() == Ok(symbol)
+            })
+        })
+    };
+    Some(needed(&file).into_iter().find(defines))
+}
+
+/// The libraries the ELF file at `path` needs (`DT_NEEDED`), by the names the loader looks up;
+/// empty when it cannot be read.
+pub fn needed_libraries(path: &Path) -> Vec<String> {
+    let Ok(data) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    ElfFile64::<Endianness>::parse(&*data)
+        .map(|file| needed(&file))
+        .unwrap_or_default()
+}
+
+/// The shared library's own name (`DT_SONAME`), which the loader finds it by, if it has one.
+pub fn soname(path: &Path) -> Option<String> {
+    let data = std::fs::read(path).ok()?;
+    let file = ElfFile64::<Endianness>::parse(&*data).ok()?;
+    dynamic_strings(&file, DT_SONAME).into_iter().next()
+}
+
+fn needed(file: &ElfFile64<'_, Endianness>) -> Vec<String> {
+    dynamic_strings(file, DT_NEEDED)
+}
+
+/// The string values of the dynamic entries tagged `tag`, in order.
+fn dynamic_strings(file: &ElfFile64<'_, Endianness>, tag: i64) -> Vec<String> {
+    let Ok(table) = file.elf_dynamic_table() else {
+        return Vec::new();
+    };
+    table
+        .iter()
+        .filter(|entry| entry.tag == tag)
+        .filter_map(|entry| table.string(entry).ok())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
 }
 
 /// Why a file cannot be probed.
@@ -78,11 +147,21 @@ impl ElfInfo {
             || file.section_by_name(".note.go.buildid").is_some()
             || file.section_by_name(".gopclntab").is_some();
         let has_symtab = file.section_by_name(".symtab").is_some();
-        Ok(Self {
+        let mut info = Self {
             exec_segments,
             is_go,
             has_symtab,
-        })
+            entry_point: None,
+        };
+        info.entry_point =
+            Some(file.entry()).filter(|&entry| info.address_to_offset(entry).is_some());
+        Ok(info)
+    }
+
+    /// Whether the code at file offset `offset` is the entry point (see [`Self::entry_point`]).
+    pub fn is_entry_point(&self, offset: u64) -> bool {
+        self.entry_point
+            .is_some_and(|entry| self.address_to_offset(entry) == Some(offset))
     }
 
     /// The file offset of virtual address `address`, if it is in executable code.

@@ -18,6 +18,7 @@ pub mod elf;
 pub mod export;
 pub mod ids;
 pub mod kernel;
+pub mod kernel_btf;
 pub mod ktime;
 pub mod links;
 pub mod load;

@@ -1,6 +1,11 @@
 //! The `spanprobe` command line.
 
-use std::{ffi::OsString, io::IsTerminal as _, path::PathBuf, process::ExitCode};
+use std::{
+    ffi::OsString,
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 use spanprobe::{command, links::AttachMode, run::RunOptions};
@@ -35,6 +40,10 @@ enum Command {
         /// perf events otherwise).
         #[arg(long, value_enum)]
         attach: Option<AttachMode>,
+        /// Write span lines to this file instead of standard error (the stdout exporter's
+        /// `file`).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
         /// Command to start and trace.
         #[arg(last = true)]
         command: Vec<OsString>,
@@ -88,12 +97,14 @@ fn main() -> ExitCode {
             command,
             metrics_addr,
             attach,
+            output,
         } => runtime
             .block_on(spanprobe::run::run(RunOptions {
                 config_path: config,
                 command,
                 metrics_address: *metrics_addr,
                 attach_mode: *attach,
+                output: output.as_deref(),
             }))
             .map(|outcome| outcome.exit_code),
         Command::Check { config } => print(command::check::check(config)),
@@ -117,10 +128,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints a command's output; exit code 0.
+/// Prints a command's output; exit code 0. A reader that stopped early (`| head`) is no
+/// error: what it wanted was printed.
 fn print(output: anyhow::Result<String>) -> anyhow::Result<i32> {
-    print!("{}", output?);
-    Ok(0)
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(output?.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("writing to standard output"))
+        }
+        _ => Ok(0),
+    }
 }
 
 fn is_config_error(error: &anyhow::Error) -> bool {
@@ -130,6 +150,10 @@ fn is_config_error(error: &anyhow::Error) -> bool {
         || error
             .downcast_ref::<spanprobe::export::OtlpError>()
             .is_some()
+        || matches!(
+            error.downcast_ref::<spanprobe::export::ExporterError>(),
+            Some(spanprobe::export::ExporterError::Otlp(_))
+        )
         || error
             .downcast_ref::<spanprobe::export::TlsError>()
             .is_some()

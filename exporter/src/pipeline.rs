@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -50,8 +50,9 @@ const MAX_HOLD: Duration = Duration::from_secs(30);
 pub struct Pipeline {
     assembler: SpanAssembler,
     resources: Resources,
-    /// Binary of each function id, standing in for the executable of exited processes.
-    binaries: Vec<PathBuf>,
+    /// Binary of each function id when it is a program (not a library), standing in for the
+    /// executable of exited processes.
+    programs: Vec<Option<PathBuf>>,
     queue: SpanQueue,
     stats: PipelineStats,
     /// `min_duration` of each function id.
@@ -114,7 +115,7 @@ impl Pipeline {
         Self {
             assembler,
             resources,
-            binaries: functions.iter().map(|f| f.binary.clone()).collect(),
+            programs: programs(functions),
             queue,
             stats: PipelineStats::default(),
             min_durations,
@@ -176,9 +177,9 @@ impl Pipeline {
                 }
             }
         }
-        let resource = self
-            .resources
-            .for_process(event.pid, &self.binaries[id], event.return_ns);
+        let resource =
+            self.resources
+                .for_process(event.pid, self.programs[id].as_deref(), event.return_ns);
         match &mut self.held {
             None => self.queue.push(QueuedSpan { resource, span }),
             Some(held) => {
@@ -200,4 +201,19 @@ impl Pipeline {
         }
         (self.stats, self.summary)
     }
+}
+
+/// The binary of each function when it is a program: a shared library (one with a SONAME)
+/// must never stand in for the executable of the process that loaded it.
+fn programs(functions: &[ProbedFunction]) -> Vec<Option<PathBuf>> {
+    let mut is_library: HashMap<&Path, bool> = HashMap::new();
+    functions
+        .iter()
+        .map(|f| {
+            let library = *is_library
+                .entry(&f.binary)
+                .or_insert_with(|| crate::elf::soname(&f.binary).is_some());
+            (!library).then(|| f.binary.clone())
+        })
+        .collect()
 }

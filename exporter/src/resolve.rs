@@ -92,6 +92,24 @@ pub enum ResolveErrorKind {
         binary.display()
     )]
     GoMinDuration { binary: PathBuf },
+    #[error(
+        "{}: `{symbol}` is the program's entry point: it is jumped to, not called, so where a \
+         return address would be ([rsp]) is argc, which a return probe would overwrite; remove \
+         `return` (the span is then entry-only)",
+        binary.display()
+    )]
+    EntryPointReturn { binary: PathBuf, symbol: String },
+    #[error("no process {pid} is running")]
+    NoProcess { pid: u32 },
+    #[error(
+        "process {pid} ({executable}) has not loaded {}: its probes would never fire",
+        binary.display()
+    )]
+    NotMapped {
+        pid: u32,
+        executable: String,
+        binary: PathBuf,
+    },
 }
 
 struct Hint<'a>(&'a str);
@@ -180,8 +198,19 @@ fn resolve_target(
         .pid
         .as_ref()
         .and_then(|pid| NonZeroU32::new(pid.value));
+    if let (Some(located), Some(pid)) = (&target.pid, pid)
+        && let Err(kind) = check_mapped(pid, &path)
+    {
+        errors.push(ResolveError {
+            position: located.position,
+            field: format!("{field}.pid"),
+            kind,
+        });
+    }
     for (f, function) in target.functions.iter().enumerate() {
         let field = format!("{field}.functions[{f}]");
+        // What this function resolves to, checked below before it joins `functions`.
+        let mut resolved = Vec::new();
         let error = |position: Position, field: String, kind| ResolveError {
             position,
             field,
@@ -221,7 +250,8 @@ fn resolve_target(
                 entry_skip,
                 spec: function.value.clone(),
                 pid,
-                entry_only: elf.is_go,
+                // Neither Go functions nor the entry point may get a return probe.
+                entry_only: elf.is_go || elf.is_entry_point(entry),
                 source: None,
                 stack_frames: if function.stack.value {
                     stack_frames
@@ -232,7 +262,7 @@ fn resolve_target(
         };
         if let Some(offset) = &function.offset {
             if elf.offset_is_code(offset.value) {
-                functions.push(probe(
+                resolved.push(probe(
                     format!("offset {:#x}", offset.value),
                     elf.offset_to_address(offset.value),
                     offset.value,
@@ -250,7 +280,7 @@ fn resolve_target(
             }
         } else if let Some(address) = &function.address {
             match elf.address_to_offset(address.value) {
-                Some(offset) => functions.push(probe(
+                Some(offset) => resolved.push(probe(
                     format!("address {:#x}", address.value),
                     Some(address.value),
                     offset,
@@ -277,7 +307,7 @@ fn resolve_target(
             let Ok(table) = table else { continue };
             let found = table.find(symbol);
             if found.is_empty() {
-                let hint = unknown_symbol_hint(table, &elf, symbol);
+                let hint = unknown_symbol_hint(&path, table, &elf, symbol);
                 errors.push(error(
                     symbol.position,
                     format!("{field}.symbol"),
@@ -290,7 +320,7 @@ fn resolve_target(
             }
             for sym in found {
                 match sym.file_offset {
-                    Some(offset) => functions.push(ProbedFunction {
+                    Some(offset) => resolved.push(ProbedFunction {
                         source: sources(&path, &mut signatures).get(&sym.raw).cloned(),
                         ..probe(sym.name.clone(), Some(sym.address), offset)
                     }),
@@ -305,7 +335,53 @@ fn resolve_target(
                 }
             }
         }
+        for probed in resolved {
+            match &function.return_value {
+                Some(ret) if elf.is_entry_point(probed.file_offset - probed.entry_skip) => errors
+                    .push(error(
+                        ret.position,
+                        format!("{field}.return"),
+                        ResolveErrorKind::EntryPointReturn {
+                            binary: path.clone(),
+                            symbol: probed.symbol,
+                        },
+                    )),
+                _ => functions.push(probed),
+            }
+        }
     }
+}
+
+/// Checks that process `pid` runs and has `binary` mapped (its code or a library it loaded),
+/// matched by inode as the kernel matches uprobes to files.
+fn check_mapped(pid: NonZeroU32, binary: &Path) -> Result<(), ResolveErrorKind> {
+    use std::os::unix::fs::MetadataExt as _;
+    let pid = pid.get();
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        // Another user's process, without the right to read its maps, cannot be told apart.
+        return if Path::new(&format!("/proc/{pid}")).exists() {
+            Ok(())
+        } else {
+            Err(ResolveErrorKind::NoProcess { pid })
+        };
+    };
+    let Ok(inode) = std::fs::metadata(binary).map(|m| m.ino().to_string()) else {
+        return Ok(());
+    };
+    // `address perms offset dev inode path`
+    if maps
+        .lines()
+        .any(|line| line.split_whitespace().nth(4) == Some(inode.as_str()))
+    {
+        return Ok(());
+    }
+    let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map_or_else(|_| "?".to_owned(), |exe| exe.display().to_string());
+    Err(ResolveErrorKind::NotMapped {
+        pid,
+        executable,
+        binary: binary.to_owned(),
+    })
 }
 
 /// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug
@@ -329,7 +405,21 @@ fn sources<'a>(
 }
 
 /// What to tell a user whose symbol is not in the binary.
-fn unknown_symbol_hint(table: &SymbolTable, elf: &ElfInfo, symbol: &str) -> String {
+fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: &str) -> String {
+    match crate::elf::defining_library(path, symbol) {
+        Some(Some(library)) => {
+            return format!(
+                "the binary imports it from {library}, where it is defined: probe it there, \
+                 `binary: {library}`"
+            );
+        }
+        Some(None) => {
+            return "the binary imports it from a shared library: probe it in the library that \
+                    defines it"
+                .into();
+        }
+        None => {}
+    }
     if table.functions().is_empty() {
         return "the binary has no function symbols (stripped?): probe by `offset` or `address`"
             .into();

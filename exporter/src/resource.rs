@@ -81,11 +81,34 @@ impl Resources {
         }
     }
 
+    /// Records process `pid` as running `executable` with `args`, before it may be read from
+    /// /proc: the command `run` starts, which may be gone by the time its first span is read.
+    pub fn known(&mut self, pid: u32, executable: &Path, args: &[std::ffi::OsString]) {
+        let args = args
+            .iter()
+            .map(|arg| StringValue::from(arg.to_string_lossy().into_owned()))
+            .collect();
+        let resource = Arc::new(self.build(pid, Some(executable), Some(Array::String(args))));
+        self.by_pid.insert(
+            pid,
+            Process {
+                resource,
+                started: start_time(pid),
+                gone: false,
+            },
+        );
+    }
+
     /// The resource of process `pid`. Its executable is read from /proc; if the process is
-    /// already gone, `probed_binary` (the file the probe is in) stands in for it. `seen_ns`
-    /// is when the record was written (its `CLOCK_MONOTONIC` time): it paces the sweeps without a clock read
-    /// per span.
-    pub fn for_process(&mut self, pid: u32, probed_binary: &Path, seen_ns: u64) -> Arc<Resource> {
+    /// already gone, `probed_program` (the file the probe is in, when that is a program and not
+    /// a library) stands in for it. `seen_ns` is when the record was written (its
+    /// `CLOCK_MONOTONIC` time): it paces the sweeps without a clock read per span.
+    pub fn for_process(
+        &mut self,
+        pid: u32,
+        probed_program: Option<&Path>,
+        seen_ns: u64,
+    ) -> Arc<Resource> {
         if seen_ns.saturating_sub(self.last_sweep_ns) >= SWEEP_EVERY.as_nanos() as u64 {
             self.last_sweep_ns = seen_ns;
             self.sweep();
@@ -95,8 +118,9 @@ impl Resources {
         }
         let started = start_time(pid);
         let executable = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .unwrap_or_else(|_| probed_binary.to_owned());
-        let resource = Arc::new(self.build(pid, &executable, command_args(pid)));
+            .ok()
+            .or_else(|| probed_program.map(Path::to_owned));
+        let resource = Arc::new(self.build(pid, executable.as_deref(), command_args(pid)));
         self.by_pid.insert(
             pid,
             Process {
@@ -143,16 +167,23 @@ impl Resources {
             .clone()
     }
 
-    fn build(&self, pid: u32, executable: &Path, args: Option<Array>) -> Resource {
+    /// The resource of a process; with no service name configured, the OpenTelemetry default:
+    /// `unknown_service:<executable name>`, or `unknown_service` when it is not known.
+    fn build(&self, pid: u32, executable: Option<&Path>, args: Option<Array>) -> Resource {
         let service_name = self.service_name.clone().unwrap_or_else(|| {
-            let name = executable.file_name().unwrap_or_default().to_string_lossy();
-            format!("unknown_service:{name}")
+            match executable.and_then(Path::file_name) {
+                Some(name) => format!("unknown_service:{}", name.to_string_lossy()),
+                None => "unknown_service".to_owned(),
+            }
         });
         let mut attributes = self.extra.clone();
-        attributes.extend([
-            KeyValue::new("process.pid", i64::from(pid)),
-            KeyValue::new("process.executable.path", executable.display().to_string()),
-        ]);
+        attributes.push(KeyValue::new("process.pid", i64::from(pid)));
+        if let Some(executable) = executable {
+            attributes.push(KeyValue::new(
+                "process.executable.path",
+                executable.display().to_string(),
+            ));
+        }
         if let Some(args) = args {
             attributes.push(KeyValue::new("process.command_args", Value::Array(args)));
         }
@@ -181,7 +212,7 @@ mod tests {
         let extra = [("deployment.environment".to_owned(), "test".to_owned())].into();
         let mut resources = Resources::new(Some("demo".into()), &extra);
         let pid = std::process::id();
-        let resource = resources.for_process(pid, Path::new("/unused"), 0);
+        let resource = resources.for_process(pid, None, 0);
         assert_eq!(get(&resource, "service.name"), Some(Value::from("demo")));
         assert_eq!(
             get(&resource, "process.pid"),
@@ -207,17 +238,14 @@ mod tests {
             .expect("this thread has a name");
         assert!(!name.as_str().is_empty());
         // Built once per process.
-        assert!(Arc::ptr_eq(
-            &resource,
-            &resources.for_process(pid, Path::new("/unused"), 0)
-        ));
+        assert!(Arc::ptr_eq(&resource, &resources.for_process(pid, None, 0)));
     }
 
     #[test]
     fn falls_back_to_the_probed_binary_for_exited_processes() {
         let mut resources = Resources::new(None, &Default::default());
         // Beyond pid_max: no such process.
-        let resource = resources.for_process(u32::MAX, Path::new("/opt/app/server"), 0);
+        let resource = resources.for_process(u32::MAX, Some(Path::new("/opt/app/server")), 0);
         assert_eq!(
             get(&resource, "process.executable.path"),
             Some(Value::from("/opt/app/server"))
@@ -225,6 +253,29 @@ mod tests {
         assert_eq!(
             get(&resource, "service.name"),
             Some(Value::from("unknown_service:server"))
+        );
+        // A library never stands in for the executable.
+        let resource = resources.for_process(u32::MAX - 1, None, 0);
+        assert_eq!(get(&resource, "process.executable.path"), None);
+        assert_eq!(
+            get(&resource, "service.name"),
+            Some(Value::from("unknown_service"))
+        );
+    }
+
+    #[test]
+    fn a_known_process_keeps_its_executable_after_it_exits() {
+        let mut resources = Resources::new(None, &Default::default());
+        let args = ["sqlite3".into(), ":memory:".into()];
+        resources.known(u32::MAX, Path::new("/usr/bin/sqlite3"), &args);
+        let resource = resources.for_process(u32::MAX, None, 0);
+        assert_eq!(
+            get(&resource, "service.name"),
+            Some(Value::from("unknown_service:sqlite3"))
+        );
+        assert_eq!(
+            get(&resource, "process.executable.path"),
+            Some(Value::from("/usr/bin/sqlite3"))
         );
     }
 
@@ -237,8 +288,8 @@ mod tests {
             .unwrap();
         let exited = child.id();
         let alive = std::process::id();
-        resources.for_process(exited, Path::new("/bin/sleep"), 0);
-        let kept = resources.for_process(alive, Path::new("/unused"), 0);
+        resources.for_process(exited, Some(Path::new("/bin/sleep")), 0);
+        let kept = resources.for_process(alive, None, 0);
         child.kill().unwrap();
         child.wait().unwrap();
         resources.sweep();
@@ -249,10 +300,7 @@ mod tests {
         );
         resources.sweep();
         assert_eq!(resources.cached(), 1);
-        assert!(Arc::ptr_eq(
-            &kept,
-            &resources.for_process(alive, Path::new("/unused"), 0)
-        ));
+        assert!(Arc::ptr_eq(&kept, &resources.for_process(alive, None, 0)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use futures_util::StreamExt as _;
 use signal_hook::{iterator::exfiltrator::WithOrigin, low_level::siginfo::Cause};
 use signal_hook_tokio::SignalsInfo;
 use spanprobe_common::Counter;
+use spanprobe_config::{ExporterConfig, Located};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -47,6 +48,8 @@ pub struct RunOptions<'a> {
     pub metrics_address: Option<SocketAddr>,
     /// How to attach uprobes; the best the kernel has when `None`.
     pub attach_mode: Option<AttachMode>,
+    /// Where span lines go, overriding the stdout exporter's `file`.
+    pub output: Option<&'a Path>,
 }
 
 /// Traces the functions in the config at `config_path`. With a `command`, traces only that
@@ -63,8 +66,21 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         command,
         metrics_address,
         attach_mode,
+        output,
     } = options;
-    let (config, functions) = crate::load::load(config_path)?;
+    let (mut config, functions) = crate::load::load(config_path)?;
+    if let Some(output) = output {
+        let ExporterConfig::Stdout(stdout) = &mut config.exporter else {
+            anyhow::bail!(
+                "{}: -o {} writes span lines, but this config exports over OTLP \
+                 (exporter.otlp)",
+                config_path.display(),
+                output.display()
+            );
+        };
+        // Relative to where spanprobe was started, not to the config file.
+        stdout.file = Some(Located::unplaced(std::path::absolute(output)?));
+    }
     if !command.is_empty()
         && let Some(t) = config.probes.iter().position(|target| target.pid.is_some())
     {
@@ -74,6 +90,10 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
             config_path.display()
         );
     }
+    let program = command
+        .first()
+        .map(|p| child::find_program(p))
+        .transpose()?;
     // Caught from here on, before anything is attached or started: a SIGINT or SIGTERM that
     // comes meanwhile ends the run cleanly once it can, instead of killing spanprobe with the
     // probes attached and the command left running untraced.
@@ -111,10 +131,21 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let (queue, queued) = span_queue(settings.queue_size, Arc::clone(&metrics));
     let export_task = spawn_export(exporter, queued, settings, Arc::clone(&metrics));
     let assembler = SpanAssembler::new(&functions, BootClock::sample(), IdGenerator::random());
+    let mut resources = Resources::new(config.service_name.clone(), &config.resource);
+    // Forked now and held before exec, so that its resource is known even if it is gone
+    // before its first span is read.
+    let gated = match (command, program) {
+        ([], _) | (_, None) => None,
+        (command, Some(program)) => {
+            let gated = GatedChild::spawn(command).await?;
+            resources.known(gated.pid().get(), &program, command);
+            Some(gated)
+        }
+    };
     let mut pipeline = Pipeline::new(
         &functions,
         assembler,
-        Resources::new(config.service_name.clone(), &config.resource),
+        resources,
         queue,
         Arc::clone(&metrics),
     );
@@ -125,9 +156,9 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         (result, pipeline.finish())
     });
 
-    let child = match command {
-        [] => None,
-        command => Some(start_command(&mut tracer, command).await?),
+    let child = match gated {
+        None => None,
+        Some(gated) => Some(start_command(&mut tracer, gated, command).await?),
     };
     let ended = async {
         match child {
@@ -183,9 +214,12 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     Ok(RunOutcome { exit_code })
 }
 
-/// Starts `command` with its pid in the filter.
-async fn start_command(tracer: &mut Tracer, command: &[OsString]) -> anyhow::Result<RunningChild> {
-    let gated = GatedChild::spawn(command).await?;
+/// Starts `command`, forked as `gated`, with its pid in the filter.
+async fn start_command(
+    tracer: &mut Tracer,
+    gated: GatedChild,
+    command: &[OsString],
+) -> anyhow::Result<RunningChild> {
     tracer.trace_process(gated.pid())?;
     let program = command.first().cloned().unwrap_or_default();
     Ok(gated.start(&program).await?)

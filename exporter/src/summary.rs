@@ -54,11 +54,9 @@ impl Summary {
         for (name, calls) in &mut self.by_name {
             calls.durations_ns.sort_unstable();
             let percentile = |p: usize| {
-                let samples = &calls.durations_ns;
-                let index = (samples.len() * p / 100).min(samples.len().saturating_sub(1));
-                samples.get(index).map_or_else(
+                nearest_rank(&calls.durations_ns, p).map_or_else(
                     || "-".to_owned(),
-                    |ns| format!("{:?}", Duration::from_nanos(*ns)),
+                    |ns| format!("{:?}", Duration::from_nanos(ns)),
                 )
             };
             let _ = writeln!(
@@ -73,6 +71,13 @@ impl Summary {
         }
         out
     }
+}
+
+/// The `p`th percentile of `sorted` by the nearest-rank method: the smallest value with at
+/// least `p` % of the values at or below it (the p50 of two calls is the shorter).
+fn nearest_rank(sorted: &[u64], p: usize) -> Option<u64> {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
 }
 
 #[cfg(test)]
@@ -108,7 +113,17 @@ mod tests {
             .map(|l| l.split_whitespace().collect())
             .collect();
         assert_eq!(rows[0], ["span", "calls", "exported", "p50", "p99"]);
-        assert_eq!(rows[1], ["add", "100", "98", "51µs", "100µs"]);
+        assert_eq!(rows[1], ["add", "100", "98", "50µs", "99µs"]);
         assert_eq!(rows[2], ["inner", "1", "0", "7µs", "7µs"]);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        assert_eq!(nearest_rank(&[10, 20], 50), Some(10));
+        assert_eq!(nearest_rank(&[10, 20], 51), Some(20));
+        assert_eq!(nearest_rank(&[10, 20, 30], 50), Some(20));
+        assert_eq!(nearest_rank(&[10, 20, 30], 99), Some(30));
+        assert_eq!(nearest_rank(&[5], 0), Some(5));
+        assert_eq!(nearest_rank(&[], 50), None);
     }
 }

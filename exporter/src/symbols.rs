@@ -97,6 +97,25 @@ fn is_cold_part(raw: &str) -> bool {
     raw.ends_with(".cold") || raw.contains(".cold.")
 }
 
+/// Why a binary whose symbol tables hold no function gives nothing to probe by name, and what
+/// to do instead.
+pub fn why_no_functions(path: &Path, has_symtab: bool) -> String {
+    let mut why = if has_symtab {
+        "has no function symbols".to_owned()
+    } else {
+        "is stripped (no .symtab) and exports no function (.dynsym)".to_owned()
+    };
+    let needed = crate::elf::needed_libraries(path);
+    if !needed.is_empty() {
+        why.push_str(&format!(
+            "; the functions it calls may be in the libraries it loads: {}",
+            needed.join(", ")
+        ));
+    }
+    why.push_str("; its own code can be probed by `offset` or `address` (see `objdump -d`)");
+    why
+}
+
 /// A compiled glob, if `pattern` is one.
 pub fn glob_pattern(pattern: &str) -> Option<glob::Pattern> {
     if pattern.contains(['*', '?', '[']) {

@@ -12,8 +12,10 @@
  *   load T S [R]    T threads calling work() for S seconds, R calls/s in all (default 0: as
  *               fast as they can), printing the calls made and the calls per second
  *   slow N      one call of slow(), which sleeps N ms
+ *   fork        fork(); the child calls outer(2) at once, without exec; the parent outer(1)
  * Built with frame pointers and without sibling-call optimisation, like the demo. */
 #include <netdb.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -133,6 +135,16 @@ int main(int argc, char **argv) {
             tick(i);
             nanosleep(&pause, NULL);
         }
+    } else if (strcmp(mode, "fork") == 0) {
+        pid_t child = fork();
+        if (child == 0) {
+            outer(2);
+            _exit(0);
+        }
+        outer(1);
+        int status = 0;
+        waitpid(child, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
     } else if (strcmp(mode, "slow") == 0) {
         slow(n);
     } else if (strcmp(mode, "bench") == 0) {

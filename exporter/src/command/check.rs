@@ -66,6 +66,9 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid}");
         }
+        if function.entry_only {
+            let _ = write!(out, ", entry-only (no return probe)");
+        }
         let args: Vec<_> = function.spec.args.iter().map(|a| describe_arg(a)).collect();
         if !args.is_empty() {
             let _ = write!(out, "; args {}", args.join(", "));

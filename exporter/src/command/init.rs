@@ -3,12 +3,10 @@
 
 use std::{collections::HashMap, fmt::Write as _, path::Path};
 
-use anyhow::Context as _;
-
+use super::symbols::{no_match, read_table};
 use crate::{
-    binary,
     dwarf::{FunctionSignature, TypeInfo, function_signatures},
-    symbols::{FunctionSymbol, SymbolTable},
+    symbols::FunctionSymbol,
 };
 
 /// Arguments a function can capture (the config's limit).
@@ -16,10 +14,8 @@ const MAX_ARGS: usize = spanprobe_config::MAX_CAPTURED_ARGS;
 
 /// The config text for the functions of `binary` matching any of `patterns` (all when empty).
 pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<String> {
-    let path = binary::locate(binary, Path::new("."))?;
+    let (path, elf, table) = read_table(binary)?;
     let path = path.canonicalize().unwrap_or(path);
-    let table = SymbolTable::read(&path)
-        .with_context(|| format!("{}: cannot read symbols", path.display()))?;
     let mut functions: Vec<&FunctionSymbol> = if patterns.is_empty() {
         table.functions().iter().collect()
     } else {
@@ -27,12 +23,18 @@ pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<Strin
     };
     functions.sort_by_key(|f| f.address);
     functions.dedup_by_key(|f| f.address);
+    // The entry point is jumped to, not called: a span there would be entry-only, and a
+    // `return` is refused; a starter config leaves it out.
+    let entry_point = elf.entry_point;
+    let left_out: Vec<String> = functions
+        .iter()
+        .filter(|f| Some(f.address) == entry_point)
+        .map(|f| f.raw.clone())
+        .collect();
+    functions.retain(|f| Some(f.address) != entry_point);
     if functions.is_empty() {
-        anyhow::bail!(
-            "{}: no function matches {}",
-            path.display(),
-            patterns.join(", ")
-        );
+        let patterns: Vec<_> = patterns.iter().map(String::as_str).collect();
+        return Err(no_match(&path, &table, &patterns));
     }
     let signatures = function_signatures(&path).unwrap_or_default();
     let by_linkage: HashMap<&str, &FunctionSignature> = signatures
@@ -40,7 +42,7 @@ pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<Strin
         .filter_map(|s| s.linkage_name.as_deref().map(|l| (l, s)))
         .collect();
 
-    let service = path.file_name().unwrap_or_default().to_string_lossy();
+    let soname = crate::elf::soname(&path);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -53,23 +55,60 @@ pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<Strin
             "# The binary has no debug info: add `args` and `return` by hand."
         );
     }
-    let _ = writeln!(out, "service_name: {}", quote(&service));
+    for symbol in &left_out {
+        let _ = writeln!(
+            out,
+            "# Left out: {symbol}, the program's entry point (jumped to, not called: no return)."
+        );
+    }
+    match &soname {
+        // A library's spans belong to the programs that load it: each process's service.name
+        // is then its executable's.
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "# service_name: by default, each traced process's executable"
+            );
+        }
+        None => {
+            let service = path.file_name().unwrap_or_default().to_string_lossy();
+            let _ = writeln!(out, "service_name: {}", quote(&service));
+        }
+    }
     let _ = writeln!(
         out,
         "probes:\n  - binary: {}\n    functions:",
-        quote(&path.display().to_string())
+        quote(&binary_name(&path, soname))
     );
+    // Demangled names: a mangled Rust name carries a hash that changes with every build. One
+    // entry per name: a name probes every function that has it (C++ overloads).
+    let mut written = std::collections::HashSet::new();
     for function in functions {
+        if !written.insert(function.name.as_str()) {
+            continue;
+        }
         let signature = by_linkage
             .get(function.raw.as_str())
             .copied()
             .or_else(|| signatures.get(&function.raw));
-        let _ = writeln!(out, "      - symbol: {}", quote(&function.raw));
+        let _ = writeln!(out, "      - symbol: {}", quote(&function.name));
         if let Some(signature) = signature {
             write_signature(&mut out, signature);
         }
     }
     Ok(out)
+}
+
+/// How the config names the binary: a shared library by its SONAME when the loader finds it
+/// there (`libsqlite3.so.0`, not the versioned file it links to), anything else by its path.
+fn binary_name(path: &Path, soname: Option<String>) -> String {
+    soname
+        .filter(|soname| {
+            crate::binary::find_library(soname)
+                .and_then(|found| found.canonicalize().ok())
+                .is_some_and(|found| found == path)
+        })
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 fn write_signature(out: &mut String, signature: &FunctionSignature) {

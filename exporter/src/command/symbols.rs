@@ -4,18 +4,60 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 
-use crate::{binary, symbols::SymbolTable};
+use crate::{
+    binary,
+    elf::ElfInfo,
+    symbols::{SymbolTable, why_no_functions},
+};
 
-/// Lists the functions of `binary` (a path or a bare library name) whose demangled or raw
-/// name matches the glob `pattern` (all when absent): name, address, size.
-pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
-    let path = binary::locate(binary, Path::new("."))?;
+/// The functions of the binary a command line names (a path, a program in PATH or a library
+/// name), or why there are none.
+pub fn read_table(binary: &str) -> anyhow::Result<(std::path::PathBuf, ElfInfo, SymbolTable)> {
+    let path = binary::locate_from_command_line(binary)?;
+    // Says "not an ELF file", or which architecture, before the symbol reader would.
+    let elf = ElfInfo::read(&path)?;
     let table = SymbolTable::read(&path)
         .with_context(|| format!("{}: cannot read symbols", path.display()))?;
+    if table.functions().is_empty() {
+        anyhow::bail!(
+            "{}: {}",
+            path.display(),
+            why_no_functions(&path, elf.has_symtab)
+        );
+    }
+    Ok((path, elf, table))
+}
+
+/// What to say when `patterns` match no function of `table`: the closest names.
+pub fn no_match(path: &Path, table: &SymbolTable, patterns: &[&str]) -> anyhow::Error {
+    let closest: Vec<_> = patterns
+        .iter()
+        .flat_map(|pattern| table.closest(pattern.trim_matches(['*', '?']), 3))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    let closest = if closest.is_empty() {
+        String::new()
+    } else {
+        format!(" (closest: {})", closest.join(", "))
+    };
+    anyhow::anyhow!(
+        "{}: no function matches `{}`{closest}",
+        path.display(),
+        patterns.join("`, `")
+    )
+}
+
+/// Lists the functions of `binary` (a path, a program in PATH or a bare library name) whose
+/// demangled or raw name matches the glob `pattern` (all when absent): name, address, size.
+pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
+    let (path, _, table) = read_table(binary)?;
     let mut functions: Vec<_> = match pattern {
         Some(pattern) => table.find(pattern),
         None => table.functions().iter().collect(),
     };
+    if let (true, Some(pattern)) = (functions.is_empty(), pattern) {
+        return Err(no_match(&path, &table, &[pattern]));
+    }
     functions.sort_by(|a, b| a.name.cmp(&b.name).then(a.address.cmp(&b.address)));
     let mut out = String::new();
     for function in functions {

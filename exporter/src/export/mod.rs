@@ -17,8 +17,17 @@ pub use protobuf::encode_request;
 pub use queue::{
     ExportSettings, ExportStats, QueuedSpan, QueuedSpans, SpanQueue, span_queue, spawn_export,
 };
-pub use stdout::LineExporter;
+pub use stdout::{LineExporter, OutputError};
 pub use tls::{Tls, TlsError};
+
+/// Why the configured exporter cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
 
 /// The configured span destination.
 #[derive(Debug)]
@@ -29,11 +38,14 @@ pub enum Exporter {
 }
 
 impl Exporter {
-    /// Builds the exporter `config` asks for, reading files (a CA) relative to `base_dir`.
-    /// Needs a tokio runtime (the gRPC channel is created here, connecting lazily).
-    pub fn from_config(config: &ExporterConfig, base_dir: &Path) -> Result<Self, OtlpError> {
+    /// Builds the exporter `config` asks for, with files (a CA, the lines' file) relative to
+    /// `base_dir`. Needs a tokio runtime (the gRPC channel is created here, connecting lazily).
+    pub fn from_config(config: &ExporterConfig, base_dir: &Path) -> Result<Self, ExporterError> {
         Ok(match config {
-            ExporterConfig::Stdout(stdout) => Self::Stdout(LineExporter::stdout(stdout.format)),
+            ExporterConfig::Stdout(stdout) => {
+                let file = stdout.file.as_ref().map(|file| base_dir.join(&file.value));
+                Self::Stdout(LineExporter::to(stdout.format, file.as_deref())?)
+            }
             ExporterConfig::Otlp(otlp) => Self::Otlp(Box::new(OtlpClient::new(otlp, base_dir)?)),
         })
     }

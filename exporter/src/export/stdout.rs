@@ -3,6 +3,7 @@
 use std::{
     fmt::Display,
     io::Write as _,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -18,6 +19,15 @@ use spanprobe_config::StdoutFormat;
 
 use super::QueuedSpan;
 
+/// The file spans were to be written to cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write spans to {}", path.display())]
+pub struct OutputError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 const SERVICE_NAME: Key = Key::from_static_str("service.name");
 
 /// Writes each span as one line: text
@@ -29,8 +39,17 @@ pub struct LineExporter {
 }
 
 impl LineExporter {
-    pub fn stdout(format: StdoutFormat) -> Self {
-        Self::new(format, Box::new(std::io::stdout()))
+    /// Lines to `file` (created, or emptied), or to standard error: the traced command's
+    /// standard output stays its own.
+    pub fn to(format: StdoutFormat, file: Option<&Path>) -> Result<Self, OutputError> {
+        let out: Box<dyn std::io::Write + Send> = match file {
+            None => Box::new(std::io::stderr()),
+            Some(path) => Box::new(std::fs::File::create(path).map_err(|source| OutputError {
+                path: path.to_owned(),
+                source,
+            })?),
+        };
+        Ok(Self::new(format, out))
     }
 
     pub fn new(format: StdoutFormat, out: Box<dyn std::io::Write + Send>) -> Self {
