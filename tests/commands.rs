@@ -54,7 +54,7 @@ async fn check_shows_what_would_be_attached_without_root() {
     assert_eq!(
         support::stdout(&output),
         format!(
-            "{config}: ok, 1 function to probe\nrun attaches 2 uprobes through 2 uprobe_multi links (2 perf events where the kernel has no such links)\n{demo}\n  add: two_ints_and_return at address 0x{address}, file offset 0x{address}; args a: i32 (RDI), h: str up to 8 bytes (stack+16); return sum: i32 (error when < 0)\n",
+            "{config}: ok, 1 function to probe\nrun attaches 2 uprobes through 2 uprobe_multi links (2 perf events where the kernel has no such links)\n{demo}\n  add: two_ints_and_return at address 0x{address}, file offset 0x{address}, first instruction `lea (%rdi,%rsi),%eax` single-stepped by the kernel (a second trap per call, inside the span); args a: i32 (RDI), h: str up to 8 bytes (stack+16); return sum: i32 (error when < 0)\n",
             config = config.display(),
             demo = demo.display(),
         )
@@ -241,6 +241,33 @@ async fn a_missing_command_is_found_before_attaching() {
         "{err}"
     );
     assert!(!err.contains("attached"), "{err}");
+}
+
+/// A run whose probes saw no call says so at exit, and why when it can tell: here the command
+/// never loads the probed library.
+#[tokio::test]
+async fn probes_that_saw_no_call_are_named_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        "probes:\n  - binary: libsqlite3.so.0\n    functions: [{ symbol: \"sqlite3_open*\" }]\n",
+    );
+    let output = support::run(&config, &["true"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let err = support::stderr(&output);
+    assert!(
+        err.contains(
+            "libsqlite3.so.0: none of its 3 probed functions was called by a traced process"
+        ) && err.contains(
+            "does not load libsqlite3.so.0 directly: it may have the library's code built in"
+        ),
+        "{err}"
+    );
 }
 
 /// A reader that stops early (`| head -1`) ends the listing quietly, with status 0.

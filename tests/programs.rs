@@ -953,10 +953,16 @@ async fn functions_starting_with_endbr64_are_probed_past_it() {
             .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
             .expect("symbols shows the address");
         // A PIE's code is at the same offsets in the file as in its address space.
+        // Where the probe stays on `endbr64`, check says the kernel single-steps it.
         let expected = format!(
             "  {function}: {function} at address {address:#x}, file offset {:#x}{};",
             address + skip,
-            if skip > 0 { " (+4 past endbr64)" } else { "" }
+            if skip > 0 {
+                " (+4 past endbr64)"
+            } else {
+                ", first instruction `endbr64` single-stepped by the kernel (a second trap per \
+                 call, inside the span)"
+            }
         );
         assert!(report.contains(&expected), "{expected:?} not in\n{report}");
     }

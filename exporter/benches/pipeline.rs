@@ -46,6 +46,7 @@ fn function() -> ProbedFunction {
         entry_only: false,
         source: None,
         stack_frames: 0,
+        single_stepped: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn work() -> ProbedFunction {
         entry_only: false,
         source: Some(("/bench/calls.c".into(), 29)),
         stack_frames: 0,
+        single_stepped: None,
     }
 }
 

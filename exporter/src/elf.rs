@@ -212,6 +212,39 @@ pub fn entry_skip(code: &[u8]) -> u64 {
     if push { ENDBR64.len() as u64 } else { 0 }
 }
 
+/// What the kernel does with the probed instruction each time the uprobe fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbedInstruction {
+    /// x86-64 uprobes emulate a register push, a nop, and relative jumps and calls.
+    Emulated,
+    /// Any other instruction is copied out of line and single-stepped: a second trap per
+    /// call, inside the span's duration. The instruction, as objdump shows it.
+    SingleStepped(String),
+}
+
+/// How the kernel runs the first instruction of `code` (at `address`), or `None` when it
+/// does not decode.
+pub fn probed_instruction(code: &[u8], address: u64) -> Option<ProbedInstruction> {
+    use iced_x86::{Decoder, DecoderOptions, Formatter as _, GasFormatter, Mnemonic, OpKind};
+    let instruction = Decoder::with_ip(64, code, address, DecoderOptions::NONE).decode();
+    if instruction.is_invalid() {
+        return None;
+    }
+    let emulated = match instruction.mnemonic() {
+        Mnemonic::Push => instruction.op0_kind() == OpKind::Register,
+        Mnemonic::Nop => true,
+        Mnemonic::Jmp | Mnemonic::Call => instruction.op0_kind() == OpKind::NearBranch64,
+        _ => instruction.is_jcc_short_or_near(),
+    };
+    Some(if emulated {
+        ProbedInstruction::Emulated
+    } else {
+        let mut text = String::new();
+        GasFormatter::new().format(&instruction, &mut text);
+        ProbedInstruction::SingleStepped(text)
+    })
+}
+
 /// The instruction bytes of one ELF file, read at file offsets without loading the file.
 #[derive(Debug)]
 pub struct Code {
@@ -231,6 +264,13 @@ impl Code {
             })
     }
 
+    /// [`probed_instruction`] at file offset `offset` (virtual address `address`).
+    pub fn probed_instruction(&self, offset: u64, address: u64) -> Option<ProbedInstruction> {
+        let mut code = [0u8; 15];
+        let read = self.file.read_at(&mut code, offset).ok()?;
+        probed_instruction(&code[..read], address)
+    }
+
     /// [`entry_skip`] of the function at file offset `offset`; 0 if the bytes cannot be read
     /// (the probe then goes at the entry, where it is always correct).
     pub fn entry_skip(&self, offset: u64) -> u64 {
@@ -245,6 +285,37 @@ impl Code {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_emulated_instructions_from_single_stepped_ones() {
+        let stepped = |text: &str| Some(ProbedInstruction::SingleStepped(text.to_owned()));
+        // push %rbp; push %r15; nop; nopl 0(%rax); jmp rel32; call rel32; je rel8
+        for code in [
+            &[0x55][..],
+            &[0x41, 0x57],
+            &[0x90],
+            &[0x0f, 0x1f, 0x40, 0x00],
+            &[0xe9, 0, 0, 0, 0],
+            &[0xe8, 0, 0, 0, 0],
+            &[0x74, 0x02],
+        ] {
+            assert_eq!(
+                probed_instruction(code, 0x1000),
+                Some(ProbedInstruction::Emulated),
+                "{code:x?}"
+            );
+        }
+        assert_eq!(probed_instruction(&ENDBR64, 0x1000), stepped("endbr64"));
+        assert_eq!(
+            probed_instruction(&[0x48, 0x8d, 0x04, 0x3f], 0x1000),
+            stepped("lea (%rdi,%rdi),%rax")
+        );
+        assert_eq!(
+            probed_instruction(&[0x48, 0x83, 0xec, 0x18], 0x1000),
+            stepped("sub $0x18,%rsp")
+        );
+        assert_eq!(probed_instruction(&[0x48], 0x1000), None);
+    }
 
     #[test]
     fn skips_endbr64_only_before_a_push() {

@@ -35,3 +35,4 @@ pub mod symbols;
 #[cfg(test)]
 mod test_span;
 pub mod trace_buffer;
+pub mod uncalled;

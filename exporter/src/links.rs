@@ -155,6 +155,7 @@ mod tests {
             entry_only: !return_probe,
             source: None,
             stack_frames: 0,
+            single_stepped: None,
         }
     }
 

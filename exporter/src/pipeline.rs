@@ -45,6 +45,15 @@ const MAX_HELD_SPANS: usize = 100_000;
 /// How long a trace is held for `min_duration` filtering at most, waiting for its root.
 const MAX_HOLD: Duration = Duration::from_secs(30);
 
+/// What the pipeline hands back when it is done.
+#[derive(Debug)]
+pub struct Finished {
+    pub stats: PipelineStats,
+    pub summary: Summary,
+    /// Per function id: whether a call of it arrived.
+    pub called: Vec<bool>,
+}
+
 /// Turns records into queued spans.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -63,6 +72,8 @@ pub struct Pipeline {
     stack_sources: Vec<Option<StackSource>>,
     stacks: Stacks,
     summary: Summary,
+    /// Per function id: whether a call of it arrived.
+    called: Vec<bool>,
     metrics: Arc<Metrics>,
 }
 
@@ -123,6 +134,7 @@ impl Pipeline {
             stack_sources,
             stacks: Stacks::new(),
             summary: Summary::default(),
+            called: vec![false; functions.len()],
             metrics,
         }
     }
@@ -159,6 +171,9 @@ impl Pipeline {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let id = event.function_id as usize;
+        if let Some(called) = self.called.get_mut(id) {
+            *called = true;
+        }
         if let Some(Some(source)) = self.stack_sources.get(id) {
             let addresses = source.plan.addresses(&event, data);
             if !addresses.is_empty() {
@@ -191,15 +206,19 @@ impl Pipeline {
     }
 
     /// Sends what is still held, closes the queue (the export task then flushes and ends) and
-    /// returns the counts and the per-name summary.
-    pub fn finish(mut self) -> (PipelineStats, Summary) {
+    /// returns the counts, the per-name summary and which functions were called.
+    pub fn finish(mut self) -> Finished {
         if let Some(held) = &mut self.held {
             for (span, resource) in held.drain() {
                 self.queue.push(QueuedSpan { resource, span });
             }
             self.stats.below_min_duration = held.dropped;
         }
-        (self.stats, self.summary)
+        Finished {
+            stats: self.stats,
+            summary: self.summary,
+            called: self.called,
+        }
     }
 }
 

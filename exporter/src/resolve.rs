@@ -17,7 +17,7 @@ use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Pro
 
 use crate::{
     binary::{self, BinaryError},
-    elf::{Code, ElfError, ElfInfo},
+    elf::{Code, ElfError, ElfInfo, ProbedInstruction},
     symbols::{SymbolTable, glob_pattern},
 };
 
@@ -44,6 +44,9 @@ pub struct ProbedFunction {
     pub source: Option<(String, u64)>,
     /// User stack frames captured at entry, 0 for none.
     pub stack_frames: u16,
+    /// The probed instruction, when the kernel single-steps it (see
+    /// [`ProbedInstruction`]): each call then pays a second trap, inside its span.
+    pub single_stepped: Option<String>,
 }
 
 /// Why a configured function cannot be probed.
@@ -242,6 +245,12 @@ fn resolve_target(
         // `entry` is the function's first byte in the file.
         let probe = |symbol: String, address: Option<u64>, entry: u64| {
             let entry_skip = code.entry_skip(entry);
+            let single_stepped = match code
+                .probed_instruction(entry + entry_skip, address.unwrap_or(0) + entry_skip)
+            {
+                Some(ProbedInstruction::SingleStepped(text)) => Some(text),
+                _ => None,
+            };
             ProbedFunction {
                 binary: path.clone(),
                 symbol,
@@ -258,6 +267,7 @@ fn resolve_target(
                 } else {
                     0
                 },
+                single_stepped,
             }
         };
         if let Some(offset) = &function.offset {

@@ -25,10 +25,11 @@ use crate::{
     ktime::BootClock,
     links::AttachMode,
     metrics::{self, Metrics},
-    pipeline::{Pipeline, PipelineStats},
+    pipeline::{Finished, Pipeline, PipelineStats},
     reader::read_events,
     resource::Resources,
     span::SpanAssembler,
+    uncalled,
 };
 
 /// How `run` ended.
@@ -134,11 +135,11 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let mut resources = Resources::new(config.service_name.clone(), &config.resource);
     // Forked now and held before exec, so that its resource is known even if it is gone
     // before its first span is read.
-    let gated = match (command, program) {
+    let gated = match (command, &program) {
         ([], _) | (_, None) => None,
         (command, Some(program)) => {
             let gated = GatedChild::spawn(command).await?;
-            resources.known(gated.pid().get(), &program, command);
+            resources.known(gated.pid().get(), program, command);
             Some(gated)
         }
     };
@@ -197,8 +198,12 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     // The reader drains the ring buffer completely before returning.
     tracing::debug!("draining the ring buffer");
     let _ = stop_reader.send(());
-    let (read_result, (pipeline_stats, mut summary)) =
-        reader.await.context("ring-buffer reader panicked")?;
+    let (read_result, finished) = reader.await.context("ring-buffer reader panicked")?;
+    let Finished {
+        stats: pipeline_stats,
+        mut summary,
+        called,
+    } = finished;
     read_result.context("reading the ring buffer")?;
     let kernel = tracer.counters()?;
     let in_progress = tracer.calls_in_progress()?;
@@ -206,6 +211,9 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let export_stats = export_task.await.context("export task panicked")?;
     eprint!("{}", summary.table(&export_stats.exported_by_name));
     report(&pipeline_stats, &export_stats, &kernel);
+    for warning in uncalled::warnings(&functions, &called, program.as_deref()) {
+        tracing::warn!("{warning}");
+    }
     if in_progress > 0 {
         tracing::warn!(
             "{in_progress} calls were still in progress at shutdown and are not exported"

@@ -265,6 +265,7 @@ mod tests {
             entry_only: false,
             source: Some(("/src/demo.c".into(), 12)),
             stack_frames: 0,
+            single_stepped: None,
         }
     }
 

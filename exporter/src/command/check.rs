@@ -69,6 +69,13 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
         if function.entry_only {
             let _ = write!(out, ", entry-only (no return probe)");
         }
+        if let Some(instruction) = &function.single_stepped {
+            let _ = write!(
+                out,
+                ", first instruction `{instruction}` single-stepped by the kernel (a second \
+                 trap per call, inside the span)"
+            );
+        }
         let args: Vec<_> = function.spec.args.iter().map(|a| describe_arg(a)).collect();
         if !args.is_empty() {
             let _ = write!(out, "; args {}", args.join(", "));
