@@ -750,6 +750,65 @@ async fn go_functions_get_entry_only_spans() {
     }
 }
 
+/// `init` places each argument where the System V convention puts it, from DWARF: no integer
+/// slot for a double, two for a struct of two integers (offered as its members), none for a
+/// large struct by value, the first for a large return value's hidden pointer. The spans of
+/// `init`'s config carry exactly what the program received.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_places_arguments_by_the_calling_convention() {
+    let dir = tempfile::tempdir().unwrap();
+    let abi = support::compile_c(&programs().join("abi.c"), dir.path(), "abi", &[]);
+    let init =
+        support::spanprobe_with(&["init", abi.to_str().unwrap(), "after_*", "make_big"]).await;
+    assert_eq!(init.status.code(), Some(0), "{}", support::stderr(&init));
+    let text = support::stdout(&init);
+    for expected in [
+        "- { index: 0, name: n, type: i64 }  # long",
+        "- { index: 1, name: s, type: str }  # const char *",
+        "# d (double): in an XMM register, which uprobes do not capture",
+        "- { index: 0, name: p.a, type: i64 }  # struct pair, .a",
+        "- { index: 1, name: p.b, type: str }  # struct pair, .b",
+        "- { index: 2, name: n, type: i64 }  # long",
+        "# b (struct big): copied onto the stack (4 eightbytes from index 6): not captured",
+        "- { index: 1, name: n, type: i64 }  # long",
+        "# RDI holds the hidden pointer to the return value's space",
+        "return: { type: ptr }  # struct big, returned in memory: RAX holds its address",
+        "# m (struct mixed): one integer and one XMM register: not captured",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in\n{text}");
+    }
+
+    let receiver = Receiver::start().await;
+    let yaml = text.replacen(
+        "probes:",
+        &format!(
+            "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:",
+            receiver.grpc_endpoint()
+        ),
+        1,
+    );
+    let (output, spans) = trace_ok(&receiver, dir.path(), &yaml, &[abi.to_str().unwrap()]).await;
+    let printed = support::stdout(&output);
+    let span = |name: &str| {
+        let found = named(&spans, name);
+        assert_eq!(found.len(), 1, "{name}");
+        found[0]
+    };
+    assert!(printed.contains("after_double n=7 s=seven"), "{printed}");
+    assert_eq!(span("after_double").int_attr("n"), Some(7));
+    assert_eq!(span("after_double").str_attr("s"), Some("seven"));
+    assert!(
+        printed.contains("after_pair p.a=41 p.b=pair n=8"),
+        "{printed}"
+    );
+    assert_eq!(span("after_pair").int_attr("p.a"), Some(41));
+    assert_eq!(span("after_pair").str_attr("p.b"), Some("pair"));
+    assert_eq!(span("after_pair").int_attr("n"), Some(8));
+    assert_eq!(span("make_big").int_attr("n"), Some(9));
+    assert_eq!(span("after_big").int_attr("n"), Some(10));
+    assert_eq!(span("after_mixed").int_attr("n"), Some(11));
+}
+
 /// The output of `command` with its pid (`demo[PID]`) taken out.
 fn without_pid(output: &Output) -> String {
     let out = support::stdout(output);

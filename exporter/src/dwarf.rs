@@ -72,6 +72,8 @@ pub struct TypeInfo {
     /// spanprobe capture type (`i32`, `ptr`, `str`, ...); `None` when a value of this type cannot
     /// be captured (floats live in XMM registers, aggregates by value are not in one register).
     pub capture: Option<&'static str>,
+    /// How the System V AMD64 convention passes it.
+    pub abi: Abi,
 }
 
 impl TypeInfo {
@@ -79,8 +81,60 @@ impl TypeInfo {
         TypeInfo {
             c_name: c_name.into(),
             capture,
+            abi: Abi::INTEGER,
         }
     }
+
+    fn with_abi(self, abi: Abi) -> Self {
+        Self { abi, ..self }
+    }
+}
+
+/// How the System V AMD64 calling convention passes a value (§3.2.3): which registers it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abi {
+    /// In integer registers (RDI, RSI, RDX, RCX, R8, R9, then the stack), one per eightbyte: one
+    /// for scalars and pointers, two for a 9 to 16 byte aggregate of integers. `fields` are an
+    /// aggregate's members that fill an eightbyte each, as (name, capture type), when every
+    /// eightbyte is one such member.
+    Integer {
+        eightbytes: u8,
+        fields: Vec<(String, &'static str)>,
+    },
+    /// In XMM registers: float, double, and aggregates of them. No integer register.
+    Sse,
+    /// A 9 to 16 byte aggregate with one integer and one floating-point eightbyte: one integer
+    /// and one XMM register.
+    Mixed,
+    /// In memory: as an argument, copied onto the stack (`eightbytes` of it); as a return value,
+    /// into space the caller passes a hidden pointer to in RDI (and gets back in RAX).
+    Memory { eightbytes: u64 },
+}
+
+impl Abi {
+    const INTEGER: Abi = Abi::Integer {
+        eightbytes: 1,
+        fields: Vec::new(),
+    };
+}
+
+/// A scalar member of an aggregate, for its eightbyte's class.
+#[derive(Debug)]
+struct Scalar {
+    /// Bytes from the aggregate's start.
+    offset: u64,
+    /// Its name and capture type, when it is an integer filling a whole eightbyte.
+    field: Option<(String, &'static str)>,
+    leaf: Leaf,
+}
+
+/// What an eightbyte of an aggregate holds, for its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Integer,
+    Sse,
+    /// x87 `long double`: always in memory.
+    X87,
 }
 
 /// Reads the DWARF of the ELF file at `path` and returns the signature of every defined function
@@ -334,7 +388,12 @@ impl Ctx<'_, '_> {
                     _ => Some("u8"),
                 };
                 let c_name = c_base_name(name.as_deref().unwrap_or("?"));
-                return Ok((TypeInfo::new(c_name, capture), char_int));
+                let abi = match leaf_of_base(encoding, size.unwrap_or(0)) {
+                    Leaf::Integer => Abi::INTEGER,
+                    Leaf::Sse => Abi::Sse,
+                    Leaf::X87 => Abi::Memory { eightbytes: 2 },
+                };
+                return Ok((TypeInfo::new(c_name, capture).with_abi(abi), char_int));
             }
             gimli::DW_TAG_typedef => {
                 // A typedef of a character type (`uint8_t`, `int8_t`) is a small integer.
@@ -399,10 +458,20 @@ impl Ctx<'_, '_> {
                     gimli::DW_TAG_union_type => "union",
                     _ => "class",
                 };
-                TypeInfo::new(
-                    format!("{kind} {}", name.as_deref().unwrap_or("<anonymous>")),
-                    None,
-                )
+                let c_name = format!("{kind} {}", name.as_deref().unwrap_or("<anonymous>"));
+                // A C++ class that is not trivially copyable is passed by invisible reference.
+                if entry.attr_value(gimli::DW_AT_calling_convention)
+                    == Some(AttributeValue::CallingConvention(
+                        gimli::DW_CC_pass_by_reference,
+                    ))
+                {
+                    return Ok((
+                        TypeInfo::new(format!("{c_name} (by reference)"), Some("ptr")),
+                        None,
+                    ));
+                }
+                let abi = self.aggregate_abi(loc, size.unwrap_or(0), depth)?;
+                TypeInfo::new(c_name, None).with_abi(abi)
             }
             gimli::DW_TAG_array_type => {
                 TypeInfo::new(format!("{}[]", inner_info()?.0.c_name), None)
@@ -413,6 +482,200 @@ impl Ctx<'_, '_> {
             _ => TypeInfo::new(name.unwrap_or_else(|| tag.to_string()), None),
         };
         Ok((info, None))
+    }
+
+    /// The class of the struct, union or class at `loc`, `size` bytes (§3.2.3): over 16 bytes,
+    /// or holding a `long double`, in memory; otherwise one class per eightbyte, INTEGER if any
+    /// integer or pointer lies in it.
+    fn aggregate_abi(&self, loc: Loc, size: u64, depth: u8) -> gimli::Result<Abi> {
+        let memory = Abi::Memory {
+            eightbytes: size.div_ceil(8),
+        };
+        if size > 16 || size == 0 {
+            return Ok(memory);
+        }
+        let mut leaves = Vec::new();
+        if !self.leaves(loc, 0, depth, &mut leaves)? {
+            return Ok(memory);
+        }
+        if leaves.iter().any(|scalar| scalar.leaf == Leaf::X87) {
+            return Ok(memory);
+        }
+        let eightbytes = size.div_ceil(8);
+        let classes: Vec<Leaf> = (0..eightbytes)
+            .map(|i| {
+                let integer = leaves
+                    .iter()
+                    .any(|scalar| scalar.offset / 8 == i && scalar.leaf == Leaf::Integer);
+                if integer { Leaf::Integer } else { Leaf::Sse }
+            })
+            .collect();
+        Ok(if classes.iter().all(|c| *c == Leaf::Sse) {
+            Abi::Sse
+        } else if classes.iter().all(|c| *c == Leaf::Integer) {
+            // Members that are a whole eightbyte each: capturable one by one.
+            let whole: Vec<_> = leaves
+                .iter()
+                .filter_map(|scalar| Some((scalar.offset, scalar.field.clone()?)))
+                .collect();
+            let fields = if whole.len() as u64 == eightbytes
+                && whole
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (o, _))| *o == 8 * i as u64)
+            {
+                whole.into_iter().map(|(_, field)| field).collect()
+            } else {
+                Vec::new()
+            };
+            Abi::Integer {
+                eightbytes: eightbytes as u8,
+                fields,
+            }
+        } else {
+            Abi::Mixed
+        })
+    }
+
+    /// Appends the scalar members of the aggregate at `loc` (placed at `base`), through nested
+    /// aggregates and arrays. `false` for what this reader cannot place (a member without an
+    /// offset, an array without a count): the caller then takes the ABI's safe answer, memory.
+    fn leaves(&self, loc: Loc, base: u64, depth: u8, out: &mut Vec<Scalar>) -> gimli::Result<bool> {
+        if depth >= MAX_DEPTH {
+            return Ok(false);
+        }
+        let union = self.entry(loc)?.tag() == gimli::DW_TAG_union_type;
+        for (tag, member) in self.children(loc)? {
+            if tag != gimli::DW_TAG_member {
+                continue;
+            }
+            let entry = self.entry(member)?;
+            let offset = match entry.attr_value(gimli::DW_AT_data_member_location) {
+                Some(value) => value.udata_value(),
+                None if union => Some(0),
+                // A bitfield: placed by its bit offset.
+                None => entry
+                    .attr_value(gimli::DW_AT_data_bit_offset)
+                    .and_then(|bits| bits.udata_value())
+                    .map(|bits| bits / 8),
+            };
+            let Some(offset) = offset else {
+                return Ok(false);
+            };
+            let Some(ty) = entry
+                .attr_value(gimli::DW_AT_type)
+                .and_then(|value| self.target(member.0, value))
+            else {
+                return Ok(false);
+            };
+            let name = match entry.attr_value(gimli::DW_AT_name) {
+                Some(value) => Some(self.string(member.0, value)?),
+                None => None,
+            };
+            if !self.leaves_of_type(ty, base + offset, name, depth + 1, out)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// [`Self::leaves`] of one member of type `ty` at `at`.
+    fn leaves_of_type(
+        &self,
+        ty: Loc,
+        at: u64,
+        name: Option<String>,
+        depth: u8,
+        out: &mut Vec<Scalar>,
+    ) -> gimli::Result<bool> {
+        if depth >= MAX_DEPTH {
+            return Ok(false);
+        }
+        let entry = self.entry(ty)?;
+        let inner = entry
+            .attr_value(gimli::DW_AT_type)
+            .and_then(|value| self.target(ty.0, value));
+        match entry.tag() {
+            gimli::DW_TAG_typedef
+            | gimli::DW_TAG_const_type
+            | gimli::DW_TAG_volatile_type
+            | gimli::DW_TAG_atomic_type => match inner {
+                Some(inner) => self.leaves_of_type(inner, at, name, depth + 1, out),
+                None => Ok(false),
+            },
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type => {
+                self.leaves(ty, at, depth + 1, out)
+            }
+            gimli::DW_TAG_array_type => {
+                let (Some(element), Some(count)) = (inner, self.array_count(ty)?) else {
+                    return Ok(false);
+                };
+                let size = self.byte_size(element, depth + 1)?.unwrap_or(0);
+                for i in 0..count.min(16) {
+                    if !self.leaves_of_type(element, at + i * size, None, depth + 1, out)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            _ => {
+                let (info, _) = self.type_info(ty, depth + 1)?;
+                let leaf = match info.abi {
+                    Abi::Sse => Leaf::Sse,
+                    Abi::Memory { .. } => Leaf::X87,
+                    _ => Leaf::Integer,
+                };
+                let whole = self.byte_size(ty, depth + 1)? == Some(8) && at.is_multiple_of(8);
+                let field = match (name, info.capture) {
+                    (Some(name), Some(capture)) if whole && leaf == Leaf::Integer => {
+                        Some((name, capture))
+                    }
+                    _ => None,
+                };
+                out.push(Scalar {
+                    offset: at,
+                    field,
+                    leaf,
+                });
+                Ok(true)
+            }
+        }
+    }
+
+    /// The elements of the one-dimensional array at `loc`, if DWARF says how many.
+    fn array_count(&self, loc: Loc) -> gimli::Result<Option<u64>> {
+        for (tag, child) in self.children(loc)? {
+            if tag == gimli::DW_TAG_subrange_type {
+                let entry = self.entry(child)?;
+                if let Some(count) = entry.attr_value(gimli::DW_AT_count) {
+                    return Ok(count.udata_value());
+                }
+                if let Some(upper) = entry.attr_value(gimli::DW_AT_upper_bound) {
+                    return Ok(upper.udata_value().map(|upper| upper + 1));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `DW_AT_byte_size` of the type at `loc`, through typedefs and qualifiers (8 for pointers).
+    fn byte_size(&self, loc: Loc, depth: u8) -> gimli::Result<Option<u64>> {
+        let entry = self.entry(loc)?;
+        if let Some(size) = entry.attr_value(gimli::DW_AT_byte_size) {
+            return Ok(size.udata_value());
+        }
+        match entry.tag() {
+            gimli::DW_TAG_pointer_type
+            | gimli::DW_TAG_reference_type
+            | gimli::DW_TAG_rvalue_reference_type => Ok(Some(8)),
+            _ => match entry
+                .attr_value(gimli::DW_AT_type)
+                .and_then(|value| self.target(loc.0, value))
+            {
+                Some(inner) if depth < MAX_DEPTH => self.byte_size(inner, depth + 1),
+                _ => Ok(None),
+            },
+        }
     }
 
     /// `ret (sigil)(args)`, e.g. `int (*)(int, int)`, or `ret (args)` with an empty `sigil`.
@@ -460,6 +723,16 @@ impl Ctx<'_, '_> {
             path.push(&*self.dwarf.attr_string(unit, part)?.to_string_lossy());
         }
         Ok(Some(path.to_string_lossy().into_owned()))
+    }
+}
+
+/// The class of a `DW_TAG_base_type` (§3.2.3): floating point in XMM registers, except the
+/// x87 `long double`, which goes in memory; everything else in integer registers.
+fn leaf_of_base(encoding: DwAte, size: u64) -> Leaf {
+    match encoding {
+        gimli::DW_ATE_float if size > 8 => Leaf::X87,
+        gimli::DW_ATE_float | gimli::DW_ATE_complex_float => Leaf::Sse,
+        _ => Leaf::Integer,
     }
 }
 

@@ -32,6 +32,7 @@ pub mod span;
 pub mod stacks;
 pub mod summary;
 pub mod symbols;
+pub mod sysv;
 #[cfg(test)]
 mod test_span;
 pub mod trace_buffer;

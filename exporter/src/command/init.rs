@@ -5,8 +5,9 @@ use std::{collections::HashMap, fmt::Write as _, path::Path};
 
 use super::symbols::{no_match, read_table};
 use crate::{
-    dwarf::{FunctionSignature, TypeInfo, function_signatures},
+    dwarf::{Abi, FunctionSignature, function_signatures},
     symbols::FunctionSymbol,
+    sysv::{Place, places},
 };
 
 /// Arguments a function can capture (the config's limit).
@@ -111,57 +112,95 @@ fn binary_name(path: &Path, soname: Option<String>) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// The `args` and `return` of one function, each argument at the slot the System V convention
+/// gives it (see [`places`]), with what cannot be captured and why as comments.
 fn write_signature(out: &mut String, signature: &FunctionSignature) {
     if let (Some(file), Some(line)) = (&signature.file, signature.line) {
         let _ = writeln!(out, "        # {file}:{line}");
     }
-    if !signature.params.is_empty() {
+    let returns_in_memory = signature
+        .return_type
+        .as_ref()
+        .is_some_and(|ty| matches!(ty.abi, Abi::Memory { .. }));
+    let mut args = Vec::new();
+    let mut comments = Vec::new();
+    let places = places(&signature.params, returns_in_memory);
+    for (position, (param, place)) in signature.params.iter().zip(places).enumerate() {
+        let name = param
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("arg{position}"));
+        let c_name = &param.ty.c_name;
+        match (place, &param.ty.abi, param.ty.capture) {
+            (Place::Slots { index, count: 1 }, _, Some(ty)) => {
+                args.push((index, name, ty, c_name.clone()));
+            }
+            // An aggregate in two registers: its members, when each fills one.
+            (Place::Slots { index, count }, Abi::Integer { fields, .. }, _)
+                if fields.len() == usize::from(count) =>
+            {
+                for (k, (field, ty)) in fields.iter().enumerate() {
+                    let slot = index + k as u8;
+                    args.push((
+                        slot,
+                        format!("{name}.{field}"),
+                        *ty,
+                        format!("{c_name}, .{field}"),
+                    ));
+                }
+            }
+            (Place::Slots { index, count }, _, _) => comments.push(format!(
+                "{name} ({c_name}): {count} slot(s) from index {index}, not one value: not captured"
+            )),
+            (Place::Xmm, _, _) => comments.push(format!(
+                "{name} ({c_name}): in an XMM register, which uprobes do not capture"
+            )),
+            (Place::Mixed, _, _) => comments.push(format!(
+                "{name} ({c_name}): one integer and one XMM register: not captured"
+            )),
+            (Place::Stack { index, eightbytes }, _, _) => comments.push(format!(
+                "{name} ({c_name}): copied onto the stack ({eightbytes} eightbytes from index \
+                 {index}): not captured"
+            )),
+        }
+    }
+    if returns_in_memory {
+        comments.push("RDI holds the hidden pointer to the return value's space".to_owned());
+    }
+    if !args.is_empty() || !comments.is_empty() {
         let _ = writeln!(out, "        args:");
-        for (index, param) in signature.params.iter().enumerate() {
-            let name = param.name.clone().unwrap_or_else(|| format!("arg{index}"));
-            let c_name = &param.ty.c_name;
-            let _ = match (param.ty.capture, index < MAX_ARGS) {
-                (Some(ty), true) => writeln!(
-                    out,
-                    "          - {{ index: {index}, name: {}, type: {ty} }}  # {c_name}",
-                    quote(&name)
-                ),
-                (Some(ty), false) => writeln!(
-                    out,
-                    "          # - {{ index: {index}, name: {}, type: {ty} }}  # {c_name}; at most {MAX_ARGS} arguments per function",
-                    quote(&name)
-                ),
-                (None, _) => writeln!(
-                    out,
-                    "          # {index}: {name} ({c_name}) cannot be captured"
-                ),
-            };
-        }
     }
-    match &signature.return_type {
-        Some(TypeInfo {
-            capture: Some(ty),
-            c_name,
-        }) if *ty != "str" => {
-            let _ = writeln!(out, "        return: {{ type: {ty} }}  # {c_name}");
-        }
-        Some(TypeInfo {
-            capture: Some(_),
-            c_name,
-        }) => {
-            let _ = writeln!(out, "        return: {{ type: ptr }}  # {c_name}");
-        }
-        Some(TypeInfo {
-            capture: None,
-            c_name,
-        }) => {
-            let _ = writeln!(
+    for (n, (index, name, ty, c_name)) in args.iter().enumerate() {
+        let entry = format!("{{ index: {index}, name: {}, type: {ty} }}", quote(name));
+        let _ = if n < MAX_ARGS {
+            writeln!(out, "          - {entry}  # {c_name}")
+        } else {
+            writeln!(
                 out,
-                "        # the return value ({c_name}) cannot be captured"
-            );
-        }
-        None => {}
+                "          # - {entry}  # {c_name}; at most {MAX_ARGS} arguments per function"
+            )
+        };
     }
+    for comment in comments {
+        let _ = writeln!(out, "          # {comment}");
+    }
+    let Some(ret) = &signature.return_type else {
+        return;
+    };
+    let c_name = &ret.c_name;
+    let _ = match (&ret.abi, ret.capture) {
+        (Abi::Memory { .. }, _) => writeln!(
+            out,
+            "        return: {{ type: ptr }}  # {c_name}, returned in memory: RAX holds its address"
+        ),
+        // A returned string may be a buffer the caller frees at once: its address is safe.
+        (_, Some("str")) => writeln!(out, "        return: {{ type: ptr }}  # {c_name}"),
+        (_, Some(ty)) => writeln!(out, "        return: {{ type: {ty} }}  # {c_name}"),
+        (_, None) => writeln!(
+            out,
+            "        # the return value ({c_name}) cannot be captured"
+        ),
+    };
 }
 
 /// A YAML scalar for `text`: plain when safe, single-quoted otherwise.
