@@ -809,6 +809,35 @@ async fn init_places_arguments_by_the_calling_convention() {
     assert_eq!(span("after_mixed").int_attr("n"), Some(11));
 }
 
+/// A C++ method's `this` is its first slot; `init` writes it so, from DWARF's artificial first
+/// parameter, and the method's own arguments follow.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_counts_cpp_this_as_the_first_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = support::compile_cpp(&programs().join("shapes.cpp"), dir.path(), "shapes");
+    let init = support::spanprobe_with(&["init", binary.to_str().unwrap(), "*scaled"]).await;
+    let text = support::stdout(&init);
+    assert!(
+        text.contains("- { index: 0, name: this, type: ptr }")
+            && text.contains("- { index: 1, name: k, type: i64 }"),
+        "{text}"
+    );
+    let receiver = Receiver::start().await;
+    let yaml = text.replacen(
+        "probes:",
+        &format!(
+            "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:",
+            receiver.grpc_endpoint()
+        ),
+        1,
+    );
+    let (_, spans) = trace_ok(&receiver, dir.path(), &yaml, &[binary.to_str().unwrap()]).await;
+    let scaled = named(&spans, "shapes::Square::scaled");
+    assert_eq!(scaled.len(), 1);
+    assert_eq!(scaled[0].int_attr("k"), Some(7));
+    assert_eq!(scaled[0].int_attr("return_value"), Some(35));
+}
+
 /// The output of `command` with its pid (`demo[PID]`) taken out.
 fn without_pid(output: &Output) -> String {
     let out = support::stdout(output);

@@ -7,6 +7,8 @@ namespace shapes {
 struct Square {
     long side;
     __attribute__((noinline)) long area() const { return side * side; }
+    // No IPA clone (GCC may pass `side` instead of `this` to one): `this` stays the first slot.
+    __attribute__((noinline, noipa)) long scaled(long k) const { return side * k; }
 };
 __attribute__((noinline)) long total_area(long side) { return Square{side}.area() + 1; }
 __attribute__((noinline)) long fail_inner(long x) {
@@ -24,6 +26,7 @@ int main() {
         total += 100;
     }
     total += shapes::total_area(4);
+    total += shapes::Square{5}.scaled(7);
     std::printf("shapes %ld\n", total);
     return 0;
 }

@@ -93,11 +93,27 @@ pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<Strin
             .copied()
             .or_else(|| signatures.get(&function.raw));
         let _ = writeln!(out, "      - symbol: {}", quote(&function.name));
-        if let Some(signature) = signature {
+        if let Some(clone) = compiler_clone(&function.raw) {
+            // GCC's IPA clones take other arguments than the source declares (`.isra` passes
+            // a struct's fields, `.constprop` drops constant ones): DWARF's list is not theirs.
+            let _ = writeln!(
+                out,
+                "        # a compiler-made clone ({clone}): its arguments are not the source's"
+            );
+        } else if let Some(signature) = signature {
             write_signature(&mut out, signature);
         }
     }
     Ok(out)
+}
+
+/// The kind of GCC clone a symbol names (`f.isra.0`, `f.constprop.0`, `f.part.0`), if it is
+/// one.
+fn compiler_clone(raw: &str) -> Option<&'static str> {
+    [".isra.", ".constprop.", ".part."]
+        .into_iter()
+        .find(|suffix| raw.contains(suffix))
+        .map(|suffix| suffix.trim_matches('.'))
 }
 
 /// How the config names the binary: a shared library by its SONAME when the loader finds it
@@ -220,6 +236,17 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_compiler_clones() {
+        assert_eq!(
+            compiler_clone("_ZNK6shapes6Square4areaEv.isra.0"),
+            Some("isra")
+        );
+        assert_eq!(compiler_clone("parse.constprop.0"), Some("constprop"));
+        assert_eq!(compiler_clone("parse.part.1"), Some("part"));
+        assert_eq!(compiler_clone("parse"), None);
+    }
 
     #[test]
     fn quotes_only_when_needed() {
