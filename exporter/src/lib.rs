@@ -22,6 +22,7 @@ pub mod kernel_btf;
 pub mod ktime;
 pub mod links;
 pub mod load;
+pub mod losses;
 pub mod metrics;
 pub mod pipeline;
 pub mod reader;

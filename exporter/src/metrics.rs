@@ -15,35 +15,53 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::bpf::KernelCounters;
+use crate::{bpf::KernelCounters, losses::Loss};
 
 /// Counters and gauges, updated by the stages and read by scrapes.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub events_read: AtomicU64,
     pub spans_exported: AtomicU64,
-    pub spans_dropped_queue_full: AtomicU64,
-    pub spans_dropped_export_failed: AtomicU64,
+    /// Calls that produced no exported span, indexed as [`Loss::ALL`].
+    losses: [AtomicU64; Loss::COUNT],
     pub export_retries: AtomicU64,
     pub queue_depth: AtomicU64,
     pub incomplete_calls: AtomicU64,
     pub probes_attached: AtomicU64,
-    /// Kernel-side counters, copied from the BPF map periodically.
-    pub ring_buffer_full: AtomicU64,
-    pub depth_exceeded: AtomicU64,
-    pub memory_lost: AtomicU64,
+    /// Copied from the kernel side's counter periodically.
     pub returns_without_entry: AtomicU64,
 }
 
 impl Metrics {
-    /// Copies the kernel side's counters.
+    /// Counts `count` more calls lost to `loss`.
+    pub fn lost(&self, loss: Loss, count: u64) {
+        self.loss_slot(loss).fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Sets the calls lost to `loss` so far (for counts kept elsewhere).
+    pub fn set_lost(&self, loss: Loss, count: u64) {
+        self.loss_slot(loss).store(count, Ordering::Relaxed);
+    }
+
+    /// The calls lost to `loss` so far.
+    pub fn lost_to(&self, loss: Loss) -> u64 {
+        self.loss_slot(loss).load(Ordering::Relaxed)
+    }
+
+    fn loss_slot(&self, loss: Loss) -> &AtomicU64 {
+        let index = Loss::ALL.iter().position(|&l| l == loss).unwrap_or(0);
+        &self.losses[index]
+    }
+
+    /// Copies the kernel side's counters: every loss it counts, and the rest.
     pub fn set_kernel(&self, kernel: &KernelCounters) {
-        let set =
-            |metric: &AtomicU64, counter| metric.store(kernel.get(counter), Ordering::Relaxed);
-        set(&self.ring_buffer_full, Counter::RingBufFull);
-        set(&self.depth_exceeded, Counter::DepthExceeded);
-        set(&self.memory_lost, Counter::MemoryLost);
-        set(&self.returns_without_entry, Counter::ReturnWithoutEntry);
+        for loss in Loss::ALL {
+            if let Some(counter) = loss.counter() {
+                self.set_lost(loss, kernel.get(counter));
+            }
+        }
+        self.returns_without_entry
+            .store(kernel.get(Counter::ReturnWithoutEntry), Ordering::Relaxed);
     }
 
     /// The exposition text.
@@ -71,23 +89,21 @@ impl Metrics {
             "Spans the backend accepted.",
             &[("", get(&self.spans_exported))],
         );
+        let losses: Vec<(String, u64)> = Loss::ALL
+            .into_iter()
+            .map(|loss| {
+                (
+                    format!("{{reason=\"{}\"}}", loss.label()),
+                    self.lost_to(loss),
+                )
+            })
+            .collect();
+        let losses: Vec<(&str, u64)> = losses.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         metric(
             "spans_dropped_total",
             "counter",
-            "Spans or calls lost, by reason.",
-            &[
-                (
-                    "{reason=\"queue_full\"}",
-                    get(&self.spans_dropped_queue_full),
-                ),
-                (
-                    "{reason=\"export_failed\"}",
-                    get(&self.spans_dropped_export_failed),
-                ),
-                ("{reason=\"ring_buffer_full\"}", get(&self.ring_buffer_full)),
-                ("{reason=\"depth_exceeded\"}", get(&self.depth_exceeded)),
-                ("{reason=\"memory_lost\"}", get(&self.memory_lost)),
-            ],
+            "Calls that produced no exported span, by reason.",
+            &losses,
         );
         metric(
             "export_retries_total",
@@ -158,12 +174,23 @@ mod tests {
     fn renders_the_text_format() {
         let metrics = Metrics::default();
         metrics.spans_exported.store(7, Ordering::Relaxed);
-        metrics.ring_buffer_full.store(2, Ordering::Relaxed);
+        let mut kernel = KernelCounters::default();
+        kernel.0[Counter::RingBufFull as usize] = 2;
+        kernel.0[Counter::NoThreadStack as usize] = 3;
+        metrics.set_kernel(&kernel);
+        metrics.lost(Loss::QueueFull, 4);
         let text = metrics.render();
         assert!(text.contains(
             "# TYPE spanprobe_spans_exported_total counter\nspanprobe_spans_exported_total 7\n"
         ));
         assert!(text.contains("spanprobe_spans_dropped_total{reason=\"ring_buffer_full\"} 2\n"));
+        assert!(text.contains("spanprobe_spans_dropped_total{reason=\"no_thread_stack\"} 3\n"));
+        assert!(text.contains("spanprobe_spans_dropped_total{reason=\"queue_full\"} 4\n"));
+        // Every reason, each once.
+        assert_eq!(
+            text.matches("spanprobe_spans_dropped_total{").count(),
+            Loss::COUNT
+        );
         assert!(text.contains("# TYPE spanprobe_queue_depth gauge\n"));
     }
 }

@@ -18,6 +18,7 @@ use crate::{
     decode::decode_event,
     elf::ElfInfo,
     export::{QueuedSpan, SpanQueue},
+    losses::Loss,
     metrics::Metrics,
     resolve::ProbedFunction,
     resource::Resources,
@@ -146,6 +147,7 @@ impl Pipeline {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.stats.undecodable += 1;
+                self.metrics.lost(Loss::Undecodable, 1);
                 tracing::debug!(%error, "dropping record");
                 return;
             }
@@ -154,6 +156,7 @@ impl Pipeline {
             Ok(span) => span,
             Err(error) => {
                 self.stats.unknown_function += 1;
+                self.metrics.lost(Loss::UnknownFunction, 1);
                 tracing::debug!(%error, "dropping event");
                 return;
             }

@@ -24,6 +24,7 @@ use crate::{
     ids::IdGenerator,
     ktime::BootClock,
     links::AttachMode,
+    losses::Losses,
     metrics::{self, Metrics},
     pipeline::{Finished, Pipeline, PipelineStats},
     reader::read_events,
@@ -267,19 +268,11 @@ async fn wait_for_termination(mut signals: SignalsInfo<WithOrigin>) {
     signals.next().await;
 }
 
-/// One summary line on stderr, and a warning for anything lost.
+/// One summary line on stderr, and a warning for anything lost, every reason by name (as the
+/// metrics label them).
 fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounters) {
-    let ring_full = kernel.get(Counter::RingBufFull);
-    let too_deep = kernel.get(Counter::DepthExceeded);
-    let lost = ring_full
-        + too_deep
-        + kernel.get(Counter::NoThreadStack)
-        + kernel.get(Counter::MemoryLost)
-        + pipeline.undecodable
-        + pipeline.unknown_function
-        + export.failed
-        + export.dropped_queue_full
-        + export.dropped_at_shutdown;
+    let losses = Losses::of_run(pipeline, export, kernel);
+    let lost = losses.total();
     tracing::info!(
         events = pipeline.events,
         exported = export.exported,
@@ -289,19 +282,14 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
         "done"
     );
     if lost > 0 {
+        let by_reason: String = losses
+            .iter()
+            .map(|(loss, count)| format!(" {}={count}", loss.label()))
+            .collect();
         tracing::warn!(
-            ring_buffer_full = ring_full,
-            depth_exceeded = too_deep,
-            no_thread_stack = kernel.get(Counter::NoThreadStack),
-            memory_lost = kernel.get(Counter::MemoryLost),
             returns_without_entry = kernel.get(Counter::ReturnWithoutEntry),
-            undecodable = pipeline.undecodable,
-            unknown_function = pipeline.unknown_function,
-            export_failed = export.failed,
-            queue_full = export.dropped_queue_full,
-            shutdown_deadline = export.dropped_at_shutdown,
             export_retries = export.retries,
-            "{lost} calls were not exported"
+            "{lost} calls were not exported:{by_reason}"
         );
     }
 }

@@ -20,7 +20,7 @@ use tokio::{
 };
 
 use super::{Exporter, SendError};
-use crate::metrics::Metrics;
+use crate::{losses::Loss, metrics::Metrics};
 
 /// A span and the resource of the process it came from.
 #[derive(Debug)]
@@ -67,9 +67,7 @@ impl SpanQueue {
     /// Queues a span without waiting; counts it as dropped if the queue is full.
     pub fn push(&self, span: QueuedSpan) {
         if self.tx.try_send(span).is_err() {
-            self.metrics
-                .spans_dropped_queue_full
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.lost(Loss::QueueFull, 1);
         }
     }
 }
@@ -198,16 +196,16 @@ pub fn spawn_export(
                     metrics
                         .spans_exported
                         .store(stats.exported, Ordering::Relaxed);
-                    metrics
-                        .spans_dropped_export_failed
-                        .store(stats.failed, Ordering::Relaxed);
+                    metrics.set_lost(Loss::ExportFailed, stats.failed);
                     metrics
                         .export_retries
                         .store(stats.retries, Ordering::Relaxed);
                 }
             }
         }
-        stats.dropped_queue_full = metrics.spans_dropped_queue_full.load(Ordering::Relaxed);
+        stats.dropped_queue_full = metrics.lost_to(Loss::QueueFull);
+        metrics.set_lost(Loss::ExportFailed, stats.failed);
+        metrics.set_lost(Loss::ShutdownDeadline, stats.dropped_at_shutdown);
         stats
     })
 }
