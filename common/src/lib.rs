@@ -9,9 +9,29 @@ pub const MAX_ARGS: usize = 8;
 
 /// Bytes of `str`/`bytes` data one call captures at most, over all its arguments.
 pub const DATA_MAX: usize = 2048;
-/// Bytes one memory argument reads at most: a 512-byte string plus one byte to detect
-/// truncation plus the NUL.
-pub const MEMORY_READ_MAX: usize = 514;
+/// Bytes one memory argument reads at most: a [`MAX_MEMORY_LEN`]-byte string plus its
+/// [`STRING_OVERHEAD`].
+pub const MEMORY_READ_MAX: usize = MAX_MEMORY_LEN + STRING_OVERHEAD;
+/// The longest `max_len` (`str`) or `len` (`bytes`) of a memory argument.
+pub const MAX_MEMORY_LEN: usize = 512;
+/// What a string reads past its `max_len`: one byte to tell truncation, and the NUL.
+pub const STRING_OVERHEAD: usize = 2;
+
+/// Bytes a call record's data gives a memory argument of `len` bytes (a string's `max_len`).
+pub const fn memory_area(is_string: bool, len: usize) -> usize {
+    if is_string {
+        len + STRING_OVERHEAD
+    } else {
+        len
+    }
+}
+
+/// Bytes a call record's data gives a stack of `frames` frames: the caller's return address
+/// and the walk, then the uretprobe trampoline's address and the real return addresses of up
+/// to [`MAX_DEPTH`] outer probed calls.
+pub const fn stack_area(frames: usize) -> usize {
+    8 * (frames + 1) + 8 * (MAX_DEPTH + 1)
+}
 
 /// User stack frames captured at most (`stack: true`).
 pub const MAX_STACK_FRAMES: usize = 64;

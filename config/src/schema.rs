@@ -215,17 +215,18 @@ pub struct Limits {
 }
 
 /// The most user stack frames `stack: true` can capture.
-pub const MAX_STACK_FRAMES: u16 = 64;
+pub const MAX_STACK_FRAMES: u16 = spanprobe_common::MAX_STACK_FRAMES as u16;
+const _: () = assert!(spanprobe_common::MAX_STACK_FRAMES <= u16::MAX as usize);
 
 /// The most nested probed calls a thread can have tracked.
-pub const MAX_DEPTH: u32 = 32;
+pub const MAX_DEPTH: u32 = spanprobe_common::MAX_DEPTH as u32;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_depth: MAX_DEPTH,
             stack_frames: 32,
-            ring_buffer_size: 8 << 20,
+            ring_buffer_size: spanprobe_common::DEFAULT_RING_BYTES,
         }
     }
 }
@@ -302,7 +303,7 @@ pub struct ArgSpec {
 /// Default `max_len` of a `str` argument.
 pub const DEFAULT_STR_LEN: u16 = 64;
 /// Largest `max_len` / `len` of a memory argument.
-pub const MAX_MEMORY_LEN: u16 = 512;
+pub const MAX_MEMORY_LEN: u16 = spanprobe_common::MAX_MEMORY_LEN as u16;
 
 impl ArgSpec {
     pub fn attribute_name(&self) -> String {

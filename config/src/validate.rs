@@ -11,15 +11,14 @@ use crate::{
 /// Highest argument index: 0..=5 are registers, 6.. are read from the caller's stack.
 pub const MAX_ARG_INDEX: u8 = 15;
 /// Arguments one function may capture.
-pub const MAX_CAPTURED_ARGS: usize = 8;
-/// Bytes of `str`/`bytes` data and stack one call may capture in all (each string takes
-/// `max_len + 2`, a stack `8 * (frames + 1)`).
-pub const MEMORY_BUDGET: usize = 2048;
+pub const MAX_CAPTURED_ARGS: usize = spanprobe_common::MAX_ARGS;
+/// Bytes of `str`/`bytes` data and stack one call may capture in all (the call record's data:
+/// see `spanprobe_common::memory_area` and `stack_area`).
+pub const MEMORY_BUDGET: usize = spanprobe_common::DATA_MAX;
 
-/// Bytes a captured stack of `frames` frames takes: the caller's return address and the walk,
-/// then the trampoline address and the real return addresses of up to 32 outer probed calls.
+/// Bytes a captured stack of `frames` frames takes in the call record.
 pub fn stack_area(frames: u16) -> usize {
-    8 * (usize::from(frames) + 1) + 8 * (crate::schema::MAX_DEPTH as usize + 1)
+    spanprobe_common::stack_area(usize::from(frames))
 }
 
 struct Problems(Vec<Problem>);
@@ -317,7 +316,10 @@ fn validate_function(
             );
         }
         if arg.ty.is_memory() {
-            memory += usize::from(arg.memory_len()) + if arg.ty == ValueType::Str { 2 } else { 0 };
+            memory += spanprobe_common::memory_area(
+                arg.ty == ValueType::Str,
+                usize::from(arg.memory_len()),
+            );
         }
     }
     if function.stack.value {

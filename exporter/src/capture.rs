@@ -5,19 +5,12 @@ use std::ops::Range;
 
 use opentelemetry::{Key, KeyValue, Value};
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallEvent, ENTRY_ONLY, FunctionCapture, MAX_ARGS, MEMORY_FAULT,
-    MemoryKind, SAMPLE_ALWAYS,
+    ArgCapture, ArgSource, CallEvent, ENTRY_ONLY, FunctionCapture, MEMORY_FAULT, MemoryKind,
+    SAMPLE_ALWAYS,
 };
 use spanprobe_config::{FunctionSpec, ValueType};
 
 use crate::{decode::register_value, resolve::ProbedFunction};
-
-// The config's limits must fit the kernel's buffers.
-const _: () = assert!(spanprobe_config::MAX_CAPTURED_ARGS == MAX_ARGS);
-const _: () = assert!(spanprobe_config::MEMORY_BUDGET == spanprobe_common::DATA_MAX);
-const _: () = assert!(spanprobe_config::MAX_DEPTH as usize == spanprobe_common::MAX_DEPTH);
-const _: () =
-    assert!(spanprobe_config::MAX_MEMORY_LEN as usize + 2 <= spanprobe_common::MEMORY_READ_MAX);
 
 /// What the kernel side needs to know about `function`: its captures, how its traces are
 /// sampled, and whether it has a return probe.
@@ -68,12 +61,13 @@ pub fn plan(
         } else {
             (ArgSource::Stack, arg.index - 6)
         };
-        // A string needs room for one byte past `max_len` (to tell truncation) and the NUL.
-        let (memory, size) = match arg.ty {
-            ValueType::Str => (MemoryKind::Str, usize::from(arg.memory_len()) + 2),
-            ValueType::Bytes => (MemoryKind::Bytes, usize::from(arg.memory_len())),
-            _ => (MemoryKind::None, 0),
+        let memory = match arg.ty {
+            ValueType::Str => MemoryKind::Str,
+            ValueType::Bytes => MemoryKind::Bytes,
+            _ => MemoryKind::None,
         };
+        let size =
+            spanprobe_common::memory_area(memory == MemoryKind::Str, usize::from(arg.memory_len()));
         *kernel = ArgCapture {
             source: source as u8,
             slot: register_or_slot,
