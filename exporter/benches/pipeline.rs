@@ -5,6 +5,7 @@ use std::{hint::black_box, path::PathBuf, time::Duration};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spanprobe::{
+    capture,
     decode::decode_event,
     elf::ElfInfo,
     ids::IdGenerator,
@@ -68,7 +69,13 @@ fn record(i: u64) -> Vec<u8> {
 }
 
 fn events_to_spans(c: &mut Criterion) {
-    let assembler = SpanAssembler::new(&[function()], BootClock::sample(), IdGenerator::random());
+    let functions = [function()];
+    let assembler = SpanAssembler::new(
+        &functions,
+        &capture::plans(&functions),
+        BootClock::sample(),
+        IdGenerator::random(),
+    );
     let records: Vec<Vec<u8>> = (0..1024).map(record).collect();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(records.len() as u64));

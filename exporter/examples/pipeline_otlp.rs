@@ -20,6 +20,7 @@ use opentelemetry_proto::{
 use opentelemetry_sdk::trace::SpanData;
 use prost::Message as _;
 use spanprobe::{
+    capture,
     export::{QueuedSpan, QueuedSpans, encode_request, span_queue},
     ids::IdGenerator,
     ktime::BootClock,
@@ -102,10 +103,16 @@ fn pipeline() -> (Pipeline, QueuedSpans) {
     let functions = [work()];
     let metrics = Arc::new(Metrics::default());
     let (queue, queued) = span_queue(BATCH * 4, Arc::clone(&metrics));
-    let assembler = SpanAssembler::new(&functions, BootClock::sample(), IdGenerator::random());
+    let plans = capture::plans(&functions);
+    let assembler = SpanAssembler::new(
+        &functions,
+        &plans,
+        BootClock::sample(),
+        IdGenerator::random(),
+    );
     let resources = Resources::new(None, &Default::default());
     (
-        Pipeline::new(&functions, assembler, resources, queue, metrics),
+        Pipeline::new(&functions, &plans, assembler, resources, queue, metrics),
         queued,
     )
 }

@@ -21,7 +21,7 @@ use spanprobe_common::{
 use spanprobe_config::Limits;
 
 use crate::{
-    capture::kernel_spec,
+    capture::CapturePlan,
     kernel_btf::{self, BtfError, VMLINUX_BTF},
     links::{AttachMode, Link, Program, links, probe_count},
     resolve::ProbedFunction,
@@ -266,6 +266,7 @@ impl Tracer {
     /// (the half-built tracer is dropped).
     pub fn attach(
         functions: &[ProbedFunction],
+        plans: &[CapturePlan],
         filter: ProcessFilter,
         limits: &Limits,
         requested: Option<AttachMode>,
@@ -301,14 +302,14 @@ impl Tracer {
             .map_max_entries(TARGET_PIDS_MAP, pid_words)
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
-        set_captures(&mut ebpf, functions)?;
+        set_captures(&mut ebpf, plans)?;
         // Before any uprobe: a thread that exits mid-call must never be missed, nor a child
         // forked by a traced process.
         let mut tracepoints = vec![attach_raw_tracepoint(&mut ebpf, THREAD_EXIT)?];
         if filter == ProcessFilter::Selected {
             tracepoints.push(attach_raw_tracepoint(&mut ebpf, FORK)?);
         }
-        let links = links(functions, mode);
+        let links = links(functions, plans, mode);
         let probes = probe_count(&links);
         // Verifying a program is most of the start-up time (~0.1 s each here): load only
         // those that serve some function (most configs read no argument memory).
@@ -478,7 +479,7 @@ fn attach_raw_tracepoint(
 }
 
 /// Tells the kernel side what each function captures, before any probe can fire.
-fn set_captures(ebpf: &mut Ebpf, functions: &[ProbedFunction]) -> Result<(), BpfError> {
+fn set_captures(ebpf: &mut Ebpf, plans: &[CapturePlan]) -> Result<(), BpfError> {
     let map_error = |source| BpfError::Map {
         map: FUNCTIONS_MAP,
         source: Box::new(source),
@@ -488,9 +489,9 @@ fn set_captures(ebpf: &mut Ebpf, functions: &[ProbedFunction]) -> Result<(), Bpf
         name: FUNCTIONS_MAP,
     })?;
     let mut captures: Array<_, FunctionCapture> = Array::try_from(map).map_err(map_error)?;
-    for (id, function) in functions.iter().enumerate() {
+    for (id, plan) in plans.iter().enumerate() {
         captures
-            .set(id as u32, &kernel_spec(function), 0)
+            .set(id as u32, &plan.kernel, 0)
             .map_err(map_error)?;
     }
     Ok(())

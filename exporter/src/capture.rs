@@ -12,18 +12,46 @@ use spanprobe_config::{FunctionSpec, ValueType};
 
 use crate::{decode::register_value, resolve::ProbedFunction};
 
-/// What the kernel side needs to know about `function`: its captures, how its traces are
-/// sampled, and whether it has a return probe.
-pub fn kernel_spec(function: &ProbedFunction) -> FunctionCapture {
-    let mut capture = plan(&function.spec, function.stack_frames).0;
-    let rate = function.spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
-    capture.sample_threshold = if rate >= 1.0 {
-        SAMPLE_ALWAYS
-    } else {
-        (rate * f64::from(u32::MAX)) as u32
-    };
-    capture.flags = if function.entry_only { ENTRY_ONLY } else { 0 };
-    capture
+/// One function's captures: what the kernel side records and how userspace reads it back.
+/// Built once per function after resolution ([`plans`]); every stage reads it by function id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturePlan {
+    /// What the kernel side needs to know: the captures, how the function's traces are
+    /// sampled, and whether it has a return probe.
+    pub kernel: FunctionCapture,
+    /// How each captured argument is read back, in config order.
+    pub args: Vec<ArgPlan>,
+    /// Where the captured stack is, if the function captures one.
+    pub stack: Option<StackPlan>,
+}
+
+impl CapturePlan {
+    pub fn of(function: &ProbedFunction) -> Self {
+        let mut plan = plan(&function.spec, function.stack_frames);
+        let rate = function.spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
+        plan.kernel.sample_threshold = if rate >= 1.0 {
+            SAMPLE_ALWAYS
+        } else {
+            (rate * f64::from(u32::MAX)) as u32
+        };
+        plan.kernel.flags = if function.entry_only { ENTRY_ONLY } else { 0 };
+        plan
+    }
+
+    /// Whether the kernel side reads memory the arguments point to, which may have to be
+    /// faulted in (by the sleepable entry program). A stack capture needs no faults: the frames
+    /// it walks are in use, so resident.
+    pub fn reads_memory(&self) -> bool {
+        self.kernel
+            .args
+            .iter()
+            .any(|arg| arg.memory != MemoryKind::None as u8)
+    }
+}
+
+/// The plan of each of `functions`, indexed as they are (by function id).
+pub fn plans(functions: &[ProbedFunction]) -> Vec<CapturePlan> {
+    functions.iter().map(CapturePlan::of).collect()
 }
 
 /// How one captured argument is read back from an event.
@@ -46,12 +74,8 @@ pub struct StackPlan {
     pub frames: usize,
 }
 
-/// The kernel-side capture spec of `spec` (with a stack of `stack_frames` frames, 0 for none)
-/// and the plans to decode it.
-pub fn plan(
-    spec: &FunctionSpec,
-    stack_frames: u16,
-) -> (FunctionCapture, Vec<ArgPlan>, Option<StackPlan>) {
+/// The captures of `spec`, with a stack of `stack_frames` frames (0 for none), sampled always.
+fn plan(spec: &FunctionSpec, stack_frames: u16) -> CapturePlan {
     let mut capture = FunctionCapture::default();
     let mut plans = Vec::with_capacity(spec.args.len());
     let mut data_len = 0usize;
@@ -97,7 +121,11 @@ pub fn plan(
         }
     });
     capture.data_len = data_len as u32;
-    (capture, plans, stack)
+    CapturePlan {
+        kernel: capture,
+        args: plans,
+        stack,
+    }
 }
 
 impl StackPlan {
@@ -241,7 +269,11 @@ mod tests {
 
     #[test]
     fn lays_out_registers_stack_slots_and_data() {
-        let (capture, plans, _) = plan(&spec(), 0);
+        let CapturePlan {
+            kernel: capture,
+            args: plans,
+            ..
+        } = plan(&spec(), 0);
         let kernel: Vec<_> = capture.args[..4]
             .iter()
             .map(|a| (a.source, a.slot, a.memory, a.len, a.offset))
@@ -261,9 +293,8 @@ mod tests {
     }
 
     fn decode(event: &CallEvent, data: &[u8]) -> Vec<(String, Value)> {
-        let (_, plans, _) = plan(&spec(), 0);
         let mut out = Vec::new();
-        for plan in &plans {
+        for plan in &plan(&spec(), 0).args {
             plan.attributes(event, data, &mut out);
         }
         out.into_iter()
@@ -273,7 +304,11 @@ mod tests {
 
     #[test]
     fn stacks_follow_the_arguments_aligned_and_read_back_in_order() {
-        let (capture, _, stack) = plan(&spec(), 4);
+        let CapturePlan {
+            kernel: capture,
+            stack,
+            ..
+        } = plan(&spec(), 4);
         let stack = stack.unwrap();
         let size = 8 * 5 + 8 * 33;
         assert_eq!(stack.data, 16..16 + size);

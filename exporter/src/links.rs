@@ -4,9 +4,7 @@
 
 use std::{fmt, num::NonZeroU32, path::Path};
 
-use spanprobe_common::MemoryKind;
-
-use crate::{capture::plan, resolve::ProbedFunction};
+use crate::{capture::CapturePlan, resolve::ProbedFunction};
 
 /// One of the uprobe programs, in the order their links are attached.
 ///
@@ -27,12 +25,12 @@ pub enum Program {
 impl Program {
     pub const ALL: [Program; 3] = [Program::Return, Program::Entry, Program::EntrySleepable];
 
-    /// Whether this program is attached to `function`.
-    pub fn serves(self, function: &ProbedFunction) -> bool {
+    /// Whether this program is attached to `function`, captured as `plan`.
+    pub fn serves(self, function: &ProbedFunction, plan: &CapturePlan) -> bool {
         match self {
             Self::Return => !function.entry_only,
-            Self::Entry => !reads_memory(function),
-            Self::EntrySleepable => reads_memory(function),
+            Self::Entry => !plan.reads_memory(),
+            Self::EntrySleepable => plan.reads_memory(),
         }
     }
 
@@ -55,17 +53,6 @@ impl Program {
             Self::Entry | Self::EntrySleepable => "uprobe",
         }
     }
-}
-
-/// Whether `function` reads memory its arguments point to, which may have to be faulted in (by
-/// the sleepable entry program, whose every run costs more). A stack capture needs no faults:
-/// the frames it walks are in use, so resident.
-fn reads_memory(function: &ProbedFunction) -> bool {
-    plan(&function.spec, function.stack_frames)
-        .0
-        .args
-        .iter()
-        .any(|arg| arg.memory != MemoryKind::None as u8)
 }
 
 /// How uprobes are attached.
@@ -101,15 +88,19 @@ pub struct Link<'a> {
     pub functions: Vec<u32>,
 }
 
-/// The links that attach `functions` (whose indices are their ids) with `mode`, in the order
-/// they are to be attached: every return link before any entry link. Only programs that serve
-/// some function appear.
-pub fn links(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
-    let mut links: Vec<Link<'_>> = Vec::new();
+/// The links that attach `functions` (whose indices are their ids, and those of their `plans`)
+/// with `mode`, in the order they are to be attached: every return link before any entry link.
+/// Only programs that serve some function appear.
+pub fn links<'a>(
+    functions: &'a [ProbedFunction],
+    plans: &[CapturePlan],
+    mode: AttachMode,
+) -> Vec<Link<'a>> {
+    let mut links: Vec<Link<'a>> = Vec::new();
     for program in Program::ALL {
         let first_of_program = links.len();
-        for (id, function) in functions.iter().enumerate() {
-            if !program.serves(function) {
+        for (id, (function, plan)) in functions.iter().zip(plans).enumerate() {
+            if !program.serves(function, plan) {
                 continue;
             }
             let id = u32::try_from(id).unwrap_or(u32::MAX);
@@ -142,6 +133,11 @@ mod tests {
     use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
 
     use super::*;
+    use crate::capture::plans;
+
+    fn links_of(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
+        links(functions, &plans(functions), mode)
+    }
 
     fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> ProbedFunction {
         ProbedFunction {
@@ -168,7 +164,7 @@ mod tests {
             function("/a", Some(7), true),
             function("/a", None, true),
         ];
-        let links = links(&functions, AttachMode::Multi);
+        let links = links_of(&functions, AttachMode::Multi);
         let summary: Vec<_> = links
             .iter()
             .map(|l| {
@@ -202,7 +198,7 @@ mod tests {
     #[test]
     fn perf_events_are_one_per_function_and_program_in_the_same_order() {
         let functions = [function("/a", None, true), function("/a", None, true)];
-        let links = links(&functions, AttachMode::PerfEvent);
+        let links = links_of(&functions, AttachMode::PerfEvent);
         let summary: Vec<_> = links
             .iter()
             .map(|l| (l.program, l.functions.clone()))
@@ -229,7 +225,7 @@ mod tests {
             len: None,
         })];
         let functions = [reads, function("/a", None, true)];
-        let programs: Vec<_> = links(&functions, AttachMode::Multi)
+        let programs: Vec<_> = links_of(&functions, AttachMode::Multi)
             .iter()
             .map(|l| (l.program, l.functions.clone()))
             .collect();

@@ -14,7 +14,7 @@ use opentelemetry_sdk::Resource;
 use spanprobe_common::CallEnd;
 
 use crate::{
-    capture::{StackPlan, plan},
+    capture::{CapturePlan, StackPlan},
     decode::decode_event,
     elf::ElfInfo,
     export::{QueuedSpan, SpanQueue},
@@ -91,8 +91,11 @@ const CODE_STACKTRACE: Key = Key::from_static_str("code.stacktrace");
 const STACK_TRUNCATED: Key = Key::from_static_str("spanprobe.stack.truncated");
 
 impl Pipeline {
+    /// Turns records of `functions` (captured as `plans`, both indexed by function id) into
+    /// spans on `queue`.
     pub fn new(
         functions: &[ProbedFunction],
+        plans: &[CapturePlan],
         assembler: SpanAssembler,
         resources: Resources,
         queue: SpanQueue,
@@ -110,8 +113,9 @@ impl Pipeline {
         let mut elves: HashMap<PathBuf, Option<Arc<ElfInfo>>> = HashMap::new();
         let stack_sources = functions
             .iter()
-            .map(|f| {
-                let plan = plan(&f.spec, f.stack_frames).2?;
+            .zip(plans)
+            .map(|(f, plan)| {
+                let plan = plan.stack.clone()?;
                 let elf = elves
                     .entry(f.binary.clone())
                     .or_insert_with(|| ElfInfo::read(&f.binary).ok().map(Arc::new))

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     bpf::{KernelCounters, ProcessFilter, Tracer},
+    capture,
     child::{self, GatedChild, RunningChild},
     export::{ExportSettings, ExportStats, Exporter, span_queue, spawn_export},
     ids::IdGenerator,
@@ -109,7 +110,9 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     };
     tracing::debug!(functions = functions.len(), "loading and attaching");
     let started = std::time::Instant::now();
-    let mut tracer = Tracer::attach(&functions, filter, &config.limits, attach_mode)?;
+    // Every stage reads each function's captures from this one table, by function id.
+    let plans = capture::plans(&functions);
+    let mut tracer = Tracer::attach(&functions, &plans, filter, &config.limits, attach_mode)?;
     tracing::info!(
         probes = tracer.attached(),
         links = tracer.links(),
@@ -132,7 +135,12 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let settings = ExportSettings::from_config(&config.batch);
     let (queue, queued) = span_queue(settings.queue_size, Arc::clone(&metrics));
     let export_task = spawn_export(exporter, queued, settings, Arc::clone(&metrics));
-    let assembler = SpanAssembler::new(&functions, BootClock::sample(), IdGenerator::random());
+    let assembler = SpanAssembler::new(
+        &functions,
+        &plans,
+        BootClock::sample(),
+        IdGenerator::random(),
+    );
     let mut resources = Resources::new(config.service_name.clone(), &config.resource);
     // Forked now and held before exec, so that its resource is known even if it is gone
     // before its first span is read.
@@ -146,6 +154,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     };
     let mut pipeline = Pipeline::new(
         &functions,
+        &plans,
         assembler,
         resources,
         queue,

@@ -12,7 +12,7 @@ use spanprobe_common::{CallEnd, CallEvent};
 use spanprobe_config::{AttributeValue, Condition, ValueType};
 
 use crate::{
-    capture::{ArgPlan, plan},
+    capture::{ArgPlan, CapturePlan},
     ids::IdGenerator,
     ktime::BootClock,
     resolve::ProbedFunction,
@@ -37,7 +37,7 @@ struct ReturnPlan {
 }
 
 impl SpanTemplate {
-    fn new(function: &ProbedFunction) -> Self {
+    fn new(function: &ProbedFunction, plan: &CapturePlan) -> Self {
         let spec = &function.spec;
         let name = spec
             .span_name
@@ -47,7 +47,7 @@ impl SpanTemplate {
             // SpanData wants a `'static` name: one per probed function, kept for the run.
             name: Box::leak(name.into_boxed_str()),
             symbol: shared(&function.symbol),
-            args: plan(spec, 0).1,
+            args: plan.args.clone(),
             ret: spec.return_value.as_ref().map(|ret| ReturnPlan {
                 key: Key::from(Arc::<str>::from(ret.attribute_name())),
                 ty: ret.ty,
@@ -118,9 +118,19 @@ pub struct SpanAssembler {
 
 impl SpanAssembler {
     /// `functions` is the attach table: an event's `function_id` indexes it.
-    pub fn new(functions: &[ProbedFunction], clock: BootClock, ids: IdGenerator) -> Self {
+    /// Spans for `functions`, whose captures `plans` are read back (both indexed by id).
+    pub fn new(
+        functions: &[ProbedFunction],
+        plans: &[CapturePlan],
+        clock: BootClock,
+        ids: IdGenerator,
+    ) -> Self {
         Self {
-            templates: functions.iter().map(SpanTemplate::new).collect(),
+            templates: functions
+                .iter()
+                .zip(plans)
+                .map(|(function, plan)| SpanTemplate::new(function, plan))
+                .collect(),
             clock,
             ids,
             scope: InstrumentationScope::builder("spanprobe")
@@ -278,8 +288,10 @@ mod tests {
     }
 
     fn assembler() -> SpanAssembler {
+        let functions = [add_function(), plain_function()];
         SpanAssembler::new(
-            &[add_function(), plain_function()],
+            &functions,
+            &crate::capture::plans(&functions),
             BootClock::with_offset(1_000_000_000_000_000_000),
             IdGenerator::with_key([1; 16]),
         )

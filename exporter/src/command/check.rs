@@ -6,6 +6,7 @@ use std::{fmt::Write as _, path::Path};
 use spanprobe_config::{ArgSpec, ExporterConfig, ValueType};
 
 use crate::{
+    capture::plans,
     export::endpoint_tls,
     links::{AttachMode, links, probe_count},
     load::load,
@@ -31,7 +32,8 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
         functions.len(),
         if functions.len() == 1 { "" } else { "s" }
     );
-    let multi = links(functions, AttachMode::Multi);
+    let plans = plans(functions);
+    let multi = links(functions, &plans, AttachMode::Multi);
     let _ = writeln!(
         out,
         "run attaches {} uprobes through {} uprobe_multi link{} ({} perf events where the \
@@ -39,7 +41,7 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
         probe_count(&multi),
         multi.len(),
         if multi.len() == 1 { "" } else { "s" },
-        links(functions, AttachMode::PerfEvent).len(),
+        links(functions, &plans, AttachMode::PerfEvent).len(),
     );
     let mut binary = None;
     for function in functions {
