@@ -5,15 +5,15 @@ use std::{hint::black_box, path::PathBuf, time::Duration};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spanprobe::{
-    capture,
-    decode::decode_event,
-    elf::ElfInfo,
-    ids::IdGenerator,
-    ktime::BootClock,
-    resolve::ProbedFunction,
-    span::SpanAssembler,
-    stacks::{ProbedAt, Stacks},
-    symbols::SymbolTable,
+    events::decode::decode_event,
+    events::ktime::BootClock,
+    probe::capture,
+    probe::elf::ElfInfo,
+    probe::resolve::ProbedFunction,
+    probe::symbols::SymbolTable,
+    spans::ids::IdGenerator,
+    spans::span::SpanAssembler,
+    spans::stacks::{ProbedAt, Stacks},
 };
 use spanprobe_common::CallEvent;
 use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec, ValueType};

@@ -20,15 +20,15 @@ use opentelemetry_proto::{
 use opentelemetry_sdk::trace::SpanData;
 use prost::Message as _;
 use spanprobe::{
-    capture,
+    events::ktime::BootClock,
     export::{QueuedSpan, QueuedSpans, encode_request, span_queue},
-    ids::IdGenerator,
-    ktime::BootClock,
     metrics::Metrics,
-    pipeline::Pipeline,
-    resolve::ProbedFunction,
-    resource::Resources,
-    span::SpanAssembler,
+    probe::capture,
+    probe::resolve::ProbedFunction,
+    spans::ids::IdGenerator,
+    spans::pipeline::Pipeline,
+    spans::resource::Resources,
+    spans::span::SpanAssembler,
 };
 use spanprobe_common::CallEvent;
 use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec, ValueType};

@@ -2,39 +2,16 @@
 //! function's entry and a uretprobe at its return feed completed calls through a BPF ring
 //! buffer to this crate, which builds spans and exports them.
 //!
-//! The modules follow the data: [`resolve`] (config → attach points, with [`binary`],
-//! [`elf`] and [`symbols`]), [`capture`] (what each probe reads), [`links`] (which
-//! links attach them), [`bpf`] (load and attach), [`reader`] (ring buffer), [`decode`], [`span`] (events → spans), [`resource`],
-//! [`export`]; [`run`] wires them.
+//! The folders follow the data (docs/architecture.md): [`probe`] (config → resolved functions
+//! → attached links), [`events`] (the ring buffer's records), [`spans`] (records → spans),
+//! [`export`] (spans → OTLP or lines), [`command`] (`run` wires them; `check`, `init`,
+//! `symbols`); [`metrics`] is read by every stage.
 
-pub mod binary;
-pub mod bpf;
-pub mod capture;
-pub mod child;
 pub mod command;
-pub mod decode;
-pub mod dwarf;
-pub mod elf;
+pub mod events;
 pub mod export;
-pub mod ids;
-pub mod kernel;
-pub mod kernel_btf;
-pub mod ktime;
-pub mod links;
-pub mod load;
-pub mod losses;
 pub mod metrics;
-pub mod pipeline;
-pub mod reader;
-pub mod resolve;
-pub mod resource;
-pub mod run;
-pub mod span;
-pub mod stacks;
-pub mod summary;
-pub mod symbols;
-pub mod sysv;
+pub mod probe;
+pub mod spans;
 #[cfg(test)]
 mod test_span;
-pub mod trace_buffer;
-pub mod uncalled;

@@ -8,7 +8,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use spanprobe::{command, links::AttachMode, run::RunOptions};
+use spanprobe::{command, command::run::RunOptions, probe::links::AttachMode};
 use tracing_subscriber::EnvFilter;
 
 /// Turn functions of unmodified binaries into OpenTelemetry spans.
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             attach,
             output,
         } => runtime
-            .block_on(spanprobe::run::run(RunOptions {
+            .block_on(spanprobe::command::run::run(RunOptions {
                 config_path: config,
                 command,
                 metrics_address: *metrics_addr,

@@ -15,7 +15,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{bpf::KernelCounters, losses::Loss};
+use crate::{probe::bpf::KernelCounters, spans::losses::Loss};
 
 /// Counters and gauges, updated by the stages and read by scrapes.
 #[derive(Debug, Default)]

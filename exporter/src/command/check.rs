@@ -6,11 +6,11 @@ use std::{fmt::Write as _, path::Path};
 use spanprobe_config::{ArgSpec, ExporterConfig, ValueType};
 
 use crate::{
-    capture::plans,
     export::endpoint_tls,
-    links::{AttachMode, links, probe_count},
-    load::load,
-    resolve::ProbedFunction,
+    probe::capture::plans,
+    probe::links::{AttachMode, links, probe_count},
+    probe::load::load,
+    probe::resolve::ProbedFunction,
 };
 
 /// Loads and resolves the config; returns the report to print.

@@ -5,9 +5,9 @@ use std::{collections::HashMap, fmt::Write as _, path::Path};
 
 use super::symbols::{no_match, read_table};
 use crate::{
-    dwarf::{Abi, FunctionSignature, function_signatures},
-    symbols::FunctionSymbol,
-    sysv::{Place, places},
+    probe::dwarf::{Abi, FunctionSignature, function_signatures},
+    probe::symbols::FunctionSymbol,
+    probe::sysv::{Place, places},
 };
 
 /// Arguments a function can capture (the config's limit).
@@ -43,7 +43,7 @@ pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<Strin
         .filter_map(|s| s.linkage_name.as_deref().map(|l| (l, s)))
         .collect();
 
-    let soname = crate::elf::soname(&path);
+    let soname = crate::probe::elf::soname(&path);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -121,7 +121,7 @@ fn compiler_clone(raw: &str) -> Option<&'static str> {
 fn binary_name(path: &Path, soname: Option<String>) -> String {
     soname
         .filter(|soname| {
-            crate::binary::find_library(soname)
+            crate::probe::binary::find_library(soname)
                 .and_then(|found| found.canonicalize().ok())
                 .is_some_and(|found| found == path)
         })

@@ -5,9 +5,9 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::Context as _;
 
 use crate::{
-    binary,
-    elf::ElfInfo,
-    symbols::{SymbolTable, why_no_functions},
+    probe::binary,
+    probe::elf::ElfInfo,
+    probe::symbols::{SymbolTable, why_no_functions},
 };
 
 /// The functions of the binary a command line names (a path, a program in PATH or a library

@@ -20,7 +20,7 @@ use tokio::{
 };
 
 use super::{Exporter, SendError};
-use crate::{losses::Loss, metrics::Metrics};
+use crate::{metrics::Metrics, spans::losses::Loss};
 
 /// A span and the resource of the process it came from.
 #[derive(Debug)]

@@ -105,7 +105,7 @@ pub fn why_no_functions(path: &Path, has_symtab: bool) -> String {
     } else {
         "is stripped (no .symtab) and exports no function (.dynsym)".to_owned()
     };
-    let needed = crate::elf::needed_libraries(path);
+    let needed = crate::probe::elf::needed_libraries(path);
     if !needed.is_empty() {
         why.push_str(&format!(
             "; the functions it calls may be in the libraries it loads: {}",

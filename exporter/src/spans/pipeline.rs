@@ -14,18 +14,18 @@ use opentelemetry_sdk::Resource;
 use spanprobe_common::CallEnd;
 
 use crate::{
-    capture::{CapturePlan, StackPlan},
-    decode::decode_event,
-    elf::ElfInfo,
+    events::decode::decode_event,
     export::{QueuedSpan, SpanQueue},
-    losses::Loss,
     metrics::Metrics,
-    resolve::ProbedFunction,
-    resource::Resources,
-    span::SpanAssembler,
-    stacks::{ProbedAt, Stacks},
-    summary::Summary,
-    trace_buffer::TraceBuffer,
+    probe::capture::{CapturePlan, StackPlan},
+    probe::elf::ElfInfo,
+    probe::resolve::ProbedFunction,
+    spans::losses::Loss,
+    spans::resource::Resources,
+    spans::span::SpanAssembler,
+    spans::stacks::{ProbedAt, Stacks},
+    spans::summary::Summary,
+    spans::trace_buffer::TraceBuffer,
 };
 
 const THREAD_NAME: Key = Key::from_static_str("thread.name");
@@ -238,7 +238,7 @@ fn programs(functions: &[ProbedFunction]) -> Vec<Option<PathBuf>> {
         .map(|f| {
             let library = *is_library
                 .entry(&f.binary)
-                .or_insert_with(|| crate::elf::soname(&f.binary).is_some());
+                .or_insert_with(|| crate::probe::elf::soname(&f.binary).is_some());
             (!library).then(|| f.binary.clone())
         })
         .collect()

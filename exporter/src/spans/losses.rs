@@ -4,7 +4,7 @@
 
 use spanprobe_common::Counter;
 
-use crate::{bpf::KernelCounters, export::ExportStats, pipeline::PipelineStats};
+use crate::{export::ExportStats, probe::bpf::KernelCounters, spans::pipeline::PipelineStats};
 
 /// A reason a call produced no exported span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Where the System V AMD64 calling convention puts each parameter of a function (§3.2.3), from
 //! the classes DWARF gives its types: what an argument `index` in a config means.
 
-use crate::dwarf::{Abi, Param};
+use crate::probe::dwarf::{Abi, Param};
 
 /// Integer argument registers: RDI, RSI, RDX, RCX, R8, R9.
 const INTEGER_REGISTERS: u8 = 6;
@@ -70,7 +70,7 @@ pub fn places(params: &[Param], returns_in_memory: bool) -> Vec<Place> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dwarf::TypeInfo;
+    use crate::probe::dwarf::TypeInfo;
 
     fn param(abi: Abi) -> Param {
         Param {

@@ -21,10 +21,10 @@ use spanprobe_common::{
 use spanprobe_config::Limits;
 
 use crate::{
-    capture::CapturePlan,
-    kernel_btf::{self, BtfError, VMLINUX_BTF},
-    links::{AttachMode, Link, Program, links, probe_count},
-    resolve::ProbedFunction,
+    probe::capture::CapturePlan,
+    probe::kernel_btf::{self, BtfError, VMLINUX_BTF},
+    probe::links::{AttachMode, Link, Program, links, probe_count},
+    probe::resolve::ProbedFunction,
 };
 
 /// The eBPF object, built by `build.rs` and embedded so the binary stands alone.
@@ -64,7 +64,7 @@ pub enum BpfError {
     #[error("--attach multi: {0}")]
     MultiUnsupported(String),
     #[error(transparent)]
-    Kernel(#[from] crate::kernel::MissingFeatures),
+    Kernel(#[from] crate::probe::kernel::MissingFeatures),
     #[error("cannot follow the traced command's child processes")]
     KernelBtf(#[from] BtfError),
     #[error(
@@ -273,7 +273,7 @@ impl Tracer {
     ) -> Result<Self, BpfError> {
         // What every mode needs first: probing the kernel for uprobe_multi takes CAP_BPF.
         check_capabilities(AttachMode::Multi)?;
-        crate::kernel::check()?;
+        crate::probe::kernel::check()?;
         let mode = attach_mode(requested, functions)?;
         check_capabilities(mode)?;
         let depth_limit = limits.max_depth;

@@ -50,7 +50,8 @@ pub fn defining_library(path: &Path, symbol: &str) -> Option<Option<String>> {
         return None;
     }
     let defines = |library: &String| {
-        let Some(data) = crate::binary::find_library(library).and_then(|p| std::fs::read(p).ok())
+        let Some(data) =
+            crate::probe::binary::find_library(library).and_then(|p| std::fs::read(p).ok())
         else {
             return false;
         };

@@ -14,7 +14,7 @@ use blazesym::{
     symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source},
 };
 
-use crate::{elf::ElfInfo, symbols::demangle};
+use crate::{probe::elf::ElfInfo, probe::symbols::demangle};
 
 /// Distinct (file, offset) symbolizations kept at most; the cache is emptied when full.
 const MAX_CACHED: usize = 65_536;

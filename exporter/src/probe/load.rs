@@ -5,7 +5,7 @@ use std::path::Path;
 
 use spanprobe_config::{Config, ConfigError};
 
-use crate::resolve::{ProbedFunction, ResolveError, resolve};
+use crate::probe::resolve::{ProbedFunction, ResolveError, resolve};
 
 /// Loads the config at `config_path` and resolves its probes, or says every problem found.
 pub fn load(config_path: &Path) -> Result<(Config, Vec<ProbedFunction>), ConfigError> {

@@ -12,10 +12,10 @@ use spanprobe_common::{CallEnd, CallEvent};
 use spanprobe_config::{AttributeValue, Condition, ValueType};
 
 use crate::{
-    capture::{ArgPlan, CapturePlan},
-    ids::IdGenerator,
-    ktime::BootClock,
-    resolve::ProbedFunction,
+    events::ktime::BootClock,
+    probe::capture::{ArgPlan, CapturePlan},
+    probe::resolve::ProbedFunction,
+    spans::ids::IdGenerator,
 };
 
 /// What every span of one probed function shares, computed once. Its strings are shared
@@ -178,7 +178,7 @@ impl SpanAssembler {
         } else if end == Some(CallEnd::EntryOnly) {
             attributes.push(KeyValue::new(ENTRY_ONLY, true));
         } else if let Some(ret) = &template.ret {
-            let value = crate::decode::register_value(event.ret, ret.ty);
+            let value = crate::events::decode::register_value(event.ret, ret.ty);
             if let Some(condition) = ret.error_when
                 && condition.holds(comparable(event.ret, ret.ty))
             {
@@ -291,7 +291,7 @@ mod tests {
         let functions = [add_function(), plain_function()];
         SpanAssembler::new(
             &functions,
-            &crate::capture::plans(&functions),
+            &crate::probe::capture::plans(&functions),
             BootClock::with_offset(1_000_000_000_000_000_000),
             IdGenerator::with_key([1; 16]),
         )

@@ -18,20 +18,20 @@ use spanprobe_config::{ExporterConfig, Located};
 use tokio::sync::oneshot;
 
 use crate::{
-    bpf::{KernelCounters, ProcessFilter, Tracer},
-    capture,
-    child::{self, GatedChild, RunningChild},
+    command::child::{self, GatedChild, RunningChild},
+    command::uncalled,
+    events::ktime::BootClock,
+    events::reader::read_events,
     export::{ExportSettings, ExportStats, Exporter, span_queue, spawn_export},
-    ids::IdGenerator,
-    ktime::BootClock,
-    links::AttachMode,
-    losses::Losses,
     metrics::{self, Metrics},
-    pipeline::{Finished, Pipeline, PipelineStats},
-    reader::read_events,
-    resource::Resources,
-    span::SpanAssembler,
-    uncalled,
+    probe::bpf::{KernelCounters, ProcessFilter, Tracer},
+    probe::capture,
+    probe::links::AttachMode,
+    spans::ids::IdGenerator,
+    spans::losses::Losses,
+    spans::pipeline::{Finished, Pipeline, PipelineStats},
+    spans::resource::Resources,
+    spans::span::SpanAssembler,
 };
 
 /// How `run` ended.
@@ -71,7 +71,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         attach_mode,
         output,
     } = options;
-    let (mut config, functions) = crate::load::load(config_path)?;
+    let (mut config, functions) = crate::probe::load::load(config_path)?;
     if let Some(output) = output {
         let ExporterConfig::Stdout(stdout) = &mut config.exporter else {
             anyhow::bail!(

@@ -10,7 +10,7 @@ use spanprobe_common::{
 };
 use spanprobe_config::{FunctionSpec, ValueType};
 
-use crate::{decode::register_value, resolve::ProbedFunction};
+use crate::{events::decode::register_value, probe::resolve::ProbedFunction};
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
 /// Built once per function after resolution ([`plans`]); every stage reads it by function id.

@@ -4,7 +4,7 @@
 //! We compute file offsets ourselves rather than letting aya resolve symbols: aya's
 //! shared-library offset handling is wrong in some layouts (aya-rs/aya#1198). A function that
 //! starts with `endbr64` and a push is probed just past the `endbr64` (see
-//! [`elf::entry_skip`](crate::elf::entry_skip)).
+//! [`elf::entry_skip`](crate::probe::elf::entry_skip)).
 
 use std::{
     collections::HashMap,
@@ -16,9 +16,9 @@ use std::{
 use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Problem};
 
 use crate::{
-    binary::{self, BinaryError},
-    elf::{Code, ElfError, ElfInfo, ProbedInstruction},
-    symbols::{SymbolTable, glob_pattern},
+    probe::binary::{self, BinaryError},
+    probe::elf::{Code, ElfError, ElfInfo, ProbedInstruction},
+    probe::symbols::{SymbolTable, glob_pattern},
 };
 
 /// A function ready to attach: where it is, and what its spans capture.
@@ -33,7 +33,7 @@ pub struct ProbedFunction {
     /// `entry_skip` bytes past it.
     pub file_offset: u64,
     /// How far past the entry the probes are: the length of an `endbr64` the kernel would
-    /// otherwise single-step on every call (see [`crate::elf::entry_skip`]), or 0.
+    /// otherwise single-step on every call (see [`crate::probe::elf::entry_skip`]), or 0.
     pub entry_skip: u64,
     pub spec: FunctionSpec,
     /// Only this process is traced.
@@ -401,7 +401,7 @@ fn sources<'a>(
     cache: &'a mut Option<HashMap<String, (String, u64)>>,
 ) -> &'a HashMap<String, (String, u64)> {
     cache.get_or_insert_with(|| {
-        let Ok(signatures) = crate::dwarf::function_signatures(path) else {
+        let Ok(signatures) = crate::probe::dwarf::function_signatures(path) else {
             return HashMap::new();
         };
         signatures
@@ -416,7 +416,7 @@ fn sources<'a>(
 
 /// What to tell a user whose symbol is not in the binary.
 fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: &str) -> String {
-    match crate::elf::defining_library(path, symbol) {
+    match crate::probe::elf::defining_library(path, symbol) {
         Some(Some(library)) => {
             return format!(
                 "the binary imports it from {library}, where it is defined: probe it there, \

@@ -4,7 +4,7 @@
 
 use std::{fmt, num::NonZeroU32, path::Path};
 
-use crate::{capture::CapturePlan, resolve::ProbedFunction};
+use crate::{probe::capture::CapturePlan, probe::resolve::ProbedFunction};
 
 /// One of the uprobe programs, in the order their links are attached.
 ///
@@ -133,7 +133,7 @@ mod tests {
     use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
 
     use super::*;
-    use crate::capture::plans;
+    use crate::probe::capture::plans;
 
     fn links_of(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
         links(functions, &plans(functions), mode)
