@@ -13,6 +13,7 @@ mod schema;
 mod tree;
 mod validate;
 mod value_type;
+mod yaml;
 
 pub use condition::{Comparison, Condition};
 pub use error::{ConfigError, Problem};

@@ -1,4 +1,4 @@
-//! Reading a config file. The YAML library is known here, in [`crate::located`] and in the
+//! Reading a config file. The YAML library is known here, in [`crate::yaml`], [`crate::located`] and in the
 //! diagnostic pass's [`crate::tree`], so it can be swapped.
 
 use std::path::Path;
@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::{
     AttributeValue, Config, ConfigError, ExporterConfig, Position, Problem, env, otel_env, recover,
     validate::validate,
+    yaml::{bare_message, did_you_mean, yaml_options},
 };
 
 /// Reads, parses and validates the config at `path`. `${VAR}` references and the standard
@@ -85,13 +86,6 @@ fn check(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Pr
     problems
 }
 
-/// How the config is read, the same for the normal and the diagnostic pass.
-pub(crate) fn yaml_options() -> serde_saphyr::options::Options {
-    let mut options = serde_saphyr::options::Options::default();
-    options.with_snippet = false;
-    options
-}
-
 /// The normal pass: the first error stops it.
 fn deserialize(text: &str) -> Result<Config, Problem> {
     let mut field = String::from(".");
@@ -127,49 +121,6 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
         }
     }
     if out.is_empty() { ".".to_owned() } else { out }
-}
-
-/// The library appends " at line L, column C"; the position is reported separately.
-pub(crate) fn bare_message(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
-/// Adds "did you mean" to "unknown field `x`, expected one of a, b" and "unknown variant"
-/// messages, naming the closest expected name.
-pub(crate) fn did_you_mean(message: &str) -> String {
-    let Some(rest) = message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("unknown variant `"))
-    else {
-        return message.to_owned();
-    };
-    let Some((given, expected)) = rest.split_once('`') else {
-        return message.to_owned();
-    };
-    let expected = expected
-        .trim_start_matches(", expected one of ")
-        .trim_start_matches(", expected ");
-    let closest = expected
-        .split(", ")
-        .map(|name| name.trim_matches('`'))
-        .map(|name| (strsim::jaro_winkler(given, name), name))
-        .filter(|(similarity, _)| *similarity >= SIMILAR)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match closest {
-        Some((_, name)) => format!("{message} (did you mean `{name}`?)"),
-        None => message.to_owned(),
-    }
-}
-
-/// How alike (Jaro-Winkler) a misspelt name and a field name are at least.
-const SIMILAR: f64 = 0.8;
-
-/// Whether `given` is likely a misspelling of the field `name`.
-pub(crate) fn looks_like(given: &str, name: &str) -> bool {
-    strsim::jaro_winkler(given, name) >= SIMILAR
 }
 
 /// Expands `${VAR}` in the string values that commonly hold secrets or deployment details.
@@ -223,22 +174,4 @@ fn expand_env(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> V
         }
     }
     problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_the_closest_field() {
-        assert_eq!(
-            did_you_mean("unknown field `functoins`, expected one of binary, pid, functions"),
-            "unknown field `functoins`, expected one of binary, pid, functions (did you mean `functions`?)"
-        );
-        assert_eq!(
-            did_you_mean("unknown field `zzz`, expected one of binary, functions"),
-            "unknown field `zzz`, expected one of binary, functions"
-        );
-        assert_eq!(did_you_mean("invalid u8"), "invalid u8");
-    }
 }

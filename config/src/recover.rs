@@ -6,8 +6,8 @@
 
 use crate::{
     Config, Problem,
-    load::did_you_mean,
     tree::{ROOT, Tree},
+    yaml::did_you_mean,
 };
 
 /// Every problem of `text`, sorted by position. `first` is the normal pass's error, which

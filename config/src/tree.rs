@@ -12,9 +12,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde_saphyr::{Error as YamlError, Spanned};
 
 use crate::{
-    Position,
-    load::{bare_message, looks_like, yaml_options},
-    located,
+    Position, located,
+    yaml::{bare_message, looks_like, yaml_options},
 };
 
 /// A node's index in [`Tree::nodes`].
