@@ -1,5 +1,5 @@
-//! Reading a config file. The YAML library is known here, in [`crate::yaml`], [`crate::located`] and in the
-//! diagnostic pass's [`crate::tree`], so it can be swapped.
+//! Reading a config file. The YAML library is known here, in [`crate::yaml`],
+//! [`crate::located`] and in the diagnostic pass's [`crate::tree`], so it can be swapped.
 
 use std::path::Path;
 
