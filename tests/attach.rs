@@ -220,15 +220,21 @@ async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
             .collect();
         assert!(unwound.is_empty(), "attach {attach}: {unwound:?}\n{stderr}");
         // An inner call whose work() entered before the probes is a root; any other has its
-        // work() parent.
-        for inner in spans.iter().filter(|s| !s.span.parent_span_id.is_empty()) {
-            assert!(
-                spans
+        // work() parent, but for at most the one call in flight when the probes went: its
+        // work() may return after the return probe is gone.
+        let orphans = spans
+            .iter()
+            .filter(|s| !s.span.parent_span_id.is_empty())
+            .filter(|inner| {
+                !spans
                     .iter()
-                    .any(|p| p.name() == "work" && p.span.span_id == inner.span.parent_span_id),
-                "attach {attach}: a parent that was never exported"
-            );
-        }
+                    .any(|p| p.name() == "work" && p.span.span_id == inner.span.parent_span_id)
+            })
+            .count();
+        assert!(
+            orphans <= 1,
+            "attach {attach}: {orphans} parents never exported"
+        );
     }
     let _ = busy.kill().await;
 }
