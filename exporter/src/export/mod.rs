@@ -15,7 +15,7 @@ use spanprobe_config::ExporterConfig;
 pub use otlp::{Accepted, OtlpClient, OtlpError, SendError, endpoint_tls};
 pub use protobuf::encode_request;
 pub use queue::{
-    ExportSettings, ExportStats, QueuedSpan, QueuedSpans, SpanQueue, span_queue, spawn_export,
+    ExportSettings, ExportStats, QueuedSpan, QueuedSpans, Sink, SpanQueue, span_queue, spawn_export,
 };
 pub use stdout::{LineExporter, OutputError};
 pub use tls::{Tls, TlsError};
@@ -35,6 +35,16 @@ pub enum Exporter {
     Stdout(LineExporter),
     // Boxed: it is far larger than the line exporter.
     Otlp(Box<OtlpClient>),
+}
+
+impl Sink for Exporter {
+    fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
+        Exporter::encode(self, spans)
+    }
+
+    fn send(&self, body: Bytes) -> impl Future<Output = Result<Accepted, SendError>> + Send {
+        Exporter::send(self, body)
+    }
 }
 
 impl Exporter {

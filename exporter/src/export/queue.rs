@@ -19,8 +19,17 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Exporter, SendError};
+use super::{Accepted, SendError};
 use crate::{metrics::Metrics, spans::losses::Loss};
+
+/// Where the export task sends batches: the seam between the queue (batching, retries,
+/// deadlines, loss counting) and a destination. [`super::Exporter`] is the real one.
+pub trait Sink: Send + Sync + 'static {
+    /// One request's body for `spans`.
+    fn encode(&self, spans: &[QueuedSpan]) -> Bytes;
+    /// Sends a body [`Self::encode`] made.
+    fn send(&self, body: Bytes) -> impl Future<Output = Result<Accepted, SendError>> + Send;
+}
 
 /// A span and the resource of the process it came from.
 #[derive(Debug)]
@@ -149,8 +158,8 @@ const MAX_IN_FLIGHT: usize = 4;
 
 /// Starts the export task on `queued`. It ends, returning its counts, once every
 /// [`SpanQueue`] is dropped and the queue is flushed (or the shutdown deadline passed).
-pub fn spawn_export(
-    exporter: Exporter,
+pub fn spawn_export<S: Sink>(
+    exporter: S,
     queued: QueuedSpans,
     settings: ExportSettings,
     metrics: Arc<Metrics>,
@@ -263,7 +272,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(exporter: &Exporter, spans: &[QueuedSpan]) -> Self {
+    fn new(exporter: &impl Sink, spans: &[QueuedSpan]) -> Self {
         let mut names: Vec<(Cow<'static, str>, u64)> = Vec::new();
         for queued in spans {
             let name = &queued.span.name;
@@ -373,7 +382,7 @@ impl Shutdown {
 /// the shutdown deadline. `failing` is shared by the requests in flight, so that an outage is
 /// logged once.
 async fn send(
-    exporter: &Exporter,
+    exporter: &impl Sink,
     batch: Batch,
     mut shutdown: Shutdown,
     failing: &AtomicBool,
@@ -437,5 +446,178 @@ async fn send(
         names,
         retries,
         result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::VecDeque,
+        sync::Mutex,
+        time::{Duration, SystemTime},
+    };
+
+    use super::*;
+    use crate::test_span::test_span;
+
+    /// What the scripted backend answers to one request.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// Accepted, with this many spans rejected (an OTLP partial success).
+        Accept(u64),
+        /// An HTTP status, with a `Retry-After` if given.
+        Status(u16, Option<Duration>),
+    }
+
+    /// A backend answering from a script (then with its last answer), remembering when each
+    /// request came.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        answers: Arc<Mutex<VecDeque<Answer>>>,
+        attempts: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Scripted {
+        fn new(answers: &[Answer]) -> Self {
+            Self {
+                answers: Arc::new(Mutex::new(answers.iter().copied().collect())),
+                ..Self::default()
+            }
+        }
+
+        /// The waits between consecutive requests.
+        fn gaps(&self) -> Vec<Duration> {
+            let attempts = self.attempts.lock().unwrap();
+            attempts.windows(2).map(|w| w[1] - w[0]).collect()
+        }
+    }
+
+    impl Sink for Scripted {
+        fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
+            Bytes::from(spans.len().to_string())
+        }
+
+        fn send(&self, _body: Bytes) -> impl Future<Output = Result<Accepted, SendError>> + Send {
+            self.attempts.lock().unwrap().push(Instant::now());
+            let mut answers = self.answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.pop_front()
+            } else {
+                answers.front().copied()
+            };
+            let result = match answer.unwrap_or(Answer::Accept(0)) {
+                Answer::Accept(rejected) => Ok(Accepted {
+                    rejected,
+                    message: String::new(),
+                }),
+                Answer::Status(status, retry_after) => Err(SendError::HttpStatus {
+                    status: reqwest::StatusCode::from_u16(status).unwrap(),
+                    body: String::new(),
+                    retry_after,
+                }),
+            };
+            std::future::ready(result)
+        }
+    }
+
+    fn span() -> QueuedSpan {
+        QueuedSpan {
+            resource: Arc::new(Resource::builder_empty().build()),
+            span: test_span("f", 1, 1, 0, SystemTime::UNIX_EPOCH, Duration::ZERO),
+        }
+    }
+
+    const SETTINGS: ExportSettings = ExportSettings {
+        queue_size: 64,
+        batch_size: 512,
+        delay: Duration::from_millis(10),
+        shutdown_timeout: Duration::from_secs(10),
+    };
+
+    /// Queues `spans` spans (in a queue of `settings.queue_size`), closes the queue, and
+    /// exports to `sink`: the counts, the metrics, and how long it took.
+    async fn export(
+        sink: &Scripted,
+        spans: usize,
+        settings: ExportSettings,
+    ) -> (ExportStats, Arc<Metrics>, Duration) {
+        let metrics = Arc::new(Metrics::default());
+        let (queue, queued) = span_queue(settings.queue_size, Arc::clone(&metrics));
+        for _ in 0..spans {
+            queue.push(span());
+        }
+        drop(queue);
+        let started = Instant::now();
+        let stats = spawn_export(sink.clone(), queued, settings, Arc::clone(&metrics))
+            .await
+            .unwrap();
+        (stats, metrics, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_with_doubling_backoff_until_accepted() {
+        let unavailable = Answer::Status(503, None);
+        let sink = Scripted::new(&[unavailable, unavailable, unavailable, Answer::Accept(0)]);
+        let (stats, _, _) = export(&sink, 5, SETTINGS).await;
+        assert_eq!((stats.exported, stats.failed, stats.retries), (5, 0, 3));
+        assert_eq!(
+            sink.gaps(),
+            [100, 200, 400].map(Duration::from_millis).to_vec()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_as_long_as_the_backend_asks() {
+        let sink = Scripted::new(&[
+            Answer::Status(429, Some(Duration::from_secs(2))),
+            Answer::Accept(0),
+        ]);
+        let (stats, _, _) = export(&sink, 1, SETTINGS).await;
+        assert_eq!((stats.exported, stats.retries), (1, 1));
+        assert_eq!(sink.gaps(), [Duration::from_secs(2)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_request_is_counted_failed_and_not_sent_again() {
+        let sink = Scripted::new(&[Answer::Status(400, None)]);
+        let (stats, metrics, _) = export(&sink, 5, SETTINGS).await;
+        assert_eq!((stats.exported, stats.failed, stats.retries), (0, 5, 0));
+        assert_eq!(sink.attempts.lock().unwrap().len(), 1);
+        assert_eq!(metrics.lost_to(Loss::ExportFailed), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spans_rejected_in_an_accepted_request_are_failed() {
+        let sink = Scripted::new(&[Answer::Accept(2)]);
+        let (stats, _, _) = export(&sink, 5, SETTINGS).await;
+        assert_eq!((stats.exported, stats.failed), (3, 2));
+        assert_eq!(stats.exported_by_name.get("f"), Some(&5));
+    }
+
+    /// A backend that stays down is retried until the shutdown deadline, not for the minute
+    /// a batch is otherwise given; what it held is counted as lost at shutdown.
+    #[tokio::test(start_paused = true)]
+    async fn the_shutdown_deadline_bounds_a_failing_export() {
+        let sink = Scripted::new(&[Answer::Status(503, None)]);
+        let settings = ExportSettings {
+            shutdown_timeout: Duration::from_secs(1),
+            ..SETTINGS
+        };
+        let (stats, metrics, took) = export(&sink, 5, settings).await;
+        assert_eq!((stats.exported, stats.dropped_at_shutdown), (0, 5));
+        assert!(took <= Duration::from_secs(1), "{took:?}");
+        assert_eq!(metrics.lost_to(Loss::ShutdownDeadline), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_drops_and_counts_the_newest_spans() {
+        let sink = Scripted::new(&[Answer::Accept(0)]);
+        let settings = ExportSettings {
+            queue_size: 2,
+            ..SETTINGS
+        };
+        let (stats, metrics, _) = export(&sink, 5, settings).await;
+        assert_eq!((stats.exported, stats.dropped_queue_full), (2, 3));
+        assert_eq!(metrics.lost_to(Loss::QueueFull), 3);
     }
 }
