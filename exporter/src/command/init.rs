@@ -3,11 +3,13 @@
 
 use std::{collections::HashMap, fmt::Write as _, path::Path};
 
+use spanprobe_config::ValueType;
+
 use super::symbols::{no_match, read_table};
-use crate::{
-    probe::dwarf::{Abi, FunctionSignature, function_signatures},
-    probe::symbols::FunctionSymbol,
-    probe::sysv::{Place, places},
+use crate::probe::{
+    dwarf::{Abi, FunctionSignature, function_signatures},
+    symbols::FunctionSymbol,
+    sysv::{Place, places},
 };
 
 /// Arguments a function can capture (the config's limit).
@@ -210,7 +212,7 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
             "        return: {{ type: ptr }}  # {c_name}, returned in memory: RAX holds its address"
         ),
         // A returned string may be a buffer the caller frees at once: its address is safe.
-        (_, Some("str")) => writeln!(out, "        return: {{ type: ptr }}  # {c_name}"),
+        (_, Some(ValueType::Str)) => writeln!(out, "        return: {{ type: ptr }}  # {c_name}"),
         (_, Some(ty)) => writeln!(out, "        return: {{ type: {ty} }}  # {c_name}"),
         (_, None) => writeln!(
             out,

@@ -10,6 +10,7 @@ use gimli::{
     UnitOffset,
 };
 use object::{Object, ObjectSection};
+use spanprobe_config::ValueType;
 
 type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
 type Value<'a> = AttributeValue<Reader<'a>>;
@@ -71,13 +72,13 @@ pub struct TypeInfo {
     pub c_name: String,
     /// spanprobe capture type (`i32`, `ptr`, `str`, ...); `None` when a value of this type cannot
     /// be captured (floats live in XMM registers, aggregates by value are not in one register).
-    pub capture: Option<&'static str>,
+    pub capture: Option<ValueType>,
     /// How the System V AMD64 convention passes it.
     pub abi: Abi,
 }
 
 impl TypeInfo {
-    fn new(c_name: impl Into<String>, capture: Option<&'static str>) -> Self {
+    fn new(c_name: impl Into<String>, capture: Option<ValueType>) -> Self {
         TypeInfo {
             c_name: c_name.into(),
             capture,
@@ -99,7 +100,7 @@ pub enum Abi {
     /// eightbyte is one such member.
     Integer {
         eightbytes: u8,
-        fields: Vec<(String, &'static str)>,
+        fields: Vec<(String, ValueType)>,
     },
     /// In XMM registers: float, double, and aggregates of them. No integer register.
     Sse,
@@ -124,7 +125,7 @@ struct Scalar {
     /// Bytes from the aggregate's start.
     offset: u64,
     /// Its name and capture type, when it is an integer filling a whole eightbyte.
-    field: Option<(String, &'static str)>,
+    field: Option<(String, ValueType)>,
     leaf: Leaf,
 }
 
@@ -357,7 +358,7 @@ impl Ctx<'_, '_> {
 
     /// The type at `loc` and, for a 1-byte character type (behind typedefs and qualifiers), its
     /// integer capture type: a pointer to it is a string, and a typedef of it (`uint8_t`) a number.
-    fn type_info(&self, loc: Loc, depth: u8) -> gimli::Result<(TypeInfo, Option<&'static str>)> {
+    fn type_info(&self, loc: Loc, depth: u8) -> gimli::Result<(TypeInfo, Option<ValueType>)> {
         let entry = self.entry(loc)?;
         let name = match entry.attr_value(gimli::DW_AT_name) {
             Some(value) => Some(self.string(loc.0, value)?),
@@ -383,9 +384,9 @@ impl Ctx<'_, '_> {
                 };
                 let capture = size.and_then(|size| base_capture(encoding, size));
                 let char_int = match encoding {
-                    _ if capture != Some("char") => None,
-                    gimli::DW_ATE_signed_char => Some("i8"),
-                    _ => Some("u8"),
+                    _ if capture != Some(ValueType::Char) => None,
+                    gimli::DW_ATE_signed_char => Some(ValueType::I8),
+                    _ => Some(ValueType::U8),
                 };
                 let c_name = c_base_name(name.as_deref().unwrap_or("?"));
                 let abi = match leaf_of_base(encoding, size.unwrap_or(0)) {
@@ -439,7 +440,14 @@ impl Ctx<'_, '_> {
                     }
                     _ => format!("{} {sigil}", pointee.c_name),
                 };
-                TypeInfo::new(c_name, Some(if char_int.is_some() { "str" } else { "ptr" }))
+                TypeInfo::new(
+                    c_name,
+                    Some(if char_int.is_some() {
+                        ValueType::Str
+                    } else {
+                        ValueType::Ptr
+                    }),
+                )
             }
             gimli::DW_TAG_enumeration_type => {
                 // Enums behave as their underlying integer type (GCC and Clang both emit it).
@@ -466,7 +474,7 @@ impl Ctx<'_, '_> {
                     ))
                 {
                     return Ok((
-                        TypeInfo::new(format!("{c_name} (by reference)"), Some("ptr")),
+                        TypeInfo::new(format!("{c_name} (by reference)"), Some(ValueType::Ptr)),
                         None,
                     ));
                 }
@@ -737,10 +745,12 @@ fn leaf_of_base(encoding: DwAte, size: u64) -> Leaf {
 }
 
 /// The capture type of a `DW_TAG_base_type`.
-fn base_capture(encoding: DwAte, size: u64) -> Option<&'static str> {
+fn base_capture(encoding: DwAte, size: u64) -> Option<ValueType> {
     match encoding {
-        gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if size == 1 => Some("char"),
-        gimli::DW_ATE_boolean if size == 1 => Some("bool"),
+        gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if size == 1 => {
+            Some(ValueType::Char)
+        }
+        gimli::DW_ATE_boolean if size == 1 => Some(ValueType::Bool),
         gimli::DW_ATE_signed | gimli::DW_ATE_signed_char => int_capture(true, size),
         // DW_ATE_UTF: char16_t, char32_t, Rust's `char`: code units, shown as numbers.
         gimli::DW_ATE_unsigned
@@ -751,16 +761,16 @@ fn base_capture(encoding: DwAte, size: u64) -> Option<&'static str> {
     }
 }
 
-fn int_capture(signed: bool, size: u64) -> Option<&'static str> {
+fn int_capture(signed: bool, size: u64) -> Option<ValueType> {
     Some(match (signed, size) {
-        (true, 1) => "i8",
-        (true, 2) => "i16",
-        (true, 4) => "i32",
-        (true, 8) => "i64",
-        (false, 1) => "u8",
-        (false, 2) => "u16",
-        (false, 4) => "u32",
-        (false, 8) => "u64",
+        (true, 1) => ValueType::I8,
+        (true, 2) => ValueType::I16,
+        (true, 4) => ValueType::I32,
+        (true, 8) => ValueType::I64,
+        (false, 1) => ValueType::U8,
+        (false, 2) => ValueType::U16,
+        (false, 4) => ValueType::U32,
+        (false, 8) => ValueType::U64,
         _ => return None,
     })
 }
@@ -814,14 +824,17 @@ int main(void) { struct pair p = { 1, 2 }; take(1, 2, 0, 3.0, p); return add(1, 
     }
 
     fn ty(c_name: &str, capture: Option<&'static str>) -> TypeInfo {
-        TypeInfo::new(c_name, capture)
+        TypeInfo::new(c_name, capture.map(|name| name.parse().unwrap()))
     }
 
     /// `(name, c_name, capture)` of each parameter.
     fn params(signature: &FunctionSignature) -> Vec<(&str, &str, Option<&str>)> {
         let params = signature.params.iter();
         params
-            .map(|Param { name, ty }| (name.as_deref().unwrap(), &*ty.c_name, ty.capture))
+            .map(|Param { name, ty }| {
+                let capture = ty.capture.map(ValueType::name);
+                (name.as_deref().unwrap(), &*ty.c_name, capture)
+            })
             .collect()
     }
 
