@@ -49,6 +49,23 @@ impl ValueType {
         matches!(self, Self::Str | Self::Bytes)
     }
 
+    /// A raw 64-bit register read as this type: the low bits of its width, sign-extended for
+    /// signed types (the System V ABI leaves the upper bits of a narrow argument undefined).
+    /// `bool` and `char` are one byte; a pointer, and the address behind a memory type, all
+    /// 64 bits. The one table of these casts: decoding and `error_when` both read it.
+    pub fn extend(self, raw: u64) -> i128 {
+        match self {
+            Self::I8 => i128::from(raw as i8),
+            Self::I16 => i128::from(raw as i16),
+            Self::I32 => i128::from(raw as i32),
+            Self::I64 => i128::from(raw as i64),
+            Self::U8 | Self::Char | Self::Bool => i128::from(raw as u8),
+            Self::U16 => i128::from(raw as u16),
+            Self::U32 => i128::from(raw as u32),
+            Self::U64 | Self::Ptr | Self::Str | Self::Bytes => i128::from(raw),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         Self::ALL
             .iter()
@@ -175,6 +192,19 @@ mod tests {
             assert_eq!(name.parse::<ValueType>(), Ok(ty));
             assert_eq!(ty.to_string(), name);
         }
+    }
+
+    #[test]
+    fn extends_by_width_and_sign() {
+        let raw = 0xdead_beef_ffff_fffe_u64;
+        assert_eq!(ValueType::I32.extend(raw), -2);
+        assert_eq!(ValueType::U32.extend(raw), 0xffff_fffe);
+        assert_eq!(ValueType::I16.extend(raw), -2);
+        assert_eq!(ValueType::U16.extend(raw), 0xfffe);
+        assert_eq!(ValueType::I8.extend(raw), -2);
+        assert_eq!(ValueType::Bool.extend(0x100), 0);
+        assert_eq!(ValueType::U64.extend(u64::MAX), i128::from(u64::MAX));
+        assert_eq!(ValueType::I64.extend(u64::MAX), -1);
     }
 
     #[test]

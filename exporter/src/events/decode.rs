@@ -33,29 +33,22 @@ pub fn decode_event(record: &[u8]) -> Result<(CallEvent, &[u8]), DecodeError> {
     Ok((event, data))
 }
 
-/// Decodes a raw 64-bit register as `ty`. Narrow types use the low bits, as the System V ABI
-/// leaves the upper bits of a register holding a narrow argument undefined.
+/// Decodes a raw 64-bit register as `ty` (read as [`ValueType::extend`] says).
 pub fn register_value(raw: u64, ty: ValueType) -> Value {
+    let value = ty.extend(raw);
     match ty {
-        ValueType::I8 => Value::I64(i64::from(raw as i8)),
-        ValueType::I16 => Value::I64(i64::from(raw as i16)),
-        ValueType::I32 => Value::I64(i64::from(raw as i32)),
-        ValueType::I64 => Value::I64(raw as i64),
-        ValueType::U8 => Value::I64(i64::from(raw as u8)),
-        ValueType::U16 => Value::I64(i64::from(raw as u16)),
-        ValueType::U32 => Value::I64(i64::from(raw as u32)),
-        // OTLP integers are signed 64-bit: values beyond i64::MAX would read as negative, so
-        // they are exported as their decimal string instead.
-        ValueType::U64 => match i64::try_from(raw) {
-            Ok(value) => Value::I64(value),
-            Err(_) => Value::String(raw.to_string().into()),
-        },
-        ValueType::Bool => Value::Bool(raw as u8 != 0),
-        ValueType::Char => Value::String(char::from(raw as u8).to_string().into()),
+        ValueType::Bool => Value::Bool(value != 0),
+        ValueType::Char => Value::String(char::from(value as u8).to_string().into()),
         // Pointers (and the pointers behind memory captures) as hex addresses.
         ValueType::Ptr | ValueType::Str | ValueType::Bytes => {
             Value::String(format!("{raw:#x}").into())
         }
+        // OTLP integers are signed 64-bit: a `u64` beyond i64::MAX would read as negative, so
+        // it is exported as its decimal string instead.
+        _ => match i64::try_from(value) {
+            Ok(value) => Value::I64(value),
+            Err(_) => Value::String(value.to_string().into()),
+        },
     }
 }
 

@@ -180,12 +180,12 @@ impl SpanAssembler {
         } else if let Some(ret) = &template.ret {
             let value = crate::events::decode::register_value(event.ret, ret.ty);
             if let Some(condition) = ret.error_when
-                && condition.holds(comparable(event.ret, ret.ty))
+                && condition.holds(ret.ty.extend(event.ret))
             {
                 status = Status::error(format!(
                     "{} = {} (error_when {condition})",
                     ret.key,
-                    comparable(event.ret, ret.ty)
+                    ret.ty.extend(event.ret)
                 ));
             }
             attributes.push(KeyValue::new(ret.key.clone(), value));
@@ -215,20 +215,6 @@ impl SpanAssembler {
             status,
             instrumentation_scope: self.scope.clone(),
         })
-    }
-}
-
-/// A raw register as the number `error_when` compares: sign-extended for signed types.
-fn comparable(raw: u64, ty: ValueType) -> i128 {
-    match ty {
-        ValueType::I8 => i128::from(raw as i8),
-        ValueType::I16 => i128::from(raw as i16),
-        ValueType::I32 => i128::from(raw as i32),
-        ValueType::I64 => i128::from(raw as i64),
-        ValueType::U8 | ValueType::Char | ValueType::Bool => i128::from(raw as u8),
-        ValueType::U16 => i128::from(raw as u16),
-        ValueType::U32 => i128::from(raw as u32),
-        ValueType::U64 | ValueType::Ptr | ValueType::Str | ValueType::Bytes => i128::from(raw),
     }
 }
 
