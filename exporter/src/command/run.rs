@@ -144,9 +144,10 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let mut resources = Resources::new(config.service_name.clone(), &config.resource);
     // Forked now and held before exec, so that its resource is known even if it is gone
     // before its first span is read.
-    let gated = match (command, &program) {
-        ([], _) | (_, None) => None,
-        (command, Some(program)) => {
+    // (`program` is there exactly when a command is.)
+    let gated = match &program {
+        None => None,
+        Some(program) => {
             let gated = GatedChild::spawn(command).await?;
             resources.known(gated.pid().get(), program, command);
             Some(gated)
