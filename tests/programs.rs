@@ -750,6 +750,26 @@ async fn go_functions_get_entry_only_spans() {
     }
 }
 
+/// Runs `command` under the config `init` wrote (`text`), exporting to a fresh receiver.
+async fn trace_init_config(
+    dir: &Path,
+    text: &str,
+    command: &[&str],
+) -> (Output, Vec<ReceivedSpan>) {
+    let receiver = Receiver::start().await;
+    let exporter = format!(
+        "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:",
+        receiver.grpc_endpoint()
+    );
+    trace_ok(
+        &receiver,
+        dir,
+        &text.replacen("probes:", &exporter, 1),
+        command,
+    )
+    .await
+}
+
 /// `init` places each argument where the System V convention puts it, from DWARF: no integer
 /// slot for a double, two for a struct of two integers (offered as its members), none for a
 /// large struct by value, the first for a large return value's hidden pointer. The spans of
@@ -778,16 +798,7 @@ async fn init_places_arguments_by_the_calling_convention() {
         assert!(text.contains(expected), "{expected:?} not in\n{text}");
     }
 
-    let receiver = Receiver::start().await;
-    let yaml = text.replacen(
-        "probes:",
-        &format!(
-            "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:",
-            receiver.grpc_endpoint()
-        ),
-        1,
-    );
-    let (output, spans) = trace_ok(&receiver, dir.path(), &yaml, &[abi.to_str().unwrap()]).await;
+    let (output, spans) = trace_init_config(dir.path(), &text, &[abi.to_str().unwrap()]).await;
     let printed = support::stdout(&output);
     let span = |name: &str| {
         let found = named(&spans, name);
@@ -822,16 +833,7 @@ async fn init_counts_cpp_this_as_the_first_slot() {
             && text.contains("- { index: 1, name: k, type: i64 }"),
         "{text}"
     );
-    let receiver = Receiver::start().await;
-    let yaml = text.replacen(
-        "probes:",
-        &format!(
-            "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:",
-            receiver.grpc_endpoint()
-        ),
-        1,
-    );
-    let (_, spans) = trace_ok(&receiver, dir.path(), &yaml, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = trace_init_config(dir.path(), &text, &[binary.to_str().unwrap()]).await;
     let scaled = named(&spans, "shapes::Square::scaled");
     assert_eq!(scaled.len(), 1);
     assert_eq!(scaled[0].int_attr("k"), Some(7));
