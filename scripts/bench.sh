@@ -381,7 +381,7 @@ average above); compare within one run.
   the ring buffer (~100 ns). Already done: the pid filter is a bitmap array (inlined by the
   verifier) instead of a hash lookup in each program, and the entry program looks the thread's
   stack up once instead of twice (−120 ns together). What would close more: task-local storage
-  (\`BPF_MAP_TYPE_TASK_STORAGE\`) for the call stack instead of the LRU hash (aya 0.14 has no
+  (\`BPF_MAP_TYPE_TASK_STORAGE\`) for the call stack instead of the LRU hash (aya 0.16 still has no
   typed task storage; aya-ebpf 0.2.1's \`btf_maps\` could define one, and \`calls_in_progress\`
   would become a counter); reading the return address only until the thread has learnt the
   uretprobe trampoline's address (the tail-call and longjmp checks need it before that). The
