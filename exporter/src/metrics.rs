@@ -49,8 +49,7 @@ impl Metrics {
     }
 
     fn loss_slot(&self, loss: Loss) -> &AtomicU64 {
-        let index = Loss::ALL.iter().position(|&l| l == loss).unwrap_or(0);
-        &self.losses[index]
+        &self.losses[loss.index()]
     }
 
     /// Copies the kernel side's counters: every loss it counts, and the rest.

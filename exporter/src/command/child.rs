@@ -12,6 +12,8 @@ use std::{
 
 use tokio::task::JoinHandle;
 
+use crate::probe::binary::find_in_path;
+
 /// A forked child held before `exec`.
 #[derive(Debug)]
 pub struct GatedChild {
@@ -38,29 +40,21 @@ pub struct SpawnError {
 /// The file `program` names, as `exec` will look it up (a path, or a program in PATH): a
 /// command that cannot start is said before any probe is attached.
 pub fn find_program(program: &std::ffi::OsStr) -> Result<std::path::PathBuf, SpawnError> {
-    let path = std::path::Path::new(program);
-    let found = if program.as_encoded_bytes().contains(&b'/') {
-        Some(path.to_owned()).filter(|path| path.is_file())
+    let (found, missing) = if program.as_encoded_bytes().contains(&b'/') {
+        let path = std::path::Path::new(program);
+        (
+            Some(path.to_owned()).filter(|path| path.is_file()),
+            "no such file",
+        )
     } else {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(program))
-                .find(|candidate| candidate.is_file())
-        })
+        (find_in_path(program), "no such program in PATH")
     };
     match found {
         // As /proc/PID/exe will show it.
         Some(found) => Ok(found.canonicalize().unwrap_or(found)),
         None => Err(SpawnError {
             program: program.to_owned(),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                if path.components().count() > 1 {
-                    "no such file"
-                } else {
-                    "no such program in PATH"
-                },
-            ),
+            source: io::Error::new(io::ErrorKind::NotFound, missing),
         }),
     }
 }

@@ -63,20 +63,21 @@ pub fn locate_from_command_line(name: &str) -> Result<PathBuf, BinaryError> {
     if name.contains('/') {
         return locate(name, Path::new("."));
     }
-    let in_path = || {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|candidate| candidate.is_file())
-        })
-    };
     Some(PathBuf::from(name))
         .filter(|local| local.is_file())
-        .or_else(in_path)
+        .or_else(|| find_in_path(name.as_ref()))
         .or_else(|| find_library(name))
         .ok_or_else(|| BinaryError::NotFound {
             name: name.to_owned(),
         })
+}
+
+/// The program `name` (a bare name) in the directories of PATH, as `exec` finds it.
+pub fn find_in_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Looks a library up as the loader does: LD_LIBRARY_PATH, the ld.so cache, default dirs.

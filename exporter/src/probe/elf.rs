@@ -241,7 +241,10 @@ pub fn probed_instruction(code: &[u8], address: u64) -> Option<ProbedInstruction
         ProbedInstruction::Emulated
     } else {
         let mut text = String::new();
-        GasFormatter::new().format(&instruction, &mut text);
+        let mut formatter = GasFormatter::new();
+        // As objdump writes it.
+        formatter.options_mut().set_uppercase_hex(false);
+        formatter.format(&instruction, &mut text);
         ProbedInstruction::SingleStepped(text)
     })
 }
@@ -314,6 +317,10 @@ mod tests {
         assert_eq!(
             probed_instruction(&[0x48, 0x83, 0xec, 0x18], 0x1000),
             stepped("sub $0x18,%rsp")
+        );
+        assert_eq!(
+            probed_instruction(&[0x48, 0x81, 0xec, 0xd8, 0, 0, 0], 0x1000),
+            stepped("sub $0xd8,%rsp")
         );
         assert_eq!(probed_instruction(&[0x48], 0x1000), None);
     }

@@ -6,7 +6,7 @@ use spanprobe_common::Counter;
 
 use crate::{export::ExportStats, probe::bpf::KernelCounters, spans::pipeline::PipelineStats};
 
-/// A reason a call produced no exported span.
+/// A reason a call produced no exported span. Its discriminant is its slot in [`Loss::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
     /// The ring buffer was full when the call completed (kernel).
@@ -73,8 +73,9 @@ impl Loss {
         }
     }
 
-    fn index(self) -> usize {
-        Self::ALL.iter().position(|&loss| loss == self).unwrap_or(0)
+    /// Its slot in [`Loss::ALL`] (and in every per-reason array).
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -120,6 +121,13 @@ impl Losses {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_reason_is_in_its_own_slot() {
+        for (slot, loss) in Loss::ALL.into_iter().enumerate() {
+            assert_eq!(loss.index(), slot, "{loss:?}");
+        }
+    }
 
     /// A counter added to the kernel side must be given a loss (or be declared none).
     #[test]
