@@ -20,9 +20,11 @@ pub use error::{ConfigError, Problem};
 pub use load::{load, load_with, parse};
 pub use located::{Located, Position};
 pub use schema::{
-    ArgSpec, AttributeValue, BatchConfig, Compression, Config, DEFAULT_STR_LEN, ExporterConfig,
-    FunctionSpec, Limits, MAX_DEPTH, MAX_MEMORY_LEN, OtlpConfig, OtlpProtocol, ProbeTarget,
-    ReturnSpec, StdoutConfig, StdoutFormat, TlsConfig,
+    ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,
+    Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol, ProbeTarget, ReturnSpec, StdoutConfig,
+    StdoutFormat, TlsConfig,
 };
 pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};
-pub use value_type::{ValueType, ValueTypeError};
+pub use value_type::{
+    BaseEncoding, DEFAULT_STR_LEN, Decoded, MAX_MEMORY_LEN, ValueType, ValueTypeError,
+};

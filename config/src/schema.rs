@@ -300,11 +300,6 @@ pub struct ArgSpec {
     pub len: Option<u16>,
 }
 
-/// Default `max_len` of a `str` argument.
-pub const DEFAULT_STR_LEN: u16 = 64;
-/// Largest `max_len` / `len` of a memory argument.
-pub const MAX_MEMORY_LEN: u16 = spanprobe_common::MAX_MEMORY_LEN as u16;
-
 impl ArgSpec {
     pub fn attribute_name(&self) -> String {
         self.name
@@ -314,11 +309,7 @@ impl ArgSpec {
 
     /// Bytes of memory read for this argument (0 for register values).
     pub fn memory_len(&self) -> u16 {
-        match self.ty {
-            ValueType::Str => self.max_len.unwrap_or(DEFAULT_STR_LEN),
-            ValueType::Bytes => self.len.unwrap_or(0),
-            _ => 0,
-        }
+        self.ty.memory_len(self.max_len, self.len)
     }
 }
 

@@ -3,10 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::{
-    Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem, ValueType,
-    schema::MAX_MEMORY_LEN,
-};
+use crate::{Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem};
 
 /// Highest argument index: 0..=5 are registers, 6.. are read from the caller's stack.
 pub const MAX_ARG_INDEX: u8 = 15;
@@ -283,44 +280,10 @@ fn validate_function(
                 ),
             );
         }
-        match (arg.ty, arg.max_len, arg.len) {
-            (ValueType::Str, Some(max), _) if max == 0 || max > MAX_MEMORY_LEN => problems.add(
-                at,
-                format!("{field}.max_len"),
-                format!("{max} is out of range: 1..={MAX_MEMORY_LEN}"),
-            ),
-            (ValueType::Bytes, _, None) => problems.add(
-                at,
-                format!("{field}.len"),
-                "`bytes` needs `len`, the number of bytes to read",
-            ),
-            (ValueType::Bytes, _, Some(len)) if len == 0 || len > MAX_MEMORY_LEN => problems.add(
-                at,
-                format!("{field}.len"),
-                format!("{len} is out of range: 1..={MAX_MEMORY_LEN}"),
-            ),
-            _ => {}
+        for (key, problem) in arg.ty.length_problems(arg.max_len, arg.len) {
+            problems.add(at, format!("{field}.{key}"), problem);
         }
-        if arg.max_len.is_some() && arg.ty != ValueType::Str {
-            problems.add(
-                at,
-                format!("{field}.max_len"),
-                "only `str` arguments take `max_len`",
-            );
-        }
-        if arg.len.is_some() && arg.ty != ValueType::Bytes {
-            problems.add(
-                at,
-                format!("{field}.len"),
-                "only `bytes` arguments take `len`",
-            );
-        }
-        if arg.ty.is_memory() {
-            memory += spanprobe_common::memory_area(
-                arg.ty == ValueType::Str,
-                usize::from(arg.memory_len()),
-            );
-        }
+        memory += arg.ty.data_size(arg.memory_len());
     }
     if function.stack.value {
         memory = memory.next_multiple_of(8) + stack_area(stack_frames);

@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use spanprobe_config::{ArgSpec, ExporterConfig, ValueType};
+use spanprobe_config::{ArgSpec, ExporterConfig};
 
 use crate::{
     export::endpoint_tls,
@@ -100,10 +100,6 @@ fn describe_arg(arg: &ArgSpec) -> String {
         Some(register) => (*register).to_owned(),
         None => format!("stack+{}", 8 * (usize::from(arg.index) - 5)),
     };
-    let size = match arg.ty {
-        ValueType::Str => format!(" up to {} bytes", arg.memory_len()),
-        ValueType::Bytes => format!(" {} bytes", arg.memory_len()),
-        _ => String::new(),
-    };
+    let size = arg.ty.describe_read(arg.memory_len());
     format!("{}: {}{size} ({place})", arg.attribute_name(), arg.ty)
 }

@@ -1,9 +1,9 @@
-//! Ring-buffer records to typed values: the event itself, and each captured register decoded
-//! as the type the config gave it.
+//! Ring-buffer records to typed values: the event itself, and each capture as an OpenTelemetry
+//! value (how each type decodes is [`ValueType::decode`]'s).
 
 use opentelemetry::Value;
 use spanprobe_common::CallEvent;
-use spanprobe_config::ValueType;
+use spanprobe_config::{Decoded, ValueType};
 
 /// A ring-buffer record too short for its [`CallEvent`] and data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,23 +33,19 @@ pub fn decode_event(record: &[u8]) -> Result<(CallEvent, &[u8]), DecodeError> {
     Ok((event, data))
 }
 
-/// Decodes a raw 64-bit register as `ty` (read as [`ValueType::extend`] says).
-pub fn register_value(raw: u64, ty: ValueType) -> Value {
-    let value = ty.extend(raw);
-    match ty {
-        ValueType::Bool => Value::Bool(value != 0),
-        ValueType::Char => Value::String(char::from(value as u8).to_string().into()),
-        // Pointers (and the pointers behind memory captures) as hex addresses.
-        ValueType::Ptr | ValueType::Str | ValueType::Bytes => {
-            Value::String(format!("{raw:#x}").into())
-        }
-        // OTLP integers are signed 64-bit: a `u64` beyond i64::MAX would read as negative, so
-        // it is exported as its decimal string instead.
-        _ => match i64::try_from(value) {
-            Ok(value) => Value::I64(value),
-            Err(_) => Value::String(value.to_string().into()),
-        },
+/// A decoded capture as an OpenTelemetry value; `true` when a string was cut at its `max_len`.
+pub fn otel_value(decoded: Decoded) -> (Value, bool) {
+    match decoded {
+        Decoded::Int(value) => (Value::I64(value), false),
+        Decoded::Bool(value) => (Value::Bool(value), false),
+        Decoded::Text(text) => (Value::String(text.into()), false),
+        Decoded::Truncated(text) => (Value::String(text.into()), true),
     }
+}
+
+/// A register (or stack slot) decoded as `ty`, as an OpenTelemetry value.
+pub fn register_value(raw: u64, ty: ValueType) -> Value {
+    otel_value(ty.decode(raw, None, 0)).0
 }
 
 #[cfg(test)]
@@ -113,33 +109,13 @@ mod tests {
     }
 
     #[test]
-    fn narrow_types_ignore_the_upper_bits() {
-        let raw = 0xdead_beef_ffff_fffe;
-        assert_eq!(register_value(raw, ValueType::I32), Value::I64(-2));
-        assert_eq!(register_value(raw, ValueType::U32), Value::I64(0xffff_fffe));
-        assert_eq!(register_value(raw, ValueType::I16), Value::I64(-2));
-        assert_eq!(register_value(raw, ValueType::U16), Value::I64(0xfffe));
-        assert_eq!(register_value(raw, ValueType::I8), Value::I64(-2));
-        assert_eq!(register_value(raw, ValueType::U8), Value::I64(0xfe));
-    }
-
-    #[test]
-    fn wide_types() {
-        assert_eq!(register_value(u64::MAX, ValueType::I64), Value::I64(-1));
-        assert_eq!(register_value(7, ValueType::U64), Value::I64(7));
+    fn decoded_values_keep_their_kind() {
+        assert_eq!(otel_value(Decoded::Int(-2)), (Value::I64(-2), false));
+        assert_eq!(otel_value(Decoded::Bool(true)), (Value::Bool(true), false));
         assert_eq!(
-            register_value(u64::MAX, ValueType::U64),
-            Value::String("18446744073709551615".into())
+            otel_value(Decoded::Truncated("ab".into())),
+            (Value::String("ab".into()), true)
         );
-    }
-
-    #[test]
-    fn bool_and_char() {
-        assert_eq!(register_value(0x100, ValueType::Bool), Value::Bool(false));
-        assert_eq!(register_value(1, ValueType::Bool), Value::Bool(true));
-        assert_eq!(
-            register_value(0x4161, ValueType::Char),
-            Value::String("a".into())
-        );
+        assert_eq!(register_value(0xffff_fffe, ValueType::I32), Value::I64(-2));
     }
 }

@@ -3,14 +3,14 @@
 
 use std::ops::Range;
 
-use opentelemetry::{Key, KeyValue, Value};
+use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ENTRY_ONLY, FunctionCapture, MEMORY_FAULT, MemoryKind,
     SAMPLE_ALWAYS,
 };
 use spanprobe_config::{FunctionSpec, ValueType};
 
-use crate::{events::decode::register_value, probe::resolve::ProbedFunction};
+use crate::{events::decode::otel_value, probe::resolve::ProbedFunction};
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
 /// Built once per function after resolution ([`plans`]); every stage reads it by function id.
@@ -85,13 +85,8 @@ fn plan(spec: &FunctionSpec, stack_frames: u16) -> CapturePlan {
         } else {
             (ArgSource::Stack, arg.index - 6)
         };
-        let memory = match arg.ty {
-            ValueType::Str => MemoryKind::Str,
-            ValueType::Bytes => MemoryKind::Bytes,
-            _ => MemoryKind::None,
-        };
-        let size =
-            spanprobe_common::memory_area(memory == MemoryKind::Str, usize::from(arg.memory_len()));
+        let memory = arg.ty.memory();
+        let size = arg.ty.data_size(arg.memory_len());
         *kernel = ArgCapture {
             source: source as u8,
             slot: register_or_slot,
@@ -179,62 +174,48 @@ impl StackPlan {
 }
 
 impl ArgPlan {
+    /// The bytes the kernel read behind the register (a string without its NUL), or `None`
+    /// when the read faulted; empty for register types.
+    fn memory<'a>(&self, event: &CallEvent, data: &'a [u8]) -> Option<&'a [u8]> {
+        if !self.ty.is_memory() {
+            return Some(&[]);
+        }
+        let captured = event
+            .arg_lens
+            .get(self.slot)
+            .copied()
+            .unwrap_or(MEMORY_FAULT);
+        let bytes = data.get(self.data.clone())?;
+        if captured & MEMORY_FAULT != 0 {
+            return None;
+        }
+        Some(match self.ty.memory() {
+            // The helper's count includes the NUL.
+            MemoryKind::Str => &bytes[..usize::from(captured).saturating_sub(1).min(bytes.len())],
+            _ => bytes,
+        })
+    }
+
     /// The attributes of this argument in `event`, whose captured memory is `data`.
     pub fn attributes(&self, event: &CallEvent, data: &[u8], out: &mut Vec<KeyValue>) {
         let Some(&raw) = event.args.get(self.slot) else {
             return;
         };
-        let value = match self.ty {
-            ValueType::Str | ValueType::Bytes => {
-                let captured = event
-                    .arg_lens
-                    .get(self.slot)
-                    .copied()
-                    .unwrap_or(MEMORY_FAULT);
-                if captured & MEMORY_FAULT != 0 || data.len() < self.data.end {
-                    Value::String(unreadable(raw).into())
-                } else if self.ty == ValueType::Str {
-                    let bytes = &data[self.data.clone()];
-                    // The helper's count includes the NUL.
-                    let len = usize::from(captured).saturating_sub(1).min(bytes.len());
-                    let text = &bytes[..len];
-                    if len > self.max_len {
-                        out.push(KeyValue::new(
-                            Key::new(format!("{}.truncated", self.key)),
-                            true,
-                        ));
-                        Value::String(
-                            String::from_utf8_lossy(&text[..self.max_len])
-                                .into_owned()
-                                .into(),
-                        )
-                    } else {
-                        Value::String(String::from_utf8_lossy(text).into_owned().into())
-                    }
-                } else {
-                    Value::String(hex(&data[self.data.clone()]).into())
-                }
-            }
-            ty => register_value(raw, ty),
-        };
+        let (value, truncated) =
+            otel_value(self.ty.decode(raw, self.memory(event, data), self.max_len));
+        if truncated {
+            out.push(KeyValue::new(
+                Key::new(format!("{}.truncated", self.key)),
+                true,
+            ));
+        }
         out.push(KeyValue::new(self.key.clone(), value));
     }
 }
 
-fn unreadable(pointer: u64) -> String {
-    if pointer == 0 {
-        "(null)".to_owned()
-    } else {
-        format!("(unreadable {pointer:#x})")
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use opentelemetry::Value;
     use spanprobe_config::{ArgSpec, Located};
 
     use super::*;

@@ -10,7 +10,7 @@ use gimli::{
     UnitOffset,
 };
 use object::{Object, ObjectSection};
-use spanprobe_config::ValueType;
+use spanprobe_config::{BaseEncoding, ValueType};
 
 type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
 type Value<'a> = AttributeValue<Reader<'a>>;
@@ -382,7 +382,8 @@ impl Ctx<'_, '_> {
                     Some(AttributeValue::Encoding(encoding)) => encoding,
                     _ => DwAte(0),
                 };
-                let capture = size.and_then(|size| base_capture(encoding, size));
+                let capture =
+                    size.and_then(|size| ValueType::of_base(base_encoding(encoding), size));
                 let char_int = match encoding {
                     _ if capture != Some(ValueType::Char) => None,
                     gimli::DW_ATE_signed_char => Some(ValueType::I8),
@@ -453,7 +454,7 @@ impl Ctx<'_, '_> {
                 // Enums behave as their underlying integer type (GCC and Clang both emit it).
                 let capture = match inner {
                     Some(_) => inner_info()?.0.capture,
-                    None => int_capture(true, size.unwrap_or(4)),
+                    None => ValueType::integer(true, size.unwrap_or(4)),
                 };
                 TypeInfo::new(
                     format!("enum {}", name.as_deref().unwrap_or("<anonymous>")),
@@ -744,35 +745,17 @@ fn leaf_of_base(encoding: DwAte, size: u64) -> Leaf {
     }
 }
 
-/// The capture type of a `DW_TAG_base_type`.
-fn base_capture(encoding: DwAte, size: u64) -> Option<ValueType> {
+/// What a `DW_TAG_base_type`'s encoding means for capturing it.
+fn base_encoding(encoding: DwAte) -> BaseEncoding {
     match encoding {
-        gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if size == 1 => {
-            Some(ValueType::Char)
-        }
-        gimli::DW_ATE_boolean if size == 1 => Some(ValueType::Bool),
-        gimli::DW_ATE_signed | gimli::DW_ATE_signed_char => int_capture(true, size),
-        // DW_ATE_UTF: char16_t, char32_t, Rust's `char`: code units, shown as numbers.
-        gimli::DW_ATE_unsigned
-        | gimli::DW_ATE_unsigned_char
-        | gimli::DW_ATE_boolean
-        | gimli::DW_ATE_UTF => int_capture(false, size),
-        _ => None,
+        gimli::DW_ATE_signed => BaseEncoding::Signed,
+        gimli::DW_ATE_unsigned => BaseEncoding::Unsigned,
+        gimli::DW_ATE_signed_char => BaseEncoding::SignedChar,
+        gimli::DW_ATE_unsigned_char => BaseEncoding::UnsignedChar,
+        gimli::DW_ATE_boolean => BaseEncoding::Boolean,
+        gimli::DW_ATE_UTF => BaseEncoding::Utf,
+        _ => BaseEncoding::Other,
     }
-}
-
-fn int_capture(signed: bool, size: u64) -> Option<ValueType> {
-    Some(match (signed, size) {
-        (true, 1) => ValueType::I8,
-        (true, 2) => ValueType::I16,
-        (true, 4) => ValueType::I32,
-        (true, 8) => ValueType::I64,
-        (false, 1) => ValueType::U8,
-        (false, 2) => ValueType::U16,
-        (false, 4) => ValueType::U32,
-        (false, 8) => ValueType::U64,
-        _ => return None,
-    })
 }
 
 /// GCC spells some base types unusually (`long unsigned int`); use the customary spelling.

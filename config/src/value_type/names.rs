@@ -1,84 +1,9 @@
-//! The types a captured argument or return value can be decoded as.
+//! A type's name as the config spells it, and the names people type instead: C's, other
+//! languages', suggested rather than accepted, so that a config says exactly how a value is read.
 
-use std::{fmt, str::FromStr};
+use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, de};
-
-/// How to decode a captured register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ValueType {
-    I8,
-    I16,
-    I32,
-    I64,
-    U8,
-    U16,
-    U32,
-    U64,
-    Bool,
-    /// A C `char`: one byte, exported as a one-character string.
-    Char,
-    /// A pointer, exported as a hex string.
-    Ptr,
-    /// A NUL-terminated string the argument points to, read at entry (up to `max_len`).
-    Str,
-    /// `len` bytes the argument points to, read at entry, exported as hex.
-    Bytes,
-}
-
-impl ValueType {
-    /// Every type, with the name the config uses for it.
-    pub const ALL: [(ValueType, &'static str); 13] = [
-        (ValueType::I8, "i8"),
-        (ValueType::I16, "i16"),
-        (ValueType::I32, "i32"),
-        (ValueType::I64, "i64"),
-        (ValueType::U8, "u8"),
-        (ValueType::U16, "u16"),
-        (ValueType::U32, "u32"),
-        (ValueType::U64, "u64"),
-        (ValueType::Bool, "bool"),
-        (ValueType::Char, "char"),
-        (ValueType::Ptr, "ptr"),
-        (ValueType::Str, "str"),
-        (ValueType::Bytes, "bytes"),
-    ];
-
-    /// Whether the value is memory the register points to, rather than the register itself.
-    pub fn is_memory(self) -> bool {
-        matches!(self, Self::Str | Self::Bytes)
-    }
-
-    /// A raw 64-bit register read as this type: the low bits of its width, sign-extended for
-    /// signed types (the System V ABI leaves the upper bits of a narrow argument undefined).
-    /// `bool` and `char` are one byte; a pointer, and the address behind a memory type, all
-    /// 64 bits. The one table of these casts: decoding and `error_when` both read it.
-    pub fn extend(self, raw: u64) -> i128 {
-        match self {
-            Self::I8 => i128::from(raw as i8),
-            Self::I16 => i128::from(raw as i16),
-            Self::I32 => i128::from(raw as i32),
-            Self::I64 => i128::from(raw as i64),
-            Self::U8 | Self::Char | Self::Bool => i128::from(raw as u8),
-            Self::U16 => i128::from(raw as u16),
-            Self::U32 => i128::from(raw as u32),
-            Self::U64 | Self::Ptr | Self::Str | Self::Bytes => i128::from(raw),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(ty, _)| *ty == self)
-            .map_or("?", |(_, name)| name)
-    }
-}
-
-impl fmt::Display for ValueType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use super::ValueType;
 
 /// Why a type name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,13 +100,6 @@ impl FromStr for ValueType {
     }
 }
 
-impl<'de> Deserialize<'de> for ValueType {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        name.parse().map_err(de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,19 +110,6 @@ mod tests {
             assert_eq!(name.parse::<ValueType>(), Ok(ty));
             assert_eq!(ty.to_string(), name);
         }
-    }
-
-    #[test]
-    fn extends_by_width_and_sign() {
-        let raw = 0xdead_beef_ffff_fffe_u64;
-        assert_eq!(ValueType::I32.extend(raw), -2);
-        assert_eq!(ValueType::U32.extend(raw), 0xffff_fffe);
-        assert_eq!(ValueType::I16.extend(raw), -2);
-        assert_eq!(ValueType::U16.extend(raw), 0xfffe);
-        assert_eq!(ValueType::I8.extend(raw), -2);
-        assert_eq!(ValueType::Bool.extend(0x100), 0);
-        assert_eq!(ValueType::U64.extend(u64::MAX), i128::from(u64::MAX));
-        assert_eq!(ValueType::I64.extend(u64::MAX), -1);
     }
 
     #[test]
