@@ -1,7 +1,7 @@
 //! Userspace costs, measured without the kernel: ring-buffer record to span (decode and
 //! assemble), and stack symbolization cold and warm.
 
-use std::{hint::black_box, path::PathBuf, time::Duration};
+use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spanprobe::{
@@ -28,27 +28,16 @@ fn function() -> ProbedFunction {
             len: None,
         })
     };
-    ProbedFunction {
-        binary: PathBuf::from("/bench/demo"),
-        symbol: "two_ints_and_return".into(),
-        address: Some(0x1230),
-        file_offset: 0x1230,
-        entry_skip: 0,
-        spec: FunctionSpec {
-            args: vec![arg(0, "a"), arg(1, "b")],
-            return_value: Some(Located::unplaced(ReturnSpec {
-                name: Some("sum".into()),
-                ty: ValueType::I32,
-                error_when: None,
-            })),
-            ..Default::default()
-        },
-        pid: None,
-        entry_only: false,
-        source: None,
-        stack_frames: 0,
-        single_stepped: None,
-    }
+    let spec = FunctionSpec {
+        args: vec![arg(0, "a"), arg(1, "b")],
+        return_value: Some(Located::unplaced(ReturnSpec {
+            name: Some("sum".into()),
+            ty: ValueType::I32,
+            error_when: None,
+        })),
+        ..Default::default()
+    };
+    ProbedFunction::new("/bench/demo", "two_ints_and_return", 0x1230, spec)
 }
 
 fn record(i: u64) -> Vec<u8> {

@@ -10,7 +10,7 @@
 //! cargo run --release --example pipeline_otlp -- --bench
 //! ```
 
-use std::{hint::black_box, path::PathBuf, sync::Arc, time::Duration};
+use std::{hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::{
@@ -38,32 +38,24 @@ const BATCH: usize = 512;
 
 /// What `scripts/bench.sh` probes: `long work(long x)`, its argument and return value.
 fn work() -> ProbedFunction {
+    let spec = FunctionSpec {
+        args: vec![Located::unplaced(ArgSpec {
+            index: 0,
+            name: Some("x".into()),
+            ty: ValueType::I64,
+            max_len: None,
+            len: None,
+        })],
+        return_value: Some(Located::unplaced(ReturnSpec {
+            name: None,
+            ty: ValueType::I64,
+            error_when: None,
+        })),
+        ..Default::default()
+    };
     ProbedFunction {
-        binary: PathBuf::from("/bench/calls"),
-        symbol: "work".into(),
-        address: Some(0x18e0),
-        file_offset: 0x18e0,
-        entry_skip: 0,
-        spec: FunctionSpec {
-            args: vec![Located::unplaced(ArgSpec {
-                index: 0,
-                name: Some("x".into()),
-                ty: ValueType::I64,
-                max_len: None,
-                len: None,
-            })],
-            return_value: Some(Located::unplaced(ReturnSpec {
-                name: None,
-                ty: ValueType::I64,
-                error_when: None,
-            })),
-            ..Default::default()
-        },
-        pid: None,
-        entry_only: false,
         source: Some(("/bench/calls.c".into(), 29)),
-        stack_frames: 0,
-        single_stepped: None,
+        ..ProbedFunction::new("/bench/calls", "work", 0x18e0, spec)
     }
 }
 

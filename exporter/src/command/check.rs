@@ -8,6 +8,7 @@ use spanprobe_config::{ArgSpec, ExporterConfig};
 use crate::{
     export::endpoint_tls,
     probe::capture::plans,
+    probe::kind::ProbeKind,
     probe::links::{AttachMode, links, probe_count},
     probe::load::load,
     probe::resolve::ProbedFunction,
@@ -68,7 +69,7 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid}");
         }
-        if function.entry_only {
+        if !function.kind.has_return() {
             let _ = write!(out, ", entry-only (no return probe)");
         }
         if let Some(instruction) = &function.single_stepped {
@@ -78,7 +79,12 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
                  trap per call, inside the span)"
             );
         }
-        let args: Vec<_> = function.spec.args.iter().map(|a| describe_arg(a)).collect();
+        let args: Vec<_> = function
+            .spec
+            .args
+            .iter()
+            .map(|a| describe_arg(a, function.kind))
+            .collect();
         if !args.is_empty() {
             let _ = write!(out, "; args {}", args.join(", "));
         }
@@ -93,13 +99,8 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
     out
 }
 
-const REGISTERS: [&str; 6] = ["RDI", "RSI", "RDX", "RCX", "R8", "R9"];
-
-fn describe_arg(arg: &ArgSpec) -> String {
-    let place = match REGISTERS.get(usize::from(arg.index)) {
-        Some(register) => (*register).to_owned(),
-        None => format!("stack+{}", 8 * (usize::from(arg.index) - 5)),
-    };
+fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
+    let place = kind.arg_location(arg.index);
     let size = arg.ty.describe_read(arg.memory_len());
     format!("{}: {}{size} ({place})", arg.attribute_name(), arg.ty)
 }

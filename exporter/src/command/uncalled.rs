@@ -59,26 +59,13 @@ fn not_loaded(program: &Path, binary: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use spanprobe_config::FunctionSpec;
 
     use super::*;
 
     fn function(binary: &str) -> ProbedFunction {
-        ProbedFunction {
-            binary: PathBuf::from(binary),
-            symbol: "f".to_owned(),
-            address: None,
-            file_offset: 0,
-            entry_skip: 0,
-            spec: FunctionSpec::default(),
-            pid: None,
-            entry_only: false,
-            source: None,
-            stack_frames: 0,
-            single_stepped: None,
-        }
+        ProbedFunction::new(binary, "f", 0, FunctionSpec::default())
     }
 
     #[test]

@@ -5,12 +5,14 @@ use std::ops::Range;
 
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallEvent, ENTRY_ONLY, FunctionCapture, MEMORY_FAULT, MemoryKind,
-    SAMPLE_ALWAYS,
+    ArgCapture, CallEvent, ENTRY_ONLY, FunctionCapture, MEMORY_FAULT, MemoryKind, SAMPLE_ALWAYS,
 };
 use spanprobe_config::{FunctionSpec, ValueType};
 
-use crate::{events::decode::otel_value, probe::resolve::ProbedFunction};
+use crate::{
+    events::decode::otel_value,
+    probe::{kind::ProbeKind, resolve::ProbedFunction},
+};
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
 /// Built once per function after resolution ([`plans`]); every stage reads it by function id.
@@ -27,14 +29,18 @@ pub struct CapturePlan {
 
 impl CapturePlan {
     pub fn of(function: &ProbedFunction) -> Self {
-        let mut plan = plan(&function.spec, function.stack_frames);
+        let mut plan = plan(&function.spec, function.kind, function.stack_frames);
         let rate = function.spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
         plan.kernel.sample_threshold = if rate >= 1.0 {
             SAMPLE_ALWAYS
         } else {
             (rate * f64::from(u32::MAX)) as u32
         };
-        plan.kernel.flags = if function.entry_only { ENTRY_ONLY } else { 0 };
+        plan.kernel.flags = if function.kind.has_return() {
+            0
+        } else {
+            ENTRY_ONLY
+        };
         plan
     }
 
@@ -74,17 +80,14 @@ pub struct StackPlan {
     pub frames: usize,
 }
 
-/// The captures of `spec`, with a stack of `stack_frames` frames (0 for none), sampled always.
-fn plan(spec: &FunctionSpec, stack_frames: u16) -> CapturePlan {
+/// The captures of `spec`, probed as `kind`, with a stack of `stack_frames` frames (0 for
+/// none), sampled always.
+fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan {
     let mut capture = FunctionCapture::default();
     let mut plans = Vec::with_capacity(spec.args.len());
     let mut data_len = 0usize;
     for (slot, (arg, kernel)) in spec.args.iter().zip(capture.args.iter_mut()).enumerate() {
-        let (source, register_or_slot) = if arg.index < 6 {
-            (ArgSource::Register, arg.index)
-        } else {
-            (ArgSource::Stack, arg.index - 6)
-        };
+        let (source, register_or_slot) = kind.arg_location(arg.index).kernel();
         let memory = arg.ty.memory();
         let size = arg.ty.data_size(arg.memory_len());
         *kernel = ArgCapture {
@@ -216,6 +219,7 @@ impl ArgPlan {
 #[cfg(test)]
 mod tests {
     use opentelemetry::Value;
+    use spanprobe_common::ArgSource;
     use spanprobe_config::{ArgSpec, Located};
 
     use super::*;
@@ -254,7 +258,7 @@ mod tests {
             kernel: capture,
             args: plans,
             ..
-        } = plan(&spec(), 0);
+        } = plan(&spec(), ProbeKind::Function, 0);
         let kernel: Vec<_> = capture.args[..4]
             .iter()
             .map(|a| (a.source, a.slot, a.memory, a.len, a.offset))
@@ -275,7 +279,7 @@ mod tests {
 
     fn decode(event: &CallEvent, data: &[u8]) -> Vec<(String, Value)> {
         let mut out = Vec::new();
-        for plan in &plan(&spec(), 0).args {
+        for plan in &plan(&spec(), ProbeKind::Function, 0).args {
             plan.attributes(event, data, &mut out);
         }
         out.into_iter()
@@ -289,7 +293,7 @@ mod tests {
             kernel: capture,
             stack,
             ..
-        } = plan(&spec(), 4);
+        } = plan(&spec(), ProbeKind::Function, 4);
         let stack = stack.unwrap();
         let size = 8 * 5 + 8 * 33;
         assert_eq!(stack.data, 16..16 + size);

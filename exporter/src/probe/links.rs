@@ -28,7 +28,7 @@ impl Program {
     /// Whether this program is attached to `function`, captured as `plan`.
     pub fn serves(self, function: &ProbedFunction, plan: &CapturePlan) -> bool {
         match self {
-            Self::Return => !function.entry_only,
+            Self::Return => function.kind.has_return(),
             Self::Entry => !plan.reads_memory(),
             Self::EntrySleepable => plan.reads_memory(),
         }
@@ -128,12 +128,11 @@ pub fn probe_count(links: &[Link<'_>]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
 
     use super::*;
-    use crate::probe::capture::plans;
+    use crate::probe::{capture::plans, kind::ProbeKind};
 
     fn links_of(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
         links(functions, &plans(functions), mode)
@@ -141,17 +140,13 @@ mod tests {
 
     fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> ProbedFunction {
         ProbedFunction {
-            binary: PathBuf::from(binary),
-            symbol: "f".to_owned(),
-            address: None,
-            file_offset: 0x1000,
-            entry_skip: 0,
-            spec: FunctionSpec::default(),
             pid: pid.and_then(NonZeroU32::new),
-            entry_only: !return_probe,
-            source: None,
-            stack_frames: 0,
-            single_stepped: None,
+            kind: if return_probe {
+                ProbeKind::Function
+            } else {
+                ProbeKind::EntryOnly
+            },
+            ..ProbedFunction::new(binary, "f", 0x1000, FunctionSpec::default())
         }
     }
 

@@ -10,6 +10,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod kernel;
 pub mod kernel_btf;
+pub mod kind;
 pub mod links;
 pub mod load;
 pub mod resolve;

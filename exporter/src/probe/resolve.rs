@@ -1,5 +1,6 @@
-//! Config functions to attach points: each target's file found, checked, and each function's
-//! symbol, offset or address turned into the file offset the kernel attaches uprobes at.
+//! Config probes to attach points: each target's file found and checked once ([`Binary`]),
+//! then each of its probes resolved by its kind ([`crate::probe::kind`]) to the file offsets
+//! the kernel attaches uprobes at.
 //!
 //! We compute file offsets ourselves rather than letting aya resolve symbols: aya's
 //! shared-library offset handling is wrong in some layouts (aya-rs/aya#1198). A function that
@@ -7,7 +8,7 @@
 //! [`elf::entry_skip`](crate::probe::elf::entry_skip)).
 
 use std::{
-    collections::HashMap,
+    cell::OnceCell,
     fmt,
     num::NonZeroU32,
     path::{Path, PathBuf},
@@ -15,10 +16,11 @@ use std::{
 
 use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Problem};
 
-use crate::{
-    probe::binary::{self, BinaryError},
-    probe::elf::{Code, ElfError, ElfInfo, ProbedInstruction},
-    probe::symbols::{SymbolTable, glob_pattern},
+use crate::probe::{
+    binary::{self, BinaryError},
+    elf::{Code, ElfError, ElfInfo, ProbedInstruction},
+    kind::{self, ProbeKind},
+    symbols::SymbolTable,
 };
 
 /// A function ready to attach: where it is, and what its spans capture.
@@ -38,8 +40,8 @@ pub struct ProbedFunction {
     pub spec: FunctionSpec,
     /// Only this process is traced.
     pub pid: Option<NonZeroU32>,
-    /// No return probe: the span is sent at entry, with no duration (Go binaries).
-    pub entry_only: bool,
+    /// How its spans start and end, and where its arguments are.
+    pub kind: ProbeKind,
     /// Where the function is defined, from DWARF: source file and line.
     pub source: Option<(String, u64)>,
     /// User stack frames captured at entry, 0 for none.
@@ -47,6 +49,32 @@ pub struct ProbedFunction {
     /// The probed instruction, when the kernel single-steps it (see
     /// [`ProbedInstruction`]): each call then pays a second trap, inside its span.
     pub single_stepped: Option<String>,
+}
+
+impl ProbedFunction {
+    /// A function probed at `file_offset` of `binary` (no `endbr64` skipped, every process,
+    /// with a return probe): what the resolver refines, and what pure tests, benches and
+    /// examples of the later stages start from.
+    pub fn new(
+        binary: impl Into<PathBuf>,
+        symbol: impl Into<String>,
+        file_offset: u64,
+        spec: FunctionSpec,
+    ) -> Self {
+        ProbedFunction {
+            binary: binary.into(),
+            symbol: symbol.into(),
+            address: Some(file_offset),
+            file_offset,
+            entry_skip: 0,
+            spec,
+            pid: None,
+            kind: ProbeKind::Function,
+            source: None,
+            stack_frames: 0,
+            single_stepped: None,
+        }
+    }
 }
 
 /// Why a configured function cannot be probed.
@@ -194,9 +222,6 @@ fn resolve_target(
         Ok(read) => read,
         Err(error) => return errors.push(binary_error(error.into())),
     };
-    // Read once per binary, and only if some function is given by symbol.
-    let mut symbols: Option<Result<SymbolTable, ()>> = None;
-    let mut signatures: Option<HashMap<String, (String, u64)>> = None;
     let pid = target
         .pid
         .as_ref()
@@ -210,154 +235,91 @@ fn resolve_target(
             kind,
         });
     }
+    let binary = Binary {
+        path,
+        elf,
+        code,
+        pid,
+        stack_frames,
+        position: target.binary.position,
+        field: format!("{field}.binary"),
+        symbols: OnceCell::new(),
+    };
     for (f, function) in target.functions.iter().enumerate() {
         let field = format!("{field}.functions[{f}]");
-        // What this function resolves to, checked below before it joins `functions`.
-        let mut resolved = Vec::new();
-        let error = |position: Position, field: String, kind| ResolveError {
-            position,
-            field,
-            kind,
-        };
-        if elf.is_go {
-            if let Some(ret) = &function.return_value {
-                let kind = ResolveErrorKind::GoReturn {
-                    binary: path.clone(),
-                };
-                errors.push(error(ret.position, format!("{field}.return"), kind));
-                continue;
-            }
-            if let Some(arg) = function.args.first() {
-                let kind = ResolveErrorKind::GoArgs {
-                    binary: path.clone(),
-                };
-                errors.push(error(arg.position, format!("{field}.args"), kind));
-                continue;
-            }
-            if let Some(min) = &function.min_duration {
-                let kind = ResolveErrorKind::GoMinDuration {
-                    binary: path.clone(),
-                };
-                errors.push(error(min.position, format!("{field}.min_duration"), kind));
-                continue;
-            }
-        }
-        // `entry` is the function's first byte in the file.
-        let probe = |symbol: String, address: Option<u64>, entry: u64| {
-            let entry_skip = code.entry_skip(entry);
-            let single_stepped = match code
-                .probed_instruction(entry + entry_skip, address.unwrap_or(0) + entry_skip)
-            {
-                Some(ProbedInstruction::SingleStepped(text)) => Some(text),
-                _ => None,
-            };
-            ProbedFunction {
-                binary: path.clone(),
-                symbol,
-                address,
-                file_offset: entry + entry_skip,
-                entry_skip,
-                spec: function.value.clone(),
-                pid,
-                // Neither Go functions nor the entry point may get a return probe.
-                entry_only: elf.is_go || elf.is_entry_point(entry),
-                source: None,
-                stack_frames: if function.stack.value {
-                    stack_frames
-                } else {
-                    0
-                },
-                single_stepped,
-            }
-        };
-        if let Some(offset) = &function.offset {
-            if elf.offset_is_code(offset.value) {
-                resolved.push(probe(
-                    format!("offset {:#x}", offset.value),
-                    elf.offset_to_address(offset.value),
-                    offset.value,
-                ));
-            } else {
-                errors.push(error(
-                    offset.position,
-                    format!("{field}.offset"),
-                    ResolveErrorKind::NotCode {
-                        binary: path.clone(),
-                        what: "offset",
-                        value: offset.value,
-                    },
-                ));
-            }
-        } else if let Some(address) = &function.address {
-            match elf.address_to_offset(address.value) {
-                Some(offset) => resolved.push(probe(
-                    format!("address {:#x}", address.value),
-                    Some(address.value),
-                    offset,
-                )),
-                None => errors.push(error(
-                    address.position,
-                    format!("{field}.address"),
-                    ResolveErrorKind::NotCode {
-                        binary: path.clone(),
-                        what: "address",
-                        value: address.value,
-                    },
-                )),
-            }
-        } else if let Some(symbol) = &function.symbol {
-            let table = symbols.get_or_insert_with(|| {
-                SymbolTable::read(&path).map_err(|source| {
-                    errors.push(binary_error(ResolveErrorKind::Symbols {
-                        binary: path.clone(),
+        functions.extend(kind::function::resolve(&binary, function, &field, errors));
+    }
+}
+
+/// A target's binary, read once for all the probes in it.
+pub struct Binary {
+    pub path: PathBuf,
+    pub elf: ElfInfo,
+    pub code: Code,
+    /// Only this process is traced.
+    pub pid: Option<NonZeroU32>,
+    /// Stack frames a probe that captures its stack records.
+    pub stack_frames: u16,
+    /// Where the target's `binary` is in the config.
+    position: Position,
+    field: String,
+    /// Read the first time a probe needs them; `Err` once reading failed (and was reported).
+    symbols: OnceCell<Result<SymbolTable, ()>>,
+}
+
+impl Binary {
+    /// The binary's function symbols, read once; `None` (and the reason in `errors`, once)
+    /// when they cannot be read.
+    pub fn symbols(&self, errors: &mut Vec<ResolveError>) -> Option<&SymbolTable> {
+        let table = self.symbols.get_or_init(|| {
+            SymbolTable::read(&self.path).map_err(|source| {
+                errors.push(ResolveError {
+                    position: self.position,
+                    field: self.field.clone(),
+                    kind: ResolveErrorKind::Symbols {
+                        binary: self.path.clone(),
                         source,
-                    }));
-                })
-            });
-            let Ok(table) = table else { continue };
-            let found = table.find(symbol);
-            if found.is_empty() {
-                let hint = unknown_symbol_hint(&path, table, &elf, symbol);
-                errors.push(error(
-                    symbol.position,
-                    format!("{field}.symbol"),
-                    ResolveErrorKind::UnknownSymbol {
-                        binary: path.clone(),
-                        symbol: symbol.value.clone(),
-                        hint,
                     },
-                ));
-            }
-            for sym in found {
-                match sym.file_offset {
-                    Some(offset) => resolved.push(ProbedFunction {
-                        source: sources(&path, &mut signatures).get(&sym.raw).cloned(),
-                        ..probe(sym.name.clone(), Some(sym.address), offset)
-                    }),
-                    None => errors.push(error(
-                        symbol.position,
-                        format!("{field}.symbol"),
-                        ResolveErrorKind::NoFileOffset {
-                            binary: path.clone(),
-                            symbol: sym.name.clone(),
-                        },
-                    )),
-                }
-            }
-        }
-        for probed in resolved {
-            match &function.return_value {
-                Some(ret) if elf.is_entry_point(probed.file_offset - probed.entry_skip) => errors
-                    .push(error(
-                        ret.position,
-                        format!("{field}.return"),
-                        ResolveErrorKind::EntryPointReturn {
-                            binary: path.clone(),
-                            symbol: probed.symbol,
-                        },
-                    )),
-                _ => functions.push(probed),
-            }
+                });
+            })
+        });
+        table.as_ref().ok()
+    }
+
+    /// A probe at file offset `entry`, the first byte of the code it probes (`address` its
+    /// virtual address, when known), moved past an `endbr64` the kernel would single-step.
+    pub fn probe_at(
+        &self,
+        kind: ProbeKind,
+        symbol: String,
+        address: Option<u64>,
+        entry: u64,
+        spec: &FunctionSpec,
+    ) -> ProbedFunction {
+        let entry_skip = self.code.entry_skip(entry);
+        let single_stepped = match self
+            .code
+            .probed_instruction(entry + entry_skip, address.unwrap_or(0) + entry_skip)
+        {
+            Some(ProbedInstruction::SingleStepped(text)) => Some(text),
+            _ => None,
+        };
+        ProbedFunction {
+            binary: self.path.clone(),
+            symbol,
+            address,
+            file_offset: entry + entry_skip,
+            entry_skip,
+            spec: spec.clone(),
+            pid: self.pid,
+            kind,
+            source: None,
+            stack_frames: if spec.stack.value {
+                self.stack_frames
+            } else {
+                0
+            },
+            single_stepped,
         }
     }
 }
@@ -392,63 +354,4 @@ fn check_mapped(pid: NonZeroU32, binary: &Path) -> Result<(), ResolveErrorKind> 
         executable,
         binary: binary.to_owned(),
     })
-}
-
-/// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug
-/// info: the attributes are optional).
-fn sources<'a>(
-    path: &Path,
-    cache: &'a mut Option<HashMap<String, (String, u64)>>,
-) -> &'a HashMap<String, (String, u64)> {
-    cache.get_or_insert_with(|| {
-        let Ok(signatures) = crate::probe::dwarf::function_signatures(path) else {
-            return HashMap::new();
-        };
-        signatures
-            .into_values()
-            .filter_map(|s| {
-                let location = (s.file?, s.line?);
-                Some((s.linkage_name.unwrap_or(s.name), location))
-            })
-            .collect()
-    })
-}
-
-/// What to tell a user whose symbol is not in the binary.
-fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: &str) -> String {
-    match crate::probe::elf::defining_library(path, symbol) {
-        Some(Some(library)) => {
-            return format!(
-                "the binary imports it from {library}, where it is defined: probe it there, \
-                 `binary: {library}`"
-            );
-        }
-        Some(None) => {
-            return "the binary imports it from a shared library: probe it in the library that \
-                    defines it"
-                .into();
-        }
-        None => {}
-    }
-    if table.functions().is_empty() {
-        return "the binary has no function symbols (stripped?): probe by `offset` or `address`"
-            .into();
-    }
-    if glob_pattern(symbol).is_some() {
-        return "the pattern matches no function".into();
-    }
-    let closest = table.closest(symbol, 3);
-    let mut hint = if closest.is_empty() {
-        String::new()
-    } else {
-        let names: Vec<_> = closest.iter().map(|n| format!("`{n}`")).collect();
-        format!("closest: {}", names.join(", "))
-    };
-    if !elf.has_symtab {
-        if !hint.is_empty() {
-            hint.push_str("; ");
-        }
-        hint.push_str("the binary is stripped, only its dynamic symbols are known");
-    }
-    hint
 }

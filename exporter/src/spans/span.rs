@@ -220,10 +220,7 @@ impl SpanAssembler {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        path::PathBuf,
-        time::{Duration, SystemTime},
-    };
+    use std::time::{Duration, SystemTime};
 
     use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec};
 
@@ -239,29 +236,21 @@ mod tests {
                 len: None,
             })
         };
+        let spec = FunctionSpec {
+            symbol: Some(Located::unplaced("two_ints_and_return".into())),
+            span_name: Some("add".into()),
+            args: vec![arg(0, Some("a")), arg(1, None)],
+            return_value: Some(Located::unplaced(ReturnSpec {
+                name: Some("sum".into()),
+                ty: ValueType::I32,
+                error_when: Some("< 0".parse().unwrap()),
+            })),
+            attributes: [("team".to_owned(), AttributeValue::String("core".into()))].into(),
+            ..Default::default()
+        };
         ProbedFunction {
-            binary: PathBuf::from("/bin/demo"),
-            symbol: "two_ints_and_return".into(),
-            address: Some(0x1139),
-            file_offset: 0x1139,
-            entry_skip: 0,
-            spec: FunctionSpec {
-                symbol: Some(Located::unplaced("two_ints_and_return".into())),
-                span_name: Some("add".into()),
-                args: vec![arg(0, Some("a")), arg(1, None)],
-                return_value: Some(Located::unplaced(ReturnSpec {
-                    name: Some("sum".into()),
-                    ty: ValueType::I32,
-                    error_when: Some("< 0".parse().unwrap()),
-                })),
-                attributes: [("team".to_owned(), AttributeValue::String("core".into()))].into(),
-                ..Default::default()
-            },
-            pid: None,
-            entry_only: false,
             source: Some(("/src/demo.c".into(), 12)),
-            stack_frames: 0,
-            single_stepped: None,
+            ..ProbedFunction::new("/bin/demo", "two_ints_and_return", 0x1139, spec)
         }
     }
 

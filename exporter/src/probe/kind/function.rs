@@ -1,0 +1,211 @@
+//! Functions, the first kind of probe: a config `functions` entry (a symbol or glob, an
+//! `offset`, or an `address`) resolved to one probe per address it names. A function gets a
+//! return probe unless `[rsp]` at its entry is not a return address (Go, the entry point).
+
+use std::{collections::HashMap, path::Path};
+
+use spanprobe_config::{FunctionSpec, Located, Position};
+
+use crate::probe::{
+    elf::ElfInfo,
+    kind::ProbeKind,
+    resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
+    symbols::{SymbolTable, glob_pattern},
+};
+
+/// Resolves `function` (at `field` in the config) in `binary`: its probes, or the problems
+/// added to `errors`.
+pub fn resolve(
+    binary: &Binary,
+    function: &Located<FunctionSpec>,
+    field: &str,
+    errors: &mut Vec<ResolveError>,
+) -> Vec<ProbedFunction> {
+    let path = binary.path.clone();
+    let error = |position: Position, key: &str, kind| ResolveError {
+        position,
+        field: format!("{field}.{key}"),
+        kind,
+    };
+    if binary.elf.is_go
+        && let Some((position, key, kind)) = go_refusal(function, &path)
+    {
+        errors.push(error(position, key, kind));
+        return Vec::new();
+    }
+    let kind_at = |elf: &ElfInfo, entry: u64| {
+        if elf.is_go || elf.is_entry_point(entry) {
+            ProbeKind::EntryOnly
+        } else {
+            ProbeKind::Function
+        }
+    };
+    let probe = |binary: &Binary, symbol: String, address: Option<u64>, entry: u64| {
+        binary.probe_at(
+            kind_at(&binary.elf, entry),
+            symbol,
+            address,
+            entry,
+            function,
+        )
+    };
+    let not_code = |what, value| ResolveErrorKind::NotCode {
+        binary: path.clone(),
+        what,
+        value,
+    };
+    let mut resolved = Vec::new();
+    if let Some(offset) = &function.offset {
+        if binary.elf.offset_is_code(offset.value) {
+            let address = binary.elf.offset_to_address(offset.value);
+            let name = format!("offset {:#x}", offset.value);
+            resolved.push(probe(binary, name, address, offset.value));
+        } else {
+            let kind = not_code("offset", offset.value);
+            errors.push(error(offset.position, "offset", kind));
+        }
+    } else if let Some(address) = &function.address {
+        match binary.elf.address_to_offset(address.value) {
+            Some(offset) => {
+                let name = format!("address {:#x}", address.value);
+                resolved.push(probe(binary, name, Some(address.value), offset));
+            }
+            None => {
+                let kind = not_code("address", address.value);
+                errors.push(error(address.position, "address", kind));
+            }
+        }
+    } else if let Some(symbol) = &function.symbol {
+        let Some(table) = binary.symbols(errors) else {
+            return Vec::new();
+        };
+        let found = table.find(symbol);
+        if found.is_empty() {
+            let hint = unknown_symbol_hint(&path, table, &binary.elf, symbol);
+            let kind = ResolveErrorKind::UnknownSymbol {
+                binary: path.clone(),
+                symbol: symbol.value.clone(),
+                hint,
+            };
+            errors.push(error(symbol.position, "symbol", kind));
+        }
+        let mut sources = None;
+        for sym in found {
+            let Some(offset) = sym.file_offset else {
+                let kind = ResolveErrorKind::NoFileOffset {
+                    binary: path.clone(),
+                    symbol: sym.name.clone(),
+                };
+                errors.push(error(symbol.position, "symbol", kind));
+                continue;
+            };
+            resolved.push(ProbedFunction {
+                source: sources_of(&path, &mut sources).get(&sym.raw).cloned(),
+                ..probe(binary, sym.name.clone(), Some(sym.address), offset)
+            });
+        }
+    }
+    // A return value is asked of every probe of the entry, so it is refused there by name.
+    let mut functions = Vec::new();
+    for probed in resolved {
+        match &function.return_value {
+            Some(ret)
+                if binary
+                    .elf
+                    .is_entry_point(probed.file_offset - probed.entry_skip) =>
+            {
+                let kind = ResolveErrorKind::EntryPointReturn {
+                    binary: path.clone(),
+                    symbol: probed.symbol,
+                };
+                errors.push(error(ret.position, "return", kind));
+            }
+            _ => functions.push(probed),
+        }
+    }
+    functions
+}
+
+/// What a function of a Go binary may not ask for: a return probe and what needs one, and
+/// arguments (Go's own register order).
+fn go_refusal(
+    function: &FunctionSpec,
+    path: &Path,
+) -> Option<(Position, &'static str, ResolveErrorKind)> {
+    let binary = path.to_owned();
+    if let Some(ret) = &function.return_value {
+        return Some((
+            ret.position,
+            "return",
+            ResolveErrorKind::GoReturn { binary },
+        ));
+    }
+    if let Some(arg) = function.args.first() {
+        return Some((arg.position, "args", ResolveErrorKind::GoArgs { binary }));
+    }
+    let min = function.min_duration.as_ref()?;
+    Some((
+        min.position,
+        "min_duration",
+        ResolveErrorKind::GoMinDuration { binary },
+    ))
+}
+
+/// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug
+/// info: the attributes are optional).
+fn sources_of<'a>(
+    path: &Path,
+    cache: &'a mut Option<HashMap<String, (String, u64)>>,
+) -> &'a HashMap<String, (String, u64)> {
+    cache.get_or_insert_with(|| {
+        let Ok(signatures) = crate::probe::dwarf::function_signatures(path) else {
+            return HashMap::new();
+        };
+        signatures
+            .into_values()
+            .filter_map(|s| {
+                let location = (s.file?, s.line?);
+                Some((s.linkage_name.unwrap_or(s.name), location))
+            })
+            .collect()
+    })
+}
+
+/// What to tell a user whose symbol is not in the binary.
+fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: &str) -> String {
+    match crate::probe::elf::defining_library(path, symbol) {
+        Some(Some(library)) => {
+            return format!(
+                "the binary imports it from {library}, where it is defined: probe it there, \
+                 `binary: {library}`"
+            );
+        }
+        Some(None) => {
+            return "the binary imports it from a shared library: probe it in the library that \
+                    defines it"
+                .into();
+        }
+        None => {}
+    }
+    if table.functions().is_empty() {
+        return "the binary has no function symbols (stripped?): probe by `offset` or `address`"
+            .into();
+    }
+    if glob_pattern(symbol).is_some() {
+        return "the pattern matches no function".into();
+    }
+    let closest = table.closest(symbol, 3);
+    let mut hint = if closest.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<_> = closest.iter().map(|n| format!("`{n}`")).collect();
+        format!("closest: {}", names.join(", "))
+    };
+    if !elf.has_symtab {
+        if !hint.is_empty() {
+            hint.push_str("; ");
+        }
+        hint.push_str("the binary is stripped, only its dynamic symbols are known");
+    }
+    hint
+}

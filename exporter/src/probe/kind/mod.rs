@@ -1,0 +1,104 @@
+//! The kinds of probe: how a probed place's span starts and ends, and where its arguments are
+//! read. Each kind resolves its config entries to [`ProbedFunction`]s (its own file here); the
+//! capture plan, the link plan and `check` ask the kind, not the config, so a new kind (USDT
+//! start/end pairs, Go return sites) is a file here, a variant of [`ProbeKind`], and its
+//! config list in the schema.
+//!
+//! [`ProbedFunction`]: crate::probe::resolve::ProbedFunction
+
+pub mod function;
+
+use std::fmt;
+
+use spanprobe_common::ArgSource;
+
+/// How a probed place makes spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    /// A function called by the System V convention: the span opens at the entry uprobe and
+    /// closes at the uretprobe, with the return value.
+    Function,
+    /// An entry uprobe only: the span is sent at entry, with no duration. For code where
+    /// `[rsp]` is not a trustworthy return address: Go functions (Go moves goroutine stacks)
+    /// and the ELF entry point (jumped to, not called).
+    EntryOnly,
+}
+
+impl ProbeKind {
+    /// Whether a uretprobe closes the span.
+    pub fn has_return(self) -> bool {
+        match self {
+            Self::Function => true,
+            Self::EntryOnly => false,
+        }
+    }
+
+    /// Where the config's argument `index` is read at entry.
+    pub fn arg_location(self, index: u8) -> ArgLocation {
+        match self {
+            // Both are entered by a call: System V's integer argument registers, then the
+            // caller's stack.
+            Self::Function | Self::EntryOnly => ArgLocation::sysv(index),
+        }
+    }
+}
+
+/// Where an argument is when its probe fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgLocation {
+    /// The `n`th System V integer argument register (RDI, RSI, RDX, RCX, R8, R9).
+    Register(u8),
+    /// The `n`th eightbyte above the return address on the stack.
+    Stack(u8),
+}
+
+/// The System V integer argument registers, in order.
+const SYSV_REGISTERS: [&str; 6] = ["RDI", "RSI", "RDX", "RCX", "R8", "R9"];
+
+impl ArgLocation {
+    /// The place of argument `index` under the System V AMD64 convention.
+    pub fn sysv(index: u8) -> Self {
+        match index.checked_sub(SYSV_REGISTERS.len() as u8) {
+            None => Self::Register(index),
+            Some(slot) => Self::Stack(slot),
+        }
+    }
+
+    /// As the kernel side's capture table has it: (source, slot).
+    pub fn kernel(self) -> (ArgSource, u8) {
+        match self {
+            Self::Register(n) => (ArgSource::Register, n),
+            Self::Stack(n) => (ArgSource::Stack, n),
+        }
+    }
+}
+
+impl fmt::Display for ArgLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Register(n) => f.write_str(SYSV_REGISTERS.get(usize::from(n)).unwrap_or(&"?")),
+            // [rsp] holds the return address.
+            Self::Stack(n) => write!(f, "stack+{}", 8 * (u32::from(n) + 1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_v_registers_then_the_stack() {
+        let places: Vec<_> = (0..8).map(|i| ArgLocation::sysv(i).to_string()).collect();
+        assert_eq!(
+            places,
+            [
+                "RDI", "RSI", "RDX", "RCX", "R8", "R9", "stack+8", "stack+16"
+            ]
+        );
+        assert_eq!(ArgLocation::sysv(7).kernel(), (ArgSource::Stack, 1));
+        assert_eq!(ArgLocation::sysv(2).kernel(), (ArgSource::Register, 2));
+        assert!(ProbeKind::Function.has_return());
+        assert!(!ProbeKind::EntryOnly.has_return());
+    }
+}
