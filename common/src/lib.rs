@@ -18,6 +18,8 @@ pub const MAX_MEMORY_LEN: usize = 512;
 pub const STRING_OVERHEAD: usize = 2;
 
 /// Bytes a call record's data gives a memory argument of `len` bytes (a string's `max_len`).
+/// A string, and a read whose count is another argument, get room past `len` to tell that
+/// there was more.
 pub const fn memory_area(is_string: bool, len: usize) -> usize {
     if is_string {
         len + STRING_OVERHEAD
@@ -212,11 +214,16 @@ pub struct ArgCapture {
     pub slot: u8,
     /// A [`MemoryKind`], as `u8`.
     pub memory: u8,
-    pub _pad: u8,
-    /// Bytes of memory to read (at most [`MEMORY_READ_MAX`]).
+    /// An [`ArgSource`]: where the number of bytes to read is (a Rust `&str`'s length, a
+    /// `write` buffer's count), read at entry like an argument; `None` reads `len` bytes.
+    pub count_source: u8,
+    /// Bytes of memory to read (at most [`MEMORY_READ_MAX`]); with a count, the most read.
     pub len: u16,
     /// Where the memory goes in the call's data area.
     pub offset: u16,
+    /// The count's register or stack slot, as `slot` is the argument's.
+    pub count_slot: u8,
+    pub _pad: [u8; 3],
 }
 
 /// How to capture a function's arguments; set by userspace before attaching.
@@ -312,8 +319,8 @@ mod pod {
 const _: () = assert!(
     core::mem::size_of::<CallEvent>() == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16
 );
-const _: () = assert!(core::mem::size_of::<ArgCapture>() == 8);
-const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 8 * MAX_ARGS + 16);
+const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12);
+const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 12 * MAX_ARGS + 16);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"

@@ -296,8 +296,11 @@ pub struct ArgSpec {
     pub ty: ValueType,
     /// For `str`: bytes read at most (default 64, at most 512).
     pub max_len: Option<u16>,
-    /// For `bytes`: bytes read (at most 512).
+    /// For `bytes`: bytes read (at most 512); with `len_arg`, the most read (default 64).
     pub len: Option<u16>,
+    /// For `str` and `bytes`: the index of the argument that counts the bytes (a Rust `&str`'s
+    /// length, a buffer's size), read at entry; at most `max_len`/`len` of them are kept.
+    pub len_arg: Option<u8>,
 }
 
 impl ArgSpec {
@@ -310,6 +313,11 @@ impl ArgSpec {
     /// Bytes of memory read for this argument (0 for register values).
     pub fn memory_len(&self) -> u16 {
         self.ty.memory_len(self.max_len, self.len)
+    }
+
+    /// Bytes this argument takes in the call record's data.
+    pub fn data_size(&self) -> usize {
+        self.ty.data_size(self.memory_len(), self.len_arg.is_some())
     }
 }
 

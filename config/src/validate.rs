@@ -263,6 +263,21 @@ fn validate_function(
                 ),
             );
         }
+        match arg.len_arg {
+            Some(count) if count > MAX_ARG_INDEX => problems.add(
+                at,
+                format!("{field}.len_arg"),
+                format!("{count} is out of range: arguments 0..={MAX_ARG_INDEX} can be read"),
+            ),
+            Some(count) if count == arg.index => problems.add(
+                at,
+                format!("{field}.len_arg"),
+                format!(
+                    "{count} is this argument's own index; name the argument that counts its bytes"
+                ),
+            ),
+            _ => {}
+        }
         if !indexes.insert(arg.index) {
             problems.add(
                 at,
@@ -280,10 +295,10 @@ fn validate_function(
                 ),
             );
         }
-        for (key, problem) in arg.ty.length_problems(arg.max_len, arg.len) {
+        for (key, problem) in arg.ty.length_problems(arg.max_len, arg.len, arg.len_arg) {
             problems.add(at, format!("{field}.{key}"), problem);
         }
-        memory += arg.ty.data_size(arg.memory_len());
+        memory += arg.data_size();
     }
     if function.stack.value {
         memory = memory.next_multiple_of(8) + stack_area(stack_frames);

@@ -197,7 +197,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     if capture.data_len > 0
         && let Some(record) = call_record(call_key(thread.tid, depth))
     {
-        capture_memory(record, capture, &args, faults);
+        capture_memory(regs, record, capture, &args, faults);
         if capture.stack_frames > 0 {
             capture_stack(ctx.as_ptr(), record, capture, stack, depth, regs);
         }
@@ -626,6 +626,7 @@ fn capture_stack(
 /// Reads the memory the arguments point to into the call's record, kept until return.
 #[inline(always)]
 fn capture_memory(
+    regs: &pt_regs,
     record: &mut CallRecord,
     capture: &FunctionCapture,
     args: &[u64; MAX_ARGS],
@@ -635,9 +636,15 @@ fn capture_memory(
         let (Some(arg), Some(&pointer)) = (capture.args.get(i), args.get(i)) else {
             break;
         };
-        let len = u32::from(arg.len);
+        let mut len = u32::from(arg.len);
         if arg.memory == MemoryKind::None as u8 || len as usize > MEMORY_READ_MAX {
             continue;
+        }
+        if arg.count_source != ArgSource::None as u8 {
+            let count = read_arg(regs, arg.count_source, arg.count_slot);
+            if count < u64::from(len) {
+                len = count as u32;
+            }
         }
         let offset = usize::from(arg.offset) & (DATA_MAX - 1);
         let destination = record.data[offset..].as_mut_ptr().cast::<c_void>();

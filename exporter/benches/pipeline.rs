@@ -25,6 +25,7 @@ fn function() -> ProbedFunction {
             name: Some(name.into()),
             ty: ValueType::I32,
             max_len: None,
+            len_arg: None,
             len: None,
         })
     };

@@ -44,6 +44,7 @@ fn work() -> ProbedFunction {
             name: Some("x".into()),
             ty: ValueType::I64,
             max_len: None,
+            len_arg: None,
             len: None,
         })],
         return_value: Some(Located::unplaced(ReturnSpec {

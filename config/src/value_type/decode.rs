@@ -15,7 +15,7 @@ pub enum Decoded {
 impl ValueType {
     /// Decodes a capture: `raw` is the register (or stack slot); for a memory type, `memory`
     /// is what the kernel read behind it (a string without its NUL), `None` when the read
-    /// faulted, and `max_len` is the longest string kept.
+    /// faulted, and `max_len` is the most bytes kept.
     pub fn decode(self, raw: u64, memory: Option<&[u8]>, max_len: usize) -> Decoded {
         let value = self.extend(raw);
         match self {
@@ -26,14 +26,17 @@ impl ValueType {
                 let Some(bytes) = memory else {
                     return Decoded::Text(unreadable(raw));
                 };
-                match self {
-                    Self::Bytes => {
-                        Decoded::Text(bytes.iter().map(|b| format!("{b:02x}")).collect())
-                    }
-                    _ if bytes.len() > max_len => {
-                        Decoded::Truncated(String::from_utf8_lossy(&bytes[..max_len]).into_owned())
-                    }
-                    _ => Decoded::Text(String::from_utf8_lossy(bytes).into_owned()),
+                // Past `max_len` only when the read had room for more: a string's, or one
+                // whose count is another argument.
+                let kept = &bytes[..bytes.len().min(max_len)];
+                let text = match self {
+                    Self::Bytes => kept.iter().map(|b| format!("{b:02x}")).collect(),
+                    _ => String::from_utf8_lossy(kept).into_owned(),
+                };
+                if bytes.len() > max_len {
+                    Decoded::Truncated(text)
+                } else {
+                    Decoded::Text(text)
                 }
             }
             // OTLP integers are signed 64-bit: a `u64` beyond i64::MAX would read as negative,
@@ -106,8 +109,12 @@ mod tests {
             Decoded::Text("(null)".into())
         );
         assert_eq!(
-            ValueType::Bytes.decode(0x10, Some(&[0, 0xab, 7]), 0),
+            ValueType::Bytes.decode(0x10, Some(&[0, 0xab, 7]), 3),
             Decoded::Text("00ab07".into())
+        );
+        assert_eq!(
+            ValueType::Bytes.decode(0x10, Some(&[0, 0xab, 7]), 2),
+            Decoded::Truncated("00ab".into())
         );
     }
 }

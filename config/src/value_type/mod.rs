@@ -39,7 +39,7 @@ pub enum ValueType {
     Bytes,
 }
 
-/// Default `max_len` of a `str` argument.
+/// Default `max_len` of a `str` argument, and `len` of a `bytes` one with `len_arg`.
 pub const DEFAULT_STR_LEN: u16 = 64;
 /// Largest `max_len` / `len` of a memory argument.
 pub const MAX_MEMORY_LEN: u16 = spanprobe_common::MAX_MEMORY_LEN as u16;
@@ -78,6 +78,15 @@ impl ValueType {
         }
     }
 
+    /// How the kernel reads the memory when another argument counts its bytes (`len_arg`): a
+    /// counted string (a Rust `&str`) has no NUL, so it is read as bytes.
+    pub fn counted_memory(self) -> MemoryKind {
+        match self.memory() {
+            MemoryKind::Str => MemoryKind::Bytes,
+            memory => memory,
+        }
+    }
+
     /// Whether the value is memory the register points to, rather than the register itself.
     pub fn is_memory(self) -> bool {
         self.memory() != MemoryKind::None
@@ -105,27 +114,41 @@ impl ValueType {
     pub fn memory_len(self, max_len: Option<u16>, len: Option<u16>) -> u16 {
         match self {
             Self::Str => max_len.unwrap_or(DEFAULT_STR_LEN),
-            Self::Bytes => len.unwrap_or(0),
+            // Without `len_arg`, `len` is required.
+            Self::Bytes => len.unwrap_or(DEFAULT_STR_LEN),
             _ => 0,
         }
     }
 
     /// Bytes a value of this type takes in the call record's data area, reading `memory_len`
-    /// bytes (0 for register values, which travel in the event itself).
-    pub fn data_size(self, memory_len: u16) -> usize {
+    /// bytes, `counted` by another argument or not (0 for register values, which travel in
+    /// the event itself).
+    pub fn data_size(self, memory_len: u16, counted: bool) -> usize {
         match self.memory() {
             MemoryKind::None => 0,
-            memory => {
-                spanprobe_common::memory_area(memory == MemoryKind::Str, usize::from(memory_len))
-            }
+            memory => spanprobe_common::memory_area(
+                counted || memory == MemoryKind::Str,
+                usize::from(memory_len),
+            ),
         }
     }
 
-    /// What is wrong with `max_len` and `len` for this type: (the key, why).
+    /// Bytes the kernel reads at most: a string's area; a counted read one past `memory_len`,
+    /// to tell that the count was larger.
+    pub fn read_len(self, memory_len: u16, counted: bool) -> usize {
+        if counted && self.is_memory() {
+            usize::from(memory_len) + 1
+        } else {
+            self.data_size(memory_len, false)
+        }
+    }
+
+    /// What is wrong with `max_len`, `len` and `len_arg` for this type: (the key, why).
     pub fn length_problems(
         self,
         max_len: Option<u16>,
         len: Option<u16>,
+        len_arg: Option<u8>,
     ) -> Vec<(&'static str, String)> {
         let out_of_range = |n: u16| n == 0 || n > MAX_MEMORY_LEN;
         let range = |n: u16| format!("{n} is out of range: 1..={MAX_MEMORY_LEN}");
@@ -137,10 +160,18 @@ impl ValueType {
                 problems.push(("max_len", "only `str` arguments take `max_len`".into()))
             }
         }
+        if len_arg.is_some() && !self.is_memory() {
+            problems.push((
+                "len_arg",
+                "only `str` and `bytes` arguments take `len_arg`".into(),
+            ));
+        }
         match (self, len) {
-            (Self::Bytes, None) => problems.push((
+            (Self::Bytes, None) if len_arg.is_none() => problems.push((
                 "len",
-                "`bytes` needs `len`, the number of bytes to read".into(),
+                "`bytes` needs `len`, the number of bytes to read, or `len_arg`, the argument that \
+                 counts them"
+                    .into(),
             )),
             (Self::Bytes, Some(len)) if out_of_range(len) => problems.push(("len", range(len))),
             (Self::Bytes, _) | (_, None) => {}
@@ -199,47 +230,67 @@ mod tests {
             );
             if !ty.is_memory() {
                 assert_eq!(ty.memory_len(Some(8), Some(8)), 0, "{ty}");
+                assert_eq!(ty.data_size(8, true), 0, "{ty}");
             }
         }
         assert_eq!(ValueType::Str.memory(), MemoryKind::Str);
         assert_eq!(ValueType::Str.memory_len(None, None), DEFAULT_STR_LEN);
         assert_eq!(ValueType::Bytes.memory_len(None, Some(3)), 3);
-        assert_eq!(ValueType::I32.data_size(64), 0);
-        assert_eq!(
-            ValueType::Str.data_size(64),
-            spanprobe_common::memory_area(true, 64)
-        );
-        assert_eq!(
-            ValueType::Bytes.data_size(3),
-            spanprobe_common::memory_area(false, 3)
-        );
+        let string_area = spanprobe_common::memory_area(true, 64);
+        assert_eq!(ValueType::Str.data_size(64, false), string_area);
+        assert_eq!(ValueType::Bytes.data_size(3, false), 3);
+        assert_eq!(ValueType::Bytes.read_len(3, false), 3);
+    }
+
+    #[test]
+    fn a_counted_read_is_bytes_with_room_for_one_more() {
+        assert_eq!(ValueType::Bytes.counted_memory(), MemoryKind::Bytes);
+        assert_eq!(ValueType::Str.counted_memory(), MemoryKind::Bytes);
+        assert_eq!(ValueType::Str.read_len(16, true), 17);
+        assert_eq!(ValueType::Bytes.read_len(16, true), 17);
+        assert!(ValueType::Bytes.data_size(16, true) >= 17);
     }
 
     #[test]
     fn lengths_belong_to_their_type() {
-        assert!(ValueType::Str.length_problems(Some(16), None).is_empty());
-        assert!(ValueType::Bytes.length_problems(None, Some(16)).is_empty());
-        assert!(ValueType::I32.length_problems(None, None).is_empty());
+        assert!(
+            ValueType::Str
+                .length_problems(Some(16), None, None)
+                .is_empty()
+        );
+        assert!(
+            ValueType::Bytes
+                .length_problems(None, Some(16), None)
+                .is_empty()
+        );
+        assert!(
+            ValueType::Bytes
+                .length_problems(None, None, Some(1))
+                .is_empty()
+        );
+        assert!(
+            ValueType::Str
+                .length_problems(None, None, Some(1))
+                .is_empty()
+        );
+        assert!(ValueType::I32.length_problems(None, None, None).is_empty());
         let keys = |problems: Vec<(&'static str, String)>| {
             problems.into_iter().map(|(key, _)| key).collect::<Vec<_>>()
         };
-        assert_eq!(keys(ValueType::Bytes.length_problems(None, None)), ["len"]);
+        let bytes = ValueType::Bytes.length_problems(None, None, None);
+        assert_eq!(keys(bytes), ["len"]);
+        let str = ValueType::Str.length_problems(Some(0), Some(2), None);
+        assert_eq!(keys(str), ["max_len", "len"]);
+        let ptr = ValueType::Ptr.length_problems(Some(4), None, None);
+        assert_eq!(keys(ptr), ["max_len"]);
+        let int = ValueType::U64.length_problems(None, None, Some(1));
+        assert_eq!(keys(int), ["len_arg"]);
+        let too_long = MAX_MEMORY_LEN + 1;
         assert_eq!(
-            keys(ValueType::Str.length_problems(Some(0), Some(2))),
-            ["max_len", "len"]
-        );
-        assert_eq!(
-            keys(ValueType::Ptr.length_problems(Some(4), None)),
-            ["max_len"]
-        );
-        assert_eq!(
-            ValueType::Bytes.length_problems(None, Some(MAX_MEMORY_LEN + 1)),
+            ValueType::Bytes.length_problems(None, Some(too_long), None),
             [(
                 "len",
-                format!(
-                    "{} is out of range: 1..={MAX_MEMORY_LEN}",
-                    MAX_MEMORY_LEN + 1
-                )
+                format!("{too_long} is out of range: 1..={MAX_MEMORY_LEN}")
             )]
         );
     }

@@ -101,6 +101,9 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
 
 fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
     let place = kind.arg_location(arg.index);
-    let size = arg.ty.describe_read(arg.memory_len());
+    let mut size = arg.ty.describe_read(arg.memory_len());
+    if let Some(count) = arg.len_arg {
+        size.push_str(&format!(" counted by {}", kind.arg_location(count)));
+    }
     format!("{}: {}{size} ({place})", arg.attribute_name(), arg.ty)
 }

@@ -151,7 +151,13 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
         let c_name = &param.ty.c_name;
         match (place, &param.ty.abi, param.ty.capture) {
             (Place::Slots { index, count: 1 }, _, Some(ty)) => {
-                args.push((index, name, ty, c_name.clone()));
+                args.push((index, name, ty, None, c_name.clone()));
+            }
+            // A Rust `&str` or `&[u8]`: one value whose length is in the next slot.
+            (Place::Slots { index, count: 2 }, Abi::Integer { fields, .. }, _)
+                if let Some(ty) = rust_slice(c_name, fields) =>
+            {
+                args.push((index, name, ty, Some(index + 1), c_name.clone()));
             }
             // An aggregate in two registers: its members, when each fills one.
             (Place::Slots { index, count }, Abi::Integer { fields, .. }, _)
@@ -163,6 +169,7 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
                         slot,
                         format!("{name}.{field}"),
                         *ty,
+                        None,
                         format!("{c_name}, .{field}"),
                     ));
                 }
@@ -188,8 +195,12 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
     if !args.is_empty() || !comments.is_empty() {
         let _ = writeln!(out, "        args:");
     }
-    for (n, (index, name, ty, c_name)) in args.iter().enumerate() {
-        let entry = format!("{{ index: {index}, name: {}, type: {ty} }}", quote(name));
+    for (n, (index, name, ty, len_arg, c_name)) in args.iter().enumerate() {
+        let len_arg = len_arg.map_or_else(String::new, |len| format!(", len_arg: {len}"));
+        let entry = format!(
+            "{{ index: {index}, name: {}, type: {ty}{len_arg} }}",
+            quote(name)
+        );
         let _ = if n < MAX_ARGS {
             writeln!(out, "          - {entry}  # {c_name}")
         } else {
@@ -221,6 +232,22 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
     };
 }
 
+/// The type a Rust string or byte slice is captured as, with its length from its second
+/// slot; `None` for any other aggregate. `fields` are the aggregate's members, as DWARF has them.
+fn rust_slice(c_name: &str, fields: &[(String, ValueType)]) -> Option<ValueType> {
+    let [(pointer, _), (length, _)] = fields else {
+        return None;
+    };
+    if (pointer.as_str(), length.as_str()) != ("data_ptr", "length") {
+        return None;
+    }
+    match c_name.trim_start_matches("struct ") {
+        "&str" | "&mut str" => Some(ValueType::Str),
+        "&[u8]" | "&mut [u8]" | "&[i8]" | "&mut [i8]" => Some(ValueType::Bytes),
+        _ => None,
+    }
+}
+
 /// A YAML scalar for `text`: plain when safe, single-quoted otherwise.
 fn quote(text: &str) -> String {
     let plain = !text.is_empty()
@@ -248,6 +275,24 @@ mod tests {
         assert_eq!(compiler_clone("parse.constprop.0"), Some("constprop"));
         assert_eq!(compiler_clone("parse.part.1"), Some("part"));
         assert_eq!(compiler_clone("parse"), None);
+    }
+
+    #[test]
+    fn rust_strings_and_byte_slices_are_one_counted_value() {
+        let fields = |a: &str, b: &str| {
+            vec![
+                (a.to_owned(), ValueType::Ptr),
+                (b.to_owned(), ValueType::U64),
+            ]
+        };
+        let slice = fields("data_ptr", "length");
+        assert_eq!(rust_slice("struct &str", &slice), Some(ValueType::Str));
+        assert_eq!(
+            rust_slice("struct &mut [u8]", &slice),
+            Some(ValueType::Bytes)
+        );
+        assert_eq!(rust_slice("struct &[u64]", &slice), None);
+        assert_eq!(rust_slice("struct &str", &fields("ptr", "len")), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::ops::Range;
 
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
-    ArgCapture, CallEvent, ENTRY_ONLY, FunctionCapture, MEMORY_FAULT, MemoryKind, SAMPLE_ALWAYS,
+    ArgCapture, ArgSource, CallEvent, ENTRY_ONLY, FunctionCapture, MEMORY_FAULT, MemoryKind,
+    SAMPLE_ALWAYS,
 };
 use spanprobe_config::{FunctionSpec, ValueType};
 
@@ -67,6 +68,8 @@ pub struct ArgPlan {
     pub slot: usize,
     pub key: Key,
     pub ty: ValueType,
+    /// How the kernel read the memory behind it, if it did.
+    pub memory: MemoryKind,
     /// For `str`/`bytes`: where the bytes are in the record's data.
     pub data: Range<usize>,
     /// For `str`: longest string kept; longer ones are cut and marked truncated.
@@ -88,21 +91,29 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
     let mut data_len = 0usize;
     for (slot, (arg, kernel)) in spec.args.iter().zip(capture.args.iter_mut()).enumerate() {
         let (source, register_or_slot) = kind.arg_location(arg.index).kernel();
-        let memory = arg.ty.memory();
-        let size = arg.ty.data_size(arg.memory_len());
+        let count = arg.len_arg.map(|index| kind.arg_location(index).kernel());
+        let memory = match count {
+            Some(_) => arg.ty.counted_memory(),
+            None => arg.ty.memory(),
+        };
+        let size = arg.data_size();
+        let (count_source, count_slot) = count.unwrap_or((ArgSource::None, 0));
         *kernel = ArgCapture {
             source: source as u8,
             slot: register_or_slot,
             memory: memory as u8,
-            _pad: 0,
-            len: size as u16,
+            count_source: count_source as u8,
+            len: arg.ty.read_len(arg.memory_len(), count.is_some()) as u16,
             offset: data_len as u16,
+            count_slot,
+            _pad: [0; 3],
         };
         plans.push(ArgPlan {
             slot,
             // Shared, not owned: the key is cloned into every span.
             key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
             ty: arg.ty,
+            memory,
             data: data_len..data_len + size,
             max_len: usize::from(arg.memory_len()),
         });
@@ -180,7 +191,7 @@ impl ArgPlan {
     /// The bytes the kernel read behind the register (a string without its NUL), or `None`
     /// when the read faulted; empty for register types.
     fn memory<'a>(&self, event: &CallEvent, data: &'a [u8]) -> Option<&'a [u8]> {
-        if !self.ty.is_memory() {
+        if self.memory == MemoryKind::None {
             return Some(&[]);
         }
         let captured = event
@@ -192,11 +203,12 @@ impl ArgPlan {
         if captured & MEMORY_FAULT != 0 {
             return None;
         }
-        Some(match self.ty.memory() {
-            // The helper's count includes the NUL.
-            MemoryKind::Str => &bytes[..usize::from(captured).saturating_sub(1).min(bytes.len())],
-            _ => bytes,
-        })
+        // The string helper's count includes the NUL.
+        let len = match self.memory {
+            MemoryKind::Str => usize::from(captured).saturating_sub(1),
+            _ => usize::from(captured),
+        };
+        Some(&bytes[..len.min(bytes.len())])
     }
 
     /// The attributes of this argument in `event`, whose captured memory is `data`.
@@ -219,7 +231,6 @@ impl ArgPlan {
 #[cfg(test)]
 mod tests {
     use opentelemetry::Value;
-    use spanprobe_common::ArgSource;
     use spanprobe_config::{ArgSpec, Located};
 
     use super::*;
@@ -237,6 +248,7 @@ mod tests {
             ty,
             max_len,
             len,
+            len_arg: None,
         })
     }
 

@@ -217,6 +217,7 @@ mod tests {
             name: None,
             ty: ValueType::Str,
             max_len: None,
+            len_arg: None,
             len: None,
         })];
         let functions = [reads, function("/a", None, true)];

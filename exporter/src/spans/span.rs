@@ -233,6 +233,7 @@ mod tests {
                 name: name.map(Into::into),
                 ty: ValueType::I32,
                 max_len: None,
+                len_arg: None,
                 len: None,
             })
         };
