@@ -1,7 +1,7 @@
 //! `spanprobe check`: validate a config and resolve every probe, as `run` would, and show what
 //! would be attached. Needs no privileges.
 
-use std::{fmt::Write as _, path::Path};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use spanprobe_config::{ArgSpec, ExporterConfig};
 
@@ -12,6 +12,7 @@ use crate::{
     probe::links::{AttachMode, links, probe_count},
     probe::load::load,
     probe::resolve::ProbedFunction,
+    probe::trap_cost::single_step_cost,
 };
 
 /// Loads and resolves the config; returns the report to print.
@@ -20,11 +21,28 @@ pub fn check(config_path: &Path) -> anyhow::Result<String> {
     if let ExporterConfig::Otlp(otlp) = &config.exporter {
         endpoint_tls(otlp, &config.base_dir)?;
     }
-    Ok(report(config_path, &functions))
+    // Measured only when some function pays it: a fraction of a second of real traps.
+    let step_cost = functions
+        .iter()
+        .any(|function| function.single_stepped.is_some())
+        .then(|| match single_step_cost() {
+            Ok(cost) => Some(cost),
+            Err(error) => {
+                tracing::warn!("cannot measure what a single-stepped instruction costs: {error}");
+                None
+            }
+        })
+        .flatten();
+    Ok(report(config_path, &functions, step_cost))
 }
 
-/// One line per binary, then one per function: span name, symbol, address, offset, captures.
-pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
+/// One line per binary, then one per function: span name, symbol, address, offset, captures;
+/// `step_cost` is what a single-stepped first instruction costs per call on this machine.
+pub fn report(
+    config_path: &Path,
+    functions: &[ProbedFunction],
+    step_cost: Option<Duration>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -73,10 +91,13 @@ pub fn report(config_path: &Path, functions: &[ProbedFunction]) -> String {
             let _ = write!(out, ", entry-only (no return probe)");
         }
         if let Some(instruction) = &function.single_stepped {
+            let cost = step_cost.map_or_else(String::new, |cost| {
+                format!(", {:.1} µs here", cost.as_secs_f64() * 1e6)
+            });
             let _ = write!(
                 out,
                 ", first instruction `{instruction}` single-stepped by the kernel (a second \
-                 trap per call, inside the span)"
+                 trap per call{cost}, inside the span)"
             );
         }
         let args: Vec<_> = function

@@ -16,3 +16,4 @@ pub mod load;
 pub mod resolve;
 pub mod symbols;
 pub mod sysv;
+pub mod trap_cost;
