@@ -120,8 +120,7 @@ async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
 /// spans, nested the same way, one perf event per function and program.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_perf_event_fallback_traces_the_same() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls", &[]);
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let config = s.write(&s.config(&calls, symbols(&["outer", "middle", "inner"])));
     let mut cmd = tokio::process::Command::new(support::spanprobe());
     cmd.args(["run", "--attach", "perf-event", "--config"])
@@ -161,8 +160,7 @@ async fn the_perf_event_fallback_traces_the_same() {
 /// entries first, calls that entered between the two got frames that never popped).
 #[tokio::test(flavor = "multi_thread")]
 async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
-    let mut s = Scenario::start().await;
-    let calls = s.calls("calls-busy", &[]);
+    let (mut s, calls) = Scenario::with_calls("calls-busy", &[]).await;
     // One thread calling work() -> inner() as fast as it can for 30 s.
     let mut busy = tokio::process::Command::new(&calls)
         .args(["load", "1", "30"])

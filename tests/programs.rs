@@ -25,8 +25,7 @@ const WAIT: Duration = Duration::from_secs(15);
 /// Runs `calls ARGS...` (`calls.c`) with `functions` probed, to its exit with status 0; returns
 /// spanprobe's output and every span.
 async fn trace_calls(functions: Value, args: &[&str]) -> (Output, Vec<ReceivedSpan>) {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls", &[]);
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let command: Vec<_> = [calls.to_str().unwrap()]
         .iter()
         .chain(args)
@@ -101,8 +100,7 @@ async fn recursion_past_the_depth_bound_is_counted_and_harmless() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_inside_a_call_ends_its_spans_as_errors() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls", &[]);
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let functions = chain(&[
         json!({ "symbol": "about_to_exit", "return": { "type": "i32" } }),
         json!({ "symbol": "exit_now" }),
@@ -324,8 +322,7 @@ async fn symbol_address(binary: &Path, function: &str) -> u64 {
 /// (fork and exec), and a fork that calls at once without exec.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_s_children_are_traced_from_their_first_call() {
-    let mut s = Scenario::start().await;
-    let calls = s.calls("calls-children", &[]);
+    let (mut s, calls) = Scenario::with_calls("calls-children", &[]).await;
 
     let script = format!("{} threads 1; true", calls.display());
     let config = s.config(&calls, chain(&[]));
@@ -435,8 +432,7 @@ fn ticks() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_of_the_binary_each_with_its_own_resource() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls-many", &[]);
+    let (s, calls) = Scenario::with_calls("calls-many", &[]).await;
     let tracer = s.sidecar(&s.config(&calls, ticks())).await;
     // Two processes started after spanprobe, not by it, living long enough (60 ms) for their
     // details to be read from /proc.
@@ -476,16 +472,20 @@ async fn every_process_of_the_binary_each_with_its_own_resource() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attaching_to_an_already_running_process_by_pid() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls-serve", &[]);
-    let mut server = tokio::process::Command::new(&calls)
+/// `calls serve 100`, started apart from spanprobe, with its standard output to `stdout`.
+fn serve(calls: &Path, stdout: Stdio) -> tokio::process::Child {
+    tokio::process::Command::new(calls)
         .args(["serve", "100"])
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attaching_to_an_already_running_process_by_pid() {
+    let (s, calls) = Scenario::with_calls("calls-serve", &[]).await;
+    let mut server = serve(&calls, Stdio::piped());
     let mut first = String::new();
     BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut first)
@@ -495,12 +495,7 @@ async fn attaching_to_an_already_running_process_by_pid() {
         .parse()
         .unwrap();
     // Another process of the same binary, which `pid:` must leave out.
-    let mut other = tokio::process::Command::new(&calls)
-        .args(["serve", "100"])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut other = serve(&calls, Stdio::null());
     let of_pid = |pid: i64| {
         let mut config = s.config(&calls, ticks());
         config["probes"][0]["pid"] = json!(pid);
@@ -575,8 +570,7 @@ async fn sampling_keeps_or_drops_whole_traces() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lower_depth_limit_is_honoured() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls", &[]);
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let functions =
         json!([{ "symbol": "recurse", "args": [{ "index": 0, "name": "depth", "type": "i64" }] }]);
     let mut config = s.config(&calls, functions);
@@ -834,8 +828,7 @@ async fn tail_calls_between_probed_functions_pair_up() {
 /// just past it, see the same registers and stack, and every value comes out the same.
 #[tokio::test(flavor = "multi_thread")]
 async fn functions_starting_with_endbr64_are_probed_past_it() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls-cet", &["-fcf-protection=full"]);
+    let (s, calls) = Scenario::with_calls("calls-cet", &["-fcf-protection=full"]).await;
     let mut inner = x_and_return("inner");
     inner["stack"] = json!(true);
     let config = s.config(
@@ -919,10 +912,17 @@ fn reported(stderr: &str, key: &str) -> u64 {
         .unwrap()
 }
 
+/// Asserts that spanprobe's report at exit (in `stderr`) has all `n` spans exported and none
+/// dropped, after retrying; `what` names the case.
+fn assert_exported_after_retries(stderr: &str, n: u64, what: &str) {
+    assert_eq!(reported(stderr, "exported"), n, "{what}: {stderr}");
+    assert_eq!(reported(stderr, "dropped"), 0, "{what}: {stderr}");
+    assert!(stderr.contains("retrying with backoff"), "{what}: {stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn overload_losses_are_counted_to_the_last_call() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls", &[]);
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
     // A 4 KiB ring holds a few dozen events: most of 20000 calls cannot be delivered.
     let mut config = s.config(&calls, symbols(&["inner"]));
     config["limits"] = json!({ "ring_buffer_size": 4096 });
@@ -974,8 +974,7 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
     assert_eq!(arrived.len(), 100);
     let stderr = tracer.stop().await;
     // produced = exported + dropped: nothing was dropped, all 150 were exported.
-    assert_eq!(reported(&stderr, "exported"), 150, "{stderr}");
-    assert_eq!(reported(&stderr, "dropped"), 0, "{stderr}");
+    assert_exported_after_retries(&stderr, 150, "outage");
     assert!(
         stderr.contains("export failed; retrying with backoff"),
         "{stderr}"
@@ -1011,8 +1010,7 @@ async fn bench_calls(
 /// Runs `test` once per transport (`grpc`, then `http/protobuf`), each time against a fresh
 /// receiver, with `calls.c` built once as `name`: `test(scenario, calls, protocol)`.
 async fn on_each_transport(name: &str, test: impl AsyncFn(&Scenario, &Path, &str)) {
-    let mut s = Scenario::start().await;
-    let calls = s.calls(name, &[]);
+    let (mut s, calls) = Scenario::with_calls(name, &[]).await;
     for protocol in ["grpc", "http/protobuf"] {
         s.receiver = Receiver::start().await;
         test(&s, &calls, protocol).await;
@@ -1119,12 +1117,7 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
             "{protocol}"
         );
         let stderr = tracer.stop().await;
-        assert_eq!(reported(&stderr, "exported"), 25, "{protocol}: {stderr}");
-        assert_eq!(reported(&stderr, "dropped"), 0, "{protocol}: {stderr}");
-        assert!(
-            stderr.contains("retrying with backoff"),
-            "{protocol}: {stderr}"
-        );
+        assert_exported_after_retries(&stderr, 25, protocol);
     })
     .await;
 }
@@ -1203,8 +1196,7 @@ async fn scrape(address: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_served_in_prometheus_text() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls-metrics", &[]);
+    let (s, calls) = Scenario::with_calls("calls-metrics", &[]).await;
     // A free port: bind, note it, let go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1250,8 +1242,7 @@ async fn metrics_are_served_in_prometheus_text() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_in_progress_at_shutdown_are_reported() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls-slow", &[]);
+    let (s, calls) = Scenario::with_calls("calls-slow", &[]).await;
     let tracer = s.sidecar(&s.config(&calls, symbols(&["slow"]))).await;
     let mut sleeper = tokio::process::Command::new(&calls)
         .args(["slow", "3000"])

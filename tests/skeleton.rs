@@ -6,6 +6,7 @@ mod support;
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    process::Stdio,
     time::Duration,
 };
 
@@ -13,6 +14,10 @@ use serde_json::{Value, json};
 use support::{
     receiver::{Protocol, ReceivedSpan},
     scenario::{Scenario, Workdir, assert_exit, named, probe, symbols},
+};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncRead, BufReader, Lines},
+    process::Child,
 };
 
 const LOOPS: i64 = 5;
@@ -291,6 +296,40 @@ async fn exits_with_the_commands_status() {
     assert_eq!(output.status.code(), Some(128 + 15));
 }
 
+/// Which of spanprobe's outputs a test reads.
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// spanprobe started with `args`, and the lines of the output `read`; the other is discarded.
+fn spawn_reading(
+    args: &[&str],
+    read: Stream,
+) -> (Child, Lines<BufReader<Box<dyn AsyncRead + Unpin + Send>>>) {
+    let (stdout, stderr) = match read {
+        Stream::Stdout => (Stdio::piped(), Stdio::null()),
+        Stream::Stderr => (Stdio::null(), Stdio::piped()),
+    };
+    let mut child = tokio::process::Command::new(support::spanprobe())
+        .args(args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stream: Box<dyn AsyncRead + Unpin + Send> = match read {
+        Stream::Stdout => Box::new(child.stdout.take().unwrap()),
+        Stream::Stderr => Box::new(child.stderr.take().unwrap()),
+    };
+    (child, BufReader::new(stream).lines())
+}
+
+/// Sends SIGINT to `child`, as `kill -INT` would (not a terminal).
+fn interrupt(child: &Child) {
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+}
+
 /// A SIGINT sent to spanprobe (kill, not a terminal) is passed on to the command, once: the
 /// command counts the SIGINTs it gets and exits with that count after the first.
 #[tokio::test(flavor = "multi_thread")]
@@ -299,26 +338,14 @@ async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
     let config = inner_of_demo(&dir);
     let script = "n=0; trap 'n=$((n+1))' INT; echo ready; \
                   while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.5; exit $((40+n))";
-    let mut child = tokio::process::Command::new(support::spanprobe())
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let config = config.to_str().unwrap();
+    let (mut child, mut lines) = spawn_reading(
+        &["run", "--config", config, "--", "sh", "-c", script],
+        Stream::Stdout,
+    );
     let ready = tokio::time::timeout(WAIT, lines.next_line()).await;
     assert_eq!(ready.unwrap().unwrap().as_deref(), Some("ready"));
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    interrupt(&child);
     let status = tokio::time::timeout(WAIT, child.wait())
         .await
         .unwrap()
@@ -336,20 +363,11 @@ async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
 async fn a_signal_during_start_up_ends_the_run_cleanly() {
     let dir = Workdir::new();
     let config = inner_of_demo(&dir);
-    let mut child = tokio::process::Command::new(support::spanprobe())
-        .args([
-            "--log-level",
-            "debug",
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let config = config.to_str().unwrap();
+    let (mut child, mut lines) = spawn_reading(
+        &["--log-level", "debug", "run", "--config", config],
+        Stream::Stderr,
+    );
     let mut seen = String::new();
     loop {
         let line = tokio::time::timeout(WAIT, lines.next_line())
@@ -363,8 +381,7 @@ async fn a_signal_during_start_up_ends_the_run_cleanly() {
             break;
         }
     }
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    interrupt(&child);
     let rest = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             seen.push_str(&line);
@@ -464,28 +481,27 @@ async fn unknown_symbols_are_all_named_with_suggestions() {
     let demo = dir.path().join("demo");
     let lines: Vec<_> = err.trim().lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
-    assert!(
-        lines[0].starts_with(&format!(
-            "spanprobe: {}:5:17: probes[0].functions[1].symbol: {}: no function `two_ints_and_retrun` (closest: `two_ints_and_return`",
-            config.display(),
-            demo.display()
-        )),
-        "{err}"
-    );
-    assert!(
-        lines[1].starts_with(&format!(
-            "{}:6:17: probes[0].functions[2].symbol: {}: no function `no_such_function_here`",
-            config.display(),
-            demo.display()
-        )),
-        "{err}"
-    );
+    let (config, demo) = (config.display(), demo.display());
+    let expected = [
+        format!(
+            "spanprobe: {config}:5:17: probes[0].functions[1].symbol: {demo}: no function `two_ints_and_retrun` (closest: `two_ints_and_return`"
+        ),
+        format!(
+            "{config}:6:17: probes[0].functions[2].symbol: {demo}: no function `no_such_function_here`"
+        ),
+    ];
+    for (line, prefix) in lines.iter().zip(&expected) {
+        assert!(line.starts_with(prefix.as_str()), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pid_filter_and_a_command_exclude_each_other() {
-    let yaml = "probes:\n  - binary: demo\n    pid: 1\n    functions: [{ symbol: inner }]\n";
-    let (_, config, err) = run_bad_yaml(yaml, 1).await;
+    let dir = Workdir::new();
+    let mut probe = probe("demo", symbols(&["inner"]));
+    probe["pid"] = json!(1);
+    let config = dir.write(&json!({ "probes": [probe] }));
+    let err = run_bad(&dir, &config, 1).await;
     assert_eq!(
         err.trim(),
         format!(

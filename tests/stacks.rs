@@ -41,8 +41,7 @@ fn assert_frame(frame: &str, function: &str, file: &str, line: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_chain_has_exact_frames_and_no_trampolines() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls", &[]);
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let functions = json!([{ "symbol": "outer" }, { "symbol": "middle" }, { "symbol": "inner", "stack": true }]);
     // chain-wait stays alive while its stack is read: shared libraries resolve too.
     let command = [calls.to_str().unwrap(), "chain-wait"];
@@ -131,8 +130,7 @@ async fn cpp_frames_are_demangled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stacks_without_frame_pointers_are_marked_truncated() {
-    let s = Scenario::start().await;
-    let calls = s.calls("calls", &["-fomit-frame-pointer"]);
+    let (s, calls) = Scenario::with_calls("calls", &["-fomit-frame-pointer"]).await;
     let config = s.config(&calls, json!([{ "symbol": "inner", "stack": true }]));
     let (_, spans) = s
         .trace_ok(&config, &[calls.to_str().unwrap(), "chain-wait"])

@@ -109,6 +109,13 @@ impl Scenario {
         Scenario::with(Receiver::start_tls(identity).await)
     }
 
+    /// A fresh directory and receiver, with `calls.c` built as `name` with extra `flags`.
+    pub async fn with_calls(name: &str, flags: &[&str]) -> (Scenario, PathBuf) {
+        let scenario = Scenario::start().await;
+        let calls = scenario.calls(name, flags);
+        (scenario, calls)
+    }
+
     fn with(receiver: Receiver) -> Scenario {
         Scenario {
             receiver,
