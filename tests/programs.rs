@@ -26,11 +26,8 @@ const WAIT: Duration = Duration::from_secs(15);
 /// spanprobe's output and every span.
 async fn trace_calls(functions: Value, args: &[&str]) -> (Output, Vec<ReceivedSpan>) {
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
-    let command: Vec<_> = [calls.to_str().unwrap()]
-        .iter()
-        .chain(args)
-        .copied()
-        .collect();
+    let mut command = vec![calls.to_str().unwrap()];
+    command.extend(args);
     s.trace_ok(&s.config(&calls, functions), &command).await
 }
 
@@ -252,7 +249,11 @@ async fn pie_non_pie_and_stripped_binaries() {
     let non_pie = s.calls("nonpie", &["-fno-PIE", "-no-pie"]);
     for binary in [&pie, &non_pie] {
         let functions = json!([
-            { "symbol": "recurse", "args": [{ "index": 0, "type": "i64" }], "return": { "type": "i64" } },
+            {
+                "symbol": "recurse",
+                "args": [{ "index": 0, "type": "i64" }],
+                "return": { "type": "i64" },
+            },
         ]);
         let config = s.config(binary, functions);
         let _ = s
@@ -276,7 +277,13 @@ async fn pie_non_pie_and_stripped_binaries() {
                 .success()
         );
     }
-    let tick = |at: &str, place: u64| json!([{ at: place, "span_name": "tick", "args": [{ "index": 0, "type": "i64" }] }]);
+    let tick = |at: &str, place: u64| {
+        json!([{
+            at: place,
+            "span_name": "tick",
+            "args": [{ "index": 0, "type": "i64" }],
+        }])
+    };
     let config = s.config(&stripped_pie, tick("offset", offset));
     let _ = s
         .trace_ok(&config, &[stripped_pie.to_str().unwrap(), "serve", "2"])
@@ -548,7 +555,11 @@ async fn attaching_to_an_already_running_process_by_pid() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sampling_keeps_or_drops_whole_traces() {
     let functions = json!([
-        { "symbol": "outer", "sample_rate": 0.5, "args": [{ "index": 0, "name": "x", "type": "i64" }] },
+        {
+            "symbol": "outer",
+            "sample_rate": 0.5,
+            "args": [{ "index": 0, "name": "x", "type": "i64" }],
+        },
         { "symbol": "middle" },
         { "symbol": "inner", "sample_rate": 0 },
     ]);

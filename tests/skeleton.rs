@@ -29,7 +29,10 @@ fn demo_config(s: &Scenario, demo: &Path, protocol: &str) -> Value {
         add(),
         {
             "symbol": "two_chars_and_return",
-            "args": [{ "index": 0, "name": "a", "type": "char" }, { "index": 1, "name": "b", "type": "char" }],
+            "args": [
+                { "index": 0, "name": "a", "type": "char" },
+                { "index": 1, "name": "b", "type": "char" },
+            ],
             "return": { "name": "c", "type": "char" },
         },
         { "symbol": "do_nothing_and_return", "return": { "type": "i32" } },
@@ -55,7 +58,10 @@ fn add() -> Value {
     json!({
         "symbol": "two_ints_and_return",
         "span_name": "add",
-        "args": [{ "index": 0, "name": "a", "type": "i32" }, { "index": 1, "name": "b", "type": "i32" }],
+        "args": [
+            { "index": 0, "name": "a", "type": "i32" },
+            { "index": 1, "name": "b", "type": "i32" },
+        ],
         "return": { "name": "sum", "type": "i32" },
     })
 }

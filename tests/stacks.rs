@@ -42,7 +42,11 @@ fn assert_frame(frame: &str, function: &str, file: &str, line: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_chain_has_exact_frames_and_no_trampolines() {
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
-    let functions = json!([{ "symbol": "outer" }, { "symbol": "middle" }, { "symbol": "inner", "stack": true }]);
+    let functions = json!([
+        { "symbol": "outer" },
+        { "symbol": "middle" },
+        { "symbol": "inner", "stack": true },
+    ]);
     // chain-wait stays alive while its stack is read: shared libraries resolve too.
     let command = [calls.to_str().unwrap(), "chain-wait"];
     let (_, spans) = s.trace_ok(&s.config(&calls, functions), &command).await;

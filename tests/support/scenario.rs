@@ -17,18 +17,21 @@ use super::{
     receiver::{ReceivedSpan, Receiver, ServerIdentity},
 };
 
-/// A scratch directory: programs are built into it and configs written there.
+/// A scratch directory: programs are built into it and configs written there. It is removed
+/// when dropped, so a test keeps it while its files are in use.
 pub struct Workdir {
     dir: tempfile::TempDir,
 }
 
 impl Workdir {
+    /// A fresh, empty directory.
     pub fn new() -> Workdir {
         Workdir {
             dir: tempfile::tempdir().expect("temporary directory"),
         }
     }
 
+    /// Where the directory is.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -86,6 +89,7 @@ impl Default for Workdir {
 
 /// A [`Workdir`] and the receiver its configs export to.
 pub struct Scenario {
+    /// Replaced by a test that wants a fresh one, or taken to stop it.
     pub receiver: Receiver,
     workdir: Workdir,
 }
