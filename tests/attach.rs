@@ -4,42 +4,19 @@
 mod support;
 
 use std::{
-    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use support::{
-    Sidecar,
     receiver::{ReceivedSpan, Receiver},
+    scenario::{Scenario, assert_exit, symbols},
 };
 
 /// Debian's libsqlite3, stripped: its dynamic symbols are all there is to probe by name.
 const SQLITE: &str = "libsqlite3.so.0";
 /// Every exported function of libsqlite3 (about 280).
 const SQLITE_API: &str = "sqlite3_*";
-
-/// A config exporting to `receiver` that probes `symbols` (names or globs) of `binary`.
-fn probes_config(
-    dir: &Path,
-    receiver: &Receiver,
-    binary: &str,
-    symbols: &[&str],
-) -> std::path::PathBuf {
-    let functions: Vec<_> = symbols
-        .iter()
-        .map(|symbol| format!("{{ symbol: \"{symbol}\" }}"))
-        .collect();
-    support::write_config(
-        dir,
-        &format!(
-            "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:\n  - binary: {binary}\n    \
-             functions: [{}]\n",
-            receiver.grpc_endpoint(),
-            functions.join(", ")
-        ),
-    )
-}
 
 fn names(spans: &[ReceivedSpan]) -> Vec<&str> {
     spans.iter().map(ReceivedSpan::name).collect()
@@ -49,9 +26,8 @@ fn names(spans: &[ReceivedSpan]) -> Vec<&str> {
 /// run ends promptly after the command (perf-event uprobes took a minute here).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = probes_config(dir.path(), &receiver, SQLITE, &[SQLITE_API]);
+    let s = Scenario::start().await;
+    let config = s.write(&s.config(SQLITE, symbols(&[SQLITE_API])));
     let check = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
     let report = support::stdout(&check);
     let functions: usize = report
@@ -73,7 +49,7 @@ async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
     let output = support::run(&config, &["sqlite3", ":memory:", "select 40 + 2;"]).await;
     let elapsed = started.elapsed();
     let stderr = support::stderr(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_exit(&output, 0);
     assert_eq!(support::stdout(&output), "42\n");
     assert!(
         stderr.contains(&format!(
@@ -84,7 +60,7 @@ async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
     );
     // Generous for CI noise: the run takes about half a second here.
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}: {stderr}");
-    let spans = receiver.spans();
+    let spans = s.receiver.spans();
     let names = names(&spans);
     for expected in [
         "sqlite3_open_v2",
@@ -109,10 +85,8 @@ async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
 /// it saw.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = probes_config(dir.path(), &receiver, SQLITE, &[SQLITE_API]);
-    let sidecar = Sidecar::start(&config, &[]).await;
+    let s = Scenario::start().await;
+    let sidecar = s.sidecar(&s.config(SQLITE, symbols(&[SQLITE_API]))).await;
     let mut pids = Vec::new();
     for query in ["select 1;", "select 2;"] {
         let mut sqlite = tokio::process::Command::new("sqlite3")
@@ -131,7 +105,8 @@ async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
         started.elapsed()
     );
     // Other tests' processes run the library too: only ours are counted.
-    let opened: Vec<_> = receiver
+    let opened: Vec<_> = s
+        .receiver
         .spans()
         .into_iter()
         .filter(|s| s.name() == "sqlite3_open_v2")
@@ -145,15 +120,8 @@ async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
 /// spans, nested the same way, one perf event per function and program.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_perf_event_fallback_traces_the_same() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls");
-    let config = probes_config(
-        dir.path(),
-        &receiver,
-        calls.to_str().unwrap(),
-        &["outer", "middle", "inner"],
-    );
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
+    let config = s.write(&s.config(&calls, symbols(&["outer", "middle", "inner"])));
     let mut cmd = tokio::process::Command::new(support::spanprobe());
     cmd.args(["run", "--attach", "perf-event", "--config"])
         .arg(&config)
@@ -162,13 +130,13 @@ async fn the_perf_event_fallback_traces_the_same() {
         .args(["threads", "1"]);
     let output = cmd.output().await.unwrap();
     let stderr = support::stderr(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_exit(&output, 0);
     // outer, middle, inner: each an entry and a return, each its own perf event.
     assert!(
         stderr.contains("attached with perf-event uprobes probes=6 links=6 functions=3"),
         "{stderr}"
     );
-    let spans = receiver.spans();
+    let spans = s.receiver.spans();
     assert_eq!(spans.len(), 60, "20 calls of outer -> middle -> inner");
     let parent_of = |span: &ReceivedSpan| {
         spans
@@ -192,8 +160,7 @@ async fn the_perf_event_fallback_traces_the_same() {
 /// entries first, calls that entered between the two got frames that never popped).
 #[tokio::test(flavor = "multi_thread")]
 async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-busy");
+    let (mut s, calls) = Scenario::with_calls("calls-busy", &[]).await;
     // One thread calling work() -> inner() as fast as it can for 30 s.
     let mut busy = tokio::process::Command::new(&calls)
         .args(["load", "1", "30"])
@@ -202,17 +169,13 @@ async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
         .spawn()
         .unwrap();
     for attach in 1..=3 {
-        let receiver = Receiver::start().await;
-        let config = probes_config(
-            dir.path(),
-            &receiver,
-            calls.to_str().unwrap(),
-            &["work", "inner"],
-        );
-        let sidecar = Sidecar::start(&config, &[]).await;
+        s.receiver = Receiver::start().await;
+        let sidecar = s
+            .sidecar(&s.config(&calls, symbols(&["work", "inner"])))
+            .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let stderr = sidecar.stop().await;
-        let spans = receiver.spans();
+        let spans = s.receiver.spans();
         assert!(spans.len() > 100, "attach {attach}: {} spans", spans.len());
         let unwound: Vec<_> = spans
             .iter()
@@ -237,14 +200,4 @@ async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
         );
     }
     let _ = busy.kill().await;
-}
-
-/// `calls.c` built into `dir` as `name`.
-fn build_calls(dir: &Path, name: &str) -> std::path::PathBuf {
-    support::compile_c(
-        &support::programs().join("calls.c"),
-        dir,
-        name,
-        &["-pthread"],
-    )
 }

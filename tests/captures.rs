@@ -6,41 +6,29 @@ mod support;
 
 use std::time::Duration;
 
-use support::receiver::{ReceivedSpan, Receiver};
-
-fn only<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
-    spans.iter().filter(|s| s.name() == name).collect()
-}
+use support::scenario::{Scenario, assert_exit, named};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_capture_type_arrives_with_its_value() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scenario::start().await;
     let examples = support::repo_root().join("examples/captures");
-    support::compile_c(&examples.join("captures.c"), dir.path(), "captures", &[]);
-    // The bundled config, pointed at this build and at the receiver.
+    let binary = support::compile_c(&examples.join("captures.c"), s.path(), "captures", &[]);
+    // The bundled config, as its text, pointed at this build and at the receiver.
     let bundled = std::fs::read_to_string(examples.join("captures.yaml")).unwrap();
     let config = bundled.replace(
         "service_name: captures\n",
         &format!(
             "service_name: captures\nexporter:\n  otlp: {{ endpoint: \"{}\" }}\n",
-            receiver.grpc_endpoint()
+            s.receiver.grpc_endpoint()
         ),
     );
-    let config = support::write_config(dir.path(), &config);
-    let binary = dir.path().join("captures");
-    let output = support::run(&config, &[binary.to_str().unwrap()]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        support::stderr(&output)
-    );
+    let output = support::run(&s.write_yaml(&config), &[binary.to_str().unwrap()]).await;
+    assert_exit(&output, 0);
 
-    let spans = receiver.wait_for_spans(7, Duration::from_secs(10)).await;
+    let spans = s.receiver.wait_for_spans(7, Duration::from_secs(10)).await;
     assert_eq!(spans.len(), 7);
 
-    let opens = only(&spans, "open_path");
+    let opens = named(&spans, "open_path");
     assert_eq!(opens.len(), 3);
     // In call order: a string on a page the program had not touched yet, an error return, and
     // a string longer than max_len.
@@ -64,7 +52,7 @@ async fn every_capture_type_arrives_with_its_value() {
     assert_eq!(opens[2].str_attr("path"), Some("a-rather-long-pa"));
     assert_eq!(opens[2].bool_attr("path.truncated"), Some(true));
 
-    let sum = only(&spans, "checksum")[0];
+    let sum = named(&spans, "checksum")[0];
     assert_eq!(sum.str_attr("key"), Some("deadbeef"));
     assert_eq!(sum.int_attr("len"), Some(4));
     let expected = [0xdeu32, 0xad, 0xbe, 0xef]
@@ -72,7 +60,7 @@ async fn every_capture_type_arrives_with_its_value() {
         .fold(0u32, |s, b| s.wrapping_mul(31).wrapping_add(*b));
     assert_eq!(sum.int_attr("sum"), Some(i64::from(expected)));
 
-    let nine = only(&spans, "nine_args")[0];
+    let nine = named(&spans, "nine_args")[0];
     assert_eq!(nine.int_attr("arg0"), Some(1));
     assert_eq!(nine.int_attr("arg5"), Some(6));
     // Past i64::MAX: the decimal string.
@@ -84,12 +72,12 @@ async fn every_capture_type_arrives_with_its_value() {
         Some(1 + 2 + 3 + 4 + 5 + 6 + 0x10 + 1 + 122)
     );
 
-    let pointer = only(&spans, "pass_pointer")[0];
+    let pointer = named(&spans, "pass_pointer")[0];
     assert_eq!(pointer.str_attr("p"), Some("0x1234"));
     assert_eq!(pointer.str_attr("return_value"), Some("0x1234"));
     assert_eq!(pointer.span.status.as_ref().map(|s| s.code), Some(0));
 
-    let null = only(&spans, "name_length")[0];
+    let null = named(&spans, "name_length")[0];
     assert_eq!(null.str_attr("name"), Some("(null)"));
     assert_eq!(null.int_attr("return_value"), Some(-1));
 }

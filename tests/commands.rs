@@ -2,23 +2,25 @@
 
 mod support;
 
-use std::{os::unix::fs::PermissionsExt as _, path::Path};
+use std::{
+    ffi::{OsStr, OsString},
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+};
+
+use serde_json::json;
+use support::scenario::{Workdir, assert_exit, probe, symbols};
 
 /// Makes `dir` readable by an unprivileged user.
 fn open_up(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// Runs spanprobe as `nobody`, with no capabilities.
-async fn unprivileged(args: &[&str]) -> std::process::Output {
+/// Runs spanprobe with `args` under `setpriv` with `privileges` (its options).
+async fn setpriv<S: AsRef<OsStr>>(privileges: &[String], args: &[S]) -> std::process::Output {
     tokio::process::Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--",
-        ])
+        .args(privileges)
+        .arg("--")
         .arg(support::spanprobe())
         .args(args)
         .output()
@@ -26,22 +28,34 @@ async fn unprivileged(args: &[&str]) -> std::process::Output {
         .expect("setpriv runs")
 }
 
+/// Runs spanprobe as `nobody`, with no capabilities.
+async fn unprivileged(args: &[&str]) -> std::process::Output {
+    let nobody = [
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    setpriv(&nobody.map(String::from), args).await
+}
+
 #[tokio::test]
 async fn check_shows_what_would_be_attached_without_root() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     open_up(dir.path());
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: demo\n    functions:\n      - symbol: two_ints_and_return\n        span_name: add\n        args: [{ index: 0, name: a, type: i32 }, { index: 7, name: h, type: str, max_len: 8 }]\n        return: { name: sum, type: i32, error_when: '< 0' }\n",
-    );
+    let demo = dir.demo();
+    let add = json!({
+        "symbol": "two_ints_and_return",
+        "span_name": "add",
+        "args": [
+            { "index": 0, "name": "a", "type": "i32" },
+            { "index": 7, "name": "h", "type": "str", "max_len": 8 },
+        ],
+        "return": { "name": "sum", "type": "i32", "error_when": "< 0" },
+    });
+    let config = dir.write(&json!({ "probes": [probe("demo", json!([add]))] }));
     let output = unprivileged(&["check", "--config", config.to_str().unwrap()]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        support::stderr(&output)
-    );
+    assert_exit(&output, 0);
     let symbols =
         support::spanprobe_with(&["symbols", demo.to_str().unwrap(), "two_ints_and_return"]).await;
     let address = support::stdout(&symbols)
@@ -61,19 +75,24 @@ async fn check_shows_what_would_be_attached_without_root() {
     );
 }
 
-#[tokio::test]
-async fn check_reports_every_problem_and_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
-    open_up(dir.path());
-    support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: demo\n    functions:\n      - symbol: no_such\n      - offset: 0x1\n      - symbol: inner\n        args: [{ index: 0, type: f32 }]\n",
-    );
+/// Runs `check` on `config` as `nobody`: it finds problems, exits with 2, and says them on stderr,
+/// which is returned.
+async fn check_refuses(config: &Path) -> String {
     let output = unprivileged(&["check", "-c", config.to_str().unwrap()]).await;
     assert_eq!(output.status.code(), Some(2));
+    support::stderr(&output)
+}
+
+#[tokio::test]
+async fn check_reports_every_problem_and_exits_2() {
+    let dir = Workdir::new();
+    open_up(dir.path());
+    dir.demo();
+    let config = dir.write_yaml(
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: no_such\n      - offset: 0x1\n      - symbol: inner\n        args: [{ index: 0, type: f32 }]\n",
+    );
+    let err = check_refuses(&config).await;
     // A schema error, then what resolving the rest finds, in file order.
-    let err = support::stderr(&output);
     let lines: Vec<_> = err.trim().lines().collect();
     assert_eq!(lines.len(), 3, "{err}");
     assert!(
@@ -101,9 +120,7 @@ async fn check_reports_every_problem_and_exits_2() {
         "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n        sample_rate: 2\n      - symbol: no_such\n",
     )
     .unwrap();
-    let output = unprivileged(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_eq!(output.status.code(), Some(2));
-    let err = support::stderr(&output);
+    let err = check_refuses(&config).await;
     let lines: Vec<_> = err.trim().lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
     assert!(
@@ -119,8 +136,8 @@ async fn check_reports_every_problem_and_exits_2() {
 
 #[tokio::test]
 async fn symbols_lists_and_filters_functions() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
+    let dir = Workdir::new();
+    let demo = dir.demo();
     let output =
         support::spanprobe_with(&["symbols", demo.to_str().unwrap(), "*_and_return"]).await;
     assert_eq!(output.status.code(), Some(0));
@@ -150,8 +167,8 @@ async fn symbols_lists_and_filters_functions() {
 /// symbols and what matches nothing each get a message saying why, and a non-zero exit.
 #[tokio::test]
 async fn symbols_and_init_say_why_they_find_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
+    let dir = Workdir::new();
+    let demo = dir.demo();
     let failure = |output: &std::process::Output| {
         assert_eq!(output.status.code(), Some(1), "{}", support::stdout(output));
         support::stderr(output)
@@ -188,30 +205,24 @@ async fn symbols_and_init_say_why_they_find_nothing() {
 #[tokio::test]
 async fn init_names_a_library_by_its_soname() {
     let output = support::spanprobe_with(&["init", "libsqlite3.so.0", "sqlite3_open*"]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
+    assert_exit(&output, 0);
     let text = support::stdout(&output);
     assert!(text.contains("  - binary: libsqlite3.so.0\n"), "{text}");
     assert!(text.contains("      - symbol: sqlite3_open_v2\n"), "{text}");
     assert!(!text.contains("\nservice_name:"), "{text}");
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(dir.path(), &text);
+    let dir = Workdir::new();
+    let config = dir.write_yaml(&text);
     let check = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
-    assert_eq!(check.status.code(), Some(0), "{}", support::stderr(&check));
+    assert_exit(&check, 0);
 }
 
 /// A symbol the binary only imports names the library that defines it.
 #[tokio::test]
 async fn an_imported_symbol_names_the_library_that_defines_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: /usr/bin/sqlite3\n    functions: [{ symbol: sqlite3_open_v2 }]\n",
-    );
+    let dir = Workdir::new();
+    let config = dir.write(&json!({
+        "probes": [probe("/usr/bin/sqlite3", symbols(&["sqlite3_open_v2"]))],
+    }));
     let output = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
     assert_eq!(output.status.code(), Some(2));
     let err = support::stderr(&output);
@@ -227,13 +238,10 @@ async fn an_imported_symbol_names_the_library_that_defines_it() {
 /// A command that cannot start is said before anything is attached.
 #[tokio::test]
 async fn a_missing_command_is_found_before_attaching() {
-    let dir = tempfile::tempdir().unwrap();
-    support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: demo\n    functions: [{ symbol: inner }]\n",
-    );
-    let output = support::run(&config, &["no-such-program-here"]).await;
+    let dir = Workdir::new();
+    dir.demo();
+    let config = json!({ "probes": [probe("demo", symbols(&["inner"]))] });
+    let output = dir.run(&config, &["no-such-program-here"]).await;
     assert_eq!(output.status.code(), Some(1));
     let err = support::stderr(&output);
     assert!(
@@ -247,18 +255,10 @@ async fn a_missing_command_is_found_before_attaching() {
 /// never loads the probed library.
 #[tokio::test]
 async fn probes_that_saw_no_call_are_named_at_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: libsqlite3.so.0\n    functions: [{ symbol: \"sqlite3_open*\" }]\n",
-    );
-    let output = support::run(&config, &["true"]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
+    let dir = Workdir::new();
+    let config = json!({ "probes": [probe("libsqlite3.so.0", symbols(&["sqlite3_open*"]))] });
+    let output = dir.run(&config, &["true"]).await;
+    assert_exit(&output, 0);
     let err = support::stderr(&output);
     assert!(
         err.contains(
@@ -290,7 +290,7 @@ async fn a_closed_pipe_ends_output_quietly() {
 
 #[tokio::test]
 async fn init_writes_a_config_that_checks() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let source = support::repo_root().join("examples/captures/captures.c");
     let binary = support::compile_c(&source, dir.path(), "captures", &[]);
     let output = support::spanprobe_with(&[
@@ -301,12 +301,7 @@ async fn init_writes_a_config_that_checks() {
         "pass_pointer",
     ])
     .await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
+    assert_exit(&output, 0);
     let config_text = support::stdout(&output);
     assert!(
         config_text.contains("- { index: 0, name: path, type: str }  # const char *"),
@@ -324,7 +319,7 @@ async fn init_writes_a_config_that_checks() {
         config_text.contains("return: { type: ptr }  # void *"),
         "{config_text}"
     );
-    let config = support::write_config(dir.path(), &config_text);
+    let config = dir.write_yaml(&config_text);
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_eq!(
         check.status.code(),
@@ -349,10 +344,9 @@ async fn init_writes_a_config_that_checks() {
 /// Go functions get entry-only spans: `return` and `args` are refused with the reason.
 #[tokio::test]
 async fn go_binaries_refuse_return_and_args_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    support::build_fake_go(dir.path());
-    let config = support::write_config(
-        dir.path(),
+    let dir = Workdir::new();
+    dir.fake_go();
+    let config = dir.write_yaml(
         "probes:\n  - binary: fakego\n    functions:\n      - symbol: handler\n        return: { type: i32 }\n      - symbol: main\n        args: [{ index: 0, type: i32 }]\n",
     );
     let output = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
@@ -394,12 +388,7 @@ async fn go_binaries_refuse_return_and_args_with_the_reason() {
     )
     .unwrap();
     let output = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
+    assert_exit(&output, 0);
 }
 
 /// Runs `spanprobe run [--attach MODE]` as root but with only the capabilities `caps` (e.g.
@@ -410,33 +399,24 @@ async fn with_capabilities(
     config: &Path,
     command: &Path,
 ) -> std::process::Output {
-    tokio::process::Command::new("setpriv")
-        .arg(format!("--bounding-set=-all,{caps}"))
-        .arg(format!("--inh-caps=-all,{caps}"))
-        .arg(format!("--ambient-caps=-all,{caps}"))
-        .arg("--")
-        .arg(support::spanprobe())
-        .args(["run", "--log-level", "warn", "--config"])
-        .arg(config)
-        .args(attach.map(|mode| format!("--attach={mode}")))
-        .arg("--")
-        .arg(command)
-        .arg("1")
-        .output()
-        .await
-        .expect("setpriv runs")
+    let privileges =
+        ["bounding-set", "inh-caps", "ambient-caps"].map(|set| format!("--{set}=-all,{caps}"));
+    let mut args: Vec<OsString> = ["run", "--log-level", "warn", "--config"]
+        .map(OsString::from)
+        .into();
+    args.push(config.into());
+    args.extend(attach.map(|mode| format!("--attach={mode}").into()));
+    args.extend(["--".into(), command.into(), "1".into()]);
+    setpriv(&privileges, &args).await
 }
 
 /// The capabilities the README lists are enough, and without one spanprobe says which; the
 /// perf-event fallback needs CAP_SYS_ADMIN as well, and says so.
 #[tokio::test]
 async fn runs_with_only_the_capabilities_it_lists() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: demo\n    functions: [{ symbol: inner }]\n",
-    );
+    let dir = Workdir::new();
+    let demo = dir.demo();
+    let config = dir.write(&json!({ "probes": [probe("demo", symbols(&["inner"]))] }));
     let inner_spans = |output: &std::process::Output| {
         support::stderr(output)
             .lines()

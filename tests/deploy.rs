@@ -6,14 +6,16 @@ mod support;
 
 use std::process::Command;
 
+use support::scenario::Workdir;
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(support::repo_root().join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Runs `spanprobe check` on `config` (written into `dir`), asserts it passes, returns its report.
-fn check_passes(dir: &std::path::Path, config: &str) -> String {
-    let path = support::write_config(dir, config);
+fn check_passes(dir: &Workdir, config: &str) -> String {
+    let path = dir.write_yaml(config);
     let output = Command::new(support::spanprobe())
         .args(["check", "-c"])
         .arg(&path)
@@ -93,11 +95,11 @@ fn the_image_entry_command_and_mounted_config_exist_and_check() {
     );
 
     // The mounted config, with the demo where this machine has it, passes check.
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
+    let dir = Workdir::new();
+    let demo = dir.demo();
     let config =
         read("examples/compose/spanprobe.yaml").replace("/opt/demo/demo", demo.to_str().unwrap());
-    let report = check_passes(dir.path(), &config);
+    let report = check_passes(&dir, &config);
     assert!(report.contains("ok, 4 functions to probe"), "{report}");
 }
 
@@ -120,6 +122,5 @@ fn the_daemonset_config_checks_and_the_pod_sees_the_host() {
         .take_while(|l| l.starts_with("    ") || l.is_empty())
         .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    check_passes(dir.path(), &block);
+    check_passes(&Workdir::new(), &block);
 }

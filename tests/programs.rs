@@ -5,95 +5,44 @@
 mod support;
 
 use std::{
-    collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
+    collections::HashSet,
+    path::Path,
     process::{Output, Stdio},
     time::Duration,
 };
 
+use serde_json::{Value, json};
 use support::{
-    Sidecar,
     receiver::{Answer, ReceivedSpan, Receiver},
+    scenario::{
+        Scenario, Workdir, assert_exit, assert_stderr_has, by_id, chain, named, probe, symbols,
+    },
 };
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-use support::programs;
-
-/// `calls.c` built into `dir` with extra compiler flags.
-fn build_calls(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
-    let mut all = vec!["-pthread"];
-    all.extend_from_slice(flags);
-    support::compile_c(&programs().join("calls.c"), dir, name, &all)
-}
-
-/// A config exporting to `receiver`, with one target `binary` and `functions` (YAML list
-/// items, already indented by 6).
-fn config(receiver: &Receiver, binary: &Path, extra_target_keys: &str, functions: &str) -> String {
-    format!(
-        "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:\n  - binary: {}\n{extra_target_keys}    functions:\n{functions}",
-        receiver.grpc_endpoint(),
-        binary.display()
-    )
-}
-
-/// Runs `spanprobe run -- command` and returns its output and every span, all exported by
-/// the time spanprobe exits.
-async fn trace(
-    receiver: &Receiver,
-    dir: &Path,
-    yaml: &str,
-    command: &[&str],
-) -> (Output, Vec<ReceivedSpan>) {
-    let config = support::write_config(dir, yaml);
-    let output = support::run(&config, command).await;
-    (output, receiver.spans())
-}
-
-/// [`trace`], asserting that spanprobe (so the command) exited with status 0.
-async fn trace_ok(
-    receiver: &Receiver,
-    dir: &Path,
-    yaml: &str,
-    command: &[&str],
-) -> (Output, Vec<ReceivedSpan>) {
-    let (output, spans) = trace(receiver, dir, yaml, command).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
-    (output, spans)
-}
-
-fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
-    spans.iter().filter(|s| s.name() == name).collect()
-}
-
-fn by_id(spans: &[ReceivedSpan]) -> HashMap<Vec<u8>, &ReceivedSpan> {
-    spans.iter().map(|s| (s.span.span_id.clone(), s)).collect()
+/// Runs `calls ARGS...` (`calls.c`) with `functions` probed, to its exit with status 0; returns
+/// spanprobe's output and every span.
+async fn trace_calls(functions: Value, args: &[&str]) -> (Output, Vec<ReceivedSpan>) {
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
+    let mut command = vec![calls.to_str().unwrap()];
+    command.extend(args);
+    s.trace_ok(&s.config(&calls, functions), &command).await
 }
 
 fn incomplete(span: &ReceivedSpan) -> Option<&str> {
     span.str_attr("spanprobe.incomplete")
 }
 
-const CHAIN: &str = "      - { symbol: outer, args: [{ index: 0, name: x, type: i64 }] }\n      - { symbol: middle }\n      - { symbol: inner, args: [{ index: 0, name: x, type: i64 }] }\n";
+/// Whether every one of `spans` is of a call that returned.
+fn all_returned<'a>(spans: impl IntoIterator<Item = &'a ReceivedSpan>) -> bool {
+    spans.into_iter().all(|s| incomplete(s).is_none())
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn threads_keep_their_own_trees() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", CHAIN),
-        &[calls.to_str().unwrap(), "threads", "4"],
-    )
-    .await;
+    let (_, spans) = trace_calls(chain(&[]), &["threads", "4"]).await;
     assert_eq!(spans.len(), 4 * 20 * 3);
     let ids = by_id(&spans);
     let mut threads = HashSet::new();
@@ -120,19 +69,9 @@ async fn threads_keep_their_own_trees() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recursion_past_the_depth_bound_is_counted_and_harmless() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let functions = format!(
-        "      - {{ symbol: recurse, args: [{{ index: 0, name: depth, type: i64 }}] }}\n{CHAIN}"
-    );
-    let (output, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", &functions),
-        &[calls.to_str().unwrap(), "recurse", "40"],
-    )
-    .await;
+    let recurse =
+        json!({ "symbol": "recurse", "args": [{ "index": 0, "name": "depth", "type": "i64" }] });
+    let (output, spans) = trace_calls(chain(&[recurse]), &["recurse", "40"]).await;
     // The outermost 32 levels (depth 40 down to 9) have spans, chained; 8 deeper calls do not.
     let recursion = named(&spans, "recurse");
     let mut depths: Vec<_> = recursion
@@ -149,38 +88,23 @@ async fn recursion_past_the_depth_bound_is_counted_and_harmless() {
             parent => assert_eq!(ids[parent].int_attr("depth"), Some(depth + 1)),
         }
     }
-    assert!(
-        support::stderr(&output).contains("depth_exceeded=8"),
-        "{}",
-        support::stderr(&output)
-    );
+    assert_stderr_has(&output, "depth_exceeded=8");
     // The calls after it are untouched.
     assert_eq!(named(&spans, "outer").len(), 1);
     assert_eq!(named(&spans, "inner")[0].int_attr("x"), Some(2));
-    assert!(spans.iter().all(|s| incomplete(s).is_none()));
+    assert!(all_returned(&spans));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_inside_a_call_ends_its_spans_as_errors() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let functions = format!(
-        "      - {{ symbol: about_to_exit, return: {{ type: i32 }} }}\n      - {{ symbol: exit_now }}\n{CHAIN}"
-    );
-    let (output, spans) = trace(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", &functions),
-        &[calls.to_str().unwrap(), "exit"],
-    )
-    .await;
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "{}",
-        support::stderr(&output)
-    );
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
+    let functions = chain(&[
+        json!({ "symbol": "about_to_exit", "return": { "type": "i32" } }),
+        json!({ "symbol": "exit_now" }),
+    ]);
+    let config = s.config(&calls, functions);
+    let (output, spans) = s.trace(&config, &[calls.to_str().unwrap(), "exit"]).await;
+    assert_exit(&output, 3);
     assert_eq!(spans.len(), 5);
     let exit_now = named(&spans, "exit_now")[0];
     let about = named(&spans, "about_to_exit")[0];
@@ -198,26 +122,13 @@ async fn exit_inside_a_call_ends_its_spans_as_errors() {
     }
     assert_eq!(exit_now.span.parent_span_id, about.span.span_id);
     assert!(exit_now.span.end_time_unix_nano <= about.span.end_time_unix_nano);
-    assert!(
-        named(&spans, "outer")
-            .iter()
-            .all(|s| incomplete(s).is_none())
-    );
+    assert!(all_returned(named(&spans, "outer")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pthread_exit_inside_a_call_and_calls_after_it() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let functions = format!("      - {{ symbol: thread_exit_now }}\n{CHAIN}");
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", &functions),
-        &[calls.to_str().unwrap(), "thread-exit"],
-    )
-    .await;
+    let functions = chain(&[json!({ "symbol": "thread_exit_now" })]);
+    let (_, spans) = trace_calls(functions, &["thread-exit"]).await;
     assert_eq!(spans.len(), 4);
     assert_eq!(
         incomplete(named(&spans, "thread_exit_now")[0]),
@@ -229,26 +140,17 @@ async fn pthread_exit_inside_a_call_and_calls_after_it() {
         ids[&ids[&inner.span.parent_span_id].span.parent_span_id].name(),
         "outer"
     );
-    assert!(
-        named(&spans, "outer")
-            .iter()
-            .all(|s| incomplete(s).is_none())
-    );
+    assert!(all_returned(named(&spans, "outer")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn longjmp_out_of_calls_ends_them_as_unwound() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let functions = "      - { symbol: jump_from_here }\n      - { symbol: jump_back }\n      - { symbol: after_jump, return: { type: i32 } }\n";
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", functions),
-        &[calls.to_str().unwrap(), "longjmp"],
-    )
-    .await;
+    let functions = json!([
+        { "symbol": "jump_from_here" },
+        { "symbol": "jump_back" },
+        { "symbol": "after_jump", "return": { "type": "i32" } },
+    ]);
+    let (_, spans) = trace_calls(functions, &["longjmp"]).await;
     assert_eq!(spans.len(), 3);
     let jump_back = named(&spans, "jump_back")[0];
     let jump_from = named(&spans, "jump_from_here")[0];
@@ -267,23 +169,16 @@ async fn longjmp_out_of_calls_ends_them_as_unwound() {
 /// terminates the program. The calls it was in are still exported, ended at the exit.
 #[tokio::test(flavor = "multi_thread")]
 async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let binary = support::compile_cpp(&programs().join("shapes.cpp"), dir.path(), "shapes");
-    let functions = "      - { symbol: \"shapes::total_area\", return: { type: i64 } }\n      - { symbol: \"shapes::fail_*\" }\n";
-    let (output, spans) = trace(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &binary, "", functions),
-        &[binary.to_str().unwrap()],
-    )
-    .await;
-    assert_eq!(
-        output.status.code(),
-        Some(128 + libc::SIGABRT),
-        "{}",
-        support::stderr(&output)
-    );
+    let s = Scenario::start().await;
+    let binary = s.shapes();
+    let functions = json!([
+        { "symbol": "shapes::total_area", "return": { "type": "i64" } },
+        { "symbol": "shapes::fail_*" },
+    ]);
+    let (output, spans) = s
+        .trace(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .await;
+    assert_exit(&output, 128 + libc::SIGABRT);
     let areas: Vec<_> = named(&spans, "shapes::total_area")
         .iter()
         .map(|s| s.int_attr("return_value").unwrap())
@@ -302,24 +197,22 @@ async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rust_names_are_demangled_without_the_hash() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("rusty");
+    let s = Scenario::start().await;
+    let binary = s.path().join("rusty");
     let status = std::process::Command::new("rustc")
         .args(["-O", "-C", "force-frame-pointers=yes", "-o"])
         .arg(&binary)
-        .arg(programs().join("rusty.rs"))
+        .arg(support::programs().join("rusty.rs"))
         .status()
         .unwrap();
     assert!(status.success());
-    let functions = "      - { symbol: \"rusty::compute\", args: [{ index: 0, name: x, type: u64 }], return: { type: u64 } }\n";
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &binary, "", functions),
-        &[binary.to_str().unwrap()],
-    )
-    .await;
+    let functions = json!([{
+        "symbol": "rusty::compute",
+        "args": [{ "index": 0, "name": "x", "type": "u64" }],
+        "return": { "type": "u64" },
+    }]);
+    let config = s.config(&binary, functions);
+    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
     let mut calls: Vec<_> = spans
         .iter()
         .map(|s| {
@@ -351,37 +244,28 @@ async fn rust_names_are_demangled_without_the_hash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pie_non_pie_and_stripped_binaries() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let pie = build_calls(dir.path(), "pie", &["-fPIE", "-pie"]);
-    let non_pie = build_calls(dir.path(), "nonpie", &["-fno-PIE", "-no-pie"]);
+    let s = Scenario::start().await;
+    let pie = s.calls("pie", &["-fPIE", "-pie"]);
+    let non_pie = s.calls("nonpie", &["-fno-PIE", "-no-pie"]);
     for binary in [&pie, &non_pie] {
-        let functions =
-            "      - { symbol: recurse, args: [{ index: 0, type: i64 }], return: { type: i64 } }\n";
-        let _ = trace_ok(
-            &receiver,
-            dir.path(),
-            &config(&receiver, binary, "", functions),
-            &[binary.to_str().unwrap(), "recurse", "3"],
-        )
-        .await;
+        let functions = json!([
+            {
+                "symbol": "recurse",
+                "args": [{ "index": 0, "type": "i64" }],
+                "return": { "type": "i64" },
+            },
+        ]);
+        let config = s.config(binary, functions);
+        let _ = s
+            .trace_ok(&config, &[binary.to_str().unwrap(), "recurse", "3"])
+            .await;
     }
     // Stripped: by file offset and by address, both found with `spanprobe symbols` on an
     // unstripped copy.
-    let symbols = support::spanprobe_with(&["symbols", non_pie.to_str().unwrap(), "tick"]).await;
-    let address = support::stdout(&symbols)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let symbols = support::spanprobe_with(&["symbols", pie.to_str().unwrap(), "tick"]).await;
-    let offset = support::stdout(&symbols)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let stripped_pie = dir.path().join("pie-stripped");
-    let stripped_non_pie = dir.path().join("nonpie-stripped");
+    let address = symbol_address(&non_pie, "tick").await;
+    let offset = symbol_address(&pie, "tick").await;
+    let stripped_pie = s.path().join("pie-stripped");
+    let stripped_non_pie = s.path().join("nonpie-stripped");
     for (from, to) in [(&pie, &stripped_pie), (&non_pie, &stripped_non_pie)] {
         assert!(
             std::process::Command::new("strip")
@@ -393,26 +277,20 @@ async fn pie_non_pie_and_stripped_binaries() {
                 .success()
         );
     }
-    let by_offset = format!(
-        "      - {{ offset: {offset}, span_name: tick, args: [{{ index: 0, type: i64 }}] }}\n"
-    );
-    let _ = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &stripped_pie, "", &by_offset),
-        &[stripped_pie.to_str().unwrap(), "serve", "2"],
-    )
-    .await;
-    let by_address = format!(
-        "      - {{ address: {address}, span_name: tick, args: [{{ index: 0, type: i64 }}] }}\n"
-    );
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &stripped_non_pie, "", &by_address),
-        &[stripped_non_pie.to_str().unwrap(), "serve", "2"],
-    )
-    .await;
+    let tick = |at: &str, place: u64| {
+        json!([{
+            at: place,
+            "span_name": "tick",
+            "args": [{ "index": 0, "type": "i64" }],
+        }])
+    };
+    let config = s.config(&stripped_pie, tick("offset", offset));
+    let _ = s
+        .trace_ok(&config, &[stripped_pie.to_str().unwrap(), "serve", "2"])
+        .await;
+    let config = s.config(&stripped_non_pie, tick("address", address));
+    let command = [stripped_non_pie.to_str().unwrap(), "serve", "2"];
+    let (_, spans) = s.trace_ok(&config, &command).await;
 
     // 3 recursion levels in each of two binaries, 2 ticks in each of two stripped ones.
     let mut recursion: Vec<_> = named(&spans, "recurse")
@@ -437,22 +315,25 @@ async fn pie_non_pie_and_stripped_binaries() {
     assert_eq!(args, [0, 0, 1, 1]);
 }
 
+/// The address `spanprobe symbols` shows for `function` of `binary` (for a PIE, its file offset).
+async fn symbol_address(binary: &Path, function: &str) -> u64 {
+    let symbols = support::spanprobe_with(&["symbols", binary.to_str().unwrap(), function]).await;
+    support::stdout(&symbols)
+        .split_whitespace()
+        .next()
+        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .expect("symbols shows the address")
+}
+
 /// `run -- CMD` traces the processes CMD starts too, from their first call: through a shell
 /// (fork and exec), and a fork that calls at once without exec.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_s_children_are_traced_from_their_first_call() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-children", &[]);
+    let (mut s, calls) = Scenario::with_calls("calls-children", &[]).await;
 
-    let receiver = Receiver::start().await;
     let script = format!("{} threads 1; true", calls.display());
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", CHAIN),
-        &["sh", "-c", &script],
-    )
-    .await;
+    let config = s.config(&calls, chain(&[]));
+    let (_, spans) = s.trace_ok(&config, &["sh", "-c", &script]).await;
     assert_eq!(
         named(&spans, "outer").len(),
         20,
@@ -460,14 +341,11 @@ async fn a_command_s_children_are_traced_from_their_first_call() {
     );
     assert_eq!(spans.len(), 60);
 
-    let receiver = Receiver::start().await;
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", CHAIN),
-        &[calls.to_str().unwrap(), "fork"],
-    )
-    .await;
+    s.receiver = Receiver::start().await;
+    let config = s.config(&calls, chain(&[]));
+    let (_, spans) = s
+        .trace_ok(&config, &[calls.to_str().unwrap(), "fork"])
+        .await;
     let outers = named(&spans, "outer");
     let mut xs: Vec<_> = outers.iter().map(|s| s.int_attr("x").unwrap()).collect();
     xs.sort();
@@ -491,17 +369,16 @@ async fn a_command_s_children_are_traced_from_their_first_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_libraries_ours_by_path_and_libc_by_name() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (library, user) = support::build_greet(dir.path());
-    let functions = "      - { symbol: greet_len, args: [{ index: 0, name: name, type: str }], return: { type: i32 } }\n";
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &library, "", functions),
-        &[user.to_str().unwrap()],
-    )
-    .await;
+    let s = Scenario::start().await;
+    let (library, user) = s.greet();
+    let functions = json!([{
+        "symbol": "greet_len",
+        "args": [{ "index": 0, "name": "name", "type": "str" }],
+        "return": { "type": "i32" },
+    }]);
+    let (_, spans) = s
+        .trace_ok(&s.config(&library, functions), &[user.to_str().unwrap()])
+        .await;
     let mut greeted: Vec<_> = spans
         .iter()
         .map(|s| {
@@ -518,15 +395,16 @@ async fn shared_libraries_ours_by_path_and_libc_by_name() {
     );
 
     // libc by its bare name, traced in the command's process only.
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let functions = "      - { symbol: getaddrinfo, args: [{ index: 0, name: node, type: str }], return: { type: i32 } }\n";
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, Path::new("libc.so.6"), "", functions),
-        &[calls.to_str().unwrap(), "resolve"],
-    )
-    .await;
+    let calls = s.calls("calls", &[]);
+    let functions = json!([{
+        "symbol": "getaddrinfo",
+        "args": [{ "index": 0, "name": "node", "type": "str" }],
+        "return": { "type": "i32" },
+    }]);
+    let config = s.config("libc.so.6", functions);
+    let (_, spans) = s
+        .trace_ok(&config, &[calls.to_str().unwrap(), "resolve"])
+        .await;
     let lookups = named(&spans, "getaddrinfo");
     assert_eq!(lookups.len(), 1, "only the traced command's call");
     assert_eq!(lookups[0].str_attr("node"), Some("localhost"));
@@ -554,14 +432,15 @@ fn command_args(span: &ReceivedSpan) -> Vec<String> {
     }
 }
 
+/// `calls.c`'s `tick(i)`, with its argument.
+fn ticks() -> Value {
+    json!([{ "symbol": "tick", "args": [{ "index": 0, "name": "i", "type": "i64" }] }])
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_of_the_binary_each_with_its_own_resource() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-many", &[]);
-    let functions = "      - { symbol: tick, args: [{ index: 0, name: i, type: i64 }] }\n";
-    let config = support::write_config(dir.path(), &config(&receiver, &calls, "", functions));
-    let tracer = Sidecar::start(&config, &[]).await;
+    let (s, calls) = Scenario::with_calls("calls-many", &[]).await;
+    let tracer = s.sidecar(&s.config(&calls, ticks())).await;
     // Two processes started after spanprobe, not by it, living long enough (60 ms) for their
     // details to be read from /proc.
     let mut pids = Vec::new();
@@ -580,7 +459,7 @@ async fn every_process_of_the_binary_each_with_its_own_resource() {
         );
     }
     tracer.stop().await;
-    let spans = receiver.wait_for_spans(6, WAIT).await;
+    let spans = s.receiver.wait_for_spans(6, WAIT).await;
     assert_eq!(spans.len(), 6);
     assert_ne!(pids[0], pids[1]);
     for pid in &pids {
@@ -600,17 +479,20 @@ async fn every_process_of_the_binary_each_with_its_own_resource() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attaching_to_an_already_running_process_by_pid() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-serve", &[]);
-    let mut server = tokio::process::Command::new(&calls)
+/// `calls serve 100`, started apart from spanprobe, with its standard output to `stdout`.
+fn serve(calls: &Path, stdout: Stdio) -> tokio::process::Child {
+    tokio::process::Command::new(calls)
         .args(["serve", "100"])
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attaching_to_an_already_running_process_by_pid() {
+    let (s, calls) = Scenario::with_calls("calls-serve", &[]).await;
+    let mut server = serve(&calls, Stdio::piped());
     let mut first = String::new();
     BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut first)
@@ -620,18 +502,16 @@ async fn attaching_to_an_already_running_process_by_pid() {
         .parse()
         .unwrap();
     // Another process of the same binary, which `pid:` must leave out.
-    let mut other = tokio::process::Command::new(&calls)
-        .args(["serve", "100"])
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let functions = "      - { symbol: tick, args: [{ index: 0, name: i, type: i64 }] }\n";
-    let yaml = config(&receiver, &calls, &format!("    pid: {pid}\n"), functions);
-    let tracer = Sidecar::start(&support::write_config(dir.path(), &yaml), &[]).await;
+    let mut other = serve(&calls, Stdio::null());
+    let of_pid = |pid: i64| {
+        let mut config = s.config(&calls, ticks());
+        config["probes"][0]["pid"] = json!(pid);
+        config
+    };
+    let tracer = s.sidecar(&of_pid(pid)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     tracer.stop().await;
-    let spans = receiver.spans();
+    let spans = s.receiver.spans();
     assert!(spans.len() >= 5, "{} spans", spans.len());
     assert!(
         spans
@@ -661,8 +541,7 @@ async fn attaching_to_an_already_running_process_by_pid() {
         (sleeper_pid, format!("process {sleeper_pid} (")),
         (4_000_000, "no process 4000000 is running".to_owned()),
     ] {
-        let yaml = config(&receiver, &calls, &format!("    pid: {pid}\n"), functions);
-        let output = support::run(&support::write_config(dir.path(), &yaml), &[]).await;
+        let output = s.run(&of_pid(i64::from(pid)), &[]).await;
         assert_eq!(output.status.code(), Some(2));
         let err = support::stderr(&output);
         assert!(err.contains(&expected) && err.contains(".pid"), "{err}");
@@ -675,17 +554,16 @@ async fn attaching_to_an_already_running_process_by_pid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sampling_keeps_or_drops_whole_traces() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let functions = "      - { symbol: outer, sample_rate: 0.5, args: [{ index: 0, name: x, type: i64 }] }\n      - { symbol: middle }\n      - { symbol: inner, sample_rate: 0 }\n";
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", functions),
-        &[calls.to_str().unwrap(), "threads", "4"],
-    )
-    .await;
+    let functions = json!([
+        {
+            "symbol": "outer",
+            "sample_rate": 0.5,
+            "args": [{ "index": 0, "name": "x", "type": "i64" }],
+        },
+        { "symbol": "middle" },
+        { "symbol": "inner", "sample_rate": 0 },
+    ]);
+    let (_, spans) = trace_calls(functions, &["threads", "4"]).await;
     // About half of the 80 traces are kept (5 standard deviations either way), each whole:
     // the inner calls' own rate 0 does not matter, the root's decides.
     let kept = named(&spans, "outer").len();
@@ -703,45 +581,26 @@ async fn sampling_keeps_or_drops_whole_traces() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lower_depth_limit_is_honoured() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let yaml = config(
-        &receiver,
-        &calls,
-        "",
-        "      - { symbol: recurse, args: [{ index: 0, name: depth, type: i64 }] }\n",
-    )
-    .replacen("probes:", "limits: { max_depth: 4 }\nprobes:", 1);
-    let (output, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &yaml,
-        &[calls.to_str().unwrap(), "recurse", "10"],
-    )
-    .await;
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
+    let functions =
+        json!([{ "symbol": "recurse", "args": [{ "index": 0, "name": "depth", "type": "i64" }] }]);
+    let mut config = s.config(&calls, functions);
+    config["limits"] = json!({ "max_depth": 4 });
+    let (output, spans) = s
+        .trace_ok(&config, &[calls.to_str().unwrap(), "recurse", "10"])
+        .await;
     let mut depths: Vec<_> = spans.iter().map(|s| s.int_attr("depth").unwrap()).collect();
     depths.sort();
     assert_eq!(depths, [7, 8, 9, 10]);
-    assert!(
-        support::stderr(&output).contains("depth_exceeded=6"),
-        "{}",
-        support::stderr(&output)
-    );
+    assert_stderr_has(&output, "depth_exceeded=6");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn go_functions_get_entry_only_spans() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let binary = support::build_fake_go(dir.path());
-    let (_, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &binary, "", "      - { symbol: handler }\n"),
-        &[binary.to_str().unwrap()],
-    )
-    .await;
+    let s = Scenario::start().await;
+    let binary = s.fake_go();
+    let config = s.config(&binary, symbols(&["handler"]));
+    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
     assert_eq!(spans.len(), 2);
     for span in &spans {
         assert_eq!(span.bool_attr("spanprobe.entry_only"), Some(true));
@@ -750,24 +609,21 @@ async fn go_functions_get_entry_only_spans() {
     }
 }
 
-/// Runs `command` under the config `init` wrote (`text`), exporting to a fresh receiver.
+/// Runs `command` under the config `init` wrote (`text`, kept as text: it is `init`'s output
+/// that is tried), exporting to the scenario's receiver.
 async fn trace_init_config(
-    dir: &Path,
+    s: &Scenario,
     text: &str,
     command: &[&str],
 ) -> (Output, Vec<ReceivedSpan>) {
-    let receiver = Receiver::start().await;
     let exporter = format!(
         "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:",
-        receiver.grpc_endpoint()
+        s.receiver.grpc_endpoint()
     );
-    trace_ok(
-        &receiver,
-        dir,
-        &text.replacen("probes:", &exporter, 1),
-        command,
-    )
-    .await
+    let config = s.write_yaml(&text.replacen("probes:", &exporter, 1));
+    let output = support::run(&config, command).await;
+    assert_exit(&output, 0);
+    (output, s.receiver.spans())
 }
 
 /// `init` places each argument where the System V convention puts it, from DWARF: no integer
@@ -776,8 +632,8 @@ async fn trace_init_config(
 /// `init`'s config carry exactly what the program received.
 #[tokio::test(flavor = "multi_thread")]
 async fn init_places_arguments_by_the_calling_convention() {
-    let dir = tempfile::tempdir().unwrap();
-    let abi = support::compile_c(&programs().join("abi.c"), dir.path(), "abi", &[]);
+    let s = Scenario::start().await;
+    let abi = support::compile_c(&support::programs().join("abi.c"), s.path(), "abi", &[]);
     let init =
         support::spanprobe_with(&["init", abi.to_str().unwrap(), "after_*", "make_big"]).await;
     assert_eq!(init.status.code(), Some(0), "{}", support::stderr(&init));
@@ -798,7 +654,7 @@ async fn init_places_arguments_by_the_calling_convention() {
         assert!(text.contains(expected), "{expected:?} not in\n{text}");
     }
 
-    let (output, spans) = trace_init_config(dir.path(), &text, &[abi.to_str().unwrap()]).await;
+    let (output, spans) = trace_init_config(&s, &text, &[abi.to_str().unwrap()]).await;
     let printed = support::stdout(&output);
     let span = |name: &str| {
         let found = named(&spans, name);
@@ -824,8 +680,8 @@ async fn init_places_arguments_by_the_calling_convention() {
 /// parameter, and the method's own arguments follow.
 #[tokio::test(flavor = "multi_thread")]
 async fn init_counts_cpp_this_as_the_first_slot() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = support::compile_cpp(&programs().join("shapes.cpp"), dir.path(), "shapes");
+    let s = Scenario::start().await;
+    let binary = s.shapes();
     let init = support::spanprobe_with(&["init", binary.to_str().unwrap(), "*scaled"]).await;
     let text = support::stdout(&init);
     assert!(
@@ -833,7 +689,7 @@ async fn init_counts_cpp_this_as_the_first_slot() {
             && text.contains("- { index: 1, name: k, type: i64 }"),
         "{text}"
     );
-    let (_, spans) = trace_init_config(dir.path(), &text, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = trace_init_config(&s, &text, &[binary.to_str().unwrap()]).await;
     let scaled = named(&spans, "shapes::Square::scaled");
     assert_eq!(scaled.len(), 1);
     assert_eq!(scaled[0].int_attr("k"), Some(7));
@@ -854,39 +710,26 @@ fn without_pid(output: &Output) -> String {
 /// out, and a program probed by `init`'s whole config runs as without spanprobe.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_entry_point_gets_no_return_probe() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
+    let s = Scenario::start().await;
+    let demo = s.demo();
     let unprobed = std::process::Command::new(&demo).arg("2").output().unwrap();
 
-    let receiver = Receiver::start().await;
-    let functions = "      - { symbol: _start }\n      - { symbol: inner }\n";
-    let (output, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &demo, "", functions),
-        &[demo.to_str().unwrap(), "2"],
-    )
-    .await;
+    let command = [demo.to_str().unwrap(), "2"];
+    let config = s.config(&demo, symbols(&["_start", "inner"]));
+    let (output, spans) = s.trace_ok(&config, &command).await;
     assert_eq!(without_pid(&output), without_pid(&unprobed));
     let start = named(&spans, "_start");
     assert_eq!(start.len(), 1);
     assert_eq!(start[0].bool_attr("spanprobe.entry_only"), Some(true));
     assert_eq!(named(&spans, "inner").len(), 2);
 
-    let functions = "      - { symbol: _start, return: { type: i64 } }\n";
-    let (output, _) = trace(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &demo, "", functions),
-        &[demo.to_str().unwrap(), "2"],
-    )
-    .await;
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        support::stderr(&output).contains("`_start` is the program's entry point"),
-        "{}",
-        support::stderr(&output)
+    let config = s.config(
+        &demo,
+        json!([{ "symbol": "_start", "return": { "type": "i64" } }]),
     );
+    let (output, _) = s.trace(&config, &command).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert_stderr_has(&output, "`_start` is the program's entry point");
 
     // `init`'s config for the whole binary: every function but the entry point.
     let init = support::spanprobe_with(&["init", demo.to_str().unwrap()]).await;
@@ -894,14 +737,9 @@ async fn the_entry_point_gets_no_return_probe() {
     assert!(config_text.contains("# Left out: _start"), "{config_text}");
     assert!(!config_text.contains("symbol: _start"), "{config_text}");
     assert!(config_text.contains("symbol: main"), "{config_text}");
-    let config_path = support::write_config(dir.path(), &config_text);
-    let output = support::run(&config_path, &[demo.to_str().unwrap(), "2"]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        support::stderr(&output)
-    );
+    let config_path = s.write_yaml(&config_text);
+    let output = support::run(&config_path, &command).await;
+    assert_exit(&output, 0);
     assert_eq!(without_pid(&output), without_pid(&unprobed));
 }
 
@@ -919,19 +757,15 @@ async fn a_system_program_probed_at_its_entry_runs_unharmed() {
         .find(|s| (s.address()..s.address() + s.size()).contains(&entry))
         .map(|s| entry - s.address() + s.file_range().0)
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let input = dir.path().join("input.txt");
     let text = "spanprobe ".repeat(1000);
     std::fs::write(&input, &text).unwrap();
     // The default exporter: lines on standard error.
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "probes:\n  - binary: {}\n    functions: [{{ offset: {offset:#x} }}]\n",
-            gzip.display()
-        ),
-    );
-    let output = support::run(&config, &["gzip", "-c", input.to_str().unwrap()]).await;
+    let config = json!({ "probes": [probe(gzip, json!([{ "offset": offset }]))] });
+    let output = dir
+        .run(&config, &["gzip", "-c", input.to_str().unwrap()])
+        .await;
     let stderr = support::stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let mut decompressed = String::new();
@@ -948,48 +782,35 @@ async fn a_system_program_probed_at_its_entry_runs_unharmed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn min_duration_drops_short_spans_with_their_children() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
     // Every call takes microseconds: an hour's minimum on outer drops its whole tree, inner's
     // own zero minimum notwithstanding; recurse's zero minimum keeps all of it.
-    let functions = "      - { symbol: outer, min_duration: 1h }\n      - { symbol: middle }\n      - { symbol: inner, min_duration: 0s }\n      - { symbol: recurse, min_duration: 0ns }\n";
-    let (output, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", functions),
-        &[calls.to_str().unwrap(), "recurse", "3"],
-    )
-    .await;
+    let functions = json!([
+        { "symbol": "outer", "min_duration": "1h" },
+        { "symbol": "middle" },
+        { "symbol": "inner", "min_duration": "0s" },
+        { "symbol": "recurse", "min_duration": "0ns" },
+    ]);
+    let (output, spans) = trace_calls(functions, &["recurse", "3"]).await;
     // recurse(3) keeps its three levels; outer(1) and everything under it go.
     let names: Vec<_> = spans.iter().map(|s| s.name().to_owned()).collect();
     assert_eq!(names, ["recurse", "recurse", "recurse"], "{names:?}");
-    assert!(
-        support::stderr(&output).contains("below_min_duration=3"),
-        "{}",
-        support::stderr(&output)
-    );
+    assert_stderr_has(&output, "below_min_duration=3");
+}
+
+/// `symbol` with its argument `x` and its return value, both i64.
+fn x_and_return(symbol: &str) -> Value {
+    json!({
+        "symbol": symbol,
+        "args": [{ "index": 0, "name": "x", "type": "i64" }],
+        "return": { "type": "i64" },
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tail_calls_between_probed_functions_pair_up() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
-    let functions = format!(
-        "      - {{ symbol: tail_outer, args: [{{ index: 0, name: x, type: i64 }}], return: {{ type: i64 }} }}\n      - {{ symbol: tail_inner, args: [{{ index: 0, name: x, type: i64 }}], return: {{ type: i64 }} }}\n{CHAIN}"
-    );
-    let (output, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &config(&receiver, &calls, "", &functions),
-        &[calls.to_str().unwrap(), "tailcall"],
-    )
-    .await;
-    assert!(
-        spans.iter().all(|s| incomplete(s).is_none()),
-        "no call is taken for unwound"
-    );
+    let functions = chain(&[x_and_return("tail_outer"), x_and_return("tail_inner")]);
+    let (output, spans) = trace_calls(functions, &["tailcall"]).await;
+    assert!(all_returned(&spans), "no call is taken for unwound");
     // tail_outer jumped to tail_inner: both return together, with tail_inner's value.
     let outer_tail = named(&spans, "tail_outer")[0];
     let inner_tail = named(&spans, "tail_inner")[0];
@@ -1010,11 +831,7 @@ async fn tail_calls_between_probed_functions_pair_up() {
         (middle.name(), ids[&middle.span.parent_span_id].name()),
         ("middle", "outer")
     );
-    assert!(
-        support::stderr(&output).contains("lost=0"),
-        "{}",
-        support::stderr(&output)
-    );
+    assert_stderr_has(&output, "lost=0");
 }
 
 /// Built with `-fcf-protection`, functions start with `endbr64`, which the kernel single-steps
@@ -1022,26 +839,22 @@ async fn tail_calls_between_probed_functions_pair_up() {
 /// just past it, see the same registers and stack, and every value comes out the same.
 #[tokio::test(flavor = "multi_thread")]
 async fn functions_starting_with_endbr64_are_probed_past_it() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-cet", &["-fcf-protection=full"]);
-    let functions = "      - { symbol: outer, args: [{ index: 0, name: x, type: i64 }], return: { type: i64 } }\n      - { symbol: middle, args: [{ index: 0, name: x, type: i64 }], return: { type: i64 } }\n      - { symbol: inner, args: [{ index: 0, name: x, type: i64 }], return: { type: i64 }, stack: true }\n";
-    let yaml = config(&receiver, &calls, "", functions);
+    let (s, calls) = Scenario::with_calls("calls-cet", &["-fcf-protection=full"]).await;
+    let mut inner = x_and_return("inner");
+    inner["stack"] = json!(true);
+    let config = s.config(
+        &calls,
+        json!([x_and_return("outer"), x_and_return("middle"), inner]),
+    );
 
     // outer and middle have a frame (endbr64; push %rbp): probed 4 bytes in. inner is a leaf
     // (endbr64; lea): probed at its entry, as there is nothing to gain past it.
-    let config_path = support::write_config(dir.path(), &yaml);
+    let config_path = s.write(&config);
     let check = support::spanprobe_with(&["check", "-c", config_path.to_str().unwrap()]).await;
     assert_eq!(check.status.code(), Some(0), "{}", support::stderr(&check));
     let report = support::stdout(&check);
     for (function, skip) in [("outer", 4), ("middle", 4), ("inner", 0)] {
-        let symbols =
-            support::spanprobe_with(&["symbols", calls.to_str().unwrap(), function]).await;
-        let address = support::stdout(&symbols)
-            .split_whitespace()
-            .next()
-            .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
-            .expect("symbols shows the address");
+        let address = symbol_address(&calls, function).await;
         // A PIE's code is at the same offsets in the file as in its address space.
         // Where the probe stays on `endbr64`, check says the kernel single-steps it.
         let expected = format!(
@@ -1057,18 +870,10 @@ async fn functions_starting_with_endbr64_are_probed_past_it() {
         assert!(report.contains(&expected), "{expected:?} not in\n{report}");
     }
 
-    let (output, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &yaml,
-        &[calls.to_str().unwrap(), "chain-wait"],
-    )
-    .await;
-    assert!(
-        support::stderr(&output).contains("lost=0"),
-        "{}",
-        support::stderr(&output)
-    );
+    let (output, spans) = s
+        .trace_ok(&config, &[calls.to_str().unwrap(), "chain-wait"])
+        .await;
+    assert_stderr_has(&output, "lost=0");
     assert_eq!(spans.len(), 3);
     let ids = by_id(&spans);
     // outer(1) -> middle(1) -> inner(2) = 4, middle returns 5, outer 6.
@@ -1118,25 +923,21 @@ fn reported(stderr: &str, key: &str) -> u64 {
         .unwrap()
 }
 
+/// Asserts that spanprobe's report at exit (in `stderr`) has all `n` spans exported and none
+/// dropped, after retrying; `what` names the case.
+fn assert_exported_after_retries(stderr: &str, n: u64, what: &str) {
+    assert_eq!(reported(stderr, "exported"), n, "{what}: {stderr}");
+    assert_eq!(reported(stderr, "dropped"), 0, "{what}: {stderr}");
+    assert!(stderr.contains("retrying with backoff"), "{what}: {stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn overload_losses_are_counted_to_the_last_call() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls", &[]);
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
     // A 4 KiB ring holds a few dozen events: most of 20000 calls cannot be delivered.
-    let yaml = config(&receiver, &calls, "", "      - { symbol: inner }\n").replacen(
-        "probes:",
-        "limits: { ring_buffer_size: 4096 }\nprobes:",
-        1,
-    );
-    let (output, spans) = trace_ok(
-        &receiver,
-        dir.path(),
-        &yaml,
-        &[calls.to_str().unwrap(), "bench", "20000"],
-    )
-    .await;
-    let stderr = support::stderr(&output);
+    let mut config = s.config(&calls, symbols(&["inner"]));
+    config["limits"] = json!({ "ring_buffer_size": 4096 });
+    let (stderr, spans) = bench_calls(&s, &config, &calls, "20000").await;
     let lost = reported(&stderr, "ring_buffer_full");
     assert!(lost > 0, "{stderr}");
     assert_eq!(
@@ -1149,17 +950,15 @@ async fn overload_losses_are_counted_to_the_last_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_outage_is_ridden_out_and_accounted_for() {
-    let receiver = Receiver::start().await;
-    let (grpc_port, http_port) = receiver.ports();
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-outage", &[]);
+    let s = Scenario::start().await;
+    let (grpc_port, http_port) = s.receiver.ports();
+    let calls = s.calls("calls-outage", &[]);
     // A short request timeout, so that requests fail while the backend is away and are
     // retried, rather than waiting in the gRPC channel for it to come back.
-    let yaml = config(&receiver, &calls, "", "      - { symbol: inner }\n")
-        .replacen("probes:", "batch: { delay: 10ms }\nprobes:", 1)
-        .replacen("otlp: {", "otlp: { timeout: 200ms,", 1);
-    let config_path = support::write_config(dir.path(), &yaml);
-    let tracer = Sidecar::start(&config_path, &[]).await;
+    let mut config = s.config(&calls, symbols(&["inner"]));
+    config["batch"] = json!({ "delay": "10ms" });
+    config["exporter"]["otlp"]["timeout"] = json!("200ms");
+    let tracer = s.sidecar(&config).await;
     let run = |n: &'static str| {
         let calls = calls.clone();
         async move {
@@ -1175,9 +974,9 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
         }
     };
     run("50").await;
-    assert_eq!(receiver.wait_for_spans(50, WAIT).await.len(), 50);
+    assert_eq!(s.receiver.wait_for_spans(50, WAIT).await.len(), 50);
     // The backend goes away while calls go on; the traced program is not held up.
-    receiver.stop().await;
+    s.receiver.stop().await;
     run("100").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // It comes back on the same port: what was waiting in the queue is delivered.
@@ -1186,8 +985,7 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
     assert_eq!(arrived.len(), 100);
     let stderr = tracer.stop().await;
     // produced = exported + dropped: nothing was dropped, all 150 were exported.
-    assert_eq!(reported(&stderr, "exported"), 150, "{stderr}");
-    assert_eq!(reported(&stderr, "dropped"), 0, "{stderr}");
+    assert_exported_after_retries(&stderr, 150, "outage");
     assert!(
         stderr.contains("export failed; retrying with backoff"),
         "{stderr}"
@@ -1195,37 +993,39 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
     assert!(stderr.contains("export recovered"), "{stderr}");
 }
 
-/// `config`, over the transport `protocol` names (`grpc` or `http/protobuf`).
-fn config_over(receiver: &Receiver, binary: &Path, protocol: &str) -> String {
-    let endpoint = match protocol {
-        "grpc" => receiver.grpc_endpoint(),
-        _ => receiver.http_endpoint(),
-    };
-    let plain = config(receiver, binary, "", "      - { symbol: inner }\n");
-    let exporter = format!("otlp: {{ endpoint: \"{}\" }}", receiver.grpc_endpoint());
-    assert!(plain.contains(&exporter), "config() changed: {plain}");
-    // A long batch delay: every span goes in the one request the final flush sends.
-    plain.replacen(
-        &exporter,
-        &format!(
-            "otlp: {{ endpoint: \"{endpoint}\", protocol: {protocol} }}\nbatch: {{ delay: 5s }}"
-        ),
-        1,
-    )
+/// `inner` of `calls`, exported over `protocol` (`grpc` or `http/protobuf`) with a batch delay
+/// of `delay`.
+fn config_over(s: &Scenario, calls: &Path, protocol: &str, delay: &str) -> Value {
+    let mut config = s.config_over(calls, symbols(&["inner"]), protocol);
+    config["batch"] = json!({ "delay": delay });
+    config
 }
 
-/// Runs `calls bench n` under spanprobe with `yaml`, which must succeed; returns spanprobe's
+/// A long batch delay: every span goes in the one request the final flush sends.
+const ONE_REQUEST: &str = "5s";
+
+/// Runs `calls bench n` under spanprobe with `config`, which must succeed; returns spanprobe's
 /// stderr and the spans received.
 async fn bench_calls(
-    receiver: &Receiver,
-    dir: &Path,
-    yaml: &str,
+    s: &Scenario,
+    config: &Value,
     calls: &Path,
     n: &str,
 ) -> (String, Vec<ReceivedSpan>) {
-    let (output, spans) =
-        trace_ok(receiver, dir, yaml, &[calls.to_str().unwrap(), "bench", n]).await;
+    let (output, spans) = s
+        .trace_ok(config, &[calls.to_str().unwrap(), "bench", n])
+        .await;
     (support::stderr(&output), spans)
+}
+
+/// Runs `test` once per transport (`grpc`, then `http/protobuf`), each time against a fresh
+/// receiver, with `calls.c` built once as `name`: `test(scenario, calls, protocol)`.
+async fn on_each_transport(name: &str, test: impl AsyncFn(&Scenario, &Path, &str)) {
+    let (mut s, calls) = Scenario::with_calls(name, &[]).await;
+    for protocol in ["grpc", "http/protobuf"] {
+        s.receiver = Receiver::start().await;
+        test(&s, &calls, protocol).await;
+    }
 }
 
 /// The transport `protocol` (as `config_over` takes it) arrives on.
@@ -1240,22 +1040,15 @@ fn transport(protocol: &str) -> support::receiver::Protocol {
 /// compresses the requests, on both transports.
 #[tokio::test(flavor = "multi_thread")]
 async fn headers_and_gzip_reach_the_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-headers", &[]);
-    for protocol in ["grpc", "http/protobuf"] {
-        let receiver = Receiver::start().await;
-        let yaml = config_over(&receiver, &calls, protocol).replacen(
-            &format!("protocol: {protocol} }}"),
-            &format!(
-                "protocol: {protocol}, compression: gzip, headers: {{ X-Tenant: t1, authorization: \"Bearer secret\" }} }}"
-            ),
-            1,
-        );
-        assert!(yaml.contains("compression: gzip"), "{yaml}");
-        let (stderr, spans) = bench_calls(&receiver, dir.path(), &yaml, &calls, "20").await;
+    on_each_transport("calls-headers", async |s, calls, protocol| {
+        let mut config = config_over(s, calls, protocol, ONE_REQUEST);
+        let otlp = &mut config["exporter"]["otlp"];
+        otlp["compression"] = json!("gzip");
+        otlp["headers"] = json!({ "X-Tenant": "t1", "authorization": "Bearer secret" });
+        let (stderr, spans) = bench_calls(s, &config, calls, "20").await;
         assert_eq!(spans.len(), 20, "{protocol}: {stderr}");
         assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
-        let requests = receiver.request_headers();
+        let requests = s.receiver.request_headers();
         assert!(!requests.is_empty());
         for (arrived_on, headers) in requests {
             assert_eq!(arrived_on, transport(protocol));
@@ -1272,26 +1065,18 @@ async fn headers_and_gzip_reach_the_backend() {
             !stderr.contains("secret"),
             "header values are never logged: {stderr}"
         );
-    }
+    })
+    .await;
 }
 
 /// A backend that refuses a request as malformed is not asked again (the OTLP
 /// specification's rule): the spans are counted as failed at once, with the reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_request_is_not_retried_and_its_spans_are_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-refused", &[]);
-    for protocol in ["grpc", "http/protobuf"] {
-        let receiver = Receiver::start().await;
-        receiver.answer(Answer::Refuse);
-        let (stderr, spans) = bench_calls(
-            &receiver,
-            dir.path(),
-            &config_over(&receiver, &calls, protocol),
-            &calls,
-            "40",
-        )
-        .await;
+    on_each_transport("calls-refused", async |s, calls, protocol| {
+        s.receiver.answer(Answer::Refuse);
+        let config = config_over(s, calls, protocol, ONE_REQUEST);
+        let (stderr, spans) = bench_calls(s, &config, calls, "40").await;
         assert!(spans.is_empty(), "{protocol}");
         assert_eq!(reported(&stderr, "exported"), 0, "{protocol}: {stderr}");
         assert_eq!(
@@ -1306,26 +1091,23 @@ async fn a_refused_request_is_not_retried_and_its_spans_are_counted() {
         assert!(stderr.contains(reason), "{protocol}: {stderr}");
         assert!(!stderr.contains("retrying"), "{protocol}: {stderr}");
         assert_eq!(
-            receiver.refused(),
+            s.receiver.refused(),
             1,
             "one request, never repeated: {stderr}"
         );
-    }
+    })
+    .await;
 }
 
 /// A backend that says it is unavailable (HTTP 503 with Retry-After, gRPC UNAVAILABLE) is
 /// asked again until it takes the spans.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-unavailable", &[]);
-    for protocol in ["grpc", "http/protobuf"] {
-        let receiver = Receiver::start().await;
+    on_each_transport("calls-unavailable", async |s, calls, protocol| {
+        let receiver = &s.receiver;
         receiver.answer(Answer::Unavailable);
-        let yaml = config_over(&receiver, &calls, protocol).replace("delay: 5s", "delay: 10ms");
-        let config_path = support::write_config(dir.path(), &yaml);
-        let tracer = Sidecar::start(&config_path, &[]).await;
-        let status = tokio::process::Command::new(&calls)
+        let tracer = s.sidecar(&config_over(s, calls, protocol, "10ms")).await;
+        let status = tokio::process::Command::new(calls)
             .args(["bench", "25"])
             .status()
             .await
@@ -1346,60 +1128,45 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
             "{protocol}"
         );
         let stderr = tracer.stop().await;
-        assert_eq!(reported(&stderr, "exported"), 25, "{protocol}: {stderr}");
-        assert_eq!(reported(&stderr, "dropped"), 0, "{protocol}: {stderr}");
-        assert!(
-            stderr.contains("retrying with backoff"),
-            "{protocol}: {stderr}"
-        );
-    }
+        assert_exported_after_retries(&stderr, 25, protocol);
+    })
+    .await;
 }
 
 /// A slow backend does not hold the export up one request at a time: a few requests are in
 /// flight at once, and no more than that.
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_to_a_slow_backend_overlap() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-slow-backend", &[]);
-    for protocol in ["grpc", "http/protobuf"] {
-        let receiver = Receiver::start().await;
-        receiver.answer_after(Duration::from_millis(300));
-        let yaml = config_over(&receiver, &calls, protocol)
-            .replace("delay: 5s", "delay: 1ms, batch_size: 10");
-        let (stderr, spans) = bench_calls(&receiver, dir.path(), &yaml, &calls, "200").await;
+    on_each_transport("calls-slow-backend", async |s, calls, protocol| {
+        s.receiver.answer_after(Duration::from_millis(300));
+        let mut config = config_over(s, calls, protocol, "1ms");
+        config["batch"]["batch_size"] = json!(10);
+        let (stderr, spans) = bench_calls(s, &config, calls, "200").await;
         assert_eq!(spans.len(), 200, "{protocol}: {stderr}");
         assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
-        let most = receiver.most_held();
+        let most = s.receiver.most_held();
         assert!(
             (2..=4).contains(&most),
             "{protocol}: {most} requests at once"
         );
-    }
+    })
+    .await;
 }
 
 /// An OTLP partial success: the request is accepted, but the spans the backend says it
 /// rejected are counted as lost, not as exported.
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_a_backend_rejects_in_an_accepted_request_are_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-partial", &[]);
-    for protocol in ["grpc", "http/protobuf"] {
-        let receiver = Receiver::start().await;
-        receiver.answer(Answer::PartiallyAccept {
+    on_each_transport("calls-partial", async |s, calls, protocol| {
+        s.receiver.answer(Answer::PartiallyAccept {
             rejected: 3,
             message: "3 spans over quota".into(),
         });
-        let (stderr, spans) = bench_calls(
-            &receiver,
-            dir.path(),
-            &config_over(&receiver, &calls, protocol),
-            &calls,
-            "40",
-        )
-        .await;
+        let config = config_over(s, calls, protocol, ONE_REQUEST);
+        let (stderr, spans) = bench_calls(s, &config, calls, "40").await;
         assert_eq!(spans.len(), 40, "{protocol}");
         assert!(spans.iter().all(|s| s.protocol == transport(protocol)));
-        assert_eq!(receiver.requests(), 1, "{protocol}: {stderr}");
+        assert_eq!(s.receiver.requests(), 1, "{protocol}: {stderr}");
         assert_eq!(reported(&stderr, "exported"), 37, "{protocol}: {stderr}");
         assert_eq!(
             reported(&stderr, "export_failed"),
@@ -1410,7 +1177,8 @@ async fn spans_a_backend_rejects_in_an_accepted_request_are_counted() {
             stderr.contains("3 spans over quota"),
             "{protocol}: {stderr}"
         );
-    }
+    })
+    .await;
 }
 
 /// GETs `/metrics` from `address` and returns the body.
@@ -1439,9 +1207,7 @@ async fn scrape(address: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_served_in_prometheus_text() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-metrics", &[]);
+    let (s, calls) = Scenario::with_calls("calls-metrics", &[]).await;
     // A free port: bind, note it, let go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1449,12 +1215,10 @@ async fn metrics_are_served_in_prometheus_text() {
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let yaml = config(&receiver, &calls, "", "      - { symbol: inner }\n").replacen(
-        "probes:",
-        &format!("metrics: {{ listen: \"{address}\" }}\nbatch: {{ delay: 10ms }}\nprobes:"),
-        1,
-    );
-    let tracer = Sidecar::start(&support::write_config(dir.path(), &yaml), &[]).await;
+    let mut config = s.config(&calls, symbols(&["inner"]));
+    config["metrics"] = json!({ "listen": address });
+    config["batch"] = json!({ "delay": "10ms" });
+    let tracer = s.sidecar(&config).await;
     assert!(
         tokio::process::Command::new(&calls)
             .args(["bench", "30"])
@@ -1464,7 +1228,7 @@ async fn metrics_are_served_in_prometheus_text() {
             .status
             .success()
     );
-    assert_eq!(receiver.wait_for_spans(30, WAIT).await.len(), 30);
+    assert_eq!(s.receiver.wait_for_spans(30, WAIT).await.len(), 30);
     let mut body = String::new();
     for _ in 0..50 {
         body = scrape(&address).await;
@@ -1489,11 +1253,8 @@ async fn metrics_are_served_in_prometheus_text() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_in_progress_at_shutdown_are_reported() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = build_calls(dir.path(), "calls-slow", &[]);
-    let yaml = config(&receiver, &calls, "", "      - { symbol: slow }\n");
-    let tracer = Sidecar::start(&support::write_config(dir.path(), &yaml), &[]).await;
+    let (s, calls) = Scenario::with_calls("calls-slow", &[]).await;
+    let tracer = s.sidecar(&s.config(&calls, symbols(&["slow"]))).await;
     let mut sleeper = tokio::process::Command::new(&calls)
         .args(["slow", "3000"])
         .kill_on_drop(true)

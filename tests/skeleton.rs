@@ -6,76 +6,77 @@ mod support;
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    process::Stdio,
     time::Duration,
 };
 
-use support::receiver::{Protocol, ReceivedSpan, Receiver};
+use serde_json::{Value, json};
+use support::{
+    receiver::{Protocol, ReceivedSpan},
+    scenario::{Scenario, Workdir, assert_exit, named, probe, symbols},
+};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncRead, BufReader, Lines},
+    process::Child,
+};
 
 const LOOPS: i64 = 5;
 const WAIT: Duration = Duration::from_secs(20);
 
-fn otlp_config(binary: &std::path::Path, endpoint: &str, protocol: &str) -> String {
-    format!(
-        r#"
-service_name: demo-e2e
-exporter:
-  otlp:
-    endpoint: {endpoint}
-    protocol: {protocol}
-probes:
-  - binary: {binary}
-    functions:
-      - symbol: two_ints_and_return
-        span_name: add
-        args:
-          - {{ index: 0, name: a, type: i32 }}
-          - {{ index: 1, name: b, type: i32 }}
-        return: {{ name: sum, type: i32 }}
-      - symbol: two_chars_and_return
-        args:
-          - {{ index: 0, name: a, type: char }}
-          - {{ index: 1, name: b, type: char }}
-        return: {{ name: c, type: char }}
-      - symbol: do_nothing_and_return
-        return: {{ type: i32 }}
-      - symbol: outer
-        args: [{{ index: 0, name: x, type: i64 }}]
-        return: {{ type: i64 }}
-      - symbol: middle
-      - symbol: inner
-        args: [{{ index: 0, type: u64 }}]
-        return: {{ name: doubled, type: i64 }}
-"#,
-        binary = binary.display()
-    )
+/// Every function of the demo, exported over `protocol` as the service `demo-e2e`.
+fn demo_config(s: &Scenario, demo: &Path, protocol: &str) -> Value {
+    let functions = json!([
+        add(),
+        {
+            "symbol": "two_chars_and_return",
+            "args": [
+                { "index": 0, "name": "a", "type": "char" },
+                { "index": 1, "name": "b", "type": "char" },
+            ],
+            "return": { "name": "c", "type": "char" },
+        },
+        { "symbol": "do_nothing_and_return", "return": { "type": "i32" } },
+        {
+            "symbol": "outer",
+            "args": [{ "index": 0, "name": "x", "type": "i64" }],
+            "return": { "type": "i64" },
+        },
+        { "symbol": "middle" },
+        {
+            "symbol": "inner",
+            "args": [{ "index": 0, "type": "u64" }],
+            "return": { "name": "doubled", "type": "i64" },
+        },
+    ]);
+    let mut config = s.config_over(demo, functions, protocol);
+    config["service_name"] = json!("demo-e2e");
+    config
 }
 
-fn by_name<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
-    spans.iter().filter(|s| s.name() == name).collect()
+/// The demo's `two_ints_and_return` as `add`, with its arguments `a`, `b` and return `sum`.
+fn add() -> Value {
+    json!({
+        "symbol": "two_ints_and_return",
+        "span_name": "add",
+        "args": [
+            { "index": 0, "name": "a", "type": "i32" },
+            { "index": 1, "name": "b", "type": "i32" },
+        ],
+        "return": { "name": "sum", "type": "i32" },
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_spans_arrive_over_otlp_grpc() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        &otlp_config(&demo, &receiver.grpc_endpoint(), "grpc"),
-    );
-
-    let output = support::run(&config, &[demo.to_str().unwrap(), &LOOPS.to_string()]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        support::stderr(&output)
-    );
+    let s = Scenario::start().await;
+    let demo = s.demo();
+    let config = demo_config(&s, &demo, "grpc");
+    let command = [demo.to_str().unwrap(), &LOOPS.to_string()];
+    // spanprobe exported everything before it exited: it is all here, and nothing more comes.
+    let (output, spans) = s.trace_ok(&config, &command).await;
     let pid = support::demo_pid(&output);
 
     let expected = 6 * LOOPS as usize;
-    // spanprobe exported everything before it exited: it is all here, and nothing more comes.
-    let spans = receiver.spans();
     assert_eq!(
         spans.len(),
         expected,
@@ -93,11 +94,11 @@ async fn demo_spans_arrive_over_otlp_grpc() {
         "middle",
         "inner",
     ] {
-        assert_eq!(by_name(&spans, name).len(), LOOPS as usize, "{name}");
+        assert_eq!(named(&spans, name).len(), LOOPS as usize, "{name}");
     }
 
     // Arguments and return values, typed.
-    let mut adds: Vec<_> = by_name(&spans, "add")
+    let mut adds: Vec<_> = named(&spans, "add")
         .iter()
         .map(|s| {
             (
@@ -110,7 +111,7 @@ async fn demo_spans_arrive_over_otlp_grpc() {
     adds.sort();
     let want: Vec<_> = (0..LOOPS).map(|i| (i, 10 * i, 11 * i)).collect();
     assert_eq!(adds, want);
-    let mut chars: Vec<_> = by_name(&spans, "two_chars_and_return")
+    let mut chars: Vec<_> = named(&spans, "two_chars_and_return")
         .iter()
         .map(|s| {
             (
@@ -131,14 +132,14 @@ async fn demo_spans_arrive_over_otlp_grpc() {
         })
         .collect();
     assert_eq!(chars, want);
-    for span in by_name(&spans, "do_nothing_and_return") {
+    for span in named(&spans, "do_nothing_and_return") {
         assert_eq!(span.int_attr("return_value"), Some(0));
         assert_eq!(
             span.str_attr("code.function.name"),
             Some("do_nothing_and_return")
         );
     }
-    let mut inners: Vec<_> = by_name(&spans, "inner")
+    let mut inners: Vec<_> = named(&spans, "inner")
         .iter()
         .map(|s| (s.int_attr("arg0").unwrap(), s.int_attr("doubled").unwrap()))
         .collect();
@@ -154,7 +155,7 @@ async fn demo_spans_arrive_over_otlp_grpc() {
         .map(|s| (s.span.span_id.as_slice(), s))
         .collect();
     let parent_of = |s: &ReceivedSpan| by_id.get(s.span.parent_span_id.as_slice()).copied();
-    for inner in by_name(&spans, "inner") {
+    for inner in named(&spans, "inner") {
         let middle = parent_of(inner).expect("inner has a parent");
         assert_eq!(middle.name(), "middle");
         let outer = parent_of(middle).expect("middle has a parent");
@@ -213,24 +214,15 @@ async fn demo_spans_arrive_over_otlp_grpc() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_spans_arrive_over_otlp_http() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        &otlp_config(&demo, &receiver.http_endpoint(), "http/protobuf"),
-    );
-    let output = support::run(&config, &[demo.to_str().unwrap(), "3"]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        support::stderr(&output)
-    );
-    let spans = receiver.wait_for_spans(18, WAIT).await;
+    let s = Scenario::start().await;
+    let demo = s.demo();
+    let config = demo_config(&s, &demo, "http/protobuf");
+    let output = s.run(&config, &[demo.to_str().unwrap(), "3"]).await;
+    assert_exit(&output, 0);
+    let spans = s.receiver.wait_for_spans(18, WAIT).await;
     assert_eq!(spans.len(), 18);
     assert!(spans.iter().all(|s| s.protocol == Protocol::Http));
-    let mut sums: Vec<_> = by_name(&spans, "add")
+    let mut sums: Vec<_> = named(&spans, "add")
         .iter()
         .map(|s| s.int_attr("sum").unwrap())
         .collect();
@@ -242,20 +234,11 @@ async fn demo_spans_arrive_over_otlp_http() {
 /// command's output; `file:` or `-o FILE` send the lines to a file instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn stdout_exporter_prints_one_line_per_span_apart_from_the_command_s_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let yaml = format!(
-        "probes:\n  - binary: {}\n    functions:\n      - symbol: two_ints_and_return\n        span_name: add\n        args: [{{ index: 0, name: a, type: i32 }}, {{ index: 1, name: b, type: i32 }}]\n        return: {{ name: sum, type: i32 }}\n",
-        demo.display()
-    );
-    let config = support::write_config(dir.path(), &yaml);
-    let output = support::run(&config, &[demo.to_str().unwrap(), "4"]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        support::stderr(&output)
-    );
+    let dir = Workdir::new();
+    let demo = dir.demo();
+    let mut config = json!({ "probes": [probe(&demo, json!([add()]))] });
+    let output = dir.run(&config, &[demo.to_str().unwrap(), "4"]).await;
+    assert_exit(&output, 0);
     let out = support::stdout(&output);
     assert!(
         out.lines().all(|l| l.starts_with("demo[")),
@@ -287,12 +270,8 @@ async fn stdout_exporter_prints_one_line_per_span_apart_from_the_command_s_outpu
     );
 
     // `file:` relative to the config; `-o` relative to where spanprobe runs, and it wins.
-    let in_file = yaml.replacen(
-        "probes:",
-        "exporter: { stdout: { file: spans.txt } }\nprobes:",
-        1,
-    );
-    let config = support::write_config(dir.path(), &in_file);
+    config["exporter"] = json!({ "stdout": { "file": "spans.txt" } });
+    let config = dir.write(&config);
     let cli_file = dir.path().join("cli.txt");
     for (args, file) in [
         (vec![], dir.path().join("spans.txt")),
@@ -301,12 +280,7 @@ async fn stdout_exporter_prints_one_line_per_span_apart_from_the_command_s_outpu
         let mut cmd = tokio::process::Command::new(support::spanprobe());
         cmd.arg("run").arg("--config").arg(&config).args(&args);
         let output = cmd.arg("--").arg(&demo).arg("2").output().await.unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            support::stderr(&output)
-        );
+        assert_exit(&output, 0);
         let spans = std::fs::read_to_string(&file).unwrap();
         assert_eq!(spans.lines().count(), 2, "{file:?}: {spans}");
         assert!(!support::stderr(&output).contains("parent=-"));
@@ -314,60 +288,70 @@ async fn stdout_exporter_prints_one_line_per_span_apart_from_the_command_s_outpu
 }
 
 /// A config, written in `dir`, probing `inner` of the demo built there, to stdout.
-fn inner_of_demo(dir: &Path) -> PathBuf {
-    let demo = support::build_demo(dir);
-    support::write_config(
-        dir,
-        &format!(
-            "probes:\n  - binary: {}\n    functions: [{{ symbol: inner }}]\n",
-            demo.display()
-        ),
-    )
+fn inner_of_demo(dir: &Workdir) -> PathBuf {
+    dir.write(&json!({ "probes": [probe(dir.demo(), symbols(&["inner"]))] }))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exits_with_the_commands_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = inner_of_demo(dir.path());
+    let dir = Workdir::new();
+    let config = inner_of_demo(&dir);
     let output = support::run(&config, &["sh", "-c", "exit 7"]).await;
-    assert_eq!(
-        output.status.code(),
-        Some(7),
-        "stderr: {}",
-        support::stderr(&output)
-    );
+    assert_exit(&output, 7);
     let output = support::run(&config, &["sh", "-c", "kill -TERM $$"]).await;
     assert_eq!(output.status.code(), Some(128 + 15));
+}
+
+/// Which of spanprobe's outputs a test reads.
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// spanprobe started with `args`, and the lines of the output `read`; the other is discarded.
+fn spawn_reading(
+    args: &[&str],
+    read: Stream,
+) -> (Child, Lines<BufReader<Box<dyn AsyncRead + Unpin + Send>>>) {
+    let (stdout, stderr) = match read {
+        Stream::Stdout => (Stdio::piped(), Stdio::null()),
+        Stream::Stderr => (Stdio::null(), Stdio::piped()),
+    };
+    let mut child = tokio::process::Command::new(support::spanprobe())
+        .args(args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stream: Box<dyn AsyncRead + Unpin + Send> = match read {
+        Stream::Stdout => Box::new(child.stdout.take().unwrap()),
+        Stream::Stderr => Box::new(child.stderr.take().unwrap()),
+    };
+    (child, BufReader::new(stream).lines())
+}
+
+/// Sends SIGINT to `child`, as `kill -INT` would (not a terminal).
+fn interrupt(child: &Child) {
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
 }
 
 /// A SIGINT sent to spanprobe (kill, not a terminal) is passed on to the command, once: the
 /// command counts the SIGINTs it gets and exits with that count after the first.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = inner_of_demo(dir.path());
+    let dir = Workdir::new();
+    let config = inner_of_demo(&dir);
     let script = "n=0; trap 'n=$((n+1))' INT; echo ready; \
                   while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.5; exit $((40+n))";
-    let mut child = tokio::process::Command::new(support::spanprobe())
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let config = config.to_str().unwrap();
+    let (mut child, mut lines) = spawn_reading(
+        &["run", "--config", config, "--", "sh", "-c", script],
+        Stream::Stdout,
+    );
     let ready = tokio::time::timeout(WAIT, lines.next_line()).await;
     assert_eq!(ready.unwrap().unwrap().as_deref(), Some("ready"));
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    interrupt(&child);
     let status = tokio::time::timeout(WAIT, child.wait())
         .await
         .unwrap()
@@ -383,22 +367,13 @@ async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
 /// cleanly once they are, with the summary: it does not kill spanprobe halfway.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_during_start_up_ends_the_run_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = inner_of_demo(dir.path());
-    let mut child = tokio::process::Command::new(support::spanprobe())
-        .args([
-            "--log-level",
-            "debug",
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let dir = Workdir::new();
+    let config = inner_of_demo(&dir);
+    let config = config.to_str().unwrap();
+    let (mut child, mut lines) = spawn_reading(
+        &["--log-level", "debug", "run", "--config", config],
+        Stream::Stderr,
+    );
     let mut seen = String::new();
     loop {
         let line = tokio::time::timeout(WAIT, lines.next_line())
@@ -412,8 +387,7 @@ async fn a_signal_during_start_up_ends_the_run_cleanly() {
             break;
         }
     }
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    interrupt(&child);
     let rest = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             seen.push_str(&line);
@@ -430,23 +404,32 @@ async fn a_signal_during_start_up_ends_the_run_cleanly() {
     assert!(seen.contains("attached") && seen.contains("done"), "{seen}");
 }
 
-/// Runs spanprobe on a bad config and returns (exit code, stderr, stdout).
-async fn run_bad(config: &std::path::Path, dir: &std::path::Path) -> (Option<i32>, String, String) {
-    let demo = support::build_demo(dir);
+/// Runs the demo, built into `dir`, under the bad `config` (which need not exist): spanprobe
+/// exits with `code` and the demo never runs. Returns spanprobe's stderr.
+async fn run_bad(dir: &Workdir, config: &Path, code: i32) -> String {
+    let demo = dir.demo();
     let output = support::run(config, &[demo.to_str().unwrap(), "1"]).await;
-    (
-        output.status.code(),
-        support::stderr(&output),
-        support::stdout(&output),
-    )
+    assert_exit(&output, code);
+    let out = support::stdout(&output);
+    // The command never ran.
+    assert!(!out.contains("demo["), "{out}");
+    support::stderr(&output)
+}
+
+/// [`run_bad`] under the config text `yaml`, which these tests are about (positions): (the
+/// directory of the config and the demo, the config, stderr).
+async fn run_bad_yaml(yaml: &str, code: i32) -> (Workdir, PathBuf, String) {
+    let dir = Workdir::new();
+    let config = dir.write_yaml(yaml);
+    let err = run_bad(&dir, &config, code).await;
+    (dir, config, err)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_config_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let missing = dir.path().join("nope.yaml");
-    let (code, err, out) = run_bad(&missing, dir.path()).await;
-    assert_eq!(code, Some(2));
+    let err = run_bad(&dir, &missing, 2).await;
     assert_eq!(
         err.trim(),
         format!(
@@ -454,33 +437,23 @@ async fn missing_config_file() {
             missing.display()
         )
     );
-    // The command never ran.
-    assert!(!out.contains("demo["), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_yaml_names_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(dir.path(), "probes:\n  - binary: demo\n    functions: [\n");
-    let (code, err, out) = run_bad(&config, dir.path()).await;
-    assert_eq!(code, Some(2));
+    let yaml = "probes:\n  - binary: demo\n    functions: [\n";
+    let (_, config, err) = run_bad_yaml(yaml, 2).await;
     let prefix = format!(
         "spanprobe: {}:3:16: probes[0].functions: unclosed bracket '['",
         config.display()
     );
     assert!(err.starts_with(&prefix), "{err}");
-    assert!(!out.contains("demo["), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_errors_name_the_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n        args: [{ index: 0, type: i33 }]\n",
-    );
-    let (code, err, _) = run_bad(&config, dir.path()).await;
-    assert_eq!(code, Some(2));
+    let yaml = "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n        args: [{ index: 0, type: i33 }]\n";
+    let (_, config, err) = run_bad_yaml(yaml, 2).await;
     assert!(
         err.starts_with(&format!("spanprobe: {}:5:", config.display()))
             && err.contains(
@@ -492,13 +465,8 @@ async fn schema_errors_name_the_field() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_binary_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: ./not-built\n    functions: [{ symbol: inner }]\n  - binary: libnot-a-library.so.1\n    functions: [{ symbol: f }]\n",
-    );
-    let (code, err, out) = run_bad(&config, dir.path()).await;
-    assert_eq!(code, Some(2));
+    let yaml = "probes:\n  - binary: ./not-built\n    functions: [{ symbol: inner }]\n  - binary: libnot-a-library.so.1\n    functions: [{ symbol: f }]\n";
+    let (dir, config, err) = run_bad_yaml(yaml, 2).await;
     assert_eq!(
         err.trim(),
         format!(
@@ -510,49 +478,36 @@ async fn missing_binary_is_named() {
             config = config.display(),
         )
     );
-    assert!(!out.contains("demo["), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_symbols_are_all_named_with_suggestions() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n      - symbol: two_ints_and_retrun\n      - symbol: no_such_function_here\n",
-    );
-    let (code, err, out) = run_bad(&config, dir.path()).await;
-    assert_eq!(code, Some(2));
+    let yaml = "probes:\n  - binary: demo\n    functions:\n      - symbol: inner\n      - symbol: two_ints_and_retrun\n      - symbol: no_such_function_here\n";
+    let (dir, config, err) = run_bad_yaml(yaml, 2).await;
     let demo = dir.path().join("demo");
     let lines: Vec<_> = err.trim().lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
-    assert!(
-        lines[0].starts_with(&format!(
-            "spanprobe: {}:5:17: probes[0].functions[1].symbol: {}: no function `two_ints_and_retrun` (closest: `two_ints_and_return`",
-            config.display(),
-            demo.display()
-        )),
-        "{err}"
-    );
-    assert!(
-        lines[1].starts_with(&format!(
-            "{}:6:17: probes[0].functions[2].symbol: {}: no function `no_such_function_here`",
-            config.display(),
-            demo.display()
-        )),
-        "{err}"
-    );
-    assert!(!out.contains("demo["), "{out}");
+    let (config, demo) = (config.display(), demo.display());
+    let expected = [
+        format!(
+            "spanprobe: {config}:5:17: probes[0].functions[1].symbol: {demo}: no function `two_ints_and_retrun` (closest: `two_ints_and_return`"
+        ),
+        format!(
+            "{config}:6:17: probes[0].functions[2].symbol: {demo}: no function `no_such_function_here`"
+        ),
+    ];
+    for (line, prefix) in lines.iter().zip(&expected) {
+        assert!(line.starts_with(prefix.as_str()), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pid_filter_and_a_command_exclude_each_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        "probes:\n  - binary: demo\n    pid: 1\n    functions: [{ symbol: inner }]\n",
-    );
-    let (code, err, out) = run_bad(&config, dir.path()).await;
-    assert_eq!(code, Some(1));
+    let dir = Workdir::new();
+    let mut probe = probe("demo", symbols(&["inner"]));
+    probe["pid"] = json!(1);
+    let config = dir.write(&json!({ "probes": [probe] }));
+    let err = run_bad(&dir, &config, 1).await;
     assert_eq!(
         err.trim(),
         format!(
@@ -561,5 +516,4 @@ async fn a_pid_filter_and_a_command_exclude_each_other() {
             config.display()
         )
     );
-    assert!(!out.contains("demo["), "{out}");
 }

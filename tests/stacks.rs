@@ -6,9 +6,8 @@ mod support;
 
 use std::path::Path;
 
-use support::receiver::{ReceivedSpan, Receiver};
-
-use support::programs;
+use serde_json::json;
+use support::{programs, receiver::ReceivedSpan, scenario::Scenario};
 
 /// The 1-based line of the first line of `file` containing `text`, after the line containing
 /// `after`.
@@ -22,21 +21,6 @@ fn line_of(file: &Path, after: &str, text: &str) -> usize {
             .skip(start)
             .position(|l| l.contains(text))
             .unwrap()
-}
-
-/// Runs `command` under spanprobe with `functions` probed in `binary`; returns the spans.
-async fn trace(binary: &Path, functions: &str, command: &[&str]) -> Vec<ReceivedSpan> {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "exporter:\n  otlp: {{ endpoint: \"{}\" }}\nprobes:\n  - binary: {}\n    functions:\n{functions}",
-        receiver.grpc_endpoint(),
-        binary.display()
-    );
-    let config = support::write_config(dir.path(), &yaml);
-    let output = support::run(&config, command).await;
-    assert!(output.status.success(), "{}", support::stderr(&output));
-    receiver.spans()
 }
 
 fn stack_of<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a str> {
@@ -57,43 +41,32 @@ fn assert_frame(frame: &str, function: &str, file: &str, line: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_chain_has_exact_frames_and_no_trampolines() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = support::compile_c(
-        &programs().join("calls.c"),
-        dir.path(),
-        "calls",
-        &["-pthread"],
-    );
-    let functions = "      - { symbol: outer }\n      - { symbol: middle }\n      - { symbol: inner, stack: true }\n";
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
+    let functions = json!([
+        { "symbol": "outer" },
+        { "symbol": "middle" },
+        { "symbol": "inner", "stack": true },
+    ]);
     // chain-wait stays alive while its stack is read: shared libraries resolve too.
-    let spans = trace(&calls, functions, &[calls.to_str().unwrap(), "chain-wait"]).await;
+    let command = [calls.to_str().unwrap(), "chain-wait"];
+    let (_, spans) = s.trace_ok(&s.config(&calls, functions), &command).await;
     let stack = stack_of(&spans, "inner");
     let source = programs().join("calls.c");
-    assert_frame(
-        stack[0],
-        "inner",
-        "calls.c",
-        line_of(&source, "", "PROBED long inner"),
-    );
     // middle and outer are probed: their return addresses were the uretprobe's trampoline.
-    assert_frame(
-        stack[1],
-        "middle",
-        "calls.c",
-        line_of(&source, "", "PROBED long middle"),
-    );
-    assert_frame(
-        stack[2],
-        "outer",
-        "calls.c",
-        line_of(&source, "", "PROBED long outer"),
-    );
-    assert_frame(
-        stack[3],
-        "main",
-        "calls.c",
-        line_of(&source, "\"chain-wait\"", "outer(1);"),
-    );
+    let frames = [
+        ("inner", "", "PROBED long inner"),
+        ("middle", "", "PROBED long middle"),
+        ("outer", "", "PROBED long outer"),
+        ("main", "\"chain-wait\"", "outer(1);"),
+    ];
+    for (at, (function, after, text)) in frames.into_iter().enumerate() {
+        assert_frame(
+            stack[at],
+            function,
+            "calls.c",
+            line_of(&source, after, text),
+        );
+    }
     assert!(
         stack[4].starts_with("__libc_start_call_main ("),
         "{stack:?}"
@@ -108,11 +81,13 @@ async fn nested_chain_has_exact_frames_and_no_trampolines() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_process_that_exited_before_export_still_gets_its_frames() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let functions = "      - { symbol: middle }\n      - { symbol: inner, stack: true }\n";
+    let s = Scenario::start().await;
+    let demo = s.demo();
+    let functions = json!([{ "symbol": "middle" }, { "symbol": "inner", "stack": true }]);
     // The demo exits at once: its own frames are placed from the probed function.
-    let spans = trace(&demo, functions, &[demo.to_str().unwrap(), "1"]).await;
+    let (_, spans) = s
+        .trace_ok(&s.config(&demo, functions), &[demo.to_str().unwrap(), "1"])
+        .await;
     let stack = stack_of(&spans, "inner");
     let names: Vec<_> = stack
         .iter()
@@ -124,14 +99,10 @@ async fn a_process_that_exited_before_export_still_gets_its_frames() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_library_frames_and_their_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let (library, user) = support::build_greet(dir.path());
-    let spans = trace(
-        &library,
-        "      - { symbol: greet_len, stack: true }\n",
-        &[user.to_str().unwrap()],
-    )
-    .await;
+    let s = Scenario::start().await;
+    let (library, user) = s.greet();
+    let config = s.config(&library, json!([{ "symbol": "greet_len", "stack": true }]));
+    let (_, spans) = s.trace_ok(&config, &[user.to_str().unwrap()]).await;
     let stack = stack_of(&spans, "greet_len");
     assert_frame(stack[0], "greet_len", "greet.c", 4);
     assert_frame(
@@ -144,14 +115,13 @@ async fn shared_library_frames_and_their_caller() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cpp_frames_are_demangled() {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = support::compile_cpp(&programs().join("shapes.cpp"), dir.path(), "shapes");
-    let spans = trace(
+    let s = Scenario::start().await;
+    let binary = s.shapes();
+    let config = s.config(
         &binary,
-        "      - { symbol: \"shapes::total_area\", stack: true }\n",
-        &[binary.to_str().unwrap()],
-    )
-    .await;
+        json!([{ "symbol": "shapes::total_area", "stack": true }]),
+    );
+    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
     // shapes.cpp throws through no probed function here, so it runs to the end.
     let stack = stack_of(&spans, "shapes::total_area");
     // Demangled as `check` and `symbols` show names: without the parameter list.
@@ -164,19 +134,11 @@ async fn cpp_frames_are_demangled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stacks_without_frame_pointers_are_marked_truncated() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = support::compile_c(
-        &programs().join("calls.c"),
-        dir.path(),
-        "calls",
-        &["-pthread", "-fomit-frame-pointer"],
-    );
-    let spans = trace(
-        &calls,
-        "      - { symbol: inner, stack: true }\n",
-        &[calls.to_str().unwrap(), "chain-wait"],
-    )
-    .await;
+    let (s, calls) = Scenario::with_calls("calls", &["-fomit-frame-pointer"]).await;
+    let config = s.config(&calls, json!([{ "symbol": "inner", "stack": true }]));
+    let (_, spans) = s
+        .trace_ok(&config, &[calls.to_str().unwrap(), "chain-wait"])
+        .await;
     let span = spans.iter().find(|s| s.name() == "inner").unwrap();
     assert_eq!(span.bool_attr("spanprobe.stack.truncated"), Some(true));
     // The immediate caller comes from the return address at RSP, not the frame-pointer walk.

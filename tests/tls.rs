@@ -6,64 +6,61 @@ mod support;
 
 use std::{path::Path, time::Duration};
 
-use support::receiver::{Protocol, Receiver, ServerIdentity};
+use serde_json::{Value, json};
+use support::{
+    receiver::{Protocol, ServerIdentity},
+    scenario::{Scenario, Workdir, probe},
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// `demo 2`: six probed calls per loop.
 const SPANS: usize = 12;
 
-fn config(demo: &Path, endpoint: &str, protocol: &str, tls: &str) -> String {
-    format!(
-        r#"
-exporter:
-  otlp:
-    endpoint: {endpoint}
-    protocol: {protocol}
-    {tls}
-probes:
-  - binary: {demo}
-    functions:
-      - {{ symbol: two_ints_and_return, args: [{{ index: 0, type: i32 }}], return: {{ type: i32 }} }}
-      - {{ symbol: two_chars_and_return }}
-      - {{ symbol: do_nothing_and_return }}
-      - {{ symbol: outer }}
-      - {{ symbol: middle }}
-      - {{ symbol: inner }}
-"#,
-        demo = demo.display()
-    )
+/// The demo's functions, `two_ints_and_return` with its first argument and return value.
+fn demo_probe(demo: &Path) -> Value {
+    let functions = json!([
+        {
+            "symbol": "two_ints_and_return",
+            "args": [{ "index": 0, "type": "i32" }],
+            "return": { "type": "i32" },
+        },
+        { "symbol": "two_chars_and_return" },
+        { "symbol": "do_nothing_and_return" },
+        { "symbol": "outer" },
+        { "symbol": "middle" },
+        { "symbol": "inner" },
+    ]);
+    probe(demo, functions)
 }
 
-/// Traces `demo 2` exporting to `endpoint` with the given `tls:` line; returns spanprobe's
-/// exit status and stderr.
-async fn trace_demo(dir: &Path, endpoint: &str, protocol: &str, tls: &str) -> (i32, String) {
-    let demo = support::build_demo(dir);
-    let config = support::write_config(dir, &config(&demo, endpoint, protocol, tls));
-    let output = support::run(&config, &[demo.to_str().unwrap(), "2"]).await;
+/// Traces `demo 2` exporting to the receiver over `protocol` with the given `tls` settings, if
+/// any; returns spanprobe's exit status and stderr.
+async fn trace_demo(s: &Scenario, protocol: Protocol, tls: Option<Value>) -> (i32, String) {
+    let demo = s.demo();
+    let (endpoint, name) = match protocol {
+        Protocol::Grpc => (s.receiver.grpc_endpoint(), "grpc"),
+        Protocol::Http => (s.receiver.http_endpoint(), "http/protobuf"),
+    };
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    let mut otlp = json!({ "endpoint": endpoint, "protocol": name });
+    if let Some(tls) = tls {
+        otlp["tls"] = tls;
+    }
+    let config = json!({ "exporter": { "otlp": otlp }, "probes": [demo_probe(&demo)] });
+    let output = s.run(&config, &[demo.to_str().unwrap(), "2"]).await;
     (output.status.code().unwrap_or(-1), support::stderr(&output))
 }
 
 async fn spans_arrive_trusting_the_ca_file(protocol: Protocol) {
     let identity = ServerIdentity::self_signed();
-    let receiver = Receiver::start_tls(&identity).await;
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scenario::start_tls(&identity).await;
     // Relative to the config file, as binaries are.
-    std::fs::create_dir(dir.path().join("certs")).unwrap();
-    std::fs::write(dir.path().join("certs/collector.pem"), &identity.cert_pem).unwrap();
-    let (endpoint, name) = match protocol {
-        Protocol::Grpc => (receiver.grpc_endpoint(), "grpc"),
-        Protocol::Http => (receiver.http_endpoint(), "http/protobuf"),
-    };
-    assert!(endpoint.starts_with("https://"), "{endpoint}");
-    let (status, stderr) = trace_demo(
-        dir.path(),
-        &endpoint,
-        name,
-        "tls: { ca_file: certs/collector.pem }",
-    )
-    .await;
+    std::fs::create_dir(s.path().join("certs")).unwrap();
+    std::fs::write(s.path().join("certs/collector.pem"), &identity.cert_pem).unwrap();
+    let tls = json!({ "ca_file": "certs/collector.pem" });
+    let (status, stderr) = trace_demo(&s, protocol, Some(tls)).await;
     assert_eq!(status, 0, "stderr: {stderr}");
-    let spans = receiver.wait_for_spans(SPANS, WAIT).await;
+    let spans = s.receiver.wait_for_spans(SPANS, WAIT).await;
     assert_eq!(spans.len(), SPANS, "stderr: {stderr}");
     assert!(spans.iter().all(|s| s.protocol == protocol));
     let mut values: Vec<_> = spans
@@ -87,17 +84,11 @@ async fn http_over_tls_with_a_ca_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn insecure_skip_verify_accepts_any_certificate() {
-    let receiver = Receiver::start_tls(&ServerIdentity::self_signed()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (status, stderr) = trace_demo(
-        dir.path(),
-        &receiver.grpc_endpoint(),
-        "grpc",
-        "tls: { insecure_skip_verify: true }",
-    )
-    .await;
+    let s = Scenario::start_tls(&ServerIdentity::self_signed()).await;
+    let tls = json!({ "insecure_skip_verify": true });
+    let (status, stderr) = trace_demo(&s, Protocol::Grpc, Some(tls)).await;
     assert_eq!(status, 0, "stderr: {stderr}");
-    assert_eq!(receiver.wait_for_spans(SPANS, WAIT).await.len(), SPANS);
+    assert_eq!(s.receiver.wait_for_spans(SPANS, WAIT).await.len(), SPANS);
     assert!(
         stderr.contains("certificate is not checked"),
         "the user is warned: {stderr}"
@@ -108,12 +99,10 @@ async fn insecure_skip_verify_accepts_any_certificate() {
 /// is delivered, and the loss is reported rather than silent.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_certificate_is_refused_and_reported() {
-    let receiver = Receiver::start_tls(&ServerIdentity::self_signed()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (status, stderr) =
-        trace_demo(dir.path(), &receiver.http_endpoint(), "http/protobuf", "").await;
+    let s = Scenario::start_tls(&ServerIdentity::self_signed()).await;
+    let (status, stderr) = trace_demo(&s, Protocol::Http, None).await;
     assert_eq!(status, 0, "the traced command's status: {stderr}");
-    assert!(receiver.spans().is_empty());
+    assert!(s.receiver.spans().is_empty());
     assert!(stderr.contains("export failed"), "{stderr}");
     assert!(
         stderr.contains("certificate rejected: invalid peer certificate: UnknownIssuer"),
@@ -127,17 +116,14 @@ async fn an_untrusted_certificate_is_refused_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_ca_file_is_named_before_anything_is_attached() {
-    let dir = tempfile::tempdir().unwrap();
-    let demo = support::build_demo(dir.path());
-    let config = support::write_config(
-        dir.path(),
-        &config(
-            &demo,
-            "https://localhost:4317",
-            "grpc",
-            "tls: { ca_file: missing.pem }",
-        ),
-    );
+    let dir = Workdir::new();
+    let demo = dir.demo();
+    let otlp = json!({
+        "endpoint": "https://localhost:4317",
+        "protocol": "grpc",
+        "tls": { "ca_file": "missing.pem" },
+    });
+    let config = dir.write(&json!({ "exporter": { "otlp": otlp }, "probes": [demo_probe(&demo)] }));
     for args in [
         vec!["check", "--config", config.to_str().unwrap()],
         vec![

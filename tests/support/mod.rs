@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses part of the support code")]
 
 pub mod receiver;
+pub mod scenario;
 
 use std::{
     path::{Path, PathBuf},

@@ -203,15 +203,11 @@ impl Shared {
             for resource_spans in &request.resource_spans {
                 let resource = resource_spans
                     .resource
-                    .as_ref()
-                    .map(|r| r.attributes.clone())
-                    .unwrap_or_default();
+                    .clone()
+                    .unwrap_or_default()
+                    .attributes;
                 for scope_spans in &resource_spans.scope_spans {
-                    let scope_name = scope_spans
-                        .scope
-                        .as_ref()
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
+                    let scope_name = scope_spans.scope.clone().unwrap_or_default().name;
                     out.extend(scope_spans.spans.iter().map(|span| ReceivedSpan {
                         span: span.clone(),
                         resource: resource.clone(),
@@ -223,6 +219,17 @@ impl Shared {
         }
         out
     }
+}
+
+/// A listener on localhost:`port` (0: any free port) for the `transport` server, and its address.
+async fn listen(port: u16, transport: &str) -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .unwrap_or_else(|e| panic!("receiver: bind {transport} listener: {e}"));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("receiver: {transport} listener address: {e}"));
+    (listener, address)
 }
 
 /// gRPC `TraceService` that stores requests in the shared state.
@@ -456,12 +463,7 @@ impl Receiver {
     async fn start_with(grpc_port: u16, http_port: u16, tls: Option<ServerIdentity>) -> Receiver {
         let shared = Arc::new(Shared::default());
 
-        let grpc_listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, grpc_port)))
-            .await
-            .expect("receiver: bind gRPC listener");
-        let grpc_addr = grpc_listener
-            .local_addr()
-            .expect("receiver: gRPC listener address");
+        let (grpc_listener, grpc_addr) = listen(grpc_port, "gRPC").await;
         let service = TraceServiceServer::new(GrpcService(shared.clone()))
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -488,12 +490,7 @@ impl Receiver {
             }
         });
 
-        let http_listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, http_port)))
-            .await
-            .expect("receiver: bind HTTP listener");
-        let http_addr = http_listener
-            .local_addr()
-            .expect("receiver: HTTP listener address");
+        let (http_listener, http_addr) = listen(http_port, "HTTP").await;
         let app = axum::Router::new()
             .route("/v1/traces", axum::routing::post(export_http))
             .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))

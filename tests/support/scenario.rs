@@ -1,0 +1,214 @@
+//! What a test sets up before it traces: a scratch directory with the programs built into it, a
+//! receiver, and a config made from data (`serde_json::json!`) rather than indented YAML text,
+//! so that each test says only what is its own. YAML is a superset of JSON: the config is
+//! written as JSON.
+
+use std::{
+    collections::HashMap,
+    ops::Deref,
+    path::{Path, PathBuf},
+    process::Output,
+};
+
+use serde_json::{Value, json};
+
+use super::{
+    Sidecar,
+    receiver::{ReceivedSpan, Receiver, ServerIdentity},
+};
+
+/// A scratch directory: programs are built into it and configs written there. It is removed
+/// when dropped, so a test keeps it while its files are in use.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    /// A fresh, empty directory.
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    /// Where the directory is.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `tests/programs/calls.c`, built as `name` with extra compiler flags.
+    pub fn calls(&self, name: &str, flags: &[&str]) -> PathBuf {
+        let mut all = vec!["-pthread"];
+        all.extend_from_slice(flags);
+        super::compile_c(&super::programs().join("calls.c"), self.path(), name, &all)
+    }
+
+    /// The bundled demo.
+    pub fn demo(&self) -> PathBuf {
+        super::build_demo(self.path())
+    }
+
+    /// `libgreet.so` and `use_greet`, which calls it: (library, program).
+    pub fn greet(&self) -> (PathBuf, PathBuf) {
+        super::build_greet(self.path())
+    }
+
+    /// `tests/programs/shapes.cpp`, the C++ program.
+    pub fn shapes(&self) -> PathBuf {
+        super::compile_cpp(&super::programs().join("shapes.cpp"), self.path(), "shapes")
+    }
+
+    /// A C program standing in for a Go binary; see [`super::build_fake_go`].
+    pub fn fake_go(&self) -> PathBuf {
+        super::build_fake_go(self.path())
+    }
+
+    /// Writes `yaml` as this directory's `spanprobe.yaml`, as it is: for the tests about the
+    /// text itself (positions in messages, malformed YAML, `init`'s and the bundled configs).
+    pub fn write_yaml(&self, yaml: &str) -> PathBuf {
+        super::write_config(self.path(), yaml)
+    }
+
+    /// Writes `config` as this directory's `spanprobe.yaml`.
+    pub fn write(&self, config: &Value) -> PathBuf {
+        let text = serde_json::to_string_pretty(config).expect("a config is JSON");
+        self.write_yaml(&text)
+    }
+
+    /// Runs `spanprobe run` under `config` with `command` to completion.
+    pub async fn run(&self, config: &Value, command: &[&str]) -> Output {
+        super::run(&self.write(config), command).await
+    }
+}
+
+impl Default for Workdir {
+    fn default() -> Workdir {
+        Workdir::new()
+    }
+}
+
+/// A [`Workdir`] and the receiver its configs export to.
+pub struct Scenario {
+    /// Replaced by a test that wants a fresh one, or taken to stop it.
+    pub receiver: Receiver,
+    workdir: Workdir,
+}
+
+impl Deref for Scenario {
+    type Target = Workdir;
+
+    fn deref(&self) -> &Workdir {
+        &self.workdir
+    }
+}
+
+impl Scenario {
+    /// A fresh directory and receiver.
+    pub async fn start() -> Scenario {
+        Scenario::with(Receiver::start().await)
+    }
+
+    /// A fresh directory and a receiver behind TLS with `identity`.
+    pub async fn start_tls(identity: &ServerIdentity) -> Scenario {
+        Scenario::with(Receiver::start_tls(identity).await)
+    }
+
+    /// A fresh directory and receiver, with `calls.c` built as `name` with extra `flags`.
+    pub async fn with_calls(name: &str, flags: &[&str]) -> (Scenario, PathBuf) {
+        let scenario = Scenario::start().await;
+        let calls = scenario.calls(name, flags);
+        (scenario, calls)
+    }
+
+    fn with(receiver: Receiver) -> Scenario {
+        Scenario {
+            receiver,
+            workdir: Workdir::new(),
+        }
+    }
+
+    /// A config probing `functions` of `binary`, exporting to the receiver over gRPC.
+    pub fn config(&self, binary: impl AsRef<Path>, functions: Value) -> Value {
+        json!({
+            "exporter": { "otlp": { "endpoint": self.receiver.grpc_endpoint() } },
+            "probes": [probe(binary, functions)],
+        })
+    }
+
+    /// [`Scenario::config`] over `protocol` (`grpc` or `http/protobuf`).
+    pub fn config_over(&self, binary: impl AsRef<Path>, functions: Value, protocol: &str) -> Value {
+        let endpoint = match protocol {
+            "grpc" => self.receiver.grpc_endpoint(),
+            _ => self.receiver.http_endpoint(),
+        };
+        let mut config = self.config(binary, functions);
+        config["exporter"]["otlp"] = json!({ "endpoint": endpoint, "protocol": protocol });
+        config
+    }
+
+    /// Runs `spanprobe run -- command` and returns its output and every span, all exported by
+    /// the time spanprobe exits.
+    pub async fn trace(&self, config: &Value, command: &[&str]) -> (Output, Vec<ReceivedSpan>) {
+        let output = self.run(config, command).await;
+        (output, self.receiver.spans())
+    }
+
+    /// [`Scenario::trace`], asserting that spanprobe (so the command) exited with status 0.
+    pub async fn trace_ok(&self, config: &Value, command: &[&str]) -> (Output, Vec<ReceivedSpan>) {
+        let (output, spans) = self.trace(config, command).await;
+        assert_exit(&output, 0);
+        (output, spans)
+    }
+
+    /// A sidecar (`spanprobe run` without a command) under `config`, once attached.
+    pub async fn sidecar(&self, config: &Value) -> Sidecar {
+        Sidecar::start(&self.write(config), &[]).await
+    }
+}
+
+/// One `probes:` entry: `functions` of `binary`.
+pub fn probe(binary: impl AsRef<Path>, functions: Value) -> Value {
+    json!({ "binary": binary.as_ref(), "functions": functions })
+}
+
+/// Functions by name (or glob), with nothing captured.
+pub fn symbols(names: &[&str]) -> Value {
+    names.iter().map(|name| json!({ "symbol": name })).collect()
+}
+
+/// `calls.c`'s chain outer(x) -> middle -> inner(x + 1), with `before` probed first.
+pub fn chain(before: &[Value]) -> Value {
+    let mut functions = before.to_vec();
+    functions.extend([
+        json!({ "symbol": "outer", "args": [{ "index": 0, "name": "x", "type": "i64" }] }),
+        json!({ "symbol": "middle" }),
+        json!({ "symbol": "inner", "args": [{ "index": 0, "name": "x", "type": "i64" }] }),
+    ]);
+    Value::Array(functions)
+}
+
+/// Asserts that `output`'s process exited with `code`, showing its stderr if not.
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stderr: {}",
+        super::stderr(output)
+    );
+}
+
+/// Asserts that `output`'s stderr (spanprobe's log and summary) contains `text`.
+pub fn assert_stderr_has(output: &Output, text: &str) {
+    let stderr = super::stderr(output);
+    assert!(stderr.contains(text), "no {text:?} in {stderr}");
+}
+
+/// The spans called `name`.
+pub fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.name() == name).collect()
+}
+
+/// The spans by their span id, for following parents.
+pub fn by_id(spans: &[ReceivedSpan]) -> HashMap<Vec<u8>, &ReceivedSpan> {
+    spans.iter().map(|s| (s.span.span_id.clone(), s)).collect()
+}
