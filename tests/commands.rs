@@ -73,6 +73,19 @@ async fn check_shows_what_would_be_attached_without_root() {
             demo = demo.display(),
         )
     );
+    // Without CAP_PERFMON the second trap's cost is not measured; with it (root), it is.
+    assert!(
+        support::stderr(&output).contains("cannot measure what a single-stepped instruction costs"),
+        "{}",
+        support::stderr(&output)
+    );
+    let as_root = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
+    let text = support::stdout(&as_root);
+    let cost = text
+        .split_once("(a second trap per call, ")
+        .and_then(|(_, rest)| rest.split_once(" µs here, inside the span)"))
+        .map(|(cost, _)| cost.parse::<f64>());
+    assert!(matches!(cost, Some(Ok(_))), "{text}");
 }
 
 /// Runs `check` on `config` as `nobody`: it finds problems, exits with 2, and says them on stderr,

@@ -169,6 +169,9 @@ probes:
           - { index: 1, name: x, type: str, max_len: 513 }
           - { index: 1, name: x, type: bytes }
           - { index: 2, type: i32, len: 4 }
+          - { index: 3, type: i32, len_arg: 2 }
+          - { index: 4, type: str, len_arg: 4 }
+          - { index: 5, type: bytes, len_arg: 16 }
         return: { name: x, type: str }
       - symbol: f
       - offset: 0x10
@@ -192,15 +195,18 @@ limits: { max_depth: 40 }
         "app.yaml:10:13: probes[0].functions[0].args[1].max_len: 513 is out of range: 1..=512",
         "app.yaml:11:13: probes[0].functions[0].args[2].index: argument 1 is captured twice",
         "app.yaml:11:13: probes[0].functions[0].args[2].name: attribute `x` is used twice in this function",
-        "app.yaml:11:13: probes[0].functions[0].args[2].len: `bytes` needs `len`, the number of bytes to read",
+        "app.yaml:11:13: probes[0].functions[0].args[2].len: `bytes` needs `len`, the number of bytes to read, or `len_arg`, the argument that counts them",
         "app.yaml:12:13: probes[0].functions[0].args[3].len: only `bytes` arguments take `len`",
-        "app.yaml:13:17: probes[0].functions[0].return.type: a `str` return value cannot be captured yet; capture it as `ptr`",
-        "app.yaml:13:17: probes[0].functions[0].return.name: attribute `x` is also an argument's name",
-        "app.yaml:14:17: probes[0].functions[1]: this function is listed twice for this binary",
-        "app.yaml:15:9: probes[0].functions[2]: give only one of `symbol`, `offset` or `address`",
-        "app.yaml:17:9: probes[0].functions[3]: give one of `symbol`, `offset` or `address`",
-        "app.yaml:20:22: probes[0].functions[4].sample_rate: 1.5 is not between 0 and 1",
-        "app.yaml:22:5: probes[1].functions: at least one function is needed",
+        "app.yaml:13:13: probes[0].functions[0].args[4].len_arg: only `str` and `bytes` arguments take `len_arg`",
+        "app.yaml:14:13: probes[0].functions[0].args[5].len_arg: 4 is this argument's own index; name the argument that counts its bytes",
+        "app.yaml:15:13: probes[0].functions[0].args[6].len_arg: 16 is out of range: arguments 0..=15 can be read",
+        "app.yaml:16:17: probes[0].functions[0].return.type: a `str` return value cannot be captured yet; capture it as `ptr`",
+        "app.yaml:16:17: probes[0].functions[0].return.name: attribute `x` is also an argument's name",
+        "app.yaml:17:17: probes[0].functions[1]: this function is listed twice for this binary",
+        "app.yaml:18:9: probes[0].functions[2]: give only one of `symbol`, `offset` or `address`",
+        "app.yaml:20:9: probes[0].functions[3]: give one of `symbol`, `offset` or `address`",
+        "app.yaml:23:22: probes[0].functions[4].sample_rate: 1.5 is not between 0 and 1",
+        "app.yaml:25:5: probes[1].functions: at least one function is needed",
     ];
     assert_eq!(error(yaml), expected.join("\n"));
 }
