@@ -19,14 +19,12 @@ use std::{
 const CALLS: u32 = 5_000;
 
 /// Pushes and pops: its probed first instruction is emulated.
-#[unsafe(no_mangle)]
 #[unsafe(naked)]
 extern "C" fn spanprobe_trap_emulated() {
     core::arch::naked_asm!("push rbp", "pop rbp", "ret")
 }
 
 /// Loads an address: its probed first instruction is single-stepped.
-#[unsafe(no_mangle)]
 #[unsafe(naked)]
 extern "C" fn spanprobe_trap_stepped() {
     core::arch::naked_asm!("lea rax, [rsp + 8]", "ret")
