@@ -88,16 +88,20 @@ pub enum Counter {
     NoThreadStack = 3,
     /// A call's captured memory was lost before it returned (too many such calls at once).
     MemoryLost = 4,
+    /// A function's trace context argument held no valid context (absent, malformed, all-zero
+    /// ids, an unknown version): its span started a new trace, as without one.
+    InvalidTraceContext = 5,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 5] = [
+    pub const ALL: [Counter; 6] = [
         Counter::RingBufFull,
         Counter::DepthExceeded,
         Counter::ReturnWithoutEntry,
         Counter::NoThreadStack,
         Counter::MemoryLost,
+        Counter::InvalidTraceContext,
     ];
     /// Number of slots in [`COUNTERS_MAP`].
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -143,6 +147,49 @@ pub struct CallEvent {
     /// immediate caller's return address, then the frame-pointer walk from the function's
     /// first instruction. 0 when no stack was captured.
     pub stack_len: u32,
+    /// The trace context the call runs in, when a probed call read one from its arguments.
+    pub context: TraceContext,
+}
+
+/// A W3C trace context, as a call carries it. All zero when there is none: userspace then
+/// derives the trace id from the thread's root call, as it does for every other call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace the call belongs to, big-endian as in a `traceparent`.
+    pub trace_id: [u8; 16],
+    /// Set only on the call that read the context: its parent, a span of another process. Its
+    /// probed callees inherit `trace_id` alone; their parents are local.
+    pub parent_span_id: [u8; 8],
+}
+
+/// How a function's caller passes its trace context, in [`FunctionCapture::context_format`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContextFormat {
+    #[default]
+    None = 0,
+    /// A pointer to a NUL-terminated W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`.
+    Traceparent = 1,
+    /// A pointer to the 16-byte trace id, and another to the 8-byte parent span id.
+    Ids = 2,
+}
+
+/// Length of a version-00 `traceparent`, without its NUL.
+pub const TRACEPARENT_LEN: usize = 55;
+
+/// How a call with a valid trace context decides whether its trace is kept, in
+/// [`FunctionCapture::context_policy`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContextPolicy {
+    /// As the parent decided: the `traceparent`'s sampled flag (OpenTelemetry's
+    /// `parentbased_*` samplers, the default). Binary ids carry no flag: kept.
+    #[default]
+    FollowParent = 0,
+    /// By the trace id against [`FunctionCapture::sample_threshold`], whatever the parent
+    /// decided (`always_on`, `always_off`, `traceidratio`).
+    TraceIdRatio = 1,
 }
 
 /// How a call ended. Calls that never return are still reported, ended when the loss is seen.
@@ -242,6 +289,17 @@ pub struct FunctionCapture {
     pub stack_frames: u16,
     /// Where the stack goes in the data area (8-byte aligned).
     pub stack_offset: u16,
+    /// A [`ContextFormat`]: where the caller's trace context is, if anywhere.
+    pub context_format: u8,
+    /// An [`ArgSource`] and its slot: the `traceparent` pointer, or the trace id's.
+    pub context_source: u8,
+    pub context_slot: u8,
+    /// With [`ContextFormat::Ids`]: the parent span id's pointer, as above.
+    pub span_id_source: u8,
+    pub span_id_slot: u8,
+    /// A [`ContextPolicy`].
+    pub context_policy: u8,
+    pub _pad: [u8; 2],
 }
 
 /// [`FunctionCapture::sample_threshold`] that keeps every trace.
@@ -278,6 +336,8 @@ pub struct Frame {
     pub function_id: u32,
     pub _pad: u32,
     pub args: [u64; MAX_ARGS],
+    /// The trace context of the call: read from its arguments, or its caller's trace id.
+    pub context: TraceContext,
 }
 
 /// The probed calls in progress on one thread, outermost first.
@@ -299,8 +359,14 @@ pub struct ThreadStack {
     /// The uretprobe trampoline's address in this process, once seen (0 before): what a
     /// probed call's return slot holds while it runs.
     pub trampoline: u64,
+    /// Room to read a `traceparent` into: too large for the 512-byte BPF stack, and safe here
+    /// because a thread runs one probe program at a time.
+    pub scratch: [u8; SCRATCH_LEN],
     pub frames: [Frame; MAX_DEPTH],
 }
+
+/// [`ThreadStack::scratch`]'s size: a `traceparent` and its NUL, rounded up.
+pub const SCRATCH_LEN: usize = 64;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -316,14 +382,20 @@ mod pod {
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding sneaks in.
+const _: () = assert!(core::mem::size_of::<TraceContext>() == 24);
 const _: () = assert!(
-    core::mem::size_of::<CallEvent>() == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16
+    core::mem::size_of::<CallEvent>()
+        == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16 + size_of::<TraceContext>()
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12);
-const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 12 * MAX_ARGS + 16);
+const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 12 * MAX_ARGS + 24);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"
 );
-const _: () = assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS);
-const _: () = assert!(core::mem::size_of::<ThreadStack>() == 40 + MAX_DEPTH * size_of::<Frame>());
+const _: () =
+    assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS + size_of::<TraceContext>());
+const _: () = assert!(
+    core::mem::size_of::<ThreadStack>() == 40 + SCRATCH_LEN + MAX_DEPTH * size_of::<Frame>()
+);
+const _: () = assert!(TRACEPARENT_LEN < SCRATCH_LEN);

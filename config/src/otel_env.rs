@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{Compression, Config, ExporterConfig, OtlpConfig, OtlpProtocol, Position, Problem};
+use crate::{
+    Compression, Config, ExporterConfig, OtlpConfig, OtlpProtocol, Position, Problem, Sampler,
+};
 
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
@@ -16,6 +18,8 @@ pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
 pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 
 /// Applies the OTel variables `lookup` finds. An endpoint variable turns the stdout exporter
 /// into OTLP, since setting one asks for OTLP export.
@@ -39,6 +43,12 @@ pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>
     }
     if let Some(name) = get(OTEL_SERVICE_NAME) {
         config.service_name = Some(name);
+    }
+    if let Some(name) = get(OTEL_TRACES_SAMPLER) {
+        match parse_sampler(&name, get(OTEL_TRACES_SAMPLER_ARG).as_deref()) {
+            Ok(sampler) => config.sampler = sampler,
+            Err((variable, message)) => problems.push(env_problem(variable, message)),
+        }
     }
 
     let endpoint = get(OTEL_EXPORTER_OTLP_ENDPOINT);
@@ -106,6 +116,43 @@ pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>
         }
     }
     problems
+}
+
+/// `OTEL_TRACES_SAMPLER` and its argument, for the samplers that make sense for spans whose
+/// trace may come from the traced program: the spec's built-in ones.
+fn parse_sampler(name: &str, arg: Option<&str>) -> Result<Sampler, (&'static str, String)> {
+    let ratio = || match arg {
+        None => Ok(1.0),
+        Some(text) => match text.trim().parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+            _ => Err((
+                OTEL_TRACES_SAMPLER_ARG,
+                format!("`{text}` is not a ratio between 0 and 1"),
+            )),
+        },
+    };
+    let (root_ratio, parent_based) = match name.trim() {
+        "always_on" => (1.0, false),
+        "always_off" => (0.0, false),
+        "traceidratio" => (ratio()?, false),
+        "parentbased_always_on" => (1.0, true),
+        "parentbased_always_off" => (0.0, true),
+        "parentbased_traceidratio" => (ratio()?, true),
+        other => {
+            return Err((
+                OTEL_TRACES_SAMPLER,
+                format!(
+                    "`{other}` is not supported; expected one of always_on, always_off, \
+                     traceidratio, parentbased_always_on, parentbased_always_off, \
+                     parentbased_traceidratio"
+                ),
+            ));
+        }
+    };
+    Ok(Sampler {
+        root_ratio,
+        parent_based,
+    })
 }
 
 /// The first of `variables` that is set (the traces one wins over the general one, as the
@@ -204,7 +251,51 @@ mod tests {
             metrics_listen: None,
             probes: vec![],
             base_dir: Default::default(),
+            sampler: Sampler::default(),
         }
+    }
+
+    #[test]
+    fn samplers_as_the_spec_names_them() {
+        let sampler = |vars: &[(&str, &str)]| {
+            let mut c = config();
+            let problems = apply_env(&mut c, vars);
+            (c.sampler, problems)
+        };
+        assert_eq!(sampler(&[]), (Sampler::default(), vec![]));
+        let ratio = |ratio, parent_based| Sampler {
+            root_ratio: ratio,
+            parent_based,
+        };
+        for (name, arg, expected) in [
+            ("always_on", None, ratio(1.0, false)),
+            ("always_off", None, ratio(0.0, false)),
+            ("traceidratio", Some("0.25"), ratio(0.25, false)),
+            ("traceidratio", None, ratio(1.0, false)),
+            ("parentbased_always_off", None, ratio(0.0, true)),
+            ("parentbased_traceidratio", Some("0.5"), ratio(0.5, true)),
+        ] {
+            let mut vars = vec![(OTEL_TRACES_SAMPLER, name)];
+            vars.extend(arg.map(|arg| (OTEL_TRACES_SAMPLER_ARG, arg)));
+            assert_eq!(sampler(&vars), (expected, vec![]), "{name}");
+        }
+        let (kept, problems) = sampler(&[(OTEL_TRACES_SAMPLER, "jaeger_remote")]);
+        assert_eq!(kept, Sampler::default());
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("`jaeger_remote` is not supported")
+        );
+        let (_, problems) = sampler(&[
+            (OTEL_TRACES_SAMPLER, "traceidratio"),
+            (OTEL_TRACES_SAMPLER_ARG, "2"),
+        ]);
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("$OTEL_TRACES_SAMPLER_ARG: `2` is not a ratio"),
+            "{problems:?}"
+        );
     }
 
     fn apply_env(config: &mut Config, vars: &[(&str, &str)]) -> Vec<Problem> {

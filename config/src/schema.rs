@@ -31,6 +31,9 @@ pub struct Config {
     /// The config file's directory, which relative binary paths are resolved against.
     #[serde(skip)]
     pub base_dir: std::path::PathBuf,
+    /// Set from the OpenTelemetry environment variables only.
+    #[serde(skip)]
+    pub sampler: Sampler,
 }
 
 /// Span destination.
@@ -271,6 +274,8 @@ pub struct FunctionSpec {
     /// Drop spans shorter than this, e.g. `50us`.
     #[serde(default, deserialize_with = "optional_located_duration")]
     pub min_duration: Option<Located<Duration>>,
+    /// Where the caller passes its W3C trace context, which the span then joins.
+    pub trace_context: Option<Located<TraceContextSpec>>,
 }
 
 /// A static attribute's value.
@@ -281,6 +286,50 @@ pub enum AttributeValue {
     Int(i64),
     Float(f64),
     String(String),
+}
+
+/// `trace_context`: the argument(s) that carry the caller's W3C trace context.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceContextSpec {
+    pub format: TraceContextFormat,
+    /// With `traceparent`: the index of the argument pointing to the string.
+    pub arg: Option<u8>,
+    /// With `ids`: the index of the argument pointing to the 16-byte trace id.
+    pub trace_id_arg: Option<u8>,
+    /// With `ids`: the index of the argument pointing to the 8-byte parent span id.
+    pub span_id_arg: Option<u8>,
+}
+
+/// How the trace context is passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceContextFormat {
+    /// A NUL-terminated `traceparent` header value: `00-<trace id>-<parent id>-<flags>`.
+    Traceparent,
+    /// The binary ids, big-endian, each behind a pointer.
+    Ids,
+}
+
+/// How traces are sampled, from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`
+/// (OpenTelemetry's default: `parentbased_always_on`). A function's `sample_rate` is its own
+/// root ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    /// The share of traces kept that start at a probed call with no trace context.
+    pub root_ratio: f64,
+    /// Whether a call with a trace context follows its parent's sampled flag (`parentbased_*`)
+    /// rather than the ratio, decided on its trace id.
+    pub parent_based: bool,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler {
+            root_ratio: 1.0,
+            parent_based: true,
+        }
+    }
 }
 
 /// An argument captured at entry.

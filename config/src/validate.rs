@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use crate::{Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem};
+use crate::{
+    Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem,
+    TraceContextFormat, TraceContextSpec,
+};
 
 /// Highest argument index: 0..=5 are registers, 6.. are read from the caller's stack.
 pub const MAX_ARG_INDEX: u8 = 15;
@@ -344,4 +347,56 @@ fn validate_function(
             format!("{} is not between 0 and 1", rate.value),
         );
     }
+    if let Some(context) = &function.trace_context {
+        let field = format!("{field}.trace_context");
+        for (key, problem) in trace_context_problems(context) {
+            problems.add(context.position, format!("{field}{key}"), problem);
+        }
+    }
+}
+
+/// What is wrong with a `trace_context`: (the key, `""` for the whole, and why).
+fn trace_context_problems(context: &TraceContextSpec) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    let (needed, refused): (&[_], &[_]) = match context.format {
+        TraceContextFormat::Traceparent => (
+            &[("arg", context.arg)],
+            &[
+                ("trace_id_arg", context.trace_id_arg),
+                ("span_id_arg", context.span_id_arg),
+            ],
+        ),
+        TraceContextFormat::Ids => (
+            &[
+                ("trace_id_arg", context.trace_id_arg),
+                ("span_id_arg", context.span_id_arg),
+            ],
+            &[("arg", context.arg)],
+        ),
+    };
+    let format = match context.format {
+        TraceContextFormat::Traceparent => "traceparent",
+        TraceContextFormat::Ids => "ids",
+    };
+    for (key, index) in needed {
+        match index {
+            None => problems.push((
+                "",
+                format!("`format: {format}` needs `{key}`, the argument index"),
+            )),
+            Some(index) if *index > MAX_ARG_INDEX => problems.push((
+                "",
+                format!(
+                    "{key}: {index} is out of range: arguments 0..={MAX_ARG_INDEX} can be read"
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    for (key, index) in refused {
+        if index.is_some() {
+            problems.push(("", format!("`{key}` does not go with `format: {format}`")));
+        }
+    }
+    problems
 }

@@ -48,7 +48,7 @@ fn unknown_keys_suggest_the_closest() {
         )),
         "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
          symbol, offset, address, span_name, args, return, attributes, stack, sample_rate, \
-         min_duration (did you mean `return`?)"
+         min_duration, trace_context (did you mean `return`?)"
     );
 }
 
@@ -246,7 +246,7 @@ limit: { max_depth: 8 }
     let expected = [
         "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
          symbol, offset, address, span_name, args, return, attributes, stack, sample_rate, \
-         min_duration (did you mean `return`?)",
+         min_duration, trace_context (did you mean `return`?)",
         "app.yaml:10:31: probes[0].functions[2].args[1].type: unknown type `i33` (did you mean \
          `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
         "app.yaml:12:10: probes[1].pid: invalid u32",
@@ -312,4 +312,34 @@ probes:
          one of <, <=, >, >=, ==, != and a number, e.g. `< 0`",
     ];
     assert_eq!(error(yaml), expected.join("\n"));
+}
+
+#[test]
+fn trace_context_mistakes() {
+    let yaml = "\
+probes:
+  - binary: demo
+    functions:
+      - symbol: f
+        trace_context: { format: traceparent }
+      - symbol: g
+        trace_context: { format: ids, trace_id_arg: 0, arg: 1 }
+      - symbol: h
+        trace_context: { format: traceparent, arg: 16 }
+";
+    let expected = [
+        "app.yaml:5:24: probes[0].functions[0].trace_context: `format: traceparent` needs `arg`, the argument index",
+        "app.yaml:7:24: probes[0].functions[1].trace_context: `format: ids` needs `span_id_arg`, the argument index",
+        "app.yaml:7:24: probes[0].functions[1].trace_context: `arg` does not go with `format: ids`",
+        "app.yaml:9:24: probes[0].functions[2].trace_context: arg: 16 is out of range: arguments 0..=15 can be read",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
+    let unknown = error(
+        "probes:\n  - binary: demo\n    functions:\n      - symbol: f\n        trace_context: { format: b3, arg: 0 }\n",
+    );
+    assert_eq!(
+        unknown,
+        "app.yaml:5:34: probes[0].functions[0].trace_context.format: unknown variant `b3`, \
+         expected one of traceparent, ids"
+    );
 }

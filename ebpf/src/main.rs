@@ -30,9 +30,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use spanprobe_common::{
-    ArgSource, CallEnd, CallEvent, CallRecord, Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY,
-    Frame, FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS,
-    MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, SAMPLE_ALWAYS, ThreadStack,
+    ArgSource, CallEnd, CallEvent, CallRecord, ContextFormat, ContextPolicy, Counter, DATA_MAX,
+    DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS,
+    MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, SAMPLE_ALWAYS,
+    SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext,
 };
 
 #[map]
@@ -168,9 +169,45 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
         stack.root_function_id = function_id;
         stack.unsampled = u32::from(!sampled(capture.sample_threshold));
     }
+    // The caller's trace, unless this call was handed a valid context of its own, which then
+    // decides whether the call and its callees are kept.
+    let mut context = TraceContext::default();
+    let read = if capture.context_format == ContextFormat::None as u8 {
+        ContextRead::Absent
+    } else {
+        read_context(regs, capture, faults, &mut stack.scratch, &mut context)
+    };
+    let keep = match read {
+        ContextRead::Sampled | ContextRead::NotSampled => Some(
+            if capture.context_policy == ContextPolicy::FollowParent as u8 {
+                read == ContextRead::Sampled
+            } else {
+                trace_id_sampled(&context.trace_id, capture.sample_threshold)
+            },
+        ),
+        ContextRead::Absent | ContextRead::Invalid => {
+            if read == ContextRead::Invalid {
+                count(Counter::InvalidTraceContext);
+                context = TraceContext::default();
+            }
+            if let Some(top) = depth.checked_sub(1) {
+                trace_id_at(stack, top, &mut context.trace_id);
+            }
+            None
+        }
+    };
     if capture.flags & ENTRY_ONLY != 0 {
-        emit_entry_only(&thread, stack, function_id, capture, regs, now);
+        if keep != Some(false) {
+            emit_entry_only(&thread, stack, function_id, capture, regs, now, context);
+        }
         return Some(());
+    }
+    match keep {
+        Some(keep) if depth == 0 => stack.unsampled = u32::from(!keep),
+        // A nested call drops its own subtree, remembering where (its frame index plus one)
+        // to undo that when it ends.
+        Some(false) if stack.unsampled == 0 => stack.unsampled = depth + 1,
+        _ => {}
     }
     // Counted even past the limit, so that the matching returns pop the right frames.
     stack.depth = depth.wrapping_add(1);
@@ -188,6 +225,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     frame.sp = regs.rsp;
     frame.function_id = function_id;
     frame.return_address = return_address;
+    frame.context = context;
     if stack.unsampled != 0 {
         // Kept for pairing entries with returns; nothing to capture.
         return Some(());
@@ -218,6 +256,124 @@ fn sampled(threshold: u32) -> bool {
     threshold == SAMPLE_ALWAYS || unsafe { bpf_get_prandom_u32() } < threshold
 }
 
+/// Decides by the trace id, as OpenTelemetry's `TraceIdRatioBased` does: its last four
+/// bytes, random in a W3C trace id, against the threshold.
+#[inline(always)]
+fn trace_id_sampled(trace_id: &[u8; 16], threshold: u32) -> bool {
+    let low = u32::from_be_bytes([trace_id[12], trace_id[13], trace_id[14], trace_id[15]]);
+    threshold == SAMPLE_ALWAYS || low < threshold
+}
+
+/// What [`read_context`] found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ContextRead {
+    /// The function takes no context.
+    Absent,
+    /// The argument holds no valid context.
+    Invalid,
+    /// A valid context whose parent was sampled (or that carries no flag).
+    Sampled,
+    /// A valid context whose parent was not sampled.
+    NotSampled,
+}
+
+/// Reads the trace context the caller passed into `context` (using `text` to read a
+/// `traceparent` into). Out of line, to keep its locals off the entry program's stack.
+#[inline(never)]
+fn read_context(
+    regs: &pt_regs,
+    capture: &FunctionCapture,
+    faults: Faults,
+    text: &mut [u8; SCRATCH_LEN],
+    context: &mut TraceContext,
+) -> ContextRead {
+    let valid = |context: &TraceContext, sampled: bool| {
+        // W3C: an all-zero trace id or parent id is invalid.
+        if context.trace_id == [0; 16] || context.parent_span_id == [0; 8] {
+            ContextRead::Invalid
+        } else if sampled {
+            ContextRead::Sampled
+        } else {
+            ContextRead::NotSampled
+        }
+    };
+    let pointer = read_arg(regs, capture.context_source, capture.context_slot);
+    if capture.context_format == ContextFormat::Ids as u8 {
+        let span_pointer = read_arg(regs, capture.span_id_source, capture.span_id_slot);
+        if read_user(&mut context.trace_id, pointer, faults).is_none()
+            || read_user(&mut context.parent_span_id, span_pointer, faults).is_none()
+        {
+            return ContextRead::Invalid;
+        }
+        return valid(context, true);
+    }
+    // `00-` trace id `-` parent id `-` flags, and the NUL; one byte more tells a longer string.
+    const READ: u32 = TRACEPARENT_LEN as u32 + 2;
+    if faults == Faults::Allowed {
+        // SAFETY: `text` has room for the byte; a sleepable program is running.
+        unsafe { fault_in(text.as_mut_ptr().cast(), pointer, READ) };
+    }
+    // SAFETY: writes at most READ bytes into `text`, which is longer; faults fail safely.
+    let read = unsafe {
+        bpf_probe_read_user_str(text.as_mut_ptr().cast(), READ, pointer as *const c_void)
+    };
+    // Exactly one length is valid (the count includes the NUL); version 00 only, since a later
+    // version may lay the fields out differently.
+    if read != TRACEPARENT_LEN as i64 + 1
+        || text[..3] != *b"00-"
+        || text[35] != b'-'
+        || text[52] != b'-'
+    {
+        return ContextRead::Invalid;
+    }
+    for (i, byte) in context.trace_id.iter_mut().enumerate() {
+        let Some(value) = hex_byte(text[3 + 2 * i], text[4 + 2 * i]) else {
+            return ContextRead::Invalid;
+        };
+        *byte = value;
+    }
+    for (i, byte) in context.parent_span_id.iter_mut().enumerate() {
+        let Some(value) = hex_byte(text[36 + 2 * i], text[37 + 2 * i]) else {
+            return ContextRead::Invalid;
+        };
+        *byte = value;
+    }
+    match hex_byte(text[53], text[54]) {
+        Some(flags) => valid(context, flags & 1 != 0),
+        None => ContextRead::Invalid,
+    }
+}
+
+/// Two lowercase hex digits (W3C allows no other case) as a byte.
+#[inline(always)]
+fn hex_byte(high: u8, low: u8) -> Option<u8> {
+    Some((hex_digit(high)? << 4) | hex_digit(low)?)
+}
+
+#[inline(always)]
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Fills `out` from user memory at `pointer`, faulting pages in where the program may.
+#[inline(always)]
+fn read_user<const N: usize>(out: &mut [u8; N], pointer: u64, faults: Faults) -> Option<()> {
+    let destination = out.as_mut_ptr().cast::<c_void>();
+    // SAFETY: writes at most N bytes into `out`; the helpers fail safely on bad pointers.
+    let result = unsafe {
+        if faults == Faults::Allowed {
+            bpf_copy_from_user(destination, N as u32, pointer as *const c_void)
+        } else {
+            bpf_probe_read_user(destination, N as u32, pointer as *const c_void)
+        }
+    };
+    (result == 0).then_some(())
+}
+
 /// Sends the span of an entry-only call at once: no duration, and a frame that is never
 /// pushed.
 #[inline(always)]
@@ -228,26 +384,29 @@ fn emit_entry_only(
     capture: &FunctionCapture,
     regs: &pt_regs,
     now: u64,
+    context: TraceContext,
 ) {
     if stack.unsampled != 0 {
         return;
     }
-    let frame = Frame {
-        entry_ns: now,
-        parent_entry_ns: stack.top_entry_ns,
+    emit(&CallEvent {
+        pid: thread.pid,
+        tid: thread.tid,
         function_id,
+        depth: stack.depth + 1,
+        entry_ns: now,
+        return_ns: now,
+        parent_entry_ns: stack.top_entry_ns,
+        root_entry_ns: stack.root_entry_ns,
         args: read_args(regs, capture),
-        ..Frame::default()
-    };
-    emit(&call_event(
-        thread,
-        stack,
-        &frame,
-        stack.depth + 1,
-        now,
-        0,
-        CallEnd::EntryOnly,
-    ));
+        ret: 0,
+        arg_lens: [0; MAX_ARGS],
+        data_len: 0,
+        root_function_id: stack.root_function_id,
+        end: CallEnd::EntryOnly as u32,
+        stack_len: 0,
+        context,
+    });
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {
@@ -283,14 +442,13 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     }
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
-    emit_call(
-        &thread,
-        stack,
-        stack.depth,
+    let ending = Ending {
         now,
-        regs.rax,
-        CallEnd::Returned,
-    );
+        ret: regs.rax,
+        end: CallEnd::Returned,
+    };
+    emit_call(&thread, stack, stack.depth, &ending);
+    resample_after(stack, stack.depth);
     Some(())
 }
 
@@ -381,20 +539,48 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
         }
         stack.depth = depth - 1;
         stack.top_entry_ns = top.parent_entry_ns;
-        emit_call(thread, stack, depth - 1, now, 0, end);
+        let ending = Ending { now, ret: 0, end };
+        emit_call(thread, stack, depth - 1, &ending);
+        resample_after(stack, depth - 1);
     }
 }
 
-/// Sends the event of the call in frame `index`, ended at `now`.
+/// How and when a call ended; one argument, since a BPF function takes at most five.
+struct Ending {
+    now: u64,
+    /// RAX at return, 0 for a call that did not return.
+    ret: u64,
+    end: CallEnd,
+}
+
+/// The call in frame `index` has ended: if its trace context dropped its subtree, the calls
+/// after it are sampled again.
 #[inline(always)]
-fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, now: u64, ret: u64, end: CallEnd) {
+fn resample_after(stack: &mut ThreadStack, index: u32) {
+    if index > 0 && stack.unsampled == index + 1 {
+        stack.unsampled = 0;
+    }
+}
+
+/// Sends the event of the call in frame `index`, ended at `now`. Out of line: the entry
+/// program ends skipped frames at two places, and two inlined events would not fit its stack.
+#[inline(never)]
+fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) {
     if stack.unsampled != 0 {
         return;
     }
     let Some(frame) = stack.frames.get(index as usize) else {
         return;
     };
-    let event = call_event(thread, stack, frame, index + 1, now, ret, end);
+    let event = call_event(
+        thread,
+        stack,
+        frame,
+        index + 1,
+        ending.now,
+        ending.ret,
+        ending.end,
+    );
     match FUNCTIONS.get(frame.function_id).map(|c| c.data_len) {
         Some(data_len) if data_len > 0 => {
             emit_with_memory(call_key(thread.tid, index), event, data_len)
@@ -432,6 +618,7 @@ fn call_event(
         root_function_id: stack.root_function_id,
         end: end as u32,
         stack_len: 0,
+        context: frame.context,
     }
 }
 
@@ -496,6 +683,17 @@ struct FrameLinks {
     sp: u64,
     return_address: u64,
     parent_entry_ns: u64,
+}
+
+/// Copies the trace id of frame `index` (zero: derived by userspace), which its callees
+/// inherit, into `out`. Out of line like [`frame_at`], and writing through `out` because a
+/// BPF function may not return a pointer to its caller's stack, which returning an array
+/// compiles to.
+#[inline(never)]
+fn trace_id_at(stack: &ThreadStack, index: u32, out: &mut [u8; 16]) {
+    if let Some(frame) = stack.frames.get(index as usize) {
+        *out = frame.context.trace_id;
+    }
 }
 
 /// Identifies a call in progress: its thread and its depth there.

@@ -62,7 +62,7 @@ fn events_to_spans(c: &mut Criterion) {
     let functions = [function()];
     let assembler = SpanAssembler::new(
         &functions,
-        &capture::plans(&functions),
+        &capture::plans(&functions, &Default::default()),
         BootClock::sample(),
         IdGenerator::random(),
     );

@@ -96,7 +96,7 @@ fn pipeline() -> (Pipeline, QueuedSpans) {
     let functions = [work()];
     let metrics = Arc::new(Metrics::default());
     let (queue, queued) = span_queue(BATCH * 4, Arc::clone(&metrics));
-    let plans = capture::plans(&functions);
+    let plans = capture::plans(&functions, &Default::default());
     let assembler = SpanAssembler::new(
         &functions,
         &plans,

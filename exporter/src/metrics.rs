@@ -30,6 +30,8 @@ pub struct Metrics {
     pub probes_attached: AtomicU64,
     /// Copied from the kernel side's counter periodically.
     pub returns_without_entry: AtomicU64,
+    /// Copied likewise: trace context arguments that held no valid context.
+    pub invalid_trace_contexts: AtomicU64,
 }
 
 impl Metrics {
@@ -61,6 +63,8 @@ impl Metrics {
         }
         self.returns_without_entry
             .store(kernel.get(Counter::ReturnWithoutEntry), Ordering::Relaxed);
+        self.invalid_trace_contexts
+            .store(kernel.get(Counter::InvalidTraceContext), Ordering::Relaxed);
     }
 
     /// The exposition text.
@@ -115,6 +119,12 @@ impl Metrics {
             "counter",
             "Returns whose entry was not recorded.",
             &[("", get(&self.returns_without_entry))],
+        );
+        metric(
+            "invalid_trace_contexts_total",
+            "counter",
+            "Trace context arguments that held no valid context: those calls started new traces.",
+            &[("", get(&self.invalid_trace_contexts))],
         );
         metric(
             "incomplete_calls_total",

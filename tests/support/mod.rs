@@ -60,8 +60,14 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
 
 /// Runs `spanprobe run --config CONFIG -- COMMAND...` to completion.
 pub async fn run(config: &Path, command: &[&str]) -> Output {
+    run_env(config, command, &[]).await
+}
+
+/// [`run`] with environment variables `env` set for spanprobe (and so for the command).
+pub async fn run_env(config: &Path, command: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(spanprobe());
     cmd.arg("run").arg("--config").arg(config);
+    cmd.envs(env.iter().copied());
     if !command.is_empty() {
         cmd.arg("--").args(command);
     }

@@ -153,6 +153,19 @@ impl Scenario {
         (output, self.receiver.spans())
     }
 
+    /// [`Scenario::trace`] with environment variables `env` set, asserting that spanprobe
+    /// exited with status 0.
+    pub async fn trace_env(
+        &self,
+        config: &Value,
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Output, Vec<ReceivedSpan>) {
+        let output = super::run_env(&self.write(config), command, env).await;
+        assert_exit(&output, 0);
+        (output, self.receiver.spans())
+    }
+
     /// [`Scenario::trace`], asserting that spanprobe (so the command) exited with status 0.
     pub async fn trace_ok(&self, config: &Value, command: &[&str]) -> (Output, Vec<ReceivedSpan>) {
         let (output, spans) = self.trace(config, command).await;

@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
-use spanprobe_config::{ArgSpec, ExporterConfig};
+use spanprobe_config::{ArgSpec, ExporterConfig, TraceContextFormat, TraceContextSpec};
 
 use crate::{
     export::endpoint_tls,
@@ -51,7 +51,8 @@ pub fn report(
         functions.len(),
         if functions.len() == 1 { "" } else { "s" }
     );
-    let plans = plans(functions);
+    // Sampling changes no link: the default sampler serves.
+    let plans = plans(functions, &Default::default());
     let multi = links(functions, &plans, AttachMode::Multi);
     let _ = writeln!(
         out,
@@ -109,6 +110,9 @@ pub fn report(
         if !args.is_empty() {
             let _ = write!(out, "; args {}", args.join(", "));
         }
+        if let Some(context) = &function.spec.trace_context {
+            let _ = write!(out, "; {}", describe_context(context, function.kind));
+        }
         if let Some(ret) = &function.spec.return_value {
             let _ = write!(out, "; return {}: {}", ret.attribute_name(), ret.ty);
             if let Some(condition) = ret.error_when {
@@ -118,6 +122,22 @@ pub fn report(
         out.push('\n');
     }
     out
+}
+
+fn describe_context(context: &TraceContextSpec, kind: ProbeKind) -> String {
+    let at = |index: Option<u8>| {
+        index.map_or_else(|| "?".to_owned(), |i| kind.arg_location(i).to_string())
+    };
+    match context.format {
+        TraceContextFormat::Traceparent => {
+            format!("trace context: traceparent ({})", at(context.arg))
+        }
+        TraceContextFormat::Ids => format!(
+            "trace context: trace id ({}), parent span id ({})",
+            at(context.trace_id_arg),
+            at(context.span_id_arg)
+        ),
+    }
 }
 
 fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {

@@ -111,7 +111,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     tracing::debug!(functions = functions.len(), "loading and attaching");
     let started = std::time::Instant::now();
     // Every stage reads each function's captures from this one table, by function id.
-    let plans = capture::plans(&functions);
+    let plans = capture::plans(&functions, &config.sampler);
     let mut tracer = Tracer::attach(&functions, &plans, filter, &config.limits, attach_mode)?;
     tracing::info!(
         probes = tracer.attached(),
@@ -289,6 +289,7 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
         dropped = export.dropped_queue_full + export.failed + export.dropped_at_shutdown,
         below_min_duration = pipeline.below_min_duration,
         lost,
+        invalid_trace_context = kernel.get(Counter::InvalidTraceContext),
         "done"
     );
     if lost > 0 {

@@ -5,10 +5,10 @@ use std::ops::Range;
 
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallEvent, ENTRY_ONLY, FunctionCapture, MEMORY_FAULT, MemoryKind,
-    SAMPLE_ALWAYS,
+    ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
+    MEMORY_FAULT, MemoryKind, SAMPLE_ALWAYS,
 };
-use spanprobe_config::{FunctionSpec, ValueType};
+use spanprobe_config::{FunctionSpec, Sampler, TraceContextFormat, ValueType};
 
 use crate::{
     events::decode::otel_value,
@@ -29,9 +29,15 @@ pub struct CapturePlan {
 }
 
 impl CapturePlan {
-    pub fn of(function: &ProbedFunction) -> Self {
+    /// The plan of `function`, its traces sampled by `sampler` (a `sample_rate` is the
+    /// function's own root ratio).
+    pub fn of(function: &ProbedFunction, sampler: &Sampler) -> Self {
         let mut plan = plan(&function.spec, function.kind, function.stack_frames);
-        let rate = function.spec.sample_rate.as_ref().map_or(1.0, |r| r.value);
+        let rate = function
+            .spec
+            .sample_rate
+            .as_ref()
+            .map_or(sampler.root_ratio, |r| r.value);
         plan.kernel.sample_threshold = if rate >= 1.0 {
             SAMPLE_ALWAYS
         } else {
@@ -42,6 +48,33 @@ impl CapturePlan {
         } else {
             ENTRY_ONLY
         };
+        if let Some(context) = &function.spec.trace_context {
+            plan.kernel.context_policy = if sampler.parent_based {
+                ContextPolicy::FollowParent
+            } else {
+                ContextPolicy::TraceIdRatio
+            } as u8;
+            let at = |index: Option<u8>| {
+                index.map_or((ArgSource::None, 0), |index| {
+                    function.kind.arg_location(index).kernel()
+                })
+            };
+            let (format, (source, slot), (span_source, span_slot)) = match context.format {
+                TraceContextFormat::Traceparent => {
+                    (ContextFormat::Traceparent, at(context.arg), at(None))
+                }
+                TraceContextFormat::Ids => (
+                    ContextFormat::Ids,
+                    at(context.trace_id_arg),
+                    at(context.span_id_arg),
+                ),
+            };
+            plan.kernel.context_format = format as u8;
+            plan.kernel.context_source = source as u8;
+            plan.kernel.context_slot = slot;
+            plan.kernel.span_id_source = span_source as u8;
+            plan.kernel.span_id_slot = span_slot;
+        }
         plan
     }
 
@@ -49,16 +82,21 @@ impl CapturePlan {
     /// faulted in (by the sleepable entry program). A stack capture needs no faults: the frames
     /// it walks are in use, so resident.
     pub fn reads_memory(&self) -> bool {
-        self.kernel
-            .args
-            .iter()
-            .any(|arg| arg.memory != MemoryKind::None as u8)
+        self.kernel.context_format != ContextFormat::None as u8
+            || self
+                .kernel
+                .args
+                .iter()
+                .any(|arg| arg.memory != MemoryKind::None as u8)
     }
 }
 
 /// The plan of each of `functions`, indexed as they are (by function id).
-pub fn plans(functions: &[ProbedFunction]) -> Vec<CapturePlan> {
-    functions.iter().map(CapturePlan::of).collect()
+pub fn plans(functions: &[ProbedFunction], sampler: &Sampler) -> Vec<CapturePlan> {
+    functions
+        .iter()
+        .map(|function| CapturePlan::of(function, sampler))
+        .collect()
 }
 
 /// How one captured argument is read back from an event.

@@ -135,7 +135,7 @@ mod tests {
     use crate::probe::{capture::plans, kind::ProbeKind};
 
     fn links_of(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
-        links(functions, &plans(functions), mode)
+        links(functions, &plans(functions, &Default::default()), mode)
     }
 
     fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> ProbedFunction {

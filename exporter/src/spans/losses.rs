@@ -44,8 +44,10 @@ impl Loss {
     pub const COUNT: usize = Self::ALL.len();
 
     /// Kernel counters that count no lost span (a return whose entry was never seen has no
-    /// span to lose); every other counter is some loss's.
-    pub const NOT_LOSSES: [Counter; 1] = [Counter::ReturnWithoutEntry];
+    /// span to lose; a call with an invalid trace context is exported, in a trace of its own);
+    /// every other counter is some loss's.
+    pub const NOT_LOSSES: [Counter; 2] =
+        [Counter::ReturnWithoutEntry, Counter::InvalidTraceContext];
 
     /// Its name in the exit report's fields and in the metrics' `reason` label.
     pub fn label(self) -> &'static str {

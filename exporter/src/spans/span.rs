@@ -5,7 +5,7 @@ use std::{borrow::Cow, sync::Arc};
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, Value,
-    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState},
+    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use spanprobe_common::{CallEnd, CallEvent};
@@ -152,14 +152,24 @@ impl SpanAssembler {
         let template = self.template(event.function_id)?;
         let (pid, tid) = (event.pid, event.tid);
         let parent_entry_ns = (event.parent_entry_ns != 0).then_some(event.parent_entry_ns);
-        let (trace_id, span_id, parent_span_id) = self.ids.span_ids(
+        let (mut trace_id, span_id, parent_span_id) = self.ids.span_ids(
             pid,
             tid,
             event.root_entry_ns,
             event.entry_ns,
             parent_entry_ns,
         );
-        let parent_span_id = parent_span_id.unwrap_or(SpanId::INVALID);
+        let mut parent_span_id = parent_span_id.unwrap_or(SpanId::INVALID);
+        // A call that read its caller's trace context joins that trace, as the child of the
+        // caller's span; its probed callees join the same trace, as children of local spans.
+        let context = &event.context;
+        let parent_span_is_remote = context.parent_span_id != [0; 8];
+        if context.trace_id != [0; 16] {
+            trace_id = TraceId::from_bytes(context.trace_id);
+        }
+        if parent_span_is_remote {
+            parent_span_id = SpanId::from_bytes(context.parent_span_id);
+        }
 
         // Room for what `assemble` adds and what the pipeline may add after it (thread name,
         // stack, truncation), so the vector is allocated once.
@@ -203,7 +213,7 @@ impl SpanAssembler {
                 TraceState::NONE,
             ),
             parent_span_id,
-            parent_span_is_remote: false,
+            parent_span_is_remote,
             span_kind: SpanKind::Internal,
             name: Cow::Borrowed(template.name),
             start_time: self.clock.to_system_time(event.entry_ns),
@@ -267,7 +277,7 @@ mod tests {
         let functions = [add_function(), plain_function()];
         SpanAssembler::new(
             &functions,
-            &crate::probe::capture::plans(&functions),
+            &crate::probe::capture::plans(&functions, &Default::default()),
             BootClock::with_offset(1_000_000_000_000_000_000),
             IdGenerator::with_key([1; 16]),
         )
@@ -296,6 +306,44 @@ mod tests {
             root_function_id: function_id,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_call_with_a_trace_context_joins_its_callers_trace() {
+        let trace = [7; 16];
+        let context = spanprobe_common::TraceContext {
+            trace_id: trace,
+            parent_span_id: [9; 8],
+        };
+        let handler = CallEvent {
+            context,
+            ..root(0, 1_000)
+        };
+        let callee = CallEvent {
+            depth: 2,
+            entry_ns: 1_010,
+            parent_entry_ns: 1_000,
+            context: spanprobe_common::TraceContext {
+                trace_id: trace,
+                parent_span_id: [0; 8],
+            },
+            ..root(1, 1_000)
+        };
+        let assembler = assembler();
+        let (handler, callee) = (
+            assemble(&assembler, &handler),
+            assemble(&assembler, &callee),
+        );
+        assert_eq!(handler.span_context.trace_id(), TraceId::from_bytes(trace));
+        assert_eq!(handler.parent_span_id, SpanId::from_bytes([9; 8]));
+        assert!(handler.parent_span_is_remote);
+        assert_eq!(callee.span_context.trace_id(), TraceId::from_bytes(trace));
+        assert_eq!(callee.parent_span_id, handler.span_context.span_id());
+        assert!(!callee.parent_span_is_remote);
+        // Without a context, the trace is the thread's own, as before.
+        let plain = assemble(&assembler, &root(0, 1_000));
+        assert_ne!(plain.span_context.trace_id(), TraceId::from_bytes(trace));
+        assert_eq!(plain.span_context.span_id(), handler.span_context.span_id());
     }
 
     #[test]

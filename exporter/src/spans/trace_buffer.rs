@@ -68,7 +68,8 @@ impl<T> TraceBuffer<T> {
         extra: T,
     ) -> Vec<(SpanData, T)> {
         let trace_id = span.span_context.trace_id();
-        let is_root = span.parent_span_id == SpanId::INVALID;
+        // A span whose parent is in another process is this process's root of the trace.
+        let is_root = span.parent_span_id == SpanId::INVALID || span.parent_span_is_remote;
         let now = span.end_time;
         let trace = self.traces.entry(trace_id).or_insert_with(|| {
             self.next += 1;
