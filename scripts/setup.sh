@@ -11,7 +11,9 @@ STABLE=$(toolchain_of rust-toolchain.toml)
 NIGHTLY=$(toolchain_of ebpf/rust-toolchain.toml)
 BPF_LINKER_VERSION=0.13.0
 # sqlite3 (and its libsqlite3) is a real library the attach tests probe by the hundred.
-APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3)
+# python3-venv: the trace-context test runs a Python program instrumented with the
+# OpenTelemetry SDK, installed from PyPI into a virtual environment (below).
+APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -64,4 +66,21 @@ if ! linker_ok; then
     cargo +"$STABLE" install --locked --force "bpf-linker@$BPF_LINKER_VERSION" \
     --no-default-features --features "llvm-$llvm_major"
   linker_ok || { log "bpf-linker does not link the nightly's LLVM after install"; exit 1; }
+fi
+
+# The OpenTelemetry Python SDK, pinned, for the test that joins a real application's trace
+# (tests/context.rs finds it at this path).
+OTEL_PYTHON_VERSION=1.45.2
+venv=target/otel-python
+otel_python_ok() {
+  [ -x "$venv/bin/python" ] &&
+    "$venv/bin/python" -c "import opentelemetry.version as v, opentelemetry.exporter.otlp.proto.http; assert v.__version__ == '$OTEL_PYTHON_VERSION'" 2>/dev/null
+}
+if ! otel_python_ok; then
+  log "installing opentelemetry-sdk $OTEL_PYTHON_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    "opentelemetry-sdk==$OTEL_PYTHON_VERSION" \
+    "opentelemetry-exporter-otlp-proto-http==$OTEL_PYTHON_VERSION"
+  otel_python_ok || { log "the OpenTelemetry SDK does not import after install"; exit 1; }
 fi

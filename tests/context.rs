@@ -162,3 +162,59 @@ async fn samplers_from_the_environment_decide_as_opentelemetry_does() {
     assert!(spans.is_empty(), "{spans:?}");
     assert_stderr_has(&output, "events=0");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_applications_trace_is_joined_by_the_library_it_calls() {
+    // The Python SDK is installed by scripts/setup.sh, which the test command runs first.
+    let python = support::repo_root().join("target/otel-python/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/setup.sh",
+        python.display()
+    );
+    let s = Scenario::start().await;
+    // context.c as a shared library: its `handle` takes a traceparent.
+    let library = support::compile_c(
+        &support::programs().join("context.c"),
+        s.path(),
+        "libcontext.so",
+        &["-fPIC", "-shared"],
+    );
+    let app = support::programs().join("otel_app.py");
+    let endpoint = format!("{}/v1/traces", s.receiver.http_endpoint());
+    let (output, spans) = s
+        .trace_ok(
+            &s.config(&library, functions()),
+            &[
+                python.to_str().unwrap(),
+                app.to_str().unwrap(),
+                library.to_str().unwrap(),
+                &endpoint,
+            ],
+        )
+        .await;
+    assert!(
+        support::stdout(&output).contains("handled 83"),
+        "{}",
+        support::stdout(&output)
+    );
+    // The SDK's span, and spanprobe's two, all in one trace: handle the child of the SDK's
+    // request span, lookup the child of handle.
+    let [request] = named(&spans, "request")[..] else {
+        panic!("{spans:#?}")
+    };
+    let [handle] = named(&spans, "handle")[..] else {
+        panic!("{spans:#?}")
+    };
+    let [lookup] = named(&spans, "lookup")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(request.resource_str("service.name"), Some("python-app"));
+    assert_eq!(handle.span.trace_id, request.span.trace_id);
+    assert_eq!(handle.span.parent_span_id, request.span.span_id);
+    assert_eq!(lookup.span.trace_id, request.span.trace_id);
+    assert_eq!(lookup.span.parent_span_id, handle.span.span_id);
+    assert_eq!(handle.int_attr("n"), Some(41));
+    assert!(request.span.parent_span_id.is_empty());
+    assert_ne!(handle.resource_str("service.name"), Some("python-app"));
+}
