@@ -270,8 +270,19 @@ pub struct ArgCapture {
     pub offset: u16,
     /// The count's register or stack slot, as `slot` is the argument's.
     pub count_slot: u8,
-    pub _pad: [u8; 3],
+    /// How many of `path`'s offsets lead from the argument to the value, 0 for the argument
+    /// itself: each but the last is added and then dereferenced (a pointer is read there);
+    /// the last is added to give the value's address (`r->user->id`: `[user, id]`).
+    pub chain: u8,
+    /// Bytes read at the value's address for a register type (1, 2, 4 or 8); 0 for a memory
+    /// type, whose read starts at the address.
+    pub field_size: u8,
+    pub _pad: u8,
+    pub path: [i32; MAX_CHAIN],
 }
+
+/// Offsets in an argument's [`ArgCapture::path`]: at most `MAX_CHAIN - 1` dereferences.
+pub const MAX_CHAIN: usize = 5;
 
 /// How to capture a function's arguments; set by userspace before attaching.
 #[repr(C)]
@@ -334,7 +345,8 @@ pub struct Frame {
     /// Entry time of the probed caller (0 for a root), restored as the stack's top on return.
     pub parent_entry_ns: u64,
     pub function_id: u32,
-    pub _pad: u32,
+    /// Bit `i`: argument `i`'s chain of pointers hit unreadable memory at entry.
+    pub faults: u32,
     pub args: [u64; MAX_ARGS],
     /// The trace context of the call: read from its arguments, or its caller's trace id.
     pub context: TraceContext,
@@ -387,8 +399,9 @@ const _: () = assert!(
     core::mem::size_of::<CallEvent>()
         == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16 + size_of::<TraceContext>()
 );
-const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12);
-const _: () = assert!(core::mem::size_of::<FunctionCapture>() == 12 * MAX_ARGS + 24);
+const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
+const _: () =
+    assert!(core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * MAX_ARGS + 24);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"

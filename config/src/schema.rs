@@ -350,6 +350,13 @@ pub struct ArgSpec {
     /// For `str` and `bytes`: the index of the argument that counts the bytes (a Rust `&str`'s
     /// length, a buffer's size), read at entry; at most `max_len`/`len` of them are kept.
     pub len_arg: Option<u8>,
+    /// A chain of pointers from the argument to the value, as byte offsets: each but the last
+    /// is added and dereferenced, the last added to give the value's address (`[8, 0]`: the
+    /// pointer at offset 8 of what the argument points to, and the value it points to).
+    pub offsets: Option<Vec<i32>>,
+    /// The same chain by member names, resolved from the binary's DWARF: `->user->name`,
+    /// `->tags[2]`, `->hdr.len`.
+    pub path: Option<String>,
 }
 
 impl ArgSpec {

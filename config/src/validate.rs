@@ -10,6 +10,8 @@ use crate::{
 
 /// Highest argument index: 0..=5 are registers, 6.. are read from the caller's stack.
 pub const MAX_ARG_INDEX: u8 = 15;
+/// Offsets in one argument's chain of pointers.
+pub const MAX_CHAIN: usize = spanprobe_common::MAX_CHAIN;
 /// Arguments one function may capture.
 pub const MAX_CAPTURED_ARGS: usize = spanprobe_common::MAX_ARGS;
 /// Bytes of `str`/`bytes` data and stack one call may capture in all (the call record's data:
@@ -281,7 +283,35 @@ fn validate_function(
             ),
             _ => {}
         }
-        if !indexes.insert(arg.index) {
+        if arg.path.is_some() && (arg.offsets.is_some() || arg.len_arg.is_some()) {
+            problems.add(
+                at,
+                format!("{field}.path"),
+                "give `path` alone: not with `offsets` (the same chain, by number) nor `len_arg`",
+            );
+        }
+        if let Some(offsets) = &arg.offsets {
+            if offsets.is_empty() || offsets.len() > MAX_CHAIN {
+                problems.add(
+                    at,
+                    format!("{field}.offsets"),
+                    format!(
+                        "{} offsets: give 1 to {MAX_CHAIN} (at most {} pointers followed)",
+                        offsets.len(),
+                        MAX_CHAIN - 1
+                    ),
+                );
+            }
+            if arg.len_arg.is_some() {
+                problems.add(
+                    at,
+                    format!("{field}.len_arg"),
+                    "`len_arg` does not go with `offsets`",
+                );
+            }
+        }
+        // One argument may be captured several times, at the ends of different chains.
+        if !indexes.insert((arg.index, arg.offsets.clone(), arg.path.clone())) {
             problems.add(
                 at,
                 format!("{field}.index"),

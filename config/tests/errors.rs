@@ -343,3 +343,25 @@ probes:
          expected one of traceparent, ids"
     );
 }
+
+#[test]
+fn chain_mistakes() {
+    let yaml = "\
+probes:
+  - binary: demo
+    functions:
+      - symbol: f
+        args:
+          - { index: 0, name: a, type: i32, offsets: [] }
+          - { index: 0, name: b, type: i32, offsets: [0, 8, 8, 8, 8, 0] }
+          - { index: 0, name: c, type: str, offsets: [8], len_arg: 1 }
+          - { index: 0, name: d, type: i32, path: '->x', offsets: [0] }
+";
+    let expected = [
+        "app.yaml:6:13: probes[0].functions[0].args[0].offsets: 0 offsets: give 1 to 5 (at most 4 pointers followed)",
+        "app.yaml:7:13: probes[0].functions[0].args[1].offsets: 6 offsets: give 1 to 5 (at most 4 pointers followed)",
+        "app.yaml:8:13: probes[0].functions[0].args[2].len_arg: `len_arg` does not go with `offsets`",
+        "app.yaml:9:13: probes[0].functions[0].args[3].path: give `path` alone: not with `offsets` (the same chain, by number) nor `len_arg`",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
+}

@@ -30,10 +30,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use spanprobe_common::{
-    ArgSource, CallEnd, CallEvent, CallRecord, ContextFormat, ContextPolicy, Counter, DATA_MAX,
-    DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, MAX_ARGS, MAX_DEPTH, MAX_MEMORY_CALLS,
-    MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, SAMPLE_ALWAYS,
-    SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext,
+    ArgCapture, ArgSource, CallEnd, CallEvent, CallRecord, ContextFormat, ContextPolicy, Counter,
+    DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, MAX_ARGS, MAX_CHAIN,
+    MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX,
+    MemoryKind, SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext,
 };
 
 #[map]
@@ -230,8 +230,9 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
         // Kept for pairing entries with returns; nothing to capture.
         return Some(());
     }
-    let args = read_args(regs, capture);
+    let (args, faulted) = read_args(regs, capture, faults);
     frame.args = args;
+    frame.faults = faulted;
     if capture.data_len > 0
         && let Some(record) = call_record(call_key(thread.tid, depth))
     {
@@ -389,6 +390,7 @@ fn emit_entry_only(
     if stack.unsampled != 0 {
         return;
     }
+    let (args, faulted) = read_args(regs, capture, Faults::Fail);
     emit(&CallEvent {
         pid: thread.pid,
         tid: thread.tid,
@@ -398,9 +400,9 @@ fn emit_entry_only(
         return_ns: now,
         parent_entry_ns: stack.top_entry_ns,
         root_entry_ns: stack.root_entry_ns,
-        args: read_args(regs, capture),
+        args,
         ret: 0,
-        arg_lens: [0; MAX_ARGS],
+        arg_lens: fault_lens(faulted),
         data_len: 0,
         root_function_id: stack.root_function_id,
         end: CallEnd::EntryOnly as u32,
@@ -613,7 +615,7 @@ fn call_event(
         root_entry_ns: stack.root_entry_ns,
         args: frame.args,
         ret,
-        arg_lens: [0; MAX_ARGS],
+        arg_lens: fault_lens(frame.faults),
         data_len: 0,
         root_function_id: stack.root_function_id,
         end: end as u32,
@@ -702,14 +704,72 @@ fn call_key(tid: u32, depth: u32) -> u64 {
     (u64::from(tid) << 32) | u64::from(depth)
 }
 
-/// The arguments `capture` asks for, in its order.
+/// The arguments `capture` asks for, in its order, each followed along its chain of pointers
+/// if it has one; bit `i` of the second value is set where argument `i`'s chain faulted.
 #[inline(always)]
-fn read_args(regs: &pt_regs, capture: &FunctionCapture) -> [u64; MAX_ARGS] {
+fn read_args(regs: &pt_regs, capture: &FunctionCapture, faults: Faults) -> ([u64; MAX_ARGS], u32) {
     let mut args = [0u64; MAX_ARGS];
-    for (value, arg) in args.iter_mut().zip(&capture.args) {
-        *value = read_arg(regs, arg.source, arg.slot);
+    let mut faulted = 0u32;
+    for (i, (value, arg)) in args.iter_mut().zip(&capture.args).enumerate() {
+        let register = read_arg(regs, arg.source, arg.slot);
+        *value = if arg.chain == 0 {
+            register
+        } else {
+            match follow(arg, register, faults) {
+                Some(value) => value,
+                None => {
+                    faulted |= 1 << i;
+                    0
+                }
+            }
+        };
     }
-    args
+    (args, faulted)
+}
+
+/// [`CallEvent::arg_lens`] marking the arguments whose chain faulted (bit `i` of `faults`).
+#[inline(always)]
+fn fault_lens(faults: u32) -> [u16; MAX_ARGS] {
+    let mut lens = [0; MAX_ARGS];
+    for (i, len) in lens.iter_mut().enumerate() {
+        if faults & (1 << i) != 0 {
+            *len = MEMORY_FAULT;
+        }
+    }
+    lens
+}
+
+/// The value at the end of `arg`'s chain from `value`: every offset but the last is added and
+/// dereferenced; the last gives the address read (`field_size` bytes, zero-extended), or for
+/// a memory type the address itself. `None` when a read faults.
+#[inline(always)]
+fn follow(arg: &ArgCapture, mut value: u64, faults: Faults) -> Option<u64> {
+    let last = usize::from(arg.chain).min(MAX_CHAIN) - 1;
+    for i in 0..MAX_CHAIN - 1 {
+        if i >= last {
+            break;
+        }
+        let address = value.wrapping_add(arg.path[i] as i64 as u64);
+        let mut pointer = [0u8; 8];
+        read_user(&mut pointer, address, faults)?;
+        value = u64::from_ne_bytes(pointer);
+    }
+    let address = value.wrapping_add(arg.path.get(last).copied().unwrap_or(0) as i64 as u64);
+    if arg.field_size == 0 {
+        return Some(address);
+    }
+    // Little-endian: the first `field_size` bytes of a zeroed word are the field's value.
+    let mut field = [0u8; 8];
+    let size = u32::from(arg.field_size).min(8);
+    // SAFETY: writes at most 8 bytes into `field`; the helpers fail safely on bad pointers.
+    let result = unsafe {
+        if faults == Faults::Allowed {
+            bpf_copy_from_user(field.as_mut_ptr().cast(), size, address as *const c_void)
+        } else {
+            bpf_probe_read_user(field.as_mut_ptr().cast(), size, address as *const c_void)
+        }
+    };
+    (result == 0).then_some(u64::from_le_bytes(field))
 }
 
 #[inline(always)]
@@ -898,7 +958,11 @@ fn emit_with_memory(key: u64, event: CallEvent, data_len: u32) {
     };
     // SAFETY: as in `capture_memory`.
     let record = unsafe { &mut *record };
-    let (arg_lens, stack_len) = (record.header.arg_lens, record.header.stack_len);
+    let (mut arg_lens, stack_len) = (record.header.arg_lens, record.header.stack_len);
+    // Chains that faulted at entry, along with the memory reads'.
+    for (len, fault) in arg_lens.iter_mut().zip(event.arg_lens) {
+        *len |= fault;
+    }
     record.header = CallEvent {
         arg_lens,
         data_len,

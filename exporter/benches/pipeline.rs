@@ -26,6 +26,8 @@ fn function() -> ProbedFunction {
             ty: ValueType::I32,
             max_len: None,
             len_arg: None,
+            offsets: None,
+            path: None,
             len: None,
         })
     };

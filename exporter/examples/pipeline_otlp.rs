@@ -45,6 +45,8 @@ fn work() -> ProbedFunction {
             ty: ValueType::I64,
             max_len: None,
             len_arg: None,
+            offsets: None,
+            path: None,
             len: None,
         })],
         return_value: Some(Located::unplaced(ReturnSpec {

@@ -92,6 +92,18 @@ impl ValueType {
         self.memory() != MemoryKind::None
     }
 
+    /// Bytes a value of this type takes in memory, read at the end of a chain of pointers;
+    /// 0 for a memory type, which is read behind the chain's last address instead.
+    pub fn size(self) -> u8 {
+        match self {
+            Self::I8 | Self::U8 | Self::Bool | Self::Char => 1,
+            Self::I16 | Self::U16 => 2,
+            Self::I32 | Self::U32 => 4,
+            Self::I64 | Self::U64 | Self::Ptr => 8,
+            Self::Str | Self::Bytes => 0,
+        }
+    }
+
     /// A raw 64-bit register read as this type: the low bits of its width, sign-extended for
     /// signed types (the System V ABI leaves the upper bits of a narrow argument undefined).
     /// `bool` and `char` are one byte; a pointer, and the address behind a memory type, all
@@ -234,6 +246,9 @@ mod tests {
             }
         }
         assert_eq!(ValueType::Str.memory(), MemoryKind::Str);
+        assert_eq!(ValueType::Str.size(), 0);
+        assert_eq!(ValueType::I16.size(), 2);
+        assert_eq!(ValueType::Ptr.size(), 8);
         assert_eq!(ValueType::Str.memory_len(None, None), DEFAULT_STR_LEN);
         assert_eq!(ValueType::Bytes.memory_len(None, Some(3)), 3);
         let string_area = spanprobe_common::memory_area(true, 64);

@@ -146,5 +146,10 @@ fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
     if let Some(count) = arg.len_arg {
         size.push_str(&format!(" counted by {}", kind.arg_location(count)));
     }
-    format!("{}: {}{size} ({place})", arg.attribute_name(), arg.ty)
+    let chain = match (&arg.path, &arg.offsets) {
+        (Some(path), Some(offsets)) => format!(" at {path} (offsets {offsets:?} from {place})"),
+        (None, Some(offsets)) => format!(" at offsets {offsets:?} from {place}"),
+        _ => format!(" ({place})"),
+    };
+    format!("{}: {}{size}{chain}", arg.attribute_name(), arg.ty)
 }

@@ -6,7 +6,7 @@ use std::ops::Range;
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
-    MEMORY_FAULT, MemoryKind, SAMPLE_ALWAYS,
+    MAX_CHAIN, MEMORY_FAULT, MemoryKind, SAMPLE_ALWAYS,
 };
 use spanprobe_config::{FunctionSpec, Sampler, TraceContextFormat, ValueType};
 
@@ -106,6 +106,9 @@ pub struct ArgPlan {
     pub slot: usize,
     pub key: Key,
     pub ty: ValueType,
+    /// Whether the value is at the end of a chain of pointers, which may fault: it then has
+    /// no value, and `<key>.fault = true`.
+    pub chained: bool,
     /// How the kernel read the memory behind it, if it did.
     pub memory: MemoryKind,
     /// For `str`/`bytes`: where the bytes are in the record's data.
@@ -144,13 +147,23 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
             len: arg.ty.read_len(arg.memory_len(), count.is_some()) as u16,
             offset: data_len as u16,
             count_slot,
-            _pad: [0; 3],
+            chain: 0,
+            field_size: arg.ty.size(),
+            _pad: 0,
+            path: [0; MAX_CHAIN],
         };
+        if let Some(offsets) = &arg.offsets {
+            kernel.chain = offsets.len().min(MAX_CHAIN) as u8;
+            for (to, from) in kernel.path.iter_mut().zip(offsets) {
+                *to = *from;
+            }
+        }
         plans.push(ArgPlan {
             slot,
             // Shared, not owned: the key is cloned into every span.
             key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
             ty: arg.ty,
+            chained: arg.offsets.is_some(),
             memory,
             data: data_len..data_len + size,
             max_len: usize::from(arg.memory_len()),
@@ -254,8 +267,16 @@ impl ArgPlan {
         let Some(&raw) = event.args.get(self.slot) else {
             return;
         };
-        let (value, truncated) =
-            otel_value(self.ty.decode(raw, self.memory(event, data), self.max_len));
+        let memory = self.memory(event, data);
+        let faulted = event
+            .arg_lens
+            .get(self.slot)
+            .is_some_and(|len| len & MEMORY_FAULT != 0);
+        if self.chained && (faulted || memory.is_none()) {
+            out.push(KeyValue::new(Key::new(format!("{}.fault", self.key)), true));
+            return;
+        }
+        let (value, truncated) = otel_value(self.ty.decode(raw, memory, self.max_len));
         if truncated {
             out.push(KeyValue::new(
                 Key::new(format!("{}.truncated", self.key)),
@@ -287,6 +308,8 @@ mod tests {
             max_len,
             len,
             len_arg: None,
+            offsets: None,
+            path: None,
         })
     }
 

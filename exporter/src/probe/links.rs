@@ -218,6 +218,8 @@ mod tests {
             ty: ValueType::Str,
             max_len: None,
             len_arg: None,
+            offsets: None,
+            path: None,
             len: None,
         })];
         let functions = [reads, function("/a", None, true)];

@@ -130,6 +130,15 @@ pub enum ResolveErrorKind {
         binary.display()
     )]
     EntryPointReturn { binary: PathBuf, symbol: String },
+    #[error("{}: cannot resolve `{path}`", binary.display())]
+    Path {
+        binary: PathBuf,
+        path: String,
+        #[source]
+        source: Box<crate::probe::dwarf::path::PathError>,
+    },
+    #[error("`path` needs the function given by `symbol`, whose DWARF describes its parameters")]
+    PathWithoutSymbol,
     #[error("no process {pid} is running")]
     NoProcess { pid: u32 },
     #[error(

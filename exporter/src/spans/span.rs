@@ -244,6 +244,8 @@ mod tests {
                 ty: ValueType::I32,
                 max_len: None,
                 len_arg: None,
+                offsets: None,
+                path: None,
                 len: None,
             })
         };

@@ -99,10 +99,25 @@ pub fn resolve(
                 errors.push(error(symbol.position, "symbol", kind));
                 continue;
             };
-            resolved.push(ProbedFunction {
+            let mut probed = ProbedFunction {
                 source: sources_of(&path, &mut sources).get(&sym.raw).cloned(),
                 ..probe(binary, sym.name.clone(), Some(sym.address), offset)
-            });
+            };
+            match resolve_paths(&path, &sym.raw, function, field) {
+                Ok(spec) => {
+                    probed.spec = spec;
+                    resolved.push(probed);
+                }
+                Err(path_errors) => errors.extend(path_errors),
+            }
+        }
+    }
+    if function.symbol.is_none() {
+        for (a, arg) in function.args.iter().enumerate() {
+            if arg.path.is_some() {
+                let kind = ResolveErrorKind::PathWithoutSymbol;
+                errors.push(error(arg.position, &format!("args[{a}].path"), kind));
+            }
         }
     }
     // A return value is asked of every probe of the entry, so it is refused there by name.
@@ -124,6 +139,38 @@ pub fn resolve(
         }
     }
     functions
+}
+
+/// `function`'s spec with each argument's `path` resolved, from the DWARF of `binary`, into
+/// the `offsets` the kernel follows; `raw` is the function's symbol as the binary has it.
+fn resolve_paths(
+    binary: &Path,
+    raw: &str,
+    function: &Located<FunctionSpec>,
+    field: &str,
+) -> Result<FunctionSpec, Vec<ResolveError>> {
+    let mut spec = function.value.clone();
+    let mut errors = Vec::new();
+    for (a, arg) in spec.args.iter_mut().enumerate() {
+        let Some(path) = &arg.path else { continue };
+        match crate::probe::dwarf::path::resolve(binary, raw, arg.index, path, arg.ty) {
+            Ok(chain) => arg.value.offsets = Some(chain.offsets),
+            Err(source) => errors.push(ResolveError {
+                position: function.args[a].position,
+                field: format!("{field}.args[{a}].path"),
+                kind: ResolveErrorKind::Path {
+                    binary: binary.to_owned(),
+                    path: path.clone(),
+                    source: Box::new(source),
+                },
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(errors)
+    }
 }
 
 /// What a function of a Go binary may not ask for: a return probe and what needs one, and

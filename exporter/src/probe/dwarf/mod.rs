@@ -1,5 +1,7 @@
 //! Function signatures from an ELF file's DWARF debug info, so `spanprobe init` can fill in
-//! argument types.
+//! argument types, and the chains of struct members behind a parameter ([`path`]).
+
+pub mod path;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -147,6 +149,14 @@ enum Leaf {
 /// DWARF / separate debug files, which are not looked for). Meant for linked executables and
 /// shared libraries: the relocations of an unlinked object (`.o`) are not applied.
 pub fn function_signatures(path: &Path) -> Result<HashMap<String, FunctionSignature>, DwarfError> {
+    Ok(with_dwarf(path, collect)?.unwrap_or_default())
+}
+
+/// Runs `f` on the DWARF of the file at `path`; `None` when it has none.
+fn with_dwarf<R>(
+    path: &Path,
+    f: impl FnOnce(&Dwarf<Reader<'_>>) -> gimli::Result<R>,
+) -> Result<Option<R>, DwarfError> {
     let data = std::fs::read(path).map_err(|source| DwarfError::Read {
         path: path.to_owned(),
         source,
@@ -157,7 +167,7 @@ pub fn function_signatures(path: &Path) -> Result<HashMap<String, FunctionSignat
     };
     let file = object::File::parse(&*data).map_err(object_error)?;
     if file.section_by_name(".debug_info").is_none() {
-        return Ok(HashMap::new());
+        return Ok(None);
     }
     let sections = DwarfSections::load(|id| -> Result<Cow<[u8]>, object::Error> {
         // `uncompressed_data` transparently handles SHF_COMPRESSED and `.zdebug_*` sections.
@@ -173,33 +183,20 @@ pub fn function_signatures(path: &Path) -> Result<HashMap<String, FunctionSignat
         RunTimeEndian::Big
     };
     let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-    collect(&dwarf).map_err(|source| DwarfError::Dwarf {
+    f(&dwarf).map(Some).map_err(|source| DwarfError::Dwarf {
         path: path.to_owned(),
         source,
     })
 }
 
 fn collect(dwarf: &Dwarf<Reader<'_>>) -> gimli::Result<HashMap<String, FunctionSignature>> {
-    // All units are parsed up front so cross-unit references (DW_FORM_ref_addr, as LTO emits)
-    // can be resolved.
-    let mut units = Vec::new();
-    let mut headers = dwarf.units();
-    while let Some(header) = headers.next()? {
-        units.push(dwarf.unit(header)?);
-    }
-    let ctx = Ctx { dwarf, units };
+    let ctx = Ctx::new(dwarf)?;
     let mut signatures = HashMap::new();
-    for u in 0..ctx.units.len() {
-        let mut cursor = ctx.units[u].entries();
-        while let Some(entry) = cursor.next_dfs()? {
-            if entry.tag() == gimli::DW_TAG_subprogram
-                && ctx.is_defined(u, entry)?
-                && let Some(signature) = ctx.signature((u, entry.offset()))?
-            {
-                signatures
-                    .entry(signature.name.clone())
-                    .or_insert(signature);
-            }
+    for (_, loc) in ctx.defined_functions()? {
+        if let Some(signature) = ctx.signature(loc)? {
+            signatures
+                .entry(signature.name.clone())
+                .or_insert(signature);
         }
     }
     Ok(signatures)
@@ -210,7 +207,32 @@ struct Ctx<'d, 'a> {
     units: Vec<Unit<Reader<'a>>>,
 }
 
-impl Ctx<'_, '_> {
+impl<'d, 'a> Ctx<'d, 'a> {
+    fn new(dwarf: &'d Dwarf<Reader<'a>>) -> gimli::Result<Self> {
+        // All units are parsed up front so cross-unit references (DW_FORM_ref_addr, as LTO
+        // emits) can be resolved.
+        let mut units = Vec::new();
+        let mut headers = dwarf.units();
+        while let Some(header) = headers.next()? {
+            units.push(dwarf.unit(header)?);
+        }
+        Ok(Ctx { dwarf, units })
+    }
+
+    /// Every subprogram that has code, in DIE order, with its unit.
+    fn defined_functions(&self) -> gimli::Result<Vec<(usize, Loc)>> {
+        let mut functions = Vec::new();
+        for u in 0..self.units.len() {
+            let mut cursor = self.units[u].entries();
+            while let Some(entry) = cursor.next_dfs()? {
+                if entry.tag() == gimli::DW_TAG_subprogram && self.is_defined(u, entry)? {
+                    functions.push((u, (u, entry.offset())));
+                }
+            }
+        }
+        Ok(functions)
+    }
+
     /// Whether the subprogram `entry` of unit `u` has code, rather than only declaring it.
     fn is_defined(&self, u: usize, entry: &Die<'_>) -> gimli::Result<bool> {
         if entry.has_attr(gimli::DW_AT_ranges) {

@@ -1,0 +1,160 @@
+//! Values inside what an argument points to: struct members and array elements along chains
+//! of pointers, by member names resolved from DWARF (`path`) or by byte offsets (`offsets`,
+//! for binaries without debug info); a chain that meets an unreadable pointer gives the
+//! attribute `<name>.fault` and never loses the span.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::{
+    receiver::ReceivedSpan,
+    scenario::{Scenario, Workdir, assert_exit, named, probe},
+};
+
+/// `tests/programs/fields.c`, built into `dir`.
+fn fields_program(dir: &Path) -> std::path::PathBuf {
+    support::compile_c(&support::programs().join("fields.c"), dir, "fields", &[])
+}
+
+/// One argument of `handle(struct request *r)` read at the end of `chain` (a `path` string or
+/// an `offsets` list), as `ty`.
+fn member(name: &str, ty: &str, chain: Value) -> Value {
+    let key = if chain.is_string() { "path" } else { "offsets" };
+    json!({ "index": 0, "name": name, "type": ty, key: chain })
+}
+
+/// The attributes of `handle`'s three calls (a full request, one whose pointers are NULL, and
+/// NULL itself), in call order.
+async fn handled(s: &Scenario, binary: &Path, args: Vec<Value>) -> Vec<ReceivedSpan> {
+    let functions = json!([{ "symbol": "handle", "args": args, "return": { "type": "i32" } }]);
+    let (_, spans) = s
+        .trace_ok(&s.config(binary, functions), &[binary.to_str().unwrap()])
+        .await;
+    let mut calls: Vec<_> = named(&spans, "handle").into_iter().cloned().collect();
+    calls.sort_by_key(|span| span.span.start_time_unix_nano);
+    assert_eq!(calls.len(), 3);
+    calls
+}
+
+fn check_values(calls: &[ReceivedSpan]) {
+    let full = &calls[0];
+    assert_eq!(full.int_attr("rid"), Some(7));
+    assert_eq!(full.int_attr("user_id"), Some(42));
+    assert_eq!(full.str_attr("user_name"), Some("alice"));
+    assert_eq!(full.str_attr("path"), Some("/index.html"));
+    assert_eq!(full.int_attr("tag2"), Some(30));
+    assert_eq!(full.int_attr("kind"), Some(2));
+    // NULL members: those behind them fault, the others are read.
+    let empty = &calls[1];
+    assert_eq!(empty.int_attr("rid"), Some(8));
+    for name in ["user_id", "user_name", "path"] {
+        assert_eq!(empty.attr(name), None, "{name}");
+        assert_eq!(
+            empty.bool_attr(&format!("{name}.fault")),
+            Some(true),
+            "{name}"
+        );
+    }
+    assert_eq!(empty.int_attr("kind"), Some(1));
+    // NULL itself: every chain faults, the span is still there with its return value.
+    let null = &calls[2];
+    for name in ["rid", "user_id", "user_name", "path", "tag2", "kind"] {
+        assert_eq!(
+            null.bool_attr(&format!("{name}.fault")),
+            Some(true),
+            "{name}"
+        );
+    }
+    assert_eq!(null.int_attr("return_value"), Some(-1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_by_path_from_dwarf() {
+    let s = Scenario::start().await;
+    let binary = fields_program(s.path());
+    let calls = handled(
+        &s,
+        &binary,
+        vec![
+            member("rid", "i32", json!("->rid")),
+            member("user_id", "i64", json!("->user->id")),
+            member("user_name", "str", json!("->user->name")),
+            member("path", "str", json!("->path")),
+            member("tag2", "i32", json!("->tags[2]")),
+            member("kind", "i32", json!("->k")),
+        ],
+    )
+    .await;
+    check_values(&calls);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_by_offsets_without_debug_info() {
+    let s = Scenario::start().await;
+    let built = fields_program(s.path());
+    let binary = s.path().join("fields-nodebug");
+    let status = std::process::Command::new("strip")
+        .args(["--strip-debug", "-o"])
+        .arg(&binary)
+        .arg(&built)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let calls = handled(
+        &s,
+        &binary,
+        vec![
+            member("rid", "i32", json!([0])),
+            member("user_id", "i64", json!([8, 0])),
+            member("user_name", "str", json!([8, 8])),
+            member("path", "str", json!([16, 0])),
+            member("tag2", "i32", json!([32])),
+            member("kind", "i32", json!([40])),
+        ],
+    )
+    .await;
+    check_values(&calls);
+    // By name, the same binary says why not and what to do instead.
+    let functions = json!([{ "symbol": "handle", "args": [member("rid", "i32", json!("->rid"))] }]);
+    let config = s.write(&json!({ "probes": [probe(&binary, functions)] }));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 2);
+    let stderr = support::stderr(&check);
+    assert!(
+        stderr.contains(
+            "cannot resolve `->rid`: the binary has no DWARF debug info: give the chain as \
+             `offsets` instead"
+        ),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_path_names_the_step_and_what_is_there() {
+    let dir = Workdir::new();
+    let binary = fields_program(dir.path());
+    let functions = json!([{
+        "symbol": "handle",
+        "args": [
+            member("a", "i64", json!("->usr->id")),
+            member("b", "i32", json!("->rid->x")),
+            member("c", "i32", json!("rid")),
+        ],
+    }]);
+    let config = dir.write(&json!({ "probes": [probe(&binary, functions)] }));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 2);
+    let stderr = support::stderr(&check);
+    for expected in [
+        "args[0].path: ",
+        "cannot resolve `->usr->id`: `->usr`: struct request has no member `usr`; it has rid, \
+         user, path, tags, k",
+        "args[1].path: ",
+        "cannot resolve `->rid->x`: `->x`: int is not a pointer",
+        "`rid` is not a path: unexpected `rid` (write `->member`, `.member` or `[n]` steps)",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
+    }
+}
