@@ -13,7 +13,8 @@ BPF_LINKER_VERSION=0.13.0
 # sqlite3 (and its libsqlite3) is a real library the attach tests probe by the hundred.
 # python3-venv: the trace-context test runs a Python program instrumented with the
 # OpenTelemetry SDK, installed from PyPI into a virtual environment (below).
-APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv)
+# python3.11-dbg: a real program with DWARF, whose structs the member-path tests walk.
+APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -158,3 +158,38 @@ async fn a_wrong_path_names_the_step_and_what_is_there() {
         assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_objects_type_names_through_two_pointers() {
+    // Debian's debug build of CPython (installed by scripts/setup.sh), a program no one here
+    // wrote: PyObject_GetAttr(PyObject *v, PyObject *name), each object's type name at
+    // v->ob_type->tp_name.
+    let python = Path::new("/usr/bin/python3.11d");
+    let s = Scenario::start().await;
+    let functions = json!([{
+        "symbol": "PyObject_GetAttr",
+        "args": [
+            { "index": 0, "name": "type", "type": "str", "path": "->ob_type->tp_name" },
+            { "index": 1, "name": "name_type", "type": "str", "path": "->ob_type->tp_name" },
+        ],
+    }]);
+    let (_, spans) = s
+        .trace_ok(
+            &s.config(python, functions),
+            &[python.to_str().unwrap(), "-c", "import json"],
+        )
+        .await;
+    assert!(spans.len() > 100, "{}", spans.len());
+    // Attribute names are strings; the objects include modules.
+    assert!(
+        spans
+            .iter()
+            .all(|span| span.str_attr("name_type") == Some("str"))
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|span| span.str_attr("type") == Some("module"))
+    );
+    assert!(spans.iter().all(|span| span.attr("type.fault").is_none()));
+}
