@@ -193,3 +193,41 @@ async fn python_objects_type_names_through_two_pointers() {
     );
     assert!(spans.iter().all(|span| span.attr("type.fault").is_none()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn types_are_inferred_from_dwarf() {
+    let s = Scenario::start().await;
+    let binary = fields_program(s.path());
+    let by_path = |name: &str, path: &str| json!({ "index": 0, "name": name, "path": path });
+    let args = vec![
+        by_path("rid", "->rid"),
+        by_path("user_id", "->user->id"),
+        by_path("user_name", "->user->name"),
+        by_path("path", "->path"),
+        by_path("tag2", "->tags[2]"),
+        by_path("kind", "->k"),
+    ];
+    // check shows what DWARF said: a `char[16]` is a string of at most 16 bytes, read in place.
+    let functions = json!([{ "symbol": "handle", "args": args.clone() }]);
+    let config = s.write(&s.config(&binary, functions));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 0);
+    let report = support::stdout(&check);
+    for expected in [
+        "rid: i32 at ->rid (offsets [0] from RDI)",
+        "user_id: i64 at ->user->id (offsets [8, 0] from RDI)",
+        "user_name: str up to 16 bytes at ->user->name (offsets [8, 8] from RDI)",
+        "path: str up to 64 bytes at ->path (offsets [16, 0] from RDI)",
+        "tag2: i32 at ->tags[2] (offsets [32] from RDI)",
+        "kind: u32 at ->k (offsets [40] from RDI)",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in\n{report}");
+    }
+    check_values(&handled(&s, &binary, args).await);
+    // A pointer member is read as the address it holds.
+    let functions = json!([{ "symbol": "handle", "args": [by_path("user", "->user")] }]);
+    let config = s.write(&s.config(&binary, functions));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 0);
+    assert!(support::stdout(&check).contains("user: ptr at ->user (offsets [8] from RDI)"));
+}

@@ -341,8 +341,10 @@ pub struct ArgSpec {
     pub index: u8,
     /// Attribute key; `arg<index>` when absent.
     pub name: Option<String>,
+    /// Required, except with a `path`, where DWARF says it: resolution fills it in, so every
+    /// argument of a resolved function has one (see [`ArgSpec::value_type`]).
     #[serde(rename = "type")]
-    pub ty: ValueType,
+    pub ty: Option<ValueType>,
     /// For `str`: bytes read at most (default 64, at most 512).
     pub max_len: Option<u16>,
     /// For `bytes`: bytes read (at most 512); with `len_arg`, the most read (default 64).
@@ -366,14 +368,22 @@ impl ArgSpec {
             .unwrap_or_else(|| format!("arg{}", self.index))
     }
 
+    /// The type the value is read as. Validation requires `type` unless a `path` is given,
+    /// and resolution infers that one from DWARF, so a resolved argument always has its own;
+    /// `ptr` (the register as it is) only stands in before then.
+    pub fn value_type(&self) -> ValueType {
+        self.ty.unwrap_or(ValueType::Ptr)
+    }
+
     /// Bytes of memory read for this argument (0 for register values).
     pub fn memory_len(&self) -> u16 {
-        self.ty.memory_len(self.max_len, self.len)
+        self.value_type().memory_len(self.max_len, self.len)
     }
 
     /// Bytes this argument takes in the call record's data.
     pub fn data_size(&self) -> usize {
-        self.ty.data_size(self.memory_len(), self.len_arg.is_some())
+        self.value_type()
+            .data_size(self.memory_len(), self.len_arg.is_some())
     }
 }
 

@@ -328,8 +328,19 @@ fn validate_function(
                 ),
             );
         }
-        for (key, problem) in arg.ty.length_problems(arg.max_len, arg.len, arg.len_arg) {
-            problems.add(at, format!("{field}.{key}"), problem);
+        match arg.ty {
+            Some(ty) => {
+                for (key, problem) in ty.length_problems(arg.max_len, arg.len, arg.len_arg) {
+                    problems.add(at, format!("{field}.{key}"), problem);
+                }
+            }
+            // Inferred from DWARF when the path is resolved, and checked then.
+            None if arg.path.is_some() => {}
+            None => problems.add(
+                at,
+                format!("{field}.type"),
+                "`type` is required (only an argument with a `path` may leave it to DWARF)",
+            ),
         }
         memory += arg.data_size();
     }

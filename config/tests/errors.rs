@@ -356,12 +356,15 @@ probes:
           - { index: 0, name: b, type: i32, offsets: [0, 8, 8, 8, 8, 0] }
           - { index: 0, name: c, type: str, offsets: [8], len_arg: 1 }
           - { index: 0, name: d, type: i32, path: '->x', offsets: [0] }
+          - { index: 1, name: e }
+          - { index: 2, name: f, path: '->x' }
 ";
     let expected = [
         "app.yaml:6:13: probes[0].functions[0].args[0].offsets: 0 offsets: give 1 to 5 (at most 4 pointers followed)",
         "app.yaml:7:13: probes[0].functions[0].args[1].offsets: 6 offsets: give 1 to 5 (at most 4 pointers followed)",
         "app.yaml:8:13: probes[0].functions[0].args[2].len_arg: `len_arg` does not go with `offsets`",
         "app.yaml:9:13: probes[0].functions[0].args[3].path: give `path` alone: not with `offsets` (the same chain, by number) nor `len_arg`",
+        "app.yaml:10:13: probes[0].functions[0].args[4].type: `type` is required (only an argument with a `path` may leave it to DWARF)",
     ];
     assert_eq!(error(yaml), expected.join("\n"));
 }

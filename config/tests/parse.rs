@@ -81,7 +81,7 @@ fn every_key_parses_into_its_value() {
     let args: Vec<_> = f
         .args
         .iter()
-        .map(|a| (a.index, a.attribute_name(), a.ty, a.memory_len()))
+        .map(|a| (a.index, a.attribute_name(), a.value_type(), a.memory_len()))
         .collect();
     assert_eq!(
         args,

@@ -23,7 +23,7 @@ fn function() -> ProbedFunction {
         Located::unplaced(ArgSpec {
             index,
             name: Some(name.into()),
-            ty: ValueType::I32,
+            ty: Some(ValueType::I32),
             max_len: None,
             len_arg: None,
             offsets: None,

@@ -42,7 +42,7 @@ fn work() -> ProbedFunction {
         args: vec![Located::unplaced(ArgSpec {
             index: 0,
             name: Some("x".into()),
-            ty: ValueType::I64,
+            ty: Some(ValueType::I64),
             max_len: None,
             len_arg: None,
             offsets: None,

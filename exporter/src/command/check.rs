@@ -142,7 +142,7 @@ fn describe_context(context: &TraceContextSpec, kind: ProbeKind) -> String {
 
 fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
     let place = kind.arg_location(arg.index);
-    let mut size = arg.ty.describe_read(arg.memory_len());
+    let mut size = arg.value_type().describe_read(arg.memory_len());
     if let Some(count) = arg.len_arg {
         size.push_str(&format!(" counted by {}", kind.arg_location(count)));
     }
@@ -151,5 +151,9 @@ fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
         (None, Some(offsets)) => format!(" at offsets {offsets:?} from {place}"),
         _ => format!(" ({place})"),
     };
-    format!("{}: {}{size}{chain}", arg.attribute_name(), arg.ty)
+    format!(
+        "{}: {}{size}{chain}",
+        arg.attribute_name(),
+        arg.value_type()
+    )
 }

@@ -134,8 +134,8 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
         let (source, register_or_slot) = kind.arg_location(arg.index).kernel();
         let count = arg.len_arg.map(|index| kind.arg_location(index).kernel());
         let memory = match count {
-            Some(_) => arg.ty.counted_memory(),
-            None => arg.ty.memory(),
+            Some(_) => arg.value_type().counted_memory(),
+            None => arg.value_type().memory(),
         };
         let size = arg.data_size();
         let (count_source, count_slot) = count.unwrap_or((ArgSource::None, 0));
@@ -144,11 +144,11 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
             slot: register_or_slot,
             memory: memory as u8,
             count_source: count_source as u8,
-            len: arg.ty.read_len(arg.memory_len(), count.is_some()) as u16,
+            len: arg.value_type().read_len(arg.memory_len(), count.is_some()) as u16,
             offset: data_len as u16,
             count_slot,
             chain: 0,
-            field_size: arg.ty.size(),
+            field_size: arg.value_type().size(),
             _pad: 0,
             path: [0; MAX_CHAIN],
         };
@@ -162,7 +162,7 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
             slot,
             // Shared, not owned: the key is cloned into every span.
             key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
-            ty: arg.ty,
+            ty: arg.value_type(),
             chained: arg.offsets.is_some(),
             memory,
             data: data_len..data_len + size,
@@ -304,7 +304,7 @@ mod tests {
         Located::unplaced(ArgSpec {
             index,
             name: Some(name.into()),
-            ty,
+            ty: Some(ty),
             max_len,
             len,
             len_arg: None,

@@ -215,7 +215,7 @@ mod tests {
         reads.spec.args = vec![Located::unplaced(ArgSpec {
             index: 0,
             name: None,
-            ty: ValueType::Str,
+            ty: Some(ValueType::Str),
             max_len: None,
             len_arg: None,
             offsets: None,

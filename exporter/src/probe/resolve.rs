@@ -137,6 +137,12 @@ pub enum ResolveErrorKind {
         #[source]
         source: Box<crate::probe::dwarf::path::PathError>,
     },
+    #[error(
+        "with the types inferred from DWARF, the `str`/`bytes` arguments and the stack take \
+         {bytes} bytes per call; at most {} fit: give a smaller `max_len`",
+        spanprobe_config::MEMORY_BUDGET
+    )]
+    MemoryBudget { bytes: usize },
     #[error("`path` needs the function given by `symbol`, whose DWARF describes its parameters")]
     PathWithoutSymbol,
     #[error("no process {pid} is running")]

@@ -241,7 +241,7 @@ mod tests {
             Located::unplaced(ArgSpec {
                 index,
                 name: name.map(Into::into),
-                ty: ValueType::I32,
+                ty: Some(ValueType::I32),
                 max_len: None,
                 len_arg: None,
                 offsets: None,

@@ -24,10 +24,12 @@ enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldChain {
     pub offsets: Vec<i32>,
-    /// The type DWARF gives the value, as the config would name it, when it has one.
-    pub ty: Option<ValueType>,
+    /// The type the value is read as: as the config gave it, or as DWARF says.
+    pub ty: ValueType,
     /// The value's C type, for `check` and messages.
     pub c_name: String,
+    /// For a `char[N]` read in place: N, the most a string there can hold.
+    pub array_len: Option<u64>,
 }
 
 /// Why a path cannot be resolved.
@@ -60,6 +62,11 @@ pub enum PathError {
     UnknownSize { step: String, c_name: String },
     #[error("the path follows more than {max} pointers")]
     TooDeep { max: usize },
+    #[error(
+        "the value is {c_name}, which no type reads as a whole: give `type`, or a path to one of \
+         its members"
+    )]
+    NoType { c_name: String },
     #[error("`{step}`: offset {offset} is out of range")]
     Offset { step: String, offset: u64 },
     #[error(transparent)]
@@ -83,13 +90,13 @@ impl From<gimli::Error> for PathError {
 }
 
 /// Resolves `path` from parameter slot `index` of `function` (its symbol as the binary has it,
-/// or its DWARF name) in `binary`, for a value to be read as `ty`.
+/// or its DWARF name) in `binary`, for a value to be read as `ty`, or as DWARF says when `None`.
 pub fn resolve(
     binary: &Path,
     function: &str,
     index: u8,
     path: &str,
-    ty: ValueType,
+    ty: Option<ValueType>,
 ) -> Result<FieldChain, PathError> {
     let steps = parse(path)?;
     with_dwarf(binary, |dwarf| {
@@ -161,7 +168,7 @@ fn chain(
     function: &str,
     index: u8,
     steps: &[Step],
-    ty: ValueType,
+    declared: Option<ValueType>,
 ) -> Result<FieldChain, PathError> {
     let mut ty_loc = parameter(ctx, function, index)?;
     let mut derefs: Vec<u64> = Vec::new();
@@ -246,13 +253,24 @@ fn chain(
     }
     let end = strip(ctx, ty_loc)?;
     let (info, _) = ctx.type_info(ty_loc, 0)?;
+    let array = ctx.entry(end)?.tag() == gimli::DW_TAG_array_type;
+    let array_len = if array { ctx.array_count(end)? } else { None };
+    // DWARF's word for what is at the end: a character array is a string in place.
+    let inferred = if array && info.c_name.contains("char") {
+        Some(ValueType::Str)
+    } else {
+        info.capture
+    };
+    let ty = declared.or(inferred).ok_or_else(|| PathError::NoType {
+        c_name: info.c_name.clone(),
+    })?;
     let At::Memory { offset } = at else {
         unreachable!("every step moves into memory");
     };
     // A string behind a `char *` member is one more pointer away; one in a `char[N]` member
     // is in place.
     let mut last = offset;
-    if ty.is_memory() && ctx.entry(end)?.tag() != gimli::DW_TAG_array_type {
+    if ty.is_memory() && !array {
         derefs.push(offset);
         last = 0;
     }
@@ -272,14 +290,11 @@ fn chain(
         .map(to_i32)
         .collect::<Result<Vec<_>, _>>()?;
     offsets.push(to_i32(last)?);
-    let inferred = match ctx.entry(end)?.tag() {
-        gimli::DW_TAG_array_type if info.c_name.starts_with("char") => Some(ValueType::Str),
-        _ => info.capture,
-    };
     Ok(FieldChain {
         offsets,
-        ty: inferred,
+        ty,
         c_name: info.c_name,
+        array_len,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, path::Path};
 
-use spanprobe_config::{FunctionSpec, Located, Position};
+use spanprobe_config::{FunctionSpec, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ValueType};
 
 use crate::probe::{
     elf::ElfInfo,
@@ -103,7 +103,7 @@ pub fn resolve(
                 source: sources_of(&path, &mut sources).get(&sym.raw).cloned(),
                 ..probe(binary, sym.name.clone(), Some(sym.address), offset)
             };
-            match resolve_paths(&path, &sym.raw, function, field) {
+            match resolve_paths(&path, &sym.raw, function, field, binary.stack_frames) {
                 Ok(spec) => {
                     probed.spec = spec;
                     resolved.push(probed);
@@ -148,13 +148,27 @@ fn resolve_paths(
     raw: &str,
     function: &Located<FunctionSpec>,
     field: &str,
+    stack_frames: u16,
 ) -> Result<FunctionSpec, Vec<ResolveError>> {
     let mut spec = function.value.clone();
     let mut errors = Vec::new();
     for (a, arg) in spec.args.iter_mut().enumerate() {
         let Some(path) = &arg.path else { continue };
         match crate::probe::dwarf::path::resolve(binary, raw, arg.index, path, arg.ty) {
-            Ok(chain) => arg.value.offsets = Some(chain.offsets),
+            Ok(chain) => {
+                let arg = &mut arg.value;
+                // A string in a `char[N]` is read no further than the array, unless asked.
+                if arg.ty.is_none()
+                    && chain.ty == ValueType::Str
+                    && let Some(len) = chain.array_len
+                {
+                    arg.max_len = arg
+                        .max_len
+                        .or(Some(len.clamp(1, u64::from(MAX_MEMORY_LEN)) as u16));
+                }
+                arg.ty = Some(chain.ty);
+                arg.offsets = Some(chain.offsets);
+            }
             Err(source) => errors.push(ResolveError {
                 position: function.args[a].position,
                 field: format!("{field}.args[{a}].path"),
@@ -165,6 +179,18 @@ fn resolve_paths(
                 },
             }),
         }
+    }
+    // The types DWARF inferred may read memory the config could not count when it was loaded.
+    let mut bytes: usize = spec.args.iter().map(|arg| arg.data_size()).sum();
+    if spec.stack.value {
+        bytes = bytes.next_multiple_of(8) + spanprobe_config::stack_area(stack_frames);
+    }
+    if errors.is_empty() && bytes > MEMORY_BUDGET {
+        errors.push(ResolveError {
+            position: function.position,
+            field: format!("{field}.args"),
+            kind: ResolveErrorKind::MemoryBudget { bytes },
+        });
     }
     if errors.is_empty() {
         Ok(spec)
