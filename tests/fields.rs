@@ -45,7 +45,6 @@ fn check_values(calls: &[ReceivedSpan]) {
     assert_eq!(full.str_attr("user_name"), Some("alice"));
     assert_eq!(full.str_attr("path"), Some("/index.html"));
     assert_eq!(full.int_attr("tag2"), Some(30));
-    assert_eq!(full.int_attr("kind"), Some(2));
     // NULL members: those behind them fault, the others are read.
     let empty = &calls[1];
     assert_eq!(empty.int_attr("rid"), Some(8));
@@ -57,7 +56,7 @@ fn check_values(calls: &[ReceivedSpan]) {
             "{name}"
         );
     }
-    assert_eq!(empty.int_attr("kind"), Some(1));
+
     // NULL itself: every chain faults, the span is still there with its return value.
     let null = &calls[2];
     for name in ["rid", "user_id", "user_name", "path", "tag2", "kind"] {
@@ -88,6 +87,12 @@ async fn members_by_path_from_dwarf() {
     )
     .await;
     check_values(&calls);
+    assert_eq!(kinds(&calls), [Some(2), Some(1)]);
+}
+
+/// The `kind` of the first two calls, as numbers.
+fn kinds(calls: &[ReceivedSpan]) -> [Option<i64>; 2] {
+    [calls[0].int_attr("kind"), calls[1].int_attr("kind")]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,6 +121,7 @@ async fn members_by_offsets_without_debug_info() {
     )
     .await;
     check_values(&calls);
+    assert_eq!(kinds(&calls), [Some(2), Some(1)]);
     // By name, the same binary says why not and what to do instead.
     let functions = json!([{ "symbol": "handle", "args": [member("rid", "i32", json!("->rid"))] }]);
     let config = s.write(&json!({ "probes": [probe(&binary, functions)] }));
@@ -219,15 +225,71 @@ async fn types_are_inferred_from_dwarf() {
         "user_name: str up to 16 bytes at ->user->name (offsets [8, 8] from RDI)",
         "path: str up to 64 bytes at ->path (offsets [16, 0] from RDI)",
         "tag2: i32 at ->tags[2] (offsets [32] from RDI)",
-        "kind: u32 at ->k (offsets [40] from RDI)",
+        "kind: u32 named by its enumerators at ->k (offsets [40] from RDI)",
     ] {
         assert!(report.contains(expected), "{expected:?} not in\n{report}");
     }
-    check_values(&handled(&s, &binary, args).await);
+    let calls = handled(&s, &binary, args).await;
+    check_values(&calls);
+    // An enum DWARF typed is shown by its enumerators' names.
+    let kinds: Vec<_> = calls[..2].iter().map(|c| c.str_attr("kind")).collect();
+    assert_eq!(kinds, [Some("KIND_PUT"), Some("KIND_GET")]);
     // A pointer member is read as the address it holds.
     let functions = json!([{ "symbol": "handle", "args": [by_path("user", "->user")] }]);
     let config = s.write(&s.config(&binary, functions));
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_exit(&check, 0);
     assert!(support::stdout(&check).contains("user: ptr at ->user (offsets [8] from RDI)"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cpp_members_through_this_and_rust_fields_through_a_reference() {
+    let s = Scenario::start().await;
+    // C++: `this` is the first slot; `->side` is Square's member.
+    let shapes = s.shapes();
+    let functions = json!([{
+        "symbol": "shapes::Square::scaled",
+        "args": [
+            { "index": 0, "name": "side", "path": "->side" },
+            { "index": 1, "name": "k", "type": "i64" },
+        ],
+    }]);
+    let (_, spans) = s
+        .trace_ok(&s.config(&shapes, functions), &[shapes.to_str().unwrap()])
+        .await;
+    let [scaled] = named(&spans, "shapes::Square::scaled")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(
+        (scaled.int_attr("side"), scaled.int_attr("k")),
+        (Some(5), Some(7))
+    );
+
+    // Rust: the fields of a `&Reading`, wherever rustc placed them.
+    let s = Scenario::start().await;
+    let rusty = s.path().join("rusty");
+    let status = std::process::Command::new("rustc")
+        .args(["-O", "-g", "-C", "force-frame-pointers=yes", "-o"])
+        .arg(&rusty)
+        .arg(support::programs().join("rusty.rs"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let functions = json!([{
+        "symbol": "rusty::record",
+        "args": [
+            { "index": 0, "name": "sensor", "path": "->sensor" },
+            { "index": 0, "name": "celsius", "path": "->celsius" },
+            { "index": 0, "name": "valid", "path": "->valid" },
+        ],
+    }]);
+    let (_, spans) = s
+        .trace_ok(&s.config(&rusty, functions), &[rusty.to_str().unwrap()])
+        .await;
+    let [record] = named(&spans, "rusty::record")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(record.int_attr("sensor"), Some(3));
+    assert_eq!(record.int_attr("celsius"), Some(-21));
+    assert_eq!(record.bool_attr("valid"), Some(true));
 }

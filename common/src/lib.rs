@@ -60,6 +60,9 @@ pub const MAX_MEMORY_CALLS: u32 = 2048;
 pub const FILTER_PIDS_GLOBAL: &str = "FILTER_PIDS";
 /// Global (`u32`): calls nested deeper than this (at most [`MAX_DEPTH`]) get no span.
 pub const DEPTH_LIMIT_GLOBAL: &str = "DEPTH_LIMIT";
+/// Non-zero when some function reads a trace context: the entry program then carries trace
+/// ids from caller to callee, which costs every call a little when none does.
+pub const TRACE_CONTEXTS_GLOBAL: &str = "TRACE_CONTEXTS";
 /// Global (`u64`): the return program wakes the reader once this many bytes are pending;
 /// below it the reader drains on its own timer, so a burst of calls costs one wakeup.
 pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";

@@ -359,6 +359,10 @@ pub struct ArgSpec {
     /// The same chain by member names, resolved from the binary's DWARF: `->user->name`,
     /// `->tags[2]`, `->hdr.len`.
     pub path: Option<String>,
+    /// Set by resolution for a `path` to an enum whose type DWARF gave: its enumerators'
+    /// names by value, shown instead of the number.
+    #[serde(skip)]
+    pub enumerators: Option<std::sync::Arc<BTreeMap<i64, String>>>,
 }
 
 impl ArgSpec {

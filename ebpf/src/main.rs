@@ -74,6 +74,10 @@ static FILTER_PIDS: Global<u8> = Global::new(0);
 #[unsafe(no_mangle)]
 static DEPTH_LIMIT: Global<u32> = Global::new(MAX_DEPTH as u32);
 
+/// Set by userspace when some function reads a trace context (see `TRACE_CONTEXTS_GLOBAL`).
+#[unsafe(no_mangle)]
+static TRACE_CONTEXTS: Global<u8> = Global::new(0);
+
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
 
@@ -190,7 +194,11 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
                 count(Counter::InvalidTraceContext);
                 context = TraceContext::default();
             }
-            if let Some(top) = depth.checked_sub(1) {
+            // Callees inherit their caller's trace; with no context anywhere, every trace id
+            // is zero, so nothing needs carrying.
+            if TRACE_CONTEXTS.load() != 0
+                && let Some(top) = depth.checked_sub(1)
+            {
                 trace_id_at(stack, top, &mut context.trace_id);
             }
             None

@@ -28,6 +28,7 @@ fn function() -> ProbedFunction {
             len_arg: None,
             offsets: None,
             path: None,
+            enumerators: None,
             len: None,
         })
     };

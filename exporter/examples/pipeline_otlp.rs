@@ -47,6 +47,7 @@ fn work() -> ProbedFunction {
             len_arg: None,
             offsets: None,
             path: None,
+            enumerators: None,
             len: None,
         })],
         return_value: Some(Located::unplaced(ReturnSpec {

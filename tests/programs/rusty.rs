@@ -11,6 +11,20 @@ pub fn label(name: &str, key: &[u8]) -> usize {
     std::hint::black_box(name.len() + key.len())
 }
 
+/// A struct behind a reference, whose field layout rustc chooses: DWARF says where each is.
+pub struct Reading {
+    pub sensor: u32,
+    pub celsius: i64,
+    pub valid: bool,
+}
+
+/// The reference goes through `black_box`, or the optimizer may pass `celsius` alone in its
+/// place (argument promotion), as it may for any function that is not exported.
+#[inline(never)]
+pub fn record(reading: &Reading) -> i64 {
+    std::hint::black_box(reading).celsius
+}
+
 fn main() {
     let total: u64 = (1..=3).map(compute).sum();
     println!("rusty {total}");
@@ -20,4 +34,10 @@ fn main() {
     let short = label(&text[..11], &[1, 2, 0xab]);
     let long = label(&"x".repeat(100), &[]);
     println!("lengths {short} {long}");
+    let reading = Reading {
+        sensor: 3,
+        celsius: -21,
+        valid: true,
+    };
+    println!("recorded {}", record(std::hint::black_box(&reading)));
 }

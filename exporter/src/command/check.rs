@@ -143,6 +143,9 @@ fn describe_context(context: &TraceContextSpec, kind: ProbeKind) -> String {
 fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
     let place = kind.arg_location(arg.index);
     let mut size = arg.value_type().describe_read(arg.memory_len());
+    if arg.enumerators.is_some() {
+        size.push_str(" named by its enumerators");
+    }
     if let Some(count) = arg.len_arg {
         size.push_str(&format!(" counted by {}", kind.arg_location(count)));
     }

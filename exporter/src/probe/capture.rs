@@ -1,14 +1,14 @@
 //! What the kernel captures for each function, and how userspace reads it back: the one place
 //! that maps config arguments to event slots and data offsets, so both sides agree.
 
-use std::ops::Range;
+use std::{collections::BTreeMap, ops::Range, sync::Arc};
 
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
     MAX_CHAIN, MEMORY_FAULT, MemoryKind, SAMPLE_ALWAYS,
 };
-use spanprobe_config::{FunctionSpec, Sampler, TraceContextFormat, ValueType};
+use spanprobe_config::{Decoded, FunctionSpec, Sampler, TraceContextFormat, ValueType};
 
 use crate::{
     events::decode::otel_value,
@@ -78,6 +78,11 @@ impl CapturePlan {
         plan
     }
 
+    /// Whether the function reads its caller's trace context.
+    pub fn reads_trace_context(&self) -> bool {
+        self.kernel.context_format != ContextFormat::None as u8
+    }
+
     /// Whether the kernel side reads memory the arguments point to, which may have to be
     /// faulted in (by the sleepable entry program). A stack capture needs no faults: the frames
     /// it walks are in use, so resident.
@@ -106,6 +111,8 @@ pub struct ArgPlan {
     pub slot: usize,
     pub key: Key,
     pub ty: ValueType,
+    /// An enum's names by value, shown instead of the number when one matches.
+    pub enumerators: Option<Arc<BTreeMap<i64, String>>>,
     /// Whether the value is at the end of a chain of pointers, which may fault: it then has
     /// no value, and `<key>.fault = true`.
     pub chained: bool,
@@ -163,6 +170,7 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
             // Shared, not owned: the key is cloned into every span.
             key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
             ty: arg.value_type(),
+            enumerators: arg.enumerators.clone(),
             chained: arg.offsets.is_some(),
             memory,
             data: data_len..data_len + size,
@@ -276,7 +284,13 @@ impl ArgPlan {
             out.push(KeyValue::new(Key::new(format!("{}.fault", self.key)), true));
             return;
         }
-        let (value, truncated) = otel_value(self.ty.decode(raw, memory, self.max_len));
+        let decoded = match (self.ty.decode(raw, memory, self.max_len), &self.enumerators) {
+            (Decoded::Int(value), Some(names)) => names
+                .get(&value)
+                .map_or(Decoded::Int(value), |name| Decoded::Text(name.clone())),
+            (decoded, _) => decoded,
+        };
+        let (value, truncated) = otel_value(decoded);
         if truncated {
             out.push(KeyValue::new(
                 Key::new(format!("{}.truncated", self.key)),
@@ -310,6 +324,7 @@ mod tests {
             len_arg: None,
             offsets: None,
             path: None,
+            enumerators: None,
         })
     }
 

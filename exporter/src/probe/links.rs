@@ -220,6 +220,7 @@ mod tests {
             len_arg: None,
             offsets: None,
             path: None,
+            enumerators: None,
             len: None,
         })];
         let functions = [reads, function("/a", None, true)];

@@ -246,6 +246,7 @@ mod tests {
                 len_arg: None,
                 offsets: None,
                 path: None,
+                enumerators: None,
                 len: None,
             })
         };

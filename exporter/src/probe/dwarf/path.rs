@@ -2,7 +2,7 @@
 //! resolved once from DWARF into the chain of byte offsets the entry program follows: every
 //! offset but the last is added and dereferenced, the last gives the value's address.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use spanprobe_config::ValueType;
 
@@ -30,6 +30,8 @@ pub struct FieldChain {
     pub c_name: String,
     /// For a `char[N]` read in place: N, the most a string there can hold.
     pub array_len: Option<u64>,
+    /// For an enum whose type was left to DWARF: its enumerators' names by value.
+    pub enumerators: Option<BTreeMap<i64, String>>,
 }
 
 /// Why a path cannot be resolved.
@@ -290,12 +292,42 @@ fn chain(
         .map(to_i32)
         .collect::<Result<Vec<_>, _>>()?;
     offsets.push(to_i32(last)?);
+    let enumerators = match declared {
+        None => enumerators(ctx, end)?,
+        // An explicit type wins: the number, as asked.
+        Some(_) => None,
+    };
     Ok(FieldChain {
         offsets,
         ty,
         c_name: info.c_name,
         array_len,
+        enumerators,
     })
+}
+
+/// The enumerators of the enum type at `loc` by value; `None` for any other type.
+fn enumerators(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<BTreeMap<i64, String>>, PathError> {
+    if ctx.entry(loc)?.tag() != gimli::DW_TAG_enumeration_type {
+        return Ok(None);
+    }
+    let mut names = BTreeMap::new();
+    for (tag, child) in ctx.children(loc)? {
+        if tag != gimli::DW_TAG_enumerator {
+            continue;
+        }
+        let entry = ctx.entry(child)?;
+        let value = match entry.attr_value(gimli::DW_AT_const_value) {
+            Some(value) => value
+                .sdata_value()
+                .or_else(|| value.udata_value().and_then(|v| i64::try_from(v).ok())),
+            None => None,
+        };
+        if let (Some(value), Some(name)) = (value, entry.attr_value(gimli::DW_AT_name)) {
+            names.insert(value, ctx.string(child.0, name)?);
+        }
+    }
+    Ok(Some(names))
 }
 
 fn step_text(step: &Step) -> String {

@@ -168,6 +168,7 @@ fn resolve_paths(
                 }
                 arg.ty = Some(chain.ty);
                 arg.offsets = Some(chain.offsets);
+                arg.enumerators = chain.enumerators.map(std::sync::Arc::new);
             }
             Err(source) => errors.push(ResolveError {
                 position: function.args[a].position,
