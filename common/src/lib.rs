@@ -156,14 +156,47 @@ pub struct CallEvent {
 
 /// A W3C trace context, as a call carries it. All zero when there is none: userspace then
 /// derives the trace id from the thread's root call, as it does for every other call.
+///
+/// The ids are kept as words holding their bytes in W3C order (`to_ne_bytes` gives them back):
+/// the kernel side then copies and zeroes them a word at a time, where byte arrays made the
+/// compiler call out to byte loops.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TraceContext {
-    /// The trace the call belongs to, big-endian as in a `traceparent`.
-    pub trace_id: [u8; 16],
+    /// The trace the call belongs to.
+    pub trace_id: [u64; 2],
     /// Set only on the call that read the context: its parent, a span of another process. Its
     /// probed callees inherit `trace_id` alone; their parents are local.
-    pub parent_span_id: [u8; 8],
+    pub parent_span_id: u64,
+}
+
+impl TraceContext {
+    /// From the ids' bytes, in W3C order.
+    pub fn from_bytes(trace_id: [u8; 16], parent_span_id: [u8; 8]) -> Self {
+        let (high, low) = trace_id.split_at(8);
+        let word = |bytes: &[u8]| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            u64::from_ne_bytes(word)
+        };
+        TraceContext {
+            trace_id: [word(high), word(low)],
+            parent_span_id: u64::from_ne_bytes(parent_span_id),
+        }
+    }
+
+    /// The trace id's bytes, in W3C order.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.trace_id[0].to_ne_bytes());
+        bytes[8..].copy_from_slice(&self.trace_id[1].to_ne_bytes());
+        bytes
+    }
+
+    /// The parent span id's bytes, in W3C order.
+    pub fn parent_span_id_bytes(&self) -> [u8; 8] {
+        self.parent_span_id.to_ne_bytes()
+    }
 }
 
 /// How a function's caller passes its trace context, in [`FunctionCapture::context_format`].
@@ -377,6 +410,9 @@ pub struct ThreadStack {
     /// Room to read a `traceparent` into: too large for the 512-byte BPF stack, and safe here
     /// because a thread runs one probe program at a time.
     pub scratch: [u8; SCRATCH_LEN],
+    /// The trace context of the call being entered, built here rather than on the stack (see
+    /// the entry program).
+    pub entering: TraceContext,
     pub frames: [Frame; MAX_DEPTH],
 }
 
@@ -412,6 +448,7 @@ const _: () = assert!(
 const _: () =
     assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS + size_of::<TraceContext>());
 const _: () = assert!(
-    core::mem::size_of::<ThreadStack>() == 40 + SCRATCH_LEN + MAX_DEPTH * size_of::<Frame>()
+    core::mem::size_of::<ThreadStack>()
+        == 40 + SCRATCH_LEN + size_of::<TraceContext>() + MAX_DEPTH * size_of::<Frame>()
 );
 const _: () = assert!(TRACEPARENT_LEN < SCRATCH_LEN);

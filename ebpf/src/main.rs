@@ -10,6 +10,7 @@
 use core::{
     ffi::c_void,
     intrinsics::{AtomicOrdering, atomic_or},
+    ptr::write_volatile,
 };
 
 use aya_ebpf::{
@@ -175,38 +176,47 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     }
     // The caller's trace, unless this call was handed a valid context of its own, which then
     // decides whether the call and its callees are kept.
-    let mut context = TraceContext::default();
+    // Built in the thread's stack entry, and copied a word at a time: LLVM turns a
+    // `TraceContext` built or copied whole into calls to `memset`/`memmove`, which run as
+    // byte loops here and cost every call tens of nanoseconds.
+    clear_context(&mut stack.entering);
     let read = if capture.context_format == ContextFormat::None as u8 {
         ContextRead::Absent
     } else {
-        read_context(regs, capture, faults, &mut stack.scratch, &mut context)
+        read_context(
+            regs,
+            capture,
+            faults,
+            &mut stack.scratch,
+            &mut stack.entering,
+        )
     };
     let keep = match read {
         ContextRead::Sampled | ContextRead::NotSampled => Some(
             if capture.context_policy == ContextPolicy::FollowParent as u8 {
                 read == ContextRead::Sampled
             } else {
-                trace_id_sampled(&context.trace_id, capture.sample_threshold)
+                trace_id_sampled(&stack.entering.trace_id, capture.sample_threshold)
             },
         ),
         ContextRead::Absent | ContextRead::Invalid => {
             if read == ContextRead::Invalid {
                 count(Counter::InvalidTraceContext);
-                context = TraceContext::default();
+                clear_context(&mut stack.entering);
             }
             // Callees inherit their caller's trace; with no context anywhere, every trace id
             // is zero, so nothing needs carrying.
             if TRACE_CONTEXTS.load() != 0
                 && let Some(top) = depth.checked_sub(1)
             {
-                trace_id_at(stack, top, &mut context.trace_id);
+                trace_id_at(&stack.frames, top, &mut stack.entering.trace_id);
             }
             None
         }
     };
     if capture.flags & ENTRY_ONLY != 0 {
         if keep != Some(false) {
-            emit_entry_only(&thread, stack, function_id, capture, regs, now, context);
+            emit_entry_only(&thread, stack, function_id, capture, regs, now);
         }
         return Some(());
     }
@@ -233,7 +243,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     frame.sp = regs.rsp;
     frame.function_id = function_id;
     frame.return_address = return_address;
-    frame.context = context;
+    copy_context(&mut frame.context, &stack.entering);
     if stack.unsampled != 0 {
         // Kept for pairing entries with returns; nothing to capture.
         return Some(());
@@ -268,8 +278,9 @@ fn sampled(threshold: u32) -> bool {
 /// Decides by the trace id, as OpenTelemetry's `TraceIdRatioBased` does: its last four
 /// bytes, random in a W3C trace id, against the threshold.
 #[inline(always)]
-fn trace_id_sampled(trace_id: &[u8; 16], threshold: u32) -> bool {
-    let low = u32::from_be_bytes([trace_id[12], trace_id[13], trace_id[14], trace_id[15]]);
+fn trace_id_sampled(trace_id: &[u64; 2], threshold: u32) -> bool {
+    let bytes = trace_id[1].to_ne_bytes();
+    let low = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     threshold == SAMPLE_ALWAYS || low < threshold
 }
 
@@ -298,7 +309,7 @@ fn read_context(
 ) -> ContextRead {
     let valid = |context: &TraceContext, sampled: bool| {
         // W3C: an all-zero trace id or parent id is invalid.
-        if context.trace_id == [0; 16] || context.parent_span_id == [0; 8] {
+        if context.trace_id == [0; 2] || context.parent_span_id == 0 {
             ContextRead::Invalid
         } else if sampled {
             ContextRead::Sampled
@@ -335,17 +346,18 @@ fn read_context(
     {
         return ContextRead::Invalid;
     }
-    for (i, byte) in context.trace_id.iter_mut().enumerate() {
+    // Each byte into its place in the words, in memory order (the target is little-endian).
+    for i in 0..16 {
         let Some(value) = hex_byte(text[3 + 2 * i], text[4 + 2 * i]) else {
             return ContextRead::Invalid;
         };
-        *byte = value;
+        context.trace_id[i / 8] |= u64::from(value) << (8 * (i % 8));
     }
-    for (i, byte) in context.parent_span_id.iter_mut().enumerate() {
+    for i in 0..8 {
         let Some(value) = hex_byte(text[36 + 2 * i], text[37 + 2 * i]) else {
             return ContextRead::Invalid;
         };
-        *byte = value;
+        context.parent_span_id |= u64::from(value) << (8 * i);
     }
     match hex_byte(text[53], text[54]) {
         Some(flags) => valid(context, flags & 1 != 0),
@@ -368,16 +380,19 @@ fn hex_digit(c: u8) -> Option<u8> {
     }
 }
 
-/// Fills `out` from user memory at `pointer`, faulting pages in where the program may.
+/// Fills `out` (plain integers) from user memory at `pointer`, faulting pages in where the
+/// program may.
 #[inline(always)]
-fn read_user<const N: usize>(out: &mut [u8; N], pointer: u64, faults: Faults) -> Option<()> {
-    let destination = out.as_mut_ptr().cast::<c_void>();
-    // SAFETY: writes at most N bytes into `out`; the helpers fail safely on bad pointers.
+fn read_user<T: Copy>(out: &mut T, pointer: u64, faults: Faults) -> Option<()> {
+    let destination = (out as *mut T).cast::<c_void>();
+    let len = size_of::<T>() as u32;
+    // SAFETY: writes at most size_of::<T>() bytes into `out`, a `T` of plain integers (any
+    // bytes are a valid value); the helpers fail safely on bad pointers.
     let result = unsafe {
         if faults == Faults::Allowed {
-            bpf_copy_from_user(destination, N as u32, pointer as *const c_void)
+            bpf_copy_from_user(destination, len, pointer as *const c_void)
         } else {
-            bpf_probe_read_user(destination, N as u32, pointer as *const c_void)
+            bpf_probe_read_user(destination, len, pointer as *const c_void)
         }
     };
     (result == 0).then_some(())
@@ -393,7 +408,6 @@ fn emit_entry_only(
     capture: &FunctionCapture,
     regs: &pt_regs,
     now: u64,
-    context: TraceContext,
 ) {
     if stack.unsampled != 0 {
         return;
@@ -415,7 +429,7 @@ fn emit_entry_only(
         root_function_id: stack.root_function_id,
         end: CallEnd::EntryOnly as u32,
         stack_len: 0,
-        context,
+        context: stack.entering,
     });
 }
 
@@ -700,9 +714,36 @@ struct FrameLinks {
 /// BPF function may not return a pointer to its caller's stack, which returning an array
 /// compiles to.
 #[inline(never)]
-fn trace_id_at(stack: &ThreadStack, index: u32, out: &mut [u8; 16]) {
-    if let Some(frame) = stack.frames.get(index as usize) {
-        *out = frame.context.trace_id;
+fn trace_id_at(frames: &[Frame; MAX_DEPTH], index: u32, out: &mut [u64; 2]) {
+    if let Some(frame) = frames.get(index as usize) {
+        // SAFETY: aligned words of a map value and of the caller's; see `clear_context`.
+        unsafe {
+            write_volatile(&mut out[0], frame.context.trace_id[0]);
+            write_volatile(&mut out[1], frame.context.trace_id[1]);
+        }
+    }
+}
+
+/// Zeroes `context` a word at a time: volatile, so that LLVM does not merge the stores into a
+/// `memset` call, which BPF runs as a byte loop.
+#[inline(always)]
+fn clear_context(context: &mut TraceContext) {
+    // SAFETY: writes to aligned words of a valid `TraceContext`.
+    unsafe {
+        write_volatile(&mut context.trace_id[0], 0);
+        write_volatile(&mut context.trace_id[1], 0);
+        write_volatile(&mut context.parent_span_id, 0);
+    }
+}
+
+/// Copies `from` into `to` a word at a time, for the reason [`clear_context`] gives.
+#[inline(always)]
+fn copy_context(to: &mut TraceContext, from: &TraceContext) {
+    // SAFETY: aligned words of valid `TraceContext`s.
+    unsafe {
+        write_volatile(&mut to.trace_id[0], from.trace_id[0]);
+        write_volatile(&mut to.trace_id[1], from.trace_id[1]);
+        write_volatile(&mut to.parent_span_id, from.parent_span_id);
     }
 }
 
@@ -716,22 +757,22 @@ fn call_key(tid: u32, depth: u32) -> u64 {
 /// if it has one; bit `i` of the second value is set where argument `i`'s chain faulted.
 #[inline(always)]
 fn read_args(regs: &pt_regs, capture: &FunctionCapture, faults: Faults) -> ([u64; MAX_ARGS], u32) {
-    let mut args = [0u64; MAX_ARGS];
     let mut faulted = 0u32;
-    for (i, (value, arg)) in args.iter_mut().zip(&capture.args).enumerate() {
-        let register = read_arg(regs, arg.source, arg.slot);
-        *value = if arg.chain == 0 {
-            register
-        } else {
-            match follow(arg, register, faults) {
-                Some(value) => value,
-                None => {
-                    faulted |= 1 << i;
-                    0
-                }
-            }
+    // Built element by element: a zeroed array to fill would be a `memset` call, a byte loop
+    // in BPF.
+    let args = core::array::from_fn(|i| {
+        let Some(arg) = capture.args.get(i) else {
+            return 0;
         };
-    }
+        let register = read_arg(regs, arg.source, arg.slot);
+        if arg.chain == 0 {
+            return register;
+        }
+        follow(arg, register, faults).unwrap_or_else(|| {
+            faulted |= 1 << i;
+            0
+        })
+    });
     (args, faulted)
 }
 
@@ -758,9 +799,9 @@ fn follow(arg: &ArgCapture, mut value: u64, faults: Faults) -> Option<u64> {
             break;
         }
         let address = value.wrapping_add(arg.path[i] as i64 as u64);
-        let mut pointer = [0u8; 8];
+        let mut pointer = 0u64;
         read_user(&mut pointer, address, faults)?;
-        value = u64::from_ne_bytes(pointer);
+        value = pointer;
     }
     let address = value.wrapping_add(arg.path.get(last).copied().unwrap_or(0) as i64 as u64);
     if arg.field_size == 0 {

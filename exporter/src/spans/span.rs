@@ -163,12 +163,12 @@ impl SpanAssembler {
         // A call that read its caller's trace context joins that trace, as the child of the
         // caller's span; its probed callees join the same trace, as children of local spans.
         let context = &event.context;
-        let parent_span_is_remote = context.parent_span_id != [0; 8];
-        if context.trace_id != [0; 16] {
-            trace_id = TraceId::from_bytes(context.trace_id);
+        let parent_span_is_remote = context.parent_span_id != 0;
+        if context.trace_id != [0; 2] {
+            trace_id = TraceId::from_bytes(context.trace_id_bytes());
         }
         if parent_span_is_remote {
-            parent_span_id = SpanId::from_bytes(context.parent_span_id);
+            parent_span_id = SpanId::from_bytes(context.parent_span_id_bytes());
         }
 
         // Room for what `assemble` adds and what the pipeline may add after it (thread name,
@@ -314,10 +314,7 @@ mod tests {
     #[test]
     fn a_call_with_a_trace_context_joins_its_callers_trace() {
         let trace = [7; 16];
-        let context = spanprobe_common::TraceContext {
-            trace_id: trace,
-            parent_span_id: [9; 8],
-        };
+        let context = spanprobe_common::TraceContext::from_bytes(trace, [9; 8]);
         let handler = CallEvent {
             context,
             ..root(0, 1_000)
@@ -326,10 +323,7 @@ mod tests {
             depth: 2,
             entry_ns: 1_010,
             parent_entry_ns: 1_000,
-            context: spanprobe_common::TraceContext {
-                trace_id: trace,
-                parent_span_id: [0; 8],
-            },
+            context: spanprobe_common::TraceContext::from_bytes(trace, [0; 8]),
             ..root(1, 1_000)
         };
         let assembler = assembler();
