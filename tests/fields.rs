@@ -267,14 +267,7 @@ async fn cpp_members_through_this_and_rust_fields_through_a_reference() {
 
     // Rust: the fields of a `&Reading`, wherever rustc placed them.
     let s = Scenario::start().await;
-    let rusty = s.path().join("rusty");
-    let status = std::process::Command::new("rustc")
-        .args(["-O", "-g", "-C", "force-frame-pointers=yes", "-o"])
-        .arg(&rusty)
-        .arg(support::programs().join("rusty.rs"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let rusty = s.rusty(true);
     let functions = json!([{
         "symbol": "rusty::record",
         "args": [

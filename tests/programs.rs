@@ -198,14 +198,7 @@ async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rust_names_are_demangled_without_the_hash() {
     let s = Scenario::start().await;
-    let binary = s.path().join("rusty");
-    let status = std::process::Command::new("rustc")
-        .args(["-O", "-C", "force-frame-pointers=yes", "-o"])
-        .arg(&binary)
-        .arg(support::programs().join("rusty.rs"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let binary = s.rusty(false);
     let functions = json!([{
         "symbol": "rusty::compute",
         "args": [{ "index": 0, "name": "x", "type": "u64" }],
@@ -245,14 +238,7 @@ async fn rust_names_are_demangled_without_the_hash() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rust_str_and_byte_slice_are_each_one_value_counted_by_their_length() {
     let s = Scenario::start().await;
-    let binary = s.path().join("rusty");
-    let status = std::process::Command::new("rustc")
-        .args(["-O", "-g", "-C", "force-frame-pointers=yes", "-o"])
-        .arg(&binary)
-        .arg(support::programs().join("rusty.rs"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let binary = s.rusty(true);
     // `init` offers each slice as one value whose length is its second slot.
     let init = support::spanprobe_with(&["init", binary.to_str().unwrap(), "*label*"]).await;
     let text = support::stdout(&init);

@@ -366,6 +366,22 @@ pub struct ArgSpec {
 }
 
 impl ArgSpec {
+    /// Argument `index` read as `ty`, named `name` (`arg<index>` when `None`), with nothing else
+    /// asked of it.
+    pub fn new(index: u8, name: Option<&str>, ty: ValueType) -> Self {
+        ArgSpec {
+            index,
+            name: name.map(Into::into),
+            ty: Some(ty),
+            max_len: None,
+            len: None,
+            len_arg: None,
+            offsets: None,
+            path: None,
+            enumerators: None,
+        }
+    }
+
     pub fn attribute_name(&self) -> String {
         self.name
             .clone()

@@ -19,19 +19,7 @@ use spanprobe_common::CallEvent;
 use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec, ValueType};
 
 fn function() -> ProbedFunction {
-    let arg = |index, name: &str| {
-        Located::unplaced(ArgSpec {
-            index,
-            name: Some(name.into()),
-            ty: Some(ValueType::I32),
-            max_len: None,
-            len_arg: None,
-            offsets: None,
-            path: None,
-            enumerators: None,
-            len: None,
-        })
-    };
+    let arg = |index, name| Located::unplaced(ArgSpec::new(index, Some(name), ValueType::I32));
     let spec = FunctionSpec {
         args: vec![arg(0, "a"), arg(1, "b")],
         return_value: Some(Located::unplaced(ReturnSpec {

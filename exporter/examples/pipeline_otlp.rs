@@ -39,17 +39,11 @@ const BATCH: usize = 512;
 /// What `scripts/bench.sh` probes: `long work(long x)`, its argument and return value.
 fn work() -> ProbedFunction {
     let spec = FunctionSpec {
-        args: vec![Located::unplaced(ArgSpec {
-            index: 0,
-            name: Some("x".into()),
-            ty: Some(ValueType::I64),
-            max_len: None,
-            len_arg: None,
-            offsets: None,
-            path: None,
-            enumerators: None,
-            len: None,
-        })],
+        args: vec![Located::unplaced(ArgSpec::new(
+            0,
+            Some("x"),
+            ValueType::I64,
+        ))],
         return_value: Some(Located::unplaced(ReturnSpec {
             name: None,
             ty: ValueType::I64,

@@ -58,6 +58,24 @@ impl Workdir {
         super::compile_cpp(&super::programs().join("shapes.cpp"), self.path(), "shapes")
     }
 
+    /// `tests/programs/rusty.rs`, optimized, with frame pointers and, if `debug_info`, DWARF.
+    pub fn rusty(&self, debug_info: bool) -> PathBuf {
+        let binary = self.path().join("rusty");
+        let mut rustc = std::process::Command::new("rustc");
+        rustc
+            .args(["-O", "-C", "force-frame-pointers=yes", "-o"])
+            .arg(&binary);
+        if debug_info {
+            rustc.arg("-g");
+        }
+        let status = rustc
+            .arg(super::programs().join("rusty.rs"))
+            .status()
+            .expect("rustc runs");
+        assert!(status.success(), "rustc failed on rusty.rs");
+        binary
+    }
+
     /// A C program standing in for a Go binary; see [`super::build_fake_go`].
     pub fn fake_go(&self) -> PathBuf {
         super::build_fake_go(self.path())

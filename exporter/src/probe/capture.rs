@@ -316,15 +316,9 @@ mod tests {
         len: Option<u16>,
     ) -> Located<ArgSpec> {
         Located::unplaced(ArgSpec {
-            index,
-            name: Some(name.into()),
-            ty: Some(ty),
             max_len,
             len,
-            len_arg: None,
-            offsets: None,
-            path: None,
-            enumerators: None,
+            ..ArgSpec::new(index, Some(name), ty)
         })
     }
 

@@ -212,17 +212,7 @@ mod tests {
     #[test]
     fn functions_reading_memory_get_the_sleepable_entry() {
         let mut reads = function("/a", None, true);
-        reads.spec.args = vec![Located::unplaced(ArgSpec {
-            index: 0,
-            name: None,
-            ty: Some(ValueType::Str),
-            max_len: None,
-            len_arg: None,
-            offsets: None,
-            path: None,
-            enumerators: None,
-            len: None,
-        })];
+        reads.spec.args = vec![Located::unplaced(ArgSpec::new(0, None, ValueType::Str))];
         let functions = [reads, function("/a", None, true)];
         let programs: Vec<_> = links_of(&functions, AttachMode::Multi)
             .iter()

@@ -237,19 +237,7 @@ mod tests {
     use super::*;
 
     fn add_function() -> ProbedFunction {
-        let arg = |index, name: Option<&str>| {
-            Located::unplaced(ArgSpec {
-                index,
-                name: name.map(Into::into),
-                ty: Some(ValueType::I32),
-                max_len: None,
-                len_arg: None,
-                offsets: None,
-                path: None,
-                enumerators: None,
-                len: None,
-            })
-        };
+        let arg = |index, name| Located::unplaced(ArgSpec::new(index, name, ValueType::I32));
         let spec = FunctionSpec {
             symbol: Some(Located::unplaced("two_ints_and_return".into())),
             span_name: Some("add".into()),

@@ -258,27 +258,15 @@ impl<'d, 'a> Ctx<'d, 'a> {
             Some(linkage_name) => Some(linkage_name),
             None => self.string_attr(loc, gimli::DW_AT_MIPS_linkage_name)?,
         };
-        let mut children = self.children(loc)?;
-        // An out-of-line copy of an inlined function may list its parameters only in the
-        // abstract instance.
-        if !children
-            .iter()
-            .any(|(tag, _)| *tag == gimli::DW_TAG_formal_parameter)
-            && let Some(origin) = self.origin(loc)?
-        {
-            children = self.children(origin)?;
-        }
         let mut params = Vec::new();
-        for (tag, child) in children {
-            if tag == gimli::DW_TAG_formal_parameter {
-                let ty = self
-                    .type_attr(child, 0)?
-                    .unwrap_or_else(|| TypeInfo::new("?", None));
-                params.push(Param {
-                    name: self.string_attr(child, gimli::DW_AT_name)?,
-                    ty,
-                });
-            }
+        for child in self.parameters(loc)? {
+            let ty = self
+                .type_attr(child, 0)?
+                .unwrap_or_else(|| TypeInfo::new("?", None));
+            params.push(Param {
+                name: self.string_attr(child, gimli::DW_AT_name)?,
+                ty,
+            });
         }
         let file = match self.attr(loc, gimli::DW_AT_decl_file)? {
             Some((u, value)) => self.file_path(u, value)?,
@@ -295,6 +283,24 @@ impl<'d, 'a> Ctx<'d, 'a> {
             file,
             line,
         }))
+    }
+
+    /// The formal parameters of the subprogram at `loc`, in order. An out-of-line copy of an
+    /// inlined function may list them only in the abstract instance.
+    fn parameters(&self, loc: Loc) -> gimli::Result<Vec<Loc>> {
+        let mut children = self.children(loc)?;
+        if !children
+            .iter()
+            .any(|(tag, _)| *tag == gimli::DW_TAG_formal_parameter)
+            && let Some(origin) = self.origin(loc)?
+        {
+            children = self.children(origin)?;
+        }
+        Ok(children
+            .into_iter()
+            .filter(|(tag, _)| *tag == gimli::DW_TAG_formal_parameter)
+            .map(|(_, param)| param)
+            .collect())
     }
 
     fn entry(&self, (u, offset): Loc) -> gimli::Result<Die<'_>> {

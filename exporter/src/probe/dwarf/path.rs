@@ -354,18 +354,7 @@ fn parameter(ctx: &Ctx<'_, '_>, function: &str, index: u8) -> Result<Loc, PathEr
             .as_ref()
             .is_some_and(|ty| matches!(ty.abi, Abi::Memory { .. }));
         let slots = places(&signature.params, returns_in_memory);
-        let mut children = ctx.children(loc)?;
-        if !children
-            .iter()
-            .any(|(tag, _)| *tag == gimli::DW_TAG_formal_parameter)
-            && let Some(origin) = ctx.origin(loc)?
-        {
-            children = ctx.children(origin)?;
-        }
-        let params = children
-            .into_iter()
-            .filter(|(tag, _)| *tag == gimli::DW_TAG_formal_parameter);
-        for ((_, param), place) in params.zip(slots) {
+        for (param, place) in ctx.parameters(loc)?.into_iter().zip(slots) {
             if matches!(place, Place::Slots { index: slot, count: 1 } if slot == index)
                 && let Some((u, value)) = ctx.attr(param, gimli::DW_AT_type)?
                 && let Some(ty) = ctx.target(u, value)
