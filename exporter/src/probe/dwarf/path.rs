@@ -91,19 +91,41 @@ impl From<gimli::Error> for PathError {
     }
 }
 
-/// Resolves `path` from parameter slot `index` of `function` (its symbol as the binary has it,
-/// or its DWARF name) in `binary`, for a value to be read as `ty`, or as DWARF says when `None`.
+/// One path to resolve: from the parameter in slot `index`, read as `ty`, or as DWARF says
+/// when `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct PathRequest<'a> {
+    pub index: u8,
+    pub path: &'a str,
+    pub ty: Option<ValueType>,
+}
+
+/// Resolves every one of `requests` from the parameters of `function` (its symbol as the
+/// binary has it, or its DWARF name) in `binary`, reading and indexing the DWARF once; the
+/// outer error is one that concerns them all (no debug info, no such function).
 pub fn resolve(
     binary: &Path,
     function: &str,
-    index: u8,
-    path: &str,
-    ty: Option<ValueType>,
-) -> Result<FieldChain, PathError> {
-    let steps = parse(path)?;
+    requests: &[PathRequest<'_>],
+) -> Result<Vec<Result<FieldChain, PathError>>, PathError> {
     with_dwarf(binary, |dwarf| {
         let ctx = Ctx::new(dwarf)?;
-        Ok(chain(&ctx, function, index, &steps, ty))
+        let parameters = match parameters(&ctx, function) {
+            Ok(parameters) => parameters,
+            Err(error) => return Ok(Err(error)),
+        };
+        let resolve_one = |request: &PathRequest<'_>| {
+            let steps = parse(request.path)?;
+            let (_, ty) = parameters
+                .iter()
+                .find(|(slot, _)| *slot == request.index)
+                .ok_or_else(|| PathError::NoParameter {
+                    function: function.to_owned(),
+                    index: request.index,
+                })?;
+            chain(&ctx, *ty, &steps, request.ty)
+        };
+        Ok(Ok(requests.iter().map(resolve_one).collect()))
     })?
     .ok_or(PathError::NoDebugInfo)?
 }
@@ -167,12 +189,11 @@ enum At {
 
 fn chain(
     ctx: &Ctx<'_, '_>,
-    function: &str,
-    index: u8,
+    parameter: Loc,
     steps: &[Step],
     declared: Option<ValueType>,
 ) -> Result<FieldChain, PathError> {
-    let mut ty_loc = parameter(ctx, function, index)?;
+    let mut ty_loc = parameter;
     let mut derefs: Vec<u64> = Vec::new();
     let mut at = At::Register;
     // Loads the pointer at the current place, so that the walk continues where it points.
@@ -338,8 +359,8 @@ fn step_text(step: &Step) -> String {
     }
 }
 
-/// The type of the parameter passed in slot `index` of `function`.
-fn parameter(ctx: &Ctx<'_, '_>, function: &str, index: u8) -> Result<Loc, PathError> {
+/// The type of each parameter of `function` passed in one slot, by slot.
+fn parameters(ctx: &Ctx<'_, '_>, function: &str) -> Result<Vec<(u8, Loc)>, PathError> {
     for (_, loc) in ctx.defined_functions()? {
         let linkage = ctx.string_attr(loc, gimli::DW_AT_linkage_name)?;
         let name = ctx.string_attr(loc, gimli::DW_AT_name)?;
@@ -354,18 +375,16 @@ fn parameter(ctx: &Ctx<'_, '_>, function: &str, index: u8) -> Result<Loc, PathEr
             .as_ref()
             .is_some_and(|ty| matches!(ty.abi, Abi::Memory { .. }));
         let slots = places(&signature.params, returns_in_memory);
+        let mut parameters = Vec::new();
         for (param, place) in ctx.parameters(loc)?.into_iter().zip(slots) {
-            if matches!(place, Place::Slots { index: slot, count: 1 } if slot == index)
+            if let Place::Slots { index, count: 1 } = place
                 && let Some((u, value)) = ctx.attr(param, gimli::DW_AT_type)?
                 && let Some(ty) = ctx.target(u, value)
             {
-                return Ok(ty);
+                parameters.push((index, ty));
             }
         }
-        return Err(PathError::NoParameter {
-            function: function.to_owned(),
-            index,
-        });
+        return Ok(parameters);
     }
     Err(PathError::NoFunction(function.to_owned()))
 }

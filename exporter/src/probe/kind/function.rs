@@ -7,6 +7,7 @@ use std::{collections::HashMap, path::Path};
 use spanprobe_config::{FunctionSpec, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ValueType};
 
 use crate::probe::{
+    dwarf::path::{self, PathRequest},
     elf::ElfInfo,
     kind::ProbeKind,
     resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
@@ -152,34 +153,55 @@ fn resolve_paths(
 ) -> Result<FunctionSpec, Vec<ResolveError>> {
     let mut spec = function.value.clone();
     let mut errors = Vec::new();
-    for (a, arg) in spec.args.iter_mut().enumerate() {
-        let Some(path) = &arg.path else { continue };
-        match crate::probe::dwarf::path::resolve(binary, raw, arg.index, path, arg.ty) {
-            Ok(chain) => {
-                let arg = &mut arg.value;
-                // A string in a `char[N]` is read no further than the array, unless asked.
-                if arg.ty.is_none()
-                    && chain.ty == ValueType::Str
-                    && let Some(len) = chain.array_len
-                {
-                    arg.max_len = arg
-                        .max_len
-                        .or(Some(len.clamp(1, u64::from(MAX_MEMORY_LEN)) as u16));
-                }
-                arg.ty = Some(chain.ty);
-                arg.offsets = Some(chain.offsets);
-                arg.enumerators = chain.enumerators.map(std::sync::Arc::new);
+    let with_path: Vec<usize> = (0..spec.args.len())
+        .filter(|&a| spec.args[a].path.is_some())
+        .collect();
+    if with_path.is_empty() {
+        return Ok(spec);
+    }
+    let requests: Vec<_> = with_path
+        .iter()
+        .map(|&a| PathRequest {
+            index: spec.args[a].index,
+            path: spec.args[a].path.as_deref().unwrap_or_default(),
+            ty: spec.args[a].ty,
+        })
+        .collect();
+    let path_error = |a: usize, source| ResolveError {
+        position: function.args[a].position,
+        field: format!("{field}.args[{a}].path"),
+        kind: ResolveErrorKind::Path {
+            binary: binary.to_owned(),
+            path: function.args[a].path.clone().unwrap_or_default(),
+            source: Box::new(source),
+        },
+    };
+    let chains = match path::resolve(binary, raw, &requests) {
+        Ok(chains) => chains,
+        // What concerns every path (no debug info, no such function) is said once, at the first.
+        Err(source) => return Err(vec![path_error(with_path[0], source)]),
+    };
+    for (a, chain) in with_path.into_iter().zip(chains) {
+        let chain = match chain {
+            Ok(chain) => chain,
+            Err(source) => {
+                errors.push(path_error(a, source));
+                continue;
             }
-            Err(source) => errors.push(ResolveError {
-                position: function.args[a].position,
-                field: format!("{field}.args[{a}].path"),
-                kind: ResolveErrorKind::Path {
-                    binary: binary.to_owned(),
-                    path: path.clone(),
-                    source: Box::new(source),
-                },
-            }),
+        };
+        let arg = &mut spec.args[a].value;
+        // A string in a `char[N]` is read no further than the array, unless asked.
+        if arg.ty.is_none()
+            && chain.ty == ValueType::Str
+            && let Some(len) = chain.array_len
+        {
+            arg.max_len = arg
+                .max_len
+                .or(Some(len.clamp(1, u64::from(MAX_MEMORY_LEN)) as u16));
         }
+        arg.ty = Some(chain.ty);
+        arg.offsets = Some(chain.offsets);
+        arg.enumerators = chain.enumerators.map(std::sync::Arc::new);
     }
     // The types DWARF inferred may read memory the config could not count when it was loaded.
     let mut bytes: usize = spec.args.iter().map(|arg| arg.data_size()).sum();
