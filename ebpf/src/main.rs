@@ -412,25 +412,25 @@ fn emit_entry_only(
     if stack.unsampled != 0 {
         return;
     }
-    let (args, faulted) = read_args(regs, capture, Faults::Fail);
-    emit(&CallEvent {
-        pid: thread.pid,
-        tid: thread.tid,
-        function_id,
-        depth: stack.depth + 1,
+    let (args, faults) = read_args(regs, capture, Faults::Fail);
+    let frame = Frame {
         entry_ns: now,
-        return_ns: now,
         parent_entry_ns: stack.top_entry_ns,
-        root_entry_ns: stack.root_entry_ns,
+        function_id,
+        faults,
         args,
-        ret: 0,
-        arg_lens: fault_lens(faulted),
-        data_len: 0,
-        root_function_id: stack.root_function_id,
-        end: CallEnd::EntryOnly as u32,
-        stack_len: 0,
         context: stack.entering,
-    });
+        ..Frame::default()
+    };
+    emit(&call_event(
+        thread,
+        stack,
+        &frame,
+        stack.depth + 1,
+        now,
+        0,
+        CallEnd::EntryOnly,
+    ));
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {

@@ -248,20 +248,21 @@ impl StackPlan {
 
 impl ArgPlan {
     /// The bytes the kernel read behind the register (a string without its NUL), or `None`
-    /// when the read faulted; empty for register types.
+    /// when a read faulted (the memory's, or one along its chain); empty for register types.
     fn memory<'a>(&self, event: &CallEvent, data: &'a [u8]) -> Option<&'a [u8]> {
-        if self.memory == MemoryKind::None {
-            return Some(&[]);
-        }
         let captured = event
             .arg_lens
             .get(self.slot)
             .copied()
             .unwrap_or(MEMORY_FAULT);
-        let bytes = data.get(self.data.clone())?;
+        // Set by a memory read that failed, or by a chain of pointers that did.
         if captured & MEMORY_FAULT != 0 {
             return None;
         }
+        if self.memory == MemoryKind::None {
+            return Some(&[]);
+        }
+        let bytes = data.get(self.data.clone())?;
         // The string helper's count includes the NUL.
         let len = match self.memory {
             MemoryKind::Str => usize::from(captured).saturating_sub(1),
@@ -276,11 +277,7 @@ impl ArgPlan {
             return;
         };
         let memory = self.memory(event, data);
-        let faulted = event
-            .arg_lens
-            .get(self.slot)
-            .is_some_and(|len| len & MEMORY_FAULT != 0);
-        if self.chained && (faulted || memory.is_none()) {
+        if self.chained && memory.is_none() {
             out.push(KeyValue::new(Key::new(format!("{}.fault", self.key)), true));
             return;
         }

@@ -145,19 +145,18 @@ fn parse(path: &str) -> Result<Vec<Step>, PathError> {
     let mut steps = Vec::new();
     let mut rest = path.trim();
     while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("->") {
+        let member_step = if let Some(after) = rest.strip_prefix("->") {
+            Some(("->", Step::Arrow as fn(String) -> Step, after))
+        } else {
+            rest.strip_prefix('.')
+                .map(|after| (".", Step::Dot as fn(String) -> Step, after))
+        };
+        if let Some((sigil, step, after)) = member_step {
             let (member, len) = name(after);
             if member.is_empty() {
-                return Err(error("`->` needs a member name"));
+                return Err(error(&format!("`{sigil}` needs a member name")));
             }
-            steps.push(Step::Arrow(member));
-            rest = &after[len..];
-        } else if let Some(after) = rest.strip_prefix('.') {
-            let (member, len) = name(after);
-            if member.is_empty() {
-                return Err(error("`.` needs a member name"));
-            }
-            steps.push(Step::Dot(member));
+            steps.push(step(member));
             rest = &after[len..];
         } else if let Some(after) = rest.strip_prefix('[') {
             let Some((number, after)) = after.split_once(']') else {
