@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing spanprobe needs, idempotently: each step checks first,
 # so a machine that already has everything passes through in about a second.
+# Checks read a command's whole output before grep looks at it: `cmd | grep -q` under
+# pipefail fails when grep exits first and `cmd` dies of SIGPIPE, which made CI rebuild
+# bpf-linker and then refuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +23,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}" ${SPANPROBE_EXTRA_APT:-}; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing_apt+=("$p")
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == *'install ok installed'* ]] || missing_apt+=("$p")
 done
 if [ ${#missing_apt[@]} -gt 0 ]; then
   log "apt-get install ${missing_apt[*]}"
@@ -32,7 +36,7 @@ fi
 # toolchain COMPONENT...: installs the toolchain and its components unless already there.
 install_toolchain() {
   local toolchain=$1; shift
-  if ! rustup toolchain list | grep -q "^${toolchain}-"; then
+  if ! grep -q "^${toolchain}-" <<<"$(rustup toolchain list)"; then
     log "rustup toolchain install $toolchain"
     rustup toolchain install "$toolchain" --profile minimal
   fi
@@ -50,13 +54,13 @@ install_toolchain "$NIGHTLY" rust-src
 
 # bpf-linker must link against the nightly's own LLVM (Debian has no LLVM new enough).
 sysroot=$(rustc +"$NIGHTLY" --print sysroot)
-libllvm=$(ls "$sysroot"/lib/libLLVM.so.* 2>/dev/null | head -n1)
+libllvm=$(compgen -G "$sysroot/lib/libLLVM.so.*" | sed -n 1p || true)
 [ -n "$libllvm" ] || { log "no libLLVM in $sysroot/lib"; exit 1; }
 llvm_major=$(basename "$libllvm" | sed -E 's/^libLLVM\.so\.([0-9]+).*/\1/')
 linker_ok() {
   command -v bpf-linker >/dev/null &&
-    bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION" &&
-    ldd "$(command -v bpf-linker)" | grep -qF "$libllvm"
+    grep -q "$BPF_LINKER_VERSION" <<<"$(bpf-linker --version 2>/dev/null)" &&
+    grep -qF "$libllvm" <<<"$(ldd "$(command -v bpf-linker)")"
 }
 if ! linker_ok; then
   log "building bpf-linker $BPF_LINKER_VERSION against $(basename "$libllvm")"
