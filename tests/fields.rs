@@ -286,3 +286,111 @@ async fn cpp_members_through_this_and_rust_fields_through_a_reference() {
     assert_eq!(record.int_attr("celsius"), Some(-21));
     assert_eq!(record.bool_attr("valid"), Some(true));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn return_values_by_path_and_by_offsets() {
+    let s = Scenario::start().await;
+    let binary = fields_program(s.path());
+    // `lookup` returns a pointer to a struct or NULL; `make_reply` a struct in memory, whose
+    // address comes back in RAX, so its members are `.member`.
+    let functions = json!([
+        { "symbol": "lookup", "args": [{ "index": 0, "name": "id", "type": "i64" }],
+          "return": { "name": "user_id", "path": "->id", "error_when": "== 0" } },
+        { "symbol": "make_reply", "return": { "name": "kind", "path": ".k" } },
+    ]);
+    let config = s.write(&s.config(&binary, functions.clone()));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 0);
+    let report = support::stdout(&check);
+    for expected in [
+        "return user_id: i64 at ->id (offsets [0] from RAX) (error when == 0)",
+        "return kind: u32 named by its enumerators at .k (offsets [16] from RAX)",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in\n{report}");
+    }
+    let (_, spans) = s
+        .trace_ok(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .await;
+    let mut lookups: Vec<_> = named(&spans, "lookup");
+    lookups.sort_by_key(|span| span.int_attr("id"));
+    let [missing, found] = lookups[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(found.int_attr("user_id"), Some(42));
+    assert_eq!(found.attr("user_id.fault"), None);
+    // NULL returned: no value, the fault said, the span kept (and no error: nothing compared).
+    assert_eq!(missing.attr("user_id"), None);
+    assert_eq!(missing.bool_attr("user_id.fault"), Some(true));
+    assert!(missing.span.status.as_ref().is_none_or(|s| s.code == 0));
+    let [reply] = named(&spans, "make_reply")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(reply.str_attr("kind"), Some("KIND_PUT"));
+
+    // Without debug info, the same chains by number.
+    let stripped = s.path().join("fields-nodebug");
+    let status = std::process::Command::new("strip")
+        .args(["--strip-debug", "-o"])
+        .arg(&stripped)
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let functions = json!([
+        { "symbol": "lookup", "return": { "name": "uid", "type": "i64", "offsets": [0] } },
+        { "symbol": "make_reply", "return": { "name": "code", "type": "i64", "offsets": [0] } },
+    ]);
+    let (_, spans) = s
+        .trace_ok(
+            &s.config(&stripped, functions),
+            &[stripped.to_str().unwrap()],
+        )
+        .await;
+    let ids: Vec<_> = named(&spans, "lookup")
+        .iter()
+        .map(|span| (span.int_attr("uid"), span.bool_attr("uid.fault")))
+        .filter(|read| *read != (None, None))
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&(Some(42), None)), "{ids:?}");
+    assert!(ids.contains(&(None, Some(true))), "{ids:?}");
+    // (The receiver also holds the first run's spans.)
+    let codes: Vec<_> = named(&spans, "make_reply")
+        .iter()
+        .filter_map(|span| span.int_attr("code"))
+        .collect();
+    assert_eq!(codes, [200]);
+}
+
+#[tokio::test]
+async fn refused_paths_say_why() {
+    let dir = Workdir::new();
+    let binary = fields_program(dir.path());
+    let functions = json!([
+        { "symbol": "walk",
+          "args": [
+              { "index": 0, "name": "fifth", "path": "->next->next->next->next->next->value" },
+              { "index": 1, "name": "mode", "path": "->mode" },
+          ],
+          "return": { "path": "->x" } },
+        { "symbol": "lookup", "return": { "name": "name", "path": "->name" } },
+    ]);
+    let config = dir.write(&json!({ "probes": [probe(&binary, functions)] }));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 2);
+    let stderr = support::stderr(&check);
+    for expected in [
+        "functions[0].args[0].path: ",
+        "cannot resolve `->next->next->next->next->next->value`: the path follows more than 4 pointers",
+        "functions[0].args[1].path: ",
+        "cannot resolve `->mode`: `->mode`: `mode` is a bitfield, which cannot be read as a \
+         whole number of bytes",
+        "functions[0].return.path: ",
+        "cannot resolve `->x`: `->x`: int is not a pointer",
+        "functions[1].return.path: ",
+        "cannot resolve `->name`: the value is char[], read as `str`: a return value is \
+         captured as a number, not the memory behind it",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
+    }
+}

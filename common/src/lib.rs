@@ -145,7 +145,9 @@ pub struct CallEvent {
     /// Function id of the trace's root call (whose `sample_rate` decides the trace).
     pub root_function_id: u32,
     /// How the call ended, a [`CallEnd`].
-    pub end: u32,
+    pub end: u16,
+    /// [`RETURN_FAULT`] or 0.
+    pub flags: u16,
     /// Addresses in the record's stack area (see [`FunctionCapture::stack_offset`]): the
     /// immediate caller's return address, then the frame-pointer walk from the function's
     /// first instruction. 0 when no stack was captured.
@@ -228,8 +230,12 @@ pub enum ContextPolicy {
     TraceIdRatio = 1,
 }
 
+/// In [`CallEvent::flags`]: the return value's chain of pointers hit unreadable memory, so
+/// [`CallEvent::ret`] holds no value.
+pub const RETURN_FAULT: u16 = 1;
+
 /// How a call ended. Calls that never return are still reported, ended when the loss is seen.
-#[repr(u32)]
+#[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallEnd {
     Returned = 0,
@@ -243,7 +249,7 @@ pub enum CallEnd {
 }
 
 impl CallEnd {
-    pub fn from_u32(value: u32) -> Option<Self> {
+    pub fn from_u16(value: u16) -> Option<Self> {
         match value {
             0 => Some(Self::Returned),
             1 => Some(Self::ThreadExit),
@@ -347,6 +353,9 @@ pub struct FunctionCapture {
     /// A [`ContextPolicy`].
     pub context_policy: u8,
     pub _pad: [u8; 2],
+    /// The chain of pointers from the return value (RAX) to what is reported instead of it
+    /// (`chain`, `path` and `field_size` as an argument's; 0 `chain` reports RAX itself).
+    pub ret: ArgCapture,
 }
 
 /// [`FunctionCapture::sample_threshold`] that keeps every trace.
@@ -439,8 +448,9 @@ const _: () = assert!(
         == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16 + size_of::<TraceContext>()
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
-const _: () =
-    assert!(core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * MAX_ARGS + 24);
+const _: () = assert!(
+    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 1) + 24
+);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"

@@ -413,15 +413,42 @@ impl ArgSpec {
 pub struct ReturnSpec {
     /// Attribute key; `return_value` when absent.
     pub name: Option<String>,
+    /// Required, except with a `path`, as for an argument.
     #[serde(rename = "type")]
-    pub ty: ValueType,
+    pub ty: Option<ValueType>,
     /// Marks the span as an error when the value meets this comparison, e.g. `< 0`.
     pub error_when: Option<Condition>,
+    /// A chain of pointers from the return value to what is reported, as [`ArgSpec::offsets`],
+    /// followed when the function returns.
+    pub offsets: Option<Vec<i32>>,
+    /// The same chain by member names, as [`ArgSpec::path`]: `->code`, or `.code` for a
+    /// struct returned in memory.
+    pub path: Option<String>,
+    /// As [`ArgSpec::enumerators`].
+    #[serde(skip)]
+    pub enumerators: Option<std::sync::Arc<BTreeMap<i64, String>>>,
 }
 
 impl ReturnSpec {
+    /// The return value read as `ty`, named `name` (`return_value` when `None`).
+    pub fn new(name: Option<&str>, ty: ValueType) -> Self {
+        ReturnSpec {
+            name: name.map(Into::into),
+            ty: Some(ty),
+            error_when: None,
+            offsets: None,
+            path: None,
+            enumerators: None,
+        }
+    }
+
     pub fn attribute_name(&self) -> &str {
         self.name.as_deref().unwrap_or("return_value")
+    }
+
+    /// The type the value is read as, as [`ArgSpec::value_type`].
+    pub fn value_type(&self) -> ValueType {
+        self.ty.unwrap_or(ValueType::Ptr)
     }
 }
 

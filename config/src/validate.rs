@@ -283,32 +283,15 @@ fn validate_function(
             ),
             _ => {}
         }
-        if arg.path.is_some() && (arg.offsets.is_some() || arg.len_arg.is_some()) {
+        for (key, problem) in chain_problems(arg.path.as_deref(), arg.offsets.as_deref()) {
+            problems.add(at, format!("{field}.{key}"), problem);
+        }
+        if arg.len_arg.is_some() && (arg.path.is_some() || arg.offsets.is_some()) {
             problems.add(
                 at,
-                format!("{field}.path"),
-                "give `path` alone: not with `offsets` (the same chain, by number) nor `len_arg`",
+                format!("{field}.len_arg"),
+                "`len_arg` does not go with a chain of pointers (`path` or `offsets`)",
             );
-        }
-        if let Some(offsets) = &arg.offsets {
-            if offsets.is_empty() || offsets.len() > MAX_CHAIN {
-                problems.add(
-                    at,
-                    format!("{field}.offsets"),
-                    format!(
-                        "{} offsets: give 1 to {MAX_CHAIN} (at most {} pointers followed)",
-                        offsets.len(),
-                        MAX_CHAIN - 1
-                    ),
-                );
-            }
-            if arg.len_arg.is_some() {
-                problems.add(
-                    at,
-                    format!("{field}.len_arg"),
-                    "`len_arg` does not go with `offsets`",
-                );
-            }
         }
         // One argument may be captured several times, at the ends of different chains.
         if !indexes.insert((arg.index, arg.offsets.clone(), arg.path.clone())) {
@@ -358,15 +341,23 @@ fn validate_function(
         );
     }
     if let Some(ret) = &function.return_value {
-        if ret.ty.is_memory() {
-            problems.add(
-                ret.position,
+        let at = ret.position;
+        match ret.ty {
+            Some(ty) if ty.is_memory() => problems.add(
+                at,
                 format!("{field}.return.type"),
-                format!(
-                    "a `{}` return value cannot be captured yet; capture it as `ptr`",
-                    ret.ty
-                ),
-            );
+                format!("a `{ty}` return value cannot be captured yet; capture it as `ptr`"),
+            ),
+            Some(_) => {}
+            None if ret.path.is_some() => {}
+            None => problems.add(
+                at,
+                format!("{field}.return.type"),
+                "`type` is required (only a return value with a `path` may leave it to DWARF)",
+            ),
+        }
+        for (key, problem) in chain_problems(ret.path.as_deref(), ret.offsets.as_deref()) {
+            problems.add(at, format!("{field}.return.{key}"), problem);
         }
         if names.contains(ret.attribute_name()) {
             problems.add(
@@ -394,6 +385,30 @@ fn validate_function(
             problems.add(context.position, format!("{field}{key}"), problem);
         }
     }
+}
+
+/// What is wrong with a chain of pointers given as `path` or `offsets`: (the key, and why).
+fn chain_problems(path: Option<&str>, offsets: Option<&[i32]>) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if path.is_some() && offsets.is_some() {
+        problems.push((
+            "path",
+            "give `path` or `offsets` (the same chain, by number), not both".to_owned(),
+        ));
+    }
+    if let Some(offsets) = offsets
+        && (offsets.is_empty() || offsets.len() > MAX_CHAIN)
+    {
+        problems.push((
+            "offsets",
+            format!(
+                "{} offsets: give 1 to {MAX_CHAIN} (at most {} pointers followed)",
+                offsets.len(),
+                MAX_CHAIN - 1
+            ),
+        ));
+    }
+    problems
 }
 
 /// What is wrong with a `trace_context`: (the key, `""` for the whole, and why).

@@ -358,13 +358,21 @@ probes:
           - { index: 0, name: d, type: i32, path: '->x', offsets: [0] }
           - { index: 1, name: e }
           - { index: 2, name: f, path: '->x' }
+        return: { name: code, type: i32, offsets: [0, 0, 0, 0, 0, 0] }
+      - symbol: g
+        return: { name: code }
+      - symbol: h
+        return: { name: code, path: '->code', offsets: [8] }
 ";
     let expected = [
         "app.yaml:6:13: probes[0].functions[0].args[0].offsets: 0 offsets: give 1 to 5 (at most 4 pointers followed)",
         "app.yaml:7:13: probes[0].functions[0].args[1].offsets: 6 offsets: give 1 to 5 (at most 4 pointers followed)",
-        "app.yaml:8:13: probes[0].functions[0].args[2].len_arg: `len_arg` does not go with `offsets`",
-        "app.yaml:9:13: probes[0].functions[0].args[3].path: give `path` alone: not with `offsets` (the same chain, by number) nor `len_arg`",
+        "app.yaml:8:13: probes[0].functions[0].args[2].len_arg: `len_arg` does not go with a chain of pointers (`path` or `offsets`)",
+        "app.yaml:9:13: probes[0].functions[0].args[3].path: give `path` or `offsets` (the same chain, by number), not both",
         "app.yaml:10:13: probes[0].functions[0].args[4].type: `type` is required (only an argument with a `path` may leave it to DWARF)",
+        "app.yaml:12:17: probes[0].functions[0].return.offsets: 6 offsets: give 1 to 5 (at most 4 pointers followed)",
+        "app.yaml:14:17: probes[0].functions[1].return.type: `type` is required (only a return value with a `path` may leave it to DWARF)",
+        "app.yaml:16:17: probes[0].functions[2].return.path: give `path` or `offsets` (the same chain, by number), not both",
     ];
     assert_eq!(error(yaml), expected.join("\n"));
 }

@@ -34,7 +34,8 @@ use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallRecord, ContextFormat, ContextPolicy, Counter,
     DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, MAX_ARGS, MAX_CHAIN,
     MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX,
-    MemoryKind, SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext,
+    MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack,
+    TraceContext,
 };
 
 #[map]
@@ -422,15 +423,13 @@ fn emit_entry_only(
         context: stack.entering,
         ..Frame::default()
     };
-    emit(&call_event(
-        thread,
-        stack,
-        &frame,
-        stack.depth + 1,
+    let ending = Ending {
         now,
-        0,
-        CallEnd::EntryOnly,
-    ));
+        ret: 0,
+        flags: 0,
+        end: CallEnd::EntryOnly,
+    };
+    emit(&call_event(thread, stack, &frame, stack.depth + 1, &ending));
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {
@@ -466,9 +465,19 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     }
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
+    let (ret, flags) = match FUNCTIONS.get(frame.function_id) {
+        Some(capture) if capture.ret.chain != 0 => {
+            match follow(&capture.ret, regs.rax, Faults::Fail) {
+                Some(value) => (value, 0),
+                None => (0, RETURN_FAULT),
+            }
+        }
+        _ => (regs.rax, 0),
+    };
     let ending = Ending {
         now,
-        ret: regs.rax,
+        ret,
+        flags,
         end: CallEnd::Returned,
     };
     emit_call(&thread, stack, stack.depth, &ending);
@@ -563,7 +572,12 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
         }
         stack.depth = depth - 1;
         stack.top_entry_ns = top.parent_entry_ns;
-        let ending = Ending { now, ret: 0, end };
+        let ending = Ending {
+            now,
+            ret: 0,
+            flags: 0,
+            end,
+        };
         emit_call(thread, stack, depth - 1, &ending);
         resample_after(stack, depth - 1);
     }
@@ -572,8 +586,10 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
 /// How and when a call ended; one argument, since a BPF function takes at most five.
 struct Ending {
     now: u64,
-    /// RAX at return, 0 for a call that did not return.
+    /// The return value (RAX, or the end of its chain), 0 for a call that did not return.
     ret: u64,
+    /// [`CallEvent::flags`].
+    flags: u16,
     end: CallEnd,
 }
 
@@ -596,15 +612,7 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
     let Some(frame) = stack.frames.get(index as usize) else {
         return;
     };
-    let event = call_event(
-        thread,
-        stack,
-        frame,
-        index + 1,
-        ending.now,
-        ending.ret,
-        ending.end,
-    );
+    let event = call_event(thread, stack, frame, index + 1, ending);
     match FUNCTIONS.get(frame.function_id).map(|c| c.data_len) {
         Some(data_len) if data_len > 0 => {
             emit_with_memory(call_key(thread.tid, index), event, data_len)
@@ -613,7 +621,7 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
     }
 }
 
-/// The event of the call in `frame`, at `depth` on its thread's stack, ended at `return_ns`
+/// The event of the call in `frame`, at `depth` on its thread's stack, ended as `ending` says
 /// (captured memory, if any, is added by [`emit_with_memory`]). At entry the stack's root is
 /// already this call's when it is one.
 #[inline(always)]
@@ -622,9 +630,7 @@ fn call_event(
     stack: &ThreadStack,
     frame: &Frame,
     depth: u32,
-    return_ns: u64,
-    ret: u64,
-    end: CallEnd,
+    ending: &Ending,
 ) -> CallEvent {
     CallEvent {
         pid: thread.pid,
@@ -632,15 +638,16 @@ fn call_event(
         function_id: frame.function_id,
         depth,
         entry_ns: frame.entry_ns,
-        return_ns,
+        return_ns: ending.now,
         parent_entry_ns: frame.parent_entry_ns,
         root_entry_ns: stack.root_entry_ns,
         args: frame.args,
-        ret,
+        ret: ending.ret,
         arg_lens: fault_lens(frame.faults),
         data_len: 0,
         root_function_id: stack.root_function_id,
-        end: end as u32,
+        end: ending.end as u16,
+        flags: ending.flags,
         stack_len: 0,
         context: frame.context,
     }
@@ -698,6 +705,7 @@ fn frame_at(stack: &ThreadStack, index: u32) -> Option<FrameLinks> {
         sp: frame.sp,
         return_address: frame.return_address,
         parent_entry_ns: frame.parent_entry_ns,
+        function_id: frame.function_id,
     })
 }
 
@@ -707,6 +715,7 @@ struct FrameLinks {
     sp: u64,
     return_address: u64,
     parent_entry_ns: u64,
+    function_id: u32,
 }
 
 /// Copies the trace id of frame `index` (zero: derived by userspace), which its callees

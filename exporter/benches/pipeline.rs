@@ -22,11 +22,10 @@ fn function() -> ProbedFunction {
     let arg = |index, name| Located::unplaced(ArgSpec::new(index, Some(name), ValueType::I32));
     let spec = FunctionSpec {
         args: vec![arg(0, "a"), arg(1, "b")],
-        return_value: Some(Located::unplaced(ReturnSpec {
-            name: Some("sum".into()),
-            ty: ValueType::I32,
-            error_when: None,
-        })),
+        return_value: Some(Located::unplaced(ReturnSpec::new(
+            Some("sum"),
+            ValueType::I32,
+        ))),
         ..Default::default()
     };
     ProbedFunction::new("/bench/demo", "two_ints_and_return", 0x1230, spec)

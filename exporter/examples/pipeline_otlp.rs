@@ -44,11 +44,7 @@ fn work() -> ProbedFunction {
             Some("x"),
             ValueType::I64,
         ))],
-        return_value: Some(Located::unplaced(ReturnSpec {
-            name: None,
-            ty: ValueType::I64,
-            error_when: None,
-        })),
+        return_value: Some(Located::unplaced(ReturnSpec::new(None, ValueType::I64))),
         ..Default::default()
     };
     ProbedFunction {

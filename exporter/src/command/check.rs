@@ -114,7 +114,20 @@ pub fn report(
             let _ = write!(out, "; {}", describe_context(context, function.kind));
         }
         if let Some(ret) = &function.spec.return_value {
-            let _ = write!(out, "; return {}: {}", ret.attribute_name(), ret.ty);
+            let _ = write!(
+                out,
+                "; return {}: {}",
+                ret.attribute_name(),
+                ret.value_type()
+            );
+            if ret.enumerators.is_some() {
+                out.push_str(" named by its enumerators");
+            }
+            out.push_str(&describe_chain(
+                ret.path.as_deref(),
+                ret.offsets.as_deref(),
+                "RAX",
+            ));
             if let Some(condition) = ret.error_when {
                 let _ = write!(out, " (error when {condition})");
             }
@@ -149,14 +162,23 @@ fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
     if let Some(count) = arg.len_arg {
         size.push_str(&format!(" counted by {}", kind.arg_location(count)));
     }
-    let chain = match (&arg.path, &arg.offsets) {
-        (Some(path), Some(offsets)) => format!(" at {path} (offsets {offsets:?} from {place})"),
-        (None, Some(offsets)) => format!(" at offsets {offsets:?} from {place}"),
-        _ => format!(" ({place})"),
-    };
+    let chain = describe_chain(
+        arg.path.as_deref(),
+        arg.offsets.as_deref(),
+        &place.to_string(),
+    );
     format!(
         "{}: {}{size}{chain}",
         arg.attribute_name(),
         arg.value_type()
     )
+}
+
+/// Where a value is read: at the end of its chain of pointers from `place`, or `place` itself.
+fn describe_chain(path: Option<&str>, offsets: Option<&[i32]>, place: &str) -> String {
+    match (path, offsets) {
+        (Some(path), Some(offsets)) => format!(" at {path} (offsets {offsets:?} from {place})"),
+        (None, Some(offsets)) => format!(" at offsets {offsets:?} from {place}"),
+        _ => format!(" ({place})"),
+    }
 }

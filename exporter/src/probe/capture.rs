@@ -6,9 +6,9 @@ use std::{collections::BTreeMap, ops::Range, sync::Arc};
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
-    MAX_CHAIN, MEMORY_FAULT, MemoryKind, SAMPLE_ALWAYS,
+    MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS,
 };
-use spanprobe_config::{Decoded, FunctionSpec, Sampler, TraceContextFormat, ValueType};
+use spanprobe_config::{Condition, Decoded, FunctionSpec, Sampler, TraceContextFormat, ValueType};
 
 use crate::{
     events::decode::otel_value,
@@ -26,6 +26,8 @@ pub struct CapturePlan {
     pub args: Vec<ArgPlan>,
     /// Where the captured stack is, if the function captures one.
     pub stack: Option<StackPlan>,
+    /// How the return value is read back, if it is captured.
+    pub ret: Option<ReturnPlan>,
 }
 
 impl CapturePlan {
@@ -124,6 +126,19 @@ pub struct ArgPlan {
     pub max_len: usize,
 }
 
+/// How the return value is read back from an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnPlan {
+    pub key: Key,
+    pub ty: ValueType,
+    /// As [`ArgPlan::enumerators`].
+    pub enumerators: Option<Arc<BTreeMap<i64, String>>>,
+    /// Whether the value is at the end of a chain of pointers from RAX, as
+    /// [`ArgPlan::chained`].
+    pub chained: bool,
+    pub error_when: Option<Condition>,
+}
+
 /// Where a captured stack is in a call's data, and how many frames it may have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackPlan {
@@ -154,17 +169,8 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
             len: arg.value_type().read_len(arg.memory_len(), count.is_some()) as u16,
             offset: data_len as u16,
             count_slot,
-            chain: 0,
-            field_size: arg.value_type().size(),
-            _pad: 0,
-            path: [0; MAX_CHAIN],
+            ..chain_capture(arg.offsets.as_deref(), arg.value_type())
         };
-        if let Some(offsets) = &arg.offsets {
-            kernel.chain = offsets.len().min(MAX_CHAIN) as u8;
-            for (to, from) in kernel.path.iter_mut().zip(offsets) {
-                *to = *from;
-            }
-        }
         plans.push(ArgPlan {
             slot,
             // Shared, not owned: the key is cloned into every span.
@@ -189,11 +195,38 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
         }
     });
     capture.data_len = data_len as u32;
+    let ret = spec.return_value.as_ref().map(|ret| {
+        capture.ret = chain_capture(ret.offsets.as_deref(), ret.value_type());
+        ReturnPlan {
+            key: Key::from(Arc::<str>::from(ret.attribute_name())),
+            ty: ret.value_type(),
+            enumerators: ret.enumerators.clone(),
+            chained: ret.offsets.is_some(),
+            error_when: ret.error_when,
+        }
+    });
     CapturePlan {
         kernel: capture,
         args: plans,
         stack,
+        ret,
     }
+}
+
+/// The part of an [`ArgCapture`] that follows a chain of `offsets` (none: the register itself)
+/// to a value of type `ty`.
+fn chain_capture(offsets: Option<&[i32]>, ty: ValueType) -> ArgCapture {
+    let mut capture = ArgCapture {
+        field_size: ty.size(),
+        ..ArgCapture::default()
+    };
+    if let Some(offsets) = offsets {
+        capture.chain = offsets.len().min(MAX_CHAIN) as u8;
+        for (to, from) in capture.path.iter_mut().zip(offsets) {
+            *to = *from;
+        }
+    }
+    capture
 }
 
 impl StackPlan {
@@ -281,12 +314,10 @@ impl ArgPlan {
             out.push(KeyValue::new(Key::new(format!("{}.fault", self.key)), true));
             return;
         }
-        let decoded = match (self.ty.decode(raw, memory, self.max_len), &self.enumerators) {
-            (Decoded::Int(value), Some(names)) => names
-                .get(&value)
-                .map_or(Decoded::Int(value), |name| Decoded::Text(name.clone())),
-            (decoded, _) => decoded,
-        };
+        let decoded = named(
+            self.ty.decode(raw, memory, self.max_len),
+            self.enumerators.as_deref(),
+        );
         let (value, truncated) = otel_value(decoded);
         if truncated {
             out.push(KeyValue::new(
@@ -295,6 +326,43 @@ impl ArgPlan {
             ));
         }
         out.push(KeyValue::new(self.key.clone(), value));
+    }
+}
+
+impl ReturnPlan {
+    /// Adds the return value of `event` to `out`, or `<key>.fault = true` when its chain of
+    /// pointers faulted; the error its `error_when` finds, if any.
+    pub fn attributes(&self, event: &CallEvent, out: &mut Vec<KeyValue>) -> Option<String> {
+        if self.chained && event.flags & RETURN_FAULT != 0 {
+            out.push(KeyValue::new(Key::new(format!("{}.fault", self.key)), true));
+            return None;
+        }
+        let error = self
+            .error_when
+            .filter(|condition| condition.holds(self.ty.extend(event.ret)))
+            .map(|condition| {
+                format!(
+                    "{} = {} (error_when {condition})",
+                    self.key,
+                    self.ty.extend(event.ret)
+                )
+            });
+        let decoded = named(
+            self.ty.decode(event.ret, None, 0),
+            self.enumerators.as_deref(),
+        );
+        out.push(KeyValue::new(self.key.clone(), otel_value(decoded).0));
+        error
+    }
+}
+
+/// `decoded`, an enum's number shown by its enumerator's name when `enumerators` has it.
+fn named(decoded: Decoded, enumerators: Option<&BTreeMap<i64, String>>) -> Decoded {
+    match (decoded, enumerators) {
+        (Decoded::Int(value), Some(names)) => names
+            .get(&value)
+            .map_or(Decoded::Int(value), |name| Decoded::Text(name.clone())),
+        (decoded, _) => decoded,
     }
 }
 

@@ -170,7 +170,7 @@ impl Pipeline {
             span.attributes.push(KeyValue::new(THREAD_NAME, name));
         }
         self.summary.record(&span);
-        if CallEnd::from_u32(event.end)
+        if CallEnd::from_u16(event.end)
             .is_some_and(|end| matches!(end, CallEnd::ThreadExit | CallEnd::Unwound))
         {
             self.metrics

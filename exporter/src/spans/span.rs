@@ -9,11 +9,11 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use spanprobe_common::{CallEnd, CallEvent};
-use spanprobe_config::{AttributeValue, Condition, ValueType};
+use spanprobe_config::AttributeValue;
 
 use crate::{
     events::ktime::BootClock,
-    probe::capture::{ArgPlan, CapturePlan},
+    probe::capture::{ArgPlan, CapturePlan, ReturnPlan},
     probe::resolve::ProbedFunction,
     spans::ids::IdGenerator,
 };
@@ -29,13 +29,6 @@ struct SpanTemplate {
     attributes: Vec<KeyValue>,
 }
 
-#[derive(Debug, Clone)]
-struct ReturnPlan {
-    key: Key,
-    ty: ValueType,
-    error_when: Option<Condition>,
-}
-
 impl SpanTemplate {
     fn new(function: &ProbedFunction, plan: &CapturePlan) -> Self {
         let spec = &function.spec;
@@ -48,11 +41,7 @@ impl SpanTemplate {
             name: Box::leak(name.into_boxed_str()),
             symbol: shared(&function.symbol),
             args: plan.args.clone(),
-            ret: spec.return_value.as_ref().map(|ret| ReturnPlan {
-                key: Key::from(Arc::<str>::from(ret.attribute_name())),
-                ty: ret.ty,
-                error_when: ret.error_when,
-            }),
+            ret: plan.ret.clone(),
             attributes: spec
                 .attributes
                 .iter()
@@ -179,7 +168,7 @@ impl SpanAssembler {
             arg.attributes(event, data, &mut attributes);
         }
         let mut status = Status::Unset;
-        let end = CallEnd::from_u32(event.end);
+        let end = CallEnd::from_u16(event.end);
         if let Some(incomplete) = end.and_then(incomplete_reason) {
             // The call never returned: there is no return value, and the span ends when the
             // loss was seen.
@@ -187,18 +176,10 @@ impl SpanAssembler {
             attributes.push(KeyValue::new(INCOMPLETE, incomplete.0));
         } else if end == Some(CallEnd::EntryOnly) {
             attributes.push(KeyValue::new(ENTRY_ONLY, true));
-        } else if let Some(ret) = &template.ret {
-            let value = crate::events::decode::register_value(event.ret, ret.ty);
-            if let Some(condition) = ret.error_when
-                && condition.holds(ret.ty.extend(event.ret))
-            {
-                status = Status::error(format!(
-                    "{} = {} (error_when {condition})",
-                    ret.key,
-                    ret.ty.extend(event.ret)
-                ));
-            }
-            attributes.push(KeyValue::new(ret.key.clone(), value));
+        } else if let Some(ret) = &template.ret
+            && let Some(error) = ret.attributes(event, &mut attributes)
+        {
+            status = Status::error(error);
         }
         attributes.extend(template.attributes.iter().cloned());
         attributes.push(KeyValue::new(CODE_FUNCTION_NAME, template.symbol.clone()));
@@ -232,7 +213,7 @@ impl SpanAssembler {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec};
+    use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec, ValueType};
 
     use super::*;
 
@@ -243,9 +224,8 @@ mod tests {
             span_name: Some("add".into()),
             args: vec![arg(0, Some("a")), arg(1, None)],
             return_value: Some(Located::unplaced(ReturnSpec {
-                name: Some("sum".into()),
-                ty: ValueType::I32,
                 error_when: Some("< 0".parse().unwrap()),
+                ..ReturnSpec::new(Some("sum"), ValueType::I32)
             })),
             attributes: [("team".to_owned(), AttributeValue::String("core".into()))].into(),
             ..Default::default()
@@ -423,7 +403,7 @@ mod tests {
     #[test]
     fn calls_that_never_returned_are_errors_saying_why() {
         let event = CallEvent {
-            end: CallEnd::ThreadExit as u32,
+            end: CallEnd::ThreadExit as u16,
             ret: 5,
             ..root(0, 100)
         };
@@ -438,7 +418,7 @@ mod tests {
         );
         assert_eq!(attr(&span, "sum"), None, "no return value");
         let event = CallEvent {
-            end: CallEnd::Unwound as u32,
+            end: CallEnd::Unwound as u16,
             ..root(0, 100)
         };
         let span = assemble(&assembler(), &event);

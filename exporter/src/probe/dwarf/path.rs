@@ -45,6 +45,13 @@ pub enum PathError {
     NoFunction(String),
     #[error("no parameter of `{function}` is passed in slot {index}")]
     NoParameter { function: String, index: u8 },
+    #[error(
+        "the value is {c_name}, read as `{ty}`: a return value is captured as a number, not \
+         the memory behind it; give `type: ptr`, or a path to a number"
+    )]
+    MemoryReturn { c_name: String, ty: ValueType },
+    #[error("`{0}` returns nothing (void)")]
+    NoReturnValue(String),
     #[error("`{step}`: {c_name} is not a pointer")]
     NotPointer { step: String, c_name: String },
     #[error("`{step}`: {c_name} is not a struct, union or class")]
@@ -91,13 +98,30 @@ impl From<gimli::Error> for PathError {
     }
 }
 
-/// One path to resolve: from the parameter in slot `index`, read as `ty`, or as DWARF says
-/// when `None`.
+/// One path to resolve: from `base`, read as `ty`, or as DWARF says when `None`.
 #[derive(Debug, Clone, Copy)]
 pub struct PathRequest<'a> {
-    pub index: u8,
+    pub base: PathBase,
     pub path: &'a str,
     pub ty: Option<ValueType>,
+}
+
+/// What a path starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathBase {
+    /// The parameter passed in this slot.
+    Parameter(u8),
+    /// The return value, in RAX when the function returns: the value itself, or for a
+    /// struct returned in memory, its address.
+    ReturnValue,
+}
+
+/// Where a function's values are, by DWARF type.
+struct Bases {
+    /// The type of each parameter passed in one slot, by slot.
+    parameters: Vec<(u8, Loc)>,
+    /// The return type (`None` for `void`), and whether it is returned in memory.
+    ret: Option<(Loc, bool)>,
 }
 
 /// Resolves every one of `requests` from the parameters of `function` (its symbol as the
@@ -110,20 +134,30 @@ pub fn resolve(
 ) -> Result<Vec<Result<FieldChain, PathError>>, PathError> {
     with_dwarf(binary, |dwarf| {
         let ctx = Ctx::new(dwarf)?;
-        let parameters = match parameters(&ctx, function) {
-            Ok(parameters) => parameters,
+        let bases = match bases(&ctx, function) {
+            Ok(bases) => bases,
             Err(error) => return Ok(Err(error)),
         };
         let resolve_one = |request: &PathRequest<'_>| {
             let steps = parse(request.path)?;
-            let (_, ty) = parameters
-                .iter()
-                .find(|(slot, _)| *slot == request.index)
-                .ok_or_else(|| PathError::NoParameter {
-                    function: function.to_owned(),
-                    index: request.index,
-                })?;
-            chain(&ctx, *ty, &steps, request.ty)
+            let (ty, at) = match request.base {
+                PathBase::Parameter(index) => bases
+                    .parameters
+                    .iter()
+                    .find(|(slot, _)| *slot == index)
+                    .map(|(_, ty)| (*ty, At::Register))
+                    .ok_or_else(|| PathError::NoParameter {
+                        function: function.to_owned(),
+                        index,
+                    })?,
+                PathBase::ReturnValue => match bases.ret {
+                    // RAX holds the address of a struct returned in memory.
+                    Some((ty, true)) => (ty, At::Memory { offset: 0 }),
+                    Some((ty, false)) => (ty, At::Register),
+                    None => return Err(PathError::NoReturnValue(function.to_owned())),
+                },
+            };
+            chain(&ctx, ty, at, &steps, request.ty)
         };
         Ok(Ok(requests.iter().map(resolve_one).collect()))
     })?
@@ -178,7 +212,7 @@ fn parse(path: &str) -> Result<Vec<Step>, PathError> {
     Ok(steps)
 }
 
-/// Where the walk is: the value in the register (the parameter itself), or a place in memory
+/// Where the walk is: the value in the register (the parameter or return value itself), or a place in memory
 /// at `offset` past the last pointer dereferenced.
 #[derive(Clone, Copy)]
 enum At {
@@ -186,15 +220,16 @@ enum At {
     Memory { offset: u64 },
 }
 
+/// The chain from a value of type `base` at `at` along `steps`.
 fn chain(
     ctx: &Ctx<'_, '_>,
-    parameter: Loc,
+    base: Loc,
+    mut at: At,
     steps: &[Step],
     declared: Option<ValueType>,
 ) -> Result<FieldChain, PathError> {
-    let mut ty_loc = parameter;
+    let mut ty_loc = base;
     let mut derefs: Vec<u64> = Vec::new();
-    let mut at = At::Register;
     // Loads the pointer at the current place, so that the walk continues where it points.
     let deref = |derefs: &mut Vec<u64>, at: At| {
         if let At::Memory { offset } = at {
@@ -219,10 +254,7 @@ fn chain(
                 let At::Memory { offset } = at else {
                     return Err(PathError::NotPointer {
                         step: text,
-                        c_name: format!(
-                            "{} (the parameter itself, in a register)",
-                            c_name(ctx, here)
-                        ),
+                        c_name: format!("{} (the value itself, in a register)", c_name(ctx, here)),
                     });
                 };
                 let (member_offset, member_ty) = find_member(ctx, here, member, &text)?;
@@ -358,8 +390,8 @@ fn step_text(step: &Step) -> String {
     }
 }
 
-/// The type of each parameter of `function` passed in one slot, by slot.
-fn parameters(ctx: &Ctx<'_, '_>, function: &str) -> Result<Vec<(u8, Loc)>, PathError> {
+/// The types of `function`'s parameters and return value.
+fn bases(ctx: &Ctx<'_, '_>, function: &str) -> Result<Bases, PathError> {
     for (_, loc) in ctx.defined_functions()? {
         let linkage = ctx.string_attr(loc, gimli::DW_AT_linkage_name)?;
         let name = ctx.string_attr(loc, gimli::DW_AT_name)?;
@@ -383,7 +415,11 @@ fn parameters(ctx: &Ctx<'_, '_>, function: &str) -> Result<Vec<(u8, Loc)>, PathE
                 parameters.push((index, ty));
             }
         }
-        return Ok(parameters);
+        let ret = match ctx.attr(loc, gimli::DW_AT_type)? {
+            Some((u, value)) => ctx.target(u, value).map(|ty| (ty, returns_in_memory)),
+            None => None,
+        };
+        return Ok(Bases { parameters, ret });
     }
     Err(PathError::NoFunction(function.to_owned()))
 }

@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::Path};
 use spanprobe_config::{FunctionSpec, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ValueType};
 
 use crate::probe::{
-    dwarf::path::{self, PathRequest},
+    dwarf::path::{self, PathBase, PathRequest},
     elf::ElfInfo,
     kind::ProbeKind,
     resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
@@ -120,6 +120,10 @@ pub fn resolve(
                 errors.push(error(arg.position, &format!("args[{a}].path"), kind));
             }
         }
+        if let Some(ret) = function.return_value.as_ref().filter(|r| r.path.is_some()) {
+            let kind = ResolveErrorKind::PathWithoutSymbol;
+            errors.push(error(ret.position, "return.path", kind));
+        }
     }
     // A return value is asked of every probe of the entry, so it is refused there by name.
     let mut functions = Vec::new();
@@ -153,41 +157,85 @@ fn resolve_paths(
 ) -> Result<FunctionSpec, Vec<ResolveError>> {
     let mut spec = function.value.clone();
     let mut errors = Vec::new();
-    let with_path: Vec<usize> = (0..spec.args.len())
-        .filter(|&a| spec.args[a].path.is_some())
+    // Which value each path starts from: an argument (by its place in `args`) or the return.
+    let mut with_path: Vec<(Option<usize>, PathRequest<'_>)> = function
+        .args
+        .iter()
+        .enumerate()
+        .filter_map(|(a, arg)| {
+            let request = PathRequest {
+                base: PathBase::Parameter(arg.index),
+                path: arg.path.as_deref()?,
+                ty: arg.ty,
+            };
+            Some((Some(a), request))
+        })
         .collect();
+    if let Some(ret) = &function.return_value
+        && let Some(path) = &ret.path
+    {
+        let request = PathRequest {
+            base: PathBase::ReturnValue,
+            path,
+            ty: ret.ty,
+        };
+        with_path.push((None, request));
+    }
     if with_path.is_empty() {
         return Ok(spec);
     }
-    let requests: Vec<_> = with_path
-        .iter()
-        .map(|&a| PathRequest {
-            index: spec.args[a].index,
-            path: spec.args[a].path.as_deref().unwrap_or_default(),
-            ty: spec.args[a].ty,
-        })
-        .collect();
-    let path_error = |a: usize, source| ResolveError {
-        position: function.args[a].position,
-        field: format!("{field}.args[{a}].path"),
-        kind: ResolveErrorKind::Path {
-            binary: binary.to_owned(),
-            path: function.args[a].path.clone().unwrap_or_default(),
-            source: Box::new(source),
-        },
+    let path_error = |(a, request): &(Option<usize>, PathRequest<'_>), source| {
+        let (position, key) = match a {
+            Some(a) => (function.args[*a].position, format!("args[{a}]")),
+            None => (
+                function
+                    .return_value
+                    .as_ref()
+                    .map_or(function.position, |r| r.position),
+                "return".to_owned(),
+            ),
+        };
+        ResolveError {
+            position,
+            field: format!("{field}.{key}.path"),
+            kind: ResolveErrorKind::Path {
+                binary: binary.to_owned(),
+                path: request.path.to_owned(),
+                source: Box::new(source),
+            },
+        }
     };
+    let requests: Vec<_> = with_path.iter().map(|(_, request)| *request).collect();
     let chains = match path::resolve(binary, raw, &requests) {
         Ok(chains) => chains,
         // What concerns every path (no debug info, no such function) is said once, at the first.
-        Err(source) => return Err(vec![path_error(with_path[0], source)]),
+        Err(source) => return Err(vec![path_error(&with_path[0], source)]),
     };
-    for (a, chain) in with_path.into_iter().zip(chains) {
+    for (with, chain) in with_path.iter().zip(chains) {
         let chain = match chain {
             Ok(chain) => chain,
             Err(source) => {
-                errors.push(path_error(a, source));
+                errors.push(path_error(with, source));
                 continue;
             }
+        };
+        let enumerators = chain.enumerators.map(std::sync::Arc::new);
+        let Some(a) = with.0 else {
+            // Read as the return program reads RAX: a number, not memory behind it.
+            if chain.ty.is_memory() {
+                let source = path::PathError::MemoryReturn {
+                    c_name: chain.c_name,
+                    ty: chain.ty,
+                };
+                errors.push(path_error(with, source));
+                continue;
+            }
+            if let Some(ret) = &mut spec.return_value {
+                ret.value.ty = Some(chain.ty);
+                ret.value.offsets = Some(chain.offsets);
+                ret.value.enumerators = enumerators;
+            }
+            continue;
         };
         let arg = &mut spec.args[a].value;
         // A string in a `char[N]` is read no further than the array, unless asked.
@@ -201,7 +249,7 @@ fn resolve_paths(
         }
         arg.ty = Some(chain.ty);
         arg.offsets = Some(chain.offsets);
-        arg.enumerators = chain.enumerators.map(std::sync::Arc::new);
+        arg.enumerators = enumerators;
     }
     // The types DWARF inferred may read memory the config could not count when it was loaded.
     let mut bytes: usize = spec.args.iter().map(|arg| arg.data_size()).sum();
