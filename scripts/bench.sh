@@ -151,6 +151,24 @@ for how in floor grpc stack; do
   esac
   wait $!
 done
+# The same with 0, 2 and 6 members of a struct read along its pointer (`path`, from DWARF).
+members=(x y a b c d)
+for reads in 0 2 6; do
+  args="{ index: 0, name: item, type: ptr }"
+  for member in "${members[@]:0:reads}"; do args+=", { index: 0, name: $member, path: '->$member' }"; done
+  cat > "$work/calls-fields$reads.yaml" <<YAML
+exporter: { otlp: { endpoint: "http://127.0.0.1:$grpc_port", protocol: grpc } }
+probes:
+  - binary: $work/calls
+    functions:
+      - { symbol: work_on, args: [$args], return: { type: i64 } }
+YAML
+  log "BPF run time: $reads field reads"
+  traced calls "fields$reads" load 1 5 0 work_on &
+  sleep 4
+  bpf[fields$reads]=$(bpf_ns 'spanprobe_entry|spanprobe_return')
+  wait $!
+done
 sysctl -q kernel.bpf_stats_enabled="$stats_enabled"
 
 # --- Both cores at full rate, and the most calls/s with nothing lost --------------------------
@@ -502,6 +520,17 @@ per_call_table() { # TARGET
   echo "| bpftrace uprobe + uretprobe, counting | ${bpf[floor]} | 1.00 |"
   echo "| spanprobe, argument + return | ${bpf[grpc]} | $(ratio "${bpf[grpc]}" "${bpf[floor]}") |"
   echo "| spanprobe, with \`stack: true\` | ${bpf[stack]} | $(ratio "${bpf[stack]}" "${bpf[floor]}") |"
+  echo
+  echo "Reading members of a struct along its pointer (\`work_on(const struct item *)\`, \`path: '->x'\` and"
+  echo "so on, one bounded user-memory read each), the same thread and runs:"
+  echo
+  echo "| members read | ns per call | × bpftrace | ns per member read |"
+  echo "|---|---|---|---|"
+  for reads in 0 2 6; do
+    per_read=-
+    [ "$reads" -gt 0 ] && per_read=$(awk -v a="${bpf[fields$reads]}" -v b="${bpf[fields0]}" -v n="$reads" 'BEGIN { printf "%.0f", (a - b) / n }')
+    echo "| $reads | ${bpf[fields$reads]} | $(ratio "${bpf[fields$reads]}" "${bpf[floor]}") | $per_read |"
+  done
   echo
   echo "## Both cores ($LOAD_SECONDS s runs of two threads calling \`work\`)"
   echo

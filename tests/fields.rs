@@ -394,3 +394,43 @@ async fn refused_paths_say_why() {
         assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_offers_members_that_trace_as_written() {
+    let s = Scenario::start().await;
+    let binary = fields_program(s.path());
+    let init =
+        support::spanprobe_with(&["init", "--members", binary.to_str().unwrap(), "handle"]).await;
+    assert_exit(&init, 0);
+    let text = support::stdout(&init);
+    for expected in [
+        "          - { index: 0, name: r, type: ptr }  # struct request *",
+        "          # members of what `r` points to; uncomment to capture:",
+        "          # - { index: 0, name: r.rid, path: '->rid' }  # int, read as i32",
+        "          # - { index: 0, name: r.path, path: '->path' }  # const char *, read as str",
+        "          # - { index: 0, name: r.k, path: '->k' }  # enum kind, read as its enumerator's name",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in\n{text}");
+    }
+    // Without the flag, nothing is offered.
+    let plain = support::spanprobe_with(&["init", binary.to_str().unwrap(), "handle"]).await;
+    assert!(!support::stdout(&plain).contains("->"));
+
+    // A user uncomments the offers and traces with them as they are.
+    let uncommented = text.replace("          # - ", "          - ");
+    let endpoint = s.receiver.grpc_endpoint();
+    let yaml = format!("{uncommented}exporter: {{ otlp: {{ endpoint: '{endpoint}' }} }}\n");
+    let output = support::run(&s.write_yaml(&yaml), &[binary.to_str().unwrap()]).await;
+    assert_exit(&output, 0);
+    let spans = s.receiver.spans();
+    let mut calls: Vec<_> = named(&spans, "handle");
+    calls.sort_by_key(|span| span.span.start_time_unix_nano);
+    let [full, empty, null] = calls[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(full.int_attr("r.rid"), Some(7));
+    assert_eq!(full.str_attr("r.path"), Some("/index.html"));
+    assert_eq!(full.str_attr("r.k"), Some("KIND_PUT"));
+    assert_eq!(empty.bool_attr("r.path.fault"), Some(true));
+    assert_eq!(null.bool_attr("r.rid.fault"), Some(true));
+}

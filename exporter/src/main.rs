@@ -66,6 +66,10 @@ enum Command {
         binary: String,
         /// Globs selecting functions (all functions when none).
         patterns: Vec<String>,
+        /// Offer the members of the structs that parameters point to, as commented-out
+        /// `path` captures.
+        #[arg(long)]
+        members: bool,
     },
 }
 
@@ -111,9 +115,11 @@ fn main() -> ExitCode {
         Command::Symbols { binary, pattern } => {
             print(command::symbols::list(binary, pattern.as_deref()))
         }
-        Command::Init { binary, patterns } => {
-            print(command::init::starter_config(binary, patterns))
-        }
+        Command::Init {
+            binary,
+            patterns,
+            members,
+        } => print(command::init::starter_config(binary, patterns, *members)),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

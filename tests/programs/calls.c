@@ -9,8 +9,9 @@
  *   chain-wait  outer(1), then 300 ms alive (so that its stacks are read while it runs)
  *   tailcall    tail_outer(1), which jumps to tail_inner, then outer(1)
  *   bench N [work]  N calls of inner() (or work()), printing the mean ns per call
- *   load T S [R]    T threads calling work() for S seconds, R calls/s in all (default 0: as
- *               fast as they can), printing the calls made and the calls per second
+ *   load T S [R] [F]  T threads calling work() (or F: work_on) for S seconds, R calls/s in
+ *               all (default 0: as fast as they can), printing the calls made and the calls
+ *               per second
  *   slow N      one call of slow(), which sleeps N ms
  *   fork        fork(); the child calls outer(2) at once, without exec; the parent outer(1)
  * Built with frame pointers and without sibling-call optimisation, like the demo. */
@@ -33,6 +34,12 @@ PROBED long outer(long x) { return middle(x) + 1; }
 /* The benchmarks' function: with a frame, so it starts with push %rbp (after endbr64 with
  * -fcf-protection), which the kernel emulates, unlike inner's lea. */
 PROBED long work(long x) { return inner(x) + 1; }
+
+/* work() on a struct, for the cost of reading its members along chains of pointers. */
+struct item {
+    long x, y, a, b, c, d;
+};
+PROBED long work_on(const struct item *item) { return inner(item->x) + 1; }
 
 PROBED long recurse(long depth) { return depth <= 1 ? 1 : 1 + recurse(depth - 1); }
 
@@ -75,6 +82,7 @@ static double seconds_now(void) {
 struct load {
     double seconds;
     double rate; /* calls/s of this thread, 0 for as fast as it can */
+    int on_item; /* call work_on() instead of work() */
     long calls;
 };
 
@@ -84,8 +92,9 @@ static void *load_main(void *arg) {
     struct load *load = arg;
     double start = seconds_now(), now = start;
     long calls = 0, total = 0;
+    struct item item = {1, 2, 3, 4, 5, 6};
     while (now - start < load->seconds) {
-        for (long i = 0; i < 100; i++) total += work(calls + i);
+        for (long i = 0; i < 100; i++) total += load->on_item ? work_on(&item) : work(calls + i);
         calls += 100;
         now = seconds_now();
         double due = load->rate > 0 ? start + calls / load->rate : now;
@@ -162,9 +171,10 @@ int main(int argc, char **argv) {
         if (n > 64) n = 64;
         double seconds = argc > 3 ? strtod(argv[3], NULL) : 1;
         double rate = argc > 4 ? strtod(argv[4], NULL) : 0;
+        int on_item = argc > 5 && strcmp(argv[5], "work_on") == 0;
         double start = seconds_now();
         for (long i = 0; i < n; i++) {
-            loads[i] = (struct load){seconds, rate / n, 0};
+            loads[i] = (struct load){seconds, rate / n, on_item, 0};
             pthread_create(&threads[i], NULL, load_main, &loads[i]);
         }
         long calls = 0;

@@ -1,13 +1,20 @@
 //! `spanprobe init`: a starter config for functions of a binary, with argument and return types
 //! taken from DWARF where the binary has debug info.
 
-use std::{collections::HashMap, fmt::Write as _, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+    path::Path,
+};
 
 use spanprobe_config::ValueType;
 
 use super::symbols::{no_match, read_table};
 use crate::probe::{
-    dwarf::{Abi, FunctionSignature, function_signatures},
+    dwarf::{
+        Abi, FunctionSignature, function_signatures,
+        path::{MemberOffer, pointee_members},
+    },
     symbols::FunctionSymbol,
     sysv::{Place, places},
 };
@@ -15,8 +22,10 @@ use crate::probe::{
 /// Arguments a function can capture (the config's limit).
 const MAX_ARGS: usize = spanprobe_config::MAX_CAPTURED_ARGS;
 
-/// The config text for the functions of `binary` matching any of `patterns` (all when empty).
-pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<String> {
+/// The config text for the functions of `binary` matching any of `patterns` (all when empty);
+/// with `members`, each pointer-to-struct parameter's members are offered as commented-out
+/// `path` captures.
+pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyhow::Result<String> {
     let (path, elf, table) = read_table(binary)?;
     let path = path.canonicalize().unwrap_or(path);
     let mut functions: Vec<&FunctionSymbol> = if patterns.is_empty() {
@@ -44,6 +53,12 @@ pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<Strin
         .values()
         .filter_map(|s| s.linkage_name.as_deref().map(|l| (l, s)))
         .collect();
+    let offers = if members && !signatures.is_empty() {
+        let wanted: HashSet<&str> = functions.iter().map(|f| f.raw.as_str()).collect();
+        pointee_members(&path, &wanted).unwrap_or_default()
+    } else {
+        HashMap::new()
+    };
 
     let soname = crate::probe::elf::soname(&path);
     let mut out = String::new();
@@ -103,7 +118,8 @@ pub fn starter_config(binary: &str, patterns: &[String]) -> anyhow::Result<Strin
                 "        # a compiler-made clone ({clone}): its arguments are not the source's"
             );
         } else if let Some(signature) = signature {
-            write_signature(&mut out, signature);
+            let offers = offers.get(&function.raw).map_or(&[][..], Vec::as_slice);
+            write_signature(&mut out, signature, offers);
         }
     }
     Ok(out)
@@ -131,8 +147,9 @@ fn binary_name(path: &Path, soname: Option<String>) -> String {
 }
 
 /// The `args` and `return` of one function, each argument at the slot the System V convention
-/// gives it (see [`places`]), with what cannot be captured and why as comments.
-fn write_signature(out: &mut String, signature: &FunctionSignature) {
+/// gives it (see [`places`]), with what cannot be captured and why as comments, and `offers`
+/// (members of what parameters point to) commented out.
+fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[MemberOffer]) {
     if let (Some(file), Some(line)) = (&signature.file, signature.line) {
         let _ = writeln!(out, "        # {file}:{line}");
     }
@@ -142,6 +159,7 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
         .is_some_and(|ty| matches!(ty.abi, Abi::Memory { .. }));
     let mut args = Vec::new();
     let mut comments = Vec::new();
+    let mut slot_names = HashMap::new();
     let places = places(&signature.params, returns_in_memory);
     for (position, (param, place)) in signature.params.iter().zip(places).enumerate() {
         let name = param
@@ -151,6 +169,7 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
         let c_name = &param.ty.c_name;
         match (place, &param.ty.abi, param.ty.capture) {
             (Place::Slots { index, count: 1 }, _, Some(ty)) => {
+                slot_names.insert(index, name.clone());
                 args.push((index, name, ty, None, c_name.clone()));
             }
             // A Rust `&str` or `&[u8]`: one value whose length is in the next slot.
@@ -192,7 +211,7 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
     if returns_in_memory {
         comments.push("RDI holds the hidden pointer to the return value's space".to_owned());
     }
-    if !args.is_empty() || !comments.is_empty() {
+    if !args.is_empty() || !comments.is_empty() || !offers.is_empty() {
         let _ = writeln!(out, "        args:");
     }
     for (n, (index, name, ty, len_arg, c_name)) in args.iter().enumerate() {
@@ -212,6 +231,32 @@ fn write_signature(out: &mut String, signature: &FunctionSignature) {
     }
     for comment in comments {
         let _ = writeln!(out, "          # {comment}");
+    }
+    let mut offered_slot = None;
+    for offer in offers {
+        let Some(param) = slot_names.get(&offer.slot) else {
+            continue;
+        };
+        if offered_slot != Some(offer.slot) {
+            offered_slot = Some(offer.slot);
+            let _ = writeln!(
+                out,
+                "          # members of what `{param}` points to; uncomment to capture:"
+            );
+        }
+        let member = offer.path.trim_start_matches("->");
+        let read_as = match offer.chain.enumerators {
+            Some(_) => "its enumerator's name".to_owned(),
+            None => offer.chain.ty.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "          # - {{ index: {}, name: {}, path: {} }}  # {}, read as {read_as}",
+            offer.slot,
+            quote(&format!("{param}.{member}")),
+            quote(&offer.path),
+            offer.chain.c_name,
+        );
     }
     let Some(ret) = &signature.return_type else {
         return;

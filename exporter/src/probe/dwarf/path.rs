@@ -398,8 +398,19 @@ fn bases(ctx: &Ctx<'_, '_>, function: &str) -> Result<Bases, PathError> {
         if linkage.as_deref() != Some(function) && name.as_deref() != Some(function) {
             continue;
         }
+        if let Some(bases) = bases_at(ctx, loc)? {
+            return Ok(bases);
+        }
+    }
+    Err(PathError::NoFunction(function.to_owned()))
+}
+
+/// The types of the parameters and return value of the function at `loc`; `None` when DWARF
+/// gives it no signature.
+fn bases_at(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<Bases>, PathError> {
+    {
         let Some(signature) = ctx.signature(loc)? else {
-            continue;
+            return Ok(None);
         };
         let returns_in_memory = signature
             .return_type
@@ -419,9 +430,87 @@ fn bases(ctx: &Ctx<'_, '_>, function: &str) -> Result<Bases, PathError> {
             Some((u, value)) => ctx.target(u, value).map(|ty| (ty, returns_in_memory)),
             None => None,
         };
-        return Ok(Bases { parameters, ret });
+        Ok(Some(Bases { parameters, ret }))
     }
-    Err(PathError::NoFunction(function.to_owned()))
+}
+
+/// A member of the struct a parameter points to, resolved as its path `->member` would be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberOffer {
+    /// The parameter's slot.
+    pub slot: u8,
+    pub path: String,
+    pub chain: FieldChain,
+}
+
+/// For each of `functions` (symbols as the binary has them, or DWARF names) found in
+/// `binary`'s DWARF, the members of the structs its parameters point to that a type reads
+/// whole (a nested struct is left out), in declaration order: what `init --members` offers.
+/// The DWARF is read once for them all.
+pub fn pointee_members(
+    binary: &Path,
+    functions: &std::collections::HashSet<&str>,
+) -> Result<std::collections::HashMap<String, Vec<MemberOffer>>, PathError> {
+    with_dwarf(binary, |dwarf| {
+        let ctx = Ctx::new(dwarf)?;
+        Ok(offers_in(&ctx, functions))
+    })?
+    .ok_or(PathError::NoDebugInfo)?
+}
+
+fn offers_in(
+    ctx: &Ctx<'_, '_>,
+    functions: &std::collections::HashSet<&str>,
+) -> Result<std::collections::HashMap<String, Vec<MemberOffer>>, PathError> {
+    let mut offers = std::collections::HashMap::new();
+    for (_, loc) in ctx.defined_functions()? {
+        let linkage = ctx.string_attr(loc, gimli::DW_AT_linkage_name)?;
+        let name = ctx.string_attr(loc, gimli::DW_AT_name)?;
+        let Some(key) = [linkage, name]
+            .into_iter()
+            .flatten()
+            .find(|key| functions.contains(key.as_str()))
+        else {
+            continue;
+        };
+        if offers.contains_key(&key) {
+            continue;
+        }
+        let Some(bases) = bases_at(ctx, loc)? else {
+            continue;
+        };
+        let mut found = Vec::new();
+        for (slot, ty) in bases.parameters {
+            let Some(pointee) = pointee(ctx, strip(ctx, ty)?)? else {
+                continue;
+            };
+            for member in member_names(ctx, strip(ctx, pointee)?)? {
+                let step = Step::Arrow(member);
+                if let Ok(chain) = chain(ctx, ty, At::Register, std::slice::from_ref(&step), None) {
+                    let path = step_text(&step);
+                    found.push(MemberOffer { slot, path, chain });
+                }
+            }
+        }
+        offers.insert(key, found);
+    }
+    Ok(offers)
+}
+
+/// The names of the members of the struct, union or class at `loc`, anonymous members' own
+/// included; none for any other type.
+fn member_names(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Vec<String>, PathError> {
+    let tag = ctx.entry(loc)?.tag();
+    if !matches!(
+        tag,
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type
+    ) {
+        return Ok(Vec::new());
+    }
+    // A search for a name no member has lists them all.
+    let mut names = Vec::new();
+    search_member(ctx, loc, "", "", 0, &mut names)?;
+    Ok(names)
 }
 
 /// `loc` without typedefs and qualifiers.
