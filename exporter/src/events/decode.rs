@@ -3,7 +3,7 @@
 
 use opentelemetry::Value;
 use spanprobe_common::CallEvent;
-use spanprobe_config::{Decoded, ValueType};
+use spanprobe_config::Decoded;
 
 /// A ring-buffer record too short for its [`CallEvent`] and data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,13 +43,10 @@ pub fn otel_value(decoded: Decoded) -> (Value, bool) {
     }
 }
 
-/// A register (or stack slot) decoded as `ty`, as an OpenTelemetry value.
-pub fn register_value(raw: u64, ty: ValueType) -> Value {
-    otel_value(ty.decode(raw, None, 0)).0
-}
-
 #[cfg(test)]
 mod tests {
+    use spanprobe_config::ValueType;
+
     use super::*;
 
     #[test]
@@ -116,6 +113,9 @@ mod tests {
             otel_value(Decoded::Truncated("ab".into())),
             (Value::String("ab".into()), true)
         );
-        assert_eq!(register_value(0xffff_fffe, ValueType::I32), Value::I64(-2));
+        assert_eq!(
+            otel_value(ValueType::I32.decode(0xffff_fffe, None, 0)).0,
+            Value::I64(-2)
+        );
     }
 }
