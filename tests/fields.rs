@@ -18,6 +18,19 @@ fn fields_program(dir: &Path) -> std::path::PathBuf {
     support::compile_c(&support::programs().join("fields.c"), dir, "fields", &[])
 }
 
+/// A copy of `binary` without its DWARF, beside it.
+fn without_debug_info(binary: &Path) -> std::path::PathBuf {
+    let copy = binary.with_file_name("fields-nodebug");
+    let status = std::process::Command::new("strip")
+        .args(["--strip-debug", "-o"])
+        .arg(&copy)
+        .arg(binary)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
 /// One argument of `handle(struct request *r)` read at the end of `chain` (a `path` string or
 /// an `offsets` list), as `ty`.
 fn member(name: &str, ty: &str, chain: Value) -> Value {
@@ -98,15 +111,7 @@ fn kinds(calls: &[ReceivedSpan]) -> [Option<i64>; 2] {
 #[tokio::test(flavor = "multi_thread")]
 async fn members_by_offsets_without_debug_info() {
     let s = Scenario::start().await;
-    let built = fields_program(s.path());
-    let binary = s.path().join("fields-nodebug");
-    let status = std::process::Command::new("strip")
-        .args(["--strip-debug", "-o"])
-        .arg(&binary)
-        .arg(&built)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let binary = without_debug_info(&fields_program(s.path()));
     let calls = handled(
         &s,
         &binary,
@@ -328,14 +333,7 @@ async fn return_values_by_path_and_by_offsets() {
     assert_eq!(reply.str_attr("kind"), Some("KIND_PUT"));
 
     // Without debug info, the same chains by number.
-    let stripped = s.path().join("fields-nodebug");
-    let status = std::process::Command::new("strip")
-        .args(["--strip-debug", "-o"])
-        .arg(&stripped)
-        .arg(&binary)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let stripped = without_debug_info(&binary);
     let functions = json!([
         { "symbol": "lookup", "return": { "name": "uid", "type": "i64", "offsets": [0] } },
         { "symbol": "make_reply", "return": { "name": "code", "type": "i64", "offsets": [0] } },
