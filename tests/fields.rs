@@ -248,17 +248,19 @@ async fn types_are_inferred_from_dwarf() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cpp_members_through_this_and_rust_fields_through_a_reference() {
+async fn cpp_members_through_this_and_a_reference_and_rust_fields() {
     let s = Scenario::start().await;
     // C++: `this` is the first slot; `->side` is Square's member.
     let shapes = s.shapes();
-    let functions = json!([{
-        "symbol": "shapes::Square::scaled",
-        "args": [
-            { "index": 0, "name": "side", "path": "->side" },
-            { "index": 1, "name": "k", "type": "i64" },
-        ],
-    }]);
+    let functions = json!([
+        { "symbol": "shapes::Square::scaled",
+          "args": [
+              { "index": 0, "name": "side", "path": "->side" },
+              { "index": 1, "name": "k", "type": "i64" },
+          ] },
+        // A reference is followed as a pointer is.
+        { "symbol": "shapes::perimeter", "args": [{ "index": 0, "name": "side", "path": "->side" }] },
+    ]);
     let (_, spans) = s
         .trace_ok(&s.config(&shapes, functions), &[shapes.to_str().unwrap()])
         .await;
@@ -269,6 +271,10 @@ async fn cpp_members_through_this_and_rust_fields_through_a_reference() {
         (scaled.int_attr("side"), scaled.int_attr("k")),
         (Some(5), Some(7))
     );
+    let [perimeter] = named(&spans, "shapes::perimeter")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(perimeter.int_attr("side"), Some(6));
 
     // Rust: the fields of a `&Reading`, wherever rustc placed them.
     let s = Scenario::start().await;

@@ -1,5 +1,5 @@
-// C++ test program: namespaced and member functions (demangled span names), and an exception
-// that unwinds through probed calls.
+// C++ test program: namespaced and member functions (demangled span names), a reference
+// parameter, and an exception that unwinds through probed calls.
 #include <cstdio>
 #include <stdexcept>
 
@@ -16,6 +16,8 @@ __attribute__((noinline)) long fail_inner(long x) {
     return x;
 }
 __attribute__((noinline)) long fail_outer(long x) { return fail_inner(x) + 1; }
+// A reference parameter: a pointer in the first slot, as DWARF's reference type says.
+__attribute__((noinline, noipa)) long perimeter(const Square &square) { return 4 * square.side; }
 }  // namespace shapes
 
 int main() {
@@ -27,6 +29,7 @@ int main() {
     }
     total += shapes::total_area(4);
     total += shapes::Square{5}.scaled(7);
+    total += shapes::perimeter(shapes::Square{6});
     std::printf("shapes %ld\n", total);
     return 0;
 }
