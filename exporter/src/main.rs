@@ -58,8 +58,11 @@ enum Command {
     /// be probed: address, size, demangled name.
     Symbols {
         binary: String,
-        /// Only names matching this glob, e.g. 'myapp::db::*'.
+        /// Only names matching this glob, e.g. 'myapp::db::*' (or 'postgresql:query__*').
         pattern: Option<String>,
+        /// List the binary's USDT probes (`provider:name`) instead of its functions.
+        #[arg(long)]
+        usdt: bool,
     },
     /// Print a starter config for functions of a binary, with argument types from DWARF.
     Init {
@@ -112,9 +115,16 @@ fn main() -> ExitCode {
             }))
             .map(|outcome| outcome.exit_code),
         Command::Check { config } => print(command::check::check(config)),
-        Command::Symbols { binary, pattern } => {
-            print(command::symbols::list(binary, pattern.as_deref()))
-        }
+        Command::Symbols {
+            binary,
+            pattern,
+            usdt: false,
+        } => print(command::symbols::list(binary, pattern.as_deref())),
+        Command::Symbols {
+            binary,
+            pattern,
+            usdt: true,
+        } => print(command::symbols::list_usdt(binary, pattern.as_deref())),
         Command::Init {
             binary,
             patterns,

@@ -73,3 +73,67 @@ pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
     }
     Ok(out)
 }
+
+/// Lists the USDT probe sites of `binary` whose `provider:name` matches the glob `pattern` (all
+/// when absent): address, name, semaphore and argument operands, one line per site.
+pub fn list_usdt(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
+    let path = binary::locate_from_command_line(binary)?;
+    ElfInfo::read(&path)?;
+    let probes = crate::probe::usdt::read_probes(&path)?;
+    if probes.is_empty() {
+        anyhow::bail!(
+            "{}: the binary has no USDT probes (no .note.stapsdt notes)",
+            path.display()
+        );
+    }
+    let matches = |name: &str| match pattern {
+        None => true,
+        Some(pattern) => match crate::probe::symbols::glob_pattern(pattern) {
+            Some(glob) => glob.matches(name),
+            None => name == pattern,
+        },
+    };
+    let mut out = String::new();
+    for probe in probes.iter().filter(|p| matches(&p.full_name())) {
+        let _ = write!(out, "{:#014x} {}", probe.address, probe.full_name());
+        if let Some((address, _)) = probe.semaphore {
+            let _ = write!(out, "  semaphore {address:#x}");
+        }
+        if !probe.args.is_empty() {
+            let _ = write!(out, "  args {}", probe.args.join(" "));
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        let names: Vec<String> = probes.iter().map(|p| p.full_name()).collect();
+        let wanted = pattern.unwrap_or_default().trim_matches(['*', '?']);
+        anyhow::bail!(
+            "{}: no USDT probe matches `{}`{}",
+            path.display(),
+            pattern.unwrap_or_default(),
+            closest_hint(wanted, &names)
+        );
+    }
+    Ok(out)
+}
+
+/// ` (closest: `a`, `b`)` for the names most like `wanted`, or nothing.
+pub fn closest_hint(wanted: &str, names: &[String]) -> String {
+    let mut scored: Vec<(f64, &str)> = names
+        .iter()
+        .map(|name| (strsim::jaro_winkler(wanted, name), name.as_str()))
+        .filter(|(score, _)| *score > 0.7)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.dedup_by(|a, b| a.1 == b.1);
+    let closest: Vec<_> = scored
+        .iter()
+        .take(3)
+        .map(|(_, name)| format!("`{name}`"))
+        .collect();
+    if closest.is_empty() {
+        String::new()
+    } else {
+        format!(" (closest: {})", closest.join(", "))
+    }
+}

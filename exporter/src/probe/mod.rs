@@ -17,3 +17,4 @@ pub mod resolve;
 pub mod symbols;
 pub mod sysv;
 pub mod trap_cost;
+pub mod usdt;
