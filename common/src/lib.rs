@@ -280,6 +280,9 @@ pub enum ArgSource {
     Register = 1,
     /// Stack slot `slot` above the return address (System V index 6 + slot).
     Stack = 2,
+    /// General-purpose register `slot`, by its DWARF number (0 = RAX, 1 = RDX, 2 = RCX,
+    /// 3 = RBX, 4 = RSI, 5 = RDI, 6 = RBP, 7 = RSP, 8..=15 = R8..R15): where a USDT operand is.
+    Gpr = 3,
 }
 
 /// What, if anything, an argument points to that is captured.
@@ -353,6 +356,9 @@ pub struct FunctionCapture {
     /// A [`ContextPolicy`].
     pub context_policy: u8,
     pub _pad: [u8; 2],
+    /// With [`USDT_START`] or [`USDT_END`]: the start/end pair the site belongs to; an end
+    /// closes the innermost span only when its start is of the same pair.
+    pub pair: u32,
     /// The chain of pointers from the return value (RAX) to what is reported instead of it
     /// (`chain`, `path` and `field_size` as an argument's; 0 `chain` reports RAX itself).
     pub ret: ArgCapture,
@@ -363,6 +369,13 @@ pub const SAMPLE_ALWAYS: u32 = u32::MAX;
 /// In [`FunctionCapture::flags`]: the function has no return probe; its span is sent at entry,
 /// with no duration (for Go, whose moving stacks uretprobes corrupt).
 pub const ENTRY_ONLY: u32 = 1;
+/// In [`FunctionCapture::flags`]: a USDT site, inside a function rather than at its entry:
+/// `[rsp]` is no return address. With [`ENTRY_ONLY`] its span is sent at once; without, it
+/// opens a span that a [`USDT_END`] site of its pair closes.
+pub const USDT_START: u32 = 2;
+/// In [`FunctionCapture::flags`]: a USDT site that closes the innermost span, if a
+/// [`USDT_START`] site of its pair opened it.
+pub const USDT_END: u32 = 4;
 
 /// A completed call with its captured memory: the ring-buffer record of functions that capture
 /// memory, built in place from entry to return. The record sent is `header` and the first
@@ -449,7 +462,7 @@ const _: () = assert!(
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
 const _: () = assert!(
-    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 1) + 24
+    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 1) + 28
 );
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),

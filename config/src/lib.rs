@@ -22,7 +22,7 @@ pub use located::{Located, Position};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,
     Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol, ProbeTarget, ReturnSpec, Sampler, StdoutConfig,
-    StdoutFormat, TlsConfig, TraceContextFormat, TraceContextSpec,
+    StdoutFormat, TlsConfig, TraceContextFormat, TraceContextSpec, UsdtSpec,
 };
 pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};
 pub use value_type::{

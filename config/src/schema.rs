@@ -243,7 +243,55 @@ pub struct ProbeTarget {
     pub binary: Located<String>,
     /// Only this process is traced.
     pub pid: Option<Located<u32>>,
+    #[serde(default)]
     pub functions: Vec<Located<FunctionSpec>>,
+    /// Statically defined probes (USDT) of the binary that make spans.
+    #[serde(default)]
+    pub usdt: Vec<Located<UsdtSpec>>,
+}
+
+/// A USDT probe (`provider:name`) that opens a span, closed at `until` or sent at once.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsdtSpec {
+    /// `provider:name`, as `spanprobe symbols --usdt` lists them; every site of the name.
+    pub probe: Located<String>,
+    /// The probe that ends the span, matched per thread like a return; without it, the span
+    /// has no duration and is sent when `probe` fires.
+    pub until: Option<Located<String>>,
+    /// Span name; `probe` when absent. `{name}` is replaced by the captured argument `name`.
+    pub span_name: Option<String>,
+    /// The probe's arguments by position; `type` may be left out, as the note's size and sign
+    /// say it.
+    #[serde(default)]
+    pub args: Vec<Located<ArgSpec>>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeValue>,
+    #[serde(default)]
+    pub stack: Located<bool>,
+    pub sample_rate: Option<Located<f64>>,
+    #[serde(default, deserialize_with = "optional_located_duration")]
+    pub min_duration: Option<Located<Duration>>,
+}
+
+impl UsdtSpec {
+    /// What its start probe captures, as a function's spec: the stages after resolution treat
+    /// a probe site like a function's entry.
+    pub fn capture(&self) -> FunctionSpec {
+        FunctionSpec {
+            span_name: Some(
+                self.span_name
+                    .clone()
+                    .unwrap_or_else(|| self.probe.value.clone()),
+            ),
+            args: self.args.clone(),
+            attributes: self.attributes.clone(),
+            stack: self.stack.clone(),
+            sample_rate: self.sample_rate.clone(),
+            min_duration: self.min_duration.clone(),
+            ..FunctionSpec::default()
+        }
+    }
 }
 
 /// One function, or with a glob several, to turn into spans.

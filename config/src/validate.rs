@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::{
     Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem,
-    TraceContextFormat, TraceContextSpec,
+    TraceContextFormat, TraceContextSpec, UsdtSpec,
 };
 
 /// Highest argument index: 0..=5 are registers, 6.. are read from the caller's stack.
@@ -59,11 +59,11 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 "must be a process id, not 0",
             );
         }
-        if target.functions.is_empty() {
+        if target.functions.is_empty() && target.usdt.is_empty() {
             problems.add(
                 target.position,
                 format!("{field}.functions"),
-                "at least one function is needed",
+                "at least one function (or `usdt` probe) is needed",
             );
         }
         let mut seen = HashSet::new();
@@ -77,8 +77,64 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 &mut problems,
             );
         }
+        let mut seen = HashSet::new();
+        for (u, usdt) in target.usdt.iter().enumerate() {
+            let field = format!("{field}.usdt[{u}]");
+            validate_usdt(
+                usdt,
+                &field,
+                config.limits.stack_frames,
+                &mut seen,
+                &mut problems,
+            );
+        }
     }
     problems.0
+}
+
+fn validate_usdt(
+    usdt: &Located<UsdtSpec>,
+    field: &str,
+    stack_frames: u16,
+    seen: &mut HashSet<String>,
+    problems: &mut Problems,
+) {
+    for (key, name) in [("probe", Some(&usdt.probe)), ("until", usdt.until.as_ref())] {
+        let Some(name) = name else { continue };
+        let well_formed = name
+            .split_once(':')
+            .is_some_and(|(provider, probe)| !provider.is_empty() && !probe.is_empty());
+        if !well_formed {
+            problems.add(
+                name.position,
+                format!("{field}.{key}"),
+                format!("`{}` is not `provider:name`", name.value),
+            );
+        }
+    }
+    if !seen.insert(usdt.probe.value.clone()) {
+        problems.add(
+            usdt.probe.position,
+            format!("{field}.probe"),
+            "this probe already starts a span for this binary",
+        );
+    }
+    if usdt
+        .until
+        .as_ref()
+        .is_some_and(|until| until.value == usdt.probe.value)
+    {
+        problems.add(
+            usdt.position,
+            format!("{field}.until"),
+            "a span cannot end at the probe that starts it",
+        );
+    }
+    let capture = Located {
+        value: usdt.capture(),
+        position: usdt.position,
+    };
+    validate_capture(&capture, field, stack_frames, Typing::FromNote, problems);
 }
 
 fn validate_export(config: &Config, problems: &mut Problems) {
@@ -238,6 +294,27 @@ fn validate_function(
             "give only one of `symbol`, `offset` or `address`",
         ),
     }
+    validate_capture(function, field, stack_frames, Typing::Required, problems);
+}
+
+/// Whether an argument must say its `type`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Typing {
+    /// Unless a `path` lets DWARF say it.
+    Required,
+    /// A USDT argument's note gives its size and sign.
+    FromNote,
+}
+
+/// What a function or a USDT probe captures, and how its spans are kept.
+fn validate_capture(
+    function: &Located<FunctionSpec>,
+    field: &str,
+    stack_frames: u16,
+    typing: Typing,
+    problems: &mut Problems,
+) {
+    let here = function.position;
     if function.span_name.as_deref() == Some("") {
         problems.add(here, format!("{field}.span_name"), "must not be empty");
     }
@@ -317,8 +394,8 @@ fn validate_function(
                     problems.add(at, format!("{field}.{key}"), problem);
                 }
             }
-            // Inferred from DWARF when the path is resolved, and checked then.
-            None if arg.path.is_some() => {}
+            // Inferred from DWARF (or the note) when resolved, and checked then.
+            None if arg.path.is_some() || typing == Typing::FromNote => {}
             None => problems.add(
                 at,
                 format!("{field}.type"),

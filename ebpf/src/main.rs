@@ -35,7 +35,7 @@ use spanprobe_common::{
     DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, MAX_ARGS, MAX_CHAIN,
     MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX,
     MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack,
-    TraceContext,
+    TraceContext, USDT_END, USDT_START,
 };
 
 #[map]
@@ -143,18 +143,26 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     let thread = traced_thread()?;
     let function_id = function_id(ctx.as_ptr());
     let capture = FUNCTIONS.get(function_id)?;
-    let stack = thread_stack_or_insert(thread.tid)?;
     let regs = registers(ctx.as_ptr());
+    if capture.flags & USDT_END != 0 {
+        return end_usdt_span(&thread, capture, regs, now);
+    }
+    let stack = thread_stack_or_insert(thread.tid)?;
+    // A USDT site is inside its function: `[rsp]` is whatever that function keeps there.
+    let at_call = capture.flags & USDT_START == 0;
     // A live caller's frame is above us on the stack; one below our return address was
     // skipped by a longjmp. One at it is either a caller that tail-called us (its return slot
     // is ours, and holds the uretprobe trampoline) or one that a longjmp skipped before we were
     // called from the same depth (the slot holds a real return address).
-    let return_address = read_user_u64(regs.rsp);
+    let return_address = if at_call { read_user_u64(regs.rsp) } else { 0 };
     end_frames_below(&thread, stack, regs.rsp, now, CallEnd::Unwound);
-    if let Some(top) = stack
-        .depth
-        .checked_sub(1)
-        .and_then(|top| frame_at(stack, top))
+    if at_call
+        && let Some(top) = stack
+            .depth
+            .checked_sub(1)
+            .and_then(|top| frame_at(stack, top))
+        // A USDT span's frame records no return slot.
+        && top.return_address != 0
     {
         if top.sp > regs.rsp && stack.trampoline == 0 {
             // Truly nested: the caller's return slot shows what the trampoline looks like.
@@ -430,6 +438,46 @@ fn emit_entry_only(
         end: CallEnd::EntryOnly,
     };
     emit(&call_event(thread, stack, &frame, stack.depth + 1, &ending));
+}
+
+/// A USDT site that ends a span: the innermost open span, when a start of the same pair opened
+/// it (its arguments already read); otherwise counted as an end without its start (the probes
+/// were attached while the span was open, or a longjmp skipped it).
+#[inline(always)]
+fn end_usdt_span(
+    thread: &Thread,
+    capture: &FunctionCapture,
+    regs: &pt_regs,
+    now: u64,
+) -> Option<()> {
+    let Some(stack) = THREADS.get_ptr_mut(thread.tid) else {
+        count(Counter::ReturnWithoutEntry);
+        return None;
+    };
+    // SAFETY: as in `try_return`.
+    let stack = unsafe { &mut *stack };
+    // Frames entered below this site were skipped by a longjmp.
+    end_frames_below(thread, stack, regs.rsp, now, CallEnd::Unwound);
+    if stack.depth == 0 || stack.depth > depth_limit() {
+        count(Counter::ReturnWithoutEntry);
+        return None;
+    }
+    let top = frame_at(stack, stack.depth - 1)?;
+    if FUNCTIONS.get(top.function_id).map(|start| start.pair) != Some(capture.pair) {
+        count(Counter::ReturnWithoutEntry);
+        return None;
+    }
+    stack.depth -= 1;
+    stack.top_entry_ns = top.parent_entry_ns;
+    let ending = Ending {
+        now,
+        ret: 0,
+        flags: 0,
+        end: CallEnd::Returned,
+    };
+    emit_call(thread, stack, stack.depth, &ending);
+    resample_after(stack, stack.depth);
+    Some(())
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {
@@ -840,6 +888,26 @@ fn read_arg(regs: &pt_regs, source: u8, slot: u8) -> u64 {
             3 => regs.rcx,
             4 => regs.r8,
             5 => regs.r9,
+            _ => 0,
+        }
+    } else if source == ArgSource::Gpr as u8 {
+        match slot {
+            0 => regs.rax,
+            1 => regs.rdx,
+            2 => regs.rcx,
+            3 => regs.rbx,
+            4 => regs.rsi,
+            5 => regs.rdi,
+            6 => regs.rbp,
+            7 => regs.rsp,
+            8 => regs.r8,
+            9 => regs.r9,
+            10 => regs.r10,
+            11 => regs.r11,
+            12 => regs.r12,
+            13 => regs.r13,
+            14 => regs.r14,
+            15 => regs.r15,
             _ => 0,
         }
     } else if source == ArgSource::Stack as u8 {

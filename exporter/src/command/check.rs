@@ -88,8 +88,19 @@ pub fn report(
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid}");
         }
-        if !function.kind.has_return() {
-            let _ = write!(out, ", entry-only (no return probe)");
+        let _ = match function.kind {
+            ProbeKind::Function => Ok(()),
+            ProbeKind::EntryOnly => write!(out, ", entry-only (no return probe)"),
+            ProbeKind::UsdtStart { .. } => {
+                write!(out, ", USDT site opening a span that its `until` closes")
+            }
+            ProbeKind::UsdtEnd { .. } => {
+                write!(out, ", USDT site closing the span its `probe` opened")
+            }
+            ProbeKind::UsdtPoint => write!(out, ", USDT site: a span with no duration"),
+        };
+        if let Some(semaphore) = function.semaphore {
+            let _ = write!(out, ", semaphore at file offset {semaphore:#x}");
         }
         if let Some(instruction) = &function.single_stepped {
             let cost = step_cost.map_or_else(String::new, |cost| {
@@ -105,13 +116,13 @@ pub fn report(
             .spec
             .args
             .iter()
-            .map(|a| describe_arg(a, function.kind))
+            .map(|a| describe_arg(a, function))
             .collect();
         if !args.is_empty() {
             let _ = write!(out, "; args {}", args.join(", "));
         }
         if let Some(context) = &function.spec.trace_context {
-            let _ = write!(out, "; {}", describe_context(context, function.kind));
+            let _ = write!(out, "; {}", describe_context(context, function));
         }
         if let Some(ret) = &function.spec.return_value {
             let _ = write!(
@@ -137,9 +148,9 @@ pub fn report(
     out
 }
 
-fn describe_context(context: &TraceContextSpec, kind: ProbeKind) -> String {
+fn describe_context(context: &TraceContextSpec, function: &ProbedFunction) -> String {
     let at = |index: Option<u8>| {
-        index.map_or_else(|| "?".to_owned(), |i| kind.arg_location(i).to_string())
+        index.map_or_else(|| "?".to_owned(), |i| function.arg_location(i).to_string())
     };
     match context.format {
         TraceContextFormat::Traceparent => {
@@ -153,14 +164,14 @@ fn describe_context(context: &TraceContextSpec, kind: ProbeKind) -> String {
     }
 }
 
-fn describe_arg(arg: &ArgSpec, kind: ProbeKind) -> String {
-    let place = kind.arg_location(arg.index);
+fn describe_arg(arg: &ArgSpec, function: &ProbedFunction) -> String {
+    let place = function.arg_location(arg.index);
     let mut size = arg.value_type().describe_read(arg.memory_len());
     if arg.enumerators.is_some() {
         size.push_str(" named by its enumerators");
     }
     if let Some(count) = arg.len_arg {
-        size.push_str(&format!(" counted by {}", kind.arg_location(count)));
+        size.push_str(&format!(" counted by {}", function.arg_location(count)));
     }
     let chain = describe_chain(
         arg.path.as_deref(),

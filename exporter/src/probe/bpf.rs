@@ -24,6 +24,7 @@ use crate::{
     probe::capture::CapturePlan,
     probe::kernel_btf::{self, BtfError, VMLINUX_BTF},
     probe::links::{AttachMode, Link, Program, links, probe_count},
+    probe::ref_ctr_link::{self, CountedProbe},
     probe::resolve::ProbedFunction,
 };
 
@@ -97,6 +98,18 @@ pub enum BpfError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("cannot attach the {kind} of {}: {functions}", binary.display())]
+    AttachCounted {
+        kind: &'static str,
+        binary: PathBuf,
+        functions: Functions,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "USDT probes guarded by a semaphore ({functions}) need uprobe_multi links, which          increment it (Linux 6.6+, `--attach multi`)"
+    )]
+    SemaphoreWithoutMulti { functions: Functions },
 }
 
 /// The functions of a link that failed to attach, as an error names them: the first few
@@ -222,7 +235,16 @@ pub struct Tracer {
 /// Attached links in the order they were attached, detached in reverse: entries before
 /// returns, so that a call in progress while the entries go still gets its return.
 #[derive(Debug, Default)]
-struct Links(Vec<(Program, UProbeLink)>);
+struct Links(Vec<(Program, Attached)>);
+
+/// One attached link; detached when dropped.
+#[derive(Debug)]
+#[expect(dead_code, reason = "held, never read: dropping a link detaches it")]
+enum Attached {
+    Aya(UProbeLink),
+    /// A uprobe_multi link whose probes carry reference counters (USDT semaphores).
+    Counted(std::os::fd::OwnedFd),
+}
 
 impl Drop for Links {
     fn drop(&mut self) {
@@ -241,7 +263,7 @@ impl Drop for Links {
 /// Detaches links of one program at once: the kernel waits a grace period per perf-event
 /// uprobe it removes (~0.1 s here), and concurrent removals overlap partly (24 probes: 1.3 s
 /// one by one, 1.1 s in parallel). A uprobe_multi link waits once for all its functions.
-fn drop_in_parallel(links: Vec<(Program, UProbeLink)>) {
+fn drop_in_parallel(links: Vec<(Program, Attached)>) {
     const THREADS: usize = 64;
     if links.len() <= 1 {
         return;
@@ -330,9 +352,21 @@ impl Tracer {
         let mut attached = Links::default();
         for link in &links {
             let uprobe = uprobe_mut(&mut ebpf, link.program.name(mode))?;
-            attached
-                .0
-                .push((link.program, attach_link(uprobe, link, functions)?));
+            let counted = link.functions.iter().any(|&id| {
+                functions
+                    .get(id as usize)
+                    .is_some_and(|f| f.semaphore.is_some())
+            });
+            let link_attached = match (counted, mode) {
+                (false, _) => Attached::Aya(attach_link(uprobe, link, functions)?),
+                (true, AttachMode::Multi) => attach_counted(uprobe, link, functions)?,
+                (true, AttachMode::PerfEvent) => {
+                    return Err(BpfError::SemaphoreWithoutMulti {
+                        functions: Functions::of(link, functions),
+                    });
+                }
+            };
+            attached.0.push((link.program, link_attached));
         }
         tracing::debug!(
             links = links.len(),
@@ -524,6 +558,50 @@ fn attach_link(
             functions: Functions::of(link, functions),
             source: Box::new(source),
         })
+}
+
+/// Attaches `uprobe` at the functions of `link` through a uprobe_multi link whose probes
+/// increment their USDT semaphores (see [`ref_ctr_link`]).
+fn attach_counted(
+    uprobe: &mut UProbe,
+    link: &Link<'_>,
+    functions: &[ProbedFunction],
+) -> Result<Attached, BpfError> {
+    let probes: Vec<CountedProbe> = link
+        .functions
+        .iter()
+        .filter_map(|&id| {
+            let function = functions.get(id as usize)?;
+            Some(CountedProbe {
+                offset: function.file_offset,
+                cookie: u64::from(id),
+                ref_ctr_offset: function.semaphore.unwrap_or(0),
+            })
+        })
+        .collect();
+    let attach_error = |source| BpfError::AttachCounted {
+        kind: link.program.kind(),
+        binary: link.binary.to_path_buf(),
+        functions: Functions::of(link, functions),
+        source,
+    };
+    let program = uprobe.fd().map_err(|source| BpfError::Attach {
+        kind: link.program.kind(),
+        binary: link.binary.to_path_buf(),
+        functions: Functions::of(link, functions),
+        source: Box::new(source),
+    })?;
+    let pid = link.pid.map_or(0, NonZeroU32::get);
+    let retprobe = link.program == Program::Return;
+    ref_ctr_link::attach(
+        std::os::fd::AsFd::as_fd(program),
+        link.binary,
+        &probes,
+        pid,
+        retprobe,
+    )
+    .map(Attached::Counted)
+    .map_err(attach_error)
 }
 
 fn uprobe_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, BpfError> {

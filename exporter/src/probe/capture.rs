@@ -6,9 +6,9 @@ use std::{collections::BTreeMap, ops::Range, sync::Arc};
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
-    MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS,
+    MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, USDT_END, USDT_START,
 };
-use spanprobe_config::{Condition, Decoded, FunctionSpec, Sampler, TraceContextFormat, ValueType};
+use spanprobe_config::{Condition, Decoded, Sampler, TraceContextFormat, ValueType};
 
 use crate::{
     events::decode::otel_value,
@@ -34,7 +34,7 @@ impl CapturePlan {
     /// The plan of `function`, its traces sampled by `sampler` (a `sample_rate` is the
     /// function's own root ratio).
     pub fn of(function: &ProbedFunction, sampler: &Sampler) -> Self {
-        let mut plan = plan(&function.spec, function.kind, function.stack_frames);
+        let mut plan = plan(function);
         let rate = function
             .spec
             .sample_rate
@@ -45,10 +45,12 @@ impl CapturePlan {
         } else {
             (rate * f64::from(u32::MAX)) as u32
         };
-        plan.kernel.flags = if function.kind.has_return() {
-            0
-        } else {
-            ENTRY_ONLY
+        (plan.kernel.flags, plan.kernel.pair) = match function.kind {
+            ProbeKind::Function => (0, 0),
+            ProbeKind::EntryOnly => (ENTRY_ONLY, 0),
+            ProbeKind::UsdtPoint => (ENTRY_ONLY | USDT_START, 0),
+            ProbeKind::UsdtStart { pair } => (USDT_START, pair),
+            ProbeKind::UsdtEnd { pair } => (USDT_END, pair),
         };
         if let Some(context) = &function.spec.trace_context {
             plan.kernel.context_policy = if sampler.parent_based {
@@ -58,7 +60,7 @@ impl CapturePlan {
             } as u8;
             let at = |index: Option<u8>| {
                 index.map_or((ArgSource::None, 0), |index| {
-                    function.kind.arg_location(index).kernel()
+                    function.arg_location(index).kernel()
                 })
             };
             let (format, (source, slot), (span_source, span_slot)) = match context.format {
@@ -124,6 +126,9 @@ pub struct ArgPlan {
     pub data: Range<usize>,
     /// For `str`: longest string kept; longer ones are cut and marked truncated.
     pub max_len: usize,
+    /// A USDT argument that is the same constant at every firing: its value, which the
+    /// kernel does not read.
+    pub constant: Option<u64>,
 }
 
 /// How the return value is read back from an event.
@@ -144,32 +149,44 @@ pub struct ReturnPlan {
 pub struct StackPlan {
     pub data: Range<usize>,
     pub frames: usize,
+    /// Captured at a function's entry, where the area's first word is the caller's return
+    /// address (at `[rsp]`); a USDT site's area has no such word worth reading.
+    pub at_entry: bool,
 }
 
-/// The captures of `spec`, probed as `kind`, with a stack of `stack_frames` frames (0 for
-/// none), sampled always.
-fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan {
+/// The captures of `function`'s spec, with its stack if it captures one, sampled always.
+fn plan(function: &ProbedFunction) -> CapturePlan {
+    let (spec, stack_frames) = (&function.spec, function.stack_frames);
     let mut capture = FunctionCapture::default();
     let mut plans = Vec::with_capacity(spec.args.len());
     let mut data_len = 0usize;
     for (slot, (arg, kernel)) in spec.args.iter().zip(capture.args.iter_mut()).enumerate() {
-        let (source, register_or_slot) = kind.arg_location(arg.index).kernel();
-        let count = arg.len_arg.map(|index| kind.arg_location(index).kernel());
+        let place = function.arg_location(arg.index).place();
+        let count = arg
+            .len_arg
+            .map(|index| function.arg_location(index).kernel());
         let memory = match count {
             Some(_) => arg.value_type().counted_memory(),
             None => arg.value_type().memory(),
         };
         let size = arg.data_size();
         let (count_source, count_slot) = count.unwrap_or((ArgSource::None, 0));
+        // A memory operand's offset is the first step of the chain: the value is read there.
+        let offsets = match (place.offset, &arg.offsets) {
+            (None, offsets) => offsets.clone(),
+            (Some(first), Some(offsets)) => Some([&[first][..], offsets].concat()),
+            (Some(first), None) if arg.value_type().is_memory() => Some(vec![first, 0]),
+            (Some(first), None) => Some(vec![first]),
+        };
         *kernel = ArgCapture {
-            source: source as u8,
-            slot: register_or_slot,
+            source: place.source as u8,
+            slot: place.slot,
             memory: memory as u8,
             count_source: count_source as u8,
             len: arg.value_type().read_len(arg.memory_len(), count.is_some()) as u16,
             offset: data_len as u16,
             count_slot,
-            ..chain_capture(arg.offsets.as_deref(), arg.value_type())
+            ..chain_capture(offsets.as_deref(), arg.value_type())
         };
         plans.push(ArgPlan {
             slot,
@@ -177,10 +194,11 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
             key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
             ty: arg.value_type(),
             enumerators: arg.enumerators.clone(),
-            chained: arg.offsets.is_some(),
+            chained: offsets.is_some(),
             memory,
             data: data_len..data_len + size,
             max_len: usize::from(arg.memory_len()),
+            constant: place.constant,
         });
         data_len += size;
     }
@@ -192,6 +210,7 @@ fn plan(spec: &FunctionSpec, kind: ProbeKind, stack_frames: u16) -> CapturePlan 
         StackPlan {
             data: start..data_len,
             frames: usize::from(stack_frames),
+            at_entry: !function.kind.is_usdt(),
         }
     });
     capture.data_len = data_len as u32;
@@ -246,6 +265,7 @@ impl StackPlan {
         let walk = &words[..(event.stack_len as usize).min(self.frames + 1)];
         let mut addresses = match walk {
             [] => return Vec::new(),
+            [_, rest @ ..] if !self.at_entry => rest.to_vec(),
             [caller] => vec![*caller],
             [caller, function, rest @ ..] => {
                 let mut addresses = Vec::with_capacity(walk.len());
@@ -266,7 +286,10 @@ impl StackPlan {
         if let [trampoline, returns @ ..] = &words[self.frames + 1..]
             && outer_calls > 0
         {
-            let mut real = returns[..outer_calls.min(returns.len())].iter();
+            // USDT spans' frames have no return address (0): no trampoline stands for them.
+            let mut real = returns[..outer_calls.min(returns.len())]
+                .iter()
+                .filter(|&&address| address != 0);
             for address in addresses.iter_mut().skip(1) {
                 if *address == *trampoline
                     && let Some(real) = real.next()
@@ -306,7 +329,7 @@ impl ArgPlan {
 
     /// The attributes of this argument in `event`, whose captured memory is `data`.
     pub fn attributes(&self, event: &CallEvent, data: &[u8], out: &mut Vec<KeyValue>) {
-        let Some(&raw) = event.args.get(self.slot) else {
+        let Some(&raw) = self.constant.as_ref().or(event.args.get(self.slot)) else {
             return;
         };
         let memory = self.memory(event, data);
@@ -369,9 +392,10 @@ fn named(decoded: Decoded, enumerators: Option<&BTreeMap<i64, String>>) -> Decod
 #[cfg(test)]
 mod tests {
     use opentelemetry::Value;
-    use spanprobe_config::{ArgSpec, Located};
+    use spanprobe_config::{ArgSpec, FunctionSpec, Located};
 
     use super::*;
+    use crate::probe::usdt::UsdtArg;
 
     fn arg(
         index: u8,
@@ -387,8 +411,9 @@ mod tests {
         })
     }
 
-    fn spec() -> FunctionSpec {
-        FunctionSpec {
+    /// A function capturing four arguments, and its stack when `stack_frames` is not 0.
+    fn function(stack_frames: u16) -> ProbedFunction {
+        let spec = FunctionSpec {
             args: vec![
                 arg(0, "path", ValueType::Str, Some(4), None),
                 arg(7, "flag", ValueType::Bool, None, None),
@@ -396,7 +421,60 @@ mod tests {
                 arg(1, "buf", ValueType::Ptr, None, None),
             ],
             ..Default::default()
+        };
+        ProbedFunction {
+            stack_frames,
+            ..ProbedFunction::new("/bin/app", "f", 0x1000, spec)
         }
+    }
+
+    #[test]
+    fn usdt_operands_read_registers_memory_and_constants() {
+        let spec = FunctionSpec {
+            args: vec![
+                arg(0, "id", ValueType::I32, None, None),
+                arg(1, "query", ValueType::Str, Some(8), None),
+                arg(2, "rows", ValueType::I64, None, None),
+                arg(3, "seven", ValueType::I32, None, None),
+            ],
+            ..Default::default()
+        };
+        let operands = ["-4@%eax", "8@-80(%rbx)", "8@16(%rsp)", "-4@$7"]
+            .map(|spec| UsdtArg::parse(spec).unwrap())
+            .to_vec();
+        let site = ProbedFunction {
+            kind: ProbeKind::UsdtPoint,
+            operands,
+            ..ProbedFunction::new("/bin/app", "app:probe", 0x1000, spec)
+        };
+        let plan = plan(&site);
+        let read: Vec<_> = plan.kernel.args[..4]
+            .iter()
+            .map(|a| {
+                (
+                    a.source,
+                    a.slot,
+                    a.chain,
+                    a.path[..2].to_vec(),
+                    a.field_size,
+                )
+            })
+            .collect();
+        let gpr = ArgSource::Gpr as u8;
+        assert_eq!(
+            read,
+            [
+                (gpr, 0, 0, vec![0, 0], 4),
+                // The pointer in memory, then the string it points to.
+                (gpr, 3, 2, vec![-80, 0], 0),
+                (gpr, 7, 1, vec![16, 0], 8),
+                (ArgSource::None as u8, 0, 0, vec![0, 0], 4),
+            ]
+        );
+        let event = CallEvent::default();
+        let mut out = Vec::new();
+        plan.args[3].attributes(&event, &[], &mut out);
+        assert_eq!(out, [KeyValue::new("seven", 7)]);
     }
 
     #[test]
@@ -405,7 +483,7 @@ mod tests {
             kernel: capture,
             args: plans,
             ..
-        } = plan(&spec(), ProbeKind::Function, 0);
+        } = plan(&function(0));
         let kernel: Vec<_> = capture.args[..4]
             .iter()
             .map(|a| (a.source, a.slot, a.memory, a.len, a.offset))
@@ -426,7 +504,7 @@ mod tests {
 
     fn decode(event: &CallEvent, data: &[u8]) -> Vec<(String, Value)> {
         let mut out = Vec::new();
-        for plan in &plan(&spec(), ProbeKind::Function, 0).args {
+        for plan in &plan(&function(0)).args {
             plan.attributes(event, data, &mut out);
         }
         out.into_iter()
@@ -440,7 +518,7 @@ mod tests {
             kernel: capture,
             stack,
             ..
-        } = plan(&spec(), ProbeKind::Function, 4);
+        } = plan(&function(4));
         let stack = stack.unwrap();
         let size = 8 * 5 + 8 * 33;
         assert_eq!(stack.data, 16..16 + size);

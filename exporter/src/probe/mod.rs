@@ -13,6 +13,7 @@ pub mod kernel_btf;
 pub mod kind;
 pub mod links;
 pub mod load;
+pub mod ref_ctr_link;
 pub mod resolve;
 pub mod symbols;
 pub mod sysv;

@@ -19,8 +19,9 @@ use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Pro
 use crate::probe::{
     binary::{self, BinaryError},
     elf::{Code, ElfError, ElfInfo, ProbedInstruction},
-    kind::{self, ProbeKind},
+    kind::{self, ArgLocation, ProbeKind},
     symbols::SymbolTable,
+    usdt::{Operand, UsdtArg},
 };
 
 /// A function ready to attach: where it is, and what its spans capture.
@@ -49,6 +50,11 @@ pub struct ProbedFunction {
     /// The probed instruction, when the kernel single-steps it (see
     /// [`ProbedInstruction`]): each call then pays a second trap, inside its span.
     pub single_stepped: Option<String>,
+    /// For a USDT site: its arguments, as its note describes them.
+    pub operands: Vec<UsdtArg>,
+    /// For a USDT site guarded by a semaphore: the semaphore's file offset, which the kernel
+    /// increments while the probe is attached.
+    pub semaphore: Option<u64>,
 }
 
 impl ProbedFunction {
@@ -73,7 +79,23 @@ impl ProbedFunction {
             source: None,
             stack_frames: 0,
             single_stepped: None,
+            operands: Vec::new(),
+            semaphore: None,
         }
+    }
+
+    /// Where the config's argument `index` is when the probe fires: the System V place for a
+    /// function, the note's operand for a USDT site.
+    pub fn arg_location(&self, index: u8) -> ArgLocation {
+        if !self.kind.is_usdt() {
+            return ArgLocation::sysv(index);
+        }
+        // Resolution refuses an index past the note's arguments; a constant 0 stands in.
+        let operand = self
+            .operands
+            .get(usize::from(index))
+            .map_or(Operand::Constant(0), |arg| arg.operand);
+        ArgLocation::Usdt(operand)
     }
 }
 
@@ -145,6 +167,20 @@ pub enum ResolveErrorKind {
     MemoryBudget { bytes: usize },
     #[error("`path` needs the function given by `symbol`, whose DWARF describes its parameters")]
     PathWithoutSymbol,
+    #[error(transparent)]
+    Usdt(#[from] crate::probe::usdt::UsdtError),
+    #[error("{}: no USDT probe `{probe}`{hint}", binary.display())]
+    UnknownUsdt {
+        binary: PathBuf,
+        probe: String,
+        hint: String,
+    },
+    #[error("{probe} (the site at {address:#x}): {reason}")]
+    UsdtArg {
+        probe: String,
+        address: u64,
+        reason: String,
+    },
     #[error("no process {pid} is running")]
     NoProcess { pid: u32 },
     #[error(
@@ -264,6 +300,12 @@ fn resolve_target(
         let field = format!("{field}.functions[{f}]");
         functions.extend(kind::function::resolve(&binary, function, &field, errors));
     }
+    if !target.usdt.is_empty() {
+        // Unique in the config: each entry before has resolved to at least one probe.
+        let first_pair = u32::try_from(functions.len()).unwrap_or(u32::MAX) + 1;
+        let usdt = kind::usdt::resolve(&binary, &target.usdt, field, first_pair, errors);
+        functions.extend(usdt);
+    }
 }
 
 /// A target's binary, read once for all the probes in it.
@@ -283,6 +325,15 @@ pub struct Binary {
 }
 
 impl Binary {
+    /// A problem with the binary as a whole, placed at its `binary` key.
+    pub fn problem(&self, kind: ResolveErrorKind) -> ResolveError {
+        ResolveError {
+            position: self.position,
+            field: self.field.clone(),
+            kind,
+        }
+    }
+
     /// The binary's function symbols, read once; `None` (and the reason in `errors`, once)
     /// when they cannot be read.
     pub fn symbols(&self, errors: &mut Vec<ResolveError>) -> Option<&SymbolTable> {
@@ -335,6 +386,8 @@ impl Binary {
                 0
             },
             single_stepped,
+            operands: Vec::new(),
+            semaphore: None,
         }
     }
 }

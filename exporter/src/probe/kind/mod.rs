@@ -7,10 +7,13 @@
 //! [`ProbedFunction`]: crate::probe::resolve::ProbedFunction
 
 pub mod function;
+pub mod usdt;
 
 use std::fmt;
 
 use spanprobe_common::ArgSource;
+
+use crate::probe::usdt::Operand;
 
 /// How a probed place makes spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,24 +25,32 @@ pub enum ProbeKind {
     /// `[rsp]` is not a trustworthy return address: Go functions (Go moves goroutine stacks)
     /// and the ELF entry point (jumped to, not called).
     EntryOnly,
+    /// A USDT site that opens a span, closed by a [`ProbeKind::UsdtEnd`] site of the same
+    /// `pair` on the same thread.
+    UsdtStart { pair: u32 },
+    /// A USDT site that closes the innermost span, when its pair's start opened it.
+    UsdtEnd { pair: u32 },
+    /// A USDT site whose span is sent when it fires, with no duration.
+    UsdtPoint,
 }
 
 impl ProbeKind {
     /// Whether a uretprobe closes the span.
     pub fn has_return(self) -> bool {
-        match self {
-            Self::Function => true,
-            Self::EntryOnly => false,
-        }
+        matches!(self, Self::Function)
     }
 
-    /// Where the config's argument `index` is read at entry.
-    pub fn arg_location(self, index: u8) -> ArgLocation {
-        match self {
-            // Both are entered by a call: System V's integer argument registers, then the
-            // caller's stack.
-            Self::Function | Self::EntryOnly => ArgLocation::sysv(index),
-        }
+    /// Whether the span is sent when the probe fires, with no duration.
+    pub fn is_entry_only(self) -> bool {
+        matches!(self, Self::EntryOnly | Self::UsdtPoint)
+    }
+
+    /// Whether the probe is a USDT site (not a function's entry).
+    pub fn is_usdt(self) -> bool {
+        matches!(
+            self,
+            Self::UsdtStart { .. } | Self::UsdtEnd { .. } | Self::UsdtPoint
+        )
     }
 }
 
@@ -50,6 +61,20 @@ pub enum ArgLocation {
     Register(u8),
     /// The `n`th eightbyte above the return address on the stack.
     Stack(u8),
+    /// Where a USDT note says: a register, memory at a register plus an offset, or a constant.
+    Usdt(Operand),
+}
+
+/// How the kernel side reads an [`ArgLocation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelPlace {
+    pub source: ArgSource,
+    pub slot: u8,
+    /// For a memory operand: the offset from the register to the value, the first step of
+    /// its chain of pointers.
+    pub offset: Option<i32>,
+    /// For a constant: the value, which userspace knows without the kernel reading anything.
+    pub constant: Option<u64>,
 }
 
 /// The System V integer argument registers, in order.
@@ -66,9 +91,30 @@ impl ArgLocation {
 
     /// As the kernel side's capture table has it: (source, slot).
     pub fn kernel(self) -> (ArgSource, u8) {
+        let place = self.place();
+        (place.source, place.slot)
+    }
+
+    /// As the kernel side reads it.
+    pub fn place(self) -> KernelPlace {
+        let at = |source, slot| KernelPlace {
+            source,
+            slot,
+            offset: None,
+            constant: None,
+        };
         match self {
-            Self::Register(n) => (ArgSource::Register, n),
-            Self::Stack(n) => (ArgSource::Stack, n),
+            Self::Register(n) => at(ArgSource::Register, n),
+            Self::Stack(n) => at(ArgSource::Stack, n),
+            Self::Usdt(Operand::Register(register)) => at(ArgSource::Gpr, register.number()),
+            Self::Usdt(Operand::Memory { base, offset }) => KernelPlace {
+                offset: Some(offset),
+                ..at(ArgSource::Gpr, base.number())
+            },
+            Self::Usdt(Operand::Constant(value)) => KernelPlace {
+                constant: Some(value as u64),
+                ..at(ArgSource::None, 0)
+            },
         }
     }
 }
@@ -79,6 +125,7 @@ impl fmt::Display for ArgLocation {
             Self::Register(n) => f.write_str(SYSV_REGISTERS.get(usize::from(n)).unwrap_or(&"?")),
             // [rsp] holds the return address.
             Self::Stack(n) => write!(f, "stack+{}", 8 * (u32::from(n) + 1)),
+            Self::Usdt(operand) => write!(f, "{operand}"),
         }
     }
 }

@@ -1,0 +1,275 @@
+//! USDT probes, the second kind of probe: a config `usdt` entry (`provider:name`, and an
+//! optional `until` that ends its span) resolved to one probe per site the binary's notes list
+//! for each name, with each argument read where the site's note says.
+
+use spanprobe_common::MAX_CHAIN;
+use spanprobe_config::{ArgSpec, FunctionSpec, Located, UsdtSpec, ValueType};
+
+use crate::{
+    command::symbols::closest_hint,
+    probe::{
+        kind::ProbeKind,
+        resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
+        usdt::{Operand, UsdtArg, UsdtProbe, read_probes},
+    },
+};
+
+/// Resolves the `usdt` entries of one target (at `field`), reading the binary's notes once;
+/// the start/end pairs are numbered from `first_pair`, unique in the whole config.
+pub fn resolve(
+    binary: &Binary,
+    entries: &[Located<UsdtSpec>],
+    field: &str,
+    first_pair: u32,
+    errors: &mut Vec<ResolveError>,
+) -> Vec<ProbedFunction> {
+    let probes = match read_probes(&binary.path) {
+        Ok(probes) => probes,
+        Err(error) => {
+            errors.push(binary.problem(ResolveErrorKind::Usdt(error)));
+            return Vec::new();
+        }
+    };
+    let mut resolved = Vec::new();
+    for (u, entry) in entries.iter().enumerate() {
+        let field = format!("{field}.usdt[{u}]");
+        let pair = first_pair + u as u32;
+        let error = |position, key: &str, kind| ResolveError {
+            position,
+            field: format!("{field}.{key}"),
+            kind,
+        };
+        let sites = |name: &Located<String>, errors: &mut Vec<ResolveError>| {
+            let sites: Vec<&UsdtProbe> = probes
+                .iter()
+                .filter(|p| p.full_name() == name.value)
+                .collect();
+            if sites.is_empty() {
+                let names: Vec<String> = probes.iter().map(UsdtProbe::full_name).collect();
+                let kind = ResolveErrorKind::UnknownUsdt {
+                    binary: binary.path.clone(),
+                    probe: name.value.clone(),
+                    hint: if names.is_empty() {
+                        " (the binary has no USDT probes)".to_owned()
+                    } else {
+                        closest_hint(&name.value, &names)
+                    },
+                };
+                let key = if std::ptr::eq(name, &entry.probe) {
+                    "probe"
+                } else {
+                    "until"
+                };
+                errors.push(error(name.position, key, kind));
+            }
+            sites
+        };
+        let starts = sites(&entry.probe, errors);
+        let ends = entry
+            .until
+            .as_ref()
+            .map(|until| (until, sites(until, errors)));
+        let kind = match ends {
+            Some(_) => ProbeKind::UsdtStart { pair },
+            None => ProbeKind::UsdtPoint,
+        };
+        for site in starts {
+            match site_spec(entry.capture(), site, &field) {
+                Ok((spec, operands)) => resolved.push(probe(binary, site, kind, spec, operands)),
+                Err(site_errors) => errors.extend(site_errors),
+            }
+        }
+        for (until, sites) in ends.into_iter() {
+            let spec = FunctionSpec {
+                span_name: Some(until.value.clone()),
+                ..FunctionSpec::default()
+            };
+            for site in sites {
+                let kind = ProbeKind::UsdtEnd { pair };
+                resolved.push(probe(binary, site, kind, spec.clone(), Vec::new()));
+            }
+        }
+    }
+    resolved
+}
+
+/// The probe at `site`.
+fn probe(
+    binary: &Binary,
+    site: &UsdtProbe,
+    kind: ProbeKind,
+    spec: FunctionSpec,
+    operands: Vec<UsdtArg>,
+) -> ProbedFunction {
+    let stack_frames = if spec.stack.value {
+        binary.stack_frames
+    } else {
+        0
+    };
+    ProbedFunction {
+        pid: binary.pid,
+        kind,
+        address: Some(site.address),
+        stack_frames,
+        operands,
+        semaphore: site.semaphore.map(|(_, offset)| offset),
+        ..ProbedFunction::new(&binary.path, site.full_name(), site.file_offset, spec)
+    }
+}
+
+/// `spec` with each argument's type filled in from the note at `site` where the config left
+/// it out, and the site's operands; or what is wrong with the arguments there.
+fn site_spec(
+    mut spec: FunctionSpec,
+    site: &UsdtProbe,
+    field: &str,
+) -> Result<(FunctionSpec, Vec<UsdtArg>), Vec<ResolveError>> {
+    let mut errors = Vec::new();
+    // An operand that cannot be read is only an error for an argument that asks for it.
+    let operands: Vec<_> = site
+        .args
+        .iter()
+        .map(|operand| UsdtArg::parse(operand))
+        .collect();
+    for (a, arg) in spec.args.iter_mut().enumerate() {
+        let problem = |reason: String| ResolveError {
+            position: arg.position,
+            field: format!("{field}.args[{a}]"),
+            kind: ResolveErrorKind::UsdtArg {
+                probe: site.full_name(),
+                address: site.address,
+                reason,
+            },
+        };
+        match check_arg(&arg.value, &operands) {
+            Ok(ty) => arg.value.ty = Some(ty),
+            Err(reason) => errors.push(problem(reason)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Every argument asked for parsed; the others are never read.
+    let operands = operands
+        .into_iter()
+        .map(|operand| {
+            operand.unwrap_or(UsdtArg {
+                size: 8,
+                signed: false,
+                operand: Operand::Constant(0),
+            })
+        })
+        .collect();
+    Ok((spec, operands))
+}
+
+/// The type `arg` is read as at a site whose operands are `operands`, or why it cannot be.
+fn check_arg(arg: &ArgSpec, operands: &[Result<UsdtArg, String>]) -> Result<ValueType, String> {
+    let operand = |index: u8| match operands.get(usize::from(index)) {
+        Some(Ok(operand)) => Ok(*operand),
+        Some(Err(reason)) => Err(reason.clone()),
+        None => Err(format!(
+            "argument {index} does not exist: the probe has {} argument(s)",
+            operands.len()
+        )),
+    };
+    let here = operand(arg.index)?;
+    if arg.path.is_some() {
+        return Err(
+            "`path` needs a function's DWARF parameters; at a USDT probe give the chain as \
+             `offsets`"
+                .to_owned(),
+        );
+    }
+    let ty = arg.ty.unwrap_or_else(|| note_type(here));
+    match here.operand {
+        Operand::Constant(_) if ty.is_memory() || arg.offsets.is_some() => {
+            return Err(format!(
+                "argument {} is a constant: there is no memory behind it to read",
+                arg.index
+            ));
+        }
+        Operand::Memory { .. } if arg.offsets.as_ref().is_some_and(|o| o.len() >= MAX_CHAIN) => {
+            return Err(format!(
+                "argument {} is in memory, which takes one step of the chain: give at most {} \
+                 offsets",
+                arg.index,
+                MAX_CHAIN - 1
+            ));
+        }
+        _ => {}
+    }
+    if let Some(count) = arg.len_arg
+        && !matches!(operand(count)?.operand, Operand::Register(_))
+    {
+        return Err(format!(
+            "`len_arg`: argument {count} is not in a register, where a count is read from"
+        ));
+    }
+    Ok(ty)
+}
+
+/// The type a note's size and sign say.
+fn note_type(arg: UsdtArg) -> ValueType {
+    match (arg.size, arg.signed) {
+        (1, true) => ValueType::I8,
+        (1, false) => ValueType::U8,
+        (2, true) => ValueType::I16,
+        (2, false) => ValueType::U16,
+        (4, true) => ValueType::I32,
+        (4, false) => ValueType::U32,
+        (_, true) => ValueType::I64,
+        (_, false) => ValueType::U64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_follow_the_notes_size_and_sign() {
+        let arg = |spec| UsdtArg::parse(spec).unwrap();
+        assert_eq!(note_type(arg("-4@%eax")), ValueType::I32);
+        assert_eq!(note_type(arg("8@%rbx")), ValueType::U64);
+        assert_eq!(note_type(arg("1@%al")), ValueType::U8);
+        assert_eq!(note_type(arg("-2@$3")), ValueType::I16);
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_sites_operands() {
+        let operands = vec![
+            Ok(arg("8@%rdi")),
+            Ok(arg("-4@$7")),
+            Err("`8@(%rax,%rdx,8)`: an indexed memory operand is not read".to_owned()),
+            Ok(arg("8@-80(%rbx)")),
+        ];
+        fn arg(spec: &str) -> UsdtArg {
+            UsdtArg::parse(spec).unwrap()
+        }
+        let spec = |index: u8, ty: Option<ValueType>| ArgSpec {
+            ty,
+            ..ArgSpec::new(index, None, ValueType::U64)
+        };
+        assert_eq!(check_arg(&spec(0, None), &operands), Ok(ValueType::U64));
+        assert_eq!(check_arg(&spec(1, None), &operands), Ok(ValueType::I32));
+        assert_eq!(
+            check_arg(&spec(0, Some(ValueType::Str)), &operands),
+            Ok(ValueType::Str)
+        );
+        let error = |arg: ArgSpec| check_arg(&arg, &operands).unwrap_err();
+        assert!(error(spec(1, Some(ValueType::Str))).contains("is a constant"));
+        assert!(error(spec(2, None)).contains("indexed"));
+        assert!(error(spec(4, None)).contains("the probe has 4 argument(s)"));
+        let deep = ArgSpec {
+            offsets: Some(vec![0; MAX_CHAIN]),
+            ..spec(3, None)
+        };
+        assert!(error(deep).contains("at most 4 offsets"));
+        let counted = ArgSpec {
+            len_arg: Some(3),
+            ..spec(0, Some(ValueType::Str))
+        };
+        assert!(error(counted).contains("not in a register"));
+    }
+}
