@@ -17,7 +17,9 @@ BPF_LINKER_VERSION=0.13.0
 # python3-venv: the trace-context test runs a Python program instrumented with the
 # OpenTelemetry SDK, installed from PyPI into a virtual environment (below).
 # python3.11-dbg: a real program with DWARF, whose structs the member-path tests walk.
-APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg)
+# postgresql-15, systemtap-sdt-dev: USDT probes, a real server's and our own (sys/sdt.h).
+APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg
+  postgresql-15 systemtap-sdt-dev)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

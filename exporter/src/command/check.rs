@@ -44,12 +44,21 @@ pub fn report(
     step_cost: Option<Duration>,
 ) -> String {
     let mut out = String::new();
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let sites = functions.iter().filter(|f| f.kind.is_usdt()).count();
+    let mut what = Vec::new();
+    if sites < functions.len() || sites == 0 {
+        what.push(plural(functions.len() - sites, "function", "functions"));
+    }
+    if sites > 0 {
+        what.push(plural(sites, "USDT site", "USDT sites"));
+    }
     let _ = writeln!(
         out,
-        "{}: ok, {} function{} to probe",
+        "{}: ok, {} to probe",
         config_path.display(),
-        functions.len(),
-        if functions.len() == 1 { "" } else { "s" }
+        what.join(" and ")
     );
     // Sampling changes no link: the default sampler serves.
     let plans = plans(functions, &Default::default());

@@ -1,0 +1,351 @@
+//! USDT probes as spans: start/until pairs matched per thread, point probes, arguments from
+//! registers, memory and constants as the notes say, semaphores set by the kernel; on our own
+//! program (sys/sdt.h) and on PostgreSQL 15's probes, in a server started after attaching.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use support::{
+    receiver::ReceivedSpan,
+    scenario::{Scenario, Workdir, assert_exit, by_id, named},
+};
+
+/// `tests/programs/usdt.c`, built into `dir`.
+fn usdt_program(dir: &Path) -> PathBuf {
+    support::compile_c(&support::programs().join("usdt.c"), dir, "usdt", &[])
+}
+
+/// `s`'s config with `usdt` probes of `binary` in place of functions.
+fn usdt_config(s: &Scenario, binary: &Path, usdt: Value) -> Value {
+    let mut config = s.config(binary, json!([]));
+    config["probes"] = json!([{ "binary": binary, "usdt": usdt }]);
+    config
+}
+
+/// The usdt entries tracing `usdt.c`.
+fn program_probes() -> Value {
+    json!([
+        { "probe": "app:request__start", "until": "app:request__done", "span_name": "request",
+          "args": [
+              { "index": 0, "name": "id" },
+              { "index": 1, "name": "name", "type": "str" },
+              { "index": 2, "name": "slot" },
+          ] },
+        { "probe": "app:step__start", "until": "app:step__done", "span_name": "step",
+          "args": [{ "index": 0, "name": "i" }] },
+        { "probe": "app:mark", "args": [{ "index": 0, "name": "seven" }] },
+        { "probe": "app:guarded", "args": [{ "index": 0, "name": "id" }] },
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_until_pairs_point_probes_and_a_semaphore() {
+    let s = Scenario::start().await;
+    let binary = usdt_program(s.path());
+    let (output, spans) = s
+        .trace_ok(
+            &usdt_config(&s, &binary, program_probes()),
+            &[binary.to_str().unwrap()],
+        )
+        .await;
+    // The semaphore was set while the probes were attached: `guarded` fired.
+    assert!(
+        support::stdout(&output).contains("usdt 99 guarded 1"),
+        "{}",
+        support::stdout(&output)
+    );
+    let by_id = by_id(&spans);
+    let mut requests = named(&spans, "request");
+    requests.sort_by_key(|span| span.int_attr("id"));
+    let values: Vec<_> = requests
+        .iter()
+        .map(|r| (r.int_attr("id"), r.str_attr("name"), r.int_attr("slot")))
+        .collect();
+    // A register, a string behind one, and an int in memory (`-4@-4(%rbp)`).
+    assert_eq!(
+        values,
+        [
+            (Some(1), Some("alpha"), Some(101)),
+            (Some(2), Some("beta"), Some(102)),
+            (Some(3), Some("gamma"), Some(103)),
+        ]
+    );
+    // Request 2 ends at the other site of `request__done`, before any step.
+    let parent_id = |span: &ReceivedSpan| {
+        by_id
+            .get(&span.span.parent_span_id)
+            .and_then(|parent| parent.int_attr("id"))
+    };
+    let mut steps: Vec<_> = named(&spans, "step")
+        .iter()
+        .map(|step| (step.int_attr("i"), parent_id(step)))
+        .collect();
+    steps.sort();
+    assert_eq!(
+        steps,
+        [
+            (Some(1), Some(1)),
+            (Some(2), Some(1)),
+            (Some(3), Some(3)),
+            (Some(4), Some(3))
+        ]
+    );
+    for name in ["app:mark", "app:guarded"] {
+        let points = named(&spans, name);
+        assert_eq!(points.len(), 3, "{name}");
+        for point in points {
+            // No duration, inside its request.
+            assert_eq!(point.bool_attr("spanprobe.entry_only"), Some(true));
+            assert_eq!(
+                point.span.start_time_unix_nano,
+                point.span.end_time_unix_nano
+            );
+            assert!(parent_id(point).is_some(), "{name} has no request parent");
+            if name == "app:mark" {
+                assert_eq!(point.int_attr("seven"), Some(7), "a constant operand");
+            } else {
+                assert_eq!(point.int_attr("id"), parent_id(point));
+            }
+        }
+    }
+    for request in &requests {
+        assert!(request.span.end_time_unix_nano > request.span.start_time_unix_nano);
+        assert!(request.span.parent_span_id.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn check_and_symbols_show_sites_operands_and_semaphores() {
+    let dir = Workdir::new();
+    let binary = usdt_program(dir.path());
+    let listed = support::spanprobe_with(&["symbols", "--usdt", binary.to_str().unwrap()]).await;
+    assert_exit(&listed, 0);
+    let listed = support::stdout(&listed);
+    assert_eq!(
+        listed.matches("app:request__done").count(),
+        2,
+        "two sites:\n{listed}"
+    );
+    assert!(listed.contains("app:mark  semaphore 0x"), "{listed}");
+    assert!(listed.contains("args -4@$7"), "{listed}");
+
+    let config = dir.write(&json!({
+        "probes": [{ "binary": binary, "usdt": program_probes() }],
+    }));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 0);
+    let report = support::stdout(&check);
+    for expected in [
+        "request: app:request__start at address 0x",
+        "USDT site opening a span that its `until` closes, semaphore at file offset 0x",
+        "ok, 7 USDT sites to probe",
+        "args id: i64 (RDI), name: str up to 64 bytes (RSI), slot: i32 ([RBP-4])",
+        "app:request__done: app:request__done at address",
+        "USDT site closing the span its `probe` opened",
+        "app:mark: app:mark at address",
+        "USDT site: a span with no duration",
+        "seven: i32 (constant 7)",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in\n{report}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_probes_and_unreadable_arguments_say_why() {
+    let dir = Workdir::new();
+    let binary = usdt_program(dir.path());
+    let demo = dir.demo();
+    let config = dir.write(&json!({
+        "probes": [
+            { "binary": binary, "usdt": [
+                { "probe": "app:request_start", "until": "app:request__dne" },
+                { "probe": "app:mark", "args": [
+                    { "index": 0, "name": "text", "type": "str" },
+                    { "index": 3, "name": "missing" },
+                    { "index": 0, "name": "field", "path": "->x" },
+                ] },
+            ] },
+            { "binary": demo, "usdt": [{ "probe": "demo:start" }] },
+        ],
+    }));
+    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+    assert_exit(&check, 2);
+    let stderr = support::stderr(&check);
+    for expected in [
+        "probes[0].usdt[0].probe: ",
+        "no USDT probe `app:request_start` (closest: `app:request__start`",
+        "probes[0].usdt[0].until: ",
+        "no USDT probe `app:request__dne` (closest: `app:request__done`",
+        "probes[0].usdt[1].args[0]: ",
+        "app:mark (the site at 0x",
+        "argument 0 is a constant: there is no memory behind it to read",
+        "probes[0].usdt[1].args[1]: ",
+        "argument 3 does not exist: the probe has 1 argument(s)",
+        "probes[0].usdt[1].args[2]: ",
+        "`path` needs a function's DWARF parameters; at a USDT probe give the chain as `offsets`",
+        "probes[1].usdt[0].probe: ",
+        "no USDT probe `demo:start` (the binary has no USDT probes)",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
+    }
+}
+
+/// A PostgreSQL 15 cluster in a directory of its own, run by the `postgres` user (the server
+/// refuses root), listening on a Unix socket there only.
+struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+impl Postgres {
+    const PORT: &str = "5432";
+
+    fn init(dir: &Path) -> Postgres {
+        let bin = PathBuf::from("/usr/lib/postgresql/15/bin");
+        let dir = dir.join("pg");
+        std::fs::create_dir(&dir).unwrap();
+        let postgres = Self::uid("postgres");
+        std::os::unix::fs::chown(&dir, Some(postgres), None).unwrap();
+        let cluster = Postgres { bin, dir };
+        cluster.as_postgres(
+            "initdb",
+            &["-D", cluster.data().to_str().unwrap(), "-A", "trust"],
+        );
+        cluster
+    }
+
+    fn uid(user: &str) -> u32 {
+        let output = std::process::Command::new("id")
+            .args(["-u", user])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Runs `program` (from PostgreSQL's bin directory) as `postgres`, and returns its output.
+    fn as_postgres(&self, program: &str, args: &[&str]) -> String {
+        let output = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data();
+        let log = self.dir.join("log");
+        let mut all = vec!["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.as_postgres("pg_ctl", &all);
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-k {} -p {} -c listen_addresses=''",
+            self.dir.display(),
+            Self::PORT
+        );
+        self.pg_ctl(&["-o", &options, "-w", "start"]);
+    }
+
+    fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+    }
+
+    /// Runs each of `queries` through psql, one `-c` each.
+    fn psql(&self, queries: &[&str]) -> String {
+        let dir = self.dir.to_str().unwrap();
+        let mut args = vec!["-h", dir, "-p", Self::PORT, "-d", "postgres", "-X"];
+        for query in queries {
+            args.extend(["-c", query]);
+        }
+        self.as_postgres("psql", &args)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_queries_with_their_parse_plan_and_execute() {
+    let s = Scenario::start().await;
+    let postgres = Path::new("/usr/lib/postgresql/15/bin/postgres");
+    let pair = |name: &str, span: &str| {
+        json!({
+            "probe": format!("postgresql:{name}__start"),
+            "until": format!("postgresql:{name}__done"),
+            "span_name": span,
+        })
+    };
+    let mut query = pair("query", "query");
+    query["args"] = json!([{ "index": 0, "name": "db.query.text", "type": "str", "max_len": 256 }]);
+    let usdt = json!([
+        query,
+        pair("query__parse", "parse"),
+        pair("query__plan", "plan"),
+        pair("query__execute", "execute"),
+    ]);
+    let cluster = Postgres::init(s.path());
+    // Attached first: the server, and each backend it forks per connection, start traced,
+    // with the query probes' semaphores set.
+    let sidecar = s.sidecar(&usdt_config(&s, postgres, usdt)).await;
+    cluster.start();
+    let queries = [
+        "select 1",
+        "create table t (x int)",
+        "insert into t values (1), (2)",
+        "select count(*) from t",
+    ];
+    let result = cluster.psql(&queries);
+    cluster.stop();
+    sidecar.stop().await;
+    assert!(result.contains("INSERT 0 2"), "{result}");
+    let spans = s.receiver.spans();
+    let by_id = by_id(&spans);
+    for text in queries {
+        let found: Vec<_> = named(&spans, "query")
+            .into_iter()
+            .filter(|q| q.str_attr("db.query.text") == Some(text))
+            .collect();
+        let [query] = found[..] else {
+            panic!("one `{text}` query span: {spans:#?}")
+        };
+        assert!(query.span.parent_span_id.is_empty());
+        let children: Vec<_> = spans
+            .iter()
+            .filter(|span| {
+                by_id
+                    .get(&span.span.parent_span_id)
+                    .is_some_and(|parent| parent.span.span_id == query.span.span_id)
+            })
+            .map(ReceivedSpan::name)
+            .collect();
+        assert!(children.contains(&"parse"), "{text}: {children:?}");
+        assert!(children.contains(&"execute"), "{text}: {children:?}");
+        // Utility statements (create table) are not planned.
+        if text.starts_with("select") || text.starts_with("insert") {
+            assert!(children.contains(&"plan"), "{text}: {children:?}");
+        }
+        for child in spans
+            .iter()
+            .filter(|span| span.span.parent_span_id == query.span.span_id)
+        {
+            assert!(child.span.start_time_unix_nano >= query.span.start_time_unix_nano);
+            assert!(child.span.end_time_unix_nano <= query.span.end_time_unix_nano);
+        }
+    }
+}
