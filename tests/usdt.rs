@@ -92,17 +92,21 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
             (Some(4), Some(3))
         ]
     );
+    let marks = named(&spans, "app:mark");
+    assert_eq!(marks.len(), 4);
+    assert_eq!(marks.iter().filter(|m| parent_id(m).is_none()).count(), 1);
     for name in ["app:mark", "app:guarded"] {
         let points = named(&spans, name);
-        assert_eq!(points.len(), 3, "{name}");
-        for point in points {
+        for point in points
+            .into_iter()
+            .filter(|p| !p.span.parent_span_id.is_empty())
+        {
             // No duration, inside its request.
             assert_eq!(point.bool_attr("spanprobe.entry_only"), Some(true));
             assert_eq!(
                 point.span.start_time_unix_nano,
                 point.span.end_time_unix_nano
             );
-            assert!(parent_id(point).is_some(), "{name} has no request parent");
             if name == "app:mark" {
                 assert_eq!(point.int_attr("seven"), Some(7), "a constant operand");
             } else {
@@ -114,6 +118,81 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
         assert!(request.span.end_time_unix_nano > request.span.start_time_unix_nano);
         assert!(request.span.parent_span_id.is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_of_open_spans_and_names_from_arguments() {
+    let s = Scenario::start().await;
+    let binary = usdt_program(s.path());
+    let usdt = json!([
+        { "probe": "app:request__start", "until": "app:request__done",
+          "span_name": "request {name}",
+          "args": [{ "index": 0, "name": "id" }, { "index": 1, "name": "name", "type": "str" }] },
+        { "probe": "app:mark", "event": true, "span_name": "mark {seven}",
+          "args": [{ "index": 0, "name": "seven" }] },
+    ]);
+    let (_, spans) = s
+        .trace_ok(&usdt_config(&s, &binary, usdt), &[binary.to_str().unwrap()])
+        .await;
+    let mut names: Vec<_> = spans.iter().map(ReceivedSpan::name).collect();
+    names.sort();
+    // The mark outside any request has no span to belong to: it is a span of its own.
+    assert_eq!(
+        names,
+        ["mark 7", "request alpha", "request beta", "request gamma"]
+    );
+    for request in spans.iter().filter(|s| s.name().starts_with("request")) {
+        let [event] = &request.span.events[..] else {
+            panic!("one event: {request:#?}")
+        };
+        assert_eq!(event.name, "mark 7");
+        assert!(event.time_unix_nano >= request.span.start_time_unix_nano);
+        assert!(event.time_unix_nano <= request.span.end_time_unix_nano);
+        let seven = event.attributes.iter().find(|kv| kv.key == "seven");
+        assert!(format!("{seven:?}").contains("IntValue(7)"), "{seven:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cpp_exception_is_an_event_of_the_span_it_is_thrown_in() {
+    // libstdc++'s own `throw` probe, fired inside std::stoi, which the probed function calls
+    // and whose exception it catches.
+    let s = Scenario::start().await;
+    let binary = support::compile_cpp(
+        &support::programs().join("exceptions.cpp"),
+        s.path(),
+        "exceptions",
+    );
+    let mut config = s.config(
+        &binary,
+        json!([{ "symbol": "safe_parse", "args": [{ "index": 0, "name": "text", "type": "str" }],
+                 "return": { "type": "i32" } }]),
+    );
+    config["probes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "binary": "libstdc++.so.6", "usdt": [{
+            "probe": "libstdcxx:throw", "event": true, "span_name": "exception",
+            // The thrown object's std::type_info: its name is the pointer after the vtable's.
+            "args": [{ "index": 1, "name": "exception.type", "type": "str", "offsets": [8, 0] }],
+        }] }));
+    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    assert_eq!(support::stdout(&output), "42 -1\n");
+    let mut calls = named(&spans, "safe_parse");
+    calls.sort_by_key(|c| c.int_attr("return_value"));
+    let [failed, parsed] = calls[..] else {
+        panic!("{spans:#?}")
+    };
+    assert!(parsed.span.events.is_empty());
+    let [exception] = &failed.span.events[..] else {
+        panic!("{failed:#?}")
+    };
+    assert_eq!(exception.name, "exception");
+    let ty = exception
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "exception.type");
+    assert!(format!("{ty:?}").contains("St16invalid_argument"), "{ty:?}");
 }
 
 #[tokio::test]
@@ -140,7 +219,7 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
     for expected in [
         "request: app:request__start at address 0x",
         "USDT site opening a span that its `until` closes, semaphore at file offset 0x",
-        "ok, 7 USDT sites to probe",
+        "ok, 8 USDT sites to probe",
         "args id: i64 (RDI), name: str up to 64 bytes (RSI), slot: i32 ([RBP-4])",
         "app:request__done: app:request__done at address",
         "USDT site closing the span its `probe` opened",

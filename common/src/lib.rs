@@ -246,6 +246,9 @@ pub enum CallEnd {
     Unwound = 2,
     /// An [`ENTRY_ONLY`] function: the event was sent at entry.
     EntryOnly = 3,
+    /// A [`USDT_EVENT`] probe fired inside a span: the record is an event of that span (the
+    /// one whose entry time is `parent_entry_ns`), not a span of its own.
+    Event = 4,
 }
 
 impl CallEnd {
@@ -255,6 +258,7 @@ impl CallEnd {
             1 => Some(Self::ThreadExit),
             2 => Some(Self::Unwound),
             3 => Some(Self::EntryOnly),
+            4 => Some(Self::Event),
             _ => None,
         }
     }
@@ -376,6 +380,9 @@ pub const USDT_START: u32 = 2;
 /// In [`FunctionCapture::flags`]: a USDT site that closes the innermost span, if a
 /// [`USDT_START`] site of its pair opened it.
 pub const USDT_END: u32 = 4;
+/// In [`FunctionCapture::flags`], with [`ENTRY_ONLY`]: the site is an event of the innermost
+/// span open on its thread ([`CallEnd::Event`]); a span of its own when none is open.
+pub const USDT_EVENT: u32 = 8;
 
 /// A completed call with its captured memory: the ring-buffer record of functions that capture
 /// memory, built in place from entry to return. The record sent is `header` and the first

@@ -10,6 +10,7 @@ mod located;
 mod otel_env;
 mod recover;
 mod schema;
+mod span_name;
 mod tree;
 mod validate;
 mod value_type;
@@ -24,6 +25,7 @@ pub use schema::{
     Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol, ProbeTarget, ReturnSpec, Sampler, StdoutConfig,
     StdoutFormat, TlsConfig, TraceContextFormat, TraceContextSpec, UsdtSpec,
 };
+pub use span_name::{NamePart, name_parts};
 pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};
 pub use value_type::{
     BaseEncoding, DEFAULT_STR_LEN, Decoded, MAX_MEMORY_LEN, ValueType, ValueTypeError,

@@ -272,6 +272,11 @@ pub struct UsdtSpec {
     pub sample_rate: Option<Located<f64>>,
     #[serde(default, deserialize_with = "optional_located_duration")]
     pub min_duration: Option<Located<Duration>>,
+    /// Without `until`: an event (named `span_name`, with the arguments as its attributes) of
+    /// the innermost span open on the thread, rather than a span of its own; a span when none
+    /// is open.
+    #[serde(default)]
+    pub event: Located<bool>,
 }
 
 impl UsdtSpec {

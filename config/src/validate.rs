@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use crate::{
     Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem,
     TraceContextFormat, TraceContextSpec, UsdtSpec,
+    span_name::{NamePart, name_parts},
 };
 
 /// Highest argument index: 0..=5 are registers, 6.. are read from the caller's stack.
@@ -117,6 +118,13 @@ fn validate_usdt(
             usdt.probe.position,
             format!("{field}.probe"),
             "this probe already starts a span for this binary",
+        );
+    }
+    if usdt.event.value && usdt.until.is_some() {
+        problems.add(
+            usdt.event.position,
+            format!("{field}.event"),
+            "an event has no duration: give `event` or `until`, not both",
         );
     }
     if usdt
@@ -317,6 +325,30 @@ fn validate_capture(
     let here = function.position;
     if function.span_name.as_deref() == Some("") {
         problems.add(here, format!("{field}.span_name"), "must not be empty");
+    }
+    let names: Vec<String> = function.args.iter().map(|a| a.attribute_name()).collect();
+    for part in function
+        .span_name
+        .as_deref()
+        .map(name_parts)
+        .unwrap_or_default()
+    {
+        if let NamePart::Argument(name) = part
+            && !names.iter().any(|captured| captured == name)
+        {
+            problems.add(
+                here,
+                format!("{field}.span_name"),
+                format!(
+                    "`{{{name}}}` names no captured argument{}",
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (captured: {})", names.join(", "))
+                    }
+                ),
+            );
+        }
     }
     if function.args.len() > MAX_CAPTURED_ARGS {
         problems.add(

@@ -35,7 +35,7 @@ use spanprobe_common::{
     DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, MAX_ARGS, MAX_CHAIN,
     MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX,
     MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack,
-    TraceContext, USDT_END, USDT_START,
+    TraceContext, USDT_END, USDT_EVENT, USDT_START,
 };
 
 #[map]
@@ -225,7 +225,13 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     };
     if capture.flags & ENTRY_ONLY != 0 {
         if keep != Some(false) {
-            emit_entry_only(&thread, stack, function_id, capture, regs, now);
+            let entering = Entering {
+                ctx: ctx.as_ptr(),
+                function_id,
+                now,
+                faults,
+            };
+            emit_entry_only(&thread, stack, capture, &entering);
         }
         return Some(());
     }
@@ -407,26 +413,40 @@ fn read_user<T: Copy>(out: &mut T, pointer: u64, faults: Faults) -> Option<()> {
     (result == 0).then_some(())
 }
 
-/// Sends the span of an entry-only call at once: no duration, and a frame that is never
-/// pushed.
-#[inline(always)]
+/// Sends the span of an entry-only call at once (or an event of the innermost open span): no
+/// duration, and a frame that is never pushed. Memory and the stack are captured into the
+/// thread's record at [`ENTRY_ONLY_SLOT`], free again once sent.
+/// Out of line, its captures' locals off the entry program's stack (which inlined would
+/// overflow), the probe's context in one argument (a BPF function takes at most five).
+#[inline(never)]
 fn emit_entry_only(
     thread: &Thread,
     stack: &ThreadStack,
-    function_id: u32,
     capture: &FunctionCapture,
-    regs: &pt_regs,
-    now: u64,
+    entering: &Entering,
 ) {
     if stack.unsampled != 0 {
         return;
     }
-    let (args, faults) = read_args(regs, capture, Faults::Fail);
+    let Entering {
+        ctx,
+        function_id,
+        now,
+        faults,
+    } = *entering;
+    let regs = registers(ctx);
+    let (args, faulted) = read_args(regs, capture, faults);
+    // An event belongs to the innermost open span, when there is one.
+    let end = if capture.flags & USDT_EVENT != 0 && stack.top_entry_ns != 0 {
+        CallEnd::Event
+    } else {
+        CallEnd::EntryOnly
+    };
     let frame = Frame {
         entry_ns: now,
         parent_entry_ns: stack.top_entry_ns,
         function_id,
-        faults,
+        faults: faulted,
         args,
         context: stack.entering,
         ..Frame::default()
@@ -435,10 +455,34 @@ fn emit_entry_only(
         now,
         ret: 0,
         flags: 0,
-        end: CallEnd::EntryOnly,
+        end,
     };
-    emit(&call_event(thread, stack, &frame, stack.depth + 1, &ending));
+    let event = call_event(thread, stack, &frame, stack.depth + 1, &ending);
+    let key = call_key(thread.tid, ENTRY_ONLY_SLOT);
+    if capture.data_len > 0
+        && let Some(record) = call_record(key)
+    {
+        capture_memory(regs, record, capture, &args, faults);
+        if capture.stack_frames > 0 {
+            capture_stack(ctx, record, capture, stack, stack.depth, regs);
+        }
+        emit_with_memory(key, event, capture.data_len);
+    } else {
+        emit(&event);
+    }
 }
+
+/// The probe that fired: what [`emit_entry_only`] needs besides the thread and the capture.
+#[derive(Clone, Copy)]
+struct Entering {
+    ctx: *mut c_void,
+    function_id: u32,
+    now: u64,
+    faults: Faults,
+}
+
+/// The depth an entry-only call's record is kept at: beyond any frame's.
+const ENTRY_ONLY_SLOT: u32 = MAX_DEPTH as u32;
 
 /// A USDT site that ends a span: the innermost open span, when a start of the same pair opened
 /// it (its arguments already read); otherwise counted as an end without its start (the probes

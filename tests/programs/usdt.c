@@ -1,7 +1,7 @@
 // USDT probes of our own (sys/sdt.h), for spans from start/until pairs: `request__start` ..
 // `request__done` around each request, with `step__start` .. `step__done` nested inside;
 // `request__done` is at two sites (an early return); `mark` has a constant argument and no
-// pair; `guarded` fires only while its semaphore is set, which spanprobe must do. Every probe
+// pair, and fires once outside any request; `guarded` fires only while its semaphore is set, which spanprobe must do. Every probe
 // has a semaphore (sdt.h gives all or none); only `guarded` is behind its own.
 #define _SDT_HAS_SEMAPHORES 1
 #include <stdio.h>
@@ -40,6 +40,7 @@ __attribute__((noinline)) static long handle(long id, const char *name) {
 int main(void) {
     const char *names[] = {"alpha", "beta", "gamma"};
     long total = 0;
+    DTRACE_PROBE1(app, mark, 7);  // outside any request
     for (long i = 1; i <= 3; i++) total += handle(i, names[i - 1]);
     printf("usdt %ld guarded %d\n", total, app_guarded_semaphore != 0);
     return 0;

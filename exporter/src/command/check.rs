@@ -106,7 +106,13 @@ pub fn report(
             ProbeKind::UsdtEnd { .. } => {
                 write!(out, ", USDT site closing the span its `probe` opened")
             }
-            ProbeKind::UsdtPoint => write!(out, ", USDT site: a span with no duration"),
+            ProbeKind::UsdtPoint { event: false } => {
+                write!(out, ", USDT site: a span with no duration")
+            }
+            ProbeKind::UsdtPoint { event: true } => write!(
+                out,
+                ", USDT site: an event of the innermost open span (a span of its own when none is)"
+            ),
         };
         if let Some(semaphore) = function.semaphore {
             let _ = write!(out, ", semaphore at file offset {semaphore:#x}");

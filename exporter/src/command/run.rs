@@ -288,6 +288,7 @@ fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounter
         exported = export.exported,
         dropped = export.dropped_queue_full + export.failed + export.dropped_at_shutdown,
         below_min_duration = pipeline.below_min_duration,
+        dropped_events = pipeline.dropped_events,
         lost,
         invalid_trace_context = kernel.get(Counter::InvalidTraceContext),
         "done"

@@ -11,10 +11,13 @@ use std::{
 use bytes::Bytes;
 use opentelemetry::{
     Key, KeyValue, Value,
-    trace::{SpanId, Status},
+    trace::{Event, SpanId, Status},
 };
 use opentelemetry_sdk::{Resource, trace::SpanData};
-use serde::{Serialize, Serializer, ser::SerializeMap as _};
+use serde::{
+    Serialize, Serializer,
+    ser::{SerializeMap as _, SerializeSeq as _},
+};
 use spanprobe_config::StdoutFormat;
 
 use super::QueuedSpan;
@@ -128,7 +131,21 @@ fn write_text(line: &mut Vec<u8>, service: &str, span: &SpanData) {
     if let Status::Error { description } = &span.status {
         let _ = write!(line, " status=ERROR({:?})", description.as_ref());
     }
-    for kv in &span.attributes {
+    write_text_attributes(line, &span.attributes);
+    // Each event after the span's attributes: its name, when it happened, and its own.
+    for event in span.events.iter() {
+        let offset = event
+            .timestamp
+            .duration_since(span.start_time)
+            .unwrap_or(Duration::ZERO);
+        let _ = write!(line, " event={}(+{offset:?}", event.name);
+        write_text_attributes(line, &event.attributes);
+        line.push(b')');
+    }
+}
+
+fn write_text_attributes(line: &mut Vec<u8>, attributes: &[KeyValue]) {
+    for kv in attributes {
         let _ = match &kv.value {
             Value::String(s) => write!(line, " {}={:?}", kv.key, s.as_str()),
             value => write!(line, " {}={value}", kv.key),
@@ -152,7 +169,7 @@ impl Serialize for JsonSpan<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let span = self.span;
         let parent = (span.parent_span_id != SpanId::INVALID).then_some(span.parent_span_id);
-        let mut map = serializer.serialize_map(Some(9))?;
+        let mut map = serializer.serialize_map(None)?;
         map.serialize_entry(
             "start",
             &Displayed(humantime::format_rfc3339_nanos(span.start_time)),
@@ -168,6 +185,36 @@ impl Serialize for JsonSpan<'_> {
         map.serialize_entry("parent_span_id", &parent.map(Displayed))?;
         map.serialize_entry("status", &JsonStatus(&span.status))?;
         map.serialize_entry("attributes", &JsonAttributes(&span.attributes))?;
+        if !span.events.is_empty() {
+            map.serialize_entry("events", &JsonEvents(&span.events.events))?;
+        }
+        map.end()
+    }
+}
+
+struct JsonEvents<'a>(&'a [Event]);
+
+impl Serialize for JsonEvents<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut events = serializer.serialize_seq(Some(self.0.len()))?;
+        for event in self.0 {
+            events.serialize_element(&JsonEvent(event))?;
+        }
+        events.end()
+    }
+}
+
+struct JsonEvent<'a>(&'a Event);
+
+impl Serialize for JsonEvent<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("name", self.0.name.as_ref())?;
+        map.serialize_entry(
+            "time",
+            &Displayed(humantime::format_rfc3339_nanos(self.0.timestamp)),
+        )?;
+        map.serialize_entry("attributes", &JsonAttributes(&self.0.attributes))?;
         map.end()
     }
 }

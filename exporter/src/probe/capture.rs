@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, ops::Range, sync::Arc};
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
-    MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, USDT_END, USDT_START,
+    MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, USDT_END, USDT_EVENT,
+    USDT_START,
 };
 use spanprobe_config::{Condition, Decoded, Sampler, TraceContextFormat, ValueType};
 
@@ -48,7 +49,8 @@ impl CapturePlan {
         (plan.kernel.flags, plan.kernel.pair) = match function.kind {
             ProbeKind::Function => (0, 0),
             ProbeKind::EntryOnly => (ENTRY_ONLY, 0),
-            ProbeKind::UsdtPoint => (ENTRY_ONLY | USDT_START, 0),
+            ProbeKind::UsdtPoint { event: false } => (ENTRY_ONLY | USDT_START, 0),
+            ProbeKind::UsdtPoint { event: true } => (ENTRY_ONLY | USDT_START | USDT_EVENT, 0),
             ProbeKind::UsdtStart { pair } => (USDT_START, pair),
             ProbeKind::UsdtEnd { pair } => (USDT_END, pair),
         };
@@ -443,7 +445,7 @@ mod tests {
             .map(|spec| UsdtArg::parse(spec).unwrap())
             .to_vec();
         let site = ProbedFunction {
-            kind: ProbeKind::UsdtPoint,
+            kind: ProbeKind::UsdtPoint { event: false },
             operands,
             ..ProbedFunction::new("/bin/app", "app:probe", 0x1000, spec)
         };

@@ -155,6 +155,7 @@ mod tests {
             undecodable: 1,
             unknown_function: 2,
             below_min_duration: 50,
+            dropped_events: 0,
         };
         let export = ExportStats {
             failed: 3,

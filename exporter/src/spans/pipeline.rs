@@ -10,8 +10,8 @@ use std::{
 
 use opentelemetry::{Key, KeyValue};
 
-use opentelemetry_sdk::Resource;
-use spanprobe_common::CallEnd;
+use opentelemetry_sdk::{Resource, trace::SpanEvents};
+use spanprobe_common::{CallEnd, CallEvent};
 
 use crate::{
     events::decode::decode_event,
@@ -38,7 +38,16 @@ pub struct PipelineStats {
     pub unknown_function: u64,
     /// Spans dropped by `min_duration` (by design, not a loss).
     pub below_min_duration: u64,
+    /// Events (`event: true` probes) dropped: past a span's limit (also counted on the span
+    /// as dropped events), or waiting for more open spans than are held.
+    pub dropped_events: u64,
 }
+
+/// Events one span keeps at most (OpenTelemetry's default span limit); later ones are
+/// counted as dropped on the span.
+const MAX_EVENTS_PER_SPAN: usize = 128;
+/// Open spans whose events are held at most, waiting for the span's record.
+const MAX_SPANS_WITH_EVENTS: usize = 65_536;
 
 /// Spans held for `min_duration` filtering at most; beyond it the oldest trace is sent as far
 /// as it is known.
@@ -76,6 +85,9 @@ pub struct Pipeline {
     /// Per function id: whether a call of it arrived.
     called: Vec<bool>,
     metrics: Arc<Metrics>,
+    /// Events of spans still open, by the span's (pid, tid, entry time): the span's record
+    /// comes after them, when it ends.
+    open_span_events: HashMap<(u32, u32, u64), SpanEvents>,
 }
 
 /// How to read a function's captured stacks, and where the function is.
@@ -141,6 +153,30 @@ impl Pipeline {
             summary: Summary::default(),
             called: vec![false; functions.len()],
             metrics,
+            open_span_events: HashMap::new(),
+        }
+    }
+
+    /// Holds the event `event` carries for its span, which is still open.
+    fn hold_event(&mut self, event: &CallEvent, data: &[u8]) {
+        let Ok(span_event) = self.assembler.event(event, data) else {
+            self.stats.unknown_function += 1;
+            self.metrics.lost(Loss::UnknownFunction, 1);
+            return;
+        };
+        let key = (event.pid, event.tid, event.parent_entry_ns);
+        if !self.open_span_events.contains_key(&key)
+            && self.open_span_events.len() >= MAX_SPANS_WITH_EVENTS
+        {
+            self.stats.dropped_events += 1;
+            return;
+        }
+        let events = self.open_span_events.entry(key).or_default();
+        if events.events.len() < MAX_EVENTS_PER_SPAN {
+            events.events.push(span_event);
+        } else {
+            events.dropped_count += 1;
+            self.stats.dropped_events += 1;
         }
     }
 
@@ -156,6 +192,10 @@ impl Pipeline {
                 return;
             }
         };
+        if CallEnd::from_u16(event.end) == Some(CallEnd::Event) {
+            self.hold_event(&event, data);
+            return;
+        }
         let span = match self.assembler.assemble(&event, data) {
             Ok(span) => span,
             Err(error) => {
@@ -166,6 +206,12 @@ impl Pipeline {
             }
         };
         let mut span = span;
+        if let Some(events) = self
+            .open_span_events
+            .remove(&(event.pid, event.tid, event.entry_ns))
+        {
+            span.events = events;
+        }
         if let Some(name) = self.resources.thread_name(event.pid, event.tid) {
             span.attributes.push(KeyValue::new(THREAD_NAME, name));
         }

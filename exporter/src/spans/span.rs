@@ -5,11 +5,11 @@ use std::{borrow::Cow, sync::Arc};
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, Value,
-    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+    trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use spanprobe_common::{CallEnd, CallEvent};
-use spanprobe_config::AttributeValue;
+use spanprobe_config::{AttributeValue, NamePart};
 
 use crate::{
     events::ktime::BootClock,
@@ -22,14 +22,70 @@ use crate::{
 /// (`Arc<str>`, or `'static`), so copying them into each span allocates nothing.
 #[derive(Debug, Clone)]
 struct SpanTemplate {
-    name: &'static str,
+    name: SpanName,
     symbol: Value,
     args: Vec<ArgPlan>,
     ret: Option<ReturnPlan>,
     attributes: Vec<KeyValue>,
 }
 
+/// A span name: fixed, or filled from each span's captured arguments (`{name}`).
+#[derive(Debug, Clone)]
+enum SpanName {
+    /// SpanData wants a `'static` name: one per probed function, kept for the run.
+    Fixed(&'static str),
+    Template(Vec<NamePiece>),
+}
+
+#[derive(Debug, Clone)]
+enum NamePiece {
+    Text(String),
+    Attribute(Key),
+}
+
+impl SpanName {
+    fn new(name: String) -> Self {
+        let parts = spanprobe_config::name_parts(&name);
+        if parts.iter().all(|part| matches!(part, NamePart::Text(_))) {
+            return Self::Fixed(Box::leak(name.into_boxed_str()));
+        }
+        Self::Template(
+            parts
+                .into_iter()
+                .map(|part| match part {
+                    NamePart::Text(text) => NamePiece::Text(text.to_owned()),
+                    NamePart::Argument(name) => NamePiece::Attribute(Key::new(name.to_owned())),
+                })
+                .collect(),
+        )
+    }
+}
+
 impl SpanTemplate {
+    /// The name of a span (or event) with `attributes`: a placeholder whose argument has no
+    /// value (its pointer faulted) stays as written.
+    fn name(&self, attributes: &[KeyValue]) -> Cow<'static, str> {
+        let pieces = match &self.name {
+            SpanName::Fixed(name) => return Cow::Borrowed(name),
+            SpanName::Template(pieces) => pieces,
+        };
+        let mut name = String::new();
+        for piece in pieces {
+            match piece {
+                NamePiece::Text(text) => name.push_str(text),
+                NamePiece::Attribute(key) => match attributes.iter().find(|kv| kv.key == *key) {
+                    Some(kv) => name.push_str(&kv.value.as_str()),
+                    None => {
+                        name.push('{');
+                        name.push_str(key.as_str());
+                        name.push('}');
+                    }
+                },
+            }
+        }
+        Cow::Owned(name)
+    }
+
     fn new(function: &ProbedFunction, plan: &CapturePlan) -> Self {
         let spec = &function.spec;
         let name = spec
@@ -37,8 +93,7 @@ impl SpanTemplate {
             .clone()
             .unwrap_or_else(|| function.symbol.clone());
         Self {
-            // SpanData wants a `'static` name: one per probed function, kept for the run.
-            name: Box::leak(name.into_boxed_str()),
+            name: SpanName::new(name),
             symbol: shared(&function.symbol),
             args: plan.args.clone(),
             ret: plan.ret.clone(),
@@ -90,7 +145,7 @@ const INCOMPLETE: Key = Key::from_static_str("spanprobe.incomplete");
 /// For calls that did not return: the `spanprobe.incomplete` value and the status message.
 fn incomplete_reason(end: CallEnd) -> Option<(&'static str, &'static str)> {
     match end {
-        CallEnd::Returned | CallEnd::EntryOnly => None,
+        CallEnd::Returned | CallEnd::EntryOnly | CallEnd::Event => None,
         CallEnd::ThreadExit => Some(("thread_exit", "the thread or process exited inside it")),
         CallEnd::Unwound => Some(("unwound", "a longjmp skipped it")),
     }
@@ -133,6 +188,22 @@ impl SpanAssembler {
             .ok()
             .and_then(|id| self.templates.get(id))
             .ok_or(UnknownFunction(function_id))
+    }
+
+    /// The event a [`CallEnd::Event`] record carries, for the span it belongs to: named as
+    /// the probe's spans would be, its captured arguments as attributes.
+    pub fn event(&self, event: &CallEvent, data: &[u8]) -> Result<Event, UnknownFunction> {
+        let template = self.template(event.function_id)?;
+        let mut attributes = Vec::with_capacity(template.args.len());
+        for arg in &template.args {
+            arg.attributes(event, data, &mut attributes);
+        }
+        Ok(Event::new(
+            template.name(&attributes),
+            self.clock.to_system_time(event.entry_ns),
+            attributes,
+            0,
+        ))
     }
 
     /// The span of one completed call; `data` is the memory captured with it. (Sampling is
@@ -196,7 +267,7 @@ impl SpanAssembler {
             parent_span_id,
             parent_span_is_remote,
             span_kind: SpanKind::Internal,
-            name: Cow::Borrowed(template.name),
+            name: template.name(&attributes),
             start_time: self.clock.to_system_time(event.entry_ns),
             end_time: self.clock.to_system_time(event.return_ns),
             attributes,

@@ -30,8 +30,9 @@ pub enum ProbeKind {
     UsdtStart { pair: u32 },
     /// A USDT site that closes the innermost span, when its pair's start opened it.
     UsdtEnd { pair: u32 },
-    /// A USDT site whose span is sent when it fires, with no duration.
-    UsdtPoint,
+    /// A USDT site whose span is sent when it fires, with no duration; with `event`, an
+    /// event of the innermost span open on its thread instead, when there is one.
+    UsdtPoint { event: bool },
 }
 
 impl ProbeKind {
@@ -42,14 +43,14 @@ impl ProbeKind {
 
     /// Whether the span is sent when the probe fires, with no duration.
     pub fn is_entry_only(self) -> bool {
-        matches!(self, Self::EntryOnly | Self::UsdtPoint)
+        matches!(self, Self::EntryOnly | Self::UsdtPoint { .. })
     }
 
     /// Whether the probe is a USDT site (not a function's entry).
     pub fn is_usdt(self) -> bool {
         matches!(
             self,
-            Self::UsdtStart { .. } | Self::UsdtEnd { .. } | Self::UsdtPoint
+            Self::UsdtStart { .. } | Self::UsdtEnd { .. } | Self::UsdtPoint { .. }
         )
     }
 }

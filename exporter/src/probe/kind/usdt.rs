@@ -71,7 +71,9 @@ pub fn resolve(
             .map(|until| (until, sites(until, errors)));
         let kind = match ends {
             Some(_) => ProbeKind::UsdtStart { pair },
-            None => ProbeKind::UsdtPoint,
+            None => ProbeKind::UsdtPoint {
+                event: entry.event.value,
+            },
         };
         for site in starts {
             match site_spec(entry.capture(), site, &field) {
