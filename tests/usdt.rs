@@ -362,26 +362,20 @@ impl Postgres {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgresql_queries_with_their_parse_plan_and_execute() {
     let s = Scenario::start().await;
-    let postgres = Path::new("/usr/lib/postgresql/15/bin/postgres");
-    let pair = |name: &str, span: &str| {
-        json!({
-            "probe": format!("postgresql:{name}__start"),
-            "until": format!("postgresql:{name}__done"),
-            "span_name": span,
-        })
-    };
-    let mut query = pair("query", "query");
-    query["args"] = json!([{ "index": 0, "name": "db.query.text", "type": "str", "max_len": 256 }]);
-    let usdt = json!([
-        query,
-        pair("query__parse", "parse"),
-        pair("query__plan", "plan"),
-        pair("query__execute", "execute"),
-    ]);
+    // The bundled example, exporting to the test's receiver.
+    let example =
+        std::fs::read_to_string(support::repo_root().join("examples/postgres/postgres.yaml"))
+            .unwrap();
+    let endpoint = s.receiver.grpc_endpoint();
+    let config = example.replace(
+        "  stdout: {}\n",
+        &format!("  otlp: {{ endpoint: \"{endpoint}\" }}\n"),
+    );
+    assert_ne!(config, example);
     let cluster = Postgres::init(s.path());
     // Attached first: the server, and each backend it forks per connection, start traced,
     // with the query probes' semaphores set.
-    let sidecar = s.sidecar(&usdt_config(&s, postgres, usdt)).await;
+    let sidecar = support::Sidecar::start(&s.write_yaml(&config), &[]).await;
     cluster.start();
     let queries = [
         "select 1",
@@ -413,6 +407,7 @@ async fn postgresql_queries_with_their_parse_plan_and_execute() {
             })
             .map(ReceivedSpan::name)
             .collect();
+        assert_eq!(query.str_attr("db.system"), Some("postgresql"));
         assert!(children.contains(&"parse"), "{text}: {children:?}");
         assert!(children.contains(&"execute"), "{text}: {children:?}");
         // Utility statements (create table) are not planned.
