@@ -231,6 +231,33 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn init_writes_a_usdt_section_that_traces_as_written() {
+    let s = Scenario::start().await;
+    let binary = usdt_program(s.path());
+    let init =
+        support::spanprobe_with(&["init", "--usdt", binary.to_str().unwrap(), "app:*"]).await;
+    assert_exit(&init, 0);
+    let text = support::stdout(&init);
+    for expected in [
+        "      - probe: 'app:request__start'\n        until: 'app:request__done'\n        span_name: request\n",
+        "          - { index: 2, name: arg2 }  # -4@-4(%rbp)\n",
+        "      - probe: 'app:mark'\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in\n{text}");
+    }
+    // An end probe is the `until` of its start, not an entry of its own.
+    assert!(!text.contains("probe: 'app:request__done'"), "{text}");
+    let endpoint = s.receiver.grpc_endpoint();
+    let yaml = format!("{text}exporter: {{ otlp: {{ endpoint: '{endpoint}' }} }}\n");
+    let output = support::run(&s.write_yaml(&yaml), &[binary.to_str().unwrap()]).await;
+    assert_exit(&output, 0);
+    let spans = s.receiver.spans();
+    assert_eq!(named(&spans, "request").len(), 3);
+    assert_eq!(named(&spans, "step").len(), 4);
+    assert_eq!(named(&spans, "app:guarded").len(), 3);
+}
+
 #[tokio::test]
 async fn unknown_probes_and_unreadable_arguments_say_why() {
     let dir = Workdir::new();

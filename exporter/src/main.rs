@@ -73,6 +73,10 @@ enum Command {
         /// `path` captures.
         #[arg(long)]
         members: bool,
+        /// Write a `usdt` section for the binary's USDT probes (PATTERNs match
+        /// `provider:name`) instead of functions.
+        #[arg(long, conflicts_with = "members")]
+        usdt: bool,
     },
 }
 
@@ -128,7 +132,14 @@ fn main() -> ExitCode {
         Command::Init {
             binary,
             patterns,
+            usdt: true,
+            ..
+        } => print(command::init::starter_usdt_config(binary, patterns)),
+        Command::Init {
+            binary,
+            patterns,
             members,
+            usdt: false,
         } => print(command::init::starter_config(binary, patterns, *members)),
     };
     match result {

@@ -125,6 +125,115 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
     Ok(out)
 }
 
+/// The config text for the USDT probes of `binary` whose `provider:name` matches any of the
+/// globs `patterns` (all when empty): a start probe and its end (`x__start`/`x__done`,
+/// `__begin`/`__end`, `__entry`/`__return`) as one span with `until`, every other probe as a
+/// span with no duration; each with its arguments, typed by the note.
+pub fn starter_usdt_config(binary: &str, patterns: &[String]) -> anyhow::Result<String> {
+    let path = crate::probe::binary::locate_from_command_line(binary)?;
+    let path = path.canonicalize().unwrap_or(path);
+    let probes = crate::probe::usdt::read_probes(&path)?;
+    let matches = |name: &str| {
+        patterns.is_empty()
+            || patterns.iter().any(|pattern| {
+                crate::probe::symbols::glob_pattern(pattern)
+                    .map_or(name == pattern, |glob| glob.matches(name))
+            })
+    };
+    // One entry per name, in note order; each name's first site stands for its arguments.
+    let mut names: Vec<&crate::probe::usdt::UsdtProbe> = Vec::new();
+    for probe in &probes {
+        if matches(&probe.full_name()) && !names.iter().any(|p| p.full_name() == probe.full_name())
+        {
+            names.push(probe);
+        }
+    }
+    if names.is_empty() {
+        let all: Vec<String> = probes.iter().map(|p| p.full_name()).collect();
+        anyhow::bail!(
+            "{}: no USDT probe matches `{}`{}",
+            path.display(),
+            patterns.join("`, `"),
+            if all.is_empty() {
+                " (the binary has no USDT probes)".to_owned()
+            } else {
+                super::symbols::closest_hint(patterns.first().map_or("", String::as_str), &all)
+            }
+        );
+    }
+    const PAIRS: [(&str, &str); 3] = [
+        ("__start", "__done"),
+        ("__begin", "__end"),
+        ("__entry", "__return"),
+    ];
+    let end_of = |name: &str| {
+        PAIRS.iter().find_map(|(start, end)| {
+            let stem = name.strip_suffix(start)?;
+            let until = format!("{stem}{end}");
+            probes
+                .iter()
+                .any(|p| p.full_name() == until)
+                .then_some((stem.to_owned(), until))
+        })
+    };
+    let ends: Vec<String> = names
+        .iter()
+        .filter_map(|p| end_of(&p.full_name()))
+        .map(|(_, end)| end)
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# spanprobe config for the USDT probes of {}, written by `spanprobe init --usdt`.",
+        path.display()
+    );
+    let soname = crate::probe::elf::soname(&path);
+    let _ = writeln!(
+        out,
+        "probes:\n  - binary: {}\n    usdt:",
+        quote(&binary_name(&path, soname))
+    );
+    for probe in names {
+        let name = probe.full_name();
+        if ends.contains(&name) {
+            continue;
+        }
+        let _ = writeln!(out, "      - probe: {}", quote(&name));
+        if let Some((stem, until)) = end_of(&name) {
+            let _ = writeln!(out, "        until: {}", quote(&until));
+            let span = stem.rsplit(':').next().unwrap_or(&stem).replace("__", ".");
+            let _ = writeln!(out, "        span_name: {}", quote(&span));
+        }
+        if let Some((address, _)) = probe.semaphore {
+            let _ = writeln!(
+                out,
+                "        # guarded by the semaphore at {address:#x}: spanprobe sets it"
+            );
+        }
+        if !probe.args.is_empty() {
+            let _ = writeln!(out, "        args:");
+        }
+        for (index, operand) in probe.args.iter().enumerate() {
+            let _ = match crate::probe::usdt::UsdtArg::parse(operand) {
+                // Eight unsigned bytes may be a pointer: the note cannot tell.
+                Ok(arg) if arg.size == 8 && !arg.signed => writeln!(
+                    out,
+                    "          - {{ index: {index}, name: arg{index} }}  # {operand}; `type: str` \
+                     if it points to a string"
+                ),
+                Ok(_) => writeln!(
+                    out,
+                    "          - {{ index: {index}, name: arg{index} }}  # {operand}"
+                ),
+                Err(reason) => {
+                    writeln!(out, "          # argument {index} cannot be read: {reason}")
+                }
+            };
+        }
+    }
+    Ok(out)
+}
+
 /// The kind of GCC clone a symbol names (`f.isra.0`, `f.constprop.0`, `f.part.0`), if it is
 /// one.
 fn compiler_clone(raw: &str) -> Option<&'static str> {
