@@ -32,9 +32,12 @@ fn program_probes() -> Value {
               { "index": 0, "name": "id" },
               { "index": 1, "name": "name", "type": "str" },
               { "index": 2, "name": "slot" },
-          ] },
+          ],
+          // Read at whichever site ends the request: a register, or the constant 2.
+          "until_args": [{ "index": 0, "name": "done_id" }] },
         { "probe": "app:step__start", "until": "app:step__done", "span_name": "step",
-          "args": [{ "index": 0, "name": "i" }] },
+          "args": [{ "index": 0, "name": "i" }],
+          "until_args": [{ "index": 0, "name": "result" }] },
         { "probe": "app:mark", "args": [{ "index": 0, "name": "seven" }] },
         { "probe": "app:guarded", "args": [{ "index": 0, "name": "id" }] },
     ])
@@ -61,15 +64,19 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
     requests.sort_by_key(|span| span.int_attr("id"));
     let values: Vec<_> = requests
         .iter()
-        .map(|r| (r.int_attr("id"), r.str_attr("name"), r.int_attr("slot")))
+        .map(|r| {
+            let read = (r.int_attr("id"), r.str_attr("name"), r.int_attr("slot"));
+            (read, r.int_attr("done_id"))
+        })
         .collect();
-    // A register, a string behind one, and an int in memory (`-4@-4(%rbp)`).
+    // A register, a string behind one, and an int in memory (`-4@-4(%rbp)`); at the end,
+    // a register or a constant.
     assert_eq!(
         values,
         [
-            (Some(1), Some("alpha"), Some(101)),
-            (Some(2), Some("beta"), Some(102)),
-            (Some(3), Some("gamma"), Some(103)),
+            ((Some(1), Some("alpha"), Some(101)), Some(1)),
+            ((Some(2), Some("beta"), Some(102)), Some(2)),
+            ((Some(3), Some("gamma"), Some(103)), Some(3)),
         ]
     );
     // Request 2 ends at the other site of `request__done`, before any step.
@@ -80,16 +87,16 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
     };
     let mut steps: Vec<_> = named(&spans, "step")
         .iter()
-        .map(|step| (step.int_attr("i"), parent_id(step)))
+        .map(|step| (step.int_attr("i"), parent_id(step), step.int_attr("result")))
         .collect();
     steps.sort();
     assert_eq!(
         steps,
         [
-            (Some(1), Some(1)),
-            (Some(2), Some(1)),
-            (Some(3), Some(3)),
-            (Some(4), Some(3))
+            (Some(1), Some(1), Some(10)),
+            (Some(2), Some(1), Some(20)),
+            (Some(3), Some(3), Some(30)),
+            (Some(4), Some(3), Some(40))
         ]
     );
     let marks = named(&spans, "app:mark");
@@ -226,6 +233,8 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
         "app:mark: app:mark at address",
         "USDT site: a span with no duration",
         "seven: i32 (constant 7)",
+        "args done_id: i64 (RDX)",
+        "args done_id: i64 (constant 2)",
     ] {
         assert!(report.contains(expected), "{expected:?} not in\n{report}");
     }

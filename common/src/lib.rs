@@ -287,6 +287,23 @@ pub enum ArgSource {
     /// General-purpose register `slot`, by its DWARF number (0 = RAX, 1 = RDX, 2 = RCX,
     /// 3 = RBX, 4 = RSI, 5 = RDI, 6 = RBP, 7 = RSP, 8..=15 = R8..R15): where a USDT operand is.
     Gpr = 3,
+    /// A USDT operand that is the same at every firing (`$5`): the value is the argument's
+    /// [`ArgCapture::path`], low word first (a constant has no chain).
+    Constant = 4,
+}
+
+impl ArgCapture {
+    /// The value of a [`ArgSource::Constant`] argument.
+    pub fn constant(&self) -> u64 {
+        u64::from(self.path[0] as u32) | (u64::from(self.path[1] as u32) << 32)
+    }
+
+    /// Makes this a [`ArgSource::Constant`] argument of `value`.
+    pub fn set_constant(&mut self, value: u64) {
+        self.source = ArgSource::Constant as u8;
+        self.path[0] = value as u32 as i32;
+        self.path[1] = (value >> 32) as u32 as i32;
+    }
 }
 
 /// What, if anything, an argument points to that is captured.

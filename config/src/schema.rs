@@ -265,6 +265,10 @@ pub struct UsdtSpec {
     /// say it.
     #[serde(default)]
     pub args: Vec<Located<ArgSpec>>,
+    /// Arguments of the `until` probe, read when the span ends and added to it (numbers:
+    /// what a function's `return` would be).
+    #[serde(default)]
+    pub until_args: Vec<Located<ArgSpec>>,
     #[serde(default)]
     pub attributes: BTreeMap<String, AttributeValue>,
     #[serde(default)]

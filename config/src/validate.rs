@@ -142,7 +142,68 @@ fn validate_usdt(
         value: usdt.capture(),
         position: usdt.position,
     };
-    validate_capture(&capture, field, stack_frames, Typing::FromNote, problems);
+    validate_capture(
+        &capture,
+        field,
+        "args",
+        stack_frames,
+        Typing::FromNote,
+        problems,
+    );
+    if usdt.until_args.is_empty() {
+        return;
+    }
+    if usdt.until.is_none() {
+        problems.add(
+            usdt.position,
+            format!("{field}.until_args"),
+            "`until_args` are read at the `until` probe: give `until`",
+        );
+    }
+    let ending = Located {
+        value: FunctionSpec {
+            args: usdt.until_args.clone(),
+            ..FunctionSpec::default()
+        },
+        position: usdt.position,
+    };
+    validate_capture(
+        &ending,
+        field,
+        "until_args",
+        stack_frames,
+        Typing::FromNote,
+        problems,
+    );
+    let total = usdt.args.len() + usdt.until_args.len();
+    if total > MAX_CAPTURED_ARGS {
+        problems.add(
+            usdt.position,
+            format!("{field}.until_args"),
+            format!(
+                "{total} arguments in `args` and `until_args`; at most {MAX_CAPTURED_ARGS} can \
+                 be captured"
+            ),
+        );
+    }
+    for (a, arg) in usdt.until_args.iter().enumerate() {
+        let name = arg.attribute_name();
+        if usdt.args.iter().any(|start| start.attribute_name() == name) {
+            problems.add(
+                arg.position,
+                format!("{field}.until_args[{a}].name"),
+                format!("attribute `{name}` is also an argument of the start probe"),
+            );
+        }
+        if arg.ty.is_some_and(|ty| ty.is_memory()) {
+            problems.add(
+                arg.position,
+                format!("{field}.until_args[{a}].type"),
+                "an `until` argument is read as a number when the span ends; its memory is not \
+                 captured (capture a pointer as `ptr`)",
+            );
+        }
+    }
 }
 
 fn validate_export(config: &Config, problems: &mut Problems) {
@@ -302,7 +363,14 @@ fn validate_function(
             "give only one of `symbol`, `offset` or `address`",
         ),
     }
-    validate_capture(function, field, stack_frames, Typing::Required, problems);
+    validate_capture(
+        function,
+        field,
+        "args",
+        stack_frames,
+        Typing::Required,
+        problems,
+    );
 }
 
 /// Whether an argument must say its `type`.
@@ -318,6 +386,7 @@ enum Typing {
 fn validate_capture(
     function: &Located<FunctionSpec>,
     field: &str,
+    args_key: &str,
     stack_frames: u16,
     typing: Typing,
     problems: &mut Problems,
@@ -353,7 +422,7 @@ fn validate_capture(
     if function.args.len() > MAX_CAPTURED_ARGS {
         problems.add(
             here,
-            format!("{field}.args"),
+            format!("{field}.{args_key}"),
             format!(
                 "{} arguments listed; at most {MAX_CAPTURED_ARGS} can be captured",
                 function.args.len()
@@ -364,7 +433,7 @@ fn validate_capture(
     let mut names = HashSet::new();
     let mut memory = 0usize;
     for (a, arg) in function.args.iter().enumerate() {
-        let field = format!("{field}.args[{a}]");
+        let field = format!("{field}.{args_key}[{a}]");
         let at = arg.position;
         if arg.index > MAX_ARG_INDEX {
             problems.add(
@@ -442,7 +511,7 @@ fn validate_capture(
     if memory > MEMORY_BUDGET {
         problems.add(
             here,
-            format!("{field}.args"),
+            format!("{field}.{args_key}"),
             format!(
                 "the `str`/`bytes` arguments and the stack take {memory} bytes per call; at most \
                  {MEMORY_BUDGET} fit"

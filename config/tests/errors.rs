@@ -377,3 +377,33 @@ probes:
     ];
     assert_eq!(error(yaml), expected.join("\n"));
 }
+
+#[test]
+fn usdt_mistakes() {
+    let yaml = "\
+probes:
+  - binary: postgres
+    usdt:
+      - { probe: query__start }
+      - { probe: 'pg:a', until: 'pg:a' }
+      - { probe: 'pg:b', until: 'pg:c', event: true }
+      - { probe: 'pg:d', until_args: [{ index: 0, name: rows }] }
+      - probe: 'pg:e'
+        until: 'pg:f'
+        span_name: 'q {text}'
+        args: [{ index: 0, name: id }]
+        until_args: [{ index: 0, name: id }, { index: 1, name: text, type: str }]
+      - { probe: 'pg:e' }
+";
+    let expected = [
+        "app.yaml:4:18: probes[0].usdt[0].probe: `query__start` is not `provider:name`",
+        "app.yaml:5:9: probes[0].usdt[1].until: a span cannot end at the probe that starts it",
+        "app.yaml:6:48: probes[0].usdt[2].event: an event has no duration: give `event` or `until`, not both",
+        "app.yaml:7:9: probes[0].usdt[3].until_args: `until_args` are read at the `until` probe: give `until`",
+        "app.yaml:8:9: probes[0].usdt[4].span_name: `{text}` names no captured argument (captured: id)",
+        "app.yaml:12:22: probes[0].usdt[4].until_args[0].name: attribute `id` is also an argument of the start probe",
+        "app.yaml:12:46: probes[0].usdt[4].until_args[1].type: an `until` argument is read as a number when the span ends; its memory is not captured (capture a pointer as `ptr`)",
+        "app.yaml:13:18: probes[0].usdt[5].probe: this probe already starts a span for this binary",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
+}

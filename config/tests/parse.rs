@@ -197,8 +197,8 @@ fn bundled_example_configs_parse() {
             }
         }
     }
-    // demo, captures and compose.
-    assert_eq!(seen, 3);
+    // demo, captures, compose and postgres.
+    assert_eq!(seen, 4);
 }
 
 proptest! {

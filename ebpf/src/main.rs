@@ -513,6 +513,7 @@ fn end_usdt_span(
     }
     stack.depth -= 1;
     stack.top_entry_ns = top.parent_entry_ns;
+    store_end_args(stack, stack.depth, capture, regs);
     let ending = Ending {
         now,
         ret: 0,
@@ -522,6 +523,25 @@ fn end_usdt_span(
     emit_call(thread, stack, stack.depth, &ending);
     resample_after(stack, stack.depth);
     Some(())
+}
+
+/// Reads the arguments of the site that ends the span in frame `index` into that frame, in
+/// the slots after the start's (the end site's capture leaves those unused). Out of line, like
+/// [`frame_at`], so that the verifier bounds the frame's index where it is used.
+#[inline(never)]
+fn store_end_args(stack: &mut ThreadStack, index: u32, capture: &FunctionCapture, regs: &pt_regs) {
+    let (args, faulted) = read_args(regs, capture, Faults::Fail);
+    let Some(frame) = stack.frames.get_mut(index as usize) else {
+        return;
+    };
+    for (i, arg) in capture.args.iter().enumerate() {
+        if arg.source != ArgSource::None as u8
+            && let (Some(to), Some(&value)) = (frame.args.get_mut(i), args.get(i))
+        {
+            *to = value;
+        }
+    }
+    frame.faults |= faulted;
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {
@@ -865,6 +885,9 @@ fn read_args(regs: &pt_regs, capture: &FunctionCapture, faults: Faults) -> ([u64
         let Some(arg) = capture.args.get(i) else {
             return 0;
         };
+        if arg.source == ArgSource::Constant as u8 {
+            return arg.constant();
+        }
         let register = read_arg(regs, arg.source, arg.slot);
         if arg.chain == 0 {
             return register;

@@ -9,11 +9,14 @@ use spanprobe_common::{
     MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, USDT_END, USDT_EVENT,
     USDT_START,
 };
-use spanprobe_config::{Condition, Decoded, Sampler, TraceContextFormat, ValueType};
+use spanprobe_config::{ArgSpec, Condition, Decoded, Sampler, TraceContextFormat, ValueType};
 
 use crate::{
     events::decode::otel_value,
-    probe::{kind::ProbeKind, resolve::ProbedFunction},
+    probe::{
+        kind::{ArgLocation, ProbeKind},
+        resolve::ProbedFunction,
+    },
 };
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
@@ -128,9 +131,6 @@ pub struct ArgPlan {
     pub data: Range<usize>,
     /// For `str`: longest string kept; longer ones are cut and marked truncated.
     pub max_len: usize,
-    /// A USDT argument that is the same constant at every firing: its value, which the
-    /// kernel does not read.
-    pub constant: Option<u64>,
 }
 
 /// How the return value is read back from an event.
@@ -160,49 +160,20 @@ pub struct StackPlan {
 fn plan(function: &ProbedFunction) -> CapturePlan {
     let (spec, stack_frames) = (&function.spec, function.stack_frames);
     let mut capture = FunctionCapture::default();
-    let mut plans = Vec::with_capacity(spec.args.len());
+    let mut plans = Vec::with_capacity(spec.args.len() + function.later_args.len());
     let mut data_len = 0usize;
-    for (slot, (arg, kernel)) in spec.args.iter().zip(capture.args.iter_mut()).enumerate() {
-        let place = function.arg_location(arg.index).place();
-        let count = arg
-            .len_arg
-            .map(|index| function.arg_location(index).kernel());
-        let memory = match count {
-            Some(_) => arg.value_type().counted_memory(),
-            None => arg.value_type().memory(),
-        };
-        let size = arg.data_size();
-        let (count_source, count_slot) = count.unwrap_or((ArgSource::None, 0));
-        // A memory operand's offset is the first step of the chain: the value is read there.
-        let offsets = match (place.offset, &arg.offsets) {
-            (None, offsets) => offsets.clone(),
-            (Some(first), Some(offsets)) => Some([&[first][..], offsets].concat()),
-            (Some(first), None) if arg.value_type().is_memory() => Some(vec![first, 0]),
-            (Some(first), None) => Some(vec![first]),
-        };
-        *kernel = ArgCapture {
-            source: place.source as u8,
-            slot: place.slot,
-            memory: memory as u8,
-            count_source: count_source as u8,
-            len: arg.value_type().read_len(arg.memory_len(), count.is_some()) as u16,
-            offset: data_len as u16,
-            count_slot,
-            ..chain_capture(offsets.as_deref(), arg.value_type())
-        };
-        plans.push(ArgPlan {
-            slot,
-            // Shared, not owned: the key is cloned into every span.
-            key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
-            ty: arg.value_type(),
-            enumerators: arg.enumerators.clone(),
-            chained: offsets.is_some(),
-            memory,
-            data: data_len..data_len + size,
-            max_len: usize::from(arg.memory_len()),
-            constant: place.constant,
-        });
-        data_len += size;
+    let slots = function.slot_base..spanprobe_common::MAX_ARGS;
+    for (slot, arg) in slots.clone().zip(&spec.args) {
+        let location = function.arg_location(arg.index);
+        let count = arg.len_arg.map(|index| function.arg_location(index));
+        let (kernel, plan) = capture_arg(arg, location, count, slot, data_len);
+        capture.args[slot] = kernel;
+        data_len += arg.data_size();
+        plans.push(plan);
+    }
+    // Read by the probe that ends the span, into the slots after these; decoded here.
+    for (slot, (arg, location)) in slots.skip(spec.args.len()).zip(&function.later_args) {
+        plans.push(capture_arg(arg, *location, None, slot, data_len).1);
     }
     let stack = (stack_frames > 0).then(|| {
         let start = data_len.next_multiple_of(8);
@@ -232,6 +203,56 @@ fn plan(function: &ProbedFunction) -> CapturePlan {
         stack,
         ret,
     }
+}
+
+/// How the kernel captures `arg`, at `location` (its count, if any, at `count`), into event
+/// slot `slot` and data at `data_offset`; and how it is read back.
+fn capture_arg(
+    arg: &ArgSpec,
+    location: ArgLocation,
+    count: Option<ArgLocation>,
+    slot: usize,
+    data_offset: usize,
+) -> (ArgCapture, ArgPlan) {
+    let place = location.place();
+    let count = count.map(ArgLocation::kernel);
+    let memory = match count {
+        Some(_) => arg.value_type().counted_memory(),
+        None => arg.value_type().memory(),
+    };
+    let (count_source, count_slot) = count.unwrap_or((ArgSource::None, 0));
+    // A memory operand's offset is the first step of the chain: the value is read there.
+    let offsets = match (place.offset, &arg.offsets) {
+        (None, offsets) => offsets.clone(),
+        (Some(first), Some(offsets)) => Some([&[first][..], offsets].concat()),
+        (Some(first), None) if arg.value_type().is_memory() => Some(vec![first, 0]),
+        (Some(first), None) => Some(vec![first]),
+    };
+    let mut kernel = ArgCapture {
+        source: place.source as u8,
+        slot: place.slot,
+        memory: memory as u8,
+        count_source: count_source as u8,
+        len: arg.value_type().read_len(arg.memory_len(), count.is_some()) as u16,
+        offset: data_offset as u16,
+        count_slot,
+        ..chain_capture(offsets.as_deref(), arg.value_type())
+    };
+    if let Some(value) = place.constant {
+        kernel.set_constant(value);
+    }
+    let plan = ArgPlan {
+        slot,
+        // Shared, not owned: the key is cloned into every span.
+        key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
+        ty: arg.value_type(),
+        enumerators: arg.enumerators.clone(),
+        chained: offsets.is_some(),
+        memory,
+        data: data_offset..data_offset + arg.data_size(),
+        max_len: usize::from(arg.memory_len()),
+    };
+    (kernel, plan)
 }
 
 /// The part of an [`ArgCapture`] that follows a chain of `offsets` (none: the register itself)
@@ -331,7 +352,7 @@ impl ArgPlan {
 
     /// The attributes of this argument in `event`, whose captured memory is `data`.
     pub fn attributes(&self, event: &CallEvent, data: &[u8], out: &mut Vec<KeyValue>) {
-        let Some(&raw) = self.constant.as_ref().or(event.args.get(self.slot)) else {
+        let Some(&raw) = event.args.get(self.slot) else {
             return;
         };
         let memory = self.memory(event, data);
@@ -470,13 +491,14 @@ mod tests {
                 // The pointer in memory, then the string it points to.
                 (gpr, 3, 2, vec![-80, 0], 0),
                 (gpr, 7, 1, vec![16, 0], 8),
-                (ArgSource::None as u8, 0, 0, vec![0, 0], 4),
+                // A constant is its value, which the kernel copies into the event.
+                (ArgSource::Constant as u8, 0, 0, vec![7, 0], 4),
             ]
         );
-        let event = CallEvent::default();
-        let mut out = Vec::new();
-        plan.args[3].attributes(&event, &[], &mut out);
-        assert_eq!(out, [KeyValue::new("seven", 7)]);
+        assert_eq!(plan.kernel.args[3].constant(), 7);
+        let mut negative = ArgCapture::default();
+        negative.set_constant(-5i64 as u64);
+        assert_eq!(negative.constant() as i64, -5);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use spanprobe_config::{Config, FunctionSpec, Located, Position, ProbeTarget, Problem};
+use spanprobe_config::{ArgSpec, Config, FunctionSpec, Located, Position, ProbeTarget, Problem};
 
 use crate::probe::{
     binary::{self, BinaryError},
@@ -55,6 +55,12 @@ pub struct ProbedFunction {
     /// For a USDT site guarded by a semaphore: the semaphore's file offset, which the kernel
     /// increments while the probe is attached.
     pub semaphore: Option<u64>,
+    /// The event slot of the first argument: after the start's, for a USDT site that ends a
+    /// span and adds its own arguments to the start's.
+    pub slot_base: usize,
+    /// For a USDT start: the arguments its `until` site reads when the span ends (into the
+    /// slots after this site's), and where they are there; decoded with this site's events.
+    pub later_args: Vec<(ArgSpec, ArgLocation)>,
 }
 
 impl ProbedFunction {
@@ -81,6 +87,8 @@ impl ProbedFunction {
             single_stepped: None,
             operands: Vec::new(),
             semaphore: None,
+            slot_base: 0,
+            later_args: Vec::new(),
         }
     }
 
@@ -388,6 +396,8 @@ impl Binary {
             single_stepped,
             operands: Vec::new(),
             semaphore: None,
+            slot_base: 0,
+            later_args: Vec::new(),
         }
     }
 }

@@ -74,7 +74,7 @@ pub struct KernelPlace {
     /// For a memory operand: the offset from the register to the value, the first step of
     /// its chain of pointers.
     pub offset: Option<i32>,
-    /// For a constant: the value, which userspace knows without the kernel reading anything.
+    /// For a constant ([`ArgSource::Constant`]): its value.
     pub constant: Option<u64>,
 }
 
@@ -114,7 +114,7 @@ impl ArgLocation {
             },
             Self::Usdt(Operand::Constant(value)) => KernelPlace {
                 constant: Some(value as u64),
-                ..at(ArgSource::None, 0)
+                ..at(ArgSource::Constant, 0)
             },
         }
     }

@@ -8,7 +8,7 @@ use spanprobe_config::{ArgSpec, FunctionSpec, Located, UsdtSpec, ValueType};
 use crate::{
     command::symbols::closest_hint,
     probe::{
-        kind::ProbeKind,
+        kind::{ArgLocation, ProbeKind},
         resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
         usdt::{Operand, UsdtArg, UsdtProbe, read_probes},
     },
@@ -75,20 +75,47 @@ pub fn resolve(
                 event: entry.event.value,
             },
         };
-        for site in starts {
-            match site_spec(entry.capture(), site, &field) {
-                Ok((spec, operands)) => resolved.push(probe(binary, site, kind, spec, operands)),
-                Err(site_errors) => errors.extend(site_errors),
-            }
-        }
+        // The end sites first: the starts decode what they read.
+        let mut later_args = Vec::new();
         for (until, sites) in ends.into_iter() {
             let spec = FunctionSpec {
                 span_name: Some(until.value.clone()),
+                args: entry.until_args.clone(),
                 ..FunctionSpec::default()
             };
             for site in sites {
+                let (spec, operands) = match site_spec(spec.clone(), site, &field, "until_args") {
+                    Ok(typed) => typed,
+                    Err(site_errors) => {
+                        errors.extend(site_errors);
+                        continue;
+                    }
+                };
+                if later_args.is_empty() {
+                    later_args = spec
+                        .args
+                        .iter()
+                        .map(|arg| {
+                            let at = operands.get(usize::from(arg.index)).map(|a| a.operand);
+                            let at = at.unwrap_or(Operand::Constant(0));
+                            (arg.value.clone(), ArgLocation::Usdt(at))
+                        })
+                        .collect();
+                }
                 let kind = ProbeKind::UsdtEnd { pair };
-                resolved.push(probe(binary, site, kind, spec.clone(), Vec::new()));
+                resolved.push(ProbedFunction {
+                    slot_base: entry.args.len(),
+                    ..probe(binary, site, kind, spec, operands)
+                });
+            }
+        }
+        for site in starts {
+            match site_spec(entry.capture(), site, &field, "args") {
+                Ok((spec, operands)) => resolved.push(ProbedFunction {
+                    later_args: later_args.clone(),
+                    ..probe(binary, site, kind, spec, operands)
+                }),
+                Err(site_errors) => errors.extend(site_errors),
             }
         }
     }
@@ -125,6 +152,7 @@ fn site_spec(
     mut spec: FunctionSpec,
     site: &UsdtProbe,
     field: &str,
+    args_key: &str,
 ) -> Result<(FunctionSpec, Vec<UsdtArg>), Vec<ResolveError>> {
     let mut errors = Vec::new();
     // An operand that cannot be read is only an error for an argument that asks for it.
@@ -136,7 +164,7 @@ fn site_spec(
     for (a, arg) in spec.args.iter_mut().enumerate() {
         let problem = |reason: String| ResolveError {
             position: arg.position,
-            field: format!("{field}.args[{a}]"),
+            field: format!("{field}.{args_key}[{a}]"),
             kind: ResolveErrorKind::UsdtArg {
                 probe: site.full_name(),
                 address: site.address,
