@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use support::{
     receiver::ReceivedSpan,
-    scenario::{Scenario, Workdir, assert_exit, named, probe},
+    scenario::{Scenario, Workdir, assert_exit, assert_has_all, named, probe},
 };
 
 /// `tests/programs/fields.c`, built into `dir`.
@@ -158,16 +158,17 @@ async fn a_wrong_path_names_the_step_and_what_is_there() {
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_exit(&check, 2);
     let stderr = support::stderr(&check);
-    for expected in [
-        "args[0].path: ",
-        "cannot resolve `->usr->id`: `->usr`: struct request has no member `usr`; it has rid, \
-         user, path, tags, k",
-        "args[1].path: ",
-        "cannot resolve `->rid->x`: `->x`: int is not a pointer",
-        "`rid` is not a path: unexpected `rid` (write `->member`, `.member` or `[n]` steps)",
-    ] {
-        assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
-    }
+    assert_has_all(
+        &stderr,
+        &[
+            "args[0].path: ",
+            "cannot resolve `->usr->id`: `->usr`: struct request has no member `usr`; it has rid, \
+             user, path, tags, k",
+            "args[1].path: ",
+            "cannot resolve `->rid->x`: `->x`: int is not a pointer",
+            "`rid` is not a path: unexpected `rid` (write `->member`, `.member` or `[n]` steps)",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,16 +225,17 @@ async fn types_are_inferred_from_dwarf() {
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_exit(&check, 0);
     let report = support::stdout(&check);
-    for expected in [
-        "rid: i32 at ->rid (offsets [0] from RDI)",
-        "user_id: i64 at ->user->id (offsets [8, 0] from RDI)",
-        "user_name: str up to 16 bytes at ->user->name (offsets [8, 8] from RDI)",
-        "path: str up to 64 bytes at ->path (offsets [16, 0] from RDI)",
-        "tag2: i32 at ->tags[2] (offsets [32] from RDI)",
-        "kind: u32 named by its enumerators at ->k (offsets [40] from RDI)",
-    ] {
-        assert!(report.contains(expected), "{expected:?} not in\n{report}");
-    }
+    assert_has_all(
+        &report,
+        &[
+            "rid: i32 at ->rid (offsets [0] from RDI)",
+            "user_id: i64 at ->user->id (offsets [8, 0] from RDI)",
+            "user_name: str up to 16 bytes at ->user->name (offsets [8, 8] from RDI)",
+            "path: str up to 64 bytes at ->path (offsets [16, 0] from RDI)",
+            "tag2: i32 at ->tags[2] (offsets [32] from RDI)",
+            "kind: u32 named by its enumerators at ->k (offsets [40] from RDI)",
+        ],
+    );
     let calls = handled(&s, &binary, args).await;
     check_values(&calls);
     // An enum DWARF typed is shown by its enumerators' names.
@@ -313,12 +315,13 @@ async fn return_values_by_path_and_by_offsets() {
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_exit(&check, 0);
     let report = support::stdout(&check);
-    for expected in [
-        "return user_id: i64 at ->id (offsets [0] from RAX) (error when == 0)",
-        "return kind: u32 named by its enumerators at .k (offsets [16] from RAX)",
-    ] {
-        assert!(report.contains(expected), "{expected:?} not in\n{report}");
-    }
+    assert_has_all(
+        &report,
+        &[
+            "return user_id: i64 at ->id (offsets [0] from RAX) (error when == 0)",
+            "return kind: u32 named by its enumerators at .k (offsets [16] from RAX)",
+        ],
+    );
     let (_, spans) = s
         .trace_ok(&s.config(&binary, functions), &[binary.to_str().unwrap()])
         .await;
@@ -383,20 +386,21 @@ async fn refused_paths_say_why() {
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_exit(&check, 2);
     let stderr = support::stderr(&check);
-    for expected in [
-        "functions[0].args[0].path: ",
-        "cannot resolve `->next->next->next->next->next->value`: the path follows more than 4 pointers",
-        "functions[0].args[1].path: ",
-        "cannot resolve `->mode`: `->mode`: `mode` is a bitfield, which cannot be read as a \
-         whole number of bytes",
-        "functions[0].return.path: ",
-        "cannot resolve `->x`: `->x`: int is not a pointer",
-        "functions[1].return.path: ",
-        "cannot resolve `->name`: the value is char[], read as `str`: a return value is \
-         captured as a number, not the memory behind it",
-    ] {
-        assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
-    }
+    assert_has_all(
+        &stderr,
+        &[
+            "functions[0].args[0].path: ",
+            "cannot resolve `->next->next->next->next->next->value`: the path follows more than 4 pointers",
+            "functions[0].args[1].path: ",
+            "cannot resolve `->mode`: `->mode`: `mode` is a bitfield, which cannot be read as a \
+             whole number of bytes",
+            "functions[0].return.path: ",
+            "cannot resolve `->x`: `->x`: int is not a pointer",
+            "functions[1].return.path: ",
+            "cannot resolve `->name`: the value is char[], read as `str`: a return value is \
+             captured as a number, not the memory behind it",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -407,26 +411,25 @@ async fn init_offers_members_that_trace_as_written() {
         support::spanprobe_with(&["init", "--members", binary.to_str().unwrap(), "handle"]).await;
     assert_exit(&init, 0);
     let text = support::stdout(&init);
-    for expected in [
-        "          - { index: 0, name: r, type: ptr }  # struct request *",
-        "          # members of what `r` points to; uncomment to capture:",
-        "          # - { index: 0, name: r.rid, path: '->rid' }  # int, read as i32",
-        "          # - { index: 0, name: r.path, path: '->path' }  # const char *, read as str",
-        "          # - { index: 0, name: r.k, path: '->k' }  # enum kind, read as its enumerator's name",
-    ] {
-        assert!(text.contains(expected), "{expected:?} not in\n{text}");
-    }
+    assert_has_all(
+        &text,
+        &[
+            "          - { index: 0, name: r, type: ptr }  # struct request *",
+            "          # members of what `r` points to; uncomment to capture:",
+            "          # - { index: 0, name: r.rid, path: '->rid' }  # int, read as i32",
+            "          # - { index: 0, name: r.path, path: '->path' }  # const char *, read as str",
+            "          # - { index: 0, name: r.k, path: '->k' }  # enum kind, read as its enumerator's name",
+        ],
+    );
     // Without the flag, nothing is offered.
     let plain = support::spanprobe_with(&["init", binary.to_str().unwrap(), "handle"]).await;
     assert!(!support::stdout(&plain).contains("->"));
 
     // A user uncomments the offers and traces with them as they are.
     let uncommented = text.replace("          # - ", "          - ");
-    let endpoint = s.receiver.grpc_endpoint();
-    let yaml = format!("{uncommented}exporter: {{ otlp: {{ endpoint: '{endpoint}' }} }}\n");
-    let output = support::run(&s.write_yaml(&yaml), &[binary.to_str().unwrap()]).await;
-    assert_exit(&output, 0);
-    let spans = s.receiver.spans();
+    let (_, spans) = s
+        .trace_yaml(&uncommented, &[binary.to_str().unwrap()])
+        .await;
     let mut calls: Vec<_> = named(&spans, "handle");
     calls.sort_by_key(|span| span.span.start_time_unix_nano);
     let [full, empty, null] = calls[..] else {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use support::{
     receiver::ReceivedSpan,
-    scenario::{Scenario, Workdir, assert_exit, by_id, named},
+    scenario::{Scenario, Workdir, assert_exit, assert_has_all, by_id, named},
 };
 
 /// `tests/programs/usdt.c`, built into `dir`.
@@ -223,21 +223,22 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_exit(&check, 0);
     let report = support::stdout(&check);
-    for expected in [
-        "request: app:request__start at address 0x",
-        "USDT site opening a span that its `until` closes, semaphore at file offset 0x",
-        "ok, 8 USDT sites to probe",
-        "args id: i64 (RDI), name: str up to 64 bytes (RSI), slot: i32 ([RBP-4])",
-        "app:request__done: app:request__done at address",
-        "USDT site closing the span its `probe` opened",
-        "app:mark: app:mark at address",
-        "USDT site: a span with no duration",
-        "seven: i32 (constant 7)",
-        "args done_id: i64 (RDX)",
-        "args done_id: i64 (constant 2)",
-    ] {
-        assert!(report.contains(expected), "{expected:?} not in\n{report}");
-    }
+    assert_has_all(
+        &report,
+        &[
+            "request: app:request__start at address 0x",
+            "USDT site opening a span that its `until` closes, semaphore at file offset 0x",
+            "ok, 8 USDT sites to probe",
+            "args id: i64 (RDI), name: str up to 64 bytes (RSI), slot: i32 ([RBP-4])",
+            "app:request__done: app:request__done at address",
+            "USDT site closing the span its `probe` opened",
+            "app:mark: app:mark at address",
+            "USDT site: a span with no duration",
+            "seven: i32 (constant 7)",
+            "args done_id: i64 (RDX)",
+            "args done_id: i64 (constant 2)",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,20 +249,17 @@ async fn init_writes_a_usdt_section_that_traces_as_written() {
         support::spanprobe_with(&["init", "--usdt", binary.to_str().unwrap(), "app:*"]).await;
     assert_exit(&init, 0);
     let text = support::stdout(&init);
-    for expected in [
-        "      - probe: 'app:request__start'\n        until: 'app:request__done'\n        span_name: request\n",
-        "          - { index: 2, name: arg2 }  # -4@-4(%rbp)\n",
-        "      - probe: 'app:mark'\n",
-    ] {
-        assert!(text.contains(expected), "{expected:?} not in\n{text}");
-    }
+    assert_has_all(
+        &text,
+        &[
+            "      - probe: 'app:request__start'\n        until: 'app:request__done'\n        span_name: request\n",
+            "          - { index: 2, name: arg2 }  # -4@-4(%rbp)\n",
+            "      - probe: 'app:mark'\n",
+        ],
+    );
     // An end probe is the `until` of its start, not an entry of its own.
     assert!(!text.contains("probe: 'app:request__done'"), "{text}");
-    let endpoint = s.receiver.grpc_endpoint();
-    let yaml = format!("{text}exporter: {{ otlp: {{ endpoint: '{endpoint}' }} }}\n");
-    let output = support::run(&s.write_yaml(&yaml), &[binary.to_str().unwrap()]).await;
-    assert_exit(&output, 0);
-    let spans = s.receiver.spans();
+    let (_, spans) = s.trace_yaml(&text, &[binary.to_str().unwrap()]).await;
     assert_eq!(named(&spans, "request").len(), 3);
     assert_eq!(named(&spans, "step").len(), 4);
     assert_eq!(named(&spans, "app:guarded").len(), 3);
@@ -288,23 +286,24 @@ async fn unknown_probes_and_unreadable_arguments_say_why() {
     let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_exit(&check, 2);
     let stderr = support::stderr(&check);
-    for expected in [
-        "probes[0].usdt[0].probe: ",
-        "no USDT probe `app:request_start` (closest: `app:request__start`",
-        "probes[0].usdt[0].until: ",
-        "no USDT probe `app:request__dne` (closest: `app:request__done`",
-        "probes[0].usdt[1].args[0]: ",
-        "app:mark (the site at 0x",
-        "argument 0 is a constant: there is no memory behind it to read",
-        "probes[0].usdt[1].args[1]: ",
-        "argument 3 does not exist: the probe has 1 argument(s)",
-        "probes[0].usdt[1].args[2]: ",
-        "`path` needs a function's DWARF parameters; at a USDT probe give the chain as `offsets`",
-        "probes[1].usdt[0].probe: ",
-        "no USDT probe `demo:start` (the binary has no USDT probes)",
-    ] {
-        assert!(stderr.contains(expected), "{expected:?} not in\n{stderr}");
-    }
+    assert_has_all(
+        &stderr,
+        &[
+            "probes[0].usdt[0].probe: ",
+            "no USDT probe `app:request_start` (closest: `app:request__start`",
+            "probes[0].usdt[0].until: ",
+            "no USDT probe `app:request__dne` (closest: `app:request__done`",
+            "probes[0].usdt[1].args[0]: ",
+            "app:mark (the site at 0x",
+            "argument 0 is a constant: there is no memory behind it to read",
+            "probes[0].usdt[1].args[1]: ",
+            "argument 3 does not exist: the probe has 1 argument(s)",
+            "probes[0].usdt[1].args[2]: ",
+            "`path` needs a function's DWARF parameters; at a USDT probe give the chain as `offsets`",
+            "probes[1].usdt[0].probe: ",
+            "no USDT probe `demo:start` (the binary has no USDT probes)",
+        ],
+    );
 }
 
 /// A PostgreSQL 15 cluster in a directory of its own, run by the `postgres` user (the server

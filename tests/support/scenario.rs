@@ -191,6 +191,16 @@ impl Scenario {
         (output, spans)
     }
 
+    /// [`Scenario::trace_ok`] with a config written as YAML (`init`'s, say), exporting to the
+    /// receiver.
+    pub async fn trace_yaml(&self, yaml: &str, command: &[&str]) -> (Output, Vec<ReceivedSpan>) {
+        let endpoint = self.receiver.grpc_endpoint();
+        let yaml = format!("{yaml}\nexporter: {{ otlp: {{ endpoint: '{endpoint}' }} }}\n");
+        let output = super::run(&self.write_yaml(&yaml), command).await;
+        assert_exit(&output, 0);
+        (output, self.receiver.spans())
+    }
+
     /// A sidecar (`spanprobe run` without a command) under `config`, once attached.
     pub async fn sidecar(&self, config: &Value) -> Sidecar {
         Sidecar::start(&self.write(config), &[]).await
@@ -226,6 +236,14 @@ pub fn assert_exit(output: &Output, code: i32) {
         "stderr: {}",
         super::stderr(output)
     );
+}
+
+/// Asserts that `text` contains each of `expected`, showing the text for the first that is
+/// missing.
+pub fn assert_has_all(text: &str, expected: &[&str]) {
+    for expected in expected {
+        assert!(text.contains(expected), "{expected:?} not in\n{text}");
+    }
 }
 
 /// Asserts that `output`'s stderr (spanprobe's log and summary) contains `text`.
