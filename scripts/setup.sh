@@ -18,8 +18,9 @@ BPF_LINKER_VERSION=0.13.0
 # OpenTelemetry SDK, installed from PyPI into a virtual environment (below).
 # python3.11-dbg: a real program with DWARF, whose structs the member-path tests walk.
 # postgresql-15, systemtap-sdt-dev: USDT probes, a real server's and our own (sys/sdt.h).
+# golang-go: real Go programs (Go 1.19, register ABI), built by the tests.
 APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg
-  postgresql-15 systemtap-sdt-dev)
+  postgresql-15 systemtap-sdt-dev golang-go)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

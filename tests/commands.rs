@@ -354,13 +354,14 @@ async fn init_writes_a_config_that_checks() {
     );
 }
 
-/// Go functions get entry-only spans: `return` and `args` are refused with the reason.
+/// Go functions get entry-only spans: `return` is refused with the reason, and so are
+/// arguments of a function not named by `symbol` (Go's are placed by their DWARF parameters).
 #[tokio::test]
 async fn go_binaries_refuse_return_and_args_with_the_reason() {
     let dir = Workdir::new();
     dir.fake_go();
     let config = dir.write_yaml(
-        "probes:\n  - binary: fakego\n    functions:\n      - symbol: handler\n        return: { type: i32 }\n      - symbol: main\n        args: [{ index: 0, type: i32 }]\n",
+        "probes:\n  - binary: fakego\n    functions:\n      - symbol: handler\n        return: { type: i32 }\n      - address: 0x1000\n        args: [{ index: 0, type: i32 }]\n",
     );
     let output = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
     assert_eq!(output.status.code(), Some(2));
@@ -371,8 +372,9 @@ async fn go_binaries_refuse_return_and_args_with_the_reason() {
             "spanprobe: {config}:5:17: probes[0].functions[0].return: {binary}: is a Go binary; \
              uretprobes corrupt Go stacks (Go moves goroutine stacks, and the hijacked return \
              address goes with them), so Go functions get entry-only spans: remove `return`\n\
-             {config}:7:16: probes[0].functions[1].args: {binary}: is a Go binary; Go passes \
-             arguments in its own register order, which spanprobe does not decode yet: remove `args`",
+             {config}:7:16: probes[0].functions[1].args: {binary}: is a Go binary, whose \
+             arguments are found by their declared position in the function's DWARF: probe it \
+             by `symbol`",
             config = config.display(),
             binary = binary.display(),
         )

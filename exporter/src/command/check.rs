@@ -100,6 +100,7 @@ pub fn report(
         let _ = match function.kind {
             ProbeKind::Function => Ok(()),
             ProbeKind::EntryOnly => write!(out, ", entry-only (no return probe)"),
+            ProbeKind::GoEntry => write!(out, ", Go function: entry-only (no return probe)"),
             ProbeKind::UsdtStart { .. } => {
                 write!(out, ", USDT site opening a span that its `until` closes")
             }

@@ -13,8 +13,10 @@ use super::symbols::{no_match, read_table};
 use crate::probe::{
     dwarf::{
         Abi, FunctionSignature, function_signatures,
+        go::GoParam,
         path::{MemberOffer, pointee_members},
     },
+    goabi::{self, GoPlace},
     symbols::FunctionSymbol,
     sysv::{Place, places},
 };
@@ -48,6 +50,13 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
         let patterns: Vec<_> = patterns.iter().map(String::as_str).collect();
         return Err(no_match(&path, &table, &patterns));
     }
+    // Go places arguments by its own ABI: its parameters are read apart.
+    let go_params = if elf.is_go {
+        let wanted: HashSet<&str> = functions.iter().map(|f| f.raw.as_str()).collect();
+        crate::probe::dwarf::go::parameters(&path, &wanted).unwrap_or_default()
+    } else {
+        HashMap::new()
+    };
     let signatures = function_signatures(&path).unwrap_or_default();
     let by_linkage: HashMap<&str, &FunctionSignature> = signatures
         .values()
@@ -117,6 +126,8 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
                 out,
                 "        # a compiler-made clone ({clone}): its arguments are not the source's"
             );
+        } else if let Some(params) = go_params.get(&function.raw) {
+            write_go_params(&mut out, params);
         } else if let Some(signature) = signature {
             let offers = offers.get(&function.raw).map_or(&[][..], Vec::as_slice);
             write_signature(&mut out, signature, offers);
@@ -384,6 +395,51 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Me
             "        # the return value ({c_name}) cannot be captured"
         ),
     };
+}
+
+/// The `args` of one Go function, each at its declared position with the registers Go's ABI
+/// gives it; what cannot be read is a comment saying why. No `return`: Go functions get
+/// entry-only spans.
+fn write_go_params(out: &mut String, params: &[GoParam]) {
+    if params.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "        args:");
+    for (index, (param, place)) in params.iter().zip(goabi::places(params)).enumerate() {
+        let name = param.name.clone().unwrap_or_else(|| format!("arg{index}"));
+        let go_type = &param.go_type;
+        let _ = match place {
+            GoPlace::Registers { integers, .. } if integers.is_empty() => writeln!(
+                out,
+                "          # {name} ({go_type}): in a floating-point register, which uprobes do \
+                 not capture"
+            ),
+            GoPlace::Registers { integers, .. } => {
+                let registers: Vec<String> = integers.iter().map(ToString::to_string).collect();
+                let ty = match (go_type.as_str(), integers.len(), param.capture) {
+                    ("string", _, _) => Some(ValueType::Str),
+                    (_, 1, capture) => capture,
+                    _ => Some(ValueType::Ptr),
+                };
+                match ty {
+                    Some(ty) => writeln!(
+                        out,
+                        "          - {{ index: {index}, name: {}, type: {ty} }}  # {go_type} in {}",
+                        quote(&name),
+                        registers.join(", ")
+                    ),
+                    None => writeln!(
+                        out,
+                        "          # {name} ({go_type}): no type reads it whole"
+                    ),
+                }
+            }
+            GoPlace::Stack => writeln!(
+                out,
+                "          # {name} ({go_type}): passed on the stack, which is not read yet"
+            ),
+        };
+    }
 }
 
 /// The type a Rust string or byte slice is captured as, with its length from its second

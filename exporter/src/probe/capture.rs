@@ -51,7 +51,7 @@ impl CapturePlan {
         };
         (plan.kernel.flags, plan.kernel.pair) = match function.kind {
             ProbeKind::Function => (0, 0),
-            ProbeKind::EntryOnly => (ENTRY_ONLY, 0),
+            ProbeKind::EntryOnly | ProbeKind::GoEntry => (ENTRY_ONLY, 0),
             ProbeKind::UsdtPoint { event: false } => (ENTRY_ONLY | USDT_START, 0),
             ProbeKind::UsdtPoint { event: true } => (ENTRY_ONLY | USDT_START | USDT_EVENT, 0),
             ProbeKind::UsdtStart { pair } => (USDT_START, pair),

@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod capture;
 pub mod dwarf;
 pub mod elf;
+pub mod goabi;
 pub mod kernel;
 pub mod kernel_btf;
 pub mod kind;

@@ -50,7 +50,8 @@ pub struct ProbedFunction {
     /// The probed instruction, when the kernel single-steps it (see
     /// [`ProbedInstruction`]): each call then pays a second trap, inside its span.
     pub single_stepped: Option<String>,
-    /// For a USDT site: its arguments, as its note describes them.
+    /// For a USDT site: its arguments, as its note describes them. For a Go function: where
+    /// each parameter's first word is, then the length words of those read as strings.
     pub operands: Vec<UsdtArg>,
     /// For a USDT site guarded by a semaphore: the semaphore's file offset, which the kernel
     /// increments while the probe is attached.
@@ -95,15 +96,15 @@ impl ProbedFunction {
     /// Where the config's argument `index` is when the probe fires: the System V place for a
     /// function, the note's operand for a USDT site.
     pub fn arg_location(&self, index: u8) -> ArgLocation {
-        if !self.kind.is_usdt() {
+        if !self.kind.reads_operands() {
             return ArgLocation::sysv(index);
         }
-        // Resolution refuses an index past the note's arguments; a constant 0 stands in.
+        // Resolution refuses an index past the operands; a constant 0 stands in.
         let operand = self
             .operands
             .get(usize::from(index))
             .map_or(Operand::Constant(0), |arg| arg.operand);
-        ArgLocation::Usdt(operand)
+        ArgLocation::Operand(operand)
     }
 }
 
@@ -142,11 +143,15 @@ pub enum ResolveErrorKind {
     )]
     GoReturn { binary: PathBuf },
     #[error(
-        "{}: is a Go binary; Go passes arguments in its own register order, which spanprobe \
-         does not decode yet: remove `args`",
+        "{}: is a Go binary, whose arguments are found by their declared position in the \
+         function's DWARF: probe it by `symbol`",
         binary.display()
     )]
-    GoArgs { binary: PathBuf },
+    GoArgsWithoutSymbol { binary: PathBuf },
+    #[error("{symbol}: {reason}")]
+    GoArg { symbol: String, reason: String },
+    #[error("cannot read the Go parameters from DWARF")]
+    GoDwarf(#[source] crate::probe::dwarf::DwarfError),
     #[error(
         "{}: is a Go binary, whose functions get entry-only spans, with no duration: remove \
          `min_duration`",

@@ -1,6 +1,7 @@
 //! Function signatures from an ELF file's DWARF debug info, so `spanprobe init` can fill in
 //! argument types, and the chains of struct members behind a parameter ([`path`]).
 
+pub mod go;
 pub mod path;
 
 use std::borrow::Cow;

@@ -7,11 +7,14 @@ use std::{collections::HashMap, path::Path};
 use spanprobe_config::{FunctionSpec, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ValueType};
 
 use crate::probe::{
+    dwarf::go::GoParam,
     dwarf::path::{self, PathBase, PathRequest},
     elf::ElfInfo,
+    goabi::{self, GoPlace},
     kind::ProbeKind,
     resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
     symbols::{SymbolTable, glob_pattern},
+    usdt::{Operand, UsdtArg},
 };
 
 /// Resolves `function` (at `field` in the config) in `binary`: its probes, or the problems
@@ -35,7 +38,9 @@ pub fn resolve(
         return Vec::new();
     }
     let kind_at = |elf: &ElfInfo, entry: u64| {
-        if elf.is_go || elf.is_entry_point(entry) {
+        if elf.is_go {
+            ProbeKind::GoEntry
+        } else if elf.is_entry_point(entry) {
             ProbeKind::EntryOnly
         } else {
             ProbeKind::Function
@@ -91,6 +96,20 @@ pub fn resolve(
             errors.push(error(symbol.position, "symbol", kind));
         }
         let mut sources = None;
+        // Go arguments are placed by their declared position, which DWARF gives.
+        let go_params = if binary.elf.is_go && !function.args.is_empty() {
+            let wanted = found.iter().map(|sym| sym.raw.as_str()).collect();
+            match crate::probe::dwarf::go::parameters(&path, &wanted) {
+                Ok(params) => Some(params),
+                Err(source) => {
+                    let kind = ResolveErrorKind::GoDwarf(source);
+                    errors.push(error(symbol.position, "symbol", kind));
+                    return Vec::new();
+                }
+            }
+        } else {
+            None
+        };
         for sym in found {
             let Some(offset) = sym.file_offset else {
                 let kind = ResolveErrorKind::NoFileOffset {
@@ -107,7 +126,16 @@ pub fn resolve(
             match resolve_paths(&path, &sym.raw, function, field, binary.stack_frames) {
                 Ok(spec) => {
                     probed.spec = spec;
-                    resolved.push(probed);
+                    let placed = match &go_params {
+                        Some(params) => {
+                            place_go_args(params.get(&sym.raw), &mut probed, function, field)
+                        }
+                        None => Ok(()),
+                    };
+                    match placed {
+                        Ok(()) => resolved.push(probed),
+                        Err(go_errors) => errors.extend(go_errors),
+                    }
                 }
                 Err(path_errors) => errors.extend(path_errors),
             }
@@ -284,8 +312,15 @@ fn go_refusal(
             ResolveErrorKind::GoReturn { binary },
         ));
     }
-    if let Some(arg) = function.args.first() {
-        return Some((arg.position, "args", ResolveErrorKind::GoArgs { binary }));
+    // Go arguments are found by their declared position in the function's DWARF.
+    if let Some(arg) = function.args.first()
+        && function.symbol.is_none()
+    {
+        return Some((
+            arg.position,
+            "args",
+            ResolveErrorKind::GoArgsWithoutSymbol { binary },
+        ));
     }
     let min = function.min_duration.as_ref()?;
     Some((
@@ -293,6 +328,110 @@ fn go_refusal(
         "min_duration",
         ResolveErrorKind::GoMinDuration { binary },
     ))
+}
+
+/// Places the arguments of Go function `probed` (whose parameters DWARF describes as
+/// `params`) in the registers of Go's ABI: each parameter's first word, and for one read as
+/// `str` or `bytes` its length, the next word, as its `len_arg`.
+fn place_go_args(
+    params: Option<&Vec<GoParam>>,
+    probed: &mut ProbedFunction,
+    function: &Located<FunctionSpec>,
+    field: &str,
+) -> Result<(), Vec<ResolveError>> {
+    let symbol = probed.symbol.clone();
+    let problem = |a: usize, reason: String| ResolveError {
+        position: function.args[a].position,
+        field: format!("{field}.args[{a}]"),
+        kind: ResolveErrorKind::GoArg {
+            symbol: symbol.clone(),
+            reason,
+        },
+    };
+    let Some(params) = params else {
+        let reason = "DWARF describes no such function: Go arguments are found by their declared \
+                      position in DWARF (`go build` writes it; `-ldflags=-w` strips it)";
+        return Err(vec![problem(0, reason.to_owned())]);
+    };
+    let places = goabi::places(params);
+    let word = |register| UsdtArg {
+        size: 8,
+        signed: false,
+        operand: Operand::Register(register),
+    };
+    let mut operands: Vec<UsdtArg> = places
+        .iter()
+        .map(|place| match place {
+            GoPlace::Registers { integers, .. } if !integers.is_empty() => word(integers[0]),
+            _ => UsdtArg {
+                size: 8,
+                signed: false,
+                operand: Operand::Constant(0),
+            },
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for (a, arg) in probed.spec.args.iter_mut().enumerate() {
+        let index = usize::from(arg.index);
+        let (Some(param), Some(place)) = (params.get(index), places.get(index)) else {
+            errors.push(problem(
+                a,
+                format!(
+                    "argument {index} does not exist: it has {} parameters",
+                    params.len()
+                ),
+            ));
+            continue;
+        };
+        let name = param.name.as_deref().unwrap_or("?");
+        let go_type = &param.go_type;
+        let integers = match place {
+            GoPlace::Stack => {
+                let reason =
+                    format!("`{name}` ({go_type}) is passed on the stack, which is not read yet");
+                errors.push(problem(a, reason));
+                continue;
+            }
+            GoPlace::Registers { integers, .. } if integers.is_empty() => {
+                let reason = format!(
+                    "`{name}` ({go_type}) is in a floating-point register, which uprobes do not \
+                     capture"
+                );
+                errors.push(problem(a, reason));
+                continue;
+            }
+            GoPlace::Registers { integers, .. } => integers,
+        };
+        if arg.path.is_some() {
+            let reason = "`path` is not resolved for Go parameters yet: give `offsets`".to_owned();
+            errors.push(problem(a, reason));
+            continue;
+        }
+        let ty = arg.value_type();
+        match integers.len() {
+            1 => {}
+            // A string (pointer, length), a slice (pointer, length, capacity): the bytes the
+            // first word points to, counted by the second.
+            _ if ty.is_memory() && arg.len_arg.is_none() => {
+                arg.value.len_arg = Some(u8::try_from(operands.len()).unwrap_or(u8::MAX));
+                operands.push(word(integers[1]));
+            }
+            _ if ty == ValueType::Ptr || ty.is_memory() => {}
+            words => errors.push(problem(
+                a,
+                format!(
+                    "`{name}` is a Go {go_type} of {words} words: read it as `str` or `bytes` \
+                     (its length is the second word) or as `ptr` (its first word)"
+                ),
+            )),
+        }
+    }
+    probed.operands = operands;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug

@@ -33,6 +33,9 @@ pub enum ProbeKind {
     /// A USDT site whose span is sent when it fires, with no duration; with `event`, an
     /// event of the innermost span open on its thread instead, when there is one.
     UsdtPoint { event: bool },
+    /// A Go function's entry: entry-only (a uretprobe corrupts Go's moving stacks), its
+    /// arguments in the registers of Go's ABI.
+    GoEntry,
 }
 
 impl ProbeKind {
@@ -43,7 +46,18 @@ impl ProbeKind {
 
     /// Whether the span is sent when the probe fires, with no duration.
     pub fn is_entry_only(self) -> bool {
-        matches!(self, Self::EntryOnly | Self::UsdtPoint { .. })
+        matches!(
+            self,
+            Self::EntryOnly | Self::UsdtPoint { .. } | Self::GoEntry
+        )
+    }
+
+    /// Whether its arguments are read where [`ProbedFunction::operands`] say, not by the
+    /// System V convention.
+    ///
+    /// [`ProbedFunction::operands`]: crate::probe::resolve::ProbedFunction::operands
+    pub fn reads_operands(self) -> bool {
+        self.is_usdt() || self == Self::GoEntry
     }
 
     /// Whether the probe is a USDT site (not a function's entry).
@@ -62,8 +76,9 @@ pub enum ArgLocation {
     Register(u8),
     /// The `n`th eightbyte above the return address on the stack.
     Stack(u8),
-    /// Where a USDT note says: a register, memory at a register plus an offset, or a constant.
-    Usdt(Operand),
+    /// A register, memory at a register plus an offset, or a constant: where a USDT note
+    /// says, or a register of Go's ABI.
+    Operand(Operand),
 }
 
 /// How the kernel side reads an [`ArgLocation`].
@@ -107,12 +122,12 @@ impl ArgLocation {
         match self {
             Self::Register(n) => at(ArgSource::Register, n),
             Self::Stack(n) => at(ArgSource::Stack, n),
-            Self::Usdt(Operand::Register(register)) => at(ArgSource::Gpr, register.number()),
-            Self::Usdt(Operand::Memory { base, offset }) => KernelPlace {
+            Self::Operand(Operand::Register(register)) => at(ArgSource::Gpr, register.number()),
+            Self::Operand(Operand::Memory { base, offset }) => KernelPlace {
                 offset: Some(offset),
                 ..at(ArgSource::Gpr, base.number())
             },
-            Self::Usdt(Operand::Constant(value)) => KernelPlace {
+            Self::Operand(Operand::Constant(value)) => KernelPlace {
                 constant: Some(value as u64),
                 ..at(ArgSource::Constant, 0)
             },
@@ -126,7 +141,7 @@ impl fmt::Display for ArgLocation {
             Self::Register(n) => f.write_str(SYSV_REGISTERS.get(usize::from(n)).unwrap_or(&"?")),
             // [rsp] holds the return address.
             Self::Stack(n) => write!(f, "stack+{}", 8 * (u32::from(n) + 1)),
-            Self::Usdt(operand) => write!(f, "{operand}"),
+            Self::Operand(operand) => write!(f, "{operand}"),
         }
     }
 }

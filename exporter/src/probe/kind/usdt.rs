@@ -98,7 +98,7 @@ pub fn resolve(
                         .map(|arg| {
                             let at = operands.get(usize::from(arg.index)).map(|a| a.operand);
                             let at = at.unwrap_or(Operand::Constant(0));
-                            (arg.value.clone(), ArgLocation::Usdt(at))
+                            (arg.value.clone(), ArgLocation::Operand(at))
                         })
                         .collect();
                 }
