@@ -47,11 +47,21 @@ async fn arguments_by_position_under_the_register_abi() {
             { "index": 0, "name": "id", "type": "i64", "offsets": [0] },
             { "index": 2, "name": "code", "type": "str" },
         ] },
+        { "symbol": "main.worker", "args": [{ "index": 0, "name": "n", "type": "i64" }] },
     ]);
     let config = s.config(&binary, functions);
+    let check = support::spanprobe_with(&["check", "-c", s.write(&config).to_str().unwrap()]).await;
+    assert_has_all(
+        &support::stdout(&check),
+        &[
+            "Go function (go1.19): entry-only (no return probe)",
+            "args name: str up to 64 bytes counted by RBX (RAX), n: i64 (RCX), flag: bool (RDI), \
+             goroutine.id: i64 at offsets [",
+        ],
+    );
     let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
     // The program runs as without spanprobe.
-    assert_eq!(support::stdout(&output), "16 1 <nil> not found\n");
+    assert_eq!(support::stdout(&output), "16 1 <nil> not found 12\n");
     let [handle] = named(&spans, "main.handle")[..] else {
         panic!("{spans:#?}")
     };
@@ -72,6 +82,23 @@ async fn arguments_by_position_under_the_register_abi() {
     for span in &spans {
         assert_eq!(span.bool_attr("spanprobe.entry_only"), Some(true));
     }
+    // Every span says which goroutine ran it: main's for the calls above, one of its own for
+    // each worker.
+    let main = handle.int_attr("goroutine.id").expect("goroutine.id");
+    assert_eq!(apply.int_attr("goroutine.id"), Some(main));
+    let mut workers: Vec<_> = named(&spans, "main.worker")
+        .iter()
+        .map(|w| (w.int_attr("n"), w.int_attr("goroutine.id")))
+        .collect();
+    workers.sort();
+    let ids: std::collections::HashSet<_> = workers.iter().map(|(_, id)| *id).collect();
+    assert_eq!(workers.len(), 3, "{workers:?}");
+    assert_eq!(ids.len(), 3, "{workers:?}");
+    assert!(!ids.contains(&Some(main)), "{workers:?}");
+    assert_eq!(
+        workers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
+    );
 }
 
 #[tokio::test]

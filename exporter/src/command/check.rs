@@ -100,7 +100,15 @@ pub fn report(
         let _ = match function.kind {
             ProbeKind::Function => Ok(()),
             ProbeKind::EntryOnly => write!(out, ", entry-only (no return probe)"),
-            ProbeKind::GoEntry => write!(out, ", Go function: entry-only (no return probe)"),
+            ProbeKind::GoEntry => write!(
+                out,
+                ", Go function{}: entry-only (no return probe)",
+                function
+                    .go_version
+                    .map_or_else(String::new, |(major, minor)| format!(
+                        " (go{major}.{minor})"
+                    ))
+            ),
             ProbeKind::UsdtStart { .. } => {
                 write!(out, ", USDT site opening a span that its `until` closes")
             }

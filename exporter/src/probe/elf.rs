@@ -30,6 +30,9 @@ pub struct ElfInfo {
     pub exec_segments: Vec<ExecSegment>,
     /// Built by the Go toolchain: uretprobes corrupt Go stacks (Go moves goroutine stacks).
     pub is_go: bool,
+    /// For a Go binary, the toolchain's version (major, minor) from `.go.buildinfo`, when it
+    /// can be read: Go 1.17 and later pass arguments in registers.
+    pub go_version: Option<(u32, u32)>,
     /// Has a static symbol table (`.symtab`); stripped binaries have only `.dynsym`, if that.
     pub has_symtab: bool,
     /// The virtual address execution starts at (`e_entry`), if it is in code. It is jumped to,
@@ -99,6 +102,45 @@ fn dynamic_strings(file: &ElfFile64<'_, Endianness>, tag: i64) -> Vec<String> {
         .collect()
 }
 
+/// The Go version a Go binary was built by, from its `.go.buildinfo`: the 32-byte header
+/// (`\xff Go buildinf:`, pointer size, flags), then the version as a length-prefixed string
+/// (Go 1.18 and later, flag 2) or as a pointer to a Go string header (before).
+fn go_version(file: &object::File<'_>) -> Option<(u32, u32)> {
+    use object::ObjectSection as _;
+    let data = file.section_by_name(".go.buildinfo")?.data().ok()?;
+    let header = data.get(..32)?;
+    if !header.starts_with(b"\xff Go buildinf:") {
+        return None;
+    }
+    let text: Vec<u8> = if header[15] & 2 != 0 {
+        // A one-byte varint length suffices for a version string.
+        let len = usize::from(*data.get(32)?);
+        data.get(33..33 + len)?.to_vec()
+    } else {
+        let word = |bytes: &[u8]| Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?));
+        let string_header = word(&header[16..])?;
+        let read = |address: u64, len: usize| -> Option<Vec<u8>> {
+            file.sections().find_map(|section| {
+                let start = section.address();
+                let end = start + section.size();
+                if !(start..end).contains(&address) {
+                    return None;
+                }
+                let at = usize::try_from(address - start).ok()?;
+                Some(section.data().ok()?.get(at..at + len)?.to_vec())
+            })
+        };
+        let fields = read(string_header, 16)?;
+        let (pointer, len) = (word(&fields)?, word(&fields[8..])?);
+        read(pointer, usize::try_from(len).ok()?.min(64))?
+    };
+    let text = std::str::from_utf8(&text).ok()?.strip_prefix("go")?;
+    let mut numbers = text
+        .split(['.', 'r', 'b', '-'])
+        .map(|n| n.parse::<u32>().ok());
+    Some((numbers.next()??, numbers.next()??))
+}
+
 /// Why a file cannot be probed.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
@@ -151,6 +193,7 @@ impl ElfInfo {
         let mut info = Self {
             exec_segments,
             is_go,
+            go_version: go_version(&file),
             has_symtab,
             entry_point: None,
         };

@@ -56,6 +56,8 @@ pub struct ProbedFunction {
     /// For a USDT site guarded by a semaphore: the semaphore's file offset, which the kernel
     /// increments while the probe is attached.
     pub semaphore: Option<u64>,
+    /// For a Go function: the version of Go that built it, when known.
+    pub go_version: Option<(u32, u32)>,
     /// The event slot of the first argument: after the start's, for a USDT site that ends a
     /// span and adds its own arguments to the start's.
     pub slot_base: usize,
@@ -88,6 +90,7 @@ impl ProbedFunction {
             single_stepped: None,
             operands: Vec::new(),
             semaphore: None,
+            go_version: None,
             slot_base: 0,
             later_args: Vec::new(),
         }
@@ -401,6 +404,7 @@ impl Binary {
             single_stepped,
             operands: Vec::new(),
             semaphore: None,
+            go_version: self.elf.go_version,
             slot_base: 0,
             later_args: Vec::new(),
         }

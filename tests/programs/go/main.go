@@ -1,5 +1,6 @@
 // A real Go program, built by the tests with Debian's Go toolchain (register ABI): strings,
-// ints, a bool, a slice, a float and a method's receiver as arguments.
+// ints, a bool, a slice, a float and a method's receiver as arguments; workers on goroutines
+// of their own.
 package main
 
 import (
@@ -33,12 +34,25 @@ func (o *order) apply(rate float64, code string) int {
 	return o.id + len(code)
 }
 
+//go:noinline
+func worker(n int, done chan<- int) {
+	done <- n * 2
+}
+
 func main() {
 	total := handle("alpha", 2, true)
 	i, err := lookup([]int{4, 5, 6}, 5)
 	_, err2 := lookup([]int{4}, 9)
 	o := &order{id: 7}
 	total += o.apply(1.5, "xy")
-	fmt.Println(total, i, err, err2)
+	done := make(chan int, 3)
+	for n := 1; n <= 3; n++ {
+		go worker(n, done)
+	}
+	sum := 0
+	for k := 0; k < 3; k++ {
+		sum += <-done
+	}
+	fmt.Println(total, i, err, err2, sum)
 	os.Exit(0)
 }

@@ -31,26 +31,62 @@ pub enum GoWord {
     Float,
 }
 
+/// What the DWARF of a Go binary says of some of its functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GoFunctions {
+    /// The parameters of each function found, by symbol.
+    pub params: HashMap<String, Vec<GoParam>>,
+    /// Where `runtime.g` keeps the goroutine's id (`goid`), from the start of the `g` that
+    /// R14 points to in Go code.
+    pub goid_offset: Option<u64>,
+}
+
 /// The parameters of each of `functions` (symbols: `main.handle`, `main.(*order).apply`) found
-/// in the DWARF of the Go binary at `path`, read in one pass; empty without DWARF.
-pub fn parameters(
-    path: &Path,
-    functions: &HashSet<&str>,
-) -> Result<HashMap<String, Vec<GoParam>>, DwarfError> {
+/// in the DWARF of the Go binary at `path`, and where a goroutine's id is, read in one pass;
+/// empty without DWARF.
+pub fn functions(path: &Path, functions: &HashSet<&str>) -> Result<GoFunctions, DwarfError> {
     Ok(with_dwarf(path, |dwarf| {
         let ctx = Ctx::new(dwarf)?;
-        let mut found = HashMap::new();
+        let mut found = GoFunctions::default();
         for (_, loc) in ctx.defined_functions()? {
             if let Some(name) = ctx.string_attr(loc, gimli::DW_AT_name)?
                 && functions.contains(name.as_str())
-                && !found.contains_key(&name)
+                && !found.params.contains_key(&name)
             {
-                found.insert(name, params_of(&ctx, loc)?);
+                found.params.insert(name, params_of(&ctx, loc)?);
             }
         }
+        found.goid_offset = member_offset(&ctx, "runtime.g", "goid")?;
         Ok(found)
     })?
     .unwrap_or_default())
+}
+
+/// The offset of `member` in the struct type named `name`, if DWARF has both.
+fn member_offset(ctx: &Ctx<'_, '_>, name: &str, member: &str) -> gimli::Result<Option<u64>> {
+    for u in 0..ctx.units.len() {
+        let mut cursor = ctx.units[u].entries();
+        while let Some(entry) = cursor.next_dfs()? {
+            if entry.tag() != gimli::DW_TAG_structure_type {
+                continue;
+            }
+            let loc = (u, entry.offset());
+            if ctx.string_attr(loc, gimli::DW_AT_name)?.as_deref() != Some(name) {
+                continue;
+            }
+            for (tag, child) in ctx.children(loc)? {
+                if tag == gimli::DW_TAG_member
+                    && ctx.string_attr(child, gimli::DW_AT_name)?.as_deref() == Some(member)
+                {
+                    return Ok(ctx
+                        .entry(child)?
+                        .attr_value(gimli::DW_AT_data_member_location)
+                        .and_then(|value| value.udata_value()));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<Vec<GoParam>> {

@@ -4,10 +4,12 @@
 
 use std::{collections::HashMap, path::Path};
 
-use spanprobe_config::{FunctionSpec, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ValueType};
+use spanprobe_config::{
+    ArgSpec, FunctionSpec, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ValueType,
+};
 
 use crate::probe::{
-    dwarf::go::GoParam,
+    dwarf::go::GoFunctions,
     dwarf::path::{self, PathBase, PathRequest},
     elf::ElfInfo,
     goabi::{self, GoPlace},
@@ -96,11 +98,12 @@ pub fn resolve(
             errors.push(error(symbol.position, "symbol", kind));
         }
         let mut sources = None;
-        // Go arguments are placed by their declared position, which DWARF gives.
-        let go_params = if binary.elf.is_go && !function.args.is_empty() {
+        // Go arguments are placed by their declared position, which DWARF gives, as it gives
+        // where a goroutine's id is.
+        let go_functions = if binary.elf.is_go {
             let wanted = found.iter().map(|sym| sym.raw.as_str()).collect();
-            match crate::probe::dwarf::go::parameters(&path, &wanted) {
-                Ok(params) => Some(params),
+            match crate::probe::dwarf::go::functions(&path, &wanted) {
+                Ok(functions) => Some(functions),
                 Err(source) => {
                     let kind = ResolveErrorKind::GoDwarf(source);
                     errors.push(error(symbol.position, "symbol", kind));
@@ -126,9 +129,9 @@ pub fn resolve(
             match resolve_paths(&path, &sym.raw, function, field, binary.stack_frames) {
                 Ok(spec) => {
                     probed.spec = spec;
-                    let placed = match &go_params {
-                        Some(params) => {
-                            place_go_args(params.get(&sym.raw), &mut probed, function, field)
+                    let placed = match &go_functions {
+                        Some(go) => {
+                            place_go_args(go, &sym.raw, &binary.elf, &mut probed, function, field)
                         }
                         None => Ok(()),
                     };
@@ -330,15 +333,40 @@ fn go_refusal(
     ))
 }
 
-/// Places the arguments of Go function `probed` (whose parameters DWARF describes as
-/// `params`) in the registers of Go's ABI: each parameter's first word, and for one read as
-/// `str` or `bytes` its length, the next word, as its `len_arg`.
+/// Places the arguments of Go function `probed` (`raw` its symbol, its binary's DWARF read
+/// as `go`) in the registers of Go's ABI: each parameter's first word, and for one read as
+/// `str` or `bytes` its length, the next word, as its `len_arg`. Adds `goroutine.id` where a
+/// capture slot is free.
 fn place_go_args(
-    params: Option<&Vec<GoParam>>,
+    go: &GoFunctions,
+    raw: &str,
+    elf: &ElfInfo,
     probed: &mut ProbedFunction,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<(), Vec<ResolveError>> {
+    if let Some((major, minor)) = elf.go_version
+        && (major, minor) < (1, 17)
+        && !function.args.is_empty()
+    {
+        let reason = format!(
+            "built by go{major}.{minor}, which passes arguments on the stack (ABI0): arguments \
+             are read for Go 1.17 and later (spans without them still work)"
+        );
+        return Err(vec![ResolveError {
+            position: function.args[0].position,
+            field: format!("{field}.args"),
+            kind: ResolveErrorKind::GoArg {
+                symbol: probed.symbol.clone(),
+                reason,
+            },
+        }]);
+    }
+    let params = go.params.get(raw);
+    if function.args.is_empty() {
+        add_goroutine_id(go, probed, params.map_or(0, Vec::len));
+        return Ok(());
+    }
     let symbol = probed.symbol.clone();
     let problem = |a: usize, reason: String| ResolveError {
         position: function.args[a].position,
@@ -427,11 +455,45 @@ fn place_go_args(
         }
     }
     probed.operands = operands;
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    add_goroutine_id(go, probed, params.len());
+    Ok(())
+}
+
+/// Adds `goroutine.id` to what `probed` captures, when DWARF says where `runtime.g` keeps it
+/// and a capture slot is free: R14 holds the running goroutine's `g` in Go code (ABIInternal).
+/// `params` is the number of the function's parameters, whose operands come first.
+fn add_goroutine_id(go: &GoFunctions, probed: &mut ProbedFunction, params: usize) {
+    const NAME: &str = "goroutine.id";
+    let spec = &mut probed.spec;
+    let Some(offset) = go.goid_offset.and_then(|o| i32::try_from(o).ok()) else {
+        return;
+    };
+    if spec.args.len() >= spanprobe_config::MAX_CAPTURED_ARGS
+        || spec.args.iter().any(|arg| arg.attribute_name() == NAME)
+    {
+        return;
+    }
+    let placeholder = UsdtArg {
+        size: 8,
+        signed: false,
+        operand: Operand::Constant(0),
+    };
+    if probed.operands.len() < params {
+        probed.operands.resize(params, placeholder);
+    }
+    let index = u8::try_from(probed.operands.len()).unwrap_or(u8::MAX);
+    probed.operands.push(UsdtArg {
+        size: 8,
+        signed: true,
+        operand: Operand::Register(crate::probe::usdt::Register::R14),
+    });
+    spec.args.push(Located::unplaced(ArgSpec {
+        offsets: Some(vec![offset]),
+        ..ArgSpec::new(index, Some(NAME), ValueType::I64)
+    }));
 }
 
 /// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug
