@@ -383,14 +383,21 @@ impl Postgres {
         self.pg_ctl(&["-m", "fast", "-w", "stop"]);
     }
 
-    /// Runs each of `queries` through psql, one `-c` each.
+    /// Runs each of `queries` through psql, one `-c` each; psql goes on past a failed one.
     fn psql(&self, queries: &[&str]) -> String {
         let dir = self.dir.to_str().unwrap();
         let mut args = vec!["-h", dir, "-p", Self::PORT, "-d", "postgres", "-X"];
         for query in queries {
             args.extend(["-c", query]);
         }
-        self.as_postgres("psql", &args)
+        let output = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("psql"))
+            .args(&args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
     }
 }
 
@@ -419,9 +426,27 @@ async fn postgresql_queries_with_their_parse_plan_and_execute() {
         "select count(*) from t",
     ];
     let result = cluster.psql(&queries);
+    // A failed query never reaches `query__done`: PostgreSQL longjmps out of it.
+    let failed = cluster.psql(&["select 1/0", "select 2"]);
     cluster.stop();
     sidecar.stop().await;
     assert!(result.contains("INSERT 0 2"), "{result}");
+    assert!(failed.contains("division by zero"), "{failed}");
+    let by_text = |text: &str| {
+        let found: Vec<_> = named(&s.receiver.spans(), "query")
+            .into_iter()
+            .filter(|q| q.str_attr("db.query.text") == Some(text))
+            .cloned()
+            .collect();
+        let [query] = &found[..] else {
+            panic!("one `{text}` query span: {found:#?}")
+        };
+        query.clone()
+    };
+    // Closed as unwound when the next query starts at the same place, which is a root again.
+    let division = by_text("select 1/0");
+    assert_eq!(division.str_attr("spanprobe.incomplete"), Some("unwound"));
+    assert!(by_text("select 2").span.parent_span_id.is_empty());
     let spans = s.receiver.spans();
     let by_id = by_id(&spans);
     for text in queries {

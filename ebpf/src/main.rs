@@ -156,6 +156,21 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     // called from the same depth (the slot holds a real return address).
     let return_address = if at_call { read_user_u64(regs.rsp) } else { 0 };
     end_frames_below(&thread, stack, regs.rsp, now, CallEnd::Unwound);
+    // A USDT span of this pair still open at this very stack position never got its end: a
+    // longjmp left it (PostgreSQL's error handling does), and the same code starts again.
+    if !at_call
+        && let Some(top) = stack
+            .depth
+            .checked_sub(1)
+            .and_then(|top| frame_at(stack, top))
+        && top.sp == regs.rsp
+        && top.return_address == 0
+        && FUNCTIONS
+            .get(top.function_id)
+            .is_some_and(|start| start.pair == capture.pair)
+    {
+        end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
+    }
     if at_call
         && let Some(top) = stack
             .depth
