@@ -592,19 +592,10 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     }
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
-    let (ret, flags) = match FUNCTIONS.get(frame.function_id) {
-        Some(capture) if capture.ret.chain != 0 => {
-            match follow(&capture.ret, regs.rax, Faults::Fail) {
-                Some(value) => (value, 0),
-                None => (0, RETURN_FAULT),
-            }
-        }
-        _ => (regs.rax, 0),
-    };
     let ending = Ending {
         now,
-        ret,
-        flags,
+        ret: regs.rax,
+        flags: 0,
         end: CallEnd::Returned,
     };
     emit_call(&thread, stack, stack.depth, &ending);
@@ -711,9 +702,11 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
 }
 
 /// How and when a call ended; one argument, since a BPF function takes at most five.
+#[derive(Clone, Copy)]
 struct Ending {
     now: u64,
-    /// The return value (RAX, or the end of its chain), 0 for a call that did not return.
+    /// RAX at return (followed along the return value's chain when the event is made), 0 for
+    /// a call that did not return.
     ret: u64,
     /// [`CallEvent::flags`].
     flags: u16,
@@ -739,8 +732,21 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
     let Some(frame) = stack.frames.get(index as usize) else {
         return;
     };
-    let event = call_event(thread, stack, frame, index + 1, ending);
-    match FUNCTIONS.get(frame.function_id).map(|c| c.data_len) {
+    // The one lookup of the function's capture on the way out: its return value's chain and
+    // its memory.
+    let capture = FUNCTIONS.get(frame.function_id);
+    let mut ending = *ending;
+    if let Some(capture) = capture
+        && capture.ret.chain != 0
+        && ending.end == CallEnd::Returned
+    {
+        (ending.ret, ending.flags) = match follow(&capture.ret, ending.ret, Faults::Fail) {
+            Some(value) => (value, 0),
+            None => (0, RETURN_FAULT),
+        };
+    }
+    let event = call_event(thread, stack, frame, index + 1, &ending);
+    match capture.map(|c| c.data_len) {
         Some(data_len) if data_len > 0 => {
             emit_with_memory(call_key(thread.tid, index), event, data_len)
         }
@@ -1193,7 +1199,11 @@ fn emit_with_memory(key: u64, event: CallEvent, data_len: u32) {
     if result != 0 {
         count(Counter::RingBufFull);
     }
-    record.header.arg_lens = [0; MAX_ARGS];
+    // Element by element: a whole-array store is a `memset` call, a byte loop in BPF.
+    for len in record.header.arg_lens.iter_mut() {
+        // SAFETY: a valid, aligned element of the record.
+        unsafe { write_volatile(len, 0) };
+    }
     record.header.stack_len = 0;
 }
 
