@@ -63,6 +63,10 @@ pub const DEPTH_LIMIT_GLOBAL: &str = "DEPTH_LIMIT";
 /// Non-zero when some function reads a trace context: the entry program then carries trace
 /// ids from caller to callee, which costs every call a little when none does.
 pub const TRACE_CONTEXTS_GLOBAL: &str = "TRACE_CONTEXTS";
+/// Global (`u8`): non-zero when some function captures stacks, whose outer calls' return
+/// addresses every entry then reads; otherwise an entry reads its return address only when a
+/// frame at the same stack position needs telling a tail call from a longjmp.
+pub const RETURN_ADDRESSES_GLOBAL: &str = "RETURN_ADDRESSES";
 /// Global (`u64`): the return program wakes the reader once this many bytes are pending;
 /// below it the reader drains on its own timer, so a burst of calls costs one wakeup.
 pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";

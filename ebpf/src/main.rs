@@ -80,6 +80,14 @@ static DEPTH_LIMIT: Global<u32> = Global::new(MAX_DEPTH as u32);
 #[unsafe(no_mangle)]
 static TRACE_CONTEXTS: Global<u8> = Global::new(0);
 
+/// Set by userspace when some function captures stacks: every entry then reads its return
+/// address (see `try_entry`).
+#[unsafe(no_mangle)]
+static RETURN_ADDRESSES: Global<u8> = Global::new(0);
+
+/// [`Frame::return_address`] of a USDT span's frame, which has no return slot.
+const NOT_A_CALL: u64 = u64::MAX;
+
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
 
@@ -151,20 +159,31 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     // A USDT site is inside its function: `[rsp]` is whatever that function keeps there.
     let at_call = capture.flags & USDT_START == 0;
     // A live caller's frame is above us on the stack; one below our return address was
-    // skipped by a longjmp. One at it is either a caller that tail-called us (its return slot
-    // is ours, and holds the uretprobe trampoline) or one that a longjmp skipped before we were
-    // called from the same depth (the slot holds a real return address).
-    let return_address = if at_call { read_user_u64(regs.rsp) } else { 0 };
+    // skipped by a longjmp.
     end_frames_below(&thread, stack, regs.rsp, now, CallEnd::Unwound);
+    let top = stack
+        .depth
+        .checked_sub(1)
+        .and_then(|top| frame_at(stack, top));
+    // One at our return address is either a caller that tail-called us (its return slot is
+    // ours, and holds the uretprobe trampoline) or one that a longjmp skipped before we were
+    // called from the same depth (the slot holds a real return address). Reading `[rsp]` is
+    // the dearest thing an entry does (~150 ns, hardened usercopy): it is read only for that,
+    // or when stacks are captured, which show the real return addresses of outer calls.
+    let same_place = top.as_ref().is_some_and(|top| top.sp == regs.rsp);
+    let return_address = if !at_call {
+        NOT_A_CALL
+    } else if same_place || RETURN_ADDRESSES.load() != 0 {
+        read_user_u64(regs.rsp)
+    } else {
+        0
+    };
     // A USDT span of this pair still open at this very stack position never got its end: a
     // longjmp left it (PostgreSQL's error handling does), and the same code starts again.
     if !at_call
-        && let Some(top) = stack
-            .depth
-            .checked_sub(1)
-            .and_then(|top| frame_at(stack, top))
+        && let Some(top) = &top
         && top.sp == regs.rsp
-        && top.return_address == 0
+        && top.return_address == NOT_A_CALL
         && FUNCTIONS
             .get(top.function_id)
             .is_some_and(|start| start.pair == capture.pair)
@@ -172,12 +191,9 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
         end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
     }
     if at_call
-        && let Some(top) = stack
-            .depth
-            .checked_sub(1)
-            .and_then(|top| frame_at(stack, top))
-        // A USDT span's frame records no return slot.
-        && top.return_address != 0
+        && let Some(top) = &top
+        // A USDT span's frame has no return slot.
+        && top.return_address != NOT_A_CALL
     {
         if top.sp > regs.rsp && stack.trampoline == 0 {
             // Truly nested: the caller's return slot shows what the trampoline looks like.
@@ -185,8 +201,12 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
         }
         let tail_call = if stack.trampoline != 0 {
             return_address == stack.trampoline
-        } else {
+        } else if top.return_address != 0 {
             return_address != top.return_address
+        } else {
+            // Neither known: this thread has not nested a probed call yet, and the caller's
+            // return address was not read. A tail call is the likelier.
+            true
         };
         if top.sp == regs.rsp && !tail_call {
             end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);

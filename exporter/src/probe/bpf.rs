@@ -15,8 +15,8 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
-    FunctionCapture, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREADS_MAP, TRACE_CONTEXTS_GLOBAL,
-    ThreadStack, WAKEUP_BYTES_GLOBAL,
+    FunctionCapture, RETURN_ADDRESSES_GLOBAL, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL,
+    THREADS_MAP, TRACE_CONTEXTS_GLOBAL, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 use spanprobe_config::Limits;
 
@@ -312,6 +312,7 @@ impl Tracer {
             ProcessFilter::All => 0,
         };
         let trace_contexts = u8::from(plans.iter().any(CapturePlan::reads_trace_context));
+        let return_addresses = u8::from(plans.iter().any(|plan| plan.stack.is_some()));
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         // One bit per possible pid.
         let pid_words = pid_max().div_ceil(64);
@@ -319,6 +320,7 @@ impl Tracer {
             .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
             .override_global(DEPTH_LIMIT_GLOBAL, &depth_limit, true)
             .override_global(TRACE_CONTEXTS_GLOBAL, &trace_contexts, true)
+            .override_global(RETURN_ADDRESSES_GLOBAL, &return_addresses, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(TASK_TGID_OFFSET_GLOBAL, &tgid_offset, true)
             .map_max_entries(EVENTS_MAP, ring_bytes)

@@ -309,10 +309,11 @@ impl StackPlan {
         if let [trampoline, returns @ ..] = &words[self.frames + 1..]
             && outer_calls > 0
         {
-            // USDT spans' frames have no return address (0): no trampoline stands for them.
+            // USDT spans' frames have no return address (all ones): no trampoline stands for
+            // them.
             let mut real = returns[..outer_calls.min(returns.len())]
                 .iter()
-                .filter(|&&address| address != 0);
+                .filter(|&&address| address != u64::MAX);
             for address in addresses.iter_mut().skip(1) {
                 if *address == *trampoline
                     && let Some(real) = real.next()
