@@ -394,15 +394,15 @@ average above); compare within one run.
   statistics on, so entry + return start at ~130 ns; bpftrace's two counting programs measure
   ${bpf[floor]} ns. spanprobe's extra, from the profile: two clock reads (~50 ns each: the VM's
   TSC read), reading the return address at entry with \`bpf_probe_read_user\` (~150–200 ns:
-  hardened-usercopy checks of the destination; a build without it measured 160 ns less), the
+  hardened-usercopy checks of the destination; now done only when stacks are captured or a
+  frame is at the same stack position, ~9 % of the BPF time in alternating runs), the
   thread's call stack in an LRU hash map, looked up at entry and return (~50–70 ns each), and
   the ring buffer (~100 ns). Already done: the pid filter is a bitmap array (inlined by the
   verifier) instead of a hash lookup in each program, and the entry program looks the thread's
   stack up once instead of twice (−120 ns together). What would close more: task-local storage
   (\`BPF_MAP_TYPE_TASK_STORAGE\`) for the call stack instead of the LRU hash (aya 0.16 still has no
   typed task storage; aya-ebpf 0.2.1's \`btf_maps\` could define one, and \`calls_in_progress\`
-  would become a counter); reading the return address only until the thread has learnt the
-  uretprobe trampoline's address (the tail-call and longjmp checks need it before that). The
+  would become a counter). The
   two clock reads stay: 150 ns is out of reach on this VM.
 - **Per call, ≤ 1.10 × the floor.** With \`sample_rate: 0\` (programs run, nothing is sent)
   spanprobe costs the BPF difference above the floor; sending costs the rest, and most of it
