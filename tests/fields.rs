@@ -129,10 +129,9 @@ async fn members_by_offsets_without_debug_info() {
     assert_eq!(kinds(&calls), [Some(2), Some(1)]);
     // By name, the same binary says why not and what to do instead.
     let functions = json!([{ "symbol": "handle", "args": [member("rid", "i32", json!("->rid"))] }]);
-    let config = s.write(&json!({ "probes": [probe(&binary, functions)] }));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 2);
-    let stderr = support::stderr(&check);
+    let stderr = s
+        .check(&json!({ "probes": [probe(&binary, functions)] }), 2)
+        .await;
     assert!(
         stderr.contains(
             "cannot resolve `->rid`: the binary has no DWARF debug info: give the chain as \
@@ -154,10 +153,9 @@ async fn a_wrong_path_names_the_step_and_what_is_there() {
             member("c", "i32", json!("rid")),
         ],
     }]);
-    let config = dir.write(&json!({ "probes": [probe(&binary, functions)] }));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 2);
-    let stderr = support::stderr(&check);
+    let stderr = dir
+        .check(&json!({ "probes": [probe(&binary, functions)] }), 2)
+        .await;
     assert_has_all(
         &stderr,
         &[
@@ -221,10 +219,7 @@ async fn types_are_inferred_from_dwarf() {
     ];
     // check shows what DWARF said: a `char[16]` is a string of at most 16 bytes, read in place.
     let functions = json!([{ "symbol": "handle", "args": args.clone() }]);
-    let config = s.write(&s.config(&binary, functions));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 0);
-    let report = support::stdout(&check);
+    let report = s.check(&s.config(&binary, functions), 0).await;
     assert_has_all(
         &report,
         &[
@@ -243,10 +238,8 @@ async fn types_are_inferred_from_dwarf() {
     assert_eq!(kinds, [Some("KIND_PUT"), Some("KIND_GET")]);
     // A pointer member is read as the address it holds.
     let functions = json!([{ "symbol": "handle", "args": [by_path("user", "->user")] }]);
-    let config = s.write(&s.config(&binary, functions));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 0);
-    assert!(support::stdout(&check).contains("user: ptr at ->user (offsets [8] from RDI)"));
+    let report = s.check(&s.config(&binary, functions), 0).await;
+    assert!(report.contains("user: ptr at ->user (offsets [8] from RDI)"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -311,10 +304,7 @@ async fn return_values_by_path_and_by_offsets() {
           "return": { "name": "user_id", "path": "->id", "error_when": "== 0" } },
         { "symbol": "make_reply", "return": { "name": "kind", "path": ".k" } },
     ]);
-    let config = s.write(&s.config(&binary, functions.clone()));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 0);
-    let report = support::stdout(&check);
+    let report = s.check(&s.config(&binary, functions.clone()), 0).await;
     assert_has_all(
         &report,
         &[
@@ -382,10 +372,9 @@ async fn refused_paths_say_why() {
           "return": { "path": "->x" } },
         { "symbol": "lookup", "return": { "name": "name", "path": "->name" } },
     ]);
-    let config = dir.write(&json!({ "probes": [probe(&binary, functions)] }));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 2);
-    let stderr = support::stderr(&check);
+    let stderr = dir
+        .check(&json!({ "probes": [probe(&binary, functions)] }), 2)
+        .await;
     assert_has_all(
         &stderr,
         &[

@@ -50,9 +50,8 @@ async fn arguments_by_position_under_the_register_abi() {
         { "symbol": "main.worker", "args": [{ "index": 0, "name": "n", "type": "i64" }] },
     ]);
     let config = s.config(&binary, functions);
-    let check = support::spanprobe_with(&["check", "-c", s.write(&config).to_str().unwrap()]).await;
     assert_has_all(
-        &support::stdout(&check),
+        &s.check(&config, 0).await,
         &[
             "Go function (go1.19): entry-only (no return probe)",
             "args name: str up to 64 bytes counted by RBX (RAX), n: i64 (RCX), flag: bool (RDI), \
@@ -112,11 +111,9 @@ async fn what_go_passes_elsewhere_is_refused_with_the_reason() {
         ] },
         { "symbol": "main.lookup", "args": [{ "index": 0, "name": "items", "type": "i64" }] },
     ]);
-    let config = dir.write(&json!({ "probes": [support::scenario::probe(&binary, functions)] }));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 2);
+    let config = json!({ "probes": [support::scenario::probe(&binary, functions)] });
     assert_has_all(
-        &support::stderr(&check),
+        &dir.check(&config, 2).await,
         &[
             "functions[0].args[0]: main.(*order).apply: `rate` (float64) is in a floating-point \
              register, which uprobes do not capture",

@@ -217,12 +217,14 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
     assert!(listed.contains("app:mark  semaphore 0x"), "{listed}");
     assert!(listed.contains("args -4@$7"), "{listed}");
 
-    let config = dir.write(&json!({
-        "probes": [{ "binary": binary, "usdt": program_probes() }],
-    }));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 0);
-    let report = support::stdout(&check);
+    let report = dir
+        .check(
+            &json!({
+                "probes": [{ "binary": binary, "usdt": program_probes() }],
+            }),
+            0,
+        )
+        .await;
     assert_has_all(
         &report,
         &[
@@ -270,22 +272,24 @@ async fn unknown_probes_and_unreadable_arguments_say_why() {
     let dir = Workdir::new();
     let binary = usdt_program(dir.path());
     let demo = dir.demo();
-    let config = dir.write(&json!({
-        "probes": [
-            { "binary": binary, "usdt": [
-                { "probe": "app:request_start", "until": "app:request__dne" },
-                { "probe": "app:mark", "args": [
-                    { "index": 0, "name": "text", "type": "str" },
-                    { "index": 3, "name": "missing" },
-                    { "index": 0, "name": "field", "path": "->x" },
-                ] },
-            ] },
-            { "binary": demo, "usdt": [{ "probe": "demo:start" }] },
-        ],
-    }));
-    let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
-    assert_exit(&check, 2);
-    let stderr = support::stderr(&check);
+    let stderr = dir
+        .check(
+            &json!({
+                "probes": [
+                    { "binary": binary, "usdt": [
+                        { "probe": "app:request_start", "until": "app:request__dne" },
+                        { "probe": "app:mark", "args": [
+                            { "index": 0, "name": "text", "type": "str" },
+                            { "index": 3, "name": "missing" },
+                            { "index": 0, "name": "field", "path": "->x" },
+                        ] },
+                    ] },
+                    { "binary": demo, "usdt": [{ "probe": "demo:start" }] },
+                ],
+            }),
+            2,
+        )
+        .await;
     assert_has_all(
         &stderr,
         &[

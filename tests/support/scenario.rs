@@ -93,6 +93,19 @@ impl Workdir {
         self.write_yaml(&text)
     }
 
+    /// Writes `config` and runs `spanprobe check` on it, asserting it exits with `code`: its
+    /// report (stdout) when it is 0, its errors (stderr) otherwise.
+    pub async fn check(&self, config: &Value, code: i32) -> String {
+        let path = self.write(config);
+        let output = super::spanprobe_with(&["check", "-c", path.to_str().unwrap()]).await;
+        assert_exit(&output, code);
+        if code == 0 {
+            super::stdout(&output)
+        } else {
+            super::stderr(&output)
+        }
+    }
+
     /// Runs `spanprobe run` under `config` with `command` to completion.
     pub async fn run(&self, config: &Value, command: &[&str]) -> Output {
         super::run(&self.write(config), command).await
