@@ -128,6 +128,24 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_pair_past_the_depth_limit_leaves_the_spans_around_it_whole() {
+    let s = Scenario::start().await;
+    let binary = usdt_program(s.path());
+    let mut config = usdt_config(&s, &binary, program_probes());
+    config["limits"] = json!({ "max_depth": 1 });
+    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    // Each step is nested one deeper than allowed: counted, and its end pops it, so that the
+    // request's own end still closes the request.
+    assert!(named(&spans, "step").is_empty());
+    let requests = named(&spans, "request");
+    assert_eq!(requests.len(), 3);
+    for request in requests {
+        assert_eq!(request.attr("spanprobe.incomplete"), None, "{request:#?}");
+    }
+    support::scenario::assert_stderr_has(&output, "depth_exceeded=4");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn events_of_open_spans_and_names_from_arguments() {
     let s = Scenario::start().await;
     let binary = usdt_program(s.path());

@@ -537,8 +537,14 @@ fn end_usdt_span(
     let stack = unsafe { &mut *stack };
     // Frames entered below this site were skipped by a longjmp.
     end_frames_below(thread, stack, regs.rsp, now, CallEnd::Unwound);
-    if stack.depth == 0 || stack.depth > depth_limit() {
+    if stack.depth == 0 {
         count(Counter::ReturnWithoutEntry);
+        return None;
+    }
+    // A start past the depth limit has no frame; it was counted at entry. As `try_return`
+    // does, the end pops it.
+    if stack.depth > depth_limit() {
+        stack.depth -= 1;
         return None;
     }
     let top = frame_at(stack, stack.depth - 1)?;

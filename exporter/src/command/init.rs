@@ -53,7 +53,7 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
     // Go places arguments by its own ABI: its parameters are read apart.
     let go_params = if elf.is_go {
         let wanted: HashSet<&str> = functions.iter().map(|f| f.raw.as_str()).collect();
-        crate::probe::dwarf::go::functions(&path, &wanted)
+        crate::probe::dwarf::go::functions(&path, Some(&wanted))
             .unwrap_or_default()
             .params
     } else {

@@ -18,10 +18,11 @@ use spanprobe_config::{ArgSpec, Config, FunctionSpec, Located, Position, ProbeTa
 
 use crate::probe::{
     binary::{self, BinaryError},
+    dwarf::go::GoFunctions,
     elf::{Code, ElfError, ElfInfo, ProbedInstruction},
     kind::{self, ArgLocation, ProbeKind},
     symbols::SymbolTable,
-    usdt::{Operand, UsdtArg},
+    usdt::UsdtArg,
 };
 
 /// A function ready to attach: where it is, and what its spans capture.
@@ -106,7 +107,8 @@ impl ProbedFunction {
         let operand = self
             .operands
             .get(usize::from(index))
-            .map_or(Operand::Constant(0), |arg| arg.operand);
+            .unwrap_or(&UsdtArg::UNREAD)
+            .operand;
         ArgLocation::Operand(operand)
     }
 }
@@ -311,6 +313,7 @@ fn resolve_target(
         position: target.binary.position,
         field: format!("{field}.binary"),
         symbols: OnceCell::new(),
+        go: OnceCell::new(),
     };
     for (f, function) in target.functions.iter().enumerate() {
         let field = format!("{field}.functions[{f}]");
@@ -338,6 +341,8 @@ pub struct Binary {
     field: String,
     /// Read the first time a probe needs them; `Err` once reading failed (and was reported).
     symbols: OnceCell<Result<SymbolTable, ()>>,
+    /// For a Go binary: its functions' parameters from DWARF, read once like `symbols`.
+    go: OnceCell<Result<GoFunctions, ()>>,
 }
 
 impl Binary {
@@ -366,6 +371,16 @@ impl Binary {
             })
         });
         table.as_ref().ok()
+    }
+
+    /// What the DWARF of this Go binary says of its functions, read once for every entry of
+    /// the target; `None` (and the reason in `errors`, once) when it cannot be read.
+    pub fn go_functions(&self, errors: &mut Vec<ResolveError>) -> Option<&GoFunctions> {
+        let functions = self.go.get_or_init(|| {
+            crate::probe::dwarf::go::functions(&self.path, None)
+                .map_err(|source| errors.push(self.problem(ResolveErrorKind::GoDwarf(source))))
+        });
+        functions.as_ref().ok()
     }
 
     /// A probe at file offset `entry`, the first byte of the code it probes (`address` its

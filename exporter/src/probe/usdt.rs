@@ -268,6 +268,14 @@ pub struct UsdtArg {
 }
 
 impl UsdtArg {
+    /// Stands for an argument that is never read (one that cannot be, or a parameter no
+    /// capture asks for): resolution refuses captures of it.
+    pub const UNREAD: UsdtArg = UsdtArg {
+        size: 8,
+        signed: false,
+        operand: Operand::Constant(0),
+    };
+
     /// Parses `SIZE@OPERAND` as `sys/sdt.h` writes it for x86-64 (`-4@%eax`, `8@-80(%rbx)`,
     /// `8@$5`, `4@(%rdi)`); an indexed or symbolic operand is refused with the reason.
     pub fn parse(spec: &str) -> Result<UsdtArg, String> {

@@ -41,16 +41,19 @@ pub struct GoFunctions {
     pub goid_offset: Option<u64>,
 }
 
-/// The parameters of each of `functions` (symbols: `main.handle`, `main.(*order).apply`) found
-/// in the DWARF of the Go binary at `path`, and where a goroutine's id is, read in one pass;
-/// empty without DWARF.
-pub fn functions(path: &Path, functions: &HashSet<&str>) -> Result<GoFunctions, DwarfError> {
+/// The parameters of each of `functions` (symbols: `main.handle`, `main.(*order).apply`; every
+/// function when `None`) found in the DWARF of the Go binary at `path`, and where a goroutine's
+/// id is, read in one pass; empty without DWARF.
+pub fn functions(
+    path: &Path,
+    functions: Option<&HashSet<&str>>,
+) -> Result<GoFunctions, DwarfError> {
     Ok(with_dwarf(path, |dwarf| {
         let ctx = Ctx::new(dwarf)?;
         let mut found = GoFunctions::default();
         for (_, loc) in ctx.defined_functions()? {
             if let Some(name) = ctx.string_attr(loc, gimli::DW_AT_name)?
-                && functions.contains(name.as_str())
+                && functions.is_none_or(|wanted| wanted.contains(name.as_str()))
                 && !found.params.contains_key(&name)
             {
                 found.params.insert(name, params_of(&ctx, loc)?);

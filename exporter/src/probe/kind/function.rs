@@ -101,14 +101,9 @@ pub fn resolve(
         // Go arguments are placed by their declared position, which DWARF gives, as it gives
         // where a goroutine's id is.
         let go_functions = if binary.elf.is_go {
-            let wanted = found.iter().map(|sym| sym.raw.as_str()).collect();
-            match crate::probe::dwarf::go::functions(&path, &wanted) {
-                Ok(functions) => Some(functions),
-                Err(source) => {
-                    let kind = ResolveErrorKind::GoDwarf(source);
-                    errors.push(error(symbol.position, "symbol", kind));
-                    return Vec::new();
-                }
+            match binary.go_functions(errors) {
+                Some(functions) => Some(functions),
+                None => return Vec::new(),
             }
         } else {
             None
@@ -391,11 +386,7 @@ fn place_go_args(
         .iter()
         .map(|place| match place {
             GoPlace::Registers { integers, .. } if !integers.is_empty() => word(integers[0]),
-            _ => UsdtArg {
-                size: 8,
-                signed: false,
-                operand: Operand::Constant(0),
-            },
+            _ => UsdtArg::UNREAD,
         })
         .collect();
     let mut errors = Vec::new();
@@ -476,13 +467,8 @@ fn add_goroutine_id(go: &GoFunctions, probed: &mut ProbedFunction, params: usize
     {
         return;
     }
-    let placeholder = UsdtArg {
-        size: 8,
-        signed: false,
-        operand: Operand::Constant(0),
-    };
     if probed.operands.len() < params {
-        probed.operands.resize(params, placeholder);
+        probed.operands.resize(params, UsdtArg::UNREAD);
     }
     let index = u8::try_from(probed.operands.len()).unwrap_or(u8::MAX);
     probed.operands.push(UsdtArg {

@@ -96,8 +96,8 @@ pub fn resolve(
                         .args
                         .iter()
                         .map(|arg| {
-                            let at = operands.get(usize::from(arg.index)).map(|a| a.operand);
-                            let at = at.unwrap_or(Operand::Constant(0));
+                            let at = operands.get(usize::from(arg.index));
+                            let at = at.unwrap_or(&UsdtArg::UNREAD).operand;
                             (arg.value.clone(), ArgLocation::Operand(at))
                         })
                         .collect();
@@ -182,13 +182,7 @@ fn site_spec(
     // Every argument asked for parsed; the others are never read.
     let operands = operands
         .into_iter()
-        .map(|operand| {
-            operand.unwrap_or(UsdtArg {
-                size: 8,
-                signed: false,
-                operand: Operand::Constant(0),
-            })
-        })
+        .map(|operand| operand.unwrap_or(UsdtArg::UNREAD))
         .collect();
     Ok((spec, operands))
 }
