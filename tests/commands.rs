@@ -354,8 +354,9 @@ async fn init_writes_a_config_that_checks() {
     );
 }
 
-/// Go functions get entry-only spans: `return` is refused with the reason, and so are
-/// arguments of a function not named by `symbol` (Go's are placed by their DWARF parameters).
+/// The functions of a Go binary whose Go version is unknown get entry-only spans: `return` is
+/// refused with the reason, and so are arguments of a function not named by `symbol` (Go's
+/// are placed by their DWARF parameters).
 #[tokio::test]
 async fn go_binaries_refuse_return_and_args_with_the_reason() {
     let dir = Workdir::new();
@@ -369,9 +370,9 @@ async fn go_binaries_refuse_return_and_args_with_the_reason() {
     assert_eq!(
         support::stderr(&output).trim(),
         format!(
-            "spanprobe: {config}:5:17: probes[0].functions[0].return: {binary}: is a Go binary; \
-             uretprobes corrupt Go stacks (Go moves goroutine stacks, and the hijacked return \
-             address goes with them), so Go functions get entry-only spans: remove `return`\n\
+            "spanprobe: {config}:5:17: probes[0].functions[0].return: {binary}: is a Go binary \
+             built by an unknown Go version, so its functions get entry-only spans: remove \
+             `return`\n\
              {config}:7:16: probes[0].functions[1].args: {binary}: is a Go binary, whose \
              arguments are found by their declared position in the function's DWARF: probe it \
              by `symbol`",
@@ -392,9 +393,7 @@ async fn go_binaries_refuse_return_and_args_with_the_reason() {
         "{err}"
     );
     assert!(
-        err.contains(
-            "whose functions get entry-only spans, with no duration: remove `min_duration`"
-        ),
+        err.contains("its functions get entry-only spans, with no duration: remove `min_duration`"),
         "{err}"
     );
     std::fs::write(

@@ -1,22 +1,31 @@
 //! Real Go programs, built with Debian's Go toolchain: arguments by their declared position
 //! under Go's register ABI (strings with their lengths, ints, bools, slices, receivers), and
-//! what cannot be read refused with the reason.
+//! what cannot be read refused with the reason; spans that end at the functions' `RET`s, on
+//! the stack of their goroutine, through yields, stack growth, panics and `runtime.Goexit`.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use support::scenario::{Scenario, Workdir, assert_exit, assert_has_all, named};
+use support::{
+    receiver::ReceivedSpan,
+    scenario::{Scenario, Workdir, assert_exit, assert_has_all, named},
+};
 
 /// `tests/programs/go`, built into `dir` as `app`.
 fn go_program(dir: &Path) -> PathBuf {
-    let output = dir.join("app");
+    go_build(dir, "go", "app")
+}
+
+/// The Go program in `tests/programs/<program>`, built into `dir` as `name`.
+fn go_build(dir: &Path, program: &str, name: &str) -> PathBuf {
+    let output = dir.join(name);
     let built = std::process::Command::new("go")
         .args(["build", "-o"])
         .arg(&output)
         .arg(".")
-        .current_dir(support::programs().join("go"))
+        .current_dir(support::programs().join(program))
         .output()
         .expect("go runs (scripts/setup.sh installs golang-go)");
     assert!(
@@ -53,7 +62,7 @@ async fn arguments_by_position_under_the_register_abi() {
     assert_has_all(
         &s.check(&config, 0).await,
         &[
-            "Go function (go1.19): entry-only (no return probe)",
+            "Go function (go1.19): span on its goroutine, closed at 1 RET",
             "args name: str up to 64 bytes counted by RBX (RAX), n: i64 (RCX), flag: bool (RDI), \
              goroutine.id: i64 at offsets [",
         ],
@@ -69,17 +78,29 @@ async fn arguments_by_position_under_the_register_abi() {
     assert_eq!(handle.bool_attr("flag"), Some(true));
     let mut keys: Vec<_> = named(&spans, "main.lookup")
         .iter()
-        .map(|l| (l.int_attr("key"), l.attr("items").is_some()))
+        .map(|l| (l.int_attr("key"), l.attr("items").is_some(), status(l)))
         .collect();
     keys.sort();
-    assert_eq!(keys, [(Some(5), true), (Some(9), true)]);
+    // `(int, error)`: the error, non-nil for the missing key, gives the span its status.
+    assert_eq!(
+        keys,
+        [
+            (Some(5), true, (0, String::new())),
+            (
+                Some(9),
+                true,
+                (2, "returned a non-nil error: *errors.errorString".into())
+            )
+        ]
+    );
     let [apply] = named(&spans, "main.(*order).apply")[..] else {
         panic!("{spans:#?}")
     };
     assert_eq!(apply.int_attr("id"), Some(7));
     assert_eq!(apply.str_attr("code"), Some("xy"));
     for span in &spans {
-        assert_eq!(span.bool_attr("spanprobe.entry_only"), Some(true));
+        assert_eq!(span.bool_attr("spanprobe.entry_only"), None);
+        assert!(span.span.end_time_unix_nano > span.span.start_time_unix_nano);
     }
     // Every span says which goroutine ran it: main's for the calls above, one of its own for
     // each worker.
@@ -153,4 +174,207 @@ async fn init_writes_go_arguments_that_trace_as_written() {
         panic!("{spans:#?}")
     };
     assert_eq!(apply.str_attr("code"), Some("xy"));
+}
+
+/// A span's status: (code, message); (0, "") when unset.
+fn status(span: &ReceivedSpan) -> (i32, String) {
+    span.span
+        .status
+        .as_ref()
+        .map_or((0, String::new()), |s| (s.code, s.message.clone()))
+}
+
+/// The span whose id is `span`'s parent id, among `spans`.
+fn parent_of<'a>(span: &ReceivedSpan, spans: &'a [ReceivedSpan]) -> Option<&'a ReceivedSpan> {
+    spans
+        .iter()
+        .find(|other| other.span.span_id == span.span.parent_span_id)
+}
+
+/// Go calls end at their `RET`s, keyed by goroutine: every span below is checked exactly, and
+/// the program prints and exits as it does untraced.
+#[tokio::test(flavor = "multi_thread")]
+async fn go_calls_end_at_their_returns_on_their_goroutine() {
+    let s = Scenario::start().await;
+    let binary = go_build(s.path(), "gocalls", "gocalls");
+    let text = json!({ "index": 0, "name": "text", "type": "str" });
+    let n = json!({ "index": 0, "name": "n", "type": "i64" });
+    let functions = json!([
+        { "symbol": "main.step", "args": [text], "return": { "name": "doubled", "type": "i64" } },
+        { "symbol": "main.parse", "args": [text], "return": { "name": "n", "type": "i64" } },
+        { "symbol": "main.fib", "args": [n], "return": { "name": "r", "type": "i64" } },
+        { "symbol": "main.deep", "args": [n] },
+        { "symbol": "main.explode", "args": [n] },
+        { "symbol": "main.rescue", "return": { "name": "result", "type": "i64" } },
+        { "symbol": "main.quit" },
+        { "symbol": "main.check" },
+        { "symbol": "main.hang" },
+    ]);
+    let config = s.config(&binary, functions);
+    assert_has_all(
+        &s.check(&config, 0).await,
+        &[
+            "9 functions to probe",
+            "  main.parse: main.parse at address 0x",
+            "(+10 past the stack check), Go function (go1.19): span on its goroutine, closed at \
+             2 RETs",
+            "): closes the span, status ERROR when the error (RBX) is non-nil\n",
+            "): closes the span, status ERROR when the error (RAX) is non-nil\n",
+            "  runtime.goexit0 at file offset 0x",
+        ],
+    );
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).await;
+    assert_exit(&output, 3);
+    assert_eq!(
+        support::stdout(&output),
+        "[2 44 -1 8] 55 1000 -3 empty <nil> -1 0\n"
+    );
+
+    // Four goroutines yield inside step and inside parse, which step calls: each parse is the
+    // child of the step on its goroutine, whichever threads they ran on.
+    let mut steps: Vec<_> = named(&spans, "main.step")
+        .into_iter()
+        .map(|step| {
+            let [parse] = spans
+                .iter()
+                .filter(|p| p.name() == "main.parse" && p.span.parent_span_id == step.span.span_id)
+                .collect::<Vec<_>>()[..]
+            else {
+                panic!("one parse under {step:?}")
+            };
+            assert_eq!(parse.span.trace_id, step.span.trace_id);
+            assert_eq!(parse.str_attr("text"), step.str_attr("text"));
+            assert_eq!(
+                parse.int_attr("goroutine.id"),
+                step.int_attr("goroutine.id")
+            );
+            assert!(step.span.parent_span_id.is_empty());
+            (
+                step.str_attr("text").unwrap().to_owned(),
+                step.int_attr("doubled"),
+                parse.int_attr("n"),
+                status(parse),
+                parse.str_attr("error.type").map(str::to_owned),
+            )
+        })
+        .collect();
+    steps.sort();
+    let ok = (0, String::new());
+    assert_eq!(
+        steps,
+        [
+            ("1".into(), Some(2), Some(1), ok.clone(), None),
+            ("22".into(), Some(44), Some(22), ok.clone(), None),
+            ("4".into(), Some(8), Some(4), ok.clone(), None),
+            (
+                "x".into(),
+                Some(-1),
+                Some(0),
+                (2, "returned a non-nil error: *main.parseError".into()),
+                Some("*main.parseError".into())
+            ),
+        ]
+    );
+    assert_eq!(named(&spans, "main.parse").len(), 4);
+
+    // Recursion: fib(10) makes 177 calls, each returning the sum of its children's results.
+    let fibs = named(&spans, "main.fib");
+    assert_eq!(fibs.len(), 177);
+    for fib in &fibs {
+        let n = fib.int_attr("n").unwrap();
+        let children: Vec<_> = fibs
+            .iter()
+            .filter(|c| c.span.parent_span_id == fib.span.span_id)
+            .collect();
+        if n < 2 {
+            assert!(children.is_empty());
+            assert_eq!(fib.int_attr("r"), Some(n));
+        } else {
+            let mut ns: Vec<_> = children.iter().map(|c| c.int_attr("n").unwrap()).collect();
+            ns.sort();
+            assert_eq!(ns, [n - 2, n - 1]);
+            let sum: i64 = children.iter().map(|c| c.int_attr("r").unwrap()).sum();
+            assert_eq!(fib.int_attr("r"), Some(sum));
+        }
+    }
+
+    // deep(2000) grows the stack past 500 KB, copied elsewhere several times while the calls
+    // are in progress: the outermost 32 (the depth limit) return, each the parent of the next.
+    let mut deeps: Vec<_> = named(&spans, "main.deep");
+    deeps.sort_by_key(|d| -d.int_attr("n").unwrap());
+    assert_eq!(deeps.len(), 32);
+    for (k, pair) in deeps.windows(2).enumerate() {
+        assert_eq!(pair[0].int_attr("n"), Some(2000 - k as i64));
+        assert_eq!(pair[1].span.parent_span_id, pair[0].span.span_id);
+        assert_eq!(status(pair[1]), ok);
+    }
+    assert_has_all(&support::stderr(&output), &["depth_exceeded=1969"]);
+
+    // A panic in explode, recovered in rescue: explode is closed as unwound, rescue returns.
+    let [rescue] = named(&spans, "main.rescue")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(rescue.int_attr("result"), Some(-3));
+    assert_eq!(status(rescue), ok);
+    let unwound = (
+        2,
+        "call did not return: a panic unwound it, recovered by a caller".into(),
+    );
+    let mut explodes: Vec<_> = named(&spans, "main.explode")
+        .into_iter()
+        .map(|e| {
+            let parent = parent_of(e, &spans).map(ReceivedSpan::name);
+            (
+                e.int_attr("n"),
+                parent,
+                status(e),
+                e.str_attr("spanprobe.incomplete"),
+            )
+        })
+        .collect();
+    explodes.sort();
+    assert_eq!(
+        explodes,
+        [
+            // guard(0), after guard(1) (unprobed) recovered: the same place on the stack.
+            (Some(0), None, ok.clone(), None),
+            (Some(1), None, unwound.clone(), Some("unwound")),
+            (Some(3), Some("main.rescue"), unwound, Some("unwound")),
+        ]
+    );
+
+    // `error` alone: in RAX.
+    let mut checks: Vec<_> = named(&spans, "main.check")
+        .iter()
+        .map(|c| status(c))
+        .collect();
+    checks.sort();
+    assert_eq!(
+        checks,
+        [
+            ok.clone(),
+            (2, "returned a non-nil error: *errors.errorString".into())
+        ]
+    );
+
+    // runtime.Goexit inside quit ends its goroutine, and its span.
+    let [quit] = named(&spans, "main.quit")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(
+        quit.str_attr("spanprobe.incomplete"),
+        Some("goroutine_exit")
+    );
+    assert_eq!(
+        status(quit).1,
+        "call did not return: its goroutine ended inside it (runtime.Goexit)"
+    );
+    // hang is still waiting when the program exits: ended with the process, by userspace.
+    let [hang] = named(&spans, "main.hang")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(hang.str_attr("spanprobe.incomplete"), Some("thread_exit"));
+    assert_eq!(hang.attr("thread.id"), None);
+    assert!(hang.int_attr("goroutine.id").is_some());
+    assert_eq!(spans.len(), 4 + 4 + 177 + 32 + 3 + 1 + 1 + 2 + 1);
 }

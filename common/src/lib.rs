@@ -48,7 +48,8 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Process ids (tgid) to trace when [`FILTER_PIDS_GLOBAL`] is set.
 pub const TARGET_PIDS_MAP: &str = "TARGET_PIDS";
-/// Per-thread call stacks ([`ThreadStack`]), keyed by thread id.
+/// Call stacks ([`ThreadStack`]): a thread's, keyed by its thread id, or a goroutine's, keyed
+/// by [`GOROUTINE_STACK`] or'ed with its `g` address.
 pub const THREADS_MAP: &str = "THREADS";
 /// What each function captures ([`FunctionCapture`]), indexed by function id.
 pub const FUNCTIONS_MAP: &str = "FUNCTIONS";
@@ -78,8 +79,14 @@ pub const TASK_TGID_OFFSET_GLOBAL: &str = "TASK_TGID_OFFSET";
 /// kernel requires).
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 
-/// Maximum number of threads with a live call stack; least recently used stacks are evicted.
+/// Maximum number of threads and goroutines with a live call stack; least recently used stacks
+/// are evicted.
 pub const MAX_THREADS: u32 = 16384;
+
+/// In a [`THREADS_MAP`] key and [`CallEvent::goroutine`]: the stack is a goroutine's, and the
+/// low bits its `g` address (below 2^47 in user space, so keys shifted for a call's depth
+/// still fit).
+pub const GOROUTINE_STACK: u64 = 1 << 56;
 
 /// Things the eBPF side could not do, counted per CPU so that no loss is silent.
 #[repr(u32)]
@@ -158,6 +165,24 @@ pub struct CallEvent {
     pub stack_len: u32,
     /// The trace context the call runs in, when a probed call read one from its arguments.
     pub context: TraceContext,
+    /// For a Go call: the goroutine's stack it was on ([`GOROUTINE_STACK`] or'ed with its `g`
+    /// address), which parents are found on, since goroutines move between threads; 0 for a
+    /// call on its thread's stack.
+    pub goroutine: u64,
+    /// For a Go call whose last result is an `error`: that interface's type word (its itab,
+    /// which names the error's dynamic type), 0 when the error is nil or there is none.
+    pub error_type: u64,
+}
+
+impl CallEvent {
+    /// The call stack the call was on, among its process's: its goroutine's, or its thread's.
+    pub fn stack_id(&self) -> u64 {
+        if self.goroutine != 0 {
+            self.goroutine
+        } else {
+            u64::from(self.tid)
+        }
+    }
 }
 
 /// A W3C trace context, as a call carries it. All zero when there is none: userspace then
@@ -253,6 +278,9 @@ pub enum CallEnd {
     /// A [`USDT_EVENT`] probe fired inside a span: the record is an event of that span (the
     /// one whose entry time is `parent_entry_ns`), not a span of its own.
     Event = 4,
+    /// The goroutine ended inside the call: `runtime.Goexit`, run by the call or a callee,
+    /// ends it after the deferred calls, and the call never returns.
+    GoroutineExit = 5,
 }
 
 impl CallEnd {
@@ -263,6 +291,7 @@ impl CallEnd {
             2 => Some(Self::Unwound),
             3 => Some(Self::EntryOnly),
             4 => Some(Self::Event),
+            5 => Some(Self::GoroutineExit),
             _ => None,
         }
     }
@@ -380,9 +409,14 @@ pub struct FunctionCapture {
     pub span_id_slot: u8,
     /// A [`ContextPolicy`].
     pub context_policy: u8,
-    pub _pad: [u8; 2],
+    /// At a [`GO_RETURN`] site whose function's last result is an `error`: the register of
+    /// that interface's type word, by its DWARF number plus one (see [`ArgSource::Gpr`]); 0
+    /// for none.
+    pub error_register: u8,
+    pub _pad: u8,
     /// With [`USDT_START`] or [`USDT_END`]: the start/end pair the site belongs to; an end
-    /// closes the innermost span only when its start is of the same pair.
+    /// closes the innermost span only when its start is of the same pair. With [`GO_CALL`]
+    /// or [`GO_RETURN`], likewise: a Go function's entry and its `RET` sites.
     pub pair: u32,
     /// The chain of pointers from the return value (RAX) to what is reported instead of it
     /// (`chain`, `path` and `field_size` as an argument's; 0 `chain` reports RAX itself).
@@ -404,6 +438,16 @@ pub const USDT_END: u32 = 4;
 /// In [`FunctionCapture::flags`], with [`ENTRY_ONLY`]: the site is an event of the innermost
 /// span open on its thread ([`CallEnd::Event`]); a span of its own when none is open.
 pub const USDT_EVENT: u32 = 8;
+/// In [`FunctionCapture::flags`]: a Go function's entry (past its stack check, so that a call
+/// whose stack grows enters once). Its frame goes on the goroutine's stack, where positions
+/// are measured from the stack's top, which stay put when Go copies the stack elsewhere.
+pub const GO_CALL: u32 = 16;
+/// In [`FunctionCapture::flags`]: a `RET` of a Go function, which closes the frame its
+/// [`GO_CALL`] site (of the same pair) opened, with the results.
+pub const GO_RETURN: u32 = 32;
+/// In [`FunctionCapture::flags`]: `runtime.goexit0(gp)`, where every goroutine ends: the calls
+/// still open on `gp`'s stack end ([`CallEnd::GoroutineExit`]), and the stack is freed.
+pub const GO_EXIT: u32 = 64;
 
 /// A completed call with its captured memory: the ring-buffer record of functions that capture
 /// memory, built in place from entry to return. The record sent is `header` and the first
@@ -448,7 +492,12 @@ pub struct ThreadStack {
     pub root_function_id: u32,
     /// Non-zero when the trace of the calls in progress was sampled out: they send nothing.
     pub unsampled: u32,
-    pub _pad: u32,
+    /// The process whose stack this is: for a goroutine's, which is left when its process
+    /// exits, so that userspace can end its calls then.
+    pub pid: u32,
+    /// Its key in [`THREADS_MAP`]: the thread id, or [`GOROUTINE_STACK`] or'ed with the
+    /// goroutine's `g` address.
+    pub key: u64,
     /// Entry time of the outermost call in progress.
     pub root_entry_ns: u64,
     /// Entry time of the innermost call in progress with a frame, 0 when none. Kept here so
@@ -486,7 +535,7 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<TraceContext>() == 24);
 const _: () = assert!(
     core::mem::size_of::<CallEvent>()
-        == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16 + size_of::<TraceContext>()
+        == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16 + size_of::<TraceContext>() + 16
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
 const _: () = assert!(
@@ -500,6 +549,6 @@ const _: () =
     assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS + size_of::<TraceContext>());
 const _: () = assert!(
     core::mem::size_of::<ThreadStack>()
-        == 40 + SCRATCH_LEN + size_of::<TraceContext>() + MAX_DEPTH * size_of::<Frame>()
+        == 48 + SCRATCH_LEN + size_of::<TraceContext>() + MAX_DEPTH * size_of::<Frame>()
 );
 const _: () = assert!(TRACEPARENT_LEN < SCRATCH_LEN);

@@ -32,10 +32,10 @@ use aya_ebpf::{
 };
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallRecord, ContextFormat, ContextPolicy, Counter,
-    DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, MAX_ARGS, MAX_CHAIN,
-    MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX,
-    MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack,
-    TraceContext, USDT_END, USDT_EVENT, USDT_START,
+    DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, GO_CALL, GO_EXIT, GO_RETURN,
+    GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES,
+    MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS,
+    SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext, USDT_END, USDT_EVENT, USDT_START,
 };
 
 #[map]
@@ -51,7 +51,7 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 static TARGET_PIDS: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map]
-static THREADS: LruHashMap<u32, ThreadStack> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+static THREADS: LruHashMap<u64, ThreadStack> = LruHashMap::with_max_entries(MAX_THREADS, 0);
 
 /// Sized by userspace to the number of functions.
 #[map]
@@ -85,8 +85,18 @@ static TRACE_CONTEXTS: Global<u8> = Global::new(0);
 #[unsafe(no_mangle)]
 static RETURN_ADDRESSES: Global<u8> = Global::new(0);
 
-/// [`Frame::return_address`] of a USDT span's frame, which has no return slot.
+/// [`Frame::return_address`] of a USDT span's frame, which has no return slot, and of a Go
+/// call's, whose return slot no probe changes.
 const NOT_A_CALL: u64 = u64::MAX;
+
+/// Where positions on a goroutine's stack are measured from: a frame's [`Frame::sp`] there is
+/// this less its distance from the stack's top, so that deeper frames are lower, as on a
+/// thread's stack, and stay put when Go copies the stack elsewhere to grow it.
+const GOROUTINE_TOP: u64 = 1 << 62;
+
+/// The offset of `stack.hi`, the top of a goroutine's stack, in `runtime.g`: its first field
+/// is the `stack` (`lo`, `hi`), fixed because the runtime's assembly relies on it.
+const G_STACK_HI: u64 = 8;
 
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
@@ -155,12 +165,26 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     if capture.flags & USDT_END != 0 {
         return end_usdt_span(&thread, capture, regs, now);
     }
-    let stack = thread_stack_or_insert(thread.tid)?;
-    // A USDT site is inside its function: `[rsp]` is whatever that function keeps there.
-    let at_call = capture.flags & USDT_START == 0;
+    if capture.flags & GO_EXIT != 0 {
+        // runtime.goexit0(gp *g): gp in RAX.
+        return end_stack(
+            &thread,
+            GOROUTINE_STACK | regs.rax,
+            now,
+            CallEnd::GoroutineExit,
+        );
+    }
+    let place = stack_place(&thread, capture, regs)?;
+    if capture.flags & GO_RETURN != 0 {
+        return go_return(&thread, &place, capture, regs, now);
+    }
+    let stack = stack_or_insert(&thread, place.key)?;
+    // A USDT site is inside its function: `[rsp]` is whatever that function keeps there. Go
+    // calls get no return probe, so their return slot needs no watching.
+    let at_call = capture.flags & (USDT_START | GO_CALL) == 0;
     // A live caller's frame is above us on the stack; one below our return address was
-    // skipped by a longjmp.
-    end_frames_below(&thread, stack, regs.rsp, now, CallEnd::Unwound);
+    // skipped by a longjmp (or a Go panic that was recovered).
+    end_frames_below(&thread, stack, place.sp, now, CallEnd::Unwound);
     let top = stack
         .depth
         .checked_sub(1)
@@ -170,7 +194,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     // called from the same depth (the slot holds a real return address). Reading `[rsp]` is
     // the dearest thing an entry does (~150 ns, hardened usercopy): it is read only for that,
     // or when stacks are captured, which show the real return addresses of outer calls.
-    let same_place = top.as_ref().is_some_and(|top| top.sp == regs.rsp);
+    let same_place = top.as_ref().is_some_and(|top| top.sp == place.sp);
     let return_address = if !at_call {
         NOT_A_CALL
     } else if same_place || RETURN_ADDRESSES.load() != 0 {
@@ -179,16 +203,18 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
         0
     };
     // A USDT span of this pair still open at this very stack position never got its end: a
-    // longjmp left it (PostgreSQL's error handling does), and the same code starts again.
+    // longjmp left it (PostgreSQL's error handling does), and the same code starts again. So
+    // with a Go call of the same function there: a panic unwound it, recovered by an unprobed
+    // caller that called it again. (Another Go function there was jumped to: it nests.)
     if !at_call
         && let Some(top) = &top
-        && top.sp == regs.rsp
+        && top.sp == place.sp
         && top.return_address == NOT_A_CALL
         && FUNCTIONS
             .get(top.function_id)
             .is_some_and(|start| start.pair == capture.pair)
     {
-        end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
+        end_frames_below(&thread, stack, place.sp + 1, now, CallEnd::Unwound);
     }
     if at_call
         && let Some(top) = &top
@@ -208,8 +234,8 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
             // return address was not read. A tail call is the likelier.
             true
         };
-        if top.sp == regs.rsp && !tail_call {
-            end_frames_below(&thread, stack, regs.rsp + 1, now, CallEnd::Unwound);
+        if top.sp == place.sp && !tail_call {
+            end_frames_below(&thread, stack, place.sp + 1, now, CallEnd::Unwound);
         }
     }
     let depth = stack.depth;
@@ -290,7 +316,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     frame.parent_entry_ns = stack.top_entry_ns;
     stack.top_entry_ns = now;
     frame.entry_ns = now;
-    frame.sp = regs.rsp;
+    frame.sp = place.sp;
     frame.function_id = function_id;
     frame.return_address = return_address;
     copy_context(&mut frame.context, &stack.entering);
@@ -302,7 +328,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     frame.args = args;
     frame.faults = faulted;
     if capture.data_len > 0
-        && let Some(record) = call_record(call_key(thread.tid, depth))
+        && let Some(record) = call_record(call_key(stack.key, depth))
     {
         capture_memory(regs, record, capture, &args, faults);
         if capture.stack_frames > 0 {
@@ -486,14 +512,9 @@ fn emit_entry_only(
         context: stack.entering,
         ..Frame::default()
     };
-    let ending = Ending {
-        now,
-        ret: 0,
-        flags: 0,
-        end,
-    };
+    let ending = Ending::at(now, end);
     let event = call_event(thread, stack, &frame, stack.depth + 1, &ending);
-    let key = call_key(thread.tid, ENTRY_ONLY_SLOT);
+    let key = call_key(stack.key, ENTRY_ONLY_SLOT);
     if capture.data_len > 0
         && let Some(record) = call_record(key)
     {
@@ -529,11 +550,11 @@ fn end_usdt_span(
     regs: &pt_regs,
     now: u64,
 ) -> Option<()> {
-    let Some(stack) = THREADS.get_ptr_mut(thread.tid) else {
+    let Some(stack) = THREADS.get_ptr_mut(u64::from(thread.tid)) else {
         count(Counter::ReturnWithoutEntry);
         return None;
     };
-    // SAFETY: as in `try_return`.
+    // SAFETY: as in `stack_or_insert`.
     let stack = unsafe { &mut *stack };
     // Frames entered below this site were skipped by a longjmp.
     end_frames_below(thread, stack, regs.rsp, now, CallEnd::Unwound);
@@ -555,13 +576,12 @@ fn end_usdt_span(
     stack.depth -= 1;
     stack.top_entry_ns = top.parent_entry_ns;
     store_end_args(stack, stack.depth, capture, regs);
-    let ending = Ending {
-        now,
-        ret: 0,
-        flags: 0,
-        end: CallEnd::Returned,
-    };
-    emit_call(thread, stack, stack.depth, &ending);
+    emit_call(
+        thread,
+        stack,
+        stack.depth,
+        &Ending::at(now, CallEnd::Returned),
+    );
     resample_after(stack, stack.depth);
     Some(())
 }
@@ -589,17 +609,62 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
     let thread = traced_thread()?;
-    let Some(stack) = THREADS.get_ptr_mut(thread.tid) else {
+    let regs = registers(ctx.as_ptr());
+    let Some(stack) = THREADS.get_ptr_mut(u64::from(thread.tid)) else {
         count(Counter::ReturnWithoutEntry);
         return None;
     };
-    // SAFETY: the value belongs to this thread alone (keyed by its tid), and a thread runs one
-    // probe program at a time, so nothing else writes it while we hold the reference.
+    // SAFETY: as in `stack_or_insert`.
     let stack = unsafe { &mut *stack };
-    let regs = registers(ctx.as_ptr());
-    // `ret` popped the return address: the returning call entered at rsp - 8. Frames entered
-    // below that were skipped by a longjmp or an exception and will never return.
-    end_frames_below(&thread, stack, regs.rsp - 8, now, CallEnd::Unwound);
+    // `ret` popped the return address: the returning call entered at rsp - 8.
+    let ending = Ending {
+        ret: regs.rax,
+        ..Ending::at(now, CallEnd::Returned)
+    };
+    return_from(&thread, stack, regs.rsp - 8, None, &ending)
+}
+
+/// A `RET` of a Go function: the call that entered at the same place of the goroutine's stack
+/// returns, with its results in the registers.
+#[inline(always)]
+fn go_return(
+    thread: &Thread,
+    place: &StackPlace,
+    capture: &FunctionCapture,
+    regs: &pt_regs,
+    now: u64,
+) -> Option<()> {
+    let Some(stack) = THREADS.get_ptr_mut(place.key) else {
+        count(Counter::ReturnWithoutEntry);
+        return None;
+    };
+    // SAFETY: as in `stack_or_insert`.
+    let stack = unsafe { &mut *stack };
+    let error_type = match capture.error_register.checked_sub(1) {
+        Some(register) => read_arg(regs, ArgSource::Gpr as u8, register),
+        None => 0,
+    };
+    let ending = Ending {
+        ret: regs.rax,
+        error_type,
+        ..Ending::at(now, CallEnd::Returned)
+    };
+    return_from(thread, stack, place.sp, Some(capture.pair), &ending)
+}
+
+/// The call on top of `stack`, which entered at `sp`, has returned: its event is sent. Frames
+/// entered below `sp` were skipped (by a longjmp, an exception, a recovered Go panic) and end
+/// as unwound. With `pair`, the top frame must be of a function of that pair (a Go `RET`
+/// names its function); otherwise its position alone tells it.
+#[inline(always)]
+fn return_from(
+    thread: &Thread,
+    stack: &mut ThreadStack,
+    sp: u64,
+    pair: Option<u32>,
+    ending: &Ending,
+) -> Option<()> {
+    end_frames_below(thread, stack, sp, ending.now, CallEnd::Unwound);
     if stack.depth == 0 {
         count(Counter::ReturnWithoutEntry);
         return None;
@@ -610,7 +675,13 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
         return None;
     }
     let frame = frame_at(stack, stack.depth - 1)?;
-    if frame.sp != regs.rsp - 8 {
+    let same_function = match pair {
+        Some(pair) => FUNCTIONS
+            .get(frame.function_id)
+            .is_some_and(|entry| entry.pair == pair),
+        None => true,
+    };
+    if frame.sp != sp || !same_function {
         // Not the top frame's return: its entry was never recorded (the probes were attached
         // while it ran), or the frame was already ended. Leave the stack as it is.
         count(Counter::ReturnWithoutEntry);
@@ -618,15 +689,41 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     }
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
-    let ending = Ending {
-        now,
-        ret: regs.rax,
-        flags: 0,
-        end: CallEnd::Returned,
-    };
-    emit_call(&thread, stack, stack.depth, &ending);
+    emit_call(thread, stack, stack.depth, ending);
     resample_after(stack, stack.depth);
     Some(())
+}
+
+/// Which call stack a probe works on, and where on it the probe fired.
+struct StackPlace {
+    /// Its key in [`THREADS`].
+    key: u64,
+    /// The stack position that tells live frames from skipped ones: RSP on a thread's stack,
+    /// measured from the top on a goroutine's (see [`GOROUTINE_TOP`]).
+    sp: u64,
+}
+
+/// The stack a probe of `capture` works on: its thread's, or for Go code the running
+/// goroutine's (R14 holds its `g` under Go's register ABI), since goroutines move between
+/// threads, even inside a call. `None`, counted, when the goroutine's stack cannot be read.
+#[inline(always)]
+fn stack_place(thread: &Thread, capture: &FunctionCapture, regs: &pt_regs) -> Option<StackPlace> {
+    if capture.flags & (GO_CALL | GO_RETURN) == 0 {
+        return Some(StackPlace {
+            key: u64::from(thread.tid),
+            sp: regs.rsp,
+        });
+    }
+    let g = regs.r14;
+    let top = read_user_u64(g.wrapping_add(G_STACK_HI));
+    if top < regs.rsp || top - regs.rsp >= GOROUTINE_TOP {
+        count(Counter::NoThreadStack);
+        return None;
+    }
+    Some(StackPlace {
+        key: GOROUTINE_STACK | g,
+        sp: GOROUTINE_TOP - (top - regs.rsp),
+    })
 }
 
 /// A thread is exiting: its calls in progress will never return. Report them and free its
@@ -639,15 +736,22 @@ pub fn spanprobe_thread_exit(_ctx: RawTracePointContext) -> i32 {
 
 fn try_thread_exit() -> Option<()> {
     let thread = traced_thread()?;
-    let stack = THREADS.get_ptr_mut(thread.tid)?;
-    // SAFETY: as in `try_return`; the thread is running this, its last program.
-    let stack = unsafe { &mut *stack };
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
+    end_stack(&thread, u64::from(thread.tid), now, CallEnd::ThreadExit)
+}
+
+/// The stack `key` ends (its thread or goroutine does): its calls in progress end as `end`,
+/// and it is freed.
+#[inline(always)]
+fn end_stack(thread: &Thread, key: u64, now: u64, end: CallEnd) -> Option<()> {
+    let stack = THREADS.get_ptr_mut(key)?;
+    // SAFETY: as in `stack_or_insert`; its thread or goroutine is ending.
+    let stack = unsafe { &mut *stack };
     // Calls past the depth limit have no frame (they were counted at entry).
     stack.depth = stack.depth.min(depth_limit());
-    end_frames_below(&thread, stack, u64::MAX, now, CallEnd::ThreadExit);
-    let _ = THREADS.remove(thread.tid);
+    end_frames_below(thread, stack, u64::MAX, now, end);
+    let _ = THREADS.remove(key);
     Some(())
 }
 
@@ -716,13 +820,7 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
         }
         stack.depth = depth - 1;
         stack.top_entry_ns = top.parent_entry_ns;
-        let ending = Ending {
-            now,
-            ret: 0,
-            flags: 0,
-            end,
-        };
-        emit_call(thread, stack, depth - 1, &ending);
+        emit_call(thread, stack, depth - 1, &Ending::at(now, end));
         resample_after(stack, depth - 1);
     }
 }
@@ -737,6 +835,22 @@ struct Ending {
     /// [`CallEvent::flags`].
     flags: u16,
     end: CallEnd,
+    /// [`CallEvent::error_type`].
+    error_type: u64,
+}
+
+impl Ending {
+    /// An ending with no return value.
+    #[inline(always)]
+    fn at(now: u64, end: CallEnd) -> Self {
+        Ending {
+            now,
+            ret: 0,
+            flags: 0,
+            end,
+            error_type: 0,
+        }
+    }
 }
 
 /// The call in frame `index` has ended: if its trace context dropped its subtree, the calls
@@ -774,7 +888,7 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
     let event = call_event(thread, stack, frame, index + 1, &ending);
     match capture.map(|c| c.data_len) {
         Some(data_len) if data_len > 0 => {
-            emit_with_memory(call_key(thread.tid, index), event, data_len)
+            emit_with_memory(call_key(stack.key, index), event, data_len)
         }
         _ => emit(&event),
     }
@@ -809,6 +923,12 @@ fn call_event(
         flags: ending.flags,
         stack_len: 0,
         context: frame.context,
+        goroutine: if stack.key & GOROUTINE_STACK != 0 {
+            stack.key
+        } else {
+            0
+        },
+        error_type: ending.error_type,
     }
 }
 
@@ -834,24 +954,33 @@ fn traced_thread() -> Option<Thread> {
     Some(thread)
 }
 
+/// The call stack `key` (of the current thread, or of the goroutine running on it), created
+/// empty if need be.
 #[inline(always)]
-fn thread_stack_or_insert(tid: u32) -> Option<&'static mut ThreadStack> {
-    // One lookup for a thread that has a stack, as all do after their first call.
-    let stack = match THREADS.get_ptr_mut(tid) {
+fn stack_or_insert(thread: &Thread, key: u64) -> Option<&'static mut ThreadStack> {
+    // One lookup for a stack that exists, as all do after their first call.
+    let stack = match THREADS.get_ptr_mut(key) {
         Some(stack) => stack,
         None => {
             let Some(empty) = EMPTY_STACK.get(0) else {
                 count(Counter::NoThreadStack);
                 return None;
             };
-            if THREADS.insert(tid, empty, BPF_NOEXIST.into()).is_err() {
+            if THREADS.insert(key, empty, BPF_NOEXIST.into()).is_err() {
                 count(Counter::NoThreadStack);
                 return None;
             }
-            THREADS.get_ptr_mut(tid)?
+            let stack = THREADS.get_ptr_mut(key)?;
+            // SAFETY: as below.
+            let created = unsafe { &mut *stack };
+            created.key = key;
+            created.pid = thread.pid;
+            stack
         }
     };
-    // SAFETY: see `try_return`: only this thread's probes touch its stack.
+    // SAFETY: the value belongs to this thread, or to the goroutine running on it, alone, and
+    // a thread runs one probe program at a time, so nothing else writes it while we hold the
+    // reference.
     Some(unsafe { &mut *stack })
 }
 
@@ -915,10 +1044,11 @@ fn copy_context(to: &mut TraceContext, from: &TraceContext) {
     }
 }
 
-/// Identifies a call in progress: its thread and its depth there.
+/// Identifies a call in progress: its stack's key and its depth there (at most
+/// [`ENTRY_ONLY_SLOT`], which 6 bits hold).
 #[inline(always)]
-fn call_key(tid: u32, depth: u32) -> u64 {
-    (u64::from(tid) << 32) | u64::from(depth)
+fn call_key(stack: u64, depth: u32) -> u64 {
+    (stack << 6) | u64::from(depth)
 }
 
 /// The arguments `capture` asks for, in its order, each followed along its chain of pointers

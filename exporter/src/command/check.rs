@@ -47,9 +47,11 @@ pub fn report(
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let sites = functions.iter().filter(|f| f.kind.is_usdt()).count();
+    let helpers = functions.iter().filter(|f| f.kind.is_go_helper()).count();
+    let calls = functions.len() - sites - helpers;
     let mut what = Vec::new();
-    if sites < functions.len() || sites == 0 {
-        what.push(plural(functions.len() - sites, "function", "functions"));
+    if calls > 0 || sites == 0 {
+        what.push(plural(calls, "function", "functions"));
     }
     if sites > 0 {
         what.push(plural(sites, "USDT site", "USDT sites"));
@@ -73,10 +75,41 @@ pub fn report(
         links(functions, &plans, AttachMode::PerfEvent).len(),
     );
     let mut binary = None;
+    let go_version = |function: &ProbedFunction| {
+        function
+            .go_version
+            .map_or_else(String::new, |(major, minor)| {
+                format!(" (go{major}.{minor})")
+            })
+    };
     for function in functions {
         if binary != Some(&function.binary) {
             binary = Some(&function.binary);
             let _ = writeln!(out, "{}", function.binary.display());
+        }
+        match function.kind {
+            ProbeKind::GoReturn { error, .. } => {
+                let _ = write!(
+                    out,
+                    "    RET at file offset {:#x} (+{}): closes the span",
+                    function.file_offset, function.entry_skip
+                );
+                if let Some(register) = error {
+                    let _ = write!(out, ", status ERROR when the error ({register}) is non-nil");
+                }
+                out.push('\n');
+                continue;
+            }
+            ProbeKind::GoExit => {
+                let _ = writeln!(
+                    out,
+                    "  {} at file offset {:#x}: where goroutines end, closing the spans they \
+                     leave open (runtime.Goexit)",
+                    function.symbol, function.file_offset
+                );
+                continue;
+            }
+            _ => {}
         }
         let span_name = function
             .spec
@@ -92,7 +125,11 @@ pub fn report(
             function.symbol, function.file_offset
         );
         if function.entry_skip > 0 {
-            let _ = write!(out, " (+{} past endbr64)", function.entry_skip);
+            let past = match function.kind {
+                ProbeKind::GoCall { .. } => "the stack check",
+                _ => "endbr64",
+            };
+            let _ = write!(out, " (+{} past {past})", function.entry_skip);
         }
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid}");
@@ -103,12 +140,24 @@ pub fn report(
             ProbeKind::GoEntry => write!(
                 out,
                 ", Go function{}: entry-only (no return probe)",
-                function
-                    .go_version
-                    .map_or_else(String::new, |(major, minor)| format!(
-                        " (go{major}.{minor})"
-                    ))
+                go_version(function)
             ),
+            ProbeKind::GoCall { pair } => write!(
+                out,
+                ", Go function{}: span on its goroutine, closed at {}",
+                go_version(function),
+                plural(
+                    functions
+                        .iter()
+                        .filter(
+                            |f| matches!(f.kind, ProbeKind::GoReturn { pair: p, .. } if p == pair)
+                        )
+                        .count(),
+                    "RET",
+                    "RETs"
+                )
+            ),
+            ProbeKind::GoReturn { .. } | ProbeKind::GoExit => Ok(()),
             ProbeKind::UsdtStart { .. } => {
                 write!(out, ", USDT site opening a span that its `until` closes")
             }

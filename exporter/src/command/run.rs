@@ -15,13 +15,16 @@ use signal_hook::{iterator::exfiltrator::WithOrigin, low_level::siginfo::Cause};
 use signal_hook_tokio::SignalsInfo;
 use spanprobe_common::Counter;
 use spanprobe_config::{ExporterConfig, Located};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     command::child::{self, GatedChild, RunningChild},
     command::uncalled,
     events::ktime::BootClock,
-    events::reader::read_events,
+    events::{
+        orphans,
+        reader::{Input, read_events},
+    },
     export::{ExportSettings, ExportStats, Exporter, span_queue, spawn_export},
     metrics::{self, Metrics},
     probe::bpf::{KernelCounters, ProcessFilter, Tracer},
@@ -163,10 +166,27 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     );
     let ring = tracer.take_events()?;
     let (stop_reader, stop) = oneshot::channel();
+    let (ended_calls, ended) = mpsc::unbounded_channel();
     let reader = tokio::task::spawn_local(async move {
-        let result = read_events(ring, stop, |record| pipeline.handle(record)).await;
+        let result = read_events(ring, stop, ended, |input| match input {
+            Input::Record(record) => pipeline.handle(record),
+            Input::Ended(event) => pipeline.handle_ended(event),
+        })
+        .await;
         (result, pipeline.finish())
     });
+    // Goroutines are no threads: the calls they leave open when their process exits are ended
+    // here, by a look at their stacks every second and once at the end.
+    let end_goroutines = |tracer: &mut Tracer| match tracer
+        .end_goroutines_of_exited_processes(orphans::process_runs)
+    {
+        Ok(events) => {
+            for event in events {
+                let _ = ended_calls.send(event);
+            }
+        }
+        Err(error) => tracing::warn!("cannot end the calls of exited goroutines: {error}"),
+    };
 
     let child = match gated {
         None => None,
@@ -191,6 +211,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
                 if let Ok(kernel) = tracer.counters() {
                     metrics.set_kernel(&kernel);
                 }
+                end_goroutines(&mut tracer);
             }
         }
     };
@@ -199,13 +220,14 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     // meanwhile. Detaching waits on the kernel (a grace period per link, or per perf-event
     // uprobe), off the async threads.
     let started = std::time::Instant::now();
-    let tracer = tokio::task::spawn_blocking(move || {
+    let mut tracer = tokio::task::spawn_blocking(move || {
         tracer.detach();
         tracer
     })
     .await
     .context("detaching the probes")?;
     tracing::debug!(elapsed = ?started.elapsed(), "detached");
+    end_goroutines(&mut tracer);
     // The reader drains the ring buffer completely before returning.
     tracing::debug!("draining the ring buffer");
     let _ = stop_reader.send(());

@@ -15,6 +15,10 @@ pub fn warnings(
 ) -> Vec<String> {
     let mut by_binary: BTreeMap<&Path, (usize, bool)> = BTreeMap::new();
     for (id, function) in functions.iter().enumerate() {
+        // Not a span's own probe: never the function of an event.
+        if function.kind.is_go_helper() {
+            continue;
+        }
         let sampled = function
             .spec
             .sample_rate

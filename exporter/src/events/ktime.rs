@@ -44,7 +44,8 @@ impl BootClock {
     }
 }
 
-fn monotonic_ns() -> u64 {
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of the kernel side's timestamps.
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -1,6 +1,7 @@
 //! Completed calls as the kernel sends them: the ring buffer ([`reader`]), the records
-//! ([`decode`]) and their clock ([`ktime`]).
+//! ([`decode`]) and their clock ([`ktime`]); and the calls userspace ends for it ([`orphans`]).
 
 pub mod decode;
 pub mod ktime;
+pub mod orphans;
 pub mod reader;

@@ -1,23 +1,35 @@
 //! Reads the ring buffer asynchronously. The eBPF side wakes us only once a threshold of data
 //! is pending, so we also drain on a short timer; every drain consumes all pending records.
+//! Calls that userspace ends for the kernel side ([`crate::events::orphans`]) come in beside.
 
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
+use spanprobe_common::CallEvent;
 use tokio::{
     io::{Interest, unix::AsyncFd},
-    sync::oneshot,
+    sync::{mpsc, oneshot},
     time::MissedTickBehavior,
 };
+
+/// What the reader hands on.
+pub enum Input<'a> {
+    /// A record from the ring buffer.
+    Record(&'a [u8]),
+    /// A call userspace ended, with no captured memory.
+    Ended(&'a CallEvent),
+}
 
 /// How long a record may wait in the ring buffer when the wakeup threshold is not reached.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Passes every record to `handle` until `stop` fires, then drains what is left and returns.
+/// Passes every record, and every call `ended` brings, to `handle` until `stop` fires, then
+/// drains what is left of both and returns.
 pub async fn read_events(
     ring: RingBuf<MapData>,
     mut stop: oneshot::Receiver<()>,
-    mut handle: impl FnMut(&[u8]),
+    mut ended: mpsc::UnboundedReceiver<CallEvent>,
+    mut handle: impl FnMut(Input<'_>),
 ) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, for as long as it
     // lives, and the AsyncFd owns the ring buffer.
@@ -34,15 +46,19 @@ pub async fn read_events(
                 guard.clear_ready();
             }
             _ = tick.tick() => drain(ring.get_mut(), &mut handle),
+            Some(event) = ended.recv() => handle(Input::Ended(&event)),
         }
     }
     // Everything submitted before the stop is in the buffer now: take it all.
     drain(ring.get_mut(), &mut handle);
+    while let Ok(event) = ended.try_recv() {
+        handle(Input::Ended(&event));
+    }
     Ok(())
 }
 
-fn drain(ring: &mut RingBuf<MapData>, handle: &mut impl FnMut(&[u8])) {
+fn drain(ring: &mut RingBuf<MapData>, handle: &mut impl FnMut(Input<'_>)) {
     while let Some(record) = ring.next() {
-        handle(&record);
+        handle(Input::Record(&record));
     }
 }

@@ -14,13 +14,14 @@ use aya::{
     sys::{UProbeMultiFeature, is_uprobe_multi_supported},
 };
 use spanprobe_common::{
-    COUNTERS_MAP, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL, FUNCTIONS_MAP,
-    FunctionCapture, RETURN_ADDRESSES_GLOBAL, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL,
-    THREADS_MAP, TRACE_CONTEXTS_GLOBAL, ThreadStack, WAKEUP_BYTES_GLOBAL,
+    COUNTERS_MAP, CallEvent, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL,
+    FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACK, RETURN_ADDRESSES_GLOBAL, TARGET_PIDS_MAP,
+    TASK_TGID_OFFSET_GLOBAL, THREADS_MAP, TRACE_CONTEXTS_GLOBAL, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 use spanprobe_config::Limits;
 
 use crate::{
+    events::{ktime::monotonic_ns, orphans},
     probe::capture::CapturePlan,
     probe::kernel_btf::{self, BtfError, VMLINUX_BTF},
     probe::links::{AttachMode, Link, Program, links, probe_count},
@@ -230,6 +231,8 @@ pub struct Tracer {
     probes: usize,
     _tracepoints: Vec<RawTracePointLink>,
     ebpf: Ebpf,
+    /// `limits.max_depth`: frames kept per stack.
+    depth_limit: u32,
 }
 
 /// Attached links in the order they were attached, detached in reverse: entries before
@@ -382,6 +385,7 @@ impl Tracer {
             probes,
             _tracepoints: tracepoints,
             ebpf,
+            depth_limit,
         })
     }
 
@@ -445,7 +449,7 @@ impl Tracer {
             what: "map",
             name: THREADS_MAP,
         })?;
-        let threads: HashMap<_, u32, ThreadStack> =
+        let threads: HashMap<_, u64, ThreadStack> =
             HashMap::try_from(map).map_err(|source| BpfError::Map {
                 map: THREADS_MAP,
                 source: Box::new(source),
@@ -455,6 +459,37 @@ impl Tracer {
             .filter_map(Result::ok)
             .map(|(_, stack)| u64::from(stack.depth))
             .sum())
+    }
+
+    /// Ends the calls open on the stacks of goroutines whose process no longer runs
+    /// (`process_runs` tells), which the kernel cannot end (see [`orphans`]): their events,
+    /// ended now, and the stacks freed.
+    pub fn end_goroutines_of_exited_processes(
+        &mut self,
+        process_runs: impl Fn(u32) -> bool,
+    ) -> Result<Vec<CallEvent>, BpfError> {
+        let map = self.ebpf.map_mut(THREADS_MAP).ok_or(BpfError::Missing {
+            what: "map",
+            name: THREADS_MAP,
+        })?;
+        let mut stacks: HashMap<_, u64, ThreadStack> =
+            HashMap::try_from(map).map_err(|source| BpfError::Map {
+                map: THREADS_MAP,
+                source: Box::new(source),
+            })?;
+        let now = monotonic_ns();
+        let orphaned: Vec<(u64, ThreadStack)> = stacks
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, stack)| key & GOROUTINE_STACK != 0 && !process_runs(stack.pid))
+            .collect();
+        let mut events = Vec::new();
+        for (key, stack) in orphaned {
+            events.extend(orphans::ended_calls(&stack, self.depth_limit, now));
+            // Gone already if the goroutine ended meanwhile: nothing to free.
+            let _ = stacks.remove(&key);
+        }
+        Ok(events)
     }
 
     /// The kernel side's loss and error counters, summed over CPUs.

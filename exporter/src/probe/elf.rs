@@ -3,9 +3,11 @@
 //! probed function's first instructions are.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use object::{
@@ -30,6 +32,10 @@ pub struct ElfInfo {
     pub exec_segments: Vec<ExecSegment>,
     /// Built by the Go toolchain: uretprobes corrupt Go stacks (Go moves goroutine stacks).
     pub is_go: bool,
+    /// For a Go executable: the dynamic type of an `error` by the address of its itab (the
+    /// interface's type word), from the itab symbols (`go.itab.*errors.errorString,error`).
+    /// Empty for a position-independent one, whose addresses move at load.
+    pub go_error_types: Arc<BTreeMap<u64, String>>,
     /// For a Go binary, the toolchain's version (major, minor) from `.go.buildinfo`, when it
     /// can be read: Go 1.17 and later pass arguments in registers.
     pub go_version: Option<(u32, u32)>,
@@ -99,6 +105,25 @@ fn dynamic_strings(file: &ElfFile64<'_, Endianness>, tag: i64) -> Vec<String> {
         .filter(|entry| entry.tag == tag)
         .filter_map(|entry| table.string(entry).ok())
         .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
+}
+
+/// The dynamic types of `error` values by their itab's address, in a Go executable that is not
+/// position-independent: the linker names each itab `go.itab.<type>,<interface>` (`go:itab.`
+/// since Go 1.20).
+fn go_error_types(file: &object::File<'_>) -> BTreeMap<u64, String> {
+    if file.kind() != object::ObjectKind::Executable {
+        return BTreeMap::new();
+    }
+    file.symbols()
+        .filter_map(|symbol| {
+            let name = symbol.name().ok()?;
+            let itab = name
+                .strip_prefix("go.itab.")
+                .or_else(|| name.strip_prefix("go:itab."))?;
+            let ty = itab.strip_suffix(",error")?;
+            Some((symbol.address(), ty.to_owned()))
+        })
         .collect()
 }
 
@@ -190,10 +215,16 @@ impl ElfInfo {
             || file.section_by_name(".note.go.buildid").is_some()
             || file.section_by_name(".gopclntab").is_some();
         let has_symtab = file.section_by_name(".symtab").is_some();
+        let go_error_types = if is_go {
+            go_error_types(&file)
+        } else {
+            BTreeMap::new()
+        };
         let mut info = Self {
             exec_segments,
             is_go,
             go_version: go_version(&file),
+            go_error_types: Arc::new(go_error_types),
             has_symtab,
             entry_point: None,
         };
@@ -316,6 +347,13 @@ impl Code {
         let mut code = [0u8; 15];
         let read = self.file.read_at(&mut code, offset).ok()?;
         probed_instruction(&code[..read], address)
+    }
+
+    /// The `len` bytes at file offset `offset`, or `None` when the file is shorter.
+    pub fn bytes(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let mut code = vec![0u8; len];
+        self.file.read_exact_at(&mut code, offset).ok()?;
+        Some(code)
     }
 
     /// [`entry_skip`] of the function at file offset `offset`; 0 if the bytes cannot be read

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod dwarf;
 pub mod elf;
 pub mod goabi;
+pub mod gocode;
 pub mod kernel;
 pub mod kernel_btf;
 pub mod kind;

@@ -9,9 +9,11 @@
 
 use std::{
     cell::OnceCell,
+    collections::BTreeMap,
     fmt,
     num::NonZeroU32,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use spanprobe_config::{ArgSpec, Config, FunctionSpec, Located, Position, ProbeTarget, Problem};
@@ -37,7 +39,8 @@ pub struct ProbedFunction {
     /// `entry_skip` bytes past it.
     pub file_offset: u64,
     /// How far past the entry the probes are: the length of an `endbr64` the kernel would
-    /// otherwise single-step on every call (see [`crate::probe::elf::entry_skip`]), or 0.
+    /// otherwise single-step on every call (see [`crate::probe::elf::entry_skip`]), a Go
+    /// function's stack check, or a Go `RET`'s offset; 0 at the entry.
     pub entry_skip: u64,
     pub spec: FunctionSpec,
     /// Only this process is traced.
@@ -59,6 +62,9 @@ pub struct ProbedFunction {
     pub semaphore: Option<u64>,
     /// For a Go function: the version of Go that built it, when known.
     pub go_version: Option<(u32, u32)>,
+    /// For a Go call whose last result is an `error`: the error's dynamic type by the address
+    /// of its itab, which its `RET`s report (see [`ElfInfo::go_error_types`]).
+    pub go_error_types: Option<Arc<BTreeMap<u64, String>>>,
     /// The event slot of the first argument: after the start's, for a USDT site that ends a
     /// span and adds its own arguments to the start's.
     pub slot_base: usize,
@@ -92,6 +98,7 @@ impl ProbedFunction {
             operands: Vec::new(),
             semaphore: None,
             go_version: None,
+            go_error_types: None,
             slot_base: 0,
             later_args: Vec::new(),
         }
@@ -140,13 +147,8 @@ pub enum ResolveErrorKind {
         what: &'static str,
         value: u64,
     },
-    #[error(
-        "{}: is a Go binary; uretprobes corrupt Go stacks (Go moves goroutine stacks, and the \
-         hijacked return address goes with them), so Go functions get entry-only spans: remove \
-         `return`",
-        binary.display()
-    )]
-    GoReturn { binary: PathBuf },
+    #[error("{}: is a Go binary {reason}", binary.display())]
+    GoReturn { binary: PathBuf, reason: String },
     #[error(
         "{}: is a Go binary, whose arguments are found by their declared position in the \
          function's DWARF: probe it by `symbol`",
@@ -157,12 +159,8 @@ pub enum ResolveErrorKind {
     GoArg { symbol: String, reason: String },
     #[error("cannot read the Go parameters from DWARF")]
     GoDwarf(#[source] crate::probe::dwarf::DwarfError),
-    #[error(
-        "{}: is a Go binary, whose functions get entry-only spans, with no duration: remove \
-         `min_duration`",
-        binary.display()
-    )]
-    GoMinDuration { binary: PathBuf },
+    #[error("{}: is a Go binary {reason}", binary.display())]
+    GoMinDuration { binary: PathBuf, reason: String },
     #[error(
         "{}: `{symbol}` is the program's entry point: it is jumped to, not called, so where a \
          return address would be ([rsp]) is argc, which a return probe would overwrite; remove \
@@ -315,9 +313,19 @@ fn resolve_target(
         symbols: OnceCell::new(),
         go: OnceCell::new(),
     };
+    let target_start = functions.len();
     for (f, function) in target.functions.iter().enumerate() {
         let field = format!("{field}.functions[{f}]");
-        functions.extend(kind::function::resolve(&binary, function, &field, errors));
+        let first_id = functions.len();
+        functions.extend(kind::function::resolve(
+            &binary, function, &field, first_id, errors,
+        ));
+    }
+    if functions[target_start..]
+        .iter()
+        .any(|f| matches!(f.kind, ProbeKind::GoCall { .. }))
+    {
+        functions.extend(go_exit(&binary, errors));
     }
     if !target.usdt.is_empty() {
         // Unique in the config: each entry before has resolved to at least one probe.
@@ -325,6 +333,26 @@ fn resolve_target(
         let usdt = kind::usdt::resolve(&binary, &target.usdt, field, first_pair, errors);
         functions.extend(usdt);
     }
+}
+
+/// Where the goroutines of Go binary `binary` end (`runtime.goexit0`), which closes the spans
+/// a goroutine leaves open (`runtime.Goexit` inside a probed call). Without it, such spans end
+/// when another goroutine reuses the same `g`, or when the process exits.
+fn go_exit(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
+    const GOEXIT0: &str = "runtime.goexit0";
+    let symbol = *binary.symbols(errors)?.find(GOEXIT0).first()?;
+    let spec = FunctionSpec {
+        symbol: Some(Located::unplaced(GOEXIT0.to_owned())),
+        ..FunctionSpec::default()
+    };
+    let offset = symbol.file_offset?;
+    Some(binary.probe_at(
+        ProbeKind::GoExit,
+        symbol.name.clone(),
+        Some(symbol.address),
+        offset,
+        &spec,
+    ))
 }
 
 /// A target's binary, read once for all the probes in it.
@@ -420,6 +448,7 @@ impl Binary {
             operands: Vec::new(),
             semaphore: None,
             go_version: self.elf.go_version,
+            go_error_types: None,
             slot_base: 0,
             later_args: Vec::new(),
         }

@@ -9,7 +9,8 @@ use opentelemetry::trace::{SpanId, TraceId};
 use siphasher::sip128::{Hasher128 as _, SipHasher13};
 use std::hash::Hasher as _;
 
-/// Derives OpenTelemetry ids from (pid, tid, entry time).
+/// Derives OpenTelemetry ids from (pid, call stack, entry time): the stack is a thread's (its
+/// tid) or a goroutine's ([`spanprobe_common::CallEvent::stack_id`]).
 #[derive(Debug, Clone)]
 pub struct IdGenerator {
     key: [u8; 16],
@@ -29,14 +30,14 @@ impl IdGenerator {
     /// pipeline takes all of a span's ids at once, from [`Self::span_ids`]; the tests check
     /// that against these.)
     #[cfg(test)]
-    fn span_id(&self, pid: u32, tid: u32, entry_ns: u64) -> SpanId {
-        CallHash(self.hash(pid, tid, entry_ns)).span_id()
+    fn span_id(&self, pid: u32, stack: u64, entry_ns: u64) -> SpanId {
+        CallHash(self.hash(pid, stack, entry_ns)).span_id()
     }
 
     /// The trace id of the trace whose root call entered at `root_entry_ns`.
     #[cfg(test)]
-    fn trace_id(&self, pid: u32, tid: u32, root_entry_ns: u64) -> TraceId {
-        CallHash(self.hash(pid, tid, root_entry_ns)).trace_id()
+    fn trace_id(&self, pid: u32, stack: u64, root_entry_ns: u64) -> TraceId {
+        CallHash(self.hash(pid, stack, root_entry_ns)).trace_id()
     }
 
     /// A span's trace id, its own id and its parent's (`None` for a root), hashing each
@@ -45,17 +46,17 @@ impl IdGenerator {
     pub fn span_ids(
         &self,
         pid: u32,
-        tid: u32,
+        stack: u64,
         root_entry_ns: u64,
         entry_ns: u64,
         parent_entry_ns: Option<u64>,
     ) -> (TraceId, SpanId, Option<SpanId>) {
-        let own = CallHash(self.hash(pid, tid, entry_ns));
+        let own = CallHash(self.hash(pid, stack, entry_ns));
         let known = |ns: u64| {
             if ns == entry_ns {
                 own
             } else {
-                CallHash(self.hash(pid, tid, ns))
+                CallHash(self.hash(pid, stack, ns))
             }
         };
         let root = known(root_entry_ns);
@@ -67,10 +68,10 @@ impl IdGenerator {
         )
     }
 
-    fn hash(&self, pid: u32, tid: u32, ns: u64) -> siphasher::sip128::Hash128 {
+    fn hash(&self, pid: u32, stack: u64, ns: u64) -> siphasher::sip128::Hash128 {
         let mut hasher = SipHasher13::new_with_key(&self.key);
         hasher.write_u32(pid);
-        hasher.write_u32(tid);
+        hasher.write_u64(stack);
         hasher.write_u64(ns);
         hasher.finish128()
     }

@@ -85,9 +85,9 @@ pub struct Pipeline {
     /// Per function id: whether a call of it arrived.
     called: Vec<bool>,
     metrics: Arc<Metrics>,
-    /// Events of spans still open, by the span's (pid, tid, entry time): the span's record
+    /// Events of spans still open, by the span's (pid, stack, entry time): the span's record
     /// comes after them, when it ends.
-    open_span_events: HashMap<(u32, u32, u64), SpanEvents>,
+    open_span_events: HashMap<(u32, u64, u64), SpanEvents>,
 }
 
 /// How to read a function's captured stacks, and where the function is.
@@ -164,7 +164,7 @@ impl Pipeline {
             self.metrics.lost(Loss::UnknownFunction, 1);
             return;
         };
-        let key = (event.pid, event.tid, event.parent_entry_ns);
+        let key = (event.pid, event.stack_id(), event.parent_entry_ns);
         if !self.open_span_events.contains_key(&key)
             && self.open_span_events.len() >= MAX_SPANS_WITH_EVENTS
         {
@@ -192,6 +192,19 @@ impl Pipeline {
                 return;
             }
         };
+        self.handle_event(&event, data);
+    }
+
+    /// A call that userspace ended for the kernel side ([`crate::events::orphans`]).
+    pub fn handle_ended(&mut self, event: &CallEvent) {
+        self.stats.events += 1;
+        self.metrics.events_read.fetch_add(1, Ordering::Relaxed);
+        self.handle_event(event, &[]);
+    }
+
+    /// Turns one call, `data` its captured memory, into its span (or an event of its span).
+    fn handle_event(&mut self, event: &CallEvent, data: &[u8]) {
+        let event = *event;
         if CallEnd::from_u16(event.end) == Some(CallEnd::Event) {
             self.hold_event(&event, data);
             return;
@@ -206,9 +219,9 @@ impl Pipeline {
             }
         };
         let mut span = span;
-        if let Some(events) = self
-            .open_span_events
-            .remove(&(event.pid, event.tid, event.entry_ns))
+        if let Some(events) =
+            self.open_span_events
+                .remove(&(event.pid, event.stack_id(), event.entry_ns))
         {
             span.events = events;
         }
@@ -216,9 +229,12 @@ impl Pipeline {
             span.attributes.push(KeyValue::new(THREAD_NAME, name));
         }
         self.summary.record(&span);
-        if CallEnd::from_u16(event.end)
-            .is_some_and(|end| matches!(end, CallEnd::ThreadExit | CallEnd::Unwound))
-        {
+        if CallEnd::from_u16(event.end).is_some_and(|end| {
+            matches!(
+                end,
+                CallEnd::ThreadExit | CallEnd::Unwound | CallEnd::GoroutineExit
+            )
+        }) {
             self.metrics
                 .incomplete_calls
                 .fetch_add(1, Ordering::Relaxed);

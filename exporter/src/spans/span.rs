@@ -1,7 +1,7 @@
 //! Completed calls to OpenTelemetry spans: pure, no I/O, so it is tested and benchmarked on
 //! recorded events.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, Value,
@@ -27,6 +27,9 @@ struct SpanTemplate {
     args: Vec<ArgPlan>,
     ret: Option<ReturnPlan>,
     attributes: Vec<KeyValue>,
+    /// For a Go function whose last result is an `error`: the error's dynamic type by its
+    /// itab's address.
+    go_error_types: Option<Arc<BTreeMap<u64, String>>>,
 }
 
 /// A span name: fixed, or filled from each span's captured arguments (`{name}`).
@@ -110,6 +113,7 @@ impl SpanTemplate {
                     ]
                 }))
                 .collect(),
+            go_error_types: function.go_error_types.clone(),
         }
     }
 }
@@ -139,15 +143,23 @@ const CODE_FILE_PATH: Key = Key::from_static_str("code.file.path");
 const CODE_LINE_NUMBER: Key = Key::from_static_str("code.line.number");
 /// Set on spans sent at entry, with no duration (no return probe).
 const ENTRY_ONLY: Key = Key::from_static_str("spanprobe.entry_only");
+/// The class of error a call returned (a Go `error`'s dynamic type).
+const ERROR_TYPE: Key = Key::from_static_str("error.type");
 /// Set on spans of calls that never returned, saying why.
 const INCOMPLETE: Key = Key::from_static_str("spanprobe.incomplete");
 
 /// For calls that did not return: the `spanprobe.incomplete` value and the status message.
-fn incomplete_reason(end: CallEnd) -> Option<(&'static str, &'static str)> {
+/// `go`: the call was a Go function's, which a panic skips rather than a longjmp.
+fn incomplete_reason(end: CallEnd, go: bool) -> Option<(&'static str, &'static str)> {
     match end {
         CallEnd::Returned | CallEnd::EntryOnly | CallEnd::Event => None,
         CallEnd::ThreadExit => Some(("thread_exit", "the thread or process exited inside it")),
+        CallEnd::Unwound if go => Some(("unwound", "a panic unwound it, recovered by a caller")),
         CallEnd::Unwound => Some(("unwound", "a longjmp skipped it")),
+        CallEnd::GoroutineExit => Some((
+            "goroutine_exit",
+            "its goroutine ended inside it (runtime.Goexit)",
+        )),
     }
 }
 
@@ -214,7 +226,7 @@ impl SpanAssembler {
         let parent_entry_ns = (event.parent_entry_ns != 0).then_some(event.parent_entry_ns);
         let (mut trace_id, span_id, parent_span_id) = self.ids.span_ids(
             pid,
-            tid,
+            event.stack_id(),
             event.root_entry_ns,
             event.entry_ns,
             parent_entry_ns,
@@ -240,21 +252,38 @@ impl SpanAssembler {
         }
         let mut status = Status::Unset;
         let end = CallEnd::from_u16(event.end);
-        if let Some(incomplete) = end.and_then(incomplete_reason) {
+        let go = event.goroutine != 0;
+        if let Some(incomplete) = end.and_then(|end| incomplete_reason(end, go)) {
             // The call never returned: there is no return value, and the span ends when the
             // loss was seen.
             status = Status::error(format!("call did not return: {}", incomplete.1));
             attributes.push(KeyValue::new(INCOMPLETE, incomplete.0));
         } else if end == Some(CallEnd::EntryOnly) {
             attributes.push(KeyValue::new(ENTRY_ONLY, true));
-        } else if let Some(ret) = &template.ret
-            && let Some(error) = ret.attributes(event, &mut attributes)
-        {
-            status = Status::error(error);
+        } else {
+            if let Some(ret) = &template.ret
+                && let Some(error) = ret.attributes(event, &mut attributes)
+            {
+                status = Status::error(error);
+            }
+            if event.error_type != 0 {
+                // OpenTelemetry's `error.type` is `_OTHER` where no class is known.
+                let ty = template
+                    .go_error_types
+                    .as_ref()
+                    .and_then(|types| types.get(&event.error_type))
+                    .map_or("_OTHER", String::as_str);
+                status = Status::error(format!("returned a non-nil error: {ty}"));
+                attributes.push(KeyValue::new(ERROR_TYPE, shared(ty)));
+            }
         }
         attributes.extend(template.attributes.iter().cloned());
         attributes.push(KeyValue::new(CODE_FUNCTION_NAME, template.symbol.clone()));
-        attributes.push(KeyValue::new(THREAD_ID, i64::from(tid)));
+        // 0 for a goroutine's call ended after its process exited: which thread ran it last
+        // is not known.
+        if tid != 0 {
+            attributes.push(KeyValue::new(THREAD_ID, i64::from(tid)));
+        }
 
         Ok(SpanData {
             span_context: SpanContext::new(

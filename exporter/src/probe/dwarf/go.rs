@@ -1,5 +1,5 @@
-//! The parameters of Go functions, from the DWARF `go build` writes: in declared order, without
-//! the results (which Go lists as parameters too, marked `DW_AT_variable_parameter`), each
+//! The parameters and results of Go functions, from the DWARF `go build` writes: in declared
+//! order (Go lists results as parameters too, marked `DW_AT_variable_parameter`), each
 //! flattened into the scalar words Go's register ABI assigns one register each.
 
 use std::{
@@ -36,6 +36,9 @@ pub enum GoWord {
 pub struct GoFunctions {
     /// The parameters of each function found, by symbol.
     pub params: HashMap<String, Vec<GoParam>>,
+    /// The results of each function found, by symbol: placed in registers as parameters are,
+    /// from RAX again, when the function returns.
+    pub results: HashMap<String, Vec<GoParam>>,
     /// Where `runtime.g` keeps the goroutine's id (`goid`), from the start of the `g` that
     /// R14 points to in Go code.
     pub goid_offset: Option<u64>,
@@ -56,7 +59,9 @@ pub fn functions(
                 && functions.is_none_or(|wanted| wanted.contains(name.as_str()))
                 && !found.params.contains_key(&name)
             {
-                found.params.insert(name, params_of(&ctx, loc)?);
+                let (params, results) = params_of(&ctx, loc)?;
+                found.results.insert(name.clone(), results);
+                found.params.insert(name, params);
             }
         }
         found.goid_offset = member_offset(&ctx, "runtime.g", "goid")?;
@@ -92,16 +97,16 @@ fn member_offset(ctx: &Ctx<'_, '_>, name: &str, member: &str) -> gimli::Result<O
     Ok(None)
 }
 
-fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<Vec<GoParam>> {
-    let mut params = Vec::new();
+/// The parameters of `function`, then its results.
+fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<(Vec<GoParam>, Vec<GoParam>)> {
+    let (mut params, mut results) = (Vec::new(), Vec::new());
     for param in ctx.parameters(function)? {
         let entry = ctx.entry(param)?;
         // Results are parameters marked as variable ones.
-        if let Some(gimli::AttributeValue::Flag(true)) =
-            entry.attr_value(gimli::DW_AT_variable_parameter)
-        {
-            continue;
-        }
+        let is_result = matches!(
+            entry.attr_value(gimli::DW_AT_variable_parameter),
+            Some(gimli::AttributeValue::Flag(true))
+        );
         let name = ctx.string_attr(param, gimli::DW_AT_name)?;
         let Some((u, value)) = ctx.attr(param, gimli::DW_AT_type)? else {
             continue;
@@ -110,14 +115,19 @@ fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<Vec<GoParam>> {
             continue;
         };
         let (info, _) = ctx.type_info(ty, 0)?;
-        params.push(GoParam {
+        let param = GoParam {
             name,
             go_type: info.c_name.trim_start_matches("struct ").to_owned(),
             capture: info.capture,
             words: words(ctx, ty, &info.abi)?,
-        });
+        };
+        if is_result {
+            results.push(param);
+        } else {
+            params.push(param);
+        }
     }
-    Ok(params)
+    Ok((params, results))
 }
 
 /// The register classes of the words of a value of type `ty` (`abi` its System V class).

@@ -1,6 +1,7 @@
 //! Functions, the first kind of probe: a config `functions` entry (a symbol or glob, an
 //! `offset`, or an `address`) resolved to one probe per address it names. A function gets a
-//! return probe unless `[rsp]` at its entry is not a return address (Go, the entry point).
+//! return probe unless `[rsp]` at its entry is not a return address (the entry point); a Go
+//! function gets a probe at each `RET` instead, since a uretprobe corrupts Go's moving stacks.
 
 use std::{collections::HashMap, path::Path};
 
@@ -9,22 +10,24 @@ use spanprobe_config::{
 };
 
 use crate::probe::{
-    dwarf::go::GoFunctions,
+    dwarf::go::{GoFunctions, GoParam},
     dwarf::path::{self, PathBase, PathRequest},
-    elf::ElfInfo,
+    elf::{ElfInfo, ProbedInstruction},
     goabi::{self, GoPlace},
+    gocode::GoSites,
     kind::ProbeKind,
     resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
-    symbols::{SymbolTable, glob_pattern},
-    usdt::{Operand, UsdtArg},
+    symbols::{FunctionSymbol, SymbolTable, glob_pattern},
+    usdt::{Operand, Register, UsdtArg},
 };
 
 /// Resolves `function` (at `field` in the config) in `binary`: its probes, or the problems
-/// added to `errors`.
+/// added to `errors`. `first_id` is the function id the first probe returned will have.
 pub fn resolve(
     binary: &Binary,
     function: &Located<FunctionSpec>,
     field: &str,
+    first_id: usize,
     errors: &mut Vec<ResolveError>,
 ) -> Vec<ProbedFunction> {
     let path = binary.path.clone();
@@ -34,7 +37,7 @@ pub fn resolve(
         kind,
     };
     if binary.elf.is_go
-        && let Some((position, key, kind)) = go_refusal(function, &path)
+        && let Some((position, key, kind)) = go_refusal(function, &path, &binary.elf)
     {
         errors.push(error(position, key, kind));
         return Vec::new();
@@ -124,14 +127,20 @@ pub fn resolve(
             match resolve_paths(&path, &sym.raw, function, field, binary.stack_frames) {
                 Ok(spec) => {
                     probed.spec = spec;
-                    let placed = match &go_functions {
-                        Some(go) => {
-                            place_go_args(go, &sym.raw, &binary.elf, &mut probed, function, field)
-                        }
-                        None => Ok(()),
+                    let Some(go) = &go_functions else {
+                        resolved.push(probed);
+                        continue;
                     };
+                    let placed =
+                        place_go_args(go, &sym.raw, &binary.elf, &mut probed, function, field)
+                            .and_then(|()| {
+                                go_error_register(go, &sym.raw, &probed, function, field)
+                            });
                     match placed {
-                        Ok(()) => resolved.push(probed),
+                        Ok(error) if go_returns_probed(&binary.elf) => {
+                            resolved.extend(go_call(binary, sym, probed, error))
+                        }
+                        Ok(_) => resolved.push(probed),
                         Err(go_errors) => errors.extend(go_errors),
                     }
                 }
@@ -169,7 +178,89 @@ pub fn resolve(
             _ => functions.push(probed),
         }
     }
+    number_go_pairs(&mut functions, first_id);
     functions
+}
+
+/// Whether the returns of the Go functions in a binary built by Go `version` are probed: Go
+/// 1.17's register ABI keeps the goroutine in R14, where the return sites find its stack.
+fn go_returns_probed(elf: &ElfInfo) -> bool {
+    elf.go_version.is_some_and(|version| version >= (1, 17))
+}
+
+/// Makes Go function `probed` (of symbol `sym`) a call whose span ends at any of its `RET`
+/// instructions: its entry probe moves past the stack check (see [`GoSites`]), and a probe goes
+/// at each `RET`, numbered with it by [`number_go_pairs`]. Left entry-only when its code shows
+/// no `RET` (a function that only panics, or jumps away).
+fn go_call(
+    binary: &Binary,
+    sym: &FunctionSymbol,
+    mut probed: ProbedFunction,
+    error: Option<Register>,
+) -> Vec<ProbedFunction> {
+    let entry = probed.file_offset - probed.entry_skip;
+    let sites = binary
+        .code
+        .bytes(entry, sym.size)
+        .and_then(|code| GoSites::find(&code));
+    let Some(sites) = sites.filter(|sites| !sites.returns.is_empty()) else {
+        return vec![probed];
+    };
+    let single_stepped = |offset: u64| match binary
+        .code
+        .probed_instruction(entry + offset, sym.address + offset)
+    {
+        Some(ProbedInstruction::SingleStepped(text)) => Some(text),
+        _ => None,
+    };
+    // A `RET` site reads no argument and sends no span of its own.
+    let spec = FunctionSpec {
+        args: Vec::new(),
+        return_value: None,
+        trace_context: None,
+        ..probed.spec.clone()
+    };
+    let returns: Vec<ProbedFunction> = sites
+        .returns
+        .iter()
+        .map(|&offset| ProbedFunction {
+            kind: ProbeKind::GoReturn { pair: 0, error },
+            file_offset: entry + offset,
+            entry_skip: offset,
+            spec: spec.clone(),
+            stack_frames: 0,
+            single_stepped: single_stepped(offset),
+            operands: Vec::new(),
+            ..probed.clone()
+        })
+        .collect();
+    probed.kind = ProbeKind::GoCall { pair: 0 };
+    if error.is_some() {
+        probed.go_error_types = Some(binary.elf.go_error_types.clone());
+    }
+    probed.file_offset = entry + sites.body;
+    probed.entry_skip = sites.body;
+    probed.single_stepped = single_stepped(sites.body);
+    let mut probes = vec![probed];
+    probes.extend(returns);
+    probes
+}
+
+/// Numbers each Go call and the `RET` sites that follow it with one pair, unique in the config:
+/// the call's function id plus one (`functions[0]` has id `first_id`). USDT pairs, numbered
+/// from the count of functions before their target's, cannot collide with it.
+fn number_go_pairs(functions: &mut [ProbedFunction], first_id: usize) {
+    let mut pair = 0;
+    for (i, function) in functions.iter_mut().enumerate() {
+        match &mut function.kind {
+            ProbeKind::GoCall { pair: call } => {
+                pair = u32::try_from(first_id + i + 1).unwrap_or(u32::MAX);
+                *call = pair;
+            }
+            ProbeKind::GoReturn { pair: site, .. } => *site = pair,
+            _ => {}
+        }
+    }
 }
 
 /// `function`'s spec with each argument's `path` resolved, from the DWARF of `binary`, into
@@ -296,18 +387,39 @@ fn resolve_paths(
     }
 }
 
-/// What a function of a Go binary may not ask for: a return probe and what needs one, and
-/// arguments (Go's own register order).
+/// What a function of a Go binary may not ask for: a return value or a duration where its
+/// returns are not probed, and arguments (Go's own register order) without a symbol.
 fn go_refusal(
     function: &FunctionSpec,
     path: &Path,
+    elf: &ElfInfo,
 ) -> Option<(Position, &'static str, ResolveErrorKind)> {
     let binary = path.to_owned();
-    if let Some(ret) = &function.return_value {
+    let no_returns = if !go_returns_probed(elf) {
+        Some(match elf.go_version {
+            Some((major, minor)) => format!(
+                "built by go{major}.{minor}, before the register ABI of Go 1.17 that returns \
+                 are found through, so its functions get entry-only spans"
+            ),
+            None => "built by an unknown Go version, so its functions get entry-only spans".into(),
+        })
+    } else if function.symbol.is_none() {
+        Some(
+            "whose returns are probed at the RET instructions of a function named by `symbol`; \
+             by `offset` or `address` its spans are entry-only"
+                .into(),
+        )
+    } else {
+        None
+    };
+    if let (Some(ret), Some(reason)) = (&function.return_value, &no_returns) {
         return Some((
             ret.position,
             "return",
-            ResolveErrorKind::GoReturn { binary },
+            ResolveErrorKind::GoReturn {
+                binary,
+                reason: format!("{reason}: remove `return`"),
+            },
         ));
     }
     // Go arguments are found by their declared position in the function's DWARF.
@@ -320,12 +432,78 @@ fn go_refusal(
             ResolveErrorKind::GoArgsWithoutSymbol { binary },
         ));
     }
-    let min = function.min_duration.as_ref()?;
+    let (min, reason) = (function.min_duration.as_ref()?, no_returns?);
     Some((
         min.position,
         "min_duration",
-        ResolveErrorKind::GoMinDuration { binary },
+        ResolveErrorKind::GoMinDuration {
+            binary,
+            reason: format!("{reason}, with no duration: remove `min_duration`"),
+        },
     ))
+}
+
+/// Checks the `return` of Go function `probed` (`raw` its symbol) against its results, and
+/// finds where its `error`, if its last result is one, is at its `RET`s: the interface's type
+/// word, non-nil for an error.
+fn go_error_register(
+    go: &GoFunctions,
+    raw: &str,
+    probed: &ProbedFunction,
+    function: &Located<FunctionSpec>,
+    field: &str,
+) -> Result<Option<Register>, Vec<ResolveError>> {
+    let results: &[GoParam] = go.results.get(raw).map_or(&[], Vec::as_slice);
+    let places = goabi::places(results);
+    if let Some(ret) = &function.return_value {
+        let refuse = |reason: String| {
+            Err(vec![ResolveError {
+                position: ret.position,
+                field: format!("{field}.return"),
+                kind: ResolveErrorKind::GoArg {
+                    symbol: probed.symbol.clone(),
+                    reason,
+                },
+            }])
+        };
+        let (Some(first), Some(place)) = (results.first(), places.first()) else {
+            return refuse("it has no results (or DWARF does not describe them)".into());
+        };
+        let go_type = &first.go_type;
+        match place {
+            GoPlace::Registers { integers, .. } if integers.len() == 1 => {}
+            GoPlace::Registers { integers, .. } if integers.is_empty() => {
+                return refuse(format!(
+                    "its first result ({go_type}) is in a floating-point register, which \
+                     uprobes do not capture"
+                ));
+            }
+            GoPlace::Registers { integers, .. } => {
+                return refuse(format!(
+                    "its first result is a Go {go_type} of {} words: the return value is read \
+                     as one number (RAX)",
+                    integers.len()
+                ));
+            }
+            GoPlace::Stack => {
+                return refuse(format!(
+                    "its first result ({go_type}) is returned on the stack, which is not read"
+                ));
+            }
+        }
+        if ret.path.is_some() {
+            return refuse("`path` is not resolved for Go results yet: give `offsets`".into());
+        }
+    }
+    let error = results
+        .iter()
+        .zip(&places)
+        .next_back()
+        .filter(|(result, _)| result.go_type == "error");
+    Ok(match error {
+        Some((_, GoPlace::Registers { integers, .. })) => integers.first().copied(),
+        _ => None,
+    })
 }
 
 /// Places the arguments of Go function `probed` (`raw` its symbol, its binary's DWARF read

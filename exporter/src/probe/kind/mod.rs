@@ -1,7 +1,7 @@
 //! The kinds of probe: how a probed place's span starts and ends, and where its arguments are
 //! read. Each kind resolves its config entries to [`ProbedFunction`]s (its own file here); the
 //! capture plan, the link plan and `check` ask the kind, not the config, so a new kind (USDT
-//! start/end pairs, Go return sites) is a file here, a variant of [`ProbeKind`], and its
+//! start/end pairs) is a file here, a variant of [`ProbeKind`], and its
 //! config list in the schema.
 //!
 //! [`ProbedFunction`]: crate::probe::resolve::ProbedFunction
@@ -13,7 +13,7 @@ use std::fmt;
 
 use spanprobe_common::ArgSource;
 
-use crate::probe::usdt::Operand;
+use crate::probe::usdt::{Operand, Register};
 
 /// How a probed place makes spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,9 +33,20 @@ pub enum ProbeKind {
     /// A USDT site whose span is sent when it fires, with no duration; with `event`, an
     /// event of the innermost span open on its thread instead, when there is one.
     UsdtPoint { event: bool },
-    /// A Go function's entry: entry-only (a uretprobe corrupts Go's moving stacks), its
-    /// arguments in the registers of Go's ABI.
+    /// A Go function's entry where its returns cannot be probed (built before Go 1.17, or
+    /// probed by address): entry-only, since a uretprobe corrupts Go's moving stacks.
     GoEntry,
+    /// A Go function's entry, past its stack check: the span opens on the goroutine's stack,
+    /// its arguments in the registers of Go's ABI; a [`ProbeKind::GoReturn`] site of the same
+    /// `pair` closes it.
+    GoCall { pair: u32 },
+    /// A `RET` instruction of the Go function whose [`ProbeKind::GoCall`] has the same `pair`:
+    /// closes its span with the results; `error` is where the type word of its last result,
+    /// an `error`, is.
+    GoReturn { pair: u32, error: Option<Register> },
+    /// `runtime.goexit0`, where goroutines end: closes the spans still open on the ending
+    /// goroutine's stack (`runtime.Goexit`).
+    GoExit,
 }
 
 impl ProbeKind {
@@ -57,7 +68,13 @@ impl ProbeKind {
     ///
     /// [`ProbedFunction::operands`]: crate::probe::resolve::ProbedFunction::operands
     pub fn reads_operands(self) -> bool {
-        self.is_usdt() || self == Self::GoEntry
+        self.is_usdt() || matches!(self, Self::GoEntry | Self::GoCall { .. })
+    }
+
+    /// Whether the probe only serves the spans of another: a Go function's `RET`, or where
+    /// goroutines end. It sends no span of its own, and `check` shows it with its function.
+    pub fn is_go_helper(self) -> bool {
+        matches!(self, Self::GoReturn { .. } | Self::GoExit)
     }
 
     /// Whether the probe is a USDT site (not a function's entry).
