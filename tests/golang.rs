@@ -163,17 +163,33 @@ async fn init_writes_go_arguments_that_trace_as_written() {
             "          - { index: 2, name: code, type: str }  # string in RBX, RCX\n",
         ],
     );
-    // No `return`: Go functions get entry-only spans.
-    assert!(!text.contains("return:"), "{text}");
+    // The first result, when one register holds it, is the return value; a last `error`
+    // needs nothing written.
+    assert_has_all(
+        &text,
+        &[
+            "      - symbol: main.handle\n        args:\n",
+            "        return: { name: result, type: i64 }  # int in RAX\n",
+            "        # a non-nil error (the last result) gives the span status ERROR by itself\n",
+        ],
+    );
     let (_, spans) = s.trace_yaml(&text, &[binary.to_str().unwrap()]).await;
     let [handle] = named(&spans, "main.handle")[..] else {
         panic!("{spans:#?}")
     };
     assert_eq!(handle.str_attr("name"), Some("alpha"));
+    assert_eq!(handle.int_attr("result"), Some(7));
     let [apply] = named(&spans, "main.(*order).apply")[..] else {
         panic!("{spans:#?}")
     };
     assert_eq!(apply.str_attr("code"), Some("xy"));
+    assert_eq!(apply.int_attr("result"), Some(9));
+    let mut lookups: Vec<_> = named(&spans, "main.lookup")
+        .iter()
+        .map(|l| (l.int_attr("result"), status(l).0))
+        .collect();
+    lookups.sort();
+    assert_eq!(lookups, [(Some(-1), 2), (Some(1), 0)]);
 }
 
 /// A span's status: (code, message); (0, "") when unset.
@@ -377,4 +393,70 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
     assert_eq!(hang.attr("thread.id"), None);
     assert!(hang.int_attr("goroutine.id").is_some());
     assert_eq!(spans.len(), 4 + 4 + 177 + 32 + 3 + 1 + 1 + 2 + 1);
+}
+
+/// Debian's own gofmt, stripped (no symbol table, no DWARF): its functions are found by the
+/// names in `.gopclntab`, and its calls end at their `RET`s, per goroutine (gofmt formats
+/// files concurrently). The program's output and exit status are its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stripped_go_program_is_probed_by_the_names_its_runtime_keeps() {
+    const GOFMT: &str = "/usr/lib/go-1.19/bin/gofmt";
+    let s = Scenario::start().await;
+    let symbols = support::spanprobe_with(&["symbols", GOFMT, "main.process*"]).await;
+    assert_exit(&symbols, 0);
+    assert!(
+        support::stdout(&symbols).ends_with(" main.processFile\n"),
+        "{}",
+        support::stdout(&symbols)
+    );
+    let files = s.path().join("src");
+    std::fs::create_dir(&files).unwrap();
+    for (name, text) in [
+        (
+            "a.go",
+            "package main\nfunc a( ) {}\nfunc b() int { return 1 }\n",
+        ),
+        ("b.go", "package main\n\nfunc c() {}\n"),
+        ("c.go", "package main\nfunc broken( {\n"),
+    ] {
+        std::fs::write(files.join(name), text).unwrap();
+    }
+    let functions = support::scenario::symbols(&[
+        "main.processFile",
+        "go/parser.ParseFile",
+        "go/parser.(*parser).parseFuncDecl",
+        "main.format",
+    ]);
+    let config = s.config(GOFMT, functions);
+    let (output, spans) = s
+        .trace(&config, &[GOFMT, "-l", files.to_str().unwrap()])
+        .await;
+    // a.go needs formatting, b.go does not, c.go does not parse.
+    assert_exit(&output, 2);
+    assert_eq!(
+        support::stdout(&output),
+        format!("{}\n", files.join("a.go").display())
+    );
+    let mut files_seen = Vec::new();
+    for file in named(&spans, "main.processFile") {
+        let children = |name: &str| -> Vec<&ReceivedSpan> {
+            spans
+                .iter()
+                .filter(|c| c.name() == name && c.span.parent_span_id == file.span.span_id)
+                .collect()
+        };
+        let [parse] = children("go/parser.ParseFile")[..] else {
+            panic!("one ParseFile under {file:?}")
+        };
+        let declarations = spans
+            .iter()
+            .filter(|d| d.span.parent_span_id == parse.span.span_id)
+            .count();
+        files_seen.push((declarations, children("main.format").len()));
+        assert_eq!(status(file), (0, String::new()));
+    }
+    files_seen.sort();
+    // (functions declared, formatted): c.go stops at its one broken declaration.
+    assert_eq!(files_seen, [(1, 0), (1, 1), (2, 1)]);
+    assert_eq!(spans.len(), 3 + 3 + 4 + 2);
 }

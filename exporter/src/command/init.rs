@@ -13,7 +13,7 @@ use super::symbols::{no_match, read_table};
 use crate::probe::{
     dwarf::{
         Abi, FunctionSignature, function_signatures,
-        go::GoParam,
+        go::{GoFunctions, GoParam},
         path::{MemberOffer, pointee_members},
     },
     goabi::{self, GoPlace},
@@ -51,14 +51,14 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
         return Err(no_match(&path, &table, &patterns));
     }
     // Go places arguments by its own ABI: its parameters are read apart.
-    let go_params = if elf.is_go {
+    let go = if elf.is_go {
         let wanted: HashSet<&str> = functions.iter().map(|f| f.raw.as_str()).collect();
-        crate::probe::dwarf::go::functions(&path, Some(&wanted))
-            .unwrap_or_default()
-            .params
+        crate::probe::dwarf::go::functions(&path, Some(&wanted)).unwrap_or_default()
     } else {
-        HashMap::new()
+        GoFunctions::default()
     };
+    // Before Go 1.17's register ABI, returns are not probed: spans are entry-only.
+    let go_returns = elf.go_version.is_some_and(|version| version >= (1, 17));
     let signatures = function_signatures(&path).unwrap_or_default();
     let by_linkage: HashMap<&str, &FunctionSignature> = signatures
         .values()
@@ -78,7 +78,13 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
         "# spanprobe config for {}, written by `spanprobe init`.",
         path.display()
     );
-    if signatures.is_empty() {
+    if signatures.is_empty() && elf.is_go {
+        let _ = writeln!(
+            out,
+            "# The binary has no debug info: Go arguments and results are found by their \
+             position in it, so none is captured (spans still have their durations)."
+        );
+    } else if signatures.is_empty() {
         let _ = writeln!(
             out,
             "# The binary has no debug info: add `args` and `return` by hand."
@@ -128,8 +134,11 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
                 out,
                 "        # a compiler-made clone ({clone}): its arguments are not the source's"
             );
-        } else if let Some(params) = go_params.get(&function.raw) {
+        } else if let Some(params) = go.params.get(&function.raw) {
             write_go_params(&mut out, params);
+            if go_returns && let Some(results) = go.results.get(&function.raw) {
+                write_go_results(&mut out, results);
+            }
         } else if let Some(signature) = signature {
             let offers = offers.get(&function.raw).map_or(&[][..], Vec::as_slice);
             write_signature(&mut out, signature, offers);
@@ -399,9 +408,46 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Me
     };
 }
 
+/// The `return` of one Go function: its first result, when one register holds it whole; a
+/// last `error` result needs nothing written, as it gives the span its status by itself.
+fn write_go_results(out: &mut String, results: &[GoParam]) {
+    let (Some(first), Some(place)) = (results.first(), goabi::places(results).into_iter().next())
+    else {
+        return;
+    };
+    // Go names unnamed results `~r0`, `~r1`...
+    let name = first
+        .name
+        .clone()
+        .filter(|name| !name.starts_with('~'))
+        .unwrap_or_else(|| "result".to_owned());
+    let go_type = &first.go_type;
+    let _ = match (place, first.capture) {
+        (_, _) if go_type == "error" => writeln!(
+            out,
+            "        # {name} (error): a non-nil error gives the span status ERROR by itself"
+        ),
+        (GoPlace::Registers { integers, .. }, Some(ty)) if integers.len() == 1 => writeln!(
+            out,
+            "        return: {{ name: {}, type: {ty} }}  # {go_type} in {}",
+            quote(&name),
+            integers[0]
+        ),
+        _ => writeln!(
+            out,
+            "        # {name} ({go_type}): the return value is read as one number (RAX)"
+        ),
+    };
+    if results.len() > 1 && results.last().is_some_and(|last| last.go_type == "error") {
+        let _ = writeln!(
+            out,
+            "        # a non-nil error (the last result) gives the span status ERROR by itself"
+        );
+    }
+}
+
 /// The `args` of one Go function, each at its declared position with the registers Go's ABI
-/// gives it; what cannot be read is a comment saying why. No `return`: Go functions get
-/// entry-only spans.
+/// gives it; what cannot be read is a comment saying why.
 fn write_go_params(out: &mut String, params: &[GoParam]) {
     if params.is_empty() {
         return;

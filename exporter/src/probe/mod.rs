@@ -10,6 +10,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod goabi;
 pub mod gocode;
+pub mod gopclntab;
 pub mod kernel;
 pub mod kernel_btf;
 pub mod kind;

@@ -3,6 +3,7 @@
 
 use std::{ops::ControlFlow, path::Path};
 
+use crate::probe::gopclntab;
 use blazesym::{
     SymType,
     inspect::{Inspector, source::Elf},
@@ -47,6 +48,9 @@ impl SymbolTable {
             }
             ControlFlow::Continue(())
         })?;
+        if functions.is_empty() {
+            functions = go_functions(path);
+        }
         functions.sort_by(|a, b| (a.address, &a.raw).cmp(&(b.address, &b.raw)));
         functions.dedup_by(|a, b| a.address == b.address && a.raw == b.raw);
         Ok(Self { functions })
@@ -89,6 +93,51 @@ impl SymbolTable {
             .map(|(_, name)| name.to_owned())
             .collect()
     }
+}
+
+/// The functions a stripped Go binary's `.gopclntab` names (none for another binary), with
+/// their file offsets.
+fn go_functions(path: &Path) -> Vec<FunctionSymbol> {
+    use object::{Object as _, ObjectSection as _, ObjectSegment as _};
+    let Ok(data) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return Vec::new();
+    };
+    let (Some(table), Some(text)) = (
+        file.section_by_name(".gopclntab"),
+        file.section_by_name(".text"),
+    ) else {
+        return Vec::new();
+    };
+    let Some(found) = table
+        .data()
+        .ok()
+        .and_then(|table| gopclntab::functions(table, text.address()))
+    else {
+        return Vec::new();
+    };
+    let segments: Vec<(u64, u64, u64)> = file
+        .segments()
+        .map(|s| (s.address(), s.size(), s.file_range().0))
+        .collect();
+    let file_offset = |address: u64| {
+        segments
+            .iter()
+            .find(|(start, size, _)| (*start..start + size).contains(&address))
+            .map(|(start, _, offset)| offset + (address - start))
+    };
+    found
+        .into_iter()
+        .map(|function| FunctionSymbol {
+            name: function.name.clone(),
+            raw: function.name,
+            address: function.address,
+            size: usize::try_from(function.size).unwrap_or(0),
+            file_offset: file_offset(function.address),
+        })
+        .collect()
 }
 
 /// GCC splits rarely run code of a function into `name.cold`: a symbol of type function that

@@ -131,6 +131,10 @@ func main() {
 		quit(5)
 	}()
 	<-done
+	// quit's goroutine has run its deferred calls; wait until it has ended too.
+	for runtime.NumGoroutine() > 1 {
+		runtime.Gosched()
+	}
 	started := make(chan bool)
 	go hang(started, make(chan int))
 	<-started

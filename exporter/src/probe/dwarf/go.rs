@@ -115,9 +115,14 @@ fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<(Vec<GoParam>, V
             continue;
         };
         let (info, _) = ctx.type_info(ty, 0)?;
+        // Go names every type in its own syntax (`*main.order`, `chan<- bool`).
+        let go_type = match ctx.string_attr(ty, gimli::DW_AT_name)? {
+            Some(name) => name,
+            None => info.c_name.trim_start_matches("struct ").to_owned(),
+        };
         let param = GoParam {
             name,
-            go_type: info.c_name.trim_start_matches("struct ").to_owned(),
+            go_type,
             capture: info.capture,
             words: words(ctx, ty, &info.abi)?,
         };

@@ -1,0 +1,166 @@
+//! The functions of a Go binary from its `.gopclntab`, the table the Go runtime itself reads
+//! to name functions in panics and profiles: it stays when the binary is stripped (Debian
+//! strips its Go programs; `-ldflags=-s` does too), so Go functions keep their names
+//! (`main.processFile`, `net/http.(*conn).serve`) for probing without a symbol table.
+//!
+//! The layouts of Go 1.16 to 1.17 and of Go 1.18 and later are read (`debug/gosym` in Go's
+//! standard library is the reference); older tables are not, as their functions pass
+//! arguments on the stack anyway.
+
+/// One function the table names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoFunction {
+    pub name: String,
+    pub address: u64,
+    /// Bytes to the next function's entry.
+    pub size: u64,
+}
+
+const GO116_MAGIC: u32 = 0xffff_fffa;
+const GO118_MAGIC: u32 = 0xffff_fff0;
+const GO120_MAGIC: u32 = 0xffff_fff1;
+
+/// The functions in `table`, the contents of a `.gopclntab`; `text` is the address of the
+/// `.text` section, where Go 1.18's entry offsets start when the header does not say. `None`
+/// for a table of another layout, or one that does not hold together.
+pub fn functions(table: &[u8], text: u64) -> Option<Vec<GoFunction>> {
+    let magic = u32::from_le_bytes(table.get(..4)?.try_into().ok()?);
+    let relative = match magic {
+        GO118_MAGIC | GO120_MAGIC => true,
+        GO116_MAGIC => false,
+        _ => return None,
+    };
+    // Two zero bytes, the PC quantum, the pointer size: 8 on x86-64.
+    if table.get(4..8)? != [0, 0, 1, 8] {
+        return None;
+    }
+    let word = |i: usize| read_u64(table, 8 + 8 * i);
+    let count = usize::try_from(word(0)?).ok()?;
+    // Go 1.18 added the text start after the two counts.
+    let (names, functab, text_start) = if relative {
+        let start = word(2).filter(|&start| start != 0).unwrap_or(text);
+        (word(3)?, word(7)?, start)
+    } else {
+        (word(2)?, word(6)?, 0)
+    };
+    let names = table.get(usize::try_from(names).ok()?..)?;
+    let functab = table.get(usize::try_from(functab).ok()?..)?;
+    // Each entry is (entry, offset of the function's record), then the end of the last
+    // function: 4-byte fields, relative to the text start, since Go 1.18; pointers before.
+    let field = if relative { 4 } else { 8 };
+    let read_field = |at: usize| {
+        if relative {
+            read_u32(functab, at).map(u64::from)
+        } else {
+            read_u64(functab, at)
+        }
+    };
+    let mut functions = Vec::with_capacity(count);
+    for i in 0..count {
+        let entry = read_field(2 * field * i)?;
+        let record = usize::try_from(read_field(2 * field * i + field)?).ok()?;
+        let next = read_field(2 * field * (i + 1))?;
+        // The record starts with the entry, then the name's offset.
+        let name_offset = read_u32(functab, record.checked_add(field)?)?;
+        let name = names.get(usize::try_from(name_offset).ok()?..)?;
+        let name = &name[..name.iter().position(|&b| b == 0)?];
+        functions.push(GoFunction {
+            name: String::from_utf8_lossy(name).into_owned(),
+            address: text_start.checked_add(entry)?,
+            size: next.checked_sub(entry)?,
+        });
+    }
+    Some(functions)
+}
+
+fn read_u32(data: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_u64(data: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Go 1.18 table of two functions, `main.a` at text+0x20 and `main.b` at text+0x60
+    /// ending at text+0x80, laid out as the linker lays it out.
+    fn go118_table(text_start: u64) -> Vec<u8> {
+        let mut table = Vec::new();
+        table.extend(GO118_MAGIC.to_le_bytes());
+        table.extend([0, 0, 1, 8]);
+        let header = 8 + 8 * 8;
+        let names_at = header as u64;
+        let names = b"main.a\0main.b\0";
+        let functab_at = names_at + names.len() as u64;
+        // nfunc, nfiles, textStart, funcname, cu, filetab, pctab, pcln
+        for word in [2, 0, text_start, names_at, 0, 0, 0, functab_at] {
+            table.extend(u64::to_le_bytes(word));
+        }
+        table.extend(names);
+        // (entry, record) twice, then the end; records after it: entry, name offset.
+        let records = 5 * 4;
+        for word in [0x20, records, 0x60, records + 8, 0x80] {
+            table.extend(u32::to_le_bytes(word));
+        }
+        for (entry, name) in [(0x20u32, 0u32), (0x60, 7)] {
+            table.extend(entry.to_le_bytes());
+            table.extend(name.to_le_bytes());
+        }
+        table
+    }
+
+    #[test]
+    fn reads_names_addresses_and_sizes() {
+        assert_eq!(
+            functions(&go118_table(0x401000), 0x999000),
+            Some(vec![
+                GoFunction {
+                    name: "main.a".into(),
+                    address: 0x401020,
+                    size: 0x40,
+                },
+                GoFunction {
+                    name: "main.b".into(),
+                    address: 0x401060,
+                    size: 0x20,
+                },
+            ])
+        );
+        // A position-independent binary's header holds no text start: `.text`'s serves.
+        let pie = functions(&go118_table(0), 0x1000).unwrap();
+        assert_eq!(pie[0].address, 0x1020);
+    }
+
+    #[test]
+    fn refuses_other_layouts_and_broken_tables() {
+        let mut old = go118_table(0x401000);
+        old[..4].copy_from_slice(&0xffff_fffbu32.to_le_bytes());
+        assert_eq!(functions(&old, 0), None);
+        let table = go118_table(0x401000);
+        assert_eq!(functions(&table[..table.len() - 4], 0), None);
+        assert_eq!(functions(&[], 0), None);
+    }
+
+    #[test]
+    fn reads_the_table_of_a_real_go_binary() {
+        // The Go toolchain's own gofmt, stripped by Debian.
+        let path = std::path::Path::new("/usr/lib/go-1.19/bin/gofmt");
+        let Ok(data) = std::fs::read(path) else {
+            panic!(
+                "{} is missing: scripts/setup.sh installs golang-go",
+                path.display()
+            );
+        };
+        use object::{Object as _, ObjectSection as _};
+        let file = object::File::parse(&*data).unwrap();
+        let table = file.section_by_name(".gopclntab").unwrap();
+        let text = file.section_by_name(".text").unwrap().address();
+        let found = functions(table.data().unwrap(), text).unwrap();
+        let main = found.iter().find(|f| f.name == "main.main").unwrap();
+        assert!(main.address >= text && main.size > 0);
+        assert!(found.iter().any(|f| f.name == "go/parser.ParseFile"));
+    }
+}
