@@ -232,7 +232,7 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
         &[
             "9 functions to probe",
             "  main.parse: main.parse at address 0x",
-            "(+10 past the stack check), Go function (go1.19): span on its goroutine, closed at \
+            "(+4, the stack check's branch), Go function (go1.19): span on its goroutine, closed at \
              2 RETs",
             "): closes the span, status ERROR when the error (RBX) is non-nil\n",
             "): closes the span, status ERROR when the error (RAX) is non-nil\n",

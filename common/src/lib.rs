@@ -438,9 +438,9 @@ pub const USDT_END: u32 = 4;
 /// In [`FunctionCapture::flags`], with [`ENTRY_ONLY`]: the site is an event of the innermost
 /// span open on its thread ([`CallEnd::Event`]); a span of its own when none is open.
 pub const USDT_EVENT: u32 = 8;
-/// In [`FunctionCapture::flags`]: a Go function's entry (past its stack check, so that a call
-/// whose stack grows enters once). Its frame goes on the goroutine's stack, where positions
-/// are measured from the stack's top, which stay put when Go copies the stack elsewhere.
+/// In [`FunctionCapture::flags`]: a Go function's entry. Its frame goes on the goroutine's
+/// stack, where positions are measured from the stack's top, which stay put when Go copies the
+/// stack elsewhere.
 pub const GO_CALL: u32 = 16;
 /// In [`FunctionCapture::flags`]: a `RET` of a Go function, which closes the frame its
 /// [`GO_CALL`] site (of the same pair) opened, with the results.
@@ -448,6 +448,11 @@ pub const GO_RETURN: u32 = 32;
 /// In [`FunctionCapture::flags`]: `runtime.goexit0(gp)`, where every goroutine ends: the calls
 /// still open on `gp`'s stack end ([`CallEnd::GoroutineExit`]), and the stack is freed.
 pub const GO_EXIT: u32 = 64;
+/// In [`FunctionCapture::flags`], with [`GO_CALL`]: the entry probe is on the prologue's
+/// `JBE morestack`, which the kernel emulates where it single-steps the instructions around
+/// it; a firing whose branch is taken (CF or ZF set by the stack check) is no entry, as the
+/// function starts again once its stack has grown.
+pub const GO_STACK_CHECK: u32 = 128;
 
 /// A completed call with its captured memory: the ring-buffer record of functions that capture
 /// memory, built in place from entry to return. The record sent is `header` and the first

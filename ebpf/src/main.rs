@@ -33,9 +33,10 @@ use aya_ebpf::{
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallRecord, ContextFormat, ContextPolicy, Counter,
     DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, GO_CALL, GO_EXIT, GO_RETURN,
-    GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES,
-    MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS,
-    SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext, USDT_END, USDT_EVENT, USDT_START,
+    GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH, MAX_MEMORY_CALLS,
+    MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, RETURN_FAULT,
+    SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext, USDT_END, USDT_EVENT,
+    USDT_START,
 };
 
 #[map]
@@ -93,6 +94,10 @@ const NOT_A_CALL: u64 = u64::MAX;
 /// this less its distance from the stack's top, so that deeper frames are lower, as on a
 /// thread's stack, and stay put when Go copies the stack elsewhere to grow it.
 const GOROUTINE_TOP: u64 = 1 << 62;
+
+/// EFLAGS' carry and zero flags: `JBE` branches when either is set.
+const CARRY: u64 = 1;
+const ZERO: u64 = 1 << 6;
 
 /// The offset of `stack.hi`, the top of a goroutine's stack, in `runtime.g`: its first field
 /// is the `stack` (`lo`, `hi`), fixed because the runtime's assembly relies on it.
@@ -164,6 +169,11 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     let regs = registers(ctx.as_ptr());
     if capture.flags & USDT_END != 0 {
         return end_usdt_span(&thread, capture, regs, now);
+    }
+    // The stack check's branch to morestack is taken: the function starts again once its stack
+    // has grown, and enters then.
+    if capture.flags & GO_STACK_CHECK != 0 && regs.eflags & (CARRY | ZERO) != 0 {
+        return None;
     }
     if capture.flags & GO_EXIT != 0 {
         // runtime.goexit0(gp *g): gp in RAX.

@@ -125,11 +125,12 @@ pub fn report(
             function.symbol, function.file_offset
         );
         if function.entry_skip > 0 {
-            let past = match function.kind {
-                ProbeKind::GoCall { .. } => "the stack check",
-                _ => "endbr64",
+            let _ = match function.kind {
+                ProbeKind::GoCall { .. } => {
+                    write!(out, " (+{}, the stack check's branch)", function.entry_skip)
+                }
+                _ => write!(out, " (+{} past endbr64)", function.entry_skip),
             };
-            let _ = write!(out, " (+{} past {past})", function.entry_skip);
         }
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid}");
@@ -142,7 +143,7 @@ pub fn report(
                 ", Go function{}: entry-only (no return probe)",
                 go_version(function)
             ),
-            ProbeKind::GoCall { pair } => write!(
+            ProbeKind::GoCall { pair, .. } => write!(
                 out,
                 ", Go function{}: span on its goroutine, closed at {}",
                 go_version(function),

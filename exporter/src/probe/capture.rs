@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, ops::Range, sync::Arc};
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
-    GO_CALL, GO_EXIT, GO_RETURN, MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS,
-    USDT_END, USDT_EVENT, USDT_START,
+    GO_CALL, GO_EXIT, GO_RETURN, GO_STACK_CHECK, MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT,
+    SAMPLE_ALWAYS, USDT_END, USDT_EVENT, USDT_START,
 };
 use spanprobe_config::{ArgSpec, Condition, Decoded, Sampler, TraceContextFormat, ValueType};
 
@@ -56,7 +56,17 @@ impl CapturePlan {
             ProbeKind::UsdtPoint { event: true } => (ENTRY_ONLY | USDT_START | USDT_EVENT, 0),
             ProbeKind::UsdtStart { pair } => (USDT_START, pair),
             ProbeKind::UsdtEnd { pair } => (USDT_END, pair),
-            ProbeKind::GoCall { pair } => (GO_CALL, pair),
+            ProbeKind::GoCall {
+                pair,
+                at_stack_check,
+            } => (
+                if at_stack_check {
+                    GO_CALL | GO_STACK_CHECK
+                } else {
+                    GO_CALL
+                },
+                pair,
+            ),
             ProbeKind::GoReturn { pair, error } => {
                 // Its DWARF number plus one: 0 is none.
                 plan.kernel.error_register = error.map_or(0, |register| register.number() + 1);

@@ -1,10 +1,14 @@
-//! Where a Go function's probes go, read from its machine code: the entry probe past the stack
-//! check its prologue starts with, and a probe at each `RET`, since a uretprobe corrupts Go's
-//! moving stacks.
+//! Where a Go function's probes go, read from its machine code: the entry probe on the branch
+//! of the stack check its prologue starts with, and a probe at each `RET`, since a uretprobe
+//! corrupts Go's moving stacks.
 //!
 //! A Go function that needs more stack than it has calls `runtime.morestack`, which copies the
 //! goroutine's stack elsewhere and jumps back to the function's first instruction: probed there,
-//! the call would enter twice. Past the check's branch, it enters once.
+//! the call would enter twice. Probed on the check's conditional branch, the entry program
+//! sees the flags the comparison set, and skips a firing whose branch goes to morestack. The
+//! kernel emulates a conditional branch, where it single-steps the comparison and the
+//! instructions after the branch: a second trap per call, which costs tens of microseconds on
+//! some virtual machines.
 
 use iced_x86::{Code, Decoder, DecoderOptions, Mnemonic, OpKind, Register};
 
@@ -19,8 +23,11 @@ const PROLOGUE_INSTRUCTIONS: usize = 5;
 /// Where a Go function's probes go, as offsets from its first byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoSites {
-    /// Where its body starts: past the stack check, or 0 for a function without one.
-    pub body: u64,
+    /// Where its entry probe goes: the stack check's branch to morestack, or 0 for a function
+    /// without a stack check.
+    pub entry: u64,
+    /// Whether [`GoSites::entry`] is the stack check's branch, taken when the stack must grow.
+    pub at_stack_check: bool,
     /// Each `RET` instruction.
     pub returns: Vec<u64>,
 }
@@ -30,27 +37,33 @@ impl GoSites {
     /// symbol whose size runs past its code).
     pub fn find(code: &[u8]) -> Option<Self> {
         let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
-        let mut body = 0;
+        let (mut entry, mut at_stack_check) = (0, false);
         let mut returns = Vec::new();
-        let mut stack_check = false;
+        let mut compared = false;
         for (n, instruction) in decoder.iter().enumerate() {
             if instruction.is_invalid() {
                 return None;
             }
             if n < PROLOGUE_INSTRUCTIONS && is_stack_check(&instruction) {
-                stack_check = true;
-            } else if stack_check && body == 0 {
-                // The branch to morestack right after the comparison; the body follows it.
-                if instruction.is_jcc_short_or_near() {
-                    body = instruction.next_ip();
+                compared = true;
+            } else if compared {
+                // `JLS morestack` (JBE), taken when SP is at or below the guard: CF or ZF.
+                if instruction.code() == Code::Jbe_rel8_64
+                    || instruction.code() == Code::Jbe_rel32_64
+                {
+                    (entry, at_stack_check) = (instruction.ip(), true);
                 }
-                stack_check = false;
+                compared = false;
             }
             if instruction.mnemonic() == Mnemonic::Ret {
                 returns.push(instruction.ip());
             }
         }
-        Some(GoSites { body, returns })
+        Some(GoSites {
+            entry,
+            at_stack_check,
+            returns,
+        })
     }
 }
 
@@ -86,11 +99,12 @@ mod tests {
     ];
 
     #[test]
-    fn enters_past_the_stack_check_and_returns_at_every_ret() {
+    fn enters_at_the_stack_check_branch_and_returns_at_every_ret() {
         assert_eq!(
             GoSites::find(LOOKUP),
             Some(GoSites {
-                body: 6,
+                entry: 4,
+                at_stack_check: true,
                 returns: vec![32, 40],
             })
         );
@@ -103,7 +117,8 @@ mod tests {
         assert_eq!(
             GoSites::find(&handle),
             Some(GoSites {
-                body: 0,
+                entry: 0,
+                at_stack_check: false,
                 returns: vec![9],
             })
         );
@@ -119,7 +134,7 @@ mod tests {
             0xc3, // RET
         ];
         let sites = GoSites::find(&code).unwrap();
-        assert_eq!(sites.body, 18);
+        assert_eq!((sites.entry, sites.at_stack_check), (12, true));
         assert_eq!(sites.returns, vec![25]);
     }
 

@@ -189,7 +189,7 @@ fn go_returns_probed(elf: &ElfInfo) -> bool {
 }
 
 /// Makes Go function `probed` (of symbol `sym`) a call whose span ends at any of its `RET`
-/// instructions: its entry probe moves past the stack check (see [`GoSites`]), and a probe goes
+/// instructions: its entry probe moves onto the stack check (see [`GoSites`]), and a probe goes
 /// at each `RET`, numbered with it by [`number_go_pairs`]. Left entry-only when its code shows
 /// no `RET` (a function that only panics, or jumps away).
 fn go_call(
@@ -234,13 +234,16 @@ fn go_call(
             ..probed.clone()
         })
         .collect();
-    probed.kind = ProbeKind::GoCall { pair: 0 };
+    probed.kind = ProbeKind::GoCall {
+        pair: 0,
+        at_stack_check: sites.at_stack_check,
+    };
     if error.is_some() {
         probed.go_error_types = Some(binary.elf.go_error_types.clone());
     }
-    probed.file_offset = entry + sites.body;
-    probed.entry_skip = sites.body;
-    probed.single_stepped = single_stepped(sites.body);
+    probed.file_offset = entry + sites.entry;
+    probed.entry_skip = sites.entry;
+    probed.single_stepped = single_stepped(sites.entry);
     let mut probes = vec![probed];
     probes.extend(returns);
     probes
@@ -253,7 +256,7 @@ fn number_go_pairs(functions: &mut [ProbedFunction], first_id: usize) {
     let mut pair = 0;
     for (i, function) in functions.iter_mut().enumerate() {
         match &mut function.kind {
-            ProbeKind::GoCall { pair: call } => {
+            ProbeKind::GoCall { pair: call, .. } => {
                 pair = u32::try_from(first_id + i + 1).unwrap_or(u32::MAX);
                 *call = pair;
             }

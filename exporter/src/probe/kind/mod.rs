@@ -36,10 +36,11 @@ pub enum ProbeKind {
     /// A Go function's entry where its returns cannot be probed (built before Go 1.17, or
     /// probed by address): entry-only, since a uretprobe corrupts Go's moving stacks.
     GoEntry,
-    /// A Go function's entry, past its stack check: the span opens on the goroutine's stack,
-    /// its arguments in the registers of Go's ABI; a [`ProbeKind::GoReturn`] site of the same
-    /// `pair` closes it.
-    GoCall { pair: u32 },
+    /// A Go function's entry: the span opens on the goroutine's stack, its arguments in the
+    /// registers of Go's ABI; a [`ProbeKind::GoReturn`] site of the same `pair` closes it.
+    /// `at_stack_check`: the probe is on the prologue's branch to morestack, and a firing
+    /// where it is taken is no entry (see [`crate::probe::gocode`]).
+    GoCall { pair: u32, at_stack_check: bool },
     /// A `RET` instruction of the Go function whose [`ProbeKind::GoCall`] has the same `pair`:
     /// closes its span with the results; `error` is where the type word of its last result,
     /// an `error`, is.
