@@ -225,17 +225,18 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
         { "symbol": "main.quit" },
         { "symbol": "main.check" },
         { "symbol": "main.hang" },
+        { "symbol": "main.forever" },
     ]);
     let config = s.config(&binary, functions);
     assert_has_all(
         &s.check(&config, 0).await,
         &[
-            "9 functions to probe",
+            "10 functions to probe",
             "  main.parse: main.parse at address 0x",
             "(+4, the stack check's branch), Go function (go1.19): span on its goroutine, closed at \
              2 RETs",
-            "): closes the span, status ERROR when the error (RBX) is non-nil\n",
-            "): closes the span, status ERROR when the error (RAX) is non-nil\n",
+            "): closes the span, status ERROR when the error (RBX) is non-nil; single-stepped",
+            "): closes the span, status ERROR when the error (RAX) is non-nil; single-stepped",
             "  runtime.goexit0 at file offset 0x",
         ],
     );
@@ -392,7 +393,30 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
     assert_eq!(hang.str_attr("spanprobe.incomplete"), Some("thread_exit"));
     assert_eq!(hang.attr("thread.id"), None);
     assert!(hang.int_attr("goroutine.id").is_some());
-    assert_eq!(spans.len(), 4 + 4 + 177 + 32 + 3 + 1 + 1 + 2 + 1);
+    // forever has no RET: its span is sent at entry, on its goroutine.
+    let [forever] = named(&spans, "main.forever")[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(forever.bool_attr("spanprobe.entry_only"), Some(true));
+    assert!(forever.int_attr("goroutine.id").is_some());
+    assert_eq!(spans.len(), 4 + 4 + 177 + 32 + 3 + 1 + 1 + 2 + 1 + 1);
+
+    // What needs a return is refused there, with the reason.
+    let refused = json!([
+        { "symbol": "main.forever", "return": { "type": "i64" } },
+        { "symbol": "main.forever", "min_duration": "1ms" },
+    ]);
+    assert_has_all(
+        &s.check(&s.config(&binary, refused), 2).await,
+        &[
+            "functions[0].return: ",
+            "is a Go binary whose function `main.forever` has no RET instruction (it never \
+             returns: it loops, panics or jumps away), so its spans are entry-only: remove \
+             `return`",
+            "functions[1].min_duration: ",
+            "so its spans are entry-only, with no duration: remove `min_duration`",
+        ],
+    );
 }
 
 /// Debian's own gofmt, stripped (no symbol table, no DWARF): its functions are found by the
@@ -459,4 +483,99 @@ async fn a_stripped_go_program_is_probed_by_the_names_its_runtime_keeps() {
     // (functions declared, formatted): c.go stops at its one broken declaration.
     assert_eq!(files_seen, [(1, 0), (1, 1), (2, 1)]);
     assert_eq!(spans.len(), 3 + 3 + 4 + 2);
+}
+
+/// A cgo program: its C functions are told from its Go ones by the runtime's function table,
+/// and probed as C (System V arguments, a uretprobe on the thread's stack), its Go ones as Go.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_c_functions_of_a_cgo_program_are_probed_as_c() {
+    let s = Scenario::start().await;
+    let binary = go_build(s.path(), "cgo", "cgoapp");
+    let functions = json!([
+        { "symbol": "c_sum",
+          "args": [{ "index": 0, "name": "n", "type": "i64" }],
+          "return": { "name": "sum", "type": "i64" } },
+        { "symbol": "c_square" },
+        { "symbol": "main.total",
+          "args": [{ "index": 0, "name": "n", "type": "i64" }],
+          "return": { "name": "sum", "type": "i64" } },
+    ]);
+    let config = s.config(&binary, functions);
+    let check = s.check(&config, 0).await;
+    assert_has_all(
+        &check,
+        &[
+            "args n: i64 (RDI); return sum: i64 (RAX)\n",
+            "Go function (go1.19): span on its goroutine, closed at 1 RET; args n: i64 (RAX)",
+        ],
+    );
+    let c_sum = check
+        .lines()
+        .find(|line| line.contains("c_sum: c_sum"))
+        .unwrap();
+    assert!(!c_sum.contains("Go function"), "{c_sum}");
+    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    assert_eq!(support::stdout(&output), "30 385\n");
+    let mut sums: Vec<_> = named(&spans, "c_sum")
+        .iter()
+        .map(|sum| {
+            let squares = spans
+                .iter()
+                .filter(|c| c.name() == "c_square" && c.span.parent_span_id == sum.span.span_id)
+                .count();
+            (sum.int_attr("n"), sum.int_attr("sum"), squares)
+        })
+        .collect();
+    sums.sort();
+    assert_eq!(sums, [(Some(4), Some(30), 4), (Some(10), Some(385), 10)]);
+    let mut totals: Vec<_> = named(&spans, "main.total")
+        .iter()
+        .map(|t| {
+            (
+                t.int_attr("n"),
+                t.int_attr("sum"),
+                t.int_attr("goroutine.id").is_some(),
+            )
+        })
+        .collect();
+    totals.sort();
+    assert_eq!(
+        totals,
+        [(Some(4), Some(30), true), (Some(10), Some(385), true)]
+    );
+    assert_eq!(spans.len(), 2 + 14 + 2);
+}
+
+/// Two Go processes at once: Go puts its goroutines at the same addresses in every process, so
+/// their stacks are told apart by process too. Two copies of the same program recurse at the
+/// same time; every span's parent is in its own process, and none is cut short.
+#[tokio::test(flavor = "multi_thread")]
+async fn goroutines_of_two_processes_keep_their_own_stacks() {
+    let s = Scenario::start().await;
+    let binary = go_build(s.path(), "gocalls", "gocalls");
+    let n = json!({ "index": 0, "name": "n", "type": "i64" });
+    let config = s.config(&binary, json!([{ "symbol": "main.deep", "args": [n] }]));
+    let app = binary.to_str().unwrap();
+    let both = format!("{app} & {app}; wait");
+    let (output, spans) = s.trace_ok(&config, &["sh", "-c", &both]).await;
+    let deeps = named(&spans, "main.deep");
+    assert_eq!(deeps.len(), 64, "{}", support::stderr(&output));
+    let mut roots = 0;
+    for deep in &deeps {
+        assert_eq!(status(deep), (0, String::new()));
+        match parent_of(deep, &spans) {
+            Some(parent) => {
+                assert_eq!(
+                    parent.resource_int("process.pid"),
+                    deep.resource_int("process.pid")
+                );
+                assert_eq!(parent.int_attr("n"), deep.int_attr("n").map(|n| n + 1));
+            }
+            None => {
+                assert_eq!(deep.int_attr("n"), Some(2000));
+                roots += 1;
+            }
+        }
+    }
+    assert_eq!(roots, 2);
 }

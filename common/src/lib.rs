@@ -48,8 +48,7 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Process ids (tgid) to trace when [`FILTER_PIDS_GLOBAL`] is set.
 pub const TARGET_PIDS_MAP: &str = "TARGET_PIDS";
-/// Call stacks ([`ThreadStack`]): a thread's, keyed by its thread id, or a goroutine's, keyed
-/// by [`GOROUTINE_STACK`] or'ed with its `g` address.
+/// Call stacks ([`ThreadStack`]), by [`StackKey`]: a thread's, or a goroutine's.
 pub const THREADS_MAP: &str = "THREADS";
 /// What each function captures ([`FunctionCapture`]), indexed by function id.
 pub const FUNCTIONS_MAP: &str = "FUNCTIONS";
@@ -83,10 +82,36 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// are evicted.
 pub const MAX_THREADS: u32 = 16384;
 
-/// In a [`THREADS_MAP`] key and [`CallEvent::goroutine`]: the stack is a goroutine's, and the
-/// low bits its `g` address (below 2^47 in user space, so keys shifted for a call's depth
-/// still fit).
-pub const GOROUTINE_STACK: u64 = 1 << 56;
+/// In [`StackKey::id`] and [`CallEvent::goroutine`]: the stack is a goroutine's, and the low
+/// bits its `g` address (below 2^47 in user space).
+pub const GOROUTINE_STACK: u64 = 1 << 63;
+
+/// Which call stack a [`ThreadStack`] is, in [`THREADS_MAP`]: a thread's (its thread id), or a
+/// goroutine's ([`GOROUTINE_STACK`] or'ed with its `g` address). With the process, since Go
+/// places its heap, and so its `g`s, at the same addresses in every process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub id: u64,
+    pub pid: u32,
+    pub _pad: u32,
+}
+
+impl StackKey {
+    /// Whether the stack is a goroutine's.
+    pub fn is_goroutine(&self) -> bool {
+        self.id & GOROUTINE_STACK != 0
+    }
+}
+
+/// A call in progress, in the map of calls that capture memory: its stack and its depth there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CallKey {
+    pub stack: u64,
+    pub pid: u32,
+    pub depth: u32,
+}
 
 /// Things the eBPF side could not do, counted per CPU so that no loss is silent.
 #[repr(u32)]
@@ -497,12 +522,10 @@ pub struct ThreadStack {
     pub root_function_id: u32,
     /// Non-zero when the trace of the calls in progress was sampled out: they send nothing.
     pub unsampled: u32,
-    /// The process whose stack this is: for a goroutine's, which is left when its process
-    /// exits, so that userspace can end its calls then.
-    pub pid: u32,
-    /// Its key in [`THREADS_MAP`]: the thread id, or [`GOROUTINE_STACK`] or'ed with the
-    /// goroutine's `g` address.
-    pub key: u64,
+    pub _pad: u32,
+    /// Its key in [`THREADS_MAP`]; the pid says, for a goroutine's, which process to watch for
+    /// its exit (userspace then ends its calls).
+    pub key: StackKey,
     /// Entry time of the outermost call in progress.
     pub root_entry_ns: u64,
     /// Entry time of the innermost call in progress with a frame, 0 when none. Kept here so
@@ -534,6 +557,8 @@ mod pod {
     unsafe impl aya::Pod for super::ThreadStack {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FunctionCapture {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StackKey {}
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding sneaks in.
@@ -554,6 +579,6 @@ const _: () =
     assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS + size_of::<TraceContext>());
 const _: () = assert!(
     core::mem::size_of::<ThreadStack>()
-        == 48 + SCRATCH_LEN + size_of::<TraceContext>() + MAX_DEPTH * size_of::<Frame>()
+        == 56 + SCRATCH_LEN + size_of::<TraceContext>() + MAX_DEPTH * size_of::<Frame>()
 );
 const _: () = assert!(TRACEPARENT_LEN < SCRATCH_LEN);

@@ -31,12 +31,12 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallEnd, CallEvent, CallRecord, ContextFormat, ContextPolicy, Counter,
-    DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, GO_CALL, GO_EXIT, GO_RETURN,
-    GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH, MAX_MEMORY_CALLS,
+    ArgCapture, ArgSource, CallEnd, CallEvent, CallKey, CallRecord, ContextFormat, ContextPolicy,
+    Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, GO_CALL, GO_EXIT,
+    GO_RETURN, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH, MAX_MEMORY_CALLS,
     MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, RETURN_FAULT,
-    SAMPLE_ALWAYS, SCRATCH_LEN, TRACEPARENT_LEN, ThreadStack, TraceContext, USDT_END, USDT_EVENT,
-    USDT_START,
+    SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack, TraceContext, USDT_END,
+    USDT_EVENT, USDT_START,
 };
 
 #[map]
@@ -52,7 +52,7 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 static TARGET_PIDS: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map]
-static THREADS: LruHashMap<u64, ThreadStack> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+static THREADS: LruHashMap<StackKey, ThreadStack> = LruHashMap::with_max_entries(MAX_THREADS, 0);
 
 /// Sized by userspace to the number of functions.
 #[map]
@@ -60,7 +60,7 @@ static FUNCTIONS: Array<FunctionCapture> = Array::with_max_entries(1, 0);
 
 /// Records of calls in progress that capture memory, keyed by [`call_key`].
 #[map]
-static CALLS: LruHashMap<u64, CallRecord> = LruHashMap::with_max_entries(MAX_MEMORY_CALLS, 0);
+static CALLS: LruHashMap<CallKey, CallRecord> = LruHashMap::with_max_entries(MAX_MEMORY_CALLS, 0);
 
 /// Never written: its all-zero element is the template for a new, empty thread stack, which
 /// is too large to build on the 512-byte BPF stack.
@@ -177,18 +177,14 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     }
     if capture.flags & GO_EXIT != 0 {
         // runtime.goexit0(gp *g): gp in RAX.
-        return end_stack(
-            &thread,
-            GOROUTINE_STACK | regs.rax,
-            now,
-            CallEnd::GoroutineExit,
-        );
+        let goroutine = thread.stack(GOROUTINE_STACK | regs.rax);
+        return end_stack(&thread, &goroutine, now, CallEnd::GoroutineExit);
     }
     let place = stack_place(&thread, capture, regs)?;
     if capture.flags & GO_RETURN != 0 {
         return go_return(&thread, &place, capture, regs, now);
     }
-    let stack = stack_or_insert(&thread, place.key)?;
+    let stack = stack_or_insert(&place.key)?;
     // A USDT site is inside its function: `[rsp]` is whatever that function keeps there. Go
     // calls get no return probe, so their return slot needs no watching.
     let at_call = capture.flags & (USDT_START | GO_CALL) == 0;
@@ -214,15 +210,17 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     };
     // A USDT span of this pair still open at this very stack position never got its end: a
     // longjmp left it (PostgreSQL's error handling does), and the same code starts again. So
-    // with a Go call of the same function there: a panic unwound it, recovered by an unprobed
-    // caller that called it again. (Another Go function there was jumped to: it nests.)
+    // with a Go call there: a panic unwound it, recovered by an unprobed caller that made
+    // another call. (A Go function that jumps to another, as a few method wrappers do, is
+    // ended as unwound then, too.)
     if !at_call
         && let Some(top) = &top
         && top.sp == place.sp
         && top.return_address == NOT_A_CALL
-        && FUNCTIONS
-            .get(top.function_id)
-            .is_some_and(|start| start.pair == capture.pair)
+        && (capture.flags & GO_CALL != 0
+            || FUNCTIONS
+                .get(top.function_id)
+                .is_some_and(|start| start.pair == capture.pair))
     {
         end_frames_below(&thread, stack, place.sp + 1, now, CallEnd::Unwound);
     }
@@ -304,6 +302,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
             };
             emit_entry_only(&thread, stack, capture, &entering);
         }
+        free_if_idle(stack);
         return Some(());
     }
     match keep {
@@ -338,7 +337,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     frame.args = args;
     frame.faults = faulted;
     if capture.data_len > 0
-        && let Some(record) = call_record(call_key(stack.key, depth))
+        && let Some(record) = call_record(call_key(&stack.key, depth))
     {
         capture_memory(regs, record, capture, &args, faults);
         if capture.stack_frames > 0 {
@@ -524,7 +523,7 @@ fn emit_entry_only(
     };
     let ending = Ending::at(now, end);
     let event = call_event(thread, stack, &frame, stack.depth + 1, &ending);
-    let key = call_key(stack.key, ENTRY_ONLY_SLOT);
+    let key = call_key(&stack.key, ENTRY_ONLY_SLOT);
     if capture.data_len > 0
         && let Some(record) = call_record(key)
     {
@@ -560,7 +559,7 @@ fn end_usdt_span(
     regs: &pt_regs,
     now: u64,
 ) -> Option<()> {
-    let Some(stack) = THREADS.get_ptr_mut(u64::from(thread.tid)) else {
+    let Some(stack) = THREADS.get_ptr_mut(thread.own_stack()) else {
         count(Counter::ReturnWithoutEntry);
         return None;
     };
@@ -620,7 +619,7 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     let now = unsafe { bpf_ktime_get_ns() };
     let thread = traced_thread()?;
     let regs = registers(ctx.as_ptr());
-    let Some(stack) = THREADS.get_ptr_mut(u64::from(thread.tid)) else {
+    let Some(stack) = THREADS.get_ptr_mut(thread.own_stack()) else {
         count(Counter::ReturnWithoutEntry);
         return None;
     };
@@ -701,13 +700,26 @@ fn return_from(
     stack.top_entry_ns = frame.parent_entry_ns;
     emit_call(thread, stack, stack.depth, ending);
     resample_after(stack, stack.depth);
+    free_if_idle(stack);
     Some(())
+}
+
+/// Frees a goroutine's stack once no call is in progress on it: goroutines come by the
+/// thousand in a server, and most wait outside any probed call, where their stacks would
+/// only crowd the map. A thread's stays, freed when the thread exits. Last: `stack` is gone
+/// afterwards.
+#[inline(always)]
+fn free_if_idle(stack: &ThreadStack) {
+    if stack.depth == 0 && stack.key.is_goroutine() {
+        let key = stack.key;
+        let _ = THREADS.remove(&key);
+    }
 }
 
 /// Which call stack a probe works on, and where on it the probe fired.
 struct StackPlace {
     /// Its key in [`THREADS`].
-    key: u64,
+    key: StackKey,
     /// The stack position that tells live frames from skipped ones: RSP on a thread's stack,
     /// measured from the top on a goroutine's (see [`GOROUTINE_TOP`]).
     sp: u64,
@@ -720,7 +732,7 @@ struct StackPlace {
 fn stack_place(thread: &Thread, capture: &FunctionCapture, regs: &pt_regs) -> Option<StackPlace> {
     if capture.flags & (GO_CALL | GO_RETURN) == 0 {
         return Some(StackPlace {
-            key: u64::from(thread.tid),
+            key: thread.own_stack(),
             sp: regs.rsp,
         });
     }
@@ -731,7 +743,7 @@ fn stack_place(thread: &Thread, capture: &FunctionCapture, regs: &pt_regs) -> Op
         return None;
     }
     Some(StackPlace {
-        key: GOROUTINE_STACK | g,
+        key: thread.stack(GOROUTINE_STACK | g),
         sp: GOROUTINE_TOP - (top - regs.rsp),
     })
 }
@@ -748,13 +760,13 @@ fn try_thread_exit() -> Option<()> {
     let thread = traced_thread()?;
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
-    end_stack(&thread, u64::from(thread.tid), now, CallEnd::ThreadExit)
+    end_stack(&thread, &thread.own_stack(), now, CallEnd::ThreadExit)
 }
 
 /// The stack `key` ends (its thread or goroutine does): its calls in progress end as `end`,
 /// and it is freed.
 #[inline(always)]
-fn end_stack(thread: &Thread, key: u64, now: u64, end: CallEnd) -> Option<()> {
+fn end_stack(thread: &Thread, key: &StackKey, now: u64, end: CallEnd) -> Option<()> {
     let stack = THREADS.get_ptr_mut(key)?;
     // SAFETY: as in `stack_or_insert`; its thread or goroutine is ending.
     let stack = unsafe { &mut *stack };
@@ -879,9 +891,15 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
     if stack.unsampled != 0 {
         return;
     }
-    let Some(frame) = stack.frames.get(index as usize) else {
+    if index as usize >= MAX_DEPTH {
         return;
-    };
+    }
+    // Masked as well as checked: LLVM bounds one copy of the index and addresses the frame with
+    // another, which the verifier cannot bound; the volatile read keeps LLVM from dropping the
+    // mask as redundant.
+    // SAFETY: a read of a local.
+    let index = unsafe { core::ptr::read_volatile(&index) } as usize & (MAX_DEPTH - 1);
+    let frame = &stack.frames[index];
     // The one lookup of the function's capture on the way out: its return value's chain and
     // its memory.
     let capture = FUNCTIONS.get(frame.function_id);
@@ -895,10 +913,10 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
             None => (0, RETURN_FAULT),
         };
     }
-    let event = call_event(thread, stack, frame, index + 1, &ending);
+    let event = call_event(thread, stack, frame, index as u32 + 1, &ending);
     match capture.map(|c| c.data_len) {
         Some(data_len) if data_len > 0 => {
-            emit_with_memory(call_key(stack.key, index), event, data_len)
+            emit_with_memory(call_key(&stack.key, index as u32), event, data_len)
         }
         _ => emit(&event),
     }
@@ -933,8 +951,8 @@ fn call_event(
         flags: ending.flags,
         stack_len: 0,
         context: frame.context,
-        goroutine: if stack.key & GOROUTINE_STACK != 0 {
-            stack.key
+        goroutine: if stack.key.is_goroutine() {
+            stack.key.id
         } else {
             0
         },
@@ -945,6 +963,24 @@ fn call_event(
 struct Thread {
     pid: u32,
     tid: u32,
+}
+
+impl Thread {
+    /// The key of the thread's own call stack.
+    #[inline(always)]
+    fn own_stack(&self) -> StackKey {
+        self.stack(u64::from(self.tid))
+    }
+
+    /// The key of call stack `id` (see [`StackKey`]) of the thread's process.
+    #[inline(always)]
+    fn stack(&self, id: u64) -> StackKey {
+        StackKey {
+            id,
+            pid: self.pid,
+            _pad: 0,
+        }
+    }
 }
 
 /// The current thread, unless a pid filter is set and its process is not in it.
@@ -967,7 +1003,7 @@ fn traced_thread() -> Option<Thread> {
 /// The call stack `key` (of the current thread, or of the goroutine running on it), created
 /// empty if need be.
 #[inline(always)]
-fn stack_or_insert(thread: &Thread, key: u64) -> Option<&'static mut ThreadStack> {
+fn stack_or_insert(key: &StackKey) -> Option<&'static mut ThreadStack> {
     // One lookup for a stack that exists, as all do after their first call.
     let stack = match THREADS.get_ptr_mut(key) {
         Some(stack) => stack,
@@ -983,8 +1019,7 @@ fn stack_or_insert(thread: &Thread, key: u64) -> Option<&'static mut ThreadStack
             let stack = THREADS.get_ptr_mut(key)?;
             // SAFETY: as below.
             let created = unsafe { &mut *stack };
-            created.key = key;
-            created.pid = thread.pid;
+            created.key = *key;
             stack
         }
     };
@@ -1054,11 +1089,14 @@ fn copy_context(to: &mut TraceContext, from: &TraceContext) {
     }
 }
 
-/// Identifies a call in progress: its stack's key and its depth there (at most
-/// [`ENTRY_ONLY_SLOT`], which 6 bits hold).
+/// Identifies a call in progress: its stack and its depth there.
 #[inline(always)]
-fn call_key(stack: u64, depth: u32) -> u64 {
-    (stack << 6) | u64::from(depth)
+fn call_key(stack: &StackKey, depth: u32) -> CallKey {
+    CallKey {
+        stack: stack.id,
+        pid: stack.pid,
+        depth,
+    }
 }
 
 /// The arguments `capture` asks for, in its order, each followed along its chain of pointers
@@ -1178,7 +1216,7 @@ fn read_arg(regs: &pt_regs, source: u8, slot: u8) -> u64 {
 
 /// The record of the call in progress `key`, created if need be.
 #[inline(always)]
-fn call_record(key: u64) -> Option<&'static mut CallRecord> {
+fn call_record(key: CallKey) -> Option<&'static mut CallRecord> {
     if CALLS.get_ptr_mut(key).is_none() {
         let empty = EMPTY_RECORD.get(0)?;
         if CALLS.insert(key, empty, BPF_ANY.into()).is_err() {
@@ -1235,15 +1273,22 @@ fn capture_stack(
         0
     };
     record.header.stack_len = walked as u32 + 1;
+    // The returns region follows the walk's room; it is cleared by its count (event depth).
+    let returns_offset = (offset + 8 * (frames + 1)) & (DATA_MAX - 8);
+    let returns = record.data[returns_offset..].as_mut_ptr().cast::<u64>();
+    // A goroutine's calls have no trampoline in their return slots, and their frames' `sp`
+    // are positions, not addresses: no trampoline address (0) to replace.
+    if stack.key.is_goroutine() {
+        // SAFETY: returns_offset < DATA_MAX, and the slack has room for the word.
+        unsafe { returns.write_unaligned(0) };
+        return;
+    }
     let Some(outer) = depth.checked_sub(1) else {
         return;
     };
     let Some(parent) = frame_at(stack, outer) else {
         return;
     };
-    // The returns region follows the walk's room; it is cleared by its count (event depth).
-    let returns_offset = (offset + 8 * (frames + 1)) & (DATA_MAX - 8);
-    let returns = record.data[returns_offset..].as_mut_ptr().cast::<u64>();
     // The parent's return slot holds the trampoline address now.
     let trampoline = read_user_u64(parent.sp);
     // SAFETY: returns_offset < DATA_MAX and 8 * (1 + MAX_DEPTH) bytes fit in the slack.
@@ -1330,7 +1375,7 @@ unsafe fn fault_in(scratch: *mut c_void, pointer: u64, len: u32) {
 
 /// Sends a call's record with its captured memory.
 #[inline(always)]
-fn emit_with_memory(key: u64, event: CallEvent, data_len: u32) {
+fn emit_with_memory(key: CallKey, event: CallEvent, data_len: u32) {
     let Some(record) = CALLS.get_ptr_mut(key) else {
         count(Counter::MemoryLost);
         emit(&event);

@@ -82,6 +82,9 @@ pub fn report(
                 format!(" (go{major}.{minor})")
             })
     };
+    let step_cost_text = step_cost.map_or_else(String::new, |cost| {
+        format!(" ({:.1} µs here)", cost.as_secs_f64() * 1e6)
+    });
     for function in functions {
         if binary != Some(&function.binary) {
             binary = Some(&function.binary);
@@ -96,6 +99,10 @@ pub fn report(
                 );
                 if let Some(register) = error {
                     let _ = write!(out, ", status ERROR when the error ({register}) is non-nil");
+                }
+                if function.single_stepped.is_some() {
+                    // Every RET is: the kernel emulates no return.
+                    let _ = write!(out, "; single-stepped by the kernel{}", step_cost_text);
                 }
                 out.push('\n');
                 continue;

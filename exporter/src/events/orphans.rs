@@ -22,7 +22,7 @@ pub fn ended_calls(stack: &ThreadStack, depth_limit: u32, now_ns: u64) -> Vec<Ca
                 }
             }
             events.push(CallEvent {
-                pid: stack.pid,
+                pid: stack.key.pid,
                 // Which thread last ran the goroutine is not kept.
                 tid: 0,
                 function_id: frame.function_id,
@@ -36,7 +36,7 @@ pub fn ended_calls(stack: &ThreadStack, depth_limit: u32, now_ns: u64) -> Vec<Ca
                 root_function_id: stack.root_function_id,
                 end: CallEnd::ThreadExit as u16,
                 context: frame.context,
-                goroutine: stack.key,
+                goroutine: stack.key.id,
                 ..CallEvent::default()
             });
         }
@@ -63,14 +63,17 @@ pub fn process_runs(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spanprobe_common::{Frame, GOROUTINE_STACK};
+    use spanprobe_common::{Frame, GOROUTINE_STACK, StackKey};
 
     fn stack(depth: u32) -> ThreadStack {
         // SAFETY: all-zero is a valid ThreadStack (integers only), as the kernel's template.
         let mut stack: ThreadStack = unsafe { std::mem::zeroed() };
         stack.depth = depth;
-        stack.pid = 42;
-        stack.key = GOROUTINE_STACK | 0xc0_0000_01a0;
+        stack.key = StackKey {
+            id: GOROUTINE_STACK | 0xc0_0000_01a0,
+            pid: 42,
+            _pad: 0,
+        };
         stack.root_entry_ns = 100;
         stack.root_function_id = 3;
         for i in 0..depth.min(MAX_DEPTH as u32) {

@@ -15,7 +15,7 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, CallEvent, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL,
-    FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACK, RETURN_ADDRESSES_GLOBAL, TARGET_PIDS_MAP,
+    FUNCTIONS_MAP, FunctionCapture, RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP,
     TASK_TGID_OFFSET_GLOBAL, THREADS_MAP, TRACE_CONTEXTS_GLOBAL, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 use spanprobe_config::Limits;
@@ -449,7 +449,7 @@ impl Tracer {
             what: "map",
             name: THREADS_MAP,
         })?;
-        let threads: HashMap<_, u64, ThreadStack> =
+        let threads: HashMap<_, StackKey, ThreadStack> =
             HashMap::try_from(map).map_err(|source| BpfError::Map {
                 map: THREADS_MAP,
                 source: Box::new(source),
@@ -472,16 +472,16 @@ impl Tracer {
             what: "map",
             name: THREADS_MAP,
         })?;
-        let mut stacks: HashMap<_, u64, ThreadStack> =
+        let mut stacks: HashMap<_, StackKey, ThreadStack> =
             HashMap::try_from(map).map_err(|source| BpfError::Map {
                 map: THREADS_MAP,
                 source: Box::new(source),
             })?;
         let now = monotonic_ns();
-        let orphaned: Vec<(u64, ThreadStack)> = stacks
+        let orphaned: Vec<(StackKey, ThreadStack)> = stacks
             .iter()
             .filter_map(Result::ok)
-            .filter(|(key, stack)| key & GOROUTINE_STACK != 0 && !process_runs(stack.pid))
+            .filter(|(key, _)| key.is_goroutine() && !process_runs(key.pid))
             .collect();
         let mut events = Vec::new();
         for (key, stack) in orphaned {

@@ -51,7 +51,11 @@ impl CapturePlan {
         };
         (plan.kernel.flags, plan.kernel.pair) = match function.kind {
             ProbeKind::Function => (0, 0),
-            ProbeKind::EntryOnly | ProbeKind::GoEntry => (ENTRY_ONLY, 0),
+            ProbeKind::EntryOnly => (ENTRY_ONLY, 0),
+            // On its goroutine's stack where R14 holds the goroutine (Go 1.17 and later), so
+            // that its span has its caller for parent.
+            ProbeKind::GoEntry if function.go_version >= Some((1, 17)) => (ENTRY_ONLY | GO_CALL, 0),
+            ProbeKind::GoEntry => (ENTRY_ONLY, 0),
             ProbeKind::UsdtPoint { event: false } => (ENTRY_ONLY | USDT_START, 0),
             ProbeKind::UsdtPoint { event: true } => (ENTRY_ONLY | USDT_START | USDT_EVENT, 0),
             ProbeKind::UsdtStart { pair } => (USDT_START, pair),

@@ -3,7 +3,7 @@
 //! probed function's first instructions are.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     fs::File,
     os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
@@ -36,6 +36,10 @@ pub struct ElfInfo {
     /// interface's type word), from the itab symbols (`go.itab.*errors.errorString,error`).
     /// Empty for a position-independent one, whose addresses move at load.
     pub go_error_types: Arc<BTreeMap<u64, String>>,
+    /// For a Go binary: the entry of every Go function, from `.gopclntab`; the rest of its
+    /// code is C (cgo), called by the System V convention on a thread's stack. Empty when the
+    /// table cannot be read: every function is then taken for Go.
+    pub go_code: Arc<HashSet<u64>>,
     /// For a Go binary, the toolchain's version (major, minor) from `.go.buildinfo`, when it
     /// can be read: Go 1.17 and later pass arguments in registers.
     pub go_version: Option<(u32, u32)>,
@@ -106,6 +110,23 @@ fn dynamic_strings(file: &ElfFile64<'_, Endianness>, tag: i64) -> Vec<String> {
         .filter_map(|entry| table.string(entry).ok())
         .map(|name| String::from_utf8_lossy(name).into_owned())
         .collect()
+}
+
+/// The entries of the Go functions of a Go binary, from its `.gopclntab`.
+fn go_code(file: &object::File<'_>) -> HashSet<u64> {
+    use object::ObjectSection as _;
+    let (Some(table), Some(text)) = (
+        file.section_by_name(".gopclntab"),
+        file.section_by_name(".text"),
+    ) else {
+        return HashSet::new();
+    };
+    table
+        .data()
+        .ok()
+        .and_then(|table| crate::probe::gopclntab::functions(table, text.address()))
+        .map(|functions| functions.iter().map(|f| f.address).collect())
+        .unwrap_or_default()
 }
 
 /// The dynamic types of `error` values by their itab's address, in a Go executable that is not
@@ -215,16 +236,17 @@ impl ElfInfo {
             || file.section_by_name(".note.go.buildid").is_some()
             || file.section_by_name(".gopclntab").is_some();
         let has_symtab = file.section_by_name(".symtab").is_some();
-        let go_error_types = if is_go {
-            go_error_types(&file)
+        let (go_error_types, go_code) = if is_go {
+            (go_error_types(&file), go_code(&file))
         } else {
-            BTreeMap::new()
+            (BTreeMap::new(), HashSet::new())
         };
         let mut info = Self {
             exec_segments,
             is_go,
             go_version: go_version(&file),
             go_error_types: Arc::new(go_error_types),
+            go_code: Arc::new(go_code),
             has_symtab,
             entry_point: None,
         };
@@ -234,6 +256,14 @@ impl ElfInfo {
     }
 
     /// Whether the code at file offset `offset` is the entry point (see [`Self::entry_point`]).
+    /// Whether the code at `address` is a Go function's: in a Go binary, and not C (see
+    /// [`ElfInfo::go_code`]).
+    pub fn is_go_code(&self, address: Option<u64>) -> bool {
+        self.is_go
+            && (self.go_code.is_empty()
+                || address.is_none_or(|address| self.go_code.contains(&address)))
+    }
+
     pub fn is_entry_point(&self, offset: u64) -> bool {
         self.entry_point
             .is_some_and(|entry| self.address_to_offset(entry) == Some(offset))

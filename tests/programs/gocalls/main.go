@@ -103,6 +103,16 @@ func hang(started chan<- bool, never <-chan int) int {
 	return <-never
 }
 
+// Never returns: compiled without a RET.
+//
+//go:noinline
+func forever(c <-chan int) int {
+	n := 0
+	for {
+		n += <-c
+	}
+}
+
 var errEmpty = errors.New("empty")
 
 //go:noinline
@@ -114,6 +124,7 @@ func check(s string) error {
 }
 
 func main() {
+	go forever(make(chan int))
 	var wg sync.WaitGroup
 	results := make([]int, 4)
 	for i, text := range []string{"1", "22", "x", "4"} {
@@ -131,8 +142,9 @@ func main() {
 		quit(5)
 	}()
 	<-done
-	// quit's goroutine has run its deferred calls; wait until it has ended too.
-	for runtime.NumGoroutine() > 1 {
+	// quit's goroutine has run its deferred calls; wait until it has ended too (main and
+	// forever remain).
+	for runtime.NumGoroutine() > 2 {
 		runtime.Gosched()
 	}
 	started := make(chan bool)

@@ -43,7 +43,7 @@ pub fn resolve(
         return Vec::new();
     }
     let kind_at = |elf: &ElfInfo, entry: u64| {
-        if elf.is_go {
+        if elf.is_go_code(elf.offset_to_address(entry)) {
             ProbeKind::GoEntry
         } else if elf.is_entry_point(entry) {
             ProbeKind::EntryOnly
@@ -127,7 +127,11 @@ pub fn resolve(
             match resolve_paths(&path, &sym.raw, function, field, binary.stack_frames) {
                 Ok(spec) => {
                     probed.spec = spec;
-                    let Some(go) = &go_functions else {
+                    // A cgo binary's C functions are probed as any C function is.
+                    let Some(go) = go_functions
+                        .as_ref()
+                        .filter(|_| binary.elf.is_go_code(Some(sym.address)))
+                    else {
                         resolved.push(probed);
                         continue;
                     };
@@ -137,8 +141,20 @@ pub fn resolve(
                                 go_error_register(go, &sym.raw, &probed, function, field)
                             });
                     match placed {
-                        Ok(error) if go_returns_probed(&binary.elf) => {
-                            resolved.extend(go_call(binary, sym, probed, error))
+                        Ok(error_register) if go_returns_probed(&binary.elf) => {
+                            match go_call(binary, sym, probed, error_register) {
+                                Ok(probes) => resolved.extend(probes),
+                                Err((key, kind)) => {
+                                    let position = match key {
+                                        "return" => {
+                                            function.return_value.as_ref().map(|r| r.position)
+                                        }
+                                        _ => function.min_duration.as_ref().map(|m| m.position),
+                                    };
+                                    let position = position.unwrap_or(function.position);
+                                    errors.push(error(position, key, kind));
+                                }
+                            }
                         }
                         Ok(_) => resolved.push(probed),
                         Err(go_errors) => errors.extend(go_errors),
@@ -191,20 +207,38 @@ fn go_returns_probed(elf: &ElfInfo) -> bool {
 /// Makes Go function `probed` (of symbol `sym`) a call whose span ends at any of its `RET`
 /// instructions: its entry probe moves onto the stack check (see [`GoSites`]), and a probe goes
 /// at each `RET`, numbered with it by [`number_go_pairs`]. Left entry-only when its code shows
-/// no `RET` (a function that only panics, or jumps away).
+/// no `RET` (a function that only loops, panics, or jumps away): then a `return` or a
+/// `min_duration` asked of it is refused (the config key, and why).
 fn go_call(
     binary: &Binary,
     sym: &FunctionSymbol,
     mut probed: ProbedFunction,
     error: Option<Register>,
-) -> Vec<ProbedFunction> {
+) -> Result<Vec<ProbedFunction>, (&'static str, ResolveErrorKind)> {
     let entry = probed.file_offset - probed.entry_skip;
     let sites = binary
         .code
         .bytes(entry, sym.size)
         .and_then(|code| GoSites::find(&code));
     let Some(sites) = sites.filter(|sites| !sites.returns.is_empty()) else {
-        return vec![probed];
+        let reason = format!(
+            "whose function `{}` has no RET instruction (it never returns: it loops, panics or \
+             jumps away), so its spans are entry-only",
+            sym.name
+        );
+        let binary = binary.path.clone();
+        if probed.spec.return_value.is_some() {
+            let reason = format!("{reason}: remove `return`");
+            return Err(("return", ResolveErrorKind::GoReturn { binary, reason }));
+        }
+        if probed.spec.min_duration.is_some() {
+            let reason = format!("{reason}, with no duration: remove `min_duration`");
+            return Err((
+                "min_duration",
+                ResolveErrorKind::GoMinDuration { binary, reason },
+            ));
+        }
+        return Ok(vec![probed]);
     };
     let single_stepped = |offset: u64| match binary
         .code
@@ -246,7 +280,7 @@ fn go_call(
     probed.single_stepped = single_stepped(sites.entry);
     let mut probes = vec![probed];
     probes.extend(returns);
-    probes
+    Ok(probes)
 }
 
 /// Numbers each Go call and the `RET` sites that follow it with one pair, unique in the config:
