@@ -238,6 +238,7 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
             "): closes the span, status ERROR when the error (RBX) is non-nil; single-stepped",
             "): closes the span, status ERROR when the error (RAX) is non-nil; single-stepped",
             "  runtime.goexit0 at file offset 0x",
+            "  runtime.recovery at file offset 0x",
         ],
     );
     let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).await;
@@ -356,7 +357,15 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
             // guard(0), after guard(1) (unprobed) recovered: the same place on the stack.
             (Some(0), None, ok.clone(), None),
             (Some(1), None, unwound.clone(), Some("unwound")),
-            (Some(3), Some("main.rescue"), unwound, Some("unwound")),
+            (
+                Some(3),
+                Some("main.rescue"),
+                unwound.clone(),
+                Some("unwound")
+            ),
+            // shield(4) (unprobed) recovered, and its goroutine ended: runtime.recovery ends
+            // explode as unwound, before goexit0 could.
+            (Some(4), None, unwound, Some("unwound")),
         ]
     );
 
@@ -399,7 +408,7 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
     };
     assert_eq!(forever.bool_attr("spanprobe.entry_only"), Some(true));
     assert!(forever.int_attr("goroutine.id").is_some());
-    assert_eq!(spans.len(), 4 + 4 + 177 + 32 + 3 + 1 + 1 + 2 + 1 + 1);
+    assert_eq!(spans.len(), 4 + 4 + 177 + 32 + 4 + 1 + 1 + 2 + 1 + 1);
 
     // What needs a return is refused there, with the reason.
     let refused = json!([

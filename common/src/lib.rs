@@ -478,6 +478,10 @@ pub const GO_EXIT: u32 = 64;
 /// it; a firing whose branch is taken (CF or ZF set by the stack check) is no entry, as the
 /// function starts again once its stack has grown.
 pub const GO_STACK_CHECK: u32 = 128;
+/// In [`FunctionCapture::flags`]: `runtime.recovery(gp)`, where a recovered panic resumes: the
+/// calls on `gp`'s stack below where it resumes (argument 0, the stack pointer, measured
+/// against argument 1, the stack's top) were unwound, and end.
+pub const GO_RECOVERY: u32 = 256;
 
 /// A completed call with its captured memory: the ring-buffer record of functions that capture
 /// memory, built in place from entry to return. The record sent is `header` and the first

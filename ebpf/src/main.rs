@@ -33,10 +33,10 @@ use aya_ebpf::{
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallKey, CallRecord, ContextFormat, ContextPolicy,
     Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, GO_CALL, GO_EXIT,
-    GO_RETURN, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH, MAX_MEMORY_CALLS,
-    MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, RETURN_FAULT,
-    SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack, TraceContext, USDT_END,
-    USDT_EVENT, USDT_START,
+    GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH,
+    MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind,
+    RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack, TraceContext,
+    USDT_END, USDT_EVENT, USDT_START,
 };
 
 #[map]
@@ -174,6 +174,9 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     // has grown, and enters then.
     if capture.flags & GO_STACK_CHECK != 0 && regs.eflags & (CARRY | ZERO) != 0 {
         return None;
+    }
+    if capture.flags & GO_RECOVERY != 0 {
+        return go_recovered(&thread, capture, regs, now);
     }
     if capture.flags & GO_EXIT != 0 {
         // runtime.goexit0(gp *g): gp in RAX.
@@ -714,6 +717,33 @@ fn free_if_idle(stack: &ThreadStack) {
         let key = stack.key;
         let _ = THREADS.remove(&key);
     }
+}
+
+/// `runtime.recovery(gp)`: a recovered panic resumes on `gp`'s stack, in the function that
+/// deferred the recovering call; the calls it made, below where it resumes, were unwound.
+#[inline(always)]
+fn go_recovered(
+    thread: &Thread,
+    capture: &FunctionCapture,
+    regs: &pt_regs,
+    now: u64,
+) -> Option<()> {
+    let ([resume_sp, top, ..], faulted) = read_args(regs, capture, Faults::Fail);
+    if faulted != 0 || top < resume_sp || top - resume_sp >= GOROUTINE_TOP {
+        return None;
+    }
+    let stack = THREADS.get_ptr_mut(thread.stack(GOROUTINE_STACK | regs.rax))?;
+    // SAFETY: as in `stack_or_insert`; the goroutine is stopped, recovering.
+    let stack = unsafe { &mut *stack };
+    end_frames_below(
+        thread,
+        stack,
+        GOROUTINE_TOP - (top - resume_sp),
+        now,
+        CallEnd::Unwound,
+    );
+    free_if_idle(stack);
+    Some(())
 }
 
 /// Which call stack a probe works on, and where on it the probe fired.

@@ -116,6 +116,15 @@ pub fn report(
                 );
                 continue;
             }
+            ProbeKind::GoRecovery => {
+                let _ = writeln!(
+                    out,
+                    "  {} at file offset {:#x}: where recovered panics resume, closing the \
+                     spans they unwound",
+                    function.symbol, function.file_offset
+                );
+                continue;
+            }
             _ => {}
         }
         let span_name = function
@@ -165,7 +174,7 @@ pub fn report(
                     "RETs"
                 )
             ),
-            ProbeKind::GoReturn { .. } | ProbeKind::GoExit => Ok(()),
+            ProbeKind::GoReturn { .. } | ProbeKind::GoExit | ProbeKind::GoRecovery => Ok(()),
             ProbeKind::UsdtStart { .. } => {
                 write!(out, ", USDT site opening a span that its `until` closes")
             }

@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, ops::Range, sync::Arc};
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
-    GO_CALL, GO_EXIT, GO_RETURN, GO_STACK_CHECK, MAX_CHAIN, MEMORY_FAULT, MemoryKind, RETURN_FAULT,
-    SAMPLE_ALWAYS, USDT_END, USDT_EVENT, USDT_START,
+    GO_CALL, GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, MAX_CHAIN, MEMORY_FAULT, MemoryKind,
+    RETURN_FAULT, SAMPLE_ALWAYS, USDT_END, USDT_EVENT, USDT_START,
 };
 use spanprobe_config::{ArgSpec, Condition, Decoded, Sampler, TraceContextFormat, ValueType};
 
@@ -77,6 +77,7 @@ impl CapturePlan {
                 (GO_RETURN, pair)
             }
             ProbeKind::GoExit => (GO_EXIT, 0),
+            ProbeKind::GoRecovery => (GO_RECOVERY, 0),
         };
         if let Some(context) = &function.spec.trace_context {
             plan.kernel.context_policy = if sampler.parent_based {

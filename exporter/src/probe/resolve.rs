@@ -325,7 +325,7 @@ fn resolve_target(
         .iter()
         .any(|f| matches!(f.kind, ProbeKind::GoCall { .. }))
     {
-        functions.extend(go_exit(&binary, errors));
+        functions.extend(kind::goruntime::helpers(&binary, errors));
     }
     if !target.usdt.is_empty() {
         // Unique in the config: each entry before has resolved to at least one probe.
@@ -333,26 +333,6 @@ fn resolve_target(
         let usdt = kind::usdt::resolve(&binary, &target.usdt, field, first_pair, errors);
         functions.extend(usdt);
     }
-}
-
-/// Where the goroutines of Go binary `binary` end (`runtime.goexit0`), which closes the spans
-/// a goroutine leaves open (`runtime.Goexit` inside a probed call). Without it, such spans end
-/// when another goroutine reuses the same `g`, or when the process exits.
-fn go_exit(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
-    const GOEXIT0: &str = "runtime.goexit0";
-    let symbol = *binary.symbols(errors)?.find(GOEXIT0).first()?;
-    let spec = FunctionSpec {
-        symbol: Some(Located::unplaced(GOEXIT0.to_owned())),
-        ..FunctionSpec::default()
-    };
-    let offset = symbol.file_offset?;
-    Some(binary.probe_at(
-        ProbeKind::GoExit,
-        symbol.name.clone(),
-        Some(symbol.address),
-        offset,
-        &spec,
-    ))
 }
 
 /// A target's binary, read once for all the probes in it.

@@ -89,6 +89,17 @@ func guard(n int) (result int) {
 	return explode(n)
 }
 
+// Not probed either: its goroutine ends right after it recovers explode's panic, as a server's
+// connection goroutine may.
+//
+//go:noinline
+func shield(n int) {
+	defer func() {
+		recover()
+	}()
+	explode(n)
+}
+
 //go:noinline
 func quit(n int) int {
 	runtime.Goexit()
@@ -136,6 +147,12 @@ func main() {
 	}
 	wg.Wait()
 	fmt.Println(results, fib(10), deep(2000), rescue(3), check(""), check("a"), guard(1), guard(0))
+	shielded := make(chan bool)
+	go func() {
+		defer close(shielded)
+		shield(4)
+	}()
+	<-shielded
 	done := make(chan bool)
 	go func() {
 		defer close(done)

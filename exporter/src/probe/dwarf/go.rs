@@ -42,6 +42,9 @@ pub struct GoFunctions {
     /// Where `runtime.g` keeps the goroutine's id (`goid`), from the start of the `g` that
     /// R14 points to in Go code.
     pub goid_offset: Option<u64>,
+    /// Where `runtime.g` keeps `sigcode0`, which holds, when a recovered panic resumes, the
+    /// stack pointer it resumes at.
+    pub sigcode0_offset: Option<u64>,
 }
 
 /// The parameters of each of `functions` (symbols: `main.handle`, `main.(*order).apply`; every
@@ -65,6 +68,7 @@ pub fn functions(
             }
         }
         found.goid_offset = member_offset(&ctx, "runtime.g", "goid")?;
+        found.sigcode0_offset = member_offset(&ctx, "runtime.g", "sigcode0")?;
         Ok(found)
     })?
     .unwrap_or_default())

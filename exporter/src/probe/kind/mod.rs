@@ -7,6 +7,7 @@
 //! [`ProbedFunction`]: crate::probe::resolve::ProbedFunction
 
 pub mod function;
+pub mod goruntime;
 pub mod usdt;
 
 use std::fmt;
@@ -48,6 +49,8 @@ pub enum ProbeKind {
     /// `runtime.goexit0`, where goroutines end: closes the spans still open on the ending
     /// goroutine's stack (`runtime.Goexit`).
     GoExit,
+    /// `runtime.recovery`, where a recovered panic resumes: closes the spans it unwound.
+    GoRecovery,
 }
 
 impl ProbeKind {
@@ -69,13 +72,16 @@ impl ProbeKind {
     ///
     /// [`ProbedFunction::operands`]: crate::probe::resolve::ProbedFunction::operands
     pub fn reads_operands(self) -> bool {
-        self.is_usdt() || matches!(self, Self::GoEntry | Self::GoCall { .. })
+        self.is_usdt() || matches!(self, Self::GoEntry | Self::GoCall { .. } | Self::GoRecovery)
     }
 
     /// Whether the probe only serves the spans of another: a Go function's `RET`, or where
     /// goroutines end. It sends no span of its own, and `check` shows it with its function.
     pub fn is_go_helper(self) -> bool {
-        matches!(self, Self::GoReturn { .. } | Self::GoExit)
+        matches!(
+            self,
+            Self::GoReturn { .. } | Self::GoExit | Self::GoRecovery
+        )
     }
 
     /// Whether the probe is a USDT site (not a function's entry).

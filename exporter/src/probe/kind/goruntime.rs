@@ -1,0 +1,79 @@
+//! Functions of the Go runtime that serve the spans of probed Go calls, added to a Go target
+//! that has some: where goroutines end (`runtime.goexit0`, which `runtime.Goexit` reaches with
+//! calls still open) and where a recovered panic resumes (`runtime.recovery`, which skips the
+//! calls the panic unwound). Neither sends a span of its own.
+
+use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
+
+use crate::probe::{
+    kind::ProbeKind,
+    resolve::{Binary, ProbedFunction, ResolveError},
+    usdt::{Operand, Register, UsdtArg},
+};
+
+/// The probes that serve the Go calls of `binary`: those of its runtime's functions that it
+/// has (a binary without them still gets its spans, ended later; see each).
+pub fn helpers(binary: &Binary, errors: &mut Vec<ResolveError>) -> Vec<ProbedFunction> {
+    let mut probes: Vec<ProbedFunction> = goexit(binary, errors).into_iter().collect();
+    probes.extend(recovery(binary, errors));
+    probes
+}
+
+/// `runtime.goexit0(gp)`, where every goroutine ends: the calls `runtime.Goexit` leaves open
+/// end there. Without it, they end with their process.
+fn goexit(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
+    runtime_probe(binary, "runtime.goexit0", ProbeKind::GoExit, errors)
+}
+
+/// `runtime.recovery(gp)`, where a goroutine resumes after a recovered panic, in the function
+/// that deferred the recovering call, at the stack pointer `gp.sigcode0` holds: the calls
+/// below it were unwound. Read so from Go 1.17 (the register ABI puts `gp` in RAX) to 1.21
+/// (Go 1.22 keeps it elsewhere), with DWARF to say where `sigcode0` is. Without it, such calls
+/// end when a call at or above them starts or returns.
+fn recovery(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
+    let version = binary.elf.go_version?;
+    if !((1, 17)..=(1, 21)).contains(&version) {
+        return None;
+    }
+    let sigcode0 = binary.go_functions(errors)?.sigcode0_offset?;
+    let mut probe = runtime_probe(binary, "runtime.recovery", ProbeKind::GoRecovery, errors)?;
+    // Both read through gp (RAX): where execution resumes, and the top of gp's stack, to
+    // measure it as the frames are measured.
+    let word = |name: &str, offset: u64| {
+        Some(Located::unplaced(ArgSpec {
+            offsets: Some(vec![i32::try_from(offset).ok()?]),
+            ..ArgSpec::new(0, Some(name), ValueType::U64)
+        }))
+    };
+    probe.spec.args = [word("resume_sp", sigcode0), word("stack_top", 8)]
+        .into_iter()
+        .collect::<Option<Vec<_>>>()?;
+    let rax = UsdtArg {
+        size: 8,
+        signed: false,
+        operand: Operand::Register(Register::Rax),
+    };
+    probe.operands = vec![rax];
+    Some(probe)
+}
+
+/// A probe of kind `kind` at the Go runtime's function `name` in `binary`, if it has it.
+fn runtime_probe(
+    binary: &Binary,
+    name: &str,
+    kind: ProbeKind,
+    errors: &mut Vec<ResolveError>,
+) -> Option<ProbedFunction> {
+    let symbol = *binary.symbols(errors)?.find(name).first()?;
+    let spec = FunctionSpec {
+        symbol: Some(Located::unplaced(name.to_owned())),
+        ..FunctionSpec::default()
+    };
+    Some(binary.probe_at(
+        kind,
+        symbol.name.clone(),
+        Some(symbol.address),
+        symbol.file_offset?,
+        &spec,
+    ))
+}
