@@ -547,6 +547,105 @@ pub struct ThreadStack {
     pub frames: [Frame; MAX_DEPTH],
 }
 
+impl ThreadStack {
+    /// The event of the call in `frame`, at `depth` on this stack, run (last) by thread `tid`,
+    /// ended as `ending` says; captured memory, if any, is added apart. At entry the stack's
+    /// root is already this call's when it is one.
+    ///
+    /// Every field is written out: on the kernel side, a struct update from a default becomes
+    /// a `memset`, which BPF runs as a byte loop.
+    #[inline(always)]
+    pub fn call_event(&self, frame: &Frame, tid: u32, depth: u32, ending: &Ending) -> CallEvent {
+        CallEvent {
+            pid: self.key.pid,
+            tid,
+            function_id: frame.function_id,
+            depth,
+            entry_ns: frame.entry_ns,
+            return_ns: ending.now,
+            parent_entry_ns: frame.parent_entry_ns,
+            root_entry_ns: self.root_entry_ns,
+            args: frame.args,
+            ret: ending.ret,
+            arg_lens: frame.fault_lens(),
+            data_len: 0,
+            root_function_id: self.root_function_id,
+            end: ending.end as u16,
+            flags: ending.flags,
+            stack_len: 0,
+            context: frame.context,
+            goroutine: if self.key.is_goroutine() {
+                self.key.id
+            } else {
+                0
+            },
+            error_type: ending.error_type,
+        }
+    }
+
+    /// The call in frame `index` has ended: if its trace context dropped its subtree, the calls
+    /// after it are sampled again.
+    #[inline(always)]
+    pub fn resample_after(&mut self, index: u32) {
+        if index > 0 && self.unsampled == index + 1 {
+            self.unsampled = 0;
+        }
+    }
+}
+
+impl Frame {
+    /// [`CallEvent::arg_lens`] marking the arguments whose chain faulted at entry.
+    #[inline(always)]
+    pub fn fault_lens(&self) -> [u16; MAX_ARGS] {
+        let mut lens = [0; MAX_ARGS];
+        for (i, len) in lens.iter_mut().enumerate() {
+            if self.faults & (1 << i) != 0 {
+                *len = MEMORY_FAULT;
+            }
+        }
+        lens
+    }
+}
+
+/// How and when a call ended, for its event; one argument, since a BPF function takes at most
+/// five.
+///
+/// The fields that are often zero are kept apart by the others: LLVM merges zero stores that
+/// add up to 16 bytes or so into a `memset` call, which BPF runs as a byte loop.
+#[derive(Clone, Copy, Debug)]
+pub struct Ending {
+    /// RAX at return (followed along the return value's chain when the event is made), 0 for
+    /// a call that did not return.
+    pub ret: u64,
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    pub now: u64,
+    /// [`CallEvent::error_type`].
+    pub error_type: u64,
+    pub end: CallEnd,
+    /// [`CallEvent::flags`].
+    pub flags: u16,
+}
+
+impl Ending {
+    /// An ending with no return value.
+    #[inline(always)]
+    pub fn at(now: u64, end: CallEnd) -> Self {
+        Self::returned(now, end, 0, 0)
+    }
+
+    /// An ending that returned `ret` (and, for Go, `error_type`), no flags yet.
+    #[inline(always)]
+    pub fn returned(now: u64, end: CallEnd, ret: u64, error_type: u64) -> Self {
+        Ending {
+            ret,
+            now,
+            error_type,
+            end,
+            flags: 0,
+        }
+    }
+}
+
 /// [`ThreadStack::scratch`]'s size: a `traceparent` and its NUL, rounded up.
 pub const SCRATCH_LEN: usize = 64;
 

@@ -32,11 +32,11 @@ use aya_ebpf::{
 };
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallKey, CallRecord, ContextFormat, ContextPolicy,
-    Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Frame, FunctionCapture, GO_CALL, GO_EXIT,
-    GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH,
-    MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind,
-    RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack, TraceContext,
-    USDT_END, USDT_EVENT, USDT_START,
+    Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Ending, Frame, FunctionCapture, GO_CALL,
+    GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN,
+    MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX,
+    MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack,
+    TraceContext, USDT_END, USDT_EVENT, USDT_START,
 };
 
 #[map]
@@ -525,7 +525,7 @@ fn emit_entry_only(
         ..Frame::default()
     };
     let ending = Ending::at(now, end);
-    let event = call_event(thread, stack, &frame, stack.depth + 1, &ending);
+    let event = stack.call_event(&frame, thread.tid, stack.depth + 1, &ending);
     let key = call_key(&stack.key, ENTRY_ONLY_SLOT);
     if capture.data_len > 0
         && let Some(record) = call_record(key)
@@ -562,12 +562,10 @@ fn end_usdt_span(
     regs: &pt_regs,
     now: u64,
 ) -> Option<()> {
-    let Some(stack) = THREADS.get_ptr_mut(thread.own_stack()) else {
+    let Some(stack) = existing_stack(&thread.own_stack()) else {
         count(Counter::ReturnWithoutEntry);
         return None;
     };
-    // SAFETY: as in `stack_or_insert`.
-    let stack = unsafe { &mut *stack };
     // Frames entered below this site were skipped by a longjmp.
     end_frames_below(thread, stack, regs.rsp, now, CallEnd::Unwound);
     if stack.depth == 0 {
@@ -594,7 +592,7 @@ fn end_usdt_span(
         stack.depth,
         &Ending::at(now, CallEnd::Returned),
     );
-    resample_after(stack, stack.depth);
+    stack.resample_after(stack.depth);
     Some(())
 }
 
@@ -622,17 +620,12 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     let now = unsafe { bpf_ktime_get_ns() };
     let thread = traced_thread()?;
     let regs = registers(ctx.as_ptr());
-    let Some(stack) = THREADS.get_ptr_mut(thread.own_stack()) else {
+    let Some(stack) = existing_stack(&thread.own_stack()) else {
         count(Counter::ReturnWithoutEntry);
         return None;
     };
-    // SAFETY: as in `stack_or_insert`.
-    let stack = unsafe { &mut *stack };
     // `ret` popped the return address: the returning call entered at rsp - 8.
-    let ending = Ending {
-        ret: regs.rax,
-        ..Ending::at(now, CallEnd::Returned)
-    };
+    let ending = Ending::returned(now, CallEnd::Returned, regs.rax, 0);
     return_from(&thread, stack, regs.rsp - 8, None, &ending)
 }
 
@@ -646,21 +639,15 @@ fn go_return(
     regs: &pt_regs,
     now: u64,
 ) -> Option<()> {
-    let Some(stack) = THREADS.get_ptr_mut(place.key) else {
+    let Some(stack) = existing_stack(&place.key) else {
         count(Counter::ReturnWithoutEntry);
         return None;
     };
-    // SAFETY: as in `stack_or_insert`.
-    let stack = unsafe { &mut *stack };
     let error_type = match capture.error_register.checked_sub(1) {
         Some(register) => read_arg(regs, ArgSource::Gpr as u8, register),
         None => 0,
     };
-    let ending = Ending {
-        ret: regs.rax,
-        error_type,
-        ..Ending::at(now, CallEnd::Returned)
-    };
+    let ending = Ending::returned(now, CallEnd::Returned, regs.rax, error_type);
     return_from(thread, stack, place.sp, Some(capture.pair), &ending)
 }
 
@@ -702,7 +689,7 @@ fn return_from(
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
     emit_call(thread, stack, stack.depth, ending);
-    resample_after(stack, stack.depth);
+    stack.resample_after(stack.depth);
     free_if_idle(stack);
     Some(())
 }
@@ -732,9 +719,7 @@ fn go_recovered(
     if faulted != 0 || top < resume_sp || top - resume_sp >= GOROUTINE_TOP {
         return None;
     }
-    let stack = THREADS.get_ptr_mut(thread.stack(GOROUTINE_STACK | regs.rax))?;
-    // SAFETY: as in `stack_or_insert`; the goroutine is stopped, recovering.
-    let stack = unsafe { &mut *stack };
+    let stack = existing_stack(&thread.stack(GOROUTINE_STACK | regs.rax))?;
     end_frames_below(
         thread,
         stack,
@@ -797,9 +782,7 @@ fn try_thread_exit() -> Option<()> {
 /// and it is freed.
 #[inline(always)]
 fn end_stack(thread: &Thread, key: &StackKey, now: u64, end: CallEnd) -> Option<()> {
-    let stack = THREADS.get_ptr_mut(key)?;
-    // SAFETY: as in `stack_or_insert`; its thread or goroutine is ending.
-    let stack = unsafe { &mut *stack };
+    let stack = existing_stack(key)?;
     // Calls past the depth limit have no frame (they were counted at entry).
     stack.depth = stack.depth.min(depth_limit());
     end_frames_below(thread, stack, u64::MAX, now, end);
@@ -873,44 +856,7 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
         stack.depth = depth - 1;
         stack.top_entry_ns = top.parent_entry_ns;
         emit_call(thread, stack, depth - 1, &Ending::at(now, end));
-        resample_after(stack, depth - 1);
-    }
-}
-
-/// How and when a call ended; one argument, since a BPF function takes at most five.
-#[derive(Clone, Copy)]
-struct Ending {
-    now: u64,
-    /// RAX at return (followed along the return value's chain when the event is made), 0 for
-    /// a call that did not return.
-    ret: u64,
-    /// [`CallEvent::flags`].
-    flags: u16,
-    end: CallEnd,
-    /// [`CallEvent::error_type`].
-    error_type: u64,
-}
-
-impl Ending {
-    /// An ending with no return value.
-    #[inline(always)]
-    fn at(now: u64, end: CallEnd) -> Self {
-        Ending {
-            now,
-            ret: 0,
-            flags: 0,
-            end,
-            error_type: 0,
-        }
-    }
-}
-
-/// The call in frame `index` has ended: if its trace context dropped its subtree, the calls
-/// after it are sampled again.
-#[inline(always)]
-fn resample_after(stack: &mut ThreadStack, index: u32) {
-    if index > 0 && stack.unsampled == index + 1 {
-        stack.unsampled = 0;
+        stack.resample_after(depth - 1);
     }
 }
 
@@ -943,50 +889,12 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
             None => (0, RETURN_FAULT),
         };
     }
-    let event = call_event(thread, stack, frame, index as u32 + 1, &ending);
+    let event = stack.call_event(frame, thread.tid, index as u32 + 1, &ending);
     match capture.map(|c| c.data_len) {
         Some(data_len) if data_len > 0 => {
             emit_with_memory(call_key(&stack.key, index as u32), event, data_len)
         }
         _ => emit(&event),
-    }
-}
-
-/// The event of the call in `frame`, at `depth` on its thread's stack, ended as `ending` says
-/// (captured memory, if any, is added by [`emit_with_memory`]). At entry the stack's root is
-/// already this call's when it is one.
-#[inline(always)]
-fn call_event(
-    thread: &Thread,
-    stack: &ThreadStack,
-    frame: &Frame,
-    depth: u32,
-    ending: &Ending,
-) -> CallEvent {
-    CallEvent {
-        pid: thread.pid,
-        tid: thread.tid,
-        function_id: frame.function_id,
-        depth,
-        entry_ns: frame.entry_ns,
-        return_ns: ending.now,
-        parent_entry_ns: frame.parent_entry_ns,
-        root_entry_ns: stack.root_entry_ns,
-        args: frame.args,
-        ret: ending.ret,
-        arg_lens: fault_lens(frame.faults),
-        data_len: 0,
-        root_function_id: stack.root_function_id,
-        end: ending.end as u16,
-        flags: ending.flags,
-        stack_len: 0,
-        context: frame.context,
-        goroutine: if stack.key.is_goroutine() {
-            stack.key.id
-        } else {
-            0
-        },
-        error_type: ending.error_type,
     }
 }
 
@@ -1028,6 +936,15 @@ fn traced_thread() -> Option<Thread> {
         }
     }
     Some(thread)
+}
+
+/// The call stack `key`, if it exists: of the current thread, of the goroutine running on it,
+/// or of one that is ending or recovering (stopped, so running no probe elsewhere).
+#[inline(always)]
+fn existing_stack(key: &StackKey) -> Option<&'static mut ThreadStack> {
+    let stack = THREADS.get_ptr_mut(key)?;
+    // SAFETY: as in `stack_or_insert`.
+    Some(unsafe { &mut *stack })
 }
 
 /// The call stack `key` (of the current thread, or of the goroutine running on it), created
@@ -1153,18 +1070,6 @@ fn read_args(regs: &pt_regs, capture: &FunctionCapture, faults: Faults) -> ([u64
         })
     });
     (args, faulted)
-}
-
-/// [`CallEvent::arg_lens`] marking the arguments whose chain faulted (bit `i` of `faults`).
-#[inline(always)]
-fn fault_lens(faults: u32) -> [u16; MAX_ARGS] {
-    let mut lens = [0; MAX_ARGS];
-    for (i, len) in lens.iter_mut().enumerate() {
-        if faults & (1 << i) != 0 {
-            *len = MEMORY_FAULT;
-        }
-    }
-    lens
 }
 
 /// The value at the end of `arg`'s chain from `value`: every offset but the last is added and

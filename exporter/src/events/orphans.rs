@@ -3,47 +3,24 @@
 //! (it runs on any), so its stack outlives the process in the map; userspace ends its calls
 //! as the kernel would have, once it sees the process gone.
 
-use spanprobe_common::{CallEnd, CallEvent, MAX_DEPTH, MEMORY_FAULT, ThreadStack};
+use spanprobe_common::{CallEnd, CallEvent, Ending, MAX_DEPTH, ThreadStack};
 
 /// The events of the calls open on `stack`, innermost first, ended at `now_ns` as by their
 /// process's exit: what the kernel's thread-exit program sends for a thread's stack. Calls
 /// nested past `depth_limit` have no frame; those of a trace that was sampled out send nothing.
 pub fn ended_calls(stack: &ThreadStack, depth_limit: u32, now_ns: u64) -> Vec<CallEvent> {
     let depth = stack.depth.min(depth_limit).min(MAX_DEPTH as u32);
-    let mut unsampled = stack.unsampled;
+    // Ended as the kernel ends a stack: the sampling state moves as each call ends.
+    let mut stack = *stack;
+    let ending = Ending::at(now_ns, CallEnd::ThreadExit);
     let mut events = Vec::new();
     for index in (0..depth).rev() {
-        let frame = &stack.frames[index as usize];
-        if unsampled == 0 {
-            let mut arg_lens = [0; spanprobe_common::MAX_ARGS];
-            for (i, len) in arg_lens.iter_mut().enumerate() {
-                if frame.faults & (1 << i) != 0 {
-                    *len = MEMORY_FAULT;
-                }
-            }
-            events.push(CallEvent {
-                pid: stack.key.pid,
-                // Which thread last ran the goroutine is not kept.
-                tid: 0,
-                function_id: frame.function_id,
-                depth: index + 1,
-                entry_ns: frame.entry_ns,
-                return_ns: now_ns,
-                parent_entry_ns: frame.parent_entry_ns,
-                root_entry_ns: stack.root_entry_ns,
-                args: frame.args,
-                arg_lens,
-                root_function_id: stack.root_function_id,
-                end: CallEnd::ThreadExit as u16,
-                context: frame.context,
-                goroutine: stack.key.id,
-                ..CallEvent::default()
-            });
+        if stack.unsampled == 0 {
+            // Which thread last ran the goroutine is not kept: 0.
+            let frame = &stack.frames[index as usize];
+            events.push(stack.call_event(frame, 0, index + 1, &ending));
         }
-        // As the kernel's `resample_after`: a dropped subtree ends with its root's call.
-        if index > 0 && unsampled == index + 1 {
-            unsampled = 0;
-        }
+        stack.resample_after(index);
     }
     events
 }
@@ -63,7 +40,7 @@ pub fn process_runs(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spanprobe_common::{Frame, GOROUTINE_STACK, StackKey};
+    use spanprobe_common::{Frame, GOROUTINE_STACK, MEMORY_FAULT, StackKey};
 
     fn stack(depth: u32) -> ThreadStack {
         // SAFETY: all-zero is a valid ThreadStack (integers only), as the kernel's template.

@@ -444,17 +444,9 @@ impl Tracer {
 
     /// Calls entered and not returned, over all traced threads (read after [`Self::detach`],
     /// these will never be reported).
-    pub fn calls_in_progress(&self) -> Result<u64, BpfError> {
-        let map = self.ebpf.map(THREADS_MAP).ok_or(BpfError::Missing {
-            what: "map",
-            name: THREADS_MAP,
-        })?;
-        let threads: HashMap<_, StackKey, ThreadStack> =
-            HashMap::try_from(map).map_err(|source| BpfError::Map {
-                map: THREADS_MAP,
-                source: Box::new(source),
-            })?;
-        Ok(threads
+    pub fn calls_in_progress(&mut self) -> Result<u64, BpfError> {
+        Ok(self
+            .stacks()?
             .iter()
             .filter_map(Result::ok)
             .map(|(_, stack)| u64::from(stack.depth))
@@ -468,15 +460,8 @@ impl Tracer {
         &mut self,
         process_runs: impl Fn(u32) -> bool,
     ) -> Result<Vec<CallEvent>, BpfError> {
-        let map = self.ebpf.map_mut(THREADS_MAP).ok_or(BpfError::Missing {
-            what: "map",
-            name: THREADS_MAP,
-        })?;
-        let mut stacks: HashMap<_, StackKey, ThreadStack> =
-            HashMap::try_from(map).map_err(|source| BpfError::Map {
-                map: THREADS_MAP,
-                source: Box::new(source),
-            })?;
+        let depth_limit = self.depth_limit;
+        let mut stacks = self.stacks()?;
         let now = monotonic_ns();
         let orphaned: Vec<(StackKey, ThreadStack)> = stacks
             .iter()
@@ -485,11 +470,23 @@ impl Tracer {
             .collect();
         let mut events = Vec::new();
         for (key, stack) in orphaned {
-            events.extend(orphans::ended_calls(&stack, self.depth_limit, now));
+            events.extend(orphans::ended_calls(&stack, depth_limit, now));
             // Gone already if the goroutine ended meanwhile: nothing to free.
             let _ = stacks.remove(&key);
         }
         Ok(events)
+    }
+
+    /// The call stacks of threads and goroutines, as the kernel side keeps them.
+    fn stacks(&mut self) -> Result<HashMap<&mut MapData, StackKey, ThreadStack>, BpfError> {
+        let map = self.ebpf.map_mut(THREADS_MAP).ok_or(BpfError::Missing {
+            what: "map",
+            name: THREADS_MAP,
+        })?;
+        HashMap::try_from(map).map_err(|source| BpfError::Map {
+            map: THREADS_MAP,
+            source: Box::new(source),
+        })
     }
 
     /// The kernel side's loss and error counters, summed over CPUs.
