@@ -217,7 +217,8 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
     let n = json!({ "index": 0, "name": "n", "type": "i64" });
     let functions = json!([
         { "symbol": "main.step", "args": [text], "return": { "name": "doubled", "type": "i64" } },
-        { "symbol": "main.parse", "args": [text], "return": { "name": "n", "type": "i64" } },
+        { "symbol": "main.parse", "args": [text], "return": { "name": "n", "type": "i64" },
+          "stack": true },
         { "symbol": "main.fib", "args": [n], "return": { "name": "r", "type": "i64" } },
         { "symbol": "main.deep", "args": [n] },
         { "symbol": "main.explode", "args": [n] },
@@ -262,6 +263,21 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
             };
             assert_eq!(parse.span.trace_id, step.span.trace_id);
             assert_eq!(parse.str_attr("text"), step.str_attr("text"));
+            // Go's stacks walk by frame pointer, to where every goroutine starts.
+            let stack = parse.str_attr("code.stacktrace").unwrap();
+            assert!(
+                stack.starts_with("main.parse (") && stack.contains("\nmain.step ("),
+                "{stack}"
+            );
+            assert!(
+                stack
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .starts_with("runtime.goexit ("),
+                "{stack}"
+            );
+            assert_eq!(parse.attr("spanprobe.stack.truncated"), None, "{stack}");
             assert_eq!(
                 parse.int_attr("goroutine.id"),
                 step.int_attr("goroutine.id")

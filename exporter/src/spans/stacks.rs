@@ -19,14 +19,16 @@ use crate::{probe::elf::ElfInfo, probe::symbols::demangle};
 /// Distinct (file, offset) symbolizations kept at most; the cache is emptied when full.
 const MAX_CACHED: usize = 65_536;
 
-/// Functions where a complete user stack ends: a walk that stops elsewhere was cut short.
-const STACK_ROOTS: [&str; 6] = [
+/// Functions where a complete user stack ends: a walk that stops elsewhere was cut short. A
+/// goroutine's stack ends at `runtime.goexit` (the main goroutine's too, below `runtime.main`).
+const STACK_ROOTS: [&str; 7] = [
     "_start",
     "__libc_start_main",
     "__libc_start_call_main",
     "start_thread",
     "clone",
     "clone3",
+    "runtime.goexit",
 ];
 
 /// A symbolized stack.

@@ -176,7 +176,8 @@ pub fn resolve(
             errors.push(error(ret.position, "return.path", kind));
         }
     }
-    // A return value is asked of every probe of the entry, so it is refused there by name.
+    // A return value is asked of every probe of the entry, so it is refused there by name:
+    // once, with the Go `RET` sites of the function dropped along with it.
     let mut functions = Vec::new();
     for probed in resolved {
         match &function.return_value {
@@ -185,6 +186,9 @@ pub fn resolve(
                     .elf
                     .is_entry_point(probed.file_offset - probed.entry_skip) =>
             {
+                if matches!(probed.kind, ProbeKind::GoReturn { .. }) {
+                    continue;
+                }
                 let kind = ResolveErrorKind::EntryPointReturn {
                     binary: path.clone(),
                     symbol: probed.symbol,
