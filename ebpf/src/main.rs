@@ -148,6 +148,39 @@ enum Faults {
     Allowed,
 }
 
+/// The uprobe of a Go binary's other sites: its functions' `RET`s, and the runtime's
+/// `goexit0` and `recovery`. A program of its own, so that the entry program's verification,
+/// most of spanprobe's start-up, carries none of it.
+#[uprobe(multi)]
+pub fn spanprobe_go(ctx: ProbeContext) -> u32 {
+    let _ = try_go(&ctx);
+    0
+}
+
+#[uprobe]
+pub fn spanprobe_go_perf(ctx: ProbeContext) -> u32 {
+    let _ = try_go(&ctx);
+    0
+}
+
+fn try_go(ctx: &ProbeContext) -> Option<()> {
+    // SAFETY: the helper takes no arguments and cannot fail.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let thread = traced_thread()?;
+    let capture = FUNCTIONS.get(function_id(ctx.as_ptr()))?;
+    let regs = registers(ctx.as_ptr());
+    if capture.flags & GO_RECOVERY != 0 {
+        return go_recovered(&thread, capture, regs, now);
+    }
+    if capture.flags & GO_EXIT != 0 {
+        // runtime.goexit0(gp *g): gp in RAX.
+        let goroutine = thread.stack(GOROUTINE_STACK | regs.rax);
+        return end_stack(&thread, &goroutine, now, CallEnd::GoroutineExit);
+    }
+    let place = stack_place(&thread, capture, regs)?;
+    go_return(&thread, &place, capture, regs, now)
+}
+
 #[uretprobe(multi)]
 pub fn spanprobe_return(ctx: RetProbeContext) -> u32 {
     let _ = try_return(&ctx);
@@ -175,18 +208,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults) -> Option<()> {
     if capture.flags & GO_STACK_CHECK != 0 && regs.eflags & (CARRY | ZERO) != 0 {
         return None;
     }
-    if capture.flags & GO_RECOVERY != 0 {
-        return go_recovered(&thread, capture, regs, now);
-    }
-    if capture.flags & GO_EXIT != 0 {
-        // runtime.goexit0(gp *g): gp in RAX.
-        let goroutine = thread.stack(GOROUTINE_STACK | regs.rax);
-        return end_stack(&thread, &goroutine, now, CallEnd::GoroutineExit);
-    }
     let place = stack_place(&thread, capture, regs)?;
-    if capture.flags & GO_RETURN != 0 {
-        return go_return(&thread, &place, capture, regs, now);
-    }
     let stack = stack_or_insert(&place.key)?;
     // A USDT site is inside its function: `[rsp]` is whatever that function keeps there. Go
     // calls get no return probe, so their return slot needs no watching.
@@ -715,8 +737,11 @@ fn go_recovered(
     regs: &pt_regs,
     now: u64,
 ) -> Option<()> {
-    let ([resume_sp, top, ..], faulted) = read_args(regs, capture, Faults::Fail);
-    if faulted != 0 || top < resume_sp || top - resume_sp >= GOROUTINE_TOP {
+    // Each one word at an offset from gp (RAX): not through `read_args`, whose eight chains
+    // would make this program several times longer to verify.
+    let word = |arg: &ArgCapture| read_user_u64(regs.rax.wrapping_add(arg.path[0] as i64 as u64));
+    let (resume_sp, top) = (word(&capture.args[0]), word(&capture.args[1]));
+    if resume_sp == 0 || top < resume_sp || top - resume_sp >= GOROUTINE_TOP {
         return None;
     }
     let stack = existing_stack(&thread.stack(GOROUTINE_STACK | regs.rax))?;

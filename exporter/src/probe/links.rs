@@ -16,6 +16,9 @@ use crate::{probe::capture::CapturePlan, probe::resolve::ProbedFunction};
 pub enum Program {
     /// The uretprobe: every function but entry-only ones.
     Return,
+    /// The uprobe of a Go function's `RET`s, and of the Go runtime's `goexit0` and
+    /// `recovery`: what ends Go calls, attached before their entries as returns are.
+    GoReturn,
     /// The entry uprobe of functions that read no memory their arguments point to.
     Entry,
     /// The entry uprobe of functions that do: sleepable, so it may fault pages in.
@@ -23,14 +26,20 @@ pub enum Program {
 }
 
 impl Program {
-    pub const ALL: [Program; 3] = [Program::Return, Program::Entry, Program::EntrySleepable];
+    pub const ALL: [Program; 4] = [
+        Program::Return,
+        Program::GoReturn,
+        Program::Entry,
+        Program::EntrySleepable,
+    ];
 
     /// Whether this program is attached to `function`, captured as `plan`.
     pub fn serves(self, function: &ProbedFunction, plan: &CapturePlan) -> bool {
         match self {
             Self::Return => function.kind.has_return(),
-            Self::Entry => !plan.reads_memory(),
-            Self::EntrySleepable => plan.reads_memory(),
+            Self::GoReturn => function.kind.is_go_helper(),
+            Self::Entry => !function.kind.is_go_helper() && !plan.reads_memory(),
+            Self::EntrySleepable => !function.kind.is_go_helper() && plan.reads_memory(),
         }
     }
 
@@ -39,6 +48,8 @@ impl Program {
         match (self, mode) {
             (Self::Return, AttachMode::Multi) => "spanprobe_return",
             (Self::Return, AttachMode::PerfEvent) => "spanprobe_return_perf",
+            (Self::GoReturn, AttachMode::Multi) => "spanprobe_go",
+            (Self::GoReturn, AttachMode::PerfEvent) => "spanprobe_go_perf",
             (Self::Entry, AttachMode::Multi) => "spanprobe_entry",
             (Self::Entry, AttachMode::PerfEvent) => "spanprobe_entry_perf",
             (Self::EntrySleepable, AttachMode::Multi) => "spanprobe_entry_sleepable",
@@ -50,7 +61,7 @@ impl Program {
     pub fn kind(self) -> &'static str {
         match self {
             Self::Return => "uretprobe",
-            Self::Entry | Self::EntrySleepable => "uprobe",
+            Self::GoReturn | Self::Entry | Self::EntrySleepable => "uprobe",
         }
     }
 }
