@@ -114,17 +114,7 @@ fn dynamic_strings(file: &ElfFile64<'_, Endianness>, tag: i64) -> Vec<String> {
 
 /// The entries of the Go functions of a Go binary, from its `.gopclntab`.
 fn go_code(file: &object::File<'_>) -> HashSet<u64> {
-    use object::ObjectSection as _;
-    let (Some(table), Some(text)) = (
-        file.section_by_name(".gopclntab"),
-        file.section_by_name(".text"),
-    ) else {
-        return HashSet::new();
-    };
-    table
-        .data()
-        .ok()
-        .and_then(|table| crate::probe::gopclntab::functions(table, text.address()))
+    crate::probe::gopclntab::of_file(file)
         .map(|functions| functions.iter().map(|f| f.address).collect())
         .unwrap_or_default()
 }
@@ -372,11 +362,15 @@ impl Code {
             })
     }
 
-    /// [`probed_instruction`] at file offset `offset` (virtual address `address`).
-    pub fn probed_instruction(&self, offset: u64, address: u64) -> Option<ProbedInstruction> {
+    /// The instruction at file offset `offset` (virtual address `address`), as objdump
+    /// shows it, when the kernel single-steps it (see [`probed_instruction`]).
+    pub fn single_stepped(&self, offset: u64, address: u64) -> Option<String> {
         let mut code = [0u8; 15];
         let read = self.file.read_at(&mut code, offset).ok()?;
-        probed_instruction(&code[..read], address)
+        match probed_instruction(&code[..read], address)? {
+            ProbedInstruction::SingleStepped(text) => Some(text),
+            ProbedInstruction::Emulated => None,
+        }
     }
 
     /// The `len` bytes at file offset `offset`, or `None` when the file is shorter.

@@ -21,7 +21,7 @@ use spanprobe_config::{ArgSpec, Config, FunctionSpec, Located, Position, ProbeTa
 use crate::probe::{
     binary::{self, BinaryError},
     dwarf::go::GoFunctions,
-    elf::{Code, ElfError, ElfInfo, ProbedInstruction},
+    elf::{Code, ElfError, ElfInfo},
     kind::{self, ArgLocation, ProbeKind},
     symbols::SymbolTable,
     usdt::UsdtArg,
@@ -52,7 +52,8 @@ pub struct ProbedFunction {
     /// User stack frames captured at entry, 0 for none.
     pub stack_frames: u16,
     /// The probed instruction, when the kernel single-steps it (see
-    /// [`ProbedInstruction`]): each call then pays a second trap, inside its span.
+    /// [`ProbedInstruction`](crate::probe::elf::ProbedInstruction)): each call then pays a
+    /// second trap, inside its span.
     pub single_stepped: Option<String>,
     /// For a USDT site: its arguments, as its note describes them. For a Go function: where
     /// each parameter's first word is, then the length words of those read as strings.
@@ -402,13 +403,9 @@ impl Binary {
         spec: &FunctionSpec,
     ) -> ProbedFunction {
         let entry_skip = self.code.entry_skip(entry);
-        let single_stepped = match self
+        let single_stepped = self
             .code
-            .probed_instruction(entry + entry_skip, address.unwrap_or(0) + entry_skip)
-        {
-            Some(ProbedInstruction::SingleStepped(text)) => Some(text),
-            _ => None,
-        };
+            .single_stepped(entry + entry_skip, address.unwrap_or(0) + entry_skip);
         ProbedFunction {
             binary: self.path.clone(),
             symbol,

@@ -98,24 +98,14 @@ impl SymbolTable {
 /// The functions a stripped Go binary's `.gopclntab` names (none for another binary), with
 /// their file offsets.
 fn go_functions(path: &Path) -> Vec<FunctionSymbol> {
-    use object::{Object as _, ObjectSection as _, ObjectSegment as _};
+    use object::{Object as _, ObjectSegment as _};
     let Ok(data) = std::fs::read(path) else {
         return Vec::new();
     };
-    let Ok(file) = object::File::parse(&*data) else {
+    let Some(file) = object::File::parse(&*data).ok() else {
         return Vec::new();
     };
-    let (Some(table), Some(text)) = (
-        file.section_by_name(".gopclntab"),
-        file.section_by_name(".text"),
-    ) else {
-        return Vec::new();
-    };
-    let Some(found) = table
-        .data()
-        .ok()
-        .and_then(|table| gopclntab::functions(table, text.address()))
-    else {
+    let Some(found) = gopclntab::of_file(&file) else {
         return Vec::new();
     };
     let segments: Vec<(u64, u64, u64)> = file

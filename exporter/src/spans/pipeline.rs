@@ -204,12 +204,11 @@ impl Pipeline {
 
     /// Turns one call, `data` its captured memory, into its span (or an event of its span).
     fn handle_event(&mut self, event: &CallEvent, data: &[u8]) {
-        let event = *event;
         if CallEnd::from_u16(event.end) == Some(CallEnd::Event) {
-            self.hold_event(&event, data);
+            self.hold_event(event, data);
             return;
         }
-        let span = match self.assembler.assemble(&event, data) {
+        let span = match self.assembler.assemble(event, data) {
             Ok(span) => span,
             Err(error) => {
                 self.stats.unknown_function += 1;
@@ -244,7 +243,7 @@ impl Pipeline {
             *called = true;
         }
         if let Some(Some(source)) = self.stack_sources.get(id) {
-            let addresses = source.plan.addresses(&event, data);
+            let addresses = source.plan.addresses(event, data);
             if !addresses.is_empty() {
                 let probed = ProbedAt {
                     binary: &source.binary,

@@ -12,7 +12,7 @@ use spanprobe_config::{
 use crate::probe::{
     dwarf::go::{GoFunctions, GoParam},
     dwarf::path::{self, PathBase, PathRequest},
-    elf::{ElfInfo, ProbedInstruction},
+    elf::ElfInfo,
     goabi::{self, GoPlace},
     gocode::GoSites,
     kind::ProbeKind,
@@ -244,12 +244,10 @@ fn go_call(
         }
         return Ok(vec![probed]);
     };
-    let single_stepped = |offset: u64| match binary
-        .code
-        .probed_instruction(entry + offset, sym.address + offset)
-    {
-        Some(ProbedInstruction::SingleStepped(text)) => Some(text),
-        _ => None,
+    let single_stepped = |offset: u64| {
+        binary
+            .code
+            .single_stepped(entry + offset, sym.address + offset)
     };
     // A `RET` site reads no argument and sends no span of its own.
     let spec = FunctionSpec {
