@@ -1004,11 +1004,36 @@ fn assert_exported_after_retries(stderr: &str, n: u64, what: &str) {
 async fn overload_losses_are_counted_to_the_last_call() {
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
     // A 4 KiB ring holds a few dozen events: most of 20000 calls cannot be delivered.
-    let mut config = s.config(&calls, symbols(&["inner"]));
+    let functions = json!([{
+        "symbol": "inner",
+        "args": [{ "index": 0, "name": "x", "type": "i64" }],
+        "return": { "type": "i64" },
+    }]);
+    let mut config = s.config(&calls, functions);
     config["limits"] = json!({ "ring_buffer_size": 4096 });
     let (stderr, spans) = bench_calls(&s, &config, &calls, "20000").await;
     let lost = reported(&stderr, "ring_buffer_full");
     assert!(lost > 0, "{stderr}");
+    // The ring wrapped hundreds of times, with records across its end (they are not a divisor
+    // of its size): each delivered one reads back whole, and once.
+    let mut calls_seen: Vec<(i64, i64)> = spans
+        .iter()
+        .map(|span| {
+            (
+                span.int_attr("x").unwrap(),
+                span.int_attr("return_value").unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        calls_seen
+            .iter()
+            .all(|&(x, ret)| (0..20000).contains(&x) && ret == 2 * x)
+    );
+    let received = calls_seen.len();
+    calls_seen.sort_unstable();
+    calls_seen.dedup();
+    assert_eq!(calls_seen.len(), received, "a call delivered twice");
     assert_eq!(
         spans.len() as u64 + lost,
         20000,

@@ -16,8 +16,7 @@ use core::{
 use aya_ebpf::{
     EbpfContext as _, Global,
     bindings::{
-        BPF_ANY, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP,
-        BPF_RB_NO_WAKEUP, pt_regs,
+        BPF_ANY, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs,
     },
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns,
@@ -26,7 +25,7 @@ use aya_ebpf::{
             bpf_probe_read_user_str, bpf_ringbuf_output,
         },
     },
-    macros::{map, raw_tracepoint, uprobe, uretprobe},
+    macros::{btf_map, map, raw_tracepoint, uprobe, uretprobe},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
@@ -34,13 +33,21 @@ use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallKey, CallRecord, ContextFormat, ContextPolicy,
     Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Ending, Frame, FunctionCapture, GO_CALL,
     GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN,
-    MAX_DEPTH, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_THREADS, MEMORY_FAULT, MEMORY_READ_MAX,
+    MAX_DEPTH, MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MEMORY_FAULT, MEMORY_READ_MAX,
     MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack,
     TraceContext, USDT_END, USDT_EVENT, USDT_START,
 };
 
+mod task_storage;
+
+use task_storage::TaskStorage;
+
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Bytes this CPU has written to [`EVENTS`] since it last woke the reader.
+#[map]
+static UNANNOUNCED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
@@ -51,8 +58,15 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 #[map]
 static TARGET_PIDS: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Each thread's call stack, found from the running task by the kernel: a hash lookup here
+/// costs twice as much, and the stack is freed with its thread however it ends.
+#[btf_map]
+static THREAD_STACKS: TaskStorage<ThreadStack> = TaskStorage::new();
+
+/// Each goroutine's call stack, by [`StackKey`]: a goroutine runs on any thread.
 #[map]
-static THREADS: LruHashMap<StackKey, ThreadStack> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+static GOROUTINE_STACKS: LruHashMap<StackKey, ThreadStack> =
+    LruHashMap::with_max_entries(MAX_GOROUTINES, 0);
 
 /// Sized by userspace to the number of functions.
 #[map]
@@ -103,6 +117,8 @@ const ZERO: u64 = 1 << 6;
 /// is the `stack` (`lo`, `hi`), fixed because the runtime's assembly relies on it.
 const G_STACK_HI: u64 = 8;
 
+/// Bytes each CPU writes before it wakes the reader: set by userspace to a quarter of the ring
+/// shared among the CPUs, so that the ring cannot fill before some CPU wakes it.
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
 
@@ -723,8 +739,7 @@ fn return_from(
 #[inline(always)]
 fn free_if_idle(stack: &ThreadStack) {
     if stack.depth == 0 && stack.key.is_goroutine() {
-        let key = stack.key;
-        let _ = THREADS.remove(&key);
+        remove_stack(&stack.key);
     }
 }
 
@@ -758,7 +773,7 @@ fn go_recovered(
 
 /// Which call stack a probe works on, and where on it the probe fired.
 struct StackPlace {
-    /// Its key in [`THREADS`].
+    /// Its key in [`GOROUTINE_STACKS`].
     key: StackKey,
     /// The stack position that tells live frames from skipped ones: RSP on a thread's stack,
     /// measured from the top on a goroutine's (see [`GOROUTINE_TOP`]).
@@ -811,7 +826,7 @@ fn end_stack(thread: &Thread, key: &StackKey, now: u64, end: CallEnd) -> Option<
     // Calls past the depth limit have no frame (they were counted at entry).
     stack.depth = stack.depth.min(depth_limit());
     end_frames_below(thread, stack, u64::MAX, now, end);
-    let _ = THREADS.remove(key);
+    remove_stack(key);
     Some(())
 }
 
@@ -967,28 +982,59 @@ fn traced_thread() -> Option<Thread> {
 /// or of one that is ending or recovering (stopped, so running no probe elsewhere).
 #[inline(always)]
 fn existing_stack(key: &StackKey) -> Option<&'static mut ThreadStack> {
-    let stack = THREADS.get_ptr_mut(key)?;
+    let stack = if key.is_goroutine() {
+        GOROUTINE_STACKS.get_ptr_mut(key)?
+    } else {
+        THREAD_STACKS.current(false)?
+    };
     // SAFETY: as in `stack_or_insert`.
     Some(unsafe { &mut *stack })
+}
+
+/// Frees the call stack `key` (of the current thread, or a goroutine's).
+#[inline(always)]
+fn remove_stack(key: &StackKey) {
+    if key.is_goroutine() {
+        let key = *key;
+        let _ = GOROUTINE_STACKS.remove(&key);
+    } else {
+        THREAD_STACKS.remove_current();
+    }
 }
 
 /// The call stack `key` (of the current thread, or of the goroutine running on it), created
 /// empty if need be.
 #[inline(always)]
 fn stack_or_insert(key: &StackKey) -> Option<&'static mut ThreadStack> {
+    if !key.is_goroutine() {
+        let Some(stack) = THREAD_STACKS.current(true) else {
+            count(Counter::NoThreadStack);
+            return None;
+        };
+        // SAFETY: as below.
+        let stack = unsafe { &mut *stack };
+        // Created zeroed; no traced thread is in process 0.
+        if stack.key.pid == 0 {
+            stack.key = *key;
+        }
+        return Some(stack);
+    }
     // One lookup for a stack that exists, as all do after their first call.
-    let stack = match THREADS.get_ptr_mut(key) {
+    let stack = match GOROUTINE_STACKS.get_ptr_mut(key) {
         Some(stack) => stack,
         None => {
             let Some(empty) = EMPTY_STACK.get(0) else {
                 count(Counter::NoThreadStack);
                 return None;
             };
-            if THREADS.insert(key, empty, BPF_NOEXIST.into()).is_err() {
+            if GOROUTINE_STACKS
+                .insert(key, empty, BPF_NOEXIST.into())
+                .is_err()
+            {
                 count(Counter::NoThreadStack);
                 return None;
             }
-            let stack = THREADS.get_ptr_mut(key)?;
+            let stack = GOROUTINE_STACKS.get_ptr_mut(key)?;
             // SAFETY: as below.
             let created = unsafe { &mut *stack };
             created.key = *key;
@@ -1364,7 +1410,7 @@ fn emit_with_memory(key: CallKey, event: CallEvent, data_len: u32) {
             (&raw const EVENTS).cast_mut().cast(),
             (record as *mut CallRecord).cast(),
             size,
-            wakeup_flags(),
+            wakeup_flags(size),
         )
     };
     if result != 0 {
@@ -1390,10 +1436,21 @@ fn function_id(ctx: *mut c_void) -> u32 {
     unsafe { bpf_get_attach_cookie(ctx) as u32 }
 }
 
-/// Wake the reader only once enough data is pending; it drains on a timer otherwise.
+/// Wakes the reader once this CPU has written [`WAKEUP_BYTES`] since it last did; the reader
+/// drains on a timer otherwise. Counted here rather than asked of the ring buffer: how much is
+/// pending is read from the consumer's position, a cache line the reader's CPU writes, which
+/// cost each event ~65 ns here.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= WAKEUP_BYTES.load() {
+fn wakeup_flags(bytes: u64) -> u64 {
+    let Some(written) = UNANNOUNCED.get_ptr_mut(0) else {
+        return BPF_RB_FORCE_WAKEUP.into();
+    };
+    // SAFETY: this CPU's slot; a sleepable program preempted here may lose a count, which
+    // only delays a wakeup.
+    let written = unsafe { &mut *written };
+    *written += bytes;
+    if *written >= WAKEUP_BYTES.load() {
+        *written = 0;
         BPF_RB_FORCE_WAKEUP.into()
     } else {
         BPF_RB_NO_WAKEUP.into()
@@ -1403,7 +1460,7 @@ fn wakeup_flags() -> u64 {
 /// Writes one event without captured memory.
 #[inline(always)]
 fn emit(event: &CallEvent) {
-    let flags = wakeup_flags();
+    let flags = wakeup_flags(size_of::<CallEvent>() as u64);
     match EVENTS.reserve::<CallEvent>(0) {
         Some(mut entry) => {
             entry.write(*event);

@@ -5,3 +5,4 @@ pub mod decode;
 pub mod ktime;
 pub mod orphans;
 pub mod reader;
+pub mod ring;

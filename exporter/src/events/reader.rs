@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use aya::maps::{MapData, RingBuf};
 use spanprobe_common::CallEvent;
+
+use super::ring::Ring;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{mpsc, oneshot},
@@ -26,7 +27,7 @@ pub const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 /// Passes every record, and every call `ended` brings, to `handle` until `stop` fires, then
 /// drains what is left of both and returns.
 pub async fn read_events(
-    ring: RingBuf<MapData>,
+    ring: Ring,
     mut stop: oneshot::Receiver<()>,
     mut ended: mpsc::UnboundedReceiver<CallEvent>,
     mut handle: impl FnMut(Input<'_>),
@@ -57,8 +58,6 @@ pub async fn read_events(
     Ok(())
 }
 
-fn drain(ring: &mut RingBuf<MapData>, handle: &mut impl FnMut(Input<'_>)) {
-    while let Some(record) = ring.next() {
-        handle(Input::Record(&record));
-    }
+fn drain(ring: &mut Ring, handle: &mut impl FnMut(Input<'_>)) {
+    ring.drain(|record| handle(Input::Record(record)));
 }

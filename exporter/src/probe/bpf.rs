@@ -2,9 +2,10 @@
 
 use std::{fmt, num::NonZeroU32, path::PathBuf, time::Instant};
 
+use crate::{events::ring::Ring, probe::task_storage};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
     programs::{
         ProgramError, RawTracePoint, UProbe,
         raw_trace_point::RawTracePointLink,
@@ -15,8 +16,9 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, CallEvent, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL,
-    FUNCTIONS_MAP, FunctionCapture, RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP,
-    TASK_TGID_OFFSET_GLOBAL, THREADS_MAP, TRACE_CONTEXTS_GLOBAL, ThreadStack, WAKEUP_BYTES_GLOBAL,
+    FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, RETURN_ADDRESSES_GLOBAL, StackKey,
+    TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL,
+    ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 use spanprobe_config::Limits;
 
@@ -111,6 +113,23 @@ pub enum BpfError {
         "USDT probes guarded by a semaphore ({functions}) need uprobe_multi links, which          increment it (Linux 6.6+, `--attach multi`)"
     )]
     SemaphoreWithoutMulti { functions: Functions },
+    #[error("cannot read the task storage map `{map}`")]
+    TaskStorage {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot map the ring buffer `{EVENTS_MAP}`")]
+    Ring {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read how many CPUs there are from {path}")]
+    Cpus {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The functions of a link that failed to attach, as an error names them: the first few
@@ -233,6 +252,8 @@ pub struct Tracer {
     ebpf: Ebpf,
     /// `limits.max_depth`: frames kept per stack.
     depth_limit: u32,
+    /// `limits.ring_buffer_size`: the ring buffer's bytes.
+    ring_bytes: u32,
 }
 
 /// Attached links in the order they were attached, detached in reverse: entries before
@@ -303,8 +324,11 @@ impl Tracer {
         check_capabilities(mode)?;
         let depth_limit = limits.max_depth;
         let ring_bytes = limits.ring_buffer_size;
-        // Wake the reader once a quarter of the ring is pending; it drains on a timer before.
-        let wakeup_bytes = u64::from(ring_bytes / 4);
+        // Each CPU wakes the reader once it has written its share of a quarter of the ring; the
+        // reader drains on a timer before.
+        let cpus =
+            aya::util::nr_cpus().map_err(|(path, source)| BpfError::Cpus { path, source })?;
+        let wakeup_bytes = u64::from(ring_bytes / 4 / cpus.get()).max(1);
         let filter_pids = u8::from(filter == ProcessFilter::Selected);
         // Traced processes' children are traced too: the fork program reads the child's tgid
         // where the kernel's BTF says it is.
@@ -329,6 +353,9 @@ impl Tracer {
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .map_max_entries(TARGET_PIDS_MAP, pid_words)
+            // The threads' call stacks are task storage, which aya has no type for; only the
+            // kernel side uses them.
+            .allow_unsupported_maps()
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
         set_captures(&mut ebpf, plans)?;
@@ -386,6 +413,7 @@ impl Tracer {
             _tracepoints: tracepoints,
             ebpf,
             depth_limit,
+            ring_bytes,
         })
     }
 
@@ -425,15 +453,18 @@ impl Tracer {
     }
 
     /// Takes the ring buffer completed calls arrive in (once).
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+    pub fn take_events(&mut self) -> Result<Ring, BpfError> {
         let map = self.ebpf.take_map(EVENTS_MAP).ok_or(BpfError::Missing {
             what: "map",
             name: EVENTS_MAP,
         })?;
-        RingBuf::try_from(map).map_err(|source| BpfError::Map {
-            map: EVENTS_MAP,
-            source: Box::new(source),
-        })
+        let Map::RingBuf(map) = map else {
+            return Err(BpfError::Missing {
+                what: "ring buffer",
+                name: EVENTS_MAP,
+            });
+        };
+        Ring::new(map, self.ring_bytes as usize).map_err(|source| BpfError::Ring { source })
     }
 
     /// Detaches every probe (keeping the maps readable): after it returns no call can send an
@@ -442,15 +473,33 @@ impl Tracer {
         drop(std::mem::take(&mut self.links));
     }
 
-    /// Calls entered and not returned, over all traced threads (read after [`Self::detach`],
-    /// these will never be reported).
+    /// Calls entered and not returned, over all traced threads and goroutines (read after
+    /// [`Self::detach`], these will never be reported).
     pub fn calls_in_progress(&mut self) -> Result<u64, BpfError> {
-        Ok(self
+        let map = self.ebpf.map(THREAD_STACKS_MAP).ok_or(BpfError::Missing {
+            what: "map",
+            name: THREAD_STACKS_MAP,
+        })?;
+        let Map::Unsupported(map) = map else {
+            return Err(BpfError::Missing {
+                what: "task storage map",
+                name: THREAD_STACKS_MAP,
+            });
+        };
+        let threads = task_storage::values::<ThreadStack>(map)
+            .map_err(|source| BpfError::TaskStorage {
+                map: THREAD_STACKS_MAP,
+                source,
+            })?
+            .into_iter()
+            .map(|(_, stack)| u64::from(stack.depth));
+        let goroutines = self
             .stacks()?
             .iter()
             .filter_map(Result::ok)
             .map(|(_, stack)| u64::from(stack.depth))
-            .sum())
+            .collect::<Vec<_>>();
+        Ok(threads.chain(goroutines).sum())
     }
 
     /// Ends the calls open on the stacks of goroutines whose process no longer runs
@@ -477,14 +526,17 @@ impl Tracer {
         Ok(events)
     }
 
-    /// The call stacks of threads and goroutines, as the kernel side keeps them.
+    /// The call stacks of goroutines, as the kernel side keeps them.
     fn stacks(&mut self) -> Result<HashMap<&mut MapData, StackKey, ThreadStack>, BpfError> {
-        let map = self.ebpf.map_mut(THREADS_MAP).ok_or(BpfError::Missing {
-            what: "map",
-            name: THREADS_MAP,
-        })?;
+        let map = self
+            .ebpf
+            .map_mut(GOROUTINE_STACKS_MAP)
+            .ok_or(BpfError::Missing {
+                what: "map",
+                name: GOROUTINE_STACKS_MAP,
+            })?;
         HashMap::try_from(map).map_err(|source| BpfError::Map {
-            map: THREADS_MAP,
+            map: GOROUTINE_STACKS_MAP,
             source: Box::new(source),
         })
     }

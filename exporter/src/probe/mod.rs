@@ -20,5 +20,6 @@ pub mod ref_ctr_link;
 pub mod resolve;
 pub mod symbols;
 pub mod sysv;
+pub mod task_storage;
 pub mod trap_cost;
 pub mod usdt;
