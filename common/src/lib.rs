@@ -442,7 +442,8 @@ pub struct FunctionCapture {
     /// that interface's type word, by its DWARF number plus one (see [`ArgSource::Gpr`]); 0
     /// for none.
     pub error_register: u8,
-    pub _pad: u8,
+    /// Slots of [`Self::args`] from this one on are unused: the entry skips them.
+    pub args_end: u8,
     /// With [`USDT_START`] or [`USDT_END`]: the start/end pair the site belongs to; an end
     /// closes the innermost span only when its start is of the same pair. With [`GO_CALL`]
     /// or [`GO_RETURN`], likewise: a Go function's entry and its `RET` sites.

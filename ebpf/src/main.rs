@@ -1125,6 +1125,9 @@ fn read_args(regs: &pt_regs, capture: &FunctionCapture, faults: Faults) -> ([u64
     // Built element by element: a zeroed array to fill would be a `memset` call, a byte loop
     // in BPF.
     let args = core::array::from_fn(|i| {
+        if i >= usize::from(capture.args_end) {
+            return 0;
+        }
         let Some(arg) = capture.args.get(i) else {
             return 0;
         };

@@ -190,6 +190,7 @@ fn plan(function: &ProbedFunction) -> CapturePlan {
         let count = arg.len_arg.map(|index| function.arg_location(index));
         let (kernel, plan) = capture_arg(arg, location, count, slot, data_len);
         capture.args[slot] = kernel;
+        capture.args_end = slot as u8 + 1;
         data_len += arg.data_size();
         plans.push(plan);
     }
@@ -545,6 +546,8 @@ mod tests {
             ]
         );
         assert_eq!(capture.args[4].source, ArgSource::None as u8);
+        // The entry reads no slot from here on.
+        assert_eq!(capture.args_end, 4);
         assert_eq!(capture.data_len, 9);
         assert_eq!(plans[2].data, 6..9);
     }
