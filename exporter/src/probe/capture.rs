@@ -125,6 +125,12 @@ impl CapturePlan {
                 .iter()
                 .any(|arg| arg.memory != MemoryKind::None as u8)
     }
+
+    /// Whether the entry puts the call on its goroutine's stack (a Go call, or a Go entry-only
+    /// function where R14 holds the goroutine).
+    pub fn on_goroutine_stack(&self) -> bool {
+        self.kernel.flags & GO_CALL != 0
+    }
 }
 
 /// The plan of each of `functions`, indexed as they are (by function id).

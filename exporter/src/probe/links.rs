@@ -23,14 +23,22 @@ pub enum Program {
     Entry,
     /// The entry uprobe of functions that do: sleepable, so it may fault pages in.
     EntrySleepable,
+    /// The entry uprobe of Go functions whose calls go on their goroutine's stack, and read no
+    /// memory their arguments point to: programs apart, so that the other entry programs need
+    /// not be verified with goroutines' stacks too.
+    GoEntry,
+    /// The entry uprobe of such Go functions that do.
+    GoEntrySleepable,
 }
 
 impl Program {
-    pub const ALL: [Program; 4] = [
+    pub const ALL: [Program; 6] = [
         Program::Return,
         Program::GoReturn,
         Program::Entry,
         Program::EntrySleepable,
+        Program::GoEntry,
+        Program::GoEntrySleepable,
     ];
 
     /// Whether this program is attached to `function`, captured as `plan`.
@@ -38,8 +46,16 @@ impl Program {
         match self {
             Self::Return => function.kind.has_return(),
             Self::GoReturn => function.kind.is_go_helper(),
-            Self::Entry => !function.kind.is_go_helper() && !plan.reads_memory(),
-            Self::EntrySleepable => !function.kind.is_go_helper() && plan.reads_memory(),
+            Self::Entry => is_entry(function) && !plan.on_goroutine_stack() && !plan.reads_memory(),
+            Self::EntrySleepable => {
+                is_entry(function) && !plan.on_goroutine_stack() && plan.reads_memory()
+            }
+            Self::GoEntry => {
+                is_entry(function) && plan.on_goroutine_stack() && !plan.reads_memory()
+            }
+            Self::GoEntrySleepable => {
+                is_entry(function) && plan.on_goroutine_stack() && plan.reads_memory()
+            }
         }
     }
 
@@ -54,6 +70,10 @@ impl Program {
             (Self::Entry, AttachMode::PerfEvent) => "spanprobe_entry_perf",
             (Self::EntrySleepable, AttachMode::Multi) => "spanprobe_entry_sleepable",
             (Self::EntrySleepable, AttachMode::PerfEvent) => "spanprobe_entry_sleepable_perf",
+            (Self::GoEntry, AttachMode::Multi) => "spanprobe_go_entry",
+            (Self::GoEntry, AttachMode::PerfEvent) => "spanprobe_go_entry_perf",
+            (Self::GoEntrySleepable, AttachMode::Multi) => "spanprobe_go_entry_sleepable",
+            (Self::GoEntrySleepable, AttachMode::PerfEvent) => "spanprobe_go_entry_sleepable_perf",
         }
     }
 
@@ -61,9 +81,18 @@ impl Program {
     pub fn kind(self) -> &'static str {
         match self {
             Self::Return => "uretprobe",
-            Self::GoReturn | Self::Entry | Self::EntrySleepable => "uprobe",
+            Self::GoReturn
+            | Self::Entry
+            | Self::EntrySleepable
+            | Self::GoEntry
+            | Self::GoEntrySleepable => "uprobe",
         }
     }
+}
+
+/// Whether `function`'s probe is served by an entry program: any but those that end Go calls.
+fn is_entry(function: &ProbedFunction) -> bool {
+    !function.kind.is_go_helper()
 }
 
 /// How uprobes are attached.
@@ -236,6 +265,36 @@ mod tests {
                 (Program::Entry, vec![1]),
                 (Program::EntrySleepable, vec![0]),
             ]
+        );
+    }
+
+    #[test]
+    fn calls_on_goroutine_stacks_get_the_go_entries() {
+        let go = |kind, go_version| ProbedFunction {
+            kind,
+            go_version,
+            ..function("/go", None, false)
+        };
+        let functions = [
+            go(
+                ProbeKind::GoCall {
+                    pair: 1,
+                    at_stack_check: true,
+                },
+                Some((1, 19)),
+            ),
+            go(ProbeKind::GoEntry, Some((1, 19))),
+            // Before Go 1.17 no register holds the goroutine: the thread's stack serves.
+            go(ProbeKind::GoEntry, Some((1, 16))),
+            function("/go", None, false),
+        ];
+        let programs: Vec<_> = links_of(&functions, AttachMode::Multi)
+            .iter()
+            .map(|l| (l.program, l.functions.clone()))
+            .collect();
+        assert_eq!(
+            programs,
+            [(Program::Entry, vec![2, 3]), (Program::GoEntry, vec![0, 1])]
         );
     }
 }
