@@ -392,18 +392,30 @@ average above); compare within one run.
   (and are single-stepped anyway).
 - **BPF run time** (target 150 ns). On this VM an empty program costs ~65 ns a run with
   statistics on, so entry + return start at ~130 ns; bpftrace's two counting programs measure
-  ${bpf[floor]} ns. spanprobe's extra, from the profile: two clock reads (~50 ns each: the VM's
-  TSC read), reading the return address at entry with \`bpf_probe_read_user\` (~150–200 ns:
-  hardened-usercopy checks of the destination; now done only when stacks are captured or a
-  frame is at the same stack position, ~9 % of the BPF time in alternating runs), the
-  thread's call stack in an LRU hash map, looked up at entry and return (~50–70 ns each), and
-  the ring buffer (~100 ns). Already done: the pid filter is a bitmap array (inlined by the
-  verifier) instead of a hash lookup in each program, and the entry program looks the thread's
-  stack up once instead of twice (−120 ns together). What would close more: task-local storage
-  (\`BPF_MAP_TYPE_TASK_STORAGE\`) for the call stack instead of the LRU hash (aya 0.16 still has no
-  typed task storage; aya-ebpf 0.2.1's \`btf_maps\` could define one, and \`calls_in_progress\`
-  would become a counter). The
-  two clock reads stay: 150 ns is out of reach on this VM.
+  ${bpf[floor]} ns. Kept this round, each measured against the build before it, alternating in one
+  run (entry + return with one argument and the return, median of 4–6 runs each; the figures
+  move ±50 ns between runs here): before it, 515 ns a call.
+  - Wakeups counted per CPU: the return program asked the ring buffer how much was pending
+    (\`BPF_RB_AVAIL_DATA\`) before each event, which reads the consumer's position, a cache
+    line the reader's CPU writes. Each CPU now counts what it wrote since it last woke the
+    reader. Return program: 320 → 250 ns.
+  - The ring buffer read by \`events::ring\`, which publishes its position every 64 KiB: aya's
+    consumer (as libbpf's) publishes it after every record, and the kernel reads it on every
+    reserve and commit. −30 ns.
+  - Threads' call stacks in task storage (\`BPF_MAP_TYPE_TASK_STORAGE\`, defined in
+    \`ebpf/src/task_storage.rs\`) instead of an LRU hash: −40 ns. Goroutines' stay in a hash map;
+    their entry programs are apart (see start-up).
+  - The entry reads only the argument slots a function uses: −35 ns.
+  - Tried and dropped: records padded to whole cache lines, so that reader and writer never
+    share a line (no difference over 6 alternating rounds).
+  What stays: two clock reads (~35 ns each, the VM's TSC), the ring buffer's reserve and
+  commit (~60 ns with the reader on the other core; pinned beside it, the return program
+  costs ~120 ns in all, so most of the rest is cache traffic between the cores), the task
+  storage lookups and the frame bookkeeping. Two empty programs and two clock reads alone
+  make ~200 ns, so ≤ 2 × bpftrace's counting (~256 ns) would leave ~60 ns for the stack,
+  the event and the ring buffer: what would close more is fewer, larger ring-buffer writes
+  (a per-CPU batch flushed by size or by a BPF timer) and a cheaper clock (no kfunc reads
+  the TSC on this kernel).
 - **Per call, ≤ 1.10 × the floor.** With \`sample_rate: 0\` (programs run, nothing is sent)
   spanprobe costs the BPF difference above the floor; sending costs the rest, and most of it
   is CPU taken from the traced thread: at one thread's full rate spanprobe (${spanprobe_us} µs of
@@ -414,17 +426,22 @@ average above); compare within one run.
   with a collector on other machines or cores, spanprobe's own share is what remains. The
   spans-exported column says how much of the sending the figure includes (spans dropped at a
   full export queue cost less). What would close more: records sized
-  to what the function captures (one argument: 64 bytes instead of 176; a change to
+  to what the function captures (one argument: 64 bytes instead of 192; a change to
   \`common\` and \`decode\`), and the BPF items above.
-- **Stacks, ≤ 1.4 ×.** The frame-pointer walk (\`bpf_get_stack\`) reads each frame with
-  \`copy_from_user_nofault\` (~200 ns each here), the call's record lives in a second LRU hash
-  (\`CALLS\`) and is ~800 bytes, and userspace symbolizes every stack. Stack-only functions now
-  use the non-sleepable entry program (the sleepable one is for argument memory). What would
-  close it: \`bpf_get_stackid\` into a \`STACK_TRACE\` map (repeated stacks stored once, the
-  record carries an id); since kernel 6.11 the kernel itself puts the real return addresses in
-  place of uretprobe trampolines in captured stacks, so the returns region could go there.
-- **Nothing lost at full rate.** The kernel side keeps up (the ring buffer never filled); the
-  export queue does not when two threads call as fast as they can on both cores: the traced
+- **Stacks, ≤ 1.4 ×.** The kernel's frame-pointer walk (\`bpf_get_stack\`) followed a frame
+  pointer wherever it pointed: at the root of most stacks (glibc's \`start_thread\` and
+  \`_start\` keep none) that is unmapped memory, and the fault taken there cost each capture
+  ~1.5 µs here (\`__get_user_handle_exception\`, 11 % of the traced thread's samples). The
+  entry program now walks the frames itself (\`walk_frames\`, through \`bpf_loop\`), following a
+  frame pointer only upward and within 8 MiB of the call's: BPF time with a stack 1556 →
+  771 ns in alternating builds, the same stacks. What is left: one
+  \`bpf_probe_read_user\` per frame (~100 ns with hardened-usercopy checks), the call's record
+  in a second LRU hash (\`CALLS\`, ~3 KB), and userspace symbolizing every stack. What would
+  close it: reading the stack's words in one copy from RSP and walking them in the program,
+  and repeated stacks sent once (an id per distinct stack).
+- **Nothing lost at full rate.** The kernel side mostly keeps up (the table splits what was
+  lost at the ring buffer, which fills when the reader gets too little CPU); the export queue
+  does not when two threads call as fast as they can on both cores: the traced
   program, spanprobe and the receiver share two cores, and the receiver's decoding alone costs
   more CPU per span than the call. The largest rate with nothing lost is in the table. It
   comes from the userspace work below and from sending up to 4 requests at once: one at a
@@ -442,12 +459,17 @@ average above); compare within one run.
   distinct entry time is hashed once for the trace, span and parent ids. What is left is
   moving \`SpanData\` (~350 bytes) through the queue (\`memmove\` in the profile above), and
   the encoding itself.
-- **Start-up.** Verifying each program takes ~0.1 s here and is most of it: only the programs
-  some function needs are loaded (the sleepable entry program only for argument memory).
-  Attaching and detaching are one system call per uprobe_multi link (one per program and
-  binary), whatever the number of functions; the kernel waits one grace period per link at
-  detach. Perf-event uprobes (the fallback, and bpftrace 0.17's way) are removed one by one,
-  with a grace period each: ~0.1 s per uprobe here, see the attach table.
+- **Start-up.** Verifying each program takes ~0.1–0.2 s here and is most of it: only the
+  programs some function needs are loaded (the sleepable entry program only for argument
+  memory, the goroutine entry programs only for Go). A program that could use either a
+  thread's stack (task storage) or a goroutine's (a hash map) had everything after the lookup
+  verified once per map, which doubled the entry program's load; Go's entries are now
+  programs of their own. The frame walk's \`bpf_loop\` callback still adds ~60 ms to the
+  entry program's verification (0.16 → 0.22 s, measured with strace). Attaching and
+  detaching are one system call per uprobe_multi link (one per program and binary), whatever
+  the number of functions; the kernel waits one grace period per link at detach. Perf-event
+  uprobes (the fallback, and bpftrace 0.17's way) are removed one by one, with a grace period
+  each: ~0.1 s per uprobe here, see the attach table.
 - Memory stays flat: the export queue is bounded (65,536 spans) and fills in the first seconds
   at full rate, hence the growth figure from 10 s on.
 NOTES
