@@ -15,14 +15,12 @@ use core::{
 
 use aya_ebpf::{
     EbpfContext as _, Global,
-    bindings::{
-        BPF_ANY, BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs,
-    },
+    bindings::{BPF_ANY, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_attach_cookie, bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns,
         generated::{
-            bpf_copy_from_user, bpf_get_stack, bpf_loop, bpf_probe_read_kernel,
-            bpf_probe_read_user, bpf_probe_read_user_str, bpf_ringbuf_output,
+            bpf_copy_from_user, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
+            bpf_probe_read_user_str, bpf_ringbuf_output,
         },
     },
     macros::{btf_map, map, raw_tracepoint, uprobe, uretprobe},
@@ -32,10 +30,10 @@ use aya_ebpf::{
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallKey, CallRecord, ContextFormat, ContextPolicy,
     Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Ending, Frame, FunctionCapture, GO_CALL,
-    GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN,
-    MAX_DEPTH, MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MEMORY_FAULT, MEMORY_READ_MAX,
-    MemoryKind, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack,
-    TraceContext, USDT_END, USDT_EVENT, USDT_START,
+    GO_EXIT, GO_RECOVERY, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH,
+    MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind,
+    RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack, TraceContext,
+    USDT_END, USDT_EVENT, USDT_START,
 };
 
 mod task_storage;
@@ -423,7 +421,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
     {
         capture_memory(regs, record, capture, &args, faults);
         if capture.stack_frames > 0 {
-            capture_stack(ctx.as_ptr(), record, capture, stack, depth, regs);
+            capture_stack(record, capture, stack, depth, regs);
         }
     }
     Some(())
@@ -611,7 +609,7 @@ fn emit_entry_only(
     {
         capture_memory(regs, record, capture, &args, faults);
         if capture.stack_frames > 0 {
-            capture_stack(ctx, record, capture, stack, stack.depth, regs);
+            capture_stack(record, capture, stack, stack.depth, regs);
         }
         emit_with_memory(key, event, capture.data_len);
     } else {
@@ -1054,8 +1052,9 @@ fn stack_or_insert(key: &StackKey, stacks: Stacks) -> Option<&'static mut Thread
         };
         // SAFETY: as below.
         let stack = unsafe { &mut *stack };
-        // Created zeroed; no traced thread is in process 0.
-        if stack.key.pid == 0 {
+        // Created zeroed; set whenever the stack is empty, as a thread that execs from a
+        // thread other than its process's first takes the first's id, and keeps its storage.
+        if stack.depth == 0 {
             stack.key = *key;
         }
         return Some(stack);
@@ -1370,7 +1369,6 @@ extern "C" fn walk_frame(_index: u64, walk: *mut c_void) -> i64 {
 /// without spanprobe.
 #[inline(always)]
 fn capture_stack(
-    ctx: *mut c_void,
     record: &mut CallRecord,
     capture: &FunctionCapture,
     stack: &ThreadStack,
@@ -1523,7 +1521,7 @@ fn emit_with_memory(key: CallKey, event: CallEvent, data_len: u32) {
         )
     };
     if result != 0 {
-        count(Counter::RingBufFull);
+        ring_full();
     }
     // Element by element: a whole-array store is a `memset` call, a byte loop in BPF.
     for len in record.header.arg_lens.iter_mut() {
@@ -1575,7 +1573,18 @@ fn emit(event: &CallEvent) {
             entry.write(*event);
             entry.submit(flags);
         }
-        None => count(Counter::RingBufFull),
+        None => ring_full(),
+    }
+}
+
+/// A record did not fit: counted, and the next one wakes the reader (the one that did not fit
+/// may have reset this CPU's count).
+#[inline(always)]
+fn ring_full() {
+    count(Counter::RingBufFull);
+    if let Some(written) = UNANNOUNCED.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot, as in `wakeup_flags`.
+        unsafe { *written = WAKEUP_BYTES.load() };
     }
 }
 

@@ -22,8 +22,8 @@ const HEADER_BYTES: usize = 8;
 const BUSY: u32 = 1 << 31;
 const DISCARD: u32 = 1 << 30;
 
-/// How much may be read before the producers are told: small against any ring (at least a
-/// few pages), large against a record.
+/// How much may be read before the producers are told: large against a record, and at most a
+/// quarter of the ring (see [`Ring::new`]).
 const PUBLISH_BYTES: usize = 64 * 1024;
 
 pub struct Ring {
@@ -34,14 +34,17 @@ pub struct Ring {
     producer: MmapRaw,
     page: usize,
     mask: usize,
+    publish_bytes: usize,
     /// Where the next record starts; published up to `published`.
     pos: usize,
     published: usize,
 }
 
 impl Ring {
-    /// Maps the ring buffer `map`, of `size` bytes (a power of two, as the kernel requires).
-    pub fn new(map: MapData, size: usize) -> io::Result<Self> {
+    /// Maps the ring buffer `map`.
+    pub fn new(map: MapData) -> io::Result<Self> {
+        // Its size as created: aya rounds the configured one up to whole pages.
+        let size = map.info().map_err(io::Error::other)?.max_entries() as usize;
         if !size.is_power_of_two() {
             return Err(io::Error::other(format!(
                 "ring buffer size {size} is not a power of two"
@@ -64,6 +67,7 @@ impl Ring {
             producer,
             page,
             mask: size - 1,
+            publish_bytes: PUBLISH_BYTES.min(size / 4),
             pos,
             published: pos,
         })
@@ -99,7 +103,7 @@ impl Ring {
             self.pos = self
                 .pos
                 .wrapping_add((HEADER_BYTES + len).next_multiple_of(8));
-            if self.pos.wrapping_sub(self.published) >= PUBLISH_BYTES {
+            if self.pos.wrapping_sub(self.published) >= self.publish_bytes {
                 self.publish();
             }
             if self.pos == end {

@@ -252,8 +252,6 @@ pub struct Tracer {
     ebpf: Ebpf,
     /// `limits.max_depth`: frames kept per stack.
     depth_limit: u32,
-    /// `limits.ring_buffer_size`: the ring buffer's bytes.
-    ring_bytes: u32,
 }
 
 /// Attached links in the order they were attached, detached in reverse: entries before
@@ -413,7 +411,6 @@ impl Tracer {
             _tracepoints: tracepoints,
             ebpf,
             depth_limit,
-            ring_bytes,
         })
     }
 
@@ -464,7 +461,7 @@ impl Tracer {
                 name: EVENTS_MAP,
             });
         };
-        Ring::new(map, self.ring_bytes as usize).map_err(|source| BpfError::Ring { source })
+        Ring::new(map).map_err(|source| BpfError::Ring { source })
     }
 
     /// Detaches every probe (keeping the maps readable): after it returns no call can send an

@@ -178,6 +178,14 @@ mod tests {
         links(functions, &plans(functions, &Default::default()), mode)
     }
 
+    /// Each link's program and functions.
+    fn programs_of(functions: &[ProbedFunction]) -> Vec<(Program, Vec<u32>)> {
+        links_of(functions, AttachMode::Multi)
+            .iter()
+            .map(|l| (l.program, l.functions.clone()))
+            .collect()
+    }
+
     fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> ProbedFunction {
         ProbedFunction {
             pid: pid.and_then(NonZeroU32::new),
@@ -254,10 +262,7 @@ mod tests {
         let mut reads = function("/a", None, true);
         reads.spec.args = vec![Located::unplaced(ArgSpec::new(0, None, ValueType::Str))];
         let functions = [reads, function("/a", None, true)];
-        let programs: Vec<_> = links_of(&functions, AttachMode::Multi)
-            .iter()
-            .map(|l| (l.program, l.functions.clone()))
-            .collect();
+        let programs = programs_of(&functions);
         assert_eq!(
             programs,
             [
@@ -288,10 +293,7 @@ mod tests {
             go(ProbeKind::GoEntry, Some((1, 16))),
             function("/go", None, false),
         ];
-        let programs: Vec<_> = links_of(&functions, AttachMode::Multi)
-            .iter()
-            .map(|l| (l.program, l.functions.clone()))
-            .collect();
+        let programs = programs_of(&functions);
         assert_eq!(
             programs,
             [(Program::Entry, vec![2, 3]), (Program::GoEntry, vec![0, 1])]

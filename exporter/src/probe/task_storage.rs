@@ -35,9 +35,14 @@ pub fn values<T: Pod>(map: &MapData) -> io::Result<Vec<(u32, T)>> {
     let map = map.fd().as_fd();
     let mut values = Vec::new();
     for tid in threads()? {
-        // A thread that exited since /proc listed it has nothing to read.
-        let Ok(pidfd) = thread_pidfd(tid) else {
-            continue;
+        let pidfd = match thread_pidfd(tid) {
+            Ok(pidfd) => pidfd,
+            // Exited since /proc listed it: nothing to read. Or, before Linux 6.9, not its
+            // process's first thread, which only then gets a pidfd of its own.
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ESRCH | libc::EINVAL)) => {
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         if let Some(value) = lookup(map, &pidfd)? {
             values.push((tid, value));
@@ -64,9 +69,17 @@ fn threads() -> io::Result<Vec<u32>> {
     Ok(tids)
 }
 
+/// A pidfd of thread `tid`: `PIDFD_THREAD` (Linux 6.9+), or a plain pidfd, which earlier
+/// kernels give a process's first thread only.
 fn thread_pidfd(tid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::PIDFD_THREAD) };
+    let open = |flags: libc::c_uint| {
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+        unsafe { libc::syscall(libc::SYS_pidfd_open, tid, flags) }
+    };
+    let mut fd = open(libc::PIDFD_THREAD);
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        fd = open(0);
+    }
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
