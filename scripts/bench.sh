@@ -13,7 +13,7 @@
 #  - attach and detach of 10, 100 and 1,000 functions (scripts/bench-attach.sh);
 #  - the userspace pipeline, without the kernel (criterion);
 #  - where a probed call's time goes, and spanprobe's (perf).
-# Needs root; about 15 minutes. Knobs (environment): CALLS per per-call run, REPEAT runs of
+# Needs root; about 25 minutes. Knobs (environment): CALLS per per-call run, REPEAT runs of
 # each (the median is kept), LOAD_SECONDS per both-core run, RSS_SECONDS of the memory run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
