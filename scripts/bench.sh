@@ -432,7 +432,7 @@ average above); compare within one run.
   pointer wherever it pointed: at the root of most stacks (glibc's \`start_thread\` and
   \`_start\` keep none) that is unmapped memory, and the fault taken there cost each capture
   ~1.5 µs here (\`__get_user_handle_exception\`, 11 % of the traced thread's samples). The
-  entry program now walks the frames itself (\`walk_frames\`, through \`bpf_loop\`), following a
+  entry program now walks the frames itself (\`walk_frames\`), following a
   frame pointer only upward and within 8 MiB of the call's: BPF time with a stack 1556 →
   771 ns in alternating builds, the same stacks. What is left: one
   \`bpf_probe_read_user\` per frame (~100 ns with hardened-usercopy checks), the call's record
@@ -464,7 +464,7 @@ average above); compare within one run.
   memory, the goroutine entry programs only for Go). A program that could use either a
   thread's stack (task storage) or a goroutine's (a hash map) had everything after the lookup
   verified once per map, which doubled the entry program's load; Go's entries are now
-  programs of their own. The frame walk's \`bpf_loop\` callback still adds ~60 ms to the
+  programs of their own. The frame walk still adds ~60 ms to the
   entry program's verification (0.16 → 0.22 s, measured with strace). Attaching and
   detaching are one system call per uprobe_multi link (one per program and binary), whatever
   the number of functions; the kernel waits one grace period per link at detach. Perf-event

@@ -132,6 +132,13 @@ pub enum BpfError {
     },
 }
 
+impl BpfError {
+    /// The eBPF object has no map `name`.
+    fn missing_map(name: &'static str) -> Self {
+        Self::Missing { what: "map", name }
+    }
+}
+
 /// The functions of a link that failed to attach, as an error names them: the first few
 /// symbols with their file offsets.
 #[derive(Debug)]
@@ -434,10 +441,7 @@ impl Tracer {
         let map = self
             .ebpf
             .map_mut(TARGET_PIDS_MAP)
-            .ok_or(BpfError::Missing {
-                what: "map",
-                name: TARGET_PIDS_MAP,
-            })?;
+            .ok_or(BpfError::missing_map(TARGET_PIDS_MAP))?;
         let map_error = |source| BpfError::Map {
             map: TARGET_PIDS_MAP,
             source: Box::new(source),
@@ -451,10 +455,10 @@ impl Tracer {
 
     /// Takes the ring buffer completed calls arrive in (once).
     pub fn take_events(&mut self) -> Result<Ring, BpfError> {
-        let map = self.ebpf.take_map(EVENTS_MAP).ok_or(BpfError::Missing {
-            what: "map",
-            name: EVENTS_MAP,
-        })?;
+        let map = self
+            .ebpf
+            .take_map(EVENTS_MAP)
+            .ok_or(BpfError::missing_map(EVENTS_MAP))?;
         let Map::RingBuf(map) = map else {
             return Err(BpfError::Missing {
                 what: "ring buffer",
@@ -473,30 +477,31 @@ impl Tracer {
     /// Calls entered and not returned, over all traced threads and goroutines (read after
     /// [`Self::detach`], these will never be reported).
     pub fn calls_in_progress(&mut self) -> Result<u64, BpfError> {
-        let map = self.ebpf.map(THREAD_STACKS_MAP).ok_or(BpfError::Missing {
-            what: "map",
-            name: THREAD_STACKS_MAP,
-        })?;
+        let map = self
+            .ebpf
+            .map(THREAD_STACKS_MAP)
+            .ok_or(BpfError::missing_map(THREAD_STACKS_MAP))?;
         let Map::Unsupported(map) = map else {
             return Err(BpfError::Missing {
                 what: "task storage map",
                 name: THREAD_STACKS_MAP,
             });
         };
-        let threads = task_storage::values::<ThreadStack>(map)
+        let threads: u64 = task_storage::values::<ThreadStack>(map)
             .map_err(|source| BpfError::TaskStorage {
                 map: THREAD_STACKS_MAP,
                 source,
             })?
-            .into_iter()
-            .map(|(_, stack)| u64::from(stack.depth));
-        let goroutines = self
+            .iter()
+            .map(|stack| u64::from(stack.depth))
+            .sum();
+        let goroutines: u64 = self
             .stacks()?
             .iter()
             .filter_map(Result::ok)
             .map(|(_, stack)| u64::from(stack.depth))
-            .collect::<Vec<_>>();
-        Ok(threads.chain(goroutines).sum())
+            .sum();
+        Ok(threads + goroutines)
     }
 
     /// Ends the calls open on the stacks of goroutines whose process no longer runs
@@ -528,10 +533,7 @@ impl Tracer {
         let map = self
             .ebpf
             .map_mut(GOROUTINE_STACKS_MAP)
-            .ok_or(BpfError::Missing {
-                what: "map",
-                name: GOROUTINE_STACKS_MAP,
-            })?;
+            .ok_or(BpfError::missing_map(GOROUTINE_STACKS_MAP))?;
         HashMap::try_from(map).map_err(|source| BpfError::Map {
             map: GOROUTINE_STACKS_MAP,
             source: Box::new(source),
@@ -540,10 +542,10 @@ impl Tracer {
 
     /// The kernel side's loss and error counters, summed over CPUs.
     pub fn counters(&self) -> Result<KernelCounters, BpfError> {
-        let map = self.ebpf.map(COUNTERS_MAP).ok_or(BpfError::Missing {
-            what: "map",
-            name: COUNTERS_MAP,
-        })?;
+        let map = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .ok_or(BpfError::missing_map(COUNTERS_MAP))?;
         let counters: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|source| BpfError::Map {
                 map: COUNTERS_MAP,
@@ -603,10 +605,9 @@ fn set_captures(ebpf: &mut Ebpf, plans: &[CapturePlan]) -> Result<(), BpfError> 
         map: FUNCTIONS_MAP,
         source: Box::new(source),
     };
-    let map = ebpf.map_mut(FUNCTIONS_MAP).ok_or(BpfError::Missing {
-        what: "map",
-        name: FUNCTIONS_MAP,
-    })?;
+    let map = ebpf
+        .map_mut(FUNCTIONS_MAP)
+        .ok_or(BpfError::missing_map(FUNCTIONS_MAP))?;
     let mut captures: Array<_, FunctionCapture> = Array::try_from(map).map_err(map_error)?;
     for (id, plan) in plans.iter().enumerate() {
         captures

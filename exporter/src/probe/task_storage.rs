@@ -23,8 +23,8 @@ struct ElemAttr {
     flags: u64,
 }
 
-/// Every thread's value in `map`, with its thread id.
-pub fn values<T: Pod>(map: &MapData) -> io::Result<Vec<(u32, T)>> {
+/// Every thread's value in `map`.
+pub fn values<T: Pod>(map: &MapData) -> io::Result<Vec<T>> {
     let value_size = map.info().map_err(io::Error::other)?.value_size();
     if value_size as usize != size_of::<T>() {
         return Err(io::Error::other(format!(
@@ -44,9 +44,7 @@ pub fn values<T: Pod>(map: &MapData) -> io::Result<Vec<(u32, T)>> {
             }
             Err(error) => return Err(error),
         };
-        if let Some(value) = lookup(map, &pidfd)? {
-            values.push((tid, value));
-        }
+        values.extend(lookup::<T>(map, &pidfd)?);
     }
     Ok(values)
 }
