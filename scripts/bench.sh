@@ -147,7 +147,7 @@ for how in floor grpc stack; do
   sleep 4
   case $how in
     floor) bpf[$how]=$(bpf_ns work) ;;
-    *) bpf[$how]=$(bpf_ns 'spanprobe_entry|spanprobe_return') ;;
+    *) bpf[$how]=$(bpf_ns 'spanprobe_entry(_sleepable)?|spanprobe_return') ;;
   esac
   wait $!
 done
@@ -166,7 +166,7 @@ YAML
   log "BPF run time: $reads field reads"
   traced calls "fields$reads" load 1 5 0 work_on &
   sleep 4
-  bpf[fields$reads]=$(bpf_ns 'spanprobe_entry|spanprobe_return')
+  bpf[fields$reads]=$(bpf_ns 'spanprobe_entry(_sleepable)?|spanprobe_return')
   wait $!
 done
 sysctl -q kernel.bpf_stats_enabled="$stats_enabled"

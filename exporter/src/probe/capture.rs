@@ -114,10 +114,16 @@ impl CapturePlan {
         self.kernel.context_format != ContextFormat::None as u8
     }
 
-    /// Whether the kernel side reads memory the arguments point to, which may have to be
-    /// faulted in (by the sleepable entry program). A stack capture needs no faults: the frames
-    /// it walks are in use, so resident.
-    pub fn reads_memory(&self) -> bool {
+    /// Whether the entry goes to a sleepable program: the kernel side reads memory the
+    /// arguments point to, which may have to be faulted in, or keeps a call record (memory, the
+    /// stack). Those programs alone hold the code that fills records: verifying it is most of
+    /// an entry program's load time, which functions capturing values only are spared.
+    pub fn sleepable_entry(&self) -> bool {
+        self.reads_memory() || self.kernel.data_len > 0
+    }
+
+    /// Whether the kernel side reads memory the arguments point to.
+    fn reads_memory(&self) -> bool {
         self.kernel.context_format != ContextFormat::None as u8
             || self
                 .kernel

@@ -19,15 +19,16 @@ pub enum Program {
     /// The uprobe of a Go function's `RET`s, and of the Go runtime's `goexit0` and
     /// `recovery`: what ends Go calls, attached before their entries as returns are.
     GoReturn,
-    /// The entry uprobe of functions that read no memory their arguments point to.
+    /// The entry uprobe of functions that capture values only.
     Entry,
-    /// The entry uprobe of functions that do: sleepable, so it may fault pages in.
+    /// The entry uprobe of functions that read memory their arguments point to (sleepable, so
+    /// it may fault pages in) or keep a call record (memory, their stack).
     EntrySleepable,
-    /// The entry uprobe of Go functions whose calls go on their goroutine's stack, and read no
-    /// memory their arguments point to: programs apart, so that the other entry programs need
-    /// not be verified with goroutines' stacks too.
+    /// The entry uprobe of Go functions whose calls go on their goroutine's stack, and capture
+    /// values only: programs apart, so that the other entry programs need not be verified with
+    /// goroutines' stacks too.
     GoEntry,
-    /// The entry uprobe of such Go functions that do.
+    /// The entry uprobe of such Go functions that read memory or keep a call record.
     GoEntrySleepable,
 }
 
@@ -46,15 +47,17 @@ impl Program {
         match self {
             Self::Return => function.kind.has_return(),
             Self::GoReturn => function.kind.is_go_helper(),
-            Self::Entry => is_entry(function) && !plan.on_goroutine_stack() && !plan.reads_memory(),
+            Self::Entry => {
+                is_entry(function) && !plan.on_goroutine_stack() && !plan.sleepable_entry()
+            }
             Self::EntrySleepable => {
-                is_entry(function) && !plan.on_goroutine_stack() && plan.reads_memory()
+                is_entry(function) && !plan.on_goroutine_stack() && plan.sleepable_entry()
             }
             Self::GoEntry => {
-                is_entry(function) && plan.on_goroutine_stack() && !plan.reads_memory()
+                is_entry(function) && plan.on_goroutine_stack() && !plan.sleepable_entry()
             }
             Self::GoEntrySleepable => {
-                is_entry(function) && plan.on_goroutine_stack() && plan.reads_memory()
+                is_entry(function) && plan.on_goroutine_stack() && plan.sleepable_entry()
             }
         }
     }
@@ -269,6 +272,23 @@ mod tests {
                 (Program::Return, vec![0, 1]),
                 (Program::Entry, vec![1]),
                 (Program::EntrySleepable, vec![0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn functions_capturing_their_stack_get_the_sleepable_entry() {
+        let stack = ProbedFunction {
+            stack_frames: 8,
+            ..function("/a", None, true)
+        };
+        let functions = [function("/a", None, true), stack];
+        assert_eq!(
+            programs_of(&functions),
+            [
+                (Program::Return, vec![0, 1]),
+                (Program::Entry, vec![0]),
+                (Program::EntrySleepable, vec![1]),
             ]
         );
     }
