@@ -168,7 +168,7 @@ fn bench(c: &mut Criterion) {
     });
     handle(&mut pipeline, &mut queued, &records, &mut batch);
     let resource = ResourceAttributesWithSchema::from(batch[0].resource.as_ref());
-    let spans: Vec<SpanData> = batch.iter().map(|queued| queued.span.clone()).collect();
+    let spans: Vec<SpanData> = batch.iter().map(|queued| (*queued.span).clone()).collect();
     group.bench_function("spans_to_protobuf_opentelemetry_proto_512", |b| {
         b.iter_batched(
             || spans.clone(),

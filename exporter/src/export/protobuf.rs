@@ -421,10 +421,7 @@ mod tests {
 
     #[test]
     fn a_span_with_every_field_encodes_as_opentelemetry_proto_does() {
-        let spans = [QueuedSpan {
-            resource: process(1),
-            span: full_span(),
-        }];
+        let spans = [QueuedSpan::new(process(1), full_span())];
         assert_eq!(ours(&spans), sorted(reference(&spans)));
     }
 
@@ -434,10 +431,8 @@ mod tests {
         let plain = |id: u64| test_span("f", 0x1, id, 0, start(), Duration::from_micros(id));
         let mut other_scope = plain(9);
         other_scope.instrumentation_scope = InstrumentationScope::builder("other").build();
-        let queued = |resource: &Arc<Resource>, span: SpanData| QueuedSpan {
-            resource: Arc::clone(resource),
-            span,
-        };
+        let queued =
+            |resource: &Arc<Resource>, span: SpanData| QueuedSpan::new(Arc::clone(resource), span);
         let spans = [
             queued(&a, plain(1)),
             queued(&b, plain(2)),
@@ -472,10 +467,7 @@ mod tests {
     fn bodies_longer_than_a_one_byte_length_keep_their_bytes() {
         let mut span = full_span();
         span.name = Cow::Owned("n".repeat(20_000));
-        let spans = [QueuedSpan {
-            resource: process(1),
-            span,
-        }];
+        let spans = [QueuedSpan::new(process(1), span)];
         let request = ours(&spans);
         assert_eq!(
             request.resource_spans[0].scope_spans[0].spans[0].name.len(),

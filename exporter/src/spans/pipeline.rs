@@ -264,10 +264,10 @@ impl Pipeline {
             self.resources
                 .for_process(event.pid, self.programs[id].as_deref(), event.return_ns);
         match &mut self.held {
-            None => self.queue.push(QueuedSpan { resource, span }),
+            None => self.queue.push(QueuedSpan::new(resource, span)),
             Some(held) => {
                 for (span, resource) in held.push(span, self.min_durations[id], resource) {
-                    self.queue.push(QueuedSpan { resource, span });
+                    self.queue.push(QueuedSpan::new(resource, span));
                 }
             }
         }
@@ -278,7 +278,7 @@ impl Pipeline {
     pub fn finish(mut self) -> Finished {
         if let Some(held) = &mut self.held {
             for (span, resource) in held.drain() {
-                self.queue.push(QueuedSpan { resource, span });
+                self.queue.push(QueuedSpan::new(resource, span));
             }
             self.stats.below_min_duration = held.dropped;
         }

@@ -2,6 +2,8 @@
 
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 
+use foldhash::fast::RandomState;
+
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
 
@@ -12,8 +14,9 @@ pub struct Resources {
     /// The config's extra attributes.
     extra: Vec<KeyValue>,
     host_name: Option<String>,
-    by_pid: HashMap<u32, Process>,
-    thread_names: HashMap<u32, Option<StringValue>>,
+    // Looked up once per span each; the ids are the kernel's, no input to defend against.
+    by_pid: HashMap<u32, Process, RandomState>,
+    thread_names: HashMap<u32, Option<StringValue>, RandomState>,
     /// When the last sweep ran, in the records' own clock (`CLOCK_MONOTONIC` nanoseconds).
     last_sweep_ns: u64,
 }
@@ -75,8 +78,8 @@ impl Resources {
             service_name,
             extra,
             host_name,
-            by_pid: HashMap::new(),
-            thread_names: HashMap::new(),
+            by_pid: HashMap::default(),
+            thread_names: HashMap::default(),
             last_sweep_ns: 0,
         }
     }
