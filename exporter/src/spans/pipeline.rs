@@ -218,9 +218,11 @@ impl Pipeline {
             }
         };
         let mut span = span;
-        if let Some(events) =
-            self.open_span_events
-                .remove(&(event.pid, event.stack_id(), event.entry_ns))
+        // Checked first: most programs send no events, and a lookup hashes even in an empty map.
+        if !self.open_span_events.is_empty()
+            && let Some(events) =
+                self.open_span_events
+                    .remove(&(event.pid, event.stack_id(), event.entry_ns))
         {
             span.events = events;
         }
