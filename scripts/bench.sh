@@ -408,6 +408,17 @@ average above); compare within one run.
   - The entry reads only the argument slots a function uses: −35 ns.
   - Tried and dropped: records padded to whole cache lines, so that reader and writer never
     share a line (no difference over 6 alternating rounds).
+  - Tried and dropped: records without the event's trailing zero words (72 bytes for one
+    argument instead of 192; the event built in the thread's stack and sent with
+    \`bpf_ringbuf_output\`): 363 vs 371 ns, median of 8 alternating runs, no gain; and at full
+    rate more calls were lost, the reader's wakeups (counted in bytes) coming 2.5 × as many
+    calls apart. A build writing only 7 words had measured −50 ns: what costs is the
+    instructions that build the event, not the ring buffer's cache lines.
+  - Tried and dropped: an arguments' fault-marks loop skipped when no chain faulted (−20 ns),
+    because with it the sleepable entry program passed the verifier's 1 M-instruction limit
+    for a function capturing every type.
+  - Ending skipped frames through \`bpf_loop\` (for start-up, below) left the BPF time as it
+    was: 350 vs 348 ns.
   What stays: two clock reads (~35 ns each, the VM's TSC), the ring buffer's reserve and
   commit (~60 ns with the reader on the other core; pinned beside it, the return program
   costs ~120 ns in all, so most of the rest is cache traffic between the cores), the task
@@ -425,9 +436,8 @@ average above); compare within one run.
   span, so on two cores with the receiver beside it the target cannot be met by spanprobe alone;
   with a collector on other machines or cores, spanprobe's own share is what remains. The
   spans-exported column says how much of the sending the figure includes (spans dropped at a
-  full export queue cost less). What would close more: records sized
-  to what the function captures (one argument: 64 bytes instead of 192; a change to
-  \`common\` and \`decode\`), and the BPF items above.
+  full export queue cost less). What would close more: the BPF items above (records sized to
+  what the function captures were tried there) and the userspace pipeline's CPU per span.
 - **Stacks, ≤ 1.4 ×.** The kernel's frame-pointer walk (\`bpf_get_stack\`) followed a frame
   pointer wherever it pointed: at the root of most stacks (glibc's \`start_thread\` and
   \`_start\` keep none) that is unmapped memory, and the fault taken there cost each capture
@@ -456,16 +466,23 @@ average above); compare within one run.
   two encoding rows above. Per span the pipeline no longer allocates: the template's strings,
   the argument keys and thread names are shared (\`Arc<str>\`), the summary looks names up
   by reference, the resource cache paces its sweeps by the records' own clock, and each
-  distinct entry time is hashed once for the trace, span and parent ids. What is left is
-  moving \`SpanData\` (~350 bytes) through the queue (\`memmove\` in the profile above), and
-  the encoding itself.
-- **Start-up.** Verifying each program takes ~0.1–0.2 s here and is most of it: only the
-  programs some function needs are loaded (the sleepable entry program only for argument
-  memory, the goroutine entry programs only for Go). A program that could use either a
-  thread's stack (task storage) or a goroutine's (a hash map) had everything after the lookup
-  verified once per map, which doubled the entry program's load; Go's entries are now
-  programs of their own. The frame walk still adds ~60 ms to the
-  entry program's verification (0.16 → 0.22 s, measured with strace). Attaching and
+  distinct entry time is hashed once for the trace, span and parent ids. This round: the queue
+  carries each \`SpanData\` boxed (copying ~400 bytes into the queue, out of it and into the
+  batch was a sixth of the time per span), the pid and thread-id maps hash with foldhash, and
+  a span's held USDT events are looked for only when some are held: records → protobuf
+  ~0.99 → ~1.09 M/s in alternating runs. What is left: the encoding itself, each span's
+  attribute vector (allocated, cloned from the template, dropped), and tokio's channel per
+  span. A hand-written varint in place of prost's measured slower, and was dropped.
+- **Start-up.** Verifying the programs is most of it, so only the programs some function needs
+  are loaded: the sleepable entry program only for functions that keep a call record
+  (argument memory, the stack) or read a trace context, the goroutine entry programs only for
+  Go. A program that could use either a thread's stack (task storage) or a goroutine's (a hash
+  map) had everything after the lookup verified once per map; Go's entries are programs of
+  their own. This round (strace of \`BPF_PROG_LOAD\`): ending skipped frames was a loop over up
+  to 32 frames in the program, which the verifier checks once per iteration, at three places
+  of the entry program: through \`bpf_loop\` its callback is checked once, and the entry
+  program's load went 0.29 → 0.06 s, the return program's 0.035 → 0.003 s. Filling records
+  moved to the sleepable program, which loads in ~0.2 s with the frame walk. Attaching and
   detaching are one system call per uprobe_multi link (one per program and binary), whatever
   the number of functions; the kernel waits one grace period per link at detach. Perf-event
   uprobes (the fallback, and bpftrace 0.17's way) are removed one by one, with a grace period
