@@ -1,5 +1,5 @@
-//! One uprobe and one uretprobe serve every probed function: the BPF cookie of each attachment
-//! says which function fired. The entry program pushes a frame on the thread's call stack; the
+//! A few entry programs and one return program serve every probed function: the BPF cookie of
+//! each attachment says which function fired. The entry program pushes a frame on the thread's call stack; the
 //! return program pops it and emits one [`CallEvent`] per completed call.
 #![no_std]
 #![no_main]
@@ -423,7 +423,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
         && capture.data_len > 0
         && let Some(record) = call_record(call_key(&stack.key, depth))
     {
-        capture_memory(regs, record, capture, &args, faults);
+        capture_memory(regs, record, capture, &args);
         if capture.stack_frames > 0 {
             capture_stack(record, capture, stack, depth, regs);
         }
@@ -612,7 +612,7 @@ fn emit_entry_only(
         && capture.data_len > 0
         && let Some(record) = call_record(key)
     {
-        capture_memory(regs, record, capture, &args, faults);
+        capture_memory(regs, record, capture, &args);
         if capture.stack_frames > 0 {
             capture_stack(record, capture, stack, stack.depth, regs);
         }
@@ -960,7 +960,10 @@ struct Unwinding<'a> {
 
 /// One step of [`end_frames_below`]: ends the top frame if it entered below the state's `sp`;
 /// 0 to go on, 1 to stop.
-extern "C" fn end_top_frame(_index: u64, unwinding: *mut c_void) -> i64 {
+///
+/// # Safety
+/// `unwinding` must point to an [`Unwinding`], as `end_frames_below` passes it.
+unsafe extern "C" fn end_top_frame(_index: u64, unwinding: *mut c_void) -> i64 {
     // SAFETY: `end_frames_below` passes its `Unwinding`.
     let Unwinding {
         thread,
@@ -1436,14 +1439,14 @@ fn capture_stack(
     }
 }
 
-/// Reads the memory the arguments point to into the call's record, kept until return.
+/// Reads the memory the arguments point to into the call's record, kept until return. Only
+/// the sleepable entry programs fill records: pages may be faulted in.
 #[inline(always)]
 fn capture_memory(
     regs: &pt_regs,
     record: &mut CallRecord,
     capture: &FunctionCapture,
     args: &[u64; MAX_ARGS],
-    faults: Faults,
 ) {
     for i in 0..MAX_ARGS {
         let (Some(arg), Some(&pointer)) = (capture.args.get(i), args.get(i)) else {
@@ -1463,19 +1466,13 @@ fn capture_memory(
         let destination = record.data[offset..].as_mut_ptr().cast::<c_void>();
         let source = pointer as *const c_void;
         // SAFETY: offset < DATA_MAX and len <= MEMORY_READ_MAX, which `data` has room for; the
-        // helpers fault safely on bad user pointers.
+        // helpers fault safely on bad user pointers, and the program is sleepable.
         let read = unsafe {
             if arg.memory == MemoryKind::Str as u8 {
-                if faults == Faults::Allowed {
-                    fault_in(destination, pointer, len);
-                }
+                fault_in(destination, pointer, len);
                 bpf_probe_read_user_str(destination, len, source)
             } else {
-                let result = if faults == Faults::Allowed {
-                    bpf_copy_from_user(destination, len, source)
-                } else {
-                    bpf_probe_read_user(destination, len, source)
-                };
+                let result = bpf_copy_from_user(destination, len, source);
                 if result == 0 { i64::from(len) } else { result }
             }
         };

@@ -277,18 +277,31 @@ mod tests {
     }
 
     #[test]
-    fn functions_capturing_their_stack_get_the_sleepable_entry() {
-        let stack = ProbedFunction {
+    fn functions_capturing_their_stack_get_the_sleepable_entries() {
+        let with_stack = |function| ProbedFunction {
             stack_frames: 8,
-            ..function("/a", None, true)
+            ..function
         };
-        let functions = [function("/a", None, true), stack];
+        let functions = [
+            function("/a", None, true),
+            with_stack(function("/a", None, true)),
+            with_stack(function("/a", None, false)),
+            with_stack(ProbedFunction {
+                kind: ProbeKind::GoCall {
+                    pair: 1,
+                    at_stack_check: true,
+                },
+                go_version: Some((1, 19)),
+                ..function("/a", None, false)
+            }),
+        ];
         assert_eq!(
             programs_of(&functions),
             [
                 (Program::Return, vec![0, 1]),
                 (Program::Entry, vec![0]),
-                (Program::EntrySleepable, vec![1]),
+                (Program::EntrySleepable, vec![1, 2]),
+                (Program::GoEntrySleepable, vec![3]),
             ]
         );
     }
