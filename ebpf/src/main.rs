@@ -127,61 +127,51 @@ static TASK_TGID_OFFSET: Global<u32> = Global::new(0);
 // per binary (detached in one go, and needing no CAP_SYS_ADMIN), and in a plain `uprobe`
 // section, the perf-event fallback for kernels without such links. Userspace loads only the
 // variant it attaches; the bodies are shared.
+macro_rules! both_variants {
+    ($(#[$doc:meta])* $kind:ident($($flag:ident),*) $multi:ident, $perf:ident,
+     $context:ty => $run:expr) => {
+        $(#[$doc])*
+        #[$kind(multi $(, $flag)*)]
+        pub fn $multi(ctx: $context) -> u32 {
+            let _ = ($run)(&ctx);
+            0
+        }
 
-#[uprobe(multi)]
-pub fn spanprobe_entry(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Fail, Stacks::Thread);
-    0
+        #[$kind($($flag),*)]
+        pub fn $perf(ctx: $context) -> u32 {
+            let _ = ($run)(&ctx);
+            0
+        }
+    };
 }
 
-#[uprobe]
-pub fn spanprobe_entry_perf(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Fail, Stacks::Thread);
-    0
+both_variants! {
+    uprobe() spanprobe_entry, spanprobe_entry_perf,
+    ProbeContext => |ctx| try_entry(ctx, Faults::Fail, Stacks::Thread)
 }
 
-/// The entry program of functions that read memory their arguments point to, or keep a call
-/// record: sleepable, so that it may fault in pages the traced program has not touched yet (a
-/// string literal on a cold page, say). Only these fill call records (memory, stacks), so that
-/// `spanprobe_entry` loads without verifying that code, most of an entry program's.
-#[uprobe(multi, sleepable)]
-pub fn spanprobe_entry_sleepable(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Allowed, Stacks::Thread);
-    0
+both_variants! {
+    /// The entry program of functions that read memory their arguments point to, or keep a
+    /// call record: sleepable, so that it may fault in pages the traced program has not touched
+    /// yet (a string literal on a cold page, say). Only these fill call records (memory,
+    /// stacks), so that `spanprobe_entry` loads without verifying that code, most of an entry
+    /// program's.
+    uprobe(sleepable) spanprobe_entry_sleepable, spanprobe_entry_sleepable_perf,
+    ProbeContext => |ctx| try_entry(ctx, Faults::Allowed, Stacks::Thread)
 }
 
-#[uprobe(sleepable)]
-pub fn spanprobe_entry_sleepable_perf(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Allowed, Stacks::Thread);
-    0
+both_variants! {
+    /// The entry programs of Go calls, whose frames go on their goroutine's stack: programs of
+    /// their own, because a program that may use either kind of stack has the rest of its code
+    /// verified once per kind (the two maps' values are different pointers to the verifier),
+    /// which doubled the start-up of configurations with no Go at all.
+    uprobe() spanprobe_go_entry, spanprobe_go_entry_perf,
+    ProbeContext => |ctx| try_entry(ctx, Faults::Fail, Stacks::Goroutine)
 }
 
-/// The entry programs of Go calls, whose frames go on their goroutine's stack: programs of
-/// their own, because a program that may use either kind of stack has the rest of its code
-/// verified once per kind (the two maps' values are different pointers to the verifier),
-/// which doubled the start-up of configurations with no Go at all.
-#[uprobe(multi)]
-pub fn spanprobe_go_entry(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Fail, Stacks::Goroutine);
-    0
-}
-
-#[uprobe]
-pub fn spanprobe_go_entry_perf(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Fail, Stacks::Goroutine);
-    0
-}
-
-#[uprobe(multi, sleepable)]
-pub fn spanprobe_go_entry_sleepable(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Allowed, Stacks::Goroutine);
-    0
-}
-
-#[uprobe(sleepable)]
-pub fn spanprobe_go_entry_sleepable_perf(ctx: ProbeContext) -> u32 {
-    let _ = try_entry(&ctx, Faults::Allowed, Stacks::Goroutine);
-    0
+both_variants! {
+    uprobe(sleepable) spanprobe_go_entry_sleepable, spanprobe_go_entry_sleepable_perf,
+    ProbeContext => |ctx| try_entry(ctx, Faults::Allowed, Stacks::Goroutine)
 }
 
 /// Which call stacks an entry program works on.
@@ -201,19 +191,11 @@ enum Faults {
     Allowed,
 }
 
-/// The uprobe of a Go binary's other sites: its functions' `RET`s, and the runtime's
-/// `goexit0` and `recovery`. A program of its own, so that the entry program's verification,
-/// most of spanprobe's start-up, carries none of it.
-#[uprobe(multi)]
-pub fn spanprobe_go(ctx: ProbeContext) -> u32 {
-    let _ = try_go(&ctx);
-    0
-}
-
-#[uprobe]
-pub fn spanprobe_go_perf(ctx: ProbeContext) -> u32 {
-    let _ = try_go(&ctx);
-    0
+both_variants! {
+    /// The uprobe of a Go binary's other sites: its functions' `RET`s, and the runtime's
+    /// `goexit0` and `recovery`. A program of its own, so that the entry program's
+    /// verification, most of spanprobe's start-up, carries none of it.
+    uprobe() spanprobe_go, spanprobe_go_perf, ProbeContext => try_go
 }
 
 fn try_go(ctx: &ProbeContext) -> Option<()> {
@@ -234,16 +216,8 @@ fn try_go(ctx: &ProbeContext) -> Option<()> {
     go_return(&thread, &place, capture, regs, now)
 }
 
-#[uretprobe(multi)]
-pub fn spanprobe_return(ctx: RetProbeContext) -> u32 {
-    let _ = try_return(&ctx);
-    0
-}
-
-#[uretprobe]
-pub fn spanprobe_return_perf(ctx: RetProbeContext) -> u32 {
-    let _ = try_return(&ctx);
-    0
+both_variants! {
+    uretprobe() spanprobe_return, spanprobe_return_perf, RetProbeContext => try_return
 }
 
 fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
