@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use opentelemetry::{Key, KeyValue};
+use opentelemetry::{Key, KeyValue, Value};
 
 use opentelemetry_sdk::{Resource, trace::SpanEvents};
 use spanprobe_common::{CallEnd, CallEvent};
@@ -255,8 +255,10 @@ impl Pipeline {
                 let stack =
                     self.stacks
                         .symbolize(event.pid, &addresses, source.plan.frames, probed);
-                span.attributes
-                    .push(KeyValue::new(CODE_STACKTRACE, stack.text));
+                span.attributes.push(KeyValue::new(
+                    CODE_STACKTRACE,
+                    Value::String(stack.text.into()),
+                ));
                 if stack.truncated {
                     span.attributes.push(KeyValue::new(STACK_TRUNCATED, true));
                 }

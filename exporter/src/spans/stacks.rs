@@ -1,11 +1,13 @@
 //! Captured user stacks to readable text with blazesym: demangled names, file:line (inlined
 //! frames included) where there is DWARF, module+offset where there are no symbols. Each
-//! distinct (file, offset) is symbolized once.
+//! distinct (file, offset) is symbolized once, and each distinct stack of a live process is
+//! written once: a function's calls come from a few call sites, so most stacks repeat.
 
 use std::{
     collections::HashMap,
     fmt::Write as _,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use blazesym::{
@@ -34,8 +36,8 @@ const STACK_ROOTS: [&str; 7] = [
 /// A symbolized stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stacktrace {
-    /// One frame per line, innermost first.
-    pub text: String,
+    /// One frame per line, innermost first. Shared: a repeated stack is the same text.
+    pub text: Arc<str>,
     /// The walk stopped before reaching a thread's or program's start (e.g. code without frame
     /// pointers), or at the frame limit.
     pub truncated: bool,
@@ -59,6 +61,32 @@ pub struct Stacks {
     /// Where each (pid, address) was found: normalizing asks the process's mappings, which
     /// costs far more than a lookup, and a process's code does not move.
     places: HashMap<(u32, u64), Option<(PathBuf, u64)>>,
+    /// Whole stacks placed by live processes' mappings, as symbolized: a repeated stack costs
+    /// one lookup, where placing and joining its frames again allocated for each.
+    stacks: hashbrown::HashMap<StackKey, Stacktrace, foldhash::fast::RandomState>,
+}
+
+/// A stack as [`Stacks::symbolize`] is asked for it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StackKey {
+    pid: u32,
+    limit: usize,
+    addresses: Box<[u64]>,
+}
+
+/// A [`StackKey`] to look up, borrowing its addresses. Hashes as the key does (a boxed slice
+/// hashes as the slice).
+#[derive(Hash)]
+struct StackRef<'a> {
+    pid: u32,
+    limit: usize,
+    addresses: &'a [u64],
+}
+
+impl hashbrown::Equivalent<StackKey> for StackRef<'_> {
+    fn equivalent(&self, key: &StackKey) -> bool {
+        self.pid == key.pid && self.limit == key.limit && *self.addresses == *key.addresses
+    }
 }
 
 impl std::fmt::Debug for Stacks {
@@ -77,6 +105,7 @@ impl Stacks {
             normalizer: Normalizer::builder().enable_vma_caching(true).build(),
             frames: HashMap::new(),
             places: HashMap::new(),
+            stacks: hashbrown::HashMap::default(),
         }
     }
 
@@ -89,6 +118,41 @@ impl Stacks {
         limit: usize,
         probed: ProbedAt<'_>,
     ) -> Stacktrace {
+        let key = StackRef {
+            pid,
+            limit,
+            addresses,
+        };
+        if let Some(stack) = self.stacks.get(&key) {
+            return stack.clone();
+        }
+        let (stack, from_mappings) = self.symbolize_uncached(pid, addresses, limit, probed);
+        // As for places: what a process that is gone was guessed to run is not kept.
+        if from_mappings {
+            if self.stacks.len() >= MAX_CACHED {
+                self.stacks.clear();
+            }
+            self.stacks.insert(
+                StackKey {
+                    pid,
+                    limit,
+                    addresses: addresses.into(),
+                },
+                stack.clone(),
+            );
+        }
+        stack
+    }
+
+    /// [`Self::symbolize`] frame by frame; also says whether every frame was placed by the
+    /// live process's mappings.
+    fn symbolize_uncached(
+        &mut self,
+        pid: u32,
+        addresses: &[u64],
+        limit: usize,
+        probed: ProbedAt<'_>,
+    ) -> (Stacktrace, bool) {
         // Return addresses point after their call instruction, often at the next source line:
         // look up the byte before, inside the call, as debuggers do. The first address is the
         // probed function's own entry.
@@ -97,7 +161,7 @@ impl Stacks {
             .enumerate()
             .map(|(i, a)| if i == 0 { *a } else { a.saturating_sub(1) })
             .collect();
-        let places = self.cached_places(pid, &lookups, probed);
+        let (places, from_mappings) = self.cached_places(pid, &lookups, probed);
         let mut text = String::new();
         let mut last = String::new();
         for (address, place) in addresses.iter().zip(places) {
@@ -118,24 +182,30 @@ impl Stacks {
             .any(|root| last.starts_with(&format!("{root} ")) || last == *root);
         // The walk returns the function and its frames after the caller: `limit` in all.
         let truncated = !ends_at_root || addresses.len() > limit;
-        Stacktrace { text, truncated }
+        let stack = Stacktrace {
+            text: text.into(),
+            truncated,
+        };
+        (stack, from_mappings)
     }
 
-    /// [`Self::places`], remembered per process and address.
+    /// [`Self::places`], remembered per process and address. (Only places the mappings gave
+    /// are remembered, so a complete hit says the mappings were used.)
     fn cached_places(
         &mut self,
         pid: u32,
         addresses: &[u64],
         probed: ProbedAt<'_>,
-    ) -> Vec<Option<(PathBuf, u64)>> {
+    ) -> (Vec<Option<(PathBuf, u64)>>, bool) {
         if addresses
             .iter()
             .all(|a| self.places.contains_key(&(pid, *a)))
         {
-            return addresses
+            let places = addresses
                 .iter()
                 .map(|a| self.places[&(pid, *a)].clone())
                 .collect();
+            return (places, true);
         }
         let (places, from_mappings) = self.places(pid, addresses, probed);
         if self.places.len() >= MAX_CACHED {
@@ -148,7 +218,7 @@ impl Stacks {
                 self.places.insert((pid, *address), place.clone());
             }
         }
-        places
+        (places, from_mappings)
     }
 
     /// The file and file offset of each address, from the live process's mappings, or by
@@ -248,5 +318,58 @@ impl Stacks {
             location(sym.code_info.as_deref())
         ));
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Code addresses of this test process: placed by its live mappings.
+    fn own_stack() -> [u64; 2] {
+        [
+            Stacks::new as fn() -> Stacks as usize as u64,
+            own_stack as fn() -> [u64; 2] as usize as u64 + 1,
+        ]
+    }
+
+    fn probed(binary: &Path) -> ProbedAt<'_> {
+        ProbedAt {
+            binary,
+            file_offset: 0x1000,
+            elf: None,
+        }
+    }
+
+    #[test]
+    fn a_repeated_stack_of_a_live_process_is_written_once() {
+        let exe = std::env::current_exe().unwrap();
+        let mut stacks = Stacks::new();
+        let pid = std::process::id();
+        let first = stacks.symbolize(pid, &own_stack(), 32, probed(&exe));
+        assert!(first.text.contains("Stacks>::new"), "{}", first.text);
+        assert_eq!(first.text.lines().count(), 2, "{}", first.text);
+        let again = stacks.symbolize(pid, &own_stack(), 32, probed(&exe));
+        assert!(Arc::ptr_eq(&first.text, &again.text));
+        // The frame limit is part of what is asked: a stack longer than it is truncated.
+        let limited = stacks.symbolize(pid, &own_stack(), 1, probed(&exe));
+        assert_eq!(limited.text, first.text);
+        assert!(limited.truncated);
+        // Another process's stack at the same addresses is its own.
+        let other = stacks.symbolize(u32::MAX, &own_stack(), 32, probed(&exe));
+        assert!(!Arc::ptr_eq(&first.text, &other.text));
+    }
+
+    #[test]
+    fn a_stack_of_a_process_that_is_gone_is_placed_anew_each_time() {
+        let binary = Path::new("/nonexistent/gone");
+        let mut stacks = Stacks::new();
+        let addresses = [0x5000_0000_1000, 0x5000_0000_1100];
+        let first = stacks.symbolize(u32::MAX, &addresses, 32, probed(binary));
+        assert_eq!(&*first.text, "gone+0x1000\ngone+0x10ff");
+        let again = stacks.symbolize(u32::MAX, &addresses, 32, probed(binary));
+        assert_eq!(first, again);
+        assert!(!Arc::ptr_eq(&first.text, &again.text));
+        assert!(stacks.stacks.is_empty());
     }
 }
