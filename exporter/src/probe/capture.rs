@@ -147,6 +147,15 @@ pub fn plans(functions: &[ProbedFunction], sampler: &Sampler) -> Vec<CapturePlan
         .collect()
 }
 
+/// `text`, kept until the process exits. For what is copied into every span of a probed
+/// function (attribute keys, the function's name and file): copying a `'static` string
+/// touches no reference count, where an `Arc`'s is written by the thread that builds each span
+/// and again by the one that drops it after export, a cache line passed between cores twice
+/// per attribute. There is one of each per probed function, made once per run.
+pub fn for_the_run(text: impl Into<Box<str>>) -> &'static str {
+    Box::leak(text.into())
+}
+
 /// How one captured argument is read back from an event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArgPlan {
@@ -225,7 +234,7 @@ fn plan(function: &ProbedFunction) -> CapturePlan {
     let ret = spec.return_value.as_ref().map(|ret| {
         capture.ret = chain_capture(ret.offsets.as_deref(), ret.value_type());
         ReturnPlan {
-            key: Key::from(Arc::<str>::from(ret.attribute_name())),
+            key: Key::from_static_str(for_the_run(ret.attribute_name())),
             ty: ret.value_type(),
             enumerators: ret.enumerators.clone(),
             chained: ret.offsets.is_some(),
@@ -278,8 +287,7 @@ fn capture_arg(
     }
     let plan = ArgPlan {
         slot,
-        // Shared, not owned: the key is cloned into every span.
-        key: Key::from(std::sync::Arc::<str>::from(arg.attribute_name())),
+        key: Key::from_static_str(for_the_run(arg.attribute_name())),
         ty: arg.value_type(),
         enumerators: arg.enumerators.clone(),
         chained: offsets.is_some(),

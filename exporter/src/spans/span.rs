@@ -13,13 +13,13 @@ use spanprobe_config::{AttributeValue, NamePart};
 
 use crate::{
     events::ktime::BootClock,
-    probe::capture::{ArgPlan, CapturePlan, ReturnPlan},
+    probe::capture::{ArgPlan, CapturePlan, ReturnPlan, for_the_run},
     probe::resolve::ProbedFunction,
     spans::ids::IdGenerator,
 };
 
-/// What every span of one probed function shares, computed once. Its strings are shared
-/// (`Arc<str>`, or `'static`), so copying them into each span allocates nothing.
+/// What every span of one probed function shares, computed once. Its strings are `'static`
+/// ([`for_the_run`]), so copying them into each span allocates and counts nothing.
 #[derive(Debug, Clone)]
 struct SpanTemplate {
     name: SpanName,
@@ -50,7 +50,7 @@ impl SpanName {
     fn new(name: String) -> Self {
         let parts = spanprobe_config::name_parts(&name);
         if parts.iter().all(|part| matches!(part, NamePart::Text(_))) {
-            return Self::Fixed(Box::leak(name.into_boxed_str()));
+            return Self::Fixed(for_the_run(name));
         }
         Self::Template(
             parts
@@ -97,18 +97,18 @@ impl SpanTemplate {
             .unwrap_or_else(|| function.symbol.clone());
         Self {
             name: SpanName::new(name),
-            symbol: shared(&function.symbol),
+            symbol: for_the_run(function.symbol.as_str()).into(),
             args: plan.args.clone(),
             ret: plan.ret.clone(),
             attributes: spec
                 .attributes
                 .iter()
                 .map(|(key, value)| {
-                    KeyValue::new(Arc::<str>::from(key.as_str()), attribute_value(value))
+                    KeyValue::new(for_the_run(key.as_str()), attribute_value(value))
                 })
                 .chain(function.source.iter().flat_map(|(file, line)| {
                     [
-                        KeyValue::new(CODE_FILE_PATH, shared(file)),
+                        KeyValue::new(CODE_FILE_PATH, for_the_run(file.as_str())),
                         KeyValue::new(CODE_LINE_NUMBER, i64::try_from(*line).unwrap_or(i64::MAX)),
                     ]
                 }))
@@ -123,12 +123,8 @@ fn attribute_value(value: &AttributeValue) -> Value {
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::Int(i) => Value::I64(*i),
         AttributeValue::Float(f) => Value::F64(*f),
-        AttributeValue::String(s) => shared(s),
+        AttributeValue::String(s) => for_the_run(s.as_str()).into(),
     }
-}
-
-fn shared(s: &str) -> Value {
-    Value::String(Arc::<str>::from(s).into())
 }
 
 /// An event named a function id that the attach table does not have.
@@ -274,7 +270,7 @@ impl SpanAssembler {
                     .and_then(|types| types.get(&event.error_type))
                     .map_or("_OTHER", String::as_str);
                 status = Status::error(format!("returned a non-nil error: {ty}"));
-                attributes.push(KeyValue::new(ERROR_TYPE, shared(ty)));
+                attributes.push(KeyValue::new(ERROR_TYPE, ty.to_owned()));
             }
         }
         attributes.extend(template.attributes.iter().cloned());
