@@ -399,7 +399,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
     {
         capture_memory(regs, record, capture, &args);
         if capture.stack_frames > 0 {
-            capture_stack(record, capture, stack, depth, regs);
+            capture_stack(record, capture, stack, depth, regs, return_address);
         }
     }
     Some(())
@@ -588,7 +588,8 @@ fn emit_entry_only(
     {
         capture_memory(regs, record, capture, &args);
         if capture.stack_frames > 0 {
-            capture_stack(record, capture, stack, stack.depth, regs);
+            // The return address was not read: an entry-only call needs no frame's.
+            capture_stack(record, capture, stack, stack.depth, regs, 0);
         }
         emit_with_memory(key, event, capture.data_len);
     } else {
@@ -1360,7 +1361,8 @@ unsafe fn walk_frames(regs: &pt_regs, out: *mut u64, frames: usize) -> usize {
 /// return address is at RSP), then the walk. After the walk's room come the uretprobe
 /// trampoline address and the real return addresses of the outer probed calls, innermost
 /// first: userspace puts them back where the walk shows the trampoline, so the stack reads as
-/// without spanprobe.
+/// without spanprobe. `return_address` is the word at RSP where the entry read it already
+/// (for its frame; a read of user memory is dear), else 0 or [`NOT_A_CALL`].
 #[inline(always)]
 fn capture_stack(
     record: &mut CallRecord,
@@ -1368,11 +1370,16 @@ fn capture_stack(
     stack: &ThreadStack,
     depth: u32,
     regs: &pt_regs,
+    return_address: u64,
 ) {
     let offset = usize::from(capture.stack_offset) & (DATA_MAX - 8);
     let frames = usize::from(capture.stack_frames).min(MAX_STACK_FRAMES);
     let area = record.data[offset..].as_mut_ptr();
-    let caller = read_user_u64(regs.rsp);
+    let caller = if return_address != 0 && return_address != NOT_A_CALL {
+        return_address
+    } else {
+        read_user_u64(regs.rsp)
+    };
     // SAFETY: offset < DATA_MAX and the area (8 + 8 * MAX_STACK_FRAMES bytes) fits in the
     // record's slack.
     let walked = unsafe {
