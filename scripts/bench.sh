@@ -518,8 +518,10 @@ average above); compare within one run.
 NOTES
 }
 
+# ok VALUE OP GOAL: yes or **no**; - when the value is missing (not a number).
 ok() { awk -v v="$1" -v op="$2" -v goal="$3" 'BEGIN {
-  met = (op == "<=") ? v <= goal : v >= goal; print (met ? "yes" : "**no**") }'; }
+  if (v !~ /^-?[0-9.]+$/) { print "-"; exit }
+  met = (op == "<=") ? v + 0 <= goal : v + 0 >= goal; print (met ? "yes" : "**no**") }'; }
 per_call_ratio=$(ratio "${ns[calls-grpc]}" "${ns[calls-floor]}")
 stack_ratio=$(ratio "${ns[calls-stack]}" "${ns[calls-floor]}")
 cet_ratio=$(ratio "${ns[calls-cet-grpc]}" "${ns[calls-cet-floor]}")

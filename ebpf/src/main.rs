@@ -356,6 +356,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
                 function_id,
                 now,
                 faults,
+                return_address,
             };
             emit_entry_only(&thread, stack, capture, &entering);
         }
@@ -561,6 +562,7 @@ fn emit_entry_only(
         function_id,
         now,
         faults,
+        return_address,
     } = *entering;
     let regs = registers(ctx);
     let (args, faulted) = read_args(regs, capture, faults);
@@ -588,8 +590,7 @@ fn emit_entry_only(
     {
         capture_memory(regs, record, capture, &args);
         if capture.stack_frames > 0 {
-            // The return address was not read: an entry-only call needs no frame's.
-            capture_stack(record, capture, stack, stack.depth, regs, 0);
+            capture_stack(record, capture, stack, stack.depth, regs, return_address);
         }
         emit_with_memory(key, event, capture.data_len);
     } else {
@@ -604,6 +605,8 @@ struct Entering {
     function_id: u32,
     now: u64,
     faults: Faults,
+    /// The word at RSP, if the entry read it (see [`capture_stack`]).
+    return_address: u64,
 }
 
 /// The depth an entry-only call's record is kept at: beyond any frame's.
@@ -1363,6 +1366,8 @@ unsafe fn walk_frames(regs: &pt_regs, out: *mut u64, frames: usize) -> usize {
 /// first: userspace puts them back where the walk shows the trampoline, so the stack reads as
 /// without spanprobe. `return_address` is the word at RSP where the entry read it already
 /// (for its frame; a read of user memory is dear), else 0 or [`NOT_A_CALL`].
+///
+/// Inlined, as it must be: a BPF function takes at most five arguments.
 #[inline(always)]
 fn capture_stack(
     record: &mut CallRecord,

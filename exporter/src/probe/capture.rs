@@ -1,7 +1,11 @@
 //! What the kernel captures for each function, and how userspace reads it back: the one place
 //! that maps config arguments to event slots and data offsets, so both sides agree.
 
-use std::{collections::BTreeMap, ops::Range, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Range,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
@@ -151,9 +155,17 @@ pub fn plans(functions: &[ProbedFunction], sampler: &Sampler) -> Vec<CapturePlan
 /// function (attribute keys, the function's name and file): copying a `'static` string
 /// touches no reference count, where an `Arc`'s is written by the thread that builds each span
 /// and again by the one that drops it after export, a cache line passed between cores twice
-/// per attribute. There is one of each per probed function, made once per run.
-pub fn for_the_run(text: impl Into<Box<str>>) -> &'static str {
-    Box::leak(text.into())
+/// per attribute. Each distinct text is kept once (a glob's functions share their file and
+/// keys), so what is kept is bounded by the config, however often plans are made.
+pub fn for_the_run(text: &str) -> &'static str {
+    static KEPT: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = kept.get(text) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into());
+    kept.insert(leaked);
+    leaked
 }
 
 /// How one captured argument is read back from an event.
@@ -287,7 +299,7 @@ fn capture_arg(
     }
     let plan = ArgPlan {
         slot,
-        key: Key::from_static_str(for_the_run(arg.attribute_name())),
+        key: Key::from_static_str(for_the_run(&arg.attribute_name())),
         ty: arg.value_type(),
         enumerators: arg.enumerators.clone(),
         chained: offsets.is_some(),
@@ -493,6 +505,15 @@ mod tests {
             stack_frames,
             ..ProbedFunction::new("/bin/app", "f", 0x1000, spec)
         }
+    }
+
+    #[test]
+    fn texts_kept_for_the_run_are_kept_once_each() {
+        let file = String::from("/src/kept_once.c");
+        let first = for_the_run(&file);
+        assert_eq!(first, file);
+        assert!(std::ptr::eq(first, for_the_run(&file.clone())));
+        assert!(!std::ptr::eq(first, for_the_run("/src/another.c")));
     }
 
     #[test]

@@ -267,6 +267,11 @@ impl Pipeline {
         let resource =
             self.resources
                 .for_process(event.pid, self.programs[id].as_deref(), event.return_ns);
+        // What stacks found in a gone process's mappings would misplace a later one's frames.
+        let forgotten = self.resources.take_forgotten();
+        if !forgotten.is_empty() {
+            self.stacks.forget(&forgotten);
+        }
         match &mut self.held {
             None => self.queue.push(QueuedSpan::new(resource, span)),
             Some(held) => {

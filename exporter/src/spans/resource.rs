@@ -19,6 +19,8 @@ pub struct Resources {
     thread_names: HashMap<u32, Option<StringValue>, RandomState>,
     /// When the last sweep ran, in the records' own clock (`CLOCK_MONOTONIC` nanoseconds).
     last_sweep_ns: u64,
+    /// Pids forgotten by sweeps, until [`Resources::take_forgotten`].
+    forgotten: Vec<u32>,
 }
 
 /// A traced process as cached.
@@ -81,6 +83,7 @@ impl Resources {
             by_pid: HashMap::default(),
             thread_names: HashMap::default(),
             last_sweep_ns: 0,
+            forgotten: Vec::new(),
         }
     }
 
@@ -140,12 +143,18 @@ impl Resources {
     fn sweep(&mut self) {
         self.by_pid.retain(|pid, process| {
             if process.gone {
+                self.forgotten.push(*pid);
                 return false;
             }
             let started = start_time(*pid);
             process.gone = started.is_none() || started != process.started;
             true
         });
+    }
+
+    /// The processes forgotten since the last call: gone, their pids free for others.
+    pub fn take_forgotten(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// Processes whose resource is cached.
@@ -301,8 +310,11 @@ mod tests {
             2,
             "late spans still find the exited process"
         );
+        assert!(resources.take_forgotten().is_empty());
         resources.sweep();
         assert_eq!(resources.cached(), 1);
+        assert_eq!(resources.take_forgotten(), vec![exited]);
+        assert!(resources.take_forgotten().is_empty());
         assert!(Arc::ptr_eq(&kept, &resources.for_process(alive, None, 0)));
     }
 

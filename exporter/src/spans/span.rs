@@ -50,7 +50,7 @@ impl SpanName {
     fn new(name: String) -> Self {
         let parts = spanprobe_config::name_parts(&name);
         if parts.iter().all(|part| matches!(part, NamePart::Text(_))) {
-            return Self::Fixed(for_the_run(name));
+            return Self::Fixed(for_the_run(&name));
         }
         Self::Template(
             parts
@@ -97,18 +97,16 @@ impl SpanTemplate {
             .unwrap_or_else(|| function.symbol.clone());
         Self {
             name: SpanName::new(name),
-            symbol: for_the_run(function.symbol.as_str()).into(),
+            symbol: for_the_run(&function.symbol).into(),
             args: plan.args.clone(),
             ret: plan.ret.clone(),
             attributes: spec
                 .attributes
                 .iter()
-                .map(|(key, value)| {
-                    KeyValue::new(for_the_run(key.as_str()), attribute_value(value))
-                })
+                .map(|(key, value)| KeyValue::new(for_the_run(key), attribute_value(value)))
                 .chain(function.source.iter().flat_map(|(file, line)| {
                     [
-                        KeyValue::new(CODE_FILE_PATH, for_the_run(file.as_str())),
+                        KeyValue::new(CODE_FILE_PATH, for_the_run(file)),
                         KeyValue::new(CODE_LINE_NUMBER, i64::try_from(*line).unwrap_or(i64::MAX)),
                     ]
                 }))
@@ -123,7 +121,7 @@ fn attribute_value(value: &AttributeValue) -> Value {
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::Int(i) => Value::I64(*i),
         AttributeValue::Float(f) => Value::F64(*f),
-        AttributeValue::String(s) => for_the_run(s.as_str()).into(),
+        AttributeValue::String(s) => for_the_run(s).into(),
     }
 }
 

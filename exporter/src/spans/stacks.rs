@@ -18,8 +18,12 @@ use blazesym::{
 
 use crate::{probe::elf::ElfInfo, probe::symbols::demangle};
 
-/// Distinct (file, offset) symbolizations kept at most; the cache is emptied when full.
+/// Distinct (file, offset) symbolizations, and (pid, address) places, kept at most; each
+/// cache is emptied when full.
 const MAX_CACHED: usize = 65_536;
+
+/// Whole stacks kept at most (each up to a few KB of text); emptied when full.
+const MAX_CACHED_STACKS: usize = 4_096;
 
 /// Functions where a complete user stack ends: a walk that stops elsewhere was cut short. A
 /// goroutine's stack ends at `runtime.goexit` (the main goroutine's too, below `runtime.main`).
@@ -92,7 +96,9 @@ impl hashbrown::Equivalent<StackKey> for StackRef<'_> {
 impl std::fmt::Debug for Stacks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stacks")
-            .field("cached", &self.frames.len())
+            .field("frames", &self.frames.len())
+            .field("places", &self.places.len())
+            .field("stacks", &self.stacks.len())
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +135,7 @@ impl Stacks {
         let (stack, from_mappings) = self.symbolize_uncached(pid, addresses, limit, probed);
         // As for places: what a process that is gone was guessed to run is not kept.
         if from_mappings {
-            if self.stacks.len() >= MAX_CACHED {
+            if self.stacks.len() >= MAX_CACHED_STACKS {
                 self.stacks.clear();
             }
             self.stacks.insert(
@@ -142,6 +148,15 @@ impl Stacks {
             );
         }
         stack
+    }
+
+    /// Forgets what was found in the mappings of processes `pids`, which have exited: a later
+    /// process given one of their pids maps other files.
+    pub fn forget(&mut self, pids: &[u32]) {
+        let gone: std::collections::HashSet<u32, foldhash::fast::RandomState> =
+            pids.iter().copied().collect();
+        self.places.retain(|(pid, _), _| !gone.contains(pid));
+        self.stacks.retain(|key, _| !gone.contains(&key.pid));
     }
 
     /// [`Self::symbolize`] frame by frame; also says whether every frame was placed by the
@@ -351,13 +366,19 @@ mod tests {
         assert_eq!(first.text.lines().count(), 2, "{}", first.text);
         let again = stacks.symbolize(pid, &own_stack(), 32, probed(&exe));
         assert!(Arc::ptr_eq(&first.text, &again.text));
-        // The frame limit is part of what is asked: a stack longer than it is truncated.
+        // The frame limit is part of what is asked.
         let limited = stacks.symbolize(pid, &own_stack(), 1, probed(&exe));
         assert_eq!(limited.text, first.text);
-        assert!(limited.truncated);
+        assert!(!Arc::ptr_eq(&first.text, &limited.text));
         // Another process's stack at the same addresses is its own.
         let other = stacks.symbolize(u32::MAX, &own_stack(), 32, probed(&exe));
         assert!(!Arc::ptr_eq(&first.text, &other.text));
+        // Once the process is gone, its pid may name another.
+        stacks.forget(&[pid]);
+        assert!(stacks.stacks.is_empty() && stacks.places.is_empty());
+        let anew = stacks.symbolize(pid, &own_stack(), 32, probed(&exe));
+        assert_eq!(anew, first);
+        assert!(!Arc::ptr_eq(&first.text, &anew.text));
     }
 
     #[test]
