@@ -653,7 +653,13 @@ async fn a_lower_depth_limit_is_honoured() {
     let (output, spans) = s
         .trace_ok(&config, &[calls.to_str().unwrap(), "recurse", "10"])
         .await;
-    let mut depths: Vec<_> = spans.iter().map(|s| s.int_attr("depth").unwrap()).collect();
+    let mut depths: Vec<_> = spans
+        .iter()
+        .map(|span| {
+            span.int_attr("depth")
+                .unwrap_or_else(|| panic!("a span without `depth`: {span:?}"))
+        })
+        .collect();
     depths.sort();
     assert_eq!(depths, [7, 8, 9, 10]);
     assert_stderr_has(&output, "depth_exceeded=6");
@@ -1076,8 +1082,8 @@ async fn a_backend_outage_is_ridden_out_and_accounted_for() {
     // It comes back on the same port: what was waiting in the queue is delivered.
     let receiver = Receiver::start_on(grpc_port, http_port).await;
     let arrived = receiver.wait_for_spans(100, Duration::from_secs(20)).await;
-    assert_eq!(arrived.len(), 100);
     let stderr = tracer.stop().await;
+    assert_eq!(arrived.len(), 100, "{stderr}");
     // produced = exported + dropped: nothing was dropped, all 150 were exported.
     assert_exported_after_retries(&stderr, 150, "outage");
     assert!(
