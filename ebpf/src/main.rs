@@ -1,6 +1,6 @@
 //! A few entry programs and one return program serve every probed function: the BPF cookie of
-//! each attachment says which function fired. The entry program pushes a frame on the thread's call stack; the
-//! return program pops it and emits one [`CallEvent`] per completed call.
+//! each attachment says which function fired. An entry program pushes a frame on the thread's
+//! call stack; the return program pops it and emits one [`CallEvent`] per completed call.
 #![no_std]
 #![no_main]
 // `atomic_or`, for the pid bitmap shared by every CPU.
@@ -394,16 +394,50 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
     let (args, faulted) = read_args(regs, capture, faults);
     frame.args = args;
     frame.faults = faulted;
-    if faults == Faults::Allowed
-        && capture.data_len > 0
-        && let Some(record) = call_record(call_key(&stack.key, depth))
-    {
-        capture_memory(regs, record, capture, &args);
-        if capture.stack_frames > 0 {
-            capture_stack(record, capture, stack, depth, regs, return_address);
-        }
-    }
+    let captured = Captured {
+        regs,
+        capture,
+        args: &args,
+        faults,
+        return_address,
+    };
+    fill_record(call_key(&stack.key, depth), &captured, stack, depth);
     Some(())
+}
+
+/// What an entry has read of a call, for [`fill_record`].
+struct Captured<'a> {
+    regs: &'a pt_regs,
+    capture: &'a FunctionCapture,
+    args: &'a [u64; MAX_ARGS],
+    faults: Faults,
+    /// The word at RSP, if the entry read it (see [`capture_stack`]).
+    return_address: u64,
+}
+
+/// Fills the record `key` of a call at `depth` of `stack` with what its function keeps until
+/// return (the memory its arguments point to, its stack); false when it keeps nothing there.
+/// Only the sleepable entry programs fill records (see `spanprobe_entry_sleepable`).
+#[inline(always)]
+fn fill_record(key: CallKey, captured: &Captured, stack: &ThreadStack, depth: u32) -> bool {
+    let Captured {
+        regs,
+        capture,
+        args,
+        faults,
+        return_address,
+    } = *captured;
+    if faults != Faults::Allowed || capture.data_len == 0 {
+        return false;
+    }
+    let Some(record) = call_record(key) else {
+        return false;
+    };
+    capture_memory(regs, record, capture, args);
+    if capture.stack_frames > 0 {
+        capture_stack(record, capture, stack, depth, regs, return_address);
+    }
+    true
 }
 
 /// Frames kept per thread: the configured limit, within the map's capacity.
@@ -584,14 +618,14 @@ fn emit_entry_only(
     let ending = Ending::at(now, end);
     let event = stack.call_event(&frame, thread.tid, stack.depth + 1, &ending);
     let key = call_key(&stack.key, ENTRY_ONLY_SLOT);
-    if faults == Faults::Allowed
-        && capture.data_len > 0
-        && let Some(record) = call_record(key)
-    {
-        capture_memory(regs, record, capture, &args);
-        if capture.stack_frames > 0 {
-            capture_stack(record, capture, stack, stack.depth, regs, return_address);
-        }
+    let captured = Captured {
+        regs,
+        capture,
+        args: &args,
+        faults,
+        return_address,
+    };
+    if fill_record(key, &captured, stack, stack.depth) {
         emit_with_memory(key, event, capture.data_len);
     } else {
         emit(&event);

@@ -93,6 +93,11 @@ impl hashbrown::Equivalent<StackKey> for StackRef<'_> {
     }
 }
 
+/// Reads each process's mappings once: a process's code does not move.
+fn normalizer() -> Normalizer {
+    Normalizer::builder().enable_vma_caching(true).build()
+}
+
 impl std::fmt::Debug for Stacks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stacks")
@@ -108,7 +113,7 @@ impl Stacks {
         Self {
             // Names are demangled by `symbols::demangle`, as `check` and `symbols` show them.
             symbolizer: Symbolizer::builder().enable_demangling(false).build(),
-            normalizer: Normalizer::builder().enable_vma_caching(true).build(),
+            normalizer: normalizer(),
             frames: HashMap::new(),
             places: HashMap::new(),
             stacks: hashbrown::HashMap::default(),
@@ -157,6 +162,9 @@ impl Stacks {
             pids.iter().copied().collect();
         self.places.retain(|(pid, _), _| !gone.contains(pid));
         self.stacks.retain(|key, _| !gone.contains(&key.pid));
+        // The normalizer keeps every process's mappings it read, and cannot drop one: a new
+        // one reads again those of the processes still running, once each.
+        self.normalizer = normalizer();
     }
 
     /// [`Self::symbolize`] frame by frame; also says whether every frame was placed by the
