@@ -204,6 +204,49 @@ pub struct CallEvent {
 }
 
 impl CallEvent {
+    /// Writes the fields of the event of the call in `frame`, at `depth` on `stack`, run (last)
+    /// by thread `tid`, ended as `ending` says. What follows the header is the writer's:
+    /// `arg_lens`, `data_len` and `stack_len` are left as they are. At entry the stack's root is
+    /// already this call's when it is one.
+    ///
+    /// In place, field by field: the kernel side writes into a reserved ring-buffer record or a
+    /// call record, since an event is too large for the BPF stack, and a struct built whole
+    /// becomes a copy (or, from a default, a `memset`, which BPF runs as a byte loop).
+    #[inline(always)]
+    pub fn fill(
+        &mut self,
+        stack: &ThreadStack,
+        frame: &Frame,
+        tid: u32,
+        depth: u32,
+        ending: &Ending,
+    ) {
+        self.pid = stack.key.pid;
+        self.tid = tid;
+        self.function_id = frame.function_id;
+        self.depth = depth;
+        self.entry_ns = frame.entry_ns;
+        self.return_ns = ending.now;
+        self.parent_entry_ns = frame.parent_entry_ns;
+        self.root_entry_ns = stack.root_entry_ns;
+        for (to, from) in self.args.iter_mut().zip(&frame.args) {
+            *to = *from;
+        }
+        self.ret = ending.ret;
+        self.root_function_id = stack.root_function_id;
+        self.end = ending.end as u16;
+        self.flags = ending.flags;
+        self.context.trace_id[0] = frame.context.trace_id[0];
+        self.context.trace_id[1] = frame.context.trace_id[1];
+        self.context.parent_span_id = frame.context.parent_span_id;
+        self.goroutine = if stack.key.is_goroutine() {
+            stack.key.id
+        } else {
+            0
+        };
+        self.error_type = ending.error_type;
+    }
+
     /// The call stack the call was on, among its process's: its goroutine's, or its thread's.
     pub fn stack_id(&self) -> u64 {
         if self.goroutine != 0 {
@@ -549,43 +592,23 @@ pub struct ThreadStack {
     /// The trace context of the call being entered, built here rather than on the stack (see
     /// the entry program).
     pub entering: TraceContext,
+    /// The frame of a call that is never pushed (an entry-only call, a USDT event), filled and
+    /// sent at once: a frame is too large for the BPF stack.
+    pub unpushed: Frame,
     pub frames: [Frame; MAX_DEPTH],
 }
 
 impl ThreadStack {
     /// The event of the call in `frame`, at `depth` on this stack, run (last) by thread `tid`,
-    /// ended as `ending` says; captured memory, if any, is added apart. At entry the stack's
-    /// root is already this call's when it is one.
-    ///
-    /// Every field is written out: on the kernel side, a struct update from a default becomes
-    /// a `memset`, which BPF runs as a byte loop.
-    #[inline(always)]
+    /// ended as `ending` says, with no captured memory. (Userspace's; the kernel side writes
+    /// events in place with [`CallEvent::fill`].)
     pub fn call_event(&self, frame: &Frame, tid: u32, depth: u32, ending: &Ending) -> CallEvent {
-        CallEvent {
-            pid: self.key.pid,
-            tid,
-            function_id: frame.function_id,
-            depth,
-            entry_ns: frame.entry_ns,
-            return_ns: ending.now,
-            parent_entry_ns: frame.parent_entry_ns,
-            root_entry_ns: self.root_entry_ns,
-            args: frame.args,
-            ret: ending.ret,
+        let mut event = CallEvent {
             arg_lens: frame.fault_lens(),
-            data_len: 0,
-            root_function_id: self.root_function_id,
-            end: ending.end as u16,
-            flags: ending.flags,
-            stack_len: 0,
-            context: frame.context,
-            goroutine: if self.key.is_goroutine() {
-                self.key.id
-            } else {
-                0
-            },
-            error_type: ending.error_type,
-        }
+            ..CallEvent::default()
+        };
+        event.fill(self, frame, tid, depth, ending);
+        event
     }
 
     /// The call in frame `index` has ended: if its trace context dropped its subtree, the calls
@@ -687,6 +710,6 @@ const _: () =
     assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS + size_of::<TraceContext>());
 const _: () = assert!(
     core::mem::size_of::<ThreadStack>()
-        == 56 + SCRATCH_LEN + size_of::<TraceContext>() + MAX_DEPTH * size_of::<Frame>()
+        == 56 + SCRATCH_LEN + size_of::<TraceContext>() + (MAX_DEPTH + 1) * size_of::<Frame>()
 );
 const _: () = assert!(TRACEPARENT_LEN < SCRATCH_LEN);

@@ -246,7 +246,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
     let at_call = capture.flags & (USDT_START | GO_CALL) == 0;
     // A live caller's frame is above us on the stack; one below our return address was
     // skipped by a longjmp (or a Go panic that was recovered).
-    end_frames_below(&thread, stack, place.sp, now, CallEnd::Unwound);
+    end_frames_below(thread.tid, stack, place.sp, now, CallEnd::Unwound);
     let top = stack
         .depth
         .checked_sub(1)
@@ -278,7 +278,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
                 .get(top.function_id)
                 .is_some_and(|start| start.pair == capture.pair))
     {
-        end_frames_below(&thread, stack, place.sp + 1, now, CallEnd::Unwound);
+        end_frames_below(thread.tid, stack, place.sp + 1, now, CallEnd::Unwound);
     }
     if at_call
         && let Some(top) = &top
@@ -299,7 +299,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
             true
         };
         if top.sp == place.sp && !tail_call {
-            end_frames_below(&thread, stack, place.sp + 1, now, CallEnd::Unwound);
+            end_frames_below(thread.tid, stack, place.sp + 1, now, CallEnd::Unwound);
         }
     }
     let depth = stack.depth;
@@ -349,95 +349,91 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
             None
         }
     };
-    if capture.flags & ENTRY_ONLY != 0 {
-        if keep != Some(false) {
-            let entering = Entering {
-                ctx: ctx.as_ptr(),
-                function_id,
-                now,
-                faults,
-                return_address,
-            };
-            emit_entry_only(&thread, stack, capture, &entering);
+    // An entry-only call is sent at once from a frame that is never pushed; any other is
+    // pushed, and sent when it returns.
+    let entry_only = capture.flags & ENTRY_ONLY != 0;
+    if entry_only {
+        if keep == Some(false) || stack.unsampled != 0 {
+            free_if_idle(stack);
+            return Some(());
         }
-        free_if_idle(stack);
-        return Some(());
+    } else {
+        match keep {
+            Some(keep) if depth == 0 => stack.unsampled = u32::from(!keep),
+            // A nested call drops its own subtree, remembering where (its frame index plus
+            // one) to undo that when it ends.
+            Some(false) if stack.unsampled == 0 => stack.unsampled = depth + 1,
+            _ => {}
+        }
+        // Counted even past the limit, so that the matching returns pop the right frames.
+        stack.depth = depth.wrapping_add(1);
+        if depth >= depth_limit() {
+            count(Counter::DepthExceeded);
+            return None;
+        }
     }
-    match keep {
-        Some(keep) if depth == 0 => stack.unsampled = u32::from(!keep),
-        // A nested call drops its own subtree, remembering where (its frame index plus one)
-        // to undo that when it ends.
-        Some(false) if stack.unsampled == 0 => stack.unsampled = depth + 1,
-        _ => {}
-    }
-    // Counted even past the limit, so that the matching returns pop the right frames.
-    stack.depth = depth.wrapping_add(1);
-    if depth >= depth_limit() {
-        count(Counter::DepthExceeded);
-        return None;
-    }
-    let Some(frame) = stack.frames.get_mut(depth as usize) else {
-        count(Counter::DepthExceeded);
-        return None;
+    let frame = if entry_only {
+        &mut stack.unpushed
+    } else {
+        let Some(frame) = stack.frames.get_mut(depth as usize) else {
+            count(Counter::DepthExceeded);
+            return None;
+        };
+        frame
     };
     frame.parent_entry_ns = stack.top_entry_ns;
-    stack.top_entry_ns = now;
     frame.entry_ns = now;
     frame.sp = place.sp;
     frame.function_id = function_id;
     frame.return_address = return_address;
     copy_context(&mut frame.context, &stack.entering);
-    if stack.unsampled != 0 {
-        // Kept for pairing entries with returns; nothing to capture.
-        return Some(());
+    if !entry_only {
+        stack.top_entry_ns = now;
+        if stack.unsampled != 0 {
+            // Kept for pairing entries with returns; nothing to capture.
+            return Some(());
+        }
     }
-    let (args, faulted) = read_args(regs, capture, faults);
-    frame.args = args;
-    frame.faults = faulted;
-    let captured = Captured {
-        regs,
-        capture,
-        args: &args,
-        faults,
-        return_address,
+    // Read in place: an array of arguments is too large for the BPF stack.
+    frame.faults = read_args(&mut frame.args, regs, capture, faults);
+    let stack = &*stack;
+    let (frame, slot) = if entry_only {
+        (&stack.unpushed, ENTRY_ONLY_SLOT)
+    } else {
+        (stack.frames.get(depth as usize)?, depth)
     };
-    fill_record(call_key(&stack.key, depth), &captured, stack, depth);
+    if faults == Faults::Allowed && capture.data_len > 0 {
+        fill_record(stack, frame, slot, regs, capture);
+    }
+    if entry_only {
+        emit_unpushed(thread.tid, stack, capture);
+        free_if_idle(stack);
+    }
     Some(())
 }
 
-/// What an entry has read of a call, for [`fill_record`].
-struct Captured<'a> {
-    regs: &'a pt_regs,
-    capture: &'a FunctionCapture,
-    args: &'a [u64; MAX_ARGS],
-    faults: Faults,
-    /// The word at RSP, if the entry read it (see [`capture_stack`]).
-    return_address: u64,
-}
-
-/// Fills the record `key` of a call at `depth` of `stack` with what its function keeps until
-/// return (the memory its arguments point to, its stack); false when it keeps nothing there.
-/// Only the sleepable entry programs fill records (see `spanprobe_entry_sleepable`).
-#[inline(always)]
-fn fill_record(key: CallKey, captured: &Captured, stack: &ThreadStack, depth: u32) -> bool {
-    let Captured {
-        regs,
-        capture,
-        args,
-        faults,
-        return_address,
-    } = *captured;
-    if faults != Faults::Allowed || capture.data_len == 0 {
-        return false;
-    }
-    let Some(record) = call_record(key) else {
-        return false;
+/// Fills the record of the call in `frame` with what its function keeps until return (the
+/// memory its arguments point to, its stack). `slot` is where the record is kept: the frame's
+/// depth, or [`ENTRY_ONLY_SLOT`] for the [`ThreadStack::unpushed`] frame; either way the
+/// calls outside it are the stack's first `slot.min(stack.depth)`. Only the sleepable entry
+/// programs fill records (see `spanprobe_entry_sleepable`). Out of line, so that its locals
+/// are never on the BPF stack with its callers'.
+#[inline(never)]
+fn fill_record(
+    stack: &ThreadStack,
+    frame: &Frame,
+    slot: u32,
+    regs: &pt_regs,
+    capture: &FunctionCapture,
+) {
+    let Some(record) = call_record(call_key(&stack.key, slot)) else {
+        return;
     };
-    capture_memory(regs, record, capture, args);
+    capture_memory(regs, record, capture, &frame.args);
     if capture.stack_frames > 0 {
-        capture_stack(record, capture, stack, depth, regs, return_address);
+        let depth = slot.min(stack.depth);
+        capture_stack(record, capture, stack, depth, regs, frame.return_address);
     }
-    true
 }
 
 /// Frames kept per thread: the configured limit, within the map's capacity.
@@ -577,70 +573,22 @@ fn read_user<T: Copy>(out: &mut T, pointer: u64, faults: Faults) -> Option<()> {
 }
 
 /// Sends the span of an entry-only call at once (or an event of the innermost open span): no
-/// duration, and a frame that is never pushed. Memory and the stack are captured into the
-/// thread's record at [`ENTRY_ONLY_SLOT`], free again once sent.
-/// Out of line, its captures' locals off the entry program's stack (which inlined would
-/// overflow), the probe's context in one argument (a BPF function takes at most five).
+/// duration, and a frame that is never pushed ([`ThreadStack::unpushed`], which the entry
+/// filled, with its memory and stack in the thread's record at [`ENTRY_ONLY_SLOT`], free again
+/// once sent). Out of line, so that its locals are never on the BPF stack with the entry's
+/// callees'.
 #[inline(never)]
-fn emit_entry_only(
-    thread: &Thread,
-    stack: &ThreadStack,
-    capture: &FunctionCapture,
-    entering: &Entering,
-) {
-    if stack.unsampled != 0 {
-        return;
-    }
-    let Entering {
-        ctx,
-        function_id,
-        now,
-        faults,
-        return_address,
-    } = *entering;
-    let regs = registers(ctx);
-    let (args, faulted) = read_args(regs, capture, faults);
+fn emit_unpushed(tid: u32, stack: &ThreadStack, capture: &FunctionCapture) {
     // An event belongs to the innermost open span, when there is one.
     let end = if capture.flags & USDT_EVENT != 0 && stack.top_entry_ns != 0 {
         CallEnd::Event
     } else {
         CallEnd::EntryOnly
     };
-    let frame = Frame {
-        entry_ns: now,
-        parent_entry_ns: stack.top_entry_ns,
-        function_id,
-        faults: faulted,
-        args,
-        context: stack.entering,
-        ..Frame::default()
-    };
-    let ending = Ending::at(now, end);
-    let event = stack.call_event(&frame, thread.tid, stack.depth + 1, &ending);
+    let frame = &stack.unpushed;
+    let ending = Ending::at(frame.entry_ns, end);
     let key = call_key(&stack.key, ENTRY_ONLY_SLOT);
-    let captured = Captured {
-        regs,
-        capture,
-        args: &args,
-        faults,
-        return_address,
-    };
-    if fill_record(key, &captured, stack, stack.depth) {
-        emit_with_memory(key, event, capture.data_len);
-    } else {
-        emit(&event);
-    }
-}
-
-/// The probe that fired: what [`emit_entry_only`] needs besides the thread and the capture.
-#[derive(Clone, Copy)]
-struct Entering {
-    ctx: *mut c_void,
-    function_id: u32,
-    now: u64,
-    faults: Faults,
-    /// The word at RSP, if the entry read it (see [`capture_stack`]).
-    return_address: u64,
+    send(tid, stack, frame, stack.depth + 1, &ending, key);
 }
 
 /// The depth an entry-only call's record is kept at: beyond any frame's.
@@ -661,7 +609,7 @@ fn end_usdt_span(
         return None;
     };
     // Frames entered below this site were skipped by a longjmp.
-    end_frames_below(thread, stack, regs.rsp, now, CallEnd::Unwound);
+    end_frames_below(thread.tid, stack, regs.rsp, now, CallEnd::Unwound);
     if stack.depth == 0 {
         count(Counter::ReturnWithoutEntry);
         return None;
@@ -681,7 +629,7 @@ fn end_usdt_span(
     stack.top_entry_ns = top.parent_entry_ns;
     store_end_args(stack, stack.depth, capture, regs);
     emit_call(
-        thread,
+        thread.tid,
         stack,
         stack.depth,
         &Ending::at(now, CallEnd::Returned),
@@ -695,15 +643,14 @@ fn end_usdt_span(
 /// [`frame_at`], so that the verifier bounds the frame's index where it is used.
 #[inline(never)]
 fn store_end_args(stack: &mut ThreadStack, index: u32, capture: &FunctionCapture, regs: &pt_regs) {
-    let (args, faulted) = read_args(regs, capture, Faults::Fail);
     let Some(frame) = stack.frames.get_mut(index as usize) else {
         return;
     };
-    for (i, arg) in capture.args.iter().enumerate() {
-        if arg.source != ArgSource::None as u8
-            && let (Some(to), Some(&value)) = (frame.args.get_mut(i), args.get(i))
-        {
-            *to = value;
+    let mut faulted = 0;
+    for (i, (to, arg)) in frame.args.iter_mut().zip(&capture.args).enumerate() {
+        if arg.source != ArgSource::None as u8 && !read_value(to, arg, regs, Faults::Fail) {
+            *to = 0;
+            faulted |= 1 << i;
         }
     }
     frame.faults |= faulted;
@@ -757,7 +704,7 @@ fn return_from(
     pair: Option<u32>,
     ending: &Ending,
 ) -> Option<()> {
-    end_frames_below(thread, stack, sp, ending.now, CallEnd::Unwound);
+    end_frames_below(thread.tid, stack, sp, ending.now, CallEnd::Unwound);
     if stack.depth == 0 {
         count(Counter::ReturnWithoutEntry);
         return None;
@@ -782,7 +729,7 @@ fn return_from(
     }
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
-    emit_call(thread, stack, stack.depth, ending);
+    emit_call(thread.tid, stack, stack.depth, ending);
     stack.resample_after(stack.depth);
     free_if_idle(stack);
     Some(())
@@ -817,7 +764,7 @@ fn go_recovered(
     }
     let stack = existing_stack(&thread.stack(GOROUTINE_STACK | regs.rax))?;
     end_frames_below(
-        thread,
+        thread.tid,
         stack,
         GOROUTINE_TOP - (top - resume_sp),
         now,
@@ -881,7 +828,7 @@ fn end_stack(thread: &Thread, key: &StackKey, now: u64, end: CallEnd) -> Option<
     let stack = existing_stack(key)?;
     // Calls past the depth limit have no frame (they were counted at entry).
     stack.depth = stack.depth.min(depth_limit());
-    end_frames_below(thread, stack, u64::MAX, now, end);
+    end_frames_below(thread.tid, stack, u64::MAX, now, end);
     remove_stack(key);
     Some(())
 }
@@ -929,23 +876,16 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
 /// deeper), innermost first. Through `bpf_loop`, whose callback the verifier checks once,
 /// where it checks a loop in the program once per iteration: with three callers in the entry
 /// program, a plain loop was three quarters of its load time.
-#[inline(always)]
-fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64, end: CallEnd) {
-    let limit = depth_limit();
-    // Calls past the limit have no frame: if the deepest recorded one is being ended, so are
-    // they.
-    if stack.depth > limit
-        && let Some(deepest) = limit.checked_sub(1).and_then(|i| frame_at(stack, i))
-        && deepest.sp < sp
-    {
-        stack.depth = limit;
-    }
+#[inline(never)]
+fn end_frames_below(tid: u32, stack: &mut ThreadStack, sp: u64, now: u64, end: CallEnd) {
+    // Nothing else here: whatever this function kept besides the loop's state would lie on
+    // the BPF stack under every frame the loop ends.
     let mut unwinding = Unwinding {
-        thread,
         stack,
         sp,
         now,
-        limit,
+        tid,
+        limit: depth_limit() as u16,
         end,
     };
     // SAFETY: the callback takes the state as its context, which outlives the call.
@@ -959,16 +899,18 @@ fn end_frames_below(thread: &Thread, stack: &mut ThreadStack, sp: u64, now: u64,
     };
 }
 
-/// The state of [`end_frames_below`]' loop.
+/// The state of [`end_frames_below`]' loop: 32 bytes of its stack frame.
 #[repr(C)]
 struct Unwinding<'a> {
-    thread: &'a Thread,
     stack: &'a mut ThreadStack,
     sp: u64,
     now: u64,
-    limit: u32,
+    tid: u32,
+    /// [`depth_limit`], at most [`MAX_DEPTH`].
+    limit: u16,
     end: CallEnd,
 }
+const _: () = assert!(size_of::<Unwinding>() == 32);
 
 /// One step of [`end_frames_below`]: ends the top frame if it entered below the state's `sp`;
 /// 0 to go on, 1 to stop.
@@ -978,15 +920,24 @@ struct Unwinding<'a> {
 unsafe extern "C" fn end_top_frame(_index: u64, unwinding: *mut c_void) -> i64 {
     // SAFETY: `end_frames_below` passes its `Unwinding`.
     let Unwinding {
-        thread,
         stack,
         sp,
         now,
+        tid,
         limit,
         end,
     } = unsafe { &mut *unwinding.cast::<Unwinding>() };
+    let limit = u32::from(*limit);
+    // Calls past the limit have no frame: if the deepest recorded one is being ended, so are
+    // they.
+    if stack.depth > limit
+        && let Some(deepest) = limit.checked_sub(1).and_then(|i| frame_at(stack, i))
+        && deepest.sp < *sp
+    {
+        stack.depth = limit;
+    }
     let depth = stack.depth;
-    if depth == 0 || depth > *limit {
+    if depth == 0 || depth > limit {
         return 1;
     }
     let Some(top) = frame_at(stack, depth - 1) else {
@@ -997,15 +948,15 @@ unsafe extern "C" fn end_top_frame(_index: u64, unwinding: *mut c_void) -> i64 {
     }
     stack.depth = depth - 1;
     stack.top_entry_ns = top.parent_entry_ns;
-    emit_call(thread, stack, depth - 1, &Ending::at(*now, *end));
+    emit_call(*tid, stack, depth - 1, &Ending::at(*now, *end));
     stack.resample_after(depth - 1);
     0
 }
 
-/// Sends the event of the call in frame `index`, ended at `now`. Out of line: the entry
-/// program ends skipped frames at two places, and two inlined events would not fit its stack.
+/// Sends the event of the call in frame `index`, ended as `ending` says. Out of line: the
+/// entry program ends skipped frames at two places.
 #[inline(never)]
-fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) {
+fn emit_call(tid: u32, stack: &ThreadStack, index: u32, ending: &Ending) {
     if stack.unsampled != 0 {
         return;
     }
@@ -1016,28 +967,71 @@ fn emit_call(thread: &Thread, stack: &ThreadStack, index: u32, ending: &Ending) 
     // another, which the verifier cannot bound; the volatile read keeps LLVM from dropping the
     // mask as redundant.
     // SAFETY: a read of a local.
-    let index = unsafe { core::ptr::read_volatile(&index) } as usize & (MAX_DEPTH - 1);
-    let frame = &stack.frames[index];
+    let index = unsafe { core::ptr::read_volatile(&index) } & (MAX_DEPTH as u32 - 1);
+    let frame = &stack.frames[index as usize];
+    send(
+        tid,
+        stack,
+        frame,
+        index + 1,
+        ending,
+        call_key(&stack.key, index),
+    );
+}
+
+/// Sends the event of the call in `frame`, at `depth` on `stack`, ended as `ending` says: with
+/// the memory kept in its record `key` when its function captures some. The event is written
+/// where it is sent from (the record, or a reserved ring-buffer record), never on the BPF
+/// stack, which it would take more than a third of.
+#[inline(always)]
+fn send(tid: u32, stack: &ThreadStack, frame: &Frame, depth: u32, ending: &Ending, key: CallKey) {
     // The one lookup of the function's capture on the way out: its return value's chain and
     // its memory.
     let capture = FUNCTIONS.get(frame.function_id);
-    let mut ending = *ending;
+    let (mut ret, mut flags) = (ending.ret, ending.flags);
     if let Some(capture) = capture
         && capture.ret.chain != 0
         && ending.end == CallEnd::Returned
     {
-        (ending.ret, ending.flags) = match follow(&capture.ret, ending.ret, Faults::Fail) {
-            Some(value) => (value, 0),
-            None => (0, RETURN_FAULT),
+        let mut value = 0;
+        (ret, flags) = if follow(&capture.ret, ret, Faults::Fail, &mut value) {
+            (value, 0)
+        } else {
+            (0, RETURN_FAULT)
         };
     }
-    let event = stack.call_event(frame, thread.tid, index as u32 + 1, &ending);
-    match capture.map(|c| c.data_len) {
-        Some(data_len) if data_len > 0 => {
-            emit_with_memory(call_key(&stack.key, index as u32), event, data_len)
+    let data_len = capture.map_or(0, |capture| capture.data_len);
+    if data_len > 0 {
+        if let Some(record) = CALLS.get_ptr_mut(key) {
+            // SAFETY: as in `call_record`.
+            let record = unsafe { &mut *record };
+            let event = &mut record.header;
+            event.fill(stack, frame, tid, depth, ending);
+            (event.ret, event.flags, event.data_len) = (ret, flags, data_len);
+            // Chains that faulted at entry, along with the memory reads'.
+            for (i, len) in event.arg_lens.iter_mut().enumerate() {
+                *len |= fault_len(frame.faults, i);
+            }
+            send_record(record, data_len);
+            return;
         }
-        _ => emit(&event),
+        count(Counter::MemoryLost);
     }
+    let wakeup = wakeup_flags(size_of::<CallEvent>() as u64);
+    let Some(mut entry) = EVENTS.reserve::<CallEvent>(0) else {
+        ring_full();
+        return;
+    };
+    // SAFETY: the reserved record is ours until submitted; a `CallEvent` is plain integers, so
+    // the bytes the kernel handed over are a valid value to write over.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    event.fill(stack, frame, tid, depth, ending);
+    (event.ret, event.flags) = (ret, flags);
+    for (i, len) in event.arg_lens.iter_mut().enumerate() {
+        *len = fault_len(frame.faults, i);
+    }
+    (event.data_len, event.stack_len) = (0, 0);
+    entry.submit(wakeup);
 }
 
 struct Thread {
@@ -1220,40 +1214,49 @@ fn call_key(stack: &StackKey, depth: u32) -> CallKey {
     }
 }
 
-/// The arguments `capture` asks for, in its order, each followed along its chain of pointers
-/// if it has one; bit `i` of the second value is set where argument `i`'s chain faulted.
-#[inline(always)]
-fn read_args(regs: &pt_regs, capture: &FunctionCapture, faults: Faults) -> ([u64; MAX_ARGS], u32) {
+/// Reads the arguments `capture` asks for into `out`, in its order, each followed along its
+/// chain of pointers if it has one; returns the faults: bit `i` is set where argument `i`'s
+/// chain faulted. Slots past the capture's are zeroed.
+#[inline(never)]
+fn read_args(
+    out: &mut [u64; MAX_ARGS],
+    regs: &pt_regs,
+    capture: &FunctionCapture,
+    faults: Faults,
+) -> u32 {
     let mut faulted = 0u32;
-    // Built element by element: a zeroed array to fill would be a `memset` call, a byte loop
-    // in BPF.
-    let args = core::array::from_fn(|i| {
+    for (i, (to, arg)) in out.iter_mut().zip(&capture.args).enumerate() {
         if i >= usize::from(capture.args_end) {
-            return 0;
-        }
-        let Some(arg) = capture.args.get(i) else {
-            return 0;
-        };
-        if arg.source == ArgSource::Constant as u8 {
-            return arg.constant();
-        }
-        let register = read_arg(regs, arg.source, arg.slot);
-        if arg.chain == 0 {
-            return register;
-        }
-        follow(arg, register, faults).unwrap_or_else(|| {
+            *to = 0;
+        } else if !read_value(to, arg, regs, faults) {
+            *to = 0;
             faulted |= 1 << i;
-            0
-        })
-    });
-    (args, faulted)
+        }
+    }
+    faulted
 }
 
-/// The value at the end of `arg`'s chain from `value`: every offset but the last is added and
-/// dereferenced; the last gives the address read (`field_size` bytes, zero-extended), or for
-/// a memory type the address itself. `None` when a read faults.
+/// Writes the value of one argument into `to`, followed along its chain; false when a read
+/// faults.
 #[inline(always)]
-fn follow(arg: &ArgCapture, mut value: u64, faults: Faults) -> Option<u64> {
+fn read_value(to: &mut u64, arg: &ArgCapture, regs: &pt_regs, faults: Faults) -> bool {
+    if arg.source == ArgSource::Constant as u8 {
+        *to = arg.constant();
+        return true;
+    }
+    let register = read_arg(regs, arg.source, arg.slot);
+    if arg.chain == 0 {
+        *to = register;
+        return true;
+    }
+    follow(arg, register, faults, to)
+}
+
+/// Writes into `out` the value at the end of `arg`'s chain from `value`: every offset but the
+/// last is added and dereferenced; the last gives the address read (`field_size` bytes,
+/// zero-extended), or for a memory type the address itself. False when a read faults.
+#[inline(always)]
+fn follow(arg: &ArgCapture, mut value: u64, faults: Faults, out: &mut u64) -> bool {
     let last = usize::from(arg.chain).min(MAX_CHAIN) - 1;
     for i in 0..MAX_CHAIN - 1 {
         if i >= last {
@@ -1261,12 +1264,15 @@ fn follow(arg: &ArgCapture, mut value: u64, faults: Faults) -> Option<u64> {
         }
         let address = value.wrapping_add(arg.path[i] as i64 as u64);
         let mut pointer = 0u64;
-        read_user(&mut pointer, address, faults)?;
+        if read_user(&mut pointer, address, faults).is_none() {
+            return false;
+        }
         value = pointer;
     }
     let address = value.wrapping_add(arg.path.get(last).copied().unwrap_or(0) as i64 as u64);
     if arg.field_size == 0 {
-        return Some(address);
+        *out = address;
+        return true;
     }
     // Little-endian: the first `field_size` bytes of a zeroed word are the field's value.
     let mut field = [0u8; 8];
@@ -1279,39 +1285,41 @@ fn follow(arg: &ArgCapture, mut value: u64, faults: Faults) -> Option<u64> {
             bpf_probe_read_user(field.as_mut_ptr().cast(), size, address as *const c_void)
         }
     };
-    (result == 0).then_some(u64::from_le_bytes(field))
+    *out = u64::from_le_bytes(field);
+    result == 0
 }
 
+/// The value of register or stack slot `slot` of `source` (an [`ArgSource`]).
 #[inline(always)]
 fn read_arg(regs: &pt_regs, source: u8, slot: u8) -> u64 {
     if source == ArgSource::Register as u8 {
         match slot {
-            0 => regs.rdi,
-            1 => regs.rsi,
-            2 => regs.rdx,
-            3 => regs.rcx,
-            4 => regs.r8,
-            5 => regs.r9,
+            0 => register(&regs.rdi),
+            1 => register(&regs.rsi),
+            2 => register(&regs.rdx),
+            3 => register(&regs.rcx),
+            4 => register(&regs.r8),
+            5 => register(&regs.r9),
             _ => 0,
         }
     } else if source == ArgSource::Gpr as u8 {
         match slot {
-            0 => regs.rax,
-            1 => regs.rdx,
-            2 => regs.rcx,
-            3 => regs.rbx,
-            4 => regs.rsi,
-            5 => regs.rdi,
-            6 => regs.rbp,
-            7 => regs.rsp,
-            8 => regs.r8,
-            9 => regs.r9,
-            10 => regs.r10,
-            11 => regs.r11,
-            12 => regs.r12,
-            13 => regs.r13,
-            14 => regs.r14,
-            15 => regs.r15,
+            0 => register(&regs.rax),
+            1 => register(&regs.rdx),
+            2 => register(&regs.rcx),
+            3 => register(&regs.rbx),
+            4 => register(&regs.rsi),
+            5 => register(&regs.rdi),
+            6 => register(&regs.rbp),
+            7 => register(&regs.rsp),
+            8 => register(&regs.r8),
+            9 => register(&regs.r9),
+            10 => register(&regs.r10),
+            11 => register(&regs.r11),
+            12 => register(&regs.r12),
+            13 => register(&regs.r13),
+            14 => register(&regs.r14),
+            15 => register(&regs.r15),
             _ => 0,
         }
     } else if source == ArgSource::Stack as u8 {
@@ -1324,6 +1332,14 @@ fn read_arg(regs: &pt_regs, source: u8, slot: u8) -> u64 {
     } else {
         0
     }
+}
+
+/// A saved register, read where it is used: read plainly, LLVM hoists the reads of every
+/// register out of a loop over the arguments and spills all sixteen onto the BPF stack.
+#[inline(always)]
+fn register(saved: &u64) -> u64 {
+    // SAFETY: a read of a valid, aligned field of the probe's context.
+    unsafe { core::ptr::read_volatile(saved) }
 }
 
 /// The record of the call in progress `key`, created if need be.
@@ -1379,9 +1395,24 @@ unsafe fn walk_frames(regs: &pt_regs, out: *mut u64, frames: usize) -> usize {
         {
             break;
         }
-        // The caller's frame pointer, then the return address into the caller.
-        let mut frame = [0u64; 2];
-        if read_user(&mut frame, frame_pointer, Faults::Fail).is_none() || frame[1] == 0 {
+        // The caller's frame pointer, then the return address into the caller. Left
+        // uninitialized for the helper to fill: zeroed, it is a `memset` call, a byte loop
+        // that the verifier walked once per frame of the walk.
+        let mut frame = core::mem::MaybeUninit::<[u64; 2]>::uninit();
+        // SAFETY: writes at most 16 bytes into `frame`; a bad address fails safely.
+        let read = unsafe {
+            bpf_probe_read_user(
+                frame.as_mut_ptr().cast(),
+                16,
+                frame_pointer as *const c_void,
+            )
+        };
+        if read != 0 {
+            break;
+        }
+        // SAFETY: the helper filled all 16 bytes.
+        let frame = unsafe { frame.assume_init() };
+        if frame[1] == 0 {
             break;
         }
         // SAFETY: i < MAX_STACK_FRAMES: within `out`'s room.
@@ -1520,27 +1551,17 @@ unsafe fn fault_in(scratch: *mut c_void, pointer: u64, len: u32) {
     }
 }
 
-/// Sends a call's record with its captured memory.
+/// [`MEMORY_FAULT`] if bit `i` of `faults` is set, else 0: without a branch, which the
+/// verifier would follow both ways for each argument.
 #[inline(always)]
-fn emit_with_memory(key: CallKey, event: CallEvent, data_len: u32) {
-    let Some(record) = CALLS.get_ptr_mut(key) else {
-        count(Counter::MemoryLost);
-        emit(&event);
-        return;
-    };
-    // SAFETY: as in `capture_memory`.
-    let record = unsafe { &mut *record };
-    let (mut arg_lens, stack_len) = (record.header.arg_lens, record.header.stack_len);
-    // Chains that faulted at entry, along with the memory reads'.
-    for (len, fault) in arg_lens.iter_mut().zip(event.arg_lens) {
-        *len |= fault;
-    }
-    record.header = CallEvent {
-        arg_lens,
-        data_len,
-        stack_len,
-        ..event
-    };
+fn fault_len(faults: u32, i: usize) -> u16 {
+    ((faults >> i) & 1) as u16 * MEMORY_FAULT
+}
+
+/// Sends a call's record, its header written, with `data_len` bytes of captured memory; the
+/// record is then ready for the next call at its place.
+#[inline(always)]
+fn send_record(record: &mut CallRecord, data_len: u32) {
     let size = size_of::<CallEvent>() as u64 + u64::from(data_len & (DATA_MAX as u32 * 2 - 1));
     if size > size_of::<CallRecord>() as u64 {
         return;
@@ -1595,19 +1616,6 @@ fn wakeup_flags(bytes: u64) -> u64 {
         BPF_RB_FORCE_WAKEUP.into()
     } else {
         BPF_RB_NO_WAKEUP.into()
-    }
-}
-
-/// Writes one event without captured memory.
-#[inline(always)]
-fn emit(event: &CallEvent) {
-    let flags = wakeup_flags(size_of::<CallEvent>() as u64);
-    match EVENTS.reserve::<CallEvent>(0) {
-        Some(mut entry) => {
-            entry.write(*event);
-            entry.submit(flags);
-        }
-        None => ring_full(),
     }
 }
 
