@@ -53,6 +53,13 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also load every eBPF program the config needs into this kernel, attaching nothing
+        /// (needs what `run` needs): whether this kernel's verifier accepts them.
+        #[arg(long)]
+        load: bool,
+        /// With --load: the attach mode to load the programs for, as `run --attach`.
+        #[arg(long, value_enum, requires = "load")]
+        attach: Option<AttachMode>,
     },
     /// List the functions of a binary (a path or a library name such as libc.so.6) that can
     /// be probed: address, size, demangled name.
@@ -118,7 +125,14 @@ fn main() -> ExitCode {
                 output: output.as_deref(),
             }))
             .map(|outcome| outcome.exit_code),
-        Command::Check { config } => print(command::check::check(config)),
+        Command::Check {
+            config,
+            load,
+            attach,
+        } => print(command::check::check(
+            config,
+            load.then_some(command::check::LoadCheck { attach: *attach }),
+        )),
         Command::Symbols {
             binary,
             pattern,

@@ -7,7 +7,9 @@ use spanprobe_config::{ArgSpec, ExporterConfig, TraceContextFormat, TraceContext
 
 use crate::{
     export::endpoint_tls,
+    probe::bpf::{Loaded, LoadedProgram, ProcessFilter},
     probe::capture::plans,
+    probe::kernel,
     probe::kind::ProbeKind,
     probe::links::{AttachMode, links, probe_count},
     probe::load::load,
@@ -15,8 +17,16 @@ use crate::{
     probe::trap_cost::single_step_cost,
 };
 
-/// Loads and resolves the config; returns the report to print.
-pub fn check(config_path: &Path) -> anyhow::Result<String> {
+/// `check --load`: the programs are loaded into the kernel too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadCheck {
+    /// The attach mode to load for; as `run` picks it when `None`.
+    pub attach: Option<AttachMode>,
+}
+
+/// Loads and resolves the config, and with `load_check` loads its programs into the kernel;
+/// returns the report to print.
+pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Result<String> {
     let (config, functions) = load(config_path)?;
     if let ExporterConfig::Otlp(otlp) = &config.exporter {
         endpoint_tls(otlp, &config.base_dir)?;
@@ -33,7 +43,46 @@ pub fn check(config_path: &Path) -> anyhow::Result<String> {
             }
         })
         .flatten();
-    Ok(report(config_path, &functions, step_cost))
+    let mut out = report(config_path, &functions, step_cost);
+    if let Some(LoadCheck { attach }) = load_check {
+        let plans = plans(&functions, &config.sampler);
+        // As `run` with a command loads them: the fork program too, and the pid filter's code.
+        let loaded = Loaded::load(
+            &functions,
+            &plans,
+            ProcessFilter::Selected,
+            &config.limits,
+            attach,
+        )?;
+        out.push_str(&load_report(
+            &kernel::release(),
+            loaded.mode(),
+            loaded.programs(),
+        ));
+    }
+    Ok(out)
+}
+
+/// What `check --load` adds: the kernel, and each program it verified with the time it took.
+fn load_report(release: &str, mode: AttachMode, programs: &[LoadedProgram]) -> String {
+    let mut out = format!(
+        "Linux {release} verified {} eBPF program{} for {mode}:\n",
+        programs.len(),
+        if programs.len() == 1 { "" } else { "s" }
+    );
+    for program in programs {
+        let verified = program
+            .verified
+            .map(|count| format!("{count} instructions verified, "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} ({verified}{} ms)",
+            program.name,
+            program.took.as_millis()
+        );
+    }
+    out
 }
 
 /// One line per binary, then one per function: span name, symbol, address, offset, captures;

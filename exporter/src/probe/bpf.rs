@@ -1,6 +1,11 @@
 //! Loading and attaching the eBPF programs: the only module that touches aya programs and maps.
 
-use std::{fmt, num::NonZeroU32, path::PathBuf, time::Instant};
+use std::{
+    fmt,
+    num::NonZeroU32,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use crate::{events::ring::Ring, probe::task_storage};
 use aya::{
@@ -76,6 +81,20 @@ pub enum BpfError {
          kernel with uprobes, ring buffers and BTF)"
     )]
     Load(#[source] Box<EbpfError>),
+    #[error(
+        "the kernel's verifier (Linux {kernel}) rejected spanprobe's eBPF program `{program}`. \
+         This is a defect of spanprobe, not a missing permission: please report it with the \
+         verifier's last lines{}:\n{log}",
+        .saved.as_ref().map(|path| format!(" (its whole log is in {})", path.display())).unwrap_or_default()
+    )]
+    Rejected {
+        program: &'static str,
+        kernel: String,
+        /// The last lines of the verifier's log: where it stopped, and why.
+        log: String,
+        /// Where the whole log was written, when it could be.
+        saved: Option<PathBuf>,
+    },
     #[error("cannot load eBPF program `{program}`")]
     Program {
         program: &'static str,
@@ -136,6 +155,38 @@ impl BpfError {
     /// The eBPF object has no map `name`.
     fn missing_map(name: &'static str) -> Self {
         Self::Missing { what: "map", name }
+    }
+
+    /// `program` failed to load: when the verifier refused it (EACCES, EINVAL or E2BIG, with
+    /// a log), that is said plainly, with the kernel's release and the log's last lines, since
+    /// the errno alone ("Permission denied") sends root users chasing capabilities.
+    fn load(program: &'static str, source: ProgramError) -> Self {
+        const LOG_LINES: usize = 12;
+        match source {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } if matches!(
+                io_error.raw_os_error(),
+                Some(libc::EACCES | libc::EINVAL | libc::E2BIG)
+            ) && !verifier_log.to_string().trim().is_empty() =>
+            {
+                let log = verifier_log.to_string();
+                let lines: Vec<&str> = log.trim_end().lines().collect();
+                let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
+                let path = std::env::temp_dir().join(format!("spanprobe-{program}.verifier.log"));
+                Self::Rejected {
+                    program,
+                    kernel: crate::probe::kernel::release(),
+                    log: tail,
+                    saved: std::fs::write(&path, &log).is_ok().then_some(path),
+                }
+            }
+            source => Self::Program {
+                program,
+                source: Box::new(source),
+            },
+        }
     }
 }
 
@@ -310,12 +361,31 @@ fn drop_in_parallel(links: Vec<(Program, Attached)>) {
     });
 }
 
-impl Tracer {
-    /// Loads the programs and attaches every function's probes, with the `requested` mode or
-    /// the best this kernel has (see [`attach_mode`]); the index of a function in `functions`
-    /// is its id in events. All or nothing: on error, whatever was attached is detached again
-    /// (the half-built tracer is dropped).
-    pub fn attach(
+/// The programs a config needs, loaded into the kernel (so verified) and not yet attached: what
+/// `check --load` stops at, and where [`Tracer::attach`] goes on from.
+#[derive(Debug)]
+pub struct Loaded {
+    ebpf: Ebpf,
+    mode: AttachMode,
+    filter: ProcessFilter,
+    depth_limit: u32,
+    programs: Vec<LoadedProgram>,
+}
+
+/// One program loaded, and what verifying it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedProgram {
+    pub name: &'static str,
+    pub took: Duration,
+    /// Instructions the verifier processed (Linux 5.16+), of its limit of a million.
+    pub verified: Option<u32>,
+}
+
+impl Loaded {
+    /// Loads the programs that `functions` need into the kernel, for the `requested` mode or
+    /// the best this kernel has (see [`attach_mode`]), with the thread-exit and, for
+    /// [`ProcessFilter::Selected`], the fork tracepoint programs; attaches nothing.
+    pub fn load(
         functions: &[ProbedFunction],
         plans: &[CapturePlan],
         filter: ProcessFilter,
@@ -364,31 +434,85 @@ impl Tracer {
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
         set_captures(&mut ebpf, plans)?;
-        // Before any uprobe: a thread that exits mid-call must never be missed, nor a child
-        // forked by a traced process.
-        let mut tracepoints = vec![attach_raw_tracepoint(&mut ebpf, THREAD_EXIT)?];
-        if filter == ProcessFilter::Selected {
-            tracepoints.push(attach_raw_tracepoint(&mut ebpf, FORK)?);
+        let mut programs = Vec::new();
+        for tracepoint in tracepoints(filter) {
+            let started = Instant::now();
+            let program = raw_tracepoint_mut(&mut ebpf, tracepoint.0)?;
+            program
+                .load()
+                .map_err(|source| BpfError::load(tracepoint.0, source))?;
+            programs.push(LoadedProgram {
+                name: tracepoint.0,
+                took: started.elapsed(),
+                verified: program
+                    .info()
+                    .ok()
+                    .and_then(|info| info.verified_instruction_count()),
+            });
         }
-        let links = links(functions, plans, mode);
-        let probes = probe_count(&links);
         // Verifying a program is most of the start-up time (~0.1 s each here): load only
         // those that serve some function (most configs read no argument memory).
         for program in Program::ALL {
-            if links.iter().any(|link| link.program == program) {
+            let serves_some = functions
+                .iter()
+                .zip(plans)
+                .any(|(function, plan)| program.serves(function, plan));
+            if serves_some {
                 let name = program.name(mode);
-                uprobe_mut(&mut ebpf, name)?
+                let started = Instant::now();
+                let uprobe = uprobe_mut(&mut ebpf, name)?;
+                uprobe
                     .load()
-                    .map_err(|source| BpfError::Program {
-                        program: name,
-                        source: Box::new(source),
-                    })?;
+                    .map_err(|source| BpfError::load(name, source))?;
+                programs.push(LoadedProgram {
+                    name,
+                    took: started.elapsed(),
+                    verified: uprobe
+                        .info()
+                        .ok()
+                        .and_then(|info| info.verified_instruction_count()),
+                });
             }
         }
+        Ok(Self {
+            ebpf,
+            mode,
+            filter,
+            depth_limit,
+            programs,
+        })
+    }
+
+    /// The programs loaded, in the order they were.
+    pub fn programs(&self) -> &[LoadedProgram] {
+        &self.programs
+    }
+
+    /// How the uprobes will be attached.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Attaches every function's probes; the index of a function in `functions` is its id in
+    /// events. All or nothing: on error, whatever was attached is detached again (the
+    /// half-built tracer is dropped).
+    pub fn attach(
+        mut self,
+        functions: &[ProbedFunction],
+        plans: &[CapturePlan],
+    ) -> Result<Tracer, BpfError> {
+        let mode = self.mode;
+        // Before any uprobe: a thread that exits mid-call must never be missed, nor a child
+        // forked by a traced process.
+        let tracepoints = tracepoints(self.filter)
+            .map(|tracepoint| attach_raw_tracepoint(&mut self.ebpf, tracepoint))
+            .collect::<Result<Vec<_>, _>>()?;
+        let links = links(functions, plans, mode);
+        let probes = probe_count(&links);
         let started = Instant::now();
         let mut attached = Links::default();
         for link in &links {
-            let uprobe = uprobe_mut(&mut ebpf, link.program.name(mode))?;
+            let uprobe = uprobe_mut(&mut self.ebpf, link.program.name(mode))?;
             let counted = link.functions.iter().any(|&id| {
                 functions
                     .get(id as usize)
@@ -411,14 +535,33 @@ impl Tracer {
             elapsed = ?started.elapsed(),
             "attached {mode}"
         );
-        Ok(Self {
+        Ok(Tracer {
             links: attached,
             mode,
             probes,
             _tracepoints: tracepoints,
-            ebpf,
-            depth_limit,
+            ebpf: self.ebpf,
+            depth_limit: self.depth_limit,
         })
+    }
+}
+
+/// The raw tracepoint programs `filter` needs: (program, tracepoint).
+fn tracepoints(filter: ProcessFilter) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let fork = (filter == ProcessFilter::Selected).then_some(FORK);
+    std::iter::once(THREAD_EXIT).chain(fork)
+}
+
+impl Tracer {
+    /// Loads the programs and attaches every function's probes (see [`Loaded`]).
+    pub fn attach(
+        functions: &[ProbedFunction],
+        plans: &[CapturePlan],
+        filter: ProcessFilter,
+        limits: &Limits,
+        requested: Option<AttachMode>,
+    ) -> Result<Self, BpfError> {
+        Loaded::load(functions, plans, filter, limits, requested)?.attach(functions, plans)
     }
 
     /// Uprobes attached: one per function and program (entry and return count separately).
@@ -575,28 +718,35 @@ fn pid_max() -> u32 {
         .map_or(PID_MAX_LIMIT, |max: u32| max.min(PID_MAX_LIMIT))
 }
 
-/// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
+/// Attaches the loaded `program` to the raw tracepoint `tracepoint`.
 fn attach_raw_tracepoint(
     ebpf: &mut Ebpf,
     (program_name, tracepoint): (&'static str, &str),
 ) -> Result<RawTracePointLink, BpfError> {
-    let program_error = |source| BpfError::Program {
-        program: program_name,
-        source: Box::new(source),
-    };
-    let program: &mut RawTracePoint = ebpf
-        .program_mut(program_name)
-        .ok_or(BpfError::Missing {
-            what: "program",
-            name: program_name,
-        })?
-        .try_into()
-        .map_err(program_error)?;
-    program.load().map_err(program_error)?;
+    let program = raw_tracepoint_mut(ebpf, program_name)?;
     program
         .attach(tracepoint)
         .and_then(|id| program.take_link(id))
-        .map_err(program_error)
+        .map_err(|source| BpfError::Program {
+            program: program_name,
+            source: Box::new(source),
+        })
+}
+
+fn raw_tracepoint_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut RawTracePoint, BpfError> {
+    ebpf.program_mut(name)
+        .ok_or(BpfError::Missing {
+            what: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| BpfError::Program {
+            program: name,
+            source: Box::new(source),
+        })
 }
 
 /// Tells the kernel side what each function captures, before any probe can fire.

@@ -66,6 +66,14 @@ fn missing(present: impl Fn(Feature) -> bool) -> Result<(), MissingFeatures> {
     }
 }
 
+/// The running kernel's release (`uname -r`), as errors and `check --load` name it.
+pub fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(
+        |_| "(unknown release)".to_owned(),
+        |release| release.trim().to_owned(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
