@@ -395,7 +395,7 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
         }
     }
     // Read in place: an array of arguments is too large for the BPF stack.
-    frame.faults = read_args(&mut frame.args, regs, capture, faults);
+    frame.faults = read_args(&mut frame.args, regs, capture, faults, Unread::Zeroed);
     let stack = &*stack;
     let (frame, slot) = if entry_only {
         (&stack.unpushed, ENTRY_ONLY_SLOT)
@@ -646,14 +646,7 @@ fn store_end_args(stack: &mut ThreadStack, index: u32, capture: &FunctionCapture
     let Some(frame) = stack.frames.get_mut(index as usize) else {
         return;
     };
-    let mut faulted = 0;
-    for (i, (to, arg)) in frame.args.iter_mut().zip(&capture.args).enumerate() {
-        if arg.source != ArgSource::None as u8 && !read_value(to, arg, regs, Faults::Fail) {
-            *to = 0;
-            faulted |= 1 << i;
-        }
-    }
-    frame.faults |= faulted;
+    frame.faults |= read_args(&mut frame.args, regs, capture, Faults::Fail, Unread::Kept);
 }
 
 fn try_return(ctx: &RetProbeContext) -> Option<()> {
@@ -1216,24 +1209,94 @@ fn call_key(stack: &StackKey, depth: u32) -> CallKey {
 
 /// Reads the arguments `capture` asks for into `out`, in its order, each followed along its
 /// chain of pointers if it has one; returns the faults: bit `i` is set where argument `i`'s
-/// chain faulted. Slots past the capture's are zeroed.
+/// chain faulted. What happens to the slots it has no argument for, `unread` says.
+///
+/// One `bpf_loop` step per argument, up to the capture's last: the verifier checks the step
+/// once, where it walks a plain loop's eight steps through every combination of their sources
+/// and chains (on 6.1, past its million instructions).
 #[inline(never)]
 fn read_args(
     out: &mut [u64; MAX_ARGS],
     regs: &pt_regs,
     capture: &FunctionCapture,
     faults: Faults,
+    unread: Unread,
 ) -> u32 {
-    let mut faulted = 0u32;
-    for (i, (to, arg)) in out.iter_mut().zip(&capture.args).enumerate() {
-        if i >= usize::from(capture.args_end) {
-            *to = 0;
-        } else if !read_value(to, arg, regs, faults) {
-            *to = 0;
-            faulted |= 1 << i;
+    if unread == Unread::Zeroed {
+        for slot in out.iter_mut() {
+            // SAFETY: a valid, aligned element; volatile, or the stores become a `memset`.
+            unsafe { write_volatile(slot, 0) };
         }
     }
-    faulted
+    let steps = u32::from(capture.args_end).min(MAX_ARGS as u32);
+    if steps == 0 {
+        return 0;
+    }
+    let mut reading = ArgsReading {
+        out,
+        regs,
+        capture,
+        faulted: 0,
+    };
+    // A step for each kind of program: the verifier must see which helpers a step may call
+    // (a sleepable one only where faults are allowed).
+    let step = match faults {
+        Faults::Allowed => read_one_arg::<true> as *mut c_void,
+        Faults::Fail => read_one_arg::<false> as *mut c_void,
+    };
+    // SAFETY: the callback takes the state as its context, which outlives the call.
+    unsafe { bpf_loop(steps, step, (&raw mut reading).cast(), 0) };
+    reading.faulted
+}
+
+/// What [`read_args`] does with the slots it reads no argument into.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unread {
+    /// Zeroes them: the arguments of a call being entered.
+    Zeroed,
+    /// Leaves them as they are: a USDT end site's arguments go beside its start's.
+    Kept,
+}
+
+/// The state of [`read_args`]' loop.
+#[repr(C)]
+struct ArgsReading<'a> {
+    out: &'a mut [u64; MAX_ARGS],
+    regs: &'a pt_regs,
+    capture: &'a FunctionCapture,
+    faulted: u32,
+}
+
+/// One step of [`read_args`]: reads argument `index`, if it has a source, faulting pages in
+/// if `FAULTS_ALLOWED`; 0 to go on.
+///
+/// # Safety
+/// `reading` must point to an [`ArgsReading`], as `read_args` passes it.
+unsafe extern "C" fn read_one_arg<const FAULTS_ALLOWED: bool>(
+    index: u64,
+    reading: *mut c_void,
+) -> i64 {
+    // SAFETY: `read_args` passes its `ArgsReading`.
+    let ArgsReading {
+        out,
+        regs,
+        capture,
+        faulted,
+    } = unsafe { &mut *reading.cast::<ArgsReading>() };
+    let faults = if FAULTS_ALLOWED {
+        Faults::Allowed
+    } else {
+        Faults::Fail
+    };
+    let i = index as usize;
+    let (Some(to), Some(arg)) = (out.get_mut(i), capture.args.get(i)) else {
+        return 1;
+    };
+    if arg.source != ArgSource::None as u8 && !read_value(to, arg, regs, faults) {
+        *to = 0;
+        *faulted |= 1 << i;
+    }
+    0
 }
 
 /// Writes the value of one argument into `to`, followed along its chain; false when a read
@@ -1257,7 +1320,9 @@ fn read_value(to: &mut u64, arg: &ArgCapture, regs: &pt_regs, faults: Faults) ->
 /// zero-extended), or for a memory type the address itself. False when a read faults.
 #[inline(always)]
 fn follow(arg: &ArgCapture, mut value: u64, faults: Faults, out: &mut u64) -> bool {
-    let last = usize::from(arg.chain).min(MAX_CHAIN) - 1;
+    // In 0..MAX_CHAIN whatever `chain` holds: 6.1's verifier loses a caller's `chain != 0`, and
+    // `chain.min(MAX_CHAIN) - 1` then reaches -1 for it.
+    let last = usize::from(arg.chain).saturating_sub(1).min(MAX_CHAIN - 1);
     for i in 0..MAX_CHAIN - 1 {
         if i >= last {
             break;
@@ -1521,9 +1586,9 @@ fn capture_memory(
         let read = unsafe {
             if arg.memory == MemoryKind::Str as u8 {
                 fault_in(destination, pointer, len);
-                bpf_probe_read_user_str(destination, len, source)
+                bpf_probe_read_user_str(destination, read_len(&len), source)
             } else {
-                let result = bpf_copy_from_user(destination, len, source);
+                let result = bpf_copy_from_user(destination, read_len(&len), source);
                 if result == 0 { i64::from(len) } else { result }
             }
         };
@@ -1531,6 +1596,16 @@ fn capture_memory(
             *captured = if read < 0 { MEMORY_FAULT } else { read as u16 };
         }
     }
+}
+
+/// `len`, bounded by [`MEMORY_READ_MAX`] right where a helper takes it: 6.1's verifier loses
+/// an earlier bound across the spills around other helper calls. Volatile, so that LLVM does
+/// not drop the check as done already.
+#[inline(always)]
+fn read_len(len: &u32) -> u32 {
+    // SAFETY: a read of a local.
+    let len = unsafe { core::ptr::read_volatile(len) };
+    len.min(MEMORY_READ_MAX as u32)
 }
 
 /// Faults in the (at most two) pages of `len` bytes at `pointer`, so that a non-faulting string
