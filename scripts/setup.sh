@@ -19,8 +19,11 @@ BPF_LINKER_VERSION=0.13.0
 # python3.11-dbg: a real program with DWARF, whose structs the member-path tests walk.
 # postgresql-15, systemtap-sdt-dev: USDT probes, a real server's and our own (sys/sdt.h).
 # golang-go: real Go programs (Go 1.19, register ABI), built by the tests.
+# qemu-system-x86, busybox-static, xz-utils: the kernel matrix (tests/kernels.rs) boots other
+# kernels under QEMU with an initramfs whose shell and tools are a static busybox;
+# scripts/kernels.sh decompresses the 6.12 kernel's modules (.ko.xz) with xz.
 APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg
-  postgresql-15 systemtap-sdt-dev golang-go)
+  postgresql-15 systemtap-sdt-dev golang-go qemu-system-x86 busybox-static xz-utils)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use support::{
+    go_build,
     receiver::ReceivedSpan,
     scenario::{Scenario, Workdir, assert_exit, assert_has_all, named},
 };
@@ -16,24 +17,6 @@ use support::{
 /// `tests/programs/go`, built into `dir` as `app`.
 fn go_program(dir: &Path) -> PathBuf {
     go_build(dir, "go", "app")
-}
-
-/// The Go program in `tests/programs/<program>`, built into `dir` as `name`.
-fn go_build(dir: &Path, program: &str, name: &str) -> PathBuf {
-    let output = dir.join(name);
-    let built = std::process::Command::new("go")
-        .args(["build", "-o"])
-        .arg(&output)
-        .arg(".")
-        .current_dir(support::programs().join(program))
-        .output()
-        .expect("go runs (scripts/setup.sh installs golang-go)");
-    assert!(
-        built.status.success(),
-        "go build: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    output
 }
 
 #[tokio::test(flavor = "multi_thread")]

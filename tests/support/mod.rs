@@ -4,6 +4,7 @@
 
 pub mod receiver;
 pub mod scenario;
+pub mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -140,6 +141,25 @@ pub fn build_greet(dir: &Path) -> (PathBuf, PathBuf) {
         ],
     );
     (library, user)
+}
+
+/// The Go program in `tests/programs/<program>`, built into `dir` as `name` with Debian's Go
+/// toolchain (offline: the programs have no dependencies).
+pub fn go_build(dir: &Path, program: &str, name: &str) -> PathBuf {
+    let output = dir.join(name);
+    let built = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&output)
+        .arg(".")
+        .current_dir(programs().join(program))
+        .output()
+        .expect("go runs (scripts/setup.sh installs golang-go)");
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    output
 }
 
 /// A C program with the section the Go linker writes, standing in for a Go binary (there is

@@ -129,7 +129,8 @@ pub enum BpfError {
         source: std::io::Error,
     },
     #[error(
-        "USDT probes guarded by a semaphore ({functions}) need uprobe_multi links, which          increment it (Linux 6.6+, `--attach multi`)"
+        "USDT probes guarded by a semaphore ({functions}) need uprobe_multi links, which \
+         increment it (Linux 6.6+, `--attach multi`)"
     )]
     SemaphoreWithoutMulti { functions: Functions },
     #[error("cannot read the task storage map `{map}`")]
@@ -397,6 +398,17 @@ impl Loaded {
         crate::probe::kernel::check()?;
         let mode = attach_mode(requested, functions)?;
         check_capabilities(mode)?;
+        // Refused before anything is loaded: perf-event uprobes cannot set the semaphore.
+        let guarded = Functions(
+            functions
+                .iter()
+                .filter(|function| function.semaphore.is_some())
+                .map(|function| (function.symbol.clone(), function.file_offset))
+                .collect(),
+        );
+        if mode == AttachMode::PerfEvent && !guarded.0.is_empty() {
+            return Err(BpfError::SemaphoreWithoutMulti { functions: guarded });
+        }
         let depth_limit = limits.max_depth;
         let ring_bytes = limits.ring_buffer_size;
         // Each CPU wakes the reader once it has written its share of a quarter of the ring; the
@@ -518,14 +530,11 @@ impl Loaded {
                     .get(id as usize)
                     .is_some_and(|f| f.semaphore.is_some())
             });
-            let link_attached = match (counted, mode) {
-                (false, _) => Attached::Aya(attach_link(uprobe, link, functions)?),
-                (true, AttachMode::Multi) => attach_counted(uprobe, link, functions)?,
-                (true, AttachMode::PerfEvent) => {
-                    return Err(BpfError::SemaphoreWithoutMulti {
-                        functions: Functions::of(link, functions),
-                    });
-                }
+            // Perf-event uprobes with semaphores were refused at load.
+            let link_attached = if counted {
+                attach_counted(uprobe, link, functions)?
+            } else {
+                Attached::Aya(attach_link(uprobe, link, functions)?)
             };
             attached.0.push((link.program, link_attached));
         }

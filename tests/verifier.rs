@@ -1,0 +1,214 @@
+//! Every eBPF program spanprobe has, in both attach modes, accepted by the verifier of every
+//! kernel of the matrix (`spanprobe check --load`, which loads what a config needs and attaches
+//! nothing), and what a kernel cannot do refused before anything is loaded, with the reason.
+//!
+//! The programs' code paths depend on what a config captures (settings fixed at load), so the
+//! config here needs every kind of program with every setting on: plain captures and member
+//! paths, memory (a trace context) and stacks, Go calls with and without memory, their `RET`
+//! sites, and the pid filter and fork program that `run` with a command loads.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use support::{
+    scenario::{Workdir, probe},
+    vm::{self, Case, Machine, Script, ScriptOutput},
+};
+
+/// The programs of each attach mode in the order `check --load` loads them: the tracepoint
+/// programs, then the uprobe programs (returns, Go `RET`s, entries plain and sleepable, Go
+/// entries plain and sleepable).
+const MULTI: [&str; 8] = [
+    "spanprobe_thread_exit",
+    "spanprobe_fork",
+    "spanprobe_return",
+    "spanprobe_go",
+    "spanprobe_entry",
+    "spanprobe_entry_sleepable",
+    "spanprobe_go_entry",
+    "spanprobe_go_entry_sleepable",
+];
+const PERF_EVENT: [&str; 8] = [
+    "spanprobe_thread_exit",
+    "spanprobe_fork",
+    "spanprobe_return_perf",
+    "spanprobe_go_perf",
+    "spanprobe_entry_perf",
+    "spanprobe_entry_sleepable_perf",
+    "spanprobe_go_entry_perf",
+    "spanprobe_go_entry_sleepable_perf",
+];
+
+/// Whether `machine`'s kernel has uprobe_multi links (Linux 6.6 and later).
+fn has_uprobe_multi(machine: &Machine) -> bool {
+    let release = machine.release();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    (major, minor) >= (6, 6)
+}
+
+/// A config whose functions need every program: `calls.c`'s chain with a member path and a
+/// stack, `context.c`'s traceparent (memory), and the Go program's calls, one with a string.
+fn every_program(dir: &Workdir) -> (PathBuf, Vec<PathBuf>) {
+    let calls = dir.calls("calls", &[]);
+    let context = support::compile_c(
+        &support::programs().join("context.c"),
+        dir.path(),
+        "context",
+        &[],
+    );
+    let go = support::go_build(dir.path(), "go", "app");
+    let config = dir.write(&json!({
+        "probes": [
+            probe(&calls, json!([
+                { "symbol": "outer", "args": [{ "index": 0, "name": "x", "type": "i64" }] },
+                { "symbol": "inner", "stack": true },
+                { "symbol": "work_on", "args": [{ "index": 0, "name": "x", "path": "->x" }] },
+            ])),
+            probe(&context, json!([
+                { "symbol": "handle", "trace_context": { "arg": 0, "format": "traceparent" } },
+            ])),
+            probe(&go, json!([
+                { "symbol": "main.handle", "args": [{ "index": 0, "name": "name", "type": "str" }] },
+                { "symbol": "main.worker", "args": [{ "index": 0, "name": "n", "type": "i64" }] },
+            ])),
+        ],
+    }));
+    (config, vec![calls, context, go])
+}
+
+/// `spanprobe check --load` of `config` with `args`, needing `files`.
+fn check_load(name: &str, config: &Path, files: &[PathBuf], args: &str) -> Script {
+    let script = Script::new(
+        name,
+        format!(
+            "\"$SPANPROBE\" check --load {args} --config {}",
+            config.display()
+        ),
+    );
+    files
+        .iter()
+        .fold(script.file(config), |script, file| script.file(file))
+}
+
+/// The programs a `check --load` report lists, after its line naming the kernel and the mode.
+fn loaded(output: &ScriptOutput, machine: &Machine, mode: &str) -> Vec<String> {
+    output.assert_success();
+    let heading = format!(
+        "Linux {} verified 8 eBPF programs for {mode}:",
+        machine.release()
+    );
+    let (_, list) = output
+        .stdout
+        .split_once(&format!("{heading}\n"))
+        .unwrap_or_else(|| panic!("no {heading:?} in {output}"));
+    list.lines()
+        .map(|line| {
+            let (name, verified) = line
+                .trim_start()
+                .split_once(" (")
+                .unwrap_or_else(|| panic!("not a program line: {line:?} in {output}"));
+            assert!(
+                verified.ends_with(" ms)") && verified.contains(" instructions verified, "),
+                "{line:?}"
+            );
+            name.to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up_front() {
+    let dir = Workdir::new();
+    let (config, files) = every_program(&dir);
+    let usdt = support::compile_c(&support::programs().join("usdt.c"), dir.path(), "usdt", &[]);
+    let usdt_config = dir.path().join("usdt.yaml");
+    let usdt_probes: Value = json!({
+        "probes": [{ "binary": usdt, "usdt": [
+            { "probe": "app:request__start", "until": "app:request__done" },
+        ] }],
+    });
+    std::fs::write(&usdt_config, usdt_probes.to_string()).expect("config written");
+
+    let cases = vec![
+        Case::new(
+            {
+                let (config, files) = (config.clone(), files.clone());
+                move |_| check_load("the best mode", &config, &files, "")
+            },
+            |machine, output, _| {
+                if has_uprobe_multi(machine) {
+                    assert_eq!(loaded(output, machine, "uprobe_multi links"), MULTI);
+                } else {
+                    assert_eq!(loaded(output, machine, "perf-event uprobes"), PERF_EVENT);
+                    // The fallback is said once, with its reason.
+                    assert_eq!(
+                        output
+                            .stderr
+                            .matches("attaching perf-event uprobes instead of uprobe_multi links: the kernel has no uprobe_multi links (Linux 6.6+)")
+                            .count(),
+                        1,
+                        "{output}"
+                    );
+                }
+            },
+        ),
+        Case::new(
+            {
+                let (config, files) = (config.clone(), files.clone());
+                move |_| check_load("perf events", &config, &files, "--attach perf-event")
+            },
+            |machine, output, _| {
+                assert_eq!(loaded(output, machine, "perf-event uprobes"), PERF_EVENT);
+            },
+        ),
+        Case::new(
+            move |_| check_load("uprobe_multi links", &config, &files, "--attach multi"),
+            |machine, output, _| {
+                if has_uprobe_multi(machine) {
+                    assert_eq!(loaded(output, machine, "uprobe_multi links"), MULTI);
+                } else {
+                    assert_eq!(output.status, 1, "{output}");
+                    assert_eq!(
+                        output.stderr,
+                        "spanprobe: --attach multi: the kernel has no uprobe_multi links (Linux 6.6+)\n"
+                    );
+                }
+            },
+        ),
+        Case::new(
+            move |_| {
+                check_load(
+                    "a USDT semaphore",
+                    &usdt_config,
+                    std::slice::from_ref(&usdt),
+                    "",
+                )
+            },
+            |machine, output, _| {
+                if has_uprobe_multi(machine) {
+                    output.assert_success();
+                    assert!(output.stdout.contains("verified"), "{output}");
+                } else {
+                    // Refused before any program is loaded: no verifier ran.
+                    assert_eq!(output.status, 1, "{output}");
+                    assert!(!output.stdout.contains("verified"), "{output}");
+                    let refusal = output.stderr.lines().last().expect("a line on stderr");
+                    // The pair's three sites: its start, and the two places it ends.
+                    assert!(
+                        refusal.starts_with("spanprobe: USDT probes guarded by a semaphore (`app:request__done` at file offset 0x")
+                            && refusal.matches("`app:request__done` at file offset 0x").count() == 2
+                            && refusal.contains(", `app:request__start` at file offset 0x")
+                            && refusal.ends_with(") need uprobe_multi links, which increment it (Linux 6.6+, `--attach multi`)"),
+                        "{output}"
+                    );
+                }
+            },
+        ),
+    ];
+    vm::run_matrix(&cases).await;
+}
