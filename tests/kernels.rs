@@ -761,7 +761,10 @@ fn usdt_with_semaphores(dir: &Workdir) -> [Case; 2] {
                     output.assert_success();
                     check_usdt_spans(output, &receiver.spans());
                 } else {
-                    assert_semaphores_refused(output, true);
+                    assert_semaphores_refused(
+                        output,
+                        "the kernel has no uprobe_multi links (Linux 6.6+)",
+                    );
                     assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
                 }
             },
@@ -780,7 +783,7 @@ fn usdt_with_semaphores(dir: &Workdir) -> [Case; 2] {
             )
         },
         |_, output, receiver| {
-            assert_semaphores_refused(output, false);
+            assert_semaphores_refused(output, "`--attach perf-event` attaches perf events");
             assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
         },
     );
@@ -867,29 +870,24 @@ fn check_usdt_spans(output: &ScriptOutput, spans: &[ReceivedSpan]) {
 
 /// Asserts that spanprobe refused usdt.c's probes, which have semaphores, as perf-event
 /// uprobes, before loading anything or starting the command: exit status 1, and its whole
-/// stderr the reason (after the warning that it fell back to perf-event uprobes, when it did
-/// by itself), naming the first 3 of the 8 sites guarded by a semaphore.
-fn assert_semaphores_refused(output: &ScriptOutput, fell_back: bool) {
+/// stderr the refusal with `reason` (no warning that it would fall back to perf-event
+/// uprobes first), naming the first 3 of the 8 sites guarded by a semaphore.
+fn assert_semaphores_refused(output: &ScriptOutput, reason: &str) {
     assert_eq!(
         (output.status, output.timed_out, output.stdout.as_str()),
         (1, false, ""),
         "{output}"
     );
     let lines: Vec<&str> = output.stderr.lines().collect();
-    let refusal = match lines[..] {
-        [warning, refusal] if fell_back && format!("{warning}\n").ends_with(FALLBACK_WARNING) => {
-            refusal
-        }
-        [refusal] if !fell_back => refusal,
-        _ => panic!("not the refusal alone:\n{output}"),
+    let [refusal] = lines[..] else {
+        panic!("not the refusal alone:\n{output}");
     };
     let sites = refusal
         .strip_prefix("spanprobe: USDT probes guarded by a semaphore (")
         .and_then(|rest| {
-            rest.strip_suffix(
-                " and 5 more) need uprobe_multi links, which increment it (Linux 6.6+, \
-                 `--attach multi`)",
-            )
+            rest.strip_suffix(&format!(
+                " and 5 more) need uprobe_multi links, which increment it: {reason}"
+            ))
         })
         .unwrap_or_else(|| panic!("not the refusal: {refusal:?}\n{output}"));
     // "`app:NAME` at file offset 0x...", three distinct sites of the config's probes.

@@ -194,8 +194,10 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
                     output.assert_success();
                     assert!(output.stdout.contains("verified"), "{output}");
                 } else {
-                    // Refused before any program is loaded: no verifier ran.
+                    // Refused before any program is loaded (no verifier ran), and without
+                    // first saying it would fall back to perf events.
                     assert_eq!(output.status, 1, "{output}");
+                    assert_eq!(output.stderr.lines().count(), 1, "{output}");
                     assert!(!output.stdout.contains("verified"), "{output}");
                     let refusal = output.stderr.lines().last().expect("a line on stderr");
                     // The pair's three sites: its start, and the two places it ends.
@@ -203,7 +205,7 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
                         refusal.starts_with("spanprobe: USDT probes guarded by a semaphore (`app:request__done` at file offset 0x")
                             && refusal.matches("`app:request__done` at file offset 0x").count() == 2
                             && refusal.contains(", `app:request__start` at file offset 0x")
-                            && refusal.ends_with(") need uprobe_multi links, which increment it (Linux 6.6+, `--attach multi`)"),
+                            && refusal.ends_with(") need uprobe_multi links, which increment it: the kernel has no uprobe_multi links (Linux 6.6+)"),
                         "{output}"
                     );
                 }

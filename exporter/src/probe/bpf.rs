@@ -130,9 +130,12 @@ pub enum BpfError {
     },
     #[error(
         "USDT probes guarded by a semaphore ({functions}) need uprobe_multi links, which \
-         increment it (Linux 6.6+, `--attach multi`)"
+         increment it: {reason}"
     )]
-    SemaphoreWithoutMulti { functions: Functions },
+    SemaphoreWithoutMulti {
+        functions: Functions,
+        reason: String,
+    },
     #[error("cannot read the task storage map `{map}`")]
     TaskStorage {
         map: &'static str,
@@ -257,11 +260,25 @@ fn check_capabilities(mode: AttachMode) -> Result<(), BpfError> {
 
 /// How to attach: `requested`, or when `None` uprobe_multi links where the kernel has them (and,
 /// for functions traced in one process only, filters them by process), perf events otherwise.
+/// USDT sites guarded by a semaphore, which only uprobe_multi links set, are refused here,
+/// before anything is loaded, when perf events are asked for or are all the kernel has.
 fn attach_mode(
     requested: Option<AttachMode>,
     functions: &[ProbedFunction],
 ) -> Result<AttachMode, BpfError> {
+    let guarded: Vec<_> = functions
+        .iter()
+        .filter(|function| function.semaphore.is_some())
+        .map(|function| (function.symbol.clone(), function.file_offset))
+        .collect();
+    let refuse_guarded = |reason: &str| BpfError::SemaphoreWithoutMulti {
+        functions: Functions(guarded.clone()),
+        reason: reason.to_owned(),
+    };
     if requested == Some(AttachMode::PerfEvent) {
+        if !guarded.is_empty() {
+            return Err(refuse_guarded("`--attach perf-event` attaches perf events"));
+        }
         return Ok(AttachMode::PerfEvent);
     }
     let supported = |feature| match is_uprobe_multi_supported(feature) {
@@ -289,6 +306,7 @@ fn attach_mode(
     match (unsupported, requested) {
         (None, _) => Ok(AttachMode::Multi),
         (Some(reason), Some(AttachMode::Multi)) => Err(BpfError::MultiUnsupported(reason)),
+        (Some(reason), _) if !guarded.is_empty() => Err(refuse_guarded(&reason)),
         (Some(reason), _) => {
             tracing::warn!(
                 "attaching perf-event uprobes instead of uprobe_multi links: {reason}; each is \
@@ -398,17 +416,6 @@ impl Loaded {
         crate::probe::kernel::check()?;
         let mode = attach_mode(requested, functions)?;
         check_capabilities(mode)?;
-        // Refused before anything is loaded: perf-event uprobes cannot set the semaphore.
-        let guarded = Functions(
-            functions
-                .iter()
-                .filter(|function| function.semaphore.is_some())
-                .map(|function| (function.symbol.clone(), function.file_offset))
-                .collect(),
-        );
-        if mode == AttachMode::PerfEvent && !guarded.0.is_empty() {
-            return Err(BpfError::SemaphoreWithoutMulti { functions: guarded });
-        }
         let depth_limit = limits.max_depth;
         let ring_bytes = limits.ring_buffer_size;
         // Each CPU wakes the reader once it has written its share of a quarter of the ring; the
