@@ -161,36 +161,53 @@ impl BpfError {
         Self::Missing { what: "map", name }
     }
 
-    /// `program` failed to load: when the verifier refused it (EACCES, EINVAL or E2BIG, with
-    /// a log), that is said plainly, with the kernel's release and the log's last lines, since
-    /// the errno alone ("Permission denied") sends root users chasing capabilities.
+    /// `program` failed to load: when the verifier refused it, that is said plainly (see
+    /// [`Self::rejected`]).
     fn load(program: &'static str, source: ProgramError) -> Self {
-        const LOG_LINES: usize = 12;
-        match source {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } if matches!(
-                io_error.raw_os_error(),
-                Some(libc::EACCES | libc::EINVAL | libc::E2BIG)
-            ) && !verifier_log.to_string().trim().is_empty() =>
-            {
-                let log = verifier_log.to_string();
-                let lines: Vec<&str> = log.trim_end().lines().collect();
-                let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
-                let path = std::env::temp_dir().join(format!("spanprobe-{program}.verifier.log"));
-                Self::Rejected {
-                    program,
-                    kernel: crate::probe::kernel::release(),
-                    log: tail,
-                    saved: std::fs::write(&path, &log).is_ok().then_some(path),
-                }
-            }
-            source => Self::Program {
+        if let ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } = &source
+            && let Some(rejected) = Self::rejected(
                 program,
-                source: Box::new(source),
-            },
+                io_error.raw_os_error(),
+                &verifier_log.to_string(),
+                crate::probe::kernel::release(),
+            )
+        {
+            return rejected;
         }
+        Self::Program {
+            program,
+            source: Box::new(source),
+        }
+    }
+
+    /// The verifier of kernel `release` refused `program` when the load failed with EACCES,
+    /// EINVAL or E2BIG and left a log: said with the release and the log's last lines, the
+    /// whole log written to a file, since the errno alone ("Permission denied") sends root
+    /// users chasing capabilities. `None` for any other failure.
+    fn rejected(
+        program: &'static str,
+        errno: Option<i32>,
+        log: &str,
+        release: String,
+    ) -> Option<Self> {
+        const LOG_LINES: usize = 12;
+        if !matches!(errno, Some(libc::EACCES | libc::EINVAL | libc::E2BIG))
+            || log.trim().is_empty()
+        {
+            return None;
+        }
+        let lines: Vec<&str> = log.trim_end().lines().collect();
+        let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
+        let path = std::env::temp_dir().join(format!("spanprobe-{program}.verifier.log"));
+        Some(Self::Rejected {
+            program,
+            kernel: release,
+            log: tail,
+            saved: std::fs::write(&path, log).is_ok().then_some(path),
+        })
     }
 }
 
@@ -874,5 +891,52 @@ pub struct KernelCounters(pub [u64; Counter::COUNT as usize]);
 impl KernelCounters {
     pub fn get(&self, counter: Counter) -> u64 {
         self.0[counter as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verifier_refusal_is_said_as_one_with_the_logs_last_lines() {
+        let log: String = (1..=20).map(|n| format!("line {n}\n")).collect();
+        let rejected = BpfError::rejected(
+            "spanprobe_test_entry",
+            Some(libc::EACCES),
+            &log,
+            "6.1.0-57-cloud-amd64".to_owned(),
+        )
+        .expect("a refusal");
+        let path = std::env::temp_dir().join("spanprobe-spanprobe_test_entry.verifier.log");
+        let last: String = (9..=20).map(|n| format!("\nline {n}")).collect();
+        assert_eq!(
+            rejected.to_string(),
+            format!(
+                "the kernel's verifier (Linux 6.1.0-57-cloud-amd64) rejected spanprobe's eBPF \
+                 program `spanprobe_test_entry`. This is a defect of spanprobe, not a missing \
+                 permission: please report it with the verifier's last lines (its whole log is \
+                 in {}):{last}",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("the log saved"), log);
+        std::fs::remove_file(path).expect("removed");
+    }
+
+    #[test]
+    fn other_load_failures_are_not_called_refusals() {
+        let log = "processed 10 insns\n";
+        // EPERM: a missing capability; no log: nothing the verifier said.
+        for (errno, log) in [(Some(libc::EPERM), log), (Some(libc::EACCES), " \n")] {
+            let release = "6.12.118+deb12-cloud-amd64".to_owned();
+            assert!(BpfError::rejected("spanprobe_entry", errno, log, release).is_none());
+        }
+        for errno in [libc::EINVAL, libc::E2BIG] {
+            let release = "6.12.118+deb12-cloud-amd64".to_owned();
+            assert!(BpfError::rejected("spanprobe_other", Some(errno), log, release).is_some());
+        }
+        std::fs::remove_file(std::env::temp_dir().join("spanprobe-spanprobe_other.verifier.log"))
+            .expect("removed");
     }
 }
