@@ -27,7 +27,7 @@ use crate::{
     },
     export::{ExportSettings, ExportStats, Exporter, span_queue, spawn_export},
     metrics::{self, Metrics},
-    probe::bpf::{KernelCounters, ProcessFilter, Tracer},
+    probe::bpf::{KernelCounters, Loaded, ProcessFilter, Tracer},
     probe::capture,
     probe::links::AttachMode,
     spans::ids::IdGenerator,
@@ -115,7 +115,8 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let started = std::time::Instant::now();
     // Every stage reads each function's captures from this one table, by function id.
     let plans = capture::plans(&functions, &config.sampler);
-    let mut tracer = Tracer::attach(&functions, &plans, filter, &config.limits, attach_mode)?;
+    let mut tracer = Loaded::load(&functions, &plans, filter, &config.limits, attach_mode)?
+        .attach(&functions, &plans)?;
     tracing::info!(
         probes = tracer.attached(),
         links = tracer.links(),

@@ -398,7 +398,7 @@ fn drop_in_parallel(links: Vec<(Program, Attached)>) {
 }
 
 /// The programs a config needs, loaded into the kernel (so verified) and not yet attached: what
-/// `check --load` stops at, and where [`Tracer::attach`] goes on from.
+/// `check --load` stops at, and what [`Loaded::attach`] turns into a [`Tracer`].
 #[derive(Debug)]
 pub struct Loaded {
     ebpf: Ebpf,
@@ -586,17 +586,6 @@ fn tracepoints(filter: ProcessFilter) -> impl Iterator<Item = (&'static str, &'s
 }
 
 impl Tracer {
-    /// Loads the programs and attaches every function's probes (see [`Loaded`]).
-    pub fn attach(
-        functions: &[ProbedFunction],
-        plans: &[CapturePlan],
-        filter: ProcessFilter,
-        limits: &Limits,
-        requested: Option<AttachMode>,
-    ) -> Result<Self, BpfError> {
-        Loaded::load(functions, plans, filter, limits, requested)?.attach(functions, plans)
-    }
-
     /// Uprobes attached: one per function and program (entry and return count separately).
     pub fn attached(&self) -> usize {
         self.probes
