@@ -4,44 +4,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-
-use serde_json::{Value, json};
 use support::{
+    context::{self, PARENT, PARENT_IS_REMOTE, TRACE, hex},
     receiver::ReceivedSpan,
     scenario::{Scenario, assert_stderr_has, by_id, named},
 };
-
-const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
-const PARENT: &str = "b7ad6b7169203331";
-
-/// `tests/programs/context.c`, built into the scenario's directory.
-fn context_program(s: &Scenario) -> PathBuf {
-    support::compile_c(
-        &support::programs().join("context.c"),
-        s.path(),
-        "context",
-        &[],
-    )
-}
-
-/// `handle` with its traceparent in argument 0, `handle_ids` with binary ids, and their callee
-/// `lookup`, each with its `n`.
-fn functions() -> Value {
-    json!([
-        {
-            "symbol": "handle",
-            "trace_context": { "arg": 0, "format": "traceparent" },
-            "args": [{ "index": 1, "name": "n", "type": "i32" }],
-        },
-        {
-            "symbol": "handle_ids",
-            "trace_context": { "format": "ids", "trace_id_arg": 0, "span_id_arg": 1 },
-            "args": [{ "index": 2, "name": "n", "type": "i32" }],
-        },
-        { "symbol": "lookup", "args": [{ "index": 0, "name": "n", "type": "i32" }] },
-    ])
-}
 
 /// The traceparents `context` is run with: handle(traceparent, n) is called with n = 1, 2...
 fn traceparents() -> Vec<String> {
@@ -66,21 +33,14 @@ fn by_call(spans: &[ReceivedSpan]) -> Vec<(String, i64)> {
     calls
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// OTLP `SpanFlags`: the parent's remoteness is known (bit 8), and it is remote (bit 9).
-const PARENT_IS_REMOTE: u32 = 0x300;
-
 /// Runs `context` with every traceparent under `env`; returns the spans and spanprobe's output.
 async fn trace(env: &[(&str, &str)]) -> (std::process::Output, Vec<ReceivedSpan>) {
     let s = Scenario::start().await;
-    let program = context_program(&s);
+    let program = s.c_program("context");
     let traceparents = traceparents();
     let mut command = vec![program.to_str().unwrap()];
     command.extend(traceparents.iter().map(String::as_str));
-    let config = s.config(&program, functions());
+    let config = s.config(&program, context::functions());
     s.trace_env(&config, &command, env).await
 }
 
@@ -184,7 +144,7 @@ async fn a_python_applications_trace_is_joined_by_the_library_it_calls() {
     let endpoint = format!("{}/v1/traces", s.receiver.http_endpoint());
     let (output, spans) = s
         .trace_ok(
-            &s.config(&library, functions()),
+            &s.config(&library, context::functions()),
             &[
                 python.to_str().unwrap(),
                 app.to_str().unwrap(),

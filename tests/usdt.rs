@@ -10,12 +10,8 @@ use serde_json::{Value, json};
 use support::{
     receiver::ReceivedSpan,
     scenario::{Scenario, Workdir, assert_exit, assert_has_all, by_id, named},
+    usdt,
 };
-
-/// `tests/programs/usdt.c`, built into `dir`.
-fn usdt_program(dir: &Path) -> PathBuf {
-    support::compile_c(&support::programs().join("usdt.c"), dir, "usdt", &[])
-}
 
 /// `s`'s config with `usdt` probes of `binary` in place of functions.
 fn usdt_config(s: &Scenario, binary: &Path, usdt: Value) -> Value {
@@ -24,32 +20,13 @@ fn usdt_config(s: &Scenario, binary: &Path, usdt: Value) -> Value {
     config
 }
 
-/// The usdt entries tracing `usdt.c`.
-fn program_probes() -> Value {
-    json!([
-        { "probe": "app:request__start", "until": "app:request__done", "span_name": "request",
-          "args": [
-              { "index": 0, "name": "id" },
-              { "index": 1, "name": "name", "type": "str" },
-              { "index": 2, "name": "slot" },
-          ],
-          // Read at whichever site ends the request: a register, or the constant 2.
-          "until_args": [{ "index": 0, "name": "done_id" }] },
-        { "probe": "app:step__start", "until": "app:step__done", "span_name": "step",
-          "args": [{ "index": 0, "name": "i" }],
-          "until_args": [{ "index": 0, "name": "result" }] },
-        { "probe": "app:mark", "args": [{ "index": 0, "name": "seven" }] },
-        { "probe": "app:guarded", "args": [{ "index": 0, "name": "id" }] },
-    ])
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn start_until_pairs_point_probes_and_a_semaphore() {
     let s = Scenario::start().await;
-    let binary = usdt_program(s.path());
+    let binary = s.c_program("usdt");
     let (output, spans) = s
         .trace_ok(
-            &usdt_config(&s, &binary, program_probes()),
+            &usdt_config(&s, &binary, usdt::probes()),
             &[binary.to_str().unwrap()],
         )
         .await;
@@ -130,8 +107,8 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_past_the_depth_limit_leaves_the_spans_around_it_whole() {
     let s = Scenario::start().await;
-    let binary = usdt_program(s.path());
-    let mut config = usdt_config(&s, &binary, program_probes());
+    let binary = s.c_program("usdt");
+    let mut config = usdt_config(&s, &binary, usdt::probes());
     config["limits"] = json!({ "max_depth": 1 });
     let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
     // Each step is nested one deeper than allowed: counted, and its end pops it, so that the
@@ -148,7 +125,7 @@ async fn a_pair_past_the_depth_limit_leaves_the_spans_around_it_whole() {
 #[tokio::test(flavor = "multi_thread")]
 async fn events_of_open_spans_and_names_from_arguments() {
     let s = Scenario::start().await;
-    let binary = usdt_program(s.path());
+    let binary = s.c_program("usdt");
     let usdt = json!([
         { "probe": "app:request__start", "until": "app:request__done",
           "span_name": "request {name}",
@@ -223,7 +200,7 @@ async fn a_cpp_exception_is_an_event_of_the_span_it_is_thrown_in() {
 #[tokio::test]
 async fn check_and_symbols_show_sites_operands_and_semaphores() {
     let dir = Workdir::new();
-    let binary = usdt_program(dir.path());
+    let binary = dir.c_program("usdt");
     let listed = support::spanprobe_with(&["symbols", "--usdt", binary.to_str().unwrap()]).await;
     assert_exit(&listed, 0);
     let listed = support::stdout(&listed);
@@ -238,7 +215,7 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
     let report = dir
         .check(
             &json!({
-                "probes": [{ "binary": binary, "usdt": program_probes() }],
+                "probes": [{ "binary": binary, "usdt": usdt::probes() }],
             }),
             0,
         )
@@ -264,7 +241,7 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
 #[tokio::test(flavor = "multi_thread")]
 async fn init_writes_a_usdt_section_that_traces_as_written() {
     let s = Scenario::start().await;
-    let binary = usdt_program(s.path());
+    let binary = s.c_program("usdt");
     let init =
         support::spanprobe_with(&["init", "--usdt", binary.to_str().unwrap(), "app:*"]).await;
     assert_exit(&init, 0);
@@ -288,7 +265,7 @@ async fn init_writes_a_usdt_section_that_traces_as_written() {
 #[tokio::test]
 async fn unknown_probes_and_unreadable_arguments_say_why() {
     let dir = Workdir::new();
-    let binary = usdt_program(dir.path());
+    let binary = dir.c_program("usdt");
     let demo = dir.demo();
     let stderr = dir
         .check(

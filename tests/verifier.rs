@@ -11,7 +11,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{
     scenario::{Workdir, probe},
     vm::{self, Case, Machine, Script, ScriptOutput},
@@ -41,26 +41,11 @@ const PERF_EVENT: [&str; 8] = [
     "spanprobe_go_entry_sleepable_perf",
 ];
 
-/// Whether `machine`'s kernel has uprobe_multi links (Linux 6.6 and later).
-fn has_uprobe_multi(machine: &Machine) -> bool {
-    let release = machine.release();
-    let mut numbers = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    (major, minor) >= (6, 6)
-}
-
 /// A config whose functions need every program: `calls.c`'s chain with a member path and a
 /// stack, `context.c`'s traceparent (memory), and the Go program's calls, one with a string.
 fn every_program(dir: &Workdir) -> (PathBuf, Vec<PathBuf>) {
     let calls = dir.calls("calls", &[]);
-    let context = support::compile_c(
-        &support::programs().join("context.c"),
-        dir.path(),
-        "context",
-        &[],
-    );
+    let context = dir.c_program("context");
     let go = support::go_build(dir.path(), "go", "app");
     let config = dir.write(&json!({
         "probes": [
@@ -83,16 +68,11 @@ fn every_program(dir: &Workdir) -> (PathBuf, Vec<PathBuf>) {
 
 /// `spanprobe check --load` of `config` with `args`, needing `files`.
 fn check_load(name: &str, config: &Path, files: &[PathBuf], args: &str) -> Script {
-    let script = Script::new(
-        name,
-        format!(
-            "\"$SPANPROBE\" check --load {args} --config {}",
-            config.display()
-        ),
+    let text = format!(
+        "\"$SPANPROBE\" check --load {args} --config {}",
+        config.display()
     );
-    files
-        .iter()
-        .fold(script.file(config), |script, file| script.file(file))
+    Script::new(name, text).file(config).with_files(files)
 }
 
 /// The programs a `check --load` report lists, after its line naming the kernel and the mode.
@@ -125,14 +105,15 @@ fn loaded(output: &ScriptOutput, machine: &Machine, mode: &str) -> Vec<String> {
 async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up_front() {
     let dir = Workdir::new();
     let (config, files) = every_program(&dir);
-    let usdt = support::compile_c(&support::programs().join("usdt.c"), dir.path(), "usdt", &[]);
-    let usdt_config = dir.path().join("usdt.yaml");
-    let usdt_probes: Value = json!({
-        "probes": [{ "binary": usdt, "usdt": [
-            { "probe": "app:request__start", "until": "app:request__done" },
-        ] }],
-    });
-    std::fs::write(&usdt_config, usdt_probes.to_string()).expect("config written");
+    let usdt = dir.c_program("usdt");
+    let usdt_config = dir.write_named(
+        "usdt",
+        &json!({
+            "probes": [{ "binary": usdt, "usdt": [
+                { "probe": "app:request__start", "until": "app:request__done" },
+            ] }],
+        }),
+    );
 
     let cases = vec![
         Case::new(
@@ -141,7 +122,7 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
                 move |_| check_load("the best mode", &config, &files, "")
             },
             |machine, output, _| {
-                if has_uprobe_multi(machine) {
+                if machine.has_uprobe_multi() {
                     assert_eq!(loaded(output, machine, "uprobe_multi links"), MULTI);
                 } else {
                     assert_eq!(loaded(output, machine, "perf-event uprobes"), PERF_EVENT);
@@ -169,7 +150,7 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
         Case::new(
             move |_| check_load("uprobe_multi links", &config, &files, "--attach multi"),
             |machine, output, _| {
-                if has_uprobe_multi(machine) {
+                if machine.has_uprobe_multi() {
                     assert_eq!(loaded(output, machine, "uprobe_multi links"), MULTI);
                 } else {
                     assert_eq!(output.status, 1, "{output}");
@@ -190,7 +171,7 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
                 )
             },
             |machine, output, _| {
-                if has_uprobe_multi(machine) {
+                if machine.has_uprobe_multi() {
                     output.assert_success();
                     assert!(output.stdout.contains("verified"), "{output}");
                 } else {

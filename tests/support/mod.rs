@@ -2,8 +2,10 @@
 //! and the in-process OTLP receiver spans are checked at.
 #![allow(dead_code, reason = "each test binary uses part of the support code")]
 
+pub mod context;
 pub mod receiver;
 pub mod scenario;
+pub mod usdt;
 pub mod vm;
 
 use std::{

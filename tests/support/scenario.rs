@@ -43,6 +43,12 @@ impl Workdir {
         super::compile_c(&super::programs().join("calls.c"), self.path(), name, &all)
     }
 
+    /// The C program `tests/programs/NAME.c`, built as `name` with the default flags.
+    pub fn c_program(&self, name: &str) -> PathBuf {
+        let source = super::programs().join(format!("{name}.c"));
+        super::compile_c(&source, self.path(), name, &[])
+    }
+
     /// The bundled demo.
     pub fn demo(&self) -> PathBuf {
         super::build_demo(self.path())
@@ -89,8 +95,16 @@ impl Workdir {
 
     /// Writes `config` as this directory's `spanprobe.yaml`.
     pub fn write(&self, config: &Value) -> PathBuf {
+        self.write_named("spanprobe", config)
+    }
+
+    /// Writes `config` as this directory's `NAME.yaml`: a file each, for the configs of a
+    /// test that runs several at once.
+    pub fn write_named(&self, name: &str, config: &Value) -> PathBuf {
+        let path = self.path().join(format!("{name}.yaml"));
         let text = serde_json::to_string_pretty(config).expect("a config is JSON");
-        self.write_yaml(&text)
+        std::fs::write(&path, text).expect("config written");
+        path
     }
 
     /// Writes `config` and runs `spanprobe check` on it, asserting it exits with `code`: its

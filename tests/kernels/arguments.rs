@@ -1,0 +1,108 @@
+//! Arguments read beyond registers: a `str` (by the sleepable entry program), and members
+//! along DWARF paths, with their faults.
+
+use serde_json::json;
+
+use crate::{
+    checks::assert_all_exported,
+    support::{scenario::Workdir, vm::Case},
+    traced::{functions_config, traced},
+};
+
+/// A `str` argument (read by the sleepable entry program): libgreet's greet_len(name), called
+/// by use_greet with "world" and "spanprobe".
+pub fn str_argument(dir: &Workdir) -> Case {
+    let (library, program) = dir.greet();
+    let functions = json!([{
+        "symbol": "greet_len",
+        "args": [{ "index": 0, "name": "name", "type": "str" }],
+        "return": { "type": "i32" },
+    }]);
+    let config = dir.write_named("str", &functions_config(&library, functions));
+    traced("a str argument", &config, &program)
+        .file(&library)
+        .case(|_, output, receiver| {
+            output.assert_success();
+            assert_eq!(output.stdout, "use_greet 14\n");
+            let spans = receiver.spans();
+            let mut greeted: Vec<_> = spans
+                .iter()
+                .map(|s| {
+                    assert!(s.span.parent_span_id.is_empty(), "{s:#?}");
+                    (
+                        s.name(),
+                        s.str_attr("name"),
+                        s.bool_attr("name.truncated"),
+                        s.int_attr("return_value"),
+                    )
+                })
+                .collect();
+            greeted.sort();
+            assert_eq!(
+                greeted,
+                [
+                    ("greet_len", Some("spanprobe"), None, Some(9)),
+                    ("greet_len", Some("world"), None, Some(5)),
+                ]
+            );
+            assert_all_exported(output, 2);
+        })
+}
+
+/// fields.c's handle(struct request *r), with members read along DWARF paths: a full request,
+/// one whose pointers are NULL (what is behind them faults), and NULL itself.
+pub fn member_path(dir: &Workdir) -> Case {
+    let program = dir.c_program("fields");
+    let member = |name: &str, ty: &str, path: &str| json!({ "index": 0, "name": name, "type": ty, "path": path });
+    let functions = json!([{
+        "symbol": "handle",
+        "args": [
+            member("rid", "i32", "->rid"),
+            member("user_id", "i64", "->user->id"),
+            member("user_name", "str", "->user->name"),
+            member("path", "str", "->path"),
+            member("tag2", "i32", "->tags[2]"),
+            member("kind", "i32", "->k"),
+        ],
+        "return": { "type": "i32" },
+    }]);
+    let config = dir.write_named("fields", &functions_config(&program, functions));
+    traced("dwarf member paths", &config, &program).case(|_, output, receiver| {
+        output.assert_success();
+        assert_eq!(output.stdout, "fields 2018 8 16 24 40 8\n");
+        let mut calls = receiver.spans();
+        calls.sort_by_key(|span| span.span.start_time_unix_nano);
+        let names = ["rid", "user_id", "user_name", "path", "tag2", "kind"];
+        // Each member: its value, an integer or a string, or "fault".
+        let values: Vec<Vec<String>> = calls
+            .iter()
+            .map(|call| {
+                assert_eq!(call.name(), "handle");
+                let mut values: Vec<String> = names
+                    .iter()
+                    .map(|name| {
+                        let fault = call.bool_attr(&format!("{name}.fault"));
+                        match (call.int_attr(name), call.str_attr(name), fault) {
+                            (Some(n), None, None) => n.to_string(),
+                            (None, Some(s), None) => format!("{s:?}"),
+                            (None, None, Some(true)) => "fault".to_owned(),
+                            _ => panic!("{name}: {call:#?}"),
+                        }
+                    })
+                    .collect();
+                values.push(format!("returned {:?}", call.int_attr("return_value")));
+                values
+            })
+            .collect();
+        let expected = [
+            r#"7 42 "alice" "/index.html" 30 2 returned Some(7)"#,
+            "8 fault fault fault 0 1 returned Some(8)",
+            "fault fault fault fault fault fault returned Some(-1)",
+        ];
+        assert_eq!(
+            values.iter().map(|v| v.join(" ")).collect::<Vec<_>>(),
+            expected
+        );
+        assert_all_exported(output, 3);
+    })
+}

@@ -1,0 +1,73 @@
+//! A Go program: arguments under the register ABI, spans closed at the functions' `RET`s,
+//! goroutines.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::{
+    checks::assert_all_exported,
+    support::{
+        self,
+        scenario::{Workdir, named},
+        vm::Case,
+    },
+    traced::{functions_config, traced},
+};
+
+/// `tests/programs/go`, built with Debian's Go: main.handle's arguments under the register
+/// ABI, and main.worker on three goroutines of its own, each span closed at the function's
+/// `RET`.
+pub fn goroutines(dir: &Workdir) -> Case {
+    let binary = support::go_build(dir.path(), "go", "goapp");
+    let functions = json!([
+        { "symbol": "main.handle", "args": [
+            { "index": 0, "name": "name", "type": "str" },
+            { "index": 1, "name": "n", "type": "i64" },
+            { "index": 2, "name": "flag", "type": "bool" },
+        ] },
+        { "symbol": "main.worker", "args": [{ "index": 0, "name": "n", "type": "i64" }] },
+    ]);
+    let config = dir.write_named("go", &functions_config(&binary, functions));
+    traced("goroutines", &config, &binary).case(|_, output, receiver| {
+        output.assert_success();
+        assert_eq!(output.stdout, "16 1 <nil> not found 12\n");
+        let spans = receiver.spans();
+        for span in &spans {
+            assert!(span.span.parent_span_id.is_empty(), "{span:#?}");
+            assert_eq!(span.attr("spanprobe.entry_only"), None, "{span:#?}");
+            assert_eq!(span.attr("spanprobe.incomplete"), None, "{span:#?}");
+            assert!(span.span.end_time_unix_nano > span.span.start_time_unix_nano);
+        }
+        let [handle] = named(&spans, "main.handle")[..] else {
+            panic!("one main.handle: {spans:#?}")
+        };
+        assert_eq!(
+            (
+                handle.str_attr("name"),
+                handle.int_attr("n"),
+                handle.bool_attr("flag"),
+                handle.int_attr("goroutine.id"),
+            ),
+            (Some("alpha"), Some(2), Some(true), Some(1)),
+            "main's goroutine is the first"
+        );
+        let mut workers: Vec<_> = named(&spans, "main.worker")
+            .iter()
+            .map(|w| (w.int_attr("n"), w.int_attr("goroutine.id")))
+            .collect();
+        workers.sort();
+        assert_eq!(
+            workers.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3)]
+        );
+        let goroutines: BTreeSet<_> = workers.iter().map(|(_, id)| *id).collect();
+        assert_eq!(goroutines.len(), 3, "one goroutine each: {workers:?}");
+        assert!(
+            goroutines.iter().all(|id| id.is_some_and(|id| id > 1)),
+            "{workers:?}"
+        );
+        assert_eq!(spans.len(), 4);
+        assert_all_exported(output, 4);
+    })
+}

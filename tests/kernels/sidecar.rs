@@ -1,0 +1,77 @@
+//! A sidecar: `run` without a command, attached to a process already running, ended by
+//! SIGINT.
+
+use std::time::Duration;
+
+use crate::{
+    chain::{Chain, chain_functions, chains},
+    checks::{assert_all_exported, printed_pid},
+    support::{
+        scenario::Workdir,
+        vm::{self, Case, Script},
+    },
+    traced::{SCENARIO_LIMIT, functions_config},
+};
+
+/// A sidecar: the waiter starts first; `spanprobe run` without a command (every process) in
+/// the background; once its log says it attached, the waiter is woken to make its calls,
+/// then spanprobe gets SIGINT and exits 0 with every span exported.
+pub fn sidecar(dir: &Workdir) -> Case {
+    let waiter = dir.c_program("waiter");
+    let config = dir.write_named("sidecar", &functions_config(&waiter, chain_functions()));
+    Case::new(
+        move |receiver| {
+            let text = format!(
+                r#"out=$(mktemp -d)
+# wait_for FILE TEXT PID: until FILE has TEXT, while PID runs, for 30 s at least.
+wait_for() {{
+  tries=0
+  until grep -qs "$2" "$1"; do
+    if ! kill -0 "$3" 2>/dev/null || [ $tries -ge 300 ]; then
+      echo "no '$2' in $1"; cat "$1" >&2; return 1
+    fi
+    tries=$((tries + 1)); sleep 0.1
+  done
+}}
+{waiter} >$out/waiter &
+waiter=$!
+wait_for $out/waiter ready $waiter || exit 1
+OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} "$SPANPROBE" run --config {config} 2>$out/spanprobe &
+tracer=$!
+wait_for $out/spanprobe 'attached with' $tracer || exit 1
+kill -USR1 $waiter
+wait $waiter
+echo "waiter exited $?"
+kill -INT $tracer
+wait $tracer
+echo "spanprobe exited $?"
+cat $out/waiter
+cat $out/spanprobe >&2
+"#,
+                waiter = waiter.display(),
+                endpoint = vm::grpc_endpoint(receiver),
+                config = config.display(),
+            );
+            Script::new("sidecar", text)
+                .file(&config)
+                .file(&waiter)
+                .time_limit(SCENARIO_LIMIT + Duration::from_secs(30))
+        },
+        |_, output, receiver| {
+            output.assert_success();
+            let pid = printed_pid(output, "waiter");
+            assert_eq!(
+                output.stdout,
+                format!(
+                    "waiter exited 0\nspanprobe exited 0\nwaiter[{pid}] ready 6\nwaiter done 22\n"
+                )
+            );
+            // Only the calls made after spanprobe attached, in the process it found running.
+            assert_eq!(
+                chains(&receiver.spans()),
+                [Chain::of(pid, pid, 3), Chain::of(pid, pid, 4)]
+            );
+            assert_all_exported(output, 6);
+        },
+    )
+}
