@@ -386,7 +386,7 @@ async fn refused_paths_say_why() {
             "functions[0].return.path: ",
             "cannot resolve `->x`: `->x`: int is not a pointer",
             "functions[1].return.path: ",
-            "cannot resolve `->name`: the value is char[], read as `str`: a return value is \
+            "cannot resolve `->name`: the value is char[16], read as `str`: a return value is \
              captured as a number, not the memory behind it",
         ],
     );

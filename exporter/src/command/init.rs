@@ -14,7 +14,7 @@ use crate::probe::{
     dwarf::{
         Abi, FunctionSignature, function_signatures,
         go::{GoFunctions, GoParam},
-        path::{MemberOffer, pointee_members},
+        path::{MAX_OFFERS, ParamOffers, pointee_members},
     },
     goabi::{self, GoPlace},
     symbols::FunctionSymbol,
@@ -280,7 +280,7 @@ fn binary_name(path: &Path, soname: Option<String>) -> String {
 /// The `args` and `return` of one function, each argument at the slot the System V convention
 /// gives it (see [`places`]), with what cannot be captured and why as comments, and `offers`
 /// (members of what parameters point to) commented out.
-fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[MemberOffer]) {
+fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[ParamOffers]) {
     if let (Some(file), Some(line)) = (&signature.file, signature.line) {
         let _ = writeln!(out, "        # {file}:{line}");
     }
@@ -363,31 +363,10 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Me
     for comment in comments {
         let _ = writeln!(out, "          # {comment}");
     }
-    let mut offered_slot = None;
-    for offer in offers {
-        let Some(param) = slot_names.get(&offer.slot) else {
-            continue;
-        };
-        if offered_slot != Some(offer.slot) {
-            offered_slot = Some(offer.slot);
-            let _ = writeln!(
-                out,
-                "          # members of what `{param}` points to; uncomment to capture:"
-            );
+    for param in offers {
+        if let Some(name) = slot_names.get(&param.slot) {
+            write_offers(out, name, param);
         }
-        let member = offer.path.trim_start_matches("->");
-        let read_as = match offer.chain.enumerators {
-            Some(_) => "its enumerator's name".to_owned(),
-            None => offer.chain.ty.to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "          # - {{ index: {}, name: {}, path: {} }}  # {}, read as {read_as}",
-            offer.slot,
-            quote(&format!("{param}.{member}")),
-            quote(&offer.path),
-            offer.chain.c_name,
-        );
     }
     let Some(ret) = &signature.return_type else {
         return;
@@ -406,6 +385,43 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Me
             "        # the return value ({c_name}) cannot be captured"
         ),
     };
+}
+
+/// The values inside what parameter `param` points to, commented out, each with the chain of
+/// offsets it resolves to (what `offsets` would say without debug info).
+fn write_offers(out: &mut String, param: &str, offers: &ParamOffers) {
+    let _ = writeln!(
+        out,
+        "          # members of what `{param}` points to; uncomment to capture:"
+    );
+    for offer in &offers.members {
+        // `->y[1]` of `r` is `r.y[1]`; `[9]` of a reference `a` is `a[9]`.
+        let inside = offer.path.trim_start_matches("->").trim_start_matches('.');
+        let name = if offer.path.starts_with('[') {
+            format!("{param}{inside}")
+        } else {
+            format!("{param}.{inside}")
+        };
+        let read_as = match offer.chain.enumerators {
+            Some(_) => "its enumerator's name".to_owned(),
+            None => offer.chain.ty.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "          # - {{ index: {}, name: {}, path: {} }}  # {}, read as {read_as}, offsets {:?}",
+            offers.slot,
+            quote(&name),
+            quote(&offer.path),
+            offer.chain.c_name,
+            offer.chain.offsets,
+        );
+    }
+    if offers.truncated {
+        let _ = writeln!(
+            out,
+            "          # (the first {MAX_OFFERS} only: write a `path` for the others)"
+        );
+    }
 }
 
 /// The `return` of one Go function: its first result, when one register holds it whole; a

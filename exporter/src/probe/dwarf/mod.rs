@@ -6,6 +6,7 @@ pub mod path;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use gimli::{
@@ -139,6 +140,85 @@ enum Leaf {
     Sse,
     /// x87 `long double`: always in memory.
     X87,
+}
+
+/// One rank (dimension) of an array type, from its `DW_TAG_subrange_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rank {
+    /// The first index: `DW_AT_lower_bound`, 0 when absent (C, C++ and Rust).
+    lower: i64,
+    /// How many elements, when DWARF says (`DW_AT_count`, or from `DW_AT_upper_bound`): a
+    /// flexible array member `x[]` or a VLA has none; GNU's `x[0]` has 0.
+    count: Option<u64>,
+    /// Bytes from one index to the next: `DW_AT_byte_stride` (or `bit_stride`), else what
+    /// the later ranks span; `None` when one of them has no count.
+    stride: Option<u64>,
+}
+
+impl Rank {
+    /// The number of elements an index is checked against: none for an array declared
+    /// without one or with 0 (`x[]`, `x[0]`), the idioms for "as many as follow".
+    fn bound(&self) -> Option<u64> {
+        self.count.filter(|count| *count > 0)
+    }
+}
+
+/// An array type: its element type and its ranks, outermost first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ArrayShape {
+    element: Loc,
+    ranks: Vec<Rank>,
+}
+
+impl ArrayShape {
+    /// Elements in all, over every rank.
+    fn element_count(&self) -> Option<u64> {
+        self.ranks
+            .iter()
+            .try_fold(1u64, |total, rank| total.checked_mul(rank.count?))
+    }
+
+    /// The bytes the whole array spans.
+    fn byte_size(&self) -> Option<u64> {
+        let outer = self.ranks.first()?;
+        outer.stride?.checked_mul(outer.count?)
+    }
+}
+
+/// `element` followed by the ranks' counts, as C writes the type: `int[2][3]`, `char[]`.
+fn array_name(element: &str, ranks: &[Rank]) -> String {
+    let mut name = element.to_owned();
+    for rank in ranks {
+        match rank.count {
+            Some(count) => {
+                let _ = write!(name, "[{count}]");
+            }
+            None => name.push_str("[]"),
+        }
+    }
+    name
+}
+
+/// A constant attribute as a signed number: DWARF's data forms carry no sign, and bounds are
+/// small, so they are read unsigned unless the form is `sdata`.
+fn constant(value: &Value<'_>) -> Option<i64> {
+    match *value {
+        AttributeValue::Sdata(value) => Some(value),
+        ref other => other
+            .udata_value()
+            .and_then(|value| i64::try_from(value).ok()),
+    }
+}
+
+/// A type's or a rank's own stride in bytes, if DWARF gives one.
+fn stride(entry: &Die<'_>) -> Option<u64> {
+    match entry.attr_value(gimli::DW_AT_byte_stride) {
+        Some(bytes) => bytes.udata_value(),
+        None => entry
+            .attr_value(gimli::DW_AT_bit_stride)
+            .and_then(|bits| bits.udata_value())
+            .map(|bits| bits / 8),
+    }
 }
 
 /// Reads the DWARF of the ELF file at `path` and returns the signature of every defined function
@@ -461,9 +541,20 @@ impl<'d, 'a> Ctx<'d, 'a> {
                     _ => "&&",
                 };
                 let (pointee, char_int) = inner_info()?;
-                let c_name = match inner {
-                    Some(inner) if self.entry(inner)?.tag() == gimli::DW_TAG_subroutine_type => {
+                let inner_tag = match inner {
+                    Some(inner) => Some(self.entry(inner)?.tag()),
+                    None => None,
+                };
+                let c_name = match (inner, inner_tag) {
+                    (Some(inner), Some(gimli::DW_TAG_subroutine_type)) => {
                         self.subroutine_name(inner, sigil, depth + 1)?
+                    }
+                    // `int (&)[10]`: the sigil goes inside, before the ranks.
+                    (Some(_), Some(gimli::DW_TAG_array_type))
+                        if let Some(ranks) = pointee.c_name.find('[') =>
+                    {
+                        let (element, ranks) = pointee.c_name.split_at(ranks);
+                        format!("{element} ({sigil}){ranks}")
                     }
                     _ if pointee.c_name.ends_with(['*', '&']) => {
                         format!("{}{sigil}", pointee.c_name)
@@ -512,7 +603,12 @@ impl<'d, 'a> Ctx<'d, 'a> {
                 TypeInfo::new(c_name, None).with_abi(abi)
             }
             gimli::DW_TAG_array_type => {
-                TypeInfo::new(format!("{}[]", inner_info()?.0.c_name), None)
+                let element = inner_info()?.0.c_name;
+                let name = match self.array_shape_at(loc, depth + 1)? {
+                    Some(shape) => array_name(&element, &shape.ranks),
+                    None => format!("{element}[]"),
+                };
+                TypeInfo::new(name, None)
             }
             gimli::DW_TAG_subroutine_type => {
                 TypeInfo::new(self.subroutine_name(loc, "", depth)?, None)
@@ -645,12 +741,19 @@ impl<'d, 'a> Ctx<'d, 'a> {
                 self.leaves(ty, at, depth + 1, out)
             }
             gimli::DW_TAG_array_type => {
-                let (Some(element), Some(count)) = (inner, self.array_count(ty)?) else {
+                // Every element of every rank, laid out one after the other; an aggregate
+                // classified here is at most 16 bytes, so 16 elements cover it.
+                let Some(shape) = self.array_shape_at(ty, depth + 1)? else {
                     return Ok(false);
                 };
-                let size = self.byte_size(element, depth + 1)?.unwrap_or(0);
+                let (Some(count), Some(size)) = (
+                    shape.element_count(),
+                    shape.ranks.last().and_then(|rank| rank.stride),
+                ) else {
+                    return Ok(false);
+                };
                 for i in 0..count.min(16) {
-                    if !self.leaves_of_type(element, at + i * size, None, depth + 1, out)? {
+                    if !self.leaves_of_type(shape.element, at + i * size, None, depth + 1, out)? {
                         return Ok(false);
                     }
                 }
@@ -680,23 +783,79 @@ impl<'d, 'a> Ctx<'d, 'a> {
         }
     }
 
-    /// The elements of the one-dimensional array at `loc`, if DWARF says how many.
-    fn array_count(&self, loc: Loc) -> gimli::Result<Option<u64>> {
+    /// The shape of the array type at `loc`: its element type and one [`Rank`] per
+    /// `DW_TAG_subrange_type`, outermost first (`int y[2][3]` is one array type with two
+    /// subranges, not an array of arrays); `None` for any other type, or one without an
+    /// element type.
+    fn array_shape(&self, loc: Loc) -> gimli::Result<Option<ArrayShape>> {
+        self.array_shape_at(loc, 0)
+    }
+
+    /// [`Self::array_shape`], `depth` references deep into a type.
+    fn array_shape_at(&self, loc: Loc, depth: u8) -> gimli::Result<Option<ArrayShape>> {
+        let entry = self.entry(loc)?;
+        if entry.tag() != gimli::DW_TAG_array_type {
+            return Ok(None);
+        }
+        let Some(element) = entry
+            .attr_value(gimli::DW_AT_type)
+            .and_then(|value| self.target(loc.0, value))
+        else {
+            return Ok(None);
+        };
+        // The array's own stride, when its elements are not packed at their size.
+        let element_stride = match stride(&entry) {
+            Some(stride) => Some(stride),
+            None => self.byte_size(element, depth + 1)?,
+        };
+        let mut subranges = Vec::new();
         for (tag, child) in self.children(loc)? {
             if tag == gimli::DW_TAG_subrange_type {
                 let entry = self.entry(child)?;
-                if let Some(count) = entry.attr_value(gimli::DW_AT_count) {
-                    return Ok(count.udata_value());
-                }
-                if let Some(upper) = entry.attr_value(gimli::DW_AT_upper_bound) {
-                    return Ok(upper.udata_value().map(|upper| upper + 1));
-                }
+                let lower = entry
+                    .attr_value(gimli::DW_AT_lower_bound)
+                    .map_or(Some(0), |value| constant(&value));
+                let count = match (entry.attr_value(gimli::DW_AT_count), lower) {
+                    (Some(count), _) => constant(&count).and_then(|n| u64::try_from(n).ok()),
+                    (None, Some(lower)) => entry
+                        .attr_value(gimli::DW_AT_upper_bound)
+                        .and_then(|upper| constant(&upper))
+                        .and_then(|upper| {
+                            u64::try_from(upper.checked_sub(lower)?.checked_add(1)?).ok()
+                        }),
+                    (None, None) => None,
+                };
+                subranges.push((lower.unwrap_or(0), count, stride(&entry)));
             }
         }
-        Ok(None)
+        // Row-major: each rank's stride is the size of everything the later ranks span.
+        let mut ranks = Vec::with_capacity(subranges.len());
+        let mut inner = element_stride;
+        for (lower, count, own_stride) in subranges.into_iter().rev() {
+            let stride = own_stride.or(inner);
+            ranks.push(Rank {
+                lower,
+                count,
+                stride,
+            });
+            inner = stride
+                .zip(count)
+                .and_then(|(stride, count)| stride.checked_mul(count));
+        }
+        ranks.reverse();
+        Ok(Some(ArrayShape { element, ranks }))
     }
 
-    /// `DW_AT_byte_size` of the type at `loc`, through typedefs and qualifiers (8 for pointers).
+    /// How many elements the array at `loc` holds in all (the product of its ranks' counts),
+    /// if DWARF says.
+    fn array_count(&self, loc: Loc) -> gimli::Result<Option<u64>> {
+        Ok(self
+            .array_shape(loc)?
+            .and_then(|shape| shape.element_count()))
+    }
+
+    /// `DW_AT_byte_size` of the type at `loc`, through typedefs and qualifiers (8 for pointers;
+    /// an array's, which DWARF seldom gives, from its shape).
     fn byte_size(&self, loc: Loc, depth: u8) -> gimli::Result<Option<u64>> {
         let entry = self.entry(loc)?;
         if let Some(size) = entry.attr_value(gimli::DW_AT_byte_size) {
@@ -706,6 +865,9 @@ impl<'d, 'a> Ctx<'d, 'a> {
             gimli::DW_TAG_pointer_type
             | gimli::DW_TAG_reference_type
             | gimli::DW_TAG_rvalue_reference_type => Ok(Some(8)),
+            gimli::DW_TAG_array_type if depth < MAX_DEPTH => Ok(self
+                .array_shape_at(loc, depth + 1)?
+                .and_then(|shape| shape.byte_size())),
             _ => match entry
                 .attr_value(gimli::DW_AT_type)
                 .and_then(|value| self.target(loc.0, value))

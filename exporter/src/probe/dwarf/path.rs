@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use spanprobe_config::ValueType;
 
-use super::{Abi, Ctx, Loc, MAX_DEPTH, with_dwarf};
+use super::{Abi, Ctx, Loc, MAX_DEPTH, Rank, with_dwarf};
 use crate::probe::sysv::{Place, places};
 
 /// One step of a path as written.
@@ -67,6 +67,24 @@ pub enum PathError {
     Bitfield { step: String, member: String },
     #[error("`{step}`: {c_name} is neither an array nor a pointer")]
     NotIndexable { step: String, c_name: String },
+    #[error(
+        "`{step}`: index {index} is out of bounds of {array} ({c_name}): {}",
+        valid_indexes(*.lower, *.count)
+    )]
+    OutOfBounds {
+        step: String,
+        /// The path to the array, quoted, or "the array" at the parameter itself.
+        array: String,
+        c_name: String,
+        index: u64,
+        lower: i64,
+        count: Option<u64>,
+    },
+    #[error(
+        "the value is an array, {c_name}, which no type reads as a whole: index it down to an \
+         element (`[n]`), or give `type: bytes` with a `len` to read its bytes in place"
+    )]
+    WholeArray { c_name: String },
     #[error("`{step}`: the size of {c_name}'s elements is unknown")]
     UnknownSize { step: String, c_name: String },
     #[error("the path follows more than {max} pointers")]
@@ -82,6 +100,13 @@ pub enum PathError {
     Dwarf(#[from] super::DwarfError),
     #[error("malformed DWARF: {0}")]
     Malformed(String),
+}
+
+fn valid_indexes(lower: i64, count: Option<u64>) -> String {
+    match count.and_then(|count| lower.checked_add_unsigned(count - 1)) {
+        Some(last) => format!("its indexes are {lower} to {last}"),
+        None => format!("its indexes start at {lower}"),
+    }
 }
 
 fn members_hint(members: &[String]) -> String {
@@ -220,6 +245,21 @@ enum At {
     Memory { offset: u64 },
 }
 
+/// Where the walk is in the types: the type at `loc`, of which the first `indexed` ranks are
+/// indexed already when it is a multi-dimensional array (`->y[1]` of `int y[2][3]` is a row,
+/// an `int[3]`, at the array's own DIE).
+#[derive(Clone, Copy)]
+struct Cursor {
+    loc: Loc,
+    indexed: usize,
+}
+
+impl Cursor {
+    fn whole(loc: Loc) -> Cursor {
+        Cursor { loc, indexed: 0 }
+    }
+}
+
 /// The chain from a value of type `base` at `at` along `steps`.
 fn chain(
     ctx: &Ctx<'_, '_>,
@@ -228,8 +268,10 @@ fn chain(
     steps: &[Step],
     declared: Option<ValueType>,
 ) -> Result<FieldChain, PathError> {
-    let mut ty_loc = base;
+    let mut ty = Cursor::whole(base);
     let mut derefs: Vec<u64> = Vec::new();
+    // The path up to the current step, to name the array an index is checked against.
+    let mut walked = String::new();
     // Loads the pointer at the current place, so that the walk continues where it points.
     let deref = |derefs: &mut Vec<u64>, at: At| {
         if let At::Memory { offset } = at {
@@ -238,17 +280,34 @@ fn chain(
     };
     for step in steps {
         let text = step_text(step);
-        let here = strip(ctx, ty_loc)?;
+        let mut here = strip(ctx, ty.loc)?;
+        // A reference is a pointer the language dereferences by itself: the step applies to
+        // what it refers to (`->member` through a `T&` also follows it as the pointer it is
+        // in the ABI, unless it refers to a pointer: `gp->x` of a `grid *&gp`).
+        if ty.indexed == 0
+            && is_reference(ctx, here)?
+            && let Some(referent) = pointee(ctx, here)?
+            && (!matches!(step, Step::Arrow(_)) || pointee(ctx, strip(ctx, referent)?)?.is_some())
+        {
+            deref(&mut derefs, at);
+            at = At::Memory { offset: 0 };
+            ty = Cursor::whole(referent);
+            here = strip(ctx, referent)?;
+        }
         match step {
             Step::Arrow(member) => {
-                let pointee = pointee(ctx, here)?.ok_or_else(|| PathError::NotPointer {
+                let pointee = match ty.indexed {
+                    0 => pointee(ctx, here)?,
+                    _ => None,
+                };
+                let pointee = pointee.ok_or_else(|| PathError::NotPointer {
                     step: text.clone(),
-                    c_name: c_name(ctx, here),
+                    c_name: cursor_name(ctx, ty),
                 })?;
                 deref(&mut derefs, at);
                 let (offset, member_ty) = find_member(ctx, strip(ctx, pointee)?, member, &text)?;
                 at = At::Memory { offset };
-                ty_loc = member_ty;
+                ty = Cursor::whole(member_ty);
             }
             Step::Dot(member) => {
                 let At::Memory { offset } = at else {
@@ -257,74 +316,97 @@ fn chain(
                         c_name: format!("{} (the value itself, in a register)", c_name(ctx, here)),
                     });
                 };
+                if ty.indexed > 0 {
+                    return Err(PathError::NotStruct {
+                        step: text,
+                        c_name: cursor_name(ctx, ty),
+                    });
+                }
                 let (member_offset, member_ty) = find_member(ctx, here, member, &text)?;
                 at = At::Memory {
                     offset: offset + member_offset,
                 };
-                ty_loc = member_ty;
+                ty = Cursor::whole(member_ty);
             }
             Step::Index(n) => {
-                let entry = ctx.entry(here)?;
-                let element = entry
-                    .attr_value(gimli::DW_AT_type)
-                    .and_then(|value| ctx.target(here.0, value));
-                let (element, in_place) = match (entry.tag(), element, at) {
-                    (gimli::DW_TAG_array_type, Some(element), At::Memory { .. }) => (element, true),
-                    _ => match pointee(ctx, here)? {
-                        Some(element) => (element, false),
-                        None => {
-                            return Err(PathError::NotIndexable {
-                                step: text,
-                                c_name: c_name(ctx, here),
-                            });
-                        }
-                    },
+                let shape = match at {
+                    At::Memory { offset } => ctx.array_shape(here)?.map(|shape| (shape, offset)),
+                    At::Register => None,
                 };
-                let size = ctx
-                    .byte_size(element, 0)?
-                    .ok_or_else(|| PathError::UnknownSize {
-                        step: text.clone(),
-                        c_name: c_name(ctx, here),
+                if let Some((shape, offset)) = shape {
+                    // In place: one rank of the array at a time.
+                    let rank = shape.ranks.get(ty.indexed).ok_or_else(|| {
+                        PathError::Malformed(format!(
+                            "{} has no rank {}",
+                            c_name(ctx, here),
+                            ty.indexed
+                        ))
                     })?;
-                let base = match (in_place, at) {
-                    (true, At::Memory { offset }) => offset,
-                    _ => {
-                        deref(&mut derefs, at);
-                        0
-                    }
-                };
-                at = At::Memory {
-                    offset: base + n * size,
-                };
-                ty_loc = element;
+                    let array = Indexed {
+                        step: &text,
+                        array: &walked,
+                        c_name: &cursor_name(ctx, ty),
+                    };
+                    let within = array.offset(rank, *n)?;
+                    at = At::Memory {
+                        offset: offset
+                            .checked_add(within)
+                            .ok_or_else(|| array.too_far(within))?,
+                    };
+                    ty = if ty.indexed + 1 < shape.ranks.len() {
+                        Cursor {
+                            loc: here,
+                            indexed: ty.indexed + 1,
+                        }
+                    } else {
+                        Cursor::whole(shape.element)
+                    };
+                } else if let Some(element) = pointee(ctx, here)? {
+                    // Through a pointer: how many elements it points to is not in the type.
+                    let size =
+                        ctx.byte_size(element, 0)?
+                            .ok_or_else(|| PathError::UnknownSize {
+                                step: text.clone(),
+                                c_name: c_name(ctx, here),
+                            })?;
+                    deref(&mut derefs, at);
+                    let offset = n.checked_mul(size).ok_or_else(|| PathError::Offset {
+                        step: text.clone(),
+                        offset: u64::MAX,
+                    })?;
+                    at = At::Memory { offset };
+                    ty = Cursor::whole(element);
+                } else {
+                    return Err(PathError::NotIndexable {
+                        step: text,
+                        c_name: cursor_name(ctx, ty),
+                    });
+                }
             }
         }
+        walked.push_str(&text);
         if derefs.len() >= spanprobe_common::MAX_CHAIN {
             return Err(PathError::TooDeep {
                 max: spanprobe_common::MAX_CHAIN - 1,
             });
         }
     }
-    let end = strip(ctx, ty_loc)?;
-    let (info, _) = ctx.type_info(ty_loc, 0)?;
-    let array = ctx.entry(end)?.tag() == gimli::DW_TAG_array_type;
-    let array_len = if array { ctx.array_count(end)? } else { None };
-    // DWARF's word for what is at the end: a character array is a string in place.
-    let inferred = if array && info.c_name.contains("char") {
-        Some(ValueType::Str)
-    } else {
-        info.capture
-    };
-    let ty = declared.or(inferred).ok_or_else(|| PathError::NoType {
-        c_name: info.c_name.clone(),
+    let end = End::of(ctx, ty)?;
+    let ty = declared.or(end.inferred).ok_or_else(|| match end.array {
+        true => PathError::WholeArray {
+            c_name: end.c_name.clone(),
+        },
+        false => PathError::NoType {
+            c_name: end.c_name.clone(),
+        },
     })?;
     let At::Memory { offset } = at else {
         unreachable!("every step moves into memory");
     };
     // A string behind a `char *` member is one more pointer away; one in a `char[N]` member
-    // is in place.
+    // is in place, as any array (or row of one) is.
     let mut last = offset;
-    if ty.is_memory() && !array {
+    if ty.is_memory() && !end.array {
         derefs.push(offset);
         last = 0;
     }
@@ -345,17 +427,117 @@ fn chain(
         .collect::<Result<Vec<_>, _>>()?;
     offsets.push(to_i32(last)?);
     let enumerators = match declared {
-        None => enumerators(ctx, end)?,
+        None => enumerators(ctx, end.loc)?,
         // An explicit type wins: the number, as asked.
         Some(_) => None,
     };
     Ok(FieldChain {
         offsets,
         ty,
-        c_name: info.c_name,
-        array_len,
+        c_name: end.c_name,
+        array_len: end.string_len,
         enumerators,
     })
+}
+
+/// What a path ends at, for the type it is read as.
+struct End {
+    /// The type, without typedefs and qualifiers.
+    loc: Loc,
+    c_name: String,
+    /// An array, or a row of one: read in place.
+    array: bool,
+    /// DWARF's word for the type to read.
+    inferred: Option<ValueType>,
+    /// For a string in place (a `char[N]`, or a row of a `char[M][N]`): N.
+    string_len: Option<u64>,
+}
+
+impl End {
+    fn of(ctx: &Ctx<'_, '_>, ty: Cursor) -> Result<End, PathError> {
+        let loc = strip(ctx, ty.loc)?;
+        let Some(shape) = ctx.array_shape(loc)? else {
+            let (info, _) = ctx.type_info(ty.loc, 0)?;
+            return Ok(End {
+                loc,
+                c_name: info.c_name,
+                array: false,
+                inferred: info.capture,
+                string_len: None,
+            });
+        };
+        let (element, _) = ctx.type_info(shape.element, 0)?;
+        let ranks = shape.ranks.get(ty.indexed..).unwrap_or_default();
+        // One rank of characters is a string in place; any other array has no type that
+        // reads it whole (`type: bytes` reads its bytes).
+        let string_len = match ranks {
+            [rank] if element.capture == Some(ValueType::Char) => Some(rank.count),
+            _ => None,
+        };
+        Ok(End {
+            loc,
+            c_name: super::array_name(&element.c_name, ranks),
+            array: true,
+            inferred: string_len.map(|_| ValueType::Str),
+            string_len: string_len.flatten(),
+        })
+    }
+}
+
+/// An index into one rank of an array in place, for its bound check and its errors.
+struct Indexed<'a> {
+    step: &'a str,
+    /// The path to the array (`->y[1]`), empty at the parameter itself.
+    array: &'a str,
+    c_name: &'a str,
+}
+
+impl Indexed<'_> {
+    /// The bytes from the rank's first element to index `index`, which must be within the
+    /// rank's bound when it has one.
+    fn offset(&self, rank: &Rank, index: u64) -> Result<u64, PathError> {
+        let from_first = i128::from(index) - i128::from(rank.lower);
+        let within = u64::try_from(from_first)
+            .ok()
+            .filter(|n| rank.bound().is_none_or(|bound| *n < bound));
+        let Some(n) = within else {
+            return Err(PathError::OutOfBounds {
+                step: self.step.to_owned(),
+                array: match self.array.trim_start_matches("->").trim_start_matches('.') {
+                    "" => "the array".to_owned(),
+                    array => format!("`{array}`"),
+                },
+                c_name: self.c_name.to_owned(),
+                index,
+                lower: rank.lower,
+                count: rank.bound(),
+            });
+        };
+        let stride = rank.stride.ok_or_else(|| PathError::UnknownSize {
+            step: self.step.to_owned(),
+            c_name: self.c_name.to_owned(),
+        })?;
+        n.checked_mul(stride).ok_or_else(|| self.too_far(u64::MAX))
+    }
+
+    fn too_far(&self, offset: u64) -> PathError {
+        PathError::Offset {
+            step: self.step.to_owned(),
+            offset,
+        }
+    }
+}
+
+/// The C type the walk is at, a row of an array included (`int[3]` for `->y[1]` of
+/// `int y[2][3]`).
+fn cursor_name(ctx: &Ctx<'_, '_>, ty: Cursor) -> String {
+    if ty.indexed > 0
+        && let Ok(Some(shape)) = ctx.array_shape(ty.loc)
+    {
+        let element = c_name(ctx, shape.element);
+        return super::array_name(&element, shape.ranks.get(ty.indexed..).unwrap_or_default());
+    }
+    c_name(ctx, ty.loc)
 }
 
 /// The enumerators of the enum type at `loc` by value; `None` for any other type.
@@ -434,7 +616,7 @@ fn bases_at(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<Bases>, PathError> {
     }
 }
 
-/// A member of the struct a parameter points to, resolved as its path `->member` would be.
+/// A value inside what a parameter points to or refers to, resolved as its `path` would be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberOffer {
     /// The parameter's slot.
@@ -443,14 +625,31 @@ pub struct MemberOffer {
     pub chain: FieldChain,
 }
 
+/// The values offered inside what one parameter points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamOffers {
+    /// The parameter's slot.
+    pub slot: u8,
+    pub members: Vec<MemberOffer>,
+    /// More values are there than [`MAX_OFFERS`]: the rest are left to the user.
+    pub truncated: bool,
+}
+
+/// How many values `init --members` offers per parameter at most, and how many structs deep
+/// it goes into nested ones: enough for a request, still readable for a server's context.
+pub const MAX_OFFERS: usize = 48;
+const OFFER_DEPTH: u8 = 3;
+
 /// For each of `functions` (symbols as the binary has them, or DWARF names) found in
-/// `binary`'s DWARF, the members of the structs its parameters point to that a type reads
-/// whole (a nested struct is left out), in declaration order: what `init --members` offers.
-/// The DWARF is read once for them all.
+/// `binary`'s DWARF, the values inside what its parameters point to (a struct, union or
+/// class) or refer to (those, or an array): every member a type reads whole, in declaration
+/// order, through nested structs and unions (`->hdr.len`); an array's first and last
+/// elements (`->y[0][0]`, `->y[1][2]`), and a character array (or a row of one) as a string.
+/// Pointers are not followed. What `init --members` offers; the DWARF is read once for them all.
 pub fn pointee_members(
     binary: &Path,
     functions: &std::collections::HashSet<&str>,
-) -> Result<std::collections::HashMap<String, Vec<MemberOffer>>, PathError> {
+) -> Result<std::collections::HashMap<String, Vec<ParamOffers>>, PathError> {
     with_dwarf(binary, |dwarf| {
         let ctx = Ctx::new(dwarf)?;
         Ok(offers_in(&ctx, functions))
@@ -461,7 +660,7 @@ pub fn pointee_members(
 fn offers_in(
     ctx: &Ctx<'_, '_>,
     functions: &std::collections::HashSet<&str>,
-) -> Result<std::collections::HashMap<String, Vec<MemberOffer>>, PathError> {
+) -> Result<std::collections::HashMap<String, Vec<ParamOffers>>, PathError> {
     let mut offers = std::collections::HashMap::new();
     for (_, loc) in ctx.defined_functions()? {
         let linkage = ctx.string_attr(loc, gimli::DW_AT_linkage_name)?;
@@ -481,20 +680,155 @@ fn offers_in(
         };
         let mut found = Vec::new();
         for (slot, ty) in bases.parameters {
-            let Some(pointee) = pointee(ctx, strip(ctx, ty)?)? else {
-                continue;
-            };
-            for member in member_names(ctx, strip(ctx, pointee)?)? {
-                let step = Step::Arrow(member);
-                if let Ok(chain) = chain(ctx, ty, At::Register, std::slice::from_ref(&step), None) {
-                    let path = step_text(&step);
-                    found.push(MemberOffer { slot, path, chain });
-                }
+            let mut paths = Vec::new();
+            let truncated = offer_paths(ctx, ty, &mut paths)?;
+            let members: Vec<_> = paths
+                .into_iter()
+                .filter_map(|path| {
+                    let steps = parse(&path).ok()?;
+                    let chain = chain(ctx, ty, At::Register, &steps, None).ok()?;
+                    Some(MemberOffer { slot, path, chain })
+                })
+                .collect();
+            if !members.is_empty() {
+                found.push(ParamOffers {
+                    slot,
+                    members,
+                    truncated,
+                });
             }
         }
         offers.insert(key, found);
     }
     Ok(offers)
+}
+
+/// The paths to offer inside what a parameter of type `ty` points to or refers to, at most
+/// [`MAX_OFFERS`]; `true` when there were more. A pointer to an array is left alone: `[n]`
+/// on it steps over whole arrays.
+fn offer_paths(ctx: &Ctx<'_, '_>, ty: Loc, out: &mut Vec<String>) -> Result<bool, PathError> {
+    let here = strip(ctx, ty)?;
+    let Some(target) = pointee(ctx, here)? else {
+        return Ok(false);
+    };
+    let target = strip(ctx, target)?;
+    let reference = is_reference(ctx, here)?;
+    let mut offers = Offers { out, full: false };
+    match ctx.entry(target)?.tag() {
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type => {
+            // C++ writes `.member` through a reference.
+            let sigil = if reference { "." } else { "->" };
+            offers.members(ctx, target, sigil, "", 0)?;
+        }
+        gimli::DW_TAG_array_type if reference => offers.value(ctx, target, String::new(), 0)?,
+        _ => {}
+    }
+    Ok(offers.full)
+}
+
+/// The paths found so far, and whether more were met than are offered.
+struct Offers<'a> {
+    out: &'a mut Vec<String>,
+    full: bool,
+}
+
+impl Offers<'_> {
+    fn push(&mut self, path: String) {
+        if self.out.len() < MAX_OFFERS {
+            self.out.push(path);
+        } else {
+            self.full = true;
+        }
+    }
+
+    /// The members of the struct, union or class at `loc`, each after `prefix` and `sigil`.
+    fn members(
+        &mut self,
+        ctx: &Ctx<'_, '_>,
+        loc: Loc,
+        sigil: &str,
+        prefix: &str,
+        depth: u8,
+    ) -> Result<(), PathError> {
+        for name in member_names(ctx, loc)? {
+            if self.full {
+                break;
+            }
+            let path = format!("{prefix}{sigil}{name}");
+            // A bitfield, or a member with no place: nothing a path reads.
+            if let Ok((_, member)) = find_member(ctx, loc, &name, &path) {
+                self.value(ctx, member, path, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of type `ty` at `path`: itself, or inside it.
+    fn value(
+        &mut self,
+        ctx: &Ctx<'_, '_>,
+        ty: Loc,
+        path: String,
+        depth: u8,
+    ) -> Result<(), PathError> {
+        let loc = strip(ctx, ty)?;
+        match ctx.entry(loc)?.tag() {
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type => {
+                if depth < OFFER_DEPTH {
+                    self.members(ctx, loc, ".", &path, depth)?;
+                }
+            }
+            gimli::DW_TAG_array_type => {
+                if let Some(shape) = ctx.array_shape(loc)? {
+                    self.elements(ctx, &shape, &path, depth)?;
+                }
+            }
+            _ => self.push(path),
+        }
+        Ok(())
+    }
+
+    /// An array's first and last elements, which between them show every rank's stride; a
+    /// row of characters as a string. An array without a bound (`x[]`) may hold none: it is
+    /// left out.
+    fn elements(
+        &mut self,
+        ctx: &Ctx<'_, '_>,
+        shape: &super::ArrayShape,
+        path: &str,
+        depth: u8,
+    ) -> Result<(), PathError> {
+        let chars = ctx.type_info(shape.element, 0)?.0.capture == Some(ValueType::Char);
+        let indexed = match &shape.ranks[..] {
+            [rows @ .., _] if chars => rows,
+            ranks => ranks,
+        };
+        let Some(lasts) = indexed
+            .iter()
+            .map(|rank| rank.lower.checked_add_unsigned(rank.bound()? - 1))
+            .collect::<Option<Vec<i64>>>()
+        else {
+            return Ok(());
+        };
+        let firsts: Vec<i64> = indexed.iter().map(|rank| rank.lower).collect();
+        let corners = if firsts == lasts {
+            vec![firsts]
+        } else {
+            vec![firsts, lasts]
+        };
+        for corner in corners {
+            let mut element = path.to_owned();
+            for index in corner {
+                element.push_str(&format!("[{index}]"));
+            }
+            if chars {
+                self.push(element);
+            } else {
+                self.value(ctx, shape.element, element, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The names of the members of the struct, union or class at `loc`, anonymous members' own
@@ -535,6 +869,14 @@ fn strip(ctx: &Ctx<'_, '_>, mut loc: Loc) -> Result<Loc, PathError> {
         }
     }
     Ok(loc)
+}
+
+/// Whether the type at `loc` is a C++ reference (`T&`, `T&&`); Rust's `&T` is a pointer.
+fn is_reference(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<bool, PathError> {
+    Ok(matches!(
+        ctx.entry(loc)?.tag(),
+        gimli::DW_TAG_reference_type | gimli::DW_TAG_rvalue_reference_type
+    ))
 }
 
 /// What the pointer or reference type at `loc` points to; `None` if it is not one, or
@@ -647,7 +989,225 @@ fn search_member(
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
+
+    /// Arrays of every kind a path indexes: 2-D and 3-D in place, a typedef'd row, a flexible
+    /// member, GNU's zero-length one, and a pointer.
+    const ARRAYS: &str = r#"
+typedef int row[3];
+struct arrays {
+    int y[2][2];
+    long cube[2][3][4];
+    row rows[2];
+    char names[3][5];
+    int x[4];
+    int *p;
+    int zero[0];
+    int tail[];
+};
+int probe(struct arrays *a) { return a->y[1][0]; }
+int main(void) { return probe(0); }
+"#;
+
+    /// Compiles `source` (C, or C++ with `cpp`) with DWARF into a temporary directory.
+    fn compile(source: &str, cpp: bool) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (compiler, file) = if cpp {
+            ("g++", "t.cpp")
+        } else {
+            ("gcc", "t.c")
+        };
+        std::fs::write(dir.path().join(file), source).unwrap();
+        let binary = dir.path().join("t");
+        let status = Command::new(compiler)
+            .args(["-g", "-O0", "-o"])
+            .arg(&binary)
+            .arg(dir.path().join(file))
+            .status()
+            .expect("gcc and g++ must be installed to run these tests");
+        assert!(status.success());
+        (dir, binary)
+    }
+
+    /// Each of `paths` from `function`'s parameter in `slot`, as DWARF types it (or as `ty`).
+    fn resolve_all(
+        binary: &Path,
+        function: &str,
+        slot: u8,
+        paths: &[(&str, Option<ValueType>)],
+    ) -> Vec<Result<FieldChain, PathError>> {
+        let requests: Vec<_> = paths
+            .iter()
+            .map(|(path, ty)| PathRequest {
+                base: PathBase::Parameter(slot),
+                path,
+                ty: *ty,
+            })
+            .collect();
+        resolve(binary, function, &requests).unwrap()
+    }
+
+    fn offsets(chain: &Result<FieldChain, PathError>) -> &[i32] {
+        &chain.as_ref().unwrap().offsets
+    }
+
+    #[test]
+    fn every_rank_is_indexed_at_its_own_stride() {
+        let (_dir, binary) = compile(ARRAYS, false);
+        let chains = resolve_all(
+            &binary,
+            "probe",
+            0,
+            &[
+                ("->y[1][0]", None),
+                ("->y[0][1]", None),
+                ("->cube[1][2][3]", None),
+                ("->rows[1][2]", None),
+                ("->names[2]", None),
+                ("->y[1]", Some(ValueType::Bytes)),
+            ],
+        );
+        // y at 0: a row is 8 bytes; cube at 16: 96, 32 and 8; rows at 208: 12 and 4.
+        assert_eq!(offsets(&chains[0]), [8]);
+        assert_eq!(offsets(&chains[1]), [4]);
+        assert_eq!(offsets(&chains[2]), [16 + 96 + 2 * 32 + 3 * 8]);
+        assert_eq!(offsets(&chains[3]), [208 + 12 + 2 * 4]);
+        // A row of characters is a string in place, no longer than the row.
+        let names = chains[4].as_ref().unwrap();
+        assert_eq!(
+            (&names.offsets[..], names.ty, names.array_len),
+            (&[232 + 10][..], ValueType::Str, Some(5))
+        );
+        assert_eq!(names.c_name, "char[5]");
+        // A row read as bytes is read in place, as a whole array is.
+        assert_eq!(offsets(&chains[5]), [8]);
+    }
+
+    #[test]
+    fn a_row_is_an_array_that_no_type_reads_whole() {
+        let (_dir, binary) = compile(ARRAYS, false);
+        let chains = resolve_all(
+            &binary,
+            "probe",
+            0,
+            &[("->y[1]", None), ("->cube[1]", None)],
+        );
+        for (chain, row) in chains.iter().zip(["int[2]", "long[3][4]"]) {
+            let error = chain.as_ref().unwrap_err();
+            assert!(
+                matches!(error, PathError::WholeArray { c_name } if c_name == row),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains("`type: bytes`"), "{error}");
+        }
+    }
+
+    #[test]
+    fn indexes_past_a_known_bound_are_refused_with_the_member_and_the_bound() {
+        let (_dir, binary) = compile(ARRAYS, false);
+        let chains = resolve_all(
+            &binary,
+            "probe",
+            0,
+            &[
+                ("->x[4]", None),
+                ("->y[2][0]", None),
+                ("->y[0][2]", None),
+                ("->cube[1][3][0]", None),
+            ],
+        );
+        let messages: Vec<String> = chains
+            .iter()
+            .map(|chain| chain.as_ref().unwrap_err().to_string())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "`[4]`: index 4 is out of bounds of `x` (int[4]): its indexes are 0 to 3",
+                "`[2]`: index 2 is out of bounds of `y` (int[2][2]): its indexes are 0 to 1",
+                "`[2]`: index 2 is out of bounds of `y[0]` (int[2]): its indexes are 0 to 1",
+                "`[3]`: index 3 is out of bounds of `cube[1]` (long[3][4]): its indexes are 0 to 2",
+            ]
+        );
+        assert!(matches!(
+            chains[0],
+            Err(PathError::OutOfBounds {
+                index: 4,
+                count: Some(4),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn arrays_without_a_bound_and_pointers_take_any_index() {
+        let (_dir, binary) = compile(ARRAYS, false);
+        let chains = resolve_all(
+            &binary,
+            "probe",
+            0,
+            &[
+                ("->tail[100]", None),
+                ("->zero[7]", None),
+                ("->p[1000]", None),
+            ],
+        );
+        // tail and zero at 272; p at 264 is followed.
+        assert_eq!(offsets(&chains[0]), [272 + 400]);
+        assert_eq!(offsets(&chains[1]), [272 + 28]);
+        assert_eq!(offsets(&chains[2]), [264, 4000]);
+    }
+
+    #[test]
+    fn references_are_followed_as_the_language_does() {
+        let source = r#"
+struct point { short x, y; int grid[2][3]; };
+int touch(point &p, int (&array)[10], point *&pp, const point &&r) {
+    return p.y + array[1] + pp->x + r.x;
+}
+int main() { point p{}; int a[10]{}; point *pp = &p; return touch(p, a, pp, point{}); }
+"#;
+        let (_dir, binary) = compile(source, true);
+        let at = |slot, path: &str| resolve_all(&binary, "touch", slot, &[(path, None)]).remove(0);
+        assert_eq!(offsets(&at(0, ".y")), [2]);
+        assert_eq!(offsets(&at(0, ".grid[1][2]")), [4 + 12 + 8]);
+        // `->member` through a `T&` is what it is in the ABI, a pointer.
+        assert_eq!(offsets(&at(0, "->y")), [2]);
+        assert_eq!(offsets(&at(1, "[9]")), [36]);
+        assert_eq!(
+            at(1, "[10]").unwrap_err().to_string(),
+            "`[10]`: index 10 is out of bounds of the array (int[10]): its indexes are 0 to 9"
+        );
+        // A reference to a pointer: the reference is loaded, then the pointer.
+        assert_eq!(offsets(&at(2, "->y")), [0, 2]);
+        assert_eq!(offsets(&at(3, ".y")), [2]);
+    }
+
+    #[test]
+    fn a_rank_from_another_lower_bound_counts_from_it() {
+        // Fortran's default: `integer :: a(1:4)`, 4 bytes each.
+        let rank = Rank {
+            lower: 1,
+            count: Some(4),
+            stride: Some(4),
+        };
+        let indexed = Indexed {
+            step: "[n]",
+            array: "->a",
+            c_name: "integer(1:4)",
+        };
+        assert_eq!(indexed.offset(&rank, 1).unwrap(), 0);
+        assert_eq!(indexed.offset(&rank, 4).unwrap(), 12);
+        for index in [0, 5] {
+            let error = indexed.offset(&rank, index).unwrap_err();
+            assert!(
+                error.to_string().ends_with("its indexes are 1 to 4"),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn parses_steps() {
