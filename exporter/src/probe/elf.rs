@@ -26,6 +26,45 @@ pub struct ExecSegment {
     pub size: u64,
 }
 
+/// The loadable segments of an ELF file (`PT_LOAD`): which file bytes hold which virtual
+/// addresses. A separate debug file shares its binary's addresses but holds none of its bytes,
+/// so the binary's segments place what the debug file names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSegments(Vec<ExecSegment>);
+
+impl LoadSegments {
+    pub fn of(file: &object::File<'_>) -> Self {
+        Self(
+            file.segments()
+                .map(|s| {
+                    let (offset, size) = s.file_range();
+                    ExecSegment {
+                        address: s.address(),
+                        offset,
+                        size,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The file offset of virtual address `address`, if the file holds it.
+    pub fn file_offset(&self, address: u64) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|s| (s.address..s.address.saturating_add(s.size)).contains(&address))
+            .map(|s| address - s.address + s.offset)
+    }
+
+    /// The virtual address of file offset `offset`, if it is loaded.
+    pub fn address(&self, offset: u64) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|s| (s.offset..s.offset.saturating_add(s.size)).contains(&offset))
+            .map(|s| offset - s.offset + s.address)
+    }
+}
+
 /// The facts about one ELF file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfInfo {
@@ -472,6 +511,26 @@ mod tests {
         assert!(info.offset_is_code(offset));
         assert_eq!(info.offset_to_address(offset), Some(segment.address + 16));
         assert_eq!(info.address_to_offset(u64::MAX - 1), None);
+    }
+
+    #[test]
+    fn load_segments_map_addresses_and_offsets_both_ways() {
+        let segments = LoadSegments(vec![
+            ExecSegment {
+                address: 0x40_0000,
+                offset: 0,
+                size: 0x1000,
+            },
+            ExecSegment {
+                address: 0x40_2000,
+                offset: 0x1000,
+                size: 0x800,
+            },
+        ]);
+        assert_eq!(segments.file_offset(0x40_2010), Some(0x1010));
+        assert_eq!(segments.address(0x1010), Some(0x40_2010));
+        assert_eq!(segments.file_offset(0x40_1000), None);
+        assert_eq!(segments.address(0x1800), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod bpf;
 pub mod capture;
+pub mod debug_file;
 pub mod dwarf;
 pub mod elf;
 pub mod goabi;

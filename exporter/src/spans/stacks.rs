@@ -16,7 +16,11 @@ use blazesym::{
     symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source},
 };
 
-use crate::{probe::elf::ElfInfo, probe::symbols::demangle};
+use crate::probe::{
+    debug_file::{DEBUG_ROOT, SeparateDebug},
+    elf::ElfInfo,
+    symbols::demangle,
+};
 
 /// Distinct (file, offset) symbolizations, and (pid, address) places, kept at most; each
 /// cache is emptied when full.
@@ -62,6 +66,8 @@ pub struct Stacks {
     symbolizer: Symbolizer,
     normalizer: Normalizer,
     frames: HashMap<(PathBuf, u64), Vec<String>>,
+    /// Each stripped binary's debug file, looked up once per binary (see [`SeparateDebug`]).
+    debug_files: HashMap<PathBuf, Option<SeparateDebug>>,
     /// Where each (pid, address) was found: normalizing asks the process's mappings, which
     /// costs far more than a lookup, and a process's code does not move.
     places: HashMap<(u32, u64), Option<(PathBuf, u64)>>,
@@ -111,10 +117,16 @@ impl std::fmt::Debug for Stacks {
 impl Stacks {
     pub fn new() -> Self {
         Self {
-            // Names are demangled by `symbols::demangle`, as `check` and `symbols` show them.
-            symbolizer: Symbolizer::builder().enable_demangling(false).build(),
+            symbolizer: Symbolizer::builder()
+                // Names are demangled by `symbols::demangle`, as `check` and `symbols` show them.
+                .enable_demangling(false)
+                // Where `probe::debug_file` finds no debug file, blazesym still follows a
+                // debug link: let it look in the same directory.
+                .set_debug_dirs(Some([DEBUG_ROOT]))
+                .build(),
             normalizer: normalizer(),
             frames: HashMap::new(),
+            debug_files: HashMap::new(),
             places: HashMap::new(),
             stacks: hashbrown::HashMap::default(),
         }
@@ -301,15 +313,27 @@ impl Stacks {
         lines
     }
 
-    fn symbolize_one(&self, file: &Path, offset: u64) -> Vec<String> {
+    fn symbolize_one(&mut self, file: &Path, offset: u64) -> Vec<String> {
         let module = || {
             let name = file.file_name().unwrap_or_default().to_string_lossy();
             format!("{name}+{offset:#x}")
         };
-        let source = Source::Elf(Elf::new(file));
-        let symbolized = self
-            .symbolizer
-            .symbolize(&source, Input::FileOffset(&[offset]));
+        // A stripped binary is symbolized by its debug file, found as `symbols` and `init`
+        // find it, at the address both share: blazesym's own search misses `.debug/` beside
+        // the binary and a binary with a build-id but no debug link.
+        let debug = self
+            .debug_files
+            .entry(file.to_owned())
+            .or_insert_with(|| SeparateDebug::of(file));
+        let symbolized = match debug.as_ref().and_then(|d| Some((d, d.address(offset)?))) {
+            Some((debug, address)) => self.symbolizer.symbolize(
+                &Source::Elf(Elf::new(&debug.path)),
+                Input::VirtOffset(&[address]),
+            ),
+            None => self
+                .symbolizer
+                .symbolize(&Source::Elf(Elf::new(file)), Input::FileOffset(&[offset])),
+        };
         let Ok(Some(Symbolized::Sym(sym))) = symbolized.map(|mut s| s.pop()) else {
             return vec![module()];
         };

@@ -233,7 +233,8 @@ pub fn function_signatures(path: &Path) -> Result<HashMap<String, FunctionSignat
     Ok(with_dwarf(path, collect)?.unwrap_or_default())
 }
 
-/// Runs `f` on the DWARF of the file at `path`; `None` when it has none.
+/// Runs `f` on the DWARF of the file at `path`, or of its separate debug file (see
+/// [`crate::probe::debug_file`]) when it was stripped; `None` when neither has any.
 fn with_dwarf<R>(
     path: &Path,
     f: impl FnOnce(&Dwarf<Reader<'_>>) -> gimli::Result<R>,
@@ -242,14 +243,32 @@ fn with_dwarf<R>(
         path: path.to_owned(),
         source,
     })?;
+    let file = object::File::parse(&*data).map_err(|source| DwarfError::Object {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Declared here so that the debug file's bytes outlive the sections borrowed from them.
+    let debug;
+    let (file, path) = if file.section_by_name(".debug_info").is_some() {
+        (file, path)
+    } else {
+        let Some(found) = crate::probe::debug_file::find(path, &file).found else {
+            return Ok(None);
+        };
+        debug = found;
+        let file = object::File::parse(&*debug.data).map_err(|source| DwarfError::Object {
+            path: debug.path.clone(),
+            source,
+        })?;
+        if file.section_by_name(".debug_info").is_none() {
+            return Ok(None);
+        }
+        (file, debug.path.as_path())
+    };
     let object_error = |source| DwarfError::Object {
         path: path.to_owned(),
         source,
     };
-    let file = object::File::parse(&*data).map_err(object_error)?;
-    if file.section_by_name(".debug_info").is_none() {
-        return Ok(None);
-    }
     let sections = DwarfSections::load(|id| -> Result<Cow<[u8]>, object::Error> {
         // `uncompressed_data` transparently handles SHF_COMPRESSED and `.zdebug_*` sections.
         match file.section_by_name(id.name()) {
