@@ -28,32 +28,38 @@ pub fn read_table(binary: &str) -> anyhow::Result<(std::path::PathBuf, ElfInfo, 
     Ok((path, elf, table))
 }
 
-/// What to say when `patterns` match no function of `table`: the closest names.
+/// What to say when `patterns` match no function of `table`: first, for a stripped binary
+/// whose debug file is not installed, that the function may be a static one named only there;
+/// then the closest names.
 pub fn no_match(path: &Path, table: &SymbolTable, patterns: &[&str]) -> anyhow::Error {
     let closest: Vec<_> = patterns
         .iter()
         .flat_map(|pattern| table.closest(pattern.trim_matches(['*', '?']), 3))
         .map(|name| format!("`{name}`"))
         .collect();
-    let closest = if closest.is_empty() {
-        String::new()
-    } else {
-        format!(" (closest: {})", closest.join(", "))
-    };
-    anyhow::anyhow!(
-        "{}: no function matches `{}`{closest}",
-        path.display(),
-        patterns.join("`, `")
-    )
+    let patterns = patterns.join("`, `");
+    let debug_hint = table.missing_debug_file_hint(path, &patterns);
+    let mut message = format!("{}: no function matches `{patterns}`", path.display());
+    match (debug_hint, closest.is_empty()) {
+        (Some(hint), true) => message.push_str(&format!("; {hint}")),
+        (Some(hint), false) => message.push_str(&format!(
+            "; {hint}; the closest names it exports: {}",
+            closest.join(", ")
+        )),
+        (None, false) => message.push_str(&format!(" (closest: {})", closest.join(", "))),
+        (None, true) => {}
+    }
+    anyhow::anyhow!(message)
 }
 
 /// Lists the functions of `binary` (a path, a program in PATH or a bare library name) whose
-/// demangled or raw name matches the glob `pattern` (all when absent): name, address, size.
+/// demangled or raw name matches the glob `pattern` (all when absent): address, size, name,
+/// one line per address, by its public name, followed by its other exported names.
 pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
     let (path, _, table) = read_table(binary)?;
     let mut functions: Vec<_> = match pattern {
         Some(pattern) => table.find(pattern),
-        None => table.functions().iter().collect(),
+        None => table.public().collect(),
     };
     if let (true, Some(pattern)) = (functions.is_empty(), pattern) {
         return Err(no_match(&path, &table, &[pattern]));
@@ -68,6 +74,12 @@ pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
         );
         if function.name != function.raw {
             let _ = write!(out, "  [{}]", function.raw);
+        }
+        let mut aliases: Vec<&str> = table.aliases(function).collect();
+        aliases.sort_unstable();
+        aliases.dedup();
+        if !aliases.is_empty() {
+            let _ = write!(out, "  (also {})", aliases.join(", "));
         }
         out.push('\n');
     }

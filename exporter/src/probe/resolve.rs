@@ -132,7 +132,7 @@ pub enum ResolveErrorKind {
     Symbols {
         binary: PathBuf,
         #[source]
-        source: blazesym::Error,
+        source: crate::probe::symbols::SymbolsError,
     },
     #[error("{}: no function `{symbol}`{}", binary.display(), Hint(hint))]
     UnknownSymbol {

@@ -1,13 +1,12 @@
 //! The functions of a binary, by raw and demangled name, for matching config symbols (exact
-//! or glob) and for `spanprobe symbols`.
+//! or glob) and for `spanprobe symbols`. A stripped binary's separate debug file (see
+//! [`debug_file`]) adds the functions it does not export, static ones included.
 
-use std::{ops::ControlFlow, path::Path};
+use std::path::{Path, PathBuf};
 
-use crate::probe::gopclntab;
-use blazesym::{
-    SymType,
-    inspect::{Inspector, source::Elf},
-};
+use object::{Object as _, ObjectSymbol as _, SymbolKind, SymbolScope};
+
+use crate::probe::{debug_file, elf::LoadSegments, gopclntab};
 
 /// One function in a binary's symbol tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,62 +18,168 @@ pub struct FunctionSymbol {
     pub address: u64,
     pub size: usize,
     pub file_offset: Option<u64>,
+    /// Other objects can link against the name: a global or weak symbol that is not hidden
+    /// (`read`, `__read`), not a local one (`__GI___read`, a static function).
+    pub exported: bool,
 }
 
-/// Every function symbol of one binary (static and dynamic tables), deduplicated by address
-/// and name.
+/// Why a binary's symbols cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SymbolsError {
+    #[error("{}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not an ELF file", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: object::Error,
+    },
+}
+
+/// Where a binary's function names come from besides its own `.dynsym`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NameSource {
+    /// Its own static symbol table (`.symtab`): it is not stripped.
+    #[default]
+    OwnSymtab,
+    /// The `.symtab` of its separate debug file.
+    DebugFile(PathBuf),
+    /// None: it is stripped and no debug file of its build was found, where its build-id
+    /// (if it has one) says the file would be.
+    Stripped { build_id_path: Option<PathBuf> },
+}
+
+/// Every function symbol of one binary (static and dynamic tables, and its debug file's),
+/// deduplicated by address and name. The aliases of one address are kept together, the
+/// public one first (see [`alias_rank`]).
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
     functions: Vec<FunctionSymbol>,
+    names: NameSource,
 }
 
 impl SymbolTable {
-    pub fn read(path: &Path) -> Result<Self, blazesym::Error> {
-        let inspector = Inspector::new();
-        let mut functions = Vec::new();
+    pub fn read(path: &Path) -> Result<Self, SymbolsError> {
+        let data = std::fs::read(path).map_err(|source| SymbolsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file = object::File::parse(&*data).map_err(|source| SymbolsError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let segments = LoadSegments::of(&file);
         // The ELF symbol tables, not DWARF: DWARF names lack their namespaces, and some
         // functions (e.g. a Rust binary's `main`) have no debug info.
-        let mut elf = Elf::new(path);
-        elf.debug_syms = false;
-        inspector.for_each(&elf.into(), |sym| {
-            if sym.sym_type == SymType::Function && sym.addr != 0 && !is_cold_part(&sym.name) {
-                functions.push(FunctionSymbol {
-                    raw: sym.name.to_string(),
-                    name: demangle(&sym.name),
-                    address: sym.addr,
-                    size: sym.size.unwrap_or(0),
-                    file_offset: sym.file_offset,
-                });
+        let mut read: Vec<FunctionSymbol> = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .filter_map(|symbol| function(&symbol, &segments))
+            .collect();
+        let names = if file.section_by_name(".symtab").is_some() {
+            NameSource::OwnSymtab
+        } else {
+            let lookup = debug_file::find(path, &file);
+            match lookup.found {
+                Some(debug) => {
+                    read.extend(debug_functions(&debug, &segments));
+                    NameSource::DebugFile(debug.path)
+                }
+                None => NameSource::Stripped {
+                    build_id_path: lookup.build_id_path,
+                },
             }
-            ControlFlow::Continue(())
-        })?;
-        if functions.is_empty() {
-            functions = go_functions(path);
-        }
-        functions.sort_by(|a, b| (a.address, &a.raw).cmp(&(b.address, &b.raw)));
-        functions.dedup_by(|a, b| a.address == b.address && a.raw == b.raw);
-        Ok(Self { functions })
+        };
+        let functions = if read.is_empty() {
+            go_functions(&file, &segments)
+        } else {
+            by_address(read)
+        };
+        Ok(Self { functions, names })
     }
 
     pub fn functions(&self) -> &[FunctionSymbol] {
         &self.functions
     }
 
-    /// Functions `pattern` names: by raw or demangled name, or, if it has glob characters
-    /// (`*`, `?`, `[`), every function whose demangled or raw name matches it.
+    /// Where the names came from besides the binary's dynamic symbols.
+    pub fn names(&self) -> &NameSource {
+        &self.names
+    }
+
+    /// One function per address, by its public name (see [`alias_rank`]).
+    pub fn public(&self) -> impl Iterator<Item = &FunctionSymbol> {
+        self.functions
+            .chunk_by(|a, b| a.address == b.address)
+            .filter_map(<[FunctionSymbol]>::first)
+    }
+
+    /// The other exported names of `function`'s address (weak and versioned aliases, such as
+    /// `__read` beside `read`), which a program may link against as well.
+    pub fn aliases<'a>(&'a self, function: &'a FunctionSymbol) -> impl Iterator<Item = &'a str> {
+        self.at(function.address)
+            .iter()
+            .filter(move |other| other.name != function.name && other.exported)
+            .map(|other| other.name.as_str())
+    }
+
+    /// Functions `pattern` names. An exact name gives the functions of that name, as named; a
+    /// glob (`*`, `?`, `[`) gives every address where a demangled or raw name matches it, by
+    /// that address's public name: `"*read"` on libc names `read`, not `__read`. One function
+    /// per address either way: aliases share their code, and one probe fires for all.
     pub fn find(&self, pattern: &str) -> Vec<&FunctionSymbol> {
-        let matches: Box<dyn Fn(&str) -> bool> = match glob_pattern(pattern) {
-            Some(glob) => Box::new(move |name| glob.matches(name)),
-            None => Box::new(|name| name == pattern),
+        let glob = glob_pattern(pattern);
+        let matches = |name: &str| match &glob {
+            Some(glob) => glob.matches(name),
+            None => name == pattern,
         };
         let mut found: Vec<&FunctionSymbol> = self
             .functions
             .iter()
             .filter(|f| matches(&f.raw) || matches(&f.name))
+            .map(|f| match glob {
+                Some(_) => &self.at(f.address)[0],
+                None => f,
+            })
             .collect();
-        // One probe per address: aliases (e.g. a symbol and its versioned twin) share code.
         found.dedup_by_key(|f| f.address);
         found
+    }
+
+    /// The aliases at `address`, public first; never empty for an address of a function.
+    fn at(&self, address: u64) -> &[FunctionSymbol] {
+        let start = self.functions.partition_point(|f| f.address < address);
+        let len = self.functions[start..].partition_point(|f| f.address == address);
+        &self.functions[start..start + len]
+    }
+
+    /// When the binary is stripped and no debug file of its build was found, why `symbol` may
+    /// still be in it: a static function is named only in the `.symtab` the distribution moves
+    /// to its debug package. Says which file to install, by the binary's build-id.
+    pub fn missing_debug_file_hint(&self, path: &Path, symbol: &str) -> Option<String> {
+        let NameSource::Stripped { build_id_path } = &self.names else {
+            return None;
+        };
+        let looked = match build_id_path {
+            Some(debug) => format!("no {}", debug.display()),
+            None => "no build-id, no debug link found".to_owned(),
+        };
+        let package = match owning_package(path) {
+            Some(package) => format!(
+                "the debug package for `{package}`: `{package}-dbgsym` on Debian and Ubuntu, \
+                 or a `-dbg` package"
+            ),
+            None => "a `-dbgsym`, `-dbg` or `-debuginfo` package".to_owned(),
+        };
+        Some(format!(
+            "the binary is stripped and its debug file is not installed ({looked}): if \
+             `{symbol}` is a static function, its name is only in that file, which {package} \
+             installs"
+        ))
     }
 
     /// The `count` function names closest to `wanted`, best first.
@@ -95,39 +200,91 @@ impl SymbolTable {
     }
 }
 
+/// `symbol` as a function to probe, if it is the entry of one.
+fn function(symbol: &object::Symbol<'_, '_>, segments: &LoadSegments) -> Option<FunctionSymbol> {
+    // STT_FUNC and STT_GNU_IFUNC; defined here, at an address.
+    if symbol.kind() != SymbolKind::Text || symbol.is_undefined() || symbol.address() == 0 {
+        return None;
+    }
+    let raw = symbol.name().ok()?;
+    if raw.is_empty() || is_cold_part(raw) {
+        return None;
+    }
+    Some(FunctionSymbol {
+        raw: raw.to_owned(),
+        name: demangle(raw),
+        address: symbol.address(),
+        size: usize::try_from(symbol.size()).unwrap_or(0),
+        file_offset: segments.file_offset(symbol.address()),
+        exported: symbol.scope() == SymbolScope::Dynamic,
+    })
+}
+
+/// The functions of a debug file's `.symtab` (its `.dynsym` is empty: `NOBITS`), placed in
+/// the stripped binary by its `segments`.
+fn debug_functions(found: &debug_file::DebugFile, segments: &LoadSegments) -> Vec<FunctionSymbol> {
+    match object::File::parse(&*found.data) {
+        Ok(file) => file
+            .symbols()
+            .filter_map(|symbol| function(&symbol, segments))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(debug_file = %found.path.display(), %error, "debug file not read");
+            Vec::new()
+        }
+    }
+}
+
+/// `functions` sorted by address, without repeats (a name in both `.symtab` and `.dynsym`),
+/// each address's aliases in [`alias_rank`] order.
+fn by_address(mut functions: Vec<FunctionSymbol>) -> Vec<FunctionSymbol> {
+    // A name listed twice keeps its better standing (exported in one table, say).
+    functions
+        .sort_by(|a, b| (a.address, &a.raw, !a.exported).cmp(&(b.address, &b.raw, !b.exported)));
+    functions.dedup_by(|a, b| a.address == b.address && a.raw == b.raw);
+    functions.sort_by(|a, b| (a.address, alias_rank(a)).cmp(&(b.address, alias_rank(b))));
+    functions
+}
+
+/// How public a name is among the aliases of one address, best (smallest) first; the best
+/// names spans and listings. glibc defines most functions under several names (`read`,
+/// `__read`, `__libc_read`, `__GI___read`), and a user knows the one programs call, so:
+/// 1. an exported name (global or weak, not hidden) before a local one (`__GI___read`);
+/// 2. fewer leading underscores (`read` before `__read`, `malloc` before `__libc_malloc`):
+///    a leading underscore marks a name reserved to the implementation;
+/// 3. a name without a symbol version (`memcpy@GLIBC_2.2.5`) before one with;
+/// 4. the shorter, then the alphabetically first: a stable choice.
+fn alias_rank(function: &FunctionSymbol) -> (bool, usize, bool, usize, &str) {
+    let name = function.raw.as_str();
+    (
+        !function.exported,
+        name.len() - name.trim_start_matches('_').len(),
+        name.contains('@'),
+        name.len(),
+        name,
+    )
+}
+
 /// The functions a stripped Go binary's `.gopclntab` names (none for another binary), with
 /// their file offsets.
-fn go_functions(path: &Path) -> Vec<FunctionSymbol> {
-    use object::{Object as _, ObjectSegment as _};
-    let Ok(data) = std::fs::read(path) else {
+fn go_functions(file: &object::File<'_>, segments: &LoadSegments) -> Vec<FunctionSymbol> {
+    let Some(found) = gopclntab::of_file(file) else {
         return Vec::new();
     };
-    let Some(file) = object::File::parse(&*data).ok() else {
-        return Vec::new();
-    };
-    let Some(found) = gopclntab::of_file(&file) else {
-        return Vec::new();
-    };
-    let segments: Vec<(u64, u64, u64)> = file
-        .segments()
-        .map(|s| (s.address(), s.size(), s.file_range().0))
-        .collect();
-    let file_offset = |address: u64| {
-        segments
-            .iter()
-            .find(|(start, size, _)| (*start..start + size).contains(&address))
-            .map(|(start, _, offset)| offset + (address - start))
-    };
-    found
+    let mut functions: Vec<FunctionSymbol> = found
         .into_iter()
         .map(|function| FunctionSymbol {
             name: function.name.clone(),
             raw: function.name,
             address: function.address,
             size: usize::try_from(function.size).unwrap_or(0),
-            file_offset: file_offset(function.address),
+            file_offset: segments.file_offset(function.address),
+            exported: true,
         })
-        .collect()
+        .collect();
+    functions.sort_by(|a, b| (a.address, &a.raw).cmp(&(b.address, &b.raw)));
+    functions.dedup_by(|a, b| a.address == b.address && a.raw == b.raw);
+    functions
 }
 
 /// GCC splits rarely run code of a function into `name.cold`: a symbol of type function that
@@ -153,6 +310,30 @@ pub fn why_no_functions(path: &Path, has_symtab: bool) -> String {
     }
     why.push_str("; its own code can be probed by `offset` or `address` (see `objdump -d`)");
     why
+}
+
+/// The Debian package that installed the file at `path`, if dpkg knows one (its debug
+/// package is named after it).
+fn owning_package(path: &Path) -> Option<String> {
+    // dpkg records the path it unpacked (`/lib/...` on a merged-/usr system), so the path as
+    // named comes first, then the real one.
+    let real = path.canonicalize().ok();
+    [Some(path.to_owned()), real]
+        .into_iter()
+        .flatten()
+        .find_map(|path| {
+            let output = std::process::Command::new("dpkg-query")
+                .arg("--search")
+                .arg(&path)
+                .output()
+                .ok()
+                .filter(|output| output.status.success())?;
+            // `python3.11-minimal: /usr/bin/python3.11`, or `libc6:amd64: /lib/.../libc.so.6`.
+            let listing = String::from_utf8_lossy(&output.stdout);
+            let (packages, _) = listing.lines().next()?.split_once(": ")?;
+            let package = packages.split(", ").next()?;
+            Some(package.split(':').next()?.to_owned())
+        })
 }
 
 /// A compiled glob, if `pattern` is one.
@@ -204,23 +385,99 @@ mod tests {
         assert_eq!(demangle("two_ints_and_return"), "two_ints_and_return");
     }
 
-    fn table() -> SymbolTable {
-        let f = |raw: &str, address| FunctionSymbol {
+    fn symbol(raw: &str, address: u64, exported: bool) -> FunctionSymbol {
+        FunctionSymbol {
             raw: raw.into(),
             name: demangle(raw),
             address,
             size: 8,
             file_offset: Some(address),
-        };
+            exported,
+        }
+    }
+
+    fn table() -> SymbolTable {
+        let f = |raw: &str, address| symbol(raw, address, true);
         SymbolTable {
-            functions: vec![
+            functions: by_address(vec![
                 f("_ZN5myapp2db5users5queryEv", 0x10),
                 f("_ZN5myapp2db6orders5queryEv", 0x20),
                 f("_ZN5myapp2db6orders6insertEv", 0x30),
                 f("plain_c", 0x40),
                 f("plain_c_alias", 0x40),
-            ],
+            ]),
+            names: NameSource::OwnSymtab,
         }
+    }
+
+    /// glibc's aliases, as its debug file lists them, in the order read.
+    fn libc() -> SymbolTable {
+        SymbolTable {
+            functions: by_address(vec![
+                symbol("__GI___read", 0xf82a0, false),
+                symbol("__libc_read", 0xf82a0, false),
+                symbol("__read", 0xf82a0, true),
+                symbol("read", 0xf82a0, true),
+                // Listed by .dynsym too.
+                symbol("read", 0xf82a0, true),
+                symbol("__libc_malloc", 0x98930, true),
+                symbol("malloc", 0x98930, true),
+                symbol("__GI___libc_malloc", 0x98930, false),
+                symbol("pthread_create@GLIBC_2.2.5", 0x89380, true),
+                symbol("pthread_create", 0x89380, true),
+                symbol("exec_simple_query", 0x1000, false),
+            ]),
+            names: NameSource::OwnSymtab,
+        }
+    }
+
+    #[test]
+    fn an_address_is_named_by_its_public_alias() {
+        let libc = libc();
+        let public: Vec<_> = libc.public().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            public,
+            ["exec_simple_query", "pthread_create", "malloc", "read"]
+        );
+        let names =
+            |pattern| -> Vec<&str> { libc.find(pattern).iter().map(|f| f.name.as_str()).collect() };
+        // A glob names each address it matches once, by its public name.
+        assert_eq!(names("__*"), ["malloc", "read"]);
+        assert_eq!(names("*@GLIBC_2.2.5"), ["pthread_create"]);
+        assert_eq!(names("*read"), ["read"]);
+        // An exact name is the user's choice.
+        assert_eq!(names("__read"), ["__read"]);
+        assert_eq!(names("__GI___libc_malloc"), ["__GI___libc_malloc"]);
+        let read = libc.find("read")[0];
+        assert_eq!(libc.aliases(read).collect::<Vec<_>>(), ["__read"]);
+        let malloc = libc.find("malloc")[0];
+        assert_eq!(libc.aliases(malloc).collect::<Vec<_>>(), ["__libc_malloc"]);
+    }
+
+    #[test]
+    fn a_missing_function_of_a_stripped_binary_hints_at_its_debug_file() {
+        let mut table = libc();
+        assert_eq!(
+            table.missing_debug_file_hint(Path::new("/nonexistent/postgres"), "f"),
+            None
+        );
+        table.names = NameSource::Stripped {
+            build_id_path: Some(PathBuf::from("/usr/lib/debug/.build-id/ab/cdef.debug")),
+        };
+        assert_eq!(
+            table
+                .missing_debug_file_hint(Path::new("/nonexistent/postgres"), "exec_simple_query")
+                .unwrap(),
+            "the binary is stripped and its debug file is not installed (no \
+             /usr/lib/debug/.build-id/ab/cdef.debug): if `exec_simple_query` is a static \
+             function, its name is only in that file, which a `-dbgsym`, `-dbg` or \
+             `-debuginfo` package installs"
+        );
+        table.names = NameSource::DebugFile(PathBuf::from("/usr/lib/debug/x.debug"));
+        assert_eq!(
+            table.missing_debug_file_hint(Path::new("/bin/sh"), "f"),
+            None
+        );
     }
 
     #[test]
