@@ -472,10 +472,11 @@ async fn missing_binary_is_named() {
         format!(
             "spanprobe: {config}:2:13: probes[0].binary: {}: no such file\n\
              {config}:4:13: probes[1].binary: `libnot-a-library.so.1` is not a file next to the \
-             config, nor a library the dynamic loader knows (searched LD_LIBRARY_PATH, the ld.so \
-             cache and the default directories)",
+             config, a program in PATH ({path}), nor a library the dynamic loader knows \
+             (searched LD_LIBRARY_PATH, the ld.so cache and the default directories)",
             dir.path().join("./not-built").display(),
             config = config.display(),
+            path = std::env::var("PATH").unwrap(),
         )
     );
 }

@@ -1,7 +1,8 @@
-//! Finding the file a probe target names: a path, or a bare shared-library name looked up the
-//! way the dynamic loader would.
+//! Finding the file a probe target names: a path, or a bare name looked up as a shell finds a
+//! program (PATH) and the dynamic loader a shared library.
 
 use std::{
+    fmt,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -12,15 +13,53 @@ pub enum BinaryError {
     #[error("{}: no such file", path.display())]
     NoSuchFile { path: PathBuf },
     #[error(
-        "`{name}` is not a file next to the config, nor a library the dynamic loader knows \
-         (searched LD_LIBRARY_PATH, the ld.so cache and the default directories)"
+        "`{name}` is not a file {dir}, a program in PATH ({path}), nor a library the dynamic \
+         loader knows (searched LD_LIBRARY_PATH, the ld.so cache and the default directories)"
     )]
-    NoSuchLibrary { name: String },
-    #[error(
-        "`{name}` is not a file here, a program in PATH, nor a library the dynamic loader \
-         knows (searched LD_LIBRARY_PATH, the ld.so cache and the default directories)"
-    )]
-    NotFound { name: String },
+    NotFound {
+        name: String,
+        dir: SearchedDir,
+        /// The directories of PATH searched, as PATH lists them.
+        path: SearchedPath,
+    },
+}
+
+/// The directory a bare name was first looked for in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchedDir {
+    /// The config's: a config's paths are relative to it.
+    Config,
+    /// The current directory: a command line's.
+    Current,
+}
+
+impl fmt::Display for SearchedDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Config => "next to the config",
+            Self::Current => "here",
+        })
+    }
+}
+
+/// PATH as it was searched: spanprobe runs as root, often through sudo, whose PATH is not the
+/// user's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchedPath(Option<String>);
+
+impl SearchedPath {
+    fn now() -> Self {
+        Self(std::env::var_os("PATH").map(|path| path.to_string_lossy().into_owned()))
+    }
+}
+
+impl fmt::Display for SearchedPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(path) => f.write_str(path),
+            None => f.write_str("not set"),
+        }
+    }
 }
 
 /// Default library directories of the x86-64 dynamic loader, after LD_LIBRARY_PATH and the
@@ -35,25 +74,19 @@ const DEFAULT_DIRS: [&str; 6] = [
 ];
 
 /// Where the file `name` (from a config in `base_dir`) is. A name with a `/` is a path,
-/// relative to `base_dir`; a bare name is a file in `base_dir` if there is one, else a
-/// library.
+/// relative to `base_dir`; a bare name is a file in `base_dir` if there is one, else a program
+/// in PATH or a library, as [`locate_from_command_line`] finds them: `binary: redis-server`
+/// names what `spanprobe symbols redis-server` lists.
 pub fn locate(name: &str, base_dir: &Path) -> Result<PathBuf, BinaryError> {
-    let path = Path::new(name);
     if name.contains('/') {
-        let path = base_dir.join(path);
+        let path = base_dir.join(name);
         return if path.exists() {
             Ok(path)
         } else {
             Err(BinaryError::NoSuchFile { path })
         };
     }
-    let local = base_dir.join(path);
-    if local.exists() {
-        return Ok(local);
-    }
-    find_library(name).ok_or_else(|| BinaryError::NoSuchLibrary {
-        name: name.to_owned(),
-    })
+    find_bare(name, base_dir, SearchedDir::Config)
 }
 
 /// Where the file a command line names is (`spanprobe symbols NAME`, `init NAME`): a name
@@ -63,12 +96,20 @@ pub fn locate_from_command_line(name: &str) -> Result<PathBuf, BinaryError> {
     if name.contains('/') {
         return locate(name, Path::new("."));
     }
-    Some(PathBuf::from(name))
+    // An empty directory keeps the name as given: `demo`, not `./demo`.
+    find_bare(name, Path::new(""), SearchedDir::Current)
+}
+
+/// A bare name: a file in `dir`, a program in PATH, or a library, in that order.
+fn find_bare(name: &str, dir: &Path, searched: SearchedDir) -> Result<PathBuf, BinaryError> {
+    Some(dir.join(name))
         .filter(|local| local.is_file())
         .or_else(|| find_in_path(name.as_ref()))
         .or_else(|| find_library(name))
         .ok_or_else(|| BinaryError::NotFound {
             name: name.to_owned(),
+            dir: searched,
+            path: SearchedPath::now(),
         })
 }
 
@@ -138,7 +179,25 @@ mod tests {
             libc.display()
         );
         let err = locate("libnothing.so.9", Path::new("/nonexistent")).unwrap_err();
-        assert!(matches!(err, BinaryError::NoSuchLibrary { .. }));
+        assert!(
+            matches!(
+                &err,
+                BinaryError::NotFound {
+                    dir: SearchedDir::Config,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// A config's bare name is a program in PATH too, as on a command line.
+    #[test]
+    fn a_config_names_programs_in_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = locate("sh", dir.path()).unwrap();
+        assert_eq!(sh, locate_from_command_line("sh").unwrap());
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
     }
 
     #[test]
@@ -149,10 +208,19 @@ mod tests {
         let err = locate_from_command_line("no-such-program").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`no-such-program` is not a file here, a program in PATH, nor a library the \
-             dynamic loader knows (searched LD_LIBRARY_PATH, the ld.so cache and the default \
-             directories)"
+            format!(
+                "`no-such-program` is not a file here, a program in PATH ({}), nor a library \
+                 the dynamic loader knows (searched LD_LIBRARY_PATH, the ld.so cache and the \
+                 default directories)",
+                std::env::var("PATH").unwrap()
+            )
         );
+    }
+
+    #[test]
+    fn says_when_path_is_not_set() {
+        assert_eq!(SearchedPath(None).to_string(), "not set");
+        assert_eq!(SearchedPath(Some("/bin".into())).to_string(), "/bin");
     }
 
     #[test]
