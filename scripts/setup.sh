@@ -16,14 +16,15 @@ BPF_LINKER_VERSION=0.13.0
 # sqlite3 (and its libsqlite3) is a real library the attach tests probe by the hundred.
 # python3-venv: the trace-context test runs a Python program instrumented with the
 # OpenTelemetry SDK, installed from PyPI into a virtual environment (below).
-# python3.11-dbg: a real program with DWARF, whose structs the member-path tests walk.
+# python3.11-dbg, libc6-dbg: Debian's separate debug files (DWARF and the full .symtab) of
+# /usr/bin/python3.11 and libc.so.6, which the member-path and debug-file tests read.
 # postgresql-15, systemtap-sdt-dev: USDT probes, a real server's and our own (sys/sdt.h).
 # golang-go: real Go programs (Go 1.19, register ABI), built by the tests.
 # qemu-system-x86, busybox-static, xz-utils: the kernel matrix (tests/kernels.rs) boots other
 # kernels under QEMU with an initramfs whose shell and tools are a static busybox;
 # scripts/kernels.sh decompresses the 6.12 kernel's modules (.ko.xz) with xz.
 APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg
-  postgresql-15 systemtap-sdt-dev golang-go qemu-system-x86 busybox-static xz-utils)
+  libc6-dbg postgresql-15 systemtap-sdt-dev golang-go qemu-system-x86 busybox-static xz-utils)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

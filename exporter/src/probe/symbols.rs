@@ -170,15 +170,15 @@ impl SymbolTable {
         };
         let package = match owning_package(path) {
             Some(package) => format!(
-                "the debug package for `{package}`: `{package}-dbgsym` on Debian and Ubuntu, \
-                 or a `-dbg` package"
+                "the debug package of `{package}` (`{package}-dbgsym` on Debian and Ubuntu, or \
+                 a `-dbg` package)"
             ),
-            None => "a `-dbgsym`, `-dbg` or `-debuginfo` package".to_owned(),
+            None => "the distribution's debug package (`-dbgsym`, `-dbg` or `-debuginfo`)".into(),
         };
         Some(format!(
             "the binary is stripped and its debug file is not installed ({looked}): if \
-             `{symbol}` is a static function, its name is only in that file, which {package} \
-             installs"
+             `{symbol}` is a static function, its name is only in that file, installed by \
+             {package}"
         ))
     }
 
@@ -470,8 +470,8 @@ mod tests {
                 .unwrap(),
             "the binary is stripped and its debug file is not installed (no \
              /usr/lib/debug/.build-id/ab/cdef.debug): if `exec_simple_query` is a static \
-             function, its name is only in that file, which a `-dbgsym`, `-dbg` or \
-             `-debuginfo` package installs"
+             function, its name is only in that file, installed by the distribution's debug \
+             package (`-dbgsym`, `-dbg` or `-debuginfo`)"
         );
         table.names = NameSource::DebugFile(PathBuf::from("/usr/lib/debug/x.debug"));
         assert_eq!(
