@@ -25,6 +25,8 @@
 //! - `stack: true`: the frames of the callers, named and placed;
 //! - a W3C traceparent argument, and binary ids, joining the caller's trace;
 //! - members read along DWARF paths (`->user->name`), and their faults;
+//! - output buffers read at return (by the return program), counted by the return value and
+//!   by the `size_t` behind an argument;
 //! - a sidecar: `run` without a command, attached to a process already running, ended by
 //!   SIGINT;
 //! - the chain again with `--attach perf-event`.
@@ -100,7 +102,7 @@ mod traced;
 #[path = "kernels/usdt.rs"]
 mod usdt;
 
-use arguments::{member_path, str_argument};
+use arguments::{member_path, output_buffers, str_argument};
 use go::goroutines;
 use processes::{forked_children, nesting, threads};
 use sidecar::sidecar;
@@ -133,6 +135,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
         stack(&dir, &calls),
         trace_context(&dir),
         member_path(&dir),
+        output_buffers(&dir),
         sidecar(&dir),
         nesting(&dir, &calls, true),
     ]);

@@ -395,6 +395,8 @@ pub enum ArgSource {
     /// A USDT operand that is the same at every firing (`$5`): the value is the argument's
     /// [`ArgCapture::path`], low word first (a constant has no chain).
     Constant = 4,
+    /// As a count ([`ArgCapture::count_source`]) of memory read at return: the return value.
+    Return = 5,
 }
 
 impl ArgCapture {
@@ -448,9 +450,30 @@ pub struct ArgCapture {
     /// Bytes read at the value's address for a register type (1, 2, 4 or 8); 0 for a memory
     /// type, whose read starts at the address.
     pub field_size: u8,
-    pub _pad: u8,
+    /// [`READ_AT_RETURN`], [`COUNT_BEHIND`], [`COUNT_32`], [`COUNT_SIGNED`].
+    pub timing: u8,
     pub path: [i32; MAX_CHAIN],
 }
+
+/// In [`ArgCapture::timing`]: the memory is read when the call returns (what the call wrote),
+/// from the argument's value at entry, kept in its frame; its chain is followed then. Nothing
+/// is read at entry, and nothing when the call does not return (a longjmp skipped it).
+pub const READ_AT_RETURN: u8 = 1;
+/// In [`ArgCapture::timing`], with [`READ_AT_RETURN`]: the count is the word its source points
+/// to, read at return. The entry keeps the pointer in the argument's data area, whose first
+/// eight bytes the memory read at return then overwrites.
+pub const COUNT_BEHIND: u8 = 2;
+/// In [`ArgCapture::timing`], with [`READ_AT_RETURN`]: the return value is 32 bits wide (its
+/// upper half is undefined), for a count taken from it or for telling failure.
+pub const COUNT_32: u8 = 4;
+/// In [`ArgCapture::timing`], with [`READ_AT_RETURN`]: the return value is signed. A count from
+/// the return value, or from behind a pointer, is read only when the return value is above 0.
+pub const COUNT_SIGNED: u8 = 8;
+
+/// In [`CallEvent::arg_lens`]: memory read at return was not read (the call returned 0 or
+/// less, or did not return); the argument has no value.
+pub const NOT_READ: u16 = 0x4000;
+const _: () = assert!(MEMORY_READ_MAX < NOT_READ as usize);
 
 /// Offsets in an argument's [`ArgCapture::path`]: at most `MAX_CHAIN - 1` dereferences.
 pub const MAX_CHAIN: usize = 5;
@@ -496,6 +519,9 @@ pub struct FunctionCapture {
     pub ret: ArgCapture,
 }
 
+/// In [`FunctionCapture::flags`]: some argument's memory is read at return
+/// ([`READ_AT_RETURN`]).
+pub const READS_AT_RETURN: u32 = 512;
 /// [`FunctionCapture::sample_threshold`] that keeps every trace.
 pub const SAMPLE_ALWAYS: u32 = u32::MAX;
 /// In [`FunctionCapture::flags`]: the function has no return probe; its span is sent at entry,

@@ -8,6 +8,7 @@ mod error;
 mod load;
 mod located;
 mod otel_env;
+mod read_at;
 mod recover;
 mod schema;
 mod span_name;
@@ -20,6 +21,7 @@ pub use condition::{Comparison, Condition};
 pub use error::{ConfigError, Problem};
 pub use load::{load, load_with, parse};
 pub use located::{Located, Position};
+pub use read_at::{LenArg, ReadAt};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,
     Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol, ProbeTarget, ReturnSpec, Sampler, StdoutConfig,

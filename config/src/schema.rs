@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Condition, Located, ValueType};
+use crate::{Condition, LenArg, Located, ReadAt, ValueType};
 
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -389,7 +389,7 @@ impl Default for Sampler {
     }
 }
 
-/// An argument captured at entry.
+/// An argument captured at entry, or at return.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArgSpec {
@@ -406,9 +406,14 @@ pub struct ArgSpec {
     pub max_len: Option<u16>,
     /// For `bytes`: bytes read (at most 512); with `len_arg`, the most read (default 64).
     pub len: Option<u16>,
-    /// For `str` and `bytes`: the index of the argument that counts the bytes (a Rust `&str`'s
-    /// length, a buffer's size), read at entry; at most `max_len`/`len` of them are kept.
-    pub len_arg: Option<u8>,
+    /// For `str` and `bytes`: what counts the bytes: another argument (a Rust `&str`'s length,
+    /// a buffer's size), or at return the return value or the word behind an argument; at
+    /// most `max_len`/`len` of them are kept.
+    pub len_arg: Option<LenArg>,
+    /// When the value is read: at entry, or at return for what the call writes (an output
+    /// buffer), from the argument's value at entry.
+    #[serde(default)]
+    pub at: ReadAt,
     /// A chain of pointers from the argument to the value, as byte offsets: each but the last
     /// is added and dereferenced, the last added to give the value's address (`[8, 0]`: the
     /// pointer at offset 8 of what the argument points to, and the value it points to).
@@ -433,6 +438,7 @@ impl ArgSpec {
             max_len: None,
             len: None,
             len_arg: None,
+            at: ReadAt::Entry,
             offsets: None,
             path: None,
             enumerators: None,
@@ -457,10 +463,17 @@ impl ArgSpec {
         self.value_type().memory_len(self.max_len, self.len)
     }
 
-    /// Bytes this argument takes in the call record's data.
+    /// Bytes this argument takes in the call record's data. Memory read at return with its
+    /// count in an argument keeps that argument's value there from entry, a word.
     pub fn data_size(&self) -> usize {
-        self.value_type()
-            .data_size(self.memory_len(), self.len_arg.is_some())
+        let size = self
+            .value_type()
+            .data_size(self.memory_len(), self.len_arg.is_some());
+        if self.at == ReadAt::Return && self.len_arg.and_then(LenArg::arg).is_some() {
+            size.max(8)
+        } else {
+            size
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use crate::{
-    Config, ExporterConfig, FunctionSpec, Located, OtlpConfig, Position, Problem,
-    TraceContextFormat, TraceContextSpec, UsdtSpec,
+    ArgSpec, Config, ExporterConfig, FunctionSpec, LenArg, Located, OtlpConfig, Position, Problem,
+    ReadAt, TraceContextFormat, TraceContextSpec, UsdtSpec,
     span_name::{NamePart, name_parts},
 };
 
@@ -382,6 +382,50 @@ enum Typing {
     FromNote,
 }
 
+/// What is wrong with when `arg` is read and what counts its bytes: (the key, why).
+fn timing_problems(arg: &ArgSpec, typing: Typing) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    let at_return = arg.at == ReadAt::Return;
+    if at_return && typing == Typing::FromNote {
+        problems.push((
+            "at",
+            "a USDT probe has no return to read at; read what an `until` probe sees with \
+             `until_args`"
+                .into(),
+        ));
+    } else if at_return && arg.ty.is_some_and(|ty| !ty.is_memory()) {
+        problems.push((
+            "at",
+            "only `str` and `bytes` arguments are read at return (what the call wrote behind a \
+             pointer)"
+                .into(),
+        ));
+    }
+    if let Some(len_arg) = arg.len_arg
+        && len_arg.needs_return()
+        && !at_return
+    {
+        problems.push((
+            "len_arg",
+            format!(
+                "`len_arg: {len_arg}` counts what the call wrote, known when it returns: add \
+                 `at: return`"
+            ),
+        ));
+    }
+    // At entry the count is a register read beside the argument's; at return the chain is
+    // followed from the argument's value kept since entry, and the count read after it.
+    if arg.len_arg.is_some() && !at_return && (arg.path.is_some() || arg.offsets.is_some()) {
+        problems.push((
+            "len_arg",
+            "`len_arg` does not go with a chain of pointers (`path` or `offsets`) at entry; it \
+             does with `at: return`"
+                .into(),
+        ));
+    }
+    problems
+}
+
 /// What a function or a USDT probe captures, and how its spans are kept.
 fn validate_capture(
     function: &Located<FunctionSpec>,
@@ -446,7 +490,7 @@ fn validate_capture(
                 ),
             );
         }
-        match arg.len_arg {
+        match arg.len_arg.and_then(LenArg::arg) {
             Some(count) if count > MAX_ARG_INDEX => problems.add(
                 at,
                 format!("{field}.len_arg"),
@@ -464,15 +508,18 @@ fn validate_capture(
         for (key, problem) in chain_problems(arg.path.as_deref(), arg.offsets.as_deref()) {
             problems.add(at, format!("{field}.{key}"), problem);
         }
-        if arg.len_arg.is_some() && (arg.path.is_some() || arg.offsets.is_some()) {
-            problems.add(
-                at,
-                format!("{field}.len_arg"),
-                "`len_arg` does not go with a chain of pointers (`path` or `offsets`)",
-            );
+        for (key, problem) in timing_problems(arg, typing) {
+            problems.add(at, format!("{field}.{key}"), problem);
         }
-        // One argument may be captured several times, at the ends of different chains.
-        if !indexes.insert((arg.index, arg.offsets.clone(), arg.path.clone())) {
+        // One argument may be captured several times: at the ends of different chains, as
+        // different types, at entry and at return.
+        if !indexes.insert((
+            arg.index,
+            arg.offsets.clone(),
+            arg.path.clone(),
+            arg.ty,
+            arg.at,
+        )) {
             problems.add(
                 at,
                 format!("{field}.index"),
@@ -491,7 +538,9 @@ fn validate_capture(
         }
         match arg.ty {
             Some(ty) => {
-                for (key, problem) in ty.length_problems(arg.max_len, arg.len, arg.len_arg) {
+                for (key, problem) in
+                    ty.length_problems(arg.max_len, arg.len, arg.len_arg.is_some())
+                {
                     problems.add(at, format!("{field}.{key}"), problem);
                 }
             }

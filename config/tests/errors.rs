@@ -194,7 +194,6 @@ limits: { max_depth: 40 }
         "app.yaml:9:13: probes[0].functions[0].args[0].index: 16 is out of range: arguments \
          0..=15 can be captured (0 to 5 from registers, 6 and up from the caller's stack)",
         "app.yaml:10:13: probes[0].functions[0].args[1].max_len: 513 is out of range: 1..=512",
-        "app.yaml:11:13: probes[0].functions[0].args[2].index: argument 1 is captured twice",
         "app.yaml:11:13: probes[0].functions[0].args[2].name: attribute `x` is used twice in this function",
         "app.yaml:11:13: probes[0].functions[0].args[2].len: `bytes` needs `len`, the number of bytes to read, or `len_arg`, the argument that counts them",
         "app.yaml:12:13: probes[0].functions[0].args[3].len: only `bytes` arguments take `len`",
@@ -368,7 +367,7 @@ probes:
     let expected = [
         "app.yaml:6:13: probes[0].functions[0].args[0].offsets: 0 offsets: give 1 to 5 (at most 4 pointers followed)",
         "app.yaml:7:13: probes[0].functions[0].args[1].offsets: 6 offsets: give 1 to 5 (at most 4 pointers followed)",
-        "app.yaml:8:13: probes[0].functions[0].args[2].len_arg: `len_arg` does not go with a chain of pointers (`path` or `offsets`)",
+        "app.yaml:8:13: probes[0].functions[0].args[2].len_arg: `len_arg` does not go with a chain of pointers (`path` or `offsets`) at entry; it does with `at: return`",
         "app.yaml:9:13: probes[0].functions[0].args[3].path: give `path` or `offsets` (the same chain, by number), not both",
         "app.yaml:10:13: probes[0].functions[0].args[4].type: `type` is required (only an argument with a `path` may leave it to DWARF)",
         "app.yaml:12:17: probes[0].functions[0].return.offsets: 6 offsets: give 1 to 5 (at most 4 pointers followed)",
@@ -404,6 +403,40 @@ probes:
         "app.yaml:12:22: probes[0].usdt[4].until_args[0].name: attribute `id` is also an argument of the start probe",
         "app.yaml:12:46: probes[0].usdt[4].until_args[1].type: an `until` argument is read as a number when the span ends; its memory is not captured (capture a pointer as `ptr`)",
         "app.yaml:13:18: probes[0].usdt[5].probe: this probe already starts a span for this binary",
+    ];
+    assert_eq!(error(yaml), expected.join("\n"));
+}
+
+#[test]
+fn reading_at_return_mistakes() {
+    let yaml = "\
+probes:
+  - binary: demo
+    functions:
+      - symbol: f
+        args:
+          - { index: 1, name: a, type: bytes, len: 16, len_arg: return }
+          - { index: 1, name: b, type: i32, at: return }
+          - { index: 1, name: c, type: str, len_arg: '*2' }
+          - { index: 3, name: d, type: bytes, len: 8, at: return, len_arg: '*3' }
+          - { index: 4, name: e, type: bytes, len: 8, at: return, len_arg: ret }
+          - { index: 5, name: f, type: bytes, len: 8, at: later }
+          - { index: 2, name: g, type: ptr }
+          - { index: 2, name: h, type: ptr }
+    usdt:
+      - probe: 'p:q'
+        args:
+          - { index: 0, type: str, at: return, len_arg: return }
+";
+    let expected = [
+        "app.yaml:6:13: probes[0].functions[0].args[0].len_arg: `len_arg: return` counts what the call wrote, known when it returns: add `at: return`",
+        "app.yaml:7:13: probes[0].functions[0].args[1].at: only `str` and `bytes` arguments are read at return (what the call wrote behind a pointer)",
+        "app.yaml:8:13: probes[0].functions[0].args[2].len_arg: `len_arg: \"*2\"` counts what the call wrote, known when it returns: add `at: return`",
+        "app.yaml:9:13: probes[0].functions[0].args[3].len_arg: 3 is this argument's own index; name the argument that counts its bytes",
+        "app.yaml:10:76: probes[0].functions[0].args[4].len_arg: `ret` is not an argument's index (`2`), `return` (the return value), or `\"*N\"` (the word argument N points to, read at return)",
+        "app.yaml:11:59: probes[0].functions[0].args[5].at: unknown variant `later`, expected one of entry, return",
+        "app.yaml:13:13: probes[0].functions[0].args[7].index: argument 2 is captured twice",
+        "app.yaml:17:13: probes[0].usdt[0].args[0].at: a USDT probe has no return to read at; read what an `until` probe sees with `until_args`",
     ];
     assert_eq!(error(yaml), expected.join("\n"));
 }

@@ -32,10 +32,11 @@ use spanprobe_common::{
     Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Ending, Frame, FunctionCapture, GO_CALL,
     GO_EXIT, GO_RECOVERY, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH,
     MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind,
-    RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack, TraceContext,
-    USDT_END, USDT_EVENT, USDT_START,
+    NOT_READ, READ_AT_RETURN, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN,
+    ThreadStack, TraceContext, USDT_END, USDT_EVENT, USDT_START,
 };
 
+mod at_return;
 mod task_storage;
 
 use task_storage::TaskStorage;
@@ -722,6 +723,9 @@ fn return_from(
     }
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
+    if stack.unsampled == 0 {
+        at_return::read_at_return(stack, stack.depth, ending.ret);
+    }
     emit_call(thread.tid, stack, stack.depth, ending);
     stack.resample_after(stack.depth);
     free_if_idle(stack);
@@ -1308,7 +1312,8 @@ fn read_value(to: &mut u64, arg: &ArgCapture, regs: &pt_regs, faults: Faults) ->
         return true;
     }
     let register = read_arg(regs, arg.source, arg.slot);
-    if arg.chain == 0 {
+    // Memory read at return follows its chain then, from the value the entry keeps.
+    if arg.chain == 0 || arg.timing & READ_AT_RETURN != 0 {
         *to = register;
         return true;
     }
@@ -1572,6 +1577,10 @@ fn capture_memory(
         if arg.memory == MemoryKind::None as u8 || len as usize > MEMORY_READ_MAX {
             continue;
         }
+        if arg.timing & READ_AT_RETURN != 0 {
+            keep_for_return(regs, record, arg, i);
+            continue;
+        }
         if arg.count_source != ArgSource::None as u8 {
             let count = read_arg(regs, arg.count_source, arg.count_slot);
             if count < u64::from(len) {
@@ -1595,6 +1604,24 @@ fn capture_memory(
         if let Some(captured) = record.header.arg_lens.get_mut(i) {
             *captured = if read < 0 { MEMORY_FAULT } else { read as u16 };
         }
+    }
+}
+
+/// Prepares the record for argument `i`'s read at return: marked not read until then, and
+/// the value of its count's source (a register or stack slot, which the call may reuse) kept
+/// in its data area, whose first word the read at return only overwrites after using it.
+#[inline(always)]
+fn keep_for_return(regs: &pt_regs, record: &mut CallRecord, arg: &ArgCapture, i: usize) {
+    if let Some(captured) = record.header.arg_lens.get_mut(i) {
+        *captured = NOT_READ;
+    }
+    if arg.count_source == ArgSource::Return as u8 || arg.count_source == ArgSource::None as u8 {
+        return;
+    }
+    let kept = read_arg(regs, arg.count_source, arg.count_slot);
+    let offset = usize::from(arg.offset) & (DATA_MAX - 1);
+    if let Some(word) = record.data.get_mut(offset..offset + 8) {
+        word.copy_from_slice(&kept.to_ne_bytes());
     }
 }
 

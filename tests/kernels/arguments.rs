@@ -106,3 +106,38 @@ pub fn member_path(dir: &Workdir) -> Case {
         assert_all_exported(output, 3);
     })
 }
+
+/// outputs.c's buffers, read when the calls that fill them return (the return program reads
+/// user memory): counted by the return value, and by the `size_t` behind an argument; a call
+/// that failed has no value.
+pub fn output_buffers(dir: &Workdir) -> Case {
+    let program = dir.c_program("outputs");
+    let data = |index: u8, len_arg: &str| {
+        json!([{ "index": index, "name": "data", "type": "str", "max_len": 32, "at": "return",
+                 "len_arg": len_arg }])
+    };
+    let functions = json!([
+        { "symbol": "fill", "args": data(1, "return") },
+        { "symbol": "fill_ex", "args": data(0, "*2") },
+    ]);
+    let config = dir.write_named("outputs", &functions_config(&program, functions));
+    traced("output buffers read at return", &config, &program).case(|_, output, receiver| {
+        output.assert_success();
+        let mut calls = receiver.spans();
+        calls.sort_by_key(|span| span.span.start_time_unix_nano);
+        let read: Vec<_> = calls
+            .iter()
+            .map(|call| (call.name(), call.str_attr("data")))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("fill", Some("filled by the call")),
+                ("fill", None),
+                ("fill_ex", Some("counted behind a pointer")),
+                ("fill_ex", None),
+            ]
+        );
+        assert_all_exported(output, 4);
+    })
+}

@@ -160,7 +160,7 @@ impl ValueType {
         self,
         max_len: Option<u16>,
         len: Option<u16>,
-        len_arg: Option<u8>,
+        counted: bool,
     ) -> Vec<(&'static str, String)> {
         let out_of_range = |n: u16| n == 0 || n > MAX_MEMORY_LEN;
         let range = |n: u16| format!("{n} is out of range: 1..={MAX_MEMORY_LEN}");
@@ -172,14 +172,14 @@ impl ValueType {
                 problems.push(("max_len", "only `str` arguments take `max_len`".into()))
             }
         }
-        if len_arg.is_some() && !self.is_memory() {
+        if counted && !self.is_memory() {
             problems.push((
                 "len_arg",
                 "only `str` and `bytes` arguments take `len_arg`".into(),
             ));
         }
         match (self, len) {
-            (Self::Bytes, None) if len_arg.is_none() => problems.push((
+            (Self::Bytes, None) if !counted => problems.push((
                 "len",
                 "`bytes` needs `len`, the number of bytes to read, or `len_arg`, the argument that \
                  counts them"
@@ -270,39 +270,35 @@ mod tests {
     fn lengths_belong_to_their_type() {
         assert!(
             ValueType::Str
-                .length_problems(Some(16), None, None)
+                .length_problems(Some(16), None, false)
                 .is_empty()
         );
         assert!(
             ValueType::Bytes
-                .length_problems(None, Some(16), None)
+                .length_problems(None, Some(16), false)
                 .is_empty()
         );
         assert!(
             ValueType::Bytes
-                .length_problems(None, None, Some(1))
+                .length_problems(None, None, true)
                 .is_empty()
         );
-        assert!(
-            ValueType::Str
-                .length_problems(None, None, Some(1))
-                .is_empty()
-        );
-        assert!(ValueType::I32.length_problems(None, None, None).is_empty());
+        assert!(ValueType::Str.length_problems(None, None, true).is_empty());
+        assert!(ValueType::I32.length_problems(None, None, false).is_empty());
         let keys = |problems: Vec<(&'static str, String)>| {
             problems.into_iter().map(|(key, _)| key).collect::<Vec<_>>()
         };
-        let bytes = ValueType::Bytes.length_problems(None, None, None);
+        let bytes = ValueType::Bytes.length_problems(None, None, false);
         assert_eq!(keys(bytes), ["len"]);
-        let str = ValueType::Str.length_problems(Some(0), Some(2), None);
+        let str = ValueType::Str.length_problems(Some(0), Some(2), false);
         assert_eq!(keys(str), ["max_len", "len"]);
-        let ptr = ValueType::Ptr.length_problems(Some(4), None, None);
+        let ptr = ValueType::Ptr.length_problems(Some(4), None, false);
         assert_eq!(keys(ptr), ["max_len"]);
-        let int = ValueType::U64.length_problems(None, None, Some(1));
+        let int = ValueType::U64.length_problems(None, None, true);
         assert_eq!(keys(int), ["len_arg"]);
         let too_long = MAX_MEMORY_LEN + 1;
         assert_eq!(
-            ValueType::Bytes.length_problems(None, Some(too_long), None),
+            ValueType::Bytes.length_problems(None, Some(too_long), false),
             [(
                 "len",
                 format!("{too_long} is out of range: 1..={MAX_MEMORY_LEN}")

@@ -3,7 +3,9 @@
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
-use spanprobe_config::{ArgSpec, ExporterConfig, TraceContextFormat, TraceContextSpec};
+use spanprobe_config::{
+    ArgSpec, ExporterConfig, LenArg, ReadAt, TraceContextFormat, TraceContextSpec,
+};
 
 use crate::{
     export::endpoint_tls,
@@ -309,19 +311,43 @@ fn describe_arg(arg: &ArgSpec, function: &ProbedFunction) -> String {
     if arg.enumerators.is_some() {
         size.push_str(" named by its enumerators");
     }
-    if let Some(count) = arg.len_arg {
-        size.push_str(&format!(" counted by {}", function.arg_location(count)));
+    match arg.len_arg {
+        Some(LenArg::Arg(count)) => {
+            size.push_str(&format!(" counted by {}", function.arg_location(count)));
+        }
+        Some(LenArg::Return) => size.push_str(" counted by the return value"),
+        Some(LenArg::Behind(count)) => size.push_str(&format!(
+            " counted by the size_t {} points to",
+            function.arg_location(count)
+        )),
+        None => {}
     }
     let chain = describe_chain(
         arg.path.as_deref(),
         arg.offsets.as_deref(),
         &place.to_string(),
     );
+    let when = match arg.at {
+        _ if !arg.value_type().is_memory() => "",
+        ReadAt::Return => ", read at return",
+        ReadAt::Entry if fills_buffers(&function.symbol) => {
+            ", read at entry: before the call writes it, if it is the buffer the call fills \
+             (`at: return` reads what it wrote)"
+        }
+        ReadAt::Entry => ", read at entry",
+    };
     format!(
-        "{}: {}{size}{chain}",
+        "{}: {}{size}{chain}{when}",
         arg.attribute_name(),
         arg.value_type()
     )
+}
+
+/// Whether a function's name says it fills a buffer it is given, as `read`, `recv`,
+/// `SSL_read`, `fread` and `recvmsg` do: a buffer read at its entry holds what was there before.
+fn fills_buffers(symbol: &str) -> bool {
+    let name = symbol.to_ascii_lowercase();
+    name.contains("read") || name.contains("recv")
 }
 
 /// Where a value is read: at the end of its chain of pointers from `place`, or `place` itself.

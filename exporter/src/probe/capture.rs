@@ -9,11 +9,14 @@ use std::{
 
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallEvent, ContextFormat, ContextPolicy, ENTRY_ONLY, FunctionCapture,
-    GO_CALL, GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, MAX_CHAIN, MEMORY_FAULT, MemoryKind,
+    ArgCapture, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, CallEvent, ContextFormat,
+    ContextPolicy, ENTRY_ONLY, FunctionCapture, GO_CALL, GO_EXIT, GO_RECOVERY, GO_RETURN,
+    GO_STACK_CHECK, MAX_CHAIN, MEMORY_FAULT, MemoryKind, NOT_READ, READ_AT_RETURN, READS_AT_RETURN,
     RETURN_FAULT, SAMPLE_ALWAYS, USDT_END, USDT_EVENT, USDT_START,
 };
-use spanprobe_config::{ArgSpec, Condition, Decoded, Sampler, TraceContextFormat, ValueType};
+use spanprobe_config::{
+    ArgSpec, Condition, Decoded, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType,
+};
 
 use crate::{
     events::decode::otel_value,
@@ -53,6 +56,11 @@ impl CapturePlan {
         } else {
             (rate * f64::from(u32::MAX)) as u32
         };
+        let reads_at_return = function
+            .spec
+            .args
+            .iter()
+            .any(|arg| arg.at == ReadAt::Return);
         (plan.kernel.flags, plan.kernel.pair) = match function.kind {
             ProbeKind::Function => (0, 0),
             ProbeKind::EntryOnly => (ENTRY_ONLY, 0),
@@ -83,6 +91,9 @@ impl CapturePlan {
             ProbeKind::GoExit => (GO_EXIT, 0),
             ProbeKind::GoRecovery => (GO_RECOVERY, 0),
         };
+        if reads_at_return {
+            plan.kernel.flags |= READS_AT_RETURN;
+        }
         if let Some(context) = &function.spec.trace_context {
             plan.kernel.context_policy = if sampler.parent_based {
                 ContextPolicy::FollowParent
@@ -220,7 +231,7 @@ fn plan(function: &ProbedFunction) -> CapturePlan {
     let slots = function.slot_base..spanprobe_common::MAX_ARGS;
     for (slot, arg) in slots.clone().zip(&spec.args) {
         let location = function.arg_location(arg.index);
-        let count = arg.len_arg.map(|index| function.arg_location(index));
+        let count = arg.len_arg.map(|len_arg| Count::of(len_arg, function));
         let (kernel, plan) = capture_arg(arg, location, count, slot, data_len);
         capture.args[slot] = kernel;
         capture.args_end = slot as u8 + 1;
@@ -261,22 +272,64 @@ fn plan(function: &ProbedFunction) -> CapturePlan {
     }
 }
 
-/// How the kernel captures `arg`, at `location` (its count, if any, at `count`), into event
-/// slot `slot` and data at `data_offset`; and how it is read back.
+/// Where the kernel finds what counts a memory argument's bytes, and how it reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Count {
+    source: ArgSource,
+    slot: u8,
+    /// [`COUNT_BEHIND`], [`COUNT_32`], [`COUNT_SIGNED`]: how the return value and the count
+    /// are read, for a read at return.
+    timing: u8,
+}
+
+impl Count {
+    /// The count `len_arg` names, for an argument of `function`.
+    fn of(len_arg: LenArg, function: &ProbedFunction) -> Self {
+        let (source, slot) = match len_arg {
+            LenArg::Arg(index) | LenArg::Behind(index) => function.arg_location(index).kernel(),
+            LenArg::Return => (ArgSource::Return, 0),
+        };
+        let mut timing = match len_arg {
+            LenArg::Behind(_) => COUNT_BEHIND,
+            LenArg::Arg(_) | LenArg::Return => 0,
+        };
+        // Resolution refuses counts at return from a return value of no known type.
+        if let Some(ty) = function.return_type {
+            if ty.size() == 4 {
+                timing |= COUNT_32;
+            }
+            // All ones, widened: negative only for a signed type.
+            if ty.extend(u64::MAX) < 0 {
+                timing |= COUNT_SIGNED;
+            }
+        }
+        Count {
+            source,
+            slot,
+            timing,
+        }
+    }
+}
+
+/// How the kernel captures `arg`, at `location` (its count, if any, as `count` says), into
+/// event slot `slot` and data at `data_offset`; and how it is read back.
 fn capture_arg(
     arg: &ArgSpec,
     location: ArgLocation,
-    count: Option<ArgLocation>,
+    count: Option<Count>,
     slot: usize,
     data_offset: usize,
 ) -> (ArgCapture, ArgPlan) {
     let place = location.place();
-    let count = count.map(ArgLocation::kernel);
     let memory = match count {
         Some(_) => arg.value_type().counted_memory(),
         None => arg.value_type().memory(),
     };
-    let (count_source, count_slot) = count.unwrap_or((ArgSource::None, 0));
+    let (count_source, count_slot) = count.map_or((ArgSource::None, 0), |c| (c.source, c.slot));
+    let timing = match arg.at {
+        ReadAt::Entry => 0,
+        ReadAt::Return => READ_AT_RETURN | count.map_or(0, |count| count.timing),
+    };
     // A memory operand's offset is the first step of the chain: the value is read there.
     let offsets = match (place.offset, &arg.offsets) {
         (None, offsets) => offsets.clone(),
@@ -292,6 +345,7 @@ fn capture_arg(
         len: arg.value_type().read_len(arg.memory_len(), count.is_some()) as u16,
         offset: data_offset as u16,
         count_slot,
+        timing,
         ..chain_capture(offsets.as_deref(), arg.value_type())
     };
     if let Some(value) = place.constant {
@@ -391,7 +445,7 @@ impl ArgPlan {
             .copied()
             .unwrap_or(MEMORY_FAULT);
         // Set by a memory read that failed, or by a chain of pointers that did.
-        if captured & MEMORY_FAULT != 0 {
+        if captured & (MEMORY_FAULT | NOT_READ) != 0 {
             return None;
         }
         if self.memory == MemoryKind::None {
@@ -411,6 +465,14 @@ impl ArgPlan {
         let Some(&raw) = event.args.get(self.slot) else {
             return;
         };
+        // Memory to be read at return, of a call that failed or did not return: no value.
+        if event
+            .arg_lens
+            .get(self.slot)
+            .is_some_and(|captured| captured & NOT_READ != 0)
+        {
+            return;
+        }
         let memory = self.memory(event, data);
         if self.chained && memory.is_none() {
             out.push(KeyValue::new(Key::new(format!("{}.fault", self.key)), true));

@@ -16,7 +16,9 @@ use std::{
     sync::Arc,
 };
 
-use spanprobe_config::{ArgSpec, Config, FunctionSpec, Located, Position, ProbeTarget, Problem};
+use spanprobe_config::{
+    ArgSpec, Config, FunctionSpec, LenArg, Located, Position, ProbeTarget, Problem, ValueType,
+};
 
 use crate::probe::{
     binary::{self, BinaryError},
@@ -66,6 +68,9 @@ pub struct ProbedFunction {
     /// For a Go call whose last result is an `error`: the error's dynamic type by the address
     /// of its itab, which its `RET`s report (see [`ElfInfo::go_error_types`]).
     pub go_error_types: Option<Arc<BTreeMap<u64, String>>>,
+    /// The type of the return value, from the config's `return` or DWARF, when known: how a
+    /// count taken at return from it is read (see [`LenArg`](spanprobe_config::LenArg)).
+    pub return_type: Option<ValueType>,
     /// The event slot of the first argument: after the start's, for a USDT site that ends a
     /// span and adds its own arguments to the start's.
     pub slot_base: usize,
@@ -96,6 +101,7 @@ impl ProbedFunction {
             source: None,
             stack_frames: 0,
             single_stepped: None,
+            return_type: None,
             operands: Vec::new(),
             semaphore: None,
             go_version: None,
@@ -162,6 +168,26 @@ pub enum ResolveErrorKind {
     GoDwarf(#[source] crate::probe::dwarf::DwarfError),
     #[error("{}: is a Go binary {reason}", binary.display())]
     GoMinDuration { binary: PathBuf, reason: String },
+    #[error(
+        "{}: is a Go binary, whose arguments are read at entry only: remove `at: return`",
+        binary.display()
+    )]
+    GoReadAtReturn { binary: PathBuf },
+    #[error(
+        "`{symbol}`: `len_arg: {len_arg}` reads the return value, whose type no DWARF gives: \
+         give it as `return: {{ type: i32 }}` (an `int`) or `i64` (an `ssize_t`), so that its \
+         sign and width are known"
+    )]
+    ReturnTypeUnknown { symbol: String, len_arg: LenArg },
+    #[error(
+        "`{symbol}`: `len_arg: {len_arg}` reads the return value, a `{ty}`: a count is a 32- or \
+         64-bit integer"
+    )]
+    ReturnNotCount {
+        symbol: String,
+        len_arg: LenArg,
+        ty: ValueType,
+    },
     #[error(
         "{}: `{symbol}` is the program's entry point: it is jumped to, not called, so where a \
          return address would be ([rsp]) is argc, which a return probe would overwrite; remove \
@@ -426,6 +452,7 @@ impl Binary {
             semaphore: None,
             go_version: self.elf.go_version,
             go_error_types: None,
+            return_type: None,
             slot_base: 0,
             later_args: Vec::new(),
         }

@@ -6,7 +6,8 @@
 use std::{collections::HashMap, path::Path};
 
 use spanprobe_config::{
-    ArgSpec, FunctionSpec, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ValueType,
+    ArgSpec, FunctionSpec, LenArg, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ReadAt,
+    ValueType,
 };
 
 use crate::probe::{
@@ -120,13 +121,25 @@ pub fn resolve(
                 errors.push(error(symbol.position, "symbol", kind));
                 continue;
             };
+            let facts = dwarf_facts(&path, &mut sources).get(&sym.raw);
             let mut probed = ProbedFunction {
-                source: sources_of(&path, &mut sources).get(&sym.raw).cloned(),
+                source: facts.and_then(|facts| facts.source.clone()),
                 ..probe(binary, sym.name.clone(), Some(sym.address), offset)
             };
             match resolve_paths(&path, &sym.raw, function, field, binary.stack_frames) {
                 Ok(spec) => {
                     probed.spec = spec;
+                    probed.return_type = probed
+                        .spec
+                        .return_value
+                        .as_ref()
+                        .and_then(|ret| ret.ty)
+                        .or(facts.and_then(|facts| facts.return_type));
+                    if let Some((a, kind)) = count_problem(&probed) {
+                        let position = function.args[a].position;
+                        errors.push(error(position, &format!("args[{a}].len_arg"), kind));
+                        continue;
+                    }
                     // A cgo binary's C functions are probed as any C function is.
                     let Some(go) = go_functions
                         .as_ref()
@@ -461,6 +474,13 @@ fn go_refusal(
             },
         ));
     }
+    if let Some(arg) = function.args.iter().find(|arg| arg.at == ReadAt::Return) {
+        return Some((
+            arg.position,
+            "args",
+            ResolveErrorKind::GoReadAtReturn { binary },
+        ));
+    }
     // Go arguments are found by their declared position in the function's DWARF.
     if let Some(arg) = function.args.first()
         && function.symbol.is_none()
@@ -649,7 +669,8 @@ fn place_go_args(
             // A string (pointer, length), a slice (pointer, length, capacity): the bytes the
             // first word points to, counted by the second.
             _ if ty.is_memory() && arg.len_arg.is_none() => {
-                arg.value.len_arg = Some(u8::try_from(operands.len()).unwrap_or(u8::MAX));
+                arg.value.len_arg =
+                    Some(LenArg::Arg(u8::try_from(operands.len()).unwrap_or(u8::MAX)));
                 operands.push(word(integers[1]));
             }
             _ if ty == ValueType::Ptr || ty.is_memory() => {}
@@ -699,21 +720,60 @@ fn add_goroutine_id(go: &GoFunctions, probed: &mut ProbedFunction, params: usize
     }));
 }
 
-/// Source locations of `path`'s functions by symbol, read from DWARF once (empty without debug
-/// info: the attributes are optional).
-fn sources_of<'a>(
+/// What is wrong with an argument of `probed` counted at return by its return value (as
+/// `len_arg: return` and `"*N"` are): the return value's type must be known, to tell its sign
+/// and its width, whose upper bits a narrower value leaves undefined. (Its index, the reason.)
+fn count_problem(probed: &ProbedFunction) -> Option<(usize, ResolveErrorKind)> {
+    let (a, len_arg) = probed.spec.args.iter().enumerate().find_map(|(a, arg)| {
+        arg.len_arg
+            .filter(|len_arg| len_arg.needs_return())
+            .map(|len_arg| (a, len_arg))
+    })?;
+    let symbol = probed.symbol.clone();
+    let kind = match probed.return_type {
+        None => ResolveErrorKind::ReturnTypeUnknown { symbol, len_arg },
+        // A count is an integer; behind a pointer, a pointer return tells success too.
+        Some(ty)
+            if !matches!(ty.size(), 4 | 8)
+                || (ty == ValueType::Ptr && len_arg == LenArg::Return) =>
+        {
+            ResolveErrorKind::ReturnNotCount {
+                symbol,
+                len_arg,
+                ty,
+            }
+        }
+        Some(_) => return None,
+    };
+    Some((a, kind))
+}
+
+/// What DWARF says of a function that the spans use without being asked.
+struct DwarfFacts {
+    /// Source file and line.
+    source: Option<(String, u64)>,
+    /// The return value's type, when it is one spanprobe reads.
+    return_type: Option<ValueType>,
+}
+
+/// What DWARF says of each of `path`'s functions, by symbol, read once (empty without debug
+/// info: what it gives is optional).
+fn dwarf_facts<'a>(
     path: &Path,
-    cache: &'a mut Option<HashMap<String, (String, u64)>>,
-) -> &'a HashMap<String, (String, u64)> {
+    cache: &'a mut Option<HashMap<String, DwarfFacts>>,
+) -> &'a HashMap<String, DwarfFacts> {
     cache.get_or_insert_with(|| {
         let Ok(signatures) = crate::probe::dwarf::function_signatures(path) else {
             return HashMap::new();
         };
         signatures
             .into_values()
-            .filter_map(|s| {
-                let location = (s.file?, s.line?);
-                Some((s.linkage_name.unwrap_or(s.name), location))
+            .map(|s| {
+                let facts = DwarfFacts {
+                    source: s.file.zip(s.line),
+                    return_type: s.return_type.and_then(|ty| ty.capture),
+                };
+                (s.linkage_name.unwrap_or(s.name), facts)
             })
             .collect()
     })

@@ -3,7 +3,7 @@
 //! for each name, with each argument read where the site's note says.
 
 use spanprobe_common::MAX_CHAIN;
-use spanprobe_config::{ArgSpec, FunctionSpec, Located, UsdtSpec, ValueType};
+use spanprobe_config::{ArgSpec, FunctionSpec, LenArg, Located, UsdtSpec, ValueType};
 
 use crate::{
     command::symbols::closest_hint,
@@ -223,7 +223,7 @@ fn check_arg(arg: &ArgSpec, operands: &[Result<UsdtArg, String>]) -> Result<Valu
         }
         _ => {}
     }
-    if let Some(count) = arg.len_arg
+    if let Some(LenArg::Arg(count)) = arg.len_arg
         && !matches!(operand(count)?.operand, Operand::Register(_))
     {
         return Err(format!(
@@ -291,7 +291,7 @@ mod tests {
         };
         assert!(error(deep).contains("at most 4 offsets"));
         let counted = ArgSpec {
-            len_arg: Some(3),
+            len_arg: Some(LenArg::Arg(3)),
             ..spec(0, Some(ValueType::Str))
         };
         assert!(error(counted).contains("not in a register"));
