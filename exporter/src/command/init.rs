@@ -12,7 +12,7 @@ use spanprobe_config::ValueType;
 use super::symbols::{no_match, read_table};
 use crate::probe::{
     dwarf::{
-        Abi, FunctionSignature, function_signatures,
+        Abi, FunctionSignature, Param, function_signatures,
         go::{GoFunctions, GoParam},
         path::{MAX_OFFERS, ParamOffers, pointee_members},
     },
@@ -28,8 +28,8 @@ const MAX_ARGS: usize = spanprobe_config::MAX_CAPTURED_ARGS;
 /// with `members`, each pointer-to-struct parameter's members are offered as commented-out
 /// `path` captures.
 pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyhow::Result<String> {
-    let (path, elf, table) = read_table(binary)?;
-    let path = path.canonicalize().unwrap_or(path);
+    let (located, elf, table) = read_table(binary)?;
+    let path = located.canonicalize().unwrap_or_else(|_| located.clone());
     let mut functions: Vec<&FunctionSymbol> = if patterns.is_empty() {
         table.functions().iter().collect()
     } else {
@@ -106,7 +106,9 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
             );
         }
         None => {
-            let service = path.file_name().unwrap_or_default().to_string_lossy();
+            // The name the user gave: `redis-server` is a link to `redis-check-rdb`, which
+            // names another program.
+            let service = located.file_name().unwrap_or_default().to_string_lossy();
             let _ = writeln!(out, "service_name: {}", quote(&service));
         }
     }
@@ -215,45 +217,118 @@ pub fn starter_usdt_config(binary: &str, patterns: &[String]) -> anyhow::Result<
         "probes:\n  - binary: {}\n    usdt:",
         quote(&binary_name(&path, soname))
     );
+    // A probe named exactly is written as asked; one a glob brought in that fires on every
+    // line, allocation or lock is written commented out, so the config is safe as written.
+    let named = |name: &str| patterns.iter().any(|pattern| pattern == name);
+    let mut active = 0;
+    let mut quiet = Vec::new();
     for probe in names {
         let name = probe.full_name();
         if ends.contains(&name) {
             continue;
         }
-        let _ = writeln!(out, "      - probe: {}", quote(&name));
-        if let Some((stem, until)) = end_of(&name) {
-            let _ = writeln!(out, "        until: {}", quote(&until));
-            let span = stem.rsplit(':').next().unwrap_or(&stem).replace("__", ".");
-            let _ = writeln!(out, "        span_name: {}", quote(&span));
-        }
-        if let Some((address, _)) = probe.semaphore {
-            let _ = writeln!(
-                out,
-                "        # guarded by the semaphore at {address:#x}: spanprobe sets it"
-            );
-        }
-        if !probe.args.is_empty() {
-            let _ = writeln!(out, "        args:");
-        }
-        for (index, operand) in probe.args.iter().enumerate() {
-            let _ = match crate::probe::usdt::UsdtArg::parse(operand) {
-                // Eight unsigned bytes may be a pointer: the note cannot tell.
-                Ok(arg) if arg.size == 8 && !arg.signed => writeln!(
+        let mut entry = String::new();
+        let until = end_of(&name);
+        write_usdt_probe(&mut entry, probe, until.as_ref());
+        match high_frequency(&probe.name) {
+            Some(reason) if until.is_none() && !named(&name) => {
+                let _ = writeln!(
                     out,
-                    "          - {{ index: {index}, name: arg{index} }}  # {operand}; `type: str` \
-                     if it points to a string"
-                ),
-                Ok(_) => writeln!(
-                    out,
-                    "          - {{ index: {index}, name: arg{index} }}  # {operand}"
-                ),
-                Err(reason) => {
-                    writeln!(out, "          # argument {index} cannot be read: {reason}")
+                    "      # {name} fires {reason}: a span each time would flood the\n      \
+                     # backend and slow the program down. Uncomment to trace it anyway."
+                );
+                // Commented out at the entry's indentation: removing `# ` restores it.
+                for line in entry.lines() {
+                    let text = line.strip_prefix(ENTRY_INDENT).unwrap_or(line);
+                    let _ = writeln!(out, "{ENTRY_INDENT}# {text}");
                 }
-            };
+                quiet.push(name);
+            }
+            _ => {
+                out.push_str(&entry);
+                active += 1;
+            }
         }
     }
+    if active == 0 {
+        anyhow::bail!(
+            "{}: every probe matching `{}` fires too often to trace by default ({}): name one \
+             exactly to write it anyway",
+            path.display(),
+            patterns.join("`, `"),
+            quiet.join(", ")
+        );
+    }
     Ok(out)
+}
+
+/// Where a `usdt` entry starts in the text `init` writes.
+const ENTRY_INDENT: &str = "      ";
+
+/// One `usdt` entry: `probe`, its `until` and span name when it starts a pair, and its
+/// arguments typed by the note.
+fn write_usdt_probe(
+    out: &mut String,
+    probe: &crate::probe::usdt::UsdtProbe,
+    until: Option<&(String, String)>,
+) {
+    let _ = writeln!(out, "      - probe: {}", quote(&probe.full_name()));
+    if let Some((stem, until)) = until {
+        let _ = writeln!(out, "        until: {}", quote(until));
+        let span = stem.rsplit(':').next().unwrap_or(stem).replace("__", ".");
+        let _ = writeln!(out, "        span_name: {}", quote(&span));
+    }
+    if let Some((address, _)) = probe.semaphore {
+        let _ = writeln!(
+            out,
+            "        # guarded by the semaphore at {address:#x}: spanprobe sets it"
+        );
+    }
+    if !probe.args.is_empty() {
+        let _ = writeln!(out, "        args:");
+    }
+    for (index, operand) in probe.args.iter().enumerate() {
+        let _ = match crate::probe::usdt::UsdtArg::parse(operand) {
+            // Eight unsigned bytes may be a pointer: the note cannot tell.
+            Ok(arg) if arg.size == 8 && !arg.signed => writeln!(
+                out,
+                "          - {{ index: {index}, name: arg{index} }}  # {operand}; `type: str` \
+                 if it points to a string"
+            ),
+            Ok(_) => writeln!(
+                out,
+                "          - {{ index: {index}, name: arg{index} }}  # {operand}"
+            ),
+            Err(reason) => {
+                writeln!(out, "          # argument {index} cannot be read: {reason}")
+            }
+        };
+    }
+}
+
+/// How often a probe without an end fires, when its name says it is per small operation:
+/// Python's and Ruby's `line`, Ruby's `object__create`, PostgreSQL's `lwlock__acquire`,
+/// glibc's `memory_*` and `mutex_*`. Judged by the words of its name (split at `_`).
+fn high_frequency(name: &str) -> Option<&'static str> {
+    const KINDS: [(&[&str], &str); 4] = [
+        (&["line"], "on every line the interpreter runs"),
+        (&["create", "alloc", "new"], "for every object created"),
+        (
+            &["memory", "malloc", "free", "sbrk", "mmap", "arena"],
+            "on every memory allocation",
+        ),
+        (
+            &[
+                "lock", "lwlock", "mutex", "cond", "rwlock", "spin", "futex", "unlock",
+            ],
+            "on every lock operation",
+        ),
+    ];
+    let words: Vec<&str> = name.split('_').filter(|word| !word.is_empty()).collect();
+    KINDS
+        .iter()
+        .find(|(stems, _)| words.iter().any(|word| stems.contains(word)))
+        .map(|(_, reason)| *reason)
 }
 
 /// The kind of GCC clone a symbol names (`f.isra.0`, `f.constprop.0`, `f.part.0`), if it is
@@ -292,7 +367,7 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Pa
     let mut comments = Vec::new();
     let mut slot_names = HashMap::new();
     let places = places(&signature.params, returns_in_memory);
-    for (position, (param, place)) in signature.params.iter().zip(places).enumerate() {
+    for (position, (param, place)) in signature.params.iter().zip(places.clone()).enumerate() {
         let name = param
             .name
             .clone()
@@ -301,7 +376,20 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Pa
         match (place, &param.ty.abi, param.ty.capture) {
             (Place::Slots { index, count: 1 }, _, Some(ty)) => {
                 slot_names.insert(index, name.clone());
-                args.push((index, name, ty, None, c_name.clone()));
+                let next = signature.params.get(position + 1);
+                match next
+                    .zip(places.get(position + 1))
+                    .and_then(|(next, place)| counted_buffer(param, index, next, place))
+                {
+                    Some(counted) => args.push((
+                        index,
+                        name,
+                        counted.ty,
+                        Some(counted.len_arg),
+                        counted.comment(c_name),
+                    )),
+                    None => args.push((index, name, ty, None, c_name.clone())),
+                }
             }
             // A Rust `&str` or `&[u8]`: one value whose length is in the next slot.
             (Place::Slots { index, count: 2 }, Abi::Integer { fields, .. }, _)
@@ -422,6 +510,74 @@ fn write_offers(out: &mut String, param: &str, offers: &ParamOffers) {
             "          # (the first {MAX_OFFERS} only: write a `path` for the others)"
         );
     }
+}
+
+/// A pointer to bytes read with the size the next parameter gives.
+struct CountedBuffer<'a> {
+    ty: ValueType,
+    len_arg: u8,
+    len_name: &'a str,
+    read_only: bool,
+}
+
+impl CountedBuffer<'_> {
+    fn comment(&self, c_name: &str) -> String {
+        let len = self.len_name;
+        if self.read_only {
+            format!("{c_name}, {len} bytes")
+        } else {
+            // Not const: the call may fill it, after entry.
+            format!("{c_name}, {len} bytes as at entry; `at: return` reads what the call wrote")
+        }
+    }
+}
+
+/// How `param`, in slot `index`, is read when it points to bytes counted by the parameter
+/// after it, `next` at `place`: a `const char *` as `str`, any other pointer to bytes
+/// (`void *`, `char *`, `unsigned char *`, `uint8_t *`) as `bytes`, both with `len_arg`.
+/// The count must be the next slot, an unsigned integer named as a size is ([`size_like`]):
+/// a pointer followed by `int flags` or `size_t count` of `int *` elements is not a buffer.
+fn counted_buffer<'a>(
+    param: &Param,
+    index: u8,
+    next: &'a Param,
+    place: &Place,
+) -> Option<CountedBuffer<'a>> {
+    let buffer = param.ty.buffer?;
+    let len_name = next.name.as_deref()?;
+    let unsigned = matches!(
+        next.ty.capture,
+        Some(ValueType::U8 | ValueType::U16 | ValueType::U32 | ValueType::U64)
+    );
+    let next_slot = *place
+        == Place::Slots {
+            index: index + 1,
+            count: 1,
+        };
+    if !(unsigned && next_slot && size_like(len_name)) {
+        return None;
+    }
+    Some(CountedBuffer {
+        ty: if buffer.text && buffer.read_only {
+            ValueType::Str
+        } else {
+            ValueType::Bytes
+        },
+        len_arg: index + 1,
+        len_name,
+        read_only: buffer.read_only,
+    })
+}
+
+/// Whether a parameter's name says it counts bytes: `n`, or a name ending in `len`,
+/// `length`, `size`, `sz`, `count`, `cnt`, `bytes` or `nbyte` (`buflen`, `key_size`,
+/// `nbytes`), in any case.
+fn size_like(name: &str) -> bool {
+    const SUFFIXES: [&str; 8] = [
+        "len", "length", "size", "sz", "count", "cnt", "bytes", "nbyte",
+    ];
+    let name = name.to_ascii_lowercase();
+    name == "n" || SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
 }
 
 /// The `return` of one Go function: its first result, when one register holds it whole; a
@@ -567,6 +723,37 @@ mod tests {
         );
         assert_eq!(rust_slice("struct &[u64]", &slice), None);
         assert_eq!(rust_slice("struct &str", &fields("ptr", "len")), None);
+    }
+
+    #[test]
+    fn sizes_are_told_by_their_names() {
+        for name in [
+            "n", "len", "buflen", "key_size", "nbytes", "nbyte", "count", "Length",
+        ] {
+            assert!(size_like(name), "{name}");
+        }
+        for name in ["flags", "mode", "fd", "index", "name"] {
+            assert!(!size_like(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn per_operation_probes_are_told_by_their_names() {
+        assert!(high_frequency("line").is_some());
+        assert!(high_frequency("object__create").is_some());
+        assert!(high_frequency("lwlock__acquire").is_some());
+        assert!(high_frequency("memory_malloc_retry").is_some());
+        assert!(high_frequency("mutex_entry").is_some());
+        // A word inside another is not the word: `deadline`.
+        for name in [
+            "function__entry",
+            "audit",
+            "start",
+            "deadline",
+            "query__start",
+        ] {
+            assert_eq!(high_frequency(name), None, "{name}");
+        }
     }
 
     #[test]

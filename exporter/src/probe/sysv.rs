@@ -79,6 +79,7 @@ mod tests {
                 c_name: String::new(),
                 capture: None,
                 abi,
+                buffer: None,
             },
         }
     }

@@ -79,6 +79,18 @@ pub struct TypeInfo {
     pub capture: Option<ValueType>,
     /// How the System V AMD64 convention passes it.
     pub abi: Abi,
+    /// For a pointer to bytes (`void *`, `char *`, `uint8_t *`): what they are.
+    pub buffer: Option<ByteBuffer>,
+}
+
+/// What a pointer to bytes points to, so that `init` can read it with the size that
+/// follows it (`const char *s, size_t n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteBuffer {
+    /// Plain `char`, C's text; `void`, `unsigned char`, `uint8_t` are bytes.
+    pub text: bool,
+    /// `const`: the function only reads them.
+    pub read_only: bool,
 }
 
 impl TypeInfo {
@@ -87,6 +99,7 @@ impl TypeInfo {
             c_name: c_name.into(),
             capture,
             abi: Abi::INTEGER,
+            buffer: None,
         }
     }
 
@@ -529,8 +542,17 @@ impl<'d, 'a> Ctx<'d, 'a> {
                 // A typedef of a character type (`uint8_t`, `int8_t`) is a small integer.
                 let (inner, char_int) = inner_info()?;
                 let capture = char_int.or(inner.capture);
-                let c_name = name.unwrap_or(inner.c_name);
-                return Ok((TypeInfo::new(c_name, capture), char_int));
+                // Passed as what it names: a typedef'd struct keeps its class, a typedef'd
+                // `char *` its bytes.
+                let c_name = name.unwrap_or_else(|| inner.c_name.clone());
+                return Ok((
+                    TypeInfo {
+                        c_name,
+                        capture,
+                        ..inner
+                    },
+                    char_int,
+                ));
             }
             gimli::DW_TAG_const_type
             | gimli::DW_TAG_volatile_type
@@ -580,14 +602,21 @@ impl<'d, 'a> Ctx<'d, 'a> {
                     }
                     _ => format!("{} {sigil}", pointee.c_name),
                 };
-                TypeInfo::new(
-                    c_name,
-                    Some(if char_int.is_some() {
-                        ValueType::Str
-                    } else {
-                        ValueType::Ptr
-                    }),
-                )
+                let buffer = match tag {
+                    gimli::DW_TAG_pointer_type => self.byte_buffer(inner, depth + 1)?,
+                    _ => None,
+                };
+                TypeInfo {
+                    buffer,
+                    ..TypeInfo::new(
+                        c_name,
+                        Some(if char_int.is_some() {
+                            ValueType::Str
+                        } else {
+                            ValueType::Ptr
+                        }),
+                    )
+                }
             }
             gimli::DW_TAG_enumeration_type => {
                 // Enums behave as their underlying integer type (GCC and Clang both emit it).
@@ -635,6 +664,62 @@ impl<'d, 'a> Ctx<'d, 'a> {
             _ => TypeInfo::new(name.unwrap_or_else(|| tag.to_string()), None),
         };
         Ok((info, None))
+    }
+
+    /// What a pointer to `pointee` (`None`: `void`) points to, when it is bytes: `void` or a
+    /// one-byte character type, behind typedefs and qualifiers.
+    fn byte_buffer(
+        &self,
+        mut pointee: Option<Loc>,
+        depth: u8,
+    ) -> gimli::Result<Option<ByteBuffer>> {
+        let mut read_only = false;
+        for _ in depth..MAX_DEPTH {
+            let Some(loc) = pointee else {
+                return Ok(Some(ByteBuffer {
+                    text: false,
+                    read_only,
+                }));
+            };
+            let entry = self.entry(loc)?;
+            match entry.tag() {
+                gimli::DW_TAG_base_type => {
+                    let encoding = entry.attr_value(gimli::DW_AT_encoding);
+                    let one_byte = entry
+                        .attr_value(gimli::DW_AT_byte_size)
+                        .and_then(|size| size.udata_value())
+                        == Some(1);
+                    let character = matches!(
+                        encoding,
+                        Some(AttributeValue::Encoding(
+                            gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char
+                        ))
+                    );
+                    if !(one_byte && character) {
+                        return Ok(None);
+                    }
+                    // DWARF tells plain `char` from `signed char` by name only.
+                    let name = match entry.attr_value(gimli::DW_AT_name) {
+                        Some(name) => self.string(loc.0, name)?,
+                        None => String::new(),
+                    };
+                    return Ok(Some(ByteBuffer {
+                        text: name == "char",
+                        read_only,
+                    }));
+                }
+                gimli::DW_TAG_const_type => read_only = true,
+                gimli::DW_TAG_typedef
+                | gimli::DW_TAG_volatile_type
+                | gimli::DW_TAG_restrict_type
+                | gimli::DW_TAG_atomic_type => {}
+                _ => return Ok(None),
+            }
+            pointee = entry
+                .attr_value(gimli::DW_AT_type)
+                .and_then(|value| self.target(loc.0, value));
+        }
+        Ok(None)
     }
 
     /// The class of the struct, union or class at `loc`, `size` bytes (§3.2.3): over 16 bytes,
@@ -1068,7 +1153,18 @@ int main(void) { struct pair p = { 1, 2 }; take(1, 2, 0, 3.0, p); return add(1, 
                 ("c", "char", Some("char")),
             ]
         );
-        assert_eq!(greet.return_type, Some(ty("const char *", Some("str"))));
+        // A pointer to bytes says what they are, for `init` to pair it with a size.
+        let text = ByteBuffer {
+            text: true,
+            read_only: true,
+        };
+        assert_eq!(
+            greet.return_type,
+            Some(TypeInfo {
+                buffer: Some(text),
+                ..ty("const char *", Some("str"))
+            })
+        );
 
         let take = &signatures["take"];
         assert_eq!(
@@ -1082,6 +1178,12 @@ int main(void) { struct pair p = { 1, 2 }; take(1, 2, 0, 3.0, p); return add(1, 
             ]
         );
         assert_eq!(take.return_type, None);
+        let void = ByteBuffer {
+            text: false,
+            read_only: false,
+        };
+        assert_eq!(take.params[2].ty.buffer, Some(void));
+        assert_eq!(signatures["misc"].params[1].ty.buffer, None, "char **");
 
         // GCC gives an enum without negative values `unsigned int` as its underlying type.
         let pick = &signatures["pick"];
