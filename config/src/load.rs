@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use crate::{
-    AttributeValue, Config, ConfigError, ExporterConfig, Position, Problem, env, otel_env, recover,
+    Config, ConfigError, Position, Problem, otel_env, recover,
+    tree::{Lookup, Tree},
     validate::validate,
     yaml::{bare_message, did_you_mean, yaml_options},
 };
@@ -61,7 +62,7 @@ fn checked(
         problems.extend(more);
         problems
     };
-    let problems = match deserialize(text) {
+    let problems = match deserialize(text, lookup) {
         Ok(mut config) => {
             let mut problems = check(&mut config);
             if problems.is_empty() {
@@ -70,7 +71,7 @@ fn checked(
             problems.sort_by_key(|problem| problem.position);
             problems
         }
-        Err(first) => recover::every_problem(text, first, check),
+        Err(first) => recover::every_problem(text, first, lookup, check),
     };
     Err(ConfigError::Invalid {
         path: path.to_owned(),
@@ -79,15 +80,31 @@ fn checked(
 }
 
 /// The semantic problems of a config that deserialized.
-fn check(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
-    let mut problems = expand_env(config, lookup);
-    problems.extend(otel_env::apply(config, lookup));
+fn check(config: &mut Config, lookup: Lookup<'_>) -> Vec<Problem> {
+    let mut problems = otel_env::apply(config, lookup);
     problems.extend(validate(config));
     problems
 }
 
-/// The normal pass: the first error stops it.
-fn deserialize(text: &str) -> Result<Config, Problem> {
+/// The normal pass: the first error stops it. A file with `${VAR}` in its values is read
+/// through the [`Tree`], which expands them before their types are read.
+fn deserialize(text: &str, lookup: Lookup<'_>) -> Result<Config, Problem> {
+    if text.contains('$')
+        && let Some(tree) = Tree::parse(text, lookup)
+        && tree.has_expansions()
+    {
+        if let Some(unexpanded) = tree.unexpanded().first() {
+            return Err(unexpanded.clone());
+        }
+        return tree.deserialize().map_err(|error| {
+            let node = error.node.unwrap_or(crate::tree::ROOT);
+            Problem::new(
+                tree.position(node),
+                tree.path(node),
+                did_you_mean(&error.message),
+            )
+        });
+    }
     let mut field = String::from(".");
     let result =
         serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
@@ -121,57 +138,4 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
         }
     }
     if out.is_empty() { ".".to_owned() } else { out }
-}
-
-/// Expands `${VAR}` in the string values that commonly hold secrets or deployment details.
-fn expand_env(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut expand =
-        |value: &mut String, position: Position, field: String| match env::expand(value, lookup) {
-            Ok(expanded) => *value = expanded,
-            Err(message) => problems.push(Problem::new(position, field, message)),
-        };
-    if let Some(name) = &mut config.service_name {
-        expand(name, Position::default(), "service_name".into());
-    }
-    for (key, value) in &mut config.resource {
-        expand(value, Position::default(), format!("resource.{key}"));
-    }
-    if let ExporterConfig::Otlp(otlp) = &mut config.exporter {
-        if let Some(endpoint) = &mut otlp.endpoint {
-            expand(
-                endpoint,
-                Position::default(),
-                "exporter.otlp.endpoint".into(),
-            );
-        }
-        for (key, value) in &mut otlp.headers {
-            expand(
-                value,
-                Position::default(),
-                format!("exporter.otlp.headers.{key}"),
-            );
-        }
-    }
-    for (t, target) in config.probes.iter_mut().enumerate() {
-        let position = target.binary.position;
-        expand(
-            &mut target.value.binary.value,
-            position,
-            format!("probes[{t}].binary"),
-        );
-        for (f, function) in target.value.functions.iter_mut().enumerate() {
-            let position = function.position;
-            for (key, value) in &mut function.value.attributes {
-                if let AttributeValue::String(text) = value {
-                    expand(
-                        text,
-                        position,
-                        format!("probes[{t}].functions[{f}].attributes.{key}"),
-                    );
-                }
-            }
-        }
-    }
-    problems
 }

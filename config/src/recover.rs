@@ -6,22 +6,24 @@
 
 use crate::{
     Config, Problem,
-    tree::{ROOT, Tree},
+    tree::{Lookup, ROOT, Tree},
     yaml::did_you_mean,
 };
 
 /// Every problem of `text`, sorted by position. `first` is the normal pass's error, which
-/// stands as it is; `check` finds the semantic problems of a config.
+/// stands as it is; `check` finds the semantic problems of a config; `lookup` expands
+/// `${VAR}`.
 pub(crate) fn every_problem(
     text: &str,
     first: Problem,
+    lookup: Lookup<'_>,
     check: impl FnOnce(&mut Config) -> Vec<Problem>,
 ) -> Vec<Problem> {
     // Malformed YAML has no tree to search: the error met first stands alone.
-    let Some(mut tree) = Tree::parse(text) else {
+    let Some(mut tree) = Tree::parse(text, lookup) else {
         return vec![first];
     };
-    let mut problems = Vec::new();
+    let mut problems = tree.unexpanded().to_vec();
     let mut config = None;
     // Each run either ends or prunes a node not pruned before, so the nodes bound the runs.
     for _ in 0..tree.len() {

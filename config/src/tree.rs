@@ -5,6 +5,10 @@
 //! serde-saphyr builds the tree and still reads every scalar: when the schema asks for a type,
 //! the scalar's source text goes back to serde-saphyr, so `300` is an "invalid u8" and `'42'` a
 //! u32 exactly as in the normal pass.
+//!
+//! `${VAR}` in a value is expanded here, before the schema asks for a type, and the expanded
+//! text is typed again as YAML would type it: `pid: ${PID}` is a number when `PID=42`. The node
+//! keeps its place in the file, so a problem with the value still points at it.
 
 use std::fmt;
 
@@ -12,9 +16,12 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde_saphyr::{Error as YamlError, Spanned};
 
 use crate::{
-    Position, located,
+    Position, Problem, env, located,
     yaml::{bare_message, looks_like, yaml_options},
 };
+
+/// Reads an environment variable (injected, for tests).
+pub(crate) type Lookup<'l> = &'l dyn Fn(&str) -> Option<String>;
 
 /// A node's index in [`Tree::nodes`].
 pub(crate) type NodeId = usize;
@@ -24,6 +31,8 @@ pub(crate) const ROOT: NodeId = 0;
 /// The nodes in document order, keys before their values.
 pub(crate) struct Tree<'a> {
     nodes: Vec<Node<'a>>,
+    /// Values whose `${VAR}` could not be expanded; their nodes are pruned.
+    unexpanded: Vec<Problem>,
 }
 
 struct Node<'a> {
@@ -39,7 +48,16 @@ struct Node<'a> {
 }
 
 enum Kind<'a> {
-    Scalar { value: Scalar, source: &'a str },
+    Scalar {
+        value: Scalar,
+        source: &'a str,
+    },
+    /// A value with `${VAR}` in it, expanded: `text` is what the schema reads, `value` how YAML
+    /// types it.
+    Expanded {
+        value: Scalar,
+        text: String,
+    },
     Seq(Vec<NodeId>),
     Map(Vec<(NodeId, NodeId)>),
 }
@@ -62,15 +80,40 @@ enum Raw {
 }
 
 impl<'a> Tree<'a> {
-    /// None when `text` is not a YAML document serde-saphyr can read.
-    pub(crate) fn parse(text: &'a str) -> Option<Self> {
+    /// None when `text` is not a YAML document serde-saphyr can read. `${VAR}` in values is
+    /// expanded with `lookup`.
+    pub(crate) fn parse(text: &'a str, lookup: Lookup<'_>) -> Option<Self> {
         let root = serde_saphyr::from_str_with_options(text, yaml_options()).ok()?;
-        let mut tree = Self { nodes: Vec::new() };
-        tree.add(root, String::new(), text)?;
+        let mut tree = Self {
+            nodes: Vec::new(),
+            unexpanded: Vec::new(),
+        };
+        tree.add(root, String::new(), text, Some(lookup))?;
         Some(tree)
     }
 
-    fn add(&mut self, raw: Spanned<Raw>, path: String, text: &'a str) -> Option<NodeId> {
+    /// Whether a value had `$` in it: the tree, not serde-saphyr alone, must read the file.
+    pub(crate) fn has_expansions(&self) -> bool {
+        !self.unexpanded.is_empty()
+            || self
+                .nodes
+                .iter()
+                .any(|node| matches!(node.kind, Kind::Expanded { .. }))
+    }
+
+    /// The values whose `${VAR}` could not be expanded (a variable not set), in file order.
+    pub(crate) fn unexpanded(&self) -> &[Problem] {
+        &self.unexpanded
+    }
+
+    /// Adds `raw` and what it holds; `lookup` expands a scalar, None for a key.
+    fn add(
+        &mut self,
+        raw: Spanned<Raw>,
+        path: String,
+        text: &'a str,
+        lookup: Option<Lookup<'_>>,
+    ) -> Option<NodeId> {
         let id = self.nodes.len();
         self.nodes.push(Node {
             position: Position::of(raw.referenced),
@@ -80,6 +123,27 @@ impl<'a> Tree<'a> {
             pruned: false,
         });
         let kind = match raw.value {
+            Raw::Scalar(Scalar::Str(value)) if lookup.is_some() && value.contains('$') => {
+                let source = source(&raw.defined, text)?;
+                let lookup = lookup?;
+                match env::expand(&value, lookup) {
+                    Ok(expanded) => Kind::Expanded {
+                        value: retyped(&expanded, source),
+                        text: expanded,
+                    },
+                    Err(message) => {
+                        // Left out of the config, as a value of the wrong type is.
+                        let position = self.nodes[id].position;
+                        self.unexpanded
+                            .push(Problem::new(position, path.clone(), message));
+                        self.nodes[id].pruned = true;
+                        Kind::Scalar {
+                            value: Scalar::Str(value),
+                            source,
+                        }
+                    }
+                }
+            }
             Raw::Scalar(value) => Kind::Scalar {
                 source: source(&raw.defined, text)?,
                 value,
@@ -87,7 +151,7 @@ impl<'a> Tree<'a> {
             Raw::Seq(items) => {
                 let mut ids = Vec::with_capacity(items.len());
                 for (i, item) in items.into_iter().enumerate() {
-                    ids.push(self.add(item, format!("{path}[{i}]"), text)?);
+                    ids.push(self.add(item, format!("{path}[{i}]"), text, lookup)?);
                 }
                 Kind::Seq(ids)
             }
@@ -100,8 +164,8 @@ impl<'a> Tree<'a> {
                         path => format!("{path}.{name}"),
                     };
                     ids.push((
-                        self.add(key, path.clone(), text)?,
-                        self.add(value, path, text)?,
+                        self.add(key, path.clone(), text, None)?,
+                        self.add(value, path, text, lookup)?,
                     ));
                 }
                 Kind::Map(ids)
@@ -154,6 +218,7 @@ impl<'a> Tree<'a> {
                 ..
             } => Some(key),
             Kind::Scalar { source, .. } => Some(source),
+            Kind::Expanded { text, .. } => Some(text),
             _ => None,
         }
     }
@@ -164,7 +229,7 @@ impl<'a> Tree<'a> {
     /// errors after it are the user's.
     pub(crate) fn follows_from_pruning(&self, id: NodeId, error: &Error) -> bool {
         let entries = match &self.nodes[id].kind {
-            Kind::Scalar { .. } => return false,
+            Kind::Scalar { .. } | Kind::Expanded { .. } => return false,
             Kind::Seq(items) => return items.iter().any(|&item| self.is_pruned(item)),
             Kind::Map(entries) => entries,
         };
@@ -186,7 +251,7 @@ impl<'a> Tree<'a> {
         let (mut id, mut rest) = (ROOT, path);
         loop {
             let next = match &self.nodes[id].kind {
-                Kind::Scalar { .. } => None,
+                Kind::Scalar { .. } | Kind::Expanded { .. } => None,
                 Kind::Seq(items) => self.element(items, rest),
                 Kind::Map(entries) => {
                     let fields = if id == ROOT {
@@ -238,6 +303,30 @@ impl<'a> Tree<'a> {
             .iter()
             .any(|node| node.pruned)
     }
+}
+
+/// How YAML types `expanded`, the text of a scalar written as `source`: a quoted or block
+/// scalar stays a string, a plain one may be a number, a bool or null (`${PID:-}`). Text that
+/// would read as more than one scalar (`a: b`, `x # y`) stays the string it is.
+fn retyped(expanded: &str, source: &str) -> Scalar {
+    let quoted = source.starts_with(['\'', '"', '|', '>']);
+    if quoted {
+        return Scalar::Str(expanded.to_owned());
+    }
+    if expanded.trim().is_empty() {
+        return Scalar::Null;
+    }
+    match serde_saphyr::from_str_with_options::<Raw>(expanded, yaml_options()) {
+        Ok(Raw::Scalar(Scalar::Str(_))) | Ok(Raw::Seq(_) | Raw::Map(_)) | Err(_) => {
+            Scalar::Str(expanded.to_owned())
+        }
+        Ok(Raw::Scalar(scalar)) => scalar,
+    }
+}
+
+/// An expanded scalar read as `T`, by serde-saphyr as the file's own scalars are.
+fn typed<T: de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    Ok(serde_saphyr::from_str_with_options(text, yaml_options())?)
 }
 
 /// A key as field paths name it.
@@ -413,6 +502,14 @@ impl<'t, 'a> At<'t, 'a> {
             _ => Err(de::Error::custom("expected string scalar")),
         }
     }
+
+    /// The expanded text, if this is an expanded scalar.
+    fn expanded(self) -> Option<&'t str> {
+        match self.kind() {
+            Kind::Expanded { text, .. } => Some(text),
+            _ => None,
+        }
+    }
 }
 
 /// Has serde-saphyr read a scalar from its source text.
@@ -427,11 +524,15 @@ fn reparse<'a, R>(
     )?)
 }
 
-/// Methods that only a scalar answers, read by serde-saphyr.
+/// Methods that only a scalar answers, read by serde-saphyr: from the file, or from the
+/// expanded text as a `$ty` handed on with `$visit` (the visitor cannot borrow from it).
 macro_rules! reparsed {
-    ($($method:ident)*) => {$(
+    ($($method:ident: $ty:ty => $visit:ident;)*) => {$(
         fn $method<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
-            reparse(self.source()?, |de| de.$method(visitor))
+            match self.expanded() {
+                Some(text) => visitor.$visit(typed::<$ty>(text)?),
+                None => reparse(self.source()?, |de| de.$method(visitor)),
+            }
         }
     )*};
 }
@@ -440,15 +541,37 @@ impl<'a> Deserializer<'a> for At<'_, 'a> {
     type Error = Error;
 
     reparsed! {
-        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
-        deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
-        deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_bytes
-        deserialize_byte_buf deserialize_unit
+        deserialize_bool: bool => visit_bool;
+        deserialize_i8: i8 => visit_i8;
+        deserialize_i16: i16 => visit_i16;
+        deserialize_i32: i32 => visit_i32;
+        deserialize_i64: i64 => visit_i64;
+        deserialize_i128: i128 => visit_i128;
+        deserialize_u8: u8 => visit_u8;
+        deserialize_u16: u16 => visit_u16;
+        deserialize_u32: u32 => visit_u32;
+        deserialize_u64: u64 => visit_u64;
+        deserialize_u128: u128 => visit_u128;
+        deserialize_f32: f32 => visit_f32;
+        deserialize_f64: f64 => visit_f64;
+        deserialize_char: char => visit_char;
+        deserialize_byte_buf: String => visit_string;
+    }
+
+    fn deserialize_bytes<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_byte_buf(visitor)
+    }
+
+    fn deserialize_unit<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.expanded() {
+            Some(text) => typed::<()>(text).and_then(|()| visitor.visit_unit()),
+            None => reparse(self.source()?, |de| de.deserialize_unit(visitor)),
+        }
     }
 
     fn deserialize_any<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.kind() {
-            Kind::Scalar { value, .. } => match value {
+            Kind::Scalar { value, .. } | Kind::Expanded { value, .. } => match value {
                 Scalar::Null => visitor.visit_unit(),
                 Scalar::Bool(value) => visitor.visit_bool(*value),
                 Scalar::U64(value) => visitor.visit_u64(*value),
@@ -468,6 +591,8 @@ impl<'a> Deserializer<'a> for At<'_, 'a> {
                 value: Scalar::Str(value),
                 ..
             } => visitor.visit_str(value),
+            // A string field takes the text as expanded, whatever YAML would make of it.
+            Kind::Expanded { text, .. } => visitor.visit_str(text),
             _ => reparse(self.source()?, |de| de.deserialize_str(visitor)),
         }
     }
@@ -485,6 +610,10 @@ impl<'a> Deserializer<'a> for At<'_, 'a> {
             Kind::Scalar {
                 value: Scalar::Null,
                 ..
+            }
+            | Kind::Expanded {
+                value: Scalar::Null,
+                ..
             } => visitor.visit_none(),
             _ => visitor.visit_some(self),
         }
@@ -495,6 +624,9 @@ impl<'a> Deserializer<'a> for At<'_, 'a> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
+        if self.expanded().is_some() {
+            return self.deserialize_unit(visitor);
+        }
         reparse(self.source()?, |de| {
             de.deserialize_unit_struct(name, visitor)
         })
@@ -521,6 +653,7 @@ impl<'a> Deserializer<'a> for At<'_, 'a> {
             // serde-saphyr's words for the same mismatch.
             Kind::Map(_) => Err(de::Error::custom("expected sequence start")),
             Kind::Scalar { source, .. } => reparse(source, |de| de.deserialize_seq(visitor)),
+            Kind::Expanded { .. } => Err(de::Error::custom("expected sequence start")),
         }
     }
 
@@ -544,7 +677,9 @@ impl<'a> Deserializer<'a> for At<'_, 'a> {
                 entries: entries.iter(),
                 value: None,
             }),
-            Kind::Seq(_) => Err(de::Error::custom("expected mapping start")),
+            Kind::Seq(_) | Kind::Expanded { .. } => {
+                Err(de::Error::custom("expected mapping start"))
+            }
             Kind::Scalar { source, .. } => reparse(source, |de| de.deserialize_map(visitor)),
         }
     }
@@ -570,6 +705,7 @@ impl<'a> Deserializer<'a> for At<'_, 'a> {
                 value: Scalar::Str(value),
                 ..
             } => visitor.visit_enum(value.as_str().into_deserializer()),
+            Kind::Expanded { text, .. } => visitor.visit_enum(text.as_str().into_deserializer()),
             _ => reparse(self.source()?, |de| {
                 de.deserialize_enum(name, variants, visitor)
             }),
@@ -710,7 +846,7 @@ probes:
     functions: [{ address: 4198713 }]
 "#;
         let expected: Config = serde_saphyr::from_str_with_options(text, yaml_options()).unwrap();
-        let tree = Tree::parse(text).unwrap();
+        let tree = Tree::parse(text, &|_| None).unwrap();
         assert_eq!(tree.deserialize::<Config>().unwrap(), expected);
     }
 }

@@ -217,7 +217,26 @@ fn unset_environment_variables() {
         error(
             "exporter: { otlp: { headers: { authorization: 'Bearer ${TOKEN}' } } }\nprobes: [{ binary: demo, functions: [{ symbol: f }] }]\n"
         ),
-        "app.yaml: exporter.otlp.headers.authorization: environment variable `TOKEN` is not set"
+        "app.yaml:1:47: exporter.otlp.headers.authorization: environment variable `TOKEN` is not set"
+    );
+}
+
+/// A value from `${VAR}` that is not what its field takes is reported where the reference
+/// is written, with the other problems of the file.
+#[test]
+fn expanded_values_of_the_wrong_type() {
+    let env = |name: &str| (name == "PID").then(|| "abc".to_owned());
+    let yaml = "probes:\n  - binary: demo\n    pid: ${PID}\n    functions:\n      - symbol: f\n        \
+                args: [{ index: 0, type: str, max_len: '${LEN}' }]\n        stack: maybe\n";
+    let Err(error) = parse(Path::new("app.yaml"), yaml, &env) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        error.to_string(),
+        "app.yaml:3:10: probes[0].pid: invalid u32\n\
+         app.yaml:6:48: probes[0].functions[0].args[0].max_len: environment variable `LEN` is not \
+         set\n\
+         app.yaml:7:16: probes[0].functions[0].stack: invalid boolean"
     );
 }
 

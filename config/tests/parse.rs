@@ -119,6 +119,53 @@ fn every_key_parses_into_its_value() {
     );
 }
 
+/// `${VAR}` expands in any value, and the result is typed as YAML types what is written
+/// there: a number field takes `42`, a bool `true`; a quoted value stays a string, but a
+/// number field reads a number in it, as it reads `'42'` (in `{ }`, where `{` is YAML's, a
+/// reference must be quoted).
+#[test]
+fn expanded_values_are_typed_as_written() {
+    let env = |name: &str| match name {
+        "TARGET_PID" => Some("4242".to_owned()),
+        "N" => Some("128".to_owned()),
+        "ON" => Some("true".to_owned()),
+        "BIN" => Some("./server".to_owned()),
+        _ => None,
+    };
+    let config = parse(
+        Path::new("env.yaml"),
+        "probes:
+  - binary: ${BIN}
+    pid: ${TARGET_PID}
+    functions:
+      - symbol: f
+        stack: ${ON}
+        args: [{ index: 0, type: str, max_len: '${N}' }]
+        attributes:
+          shard: ${N}
+          label: '${N}'
+          rate: ${MISSING:-0.5}
+          host: ${MISSING:-a b}
+",
+        &env,
+    )
+    .unwrap();
+    let target = &config.probes[0];
+    assert_eq!(target.binary.value, "./server");
+    let pid = target.pid.as_ref().expect("pid");
+    assert_eq!(
+        (pid.value, pid.position.line, pid.position.column),
+        (4242, 3, 10)
+    );
+    let f = &target.functions[0];
+    assert!(f.stack.value);
+    assert_eq!(f.args[0].memory_len(), 128);
+    assert_eq!(f.attributes["shard"], AttributeValue::Int(128));
+    assert_eq!(f.attributes["label"], AttributeValue::String("128".into()));
+    assert_eq!(f.attributes["rate"], AttributeValue::Float(0.5));
+    assert_eq!(f.attributes["host"], AttributeValue::String("a b".into()));
+}
+
 #[test]
 fn tls_keys() {
     let config = parse(
