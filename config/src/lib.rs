@@ -7,6 +7,7 @@ mod env;
 mod error;
 mod load;
 mod located;
+mod names;
 mod otel_env;
 mod read_at;
 mod recover;
@@ -21,6 +22,7 @@ pub use condition::{Comparison, Condition};
 pub use error::{ConfigError, Problem};
 pub use load::{load, load_with, parse};
 pub use located::{Located, Position};
+pub use names::Names;
 pub use read_at::{LenArg, ReadAt};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,

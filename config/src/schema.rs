@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Condition, LenArg, Located, ReadAt, ValueType};
+use crate::{Condition, LenArg, Located, Names, ReadAt, ValueType};
 
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -256,9 +256,9 @@ pub struct ProbeTarget {
 pub struct UsdtSpec {
     /// `provider:name`, as `spanprobe symbols --usdt` lists them; every site of the name.
     pub probe: Located<String>,
-    /// The probe that ends the span, matched per thread like a return; without it, the span
-    /// has no duration and is sent when `probe` fires.
-    pub until: Option<Located<String>>,
+    /// The probe(s) that end the span, matched per thread like a return (`[p:commit, p:abort]`:
+    /// whichever fires first); without, the span has no duration and is sent when `probe` fires.
+    pub until: Option<Located<Names>>,
     /// Span name; `probe` when absent. `{name}` is replaced by the captured argument `name`.
     pub span_name: Option<String>,
     /// The probe's arguments by position; `type` may be left out, as the note's size and sign
@@ -309,6 +309,8 @@ impl UsdtSpec {
 pub struct FunctionSpec {
     /// A symbol name, mangled or demangled (C++, Rust), or a glob over demangled names.
     pub symbol: Option<Located<String>>,
+    /// With a glob `symbol`: names (or globs) it leaves out.
+    pub exclude: Option<Located<Names>>,
     /// A file offset, for stripped binaries.
     pub offset: Option<Located<u64>>,
     /// A virtual address in the ELF file.

@@ -100,16 +100,25 @@ fn validate_usdt(
     seen: &mut HashSet<String>,
     problems: &mut Problems,
 ) {
-    for (key, name) in [("probe", Some(&usdt.probe)), ("until", usdt.until.as_ref())] {
-        let Some(name) = name else { continue };
+    let untils = usdt
+        .until
+        .iter()
+        .flat_map(|until| until.iter().map(|name| ("until", name, until.position)));
+    let names = [("probe", usdt.probe.value.as_str(), usdt.probe.position)];
+    for (key, name, position) in names.into_iter().chain(untils) {
         let well_formed = name
             .split_once(':')
             .is_some_and(|(provider, probe)| !provider.is_empty() && !probe.is_empty());
         if !well_formed {
+            let shown = if name.is_empty() {
+                "an empty name".to_owned()
+            } else {
+                format!("`{name}`")
+            };
             problems.add(
-                name.position,
+                position,
                 format!("{field}.{key}"),
-                format!("`{}` is not `provider:name`", name.value),
+                format!("{shown} is not `provider:name`"),
             );
         }
     }
@@ -130,7 +139,7 @@ fn validate_usdt(
     if usdt
         .until
         .as_ref()
-        .is_some_and(|until| until.value == usdt.probe.value)
+        .is_some_and(|until| until.iter().any(|name| name == usdt.probe.value))
     {
         problems.add(
             usdt.position,

@@ -4,7 +4,8 @@
 use std::{fmt::Write as _, path::Path, time::Duration};
 
 use spanprobe_config::{
-    ArgSpec, ExporterConfig, LenArg, ReadAt, TraceContextFormat, TraceContextSpec,
+    ArgSpec, ExporterConfig, LenArg, OtlpProtocol, ReadAt, StdoutFormat, TraceContextFormat,
+    TraceContextSpec,
 };
 
 use crate::{
@@ -14,8 +15,8 @@ use crate::{
     probe::kernel,
     probe::kind::ProbeKind,
     probe::links::{AttachMode, links, probe_count},
-    probe::load::load,
-    probe::resolve::ProbedFunction,
+    probe::load::{load_resolved, located},
+    probe::resolve::{ProbedFunction, Resolved},
     probe::trap_cost::single_step_cost,
 };
 
@@ -29,7 +30,7 @@ pub struct LoadCheck {
 /// Loads and resolves the config, and with `load_check` loads its programs into the kernel;
 /// returns the report to print.
 pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Result<String> {
-    let (config, functions) = load(config_path)?;
+    let (config, Resolved { functions, notes }) = load_resolved(config_path)?;
     if let ExporterConfig::Otlp(otlp) = &config.exporter {
         endpoint_tls(otlp, &config.base_dir)?;
     }
@@ -46,6 +47,10 @@ pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Resul
         })
         .flatten();
     let mut out = report(config_path, &functions, step_cost);
+    for note in &notes {
+        let _ = writeln!(out, "note: {}", located(config_path, note));
+    }
+    let _ = writeln!(out, "spans go to {}", describe_exporter(&config.exporter));
     if let Some(LoadCheck { attach }) = load_check {
         let plans = plans(&functions, &config.sampler);
         // As `run` with a command loads them: the fork program too, and the pid filter's code.
@@ -265,6 +270,10 @@ pub fn report(
         if let Some(context) = &function.spec.trace_context {
             let _ = write!(out, "; {}", describe_context(context, function));
         }
+        let keeping = describe_keeping(function);
+        if !keeping.is_empty() {
+            let _ = write!(out, "; {}", keeping.join(", "));
+        }
         if let Some(ret) = &function.spec.return_value {
             let _ = write!(
                 out,
@@ -287,6 +296,49 @@ pub fn report(
         out.push('\n');
     }
     out
+}
+
+/// Where spans go, as the config (and the `OTEL_*` variables) say.
+fn describe_exporter(exporter: &ExporterConfig) -> String {
+    match exporter {
+        ExporterConfig::Stdout(stdout) => {
+            let format = match stdout.format {
+                StdoutFormat::Text => "lines",
+                StdoutFormat::Json => "JSON lines",
+            };
+            match &stdout.file {
+                Some(file) => format!("{} ({format})", file.display()),
+                None => format!("standard error ({format})"),
+            }
+        }
+        ExporterConfig::Otlp(otlp) => {
+            let protocol = match otlp.protocol {
+                OtlpProtocol::Grpc => "gRPC",
+                OtlpProtocol::HttpProtobuf => "HTTP",
+            };
+            format!("{} (OTLP over {protocol})", otlp.endpoint_in_use())
+        }
+    }
+}
+
+/// What decides which of a function's calls are kept, and what a span carries besides its
+/// arguments: its stack, its sampling and its shortest duration, when set.
+fn describe_keeping(function: &ProbedFunction) -> Vec<String> {
+    let spec = &function.spec;
+    let mut keeping = Vec::new();
+    if function.stack_frames > 0 {
+        keeping.push(format!("stack of up to {} frames", function.stack_frames));
+    }
+    if let Some(rate) = &spec.sample_rate {
+        keeping.push(format!("sample_rate {}", rate.value));
+    }
+    if let Some(min) = &spec.min_duration {
+        keeping.push(format!(
+            "spans shorter than {} dropped",
+            humantime::format_duration(min.value)
+        ));
+    }
+    keeping
 }
 
 fn describe_context(context: &TraceContextSpec, function: &ProbedFunction) -> String {

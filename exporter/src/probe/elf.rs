@@ -359,7 +359,7 @@ pub enum ProbedInstruction {
 /// How the kernel runs the first instruction of `code` (at `address`), or `None` when it
 /// does not decode.
 pub fn probed_instruction(code: &[u8], address: u64) -> Option<ProbedInstruction> {
-    use iced_x86::{Decoder, DecoderOptions, Formatter as _, GasFormatter, Mnemonic, OpKind};
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
     let instruction = Decoder::with_ip(64, code, address, DecoderOptions::NONE).decode();
     if instruction.is_invalid() {
         return None;
@@ -373,13 +373,50 @@ pub fn probed_instruction(code: &[u8], address: u64) -> Option<ProbedInstruction
     Some(if emulated {
         ProbedInstruction::Emulated
     } else {
-        let mut text = String::new();
-        let mut formatter = GasFormatter::new();
-        // As objdump writes it.
-        formatter.options_mut().set_uppercase_hex(false);
-        formatter.format(&instruction, &mut text);
-        ProbedInstruction::SingleStepped(text)
+        ProbedInstruction::SingleStepped(objdump_text(&instruction))
     })
+}
+
+/// `instruction` as objdump writes it: AT&T syntax, lowercase hex, a RIP-relative operand
+/// as `0x..(%rip)` (its displacement), not as the absolute address it resolves to.
+fn objdump_text(instruction: &iced_x86::Instruction) -> String {
+    use iced_x86::{Formatter as _, GasFormatter};
+    let mut text = String::new();
+    let mut formatter = GasFormatter::new();
+    formatter.options_mut().set_uppercase_hex(false);
+    formatter.options_mut().set_rip_relative_addresses(true);
+    formatter.format(instruction, &mut text);
+    text
+}
+
+/// The first instruction of `code` (at `address`) as objdump writes it, with why the kernel
+/// refuses a uprobe on it, when it does (see [`uprobe_insn`](crate::probe::uprobe_insn)).
+pub fn refused_instruction(code: &[u8], address: u64) -> Option<(String, &'static str)> {
+    let why = crate::probe::uprobe_insn::refusal(code)?;
+    let instruction =
+        iced_x86::Decoder::with_ip(64, code, address, iced_x86::DecoderOptions::NONE).decode();
+    let text = if instruction.is_invalid() {
+        format!("{:02x?}", &code[..code.len().min(4)])
+    } else {
+        objdump_text(&instruction)
+    };
+    Some((text, why))
+}
+
+/// Whether `offset` of `code` (which starts at a function's first instruction) is where an
+/// instruction starts, decoding from the start; `None` when the bytes before it do not
+/// decode.
+pub fn starts_instruction(code: &[u8], offset: usize) -> Option<bool> {
+    let mut decoder = iced_x86::Decoder::new(64, code, iced_x86::DecoderOptions::NONE);
+    let mut at = 0;
+    while at < offset {
+        let instruction = decoder.decode();
+        if instruction.is_invalid() {
+            return None;
+        }
+        at += instruction.len();
+    }
+    Some(at == offset)
 }
 
 /// The instruction bytes of one ELF file, read at file offsets without loading the file.
@@ -410,6 +447,14 @@ impl Code {
             ProbedInstruction::SingleStepped(text) => Some(text),
             ProbedInstruction::Emulated => None,
         }
+    }
+
+    /// The instruction at file offset `offset` (virtual address `address`) and why, when the
+    /// kernel refuses to probe it.
+    pub fn refused(&self, offset: u64, address: u64) -> Option<(String, &'static str)> {
+        let mut code = [0u8; 15];
+        let read = self.file.read_at(&mut code, offset).ok()?;
+        refused_instruction(&code[..read], address)
     }
 
     /// The `len` bytes at file offset `offset`, or `None` when the file is shorter.
@@ -467,6 +512,22 @@ mod tests {
             stepped("sub $0xd8,%rsp")
         );
         assert_eq!(probed_instruction(&[0x48], 0x1000), None);
+        // RIP-relative, as objdump shows it: by displacement, not as an absolute load.
+        assert_eq!(
+            probed_instruction(&[0x80, 0x3d, 0xd8, 0xb5, 0x1d, 0x00, 0x00], 0xf82a0),
+            stepped("cmpb $0,0x1db5d8(%rip)")
+        );
+    }
+
+    #[test]
+    fn tells_where_instructions_start() {
+        // test %edi,%edi; js +0x24; cmp $0x11,%rdx
+        let code = [0x85, 0xff, 0x78, 0x24, 0x48, 0x83, 0xfa, 0x11];
+        let starts: Vec<usize> = (0..code.len())
+            .filter(|&at| starts_instruction(&code, at) == Some(true))
+            .collect();
+        assert_eq!(starts, [0, 2, 4]);
+        assert_eq!(starts_instruction(&[0x0f, 0x0b, 0x90], 3), Some(true));
     }
 
     #[test]

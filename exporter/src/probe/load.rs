@@ -3,19 +3,39 @@
 
 use std::path::Path;
 
-use spanprobe_config::{Config, ConfigError};
+use spanprobe_config::{Config, ConfigError, Position, Problem};
 
-use crate::probe::resolve::{ProbedFunction, ResolveError, resolve};
+use crate::probe::resolve::{ProbedFunction, ResolveError, Resolved, resolve};
 
 /// Loads the config at `config_path` and resolves its probes, or says every problem found.
+/// What resolution noticed without it being wrong (see [`Resolved::notes`]) is logged.
 pub fn load(config_path: &Path) -> Result<(Config, Vec<ProbedFunction>), ConfigError> {
-    let mut functions = Vec::new();
+    let (config, resolved) = load_resolved(config_path)?;
+    for note in &resolved.notes {
+        tracing::warn!("{}", located(config_path, note));
+    }
+    Ok((config, resolved.functions))
+}
+
+/// [`load`], with the notes returned rather than logged (`check` shows them).
+pub fn load_resolved(config_path: &Path) -> Result<(Config, Resolved), ConfigError> {
+    let mut resolved = Resolved::default();
     let config = spanprobe_config::load_with(config_path, |config| match resolve(config) {
-        Ok(resolved) => {
-            functions = resolved;
+        Ok(all) => {
+            resolved = all;
             Vec::new()
         }
         Err(errors) => errors.iter().map(ResolveError::to_problem).collect(),
     })?;
-    Ok((config, functions))
+    Ok((config, resolved))
+}
+
+/// `problem` as a line naming the config file: `file:line:column: field: message`.
+pub fn located(config_path: &Path, problem: &Problem) -> String {
+    let separator = if problem.position == Position::default() {
+        " "
+    } else {
+        ""
+    };
+    format!("{}:{separator}{problem}", config_path.display())
 }

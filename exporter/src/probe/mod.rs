@@ -23,4 +23,5 @@ pub mod symbols;
 pub mod sysv;
 pub mod task_storage;
 pub mod trap_cost;
+pub mod uprobe_insn;
 pub mod usdt;

@@ -24,7 +24,7 @@ use crate::probe::{
     binary::{self, BinaryError},
     dwarf::go::GoFunctions,
     elf::{Code, ElfError, ElfInfo},
-    kind::{self, ArgLocation, ProbeKind},
+    kind::{self, ArgLocation, ProbeKind, function::Claims},
     symbols::SymbolTable,
     usdt::UsdtArg,
 };
@@ -173,6 +173,32 @@ pub enum ResolveErrorKind {
         binary.display()
     )]
     GoReadAtReturn { binary: PathBuf },
+    #[error("`{symbol}` cannot be probed: its first instruction `{instruction}` has {why}")]
+    Unprobeable {
+        symbol: String,
+        instruction: String,
+        why: &'static str,
+    },
+    #[error(
+        "`{symbol}` is probed by {by} already: give one entry per function (a glob leaves to \
+         an entry that names a function what both match)"
+    )]
+    AlreadyProbed { symbol: String, by: String },
+    #[error("`exclude` leaves names out of a glob, and `{symbol}` names one function")]
+    ExcludeWithoutGlob { symbol: String },
+    #[error("`{pattern}` matches none of the functions `{symbol}` matches")]
+    ExcludeMatchesNothing { pattern: String, symbol: String },
+    #[error(
+        "{what} {value:#x} is inside an instruction of `{symbol}` (at +{into:#x}), where a \
+         breakpoint would change what the CPU executes: give where an instruction starts \
+         (`objdump -d` lists them)"
+    )]
+    MidInstruction {
+        what: &'static str,
+        value: u64,
+        symbol: String,
+        into: usize,
+    },
     #[error(
         "`{symbol}`: `len_arg: {len_arg}` reads the return value, whose type no DWARF gives: \
          give it as `return: {{ type: i32 }}` (an `int`) or `i64` (an `ssize_t`), so that its \
@@ -271,10 +297,20 @@ impl ResolveError {
     }
 }
 
-/// Resolves every function of `config`, in config order, or says every problem. A glob, or a
-/// symbol defined at several addresses, yields one [`ProbedFunction`] per address.
-pub fn resolve(config: &Config) -> Result<Vec<ProbedFunction>, Vec<ResolveError>> {
-    let mut functions = Vec::new();
+/// Every function of a config resolved, with what resolution noticed that is not wrong.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub functions: Vec<ProbedFunction>,
+    /// Functions left out of a glob (another entry probes them, or the kernel cannot), each
+    /// placed at the entry that left them out.
+    pub notes: Vec<Problem>,
+}
+
+/// Resolves every function of `config`, or says every problem. A glob, or a symbol defined at
+/// several addresses, yields one [`ProbedFunction`] per address; a function several entries
+/// match, one (see [`Claims`]).
+pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
+    let mut resolved = Resolved::default();
     let mut errors = Vec::new();
     for (t, target) in config.probes.iter().enumerate() {
         let field = format!("probes[{t}]");
@@ -284,12 +320,12 @@ pub fn resolve(config: &Config) -> Result<Vec<ProbedFunction>, Vec<ResolveError>
             &config.base_dir,
             &field,
             stack_frames,
-            &mut functions,
+            &mut resolved,
             &mut errors,
         );
     }
     if errors.is_empty() {
-        Ok(functions)
+        Ok(resolved)
     } else {
         Err(errors)
     }
@@ -300,9 +336,10 @@ fn resolve_target(
     base_dir: &Path,
     field: &str,
     stack_frames: u16,
-    functions: &mut Vec<ProbedFunction>,
+    resolved: &mut Resolved,
     errors: &mut Vec<ResolveError>,
 ) {
+    let functions = &mut resolved.functions;
     let binary_error = |kind: ResolveErrorKind| ResolveError {
         position: target.binary.position,
         field: format!("{field}.binary"),
@@ -341,11 +378,22 @@ fn resolve_target(
         go: OnceCell::new(),
     };
     let target_start = functions.len();
-    for (f, function) in target.functions.iter().enumerate() {
+    // Entries that name their function claim it before the globs that also match it.
+    let mut entries: Vec<(usize, &Located<FunctionSpec>)> =
+        target.functions.iter().enumerate().collect();
+    entries.sort_by_key(|(_, function)| kind::function::is_glob(function));
+    let mut claims = Claims::default();
+    for (f, function) in entries {
         let field = format!("{field}.functions[{f}]");
         let first_id = functions.len();
         functions.extend(kind::function::resolve(
-            &binary, function, &field, first_id, errors,
+            &binary,
+            function,
+            &field,
+            first_id,
+            &mut claims,
+            errors,
+            &mut resolved.notes,
         ));
     }
     if functions[target_start..]

@@ -3,11 +3,14 @@
 //! return probe unless `[rsp]` at its entry is not a return address (the entry point); a Go
 //! function gets a probe at each `RET` instead, since a uretprobe corrupts Go's moving stacks.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+};
 
 use spanprobe_config::{
-    ArgSpec, FunctionSpec, LenArg, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, ReadAt,
-    ValueType,
+    ArgSpec, FunctionSpec, LenArg, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, Problem,
+    ReadAt, ValueType,
 };
 
 use crate::probe::{
@@ -22,14 +25,47 @@ use crate::probe::{
     usdt::{Operand, Register, UsdtArg},
 };
 
+/// Which entry of a target probes each function, by the file offset of its entry: a function
+/// that several entries match is probed once. Explicit entries (a name, an offset, an address)
+/// claim theirs first; globs then take what is left, in config order.
+#[derive(Debug, Default)]
+pub struct Claims {
+    by_entry: HashMap<u64, String>,
+}
+
+impl Claims {
+    /// The entry that claimed the function at file offset `entry`, if one did.
+    fn owner(&self, entry: u64) -> Option<&str> {
+        self.by_entry.get(&entry).map(String::as_str)
+    }
+
+    fn claim(&mut self, entry: u64, field: &str) {
+        self.by_entry
+            .entry(entry)
+            .or_insert_with(|| field.to_owned());
+    }
+}
+
+/// Whether `function` names its code by a glob, which leaves to other entries what they name.
+pub fn is_glob(function: &FunctionSpec) -> bool {
+    function
+        .symbol
+        .as_ref()
+        .is_some_and(|symbol| glob_pattern(symbol).is_some())
+}
+
 /// Resolves `function` (at `field` in the config) in `binary`: its probes, or the problems
-/// added to `errors`. `first_id` is the function id the first probe returned will have.
+/// added to `errors`; what is worth telling but not wrong (functions it left to other entries
+/// or that cannot be probed) is added to `notes`. `first_id` is the function id the first
+/// probe returned will have.
 pub fn resolve(
     binary: &Binary,
     function: &Located<FunctionSpec>,
     field: &str,
     first_id: usize,
+    claims: &mut Claims,
     errors: &mut Vec<ResolveError>,
+    notes: &mut Vec<Problem>,
 ) -> Vec<ProbedFunction> {
     let path = binary.path.clone();
     let error = |position: Position, key: &str, kind| ResolveError {
@@ -71,7 +107,10 @@ pub fn resolve(
         if binary.elf.offset_is_code(offset.value) {
             let address = binary.elf.offset_to_address(offset.value);
             let name = format!("offset {:#x}", offset.value);
-            resolved.push(probe(binary, name, address, offset.value));
+            match mid_instruction(binary, "offset", offset.value, address, errors) {
+                Some(kind) => errors.push(error(offset.position, "offset", kind)),
+                None => resolved.push(probe(binary, name, address, offset.value)),
+            }
         } else {
             let kind = not_code("offset", offset.value);
             errors.push(error(offset.position, "offset", kind));
@@ -80,7 +119,16 @@ pub fn resolve(
         match binary.elf.address_to_offset(address.value) {
             Some(offset) => {
                 let name = format!("address {:#x}", address.value);
-                resolved.push(probe(binary, name, Some(address.value), offset));
+                match mid_instruction(
+                    binary,
+                    "address",
+                    address.value,
+                    Some(address.value),
+                    errors,
+                ) {
+                    Some(kind) => errors.push(error(address.position, "address", kind)),
+                    None => resolved.push(probe(binary, name, Some(address.value), offset)),
+                }
             }
             None => {
                 let kind = not_code("address", address.value);
@@ -91,7 +139,48 @@ pub fn resolve(
         let Some(table) = binary.symbols(errors) else {
             return Vec::new();
         };
-        let found = table.find(symbol);
+        let mut found = table.find(symbol);
+        if let Some(exclude) = &function.exclude {
+            match excluded(&mut found, symbol, exclude) {
+                Ok(()) => {}
+                Err(kind) => errors.push(error(exclude.position, "exclude", kind)),
+            }
+        }
+        let glob = is_glob(function);
+        let mut left = Vec::new();
+        found.retain(|sym| {
+            let owner = sym.file_offset.and_then(|entry| claims.owner(entry));
+            match owner {
+                None => true,
+                Some(owner) if glob => {
+                    left.push(format!("`{}` ({owner})", sym.name));
+                    false
+                }
+                Some(owner) => {
+                    let kind = ResolveErrorKind::AlreadyProbed {
+                        symbol: sym.name.clone(),
+                        by: owner.to_owned(),
+                    };
+                    errors.push(error(symbol.position, "symbol", kind));
+                    false
+                }
+            }
+        });
+        if !left.is_empty() {
+            notes.push(Problem::new(
+                symbol.position,
+                format!("{field}.symbol"),
+                format!(
+                    "`{}` also matches {} that other entries probe, left to them: {}",
+                    symbol.value,
+                    plural(left.len(), "function"),
+                    left.join(", ")
+                ),
+            ));
+        }
+        if found.is_empty() && !left.is_empty() {
+            return Vec::new();
+        }
         if found.is_empty() {
             let hint = unknown_symbol_hint(&path, table, &binary.elf, symbol);
             let kind = ResolveErrorKind::UnknownSymbol {
@@ -189,6 +278,7 @@ pub fn resolve(
             errors.push(error(ret.position, "return.path", kind));
         }
     }
+    let resolved = probeable(binary, resolved, function, field, errors, notes);
     // A return value is asked of every probe of the entry, so it is refused there by name:
     // once, with the Go `RET` sites of the function dropped along with it.
     let mut functions = Vec::new();
@@ -211,8 +301,159 @@ pub fn resolve(
             _ => functions.push(probed),
         }
     }
+    for probed in &functions {
+        claims.claim(probed.file_offset - probed.entry_skip, field);
+    }
     number_go_pairs(&mut functions, first_id);
     functions
+}
+
+/// `resolved` without the functions whose probed instruction the kernel refuses (see
+/// [`uprobe_insn`](crate::probe::uprobe_insn)), each with the probes of its other sites: a
+/// glob leaves them out with one note, an entry that names one is an error.
+fn probeable(
+    binary: &Binary,
+    resolved: Vec<ProbedFunction>,
+    function: &Located<FunctionSpec>,
+    field: &str,
+    errors: &mut Vec<ResolveError>,
+    notes: &mut Vec<Problem>,
+) -> Vec<ProbedFunction> {
+    let entry = |probed: &ProbedFunction| probed.file_offset - probed.entry_skip;
+    let mut refused = HashMap::new();
+    for probed in &resolved {
+        let address = probed.address.unwrap_or_default() + probed.entry_skip;
+        if let Some((instruction, why)) = binary.code.refused(probed.file_offset, address) {
+            refused.entry(entry(probed)).or_insert(Unprobeable {
+                symbol: probed.symbol.clone(),
+                instruction,
+                why,
+            });
+        }
+    }
+    if refused.is_empty() {
+        return resolved;
+    }
+    let entries: HashSet<u64> = refused.keys().copied().collect();
+    let (position, key) = match &function.symbol {
+        Some(symbol) => (symbol.position, "symbol"),
+        None => (function.position, "offset"),
+    };
+    let mut refused: Vec<Unprobeable> = refused.into_values().collect();
+    refused.sort_by(|a, b| (a.why, &a.symbol).cmp(&(b.why, &b.symbol)));
+    if is_glob(function) {
+        // By reason: a glob over a library leaves out dozens of functions for one or two.
+        let reasons: Vec<String> = refused
+            .chunk_by(|a, b| a.why == b.why)
+            .map(|same| {
+                let names: Vec<String> = same
+                    .iter()
+                    .map(|f| format!("`{}` (`{}`)", f.symbol, f.instruction))
+                    .collect();
+                format!("{}: {}", same[0].why, names.join(", "))
+            })
+            .collect();
+        notes.push(Problem::new(
+            position,
+            format!("{field}.{key}"),
+            format!(
+                "left out {} whose first instruction the kernel cannot probe, for {}",
+                plural(refused.len(), "function"),
+                reasons.join("; for ")
+            ),
+        ));
+    } else {
+        errors.extend(refused.into_iter().map(|f| ResolveError {
+            position,
+            field: format!("{field}.{key}"),
+            kind: ResolveErrorKind::Unprobeable {
+                symbol: f.symbol,
+                instruction: f.instruction,
+                why: f.why,
+            },
+        }));
+    }
+    resolved
+        .into_iter()
+        .filter(|probed| !entries.contains(&entry(probed)))
+        .collect()
+}
+
+/// A function whose probed instruction the kernel refuses, and why.
+struct Unprobeable {
+    symbol: String,
+    instruction: String,
+    why: &'static str,
+}
+
+/// Leaves out of `found` (what the glob `symbol` matched) the names `exclude` matches: names
+/// or globs, on the demangled or raw name. Each must leave something out, or it names nothing
+/// the glob matched (a typo, say).
+fn excluded(
+    found: &mut Vec<&FunctionSymbol>,
+    symbol: &Located<String>,
+    exclude: &Located<spanprobe_config::Names>,
+) -> Result<(), ResolveErrorKind> {
+    if glob_pattern(symbol).is_none() {
+        return Err(ResolveErrorKind::ExcludeWithoutGlob {
+            symbol: symbol.value.clone(),
+        });
+    }
+    for pattern in exclude.iter() {
+        let glob = glob_pattern(pattern);
+        let matches = |name: &str| match &glob {
+            Some(glob) => glob.matches(name),
+            None => name == pattern,
+        };
+        let before = found.len();
+        found.retain(|sym| !matches(&sym.name) && !matches(&sym.raw));
+        if found.len() == before {
+            return Err(ResolveErrorKind::ExcludeMatchesNothing {
+                pattern: pattern.to_owned(),
+                symbol: symbol.value.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Why a probe at `value` (an `offset` or `address`, at virtual address `address`) would cut
+/// an instruction of the function around it, if it would: a breakpoint there changes what the
+/// CPU executes. Functions are decoded from their symbol's start, so a stripped binary's code
+/// cannot be told.
+fn mid_instruction(
+    binary: &Binary,
+    what: &'static str,
+    value: u64,
+    address: Option<u64>,
+    errors: &mut Vec<ResolveError>,
+) -> Option<ResolveErrorKind> {
+    let address = address?;
+    let table = binary.symbols(errors)?;
+    let function = table
+        .functions()
+        .iter()
+        .find(|f| f.address <= address && address < f.address + f.size as u64)?;
+    let into = usize::try_from(address - function.address).ok()?;
+    let code = binary.code.bytes(function.file_offset?, into + 15)?;
+    match crate::probe::elf::starts_instruction(&code, into)? {
+        true => None,
+        false => Some(ResolveErrorKind::MidInstruction {
+            what,
+            value,
+            symbol: function.name.clone(),
+            into,
+        }),
+    }
+}
+
+/// `n` and `noun`, plural when `n` is not 1.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Whether the returns of the Go functions in a binary built by Go `version` are probed: Go
@@ -798,6 +1039,19 @@ fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: 
     if table.functions().is_empty() {
         return "the binary has no function symbols (stripped?): probe by `offset` or `address`"
             .into();
+    }
+    // A static function of a stripped binary is named only in its distribution's debug file:
+    // said first, before names that merely look alike.
+    if let Some(mut hint) = table.missing_debug_file_hint(path, symbol) {
+        let closest = table.closest(symbol, 3);
+        if !closest.is_empty() {
+            let names: Vec<_> = closest.iter().map(|n| format!("`{n}`")).collect();
+            hint.push_str(&format!(
+                "; the closest names it exports: {}",
+                names.join(", ")
+            ));
+        }
+        return hint;
     }
     if glob_pattern(symbol).is_some() {
         return "the pattern matches no function".into();

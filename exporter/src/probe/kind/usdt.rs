@@ -39,36 +39,31 @@ pub fn resolve(
             field: format!("{field}.{key}"),
             kind,
         };
-        let sites = |name: &Located<String>, errors: &mut Vec<ResolveError>| {
-            let sites: Vec<&UsdtProbe> = probes
-                .iter()
-                .filter(|p| p.full_name() == name.value)
-                .collect();
+        let sites = |name: &str, position, key: &str, errors: &mut Vec<ResolveError>| {
+            let sites: Vec<&UsdtProbe> = probes.iter().filter(|p| p.full_name() == name).collect();
             if sites.is_empty() {
                 let names: Vec<String> = probes.iter().map(UsdtProbe::full_name).collect();
                 let kind = ResolveErrorKind::UnknownUsdt {
                     binary: binary.path.clone(),
-                    probe: name.value.clone(),
+                    probe: name.to_owned(),
                     hint: if names.is_empty() {
                         " (the binary has no USDT probes)".to_owned()
                     } else {
-                        closest_hint(&name.value, &names)
+                        closest_hint(name, &names)
                     },
                 };
-                let key = if std::ptr::eq(name, &entry.probe) {
-                    "probe"
-                } else {
-                    "until"
-                };
-                errors.push(error(name.position, key, kind));
+                errors.push(error(position, key, kind));
             }
             sites
         };
-        let starts = sites(&entry.probe, errors);
-        let ends = entry
-            .until
-            .as_ref()
-            .map(|until| (until, sites(until, errors)));
+        let starts = sites(&entry.probe, entry.probe.position, "probe", errors);
+        // Every end probe closes the span its start opened: they share the pair.
+        let ends: Option<Vec<(&str, Vec<&UsdtProbe>)>> = entry.until.as_ref().map(|until| {
+            until
+                .iter()
+                .map(|name| (name, sites(name, until.position, "until", errors)))
+                .collect()
+        });
         let kind = match ends {
             Some(_) => ProbeKind::UsdtStart { pair },
             None => ProbeKind::UsdtPoint {
@@ -77,9 +72,9 @@ pub fn resolve(
         };
         // The end sites first: the starts decode what they read.
         let mut later_args = Vec::new();
-        for (until, sites) in ends.into_iter() {
+        for (until, sites) in ends.into_iter().flatten() {
             let spec = FunctionSpec {
-                span_name: Some(until.value.clone()),
+                span_name: Some(until.to_owned()),
                 args: entry.until_args.clone(),
                 ..FunctionSpec::default()
             };
