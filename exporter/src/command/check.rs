@@ -386,7 +386,8 @@ fn describe_arg(arg: &ArgSpec, function: &ProbedFunction) -> String {
             ", read at entry: before the call writes it, if it is the buffer the call fills \
              (`at: return` reads what it wrote)"
         }
-        ReadAt::Entry => ", read at entry",
+        // The default, said only where it is likely a mistake.
+        ReadAt::Entry => "",
     };
     format!(
         "{}: {}{size}{chain}{when}",
