@@ -48,8 +48,8 @@ fn unknown_keys_suggest_the_closest() {
             "{HEAD}      - symbol: f\n        retrun: {{ type: i32 }}\n"
         )),
         "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
-         symbol, offset, address, span_name, args, return, attributes, stack, sample_rate, \
-         min_duration, trace_context (did you mean `return`?)"
+         symbol, exclude, offset, address, span_name, args, return, attributes, stack, \
+         sample_rate, min_duration, trace_context (did you mean `return`?)"
     );
 }
 
@@ -264,7 +264,7 @@ limit: { max_depth: 8 }
 ";
     let expected = [
         "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
-         symbol, offset, address, span_name, args, return, attributes, stack, sample_rate, \
+         symbol, exclude, offset, address, span_name, args, return, attributes, stack, sample_rate, \
          min_duration, trace_context (did you mean `return`?)",
         "app.yaml:10:31: probes[0].functions[2].args[1].type: unknown type `i33` (did you mean \
          `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",

@@ -244,8 +244,8 @@ fn bundled_example_configs_parse() {
             }
         }
     }
-    // demo, captures, compose and postgres.
-    assert_eq!(seen, 4);
+    // demo, captures, compose, postgres and sslsniff.
+    assert_eq!(seen, 5);
 }
 
 proptest! {
