@@ -1,5 +1,6 @@
 //! Attaching and detaching at scale: a glob over a real library's functions through
-//! uprobe_multi links, the perf-event fallback, and attaching to a process mid-call.
+//! uprobe_multi links, the perf-event fallback, attaching to a process mid-call, and a `pid:`
+//! target's processes followed through forks.
 
 mod support;
 
@@ -200,4 +201,69 @@ async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
         );
     }
     let _ = busy.kill().await;
+}
+
+/// `forker`, started apart from spanprobe: its pid once it says it is ready, and the child.
+async fn forker(path: &std::path::Path) -> (i32, tokio::process::Child) {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let mut child = tokio::process::Command::new(path)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .await
+        .unwrap();
+    let pid = ready["forker[".len()..ready.find(']').unwrap()]
+        .parse()
+        .unwrap();
+    (pid, child)
+}
+
+/// A `pid:` target is the process and every process it forks after spanprobe attached (as a
+/// postmaster's backends), not the other processes running the same binary.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pid_target_follows_the_processes_it_forks() {
+    let s = Scenario::start().await;
+    let program = s.c_program("forker");
+    let (pid, mut traced) = forker(&program).await;
+    let (other_pid, mut other) = forker(&program).await;
+    let mut config = s.config(
+        &program,
+        serde_json::json!([{ "symbol": "work",
+                             "args": [{ "index": 0, "name": "generation", "type": "i64" }] }]),
+    );
+    config["probes"][0]["pid"] = serde_json::json!(pid);
+    let check = s.check(&config, 0).await;
+    assert!(
+        check.contains(&format!("pid {pid} and the processes it forks")),
+        "{check}"
+    );
+    let tracer = s.sidecar(&config).await;
+    for forker in [pid, other_pid] {
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(forker, libc::SIGUSR1) };
+    }
+    // Each forker waits for its child, which waits for its own: once both have exited, every
+    // generation has returned from work().
+    for child in [&mut traced, &mut other] {
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the forker ends")
+            .unwrap();
+        assert!(status.success());
+    }
+    tracer.stop().await;
+    let spans = s.receiver.spans();
+    let mut generations: Vec<_> = spans.iter().map(|s| s.int_attr("generation")).collect();
+    generations.sort();
+    assert_eq!(generations, [Some(1), Some(2), Some(3)], "{spans:#?}");
+    let pids: Vec<_> = spans
+        .iter()
+        .map(|s| s.resource_int("process.pid"))
+        .collect();
+    assert!(pids.contains(&Some(i64::from(pid))), "{pids:?}");
+    assert!(!pids.contains(&Some(i64::from(other_pid))), "{pids:?}");
 }

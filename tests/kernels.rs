@@ -29,6 +29,7 @@
 //!   by the `size_t` behind an argument;
 //! - a sidecar: `run` without a command, attached to a process already running, ended by
 //!   SIGINT;
+//! - a `pid:` target followed through the processes it forks;
 //! - the chain again with `--attach perf-event`.
 //!
 //! # Adding a scenario
@@ -105,7 +106,7 @@ mod usdt;
 use arguments::{member_path, output_buffers, str_argument};
 use go::goroutines;
 use processes::{forked_children, nesting, threads};
-use sidecar::sidecar;
+use sidecar::{pid_tree, sidecar};
 use stack::stack;
 use support::{scenario::Workdir, vm};
 use trace_context::trace_context;
@@ -137,6 +138,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
         member_path(&dir),
         output_buffers(&dir),
         sidecar(&dir),
+        pid_tree(&dir),
         nesting(&dir, &calls, true),
     ]);
     vm::run_matrix(&cases).await;

@@ -56,6 +56,17 @@ pub const THREAD_STACKS_MAP: &str = "THREAD_STACKS";
 /// What each function captures ([`FunctionCapture`]), indexed by function id.
 pub const FUNCTIONS_MAP: &str = "FUNCTIONS";
 
+/// The processes of each `pid:` target's tree (the process and those it forked), by process
+/// id: a `u64` whose bit `t` is set for tree `t + 1` ([`FunctionCapture::process_tree`]).
+pub const PROCESS_TREES_MAP: &str = "PROCESS_TREES";
+/// Processes in `pid:` trees at most, all trees together.
+pub const MAX_TREE_PROCESSES: u32 = 32768;
+/// `pid:` trees at most: one bit each in [`PROCESS_TREES_MAP`]'s values.
+pub const MAX_PROCESS_TREES: usize = 64;
+/// Global (`u8`): non-zero when some function is traced in a `pid:` tree only: forks and
+/// exits then keep [`PROCESS_TREES_MAP`], and returns check it.
+pub const PROCESS_TREES_GLOBAL: &str = "PROCESS_TREES_USED";
+
 /// Calls in progress whose function captures memory, with their data ([`CallRecord`]).
 pub const MAX_MEMORY_CALLS: u32 = 2048;
 
@@ -74,7 +85,8 @@ pub const RETURN_ADDRESSES_GLOBAL: &str = "RETURN_ADDRESSES";
 /// below it the reader drains on its own timer, so a burst of calls costs one wakeup.
 pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
 /// Global (`u32`): the byte offset of `tgid` in the kernel's `struct task_struct` (from its
-/// BTF), for following forks of traced processes; 0 when they are not followed.
+/// BTF), for following forks of traced processes (a command's, or a `pid:` target's); 0 when
+/// they are not followed.
 pub const TASK_TGID_OFFSET_GLOBAL: &str = "TASK_TGID_OFFSET";
 
 /// Ring-buffer size in bytes compiled in (userspace sizes it at load; a power of two, as the
@@ -510,6 +522,10 @@ pub struct FunctionCapture {
     pub error_register: u8,
     /// Slots of [`Self::args`] from this one on are unused: the entry skips them.
     pub args_end: u8,
+    /// The `pid:` tree the function is traced in, by its number (see [`PROCESS_TREES_MAP`]);
+    /// 0 for every process.
+    pub process_tree: u8,
+    pub _pad: [u8; 3],
     /// With [`USDT_START`] or [`USDT_END`]: the start/end pair the site belongs to; an end
     /// closes the innermost span only when its start is of the same pair. With [`GO_CALL`]
     /// or [`GO_RETURN`], likewise: a Go function's entry and its `RET` sites.
@@ -726,7 +742,7 @@ const _: () = assert!(
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
 const _: () = assert!(
-    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 1) + 28
+    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 1) + 32
 );
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),

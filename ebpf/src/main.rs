@@ -24,16 +24,17 @@ use aya_ebpf::{
         },
     },
     macros::{btf_map, map, raw_tracepoint, uprobe, uretprobe},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext, RetProbeContext},
 };
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, CallEvent, CallKey, CallRecord, ContextFormat, ContextPolicy,
     Counter, DATA_MAX, DEFAULT_RING_BYTES, ENTRY_ONLY, Ending, Frame, FunctionCapture, GO_CALL,
     GO_EXIT, GO_RECOVERY, GO_STACK_CHECK, GOROUTINE_STACK, MAX_ARGS, MAX_CHAIN, MAX_DEPTH,
-    MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind,
-    NOT_READ, READ_AT_RETURN, RETURN_FAULT, SAMPLE_ALWAYS, SCRATCH_LEN, StackKey, TRACEPARENT_LEN,
-    ThreadStack, TraceContext, USDT_END, USDT_EVENT, USDT_START,
+    MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_STACK_FRAMES, MAX_TREE_PROCESSES, MEMORY_FAULT,
+    MEMORY_READ_MAX, MemoryKind, NOT_READ, READ_AT_RETURN, RETURN_FAULT, SAMPLE_ALWAYS,
+    SCRATCH_LEN, StackKey, TRACEPARENT_LEN, ThreadStack, TraceContext, USDT_END, USDT_EVENT,
+    USDT_START,
 };
 
 mod at_return;
@@ -72,6 +73,13 @@ static GOROUTINE_STACKS: LruHashMap<StackKey, ThreadStack> =
 static FUNCTIONS: Array<FunctionCapture> = Array::with_max_entries(1, 0);
 
 /// Records of calls in progress that capture memory, keyed by [`call_key`].
+/// See [`PROCESS_TREES_MAP`](spanprobe_common::PROCESS_TREES_MAP).
+#[map]
+static PROCESS_TREES: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TREE_PROCESSES, 0);
+
+#[unsafe(no_mangle)]
+static PROCESS_TREES_USED: Global<u8> = Global::new(0);
+
 #[map]
 static CALLS: LruHashMap<CallKey, CallRecord> = LruHashMap::with_max_entries(MAX_MEMORY_CALLS, 0);
 
@@ -204,6 +212,9 @@ fn try_go(ctx: &ProbeContext) -> Option<()> {
     let now = unsafe { bpf_ktime_get_ns() };
     let thread = traced_thread()?;
     let capture = FUNCTIONS.get(function_id(ctx.as_ptr()))?;
+    if !in_process_tree(thread.pid, capture.process_tree) {
+        return None;
+    }
     let regs = registers(ctx.as_ptr());
     if capture.flags & GO_RECOVERY != 0 {
         return go_recovered(&thread, capture, regs, now);
@@ -227,6 +238,9 @@ fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
     let thread = traced_thread()?;
     let function_id = function_id(ctx.as_ptr());
     let capture = FUNCTIONS.get(function_id)?;
+    if !in_process_tree(thread.pid, capture.process_tree) {
+        return None;
+    }
     let regs = registers(ctx.as_ptr());
     if capture.flags & USDT_END != 0 {
         return end_usdt_span(&thread, capture, regs, now);
@@ -654,6 +668,15 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
     let thread = traced_thread()?;
+    // The return probe fires in every process the entry's did, traced or not: one outside the
+    // function's tree has no call to end, and is no return without entry either.
+    if PROCESS_TREES_USED.load() != 0
+        && FUNCTIONS
+            .get(function_id(ctx.as_ptr()))
+            .is_some_and(|capture| !in_process_tree(thread.pid, capture.process_tree))
+    {
+        return None;
+    }
     let regs = registers(ctx.as_ptr());
     let Some(stack) = existing_stack(&thread.own_stack()) else {
         count(Counter::ReturnWithoutEntry);
@@ -813,6 +836,10 @@ pub fn spanprobe_thread_exit(_ctx: RawTracePointContext) -> i32 {
 
 fn try_thread_exit() -> Option<()> {
     let thread = traced_thread()?;
+    // A process leaves its trees when it ends (its pid may be reused), with its main thread.
+    if PROCESS_TREES_USED.load() != 0 && thread.tid == thread.pid {
+        let _ = PROCESS_TREES.remove(&thread.pid);
+    }
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
     end_stack(&thread, &thread.own_stack(), now, CallEnd::ThreadExit)
@@ -841,11 +868,9 @@ pub fn spanprobe_fork(ctx: RawTracePointContext) -> i32 {
 
 fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
     let offset = TASK_TGID_OFFSET.load();
-    if FILTER_PIDS.load() == 0 || offset == 0 {
+    if offset == 0 {
         return None;
     }
-    // The forking process is the current one.
-    traced_thread()?;
     // SAFETY: the tracepoint's arguments are (struct task_struct *parent, *child).
     let child = unsafe { *ctx.as_ptr().cast::<u64>().add(1) };
     let mut tgid = 0u32;
@@ -860,6 +885,22 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
     if read != 0 {
         return None;
     }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // A new thread is of its process already.
+    if tgid == parent {
+        return None;
+    }
+    if PROCESS_TREES_USED.load() != 0
+        // SAFETY: the value is a plain integer, copied out at once.
+        && let Some(&trees) = unsafe { PROCESS_TREES.get(&parent) }
+    {
+        let _ = PROCESS_TREES.insert(&tgid, &trees, u64::from(BPF_ANY));
+    }
+    // The forking process is the current one.
+    if FILTER_PIDS.load() == 0 {
+        return None;
+    }
+    traced_thread()?;
     let word = TARGET_PIDS.get_ptr_mut(tgid / 64)?;
     // Atomic, since forks on other CPUs may set bits of the same word (new pids are handed out
     // in sequence). `AtomicU64::fetch_or` is missing on this target (no compare-and-swap), but
@@ -867,6 +908,17 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
     // SAFETY: `word` is a valid, aligned array element.
     unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(word, 1u64 << (tgid % 64)) };
     Some(())
+}
+
+/// Whether process `pid` is in `pid:` tree `tree` (see [`PROCESS_TREES`]); every process is
+/// in tree 0, which stands for none.
+#[inline(always)]
+fn in_process_tree(pid: u32, tree: u8) -> bool {
+    let Some(bit) = tree.checked_sub(1) else {
+        return true;
+    };
+    // SAFETY: the value is a plain integer, read once.
+    unsafe { PROCESS_TREES.get(&pid) }.is_some_and(|trees| trees & (1u64 << (bit & 63)) != 0)
 }
 
 /// Ends, as `end`, the calls on top of the stack that entered below `sp` (lower addresses are

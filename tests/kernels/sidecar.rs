@@ -75,3 +75,72 @@ cat $out/spanprobe >&2
         },
     )
 }
+
+/// A `pid:` target followed through forks (the fork program, and the trees map every probe
+/// checks): forker starts first; spanprobe attaches to its pid (given by `${FORKER_PID}`),
+/// then forker forks a child, which forks a grandchild, each calling work() once.
+pub fn pid_tree(dir: &Workdir) -> Case {
+    let forker = dir.c_program("forker");
+    let functions = serde_json::json!([{
+        "symbol": "work",
+        "args": [{ "index": 0, "name": "generation", "type": "i64" }],
+    }]);
+    let mut config = functions_config(&forker, functions);
+    config["probes"][0]["pid"] = serde_json::json!("${FORKER_PID}");
+    let config = dir.write_named("pid_tree", &config);
+    Case::new(
+        move |receiver| {
+            let text = format!(
+                r#"out=$(mktemp -d)
+wait_for() {{
+  tries=0
+  until grep -qs "$2" "$1"; do
+    if ! kill -0 "$3" 2>/dev/null || [ $tries -ge 300 ]; then
+      echo "no '$2' in $1"; cat "$1" >&2; return 1
+    fi
+    tries=$((tries + 1)); sleep 0.1
+  done
+}}
+{forker} >$out/forker &
+forker=$!
+wait_for $out/forker ready $forker || exit 1
+FORKER_PID=$forker OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} "$SPANPROBE" run --config {config} \
+  2>$out/spanprobe &
+tracer=$!
+wait_for $out/spanprobe 'attached with' $tracer || exit 1
+kill -USR1 $forker
+wait $forker
+echo "forker exited $?"
+kill -INT $tracer
+wait $tracer
+echo "spanprobe exited $?"
+cat $out/forker
+cat $out/spanprobe >&2
+"#,
+                forker = forker.display(),
+                endpoint = vm::grpc_endpoint(receiver),
+                config = config.display(),
+            );
+            Script::new("pid tree", text)
+                .file(&config)
+                .file(&forker)
+                .time_limit(SCENARIO_LIMIT + Duration::from_secs(30))
+        },
+        |_, output, receiver| {
+            output.assert_success();
+            let pid = printed_pid(output, "forker");
+            assert_eq!(
+                output.stdout,
+                format!("forker exited 0\nspanprobe exited 0\nforker[{pid}] ready\nforker done\n")
+            );
+            let mut generations: Vec<_> = receiver
+                .spans()
+                .iter()
+                .map(|span| span.int_attr("generation"))
+                .collect();
+            generations.sort();
+            assert_eq!(generations, [Some(1), Some(2), Some(3)]);
+            assert_all_exported(output, 3);
+        },
+    )
+}

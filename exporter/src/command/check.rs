@@ -205,7 +205,7 @@ pub fn report(
             };
         }
         if let Some(pid) = function.pid {
-            let _ = write!(out, ", pid {pid}");
+            let _ = write!(out, ", pid {pid} and the processes it forks");
         }
         let _ = match function.kind {
             ProbeKind::Function => Ok(()),

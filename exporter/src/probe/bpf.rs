@@ -21,17 +21,18 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, CallEvent, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL,
-    FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, RETURN_ADDRESSES_GLOBAL, StackKey,
-    TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL,
-    ThreadStack, WAKEUP_BYTES_GLOBAL,
+    FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP,
+    RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP,
+    TRACE_CONTEXTS_GLOBAL, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 use spanprobe_config::Limits;
 
 use crate::{
     events::{ktime::monotonic_ns, orphans},
-    probe::capture::CapturePlan,
+    probe::capture::{CapturePlan, process_trees},
     probe::kernel_btf::{self, BtfError, VMLINUX_BTF},
     probe::links::{AttachMode, Link, Program, links, probe_count},
+    probe::process_tree,
     probe::ref_ctr_link::{self, CountedProbe},
     probe::resolve::ProbedFunction,
 };
@@ -298,28 +299,11 @@ fn attach_mode(
         }
         return Ok(AttachMode::PerfEvent);
     }
-    let supported = |feature| match is_uprobe_multi_supported(feature) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(match feature {
-            UProbeMultiFeature::LinkCreation => "the kernel has no uprobe_multi links (Linux 6.6+)",
-            UProbeMultiFeature::ProcessScopedPidFilter => {
-                "the kernel's uprobe_multi links filter by thread, not process, and a probe has \
-                 `pid:`"
-            }
-        }
-        .to_owned()),
-        Err(error) => Err(format!("probing for uprobe_multi links failed: {error}")),
+    let unsupported = match is_uprobe_multi_supported(UProbeMultiFeature::LinkCreation) {
+        Ok(true) => None,
+        Ok(false) => Some("the kernel has no uprobe_multi links (Linux 6.6+)".to_owned()),
+        Err(error) => Some(format!("probing for uprobe_multi links failed: {error}")),
     };
-    let needs_pid_filter = functions.iter().any(|function| function.pid.is_some());
-    let unsupported = supported(UProbeMultiFeature::LinkCreation)
-        .and_then(|()| {
-            if needs_pid_filter {
-                supported(UProbeMultiFeature::ProcessScopedPidFilter)
-            } else {
-                Ok(())
-            }
-        })
-        .err();
     match (unsupported, requested) {
         (None, _) => Ok(AttachMode::Multi),
         (Some(reason), Some(AttachMode::Multi)) => Err(BpfError::MultiUnsupported(reason)),
@@ -403,7 +387,10 @@ fn drop_in_parallel(links: Vec<(Program, Attached)>) {
 pub struct Loaded {
     ebpf: Ebpf,
     mode: AttachMode,
-    filter: ProcessFilter,
+    /// Whether the fork program is needed: a command's processes, or `pid:` trees.
+    follow_forks: bool,
+    /// The roots of the `pid:` trees, by tree number minus one.
+    trees: Vec<NonZeroU32>,
     depth_limit: u32,
     programs: Vec<LoadedProgram>,
 }
@@ -441,13 +428,15 @@ impl Loaded {
             aya::util::nr_cpus().map_err(|(path, source)| BpfError::Cpus { path, source })?;
         let wakeup_bytes = u64::from(ring_bytes / 4 / cpus.get()).max(1);
         let filter_pids = u8::from(filter == ProcessFilter::Selected);
-        // Traced processes' children are traced too: the fork program reads the child's tgid
-        // where the kernel's BTF says it is.
-        let tgid_offset = match filter {
-            ProcessFilter::Selected => {
-                kernel_btf::member_offset_in(VMLINUX_BTF.as_ref(), "task_struct", "tgid")?
-            }
-            ProcessFilter::All => 0,
+        let trees = process_trees(functions);
+        let trees_used = u8::from(!trees.is_empty());
+        // Traced processes' children are traced too (a command's, a `pid:` target's): the
+        // fork program reads the child's tgid where the kernel's BTF says it is.
+        let follow_forks = filter == ProcessFilter::Selected || !trees.is_empty();
+        let tgid_offset = if follow_forks {
+            kernel_btf::member_offset_in(VMLINUX_BTF.as_ref(), "task_struct", "tgid")?
+        } else {
+            0
         };
         let trace_contexts = u8::from(plans.iter().any(CapturePlan::reads_trace_context));
         let return_addresses = u8::from(plans.iter().any(|plan| plan.stack.is_some()));
@@ -461,6 +450,7 @@ impl Loaded {
             .override_global(RETURN_ADDRESSES_GLOBAL, &return_addresses, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(TASK_TGID_OFFSET_GLOBAL, &tgid_offset, true)
+            .override_global(PROCESS_TREES_GLOBAL, &trees_used, true)
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .map_max_entries(TARGET_PIDS_MAP, pid_words)
@@ -471,7 +461,7 @@ impl Loaded {
             .map_err(|e| BpfError::Load(Box::new(e)))?;
         set_captures(&mut ebpf, plans)?;
         let mut programs = Vec::new();
-        for tracepoint in tracepoints(filter) {
+        for tracepoint in tracepoints(follow_forks) {
             let started = Instant::now();
             let program = raw_tracepoint_mut(&mut ebpf, tracepoint.0)?;
             program
@@ -513,10 +503,35 @@ impl Loaded {
         Ok(Self {
             ebpf,
             mode,
-            filter,
+            follow_forks,
+            trees,
             depth_limit,
             programs,
         })
+    }
+
+    /// Puts each `pid:` tree's processes, as `/proc` shows them now, in the trees map.
+    fn seed_trees(&mut self) -> Result<(), BpfError> {
+        if self.trees.is_empty() {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut(PROCESS_TREES_MAP)
+            .ok_or(BpfError::missing_map(PROCESS_TREES_MAP))?;
+        let map_error = |source| BpfError::Map {
+            map: PROCESS_TREES_MAP,
+            source: Box::new(source),
+        };
+        let mut trees: aya::maps::HashMap<_, u32, u64> =
+            aya::maps::HashMap::try_from(map).map_err(map_error)?;
+        for (t, root) in self.trees.iter().enumerate() {
+            for pid in process_tree::with_descendants(root.get()) {
+                let member = trees.get(&pid, 0).unwrap_or(0) | (1u64 << t);
+                trees.insert(&pid, &member, 0).map_err(map_error)?;
+            }
+        }
+        Ok(())
     }
 
     /// The programs loaded, in the order they were.
@@ -540,9 +555,14 @@ impl Loaded {
         let mode = self.mode;
         // Before any uprobe: a thread that exits mid-call must never be missed, nor a child
         // forked by a traced process.
-        let tracepoints = tracepoints(self.filter)
+        let tracepoints = tracepoints(self.follow_forks)
             .map(|tracepoint| attach_raw_tracepoint(&mut self.ebpf, tracepoint))
             .collect::<Result<Vec<_>, _>>()?;
+        // Once the fork program runs, so that a process forked meanwhile is in `/proc` or
+        // has its parent in the map; twice, for one forked while the map was written.
+        for _ in 0..2 {
+            self.seed_trees()?;
+        }
         let links = links(functions, plans, mode);
         let probes = probe_count(&links);
         let started = Instant::now();
@@ -579,9 +599,9 @@ impl Loaded {
     }
 }
 
-/// The raw tracepoint programs `filter` needs: (program, tracepoint).
-fn tracepoints(filter: ProcessFilter) -> impl Iterator<Item = (&'static str, &'static str)> {
-    let fork = (filter == ProcessFilter::Selected).then_some(FORK);
+/// The raw tracepoint programs needed, with forks followed or not: (program, tracepoint).
+fn tracepoints(follow_forks: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let fork = follow_forks.then_some(FORK);
     std::iter::once(THREAD_EXIT).chain(fork)
 }
 
@@ -802,11 +822,8 @@ fn attach_link(
             cookie: Some(u64::from(id)),
         })
     });
-    let scope = link
-        .pid
-        .map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
     uprobe
-        .attach(points, link.binary, scope)
+        .attach(points, link.binary, UProbeScope::AllProcesses)
         .and_then(|id| uprobe.take_link(id))
         .map_err(|source| BpfError::Attach {
             kind: link.program.kind(),
@@ -847,13 +864,11 @@ fn attach_counted(
         functions: Functions::of(link, functions),
         source: Box::new(source),
     })?;
-    let pid = link.pid.map_or(0, NonZeroU32::get);
     let retprobe = link.program == Program::Return;
     ref_ctr_link::attach(
         std::os::fd::AsFd::as_fd(program),
         link.binary,
         &probes,
-        pid,
         retprobe,
     )
     .map(Attached::Counted)

@@ -3,6 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    num::NonZeroU32,
     ops::Range,
     sync::{Arc, Mutex, PoisonError},
 };
@@ -154,12 +155,34 @@ impl CapturePlan {
     }
 }
 
-/// The plan of each of `functions`, indexed as they are (by function id).
+/// The plan of each of `functions`, indexed as they are (by function id), each `pid:`
+/// target's functions in their process's tree (see [`process_trees`]).
 pub fn plans(functions: &[ProbedFunction], sampler: &Sampler) -> Vec<CapturePlan> {
+    let trees = process_trees(functions);
     functions
         .iter()
-        .map(|function| CapturePlan::of(function, sampler))
+        .map(|function| {
+            let mut plan = CapturePlan::of(function, sampler);
+            let tree = function
+                .pid
+                .and_then(|pid| trees.iter().position(|&root| root == pid));
+            plan.kernel.process_tree = tree.map_or(0, |t| (t + 1) as u8);
+            plan
+        })
         .collect()
+}
+
+/// The processes `pid:` targets name, each the root of a tree that the kernel side follows
+/// through forks; a function's tree is its position here plus one. Resolution allows at most
+/// [`MAX_PROCESS_TREES`](spanprobe_common::MAX_PROCESS_TREES).
+pub fn process_trees(functions: &[ProbedFunction]) -> Vec<NonZeroU32> {
+    let mut roots: Vec<NonZeroU32> = Vec::new();
+    for pid in functions.iter().filter_map(|function| function.pid) {
+        if !roots.contains(&pid) {
+            roots.push(pid);
+        }
+    }
+    roots
 }
 
 /// `text`, kept until the process exits. For what is copied into every span of a probed

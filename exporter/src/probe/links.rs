@@ -1,8 +1,8 @@
 //! Which links `run` creates: the probed functions grouped into one uprobe_multi link per
-//! (program, binary, process), return links first. Pure, so that `check` can show it and tests
+//! (program, binary), return links first. Pure, so that `check` can show it and tests
 //! need no kernel.
 
-use std::{fmt, num::NonZeroU32, path::Path};
+use std::{fmt, path::Path};
 
 use crate::{probe::capture::CapturePlan, probe::resolve::ProbedFunction};
 
@@ -125,8 +125,6 @@ impl fmt::Display for AttachMode {
 pub struct Link<'a> {
     pub program: Program,
     pub binary: &'a Path,
-    /// Only this process fires the probes; all processes when `None`.
-    pub pid: Option<NonZeroU32>,
     /// The ids (indices in the function table, and cookies) of the functions attached to.
     pub functions: Vec<u32>,
 }
@@ -147,15 +145,14 @@ pub fn links<'a>(
                 continue;
             }
             let id = u32::try_from(id).unwrap_or(u32::MAX);
-            let same_target = |link: &&mut Link<'_>| {
-                link.binary == function.binary.as_path() && link.pid == function.pid
-            };
+            // A `pid:` target's probes fire in every process that runs the binary: the
+            // kernel side keeps those of the process's tree (see `PROCESS_TREES`).
+            let same_target = |link: &&mut Link<'_>| link.binary == function.binary.as_path();
             match links[first_of_program..].iter_mut().find(same_target) {
                 Some(link) if mode == AttachMode::Multi => link.functions.push(id),
                 _ => links.push(Link {
                     program,
                     binary: &function.binary,
-                    pid: function.pid,
                     functions: vec![id],
                 }),
             }
@@ -191,7 +188,7 @@ mod tests {
 
     fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> ProbedFunction {
         ProbedFunction {
-            pid: pid.and_then(NonZeroU32::new),
+            pid: pid.and_then(std::num::NonZeroU32::new),
             kind: if return_probe {
                 ProbeKind::Function
             } else {
@@ -202,42 +199,35 @@ mod tests {
     }
 
     #[test]
-    fn one_link_per_program_binary_and_process_returns_first() {
+    fn one_link_per_program_and_binary_returns_first() {
         let functions = [
             function("/a", None, true),
             function("/b", None, true),
             function("/a", None, false),
+            // A `pid:` target's functions go in the same links: the kernel keeps the tree.
             function("/a", Some(7), true),
             function("/a", None, true),
         ];
         let links = links_of(&functions, AttachMode::Multi);
         let summary: Vec<_> = links
             .iter()
-            .map(|l| {
-                (
-                    l.program,
-                    l.binary.to_str().unwrap(),
-                    l.pid.map(|p| p.get()),
-                )
-            })
+            .map(|l| (l.program, l.binary.to_str().unwrap()))
             .collect();
         assert_eq!(
             summary,
             [
-                (Program::Return, "/a", None),
-                (Program::Return, "/b", None),
-                (Program::Return, "/a", Some(7)),
-                (Program::Entry, "/a", None),
-                (Program::Entry, "/b", None),
-                (Program::Entry, "/a", Some(7)),
+                (Program::Return, "/a"),
+                (Program::Return, "/b"),
+                (Program::Entry, "/a"),
+                (Program::Entry, "/b"),
             ]
         );
         assert_eq!(
             links[0].functions,
-            [0, 4],
+            [0, 3, 4],
             "the entry-only function has no return"
         );
-        assert_eq!(links[3].functions, [0, 2, 4]);
+        assert_eq!(links[2].functions, [0, 2, 3, 4]);
         assert_eq!(probe_count(&links), 9);
     }
 

@@ -17,6 +17,7 @@ pub mod kernel_btf;
 pub mod kind;
 pub mod links;
 pub mod load;
+pub mod process_tree;
 pub mod ref_ctr_link;
 pub mod resolve;
 pub mod symbols;

@@ -48,13 +48,12 @@ pub struct CountedProbe {
 }
 
 /// Attaches `program` (loaded for `uprobe.multi`) at `probes` of `binary`, as uretprobes when
-/// `retprobe`, in process `pid` only (0: every process); closing the returned descriptor
-/// detaches them all.
+/// `retprobe`, in every process (a `pid:` target's tree is kept by the program); closing the
+/// returned descriptor detaches them all.
 pub fn attach(
     program: BorrowedFd<'_>,
     binary: &Path,
     probes: &[CountedProbe],
-    pid: u32,
     retprobe: bool,
 ) -> io::Result<OwnedFd> {
     let path = CString::new(binary.as_os_str().as_bytes())
@@ -76,7 +75,6 @@ pub fn attach(
         } else {
             0
         },
-        pid,
         ..LinkCreateUprobeMulti::default()
     };
     // SAFETY: `attr` is a valid `link_create` attribute of the size passed, and every pointer

@@ -16,6 +16,7 @@ use std::{
     sync::Arc,
 };
 
+use spanprobe_common::MAX_PROCESS_TREES;
 use spanprobe_config::{
     ArgSpec, Config, FunctionSpec, LenArg, Located, Position, ProbeTarget, Problem, ValueType,
 };
@@ -173,6 +174,11 @@ pub enum ResolveErrorKind {
         binary.display()
     )]
     GoReadAtReturn { binary: PathBuf },
+    #[error(
+        "{count} processes are named by `pid:`; at most {MAX_PROCESS_TREES} can be traced \
+         apart (each with the processes it forks)"
+    )]
+    TooManyTrees { count: usize },
     #[error("`{symbol}` cannot be probed: its first instruction `{instruction}` has {why}")]
     Unprobeable {
         symbol: String,
@@ -323,6 +329,24 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
             &mut resolved,
             &mut errors,
         );
+    }
+    let trees = crate::probe::capture::process_trees(&resolved.functions);
+    if trees.len() > MAX_PROCESS_TREES
+        && let Some((t, target)) = config
+            .probes
+            .iter()
+            .enumerate()
+            .filter(|(_, target)| target.pid.is_some())
+            .nth(MAX_PROCESS_TREES)
+    {
+        errors.push(ResolveError {
+            position: target
+                .pid
+                .as_ref()
+                .map_or(target.position, |pid| pid.position),
+            field: format!("probes[{t}].pid"),
+            kind: ResolveErrorKind::TooManyTrees { count: trees.len() },
+        });
     }
     if errors.is_empty() {
         Ok(resolved)
