@@ -32,10 +32,10 @@ pub struct OutputError {
 }
 
 const SERVICE_NAME: Key = Key::from_static_str("service.name");
+const PROCESS_PID: Key = Key::from_static_str("process.pid");
 
-/// Writes each span as one line: text
-/// (`<start> <service> <name> <duration> trace=<id> span=<id> parent=<id|-> <key>=<value>...`)
-/// or a JSON object.
+/// Writes each span as one line: text (`<start> <service> <name> <duration> pid=<pid>
+/// trace=<id> span=<id> parent=<id|-> <key>=<value>...`) or a JSON object.
 pub struct LineExporter {
     format: StdoutFormat,
     out: Mutex<Box<dyn std::io::Write + Send>>,
@@ -62,25 +62,24 @@ impl LineExporter {
         }
     }
 
-    /// The lines for `spans`, each with its process's `service.name`, written into one buffer.
+    /// The lines for `spans`, each with its process's `service.name` and `process.pid`,
+    /// written into one buffer.
     pub fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
         let mut text = Vec::new();
-        let mut service: Option<(&Arc<Resource>, String)> = None;
+        let mut last: Option<(&Arc<Resource>, Process)> = None;
         for queued in spans {
-            let name = match &service {
-                Some((resource, name)) if Arc::ptr_eq(resource, &queued.resource) => name,
+            let process = match &last {
+                Some((resource, process)) if Arc::ptr_eq(resource, &queued.resource) => process,
+                // Spans come in runs of one process: its resource is read once per run.
                 _ => {
-                    let name = queued
-                        .resource
-                        .get(&SERVICE_NAME)
-                        .map(|v| v.to_string())
-                        .unwrap_or_default();
-                    &service.insert((&queued.resource, name)).1
+                    &last
+                        .insert((&queued.resource, Process::of(&queued.resource)))
+                        .1
                 }
             };
             match self.format {
-                StdoutFormat::Text => write_text(&mut text, name, &queued.span),
-                StdoutFormat::Json => write_json(&mut text, name, &queued.span),
+                StdoutFormat::Text => write_text(&mut text, process, &queued.span),
+                StdoutFormat::Json => write_json(&mut text, process, &queued.span),
             }
             text.push(b'\n');
         }
@@ -105,6 +104,29 @@ impl std::fmt::Debug for LineExporter {
     }
 }
 
+/// What a line says of the process a span came from, from its resource (as OTLP carries it).
+#[derive(Debug, Default)]
+struct Process {
+    service: String,
+    pid: Option<i64>,
+}
+
+impl Process {
+    fn of(resource: &Resource) -> Self {
+        let pid = match resource.get(&PROCESS_PID) {
+            Some(Value::I64(pid)) => Some(pid),
+            _ => None,
+        };
+        Self {
+            service: resource
+                .get(&SERVICE_NAME)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            pid,
+        }
+    }
+}
+
 fn duration(span: &SpanData) -> Duration {
     span.end_time
         .duration_since(span.start_time)
@@ -112,14 +134,22 @@ fn duration(span: &SpanData) -> Duration {
 }
 
 /// Appends one span as a line of text (without the newline).
-fn write_text(line: &mut Vec<u8>, service: &str, span: &SpanData) {
+fn write_text(line: &mut Vec<u8>, process: &Process, span: &SpanData) {
     // Writing to a Vec cannot fail.
     let _ = write!(
         line,
-        "{start} {service} {name} {duration:?} trace={trace} span={span_id} parent=",
+        "{start} {service} {name} {duration:?} ",
         start = humantime::format_rfc3339_micros(span.start_time),
+        service = process.service,
         name = span.name,
         duration = duration(span),
+    );
+    if let Some(pid) = process.pid {
+        let _ = write!(line, "pid={pid} ");
+    }
+    let _ = write!(
+        line,
+        "trace={trace} span={span_id} parent=",
         trace = span.span_context.trace_id(),
         span_id = span.span_context.span_id(),
     );
@@ -155,13 +185,13 @@ fn write_text_attributes(line: &mut Vec<u8>, attributes: &[KeyValue]) {
 
 /// Appends one span as a JSON object on one line (without the newline), serialized as it
 /// is read: no `serde_json::Value` tree per span.
-fn write_json(line: &mut Vec<u8>, service: &str, span: &SpanData) {
+fn write_json(line: &mut Vec<u8>, process: &Process, span: &SpanData) {
     // Serializing strings, numbers and `Display` values into a Vec cannot fail.
-    let _ = serde_json::to_writer(line, &JsonSpan { service, span });
+    let _ = serde_json::to_writer(line, &JsonSpan { process, span });
 }
 
 struct JsonSpan<'a> {
-    service: &'a str,
+    process: &'a Process,
     span: &'a SpanData,
 }
 
@@ -178,7 +208,10 @@ impl Serialize for JsonSpan<'_> {
             "duration_ns",
             &u64::try_from(duration(span).as_nanos()).unwrap_or(u64::MAX),
         )?;
-        map.serialize_entry("service", self.service)?;
+        map.serialize_entry("service", &self.process.service)?;
+        if let Some(pid) = self.process.pid {
+            map.serialize_entry("pid", &pid)?;
+        }
         map.serialize_entry("name", span.name.as_ref())?;
         map.serialize_entry("trace_id", &Displayed(span.span_context.trace_id()))?;
         map.serialize_entry("span_id", &Displayed(span.span_context.span_id()))?;
@@ -293,12 +326,19 @@ mod tests {
         span
     }
 
+    fn demo() -> Process {
+        Process {
+            service: "demo".into(),
+            pid: Some(4242),
+        }
+    }
+
     #[test]
     fn one_json_object_per_span() {
         let mut span = span();
         span.status = Status::error("rc = -1 (error_when < 0)");
         let mut line = Vec::new();
-        write_json(&mut line, "demo", &span);
+        write_json(&mut line, &demo(), &span);
         let json: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(
             json,
@@ -306,6 +346,7 @@ mod tests {
                 "start": "2023-11-14T22:13:20.000000000Z",
                 "duration_ns": 1500,
                 "service": "demo",
+                "pid": 4242,
                 "name": "add",
                 "trace_id": "00000000000000000000000000000abc",
                 "span_id": "0000000000000012",
@@ -320,12 +361,45 @@ mod tests {
     fn one_line_with_ids_duration_and_attributes() {
         let span = span();
         let mut line = Vec::new();
-        write_text(&mut line, "demo", &span);
+        write_text(&mut line, &demo(), &span);
         assert_eq!(
             String::from_utf8(line).unwrap(),
-            "2023-11-14T22:13:20.000000Z demo add 1.5µs \
+            "2023-11-14T22:13:20.000000Z demo add 1.5µs pid=4242 \
              trace=00000000000000000000000000000abc span=0000000000000012 \
              parent=0000000000000034 a=1 c=\"x\" ok=true"
+        );
+    }
+
+    /// The pid is the resource's, as OTLP export carries it, one line per span of each process.
+    #[test]
+    fn each_line_names_its_process() {
+        let resource = |pid: i64| {
+            Arc::new(
+                Resource::builder_empty()
+                    .with_service_name("demo")
+                    .with_attribute(KeyValue::new("process.pid", pid))
+                    .build(),
+            )
+        };
+        let (first, second) = (resource(11), resource(22));
+        let spans: Vec<_> = [&first, &first, &second]
+            .into_iter()
+            .map(|resource| QueuedSpan::new(Arc::clone(resource), span()))
+            .collect();
+        let exporter = LineExporter::new(StdoutFormat::Json, Box::new(std::io::sink()));
+        let pids: Vec<_> = std::str::from_utf8(&exporter.encode(&spans))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["pid"].clone())
+            .collect();
+        assert_eq!(pids, [11, 11, 22]);
+        let exporter = LineExporter::new(StdoutFormat::Text, Box::new(std::io::sink()));
+        let text = exporter.encode(&spans[2..]);
+        assert!(
+            std::str::from_utf8(&text)
+                .unwrap()
+                .contains(" demo add 1.5µs pid=22 trace="),
+            "{text:?}"
         );
     }
 }
