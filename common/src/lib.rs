@@ -63,6 +63,9 @@ pub const PROCESS_TREES_MAP: &str = "PROCESS_TREES";
 pub const MAX_TREE_PROCESSES: u32 = 32768;
 /// `pid:` trees at most: one bit each in [`PROCESS_TREES_MAP`]'s values.
 pub const MAX_PROCESS_TREES: usize = 64;
+/// Global (`u8`): non-zero when some function reads memory at return ([`READS_AT_RETURN`]):
+/// only then does a return look its function up before sending its call.
+pub const READS_AT_RETURN_GLOBAL: &str = "READS_AT_RETURN_USED";
 /// Global (`u8`): non-zero when some function is traced in a `pid:` tree only: forks and
 /// exits then keep [`PROCESS_TREES_MAP`], and returns check it.
 pub const PROCESS_TREES_GLOBAL: &str = "PROCESS_TREES_USED";

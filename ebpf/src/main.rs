@@ -80,6 +80,9 @@ static PROCESS_TREES: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TREE_PRO
 #[unsafe(no_mangle)]
 static PROCESS_TREES_USED: Global<u8> = Global::new(0);
 
+#[unsafe(no_mangle)]
+static READS_AT_RETURN_USED: Global<u8> = Global::new(0);
+
 #[map]
 static CALLS: LruHashMap<CallKey, CallRecord> = LruHashMap::with_max_entries(MAX_MEMORY_CALLS, 0);
 
@@ -746,7 +749,7 @@ fn return_from(
     }
     stack.depth -= 1;
     stack.top_entry_ns = frame.parent_entry_ns;
-    if stack.unsampled == 0 {
+    if stack.unsampled == 0 && READS_AT_RETURN_USED.load() != 0 {
         at_return::read_at_return(stack, stack.depth, ending.ret);
     }
     emit_call(thread.tid, stack, stack.depth, ending);

@@ -22,7 +22,7 @@ use aya::{
 use spanprobe_common::{
     COUNTERS_MAP, CallEvent, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL,
     FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP,
-    RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP,
+    READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP,
     TRACE_CONTEXTS_GLOBAL, ThreadStack, WAKEUP_BYTES_GLOBAL,
 };
 use spanprobe_config::Limits;
@@ -439,6 +439,7 @@ impl Loaded {
             0
         };
         let trace_contexts = u8::from(plans.iter().any(CapturePlan::reads_trace_context));
+        let reads_at_return = u8::from(plans.iter().any(CapturePlan::reads_at_return));
         let return_addresses = u8::from(plans.iter().any(|plan| plan.stack.is_some()));
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         // One bit per possible pid.
@@ -451,6 +452,7 @@ impl Loaded {
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(TASK_TGID_OFFSET_GLOBAL, &tgid_offset, true)
             .override_global(PROCESS_TREES_GLOBAL, &trees_used, true)
+            .override_global(READS_AT_RETURN_GLOBAL, &reads_at_return, true)
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .map_max_entries(TARGET_PIDS_MAP, pid_words)

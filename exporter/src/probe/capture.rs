@@ -125,6 +125,11 @@ impl CapturePlan {
         plan
     }
 
+    /// Whether the function reads memory when it returns (an output buffer).
+    pub fn reads_at_return(&self) -> bool {
+        self.kernel.flags & READS_AT_RETURN != 0
+    }
+
     /// Whether the function reads its caller's trace context.
     pub fn reads_trace_context(&self) -> bool {
         self.kernel.context_format != ContextFormat::None as u8
