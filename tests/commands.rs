@@ -264,6 +264,46 @@ async fn a_missing_command_is_found_before_attaching() {
     assert!(!err.contains("attached"), "{err}");
 }
 
+/// A run that fails at start-up (here after attaching: the metrics port is taken) leaves the
+/// `-o` file of the previous capture as it was, and creates none that was not there.
+#[tokio::test]
+async fn a_run_that_fails_to_start_keeps_the_previous_capture() {
+    let dir = Workdir::new();
+    let demo = dir.demo();
+    let config = dir.write(&json!({ "probes": [probe("demo", symbols(&["inner"]))] }));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let previous = dir.path().join("spans.txt");
+    std::fs::write(&previous, "previous capture\n").unwrap();
+    let fresh = dir.path().join("fresh.txt");
+    for output in [&previous, &fresh] {
+        let run = support::spanprobe_with(&[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-addr",
+            &port,
+            "-o",
+            output.to_str().unwrap(),
+            "--",
+            demo.to_str().unwrap(),
+            "1",
+        ])
+        .await;
+        let err = support::stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot serve metrics"), "{err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&previous).unwrap(),
+        "previous capture\n"
+    );
+    assert!(
+        !fresh.exists(),
+        "a run that never started created {fresh:?}"
+    );
+}
+
 /// A run whose probes saw no call says so at exit, and why when it can tell: here the command
 /// never loads the probed library.
 #[tokio::test]

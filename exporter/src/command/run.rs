@@ -104,7 +104,9 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     // comes meanwhile ends the run cleanly once it can, instead of killing spanprobe with the
     // probes attached and the command left running untraced.
     let signals = SignalsInfo::<WithOrigin>::new([libc::SIGINT, libc::SIGTERM])?;
-    let exporter = Exporter::from_config(&config.exporter, &config.base_dir)?;
+    // Built before attaching, so that an unusable destination is refused first; a span file
+    // is emptied only once everything has started (below).
+    let mut exporter = Exporter::from_config(&config.exporter, &config.base_dir)?;
 
     let filter = if command.is_empty() {
         ProcessFilter::All
@@ -138,7 +140,6 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     }
     let settings = ExportSettings::from_config(&config.batch);
     let (queue, queued) = span_queue(settings.queue_size, Arc::clone(&metrics));
-    let export_task = spawn_export(exporter, queued, settings, Arc::clone(&metrics));
     let assembler = SpanAssembler::new(
         &functions,
         &plans,
@@ -157,6 +158,9 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
             Some(gated)
         }
     };
+    // Everything that can fail at start-up has succeeded: the previous capture can go.
+    exporter.start()?;
+    let export_task = spawn_export(exporter, queued, settings, Arc::clone(&metrics));
     let mut pipeline = Pipeline::new(
         &functions,
         &plans,

@@ -60,6 +60,15 @@ impl Exporter {
         })
     }
 
+    /// Tracing has started: a span file is emptied of the previous capture only now, so that
+    /// a run that fails to start leaves it untouched.
+    pub fn start(&mut self) -> Result<(), ExporterError> {
+        match self {
+            Self::Stdout(exporter) => Ok(exporter.start()?),
+            Self::Otlp(_) => Ok(()),
+        }
+    }
+
     /// One request's body for `spans`: an OTLP `ExportTraceServiceRequest`, or lines of text.
     pub fn encode(&self, spans: &[QueuedSpan]) -> Bytes {
         match self {

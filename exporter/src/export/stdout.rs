@@ -2,6 +2,7 @@
 
 use std::{
     fmt::Display,
+    fs::File,
     io::Write as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
@@ -39,26 +40,64 @@ const PROCESS_PID: Key = Key::from_static_str("process.pid");
 pub struct LineExporter {
     format: StdoutFormat,
     out: Mutex<Box<dyn std::io::Write + Send>>,
+    /// The span file, until [`Self::start`] empties it.
+    pending: Option<PendingFile>,
+}
+
+/// A span file opened at start-up and emptied only once tracing starts: a run that fails to
+/// start (an attach refused, a port taken) leaves the previous capture as it was.
+#[derive(Debug)]
+struct PendingFile {
+    path: PathBuf,
+    file: File,
+    /// Whether the file did not exist before: a failed start removes it again.
+    created: bool,
 }
 
 impl LineExporter {
-    /// Lines to `file` (created, or emptied), or to standard error: the traced command's
-    /// standard output stays its own.
+    /// Lines to `file`, or to standard error: the traced command's standard output stays its
+    /// own. The file is opened now, so that a path that cannot be written is refused before
+    /// anything is attached, but emptied only by [`Self::start`].
     pub fn to(format: StdoutFormat, file: Option<&Path>) -> Result<Self, OutputError> {
-        let out: Box<dyn std::io::Write + Send> = match file {
-            None => Box::new(std::io::stderr()),
-            Some(path) => Box::new(std::fs::File::create(path).map_err(|source| OutputError {
-                path: path.to_owned(),
-                source,
-            })?),
+        let Some(path) = file else {
+            return Ok(Self::new(format, Box::new(std::io::stderr())));
         };
-        Ok(Self::new(format, out))
+        let error = |source| OutputError {
+            path: path.to_owned(),
+            source,
+        };
+        let created = !path.exists();
+        let file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(error)?;
+        let mut exporter = Self::new(format, Box::new(file.try_clone().map_err(error)?));
+        exporter.pending = Some(PendingFile {
+            path: path.to_owned(),
+            file,
+            created,
+        });
+        Ok(exporter)
     }
 
     pub fn new(format: StdoutFormat, out: Box<dyn std::io::Write + Send>) -> Self {
         Self {
             format,
             out: Mutex::new(out),
+            pending: None,
+        }
+    }
+
+    /// Tracing has started: the span file, if any, is emptied of the previous capture.
+    pub fn start(&mut self) -> Result<(), OutputError> {
+        match self.pending.take() {
+            Some(pending) => pending.file.set_len(0).map_err(|source| OutputError {
+                path: pending.path,
+                source,
+            }),
+            None => Ok(()),
         }
     }
 
@@ -93,6 +132,17 @@ impl LineExporter {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         out.write_all(lines)?;
         out.flush()
+    }
+}
+
+impl Drop for LineExporter {
+    /// A span file created for a run that never started is removed: nothing was captured.
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take()
+            && pending.created
+        {
+            let _ = std::fs::remove_file(&pending.path);
+        }
     }
 }
 
@@ -368,6 +418,29 @@ mod tests {
              trace=00000000000000000000000000000abc span=0000000000000012 \
              parent=0000000000000034 a=1 c=\"x\" ok=true"
         );
+    }
+
+    /// The previous capture is kept until tracing starts; a run that never started leaves it
+    /// (or no file) behind.
+    #[test]
+    fn the_span_file_is_emptied_only_when_tracing_starts() {
+        let dir = std::env::temp_dir().join(format!("spanprobe-stdout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("old.txt"), dir.join("new.txt"));
+        std::fs::write(&old, "previous capture\n").unwrap();
+        let _ = std::fs::remove_file(&new);
+        for path in [&old, &new] {
+            drop(LineExporter::to(StdoutFormat::Text, Some(path)).unwrap());
+        }
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "previous capture\n");
+        assert!(!new.exists(), "a run that never started created {new:?}");
+
+        let mut exporter = LineExporter::to(StdoutFormat::Text, Some(&old)).unwrap();
+        exporter.start().unwrap();
+        exporter.write(b"x\n").unwrap();
+        drop(exporter);
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "x\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The pid is the resource's, as OTLP export carries it, one line per span of each process.
