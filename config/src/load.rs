@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::{
     Config, ConfigError, Position, Problem, otel_env, recover,
     tree::{Lookup, Tree},
-    validate::validate,
+    validate::{check_tls_files, validate},
     yaml::{bare_message, did_you_mean, yaml_options},
 };
 
@@ -31,7 +31,9 @@ pub fn load_with(
     let lookup = |name: &str| std::env::var(name).ok();
     let config = checked(path, &text, &lookup, |config| {
         config.base_dir = base_dir;
-        more(config)
+        let mut problems = check_tls_files(config);
+        problems.extend(more(config));
+        problems
     })?;
     Ok(config)
 }

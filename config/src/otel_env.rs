@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::{
-    Compression, Config, ExporterConfig, OtlpConfig, OtlpProtocol, Position, Problem, Sampler,
+    Compression, Config, ExporterConfig, Located, OtlpConfig, OtlpProtocol, Position, Problem,
+    Sampler,
 };
 
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -62,7 +63,8 @@ pub(crate) fn apply(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>
         return problems;
     };
     if let Some(endpoint) = endpoint {
-        otlp.endpoint = Some(endpoint);
+        otlp.endpoint = Some(Located::unplaced(endpoint));
+        otlp.endpoint_variable = Some(OTEL_EXPORTER_OTLP_ENDPOINT);
     }
     if let Some(endpoint) = traces_endpoint {
         otlp.traces_endpoint = Some(endpoint);
@@ -354,7 +356,11 @@ mod tests {
         let ExporterConfig::Otlp(otlp) = &c.exporter else {
             panic!("not otlp")
         };
-        assert_eq!(otlp.endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(
+            otlp.endpoint.as_ref().map(|e| e.value.as_str()),
+            Some("http://collector:4318")
+        );
+        assert_eq!(otlp.endpoint_variable, Some(OTEL_EXPORTER_OTLP_ENDPOINT));
         assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
         assert_eq!(
             otlp.headers.get("authorization").map(String::as_str),

@@ -107,7 +107,11 @@ pub enum StdoutFormat {
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Base URL, as in `OTEL_EXPORTER_OTLP_ENDPOINT`; the protocol's default when absent.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Located<String>>,
+    /// The variable `endpoint` was taken from, when the environment overrode the file: a
+    /// problem with it is the variable's, not the file's.
+    #[serde(skip)]
+    pub endpoint_variable: Option<&'static str>,
     /// A full URL for traces, as in `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is).
     #[serde(skip)]
     pub traces_endpoint: Option<String>,
@@ -122,7 +126,7 @@ pub struct OtlpConfig {
     #[serde(default)]
     pub compression: Compression,
     /// How an `https://` endpoint's certificate is checked; system roots when absent.
-    pub tls: Option<TlsConfig>,
+    pub tls: Option<Located<TlsConfig>>,
 }
 
 impl OtlpConfig {
@@ -132,8 +136,20 @@ impl OtlpConfig {
     pub fn endpoint_in_use(&self) -> &str {
         self.traces_endpoint
             .as_deref()
-            .or(self.endpoint.as_deref())
+            .or(self
+                .endpoint
+                .as_ref()
+                .map(|endpoint| endpoint.value.as_str()))
             .unwrap_or_else(|| self.protocol.default_endpoint())
+    }
+
+    /// The environment variable that gave the endpoint in use, if one did.
+    pub fn endpoint_in_use_variable(&self) -> Option<&'static str> {
+        if self.traces_endpoint.is_some() {
+            Some(crate::otel_env::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+        } else {
+            self.endpoint.as_ref().and(self.endpoint_variable)
+        }
     }
 
     /// Whether the endpoint in use is `https://`.

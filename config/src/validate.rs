@@ -217,20 +217,7 @@ fn validate_usdt(
 
 fn validate_export(config: &Config, problems: &mut Problems) {
     if let ExporterConfig::Otlp(otlp) = &config.exporter {
-        for (name, url) in [
-            ("endpoint", &otlp.endpoint),
-            ("traces_endpoint", &otlp.traces_endpoint),
-        ] {
-            if let Some(url) = url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                problems.add(
-                    Position::default(),
-                    format!("exporter.otlp.{name}"),
-                    format!("`{url}` is not an http:// or https:// URL"),
-                );
-            }
-        }
+        validate_endpoints(otlp, problems);
         validate_tls(otlp, problems);
     }
     let max_depth = config.limits.max_depth;
@@ -289,16 +276,47 @@ fn validate_export(config: &Config, problems: &mut Problems) {
     }
 }
 
+/// Each endpoint is an http:// or https:// URL. One from the environment is the variable's
+/// problem: the file does not hold it.
+fn validate_endpoints(otlp: &OtlpConfig, problems: &mut Problems) {
+    let file = otlp.endpoint.as_ref().map(|endpoint| {
+        let place = match otlp.endpoint_variable {
+            Some(variable) => (Position::default(), format!("${variable}")),
+            None => (endpoint.position, "exporter.otlp.endpoint".to_owned()),
+        };
+        (place, endpoint.value.as_str())
+    });
+    let traces = otlp.traces_endpoint.as_deref().map(|url| {
+        let variable = crate::otel_env::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+        ((Position::default(), format!("${variable}")), url)
+    });
+    for ((position, field), url) in file.into_iter().chain(traces) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problems.add(
+                position,
+                field,
+                format!("`{url}` is not an http:// or https:// URL"),
+            );
+        }
+    }
+}
+
 /// `tls` only means something for an `https://` endpoint, and trusting a CA while
 /// verifying nothing is a contradiction.
 fn validate_tls(otlp: &OtlpConfig, problems: &mut Problems) {
     let Some(tls) = &otlp.tls else { return };
     let url = otlp.endpoint_in_use();
     if !otlp.uses_tls() {
+        let from = otlp
+            .endpoint_in_use_variable()
+            .map(|variable| format!(" (from ${variable})"))
+            .unwrap_or_default();
         problems.add(
-            Position::default(),
+            tls.position,
             "exporter.otlp.tls",
-            format!("the endpoint `{url}` is not https://, so TLS settings would not be used"),
+            format!(
+                "the endpoint `{url}`{from} is not https://, so TLS settings would not be used"
+            ),
         );
     }
     if let Some(ca_file) = &tls.ca_file
@@ -310,6 +328,34 @@ fn validate_tls(otlp: &OtlpConfig, problems: &mut Problems) {
             "is unused when insecure_skip_verify is true; set one or the other",
         );
     }
+}
+
+/// The `tls.ca_file`, relative to `base_dir`, can be read and holds a PEM certificate, checked
+/// with the config so that a missing file is reported with its other problems, before anything
+/// is attached. (Whether the certificates are usable is the TLS library's to say.)
+pub(crate) fn check_tls_files(config: &Config) -> Vec<Problem> {
+    let ExporterConfig::Otlp(otlp) = &config.exporter else {
+        return Vec::new();
+    };
+    let Some(ca_file) = otlp.tls.as_ref().and_then(|tls| tls.ca_file.as_ref()) else {
+        return Vec::new();
+    };
+    let path = config.base_dir.join(&ca_file.value);
+    let message = match std::fs::read_to_string(&path) {
+        Err(error) => format!(
+            "cannot read `{}` as PEM certificates: {error}",
+            path.display()
+        ),
+        Ok(text) if !text.contains("-----BEGIN CERTIFICATE-----") => {
+            format!("`{}` holds no PEM certificate", path.display())
+        }
+        Ok(_) => return Vec::new(),
+    };
+    vec![Problem::new(
+        ca_file.position,
+        "exporter.otlp.tls.ca_file",
+        message,
+    )]
 }
 
 /// What identifies a function within its binary, for duplicate detection.

@@ -135,7 +135,7 @@ fn tls_mistakes() {
         error(&format!(
             "exporter: {{ otlp: {{ endpoint: 'http://c:4317', tls: {{ insecure_skip_verify: true }} }} }}\n{PROBES}"
         )),
-        "app.yaml: exporter.otlp.tls: the endpoint `http://c:4317` is not https://, so TLS \
+        "app.yaml:1:53: exporter.otlp.tls: the endpoint `http://c:4317` is not https://, so TLS \
          settings would not be used"
     );
     assert_eq!(
@@ -151,6 +151,62 @@ fn tls_mistakes() {
         )),
         "app.yaml:1:56: exporter.otlp.tls.ca: unknown field `ca`, expected one of ca_file, \
          insecure_skip_verify (did you mean `ca_file`?)"
+    );
+}
+
+/// An endpoint from the environment is the variable's problem; one in the file, and `tls`,
+/// are reported at their place; a `ca_file` that cannot be read is reported with them.
+#[test]
+fn endpoint_and_tls_problems_say_where_the_value_came_from() {
+    const PROBES: &str = "probes: [{ binary: demo, functions: [{ symbol: f }] }]\n";
+    let env =
+        |name: &str| (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "collector:4317".to_owned());
+    let yaml = format!("exporter: {{ otlp: {{ endpoint: 'https://c:4317' }} }}\n{PROBES}");
+    let Err(error) = parse(Path::new("app.yaml"), &yaml, &env) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        error.to_string(),
+        "app.yaml: $OTEL_EXPORTER_OTLP_ENDPOINT: `collector:4317` is not an http:// or https:// URL"
+    );
+    let env =
+        |name: &str| (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://env:4317".to_owned());
+    let yaml = format!(
+        "exporter: {{ otlp: {{ endpoint: 'https://c:4317', tls: {{ insecure_skip_verify: true }} }} }}\n{PROBES}"
+    );
+    let Err(error) = parse(Path::new("app.yaml"), &yaml, &env) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        error.to_string(),
+        "app.yaml:1:54: exporter.otlp.tls: the endpoint `http://env:4317` (from \
+         $OTEL_EXPORTER_OTLP_ENDPOINT) is not https://, so TLS settings would not be used"
+    );
+
+    let dir = std::env::temp_dir().join(format!("spanprobe-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("app.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "exporter:\n  otlp:\n    endpoint: 'http:/c:4317'\n    tls: {{ ca_file: missing.pem }}\n{PROBES}"
+        ),
+    )
+    .unwrap();
+    let error = spanprobe_config::load(&config).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let file = config.display();
+    let missing = dir.join("missing.pem");
+    assert_eq!(
+        error,
+        format!(
+            "{file}:3:15: exporter.otlp.endpoint: `http:/c:4317` is not an http:// or https:// URL\n\
+             {file}:4:10: exporter.otlp.tls: the endpoint `http:/c:4317` is not https://, so TLS \
+             settings would not be used\n\
+             {file}:4:21: exporter.otlp.tls.ca_file: cannot read `{}` as PEM certificates: No \
+             such file or directory (os error 2)",
+            missing.display()
+        )
     );
 }
 
@@ -187,9 +243,9 @@ probes:
 limits: { max_depth: 40 }
 ";
     let expected = [
-        "app.yaml: exporter.otlp.endpoint: `collector:4317` is not an http:// or https:// URL",
         "app.yaml: limits.max_depth: 40 is out of range: 1..=32",
         "app.yaml: batch.batch_size: 20 is larger than batch.queue_size (10)",
+        "app.yaml:1:31: exporter.otlp.endpoint: `collector:4317` is not an http:// or https:// URL",
         "app.yaml:5:10: probes[0].pid: must be a process id, not 0",
         "app.yaml:9:13: probes[0].functions[0].args[0].index: 16 is out of range: arguments \
          0..=15 can be captured (0 to 5 from registers, 6 and up from the caller's stack)",

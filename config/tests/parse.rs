@@ -53,7 +53,10 @@ fn every_key_parses_into_its_value() {
     let ExporterConfig::Otlp(otlp) = &config.exporter else {
         panic!("not otlp")
     };
-    assert_eq!(otlp.endpoint.as_deref(), Some("http://collector:4318"));
+    assert_eq!(
+        otlp.endpoint.as_ref().map(|e| e.value.as_str()),
+        Some("http://collector:4318")
+    );
     assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
     assert_eq!(otlp.headers["authorization"], "Bearer t0k");
     assert_eq!(otlp.timeout, Some(Duration::from_secs(5)));
@@ -223,7 +226,10 @@ fn otel_variables_override_the_file() {
     let ExporterConfig::Otlp(otlp) = &config.exporter else {
         panic!("not otlp")
     };
-    assert_eq!(otlp.endpoint.as_deref(), Some("http://env:4317"));
+    assert_eq!(
+        otlp.endpoint.as_ref().map(|e| e.value.as_str()),
+        Some("http://env:4317")
+    );
 }
 
 #[test]

@@ -393,7 +393,7 @@ impl Encoder for EncodedRequestEncoder {
 /// the CA file, so `spanprobe check` calls it too.
 pub fn endpoint_tls(config: &OtlpConfig, base_dir: &Path) -> Result<Option<Tls>, TlsError> {
     if config.uses_tls() {
-        Tls::new(config.tls.as_ref(), base_dir).map(Some)
+        Tls::new(config.tls.as_ref().map(|tls| &tls.value), base_dir).map(Some)
     } else {
         Ok(None)
     }
@@ -465,7 +465,7 @@ mod tests {
 
     fn config(endpoint: &str, protocol: OtlpProtocol) -> OtlpConfig {
         OtlpConfig {
-            endpoint: Some(endpoint.into()),
+            endpoint: Some(spanprobe_config::Located::unplaced(endpoint.into())),
             protocol,
             ..Default::default()
         }
