@@ -64,11 +64,23 @@ impl FromStr for Condition {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        let (op, rest) = Comparison::ALL
+        // The operator is every sign before the number: `<>` is one wrong operator, not `<`
+        // followed by a wrong number `> 0`.
+        let number_at = text
+            .find(|c: char| !"<>=!".contains(c))
+            .unwrap_or(text.len());
+        let (symbol, rest) = text.split_at(number_at);
+        let op = Comparison::ALL
             .iter()
-            .find_map(|(op, symbol)| text.strip_prefix(symbol).map(|rest| (*op, rest)))
+            .find(|(_, known)| *known == symbol)
+            .map(|(op, _)| *op)
             .ok_or_else(|| {
-                format!("`{text}` is not a comparison; write one of <, <=, >, >=, ==, != and a number, e.g. `< 0`")
+                let what = if symbol.is_empty() {
+                    format!("`{text}` is not a comparison")
+                } else {
+                    format!("`{symbol}` in `{text}` is not a comparison")
+                };
+                format!("{what}; write one of <, <=, >, >=, ==, != and a number, e.g. `< 0`")
             })?;
         let number = rest.trim();
         let value = parse_integer(number)

@@ -99,7 +99,8 @@ fn wrong_value_types() {
         error(&format!(
             "{HEAD}      - symbol: f\n        return: {{ type: i32, error_when: '<> 0' }}\n"
         )),
-        "app.yaml:5:42: probes[0].functions[0].return.error_when: `> 0` in `<> 0` is not an integer"
+        "app.yaml:5:42: probes[0].functions[0].return.error_when: `<>` in `<> 0` is not a \
+         comparison; write one of <, <=, >, >=, ==, != and a number, e.g. `< 0`"
     );
 }
 
