@@ -4,6 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    ops::Range,
     path::Path,
 };
 
@@ -22,7 +23,47 @@ pub struct GoParam {
     /// Its words, in order, as register classes; `None` where Go passes it on the stack
     /// whatever registers are free (an array of more than one element).
     pub words: Option<Vec<GoWord>>,
+    /// What it is, which decides what reads it.
+    pub kind: GoKind,
 }
+
+/// What a Go value is, by the kind Go's DWARF gives its type (`DW_AT_go_kind`, numbered as
+/// `reflect.Kind`): what decides how a capture may read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoKind {
+    /// A number or a `bool`: one word.
+    Number,
+    /// A pointer, `unsafe.Pointer`, map, channel or func: one word, an address.
+    Pointer,
+    /// A `string`: a pointer to its bytes, and their count (no NUL ends them).
+    String,
+    /// A slice: a pointer to its array, its length and its capacity; `bytes` when an element
+    /// is one byte (`[]byte`), so that its length counts bytes.
+    Slice { bytes: bool },
+    /// An interface: its dynamic type (an itab or a type descriptor), then its data word.
+    Interface,
+    /// A struct, by its fields in order.
+    Struct(Vec<GoField>),
+    /// Anything else (an array, a complex number).
+    Other,
+}
+
+/// A field of a Go struct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoField {
+    pub name: String,
+    pub go_type: String,
+    pub kind: GoKind,
+    /// What a config reads it as when it is one word.
+    pub capture: Option<ValueType>,
+    /// Its words, as a range of the words of the value that holds it.
+    pub words: Range<usize>,
+}
+
+/// `DW_AT_go_kind` and `DW_AT_go_elem`, Go's own DWARF attributes: a type's `reflect.Kind`,
+/// and a slice's (or map's, or channel's) element type.
+const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
+const DW_AT_GO_ELEM: gimli::DwAt = gimli::DwAt(0x2902);
 
 /// A scalar word of a parameter: in an integer register or a floating-point one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,17 +159,14 @@ fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<(Vec<GoParam>, V
         let Some(ty) = ctx.target(u, value) else {
             continue;
         };
+        let ty = shape_of(ctx, ty)?;
         let (info, _) = ctx.type_info(ty, 0)?;
-        // Go names every type in its own syntax (`*main.order`, `chan<- bool`).
-        let go_type = match ctx.string_attr(ty, gimli::DW_AT_name)? {
-            Some(name) => name,
-            None => info.c_name.trim_start_matches("struct ").to_owned(),
-        };
         let param = GoParam {
             name,
-            go_type,
+            go_type: go_type_name(ctx, ty, &info.c_name)?,
             capture: info.capture,
             words: words(ctx, ty, &info.abi)?,
+            kind: kind_of(ctx, ty, 0)?,
         };
         if is_result {
             results.push(param);
@@ -137,6 +175,124 @@ fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<(Vec<GoParam>, V
         }
     }
     Ok((params, results))
+}
+
+/// Go's name for type `ty` (`c_name` as this reader writes it): Go names every type in its
+/// own syntax (`*main.order`, `chan<- bool`).
+fn go_type_name(ctx: &Ctx<'_, '_>, ty: Loc, c_name: &str) -> gimli::Result<String> {
+    Ok(match ctx.string_attr(ty, gimli::DW_AT_name)? {
+        Some(name) => name,
+        None => c_name.trim_start_matches("struct ").to_owned(),
+    })
+}
+
+/// The type a parameter of type `ty` has: a generic function's shape instantiation types
+/// its parameters by an entry of its dictionary (a typedef named `.param0`), which stands for
+/// the shape (`go.shape.string_0`) the code is compiled for.
+fn shape_of(ctx: &Ctx<'_, '_>, ty: Loc) -> gimli::Result<Loc> {
+    let entry = ctx.entry(ty)?;
+    if entry.tag() != gimli::DW_TAG_typedef
+        || !ctx
+            .string_attr(ty, gimli::DW_AT_name)?
+            .is_some_and(|name| name.starts_with(".param"))
+    {
+        return Ok(ty);
+    }
+    Ok(entry
+        .attr_value(gimli::DW_AT_type)
+        .and_then(|value| ctx.target(ty.0, value))
+        .unwrap_or(ty))
+}
+
+/// How deep [`kind_of`] describes the fields of nested structs.
+const MAX_FIELD_DEPTH: u8 = 4;
+
+/// What a value of type `ty` is, from its `DW_AT_go_kind` (through typedefs, as Go's
+/// interfaces are); from its DWARF tag where Go gives none.
+fn kind_of(ctx: &Ctx<'_, '_>, ty: Loc, depth: u8) -> gimli::Result<GoKind> {
+    let stripped = strip_typedefs(ctx, ty)?;
+    let Some(kind) = go_kind(ctx, ty)? else {
+        return Ok(match ctx.entry(stripped)?.tag() {
+            gimli::DW_TAG_pointer_type => GoKind::Pointer,
+            gimli::DW_TAG_base_type => GoKind::Number,
+            _ => GoKind::Other,
+        });
+    };
+    // reflect.Kind: Bool, the integers, Uintptr and the floats are 1 to 14; Array 17,
+    // Chan 18, Func 19, Interface 20, Map 21, Pointer 22, Slice 23, String 24, Struct 25,
+    // UnsafePointer 26.
+    Ok(match kind {
+        1..=14 => GoKind::Number,
+        18 | 19 | 21 | 22 | 26 => GoKind::Pointer,
+        20 => GoKind::Interface,
+        23 => GoKind::Slice {
+            bytes: byte_elements(ctx, stripped)?,
+        },
+        24 => GoKind::String,
+        25 if depth < MAX_FIELD_DEPTH => GoKind::Struct(fields(ctx, stripped, depth)?),
+        _ => GoKind::Other,
+    })
+}
+
+/// The `DW_AT_go_kind` of `ty`, or of the type a typedef of it names.
+fn go_kind(ctx: &Ctx<'_, '_>, mut ty: Loc) -> gimli::Result<Option<u64>> {
+    for _ in 0..super::MAX_DEPTH {
+        let entry = ctx.entry(ty)?;
+        if let Some(kind) = entry.attr_value(DW_AT_GO_KIND) {
+            return Ok(kind.udata_value());
+        }
+        match entry
+            .attr_value(gimli::DW_AT_type)
+            .and_then(|value| ctx.target(ty.0, value))
+        {
+            Some(inner) if entry.tag() == gimli::DW_TAG_typedef => ty = inner,
+            _ => break,
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the slice type at `slice` has one-byte integer elements (`[]byte`, `[]int8`).
+fn byte_elements(ctx: &Ctx<'_, '_>, slice: Loc) -> gimli::Result<bool> {
+    let element = ctx
+        .entry(slice)?
+        .attr_value(DW_AT_GO_ELEM)
+        .and_then(|value| ctx.target(slice.0, value));
+    // reflect.Int8 and reflect.Uint8 (byte).
+    Ok(match element {
+        Some(element) => matches!(go_kind(ctx, element)?, Some(3 | 8)),
+        None => false,
+    })
+}
+
+/// The fields of the struct at `loc`, each with the range of its words among the struct's.
+fn fields(ctx: &Ctx<'_, '_>, loc: Loc, depth: u8) -> gimli::Result<Vec<GoField>> {
+    let mut fields = Vec::new();
+    let mut word = 0;
+    for (tag, member) in ctx.children(loc)? {
+        if tag != gimli::DW_TAG_member {
+            continue;
+        }
+        let Some((u, value)) = ctx.attr(member, gimli::DW_AT_type)? else {
+            continue;
+        };
+        let Some(ty) = ctx.target(u, value) else {
+            continue;
+        };
+        let (info, _) = ctx.type_info(ty, 0)?;
+        let count = words(ctx, ty, &info.abi)?.map_or(0, |words| words.len());
+        fields.push(GoField {
+            name: ctx
+                .string_attr(member, gimli::DW_AT_name)?
+                .unwrap_or_default(),
+            go_type: go_type_name(ctx, ty, &info.c_name)?,
+            kind: kind_of(ctx, ty, depth + 1)?,
+            capture: info.capture,
+            words: word..word + count,
+        });
+        word += count;
+    }
+    Ok(fields)
 }
 
 /// The register classes of the words of a value of type `ty` (`abi` its System V class).

@@ -215,7 +215,13 @@ pub fn resolve(
                 source: facts.and_then(|facts| facts.source.clone()),
                 ..probe(binary, sym.name.clone(), Some(sym.address), offset)
             };
-            match resolve_paths(&path, &sym.raw, function, field, binary.stack_frames) {
+            // Go paths select fields in registers, placed with the Go arguments.
+            let paths = if binary.elf.is_go && binary.elf.is_go_code(Some(sym.address)) {
+                Ok(function.value.clone())
+            } else {
+                resolve_paths(&path, &sym.raw, function, field, binary.stack_frames)
+            };
+            match paths {
                 Ok(spec) => {
                     probed.spec = spec;
                     probed.return_type = probed
@@ -792,7 +798,7 @@ fn go_error_register(
             }
         }
         if ret.path.is_some() {
-            return refuse("`path` is not resolved for Go results yet: give `offsets`".into());
+            return refuse("`path` is not resolved for Go results: give `offsets`".into());
         }
     }
     let error = results
@@ -807,9 +813,9 @@ fn go_error_register(
 }
 
 /// Places the arguments of Go function `probed` (`raw` its symbol, its binary's DWARF read
-/// as `go`) in the registers of Go's ABI: each parameter's first word, and for one read as
-/// `str` or `bytes` its length, the next word, as its `len_arg`. Adds `goroutine.id` where a
-/// capture slot is free.
+/// as `go`) in the registers of Go's ABI, after the dictionary of a generic function's
+/// shape instantiation: each checked against its Go type (see [`place_go_arg`]). Adds
+/// `goroutine.id` where a capture slot is free.
 fn place_go_args(
     go: &GoFunctions,
     raw: &str,
@@ -854,12 +860,7 @@ fn place_go_args(
                       position in DWARF (`go build` writes it; `-ldflags=-w` strips it)";
         return Err(vec![problem(0, reason.to_owned())]);
     };
-    let places = goabi::places(params);
-    let word = |register| UsdtArg {
-        size: 8,
-        signed: false,
-        operand: Operand::Register(register),
-    };
+    let places = goabi::parameter_places(raw, params);
     let mut operands: Vec<UsdtArg> = places
         .iter()
         .map(|place| match place {
@@ -881,47 +882,19 @@ fn place_go_args(
             continue;
         };
         let name = param.name.as_deref().unwrap_or("?");
-        let go_type = &param.go_type;
         let integers = match place {
             GoPlace::Stack => {
+                let go_type = &param.go_type;
                 let reason =
                     format!("`{name}` ({go_type}) is passed on the stack, which is not read yet");
                 errors.push(problem(a, reason));
                 continue;
             }
-            GoPlace::Registers { integers, .. } if integers.is_empty() => {
-                let reason = format!(
-                    "`{name}` ({go_type}) is in a floating-point register, which uprobes do not \
-                     capture"
-                );
-                errors.push(problem(a, reason));
-                continue;
-            }
             GoPlace::Registers { integers, .. } => integers,
         };
-        if arg.path.is_some() {
-            let reason = "`path` is not resolved for Go parameters yet: give `offsets`".to_owned();
-            errors.push(problem(a, reason));
-            continue;
-        }
-        let ty = arg.value_type();
-        match integers.len() {
-            1 => {}
-            // A string (pointer, length), a slice (pointer, length, capacity): the bytes the
-            // first word points to, counted by the second.
-            _ if ty.is_memory() && arg.len_arg.is_none() => {
-                arg.value.len_arg =
-                    Some(LenArg::Arg(u8::try_from(operands.len()).unwrap_or(u8::MAX)));
-                operands.push(word(integers[1]));
-            }
-            _ if ty == ValueType::Ptr || ty.is_memory() => {}
-            words => errors.push(problem(
-                a,
-                format!(
-                    "`{name}` is a Go {go_type} of {words} words: read it as `str` or `bytes` \
-                     (its length is the second word) or as `ptr` (its first word)"
-                ),
-            )),
+        match place_go_arg(&mut arg.value, param, name, integers, &mut operands) {
+            Ok(()) => {}
+            Err(reason) => errors.push(problem(a, reason)),
         }
     }
     probed.operands = operands;
@@ -929,6 +902,63 @@ fn place_go_args(
         return Err(errors);
     }
     add_goroutine_id(go, probed, params.len());
+    Ok(())
+}
+
+/// An operand that reads `register` whole.
+fn word(register: Register) -> UsdtArg {
+    UsdtArg {
+        size: 8,
+        signed: false,
+        operand: Operand::Register(register),
+    }
+}
+
+/// Places `arg`, a capture of Go parameter `param` (called `name`, in `integers`), checked
+/// against its Go type: on the parameter's first word (`operands[arg.index]`), or on a word
+/// of its own added to `operands` (a field's, an interface's data), with its length's word
+/// as its `len_arg` for a `string` or a `[]byte`. Why it cannot be read, if so.
+fn place_go_arg(
+    arg: &mut ArgSpec,
+    param: &GoParam,
+    name: &str,
+    integers: &[Register],
+    operands: &mut Vec<UsdtArg>,
+) -> Result<(), String> {
+    let Some(mut value) = goabi::GoValue::parameter(param, name, integers) else {
+        return Err(format!(
+            "`{name}` ({}) is passed on the stack",
+            param.go_type
+        ));
+    };
+    if let Some(path) = &arg.path {
+        value = value.select(path)?;
+    }
+    let Some(ty) = arg.ty.or_else(|| value.default_type()) else {
+        return Err(format!(
+            "`{}` is a Go {}, which no type reads by default: give `type`",
+            value.name, value.go_type
+        ));
+    };
+    arg.ty = Some(ty);
+    let (bytes, count) = match value.read(ty, arg.offsets.is_some())? {
+        goabi::GoRead::Word(register) => (register, None),
+        goabi::GoRead::Counted { bytes, count } => (bytes, Some(count)),
+    };
+    let index = |operands: &Vec<UsdtArg>| u8::try_from(operands.len()).unwrap_or(u8::MAX);
+    // Another word than the parameter's first gets an operand of its own; the attribute keeps
+    // the name the config's index gave it.
+    if operands.get(usize::from(arg.index)) != Some(&word(bytes)) {
+        arg.name = Some(arg.attribute_name());
+        arg.index = index(operands);
+        operands.push(word(bytes));
+    }
+    if let Some(count) = count
+        && arg.len_arg.is_none()
+    {
+        arg.len_arg = Some(LenArg::Arg(index(operands)));
+        operands.push(word(count));
+    }
     Ok(())
 }
 

@@ -1,0 +1,180 @@
+//! Go captures checked against their Go types: generic functions, whose dictionary comes
+//! before their parameters; a struct passed by value, read by its fields in their registers
+//! (a `string` field with its length); an interface by its data word; and what no type reads
+//! (text where Go keeps none, a struct or an interface as a whole) refused with the reason.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use support::{
+    go_build,
+    receiver::ReceivedSpan,
+    scenario::{Scenario, Workdir, assert_has_all, named},
+};
+
+/// `tests/programs/gotypes`, built into `dir`.
+fn gotypes(dir: &Path) -> PathBuf {
+    go_build(dir, "gotypes", "gotypes")
+}
+
+/// The one span named `name` among `spans`.
+fn one<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
+    let [span] = named(spans, name)[..] else {
+        panic!("one {name} in {spans:#?}")
+    };
+    span
+}
+
+/// A generic function of two type parameters, instantiated for two shapes, and a method of a
+/// generic type: each parameter is read where its declared position puts it, after the
+/// dictionary in RAX.
+#[tokio::test(flavor = "multi_thread")]
+async fn generic_functions_are_read_after_their_dictionary() {
+    let s = Scenario::start().await;
+    let binary = gotypes(s.path());
+    let (str_arg, int_arg) = (
+        |index, name| json!({ "index": index, "name": name, "type": "str" }),
+        |index, name| json!({ "index": index, "name": name, "type": "i64" }),
+    );
+    // `?` stands for the brackets, which a glob reads as a class.
+    let functions = json!([
+        { "symbol": "main.Pair?go.shape.string_0,go.shape.int_1?",
+          "args": [str_arg(0, "k"), int_arg(1, "v"), int_arg(2, "n")] },
+        { "symbol": "main.Pair?go.shape.int_0,go.shape.string_1?",
+          "args": [int_arg(0, "k"), str_arg(1, "v"), int_arg(2, "n")] },
+        { "symbol": "main.(?Stack?go.shape.string_0?).Push",
+          "args": [str_arg(1, "v"), int_arg(2, "n")] },
+    ]);
+    let config = s.config(&binary, functions);
+    assert_has_all(
+        &s.check(&config, 0).await,
+        &[
+            "args k: str up to 64 bytes counted by RCX (RBX), v: i64 (RDI), n: i64 (RSI)",
+            "args k: i64 (RBX), v: str up to 64 bytes counted by RDI (RCX), n: i64 (RSI)",
+            "args v: str up to 64 bytes counted by RDI (RCX), n: i64 (RSI)",
+        ],
+    );
+    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    assert_eq!(support::stdout(&output), "4 5 10 12 16 20\n");
+    let read = |name| {
+        let span = one(&spans, name);
+        let text = |key| span.str_attr(key).map(str::to_owned);
+        (
+            text("k"),
+            span.int_attr("k"),
+            text("v"),
+            span.int_attr("v"),
+            span.int_attr("n"),
+        )
+    };
+    assert_eq!(
+        read("main.Pair[go.shape.string_0,go.shape.int_1]"),
+        (Some("key".into()), None, None, Some(42), Some(3))
+    );
+    assert_eq!(
+        read("main.Pair[go.shape.int_0,go.shape.string_1]"),
+        (None, Some(7), Some("seven".into()), None, Some(4))
+    );
+    assert_eq!(
+        read("main.(*Stack[go.shape.string_0]).Push"),
+        (None, None, Some("top".into()), None, Some(9))
+    );
+}
+
+/// A struct passed by value is read by its fields, each in its registers: a `string` with its
+/// length (its neighbours in the binary follow it with no NUL), a `[]byte` counted by its
+/// length; an interface by its data word, followed to its value's field.
+#[tokio::test(flavor = "multi_thread")]
+async fn struct_fields_by_value_and_interfaces_by_their_data() {
+    let s = Scenario::start().await;
+    let binary = gotypes(s.path());
+    let functions = json!([
+        { "symbol": "main.store", "args": [
+            { "index": 0, "name": "it.Name", "path": ".Name" },
+            { "index": 0, "name": "it.Count", "path": ".Count" },
+            { "index": 0, "name": "it.Tags", "path": ".Tags" },
+            { "index": 1, "name": "tag", "type": "str" },
+        ] },
+        { "symbol": "main.describe", "args": [
+            { "index": 0, "name": "v.id", "type": "i64", "offsets": [0] },
+            { "index": 1, "name": "n", "type": "i64" },
+        ] },
+        { "symbol": "main.(*shop).open", "args": [
+            { "index": 1, "name": "code", "type": "str" },
+            { "index": 2, "name": "raw", "type": "bytes", "len": 16 },
+            { "index": 3, "name": "second", "type": "i64", "offsets": [8] },
+        ] },
+    ]);
+    let config = s.config(&binary, functions);
+    assert_has_all(
+        &s.check(&config, 0).await,
+        &[
+            "args it.Name: str up to 64 bytes counted by RBX (RAX), it.Count: i64 (RCX), \
+             it.Tags: bytes up to 64 bytes counted by RSI (RDI), tag: str up to 64 bytes counted by \
+             R10 (R9)",
+            "args v.id: i64 at offsets [0] from RBX, n: i64 (RCX)",
+        ],
+    );
+    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let store = one(&spans, "main.store");
+    assert_eq!(store.str_attr("it.Name"), Some("widget"));
+    assert_eq!(store.int_attr("it.Count"), Some(3));
+    assert_eq!(store.str_attr("it.Tags"), Some("6162"));
+    assert_eq!(store.str_attr("tag"), Some("t"));
+    let describe = one(&spans, "main.describe");
+    assert_eq!(describe.int_attr("v.id"), Some(11));
+    assert_eq!(describe.int_attr("n"), Some(5));
+    let open = one(&spans, "main.(*shop).open");
+    assert_eq!(open.str_attr("code"), Some("dawn"));
+    assert_eq!(open.str_attr("raw"), Some("010203"));
+    assert_eq!(open.int_attr("second"), Some(5));
+}
+
+/// What no type reads is refused with the reason, by `check`.
+#[tokio::test]
+async fn captures_their_go_type_does_not_allow_are_refused() {
+    let dir = Workdir::new();
+    let binary = gotypes(dir.path());
+    let functions = json!([
+        { "symbol": "main.store", "args": [
+            { "index": 0, "name": "it", "type": "str" },
+            { "index": 0, "name": "it", "type": "ptr" },
+            { "index": 0, "name": "size", "path": ".Size" },
+            { "index": 1, "name": "tag", "path": ".Len" },
+        ] },
+        { "symbol": "main.describe", "args": [{ "index": 0, "name": "v", "type": "str" }] },
+        { "symbol": "main.(*shop).open", "args": [
+            { "index": 0, "name": "s", "type": "str" },
+            { "index": 0, "name": "name", "path": "->name" },
+            { "index": 3, "name": "ids", "type": "bytes", "len": 8 },
+        ] },
+    ]);
+    let config = json!({ "probes": [support::scenario::probe(&binary, functions)] });
+    let struct_whole = "main.store: `it` is a Go struct (main.item) passed by value, in RAX, RBX, \
+                        RCX, RDI, RSI, R8: no type reads it whole (nor is it an address); read \
+                        its fields by `path`: `.Name`, `.Count`, `.Tags`";
+    assert_has_all(
+        &dir.check(&config, 2).await,
+        &[
+            &format!("functions[0].args[0]: {struct_whole}"),
+            &format!("functions[0].args[1]: {struct_whole}"),
+            "functions[0].args[2]: main.store: `.Size`: main.item has no field `Size`; it has \
+             `Name`, `Count`, `Tags`",
+            "functions[0].args[3]: main.store: `.Len`: `tag` is a Go string, not a struct \
+             passed by value",
+            "functions[1].args[0]: main.describe: `v` is a Go interface (interface {}): its \
+             words are its dynamic type and its data, a pointer to the value (or the pointer it \
+             holds): read the data word as `ptr`, or what it points to with `offsets`",
+            "functions[2].args[0]: main.(*shop).open: `s` is a Go pointer (*main.shop), not text \
+             (Go strings are not NUL-terminated): read it as `ptr`, or give `offsets` to the \
+             bytes you mean",
+            "functions[2].args[1]: main.(*shop).open: `->name`: a Go path selects the fields of \
+             a struct passed by value (`.Name`); what a pointer points to is read with `offsets`",
+            "functions[2].args[2]: main.(*shop).open: `ids` is a Go []int of 3 words: read it as \
+             `ptr` (its array), or an element with `offsets` (`[0]` is the first); its length \
+             counts elements, not the bytes `str` or `bytes` would read",
+        ],
+    );
+}
