@@ -203,12 +203,34 @@ async fn symbols_and_init_say_why_they_find_nothing() {
         );
     }
 
-    let output = support::spanprobe_with(&["init", demo.to_str().unwrap(), "inne"]).await;
-    let err = failure(&output);
-    assert!(
-        err.contains("no function matches `inne` (closest: `inner`"),
-        "{err}"
-    );
+    // init suggests what symbols does, each name quoted once with the table it is in.
+    let mut suggestions = Vec::new();
+    for command in ["init", "symbols"] {
+        let output = support::spanprobe_with(&[command, demo.to_str().unwrap(), "inne"]).await;
+        let err = failure(&output);
+        let (_, closest) = err
+            .split_once("no function matches `inne` (closest: `inner` (")
+            .unwrap_or_else(|| panic!("{command}: {err}"));
+        assert!(!closest.contains("``"), "{command}: {err}");
+        suggestions.push(closest.to_owned());
+    }
+    assert_eq!(suggestions[0], suggestions[1]);
+
+    // A binary without USDT probes says so, and an empty pattern is no pattern.
+    for args in [
+        vec!["init", "--usdt", demo.to_str().unwrap()],
+        vec!["symbols", "--usdt", demo.to_str().unwrap(), ""],
+    ] {
+        let output = support::spanprobe_with(&args).await;
+        assert_eq!(
+            failure(&output),
+            format!(
+                "spanprobe: {}: the binary has no USDT probes (no .note.stapsdt notes)\n",
+                demo.display()
+            ),
+            "{args:?}"
+        );
+    }
     let output = support::spanprobe_with(&["symbols", demo.to_str().unwrap(), "nothing*"]).await;
     assert!(failure(&output).contains("no function matches `nothing*`"));
 }
@@ -495,12 +517,12 @@ async fn runs_with_only_the_capabilities_it_lists() {
         (
             "+bpf",
             None,
-            "spanprobe: spanprobe needs CAP_BPF and CAP_PERFMON; missing CAP_PERFMON",
+            "spanprobe needs CAP_BPF and CAP_PERFMON; missing CAP_PERFMON",
         ),
         (
             "+bpf,+perfmon",
             Some("perf-event"),
-            "spanprobe: spanprobe needs CAP_BPF and CAP_PERFMON, and CAP_SYS_ADMIN to attach \
+            "spanprobe needs CAP_BPF and CAP_PERFMON, and CAP_SYS_ADMIN to attach \
              perf-event uprobes; missing CAP_SYS_ADMIN",
         ),
     ] {

@@ -159,13 +159,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(error) => {
-            eprintln!("spanprobe: {error:#}");
+            eprintln!("{}", error_line(&error));
             if is_config_error(&error) {
                 ExitCode::from(EXIT_BAD_CONFIG)
             } else {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// `spanprobe: ` and the error with its causes, once: a message that already names spanprobe
+/// ("spanprobe needs CAP_BPF ...") is not prefixed again.
+fn error_line(error: &anyhow::Error) -> String {
+    let message = format!("{error:#}");
+    if message.starts_with("spanprobe ") {
+        message
+    } else {
+        format!("spanprobe: {message}")
     }
 }
 
@@ -198,4 +209,23 @@ fn is_config_error(error: &anyhow::Error) -> bool {
         || error
             .downcast_ref::<spanprobe::export::TlsError>()
             .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_spanprobe_once() {
+        let needs = anyhow::anyhow!("spanprobe needs CAP_BPF and CAP_PERFMON; missing CAP_BPF");
+        assert_eq!(
+            error_line(&needs),
+            "spanprobe needs CAP_BPF and CAP_PERFMON; missing CAP_BPF"
+        );
+        let other = anyhow::anyhow!("x").context("demo.yaml: cannot read config");
+        assert_eq!(
+            error_line(&other),
+            "spanprobe: demo.yaml: cannot read config: x"
+        );
+    }
 }

@@ -192,10 +192,12 @@ impl ValueType {
         problems
     }
 
-    /// How `check` shows what is read for this type: ` up to 64 bytes`, or nothing.
-    pub fn describe_read(self, memory_len: u16) -> String {
+    /// How `check` shows what is read for this type: ` up to 64 bytes`, or nothing. `counted`:
+    /// another value says how many bytes there are (`len_arg`), so `memory_len` is a maximum.
+    pub fn describe_read(self, memory_len: u16, counted: bool) -> String {
         match self {
             Self::Str => format!(" up to {memory_len} bytes"),
+            Self::Bytes if counted => format!(" up to {memory_len} bytes"),
             Self::Bytes => format!(" {memory_len} bytes"),
             _ => String::new(),
         }
@@ -218,6 +220,17 @@ impl<'de> Deserialize<'de> for ValueType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counted_read_is_described_by_its_maximum() {
+        assert_eq!(ValueType::Bytes.describe_read(16, false), " 16 bytes");
+        assert_eq!(
+            ValueType::Bytes.describe_read(512, true),
+            " up to 512 bytes"
+        );
+        assert_eq!(ValueType::Str.describe_read(64, false), " up to 64 bytes");
+        assert_eq!(ValueType::I32.describe_read(0, false), "");
+    }
 
     #[test]
     fn extends_by_width_and_sign() {

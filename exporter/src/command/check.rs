@@ -359,7 +359,9 @@ fn describe_context(context: &TraceContextSpec, function: &ProbedFunction) -> St
 
 fn describe_arg(arg: &ArgSpec, function: &ProbedFunction) -> String {
     let place = function.arg_location(arg.index);
-    let mut size = arg.value_type().describe_read(arg.memory_len());
+    let mut size = arg
+        .value_type()
+        .describe_read(arg.memory_len(), arg.len_arg.is_some());
     if arg.enumerators.is_some() {
         size.push_str(" named by its enumerators");
     }

@@ -174,16 +174,8 @@ pub fn starter_usdt_config(binary: &str, patterns: &[String]) -> anyhow::Result<
     }
     if names.is_empty() {
         let all: Vec<String> = probes.iter().map(|p| p.full_name()).collect();
-        anyhow::bail!(
-            "{}: no USDT probe matches `{}`{}",
-            path.display(),
-            patterns.join("`, `"),
-            if all.is_empty() {
-                " (the binary has no USDT probes)".to_owned()
-            } else {
-                super::symbols::closest_hint(patterns.first().map_or("", String::as_str), &all)
-            }
-        );
+        let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        return Err(super::symbols::no_usdt_match(&path, &patterns, &all));
     }
     const PAIRS: [(&str, &str); 3] = [
         ("__start", "__done"),

@@ -32,10 +32,10 @@ pub fn read_table(binary: &str) -> anyhow::Result<(std::path::PathBuf, ElfInfo, 
 /// whose debug file is not installed, that the function may be a static one named only there;
 /// then the closest names.
 pub fn no_match(path: &Path, table: &SymbolTable, patterns: &[&str]) -> anyhow::Error {
+    // Each already quoted, with the table it is in: "`malloc` (debug file)".
     let closest: Vec<_> = patterns
         .iter()
         .flat_map(|pattern| table.closest(pattern.trim_matches(['*', '?']), 3))
-        .map(|name| format!("`{name}`"))
         .collect();
     let patterns = patterns.join("`, `");
     let debug_hint = table.missing_debug_file_hint(path, &patterns);
@@ -52,9 +52,11 @@ pub fn no_match(path: &Path, table: &SymbolTable, patterns: &[&str]) -> anyhow::
     anyhow::anyhow!(message)
 }
 
-/// Lists the functions of `binary` (a path, a program in PATH or a bare library name) whose
-/// demangled or raw name matches the glob `pattern` (all when absent): address, size, name,
-/// one line per address, by its public name, followed by its other exported names.
+/// Lists the functions of `binary` (a path, a program in PATH or a bare library name) that
+/// `pattern` names, exactly or as a glob (all when absent; see
+/// [`NamePattern`](crate::probe::symbols::NamePattern)): address, size, the table the name is
+/// read from, name, one line per address, by its public name, followed by its other exported
+/// names.
 pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
     let (path, _, table) = read_table(binary)?;
     let mut functions: Vec<_> = match pattern {
@@ -69,8 +71,11 @@ pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
     for function in functions {
         let _ = write!(
             out,
-            "{:#014x} {:>7} {}",
-            function.address, function.size, function.name
+            "{:#014x} {:>7} {:<10} {}",
+            function.address,
+            function.size,
+            function.source.label(),
+            function.name
         );
         if function.name != function.raw {
             let _ = write!(out, "  [{}]", function.raw);
@@ -118,15 +123,30 @@ pub fn list_usdt(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> 
     }
     if out.is_empty() {
         let names: Vec<String> = probes.iter().map(|p| p.full_name()).collect();
-        let wanted = pattern.unwrap_or_default().trim_matches(['*', '?']);
-        anyhow::bail!(
-            "{}: no USDT probe matches `{}`{}",
-            path.display(),
-            pattern.unwrap_or_default(),
-            closest_hint(wanted, &names)
-        );
+        return Err(no_usdt_match(&path, pattern.as_slice(), &names));
     }
     Ok(out)
+}
+
+/// What to say when `patterns` match none of the USDT probes `names` of `path`: that it has
+/// none, that an empty pattern names none, or the closest names.
+pub fn no_usdt_match(path: &Path, patterns: &[&str], names: &[String]) -> anyhow::Error {
+    let path = path.display();
+    if names.is_empty() {
+        return anyhow::anyhow!("{path}: the binary has no USDT probes (no .note.stapsdt notes)");
+    }
+    let patterns: Vec<&str> = patterns.iter().copied().filter(|p| !p.is_empty()).collect();
+    let Some(first) = patterns.first() else {
+        return anyhow::anyhow!(
+            "{path}: an empty pattern matches no USDT probe; give `provider:name` or a glob \
+             such as `provider:*` (`spanprobe symbols --usdt` lists them)"
+        );
+    };
+    anyhow::anyhow!(
+        "{path}: no USDT probe matches `{}`{}",
+        patterns.join("`, `"),
+        closest_hint(first.trim_matches(['*', '?']), names)
+    )
 }
 
 /// ` (closest: `a`, `b`)` for the names most like `wanted`, or nothing.
@@ -147,5 +167,33 @@ pub fn closest_hint(wanted: &str, names: &[String]) -> String {
         String::new()
     } else {
         format!(" (closest: {})", closest.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_usdt_match_never_quotes_an_empty_pattern() {
+        let names = [
+            "app:request__start".to_owned(),
+            "app:request__done".to_owned(),
+        ];
+        let path = Path::new("/bin/app");
+        assert_eq!(
+            no_usdt_match(path, &[""], &names).to_string(),
+            "/bin/app: an empty pattern matches no USDT probe; give `provider:name` or a glob \
+             such as `provider:*` (`spanprobe symbols --usdt` lists them)"
+        );
+        assert_eq!(
+            no_usdt_match(path, &["app:request_start"], &names).to_string(),
+            "/bin/app: no USDT probe matches `app:request_start` (closest: \
+             `app:request__start`, `app:request__done`)"
+        );
+        assert_eq!(
+            no_usdt_match(path, &[], &[]).to_string(),
+            "/bin/app: the binary has no USDT probes (no .note.stapsdt notes)"
+        );
     }
 }
