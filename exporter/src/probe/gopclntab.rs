@@ -21,11 +21,60 @@ const GO118_MAGIC: u32 = 0xffff_fff0;
 const GO120_MAGIC: u32 = 0xffff_fff1;
 
 /// The functions in the `.gopclntab` of `file`, or `None` without one (or in another layout).
+///
+/// Where the table is depends on how the program was linked: Go's own linker gives it a
+/// section, `.gopclntab` (`.data.rel.ro.gopclntab` in a position-independent executable); an
+/// external linker (cgo with `-linkmode=external`, as Debian builds PIE programs) merges the
+/// latter into `.data.rel.ro`, where the table is found by its header, as Go's own tools do
+/// when the symbols that mark it are stripped.
 pub fn of_file(file: &object::File<'_>) -> Option<Vec<GoFunction>> {
     use object::{Object as _, ObjectSection as _};
-    let table = file.section_by_name(".gopclntab")?;
     let text = file.section_by_name(".text")?;
-    functions(table.data().ok()?, text.address())
+    let text_range = text.address()..text.address() + text.size();
+    // A table whose functions are all code of `.text`: the header's bytes alone could be data.
+    let plausible = |found: &Vec<GoFunction>| {
+        !found.is_empty()
+            && found
+                .iter()
+                .all(|f| text_range.contains(&f.address) && f.address + f.size <= text_range.end)
+    };
+    if let Some(table) = [".gopclntab", ".data.rel.ro.gopclntab"]
+        .into_iter()
+        .find_map(|name| file.section_by_name(name))
+    {
+        let start = text_start(file, table.address());
+        return functions(table.data().ok()?, start.unwrap_or(text.address()));
+    }
+    let merged = file.section_by_name(".data.rel.ro")?;
+    let data = merged.data().ok()?;
+    headers(data).find_map(|at| {
+        let start = text_start(file, merged.address() + at as u64).unwrap_or(text.address());
+        functions(&data[at..], start).filter(plausible)
+    })
+}
+
+/// Where each table header in `data` may start: its magic and fixed bytes, 8-byte aligned.
+fn headers(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    (0..data.len().saturating_sub(8))
+        .step_by(8)
+        .filter(move |&at| {
+            let magic = read_u32(data, at);
+            matches!(magic, Some(GO118_MAGIC | GO120_MAGIC | GO116_MAGIC))
+                && data.get(at + 4..at + 8) == Some(&[0, 0, 1, 8][..])
+        })
+}
+
+/// The text start a Go 1.18 table at virtual address `table` holds, when its header has it
+/// only through a relocation (a position-independent executable: the word is 0 in the file,
+/// the address in the `R_X86_64_RELATIVE` entry's addend); `None` when neither says.
+fn text_start(file: &object::File<'_>, table: u64) -> Option<u64> {
+    use object::Object as _;
+    // magic, two pad bytes, quantum, pointer size, nfunc, nfiles, then textStart.
+    let word = table + 8 + 2 * 8;
+    file.dynamic_relocations()?
+        .find(|(offset, _)| *offset == word)
+        .and_then(|(_, relocation)| u64::try_from(relocation.addend()).ok())
+        .filter(|&start| start != 0)
 }
 
 /// The functions in `table`, the contents of a `.gopclntab`; `text` is the address of the

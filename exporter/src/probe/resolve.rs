@@ -402,12 +402,21 @@ fn resolve_target(
         go: OnceCell::new(),
     };
     let target_start = functions.len();
-    // Entries that name their function claim it before the globs that also match it.
-    let mut entries: Vec<(usize, &Located<FunctionSpec>)> =
-        target.functions.iter().enumerate().collect();
-    entries.sort_by_key(|(_, function)| kind::function::is_glob(function));
+    // Entries that name their function claim it before the globs that also match it; whether
+    // a symbol is a glob depends on the names the binary has (see `NamePattern`).
+    let table = match target.functions.iter().any(|f| f.symbol.is_some()) {
+        true => binary.symbols(errors),
+        false => None,
+    };
+    let mut entries: Vec<(bool, usize, &Located<FunctionSpec>)> = target
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(f, function)| (kind::function::is_glob(function, table), f, function))
+        .collect();
+    entries.sort_by_key(|(glob, f, _)| (*glob, *f));
     let mut claims = Claims::default();
-    for (f, function) in entries {
+    for (_, f, function) in entries {
         let field = format!("{field}.functions[{f}]");
         let first_id = functions.len();
         functions.extend(kind::function::resolve(

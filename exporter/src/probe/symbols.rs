@@ -1,6 +1,8 @@
 //! The functions of a binary, by raw and demangled name, for matching config symbols (exact
-//! or glob) and for `spanprobe symbols`. A stripped binary's separate debug file (see
-//! [`debug_file`]) adds the functions it does not export, static ones included.
+//! or glob, see [`NamePattern`]) and for `spanprobe symbols`. A stripped binary's separate
+//! debug file (see [`debug_file`]) adds the functions it does not export, static ones
+//! included; a Go binary's `.gopclntab` names its Go functions, stripped or not, beside the C
+//! functions of its ELF symbol tables (cgo, external linking).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +23,40 @@ pub struct FunctionSymbol {
     /// Other objects can link against the name: a global or weak symbol that is not hidden
     /// (`read`, `__read`), not a local one (`__GI___read`, a static function).
     pub exported: bool,
+    /// The table that names it.
+    pub source: SymbolSource,
+}
+
+/// The table a function's name was read from. Ordered by preference: a name several tables
+/// list at one address is said to come from the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SymbolSource {
+    /// The binary's static symbol table.
+    Symtab,
+    /// The static symbol table of its separate debug file.
+    DebugFile,
+    /// Its dynamic symbol table: what it exports.
+    Dynsym,
+    /// The Go runtime's own function table, which stripping keeps.
+    Gopclntab,
+}
+
+impl SymbolSource {
+    /// As `spanprobe symbols` and hints name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Symtab => ".symtab",
+            Self::DebugFile => "debug file",
+            Self::Dynsym => ".dynsym",
+            Self::Gopclntab => ".gopclntab",
+        }
+    }
+}
+
+impl std::fmt::Display for SymbolSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// Why a binary's symbols cannot be read.
@@ -53,13 +89,17 @@ pub enum NameSource {
     Stripped { build_id_path: Option<PathBuf> },
 }
 
-/// Every function symbol of one binary (static and dynamic tables, and its debug file's),
-/// deduplicated by address and name. The aliases of one address are kept together, the
-/// public one first (see [`alias_rank`]).
+/// Every function symbol of one binary (static and dynamic tables, its debug file's, and for
+/// Go its `.gopclntab`), deduplicated by address and name. The aliases of one address are kept
+/// together, the public one first (see [`alias_rank`]).
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
     functions: Vec<FunctionSymbol>,
     names: NameSource,
+    /// Indexes into `functions`, sorted by demangled name, then by raw name: an exact name is
+    /// looked up, not searched for, as a config of thousands of entries needs.
+    by_name: Vec<usize>,
+    by_raw: Vec<usize>,
 }
 
 impl SymbolTable {
@@ -68,7 +108,12 @@ impl SymbolTable {
             path: path.to_owned(),
             source,
         })?;
-        let file = object::File::parse(&*data).map_err(|source| SymbolsError::Parse {
+        Self::parse(path, &data)
+    }
+
+    /// The table of the ELF file at `path`, whose contents are `data`.
+    pub fn parse(path: &Path, data: &[u8]) -> Result<Self, SymbolsError> {
+        let file = object::File::parse(data).map_err(|source| SymbolsError::Parse {
             path: path.to_owned(),
             source,
         })?;
@@ -77,8 +122,11 @@ impl SymbolTable {
         // functions (e.g. a Rust binary's `main`) have no debug info.
         let mut read: Vec<FunctionSymbol> = file
             .symbols()
-            .chain(file.dynamic_symbols())
-            .filter_map(|symbol| function(&symbol, &segments))
+            .filter_map(|symbol| function(&symbol, &segments, SymbolSource::Symtab))
+            .chain(
+                file.dynamic_symbols()
+                    .filter_map(|symbol| function(&symbol, &segments, SymbolSource::Dynsym)),
+            )
             .collect();
         let names = if file.section_by_name(".symtab").is_some() {
             NameSource::OwnSymtab
@@ -94,12 +142,28 @@ impl SymbolTable {
                 },
             }
         };
-        let functions = if read.is_empty() {
-            go_functions(&file, &segments)
-        } else {
-            by_address(read)
+        // Whatever the ELF tables hold: a cgo or externally linked Go program exports C
+        // functions (`crosscall2`, `_cgo_*`) from `.dynsym` while its Go code is named only in
+        // `.gopclntab` once stripped.
+        let go = go_functions(&file, &segments, &read);
+        read.extend(go);
+        Ok(Self::new(by_address(read), names))
+    }
+
+    fn new(functions: Vec<FunctionSymbol>, names: NameSource) -> Self {
+        let sorted = |key: fn(&FunctionSymbol) -> &str| {
+            let mut index: Vec<usize> = (0..functions.len()).collect();
+            index.sort_by(|&a, &b| key(&functions[a]).cmp(key(&functions[b])));
+            index
         };
-        Ok(Self { functions, names })
+        let by_name = sorted(|f| &f.name);
+        let by_raw = sorted(|f| &f.raw);
+        Self {
+            functions,
+            names,
+            by_name,
+            by_raw,
+        }
     }
 
     pub fn functions(&self) -> &[FunctionSymbol] {
@@ -127,25 +191,49 @@ impl SymbolTable {
             .map(|other| other.name.as_str())
     }
 
-    /// Functions `pattern` names. An exact name gives the functions of that name, as named; a
-    /// glob (`*`, `?`, `[`) gives every address where a demangled or raw name matches it, by
-    /// that address's public name: `"*read"` on libc names `read`, not `__read`. One function
-    /// per address either way: aliases share their code, and one probe fires for all.
-    pub fn find(&self, pattern: &str) -> Vec<&FunctionSymbol> {
-        let glob = glob_pattern(pattern);
-        let matches = |name: &str| match &glob {
-            Some(glob) => glob.matches(name),
-            None => name == pattern,
+    /// Whether some function is named `name` verbatim, demangled or raw.
+    pub fn has_name(&self, name: &str) -> bool {
+        !self.named(name).is_empty()
+    }
+
+    /// The indexes of the functions named `name` verbatim, demangled or raw, in address order.
+    fn named(&self, name: &str) -> Vec<usize> {
+        let equal = |index: &[usize], key: fn(&FunctionSymbol) -> &str| {
+            let start = index.partition_point(|&i| key(&self.functions[i]) < name);
+            let len = index[start..].partition_point(|&i| key(&self.functions[i]) == name);
+            index[start..start + len].to_vec()
         };
-        let mut found: Vec<&FunctionSymbol> = self
-            .functions
-            .iter()
-            .filter(|f| matches(&f.raw) || matches(&f.name))
-            .map(|f| match glob {
-                Some(_) => &self.at(f.address)[0],
-                None => f,
-            })
-            .collect();
+        let mut found = equal(&self.by_name, |f| &f.name);
+        found.extend(equal(&self.by_raw, |f| &f.raw));
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// How `symbol`, a config's or a command line's, matches this binary's names (see
+    /// [`NamePattern::of`]).
+    pub fn pattern(&self, symbol: &str) -> NamePattern {
+        NamePattern::of(symbol, |name| self.has_name(name))
+    }
+
+    /// Functions `pattern` names (see [`NamePattern`]). An exact name gives the functions of
+    /// that name, as named; a glob gives every address where a demangled or raw name matches
+    /// it, by that address's public name: `"*read"` on libc names `read`, not `__read`. One
+    /// function per address either way: aliases share their code, and one probe fires for all.
+    pub fn find(&self, pattern: &str) -> Vec<&FunctionSymbol> {
+        let mut found: Vec<&FunctionSymbol> = match self.pattern(pattern) {
+            NamePattern::Exact(name) => self
+                .named(&name)
+                .into_iter()
+                .map(|i| &self.functions[i])
+                .collect(),
+            NamePattern::Glob(glob) => self
+                .functions
+                .iter()
+                .filter(|f| glob.matches(&f.raw) || glob.matches(&f.name))
+                .map(|f| &self.at(f.address)[0])
+                .collect(),
+        };
         found.dedup_by_key(|f| f.address);
         found
     }
@@ -175,33 +263,100 @@ impl SymbolTable {
             ),
             None => "the distribution's debug package (`-dbgsym`, `-dbg` or `-debuginfo`)".into(),
         };
+        // A Go binary's Go functions are all named by `.gopclntab`: only its C ones can hide.
+        let (go, what) = if self.sources().contains(&SymbolSource::Gopclntab) {
+            (
+                "its Go functions are all named by its .gopclntab; ",
+                "a static C function",
+            )
+        } else {
+            ("", "a static function")
+        };
         Some(format!(
-            "the binary is stripped and its debug file is not installed ({looked}): if \
-             `{symbol}` is a static function, its name is only in that file, installed by \
-             {package}"
+            "the binary is stripped and its debug file is not installed ({looked}): {go}if \
+             `{symbol}` is {what}, its name is only in that file, installed by {package}"
         ))
     }
 
-    /// The `count` function names closest to `wanted`, best first.
+    /// The `count` function names closest to `wanted`, best first, each with the table it
+    /// is read from (`` `main.main` (.gopclntab) ``): in a stripped cgo program, C's `main`
+    /// and Go's `main.main` come from different tables.
     pub fn closest(&self, wanted: &str, count: usize) -> Vec<String> {
-        let mut scored: Vec<(f64, &str)> = self
+        let mut scored: Vec<(f64, &FunctionSymbol)> = self
             .functions
             .iter()
-            .map(|f| (strsim::jaro_winkler(wanted, &f.name), f.name.as_str()))
+            .map(|f| (strsim::jaro_winkler(wanted, &f.name), f))
             .filter(|(score, _)| *score > 0.7)
             .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        scored.dedup_by(|a, b| a.1 == b.1);
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        scored.dedup_by(|a, b| a.1.name == b.1.name);
         scored
             .into_iter()
             .take(count)
-            .map(|(_, name)| name.to_owned())
+            .map(|(_, f)| format!("`{}` ({})", f.name, f.source))
             .collect()
+    }
+
+    /// The tables its names come from, in [`SymbolSource`] order.
+    pub fn sources(&self) -> Vec<SymbolSource> {
+        let mut sources: Vec<SymbolSource> = self.functions.iter().map(|f| f.source).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        sources
     }
 }
 
-/// `symbol` as a function to probe, if it is the entry of one.
-fn function(symbol: &object::Symbol<'_, '_>, segments: &LoadSegments) -> Option<FunctionSymbol> {
+/// How a config `symbol` (or a pattern on the command line) names functions.
+///
+/// The rule: a name that some function has verbatim (demangled or raw) is that name, exact,
+/// whatever characters it holds: Go's pointer methods `pkg.(*T).M` and instantiations
+/// `pkg.Sum[go.shape.int_0]`, C++'s `Vec::operator[]` and `operator*`, Rust's
+/// `<impl Trait for T>::m`. Otherwise a name with `*`, `?` or `[` is a glob (`[` opening a
+/// character class; `[*]`, `[?]` and `[[]` match the character itself). `glob:` before a
+/// pattern makes it a glob even where a function has that very name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamePattern {
+    /// The functions of this name.
+    Exact(String),
+    /// The functions whose names match.
+    Glob(glob::Pattern),
+}
+
+/// What makes a `symbol` a glob whatever names the binary has.
+pub const GLOB_PREFIX: &str = "glob:";
+
+impl NamePattern {
+    /// `symbol` as a pattern, given whether a function has a name (`exists`): see the rule
+    /// above. A malformed glob (`[` without `]`) is an exact name, which then names nothing.
+    pub fn of(symbol: &str, exists: impl FnOnce(&str) -> bool) -> Self {
+        if let Some(glob) = symbol.strip_prefix(GLOB_PREFIX) {
+            return glob::Pattern::new(glob)
+                .map_or_else(|_| Self::Exact(symbol.to_owned()), Self::Glob);
+        }
+        if exists(symbol) {
+            return Self::Exact(symbol.to_owned());
+        }
+        glob_pattern(symbol).map_or_else(|| Self::Exact(symbol.to_owned()), Self::Glob)
+    }
+
+    pub fn is_glob(&self) -> bool {
+        matches!(self, Self::Glob(_))
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Exact(exact) => name == exact,
+            Self::Glob(glob) => glob.matches(name),
+        }
+    }
+}
+
+/// `symbol` (of table `source`) as a function to probe, if it is the entry of one.
+fn function(
+    symbol: &object::Symbol<'_, '_>,
+    segments: &LoadSegments,
+    source: SymbolSource,
+) -> Option<FunctionSymbol> {
     // STT_FUNC and STT_GNU_IFUNC; defined here, at an address.
     if symbol.kind() != SymbolKind::Text || symbol.is_undefined() || symbol.address() == 0 {
         return None;
@@ -217,6 +372,7 @@ fn function(symbol: &object::Symbol<'_, '_>, segments: &LoadSegments) -> Option<
         size: usize::try_from(symbol.size()).unwrap_or(0),
         file_offset: segments.file_offset(symbol.address()),
         exported: symbol.scope() == SymbolScope::Dynamic,
+        source,
     })
 }
 
@@ -226,7 +382,7 @@ fn debug_functions(found: &debug_file::DebugFile, segments: &LoadSegments) -> Ve
     match object::File::parse(&*found.data) {
         Ok(file) => file
             .symbols()
-            .filter_map(|symbol| function(&symbol, segments))
+            .filter_map(|symbol| function(&symbol, segments, SymbolSource::DebugFile))
             .collect(),
         Err(error) => {
             tracing::warn!(debug_file = %found.path.display(), %error, "debug file not read");
@@ -238,9 +394,11 @@ fn debug_functions(found: &debug_file::DebugFile, segments: &LoadSegments) -> Ve
 /// `functions` sorted by address, without repeats (a name in both `.symtab` and `.dynsym`),
 /// each address's aliases in [`alias_rank`] order.
 fn by_address(mut functions: Vec<FunctionSymbol>) -> Vec<FunctionSymbol> {
-    // A name listed twice keeps its better standing (exported in one table, say).
-    functions
-        .sort_by(|a, b| (a.address, &a.raw, !a.exported).cmp(&(b.address, &b.raw, !b.exported)));
+    // A name listed twice keeps its better standing (exported in one table, say), and the
+    // first of its tables.
+    functions.sort_by(|a, b| {
+        (a.address, &a.raw, !a.exported, a.source).cmp(&(b.address, &b.raw, !b.exported, b.source))
+    });
     functions.dedup_by(|a, b| a.address == b.address && a.raw == b.raw);
     functions.sort_by(|a, b| (a.address, alias_rank(a)).cmp(&(b.address, alias_rank(b))));
     functions
@@ -265,26 +423,33 @@ fn alias_rank(function: &FunctionSymbol) -> (bool, usize, bool, usize, &str) {
     )
 }
 
-/// The functions a stripped Go binary's `.gopclntab` names (none for another binary), with
-/// their file offsets.
-fn go_functions(file: &object::File<'_>, segments: &LoadSegments) -> Vec<FunctionSymbol> {
+/// The Go functions a Go binary's `.gopclntab` names (none for another binary) at addresses
+/// no ELF symbol of `named` names, with their file offsets. An unstripped binary's `.symtab`
+/// names every one already, and by the linker's names: an ABI wrapper is `f.abi0` there, where
+/// `.gopclntab` has `f` at two addresses.
+fn go_functions(
+    file: &object::File<'_>,
+    segments: &LoadSegments,
+    named: &[FunctionSymbol],
+) -> Vec<FunctionSymbol> {
     let Some(found) = gopclntab::of_file(file) else {
         return Vec::new();
     };
-    let mut functions: Vec<FunctionSymbol> = found
+    let named: std::collections::HashSet<u64> = named.iter().map(|f| f.address).collect();
+    found
         .into_iter()
+        .filter(|function| !named.contains(&function.address))
         .map(|function| FunctionSymbol {
             name: function.name.clone(),
             raw: function.name,
             address: function.address,
             size: usize::try_from(function.size).unwrap_or(0),
             file_offset: segments.file_offset(function.address),
+            // As the `.symtab` of an unstripped build has them: global, default visibility.
             exported: true,
+            source: SymbolSource::Gopclntab,
         })
-        .collect();
-    functions.sort_by(|a, b| (a.address, &a.raw).cmp(&(b.address, &b.raw)));
-    functions.dedup_by(|a, b| a.address == b.address && a.raw == b.raw);
-    functions
+        .collect()
 }
 
 /// GCC splits rarely run code of a function into `name.cold`: a symbol of type function that
@@ -393,27 +558,28 @@ mod tests {
             size: 8,
             file_offset: Some(address),
             exported,
+            source: SymbolSource::Symtab,
         }
     }
 
     fn table() -> SymbolTable {
         let f = |raw: &str, address| symbol(raw, address, true);
-        SymbolTable {
-            functions: by_address(vec![
+        SymbolTable::new(
+            by_address(vec![
                 f("_ZN5myapp2db5users5queryEv", 0x10),
                 f("_ZN5myapp2db6orders5queryEv", 0x20),
                 f("_ZN5myapp2db6orders6insertEv", 0x30),
                 f("plain_c", 0x40),
                 f("plain_c_alias", 0x40),
             ]),
-            names: NameSource::OwnSymtab,
-        }
+            NameSource::OwnSymtab,
+        )
     }
 
     /// glibc's aliases, as its debug file lists them, in the order read.
     fn libc() -> SymbolTable {
-        SymbolTable {
-            functions: by_address(vec![
+        SymbolTable::new(
+            by_address(vec![
                 symbol("__GI___read", 0xf82a0, false),
                 symbol("__libc_read", 0xf82a0, false),
                 symbol("__read", 0xf82a0, true),
@@ -427,8 +593,8 @@ mod tests {
                 symbol("pthread_create", 0x89380, true),
                 symbol("exec_simple_query", 0x1000, false),
             ]),
-            names: NameSource::OwnSymtab,
-        }
+            NameSource::OwnSymtab,
+        )
     }
 
     #[test]
@@ -500,8 +666,63 @@ mod tests {
     }
 
     #[test]
-    fn suggests_close_names() {
-        assert_eq!(table().closest("plain_d", 3), ["plain_c", "plain_c_alias"]);
+    fn suggests_close_names_with_their_table() {
+        assert_eq!(
+            table().closest("plain_d", 3),
+            ["`plain_c` (.symtab)", "`plain_c_alias` (.symtab)"]
+        );
+    }
+
+    /// Names as Go, C++ and Rust write them, with the characters of globs in them.
+    fn languages() -> SymbolTable {
+        let f = |raw: &str, address| symbol(raw, address, true);
+        SymbolTable::new(
+            by_address(vec![
+                f("main.(*order).apply", 0x10),
+                f("main.(*queue).apply", 0x20),
+                f("main.(*order).cancel", 0x30),
+                f("main.Sum[go.shape.int_0]", 0x40),
+                f("main.Sum[go.shape.float64_0]", 0x50),
+                // myapp::Vec::operator[](unsigned long), operator*()
+                f("_ZN5myapp3VecixEm", 0x60),
+                f("_ZN5myapp3VecmlEv", 0x70),
+                f("_ZN5myapp3VecmlERKS0_", 0x78),
+                f("<myapp::Order as core::fmt::Debug>::fmt", 0x80),
+                f("<myapp::Line as core::fmt::Debug>::fmt", 0x90),
+            ]),
+            NameSource::OwnSymtab,
+        )
+    }
+
+    #[test]
+    fn a_name_that_exists_verbatim_is_exact_whatever_its_characters() {
+        let table = languages();
+        let addresses =
+            |pattern| -> Vec<u64> { table.find(pattern).iter().map(|f| f.address).collect() };
+        assert_eq!(addresses("main.(*order).apply"), [0x10]);
+        assert_eq!(addresses("main.Sum[go.shape.int_0]"), [0x40]);
+        assert_eq!(addresses("myapp::Vec::operator[]"), [0x60]);
+        // Overloads share a demangled name: each is the exact name's.
+        assert_eq!(addresses("myapp::Vec::operator*"), [0x70, 0x78]);
+        assert_eq!(addresses("<myapp::Order as core::fmt::Debug>::fmt"), [0x80]);
+        assert!(!table.pattern("main.(*order).apply").is_glob());
+        // What no function is named is a glob, if it has a glob's characters.
+        assert_eq!(addresses("main.(*order).*"), [0x10, 0x30]);
+        assert_eq!(addresses("main.(*).apply"), [0x10, 0x20]);
+        assert_eq!(addresses("main.Sum[[]*"), [0x40, 0x50]);
+        assert_eq!(
+            addresses("<myapp::* as core::fmt::Debug>::fmt"),
+            [0x80, 0x90]
+        );
+        // `glob:` makes a glob of a name that exists: its `*` then matches any type.
+        assert_eq!(addresses("glob:main.(*order).apply"), [0x10]);
+        assert_eq!(addresses("glob:main.(*).apply"), [0x10, 0x20]);
+        assert!(table.pattern("glob:main.(*order).apply").is_glob());
+        assert!(addresses("main.Sum[go.shape.uint8_0]").is_empty());
+        assert_eq!(
+            NamePattern::of("main.Sum[", |_| false),
+            NamePattern::Exact("main.Sum[".into())
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::probe::{
     gocode::GoSites,
     kind::ProbeKind,
     resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
-    symbols::{FunctionSymbol, SymbolTable, glob_pattern},
+    symbols::{FunctionSymbol, NamePattern, SymbolTable},
     usdt::{Operand, Register, UsdtArg},
 };
 
@@ -46,12 +46,14 @@ impl Claims {
     }
 }
 
-/// Whether `function` names its code by a glob, which leaves to other entries what they name.
-pub fn is_glob(function: &FunctionSpec) -> bool {
-    function
-        .symbol
-        .as_ref()
-        .is_some_and(|symbol| glob_pattern(symbol).is_some())
+/// Whether `function` names its code by a glob, which leaves to other entries what they name:
+/// by [`NamePattern`]'s rule, a `symbol` some function of `table` has verbatim is no glob,
+/// whatever its characters (`main.(*T).M`, `operator[]`). Without a table, by its characters.
+pub fn is_glob(function: &FunctionSpec, table: Option<&SymbolTable>) -> bool {
+    function.symbol.as_ref().is_some_and(|symbol| match table {
+        Some(table) => table.pattern(symbol).is_glob(),
+        None => NamePattern::of(symbol, |_| false).is_glob(),
+    })
 }
 
 /// Resolves `function` (at `field` in the config) in `binary`: its probes, or the problems
@@ -141,12 +143,12 @@ pub fn resolve(
         };
         let mut found = table.find(symbol);
         if let Some(exclude) = &function.exclude {
-            match excluded(&mut found, symbol, exclude) {
+            match excluded(table, &mut found, symbol, exclude) {
                 Ok(()) => {}
                 Err(kind) => errors.push(error(exclude.position, "exclude", kind)),
             }
         }
-        let glob = is_glob(function);
+        let glob = is_glob(function, Some(table));
         let mut left = Vec::new();
         found.retain(|sym| {
             let owner = sym.file_offset.and_then(|entry| claims.owner(entry));
@@ -347,7 +349,7 @@ fn probeable(
     };
     let mut refused: Vec<Unprobeable> = refused.into_values().collect();
     refused.sort_by(|a, b| (a.why, &a.symbol).cmp(&(b.why, &b.symbol)));
-    if is_glob(function) {
+    if is_glob(function, binary.symbols(errors)) {
         // By reason: a glob over a library leaves out dozens of functions for one or two.
         let reasons: Vec<String> = refused
             .chunk_by(|a, b| a.why == b.why)
@@ -392,25 +394,24 @@ struct Unprobeable {
     why: &'static str,
 }
 
-/// Leaves out of `found` (what the glob `symbol` matched) the names `exclude` matches: names
-/// or globs, on the demangled or raw name. Each must leave something out, or it names nothing
-/// the glob matched (a typo, say).
+/// Leaves out of `found` (what the glob `symbol` matched in `table`) the names `exclude`
+/// matches: names or globs, on the demangled or raw name, by the rule of `symbol`
+/// ([`NamePattern`]). Each must leave something out, or it names nothing the glob matched (a
+/// typo, say).
 fn excluded(
+    table: &SymbolTable,
     found: &mut Vec<&FunctionSymbol>,
     symbol: &Located<String>,
     exclude: &Located<spanprobe_config::Names>,
 ) -> Result<(), ResolveErrorKind> {
-    if glob_pattern(symbol).is_none() {
+    if !table.pattern(symbol).is_glob() {
         return Err(ResolveErrorKind::ExcludeWithoutGlob {
             symbol: symbol.value.clone(),
         });
     }
     for pattern in exclude.iter() {
-        let glob = glob_pattern(pattern);
-        let matches = |name: &str| match &glob {
-            Some(glob) => glob.matches(name),
-            None => name == pattern,
-        };
+        let pattern_of = table.pattern(pattern);
+        let matches = |name: &str| pattern_of.matches(name);
         let before = found.len();
         found.retain(|sym| !matches(&sym.name) && !matches(&sym.raw));
         if found.len() == before {
@@ -1073,25 +1074,24 @@ fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: 
     // A static function of a stripped binary is named only in its distribution's debug file:
     // said first, before names that merely look alike.
     if let Some(mut hint) = table.missing_debug_file_hint(path, symbol) {
+        // Each quoted already, with its table: "`main.main` (.gopclntab)".
         let closest = table.closest(symbol, 3);
         if !closest.is_empty() {
-            let names: Vec<_> = closest.iter().map(|n| format!("`{n}`")).collect();
             hint.push_str(&format!(
                 "; the closest names it exports: {}",
-                names.join(", ")
+                closest.join(", ")
             ));
         }
         return hint;
     }
-    if glob_pattern(symbol).is_some() {
+    if table.pattern(symbol).is_glob() {
         return "the pattern matches no function".into();
     }
     let closest = table.closest(symbol, 3);
     let mut hint = if closest.is_empty() {
         String::new()
     } else {
-        let names: Vec<_> = closest.iter().map(|n| format!("`{n}`")).collect();
-        format!("closest: {}", names.join(", "))
+        format!("closest: {}", closest.join(", "))
     };
     if !elf.has_symtab {
         if !hint.is_empty() {
