@@ -216,6 +216,14 @@ fn go_version(file: &object::File<'_>) -> Option<(u32, u32)> {
     Some((numbers.next()??, numbers.next()??))
 }
 
+/// The contents of the file at `path`: read once by whoever parses it several ways.
+pub fn read(path: &Path) -> Result<Vec<u8>, ElfError> {
+    std::fs::read(path).map_err(|source| ElfError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Why a file cannot be probed.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
@@ -233,11 +241,12 @@ pub enum ElfError {
 
 impl ElfInfo {
     pub fn read(path: &Path) -> Result<Self, ElfError> {
-        let data = std::fs::read(path).map_err(|source| ElfError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let file = object::File::parse(&*data)
+        Self::parse(path, &read(path)?)
+    }
+
+    /// The facts about the ELF file at `path`, whose contents are `data`.
+    pub fn parse(path: &Path, data: &[u8]) -> Result<Self, ElfError> {
+        let file = object::File::parse(data)
             .ok()
             .filter(|f| matches!(f.format(), object::BinaryFormat::Elf))
             .ok_or_else(|| ElfError::NotElf {

@@ -9,7 +9,7 @@
 
 use std::{
     cell::OnceCell,
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     num::NonZeroU32,
     path::{Path, PathBuf},
@@ -23,7 +23,7 @@ use spanprobe_config::{
 
 use crate::probe::{
     binary::{self, BinaryError},
-    dwarf::go::GoFunctions,
+    dwarf::{DwarfError, DwarfFile, FunctionSignature, go::GoFunctions},
     elf::{Code, ElfError, ElfInfo},
     kind::{self, ArgLocation, ProbeKind, function::Claims},
     symbols::SymbolTable,
@@ -373,7 +373,12 @@ fn resolve_target(
         Ok(path) => path,
         Err(error) => return errors.push(binary_error(error.into())),
     };
-    let (elf, code) = match ElfInfo::read(&path).and_then(|elf| Ok((elf, Code::open(&path)?))) {
+    // Read once: the ELF facts, the symbols and the DWARF of every entry are parsed from it.
+    let read = crate::probe::elf::read(&path).and_then(|data| {
+        let elf = ElfInfo::parse(&path, &data)?;
+        Ok((data, elf, Code::open(&path)?))
+    });
+    let (data, elf, code) = match read {
         Ok(read) => read,
         Err(error) => return errors.push(binary_error(error.into())),
     };
@@ -398,8 +403,11 @@ fn resolve_target(
         stack_frames,
         position: target.binary.position,
         field: format!("{field}.binary"),
+        data,
         symbols: OnceCell::new(),
         go: OnceCell::new(),
+        dwarf: OnceCell::new(),
+        signatures: OnceCell::new(),
     };
     let target_start = functions.len();
     // Entries that name their function claim it before the globs that also match it; whether
@@ -443,7 +451,9 @@ fn resolve_target(
     }
 }
 
-/// A target's binary, read once for all the probes in it.
+/// A target's binary, read once for all the probes in it: its bytes, and what is parsed from
+/// them (symbols, DWARF) the first time an entry needs it, so that a config of thousands of
+/// entries reads and parses the file once, as one glob does.
 pub struct Binary {
     pub path: PathBuf,
     pub elf: ElfInfo,
@@ -455,10 +465,17 @@ pub struct Binary {
     /// Where the target's `binary` is in the config.
     position: Position,
     field: String,
+    /// The file's contents, read once.
+    data: Vec<u8>,
     /// Read the first time a probe needs them; `Err` once reading failed (and was reported).
     symbols: OnceCell<Result<SymbolTable, ()>>,
     /// For a Go binary: its functions' parameters from DWARF, read once like `symbols`.
     go: OnceCell<Result<GoFunctions, ()>>,
+    /// Its DWARF (or its debug file's), loaded once; `Ok(None)` without any.
+    dwarf: OnceCell<Result<Option<DwarfFile>, Arc<DwarfError>>>,
+    /// What DWARF says of each function, by symbol (linkage name, else name); empty without
+    /// DWARF.
+    signatures: OnceCell<HashMap<String, FunctionSignature>>,
 }
 
 impl Binary {
@@ -475,7 +492,7 @@ impl Binary {
     /// when they cannot be read.
     pub fn symbols(&self, errors: &mut Vec<ResolveError>) -> Option<&SymbolTable> {
         let table = self.symbols.get_or_init(|| {
-            SymbolTable::read(&self.path).map_err(|source| {
+            SymbolTable::parse(&self.path, &self.data).map_err(|source| {
                 errors.push(ResolveError {
                     position: self.position,
                     field: self.field.clone(),
@@ -497,6 +514,34 @@ impl Binary {
                 .map_err(|source| errors.push(self.problem(ResolveErrorKind::GoDwarf(source))))
         });
         functions.as_ref().ok()
+    }
+
+    /// The binary's DWARF (or its debug file's), loaded once; `Ok(None)` without any.
+    pub fn dwarf(&self) -> Result<Option<&DwarfFile>, Arc<DwarfError>> {
+        self.dwarf
+            .get_or_init(|| DwarfFile::load(&self.path, &self.data).map_err(Arc::new))
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(Arc::clone)
+    }
+
+    /// What DWARF says of the function of symbol `raw`, from signatures read once for every
+    /// entry; `None` without DWARF, or without that function in it (what it gives is
+    /// optional).
+    pub fn signature(&self, raw: &str) -> Option<&FunctionSignature> {
+        self.signatures
+            .get_or_init(|| {
+                let Ok(Some(dwarf)) = self.dwarf() else {
+                    return HashMap::new();
+                };
+                dwarf
+                    .signatures()
+                    .unwrap_or_default()
+                    .into_values()
+                    .map(|s| (s.linkage_name.clone().unwrap_or_else(|| s.name.clone()), s))
+                    .collect()
+            })
+            .get(raw)
     }
 
     /// A probe at file offset `entry`, the first byte of the code it probes (`address` its

@@ -256,19 +256,37 @@ fn with_dwarf<R>(
         path: path.to_owned(),
         source,
     })?;
-    let file = object::File::parse(&*data).map_err(|source| DwarfError::Object {
-        path: path.to_owned(),
-        source,
-    })?;
-    // Declared here so that the debug file's bytes outlive the sections borrowed from them.
-    let debug;
-    let (file, path) = if file.section_by_name(".debug_info").is_some() {
-        (file, path)
-    } else {
-        let Some(found) = crate::probe::debug_file::find(path, &file).found else {
+    match DwarfFile::load(path, &data)? {
+        Some(dwarf) => dwarf.with(f).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The DWARF sections of one binary (or of its debug file), loaded once: read, decompressed
+/// and owned, so that every question asked of them during a run (signatures, member paths)
+/// borrows them instead of reading the file again.
+#[derive(Debug)]
+pub struct DwarfFile {
+    /// The file the sections are from: the binary, or its debug file.
+    path: PathBuf,
+    sections: DwarfSections<Vec<u8>>,
+    endian: RunTimeEndian,
+}
+
+impl DwarfFile {
+    /// The DWARF of the binary at `path`, whose contents are `data`, or of its separate debug
+    /// file when it has none of its own; `None` when neither has any.
+    pub fn load(path: &Path, data: &[u8]) -> Result<Option<Self>, DwarfError> {
+        let file = object::File::parse(data).map_err(|source| DwarfError::Object {
+            path: path.to_owned(),
+            source,
+        })?;
+        if file.section_by_name(".debug_info").is_some() {
+            return Self::of(path, &file).map(Some);
+        }
+        let Some(debug) = crate::probe::debug_file::find(path, &file).found else {
             return Ok(None);
         };
-        debug = found;
         let file = object::File::parse(&*debug.data).map_err(|source| DwarfError::Object {
             path: debug.path.clone(),
             source,
@@ -276,30 +294,51 @@ fn with_dwarf<R>(
         if file.section_by_name(".debug_info").is_none() {
             return Ok(None);
         }
-        (file, debug.path.as_path())
-    };
-    let object_error = |source| DwarfError::Object {
-        path: path.to_owned(),
-        source,
-    };
-    let sections = DwarfSections::load(|id| -> Result<Cow<[u8]>, object::Error> {
-        // `uncompressed_data` transparently handles SHF_COMPRESSED and `.zdebug_*` sections.
-        match file.section_by_name(id.name()) {
-            Some(section) => section.uncompressed_data(),
-            None => Ok(Cow::Borrowed(&[])),
-        }
-    })
-    .map_err(object_error)?;
-    let endian = if file.is_little_endian() {
-        RunTimeEndian::Little
-    } else {
-        RunTimeEndian::Big
-    };
-    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-    f(&dwarf).map(Some).map_err(|source| DwarfError::Dwarf {
-        path: path.to_owned(),
-        source,
-    })
+        Self::of(&debug.path, &file).map(Some)
+    }
+
+    fn of(path: &Path, file: &object::File<'_>) -> Result<Self, DwarfError> {
+        let sections = DwarfSections::load(|id| -> Result<Vec<u8>, object::Error> {
+            // `uncompressed_data` transparently handles SHF_COMPRESSED and `.zdebug_*` sections.
+            match file.section_by_name(id.name()) {
+                Some(section) => section.uncompressed_data().map(Cow::into_owned),
+                None => Ok(Vec::new()),
+            }
+        })
+        .map_err(|source| DwarfError::Object {
+            path: path.to_owned(),
+            source,
+        })?;
+        let endian = if file.is_little_endian() {
+            RunTimeEndian::Little
+        } else {
+            RunTimeEndian::Big
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            sections,
+            endian,
+        })
+    }
+
+    /// Runs `f` on the sections.
+    pub fn with<R>(
+        &self,
+        f: impl FnOnce(&Dwarf<Reader<'_>>) -> gimli::Result<R>,
+    ) -> Result<R, DwarfError> {
+        let dwarf = self
+            .sections
+            .borrow(|section| EndianSlice::new(section, self.endian));
+        f(&dwarf).map_err(|source| DwarfError::Dwarf {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// [`function_signatures`] of these sections.
+    pub fn signatures(&self) -> Result<HashMap<String, FunctionSignature>, DwarfError> {
+        self.with(collect)
+    }
 }
 
 fn collect(dwarf: &Dwarf<Reader<'_>>) -> gimli::Result<HashMap<String, FunctionSignature>> {

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use spanprobe_config::ValueType;
 
-use super::{Abi, Ctx, Loc, MAX_DEPTH, Rank, with_dwarf};
+use super::{Abi, Ctx, DwarfFile, Loc, MAX_DEPTH, Rank, with_dwarf};
 use crate::probe::sysv::{Place, places};
 
 /// One step of a path as written.
@@ -96,8 +96,9 @@ pub enum PathError {
     NoType { c_name: String },
     #[error("`{step}`: offset {offset} is out of range")]
     Offset { step: String, offset: u64 },
+    /// Shared: a binary's DWARF is loaded once for all the paths of a config.
     #[error(transparent)]
-    Dwarf(#[from] super::DwarfError),
+    Dwarf(std::sync::Arc<super::DwarfError>),
     #[error("malformed DWARF: {0}")]
     Malformed(String),
 }
@@ -114,6 +115,12 @@ fn members_hint(members: &[String]) -> String {
         String::new()
     } else {
         format!("; it has {}", members.join(", "))
+    }
+}
+
+impl From<super::DwarfError> for PathError {
+    fn from(error: super::DwarfError) -> Self {
+        PathError::Dwarf(std::sync::Arc::new(error))
     }
 }
 
@@ -157,7 +164,21 @@ pub fn resolve(
     function: &str,
     requests: &[PathRequest<'_>],
 ) -> Result<Vec<Result<FieldChain, PathError>>, PathError> {
-    with_dwarf(binary, |dwarf| {
+    let data = std::fs::read(binary).map_err(|source| super::DwarfError::Read {
+        path: binary.to_owned(),
+        source,
+    })?;
+    let dwarf = DwarfFile::load(binary, &data)?.ok_or(PathError::NoDebugInfo)?;
+    resolve_in(&dwarf, function, requests)
+}
+
+/// [`resolve`] in DWARF loaded already (`dwarf`, the binary's), as a config's entries share it.
+pub fn resolve_in(
+    dwarf: &DwarfFile,
+    function: &str,
+    requests: &[PathRequest<'_>],
+) -> Result<Vec<Result<FieldChain, PathError>>, PathError> {
+    dwarf.with(|dwarf| {
         let ctx = Ctx::new(dwarf)?;
         let bases = match bases(&ctx, function) {
             Ok(bases) => bases,
@@ -186,7 +207,6 @@ pub fn resolve(
         };
         Ok(Ok(requests.iter().map(resolve_one).collect()))
     })?
-    .ok_or(PathError::NoDebugInfo)?
 }
 
 /// The steps of `path`: `->a.b[2]->c`.

@@ -14,6 +14,7 @@ use spanprobe_config::{
 };
 
 use crate::probe::{
+    dwarf::FunctionSignature,
     dwarf::go::{GoFunctions, GoParam},
     dwarf::path::{self, PathBase, PathRequest},
     elf::ElfInfo,
@@ -192,7 +193,6 @@ pub fn resolve(
             };
             errors.push(error(symbol.position, "symbol", kind));
         }
-        let mut sources = None;
         // Go arguments are placed by their declared position, which DWARF gives, as it gives
         // where a goroutine's id is.
         let go_functions = if binary.elf.is_go {
@@ -212,7 +212,8 @@ pub fn resolve(
                 errors.push(error(symbol.position, "symbol", kind));
                 continue;
             };
-            let facts = dwarf_facts(&path, &mut sources).get(&sym.raw);
+            let facts = binary.signature(&sym.raw).map(DwarfFacts::of);
+            let facts = facts.as_ref();
             let mut probed = ProbedFunction {
                 source: facts.and_then(|facts| facts.source.clone()),
                 ..probe(binary, sym.name.clone(), Some(sym.address), offset)
@@ -221,7 +222,7 @@ pub fn resolve(
             let paths = if binary.elf.is_go && binary.elf.is_go_code(Some(sym.address)) {
                 Ok(function.value.clone())
             } else {
-                resolve_paths(&path, &sym.raw, function, field, binary.stack_frames)
+                resolve_paths(binary, &sym.raw, function, field)
             };
             match paths {
                 Ok(spec) => {
@@ -563,15 +564,16 @@ fn number_go_pairs(functions: &mut [ProbedFunction], first_id: usize) {
     }
 }
 
-/// `function`'s spec with each argument's `path` resolved, from the DWARF of `binary`, into
-/// the `offsets` the kernel follows; `raw` is the function's symbol as the binary has it.
+/// `function`'s spec with each argument's `path` resolved, from the DWARF of `binary` (loaded
+/// once for every entry), into the `offsets` the kernel follows; `raw` is the function's
+/// symbol as the binary has it.
 fn resolve_paths(
-    binary: &Path,
+    binary: &Binary,
     raw: &str,
     function: &Located<FunctionSpec>,
     field: &str,
-    stack_frames: u16,
 ) -> Result<FunctionSpec, Vec<ResolveError>> {
+    let stack_frames = binary.stack_frames;
     let mut spec = function.value.clone();
     let mut errors = Vec::new();
     // Which value each path starts from: an argument (by its place in `args`) or the return.
@@ -616,14 +618,19 @@ fn resolve_paths(
             position,
             field: format!("{field}.{key}.path"),
             kind: ResolveErrorKind::Path {
-                binary: binary.to_owned(),
+                binary: binary.path.clone(),
                 path: request.path.to_owned(),
                 source: Box::new(source),
             },
         }
     };
     let requests: Vec<_> = with_path.iter().map(|(_, request)| *request).collect();
-    let chains = match path::resolve(binary, raw, &requests) {
+    let chains = match binary
+        .dwarf()
+        .map_err(path::PathError::Dwarf)
+        .and_then(|dwarf| {
+            path::resolve_in(dwarf.ok_or(path::PathError::NoDebugInfo)?, raw, &requests)
+        }) {
         Ok(chains) => chains,
         // What concerns every path (no debug info, no such function) is said once, at the first.
         Err(source) => return Err(vec![path_error(&with_path[0], source)]),
@@ -1028,27 +1035,13 @@ struct DwarfFacts {
     return_type: Option<ValueType>,
 }
 
-/// What DWARF says of each of `path`'s functions, by symbol, read once (empty without debug
-/// info: what it gives is optional).
-fn dwarf_facts<'a>(
-    path: &Path,
-    cache: &'a mut Option<HashMap<String, DwarfFacts>>,
-) -> &'a HashMap<String, DwarfFacts> {
-    cache.get_or_insert_with(|| {
-        let Ok(signatures) = crate::probe::dwarf::function_signatures(path) else {
-            return HashMap::new();
-        };
-        signatures
-            .into_values()
-            .map(|s| {
-                let facts = DwarfFacts {
-                    source: s.file.zip(s.line),
-                    return_type: s.return_type.and_then(|ty| ty.capture),
-                };
-                (s.linkage_name.unwrap_or(s.name), facts)
-            })
-            .collect()
-    })
+impl DwarfFacts {
+    fn of(signature: &FunctionSignature) -> Self {
+        Self {
+            source: signature.file.clone().zip(signature.line),
+            return_type: signature.return_type.as_ref().and_then(|ty| ty.capture),
+        }
+    }
 }
 
 /// What to tell a user whose symbol is not in the binary.
