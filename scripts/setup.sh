@@ -20,11 +20,14 @@ BPF_LINKER_VERSION=0.13.0
 # /usr/bin/python3.11 and libc.so.6, which the member-path and debug-file tests read.
 # postgresql-15, systemtap-sdt-dev: USDT probes, a real server's and our own (sys/sdt.h).
 # golang-go: real Go programs (Go 1.19, register ABI), built by the tests.
+# restic, age: Debian's stripped cgo Go programs (PIE, externally linked), probed by the names
+# in their .gopclntab; strace counts how often `check` opens a binary (tests/gobinaries.rs).
 # qemu-system-x86, busybox-static, xz-utils: the kernel matrix (tests/kernels.rs) boots other
 # kernels under QEMU with an initramfs whose shell and tools are a static busybox;
 # scripts/kernels.sh decompresses the 6.12 kernel's modules (.ko.xz) with xz.
 APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg
-  libc6-dbg postgresql-15 systemtap-sdt-dev golang-go qemu-system-x86 busybox-static xz-utils)
+  libc6-dbg postgresql-15 systemtap-sdt-dev golang-go restic age strace qemu-system-x86
+  busybox-static xz-utils)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
