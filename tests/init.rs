@@ -211,3 +211,47 @@ async fn python_line_probe_is_left_out_of_a_config_that_checks() {
     );
     check_passes(&dir, &text).await;
 }
+
+/// What `init` writes for every function of each fixture (C, C++, Rust, Go with generics and
+/// structs by value), and for Debian's own binaries (libc and python3.11 through their debug
+/// files, libsqlite3 without debug info, restic's stripped cgo Go), passes `check` as written.
+#[tokio::test]
+async fn what_init_writes_passes_check_as_written() {
+    let dir = Workdir::new();
+    let (greet, _) = dir.greet();
+    let go = support::go_build(dir.path(), "gotypes", "gotypes");
+    let fixtures = [
+        dir.calls("calls", &[]),
+        dir.c_program("fields"),
+        dir.c_program("outputs"),
+        dir.c_program("buffers"),
+        dir.shapes(),
+        dir.rusty(true),
+        greet,
+        go,
+    ];
+    let mut inits: Vec<Vec<String>> = fixtures
+        .iter()
+        .map(|binary| vec![binary.display().to_string()])
+        .collect();
+    for real in [
+        ["libc.so.6", "str*"],
+        ["/usr/bin/python3.11", "PyList_*"],
+        ["libsqlite3.so.0", "sqlite3_*"],
+        ["/usr/bin/restic", "main.*"],
+    ] {
+        inits.push(real.map(String::from).to_vec());
+    }
+    for args in inits {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let written = init(&args).await;
+        let config = dir.write_yaml(&written);
+        let check = support::spanprobe_with(&["check", "-c", config.to_str().unwrap()]).await;
+        assert_eq!(
+            check.status.code(),
+            Some(0),
+            "init {args:?} wrote what check refuses:\n{}\n{written}",
+            support::stderr(&check)
+        );
+    }
+}

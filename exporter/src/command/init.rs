@@ -13,10 +13,12 @@ use super::symbols::{no_match, read_table};
 use crate::probe::{
     dwarf::{
         Abi, FunctionSignature, Param, function_signatures,
-        go::{GoFunctions, GoParam},
+        go::{GoFunctions, GoKind, GoParam},
         path::{MAX_OFFERS, ParamOffers, pointee_members},
     },
-    goabi::{self, GoPlace},
+    elf::Code,
+    goabi::{self, GoPlace, GoValue},
+    gocode::GoSites,
     symbols::FunctionSymbol,
     sysv::{Place, places},
 };
@@ -40,10 +42,15 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
     // The entry point is jumped to, not called: a span there would be entry-only, and a
     // `return` is refused; a starter config leaves it out.
     let entry_point = elf.entry_point;
-    let left_out: Vec<String> = functions
+    let mut left_out: Vec<String> = functions
         .iter()
         .filter(|f| Some(f.address) == entry_point)
-        .map(|f| f.raw.clone())
+        .map(|f| {
+            format!(
+                "{}, the program's entry point (jumped to, not called: no return)",
+                f.raw
+            )
+        })
         .collect();
     functions.retain(|f| Some(f.address) != entry_point);
     if functions.is_empty() {
@@ -71,6 +78,16 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
         HashMap::new()
     };
 
+    // What `run` would refuse is left out, each with a comment saying why, so that the config
+    // passes `check` as written.
+    let code = Code::open(&path)?;
+    for function in &functions {
+        if let Some(why) = unprobeable(&code, function) {
+            left_out.push(format!("{}, {why}", function.raw));
+        }
+    }
+    functions.retain(|function| unprobeable(&code, function).is_none());
+
     let soname = crate::probe::elf::soname(&path);
     let mut out = String::new();
     let _ = writeln!(
@@ -90,11 +107,8 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
             "# The binary has no debug info: add `args` and `return` by hand."
         );
     }
-    for symbol in &left_out {
-        let _ = writeln!(
-            out,
-            "# Left out: {symbol}, the program's entry point (jumped to, not called: no return)."
-        );
+    for why in &left_out {
+        let _ = writeln!(out, "# Left out: {why}.");
     }
     match &soname {
         // A library's spans belong to the programs that load it: each process's service.name
@@ -137,8 +151,9 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
                 "        # a compiler-made clone ({clone}): its arguments are not the source's"
             );
         } else if let Some(params) = go.params.get(&function.raw) {
-            write_go_params(&mut out, params);
-            if go_returns && let Some(results) = go.results.get(&function.raw) {
+            write_go_params(&mut out, &function.raw, params);
+            let returns = go_returns && go_has_ret(&code, function);
+            if returns && let Some(results) = go.results.get(&function.raw) {
                 write_go_results(&mut out, results);
             }
         } else if let Some(signature) = signature {
@@ -147,6 +162,29 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
         }
     }
     Ok(out)
+}
+
+/// Why `run` could not probe `function`, if it could not: it is outside the loaded segments,
+/// or the kernel refuses a uprobe on the instruction where its probe goes.
+fn unprobeable(code: &Code, function: &FunctionSymbol) -> Option<String> {
+    let Some(offset) = function.file_offset else {
+        return Some("not in a loaded segment (no code to probe)".to_owned());
+    };
+    let skip = code.entry_skip(offset);
+    let (instruction, why) = code.refused(offset + skip, function.address + skip)?;
+    Some(format!(
+        "whose first instruction `{instruction}` has {why}"
+    ))
+}
+
+/// Whether Go function `function` has a `RET`, where its return is probed: one that never
+/// returns (it loops, panics or jumps away) gets an entry-only span, and no `return`.
+fn go_has_ret(code: &Code, function: &FunctionSymbol) -> bool {
+    function
+        .file_offset
+        .and_then(|offset| code.bytes(offset, function.size))
+        .and_then(|bytes| GoSites::find(&bytes))
+        .is_some_and(|sites| !sites.returns.is_empty())
 }
 
 /// The config text for the USDT probes of `binary` whose `provider:name` matches any of the
@@ -422,27 +460,19 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Pa
     if returns_in_memory {
         comments.push("RDI holds the hidden pointer to the return value's space".to_owned());
     }
-    if !args.is_empty() || !comments.is_empty() || !offers.is_empty() {
-        let _ = writeln!(out, "        args:");
-    }
-    for (n, (index, name, ty, len_arg, c_name)) in args.iter().enumerate() {
-        let len_arg = len_arg.map_or_else(String::new, |len| format!(", len_arg: {len}"));
-        let entry = format!(
-            "{{ index: {index}, name: {}, type: {ty}{len_arg} }}",
-            quote(name)
-        );
-        let _ = if n < MAX_ARGS {
-            writeln!(out, "          - {entry}  # {c_name}")
-        } else {
-            writeln!(
-                out,
-                "          # - {entry}  # {c_name}; at most {MAX_ARGS} arguments per function"
-            )
-        };
-    }
-    for comment in comments {
-        let _ = writeln!(out, "          # {comment}");
-    }
+    let mut lines: Vec<ArgLine> = args
+        .iter()
+        .map(|(index, name, ty, len_arg, c_name)| {
+            let len_arg = len_arg.map_or_else(String::new, |len| format!(", len_arg: {len}"));
+            let entry = format!(
+                "{{ index: {index}, name: {}, type: {ty}{len_arg} }}",
+                quote(name)
+            );
+            ArgLine::Capture(entry, c_name.clone())
+        })
+        .collect();
+    lines.extend(comments.into_iter().map(ArgLine::Comment));
+    write_arg_lines(out, &lines);
     for param in offers {
         if let Some(name) = slot_names.get(&param.slot) {
             write_offers(out, name, param);
@@ -610,46 +640,125 @@ fn write_go_results(out: &mut String, results: &[GoParam]) {
     }
 }
 
-/// The `args` of one Go function, each at its declared position with the registers Go's ABI
-/// gives it; what cannot be read is a comment saying why.
-fn write_go_params(out: &mut String, params: &[GoParam]) {
-    if params.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "        args:");
-    for (index, (param, place)) in params.iter().zip(goabi::places(params)).enumerate() {
+/// The `args` of Go function `symbol`, each at its declared position with the registers Go's
+/// ABI gives it (after a generic function's dictionary): what reads it as `check` would accept
+/// it, a struct passed by value by its fields, and what cannot be read as a comment saying why.
+fn write_go_params(out: &mut String, symbol: &str, params: &[GoParam]) {
+    let mut lines = Vec::new();
+    let places = goabi::parameter_places(symbol, params);
+    for (index, (param, place)) in params.iter().zip(places).enumerate() {
         let name = param.name.clone().unwrap_or_else(|| format!("arg{index}"));
         let go_type = &param.go_type;
-        let _ = match place {
-            GoPlace::Registers { integers, .. } if integers.is_empty() => writeln!(
-                out,
-                "          # {name} ({go_type}): in a floating-point register, which uprobes do \
-                 not capture"
-            ),
-            GoPlace::Registers { integers, .. } => {
-                let registers: Vec<String> = integers.iter().map(ToString::to_string).collect();
-                let ty = match (go_type.as_str(), integers.len(), param.capture) {
-                    ("string", _, _) => Some(ValueType::Str),
-                    (_, 1, capture) => capture,
-                    _ => Some(ValueType::Ptr),
-                };
-                match ty {
-                    Some(ty) => writeln!(
-                        out,
-                        "          - {{ index: {index}, name: {}, type: {ty} }}  # {go_type} in {}",
-                        quote(&name),
-                        registers.join(", ")
-                    ),
-                    None => writeln!(
-                        out,
-                        "          # {name} ({go_type}): no type reads it whole"
-                    ),
-                }
+        let integers = match place {
+            GoPlace::Registers { integers, .. } if !integers.is_empty() => integers,
+            GoPlace::Registers { .. } => {
+                lines.push(ArgLine::Comment(format!(
+                    "{name} ({go_type}): in a floating-point register, which uprobes do not \
+                     capture"
+                )));
+                continue;
             }
-            GoPlace::Stack => writeln!(
-                out,
-                "          # {name} ({go_type}): passed on the stack, which is not read yet"
+            GoPlace::Stack => {
+                lines.push(ArgLine::Comment(format!(
+                    "{name} ({go_type}): passed on the stack, which is not read yet"
+                )));
+                continue;
+            }
+        };
+        let Some(value) = GoValue::parameter(param, &name, &integers) else {
+            lines.push(ArgLine::Comment(format!(
+                "{name} ({go_type}): not in registers"
+            )));
+            continue;
+        };
+        lines.extend(go_value_lines(index, &value, None));
+    }
+    write_arg_lines(out, &lines);
+}
+
+/// The capture of Go value `value` (parameter `index`, at `path` within it), as the lines of an
+/// `args` list: read whole by the type that reads it, or by its fields when it is a struct
+/// passed by value, or a comment with the reason none does.
+fn go_value_lines(index: usize, value: &GoValue<'_>, path: Option<&str>) -> Vec<ArgLine> {
+    let registers: Vec<String> = value.registers.iter().map(ToString::to_string).collect();
+    let at = format!("{} in {}", value.go_type, registers.join(", "));
+    let path_key = path.map_or_else(String::new, |path| format!(", path: {}", quote(path)));
+    // An interface by its data word, a slice of other than bytes by its array's address.
+    let ty = value.default_type().or(match value.kind {
+        GoKind::Interface | GoKind::Slice { .. } => Some(ValueType::Ptr),
+        _ => None,
+    });
+    if let Some(ty) = ty {
+        // Counted by the slice's length, the most kept: `bytes` always says how many.
+        let len = match ty {
+            ValueType::Bytes => format!(", len: {}", spanprobe_config::DEFAULT_STR_LEN),
+            _ => String::new(),
+        };
+        return vec![match value.read(ty, false) {
+            Ok(_) => ArgLine::Capture(
+                format!(
+                    "{{ index: {index}, name: {}, type: {ty}{len}{path_key} }}",
+                    quote(&value.name)
+                ),
+                at,
             ),
+            Err(why) => ArgLine::Comment(why),
+        }];
+    }
+    if let GoKind::Struct(fields) = value.kind {
+        return fields
+            .iter()
+            .flat_map(|field| {
+                let path = format!("{}.{}", path.unwrap_or(""), field.name);
+                match value.clone().select(&format!(".{}", field.name)) {
+                    Ok(field) => go_value_lines(index, &field, Some(&path)),
+                    Err(why) => vec![ArgLine::Comment(why)],
+                }
+            })
+            .collect();
+    }
+    vec![ArgLine::Comment(format!(
+        "{} ({}): no type reads it whole",
+        value.name, value.go_type
+    ))]
+}
+
+/// One line of a function's `args` in a starter config.
+enum ArgLine {
+    /// A capture, and what its comment says of the value.
+    Capture(String, String),
+    /// Why a value is not captured.
+    Comment(String),
+}
+
+/// `lines` as a function's `args`: at most [`MAX_ARGS`] captures (the rest commented out,
+/// with the reason), and the `args` key itself only when something is captured, since a key
+/// with nothing under it is no list.
+fn write_arg_lines(out: &mut String, lines: &[ArgLine]) {
+    if lines.is_empty() {
+        return;
+    }
+    let captures = lines
+        .iter()
+        .filter(|line| matches!(line, ArgLine::Capture(..)))
+        .count();
+    let _ = if captures > 0 {
+        writeln!(out, "        args:")
+    } else {
+        writeln!(out, "        # args: none can be captured")
+    };
+    let mut written = 0;
+    for line in lines {
+        let _ = match line {
+            ArgLine::Capture(entry, about) if written < MAX_ARGS => {
+                written += 1;
+                writeln!(out, "          - {entry}  # {about}")
+            }
+            ArgLine::Capture(entry, about) => writeln!(
+                out,
+                "          # - {entry}  # {about}; at most {MAX_ARGS} values per function"
+            ),
+            ArgLine::Comment(why) => writeln!(out, "          # {why}"),
         };
     }
 }

@@ -71,11 +71,11 @@ pub fn refusal(code: &[u8]) -> Option<&'static str> {
     if let [0x40..=0x4f, tail @ ..] = rest {
         rest = tail;
     }
-    let (opcode, two_byte) = match rest {
-        [0xc5, _, opcode, ..] => (*opcode, false),
-        [0xc4, _, _, opcode, ..] => (*opcode, false),
-        [0x0f, opcode, ..] => (*opcode, true),
-        [opcode, ..] => (*opcode, false),
+    let (opcode, two_byte, vex) = match rest {
+        [0xc5, _, opcode, ..] => (*opcode, false, true),
+        [0xc4, _, _, opcode, ..] => (*opcode, false, true),
+        [0x0f, opcode, ..] => (*opcode, true, false),
+        [opcode, ..] => (*opcode, false, false),
         [] => return None,
     };
     let accepted = if two_byte {
@@ -88,10 +88,16 @@ pub fn refusal(code: &[u8]) -> Option<&'static str> {
     if masking {
         return Some("a move to SS, which uprobes do not single-step");
     }
-    (!accepted).then_some(
-        "an opcode outside the kernel's table of instructions uprobes single-step (for a VEX \
-         instruction, looked up as a one-byte opcode)",
-    )
+    match (accepted, vex) {
+        (true, _) => None,
+        (false, false) => {
+            Some("an opcode outside the kernel's table of instructions uprobes single-step")
+        }
+        (false, true) => Some(
+            "a VEX prefix, whose opcode the kernel looks up in its one-byte table: outside the \
+             kernel's table of instructions uprobes single-step",
+        ),
+    }
 }
 
 #[cfg(test)]
