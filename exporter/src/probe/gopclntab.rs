@@ -45,6 +45,12 @@ pub fn of_file(file: &object::File<'_>) -> Option<Vec<GoFunction>> {
         let start = text_start(file, table.address());
         return functions(table.data().ok()?, start.unwrap_or(text.address()));
     }
+    // Only a Go binary's data is searched: a C library's is no place for the table.
+    if file.section_by_name(".go.buildinfo").is_none()
+        && file.section_by_name(".note.go.buildid").is_none()
+    {
+        return None;
+    }
     let merged = file.section_by_name(".data.rel.ro")?;
     let data = merged.data().ok()?;
     headers(data).find_map(|at| {
@@ -189,6 +195,19 @@ mod tests {
         // A position-independent binary's header holds no text start: `.text`'s serves.
         let pie = functions(&go118_table(0), 0x1000).unwrap();
         assert_eq!(pie[0].address, 0x1020);
+    }
+
+    /// Merged into `.data.rel.ro` by an external linker, the table is found by its header
+    /// among other data, 8-byte aligned.
+    #[test]
+    fn finds_a_table_by_its_header_among_other_data() {
+        let mut data = vec![0xf0, 0xff, 0xff, 0xff, 0, 0, 1, 9];
+        data.extend([7u8; 8]);
+        let at = data.len();
+        data.extend(go118_table(0x401000));
+        assert_eq!(headers(&data).collect::<Vec<_>>(), [at]);
+        let found = functions(&data[at..], 0).unwrap();
+        assert_eq!(found[1].name, "main.b");
     }
 
     #[test]
