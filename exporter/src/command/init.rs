@@ -172,9 +172,7 @@ fn unprobeable(code: &Code, function: &FunctionSymbol) -> Option<String> {
     };
     let skip = code.entry_skip(offset);
     let (instruction, why) = code.refused(offset + skip, function.address + skip)?;
-    Some(format!(
-        "whose first instruction `{instruction}` has {why}"
-    ))
+    Some(format!("whose first instruction `{instruction}` has {why}"))
 }
 
 /// Whether Go function `function` has a `RET`, where its return is probed: one that never
