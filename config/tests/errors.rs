@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use spanprobe_config::{ConfigError, parse};
+use spanprobe_config::{ConfigError, ValueType, parse};
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -15,6 +15,12 @@ fn error(yaml: &str) -> String {
         Err(error @ ConfigError::Invalid { .. }) => error.to_string(),
         Err(other) => panic!("unexpected error kind: {other}"),
     }
+}
+
+/// The value types an unknown `type:` is told to choose from: every one of the type table, in
+/// its order, so that a new type is expected without a test to edit.
+fn type_names() -> String {
+    ValueType::ALL.map(|(_, name)| name).join(", ")
 }
 
 const HEAD: &str = "probes:\n  - binary: demo\n    functions:\n";
@@ -59,8 +65,11 @@ fn unknown_types_suggest_the_closest() {
         error(&format!(
             "{HEAD}      - symbol: f\n        args: [{{ index: 0, type: i33 }}]\n"
         )),
-        "app.yaml:5:34: probes[0].functions[0].args[0].type: unknown type `i33` (did you mean \
-         `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes"
+        format!(
+            "app.yaml:5:34: probes[0].functions[0].args[0].type: unknown type `i33` (did you \
+             mean `i32`?); expected one of {}",
+            type_names()
+        )
     );
 }
 
@@ -323,8 +332,11 @@ limit: { max_depth: 8 }
         "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
          symbol, exclude, offset, address, span_name, args, return, attributes, stack, sample_rate, \
          min_duration, trace_context (did you mean `return`?)",
-        "app.yaml:10:31: probes[0].functions[2].args[1].type: unknown type `i33` (did you mean \
-         `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
+        &format!(
+            "app.yaml:10:31: probes[0].functions[2].args[1].type: unknown type `i33` (did you \
+             mean `i32`?); expected one of {}",
+            type_names()
+        ),
         "app.yaml:12:10: probes[1].pid: invalid u32",
         "app.yaml:15:16: probes[1].functions[0].stack: invalid boolean",
         "app.yaml:16:34: exporter.otlp.compression: unknown variant `zip`, expected one of none, \
@@ -349,8 +361,11 @@ probes:
       - symbol: g
 ";
     let expected = [
-        "app.yaml:5:34: probes[0].functions[0].args[0].type: unknown type `i33` (did you mean \
-         `i32`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
+        &format!(
+            "app.yaml:5:34: probes[0].functions[0].args[0].type: unknown type `i33` (did you \
+             mean `i32`?); expected one of {}",
+            type_names()
+        ),
         "app.yaml:7:22: probes[0].functions[1].sample_rate: 1.5 is not between 0 and 1",
         "app.yaml:8:17: probes[0].functions[2]: this function is listed twice for this binary",
     ];
@@ -380,8 +395,11 @@ probes:
     let expected = [
         "app.yaml:2:13: probes[0].binary: expected string scalar",
         "app.yaml:6:9: probes[1].functions[0]: expected mapping start",
-        "app.yaml:12:31: probes[2].functions[0].args[1].type: unknown type `string` (did you mean \
-         `str`?); expected one of i8, i16, i32, i64, u8, u16, u32, u64, bool, char, ptr, str, bytes",
+        &format!(
+            "app.yaml:12:31: probes[2].functions[0].args[1].type: unknown type `string` (did you \
+             mean `str`?); expected one of {}",
+            type_names()
+        ),
         "app.yaml:13:13: probes[2].functions[0].args[2].name: attribute `arg0` is used twice in \
          this function",
         "app.yaml:14:42: probes[2].functions[0].return.error_when: `0` is not a comparison; write \
