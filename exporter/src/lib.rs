@@ -10,6 +10,7 @@
 pub mod command;
 pub mod events;
 pub mod export;
+pub mod loss;
 pub mod metrics;
 pub mod probe;
 pub mod spans;
