@@ -5,7 +5,8 @@
 //! The folders follow the data (docs/architecture.md): [`probe`] (config → resolved functions
 //! → attached links), [`events`] (the ring buffer's records), [`spans`] (records → spans),
 //! [`export`] (spans → OTLP or lines), [`command`] (`run` wires them; `check`, `init`,
-//! `symbols`); [`metrics`] is read by every stage.
+//! `symbols`); every stage counts into [`metrics`], the one ledger, and names what it lost
+//! by a [`loss::Loss`].
 
 pub mod command;
 pub mod events;

@@ -25,14 +25,13 @@ use crate::{
         orphans,
         reader::{Input, read_events},
     },
-    export::{ExportSettings, ExportStats, Exporter, span_queue, spawn_export},
+    export::{ExportSettings, Exporter, span_queue, spawn_export},
     metrics::{self, Metrics},
     probe::bpf::{KernelCounters, Loaded, ProcessFilter, Tracer},
     probe::capture,
     probe::links::AttachMode,
     spans::ids::IdGenerator,
-    spans::losses::Losses,
-    spans::pipeline::{Finished, Pipeline, PipelineStats},
+    spans::pipeline::{Finished, Pipeline},
     spans::resource::Resources,
     spans::span::SpanAssembler,
 };
@@ -133,7 +132,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         .probes_attached
         .store(tracer.attached() as u64, Ordering::Relaxed);
     if let Some(address) = metrics_address.or(config.metrics_listen) {
-        metrics::serve(address, Arc::clone(&metrics))
+        metrics::prometheus::serve(address, Arc::clone(&metrics))
             .await
             .with_context(|| format!("cannot serve metrics on {address}"))?;
         tracing::info!(%address, "serving metrics");
@@ -214,7 +213,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
             code = &mut ended => break code?,
             _ = tick.tick() => {
                 if let Ok(kernel) = tracer.counters() {
-                    metrics.set_kernel(&kernel);
+                    copy_kernel_counters(&metrics, &kernel);
                 }
                 end_goroutines(&mut tracer);
             }
@@ -238,17 +237,17 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let _ = stop_reader.send(());
     let (read_result, finished) = reader.await.context("ring-buffer reader panicked")?;
     let Finished {
-        stats: pipeline_stats,
         mut summary,
         called,
     } = finished;
     read_result.context("reading the ring buffer")?;
-    let kernel = tracer.counters()?;
+    copy_kernel_counters(&metrics, &tracer.counters()?);
     let in_progress = tracer.calls_in_progress()?;
     drop(tracer);
-    let export_stats = export_task.await.context("export task panicked")?;
-    eprint!("{}", summary.table(&export_stats.exported_by_name));
-    report(&pipeline_stats, &export_stats, &kernel);
+    let exported = export_task.await.context("export task panicked")?;
+    // Every stage has finished counting: the ledger is final.
+    eprint!("{}", summary.table(&exported));
+    metrics::report::log(&metrics);
     for warning in uncalled::warnings(&functions, &called, program.as_deref()) {
         tracing::warn!("{warning}");
     }
@@ -305,31 +304,10 @@ async fn wait_for_termination(mut signals: SignalsInfo<WithOrigin>) {
     signals.next().await;
 }
 
-/// One summary line on stderr, and a warning for anything lost, every reason by name (as the
-/// metrics label them).
-fn report(pipeline: &PipelineStats, export: &ExportStats, kernel: &KernelCounters) {
-    let losses = Losses::of_run(pipeline, export, kernel);
-    let lost = losses.total();
-    tracing::info!(
-        events = pipeline.events,
-        exported = export.exported,
-        dropped = export.dropped_queue_full + export.failed + export.dropped_at_shutdown,
-        below_min_duration = pipeline.below_min_duration,
-        dropped_events = pipeline.dropped_events,
-        lost,
-        invalid_trace_context = kernel.get(Counter::InvalidTraceContext),
-        "done"
-    );
-    if lost > 0 {
-        let by_reason: String = losses
-            .iter()
-            .map(|(loss, count)| format!(" {}={count}", loss.label()))
-            .collect();
-        tracing::warn!(
-            returns_without_entry = kernel.get(Counter::ReturnWithoutEntry),
-            export_retries = export.retries,
-            "{lost} calls were not exported:{by_reason}"
-        );
+/// Copies the kernel side's counters into the ledger.
+fn copy_kernel_counters(metrics: &Metrics, kernel: &KernelCounters) {
+    for counter in Counter::ALL {
+        metrics.set_kernel(counter, kernel.get(counter));
     }
 }
 

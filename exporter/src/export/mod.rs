@@ -15,7 +15,8 @@ use spanprobe_config::ExporterConfig;
 pub use otlp::{Accepted, OtlpClient, OtlpError, SendError, endpoint_tls};
 pub use protobuf::encode_request;
 pub use queue::{
-    ExportSettings, ExportStats, QueuedSpan, QueuedSpans, Sink, SpanQueue, span_queue, spawn_export,
+    ExportSettings, ExportedByName, QueuedSpan, QueuedSpans, Sink, SpanQueue, span_queue,
+    spawn_export,
 };
 pub use stdout::{LineExporter, OutputError};
 pub use tls::{Tls, TlsError};

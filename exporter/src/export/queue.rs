@@ -3,6 +3,7 @@
 
 use std::{
     borrow::Cow,
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -20,7 +21,7 @@ use tokio::{
 };
 
 use super::{Accepted, SendError};
-use crate::{metrics::Metrics, spans::losses::Loss};
+use crate::{loss::Loss, metrics::Metrics};
 
 /// Where the export task sends batches: the seam between the queue (batching, retries,
 /// deadlines, loss counting) and a destination. [`super::Exporter`] is the real one.
@@ -49,24 +50,10 @@ impl QueuedSpan {
     }
 }
 
-/// What happened to the spans handed to the queue.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ExportStats {
-    /// Accepted by the exporter, per span name (for the summary). A partial success does not
-    /// say which spans it rejected: they count here, and in `failed`.
-    pub exported_by_name: std::collections::BTreeMap<String, u64>,
-    /// Accepted by the exporter.
-    pub exported: u64,
-    /// Lost because the exporter failed (backend down, refused, timed out) or the backend
-    /// rejected them (an OTLP partial success).
-    pub failed: u64,
-    /// Dropped because the queue was full.
-    pub dropped_queue_full: u64,
-    /// Dropped because the shutdown deadline passed before they were sent.
-    pub dropped_at_shutdown: u64,
-    /// Export attempts that failed and were retried.
-    pub retries: u64,
-}
+/// Spans the exporter accepted, per span name, for the summary at exit; every other count of
+/// the export is in [`Metrics`]. A partial success does not say which spans it rejected: they
+/// count here, and as [`Loss::ExportFailed`].
+pub type ExportedByName = BTreeMap<String, u64>;
 
 /// The sending side, held by the ring-buffer reader. Dropping it starts the final flush.
 #[derive(Debug)]
@@ -167,21 +154,22 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 /// connection busy while the backend works, as a collector's exporters do.
 const MAX_IN_FLIGHT: usize = 4;
 
-/// Starts the export task on `queued`. It ends, returning its counts, once every
-/// [`SpanQueue`] is dropped and the queue is flushed (or the shutdown deadline passed).
+/// Starts the export task on `queued`, counting into `metrics` as it goes. It ends, returning
+/// the spans exported per name, once every [`SpanQueue`] is dropped and the queue is flushed
+/// (or the shutdown deadline passed).
 pub fn spawn_export<S: Sink>(
     exporter: S,
     queued: QueuedSpans,
     settings: ExportSettings,
     metrics: Arc<Metrics>,
-) -> JoinHandle<ExportStats> {
+) -> JoinHandle<ExportedByName> {
     let QueuedSpans { mut rx, closed_at } = queued;
     let shutdown = Shutdown {
         closed_at,
         timeout: settings.shutdown_timeout,
     };
     tokio::spawn(async move {
-        let mut stats = ExportStats::default();
+        let mut exported = ExportedByName::new();
         let failing = AtomicBool::new(false);
         let mut in_flight = FuturesUnordered::new();
         let mut filling = Filling {
@@ -203,7 +191,7 @@ pub fn spawn_export<S: Sink>(
                         .store(rx.len() as u64, Ordering::Relaxed);
                     if shutdown.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
                         // Too late to send: count what is left instead of encoding it.
-                        stats.dropped_at_shutdown += filling.spans.len() as u64;
+                        metrics.lost(Loss::ShutdownDeadline, filling.spans.len() as u64);
                         filling.clear();
                         continue;
                     }
@@ -211,22 +199,10 @@ pub fn spawn_export<S: Sink>(
                     filling.clear();
                     in_flight.push(send(&exporter, batch, shutdown.clone(), &failing));
                 }
-                Some(sent) = in_flight.next() => {
-                    stats.add(sent);
-                    metrics
-                        .spans_exported
-                        .store(stats.exported, Ordering::Relaxed);
-                    metrics.set_lost(Loss::ExportFailed, stats.failed);
-                    metrics
-                        .export_retries
-                        .store(stats.retries, Ordering::Relaxed);
-                }
+                Some(sent) = in_flight.next() => sent.count(&metrics, &mut exported),
             }
         }
-        stats.dropped_queue_full = metrics.lost_to(Loss::QueueFull);
-        metrics.set_lost(Loss::ExportFailed, stats.failed);
-        metrics.set_lost(Loss::ShutdownDeadline, stats.dropped_at_shutdown);
-        stats
+        exported
     })
 }
 
@@ -309,26 +285,32 @@ struct Sent {
     result: Result<u64, Unsent>,
 }
 
-impl ExportStats {
-    fn add(&mut self, sent: Sent) {
-        self.retries += sent.retries;
-        match sent.result {
+impl Sent {
+    /// Counts the request's spans as exported or lost, and its retries, into `metrics`; the
+    /// exported ones also per name.
+    fn count(self, metrics: &Metrics, by_name: &mut ExportedByName) {
+        metrics
+            .export_retries
+            .fetch_add(self.retries, Ordering::Relaxed);
+        match self.result {
             Ok(rejected) => {
-                self.exported += sent.spans - rejected;
-                self.failed += rejected;
-                for (name, count) in sent.names {
-                    match self.exported_by_name.get_mut(name.as_ref()) {
+                metrics
+                    .spans_exported
+                    .fetch_add(self.spans - rejected, Ordering::Relaxed);
+                metrics.lost(Loss::ExportFailed, rejected);
+                for (name, count) in self.names {
+                    match by_name.get_mut(name.as_ref()) {
                         Some(exported) => *exported += count,
                         None => {
-                            self.exported_by_name.insert(name.into_owned(), count);
+                            by_name.insert(name.into_owned(), count);
                         }
                     }
                 }
             }
-            Err(Unsent::Deadline) => self.dropped_at_shutdown += sent.spans,
+            Err(Unsent::Deadline) => metrics.lost(Loss::ShutdownDeadline, self.spans),
             Err(Unsent::Failed(error)) => {
-                self.failed += sent.spans;
-                tracing::warn!(%error, spans = sent.spans, "export failed; giving up on these spans");
+                metrics.lost(Loss::ExportFailed, self.spans);
+                tracing::warn!(%error, spans = self.spans, "export failed; giving up on these spans");
             }
         }
     }
@@ -545,13 +527,35 @@ mod tests {
         shutdown_timeout: Duration::from_secs(10),
     };
 
+    /// What the ledger says of an export.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct Counted {
+        exported: u64,
+        retries: u64,
+        failed: u64,
+        queue_full: u64,
+        shutdown_deadline: u64,
+    }
+
+    impl Counted {
+        fn of(metrics: &Metrics) -> Self {
+            Self {
+                exported: metrics.spans_exported.load(Ordering::Relaxed),
+                retries: metrics.export_retries.load(Ordering::Relaxed),
+                failed: metrics.lost_to(Loss::ExportFailed),
+                queue_full: metrics.lost_to(Loss::QueueFull),
+                shutdown_deadline: metrics.lost_to(Loss::ShutdownDeadline),
+            }
+        }
+    }
+
     /// Queues `spans` spans (in a queue of `settings.queue_size`), closes the queue, and
-    /// exports to `sink`: the counts, the metrics, and how long it took.
+    /// exports to `sink`: the spans exported per name, the counts, and how long it took.
     async fn export(
         sink: &Scripted,
         spans: usize,
         settings: ExportSettings,
-    ) -> (ExportStats, Arc<Metrics>, Duration) {
+    ) -> (ExportedByName, Counted, Duration) {
         let metrics = Arc::new(Metrics::default());
         let (queue, queued) = span_queue(settings.queue_size, Arc::clone(&metrics));
         for _ in 0..spans {
@@ -559,18 +563,23 @@ mod tests {
         }
         drop(queue);
         let started = Instant::now();
-        let stats = spawn_export(sink.clone(), queued, settings, Arc::clone(&metrics))
+        let exported = spawn_export(sink.clone(), queued, settings, Arc::clone(&metrics))
             .await
             .unwrap();
-        (stats, metrics, started.elapsed())
+        (exported, Counted::of(&metrics), started.elapsed())
     }
 
     #[tokio::test(start_paused = true)]
     async fn retries_with_doubling_backoff_until_accepted() {
         let unavailable = Answer::Status(503, None);
         let sink = Scripted::new(&[unavailable, unavailable, unavailable, Answer::Accept(0)]);
-        let (stats, _, _) = export(&sink, 5, SETTINGS).await;
-        assert_eq!((stats.exported, stats.failed, stats.retries), (5, 0, 3));
+        let (_, counted, _) = export(&sink, 5, SETTINGS).await;
+        let expected = Counted {
+            exported: 5,
+            retries: 3,
+            ..Counted::default()
+        };
+        assert_eq!(counted, expected);
         assert_eq!(
             sink.gaps(),
             [100, 200, 400].map(Duration::from_millis).to_vec()
@@ -583,26 +592,40 @@ mod tests {
             Answer::Status(429, Some(Duration::from_secs(2))),
             Answer::Accept(0),
         ]);
-        let (stats, _, _) = export(&sink, 1, SETTINGS).await;
-        assert_eq!((stats.exported, stats.retries), (1, 1));
+        let (_, counted, _) = export(&sink, 1, SETTINGS).await;
+        let expected = Counted {
+            exported: 1,
+            retries: 1,
+            ..Counted::default()
+        };
+        assert_eq!(counted, expected);
         assert_eq!(sink.gaps(), [Duration::from_secs(2)]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_refused_request_is_counted_failed_and_not_sent_again() {
         let sink = Scripted::new(&[Answer::Status(400, None)]);
-        let (stats, metrics, _) = export(&sink, 5, SETTINGS).await;
-        assert_eq!((stats.exported, stats.failed, stats.retries), (0, 5, 0));
+        let (exported, counted, _) = export(&sink, 5, SETTINGS).await;
+        let expected = Counted {
+            failed: 5,
+            ..Counted::default()
+        };
+        assert_eq!(counted, expected);
+        assert_eq!(exported, ExportedByName::new());
         assert_eq!(sink.attempts.lock().unwrap().len(), 1);
-        assert_eq!(metrics.lost_to(Loss::ExportFailed), 5);
     }
 
     #[tokio::test(start_paused = true)]
     async fn spans_rejected_in_an_accepted_request_are_failed() {
         let sink = Scripted::new(&[Answer::Accept(2)]);
-        let (stats, _, _) = export(&sink, 5, SETTINGS).await;
-        assert_eq!((stats.exported, stats.failed), (3, 2));
-        assert_eq!(stats.exported_by_name.get("f"), Some(&5));
+        let (exported, counted, _) = export(&sink, 5, SETTINGS).await;
+        let expected = Counted {
+            exported: 3,
+            failed: 2,
+            ..Counted::default()
+        };
+        assert_eq!(counted, expected);
+        assert_eq!(exported.get("f"), Some(&5));
     }
 
     /// A backend that stays down is retried until the shutdown deadline, not for the minute
@@ -614,10 +637,9 @@ mod tests {
             shutdown_timeout: Duration::from_secs(1),
             ..SETTINGS
         };
-        let (stats, metrics, took) = export(&sink, 5, settings).await;
-        assert_eq!((stats.exported, stats.dropped_at_shutdown), (0, 5));
+        let (_, counted, took) = export(&sink, 5, settings).await;
+        assert_eq!((counted.exported, counted.shutdown_deadline), (0, 5));
         assert!(took <= Duration::from_secs(1), "{took:?}");
-        assert_eq!(metrics.lost_to(Loss::ShutdownDeadline), 5);
     }
 
     #[tokio::test(start_paused = true)]
@@ -627,8 +649,13 @@ mod tests {
             queue_size: 2,
             ..SETTINGS
         };
-        let (stats, metrics, _) = export(&sink, 5, settings).await;
-        assert_eq!((stats.exported, stats.dropped_queue_full), (2, 3));
-        assert_eq!(metrics.lost_to(Loss::QueueFull), 3);
+        let (exported, counted, _) = export(&sink, 5, settings).await;
+        let expected = Counted {
+            exported: 2,
+            queue_full: 3,
+            ..Counted::default()
+        };
+        assert_eq!(counted, expected);
+        assert_eq!(exported.get("f"), Some(&2));
     }
 }

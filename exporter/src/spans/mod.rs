@@ -1,9 +1,8 @@
 //! From a completed call to a queued span: assembly ([`span`], [`ids`]), the process's
 //! resource ([`resource`]), stacks ([`stacks`]), `min_duration` holding ([`trace_buffer`]),
-//! the per-record stage ([`pipeline`]) and what it counts ([`summary`], [`losses`]).
+//! the per-record stage ([`pipeline`]) and the per-name table at exit ([`summary`]).
 
 pub mod ids;
-pub mod losses;
 pub mod pipeline;
 pub mod resource;
 pub mod span;

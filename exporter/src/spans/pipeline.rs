@@ -16,11 +16,11 @@ use spanprobe_common::{CallEnd, CallEvent};
 use crate::{
     events::decode::decode_event,
     export::{QueuedSpan, SpanQueue},
+    loss::Loss,
     metrics::Metrics,
     probe::capture::{CapturePlan, StackPlan},
     probe::elf::ElfInfo,
     probe::resolve::ProbedFunction,
-    spans::losses::Loss,
     spans::resource::Resources,
     spans::span::SpanAssembler,
     spans::stacks::{ProbedAt, Stacks},
@@ -29,19 +29,6 @@ use crate::{
 };
 
 const THREAD_NAME: Key = Key::from_static_str("thread.name");
-
-/// Counts of records that did not become spans, plus the total read.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PipelineStats {
-    pub events: u64,
-    pub undecodable: u64,
-    pub unknown_function: u64,
-    /// Spans dropped by `min_duration` (by design, not a loss).
-    pub below_min_duration: u64,
-    /// Events (`event: true` probes) dropped: past a span's limit (also counted on the span
-    /// as dropped events), or waiting for more open spans than are held.
-    pub dropped_events: u64,
-}
 
 /// Events one span keeps at most (OpenTelemetry's default span limit); later ones are
 /// counted as dropped on the span.
@@ -55,10 +42,9 @@ const MAX_HELD_SPANS: usize = 100_000;
 /// How long a trace is held for `min_duration` filtering at most, waiting for its root.
 const MAX_HOLD: Duration = Duration::from_secs(30);
 
-/// What the pipeline hands back when it is done.
+/// What the pipeline hands back when it is done (its counts are in [`Metrics`]).
 #[derive(Debug)]
 pub struct Finished {
-    pub stats: PipelineStats,
     pub summary: Summary,
     /// Per function id: whether a call of it arrived.
     pub called: Vec<bool>,
@@ -73,7 +59,6 @@ pub struct Pipeline {
     /// executable of exited processes.
     programs: Vec<Option<PathBuf>>,
     queue: SpanQueue,
-    stats: PipelineStats,
     /// `min_duration` of each function id.
     min_durations: Vec<Option<Duration>>,
     /// Present when some function has a `min_duration`.
@@ -84,6 +69,7 @@ pub struct Pipeline {
     summary: Summary,
     /// Per function id: whether a call of it arrived.
     called: Vec<bool>,
+    /// Where every record, and every record that did not become a span, is counted.
     metrics: Arc<Metrics>,
     /// Events of spans still open, by the span's (pid, stack, entry time): the span's record
     /// comes after them, when it ends.
@@ -145,7 +131,6 @@ impl Pipeline {
             resources,
             programs: programs(functions),
             queue,
-            stats: PipelineStats::default(),
             min_durations,
             held,
             stack_sources,
@@ -160,7 +145,6 @@ impl Pipeline {
     /// Holds the event `event` carries for its span, which is still open.
     fn hold_event(&mut self, event: &CallEvent, data: &[u8]) {
         let Ok(span_event) = self.assembler.event(event, data) else {
-            self.stats.unknown_function += 1;
             self.metrics.lost(Loss::UnknownFunction, 1);
             return;
         };
@@ -168,7 +152,7 @@ impl Pipeline {
         if !self.open_span_events.contains_key(&key)
             && self.open_span_events.len() >= MAX_SPANS_WITH_EVENTS
         {
-            self.stats.dropped_events += 1;
+            self.metrics.dropped_events.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let events = self.open_span_events.entry(key).or_default();
@@ -176,17 +160,15 @@ impl Pipeline {
             events.events.push(span_event);
         } else {
             events.dropped_count += 1;
-            self.stats.dropped_events += 1;
+            self.metrics.dropped_events.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn handle(&mut self, record: &[u8]) {
-        self.stats.events += 1;
         self.metrics.events_read.fetch_add(1, Ordering::Relaxed);
         let (event, data) = match decode_event(record) {
             Ok(decoded) => decoded,
             Err(error) => {
-                self.stats.undecodable += 1;
                 self.metrics.lost(Loss::Undecodable, 1);
                 tracing::debug!(%error, "dropping record");
                 return;
@@ -197,7 +179,6 @@ impl Pipeline {
 
     /// A call that userspace ended for the kernel side ([`crate::events::orphans`]).
     pub fn handle_ended(&mut self, event: &CallEvent) {
-        self.stats.events += 1;
         self.metrics.events_read.fetch_add(1, Ordering::Relaxed);
         self.handle_event(event, &[]);
     }
@@ -211,7 +192,6 @@ impl Pipeline {
         let span = match self.assembler.assemble(event, data) {
             Ok(span) => span,
             Err(error) => {
-                self.stats.unknown_function += 1;
                 self.metrics.lost(Loss::UnknownFunction, 1);
                 tracing::debug!(%error, "dropping event");
                 return;
@@ -278,21 +258,26 @@ impl Pipeline {
                 for (span, resource) in held.push(span, self.min_durations[id], resource) {
                     self.queue.push(QueuedSpan::new(resource, span));
                 }
+                // The buffer counts what it drops; copied so that the ledger is current.
+                self.metrics
+                    .below_min_duration
+                    .store(held.dropped, Ordering::Relaxed);
             }
         }
     }
 
     /// Sends what is still held, closes the queue (the export task then flushes and ends) and
-    /// returns the counts, the per-name summary and which functions were called.
+    /// returns the per-name summary and which functions were called.
     pub fn finish(mut self) -> Finished {
         if let Some(held) = &mut self.held {
             for (span, resource) in held.drain() {
                 self.queue.push(QueuedSpan::new(resource, span));
             }
-            self.stats.below_min_duration = held.dropped;
+            self.metrics
+                .below_min_duration
+                .store(held.dropped, Ordering::Relaxed);
         }
         Finished {
-            stats: self.stats,
             summary: self.summary,
             called: self.called,
         }
