@@ -27,6 +27,7 @@ fn names(spans: &[ReceivedSpan]) -> Vec<&str> {
 /// run ends promptly after the command (perf-event uprobes took a minute here).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let config = s.write(&s.config(SQLITE, symbols(&[SQLITE_API])));
     let check = support::spanprobe_with(&["check", "--config", config.to_str().unwrap()]).await;
@@ -86,6 +87,7 @@ async fn a_glob_over_a_real_library_attaches_and_detaches_at_once() {
 /// it saw.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let sidecar = s.sidecar(&s.config(SQLITE, symbols(&[SQLITE_API]))).await;
     let mut pids = Vec::new();
@@ -121,6 +123,7 @@ async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
 /// spans, nested the same way, one perf event per function and program.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_perf_event_fallback_traces_the_same() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let config = s.write(&s.config(&calls, symbols(&["outer", "middle", "inner"])));
     let mut cmd = tokio::process::Command::new(support::spanprobe());
@@ -161,6 +164,7 @@ async fn the_perf_event_fallback_traces_the_same() {
 /// entries first, calls that entered between the two got frames that never popped).
 #[tokio::test(flavor = "multi_thread")]
 async fn attaching_to_a_busy_process_makes_no_false_unwound_spans() {
+    support::needs_root!();
     let (mut s, calls) = Scenario::with_calls("calls-busy", &[]).await;
     // One thread calling work() -> inner() as fast as it can for 30 s.
     let mut busy = tokio::process::Command::new(&calls)
@@ -226,6 +230,7 @@ async fn forker(path: &std::path::Path) -> (i32, tokio::process::Child) {
 /// postmaster's backends), not the other processes running the same binary.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pid_target_follows_the_processes_it_forks() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let program = s.c_program("forker");
     let (pid, mut traced) = forker(&program).await;

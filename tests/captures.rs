@@ -12,6 +12,7 @@ use support::scenario::{Scenario, assert_exit, named};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_capture_type_arrives_with_its_value() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let examples = support::repo_root().join("examples/captures");
     let binary = support::compile_c(&examples.join("captures.c"), s.path(), "captures", &[]);
@@ -96,6 +97,7 @@ fn in_order<'a>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn buffers_the_call_fills_are_read_when_it_returns() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let outputs = s.c_program("outputs");
     let data = |index: u8, extra: serde_json::Value| {
@@ -170,6 +172,7 @@ async fn a_count_from_a_return_of_unknown_type_is_refused() {
 /// example: the request as curl handed it to OpenSSL, and the response as OpenSSL decrypted it.
 #[tokio::test(flavor = "multi_thread")]
 async fn sslsniff_example_shows_a_real_exchange_in_plaintext() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let dir = s.path();
     let made = std::process::Command::new("openssl")

@@ -28,8 +28,13 @@ async fn setpriv<S: AsRef<OsStr>>(privileges: &[String], args: &[S]) -> std::pro
         .expect("setpriv runs")
 }
 
-/// Runs spanprobe as `nobody`, with no capabilities.
+/// Runs spanprobe as `nobody`, with no capabilities; as it is, when the tests do not run as
+/// root (they are unprivileged already, and only root can become `nobody`).
 async fn unprivileged(args: &[&str]) -> std::process::Output {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return support::spanprobe_with(args).await;
+    }
     let nobody = [
         "--reuid=nobody",
         "--regid=nogroup",
@@ -41,6 +46,7 @@ async fn unprivileged(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn check_shows_what_would_be_attached_without_root() {
+    support::needs_root!("it runs check as nobody and as root");
     let dir = Workdir::new();
     open_up(dir.path());
     let demo = dir.demo();
@@ -290,6 +296,7 @@ async fn a_missing_command_is_found_before_attaching() {
 /// `-o` file of the previous capture as it was, and creates none that was not there.
 #[tokio::test]
 async fn a_run_that_fails_to_start_keeps_the_previous_capture() {
+    support::needs_root!();
     let dir = Workdir::new();
     let demo = dir.demo();
     let config = dir.write(&json!({ "probes": [probe("demo", symbols(&["inner"]))] }));
@@ -330,6 +337,7 @@ async fn a_run_that_fails_to_start_keeps_the_previous_capture() {
 /// never loads the probed library.
 #[tokio::test]
 async fn probes_that_saw_no_call_are_named_at_exit() {
+    support::needs_root!();
     let dir = Workdir::new();
     let config = json!({ "probes": [probe("libsqlite3.so.0", symbols(&["sqlite3_open*"]))] });
     let output = dir.run(&config, &["true"]).await;
@@ -490,6 +498,7 @@ async fn with_capabilities(
 /// perf-event fallback needs CAP_SYS_ADMIN as well, and says so.
 #[tokio::test]
 async fn runs_with_only_the_capabilities_it_lists() {
+    support::needs_root!("it runs spanprobe with chosen capabilities");
     let dir = Workdir::new();
     let demo = dir.demo();
     let config = dir.write(&json!({ "probes": [probe("demo", symbols(&["inner"]))] }));

@@ -46,6 +46,7 @@ async fn trace(env: &[(&str, &str)]) -> (std::process::Output, Vec<ReceivedSpan>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_traceparent_argument_joins_the_callers_trace() {
+    support::needs_root!();
     let (output, spans) = trace(&[]).await;
     let ids = by_id(&spans);
     // The unsampled call (n = 2) sends nothing, nor does its callee.
@@ -94,6 +95,7 @@ async fn a_traceparent_argument_joins_the_callers_trace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn samplers_from_the_environment_decide_as_opentelemetry_does() {
+    support::needs_root!();
     // parentbased_always_off: the sampled parent's call is kept, new roots are not.
     let (_, spans) = trace(&[("OTEL_TRACES_SAMPLER", "parentbased_always_off")]).await;
     assert_eq!(
@@ -125,6 +127,7 @@ async fn samplers_from_the_environment_decide_as_opentelemetry_does() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_applications_trace_is_joined_by_the_library_it_calls() {
+    support::needs_root!();
     // The Python SDK is installed by scripts/setup.sh, which the test command runs first.
     let python = support::repo_root().join("target/otel-python/bin/python");
     assert!(

@@ -89,6 +89,7 @@ fn stdout_of(output: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_static_function_of_a_stripped_binary_is_probed_through_its_debug_link() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = stripped_program(s.path(), true);
     let path = binary.to_str().unwrap();
@@ -166,6 +167,7 @@ async fn a_missing_debug_file_is_hinted_at_before_closest_names() {
 /// spans carry what it read.
 #[tokio::test(flavor = "multi_thread")]
 async fn debian_s_python_debug_file_gives_types_and_member_paths() {
+    support::needs_root!();
     assert!(
         Path::new(PYTHON_DEBUG).is_file(),
         "{PYTHON_DEBUG} is missing: install python3.11-dbg (scripts/setup.sh does)"
@@ -227,6 +229,7 @@ async fn libc_s_debug_file_adds_functions_named_by_their_public_alias() {
 /// looked.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_config_names_a_program_in_path() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let bin = s.path().join("bin");
     std::fs::create_dir(&bin).unwrap();

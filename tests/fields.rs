@@ -84,6 +84,7 @@ fn check_values(calls: &[ReceivedSpan]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn members_by_path_from_dwarf() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = fields_program(s.path());
     let calls = handled(
@@ -110,6 +111,7 @@ fn kinds(calls: &[ReceivedSpan]) -> [Option<i64>; 2] {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn members_by_offsets_without_debug_info() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = without_debug_info(&fields_program(s.path()));
     let calls = handled(
@@ -171,6 +173,7 @@ async fn a_wrong_path_names_the_step_and_what_is_there() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_objects_type_names_through_two_pointers() {
+    support::needs_root!();
     // Debian's debug build of CPython (installed by scripts/setup.sh), a program no one here
     // wrote: PyObject_GetAttr(PyObject *v, PyObject *name), each object's type name at
     // v->ob_type->tp_name.
@@ -206,6 +209,7 @@ async fn python_objects_type_names_through_two_pointers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn types_are_inferred_from_dwarf() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = fields_program(s.path());
     let by_path = |name: &str, path: &str| json!({ "index": 0, "name": name, "path": path });
@@ -244,6 +248,7 @@ async fn types_are_inferred_from_dwarf() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cpp_members_through_this_and_a_reference_and_rust_fields() {
+    support::needs_root!();
     let s = Scenario::start().await;
     // C++: `this` is the first slot; `->side` is Square's member.
     let shapes = s.shapes();
@@ -295,6 +300,7 @@ async fn cpp_members_through_this_and_a_reference_and_rust_fields() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn return_values_by_path_and_by_offsets() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = fields_program(s.path());
     // `lookup` returns a pointer to a struct or NULL; `make_reply` a struct in memory, whose
@@ -394,6 +400,7 @@ async fn refused_paths_say_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn init_offers_members_that_trace_as_written() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = fields_program(s.path());
     let init =

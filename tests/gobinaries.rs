@@ -130,6 +130,7 @@ async fn stripped_cgo_builds_name_their_go_functions_where_the_symbol_table_does
 /// pointer method is its own type's only.
 #[tokio::test(flavor = "multi_thread")]
 async fn stripped_cgo_builds_are_traced_by_their_go_names() {
+    support::needs_root!();
     for (name, flags) in BUILDS {
         // A receiver each: the spans of one build only.
         let s = Scenario::start().await;
@@ -197,6 +198,7 @@ async fn a_name_that_exists_is_exact_and_glob_makes_a_glob() {
 /// `.gopclntab`, C's `main` by `.dynsym`, and each is traced by its Go names.
 #[tokio::test(flavor = "multi_thread")]
 async fn debian_s_stripped_cgo_programs_are_traced_by_their_go_names() {
+    support::needs_root!();
     let s = Scenario::start().await;
     for (program, function, command) in [
         (

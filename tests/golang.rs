@@ -21,6 +21,7 @@ fn go_program(dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn arguments_by_position_under_the_register_abi() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = go_program(s.path());
     let functions = json!([
@@ -132,6 +133,7 @@ async fn what_go_passes_elsewhere_is_refused_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn init_writes_go_arguments_that_trace_as_written() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = go_program(s.path());
     let init = support::spanprobe_with(&["init", binary.to_str().unwrap(), "main.*"]).await;
@@ -195,6 +197,7 @@ fn parent_of<'a>(span: &ReceivedSpan, spans: &'a [ReceivedSpan]) -> Option<&'a R
 /// the program prints and exits as it does untraced.
 #[tokio::test(flavor = "multi_thread")]
 async fn go_calls_end_at_their_returns_on_their_goroutine() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = go_build(s.path(), "gocalls", "gocalls");
     let text = json!({ "index": 0, "name": "text", "type": "str" });
@@ -433,6 +436,7 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
 /// files concurrently). The program's output and exit status are its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stripped_go_program_is_probed_by_the_names_its_runtime_keeps() {
+    support::needs_root!();
     const GOFMT: &str = "/usr/lib/go-1.19/bin/gofmt";
     let s = Scenario::start().await;
     let symbols = support::spanprobe_with(&["symbols", GOFMT, "main.process*"]).await;
@@ -498,6 +502,7 @@ async fn a_stripped_go_program_is_probed_by_the_names_its_runtime_keeps() {
 /// and probed as C (System V arguments, a uretprobe on the thread's stack), its Go ones as Go.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_c_functions_of_a_cgo_program_are_probed_as_c() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = go_build(s.path(), "cgo", "cgoapp");
     let functions = json!([
@@ -560,6 +565,7 @@ async fn the_c_functions_of_a_cgo_program_are_probed_as_c() {
 /// same time; every span's parent is in its own process, and none is cut short.
 #[tokio::test(flavor = "multi_thread")]
 async fn goroutines_of_two_processes_keep_their_own_stacks() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = go_build(s.path(), "gocalls", "gocalls");
     let n = json!({ "index": 0, "name": "n", "type": "i64" });

@@ -32,6 +32,7 @@ fn one<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
 /// dictionary in RAX.
 #[tokio::test(flavor = "multi_thread")]
 async fn generic_functions_are_read_after_their_dictionary() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = gotypes(s.path());
     let (str_arg, int_arg) = (
@@ -88,6 +89,7 @@ async fn generic_functions_are_read_after_their_dictionary() {
 /// length; an interface by its data word, followed to its value's field.
 #[tokio::test(flavor = "multi_thread")]
 async fn struct_fields_by_value_and_interfaces_by_their_data() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = gotypes(s.path());
     let functions = json!([

@@ -63,6 +63,7 @@ async fn the_service_is_named_as_the_user_named_the_program() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pointer_and_the_size_after_it_are_one_value() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.c_program("buffers");
     let functions = [
@@ -119,6 +120,7 @@ async fn usdt_init(binary: &Path, patterns: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_that_fire_on_every_line_are_written_commented_out() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.c_program("busy_usdt");
     let output = usdt_init(&binary, &[]).await;

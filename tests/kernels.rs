@@ -114,6 +114,7 @@ use usdt::{usdt_with_semaphores, usdt_without_semaphores};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_machine_runs_host_programs_and_spanprobe_and_reaches_a_receiver() {
+    support::needs_root!();
     let dir = Workdir::new();
     vm::run_matrix(&harness::cases(&dir).await).await;
 }
@@ -121,6 +122,7 @@ async fn every_machine_runs_host_programs_and_spanprobe_and_reaches_a_receiver()
 /// Issue #29's scenarios, each checked exactly on every machine, in one boot per kernel.
 #[tokio::test(flavor = "multi_thread")]
 async fn real_scenarios_trace_the_same_on_every_kernel() {
+    support::needs_root!();
     let dir = Workdir::new();
     let calls = dir.calls("calls", &[]);
     let mut cases = vec![

@@ -16,6 +16,7 @@ async fn checked(s: &Scenario, config: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entry_that_names_a_function_wins_over_a_glob_that_matches_it() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let program = s.c_program("matching");
     let functions = json!([
@@ -51,6 +52,7 @@ async fn an_entry_that_names_a_function_wins_over_a_glob_that_matches_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exclude_leaves_names_out_of_a_glob() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let program = s.c_program("matching");
     let config = s.config(
@@ -86,6 +88,7 @@ async fn exclude_leaves_names_out_of_a_glob() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_function_the_kernel_cannot_probe_is_left_out_of_a_glob_and_refused_by_name() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let program = s.c_program("matching");
     let glob = s.config(&program, json!([{ "symbol": "spin_*" }]));
@@ -144,6 +147,7 @@ async fn an_address_inside_an_instruction_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_usdt_span_ends_at_whichever_until_probe_fires() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let program = s.c_program("matching");
     let config = json!({

@@ -239,6 +239,7 @@ fn one<'a>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn paths_read_every_rank_and_through_references() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = arrays_c(s.path());
     let at = |index: u8, name: &str, path: &str| -> Value {

@@ -42,6 +42,7 @@ fn all_returned<'a>(spans: impl IntoIterator<Item = &'a ReceivedSpan>) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn threads_keep_their_own_trees() {
+    support::needs_root!();
     let (_, spans) = trace_calls(chain(&[]), &["threads", "4"]).await;
     assert_eq!(spans.len(), 4 * 20 * 3);
     let ids = by_id(&spans);
@@ -69,6 +70,7 @@ async fn threads_keep_their_own_trees() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recursion_past_the_depth_bound_is_counted_and_harmless() {
+    support::needs_root!();
     let recurse =
         json!({ "symbol": "recurse", "args": [{ "index": 0, "name": "depth", "type": "i64" }] });
     let (output, spans) = trace_calls(chain(&[recurse]), &["recurse", "40"]).await;
@@ -97,6 +99,7 @@ async fn recursion_past_the_depth_bound_is_counted_and_harmless() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_inside_a_call_ends_its_spans_as_errors() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let functions = chain(&[
         json!({ "symbol": "about_to_exit", "return": { "type": "i32" } }),
@@ -127,6 +130,7 @@ async fn exit_inside_a_call_ends_its_spans_as_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pthread_exit_inside_a_call_and_calls_after_it() {
+    support::needs_root!();
     let functions = chain(&[json!({ "symbol": "thread_exit_now" })]);
     let (_, spans) = trace_calls(functions, &["thread-exit"]).await;
     assert_eq!(spans.len(), 4);
@@ -145,6 +149,7 @@ async fn pthread_exit_inside_a_call_and_calls_after_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn longjmp_out_of_calls_ends_them_as_unwound() {
+    support::needs_root!();
     let functions = json!([
         { "symbol": "jump_from_here" },
         { "symbol": "jump_back" },
@@ -169,6 +174,7 @@ async fn longjmp_out_of_calls_ends_them_as_unwound() {
 /// terminates the program. The calls it was in are still exported, ended at the exit.
 #[tokio::test(flavor = "multi_thread")]
 async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.shapes();
     let functions = json!([
@@ -197,6 +203,7 @@ async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rust_names_are_demangled_without_the_hash() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.rusty(false);
     let functions = json!([{
@@ -237,6 +244,7 @@ async fn rust_names_are_demangled_without_the_hash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rust_str_and_byte_slice_are_each_one_value_counted_by_their_length() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.rusty(true);
     // `init` offers each slice as one value whose length is its second slot.
@@ -285,6 +293,7 @@ async fn a_rust_str_and_byte_slice_are_each_one_value_counted_by_their_length() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_buffer_counted_by_another_argument_is_read_to_its_count() {
+    support::needs_root!();
     // libc's write(fd, buf, count), called by a program no one here wrote.
     let s = Scenario::start().await;
     let functions = json!([{
@@ -308,6 +317,7 @@ async fn a_buffer_counted_by_another_argument_is_read_to_its_count() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pie_non_pie_and_stripped_binaries() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let pie = s.calls("pie", &["-fPIE", "-pie"]);
     let non_pie = s.calls("nonpie", &["-fno-PIE", "-no-pie"]);
@@ -393,6 +403,7 @@ async fn symbol_address(binary: &Path, function: &str) -> u64 {
 /// (fork and exec), and a fork that calls at once without exec.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_s_children_are_traced_from_their_first_call() {
+    support::needs_root!();
     let (mut s, calls) = Scenario::with_calls("calls-children", &[]).await;
 
     let script = format!("{} threads 1; true", calls.display());
@@ -433,6 +444,7 @@ async fn a_command_s_children_are_traced_from_their_first_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_libraries_ours_by_path_and_libc_by_name() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let (library, user) = s.greet();
     let functions = json!([{
@@ -503,6 +515,7 @@ fn ticks() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_of_the_binary_each_with_its_own_resource() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls-many", &[]).await;
     let tracer = s.sidecar(&s.config(&calls, ticks())).await;
     // Two processes started after spanprobe, not by it, living long enough (60 ms) for their
@@ -555,6 +568,7 @@ fn serve(calls: &Path, stdout: Stdio) -> tokio::process::Child {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn attaching_to_an_already_running_process_by_pid() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls-serve", &[]).await;
     let mut server = serve(&calls, Stdio::piped());
     let mut first = String::new();
@@ -618,6 +632,7 @@ async fn attaching_to_an_already_running_process_by_pid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sampling_keeps_or_drops_whole_traces() {
+    support::needs_root!();
     let functions = json!([
         {
             "symbol": "outer",
@@ -645,6 +660,7 @@ async fn sampling_keeps_or_drops_whole_traces() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lower_depth_limit_is_honoured() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let functions =
         json!([{ "symbol": "recurse", "args": [{ "index": 0, "name": "depth", "type": "i64" }] }]);
@@ -667,6 +683,7 @@ async fn a_lower_depth_limit_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn go_functions_get_entry_only_spans() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.fake_go();
     let config = s.config(&binary, symbols(&["handler"]));
@@ -702,6 +719,7 @@ async fn trace_init_config(
 /// `init`'s config carry exactly what the program received.
 #[tokio::test(flavor = "multi_thread")]
 async fn init_places_arguments_by_the_calling_convention() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let abi = support::compile_c(&support::programs().join("abi.c"), s.path(), "abi", &[]);
     let init =
@@ -750,6 +768,7 @@ async fn init_places_arguments_by_the_calling_convention() {
 /// parameter, and the method's own arguments follow.
 #[tokio::test(flavor = "multi_thread")]
 async fn init_counts_cpp_this_as_the_first_slot() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.shapes();
     let init = support::spanprobe_with(&["init", binary.to_str().unwrap(), "*scaled"]).await;
@@ -780,6 +799,7 @@ fn without_pid(output: &Output) -> String {
 /// out, and a program probed by `init`'s whole config runs as without spanprobe.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_entry_point_gets_no_return_probe() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let demo = s.demo();
     let unprobed = std::process::Command::new(&demo).arg("2").output().unwrap();
@@ -817,6 +837,7 @@ async fn the_entry_point_gets_no_return_probe() {
 /// without spanprobe, and its standard output (gzip's compressed data) holds no span line.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_system_program_probed_at_its_entry_runs_unharmed() {
+    support::needs_root!();
     use object::{Object as _, ObjectSegment as _};
     let gzip = Path::new("/usr/bin/gzip");
     let data = std::fs::read(gzip).unwrap();
@@ -852,6 +873,7 @@ async fn a_system_program_probed_at_its_entry_runs_unharmed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn min_duration_drops_short_spans_with_their_children() {
+    support::needs_root!();
     // Every call takes microseconds: an hour's minimum on outer drops its whole tree, inner's
     // own zero minimum notwithstanding; recurse's zero minimum keeps all of it.
     let functions = json!([
@@ -878,6 +900,7 @@ fn x_and_return(symbol: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tail_calls_between_probed_functions_pair_up() {
+    support::needs_root!();
     let functions = chain(&[x_and_return("tail_outer"), x_and_return("tail_inner")]);
     let (output, spans) = trace_calls(functions, &["tailcall"]).await;
     assert!(all_returned(&spans), "no call is taken for unwound");
@@ -909,6 +932,7 @@ async fn tail_calls_between_probed_functions_pair_up() {
 /// just past it, see the same registers and stack, and every value comes out the same.
 #[tokio::test(flavor = "multi_thread")]
 async fn functions_starting_with_endbr64_are_probed_past_it() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls-cet", &["-fcf-protection=full"]).await;
     let mut inner = x_and_return("inner");
     inner["stack"] = json!(true);
@@ -1008,6 +1032,7 @@ fn assert_exported_after_retries(stderr: &str, n: u64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overload_losses_are_counted_to_the_last_call() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
     // A 4 KiB ring holds a few dozen events: most of 20000 calls cannot be delivered.
     let functions = json!([{
@@ -1050,6 +1075,7 @@ async fn overload_losses_are_counted_to_the_last_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_outage_is_ridden_out_and_accounted_for() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let (grpc_port, http_port) = s.receiver.ports();
     let calls = s.calls("calls-outage", &[]);
@@ -1140,6 +1166,7 @@ fn transport(protocol: &str) -> support::receiver::Protocol {
 /// compresses the requests, on both transports.
 #[tokio::test(flavor = "multi_thread")]
 async fn headers_and_gzip_reach_the_backend() {
+    support::needs_root!();
     on_each_transport("calls-headers", async |s, calls, protocol| {
         let mut config = config_over(s, calls, protocol, ONE_REQUEST);
         let otlp = &mut config["exporter"]["otlp"];
@@ -1173,6 +1200,7 @@ async fn headers_and_gzip_reach_the_backend() {
 /// specification's rule): the spans are counted as failed at once, with the reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_request_is_not_retried_and_its_spans_are_counted() {
+    support::needs_root!();
     on_each_transport("calls-refused", async |s, calls, protocol| {
         s.receiver.answer(Answer::Refuse);
         let config = config_over(s, calls, protocol, ONE_REQUEST);
@@ -1203,6 +1231,7 @@ async fn a_refused_request_is_not_retried_and_its_spans_are_counted() {
 /// asked again until it takes the spans.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
+    support::needs_root!();
     on_each_transport("calls-unavailable", async |s, calls, protocol| {
         let receiver = &s.receiver;
         receiver.answer(Answer::Unavailable);
@@ -1237,6 +1266,7 @@ async fn an_unavailable_backend_is_asked_again_until_it_accepts() {
 /// flight at once, and no more than that.
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_to_a_slow_backend_overlap() {
+    support::needs_root!();
     on_each_transport("calls-slow-backend", async |s, calls, protocol| {
         s.receiver.answer_after(Duration::from_millis(300));
         let mut config = config_over(s, calls, protocol, "1ms");
@@ -1257,6 +1287,7 @@ async fn requests_to_a_slow_backend_overlap() {
 /// rejected are counted as lost, not as exported.
 #[tokio::test(flavor = "multi_thread")]
 async fn spans_a_backend_rejects_in_an_accepted_request_are_counted() {
+    support::needs_root!();
     on_each_transport("calls-partial", async |s, calls, protocol| {
         s.receiver.answer(Answer::PartiallyAccept {
             rejected: 3,
@@ -1307,6 +1338,7 @@ async fn scrape(address: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_served_in_prometheus_text() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls-metrics", &[]).await;
     // A free port: bind, note it, let go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1353,6 +1385,7 @@ async fn metrics_are_served_in_prometheus_text() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_in_progress_at_shutdown_are_reported() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls-slow", &[]).await;
     let tracer = s.sidecar(&s.config(&calls, symbols(&["slow"]))).await;
     let mut sleeper = tokio::process::Command::new(&calls)

@@ -68,6 +68,7 @@ fn add() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_spans_arrive_over_otlp_grpc() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let demo = s.demo();
     let config = demo_config(&s, &demo, "grpc");
@@ -214,6 +215,7 @@ async fn demo_spans_arrive_over_otlp_grpc() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_spans_arrive_over_otlp_http() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let demo = s.demo();
     let config = demo_config(&s, &demo, "http/protobuf");
@@ -234,6 +236,7 @@ async fn demo_spans_arrive_over_otlp_http() {
 /// command's output; `file:` or `-o FILE` send the lines to a file instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn stdout_exporter_prints_one_line_per_span_apart_from_the_command_s_output() {
+    support::needs_root!();
     let dir = Workdir::new();
     let demo = dir.demo();
     let mut config = json!({ "probes": [probe(&demo, json!([add()]))] });
@@ -294,6 +297,7 @@ fn inner_of_demo(dir: &Workdir) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exits_with_the_commands_status() {
+    support::needs_root!();
     let dir = Workdir::new();
     let config = inner_of_demo(&dir);
     let output = support::run(&config, &["sh", "-c", "exit 7"]).await;
@@ -340,6 +344,7 @@ fn interrupt(child: &Child) {
 /// command counts the SIGINTs it gets and exits with that count after the first.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
+    support::needs_root!();
     let dir = Workdir::new();
     let config = inner_of_demo(&dir);
     let script = "n=0; trap 'n=$((n+1))' INT; echo ready; \
@@ -367,6 +372,7 @@ async fn a_signal_sent_to_spanprobe_reaches_the_command_once() {
 /// cleanly once they are, with the summary: it does not kill spanprobe halfway.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_during_start_up_ends_the_run_cleanly() {
+    support::needs_root!();
     let dir = Workdir::new();
     let config = inner_of_demo(&dir);
     let config = config.to_str().unwrap();

@@ -41,6 +41,7 @@ fn assert_frame(frame: &str, function: &str, file: &str, line: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_chain_has_exact_frames_and_no_trampolines() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let functions = json!([
         { "symbol": "outer" },
@@ -81,6 +82,7 @@ async fn nested_chain_has_exact_frames_and_no_trampolines() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_process_that_exited_before_export_still_gets_its_frames() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let demo = s.demo();
     let functions = json!([{ "symbol": "middle" }, { "symbol": "inner", "stack": true }]);
@@ -99,6 +101,7 @@ async fn a_process_that_exited_before_export_still_gets_its_frames() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_library_frames_and_their_caller() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let (library, user) = s.greet();
     let config = s.config(&library, json!([{ "symbol": "greet_len", "stack": true }]));
@@ -115,6 +118,7 @@ async fn shared_library_frames_and_their_caller() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cpp_frames_are_demangled() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.shapes();
     let config = s.config(
@@ -134,6 +138,7 @@ async fn cpp_frames_are_demangled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stacks_without_frame_pointers_are_marked_truncated() {
+    support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls", &["-fomit-frame-pointer"]).await;
     let config = s.config(&calls, json!([{ "symbol": "inner", "stack": true }]));
     let (_, spans) = s

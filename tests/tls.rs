@@ -74,16 +74,19 @@ async fn spans_arrive_trusting_the_ca_file(protocol: Protocol) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_over_tls_with_a_ca_file() {
+    support::needs_root!();
     spans_arrive_trusting_the_ca_file(Protocol::Grpc).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_over_tls_with_a_ca_file() {
+    support::needs_root!();
     spans_arrive_trusting_the_ca_file(Protocol::Http).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn insecure_skip_verify_accepts_any_certificate() {
+    support::needs_root!();
     let s = Scenario::start_tls(&ServerIdentity::self_signed()).await;
     let tls = json!({ "insecure_skip_verify": true });
     let (status, stderr) = trace_demo(&s, Protocol::Grpc, Some(tls)).await;
@@ -99,6 +102,7 @@ async fn insecure_skip_verify_accepts_any_certificate() {
 /// is delivered, and the loss is reported rather than silent.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_certificate_is_refused_and_reported() {
+    support::needs_root!();
     let s = Scenario::start_tls(&ServerIdentity::self_signed()).await;
     let (status, stderr) = trace_demo(&s, Protocol::Http, None).await;
     assert_eq!(status, 0, "the traced command's status: {stderr}");

@@ -22,6 +22,7 @@ fn usdt_config(s: &Scenario, binary: &Path, usdt: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn start_until_pairs_point_probes_and_a_semaphore() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.c_program("usdt");
     let (output, spans) = s
@@ -106,6 +107,7 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pair_past_the_depth_limit_leaves_the_spans_around_it_whole() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.c_program("usdt");
     let mut config = usdt_config(&s, &binary, usdt::probes());
@@ -124,6 +126,7 @@ async fn a_pair_past_the_depth_limit_leaves_the_spans_around_it_whole() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_of_open_spans_and_names_from_arguments() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.c_program("usdt");
     let usdt = json!([
@@ -157,6 +160,7 @@ async fn events_of_open_spans_and_names_from_arguments() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cpp_exception_is_an_event_of_the_span_it_is_thrown_in() {
+    support::needs_root!();
     // libstdc++'s own `throw` probe, fired inside std::stoi, which the probed function calls
     // and whose exception it catches.
     let s = Scenario::start().await;
@@ -240,6 +244,7 @@ async fn check_and_symbols_show_sites_operands_and_semaphores() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn init_writes_a_usdt_section_that_traces_as_written() {
+    support::needs_root!();
     let s = Scenario::start().await;
     let binary = s.c_program("usdt");
     let init =
@@ -402,6 +407,7 @@ impl Postgres {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgresql_queries_with_their_parse_plan_and_execute() {
+    support::needs_root!();
     let s = Scenario::start().await;
     // The bundled example, exporting to the test's receiver.
     let example =

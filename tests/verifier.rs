@@ -103,6 +103,7 @@ fn loaded(output: &ScriptOutput, machine: &Machine, mode: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up_front() {
+    support::needs_root!();
     let dir = Workdir::new();
     let (config, files) = every_program(&dir);
     let usdt = dir.c_program("usdt");

@@ -4,9 +4,16 @@
 
 pub mod context;
 pub mod receiver;
+pub mod root;
 pub mod scenario;
 pub mod usdt;
 pub mod vm;
+
+#[allow(
+    unused_imports,
+    reason = "a test binary whose tests all run without root uses it not"
+)]
+pub(crate) use root::needs_root;
 
 use std::{
     path::{Path, PathBuf},
