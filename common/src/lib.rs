@@ -42,6 +42,74 @@ pub const MAX_STACK_FRAMES: usize = 64;
 /// produce no span; the calls around them are unaffected.
 pub const MAX_DEPTH: usize = 32;
 
+/// The eBPF programs, by the names the object gives them (their functions'): a contract between
+/// the two sides, checked against the embedded object by a unit test of the exporter. Each
+/// uprobe program comes as a pair: its `uprobe.multi` variant, then its perf-event one.
+pub mod programs {
+    /// The uretprobe of every function with a return probe.
+    pub const RETURN: [&str; 2] = ["spanprobe_return", "spanprobe_return_perf"];
+    /// Go `RET` sites and the Go runtime's helpers.
+    pub const GO: [&str; 2] = ["spanprobe_go", "spanprobe_go_perf"];
+    /// The entry of functions that read no memory and keep no record.
+    pub const ENTRY: [&str; 2] = ["spanprobe_entry", "spanprobe_entry_perf"];
+    /// The entry of functions that read memory or keep a record: sleepable.
+    pub const ENTRY_SLEEPABLE: [&str; 2] = [
+        "spanprobe_entry_sleepable",
+        "spanprobe_entry_sleepable_perf",
+    ];
+    /// Go calls' entries, on the goroutine's stack.
+    pub const GO_ENTRY: [&str; 2] = ["spanprobe_go_entry", "spanprobe_go_entry_perf"];
+    /// Go calls' entries that read memory: sleepable.
+    pub const GO_ENTRY_SLEEPABLE: [&str; 2] = [
+        "spanprobe_go_entry_sleepable",
+        "spanprobe_go_entry_sleepable_perf",
+    ];
+    /// On `sched_process_exit`: the calls of exiting threads end.
+    pub const THREAD_EXIT: &str = "spanprobe_thread_exit";
+    /// On `sched_process_fork`: children of traced processes are traced.
+    pub const FORK: &str = "spanprobe_fork";
+    /// Every program.
+    pub const ALL: [&str; 14] = [
+        RETURN[0],
+        RETURN[1],
+        GO[0],
+        GO[1],
+        ENTRY[0],
+        ENTRY[1],
+        ENTRY_SLEEPABLE[0],
+        ENTRY_SLEEPABLE[1],
+        GO_ENTRY[0],
+        GO_ENTRY[1],
+        GO_ENTRY_SLEEPABLE[0],
+        GO_ENTRY_SLEEPABLE[1],
+        THREAD_EXIT,
+        FORK,
+    ];
+}
+
+/// Every map userspace names (the others, scratch space, are the kernel side's alone).
+pub const MAPS: [&str; 7] = [
+    EVENTS_MAP,
+    COUNTERS_MAP,
+    TARGET_PIDS_MAP,
+    GOROUTINE_STACKS_MAP,
+    THREAD_STACKS_MAP,
+    FUNCTIONS_MAP,
+    PROCESS_TREES_MAP,
+];
+
+/// Every global userspace sets at load.
+pub const GLOBALS: [&str; 8] = [
+    FILTER_PIDS_GLOBAL,
+    DEPTH_LIMIT_GLOBAL,
+    TRACE_CONTEXTS_GLOBAL,
+    RETURN_ADDRESSES_GLOBAL,
+    WAKEUP_BYTES_GLOBAL,
+    TASK_TGID_OFFSET_GLOBAL,
+    PROCESS_TREES_GLOBAL,
+    READS_AT_RETURN_GLOBAL,
+];
+
 /// Ring buffer the return program writes one [`CallEvent`] per completed call into.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU `u64` counters, indexed by [`Counter`].

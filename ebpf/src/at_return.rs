@@ -11,7 +11,12 @@ use spanprobe_common::{
     MEMORY_FAULT, MemoryKind, READ_AT_RETURN, READS_AT_RETURN, ThreadStack,
 };
 
-use crate::{CALLS, FUNCTIONS, Faults, call_key, follow, read_len};
+use crate::{
+    args::{Faults, follow},
+    maps::{CALLS, FUNCTIONS},
+    records::read_len,
+    stacks::call_key,
+};
 
 /// Reads the memory the call in frame `index` of `stack` asks for at return into its record,
 /// the call having returned `ret`. Out of line, like `emit_call`: the index is bounded where

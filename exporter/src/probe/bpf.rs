@@ -24,7 +24,7 @@ use spanprobe_common::{
     FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP,
     READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP,
     TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, ThreadStack,
-    WAKEUP_BYTES_GLOBAL,
+    WAKEUP_BYTES_GLOBAL, programs,
 };
 use spanprobe_config::Limits;
 
@@ -42,9 +42,9 @@ use crate::{
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/spanprobe"));
 
 /// Ends the calls of exiting threads: (program, raw tracepoint).
-const THREAD_EXIT: (&str, &str) = ("spanprobe_thread_exit", "sched_process_exit");
+const THREAD_EXIT: (&str, &str) = (programs::THREAD_EXIT, "sched_process_exit");
 /// Adds the children of traced processes to the traced set.
-const FORK: (&str, &str) = ("spanprobe_fork", "sched_process_fork");
+const FORK: (&str, &str) = (programs::FORK, "sched_process_fork");
 
 /// Which processes the probes report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -904,6 +904,75 @@ impl KernelCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names the two sides share are those of the object's programs, maps and globals, and
+    /// every program of the object is named: a program renamed on one side fails here, not at
+    /// a user's first `run`.
+    #[test]
+    fn the_objects_names_are_the_shared_ones() {
+        use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+        // What the programs' sections start with: `uprobe.multi/...`, `uretprobe/...`,
+        // `raw_tp/...`.
+        const PROGRAM_SECTIONS: [&str; 3] = ["uprobe", "uretprobe", "raw_tp"];
+        let file = object::File::parse(PROGRAMS).expect("the embedded object parses");
+        let symbols: Vec<(String, String)> = file
+            .symbols()
+            .filter_map(|symbol| {
+                let section = file.section_by_index(symbol.section_index()?).ok()?;
+                Some((
+                    symbol.name().ok()?.to_owned(),
+                    section.name().ok()?.to_owned(),
+                ))
+            })
+            .collect();
+        let section_of = |name: &str| {
+            symbols
+                .iter()
+                .find(|(symbol, _)| symbol == name)
+                .map(|(_, section)| section.as_str())
+        };
+        for program in programs::ALL {
+            let section = section_of(program).unwrap_or_else(|| panic!("no program {program}"));
+            assert!(
+                PROGRAM_SECTIONS
+                    .iter()
+                    .any(|kind| section.starts_with(kind)),
+                "{program} is in {section}"
+            );
+        }
+        let in_object: Vec<&str> = symbols
+            .iter()
+            .filter(|(_, section)| {
+                PROGRAM_SECTIONS
+                    .iter()
+                    .any(|kind| section.starts_with(kind))
+            })
+            .map(|(symbol, _)| symbol.as_str())
+            .filter(|symbol| symbol.starts_with("spanprobe_"))
+            .collect();
+        for program in &in_object {
+            assert!(
+                programs::ALL.contains(program),
+                "{program} has no name in common"
+            );
+        }
+        for map in spanprobe_common::MAPS {
+            let section = section_of(map).unwrap_or_else(|| panic!("no map {map}"));
+            assert!(
+                section == "maps" || section == ".maps",
+                "{map} is in {section}"
+            );
+        }
+        for global in spanprobe_common::GLOBALS {
+            let section = section_of(global).unwrap_or_else(|| panic!("no global {global}"));
+            assert!(
+                section.starts_with(".rodata")
+                    || section.starts_with(".data")
+                    || section.starts_with(".bss"),
+                "{global} is in {section}"
+            );
+        }
+    }
 
     #[test]
     fn a_verifier_refusal_is_said_as_one_with_the_logs_last_lines() {

@@ -4,6 +4,8 @@
 
 use std::{fmt, path::Path};
 
+use spanprobe_common::programs;
+
 use crate::{probe::capture::CapturePlan, probe::resolve::ProbedFunction};
 
 /// One of the uprobe programs, in the order their links are attached.
@@ -64,19 +66,17 @@ impl Program {
 
     /// The program's name in the eBPF object, for the way it is attached.
     pub fn name(self, mode: AttachMode) -> &'static str {
-        match (self, mode) {
-            (Self::Return, AttachMode::Multi) => "spanprobe_return",
-            (Self::Return, AttachMode::PerfEvent) => "spanprobe_return_perf",
-            (Self::GoReturn, AttachMode::Multi) => "spanprobe_go",
-            (Self::GoReturn, AttachMode::PerfEvent) => "spanprobe_go_perf",
-            (Self::Entry, AttachMode::Multi) => "spanprobe_entry",
-            (Self::Entry, AttachMode::PerfEvent) => "spanprobe_entry_perf",
-            (Self::EntrySleepable, AttachMode::Multi) => "spanprobe_entry_sleepable",
-            (Self::EntrySleepable, AttachMode::PerfEvent) => "spanprobe_entry_sleepable_perf",
-            (Self::GoEntry, AttachMode::Multi) => "spanprobe_go_entry",
-            (Self::GoEntry, AttachMode::PerfEvent) => "spanprobe_go_entry_perf",
-            (Self::GoEntrySleepable, AttachMode::Multi) => "spanprobe_go_entry_sleepable",
-            (Self::GoEntrySleepable, AttachMode::PerfEvent) => "spanprobe_go_entry_sleepable_perf",
+        let [multi, perf_event] = match self {
+            Self::Return => programs::RETURN,
+            Self::GoReturn => programs::GO,
+            Self::Entry => programs::ENTRY,
+            Self::EntrySleepable => programs::ENTRY_SLEEPABLE,
+            Self::GoEntry => programs::GO_ENTRY,
+            Self::GoEntrySleepable => programs::GO_ENTRY_SLEEPABLE,
+        };
+        match mode {
+            AttachMode::Multi => multi,
+            AttachMode::PerfEvent => perf_event,
         }
     }
 
