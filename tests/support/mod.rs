@@ -185,6 +185,33 @@ pub fn build_fake_go(dir: &Path) -> PathBuf {
     compile_c(&source, dir, "fakego", &[])
 }
 
+/// How long a test waits for the spans a sidecar exports to arrive.
+pub const SPANS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The address `spanprobe symbols` shows for `function` of `binary` (for a PIE, its file offset).
+pub async fn symbol_address(binary: &Path, function: &str) -> u64 {
+    let symbols = spanprobe_with(&["symbols", binary.to_str().unwrap(), function]).await;
+    stdout(&symbols)
+        .split_whitespace()
+        .next()
+        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .expect("symbols shows the address")
+}
+
+/// The numbers spanprobe reports at exit, as `key=value` pairs of its log lines.
+pub fn reported(stderr: &str, key: &str) -> u64 {
+    let marker = format!(" {key}=");
+    let at = stderr
+        .rfind(&marker)
+        .unwrap_or_else(|| panic!("no {key} in {stderr}"));
+    stderr[at + marker.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// How long a test waits for spanprobe to attach or to exit.
 pub const SIDECAR_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 

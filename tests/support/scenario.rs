@@ -255,6 +255,38 @@ pub fn chain(before: &[Value]) -> Value {
     Value::Array(functions)
 }
 
+/// `symbol` with its argument `x` and its return value, both i64.
+pub fn x_and_return(symbol: &str) -> Value {
+    json!({
+        "symbol": symbol,
+        "args": [{ "index": 0, "name": "x", "type": "i64" }],
+        "return": { "type": "i64" },
+    })
+}
+
+/// Runs `calls ARGS...` (`calls.c`) with `functions` probed, to its exit with status 0; returns
+/// spanprobe's output and every span.
+pub async fn trace_calls(functions: Value, args: &[&str]) -> (Output, Vec<ReceivedSpan>) {
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
+    let mut command = vec![calls.to_str().unwrap()];
+    command.extend(args);
+    s.trace_ok(&s.config(&calls, functions), &command).await
+}
+
+/// Runs `calls bench n` under spanprobe with `config`, which must succeed; returns spanprobe's
+/// stderr and the spans received.
+pub async fn bench_calls(
+    s: &Scenario,
+    config: &Value,
+    calls: &Path,
+    n: &str,
+) -> (String, Vec<ReceivedSpan>) {
+    let (output, spans) = s
+        .trace_ok(config, &[calls.to_str().unwrap(), "bench", n])
+        .await;
+    (super::stderr(&output), spans)
+}
+
 /// Asserts that `output`'s process exited with `code`, showing its stderr if not.
 pub fn assert_exit(output: &Output, code: i32) {
     assert_eq!(
@@ -282,6 +314,16 @@ pub fn assert_stderr_has(output: &Output, text: &str) {
 /// The spans called `name`.
 pub fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
     spans.iter().filter(|s| s.name() == name).collect()
+}
+
+/// Why `span`'s call did not return (`spanprobe.incomplete`), if it did not.
+pub fn incomplete(span: &ReceivedSpan) -> Option<&str> {
+    span.str_attr("spanprobe.incomplete")
+}
+
+/// Whether every one of `spans` is of a call that returned.
+pub fn all_returned<'a>(spans: impl IntoIterator<Item = &'a ReceivedSpan>) -> bool {
+    spans.into_iter().all(|s| incomplete(s).is_none())
 }
 
 /// The spans by their span id, for following parents.
