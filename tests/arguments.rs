@@ -124,7 +124,8 @@ async fn a_rust_str_and_byte_slice_are_each_one_value_counted_by_their_length() 
         "return": { "type": "u64" },
     }]);
     let (output, spans) = s
-        .trace_ok(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .trace(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     assert!(support::stdout(&output).contains("lengths 14 100"));
     let mut calls: Vec<_> = spans
@@ -163,7 +164,10 @@ async fn a_buffer_counted_by_another_argument_is_read_to_its_count() {
         ],
     }]);
     let config = s.config("libc.so.6", functions);
-    let (output, spans) = s.trace_ok(&config, &["/bin/echo", "hello, world"]).await;
+    let (output, spans) = s
+        .trace(&config, &["/bin/echo", "hello, world"])
+        .exits(0)
+        .await;
     assert_eq!(support::stdout(&output), "hello, world\n");
     let writes: Vec<_> = named(&spans, "write")
         .into_iter()

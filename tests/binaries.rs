@@ -31,7 +31,8 @@ async fn pie_non_pie_and_stripped_binaries() {
         ]);
         let config = s.config(binary, functions);
         let _ = s
-            .trace_ok(&config, &[binary.to_str().unwrap(), "recurse", "3"])
+            .trace(&config, &[binary.to_str().unwrap(), "recurse", "3"])
+            .exits(0)
             .await;
     }
     // Stripped: by file offset and by address, both found with `spanprobe symbols` on an
@@ -60,11 +61,12 @@ async fn pie_non_pie_and_stripped_binaries() {
     };
     let config = s.config(&stripped_pie, tick("offset", offset));
     let _ = s
-        .trace_ok(&config, &[stripped_pie.to_str().unwrap(), "serve", "2"])
+        .trace(&config, &[stripped_pie.to_str().unwrap(), "serve", "2"])
+        .exits(0)
         .await;
     let config = s.config(&stripped_non_pie, tick("address", address));
     let command = [stripped_non_pie.to_str().unwrap(), "serve", "2"];
-    let (_, spans) = s.trace_ok(&config, &command).await;
+    let (_, spans) = s.trace(&config, &command).exits(0).await;
 
     // 3 recursion levels in each of two binaries, 2 ticks in each of two stripped ones.
     let mut recursion: Vec<_> = named(&spans, "recurse")
@@ -100,7 +102,8 @@ async fn shared_libraries_ours_by_path_and_libc_by_name() {
         "return": { "type": "i32" },
     }]);
     let (_, spans) = s
-        .trace_ok(&s.config(&library, functions), &[user.to_str().unwrap()])
+        .trace(&s.config(&library, functions), &[user.to_str().unwrap()])
+        .exits(0)
         .await;
     let mut greeted: Vec<_> = spans
         .iter()
@@ -126,7 +129,8 @@ async fn shared_libraries_ours_by_path_and_libc_by_name() {
     }]);
     let config = s.config("libc.so.6", functions);
     let (_, spans) = s
-        .trace_ok(&config, &[calls.to_str().unwrap(), "resolve"])
+        .trace(&config, &[calls.to_str().unwrap(), "resolve"])
+        .exits(0)
         .await;
     let lookups = named(&spans, "getaddrinfo");
     assert_eq!(lookups.len(), 1, "only the traced command's call");
@@ -155,7 +159,7 @@ async fn the_entry_point_gets_no_return_probe() {
 
     let command = [demo.to_str().unwrap(), "2"];
     let config = s.config(&demo, symbols(&["_start", "inner"]));
-    let (output, spans) = s.trace_ok(&config, &command).await;
+    let (output, spans) = s.trace(&config, &command).exits(0).await;
     assert_eq!(without_pid(&output), without_pid(&unprobed));
     let start = named(&spans, "_start");
     assert_eq!(start.len(), 1);
@@ -166,8 +170,7 @@ async fn the_entry_point_gets_no_return_probe() {
         &demo,
         json!([{ "symbol": "_start", "return": { "type": "i64" } }]),
     );
-    let (output, _) = s.trace(&config, &command).await;
-    assert_eq!(output.status.code(), Some(2));
+    let (output, _) = s.trace(&config, &command).exits(2).await;
     assert_stderr_has(&output, "`_start` is the program's entry point");
 
     // `init`'s config for the whole binary: every function but the entry point.
@@ -263,7 +266,8 @@ async fn functions_starting_with_endbr64_are_probed_past_it() {
     }
 
     let (output, spans) = s
-        .trace_ok(&config, &[calls.to_str().unwrap(), "chain-wait"])
+        .trace(&config, &[calls.to_str().unwrap(), "chain-wait"])
+        .exits(0)
         .await;
     assert_stderr_has(&output, "lost=0");
     assert_eq!(spans.len(), 3);

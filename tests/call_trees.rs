@@ -77,7 +77,8 @@ async fn a_lower_depth_limit_is_honoured() {
     let mut config = s.config(&calls, functions);
     config["limits"] = json!({ "max_depth": 4 });
     let (output, spans) = s
-        .trace_ok(&config, &[calls.to_str().unwrap(), "recurse", "10"])
+        .trace(&config, &[calls.to_str().unwrap(), "recurse", "10"])
+        .exits(0)
         .await;
     let mut depths: Vec<_> = spans
         .iter()

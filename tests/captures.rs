@@ -118,7 +118,8 @@ async fn buffers_the_call_fills_are_read_when_it_returns() {
           "args": [{ "index": 0, "name": "data", "type": "bytes", "len": 10, "at": "return" }] },
     ]);
     let (_, spans) = s
-        .trace_ok(&s.config(&outputs, functions), &[outputs.to_str().unwrap()])
+        .trace(&s.config(&outputs, functions), &[outputs.to_str().unwrap()])
+        .exits(0)
         .await;
 
     let fills = in_order(&spans, "fill");

@@ -41,7 +41,7 @@ async fn trace(env: &[(&str, &str)]) -> (std::process::Output, Vec<ReceivedSpan>
     let mut command = vec![program.to_str().unwrap()];
     command.extend(traceparents.iter().map(String::as_str));
     let config = s.config(&program, context::functions());
-    s.trace_env(&config, &command, env).await
+    s.trace(&config, &command).env(env).exits(0).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,7 +146,7 @@ async fn a_python_applications_trace_is_joined_by_the_library_it_calls() {
     let app = support::programs().join("otel_app.py");
     let endpoint = format!("{}/v1/traces", s.receiver.http_endpoint());
     let (output, spans) = s
-        .trace_ok(
+        .trace(
             &s.config(&library, context::functions()),
             &[
                 python.to_str().unwrap(),
@@ -155,6 +155,7 @@ async fn a_python_applications_trace_is_joined_by_the_library_it_calls() {
                 &endpoint,
             ],
         )
+        .exits(0)
         .await;
     assert!(
         support::stdout(&output).contains("handled 83"),

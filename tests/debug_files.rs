@@ -110,7 +110,8 @@ async fn a_static_function_of_a_stripped_binary_is_probed_through_its_debug_link
         "args": [{ "index": 0, "name": "y", "path": "->y", "type": "i64" }],
     }]);
     let (_, spans) = s
-        .trace_ok(&s.config(&binary, functions), &[path, "3"])
+        .trace(&s.config(&binary, functions), &[path, "3"])
+        .exits(0)
         .await;
     let norm = named(&spans, "norm");
     assert_eq!(norm.len(), 1, "{spans:?}");
@@ -191,7 +192,7 @@ async fn debian_s_python_debug_file_gives_types_and_member_paths() {
         "{check}"
     );
     let command = [PYTHON, "-S", "-c", "getattr('abc', 'upper')"];
-    let (_, spans) = s.trace_ok(&config, &command).await;
+    let (_, spans) = s.trace(&config, &command).exits(0).await;
     let types: Vec<_> = named(&spans, "PyObject_GetAttr")
         .iter()
         .filter_map(|span| span.str_attr("type"))

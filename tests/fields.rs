@@ -43,7 +43,8 @@ fn member(name: &str, ty: &str, chain: Value) -> Value {
 async fn handled(s: &Scenario, binary: &Path, args: Vec<Value>) -> Vec<ReceivedSpan> {
     let functions = json!([{ "symbol": "handle", "args": args, "return": { "type": "i32" } }]);
     let (_, spans) = s
-        .trace_ok(&s.config(binary, functions), &[binary.to_str().unwrap()])
+        .trace(&s.config(binary, functions), &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     let mut calls: Vec<_> = named(&spans, "handle").into_iter().cloned().collect();
     calls.sort_by_key(|span| span.span.start_time_unix_nano);
@@ -187,10 +188,11 @@ async fn python_objects_type_names_through_two_pointers() {
         ],
     }]);
     let (_, spans) = s
-        .trace_ok(
+        .trace(
             &s.config(python, functions),
             &[python.to_str().unwrap(), "-c", "import json"],
         )
+        .exits(0)
         .await;
     assert!(spans.len() > 100, "{}", spans.len());
     // Attribute names are strings; the objects include modules.
@@ -262,7 +264,8 @@ async fn cpp_members_through_this_and_a_reference_and_rust_fields() {
         { "symbol": "shapes::perimeter", "args": [{ "index": 0, "name": "side", "path": "->side" }] },
     ]);
     let (_, spans) = s
-        .trace_ok(&s.config(&shapes, functions), &[shapes.to_str().unwrap()])
+        .trace(&s.config(&shapes, functions), &[shapes.to_str().unwrap()])
+        .exits(0)
         .await;
     let [scaled] = named(&spans, "shapes::Square::scaled")[..] else {
         panic!("{spans:#?}")
@@ -288,7 +291,8 @@ async fn cpp_members_through_this_and_a_reference_and_rust_fields() {
         ],
     }]);
     let (_, spans) = s
-        .trace_ok(&s.config(&rusty, functions), &[rusty.to_str().unwrap()])
+        .trace(&s.config(&rusty, functions), &[rusty.to_str().unwrap()])
+        .exits(0)
         .await;
     let [record] = named(&spans, "rusty::record")[..] else {
         panic!("{spans:#?}")
@@ -319,7 +323,8 @@ async fn return_values_by_path_and_by_offsets() {
         ],
     );
     let (_, spans) = s
-        .trace_ok(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .trace(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     let mut lookups: Vec<_> = named(&spans, "lookup");
     lookups.sort_by_key(|span| span.int_attr("id"));
@@ -344,10 +349,11 @@ async fn return_values_by_path_and_by_offsets() {
         { "symbol": "make_reply", "return": { "name": "code", "type": "i64", "offsets": [0] } },
     ]);
     let (_, spans) = s
-        .trace_ok(
+        .trace(
             &s.config(&stripped, functions),
             &[stripped.to_str().unwrap()],
         )
+        .exits(0)
         .await;
     let ids: Vec<_> = named(&spans, "lookup")
         .iter()
@@ -425,6 +431,7 @@ async fn init_offers_members_that_trace_as_written() {
     let uncommented = text.replace("          # - ", "          - ");
     let (_, spans) = s
         .trace_yaml(&uncommented, &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     let mut calls: Vec<_> = named(&spans, "handle");
     calls.sort_by_key(|span| span.span.start_time_unix_nano);

@@ -137,7 +137,7 @@ async fn stripped_cgo_builds_are_traced_by_their_go_names() {
         let binary = go_build_with(s.path(), name, flags);
         let functions = support::scenario::symbols(&["main.handle", "main.(*order).apply"]);
         let config = s.config(&binary, functions);
-        let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+        let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
         assert_eq!(support::stdout(&output), "127.0.0.1 21 6 0.75\n", "{name}");
         let mut names: Vec<&str> = spans.iter().map(|span| span.name()).collect();
         names.sort_unstable();
@@ -223,8 +223,7 @@ async fn debian_s_stripped_cgo_programs_are_traced_by_their_go_names() {
         assert_eq!(c_main.len(), 1, "{c_main:?}");
         assert_eq!(c_main[0].1, ".dynsym", "{program}");
         let config = s.config(program, json!([{ "symbol": function }]));
-        let (output, spans) = s.trace(&config, command).await;
-        assert_exit(&output, 0);
+        let (_, spans) = s.trace(&config, command).exits(0).await;
         assert_eq!(named(&spans, function).len(), 1, "{program}: {spans:?}");
     }
 }

@@ -51,7 +51,7 @@ async fn arguments_by_position_under_the_register_abi() {
              goroutine.id: i64 at offsets [",
         ],
     );
-    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     // The program runs as without spanprobe.
     assert_eq!(support::stdout(&output), "16 1 <nil> not found 12\n");
     let [handle] = named(&spans, "main.handle")[..] else {
@@ -159,7 +159,10 @@ async fn init_writes_go_arguments_that_trace_as_written() {
             "        # a non-nil error (the last result) gives the span status ERROR by itself\n",
         ],
     );
-    let (_, spans) = s.trace_yaml(&text, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s
+        .trace_yaml(&text, &[binary.to_str().unwrap()])
+        .exits(0)
+        .await;
     let [handle] = named(&spans, "main.handle")[..] else {
         panic!("{spans:#?}")
     };
@@ -229,8 +232,7 @@ async fn go_calls_end_at_their_returns_on_their_goroutine() {
             "  runtime.recovery at file offset 0x",
         ],
     );
-    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).await;
-    assert_exit(&output, 3);
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(3).await;
     assert_eq!(
         support::stdout(&output),
         "[2 44 -1 8] 55 1000 -3 empty <nil> -1 0\n"
@@ -467,9 +469,9 @@ async fn a_stripped_go_program_is_probed_by_the_names_its_runtime_keeps() {
     let config = s.config(GOFMT, functions);
     let (output, spans) = s
         .trace(&config, &[GOFMT, "-l", files.to_str().unwrap()])
+        .exits(2)
         .await;
     // a.go needs formatting, b.go does not, c.go does not parse.
-    assert_exit(&output, 2);
     assert_eq!(
         support::stdout(&output),
         format!("{}\n", files.join("a.go").display())
@@ -528,7 +530,7 @@ async fn the_c_functions_of_a_cgo_program_are_probed_as_c() {
         .find(|line| line.contains("c_sum: c_sum"))
         .unwrap();
     assert!(!c_sum.contains("Go function"), "{c_sum}");
-    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     assert_eq!(support::stdout(&output), "30 385\n");
     let mut sums: Vec<_> = named(&spans, "c_sum")
         .iter()
@@ -572,7 +574,7 @@ async fn goroutines_of_two_processes_keep_their_own_stacks() {
     let config = s.config(&binary, json!([{ "symbol": "main.deep", "args": [n] }]));
     let app = binary.to_str().unwrap();
     let both = format!("{app} & {app}; wait");
-    let (output, spans) = s.trace_ok(&config, &["sh", "-c", &both]).await;
+    let (output, spans) = s.trace(&config, &["sh", "-c", &both]).exits(0).await;
     let deeps = named(&spans, "main.deep");
     assert_eq!(deeps.len(), 64, "{}", support::stderr(&output));
     let mut roots = 0;

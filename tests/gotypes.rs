@@ -57,7 +57,7 @@ async fn generic_functions_are_read_after_their_dictionary() {
             "args v: str up to 64 bytes counted by RDI (RCX), n: i64 (RSI)",
         ],
     );
-    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     assert_eq!(support::stdout(&output), "4 5 10 12 16 20\n");
     let read = |name| {
         let span = one(&spans, name);
@@ -119,7 +119,7 @@ async fn struct_fields_by_value_and_interfaces_by_their_data() {
             "args v.id: i64 at offsets [0] from RBX, n: i64 (RCX)",
         ],
     );
-    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     let store = one(&spans, "main.store");
     assert_eq!(store.str_attr("it.Name"), Some("widget"));
     assert_eq!(store.int_attr("it.Count"), Some(3));

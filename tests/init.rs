@@ -97,7 +97,10 @@ async fn a_pointer_and_the_size_after_it_are_one_value() {
     );
     // As written, it checks and traces: each buffer no longer than its count.
     check_passes(&s, &text).await;
-    let (_, spans) = s.trace_yaml(&text, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s
+        .trace_yaml(&text, &[binary.to_str().unwrap()])
+        .exits(0)
+        .await;
     let one = |name: &str| {
         let [span] = named(&spans, name)[..] else {
             panic!("not one {name} in {spans:#?}")
@@ -140,7 +143,10 @@ async fn probes_that_fire_on_every_line_are_written_commented_out() {
     );
     // Safe as written: a span per call, none per line.
     check_passes(&s, &text).await;
-    let (_, spans) = s.trace_yaml(&text, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s
+        .trace_yaml(&text, &[binary.to_str().unwrap()])
+        .exits(0)
+        .await;
     assert_eq!(named(&spans, "function").len(), 3);
     assert_eq!(named(&spans, "lang:start").len(), 1);
     assert!(named(&spans, "lang:line").is_empty());
@@ -150,6 +156,7 @@ async fn probes_that_fire_on_every_line_are_written_commented_out() {
     let s = Scenario::start().await;
     let (_, spans) = s
         .trace_yaml(&uncommented, &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     assert_eq!(named(&spans, "lang:line").len(), 12);
 }

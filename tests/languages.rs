@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::scenario::{Scenario, assert_exit, incomplete, named, symbols};
+use support::scenario::{Scenario, incomplete, named, symbols};
 
 /// C++ names are demangled. An exception thrown through a probed call cannot be caught: the
 /// unwinder finds no unwind info at the return address the uretprobe put there, and
@@ -18,10 +18,10 @@ async fn cpp_names_are_demangled_and_exceptions_end_their_calls() {
         { "symbol": "shapes::total_area", "return": { "type": "i64" } },
         { "symbol": "shapes::fail_*" },
     ]);
-    let (output, spans) = s
+    let (_, spans) = s
         .trace(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .exits(128 + libc::SIGABRT)
         .await;
-    assert_exit(&output, 128 + libc::SIGABRT);
     let areas: Vec<_> = named(&spans, "shapes::total_area")
         .iter()
         .map(|s| s.int_attr("return_value").unwrap())
@@ -49,7 +49,7 @@ async fn rust_names_are_demangled_without_the_hash() {
         "return": { "type": "u64" },
     }]);
     let config = s.config(&binary, functions);
-    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     let mut calls: Vec<_> = spans
         .iter()
         .map(|s| {
@@ -85,7 +85,7 @@ async fn go_functions_get_entry_only_spans() {
     let s = Scenario::start().await;
     let binary = s.fake_go();
     let config = s.config(&binary, symbols(&["handler"]));
-    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     assert_eq!(spans.len(), 2);
     for span in &spans {
         assert_eq!(span.bool_attr("spanprobe.entry_only"), Some(true));

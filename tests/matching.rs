@@ -33,7 +33,10 @@ async fn an_entry_that_names_a_function_wins_over_a_glob_that_matches_it() {
         "{report}"
     );
     assert!(report.contains("ok, 3 functions to probe"), "{report}");
-    let (_, spans) = s.trace_ok(&config, &[program.to_str().unwrap()]).await;
+    let (_, spans) = s
+        .trace(&config, &[program.to_str().unwrap()])
+        .exits(0)
+        .await;
     // One span per call, each with the explicit entry's argument; no false "did not return".
     let gets = named(&spans, "handle_get");
     let mut keys: Vec<_> = gets.iter().map(|g| g.int_attr("key")).collect();
@@ -59,7 +62,10 @@ async fn exclude_leaves_names_out_of_a_glob() {
         &program,
         json!([{ "symbol": "handle_*", "exclude": ["handle_d*", "handle_set"] }]),
     );
-    let (_, spans) = s.trace_ok(&config, &[program.to_str().unwrap()]).await;
+    let (_, spans) = s
+        .trace(&config, &[program.to_str().unwrap()])
+        .exits(0)
+        .await;
     assert_eq!(named(&spans, "handle_get").len(), 3);
     assert_eq!(spans.len(), 3);
 
@@ -102,7 +108,7 @@ async fn a_function_the_kernel_cannot_probe_is_left_out_of_a_glob_and_refused_by
         "{report}"
     );
     // The rest of the glob attaches and is traced.
-    let (_, spans) = s.trace_ok(&glob, &[program.to_str().unwrap()]).await;
+    let (_, spans) = s.trace(&glob, &[program.to_str().unwrap()]).exits(0).await;
     assert_eq!(named(&spans, "spin_unlock").len(), 1);
     assert_eq!(spans.len(), 1);
 
@@ -162,7 +168,10 @@ async fn a_usdt_span_ends_at_whichever_until_probe_fires() {
             }],
         }],
     });
-    let (_, spans) = s.trace_ok(&config, &[program.to_str().unwrap()]).await;
+    let (_, spans) = s
+        .trace(&config, &[program.to_str().unwrap()])
+        .exits(0)
+        .await;
     let mut ended: Vec<_> = spans
         .iter()
         .map(|span| (span.int_attr("tx"), span.int_attr("ended")))

@@ -256,7 +256,8 @@ async fn paths_read_every_rank_and_through_references() {
         at(1, "i", "->i"),
     ] }]);
     let (_, spans) = s
-        .trace_ok(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .trace(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     let grid = one(&spans, "probe_grid");
     let ints = ["y10", "y01", "cube", "rows", "tail", "corner", "i"].map(|a| grid.int_attr(a));
@@ -279,7 +280,8 @@ async fn paths_read_every_rank_and_through_references() {
         at(2, "pty", ".y"),
     ] }]);
     let (_, spans) = s
-        .trace_ok(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .trace(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     let touch = one(&spans, "touch");
     let ints = ["second", "last", "y10", "vy", "pty"].map(|a| touch.int_attr(a));

@@ -22,7 +22,7 @@ async fn a_command_s_children_are_traced_from_their_first_call() {
 
     let script = format!("{} threads 1; true", calls.display());
     let config = s.config(&calls, chain(&[]));
-    let (_, spans) = s.trace_ok(&config, &["sh", "-c", &script]).await;
+    let (_, spans) = s.trace(&config, &["sh", "-c", &script]).exits(0).await;
     assert_eq!(
         named(&spans, "outer").len(),
         20,
@@ -33,7 +33,8 @@ async fn a_command_s_children_are_traced_from_their_first_call() {
     s.receiver = Receiver::start().await;
     let config = s.config(&calls, chain(&[]));
     let (_, spans) = s
-        .trace_ok(&config, &[calls.to_str().unwrap(), "fork"])
+        .trace(&config, &[calls.to_str().unwrap(), "fork"])
+        .exits(0)
         .await;
     let outers = named(&spans, "outer");
     let mut xs: Vec<_> = outers.iter().map(|s| s.int_attr("x").unwrap()).collect();

@@ -74,7 +74,7 @@ async fn demo_spans_arrive_over_otlp_grpc() {
     let config = demo_config(&s, &demo, "grpc");
     let command = [demo.to_str().unwrap(), &LOOPS.to_string()];
     // spanprobe exported everything before it exited: it is all here, and nothing more comes.
-    let (output, spans) = s.trace_ok(&config, &command).await;
+    let (output, spans) = s.trace(&config, &command).exits(0).await;
     let pid = support::demo_pid(&output);
 
     let expected = 6 * LOOPS as usize;

@@ -50,7 +50,10 @@ async fn nested_chain_has_exact_frames_and_no_trampolines() {
     ]);
     // chain-wait stays alive while its stack is read: shared libraries resolve too.
     let command = [calls.to_str().unwrap(), "chain-wait"];
-    let (_, spans) = s.trace_ok(&s.config(&calls, functions), &command).await;
+    let (_, spans) = s
+        .trace(&s.config(&calls, functions), &command)
+        .exits(0)
+        .await;
     let stack = stack_of(&spans, "inner");
     let source = programs().join("calls.c");
     // middle and outer are probed: their return addresses were the uretprobe's trampoline.
@@ -88,7 +91,8 @@ async fn a_process_that_exited_before_export_still_gets_its_frames() {
     let functions = json!([{ "symbol": "middle" }, { "symbol": "inner", "stack": true }]);
     // The demo exits at once: its own frames are placed from the probed function.
     let (_, spans) = s
-        .trace_ok(&s.config(&demo, functions), &[demo.to_str().unwrap(), "1"])
+        .trace(&s.config(&demo, functions), &[demo.to_str().unwrap(), "1"])
+        .exits(0)
         .await;
     let stack = stack_of(&spans, "inner");
     let names: Vec<_> = stack
@@ -105,7 +109,7 @@ async fn shared_library_frames_and_their_caller() {
     let s = Scenario::start().await;
     let (library, user) = s.greet();
     let config = s.config(&library, json!([{ "symbol": "greet_len", "stack": true }]));
-    let (_, spans) = s.trace_ok(&config, &[user.to_str().unwrap()]).await;
+    let (_, spans) = s.trace(&config, &[user.to_str().unwrap()]).exits(0).await;
     let stack = stack_of(&spans, "greet_len");
     assert_frame(stack[0], "greet_len", "greet.c", 4);
     assert_frame(
@@ -125,7 +129,7 @@ async fn cpp_frames_are_demangled() {
         &binary,
         json!([{ "symbol": "shapes::total_area", "stack": true }]),
     );
-    let (_, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     // shapes.cpp throws through no probed function here, so it runs to the end.
     let stack = stack_of(&spans, "shapes::total_area");
     // Demangled as `check` and `symbols` show names: without the parameter list.
@@ -142,7 +146,8 @@ async fn stacks_without_frame_pointers_are_marked_truncated() {
     let (s, calls) = Scenario::with_calls("calls", &["-fomit-frame-pointer"]).await;
     let config = s.config(&calls, json!([{ "symbol": "inner", "stack": true }]));
     let (_, spans) = s
-        .trace_ok(&config, &[calls.to_str().unwrap(), "chain-wait"])
+        .trace(&config, &[calls.to_str().unwrap(), "chain-wait"])
+        .exits(0)
         .await;
     let span = spans.iter().find(|s| s.name() == "inner").unwrap();
     assert_eq!(span.bool_attr("spanprobe.stack.truncated"), Some(true));

@@ -3,9 +3,7 @@
 mod support;
 
 use serde_json::json;
-use support::scenario::{
-    Scenario, all_returned, assert_exit, by_id, chain, incomplete, named, trace_calls,
-};
+use support::scenario::{Scenario, all_returned, by_id, chain, incomplete, named, trace_calls};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_inside_a_call_ends_its_spans_as_errors() {
@@ -16,8 +14,10 @@ async fn exit_inside_a_call_ends_its_spans_as_errors() {
         json!({ "symbol": "exit_now" }),
     ]);
     let config = s.config(&calls, functions);
-    let (output, spans) = s.trace(&config, &[calls.to_str().unwrap(), "exit"]).await;
-    assert_exit(&output, 3);
+    let (_, spans) = s
+        .trace(&config, &[calls.to_str().unwrap(), "exit"])
+        .exits(3)
+        .await;
     assert_eq!(spans.len(), 5);
     let exit_now = named(&spans, "exit_now")[0];
     let about = named(&spans, "about_to_exit")[0];

@@ -26,10 +26,11 @@ async fn start_until_pairs_point_probes_and_a_semaphore() {
     let s = Scenario::start().await;
     let binary = s.c_program("usdt");
     let (output, spans) = s
-        .trace_ok(
+        .trace(
             &usdt_config(&s, &binary, usdt::probes()),
             &[binary.to_str().unwrap()],
         )
+        .exits(0)
         .await;
     // The semaphore was set while the probes were attached: `guarded` fired.
     assert!(
@@ -112,7 +113,7 @@ async fn a_pair_past_the_depth_limit_leaves_the_spans_around_it_whole() {
     let binary = s.c_program("usdt");
     let mut config = usdt_config(&s, &binary, usdt::probes());
     config["limits"] = json!({ "max_depth": 1 });
-    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     // Each step is nested one deeper than allowed: counted, and its end pops it, so that the
     // request's own end still closes the request.
     assert!(named(&spans, "step").is_empty());
@@ -137,7 +138,8 @@ async fn events_of_open_spans_and_names_from_arguments() {
           "args": [{ "index": 0, "name": "seven" }] },
     ]);
     let (_, spans) = s
-        .trace_ok(&usdt_config(&s, &binary, usdt), &[binary.to_str().unwrap()])
+        .trace(&usdt_config(&s, &binary, usdt), &[binary.to_str().unwrap()])
+        .exits(0)
         .await;
     let mut names: Vec<_> = spans.iter().map(ReceivedSpan::name).collect();
     names.sort();
@@ -182,7 +184,7 @@ async fn a_cpp_exception_is_an_event_of_the_span_it_is_thrown_in() {
             // The thrown object's std::type_info: its name is the pointer after the vtable's.
             "args": [{ "index": 1, "name": "exception.type", "type": "str", "offsets": [8, 0] }],
         }] }));
-    let (output, spans) = s.trace_ok(&config, &[binary.to_str().unwrap()]).await;
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
     assert_eq!(support::stdout(&output), "42 -1\n");
     let mut calls = named(&spans, "safe_parse");
     calls.sort_by_key(|c| c.int_attr("return_value"));
@@ -261,7 +263,10 @@ async fn init_writes_a_usdt_section_that_traces_as_written() {
     );
     // An end probe is the `until` of its start, not an entry of its own.
     assert!(!text.contains("probe: 'app:request__done'"), "{text}");
-    let (_, spans) = s.trace_yaml(&text, &[binary.to_str().unwrap()]).await;
+    let (_, spans) = s
+        .trace_yaml(&text, &[binary.to_str().unwrap()])
+        .exits(0)
+        .await;
     assert_eq!(named(&spans, "request").len(), 3);
     assert_eq!(named(&spans, "step").len(), 4);
     assert_eq!(named(&spans, "app:guarded").len(), 3);

@@ -191,46 +191,58 @@ impl Scenario {
         config
     }
 
-    /// Runs `spanprobe run -- command` and returns its output and every span, all exported by
-    /// the time spanprobe exits.
-    pub async fn trace(&self, config: &Value, command: &[&str]) -> (Output, Vec<ReceivedSpan>) {
-        let output = self.run(config, command).await;
-        (output, self.receiver.spans())
+    /// `spanprobe run -- command` under `config`, to run with [`Trace::exits`], which states
+    /// the exit status expected.
+    pub fn trace<'a>(&'a self, config: &Value, command: &'a [&'a str]) -> Trace<'a> {
+        Trace::new(self, self.write(config), command)
     }
 
-    /// [`Scenario::trace`] with environment variables `env` set, asserting that spanprobe
-    /// exited with status 0.
-    pub async fn trace_env(
-        &self,
-        config: &Value,
-        command: &[&str],
-        env: &[(&str, &str)],
-    ) -> (Output, Vec<ReceivedSpan>) {
-        let output = super::run_env(&self.write(config), command, env).await;
-        assert_exit(&output, 0);
-        (output, self.receiver.spans())
-    }
-
-    /// [`Scenario::trace`], asserting that spanprobe (so the command) exited with status 0.
-    pub async fn trace_ok(&self, config: &Value, command: &[&str]) -> (Output, Vec<ReceivedSpan>) {
-        let (output, spans) = self.trace(config, command).await;
-        assert_exit(&output, 0);
-        (output, spans)
-    }
-
-    /// [`Scenario::trace_ok`] with a config written as YAML (`init`'s, say), exporting to the
+    /// [`Scenario::trace`] with a config written as YAML (`init`'s, say), exporting to the
     /// receiver.
-    pub async fn trace_yaml(&self, yaml: &str, command: &[&str]) -> (Output, Vec<ReceivedSpan>) {
+    pub fn trace_yaml<'a>(&'a self, yaml: &str, command: &'a [&'a str]) -> Trace<'a> {
         let endpoint = self.receiver.grpc_endpoint();
         let yaml = format!("{yaml}\nexporter: {{ otlp: {{ endpoint: '{endpoint}' }} }}\n");
-        let output = super::run(&self.write_yaml(&yaml), command).await;
-        assert_exit(&output, 0);
-        (output, self.receiver.spans())
+        Trace::new(self, self.write_yaml(&yaml), command)
     }
 
     /// A sidecar (`spanprobe run` without a command) under `config`, once attached.
     pub async fn sidecar(&self, config: &Value) -> Sidecar {
         Sidecar::start(&self.write(config), &[]).await
+    }
+}
+
+/// A `spanprobe run -- COMMAND` to make, with its config written: it runs when told the exit
+/// status to expect, which every test thus states (0 when the command succeeds, as spanprobe
+/// exits with the command's status, or spanprobe's own 2 for a config it refuses).
+#[must_use = "a trace runs only when told its exit status: `.exits(code).await`"]
+pub struct Trace<'a> {
+    scenario: &'a Scenario,
+    config: PathBuf,
+    command: &'a [&'a str],
+    env: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> Trace<'a> {
+    fn new(scenario: &'a Scenario, config: PathBuf, command: &'a [&'a str]) -> Trace<'a> {
+        Trace {
+            scenario,
+            config,
+            command,
+            env: &[],
+        }
+    }
+
+    /// With environment variables `env` set for spanprobe (and so for the command).
+    pub fn env(self, env: &'a [(&'a str, &'a str)]) -> Trace<'a> {
+        Trace { env, ..self }
+    }
+
+    /// Runs it to completion, asserting that spanprobe exited with `code`; returns its output
+    /// and every span, all exported by the time spanprobe exits.
+    pub async fn exits(self, code: i32) -> (Output, Vec<ReceivedSpan>) {
+        let output = super::run_env(&self.config, self.command, self.env).await;
+        assert_exit(&output, code);
+        (output, self.scenario.receiver.spans())
     }
 }
 
@@ -270,7 +282,9 @@ pub async fn trace_calls(functions: Value, args: &[&str]) -> (Output, Vec<Receiv
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
     let mut command = vec![calls.to_str().unwrap()];
     command.extend(args);
-    s.trace_ok(&s.config(&calls, functions), &command).await
+    s.trace(&s.config(&calls, functions), &command)
+        .exits(0)
+        .await
 }
 
 /// Runs `calls bench n` under spanprobe with `config`, which must succeed; returns spanprobe's
@@ -282,7 +296,8 @@ pub async fn bench_calls(
     n: &str,
 ) -> (String, Vec<ReceivedSpan>) {
     let (output, spans) = s
-        .trace_ok(config, &[calls.to_str().unwrap(), "bench", n])
+        .trace(config, &[calls.to_str().unwrap(), "bench", n])
+        .exits(0)
         .await;
     (super::stderr(&output), spans)
 }
