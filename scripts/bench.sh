@@ -419,7 +419,7 @@ average above); compare within one run.
   others) is single-stepped out of line: ${ns[calls-cet-floor]} ns per call under bpftrace.
   spanprobe probes functions that start with \`endbr64\` followed by a push 4 bytes in, on the
   push: the same registers and stack, and every span the same (checked by
-  \`tests/programs.rs\`), at ${cet_ratio} × bpftrace's cost. Only a push qualifies: no compiler jumps
+  \`tests/binaries.rs\`), at ${cet_ratio} × bpftrace's cost. Only a push qualifies: no compiler jumps
   back to one, while other instructions may head a loop and fire the probe on every iteration
   (and are single-stepped anyway).
 - **BPF run time** (target 150 ns; milestone ≤ 2 × bpftrace's counting). On this VM an empty program costs ~65 ns a run with
