@@ -25,7 +25,7 @@ use crate::probe::{
     binary::{self, BinaryError},
     dwarf::{DwarfError, DwarfFile, FunctionSignature, go::GoFunctions},
     elf::{Code, ElfError, ElfInfo},
-    kind::{self, ArgLocation, ProbeKind, function::Claims},
+    kind::{self, ArgLocation, ProbeKind, claims::Claims},
     symbols::SymbolTable,
     usdt::UsdtArg,
 };
@@ -420,7 +420,7 @@ fn resolve_target(
         .functions
         .iter()
         .enumerate()
-        .map(|(f, function)| (kind::function::is_glob(function, table), f, function))
+        .map(|(f, function)| (kind::claims::is_glob(function, table), f, function))
         .collect();
     entries.sort_by_key(|(glob, f, _)| (*glob, *f));
     let mut claims = Claims::default();

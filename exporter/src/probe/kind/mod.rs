@@ -6,7 +6,9 @@
 //!
 //! [`ProbedFunction`]: crate::probe::resolve::ProbedFunction
 
+pub mod claims;
 pub mod function;
+pub mod gocall;
 pub mod goruntime;
 pub mod usdt;
 
