@@ -6,7 +6,7 @@
 //! → attached links), [`events`] (the ring buffer's records), [`spans`] (records → spans),
 //! [`export`] (spans → OTLP or lines), [`command`] (`run` wires them; `check`, `init`,
 //! `symbols`); every stage counts into [`metrics`], the one ledger, and names what it lost
-//! by a [`loss::Loss`].
+//! by a [`loss::Loss`]; [`suggest`] ranks the names offered when one matches nothing.
 
 pub mod command;
 pub mod events;
@@ -15,5 +15,6 @@ pub mod loss;
 pub mod metrics;
 pub mod probe;
 pub mod spans;
+pub mod suggest;
 #[cfg(test)]
 mod test_span;

@@ -145,29 +145,8 @@ pub fn no_usdt_match(path: &Path, patterns: &[&str], names: &[String]) -> anyhow
     anyhow::anyhow!(
         "{path}: no USDT probe matches `{}`{}",
         patterns.join("`, `"),
-        closest_hint(first.trim_matches(['*', '?']), names)
+        crate::suggest::closest_hint(first.trim_matches(['*', '?']), names)
     )
-}
-
-/// ` (closest: `a`, `b`)` for the names most like `wanted`, or nothing.
-pub fn closest_hint(wanted: &str, names: &[String]) -> String {
-    let mut scored: Vec<(f64, &str)> = names
-        .iter()
-        .map(|name| (strsim::jaro_winkler(wanted, name), name.as_str()))
-        .filter(|(score, _)| *score > 0.7)
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    let closest: Vec<_> = scored
-        .iter()
-        .take(3)
-        .map(|(_, name)| format!("`{name}`"))
-        .collect();
-    if closest.is_empty() {
-        String::new()
-    } else {
-        format!(" (closest: {})", closest.join(", "))
-    }
 }
 
 #[cfg(test)]

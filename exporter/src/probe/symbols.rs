@@ -282,18 +282,9 @@ impl SymbolTable {
     /// is read from (`` `main.main` (.gopclntab) ``): in a stripped cgo program, C's `main`
     /// and Go's `main.main` come from different tables.
     pub fn closest(&self, wanted: &str, count: usize) -> Vec<String> {
-        let mut scored: Vec<(f64, &FunctionSymbol)> = self
-            .functions
-            .iter()
-            .map(|f| (strsim::jaro_winkler(wanted, &f.name), f))
-            .filter(|(score, _)| *score > 0.7)
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        scored.dedup_by(|a, b| a.1.name == b.1.name);
-        scored
+        crate::suggest::closest(wanted, &self.functions, |f| f.name.as_str(), count)
             .into_iter()
-            .take(count)
-            .map(|(_, f)| format!("`{}` ({})", f.name, f.source))
+            .map(|f| format!("`{}` ({})", f.name, f.source))
             .collect()
     }
 

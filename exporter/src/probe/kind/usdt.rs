@@ -6,12 +6,12 @@ use spanprobe_common::MAX_CHAIN;
 use spanprobe_config::{ArgSpec, FunctionSpec, LenArg, Located, UsdtSpec, ValueType};
 
 use crate::{
-    command::symbols::closest_hint,
     probe::{
         kind::{ArgLocation, ProbeKind},
         resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
         usdt::{Operand, UsdtArg, UsdtProbe, read_probes},
     },
+    suggest::closest_hint,
 };
 
 /// Resolves the `usdt` entries of one target (at `field`), reading the binary's notes once;
