@@ -11,9 +11,8 @@ use std::{
 use opentelemetry::{Key, KeyValue};
 use spanprobe_common::{
     ArgCapture, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, CallEvent, ContextFormat,
-    ContextPolicy, ENTRY_ONLY, FunctionCapture, GO_CALL, GO_EXIT, GO_RECOVERY, GO_RETURN,
-    GO_STACK_CHECK, MAX_CHAIN, MEMORY_FAULT, MemoryKind, NOT_READ, READ_AT_RETURN, READS_AT_RETURN,
-    RETURN_FAULT, SAMPLE_ALWAYS, USDT_END, USDT_EVENT, USDT_START,
+    ContextPolicy, FunctionCapture, GO_CALL, MAX_CHAIN, MEMORY_FAULT, MemoryKind, NOT_READ,
+    READ_AT_RETURN, READS_AT_RETURN, RETURN_FAULT, SAMPLE_ALWAYS,
 };
 use spanprobe_config::{
     ArgSpec, Condition, Decoded, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType,
@@ -21,10 +20,7 @@ use spanprobe_config::{
 
 use crate::{
     events::decode::otel_value,
-    probe::{
-        kind::{ArgLocation, ProbeKind},
-        resolve::ProbedFunction,
-    },
+    probe::{kind::ArgLocation, resolve::ProbedFunction},
 };
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
@@ -62,36 +58,8 @@ impl CapturePlan {
             .args
             .iter()
             .any(|arg| arg.at == ReadAt::Return);
-        (plan.kernel.flags, plan.kernel.pair) = match function.kind {
-            ProbeKind::Function => (0, 0),
-            ProbeKind::EntryOnly => (ENTRY_ONLY, 0),
-            // On its goroutine's stack where R14 holds the goroutine (Go 1.17 and later), so
-            // that its span has its caller for parent.
-            ProbeKind::GoEntry if function.go_version >= Some((1, 17)) => (ENTRY_ONLY | GO_CALL, 0),
-            ProbeKind::GoEntry => (ENTRY_ONLY, 0),
-            ProbeKind::UsdtPoint { event: false } => (ENTRY_ONLY | USDT_START, 0),
-            ProbeKind::UsdtPoint { event: true } => (ENTRY_ONLY | USDT_START | USDT_EVENT, 0),
-            ProbeKind::UsdtStart { pair } => (USDT_START, pair),
-            ProbeKind::UsdtEnd { pair } => (USDT_END, pair),
-            ProbeKind::GoCall {
-                pair,
-                at_stack_check,
-            } => (
-                if at_stack_check {
-                    GO_CALL | GO_STACK_CHECK
-                } else {
-                    GO_CALL
-                },
-                pair,
-            ),
-            ProbeKind::GoReturn { pair, error } => {
-                // Its DWARF number plus one: 0 is none.
-                plan.kernel.error_register = error.map_or(0, |register| register.number() + 1);
-                (GO_RETURN, pair)
-            }
-            ProbeKind::GoExit => (GO_EXIT, 0),
-            ProbeKind::GoRecovery => (GO_RECOVERY, 0),
-        };
+        (plan.kernel.flags, plan.kernel.pair) = function.kind.kernel_flags(function.go_version);
+        plan.kernel.error_register = function.kind.error_register();
         if reads_at_return {
             plan.kernel.flags |= READS_AT_RETURN;
         }
@@ -564,7 +532,7 @@ mod tests {
     use spanprobe_config::{ArgSpec, FunctionSpec, Located};
 
     use super::*;
-    use crate::probe::usdt::UsdtArg;
+    use crate::probe::{kind::ProbeKind, usdt::UsdtArg};
 
     fn arg(
         index: u8,

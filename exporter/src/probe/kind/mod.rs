@@ -14,7 +14,10 @@ pub mod usdt;
 
 use std::fmt;
 
-use spanprobe_common::ArgSource;
+use spanprobe_common::{
+    ArgSource, ENTRY_ONLY, GO_CALL, GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, USDT_END,
+    USDT_EVENT, USDT_START,
+};
 
 use crate::probe::usdt::{Operand, Register};
 
@@ -56,6 +59,45 @@ pub enum ProbeKind {
 }
 
 impl ProbeKind {
+    /// What the kernel side is told of a place of this kind ([`FunctionCapture::flags`]), and
+    /// the start/end pair it belongs to (0 for none), in a binary built by Go `go_version`.
+    ///
+    /// [`FunctionCapture::flags`]: spanprobe_common::FunctionCapture::flags
+    pub fn kernel_flags(self, go_version: Option<(u32, u32)>) -> (u32, u32) {
+        match self {
+            Self::Function => (0, 0),
+            Self::EntryOnly => (ENTRY_ONLY, 0),
+            // On its goroutine's stack where R14 holds the goroutine (Go 1.17 and later), so
+            // that its span has its caller for parent.
+            Self::GoEntry if go_version >= Some((1, 17)) => (ENTRY_ONLY | GO_CALL, 0),
+            Self::GoEntry => (ENTRY_ONLY, 0),
+            Self::UsdtPoint { event: false } => (ENTRY_ONLY | USDT_START, 0),
+            Self::UsdtPoint { event: true } => (ENTRY_ONLY | USDT_START | USDT_EVENT, 0),
+            Self::UsdtStart { pair } => (USDT_START, pair),
+            Self::UsdtEnd { pair } => (USDT_END, pair),
+            Self::GoCall {
+                pair,
+                at_stack_check: true,
+            } => (GO_CALL | GO_STACK_CHECK, pair),
+            Self::GoCall { pair, .. } => (GO_CALL, pair),
+            Self::GoReturn { pair, .. } => (GO_RETURN, pair),
+            Self::GoExit => (GO_EXIT, 0),
+            Self::GoRecovery => (GO_RECOVERY, 0),
+        }
+    }
+
+    /// At a Go `RET` whose function's last result is an `error`: the register of the error's
+    /// type word, by its DWARF number plus one (0: none), as the kernel side reads it.
+    pub fn error_register(self) -> u8 {
+        match self {
+            Self::GoReturn {
+                error: Some(register),
+                ..
+            } => register.number() + 1,
+            _ => 0,
+        }
+    }
+
     /// Whether a uretprobe closes the span.
     pub fn has_return(self) -> bool {
         matches!(self, Self::Function)
