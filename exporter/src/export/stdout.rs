@@ -90,15 +90,20 @@ impl LineExporter {
         }
     }
 
-    /// Tracing has started: the span file, if any, is emptied of the previous capture.
+    /// Tracing has started: the span file, if any, is emptied of the previous capture. Only
+    /// a regular file has one: `/dev/null`, a pipe or a terminal cannot be truncated.
     pub fn start(&mut self) -> Result<(), OutputError> {
-        match self.pending.take() {
-            Some(pending) => pending.file.set_len(0).map_err(|source| OutputError {
-                path: pending.path,
-                source,
-            }),
-            None => Ok(()),
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let error = |source| OutputError {
+            path: pending.path.clone(),
+            source,
+        };
+        if pending.file.metadata().map_err(error)?.is_file() {
+            pending.file.set_len(0).map_err(error)?;
         }
+        Ok(())
     }
 
     /// The lines for `spans`, each with its process's `service.name` and `process.pid`,
@@ -441,6 +446,18 @@ mod tests {
         drop(exporter);
         assert_eq!(std::fs::read_to_string(&old).unwrap(), "x\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A span "file" that is no regular file (`/dev/null`, where benchmarks throw lines away;
+    /// a pipe) has no previous capture to empty, and takes the lines.
+    #[test]
+    fn a_device_takes_the_lines_without_being_emptied() {
+        let mut exporter =
+            LineExporter::to(StdoutFormat::Json, Some(Path::new("/dev/null"))).unwrap();
+        exporter.start().unwrap();
+        exporter.write(b"{}\n").unwrap();
+        drop(exporter);
+        assert!(Path::new("/dev/null").exists());
     }
 
     /// The pid is the resource's, as OTLP export carries it, one line per span of each process.
