@@ -13,6 +13,19 @@ use crate::{
     traced::{SCENARIO_LIMIT, functions_config},
 };
 
+/// `wait_for FILE TEXT PID`: waits until FILE has TEXT, while PID runs, for 30 s at least; a
+/// shell function both scenarios' scripts start with.
+const WAIT_FOR: &str = r#"wait_for() {
+  tries=0
+  until grep -qs "$2" "$1"; do
+    if ! kill -0 "$3" 2>/dev/null || [ $tries -ge 300 ]; then
+      echo "no '$2' in $1"; cat "$1" >&2; return 1
+    fi
+    tries=$((tries + 1)); sleep 0.1
+  done
+}
+"#;
+
 /// A sidecar: the waiter starts first; `spanprobe run` without a command (every process) in
 /// the background; once its log says it attached, the waiter is woken to make its calls,
 /// then spanprobe gets SIGINT and exits 0 with every span exported.
@@ -23,17 +36,7 @@ pub fn sidecar(dir: &Workdir) -> Case {
         move |receiver| {
             let text = format!(
                 r#"out=$(mktemp -d)
-# wait_for FILE TEXT PID: until FILE has TEXT, while PID runs, for 30 s at least.
-wait_for() {{
-  tries=0
-  until grep -qs "$2" "$1"; do
-    if ! kill -0 "$3" 2>/dev/null || [ $tries -ge 300 ]; then
-      echo "no '$2' in $1"; cat "$1" >&2; return 1
-    fi
-    tries=$((tries + 1)); sleep 0.1
-  done
-}}
-{waiter} >$out/waiter &
+{WAIT_FOR}{waiter} >$out/waiter &
 waiter=$!
 wait_for $out/waiter ready $waiter || exit 1
 OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} "$SPANPROBE" run --config {config} 2>$out/spanprobe &
@@ -92,16 +95,7 @@ pub fn pid_tree(dir: &Workdir) -> Case {
         move |receiver| {
             let text = format!(
                 r#"out=$(mktemp -d)
-wait_for() {{
-  tries=0
-  until grep -qs "$2" "$1"; do
-    if ! kill -0 "$3" 2>/dev/null || [ $tries -ge 300 ]; then
-      echo "no '$2' in $1"; cat "$1" >&2; return 1
-    fi
-    tries=$((tries + 1)); sleep 0.1
-  done
-}}
-{forker} >$out/forker &
+{WAIT_FOR}{forker} >$out/forker &
 forker=$!
 wait_for $out/forker ready $forker || exit 1
 FORKER_PID=$forker OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} "$SPANPROBE" run --config {config} \

@@ -26,6 +26,18 @@ pub struct ExecSegment {
     pub size: u64,
 }
 
+impl ExecSegment {
+    /// Where `segment`'s file bytes are, and the addresses they load at.
+    fn of<'data>(segment: &impl object::ObjectSegment<'data>) -> Self {
+        let (offset, size) = segment.file_range();
+        ExecSegment {
+            address: segment.address(),
+            offset,
+            size,
+        }
+    }
+}
+
 /// The loadable segments of an ELF file (`PT_LOAD`): which file bytes hold which virtual
 /// addresses. A separate debug file shares its binary's addresses but holds none of its bytes,
 /// so the binary's segments place what the debug file names.
@@ -34,18 +46,7 @@ pub struct LoadSegments(Vec<ExecSegment>);
 
 impl LoadSegments {
     pub fn of(file: &object::File<'_>) -> Self {
-        Self(
-            file.segments()
-                .map(|s| {
-                    let (offset, size) = s.file_range();
-                    ExecSegment {
-                        address: s.address(),
-                        offset,
-                        size,
-                    }
-                })
-                .collect(),
-        )
+        Self(file.segments().map(|s| ExecSegment::of(&s)).collect())
     }
 
     /// The file offset of virtual address `address`, if the file holds it.
@@ -261,14 +262,7 @@ impl ElfInfo {
         let exec_segments = file
             .segments()
             .filter(|s| matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0))
-            .map(|s| {
-                let (offset, size) = s.file_range();
-                ExecSegment {
-                    address: s.address(),
-                    offset,
-                    size,
-                }
-            })
+            .map(|s| ExecSegment::of(&s))
             .collect();
         let is_go = file.section_by_name(".go.buildinfo").is_some()
             || file.section_by_name(".note.go.buildid").is_some()
