@@ -288,6 +288,8 @@ async fn cpp_members_through_this_and_a_reference_and_rust_fields() {
             { "index": 0, "name": "sensor", "path": "->sensor" },
             { "index": 0, "name": "celsius", "path": "->celsius" },
             { "index": 0, "name": "valid", "path": "->valid" },
+            { "index": 0, "name": "place", "path": "->place" },
+            { "index": 0, "name": "raw", "path": "->raw" },
         ],
     }]);
     let (_, spans) = s
@@ -300,6 +302,21 @@ async fn cpp_members_through_this_and_a_reference_and_rust_fields() {
     assert_eq!(record.int_attr("sensor"), Some(3));
     assert_eq!(record.int_attr("celsius"), Some(-21));
     assert_eq!(record.bool_attr("valid"), Some(true));
+    // A `&str` and a `&[u8]` are read by the length beside their pointer, at entry.
+    assert_eq!(record.str_attr("place"), Some("temperature"));
+    assert_eq!(record.str_attr("raw"), Some("070809"));
+    let at_return = json!([{
+        "symbol": "rusty::record",
+        "args": [{ "index": 0, "name": "place", "path": "->place", "at": "return" }],
+    }]);
+    assert_has_all(
+        &s.check(&s.config(&rusty, at_return), 2).await,
+        &[
+            "functions[0].args[0].path: ",
+            "cannot resolve `->place`: the value is struct &str, \
+           whose bytes are read at entry with the length kept beside them: remove `at: return`",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -125,8 +125,8 @@ async fn what_go_passes_elsewhere_is_refused_with_the_reason() {
             "functions[0].args[1]: main.(*order).apply: argument 3 does not exist: it has 3 \
              parameters",
             "functions[1].args[0]: main.lookup: `items` is a Go []int of 3 words: read it as \
-             `ptr` (its array), or an element with `offsets` (`[0]` is the first); its length \
-             counts elements, not the bytes `str` or `bytes` would read",
+             `ptr` (its array), or an element by `path` (`[0]` is the first); its length counts \
+             elements, not the bytes `str` or `bytes` would read",
         ],
     );
 }

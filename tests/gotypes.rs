@@ -58,7 +58,7 @@ async fn generic_functions_are_read_after_their_dictionary() {
         ],
     );
     let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
-    assert_eq!(support::stdout(&output), "4 5 10 12 16 20\n");
+    assert_eq!(support::stdout(&output), "4 5 10 12 16 20 20 5\n");
     let read = |name| {
         let span = one(&spans, name);
         let text = |key| span.str_attr(key).map(str::to_owned);
@@ -134,6 +134,58 @@ async fn struct_fields_by_value_and_interfaces_by_their_data() {
     assert_eq!(open.int_attr("second"), Some(5));
 }
 
+/// Values behind pointers, by `path` resolved from Go's DWARF: through a pointer parameter,
+/// through a pointer field of a struct passed by value (`.to->name`), into a slice's elements;
+/// a `string` and a `[]byte` read by the length beside their pointer (the fixture's strings
+/// have no NUL between them), and a result followed the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_behind_pointers_by_path() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let binary = gotypes(s.path());
+    let by_path = |name, path| json!({ "index": 0, "name": name, "path": path });
+    let functions = json!([
+        { "symbol": "main.(*order).ship", "args": [
+            by_path("buyer", "->buyer->name"),
+            by_path("note", "->note"),
+            by_path("second", "->lines[1].Name"),
+            by_path("second.count", "->lines[1].Count"),
+            by_path("raw", "->raw"),
+            by_path("tier", "->buyer->tier"),
+            { "index": 1, "name": "express", "type": "bool" },
+        ] },
+        { "symbol": "main.deliver",
+          "args": [by_path("to", ".to->name"), by_path("weight", ".weight")],
+          "return": { "name": "tier", "path": "->tier" } },
+    ]);
+    let config = s.config(&binary, functions);
+    assert_has_all(
+        &s.check(&config, 0).await,
+        &[
+            "buyer: str up to 64 bytes counted by the length beside its pointer at \
+             ->buyer->name (offsets [8, 0] from RAX)",
+            "second.count: i64 at ->lines[1].Count (offsets [32, 64] from RAX)",
+            "to: str up to 64 bytes counted by the length beside its pointer at .to->name \
+             (offsets [0] from RAX), weight: i64 (RBX)",
+            "return tier: i64 at ->tier (offsets [16] from RAX)",
+        ],
+    );
+    let (output, spans) = s.trace(&config, &[binary.to_str().unwrap()]).exits(0).await;
+    assert_eq!(support::stdout(&output), "4 5 10 12 16 20 20 5\n");
+    let ship = one(&spans, "main.(*order).ship");
+    assert_eq!(ship.str_attr("buyer"), Some("ada"));
+    assert_eq!(ship.str_attr("note"), Some("fragile"));
+    assert_eq!(ship.str_attr("second"), Some("nut"));
+    assert_eq!(ship.int_attr("second.count"), Some(4));
+    assert_eq!(ship.str_attr("raw"), Some("cafe"));
+    assert_eq!(ship.int_attr("tier"), Some(2));
+    assert_eq!(ship.bool_attr("express"), Some(true));
+    let deliver = one(&spans, "main.deliver");
+    assert_eq!(deliver.str_attr("to"), Some("ada"));
+    assert_eq!(deliver.int_attr("weight"), Some(3));
+    assert_eq!(deliver.int_attr("tier"), Some(5));
+}
+
 /// What no type reads is refused with the reason, by `check`.
 #[tokio::test]
 async fn captures_their_go_type_does_not_allow_are_refused() {
@@ -149,9 +201,12 @@ async fn captures_their_go_type_does_not_allow_are_refused() {
         { "symbol": "main.describe", "args": [{ "index": 0, "name": "v", "type": "str" }] },
         { "symbol": "main.(*shop).open", "args": [
             { "index": 0, "name": "s", "type": "str" },
-            { "index": 0, "name": "name", "path": "->name" },
+            { "index": 0, "name": "name", "path": "->nothing" },
             { "index": 3, "name": "ids", "type": "bytes", "len": 8 },
+            { "index": 0, "name": "id", "path": "->id", "type": "str" },
+            { "index": 1, "name": "code", "path": "->x" },
         ] },
+        { "symbol": "main.deliver", "return": { "name": "to", "path": "->name" } },
     ]);
     let config = json!({ "probes": [support::scenario::probe(&binary, functions)] });
     let struct_whole = "main.store: `it` is a Go struct (main.item) passed by value, in RAX, RBX, \
@@ -170,13 +225,32 @@ async fn captures_their_go_type_does_not_allow_are_refused() {
              words are its dynamic type and its data, a pointer to the value (or the pointer it \
              holds): read the data word as `ptr`, or what it points to with `offsets`",
             "functions[2].args[0]: main.(*shop).open: `s` is a Go pointer (*main.shop), not text \
-             (Go strings are not NUL-terminated): read it as `ptr`, or give `offsets` to the \
-             bytes you mean",
-            "functions[2].args[1]: main.(*shop).open: `->name`: a Go path selects the fields of \
-             a struct passed by value (`.Name`); what a pointer points to is read with `offsets`",
+             (Go strings are not NUL-terminated): read it as `ptr`, or what it points to by \
+             `path` (`->Name`)",
+            &format!(
+                "functions[2].args[1].path: {b}: cannot resolve `->nothing`: `->nothing`: \
+                 main.shop has no member `nothing`; it has id, name",
+                b = binary.display()
+            ),
             "functions[2].args[2]: main.(*shop).open: `ids` is a Go []int of 3 words: read it as \
-             `ptr` (its array), or an element with `offsets` (`[0]` is the first); its length \
-             counts elements, not the bytes `str` or `bytes` would read",
+             `ptr` (its array), or an element by `path` (`[0]` is the first); its length counts \
+             elements, not the bytes `str` or `bytes` would read",
+            &format!(
+                "functions[2].args[3].path: {b}: cannot resolve `->id`: the value is int, which \
+                 Go keeps no text in (its strings are not NUL-terminated): read a `string` or a \
+                 `[]byte`, or this as `ptr`, or as `bytes` with a `len`",
+                b = binary.display()
+            ),
+            &format!(
+                "functions[2].args[4].path: {b}: cannot resolve `->x`: `->x`: string is not a \
+                 pointer",
+                b = binary.display()
+            ),
+            &format!(
+                "functions[3].return.path: {b}: cannot resolve `->name`: the value is string, \
+                 read as `str`: a return value is captured as a number, not the memory behind it",
+                b = binary.display()
+            ),
         ],
     );
 }

@@ -104,7 +104,7 @@ mod traced;
 mod usdt;
 
 use arguments::{member_path, output_buffers, str_argument};
-use go::goroutines;
+use go::{behind_pointers, goroutines};
 use processes::{forked_children, nesting, threads};
 use sidecar::{pid_tree, sidecar};
 use stack::stack;
@@ -135,6 +135,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
     cases.extend([
         usdt_without_semaphores(&dir),
         goroutines(&dir),
+        behind_pointers(&dir),
         stack(&dir, &calls),
         trace_context(&dir),
         member_path(&dir),

@@ -480,6 +480,11 @@ pub enum ArgSource {
     Constant = 4,
     /// As a count ([`ArgCapture::count_source`]) of memory read at return: the return value.
     Return = 5,
+    /// As a count ([`ArgCapture::count_source`]), read at entry: the word after the pointer
+    /// at the end of the argument's chain, which is read in place of the address. Go keeps its
+    /// strings and slices so (`{ptr, len}`), and Rust its `&str` and `&[u8]`: their bytes have
+    /// no NUL after them.
+    Beside = 6,
 }
 
 impl ArgCapture {

@@ -37,6 +37,10 @@ pub enum LenArg {
     /// `len_arg: "*N"`: the word argument `N` points to, read at return, with `at: return`
     /// (`SSL_read_ex`'s `size_t *readbytes`).
     Behind(u8),
+    /// Set by resolution, never written in a config: the word after the pointer a `path` ends
+    /// at, where Go keeps the length of its strings and slices, and Rust of its `&str` and
+    /// `&[u8]`.
+    Beside,
 }
 
 impl LenArg {
@@ -44,13 +48,13 @@ impl LenArg {
     pub fn arg(self) -> Option<u8> {
         match self {
             LenArg::Arg(index) | LenArg::Behind(index) => Some(index),
-            LenArg::Return => None,
+            LenArg::Return | LenArg::Beside => None,
         }
     }
 
     /// Whether only the return can count the bytes: the count is what the call did.
     pub fn needs_return(self) -> bool {
-        !matches!(self, LenArg::Arg(_))
+        matches!(self, LenArg::Return | LenArg::Behind(_))
     }
 }
 
@@ -60,6 +64,7 @@ impl fmt::Display for LenArg {
             LenArg::Arg(index) => write!(f, "{index}"),
             LenArg::Return => f.write_str("return"),
             LenArg::Behind(index) => write!(f, "\"*{index}\""),
+            LenArg::Beside => f.write_str("its length beside it"),
         }
     }
 }

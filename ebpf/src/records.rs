@@ -13,7 +13,7 @@ use spanprobe_common::{
 };
 
 use crate::{
-    args::{read_arg, read_user_u64},
+    args::{Faults, read_arg, read_user, read_user_u64},
     emit::count,
     maps::{CALLS, EMPTY_RECORD},
     stacks::{NOT_A_CALL, frame_at},
@@ -180,11 +180,27 @@ pub(crate) fn capture_memory(
             keep_for_return(regs, record, arg, i);
             continue;
         }
-        if arg.count_source != ArgSource::None as u8 {
-            let count = read_arg(regs, arg.count_source, arg.count_slot);
-            if count < u64::from(len) {
-                len = count as u32;
+        let mut pointer = pointer;
+        let count = if arg.count_source == ArgSource::Beside as u8 {
+            // The pointer and its count, side by side where the chain ends.
+            let mut pair = [0u64; 2];
+            if read_user(&mut pair, pointer, Faults::Allowed).is_none() {
+                if let Some(captured) = record.header.arg_lens.get_mut(i) {
+                    *captured = MEMORY_FAULT;
+                }
+                continue;
             }
+            pointer = pair[0];
+            Some(pair[1])
+        } else if arg.count_source != ArgSource::None as u8 {
+            Some(read_arg(regs, arg.count_source, arg.count_slot))
+        } else {
+            None
+        };
+        if let Some(count) = count
+            && count < u64::from(len)
+        {
+            len = count as u32;
         }
         let offset = usize::from(arg.offset) & (DATA_MAX - 1);
         let destination = record.data[offset..].as_mut_ptr().cast::<c_void>();

@@ -71,3 +71,45 @@ pub fn goroutines(dir: &Workdir) -> Case {
         assert_all_exported(output, 4);
     })
 }
+
+/// `tests/programs/gotypes`: Go values behind pointers, read by `path`: a `string` and a
+/// `[]byte` by the length beside their pointer (the fixture's strings have no NUL between
+/// them), a slice's element, and a result followed from RAX at the `RET`.
+pub fn behind_pointers(dir: &Workdir) -> Case {
+    let binary = support::go_build(dir.path(), "gotypes", "gotypes");
+    let by_path = |name, path| json!({ "index": 0, "name": name, "path": path });
+    let functions = json!([
+        { "symbol": "main.(*order).ship", "args": [
+            by_path("buyer", "->buyer->name"),
+            by_path("raw", "->raw"),
+            by_path("second.count", "->lines[1].Count"),
+        ] },
+        { "symbol": "main.deliver",
+          "args": [by_path("to", ".to->name")],
+          "return": { "name": "tier", "path": "->tier" } },
+    ]);
+    let config = dir.write_named("gotypes", &functions_config(&binary, functions));
+    traced("go values behind pointers", &config, &binary).case(|_, output, receiver| {
+        output.assert_success();
+        let spans = receiver.spans();
+        let [ship] = named(&spans, "main.(*order).ship")[..] else {
+            panic!("one main.(*order).ship: {spans:#?}")
+        };
+        assert_eq!(
+            (
+                ship.str_attr("buyer"),
+                ship.str_attr("raw"),
+                ship.int_attr("second.count")
+            ),
+            (Some("ada"), Some("cafe"), Some(4))
+        );
+        let [deliver] = named(&spans, "main.deliver")[..] else {
+            panic!("one main.deliver: {spans:#?}")
+        };
+        assert_eq!(
+            (deliver.str_attr("to"), deliver.int_attr("tier")),
+            (Some("ada"), Some(5))
+        );
+        assert_all_exported(output, 2);
+    })
+}

@@ -16,6 +16,9 @@ pub struct Reading {
     pub sensor: u32,
     pub celsius: i64,
     pub valid: bool,
+    /// A pointer and a length side by side, with more text after the bytes it counts.
+    pub place: &'static str,
+    pub raw: &'static [u8],
 }
 
 /// The reference goes through `black_box`, or the optimizer may pass `celsius` alone in its
@@ -38,6 +41,8 @@ fn main() {
         sensor: 3,
         celsius: -21,
         valid: true,
+        place: &text[..11],
+        raw: &[7, 8, 9],
     };
     println!("recorded {}", record(std::hint::black_box(&reading)));
 }

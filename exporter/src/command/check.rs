@@ -374,6 +374,7 @@ fn describe_arg(arg: &ArgSpec, function: &ProbedFunction) -> String {
             " counted by the size_t {} points to",
             function.arg_location(count)
         )),
+        Some(LenArg::Beside) => size.push_str(" counted by the length beside its pointer"),
         None => {}
     }
     let chain = describe_chain(

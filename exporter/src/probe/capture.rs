@@ -284,10 +284,11 @@ impl Count {
         let (source, slot) = match len_arg {
             LenArg::Arg(index) | LenArg::Behind(index) => function.arg_location(index).kernel(),
             LenArg::Return => (ArgSource::Return, 0),
+            LenArg::Beside => (ArgSource::Beside, 0),
         };
         let mut timing = match len_arg {
             LenArg::Behind(_) => COUNT_BEHIND,
-            LenArg::Arg(_) | LenArg::Return => 0,
+            LenArg::Arg(_) | LenArg::Return | LenArg::Beside => 0,
         };
         // Resolution refuses counts at return from a return value of no known type.
         if let Some(ty) = function.return_type {

@@ -149,8 +149,8 @@ impl<'a> GoValue<'a> {
     pub fn select(self, path: &str) -> Result<Self, String> {
         let Some(fields) = path.strip_prefix('.') else {
             return Err(format!(
-                "`{path}`: a Go path selects the fields of a struct passed by value (`.Name`); \
-                 what a pointer points to is read with `offsets`"
+                "`{path}`: a Go path starts with `.Name` (a field of a struct passed by value), \
+                 `->Name` (through a pointer) or `[n]` (an element of a slice)"
             ));
         };
         fields
@@ -249,8 +249,8 @@ impl<'a> GoValue<'a> {
             }
             (GoKind::Slice { bytes: false }, registers) => Err(format!(
                 "`{name}` is a Go {go_type} of {} words: read it as `ptr` (its array), or an \
-                 element with `offsets` (`[0]` is the first); its length counts elements, not \
-                 the bytes `str` or `bytes` would read",
+                 element by `path` (`[0]` is the first); its length counts elements, not the \
+                 bytes `str` or `bytes` would read",
                 registers.len()
             )),
             (GoKind::String | GoKind::Slice { .. }, registers) => Err(format!(
@@ -260,12 +260,12 @@ impl<'a> GoValue<'a> {
             )),
             (GoKind::Pointer, _) if memory && !chained => Err(format!(
                 "`{name}` is a Go pointer ({go_type}), not text (Go strings are not \
-                 NUL-terminated): read it as `ptr`, or give `offsets` to the bytes you mean"
+                 NUL-terminated): read it as `ptr`, or what it points to by `path` (`->Name`)"
             )),
             (GoKind::Pointer, _) => Ok(GoRead::Word(first)),
             (GoKind::Number, _) if memory || chained => Err(format!(
                 "`{name}` is a Go {go_type}, a number, not an address: read it as one (`i64`, \
-                 `u64`, `bool`...), without `offsets`"
+                 `u64`, `bool`...), not followed into memory"
             )),
             (GoKind::Number, _) => Ok(GoRead::Word(first)),
             (GoKind::Other, [_]) if !memory => Ok(GoRead::Word(first)),
@@ -472,7 +472,11 @@ mod typed {
             it.clone().select(".Name.len").unwrap_err(),
             "`.len`: `it.Name` is a Go string, not a struct passed by value"
         );
-        assert!(it.select("->Name").unwrap_err().contains("`offsets`"));
+        assert!(
+            it.select("->Name")
+                .unwrap_err()
+                .contains("`->Name` (through a pointer)")
+        );
     }
 
     #[test]

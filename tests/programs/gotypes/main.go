@@ -1,6 +1,6 @@
 // Go values of every shape a capture meets, built by the tests with Debian's Go toolchain:
 // generic functions (passed their dictionary first), a struct by value, an interface, a
-// pointer, strings, a []byte and an []int. Its strings are laid out one after the other, with
+// pointer, strings, a []byte and an []int, and the same behind pointers (reached by `path`). Its strings are laid out one after the other, with
 // no NUL between them: a string read without its length shows its neighbours.
 package main
 
@@ -21,6 +21,24 @@ type shop struct {
 }
 
 type Stack[T any] struct{ xs []T }
+
+type customer struct {
+	name string
+	tier int
+}
+
+type order struct {
+	id    int
+	buyer *customer
+	note  string
+	lines []item
+	raw   []byte
+}
+
+type parcel struct {
+	to     *customer
+	weight int
+}
 
 //go:noinline
 func Pair[K comparable, V any](k K, v V, n int) int {
@@ -52,6 +70,20 @@ func (s *shop) open(code string, raw []byte, ids []int) int {
 	return s.id + len(code) + len(raw) + len(ids)
 }
 
+//go:noinline
+func (o *order) ship(express bool) int {
+	if express {
+		return o.id + len(o.note) + len(o.lines) + len(o.raw) + o.buyer.tier
+	}
+	return 0
+}
+
+//go:noinline
+func deliver(p parcel) *customer {
+	p.to.tier += p.weight
+	return p.to
+}
+
 func main() {
 	a := Pair("key", 42, 3)
 	b := Pair(7, "seven", 4)
@@ -61,6 +93,16 @@ func main() {
 	s := &shop{id: 11, name: "corner"}
 	e := describe(s, 5)
 	f := s.open("dawn", []byte{1, 2, 3}, []int{4, 5})
-	fmt.Println(a, b, c, d, e, f)
+	ada := &customer{name: "ada", tier: 2}
+	o := &order{
+		id:    7,
+		buyer: ada,
+		note:  "fragile",
+		lines: []item{{Name: "bolt"}, {Name: "nut", Count: 4}},
+		raw:   []byte{0xca, 0xfe},
+	}
+	g := o.ship(true)
+	h := deliver(parcel{to: ada, weight: 3}).tier
+	fmt.Println(a, b, c, d, e, f, g, h)
 	os.Exit(0)
 }

@@ -60,9 +60,13 @@ pub struct GoField {
     pub words: Range<usize>,
 }
 
+/// A slice's and a string's `reflect.Kind`.
+pub(super) const KIND_SLICE: u64 = 23;
+pub(super) const KIND_STRING: u64 = 24;
+
 /// `DW_AT_go_kind` and `DW_AT_go_elem`, Go's own DWARF attributes: a type's `reflect.Kind`,
 /// and a slice's (or map's, or channel's) element type.
-const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
+pub(super) const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
 const DW_AT_GO_ELEM: gimli::DwAt = gimli::DwAt(0x2902);
 
 /// A scalar word of a parameter: in an integer register or a floating-point one.
@@ -145,36 +149,69 @@ fn member_offset(ctx: &Ctx<'_, '_>, name: &str, member: &str) -> gimli::Result<O
 /// The parameters of `function`, then its results.
 fn params_of(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<(Vec<GoParam>, Vec<GoParam>)> {
     let (mut params, mut results) = (Vec::new(), Vec::new());
-    for param in ctx.parameters(function)? {
-        let entry = ctx.entry(param)?;
-        // Results are parameters marked as variable ones.
-        let is_result = matches!(
-            entry.attr_value(gimli::DW_AT_variable_parameter),
-            Some(gimli::AttributeValue::Flag(true))
-        );
-        let name = ctx.string_attr(param, gimli::DW_AT_name)?;
-        let Some((u, value)) = ctx.attr(param, gimli::DW_AT_type)? else {
-            continue;
-        };
-        let Some(ty) = ctx.target(u, value) else {
-            continue;
-        };
-        let ty = shape_of(ctx, ty)?;
+    for declared in declared(ctx, function)? {
+        let ty = declared.ty;
         let (info, _) = ctx.type_info(ty, 0)?;
         let param = GoParam {
-            name,
+            name: declared.name,
             go_type: go_type_name(ctx, ty, &info.c_name)?,
             capture: info.capture,
             words: words(ctx, ty, &info.abi)?,
             kind: kind_of(ctx, ty, 0)?,
         };
-        if is_result {
+        if declared.result {
             results.push(param);
         } else {
             params.push(param);
         }
     }
     Ok((params, results))
+}
+
+/// The types of the parameters of the Go function at `function`, then of its results, in
+/// declared order as [`GoFunctions`] lists them.
+pub(super) fn parameter_types(
+    ctx: &Ctx<'_, '_>,
+    function: Loc,
+) -> gimli::Result<(Vec<Loc>, Vec<Loc>)> {
+    let (results, params): (Vec<_>, Vec<_>) = declared(ctx, function)?
+        .into_iter()
+        .partition(|declared| declared.result);
+    let types = |all: Vec<Declared>| all.into_iter().map(|declared| declared.ty).collect();
+    Ok((types(params), types(results)))
+}
+
+/// A parameter or result as DWARF declares it.
+struct Declared {
+    name: Option<String>,
+    /// Its type, as a generic function's shape gives it.
+    ty: Loc,
+    result: bool,
+}
+
+/// The parameters and results of `function` that DWARF gives a type, in declared order.
+fn declared(ctx: &Ctx<'_, '_>, function: Loc) -> gimli::Result<Vec<Declared>> {
+    let mut all = Vec::new();
+    for param in ctx.parameters(function)? {
+        let entry = ctx.entry(param)?;
+        // Results are parameters marked as variable ones.
+        let result = matches!(
+            entry.attr_value(gimli::DW_AT_variable_parameter),
+            Some(gimli::AttributeValue::Flag(true))
+        );
+        let Some((u, value)) = ctx.attr(param, gimli::DW_AT_type)? else {
+            continue;
+        };
+        let Some(ty) = ctx.target(u, value) else {
+            continue;
+        };
+        all.push(Declared {
+            name: ctx.string_attr(param, gimli::DW_AT_name)?,
+            ty: shape_of(ctx, ty)?,
+            result,
+        });
+    }
+    Ok(all)
 }
 
 /// Go's name for type `ty` (`c_name` as this reader writes it): Go names every type in its
@@ -225,17 +262,17 @@ fn kind_of(ctx: &Ctx<'_, '_>, ty: Loc, depth: u8) -> gimli::Result<GoKind> {
         1..=14 => GoKind::Number,
         18 | 19 | 21 | 22 | 26 => GoKind::Pointer,
         20 => GoKind::Interface,
-        23 => GoKind::Slice {
+        KIND_SLICE => GoKind::Slice {
             bytes: byte_elements(ctx, stripped)?,
         },
-        24 => GoKind::String,
+        KIND_STRING => GoKind::String,
         25 if depth < MAX_FIELD_DEPTH => GoKind::Struct(fields(ctx, stripped, depth)?),
         _ => GoKind::Other,
     })
 }
 
 /// The `DW_AT_go_kind` of `ty`, or of the type a typedef of it names.
-fn go_kind(ctx: &Ctx<'_, '_>, mut ty: Loc) -> gimli::Result<Option<u64>> {
+pub(super) fn go_kind(ctx: &Ctx<'_, '_>, mut ty: Loc) -> gimli::Result<Option<u64>> {
     for _ in 0..super::MAX_DEPTH {
         let entry = ctx.entry(ty)?;
         if let Some(kind) = entry.attr_value(DW_AT_GO_KIND) {
@@ -253,7 +290,7 @@ fn go_kind(ctx: &Ctx<'_, '_>, mut ty: Loc) -> gimli::Result<Option<u64>> {
 }
 
 /// Whether the slice type at `slice` has one-byte integer elements (`[]byte`, `[]int8`).
-fn byte_elements(ctx: &Ctx<'_, '_>, slice: Loc) -> gimli::Result<bool> {
+pub(super) fn byte_elements(ctx: &Ctx<'_, '_>, slice: Loc) -> gimli::Result<bool> {
     let element = ctx
         .entry(slice)?
         .attr_value(DW_AT_GO_ELEM)

@@ -674,7 +674,11 @@ impl<'d, 'a> Ctx<'d, 'a> {
                     gimli::DW_TAG_union_type => "union",
                     _ => "class",
                 };
-                let c_name = format!("{kind} {}", name.as_deref().unwrap_or("<anonymous>"));
+                let c_name = match name.as_deref() {
+                    // Go names its types in its own syntax (`main.order`, `[]int`, `string`).
+                    Some(name) if entry.attr_value(go::DW_AT_GO_KIND).is_some() => name.to_owned(),
+                    name => format!("{kind} {}", name.unwrap_or("<anonymous>")),
+                };
                 // A C++ class that is not trivially copyable is passed by invisible reference.
                 if entry.attr_value(gimli::DW_AT_calling_convention)
                     == Some(AttributeValue::CallingConvention(

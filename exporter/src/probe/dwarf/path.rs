@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use spanprobe_config::ValueType;
 
-use super::{Abi, Ctx, DwarfFile, Loc, MAX_DEPTH, Rank, with_dwarf};
+use super::{Abi, Ctx, DwarfFile, Loc, MAX_DEPTH, Rank, go, with_dwarf};
 use crate::probe::sysv::{Place, places};
 
 /// One step of a path as written.
@@ -32,6 +32,10 @@ pub struct FieldChain {
     pub array_len: Option<u64>,
     /// For an enum whose type was left to DWARF: its enumerators' names by value.
     pub enumerators: Option<BTreeMap<i64, String>>,
+    /// The chain ends at a pointer with its count beside it (a Go `string` or `[]byte`, a
+    /// Rust `&str` or `&[u8]`), which the kernel reads both of: the bytes have no NUL after
+    /// them.
+    pub counted: bool,
 }
 
 /// Why a path cannot be resolved.
@@ -94,6 +98,21 @@ pub enum PathError {
          its members"
     )]
     NoType { c_name: String },
+    #[error(
+        "the value is {c_name}, which is in registers itself: a Go path reaches memory through \
+         a pointer (`->field`) or a slice (`[n]`)"
+    )]
+    InRegisters { c_name: String },
+    #[error(
+        "the value is {c_name}, which Go keeps no text in (its strings are not NUL-terminated): \
+         read a `string` or a `[]byte`, or this as `ptr`, or as `bytes` with a `len`"
+    )]
+    GoText { c_name: String },
+    #[error(
+        "the value is {c_name}, whose bytes are read at entry with the length kept beside them: \
+         {fix}"
+    )]
+    Counted { c_name: String, fix: String },
     #[error("`{step}`: offset {offset} is out of range")]
     Offset { step: String, offset: u64 },
     /// Shared: a binary's DWARF is loaded once for all the paths of a config.
@@ -146,10 +165,32 @@ pub enum PathBase {
     /// The return value, in RAX when the function returns: the value itself, or for a
     /// struct returned in memory, its address.
     ReturnValue,
+    /// A Go function's parameter, by its declared position. Go passes a struct by value field
+    /// by field, each in registers of its own: a path's `.field` steps before its first
+    /// pointer select the field in its registers, which the caller reads.
+    GoParameter(usize),
+    /// A Go function's result, by its declared position, in registers when it returns.
+    GoResult(usize),
+}
+
+impl PathBase {
+    fn is_go(self) -> bool {
+        matches!(self, PathBase::GoParameter(_) | PathBase::GoResult(_))
+    }
 }
 
 /// Where a function's values are, by DWARF type.
-struct Bases {
+enum Bases {
+    C(SlotBases),
+    /// A Go function's parameters and results, in declared order.
+    Go {
+        params: Vec<Loc>,
+        results: Vec<Loc>,
+    },
+}
+
+/// Where a function's values are by System V's rules.
+struct SlotBases {
     /// The type of each parameter passed in one slot, by slot.
     parameters: Vec<(u8, Loc)>,
     /// The return type (`None` for `void`), and whether it is returned in memory.
@@ -180,30 +221,44 @@ pub fn resolve_in(
 ) -> Result<Vec<Result<FieldChain, PathError>>, PathError> {
     dwarf.with(|dwarf| {
         let ctx = Ctx::new(dwarf)?;
-        let bases = match bases(&ctx, function) {
+        let go = requests.iter().any(|request| request.base.is_go());
+        let bases = match bases(&ctx, function, go) {
             Ok(bases) => bases,
             Err(error) => return Ok(Err(error)),
         };
+        let no_parameter = |index: usize| PathError::NoParameter {
+            function: function.to_owned(),
+            index: u8::try_from(index).unwrap_or(u8::MAX),
+        };
         let resolve_one = |request: &PathRequest<'_>| {
             let steps = parse(request.path)?;
-            let (ty, at) = match request.base {
-                PathBase::Parameter(index) => bases
-                    .parameters
+            let (ty, at) = match (request.base, &bases) {
+                (PathBase::Parameter(index), Bases::C(SlotBases { parameters, .. })) => parameters
                     .iter()
                     .find(|(slot, _)| *slot == index)
                     .map(|(_, ty)| (*ty, At::Register))
-                    .ok_or_else(|| PathError::NoParameter {
-                        function: function.to_owned(),
-                        index,
-                    })?,
-                PathBase::ReturnValue => match bases.ret {
+                    .ok_or_else(|| no_parameter(usize::from(index)))?,
+                (PathBase::ReturnValue, Bases::C(SlotBases { ret, .. })) => match ret {
                     // RAX holds the address of a struct returned in memory.
-                    Some((ty, true)) => (ty, At::Memory { offset: 0 }),
-                    Some((ty, false)) => (ty, At::Register),
+                    Some((ty, true)) => (*ty, At::Memory { offset: 0 }),
+                    Some((ty, false)) => (*ty, At::Register),
                     None => return Err(PathError::NoReturnValue(function.to_owned())),
                 },
+                (PathBase::GoParameter(index), Bases::Go { params, .. }) => params
+                    .get(index)
+                    .map(|ty| (*ty, At::Register))
+                    .ok_or_else(|| no_parameter(index))?,
+                (PathBase::GoResult(index), Bases::Go { results, .. }) => results
+                    .get(index)
+                    .map(|ty| (*ty, At::Register))
+                    .ok_or_else(|| PathError::NoReturnValue(function.to_owned()))?,
+                (base, _) => {
+                    return Err(PathError::Malformed(format!(
+                        "{base:?} asked with other requests of another language"
+                    )));
+                }
             };
-            chain(&ctx, ty, at, &steps, request.ty)
+            chain(&ctx, ty, at, &steps, request.ty, request.base.is_go())
         };
         Ok(Ok(requests.iter().map(resolve_one).collect()))
     })?
@@ -280,13 +335,15 @@ impl Cursor {
     }
 }
 
-/// The chain from a value of type `base` at `at` along `steps`.
+/// The chain from a value of type `base` at `at` along `steps`; `.field` steps select a field
+/// in its own registers while the walk is in registers when `fields_in_registers` (Go's).
 fn chain(
     ctx: &Ctx<'_, '_>,
     base: Loc,
     mut at: At,
     steps: &[Step],
     declared: Option<ValueType>,
+    fields_in_registers: bool,
 ) -> Result<FieldChain, PathError> {
     let mut ty = Cursor::whole(base);
     let mut derefs: Vec<u64> = Vec::new();
@@ -330,11 +387,19 @@ fn chain(
                 ty = Cursor::whole(member_ty);
             }
             Step::Dot(member) => {
-                let At::Memory { offset } = at else {
-                    return Err(PathError::NotPointer {
-                        step: text,
-                        c_name: format!("{} (the value itself, in a register)", c_name(ctx, here)),
-                    });
+                let offset = match at {
+                    At::Memory { offset } => Some(offset),
+                    // The field is in registers of its own, which the caller reads.
+                    At::Register if fields_in_registers => None,
+                    At::Register => {
+                        return Err(PathError::NotPointer {
+                            step: text,
+                            c_name: format!(
+                                "{} (the value itself, in a register)",
+                                c_name(ctx, here)
+                            ),
+                        });
+                    }
                 };
                 if ty.indexed > 0 {
                     return Err(PathError::NotStruct {
@@ -343,12 +408,27 @@ fn chain(
                     });
                 }
                 let (member_offset, member_ty) = find_member(ctx, here, member, &text)?;
-                at = At::Memory {
-                    offset: offset + member_offset,
-                };
+                if let Some(offset) = offset {
+                    at = At::Memory {
+                        offset: offset + member_offset,
+                    };
+                }
                 ty = Cursor::whole(member_ty);
             }
             Step::Index(n) => {
+                // A Go slice is indexed through its array, the pointer it starts with (in the
+                // first of its registers, when the walk is there).
+                if ty.indexed == 0
+                    && let Some((array_offset, array)) = go_slice_array(ctx, here, &text)?
+                {
+                    if let At::Memory { offset } = at {
+                        at = At::Memory {
+                            offset: offset + array_offset,
+                        };
+                    }
+                    ty = Cursor::whole(array);
+                    here = strip(ctx, array)?;
+                }
                 let shape = match at {
                     At::Memory { offset } => ctx.array_shape(here)?.map(|shape| (shape, offset)),
                     At::Register => None,
@@ -412,21 +492,33 @@ fn chain(
         }
     }
     let end = End::of(ctx, ty)?;
-    let ty = declared.or(end.inferred).ok_or_else(|| match end.array {
-        true => PathError::WholeArray {
-            c_name: end.c_name.clone(),
-        },
-        false => PathError::NoType {
-            c_name: end.c_name.clone(),
-        },
-    })?;
+    let counted = match declared {
+        Some(declared) if !declared.is_memory() => None,
+        _ => counted(ctx, end.loc)?,
+    };
+    let ty = declared
+        .or(counted)
+        .or(end.inferred)
+        .ok_or_else(|| match end.array {
+            true => PathError::WholeArray {
+                c_name: end.c_name.clone(),
+            },
+            false => PathError::NoType {
+                c_name: end.c_name.clone(),
+            },
+        })?;
+    if fields_in_registers && ty == ValueType::Str && counted.is_none() && !end.array {
+        return Err(PathError::GoText { c_name: end.c_name });
+    }
     let At::Memory { offset } = at else {
-        unreachable!("every step moves into memory");
+        // Only a Go path's fields stay in registers.
+        return Err(PathError::InRegisters { c_name: end.c_name });
     };
     // A string behind a `char *` member is one more pointer away; one in a `char[N]` member
-    // is in place, as any array (or row of one) is.
+    // is in place, as any array (or row of one) is, and a counted one is read from where its
+    // pointer and count are.
     let mut last = offset;
-    if ty.is_memory() && !end.array {
+    if ty.is_memory() && !end.array && counted.is_none() {
         derefs.push(offset);
         last = 0;
     }
@@ -457,7 +549,44 @@ fn chain(
         c_name: end.c_name,
         array_len: end.string_len,
         enumerators,
+        counted: counted.is_some(),
     })
+}
+
+/// What reads the bytes that a value of the type at `loc` (stripped) keeps with their count,
+/// a pointer then a 64-bit count (`{ptr, len}`): `str` for a Go `string` or a Rust `&str`,
+/// `bytes` for a Go `[]byte` or a Rust `&[u8]`; `None` for any other type.
+fn counted(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<ValueType>, PathError> {
+    let (ty, [pointer, count]) = match go::go_kind(ctx, loc)? {
+        Some(go::KIND_STRING) => (ValueType::Str, ["str", "len"]),
+        Some(go::KIND_SLICE) if go::byte_elements(ctx, loc)? => {
+            (ValueType::Bytes, ["array", "len"])
+        }
+        Some(_) => return Ok(None),
+        None => match ctx.string_attr(loc, gimli::DW_AT_name)?.as_deref() {
+            Some("&str" | "&mut str") => (ValueType::Str, ["data_ptr", "length"]),
+            Some("&[u8]" | "&mut [u8]") => (ValueType::Bytes, ["data_ptr", "length"]),
+            _ => return Ok(None),
+        },
+    };
+    let offset = |member| {
+        find_member(ctx, loc, member, "")
+            .ok()
+            .map(|(offset, _)| offset)
+    };
+    Ok((offset(pointer) == Some(0) && offset(count) == Some(8)).then_some(ty))
+}
+
+/// For the Go slice type at `loc` (stripped): the offset and type of its array pointer.
+fn go_slice_array(
+    ctx: &Ctx<'_, '_>,
+    loc: Loc,
+    step: &str,
+) -> Result<Option<(u64, Loc)>, PathError> {
+    if go::go_kind(ctx, loc)? != Some(go::KIND_SLICE) {
+        return Ok(None);
+    }
+    find_member(ctx, loc, "array", step).map(Some)
 }
 
 /// What a path ends at, for the type it is read as.
@@ -592,16 +721,20 @@ fn step_text(step: &Step) -> String {
     }
 }
 
-/// The types of `function`'s parameters and return value.
-fn bases(ctx: &Ctx<'_, '_>, function: &str) -> Result<Bases, PathError> {
+/// The types of `function`'s parameters and return value: by Go's rules when `go`.
+fn bases(ctx: &Ctx<'_, '_>, function: &str, go: bool) -> Result<Bases, PathError> {
     for (_, loc) in ctx.defined_functions()? {
         let linkage = ctx.string_attr(loc, gimli::DW_AT_linkage_name)?;
         let name = ctx.string_attr(loc, gimli::DW_AT_name)?;
         if linkage.as_deref() != Some(function) && name.as_deref() != Some(function) {
             continue;
         }
+        if go {
+            let (params, results) = go::parameter_types(ctx, loc)?;
+            return Ok(Bases::Go { params, results });
+        }
         if let Some(bases) = bases_at(ctx, loc)? {
-            return Ok(bases);
+            return Ok(Bases::C(bases));
         }
     }
     Err(PathError::NoFunction(function.to_owned()))
@@ -609,7 +742,7 @@ fn bases(ctx: &Ctx<'_, '_>, function: &str) -> Result<Bases, PathError> {
 
 /// The types of the parameters and return value of the function at `loc`; `None` when DWARF
 /// gives it no signature.
-fn bases_at(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<Bases>, PathError> {
+fn bases_at(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<SlotBases>, PathError> {
     {
         let Some(signature) = ctx.signature(loc)? else {
             return Ok(None);
@@ -632,7 +765,7 @@ fn bases_at(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<Bases>, PathError> {
             Some((u, value)) => ctx.target(u, value).map(|ty| (ty, returns_in_memory)),
             None => None,
         };
-        Ok(Some(Bases { parameters, ret }))
+        Ok(Some(SlotBases { parameters, ret }))
     }
 }
 
@@ -706,7 +839,7 @@ fn offers_in(
                 .into_iter()
                 .filter_map(|path| {
                     let steps = parse(&path).ok()?;
-                    let chain = chain(ctx, ty, At::Register, &steps, None).ok()?;
+                    let chain = chain(ctx, ty, At::Register, &steps, None, false).ok()?;
                     Some(MemberOffer { slot, path, chain })
                 })
                 .collect();

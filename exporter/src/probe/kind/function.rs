@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use spanprobe_config::{
-    FunctionSpec, LenArg, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, Problem, ValueType,
+    FunctionSpec, LenArg, Located, MAX_MEMORY_LEN, MEMORY_BUDGET, Position, Problem, ReadAt,
+    ValueType,
 };
 
 use crate::probe::{
@@ -25,6 +26,7 @@ use super::{
     claims::{Claims, excluded, is_glob, mid_instruction, plural, probeable},
     gocall::{
         go_call, go_error_register, go_refusal, go_returns_probed, number_go_pairs, place_go_args,
+        resolve_go_return,
     },
 };
 
@@ -217,11 +219,12 @@ pub fn resolve(
                         resolved.push(probed);
                         continue;
                     };
-                    let placed =
-                        place_go_args(go, &sym.raw, &binary.elf, &mut probed, function, field)
-                            .and_then(|()| {
-                                go_error_register(go, &sym.raw, &probed, function, field)
-                            });
+                    let placed = place_go_args(go, &sym.raw, binary, &mut probed, function, field)
+                        .and_then(|()| go_error_register(go, &sym.raw, &probed, function, field))
+                        .and_then(|error| {
+                            resolve_go_return(binary, &sym.raw, &mut probed, function, field)
+                                .map(|()| error)
+                        });
                     match placed {
                         Ok(error_register) if go_returns_probed(&binary.elf) => {
                             match go_call(binary, sym, probed, error_register) {
@@ -394,6 +397,23 @@ fn resolve_paths(
             arg.max_len = arg
                 .max_len
                 .or(Some(len.clamp(1, u64::from(MAX_MEMORY_LEN)) as u16));
+        }
+        if chain.counted {
+            // Read at entry from where the pointer and its count are side by side; `len_arg`
+            // goes with a path only at return.
+            if arg.at == ReadAt::Return {
+                let fix = match arg.len_arg {
+                    Some(len_arg) => format!("remove `at: return` and `len_arg: {len_arg}`"),
+                    None => "remove `at: return`".to_owned(),
+                };
+                let source = path::PathError::Counted {
+                    c_name: chain.c_name,
+                    fix,
+                };
+                errors.push(path_error(with, source));
+                continue;
+            }
+            arg.len_arg = Some(LenArg::Beside);
         }
         arg.ty = Some(chain.ty);
         arg.offsets = Some(chain.offsets);

@@ -7,7 +7,10 @@ use std::path::Path;
 use spanprobe_config::{ArgSpec, FunctionSpec, LenArg, Located, Position, ReadAt, ValueType};
 
 use crate::probe::{
-    dwarf::go::{GoFunctions, GoParam},
+    dwarf::{
+        go::{GoFunctions, GoParam},
+        path::{self, FieldChain, PathBase, PathError, PathRequest},
+    },
     elf::ElfInfo,
     goabi::{self, GoPlace},
     gocode::GoSites,
@@ -228,9 +231,6 @@ pub(super) fn go_error_register(
                 ));
             }
         }
-        if ret.path.is_some() {
-            return refuse("`path` is not resolved for Go results: give `offsets`".into());
-        }
     }
     let error = results
         .iter()
@@ -245,17 +245,17 @@ pub(super) fn go_error_register(
 
 /// Places the arguments of Go function `probed` (`raw` its symbol, its binary's DWARF read
 /// as `go`) in the registers of Go's ABI, after the dictionary of a generic function's
-/// shape instantiation: each checked against its Go type (see [`place_go_arg`]). Adds
-/// `goroutine.id` where a capture slot is free.
+/// shape instantiation: each checked against its Go type (see [`place_go_arg`]), its `path`
+/// into memory resolved from DWARF. Adds `goroutine.id` where a capture slot is free.
 pub(super) fn place_go_args(
     go: &GoFunctions,
     raw: &str,
-    elf: &ElfInfo,
+    binary: &Binary,
     probed: &mut ProbedFunction,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<(), Vec<ResolveError>> {
-    if let Some((major, minor)) = elf.go_version
+    if let Some((major, minor)) = binary.elf.go_version
         && (major, minor) < (1, 17)
         && !function.args.is_empty()
     {
@@ -291,6 +291,7 @@ pub(super) fn place_go_args(
                       position in DWARF (`go build` writes it; `-ldflags=-w` strips it)";
         return Err(vec![problem(0, reason.to_owned())]);
     };
+    let mut chains = memory_paths(binary, raw, probed, function, field)?;
     let places = goabi::parameter_places(raw, params);
     let mut operands: Vec<UsdtArg> = places
         .iter()
@@ -323,7 +324,14 @@ pub(super) fn place_go_args(
             }
             GoPlace::Registers { integers, .. } => integers,
         };
-        match place_go_arg(&mut arg.value, param, name, integers, &mut operands) {
+        let chain = match chains.get_mut(a).and_then(Option::take).transpose() {
+            Ok(chain) => chain,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        match place_go_arg(&mut arg.value, param, name, integers, chain, &mut operands) {
             Ok(()) => {}
             Err(reason) => errors.push(problem(a, reason)),
         }
@@ -345,15 +353,139 @@ pub(super) fn word(register: Register) -> UsdtArg {
     }
 }
 
+/// Resolves the `path` of Go function `probed`'s `return` (`raw` its symbol) from its first
+/// result, in RAX when it returns, into the chain the return site follows: to a number, as a
+/// return value is read.
+pub(super) fn resolve_go_return(
+    binary: &Binary,
+    raw: &str,
+    probed: &mut ProbedFunction,
+    function: &Located<FunctionSpec>,
+    field: &str,
+) -> Result<(), Vec<ResolveError>> {
+    let Some(ret) = probed.spec.return_value.as_mut() else {
+        return Ok(());
+    };
+    let Some(path) = ret.path.clone() else {
+        return Ok(());
+    };
+    let request = PathRequest {
+        base: PathBase::GoResult(0),
+        path: &path,
+        ty: ret.ty,
+    };
+    let chain = binary
+        .dwarf()
+        .map_err(PathError::Dwarf)
+        .and_then(|dwarf| path::resolve_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &[request]))
+        .and_then(|mut chains| {
+            chains
+                .pop()
+                .unwrap_or(Err(PathError::NoReturnValue(raw.into())))
+        })
+        .and_then(|chain| match chain.ty.is_memory() {
+            false => Ok(chain),
+            true => Err(PathError::MemoryReturn {
+                c_name: chain.c_name,
+                ty: chain.ty,
+            }),
+        });
+    match chain {
+        Ok(chain) => {
+            ret.value.ty = Some(chain.ty);
+            ret.value.offsets = Some(chain.offsets);
+            ret.value.enumerators = chain.enumerators.map(std::sync::Arc::new);
+            Ok(())
+        }
+        Err(source) => Err(vec![ResolveError {
+            position: function
+                .return_value
+                .as_ref()
+                .map_or(function.position, |ret| ret.position),
+            field: format!("{field}.return.path"),
+            kind: ResolveErrorKind::Path {
+                binary: binary.path.clone(),
+                path,
+                source: Box::new(source),
+            },
+        }]),
+    }
+}
+
+/// The part of a Go `path` that selects fields in registers (`.to` of `.to->name`), before
+/// its first step into memory; the path whole when it has none.
+fn in_registers(path: &str) -> &str {
+    let end = [path.find("->"), path.find('[')]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(path.len());
+    &path[..end]
+}
+
+/// The chain of each of `function`'s arguments whose `path` reaches into memory (`->name`,
+/// `.to->name`, `[2]`), by argument, resolved from the binary's DWARF in one pass, or why it
+/// cannot be; `None` for the others. The error is one for all when the DWARF cannot be read.
+fn memory_paths(
+    binary: &Binary,
+    raw: &str,
+    probed: &ProbedFunction,
+    function: &Located<FunctionSpec>,
+    field: &str,
+) -> Result<Vec<Option<Result<FieldChain, ResolveError>>>, Vec<ResolveError>> {
+    let requests: Vec<(usize, PathRequest<'_>)> = probed
+        .spec
+        .args
+        .iter()
+        .enumerate()
+        .filter_map(|(a, arg)| {
+            let path = arg.path.as_deref()?;
+            (in_registers(path) != path).then_some((
+                a,
+                PathRequest {
+                    base: PathBase::GoParameter(usize::from(arg.index)),
+                    path,
+                    ty: arg.ty,
+                },
+            ))
+        })
+        .collect();
+    let mut chains: Vec<_> = probed.spec.args.iter().map(|_| None).collect();
+    let Some(&(first, _)) = requests.first() else {
+        return Ok(chains);
+    };
+    let problem = |a: usize, path: &str, source: PathError| ResolveError {
+        position: function.args[a].position,
+        field: format!("{field}.args[{a}].path"),
+        kind: ResolveErrorKind::Path {
+            binary: binary.path.clone(),
+            path: path.to_owned(),
+            source: Box::new(source),
+        },
+    };
+    let asked: Vec<PathRequest<'_>> = requests.iter().map(|(_, request)| *request).collect();
+    let resolved = binary
+        .dwarf()
+        .map_err(PathError::Dwarf)
+        .and_then(|dwarf| path::resolve_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &asked))
+        .map_err(|source| vec![problem(first, requests[0].1.path, source)])?;
+    for ((a, request), chain) in requests.iter().zip(resolved) {
+        chains[*a] = Some(chain.map_err(|source| problem(*a, request.path, source)));
+    }
+    Ok(chains)
+}
+
 /// Places `arg`, a capture of Go parameter `param` (called `name`, in `integers`), checked
 /// against its Go type: on the parameter's first word (`operands[arg.index]`), or on a word
 /// of its own added to `operands` (a field's, an interface's data), with its length's word
-/// as its `len_arg` for a `string` or a `[]byte`. Why it cannot be read, if so.
+/// as its `len_arg` for a `string` or a `[]byte`; followed along `chain` when its `path`
+/// reaches into memory. Why it cannot be read, if so.
 pub(super) fn place_go_arg(
     arg: &mut ArgSpec,
     param: &GoParam,
     name: &str,
     integers: &[Register],
+    chain: Option<FieldChain>,
     operands: &mut Vec<UsdtArg>,
 ) -> Result<(), String> {
     let Some(mut value) = goabi::GoValue::parameter(param, name, integers) else {
@@ -363,7 +495,19 @@ pub(super) fn place_go_arg(
         ));
     };
     if let Some(path) = &arg.path {
-        value = value.select(path)?;
+        let fields = in_registers(path);
+        if !fields.is_empty() {
+            value = value.select(fields)?;
+        }
+    }
+    if let Some(chain) = chain {
+        // `len_arg` does not go with a path read at entry: the config says so.
+        if chain.counted {
+            arg.len_arg = Some(LenArg::Beside);
+        }
+        arg.ty = Some(chain.ty);
+        arg.offsets = Some(chain.offsets);
+        arg.enumerators = chain.enumerators.map(std::sync::Arc::new);
     }
     let Some(ty) = arg.ty.or_else(|| value.default_type()) else {
         return Err(format!(
