@@ -254,3 +254,82 @@ async fn captures_their_go_type_does_not_allow_are_refused() {
         ],
     );
 }
+
+/// Go's own net/http, which no one here wrote: each request's method, path, host, protocol,
+/// body length and peer, read from the `*http.Request` that `(*ServeMux).ServeHTTP` is
+/// handed (its third parameter, after the receiver and the `ResponseWriter` interface), as
+/// curl sent them.
+#[tokio::test(flavor = "multi_thread")]
+async fn net_http_requests_by_path() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let binary = go_build(s.path(), "gohttp", "gohttp");
+    let request = |name, path| json!({ "index": 2, "name": name, "path": path });
+    let functions = json!([{ "symbol": "net/http.(*ServeMux).ServeHTTP", "args": [
+        request("http.request.method", "->Method"),
+        request("url.path", "->URL->Path"),
+        request("url.query", "->URL->RawQuery"),
+        request("server.address", "->Host"),
+        request("network.protocol.name", "->Proto"),
+        request("http.request.body.size", "->ContentLength"),
+        request("client.address", "->RemoteAddr"),
+    ] }]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // curl retries until the server listens; the server exits once it has answered /quit.
+    let script = format!(
+        "{server} 127.0.0.1:{port} & \
+         for i in $(seq 100); do \
+           curl -s 'http://127.0.0.1:{port}/hello?lang=go' && break; sleep 0.1; \
+         done; \
+         curl -s -d 'twelve bytes' http://127.0.0.1:{port}/quit; wait",
+        server = binary.display()
+    );
+    let (output, spans) = s
+        .trace(&s.config(&binary, functions), &["sh", "-c", &script])
+        .exits(0)
+        .await;
+    assert_eq!(support::stdout(&output), "hello\nbye\n");
+    let served = named(&spans, "net/http.(*ServeMux).ServeHTTP");
+    let mut requests: Vec<_> = served
+        .iter()
+        .map(|span| {
+            let text = |key| span.str_attr(key).map(str::to_owned);
+            (
+                text("http.request.method"),
+                text("url.path"),
+                text("url.query"),
+                text("server.address"),
+                text("network.protocol.name"),
+                span.int_attr("http.request.body.size"),
+            )
+        })
+        .collect();
+    requests.sort();
+    let host = format!("127.0.0.1:{port}");
+    let request = |method: &str, path: &str, query: &str, size| {
+        (
+            Some(method.to_owned()),
+            Some(path.to_owned()),
+            Some(query.to_owned()),
+            Some(host.clone()),
+            Some("HTTP/1.1".to_owned()),
+            Some(size),
+        )
+    };
+    // The first curl may have found no server yet: only answered requests reach a handler.
+    assert_eq!(
+        requests,
+        [
+            request("GET", "/hello", "lang=go", 0),
+            request("POST", "/quit", "", 12),
+        ]
+    );
+    for span in served {
+        let peer = span.str_attr("client.address").unwrap_or_default();
+        assert!(peer.starts_with("127.0.0.1:"), "{span:#?}");
+    }
+}
