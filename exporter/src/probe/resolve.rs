@@ -166,7 +166,7 @@ pub enum ResolveErrorKind {
     #[error("{symbol}: {reason}")]
     GoArg { symbol: String, reason: String },
     #[error("cannot read the Go parameters from DWARF")]
-    GoDwarf(#[source] crate::probe::dwarf::DwarfError),
+    GoDwarf(#[source] Arc<DwarfError>),
     #[error("{}: is a Go binary {reason}", binary.display())]
     GoMinDuration { binary: PathBuf, reason: String },
     #[error(
@@ -510,8 +510,14 @@ impl Binary {
     /// the target; `None` (and the reason in `errors`, once) when it cannot be read.
     pub fn go_functions(&self, errors: &mut Vec<ResolveError>) -> Option<&GoFunctions> {
         let functions = self.go.get_or_init(|| {
-            crate::probe::dwarf::go::functions(&self.path, None)
-                .map_err(|source| errors.push(self.problem(ResolveErrorKind::GoDwarf(source))))
+            let read = match self.dwarf() {
+                Ok(Some(dwarf)) => {
+                    crate::probe::dwarf::go::functions_in(dwarf, None).map_err(Arc::new)
+                }
+                Ok(None) => Ok(GoFunctions::default()),
+                Err(error) => Err(error),
+            };
+            read.map_err(|source| errors.push(self.problem(ResolveErrorKind::GoDwarf(source))))
         });
         functions.as_ref().ok()
     }

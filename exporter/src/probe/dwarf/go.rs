@@ -10,7 +10,7 @@ use std::{
 
 use spanprobe_config::ValueType;
 
-use super::{Abi, Ctx, DwarfError, Leaf, Loc, Scalar, with_dwarf};
+use super::{Abi, Ctx, DwarfError, DwarfFile, Leaf, Loc, Scalar, with_dwarf};
 
 /// One parameter of a Go function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,24 +99,36 @@ pub fn functions(
     path: &Path,
     functions: Option<&HashSet<&str>>,
 ) -> Result<GoFunctions, DwarfError> {
-    Ok(with_dwarf(path, |dwarf| {
-        let ctx = Ctx::new(dwarf)?;
-        let mut found = GoFunctions::default();
-        for (_, loc) in ctx.defined_functions()? {
-            if let Some(name) = ctx.string_attr(loc, gimli::DW_AT_name)?
-                && functions.is_none_or(|wanted| wanted.contains(name.as_str()))
-                && !found.params.contains_key(&name)
-            {
-                let (params, results) = params_of(&ctx, loc)?;
-                found.results.insert(name.clone(), results);
-                found.params.insert(name, params);
-            }
+    Ok(with_dwarf(path, |dwarf| collect(dwarf, functions))?.unwrap_or_default())
+}
+
+/// [`functions`] from DWARF loaded already (`dwarf`, the binary's), as a run shares it.
+pub fn functions_in(
+    dwarf: &DwarfFile,
+    functions: Option<&HashSet<&str>>,
+) -> Result<GoFunctions, DwarfError> {
+    dwarf.with(|dwarf| collect(dwarf, functions))
+}
+
+fn collect(
+    dwarf: &gimli::Dwarf<super::Reader<'_>>,
+    functions: Option<&HashSet<&str>>,
+) -> gimli::Result<GoFunctions> {
+    let ctx = Ctx::new(dwarf)?;
+    let mut found = GoFunctions::default();
+    for (_, loc) in ctx.defined_functions()? {
+        if let Some(name) = ctx.string_attr(loc, gimli::DW_AT_name)?
+            && functions.is_none_or(|wanted| wanted.contains(name.as_str()))
+            && !found.params.contains_key(&name)
+        {
+            let (params, results) = params_of(&ctx, loc)?;
+            found.results.insert(name.clone(), results);
+            found.params.insert(name, params);
         }
-        found.goid_offset = member_offset(&ctx, "runtime.g", "goid")?;
-        found.sigcode0_offset = member_offset(&ctx, "runtime.g", "sigcode0")?;
-        Ok(found)
-    })?
-    .unwrap_or_default())
+    }
+    found.goid_offset = member_offset(&ctx, "runtime.g", "goid")?;
+    found.sigcode0_offset = member_offset(&ctx, "runtime.g", "sigcode0")?;
+    Ok(found)
 }
 
 /// The offset of `member` in the struct type named `name`, if DWARF has both.
