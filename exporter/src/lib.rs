@@ -18,3 +18,4 @@ pub mod spans;
 pub mod suggest;
 #[cfg(test)]
 mod test_span;
+pub mod x86_64;

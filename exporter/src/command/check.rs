@@ -10,14 +10,16 @@ use spanprobe_config::{
 
 use crate::{
     export::endpoint_tls,
-    probe::bpf::{Loaded, LoadedProgram, ProcessFilter},
-    probe::capture::plans,
-    probe::kernel,
-    probe::kind::ProbeKind,
-    probe::links::{AttachMode, links, probe_count},
-    probe::load::{load_resolved, located},
-    probe::resolve::{ProbedFunction, Resolved},
-    probe::trap_cost::single_step_cost,
+    probe::{
+        bpf::{Loaded, LoadedProgram, ProcessFilter},
+        capture::plans,
+        kernel,
+        kind::ProbeKind,
+        links::{AttachMode, links, probe_count},
+        load::{load_resolved, located},
+        resolve::{ProbedFunction, Resolved},
+        trap_cost::single_step_cost,
+    },
 };
 
 /// `check --load`: the programs are loaded into the kernel too.

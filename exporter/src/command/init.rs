@@ -10,17 +10,21 @@ use std::{
 use spanprobe_config::ValueType;
 
 use super::symbols::{no_match, read_table};
-use crate::probe::{
-    dwarf::{
-        Abi, FunctionSignature, Param, function_signatures,
-        go::{GoFunctions, GoKind, GoParam},
-        path::{MAX_OFFERS, ParamOffers, pointee_members},
+use crate::{
+    probe::{
+        dwarf::{
+            FunctionSignature, Param, function_signatures,
+            go::GoFunctions,
+            path::{MAX_OFFERS, ParamOffers, pointee_members},
+        },
+        elf::Code,
+        symbols::FunctionSymbol,
     },
-    elf::Code,
-    goabi::{self, GoPlace, GoValue},
-    gocode::GoSites,
-    symbols::FunctionSymbol,
-    sysv::{Place, places},
+    x86_64::{
+        go::{self as goabi, GoKind, GoParam, GoPlace, GoValue},
+        gocode::GoSites,
+        sysv::{Abi, Place, places},
+    },
 };
 
 /// Arguments a function can capture (the config's limit).
@@ -316,7 +320,7 @@ fn write_usdt_probe(
         let _ = writeln!(out, "        args:");
     }
     for (index, operand) in probe.args.iter().enumerate() {
-        let _ = match crate::probe::usdt::UsdtArg::parse(operand) {
+        let _ = match crate::x86_64::ArgOperand::parse(operand) {
             // Eight unsigned bytes may be a pointer: the note cannot tell.
             Ok(arg) if arg.size == 8 && !arg.signed => writeln!(
                 out,
@@ -394,7 +398,10 @@ fn write_signature(out: &mut String, signature: &FunctionSignature, offers: &[Pa
     let mut args = Vec::new();
     let mut comments = Vec::new();
     let mut slot_names = HashMap::new();
-    let places = places(&signature.params, returns_in_memory);
+    let places = places(
+        signature.params.iter().map(|param| &param.ty.abi),
+        returns_in_memory,
+    );
     for (position, (param, place)) in signature.params.iter().zip(places.clone()).enumerate() {
         let name = param
             .name

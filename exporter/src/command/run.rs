@@ -18,22 +18,28 @@ use spanprobe_config::{ExporterConfig, Located};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    command::child::{self, GatedChild, RunningChild},
-    command::uncalled,
-    events::ktime::BootClock,
+    command::{
+        child::{self, GatedChild, RunningChild},
+        uncalled,
+    },
     events::{
+        ktime::BootClock,
         orphans,
         reader::{Input, read_events},
     },
     export::{ExportSettings, Exporter, span_queue, spawn_export},
     metrics::{self, Metrics},
-    probe::bpf::{KernelCounters, Loaded, ProcessFilter, Tracer},
-    probe::capture,
-    probe::links::AttachMode,
-    spans::ids::IdGenerator,
-    spans::pipeline::{Finished, Pipeline},
-    spans::resource::Resources,
-    spans::span::SpanAssembler,
+    probe::{
+        bpf::{KernelCounters, Loaded, ProcessFilter, Tracer},
+        capture,
+        links::AttachMode,
+    },
+    spans::{
+        ids::IdGenerator,
+        pipeline::{Finished, Pipeline},
+        resource::Resources,
+        span::SpanAssembler,
+    },
 };
 
 /// How `run` ended.

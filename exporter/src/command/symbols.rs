@@ -4,10 +4,10 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 
-use crate::{
-    probe::binary,
-    probe::elf::ElfInfo,
-    probe::symbols::{SymbolTable, why_no_functions},
+use crate::probe::{
+    binary,
+    elf::ElfInfo,
+    symbols::{SymbolTable, why_no_functions},
 };
 
 /// The functions of the binary a command line names (a path, a program in PATH or a library

@@ -30,12 +30,14 @@ use spanprobe_config::Limits;
 
 use crate::{
     events::{ktime::monotonic_ns, orphans},
-    probe::capture::{CapturePlan, process_trees},
-    probe::kernel_btf::{self, BtfError, VMLINUX_BTF},
-    probe::links::{AttachMode, Link, Program, links, probe_count},
-    probe::process_tree,
-    probe::ref_ctr_link::{self, CountedProbe},
-    probe::resolve::ProbedFunction,
+    probe::{
+        capture::{CapturePlan, process_trees},
+        kernel_btf::{self, BtfError, VMLINUX_BTF},
+        links::{AttachMode, Link, Program, links, probe_count},
+        process_tree,
+        ref_ctr_link::{self, CountedProbe},
+        resolve::ProbedFunction,
+    },
 };
 
 /// The eBPF object, built by `build.rs` and embedded so the binary stands alone.

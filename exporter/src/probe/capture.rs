@@ -533,7 +533,7 @@ mod tests {
     use spanprobe_config::{ArgSpec, FunctionSpec, Located};
 
     use super::*;
-    use crate::probe::{kind::ProbeKind, usdt::UsdtArg};
+    use crate::{probe::kind::ProbeKind, x86_64::ArgOperand};
 
     fn arg(
         index: u8,
@@ -587,7 +587,7 @@ mod tests {
             ..Default::default()
         };
         let operands = ["-4@%eax", "8@-80(%rbx)", "8@16(%rsp)", "-4@$7"]
-            .map(|spec| UsdtArg::parse(spec).unwrap())
+            .map(|spec| ArgOperand::parse(spec).unwrap())
             .to_vec();
         let site = ProbedFunction {
             kind: ProbeKind::UsdtPoint { event: false },

@@ -393,9 +393,9 @@ fn objdump_text(instruction: &iced_x86::Instruction) -> String {
 }
 
 /// The first instruction of `code` (at `address`) as objdump writes it, with why the kernel
-/// refuses a uprobe on it, when it does (see [`uprobe_insn`](crate::probe::uprobe_insn)).
+/// refuses a uprobe on it, when it does (see [`uprobe_insn`](crate::x86_64::uprobe_insn)).
 pub fn refused_instruction(code: &[u8], address: u64) -> Option<(String, &'static str)> {
-    let why = crate::probe::uprobe_insn::refusal(code)?;
+    let why = crate::x86_64::uprobe_insn::refusal(code)?;
     let instruction =
         iced_x86::Decoder::with_ip(64, code, address, iced_x86::DecoderOptions::NONE).decode();
     let text = if instruction.is_invalid() {

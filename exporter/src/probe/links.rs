@@ -6,7 +6,7 @@ use std::{fmt, path::Path};
 
 use spanprobe_common::programs;
 
-use crate::{probe::capture::CapturePlan, probe::resolve::ProbedFunction};
+use crate::probe::{capture::CapturePlan, resolve::ProbedFunction};
 
 /// One of the uprobe programs, in the order their links are attached.
 ///

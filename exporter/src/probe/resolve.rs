@@ -21,13 +21,15 @@ use spanprobe_config::{
     ArgSpec, Config, FunctionSpec, LenArg, Located, Position, ProbeTarget, Problem, ValueType,
 };
 
-use crate::probe::{
-    binary::{self, BinaryError},
-    dwarf::{DwarfError, DwarfFile, FunctionSignature, go::GoFunctions},
-    elf::{Code, ElfError, ElfInfo},
-    kind::{self, ArgLocation, ProbeKind, claims::Claims},
-    symbols::SymbolTable,
-    usdt::UsdtArg,
+use crate::{
+    probe::{
+        binary::{self, BinaryError},
+        dwarf::{DwarfError, DwarfFile, FunctionSignature, go::GoFunctions},
+        elf::{Code, ElfError, ElfInfo},
+        kind::{self, ArgLocation, ProbeKind, claims::Claims},
+        symbols::SymbolTable,
+    },
+    x86_64::ArgOperand,
 };
 
 /// A function ready to attach: where it is, and what its spans capture.
@@ -60,7 +62,7 @@ pub struct ProbedFunction {
     pub single_stepped: Option<String>,
     /// For a USDT site: its arguments, as its note describes them. For a Go function: where
     /// each parameter's first word is, then the length words of those read as strings.
-    pub operands: Vec<UsdtArg>,
+    pub operands: Vec<ArgOperand>,
     /// For a USDT site guarded by a semaphore: the semaphore's file offset, which the kernel
     /// increments while the probe is attached.
     pub semaphore: Option<u64>,
@@ -122,7 +124,7 @@ impl ProbedFunction {
         let operand = self
             .operands
             .get(usize::from(index))
-            .unwrap_or(&UsdtArg::UNREAD)
+            .unwrap_or(&ArgOperand::UNREAD)
             .operand;
         ArgLocation::Operand(operand)
     }
@@ -251,7 +253,7 @@ pub enum ResolveErrorKind {
         hint: String,
     },
     #[error("{probe} (the site at {address:#x}): {reason}")]
-    UsdtArg {
+    ArgOperand {
         probe: String,
         address: u64,
         reason: String,

@@ -18,14 +18,18 @@ use crate::{
     export::{QueuedSpan, SpanQueue},
     loss::Loss,
     metrics::Metrics,
-    probe::capture::{CapturePlan, StackPlan},
-    probe::elf::ElfInfo,
-    probe::resolve::ProbedFunction,
-    spans::resource::Resources,
-    spans::span::SpanAssembler,
-    spans::stacks::{ProbedAt, Stacks},
-    spans::summary::Summary,
-    spans::trace_buffer::TraceBuffer,
+    probe::{
+        capture::{CapturePlan, StackPlan},
+        elf::ElfInfo,
+        resolve::ProbedFunction,
+    },
+    spans::{
+        resource::Resources,
+        span::SpanAssembler,
+        stacks::{ProbedAt, Stacks},
+        summary::Summary,
+        trace_buffer::TraceBuffer,
+    },
 };
 
 const THREAD_NAME: Key = Key::from_static_str("thread.name");

@@ -13,8 +13,10 @@ use spanprobe_config::{AttributeValue, NamePart};
 
 use crate::{
     events::ktime::BootClock,
-    probe::capture::{ArgPlan, CapturePlan, ReturnPlan, for_the_run},
-    probe::resolve::ProbedFunction,
+    probe::{
+        capture::{ArgPlan, CapturePlan, ReturnPlan, for_the_run},
+        resolve::ProbedFunction,
+    },
     spans::ids::IdGenerator,
 };
 

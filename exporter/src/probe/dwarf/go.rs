@@ -4,61 +4,14 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    ops::Range,
     path::Path,
 };
 
-use spanprobe_config::ValueType;
-
-use super::{Abi, Ctx, DwarfError, DwarfFile, Leaf, Loc, Scalar, with_dwarf};
-
-/// One parameter of a Go function.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GoParam {
-    pub name: Option<String>,
-    /// Go's name for its type, as DWARF has it (`string`, `[]int`, `*main.order`).
-    pub go_type: String,
-    /// What a config reads it as when it is one word.
-    pub capture: Option<ValueType>,
-    /// Its words, in order, as register classes; `None` where Go passes it on the stack
-    /// whatever registers are free (an array of more than one element).
-    pub words: Option<Vec<GoWord>>,
-    /// What it is, which decides what reads it.
-    pub kind: GoKind,
-}
-
-/// What a Go value is, by the kind Go's DWARF gives its type (`DW_AT_go_kind`, numbered as
-/// `reflect.Kind`): what decides how a capture may read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GoKind {
-    /// A number or a `bool`: one word.
-    Number,
-    /// A pointer, `unsafe.Pointer`, map, channel or func: one word, an address.
-    Pointer,
-    /// A `string`: a pointer to its bytes, and their count (no NUL ends them).
-    String,
-    /// A slice: a pointer to its array, its length and its capacity; `bytes` when an element
-    /// is one byte (`[]byte`), so that its length counts bytes.
-    Slice { bytes: bool },
-    /// An interface: its dynamic type (an itab or a type descriptor), then its data word.
-    Interface,
-    /// A struct, by its fields in order.
-    Struct(Vec<GoField>),
-    /// Anything else (an array, a complex number).
-    Other,
-}
-
-/// A field of a Go struct.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GoField {
-    pub name: String,
-    pub go_type: String,
-    pub kind: GoKind,
-    /// What a config reads it as when it is one word.
-    pub capture: Option<ValueType>,
-    /// Its words, as a range of the words of the value that holds it.
-    pub words: Range<usize>,
-}
+use super::{Ctx, DwarfError, DwarfFile, Leaf, Loc, Scalar, with_dwarf};
+use crate::x86_64::{
+    go::{GoField, GoKind, GoParam, GoWord},
+    sysv::Abi,
+};
 
 /// A slice's and a string's `reflect.Kind`.
 pub(super) const KIND_SLICE: u64 = 23;
@@ -68,13 +21,6 @@ pub(super) const KIND_STRING: u64 = 24;
 /// and a slice's (or map's, or channel's) element type.
 pub(super) const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
 const DW_AT_GO_ELEM: gimli::DwAt = gimli::DwAt(0x2902);
-
-/// A scalar word of a parameter: in an integer register or a floating-point one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GoWord {
-    Integer,
-    Float,
-}
 
 /// What the DWARF of a Go binary says of some of its functions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,6 +16,8 @@ use gimli::{
 use object::{Object, ObjectSection};
 use spanprobe_config::{BaseEncoding, ValueType};
 
+use crate::x86_64::sysv::Abi;
+
 type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
 type Value<'a> = AttributeValue<Reader<'a>>;
 type Die<'a> = gimli::DebuggingInformationEntry<Reader<'a>>;
@@ -106,34 +108,6 @@ impl TypeInfo {
     fn with_abi(self, abi: Abi) -> Self {
         Self { abi, ..self }
     }
-}
-
-/// How the System V AMD64 calling convention passes a value (§3.2.3): which registers it takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Abi {
-    /// In integer registers (RDI, RSI, RDX, RCX, R8, R9, then the stack), one per eightbyte: one
-    /// for scalars and pointers, two for a 9 to 16 byte aggregate of integers. `fields` are an
-    /// aggregate's members that fill an eightbyte each, as (name, capture type), when every
-    /// eightbyte is one such member.
-    Integer {
-        eightbytes: u8,
-        fields: Vec<(String, ValueType)>,
-    },
-    /// In XMM registers: float, double, and aggregates of them. No integer register.
-    Sse,
-    /// A 9 to 16 byte aggregate with one integer and one floating-point eightbyte: one integer
-    /// and one XMM register.
-    Mixed,
-    /// In memory: as an argument, copied onto the stack (`eightbytes` of it); as a return value,
-    /// into space the caller passes a hidden pointer to in RDI (and gets back in RAX).
-    Memory { eightbytes: u64 },
-}
-
-impl Abi {
-    const INTEGER: Abi = Abi::Integer {
-        eightbytes: 1,
-        fields: Vec::new(),
-    };
 }
 
 /// A scalar member of an aggregate, for its eightbyte's class.

@@ -6,8 +6,9 @@ use std::{collections::BTreeMap, path::Path};
 
 use spanprobe_config::ValueType;
 
-use super::{Abi, Ctx, DwarfFile, Loc, MAX_DEPTH, Rank, go, with_dwarf};
-use crate::probe::sysv::{Place, places};
+use super::{Ctx, DwarfFile, Loc, MAX_DEPTH, Rank, go, with_dwarf};
+use crate::x86_64::sysv::Abi;
+use crate::x86_64::sysv::{Place, places};
 
 /// One step of a path as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -751,7 +752,10 @@ fn bases_at(ctx: &Ctx<'_, '_>, loc: Loc) -> Result<Option<SlotBases>, PathError>
             .return_type
             .as_ref()
             .is_some_and(|ty| matches!(ty.abi, Abi::Memory { .. }));
-        let slots = places(&signature.params, returns_in_memory);
+        let slots = places(
+            signature.params.iter().map(|param| &param.ty.abi),
+            returns_in_memory,
+        );
         let mut parameters = Vec::new();
         for (param, place) in ctx.parameters(loc)?.into_iter().zip(slots) {
             if let Place::Slots { index, count: 1 } = place

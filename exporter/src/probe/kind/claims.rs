@@ -1,6 +1,6 @@
 //! Which functions an entry of a target probes: an entry that names a function claims it before
 //! the globs that also match it ([`Claims`]), `exclude:` leaves names out of a glob, and what
-//! the kernel cannot probe (see [`uprobe_insn`](crate::probe::uprobe_insn)) is left out of a
+//! the kernel cannot probe (see [`uprobe_insn`](crate::x86_64::uprobe_insn)) is left out of a
 //! glob or refused by name.
 
 use std::collections::{HashMap, HashSet};
@@ -44,7 +44,7 @@ pub fn is_glob(function: &FunctionSpec, table: Option<&SymbolTable>) -> bool {
 }
 
 /// `resolved` without the functions whose probed instruction the kernel refuses (see
-/// [`uprobe_insn`](crate::probe::uprobe_insn)), each with the probes of its other sites: a
+/// [`uprobe_insn`](crate::x86_64::uprobe_insn)), each with the probes of its other sites: a
 /// glob leaves them out with one note, an entry that names one is an error.
 pub(super) fn probeable(
     binary: &Binary,

@@ -6,18 +6,22 @@ use std::path::Path;
 
 use spanprobe_config::{ArgSpec, FunctionSpec, LenArg, Located, Position, ReadAt, ValueType};
 
-use crate::probe::{
-    dwarf::{
-        go::{GoFunctions, GoParam},
-        path::{self, FieldChain, PathBase, PathError, PathRequest},
+use crate::{
+    probe::{
+        dwarf::{
+            go::GoFunctions,
+            path::{self, FieldChain, PathBase, PathError, PathRequest},
+        },
+        elf::ElfInfo,
+        kind::ProbeKind,
+        resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
+        symbols::FunctionSymbol,
     },
-    elf::ElfInfo,
-    goabi::{self, GoPlace},
-    gocode::GoSites,
-    kind::ProbeKind,
-    resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
-    symbols::FunctionSymbol,
-    usdt::{Operand, Register, UsdtArg},
+    x86_64::{
+        ArgOperand, Operand, Register,
+        go::{self as goabi, GoParam, GoPlace},
+        gocode::GoSites,
+    },
 };
 
 /// Whether the returns of the Go functions in a binary built by Go `version` are probed: Go
@@ -293,11 +297,11 @@ pub(super) fn place_go_args(
     };
     let mut chains = memory_paths(binary, raw, probed, function, field)?;
     let places = goabi::parameter_places(raw, params);
-    let mut operands: Vec<UsdtArg> = places
+    let mut operands: Vec<ArgOperand> = places
         .iter()
         .map(|place| match place {
             GoPlace::Registers { integers, .. } if !integers.is_empty() => word(integers[0]),
-            _ => UsdtArg::UNREAD,
+            _ => ArgOperand::UNREAD,
         })
         .collect();
     let mut errors = Vec::new();
@@ -345,8 +349,8 @@ pub(super) fn place_go_args(
 }
 
 /// An operand that reads `register` whole.
-pub(super) fn word(register: Register) -> UsdtArg {
-    UsdtArg {
+pub(super) fn word(register: Register) -> ArgOperand {
+    ArgOperand {
         size: 8,
         signed: false,
         operand: Operand::Register(register),
@@ -486,7 +490,7 @@ pub(super) fn place_go_arg(
     name: &str,
     integers: &[Register],
     chain: Option<FieldChain>,
-    operands: &mut Vec<UsdtArg>,
+    operands: &mut Vec<ArgOperand>,
 ) -> Result<(), String> {
     let Some(mut value) = goabi::GoValue::parameter(param, name, integers) else {
         return Err(format!(
@@ -520,7 +524,7 @@ pub(super) fn place_go_arg(
         goabi::GoRead::Word(register) => (register, None),
         goabi::GoRead::Counted { bytes, count } => (bytes, Some(count)),
     };
-    let index = |operands: &Vec<UsdtArg>| u8::try_from(operands.len()).unwrap_or(u8::MAX);
+    let index = |operands: &Vec<ArgOperand>| u8::try_from(operands.len()).unwrap_or(u8::MAX);
     // Another word than the parameter's first gets an operand of its own; the attribute keeps
     // the name the config's index gave it.
     if operands.get(usize::from(arg.index)) != Some(&word(bytes)) {
@@ -552,13 +556,13 @@ pub(super) fn add_goroutine_id(go: &GoFunctions, probed: &mut ProbedFunction, pa
         return;
     }
     if probed.operands.len() < params {
-        probed.operands.resize(params, UsdtArg::UNREAD);
+        probed.operands.resize(params, ArgOperand::UNREAD);
     }
     let index = u8::try_from(probed.operands.len()).unwrap_or(u8::MAX);
-    probed.operands.push(UsdtArg {
+    probed.operands.push(ArgOperand {
         size: 8,
         signed: true,
-        operand: Operand::Register(crate::probe::usdt::Register::R14),
+        operand: Operand::Register(crate::x86_64::Register::R14),
     });
     spec.args.push(Located::unplaced(ArgSpec {
         offsets: Some(vec![offset]),

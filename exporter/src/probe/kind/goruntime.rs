@@ -5,10 +5,12 @@
 
 use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
 
-use crate::probe::{
-    kind::ProbeKind,
-    resolve::{Binary, ProbedFunction, ResolveError},
-    usdt::{Operand, Register, UsdtArg},
+use crate::{
+    probe::{
+        kind::ProbeKind,
+        resolve::{Binary, ProbedFunction, ResolveError},
+    },
+    x86_64::{ArgOperand, Operand, Register},
 };
 
 /// The probes that serve the Go calls of `binary`: those of its runtime's functions that it
@@ -48,7 +50,7 @@ fn recovery(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFun
     probe.spec.args = [word("resume_sp", sigcode0), word("stack_top", 8)]
         .into_iter()
         .collect::<Option<Vec<_>>>()?;
-    let rax = UsdtArg {
+    let rax = ArgOperand {
         size: 8,
         signed: false,
         operand: Operand::Register(Register::Rax),

@@ -19,7 +19,7 @@ use spanprobe_common::{
     USDT_EVENT, USDT_START,
 };
 
-use crate::probe::usdt::{Operand, Register};
+use crate::x86_64::{Operand, Register};
 
 /// How a probed place makes spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,7 +45,7 @@ pub enum ProbeKind {
     /// A Go function's entry: the span opens on the goroutine's stack, its arguments in the
     /// registers of Go's ABI; a [`ProbeKind::GoReturn`] site of the same `pair` closes it.
     /// `at_stack_check`: the probe is on the prologue's branch to morestack, and a firing
-    /// where it is taken is no entry (see [`crate::probe::gocode`]).
+    /// where it is taken is no entry (see [`crate::x86_64::gocode`]).
     GoCall { pair: u32, at_stack_check: bool },
     /// A `RET` instruction of the Go function whose [`ProbeKind::GoCall`] has the same `pair`:
     /// closes its span with the results; `error` is where the type word of its last result,

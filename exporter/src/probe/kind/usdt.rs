@@ -9,9 +9,10 @@ use crate::{
     probe::{
         kind::{ArgLocation, ProbeKind},
         resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
-        usdt::{Operand, UsdtArg, UsdtProbe, read_probes},
+        usdt::{UsdtProbe, read_probes},
     },
     suggest::closest_hint,
+    x86_64::{ArgOperand, Operand},
 };
 
 /// Resolves the `usdt` entries of one target (at `field`), reading the binary's notes once;
@@ -92,7 +93,7 @@ pub fn resolve(
                         .iter()
                         .map(|arg| {
                             let at = operands.get(usize::from(arg.index));
-                            let at = at.unwrap_or(&UsdtArg::UNREAD).operand;
+                            let at = at.unwrap_or(&ArgOperand::UNREAD).operand;
                             (arg.value.clone(), ArgLocation::Operand(at))
                         })
                         .collect();
@@ -123,7 +124,7 @@ fn probe(
     site: &UsdtProbe,
     kind: ProbeKind,
     spec: FunctionSpec,
-    operands: Vec<UsdtArg>,
+    operands: Vec<ArgOperand>,
 ) -> ProbedFunction {
     let stack_frames = if spec.stack.value {
         binary.stack_frames
@@ -148,19 +149,19 @@ fn site_spec(
     site: &UsdtProbe,
     field: &str,
     args_key: &str,
-) -> Result<(FunctionSpec, Vec<UsdtArg>), Vec<ResolveError>> {
+) -> Result<(FunctionSpec, Vec<ArgOperand>), Vec<ResolveError>> {
     let mut errors = Vec::new();
     // An operand that cannot be read is only an error for an argument that asks for it.
     let operands: Vec<_> = site
         .args
         .iter()
-        .map(|operand| UsdtArg::parse(operand))
+        .map(|operand| ArgOperand::parse(operand))
         .collect();
     for (a, arg) in spec.args.iter_mut().enumerate() {
         let problem = |reason: String| ResolveError {
             position: arg.position,
             field: format!("{field}.{args_key}[{a}]"),
-            kind: ResolveErrorKind::UsdtArg {
+            kind: ResolveErrorKind::ArgOperand {
                 probe: site.full_name(),
                 address: site.address,
                 reason,
@@ -177,13 +178,13 @@ fn site_spec(
     // Every argument asked for parsed; the others are never read.
     let operands = operands
         .into_iter()
-        .map(|operand| operand.unwrap_or(UsdtArg::UNREAD))
+        .map(|operand| operand.unwrap_or(ArgOperand::UNREAD))
         .collect();
     Ok((spec, operands))
 }
 
 /// The type `arg` is read as at a site whose operands are `operands`, or why it cannot be.
-fn check_arg(arg: &ArgSpec, operands: &[Result<UsdtArg, String>]) -> Result<ValueType, String> {
+fn check_arg(arg: &ArgSpec, operands: &[Result<ArgOperand, String>]) -> Result<ValueType, String> {
     let operand = |index: u8| match operands.get(usize::from(index)) {
         Some(Ok(operand)) => Ok(*operand),
         Some(Err(reason)) => Err(reason.clone()),
@@ -229,7 +230,7 @@ fn check_arg(arg: &ArgSpec, operands: &[Result<UsdtArg, String>]) -> Result<Valu
 }
 
 /// The type a note's size and sign say.
-fn note_type(arg: UsdtArg) -> ValueType {
+fn note_type(arg: ArgOperand) -> ValueType {
     match (arg.size, arg.signed) {
         (1, true) => ValueType::I8,
         (1, false) => ValueType::U8,
@@ -248,7 +249,7 @@ mod tests {
 
     #[test]
     fn types_follow_the_notes_size_and_sign() {
-        let arg = |spec| UsdtArg::parse(spec).unwrap();
+        let arg = |spec| ArgOperand::parse(spec).unwrap();
         assert_eq!(note_type(arg("-4@%eax")), ValueType::I32);
         assert_eq!(note_type(arg("8@%rbx")), ValueType::U64);
         assert_eq!(note_type(arg("1@%al")), ValueType::U8);
@@ -263,8 +264,8 @@ mod tests {
             Err("`8@(%rax,%rdx,8)`: an indexed memory operand is not read".to_owned()),
             Ok(arg("8@-80(%rbx)")),
         ];
-        fn arg(spec: &str) -> UsdtArg {
-            UsdtArg::parse(spec).unwrap()
+        fn arg(spec: &str) -> ArgOperand {
+            ArgOperand::parse(spec).unwrap()
         }
         let spec = |index: u8, ty: Option<ValueType>| ArgSpec {
             ty,

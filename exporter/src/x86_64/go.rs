@@ -1,14 +1,69 @@
 //! Where Go's register ABI (ABIInternal, Go 1.17 and later on amd64) puts each parameter of a
 //! function: its integer words in RAX, RBX, RCX, RDI, RSI, R8, R9, R10, R11 in turn, its
 //! floating-point words in X0..X14; a parameter whose words do not all fit goes on the stack,
-//! and the registers it would have taken stay free for the next one.
+//! and the registers it would have taken stay free for the next one. Also what a Go value is,
+//! as the ABI sees it: its kind and its words, which the binary's DWARF describes.
 
 use spanprobe_config::ValueType;
 
-use crate::probe::{
-    dwarf::go::{GoKind, GoParam, GoWord},
-    usdt::Register,
-};
+use std::ops::Range;
+
+use super::Register;
+
+/// One parameter of a Go function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoParam {
+    pub name: Option<String>,
+    /// Go's name for its type, as DWARF has it (`string`, `[]int`, `*main.order`).
+    pub go_type: String,
+    /// What a config reads it as when it is one word.
+    pub capture: Option<ValueType>,
+    /// Its words, in order, as register classes; `None` where Go passes it on the stack
+    /// whatever registers are free (an array of more than one element).
+    pub words: Option<Vec<GoWord>>,
+    /// What it is, which decides what reads it.
+    pub kind: GoKind,
+}
+
+/// What a Go value is, by the kind Go's DWARF gives its type (`DW_AT_go_kind`, numbered as
+/// `reflect.Kind`): what decides how a capture may read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GoKind {
+    /// A number or a `bool`: one word.
+    Number,
+    /// A pointer, `unsafe.Pointer`, map, channel or func: one word, an address.
+    Pointer,
+    /// A `string`: a pointer to its bytes, and their count (no NUL ends them).
+    String,
+    /// A slice: a pointer to its array, its length and its capacity; `bytes` when an element
+    /// is one byte (`[]byte`), so that its length counts bytes.
+    Slice { bytes: bool },
+    /// An interface: its dynamic type (an itab or a type descriptor), then its data word.
+    Interface,
+    /// A struct, by its fields in order.
+    Struct(Vec<GoField>),
+    /// Anything else (an array, a complex number).
+    Other,
+}
+
+/// A field of a Go struct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoField {
+    pub name: String,
+    pub go_type: String,
+    pub kind: GoKind,
+    /// What a config reads it as when it is one word.
+    pub capture: Option<ValueType>,
+    /// Its words, as a range of the words of the value that holds it.
+    pub words: Range<usize>,
+}
+
+/// A scalar word of a parameter: in an integer register or a floating-point one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoWord {
+    Integer,
+    Float,
+}
 
 /// The integer argument registers, in order.
 pub const INTEGER_REGISTERS: [Register; 9] = [
@@ -345,7 +400,7 @@ mod tests {
 #[cfg(test)]
 mod typed {
     use super::*;
-    use crate::probe::dwarf::go::GoField;
+    use crate::x86_64::go::GoField;
     use GoWord::Integer;
     use Register::*;
 

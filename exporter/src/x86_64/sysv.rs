@@ -1,7 +1,35 @@
 //! Where the System V AMD64 calling convention puts each parameter of a function (§3.2.3), from
 //! the classes DWARF gives its types: what an argument `index` in a config means.
 
-use crate::probe::dwarf::{Abi, Param};
+use spanprobe_config::ValueType;
+
+/// How the System V AMD64 calling convention passes a value (§3.2.3): which registers it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abi {
+    /// In integer registers (RDI, RSI, RDX, RCX, R8, R9, then the stack), one per eightbyte: one
+    /// for scalars and pointers, two for a 9 to 16 byte aggregate of integers. `fields` are an
+    /// aggregate's members that fill an eightbyte each, as (name, capture type), when every
+    /// eightbyte is one such member.
+    Integer {
+        eightbytes: u8,
+        fields: Vec<(String, ValueType)>,
+    },
+    /// In XMM registers: float, double, and aggregates of them. No integer register.
+    Sse,
+    /// A 9 to 16 byte aggregate with one integer and one floating-point eightbyte: one integer
+    /// and one XMM register.
+    Mixed,
+    /// In memory: as an argument, copied onto the stack (`eightbytes` of it); as a return value,
+    /// into space the caller passes a hidden pointer to in RDI (and gets back in RAX).
+    Memory { eightbytes: u64 },
+}
+
+impl Abi {
+    pub(crate) const INTEGER: Abi = Abi::Integer {
+        eightbytes: 1,
+        fields: Vec::new(),
+    };
+}
 
 /// Integer argument registers: RDI, RSI, RDX, RCX, R8, R9.
 const INTEGER_REGISTERS: u8 = 6;
@@ -20,17 +48,20 @@ pub enum Place {
     Stack { index: u8, eightbytes: u64 },
 }
 
-/// The place of each of `params`; `returns_in_memory` when the return value is (its hidden
-/// pointer then takes RDI, the first slot).
-pub fn places(params: &[Param], returns_in_memory: bool) -> Vec<Place> {
+/// The place of each parameter of the classes `params`; `returns_in_memory` when the return
+/// value is (its hidden pointer then takes RDI, the first slot).
+pub fn places<'a>(
+    params: impl IntoIterator<Item = &'a Abi>,
+    returns_in_memory: bool,
+) -> Vec<Place> {
     let mut register = u8::from(returns_in_memory);
     // The next stack eightbyte, counted from slot 6.
     let mut stack: u64 = 0;
     let stack_slot =
         |stack: u64| u8::try_from(u64::from(INTEGER_REGISTERS) + stack).unwrap_or(u8::MAX);
     params
-        .iter()
-        .map(|param| match &param.ty.abi {
+        .into_iter()
+        .map(|abi| match abi {
             Abi::Integer { eightbytes, .. } => {
                 let count = *eightbytes;
                 // An aggregate goes whole in registers or whole on the stack.
@@ -70,19 +101,6 @@ pub fn places(params: &[Param], returns_in_memory: bool) -> Vec<Place> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::dwarf::TypeInfo;
-
-    fn param(abi: Abi) -> Param {
-        Param {
-            name: None,
-            ty: TypeInfo {
-                c_name: String::new(),
-                capture: None,
-                abi,
-                buffer: None,
-            },
-        }
-    }
 
     fn integer(eightbytes: u8) -> Abi {
         Abi::Integer {
@@ -93,12 +111,7 @@ mod tests {
 
     #[test]
     fn floats_take_no_integer_slot_and_pairs_take_two() {
-        let params = [
-            param(Abi::Sse),
-            param(integer(1)),
-            param(integer(2)),
-            param(integer(1)),
-        ];
+        let params = [Abi::Sse, integer(1), integer(2), integer(1)];
         assert_eq!(
             places(&params, false),
             [
@@ -113,7 +126,7 @@ mod tests {
     #[test]
     fn a_large_return_value_takes_the_first_slot() {
         assert_eq!(
-            places(&[param(integer(1))], true),
+            places(&[integer(1)], true),
             [Place::Slots { index: 1, count: 1 }]
         );
     }
@@ -121,16 +134,16 @@ mod tests {
     #[test]
     fn memory_aggregates_and_overflow_go_on_the_stack_in_order() {
         let params = [
-            param(Abi::Memory { eightbytes: 4 }),
-            param(integer(1)),
-            param(integer(1)),
-            param(integer(1)),
-            param(integer(1)),
-            param(integer(1)),
+            Abi::Memory { eightbytes: 4 },
+            integer(1),
+            integer(1),
+            integer(1),
+            integer(1),
+            integer(1),
             // One register left: a pair goes whole onto the stack, after the big aggregate.
-            param(integer(2)),
-            param(integer(1)),
-            param(integer(1)),
+            integer(2),
+            integer(1),
+            integer(1),
         ];
         assert_eq!(
             places(&params, false),
