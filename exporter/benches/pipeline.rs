@@ -5,12 +5,12 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spanprobe::{
+    binary::elf::ElfInfo,
+    binary::symbols::SymbolTable,
     events::decode::decode_event,
     events::ktime::BootClock,
-    probe::capture,
-    probe::elf::ElfInfo,
-    probe::resolve::ProbedFunction,
-    probe::symbols::SymbolTable,
+    plan::capture,
+    plan::probe::ProbedFunction,
     spans::ids::IdGenerator,
     spans::span::SpanAssembler,
     spans::stacks::{ProbedAt, Stacks},

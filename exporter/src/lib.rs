@@ -8,12 +8,14 @@
 //! `symbols`); every stage counts into [`metrics`], the one ledger, and names what it lost
 //! by a [`loss::Loss`]; [`suggest`] ranks the names offered when one matches nothing.
 
+pub mod binary;
 pub mod command;
 pub mod events;
 pub mod export;
+pub mod kernel;
 pub mod loss;
 pub mod metrics;
-pub mod probe;
+pub mod plan;
 pub mod spans;
 pub mod suggest;
 #[cfg(test)]

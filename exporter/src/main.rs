@@ -8,7 +8,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use spanprobe::{command, command::run::RunOptions, probe::links::AttachMode};
+use spanprobe::{command, command::run::RunOptions, plan::links::AttachMode};
 use tracing_subscriber::EnvFilter;
 
 /// Turn functions of unmodified binaries into OpenTelemetry spans.

@@ -10,15 +10,17 @@ use spanprobe_config::{
 
 use crate::{
     export::endpoint_tls,
-    probe::{
+    kernel::{
         bpf::{Loaded, LoadedProgram, ProcessFilter},
+        features,
+        trap_cost::single_step_cost,
+    },
+    plan::{
         capture::plans,
-        kernel,
-        kind::ProbeKind,
         links::{AttachMode, links, probe_count},
         load::{load_resolved, located},
-        resolve::{ProbedFunction, Resolved},
-        trap_cost::single_step_cost,
+        probe::{ProbeKind, ProbedFunction},
+        resolve::Resolved,
     },
 };
 
@@ -64,7 +66,7 @@ pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Resul
             attach,
         )?;
         out.push_str(&load_report(
-            &kernel::release(),
+            &features::release(),
             loaded.mode(),
             loaded.programs(),
         ));

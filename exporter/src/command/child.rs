@@ -12,7 +12,7 @@ use std::{
 
 use tokio::task::JoinHandle;
 
-use crate::probe::binary::find_in_path;
+use crate::binary::locate::find_in_path;
 
 /// A forked child held before `exec`.
 #[derive(Debug)]

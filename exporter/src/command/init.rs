@@ -11,7 +11,7 @@ use spanprobe_config::ValueType;
 
 use super::symbols::{no_match, read_table};
 use crate::{
-    probe::{
+    binary::{
         dwarf::{
             FunctionSignature, Param, function_signatures,
             go::GoFunctions,
@@ -21,7 +21,8 @@ use crate::{
         symbols::FunctionSymbol,
     },
     x86_64::{
-        go::{self as goabi, GoKind, GoParam, GoPlace, GoValue},
+        go as goabi,
+        go::{GoKind, GoParam, GoPlace, GoValue},
         gocode::GoSites,
         sysv::{Abi, Place, places},
     },
@@ -64,7 +65,7 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
     // Go places arguments by its own ABI: its parameters are read apart.
     let go = if elf.is_go {
         let wanted: HashSet<&str> = functions.iter().map(|f| f.raw.as_str()).collect();
-        crate::probe::dwarf::go::functions(&path, Some(&wanted)).unwrap_or_default()
+        crate::binary::dwarf::go::functions(&path, Some(&wanted)).unwrap_or_default()
     } else {
         GoFunctions::default()
     };
@@ -92,7 +93,7 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
     }
     functions.retain(|function| unprobeable(&code, function).is_none());
 
-    let soname = crate::probe::elf::soname(&path);
+    let soname = crate::binary::elf::soname(&path);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -194,18 +195,18 @@ fn go_has_ret(code: &Code, function: &FunctionSymbol) -> bool {
 /// `__begin`/`__end`, `__entry`/`__return`) as one span with `until`, every other probe as a
 /// span with no duration; each with its arguments, typed by the note.
 pub fn starter_usdt_config(binary: &str, patterns: &[String]) -> anyhow::Result<String> {
-    let path = crate::probe::binary::locate_from_command_line(binary)?;
+    let path = crate::binary::locate::locate_from_command_line(binary)?;
     let path = path.canonicalize().unwrap_or(path);
-    let probes = crate::probe::usdt::read_probes(&path)?;
+    let probes = crate::binary::usdt::read_probes(&path)?;
     let matches = |name: &str| {
         patterns.is_empty()
             || patterns.iter().any(|pattern| {
-                crate::probe::symbols::glob_pattern(pattern)
+                crate::binary::symbols::glob_pattern(pattern)
                     .map_or(name == pattern, |glob| glob.matches(name))
             })
     };
     // One entry per name, in note order; each name's first site stands for its arguments.
-    let mut names: Vec<&crate::probe::usdt::UsdtProbe> = Vec::new();
+    let mut names: Vec<&crate::binary::usdt::UsdtProbe> = Vec::new();
     for probe in &probes {
         if matches(&probe.full_name()) && !names.iter().any(|p| p.full_name() == probe.full_name())
         {
@@ -243,7 +244,7 @@ pub fn starter_usdt_config(binary: &str, patterns: &[String]) -> anyhow::Result<
         "# spanprobe config for the USDT probes of {}, written by `spanprobe init --usdt`.",
         path.display()
     );
-    let soname = crate::probe::elf::soname(&path);
+    let soname = crate::binary::elf::soname(&path);
     let _ = writeln!(
         out,
         "probes:\n  - binary: {}\n    usdt:",
@@ -301,7 +302,7 @@ const ENTRY_INDENT: &str = "      ";
 /// arguments typed by the note.
 fn write_usdt_probe(
     out: &mut String,
-    probe: &crate::probe::usdt::UsdtProbe,
+    probe: &crate::binary::usdt::UsdtProbe,
     until: Option<&(String, String)>,
 ) {
     let _ = writeln!(out, "      - probe: {}", quote(&probe.full_name()));
@@ -377,7 +378,7 @@ fn compiler_clone(raw: &str) -> Option<&'static str> {
 fn binary_name(path: &Path, soname: Option<String>) -> String {
     soname
         .filter(|soname| {
-            crate::probe::binary::find_library(soname)
+            crate::binary::locate::find_library(soname)
                 .and_then(|found| found.canonicalize().ok())
                 .is_some_and(|found| found == path)
         })

@@ -28,12 +28,9 @@ use crate::{
         reader::{Input, read_events},
     },
     export::{ExportSettings, Exporter, span_queue, spawn_export},
+    kernel::bpf::{KernelCounters, Loaded, ProcessFilter, Tracer},
     metrics::{self, Metrics},
-    probe::{
-        bpf::{KernelCounters, Loaded, ProcessFilter, Tracer},
-        capture,
-        links::AttachMode,
-    },
+    plan::{capture, links::AttachMode},
     spans::{
         ids::IdGenerator,
         pipeline::{Finished, Pipeline},
@@ -79,7 +76,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         attach_mode,
         output,
     } = options;
-    let (mut config, functions) = crate::probe::load::load(config_path)?;
+    let (mut config, functions) = crate::plan::load::load(config_path)?;
     if let Some(output) = output {
         let ExporterConfig::Stdout(stdout) = &mut config.exporter else {
             anyhow::bail!(

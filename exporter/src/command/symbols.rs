@@ -4,16 +4,16 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::Context as _;
 
-use crate::probe::{
-    binary,
+use crate::binary::{
     elf::ElfInfo,
+    locate,
     symbols::{SymbolTable, why_no_functions},
 };
 
 /// The functions of the binary a command line names (a path, a program in PATH or a library
 /// name), or why there are none.
 pub fn read_table(binary: &str) -> anyhow::Result<(std::path::PathBuf, ElfInfo, SymbolTable)> {
-    let path = binary::locate_from_command_line(binary)?;
+    let path = locate::locate_from_command_line(binary)?;
     // Says "not an ELF file", or which architecture, before the symbol reader would.
     let elf = ElfInfo::read(&path)?;
     let table = SymbolTable::read(&path)
@@ -54,7 +54,7 @@ pub fn no_match(path: &Path, table: &SymbolTable, patterns: &[&str]) -> anyhow::
 
 /// Lists the functions of `binary` (a path, a program in PATH or a bare library name) that
 /// `pattern` names, exactly or as a glob (all when absent; see
-/// [`NamePattern`](crate::probe::symbols::NamePattern)): address, size, the table the name is
+/// [`NamePattern`](crate::binary::symbols::NamePattern)): address, size, the table the name is
 /// read from, name, one line per address, by its public name, followed by its other exported
 /// names.
 pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
@@ -94,9 +94,9 @@ pub fn list(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
 /// Lists the USDT probe sites of `binary` whose `provider:name` matches the glob `pattern` (all
 /// when absent): address, name, semaphore and argument operands, one line per site.
 pub fn list_usdt(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> {
-    let path = binary::locate_from_command_line(binary)?;
+    let path = locate::locate_from_command_line(binary)?;
     ElfInfo::read(&path)?;
-    let probes = crate::probe::usdt::read_probes(&path)?;
+    let probes = crate::binary::usdt::read_probes(&path)?;
     if probes.is_empty() {
         anyhow::bail!(
             "{}: the binary has no USDT probes (no .note.stapsdt notes)",
@@ -105,7 +105,7 @@ pub fn list_usdt(binary: &str, pattern: Option<&str>) -> anyhow::Result<String> 
     }
     let matches = |name: &str| match pattern {
         None => true,
-        Some(pattern) => match crate::probe::symbols::glob_pattern(pattern) {
+        Some(pattern) => match crate::binary::symbols::glob_pattern(pattern) {
             Some(glob) => glob.matches(name),
             None => name == pattern,
         },

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use crate::probe::resolve::ProbedFunction;
+use crate::plan::probe::ProbedFunction;
 
 /// One warning per probed binary none of whose functions was called (`called` is indexed by
 /// function id), with the likely reason when `program`, the traced command, does not load it.
@@ -49,8 +49,8 @@ pub fn warnings(
 /// When `binary` is a shared library that `program` does not load directly: the hint that the
 /// program may carry the library's code itself.
 fn not_loaded(program: &Path, binary: &Path) -> Option<String> {
-    let soname = crate::probe::elf::soname(binary)?;
-    if crate::probe::elf::needed_libraries(program).contains(&soname) {
+    let soname = crate::binary::elf::soname(binary)?;
+    if crate::binary::elf::needed_libraries(program).contains(&soname) {
         return None;
     }
     Some(format!(
@@ -88,9 +88,9 @@ mod tests {
     /// sqlite3 loads libsqlite3 itself; sh does not.
     #[test]
     fn says_when_the_program_does_not_load_the_library() {
-        let library = crate::probe::binary::find_library("libsqlite3.so.0").unwrap();
-        let sqlite3 = crate::probe::binary::locate_from_command_line("sqlite3").unwrap();
-        let sh = crate::probe::binary::locate_from_command_line("sh").unwrap();
+        let library = crate::binary::locate::find_library("libsqlite3.so.0").unwrap();
+        let sqlite3 = crate::binary::locate::locate_from_command_line("sqlite3").unwrap();
+        let sh = crate::binary::locate::locate_from_command_line("sh").unwrap();
         assert_eq!(not_loaded(&sqlite3, &library), None);
         let hint = not_loaded(&sh, &library).unwrap();
         assert!(

@@ -14,14 +14,14 @@ use opentelemetry_sdk::{Resource, trace::SpanEvents};
 use spanprobe_common::{CallEnd, CallEvent};
 
 use crate::{
+    binary::elf::ElfInfo,
     events::decode::decode_event,
     export::{QueuedSpan, SpanQueue},
     loss::Loss,
     metrics::Metrics,
-    probe::{
+    plan::{
         capture::{CapturePlan, StackPlan},
-        elf::ElfInfo,
-        resolve::ProbedFunction,
+        probe::ProbedFunction,
     },
     spans::{
         resource::Resources,
@@ -297,7 +297,7 @@ fn programs(functions: &[ProbedFunction]) -> Vec<Option<PathBuf>> {
         .map(|f| {
             let library = *is_library
                 .entry(&f.binary)
-                .or_insert_with(|| crate::probe::elf::soname(&f.binary).is_some());
+                .or_insert_with(|| crate::binary::elf::soname(&f.binary).is_some());
             (!library).then(|| f.binary.clone())
         })
         .collect()

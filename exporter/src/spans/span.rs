@@ -13,9 +13,9 @@ use spanprobe_config::{AttributeValue, NamePart};
 
 use crate::{
     events::ktime::BootClock,
-    probe::{
+    plan::{
         capture::{ArgPlan, CapturePlan, ReturnPlan, for_the_run},
-        resolve::ProbedFunction,
+        probe::ProbedFunction,
     },
     spans::ids::IdGenerator,
 };
@@ -344,7 +344,7 @@ mod tests {
         let functions = [add_function(), plain_function()];
         SpanAssembler::new(
             &functions,
-            &crate::probe::capture::plans(&functions, &Default::default()),
+            &crate::plan::capture::plans(&functions, &Default::default()),
             BootClock::with_offset(1_000_000_000_000_000_000),
             IdGenerator::with_key([1; 16]),
         )

@@ -16,7 +16,7 @@ use blazesym::{
     symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source},
 };
 
-use crate::probe::{
+use crate::binary::{
     debug_file::{DEBUG_ROOT, SeparateDebug},
     elf::ElfInfo,
     symbols::demangle,

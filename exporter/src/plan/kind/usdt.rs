@@ -6,10 +6,11 @@ use spanprobe_common::MAX_CHAIN;
 use spanprobe_config::{ArgSpec, FunctionSpec, LenArg, Located, UsdtSpec, ValueType};
 
 use crate::{
-    probe::{
-        kind::{ArgLocation, ProbeKind},
-        resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
-        usdt::{UsdtProbe, read_probes},
+    binary::usdt::{UsdtProbe, read_probes},
+    plan::{
+        error::{ResolveError, ResolveErrorKind},
+        probe::{ArgLocation, ProbeKind, ProbedFunction},
+        target::Target,
     },
     suggest::closest_hint,
     x86_64::{ArgOperand, Operand},
@@ -18,16 +19,16 @@ use crate::{
 /// Resolves the `usdt` entries of one target (at `field`), reading the binary's notes once;
 /// the start/end pairs are numbered from `first_pair`, unique in the whole config.
 pub fn resolve(
-    binary: &Binary,
+    target: &Target,
     entries: &[Located<UsdtSpec>],
     field: &str,
     first_pair: u32,
     errors: &mut Vec<ResolveError>,
 ) -> Vec<ProbedFunction> {
-    let probes = match read_probes(&binary.path) {
+    let probes = match read_probes(&target.binary.path) {
         Ok(probes) => probes,
         Err(error) => {
-            errors.push(binary.problem(ResolveErrorKind::Usdt(error)));
+            errors.push(target.problem(ResolveErrorKind::Usdt(error)));
             return Vec::new();
         }
     };
@@ -45,7 +46,7 @@ pub fn resolve(
             if sites.is_empty() {
                 let names: Vec<String> = probes.iter().map(UsdtProbe::full_name).collect();
                 let kind = ResolveErrorKind::UnknownUsdt {
-                    binary: binary.path.clone(),
+                    binary: target.binary.path.clone(),
                     probe: name.to_owned(),
                     hint: if names.is_empty() {
                         " (the binary has no USDT probes)".to_owned()
@@ -101,7 +102,7 @@ pub fn resolve(
                 let kind = ProbeKind::UsdtEnd { pair };
                 resolved.push(ProbedFunction {
                     slot_base: entry.args.len(),
-                    ..probe(binary, site, kind, spec, operands)
+                    ..probe(target, site, kind, spec, operands)
                 });
             }
         }
@@ -109,7 +110,7 @@ pub fn resolve(
             match site_spec(entry.capture(), site, &field, "args") {
                 Ok((spec, operands)) => resolved.push(ProbedFunction {
                     later_args: later_args.clone(),
-                    ..probe(binary, site, kind, spec, operands)
+                    ..probe(target, site, kind, spec, operands)
                 }),
                 Err(site_errors) => errors.extend(site_errors),
             }
@@ -120,25 +121,30 @@ pub fn resolve(
 
 /// The probe at `site`.
 fn probe(
-    binary: &Binary,
+    target: &Target,
     site: &UsdtProbe,
     kind: ProbeKind,
     spec: FunctionSpec,
     operands: Vec<ArgOperand>,
 ) -> ProbedFunction {
     let stack_frames = if spec.stack.value {
-        binary.stack_frames
+        target.stack_frames
     } else {
         0
     };
     ProbedFunction {
-        pid: binary.pid,
+        pid: target.pid,
         kind,
         address: Some(site.address),
         stack_frames,
         operands,
         semaphore: site.semaphore.map(|(_, offset)| offset),
-        ..ProbedFunction::new(&binary.path, site.full_name(), site.file_offset, spec)
+        ..ProbedFunction::new(
+            &target.binary.path,
+            site.full_name(),
+            site.file_offset,
+            spec,
+        )
     }
 }
 

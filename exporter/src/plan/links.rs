@@ -6,7 +6,7 @@ use std::{fmt, path::Path};
 
 use spanprobe_common::programs;
 
-use crate::probe::{capture::CapturePlan, resolve::ProbedFunction};
+use crate::plan::{capture::CapturePlan, probe::ProbedFunction};
 
 /// One of the uprobe programs, in the order their links are attached.
 ///
@@ -172,7 +172,7 @@ mod tests {
     use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
 
     use super::*;
-    use crate::probe::{capture::plans, kind::ProbeKind};
+    use crate::plan::{capture::plans, probe::ProbeKind};
 
     fn links_of(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
         links(functions, &plans(functions, &Default::default()), mode)

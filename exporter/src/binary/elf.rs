@@ -104,7 +104,7 @@ pub fn defining_library(path: &Path, symbol: &str) -> Option<Option<String>> {
     }
     let defines = |library: &String| {
         let Some(data) =
-            crate::probe::binary::find_library(library).and_then(|p| std::fs::read(p).ok())
+            crate::binary::locate::find_library(library).and_then(|p| std::fs::read(p).ok())
         else {
             return false;
         };
@@ -154,7 +154,7 @@ fn dynamic_strings(file: &ElfFile64<'_, Endianness>, tag: i64) -> Vec<String> {
 
 /// The entries of the Go functions of a Go binary, from its `.gopclntab`.
 fn go_code(file: &object::File<'_>) -> HashSet<u64> {
-    crate::probe::gopclntab::of_file(file)
+    crate::binary::gopclntab::of_file(file)
         .map(|functions| functions.iter().map(|f| f.address).collect())
         .unwrap_or_default()
 }

@@ -155,14 +155,14 @@ fn uprobe(binary: &Path, offset: u64) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::elf::ProbedInstruction;
+    use crate::binary::elf::ProbedInstruction;
 
     /// Whether the two functions start as their names say, as the kernel classifies them.
     fn classified() -> (Option<ProbedInstruction>, Option<ProbedInstruction>) {
         let code = |function: extern "C" fn()| {
             // SAFETY: reading the first bytes of a function of this binary.
             let bytes = unsafe { std::slice::from_raw_parts(function as *const u8, 8) };
-            crate::probe::elf::probed_instruction(bytes, function as usize as u64)
+            crate::binary::elf::probed_instruction(bytes, function as usize as u64)
         };
         (code(spanprobe_trap_emulated), code(spanprobe_trap_stepped))
     }

@@ -5,7 +5,11 @@ use std::path::Path;
 
 use spanprobe_config::{Config, ConfigError, Position, Problem};
 
-use crate::probe::resolve::{ProbedFunction, ResolveError, Resolved, resolve};
+use crate::plan::{
+    error::ResolveError,
+    probe::ProbedFunction,
+    resolve::{Resolved, resolve},
+};
 
 /// Loads the config at `config_path` and resolves its probes, or says every problem found.
 /// What resolution noticed without it being wrong (see [`Resolved::notes`]) is logged.

@@ -221,7 +221,7 @@ pub fn function_signatures(path: &Path) -> Result<HashMap<String, FunctionSignat
 }
 
 /// Runs `f` on the DWARF of the file at `path`, or of its separate debug file (see
-/// [`crate::probe::debug_file`]) when it was stripped; `None` when neither has any.
+/// [`crate::binary::debug_file`]) when it was stripped; `None` when neither has any.
 fn with_dwarf<R>(
     path: &Path,
     f: impl FnOnce(&Dwarf<Reader<'_>>) -> gimli::Result<R>,
@@ -258,7 +258,7 @@ impl DwarfFile {
         if file.section_by_name(".debug_info").is_some() {
             return Self::of(path, &file).map(Some);
         }
-        let Some(debug) = crate::probe::debug_file::find(path, &file).found else {
+        let Some(debug) = crate::binary::debug_file::find(path, &file).found else {
             return Ok(None);
         };
         let file = object::File::parse(&*debug.data).map_err(|source| DwarfError::Object {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use object::{Object as _, read::File};
 
-use crate::probe::elf::LoadSegments;
+use crate::binary::elf::LoadSegments;
 
 /// Where debug files are installed, as gdb's `debug-file-directory` defaults to.
 pub const DEBUG_ROOT: &str = "/usr/lib/debug";

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{events::ring::Ring, probe::task_storage};
+use crate::{events::ring::Ring, kernel::task_storage};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
@@ -30,13 +30,15 @@ use spanprobe_config::Limits;
 
 use crate::{
     events::{ktime::monotonic_ns, orphans},
-    probe::{
-        capture::{CapturePlan, process_trees},
-        kernel_btf::{self, BtfError, VMLINUX_BTF},
-        links::{AttachMode, Link, Program, links, probe_count},
+    kernel::{
+        btf::{self, BtfError, VMLINUX_BTF},
         process_tree,
         ref_ctr_link::{self, CountedProbe},
-        resolve::ProbedFunction,
+    },
+    plan::{
+        capture::{CapturePlan, process_trees},
+        links::{AttachMode, Link, Program, links, probe_count},
+        probe::ProbedFunction,
     },
 };
 
@@ -77,7 +79,7 @@ pub enum BpfError {
     #[error("--attach multi: {0}")]
     MultiUnsupported(String),
     #[error(transparent)]
-    Kernel(#[from] crate::probe::kernel::MissingFeatures),
+    Kernel(#[from] crate::kernel::features::MissingFeatures),
     #[error("cannot follow the traced command's child processes")]
     KernelBtf(#[from] BtfError),
     #[error(
@@ -176,7 +178,7 @@ impl BpfError {
                 program,
                 io_error.raw_os_error(),
                 &verifier_log.to_string(),
-                crate::probe::kernel::release(),
+                crate::kernel::features::release(),
             )
         {
             return rejected;
@@ -420,7 +422,7 @@ impl Loaded {
     ) -> Result<Self, BpfError> {
         // What every mode needs first: probing the kernel for uprobe_multi takes CAP_BPF.
         check_capabilities(AttachMode::Multi)?;
-        crate::probe::kernel::check()?;
+        crate::kernel::features::check()?;
         let mode = attach_mode(requested, functions)?;
         check_capabilities(mode)?;
         let depth_limit = limits.max_depth;
@@ -437,7 +439,7 @@ impl Loaded {
         // fork program reads the child's tgid where the kernel's BTF says it is.
         let follow_forks = filter == ProcessFilter::Selected || !trees.is_empty();
         let tgid_offset = if follow_forks {
-            kernel_btf::member_offset_in(VMLINUX_BTF.as_ref(), "task_struct", "tgid")?
+            btf::member_offset_in(VMLINUX_BTF.as_ref(), "task_struct", "tgid")?
         } else {
             0
         };

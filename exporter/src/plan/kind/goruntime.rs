@@ -6,25 +6,26 @@
 use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
 
 use crate::{
-    probe::{
-        kind::ProbeKind,
-        resolve::{Binary, ProbedFunction, ResolveError},
+    plan::{
+        error::ResolveError,
+        probe::{ProbeKind, ProbedFunction},
+        target::Target,
     },
     x86_64::{ArgOperand, Operand, Register},
 };
 
 /// The probes that serve the Go calls of `binary`: those of its runtime's functions that it
 /// has (a binary without them still gets its spans, ended later; see each).
-pub fn helpers(binary: &Binary, errors: &mut Vec<ResolveError>) -> Vec<ProbedFunction> {
-    let mut probes: Vec<ProbedFunction> = goexit(binary, errors).into_iter().collect();
-    probes.extend(recovery(binary, errors));
+pub fn helpers(target: &Target, errors: &mut Vec<ResolveError>) -> Vec<ProbedFunction> {
+    let mut probes: Vec<ProbedFunction> = goexit(target, errors).into_iter().collect();
+    probes.extend(recovery(target, errors));
     probes
 }
 
 /// `runtime.goexit0(gp)`, where every goroutine ends: the calls `runtime.Goexit` leaves open
 /// end there. Without it, they end with their process.
-fn goexit(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
-    runtime_probe(binary, "runtime.goexit0", ProbeKind::GoExit, errors)
+fn goexit(target: &Target, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
+    runtime_probe(target, "runtime.goexit0", ProbeKind::GoExit, errors)
 }
 
 /// `runtime.recovery(gp)`, where a goroutine resumes after a recovered panic, in the function
@@ -32,13 +33,13 @@ fn goexit(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFunct
 /// below it were unwound. Read so from Go 1.17 (the register ABI puts `gp` in RAX) to 1.21
 /// (Go 1.22 keeps it elsewhere), with DWARF to say where `sigcode0` is. Without it, such calls
 /// end when a call at or above them starts or returns.
-fn recovery(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
-    let version = binary.elf.go_version?;
+fn recovery(target: &Target, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
+    let version = target.binary.elf.go_version?;
     if !((1, 17)..=(1, 21)).contains(&version) {
         return None;
     }
-    let sigcode0 = binary.go_functions(errors)?.sigcode0_offset?;
-    let mut probe = runtime_probe(binary, "runtime.recovery", ProbeKind::GoRecovery, errors)?;
+    let sigcode0 = target.go_functions(errors)?.sigcode0_offset?;
+    let mut probe = runtime_probe(target, "runtime.recovery", ProbeKind::GoRecovery, errors)?;
     // Both read through gp (RAX): where execution resumes, and the top of gp's stack, to
     // measure it as the frames are measured.
     let word = |name: &str, offset: u64| {
@@ -61,17 +62,17 @@ fn recovery(binary: &Binary, errors: &mut Vec<ResolveError>) -> Option<ProbedFun
 
 /// A probe of kind `kind` at the Go runtime's function `name` in `binary`, if it has it.
 fn runtime_probe(
-    binary: &Binary,
+    target: &Target,
     name: &str,
     kind: ProbeKind,
     errors: &mut Vec<ResolveError>,
 ) -> Option<ProbedFunction> {
-    let symbol = *binary.symbols(errors)?.find(name).first()?;
+    let symbol = *target.symbols(errors)?.find(name).first()?;
     let spec = FunctionSpec {
         symbol: Some(Located::unplaced(name.to_owned())),
         ..FunctionSpec::default()
     };
-    Some(binary.probe_at(
+    Some(target.probe_at(
         kind,
         symbol.name.clone(),
         Some(symbol.address),

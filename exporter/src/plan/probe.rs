@@ -1,25 +1,114 @@
-//! The kinds of probe: how a probed place's span starts and ends, and where its arguments are
-//! read. Each kind resolves its config entries to [`ProbedFunction`]s (its own file here); the
-//! capture plan, the link plan and `check` ask the kind, not the config, so a new kind (USDT
-//! start/end pairs) is a file here, a variant of [`ProbeKind`], and its
-//! config list in the schema.
-//!
-//! [`ProbedFunction`]: crate::probe::resolve::ProbedFunction
+//! What resolution makes of a config: probes ready to attach, each of a kind that says how
+//! its spans start and end and where its arguments are.
 
-pub mod claims;
-pub mod function;
-pub mod gocall;
-pub mod goruntime;
-pub mod usdt;
+use std::{collections::BTreeMap, fmt, num::NonZeroU32, path::PathBuf, sync::Arc};
 
-use std::fmt;
+use spanprobe_config::{ArgSpec, FunctionSpec, ValueType};
 
 use spanprobe_common::{
     ArgSource, ENTRY_ONLY, GO_CALL, GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, USDT_END,
     USDT_EVENT, USDT_START,
 };
 
-use crate::x86_64::{Operand, Register};
+use crate::x86_64::{ArgOperand, Operand, Register};
+
+/// A function ready to attach: where it is, and what its spans capture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbedFunction {
+    pub binary: PathBuf,
+    /// The demangled symbol, or `offset 0x..` / `address 0x..` for unnamed code.
+    pub symbol: String,
+    /// Virtual address of the function's entry in the ELF file, when known.
+    pub address: Option<u64>,
+    /// Offset in the file where the uprobe and uretprobe go: the function's entry, or
+    /// `entry_skip` bytes past it.
+    pub file_offset: u64,
+    /// How far past the entry the probes are: the length of an `endbr64` the kernel would
+    /// otherwise single-step on every call (see [`crate::binary::elf::entry_skip`]), a Go
+    /// function's stack check, or a Go `RET`'s offset; 0 at the entry.
+    pub entry_skip: u64,
+    pub spec: FunctionSpec,
+    /// Only this process is traced.
+    pub pid: Option<NonZeroU32>,
+    /// How its spans start and end, and where its arguments are.
+    pub kind: ProbeKind,
+    /// Where the function is defined, from DWARF: source file and line.
+    pub source: Option<(String, u64)>,
+    /// User stack frames captured at entry, 0 for none.
+    pub stack_frames: u16,
+    /// The probed instruction, when the kernel single-steps it (see
+    /// [`ProbedInstruction`](crate::binary::elf::ProbedInstruction)): each call then pays a
+    /// second trap, inside its span.
+    pub single_stepped: Option<String>,
+    /// For a USDT site: its arguments, as its note describes them. For a Go function: where
+    /// each parameter's first word is, then the length words of those read as strings.
+    pub operands: Vec<ArgOperand>,
+    /// For a USDT site guarded by a semaphore: the semaphore's file offset, which the kernel
+    /// increments while the probe is attached.
+    pub semaphore: Option<u64>,
+    /// For a Go function: the version of Go that built it, when known.
+    pub go_version: Option<(u32, u32)>,
+    /// For a Go call whose last result is an `error`: the error's dynamic type by the address
+    /// of its itab, which its `RET`s report (see [`ElfInfo::go_error_types`]).
+    pub go_error_types: Option<Arc<BTreeMap<u64, String>>>,
+    /// The type of the return value, from the config's `return` or DWARF, when known: how a
+    /// count taken at return from it is read (see [`LenArg`](spanprobe_config::LenArg)).
+    pub return_type: Option<ValueType>,
+    /// The event slot of the first argument: after the start's, for a USDT site that ends a
+    /// span and adds its own arguments to the start's.
+    pub slot_base: usize,
+    /// For a USDT start: the arguments its `until` site reads when the span ends (into the
+    /// slots after this site's), and where they are there; decoded with this site's events.
+    pub later_args: Vec<(ArgSpec, ArgLocation)>,
+}
+
+impl ProbedFunction {
+    /// A function probed at `file_offset` of `binary` (no `endbr64` skipped, every process,
+    /// with a return probe): what the resolver refines, and what pure tests, benches and
+    /// examples of the later stages start from.
+    pub fn new(
+        binary: impl Into<PathBuf>,
+        symbol: impl Into<String>,
+        file_offset: u64,
+        spec: FunctionSpec,
+    ) -> Self {
+        ProbedFunction {
+            binary: binary.into(),
+            symbol: symbol.into(),
+            address: Some(file_offset),
+            file_offset,
+            entry_skip: 0,
+            spec,
+            pid: None,
+            kind: ProbeKind::Function,
+            source: None,
+            stack_frames: 0,
+            single_stepped: None,
+            return_type: None,
+            operands: Vec::new(),
+            semaphore: None,
+            go_version: None,
+            go_error_types: None,
+            slot_base: 0,
+            later_args: Vec::new(),
+        }
+    }
+
+    /// Where the config's argument `index` is when the probe fires: the System V place for a
+    /// function, the note's operand for a USDT site.
+    pub fn arg_location(&self, index: u8) -> ArgLocation {
+        if !self.kind.reads_operands() {
+            return ArgLocation::sysv(index);
+        }
+        // Resolution refuses an index past the operands; a constant 0 stands in.
+        let operand = self
+            .operands
+            .get(usize::from(index))
+            .unwrap_or(&ArgOperand::UNREAD)
+            .operand;
+        ArgLocation::Operand(operand)
+    }
+}
 
 /// How a probed place makes spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +203,7 @@ impl ProbeKind {
     /// Whether its arguments are read where [`ProbedFunction::operands`] say, not by the
     /// System V convention.
     ///
-    /// [`ProbedFunction::operands`]: crate::probe::resolve::ProbedFunction::operands
+    /// [`ProbedFunction::operands`]: crate::plan::probe::ProbedFunction::operands
     pub fn reads_operands(self) -> bool {
         self.is_usdt() || matches!(self, Self::GoEntry | Self::GoCall { .. } | Self::GoRecovery)
     }

@@ -20,7 +20,7 @@ use spanprobe_config::{
 
 use crate::{
     events::decode::otel_value,
-    probe::{kind::ArgLocation, resolve::ProbedFunction},
+    plan::probe::{ArgLocation, ProbedFunction},
 };
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
@@ -533,7 +533,7 @@ mod tests {
     use spanprobe_config::{ArgSpec, FunctionSpec, Located};
 
     use super::*;
-    use crate::{probe::kind::ProbeKind, x86_64::ArgOperand};
+    use crate::{plan::probe::ProbeKind, x86_64::ArgOperand};
 
     fn arg(
         index: u8,

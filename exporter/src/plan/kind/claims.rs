@@ -7,9 +7,13 @@ use std::collections::{HashMap, HashSet};
 
 use spanprobe_config::{FunctionSpec, Located, Problem};
 
-use crate::probe::{
-    resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
-    symbols::{FunctionSymbol, NamePattern, SymbolTable},
+use crate::{
+    binary::symbols::{FunctionSymbol, NamePattern, SymbolTable},
+    plan::{
+        error::{ResolveError, ResolveErrorKind},
+        probe::ProbedFunction,
+        target::Target,
+    },
 };
 
 /// Which entry of a target probes each function, by the file offset of its entry: a function
@@ -47,7 +51,7 @@ pub fn is_glob(function: &FunctionSpec, table: Option<&SymbolTable>) -> bool {
 /// [`uprobe_insn`](crate::x86_64::uprobe_insn)), each with the probes of its other sites: a
 /// glob leaves them out with one note, an entry that names one is an error.
 pub(super) fn probeable(
-    binary: &Binary,
+    target: &Target,
     resolved: Vec<ProbedFunction>,
     function: &Located<FunctionSpec>,
     field: &str,
@@ -58,7 +62,7 @@ pub(super) fn probeable(
     let mut refused = HashMap::new();
     for probed in &resolved {
         let address = probed.address.unwrap_or_default() + probed.entry_skip;
-        if let Some((instruction, why)) = binary.code.refused(probed.file_offset, address) {
+        if let Some((instruction, why)) = target.binary.code.refused(probed.file_offset, address) {
             refused.entry(entry(probed)).or_insert(Unprobeable {
                 symbol: probed.symbol.clone(),
                 instruction,
@@ -76,7 +80,7 @@ pub(super) fn probeable(
     };
     let mut refused: Vec<Unprobeable> = refused.into_values().collect();
     refused.sort_by(|a, b| (a.why, &a.symbol).cmp(&(b.why, &b.symbol)));
-    if is_glob(function, binary.symbols(errors)) {
+    if is_glob(function, target.symbols(errors)) {
         // By reason: a glob over a library leaves out dozens of functions for one or two.
         let reasons: Vec<String> = refused
             .chunk_by(|a, b| a.why == b.why)
@@ -156,21 +160,21 @@ pub(super) fn excluded(
 /// CPU executes. Functions are decoded from their symbol's start, so a stripped binary's code
 /// cannot be told.
 pub(super) fn mid_instruction(
-    binary: &Binary,
+    target: &Target,
     what: &'static str,
     value: u64,
     address: Option<u64>,
     errors: &mut Vec<ResolveError>,
 ) -> Option<ResolveErrorKind> {
     let address = address?;
-    let table = binary.symbols(errors)?;
+    let table = target.symbols(errors)?;
     let function = table
         .functions()
         .iter()
         .find(|f| f.address <= address && address < f.address + f.size as u64)?;
     let into = usize::try_from(address - function.address).ok()?;
-    let code = binary.code.bytes(function.file_offset?, into + 15)?;
-    match crate::probe::elf::starts_instruction(&code, into)? {
+    let code = target.binary.code.bytes(function.file_offset?, into + 15)?;
+    match crate::binary::elf::starts_instruction(&code, into)? {
         true => None,
         false => Some(ResolveErrorKind::MidInstruction {
             what,

@@ -11,15 +11,20 @@ use spanprobe_config::{
     ValueType,
 };
 
-use crate::probe::{
-    dwarf::{
-        FunctionSignature,
-        path::{self, PathBase, PathRequest},
+use crate::{
+    binary::{
+        dwarf::{
+            FunctionSignature,
+            path::{self, PathBase, PathRequest},
+        },
+        elf::ElfInfo,
+        symbols::SymbolTable,
     },
-    elf::ElfInfo,
-    kind::ProbeKind,
-    resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
-    symbols::SymbolTable,
+    plan::{
+        error::{ResolveError, ResolveErrorKind},
+        probe::{ProbeKind, ProbedFunction},
+        target::Target,
+    },
 };
 
 use super::{
@@ -35,7 +40,7 @@ use super::{
 /// or that cannot be probed) is added to `notes`. `first_id` is the function id the first
 /// probe returned will have.
 pub fn resolve(
-    binary: &Binary,
+    target: &Target,
     function: &Located<FunctionSpec>,
     field: &str,
     first_id: usize,
@@ -43,14 +48,14 @@ pub fn resolve(
     errors: &mut Vec<ResolveError>,
     notes: &mut Vec<Problem>,
 ) -> Vec<ProbedFunction> {
-    let path = binary.path.clone();
+    let path = target.binary.path.clone();
     let error = |position: Position, key: &str, kind| ResolveError {
         position,
         field: format!("{field}.{key}"),
         kind,
     };
-    if binary.elf.is_go
-        && let Some((position, key, kind)) = go_refusal(function, &path, &binary.elf)
+    if target.binary.elf.is_go
+        && let Some((position, key, kind)) = go_refusal(function, &path, &target.binary.elf)
     {
         errors.push(error(position, key, kind));
         return Vec::new();
@@ -64,9 +69,9 @@ pub fn resolve(
             ProbeKind::Function
         }
     };
-    let probe = |binary: &Binary, symbol: String, address: Option<u64>, entry: u64| {
-        binary.probe_at(
-            kind_at(&binary.elf, entry),
+    let probe = |target: &Target, symbol: String, address: Option<u64>, entry: u64| {
+        target.probe_at(
+            kind_at(&target.binary.elf, entry),
             symbol,
             address,
             entry,
@@ -80,30 +85,30 @@ pub fn resolve(
     };
     let mut resolved = Vec::new();
     if let Some(offset) = &function.offset {
-        if binary.elf.offset_is_code(offset.value) {
-            let address = binary.elf.offset_to_address(offset.value);
+        if target.binary.elf.offset_is_code(offset.value) {
+            let address = target.binary.elf.offset_to_address(offset.value);
             let name = format!("offset {:#x}", offset.value);
-            match mid_instruction(binary, "offset", offset.value, address, errors) {
+            match mid_instruction(target, "offset", offset.value, address, errors) {
                 Some(kind) => errors.push(error(offset.position, "offset", kind)),
-                None => resolved.push(probe(binary, name, address, offset.value)),
+                None => resolved.push(probe(target, name, address, offset.value)),
             }
         } else {
             let kind = not_code("offset", offset.value);
             errors.push(error(offset.position, "offset", kind));
         }
     } else if let Some(address) = &function.address {
-        match binary.elf.address_to_offset(address.value) {
+        match target.binary.elf.address_to_offset(address.value) {
             Some(offset) => {
                 let name = format!("address {:#x}", address.value);
                 match mid_instruction(
-                    binary,
+                    target,
                     "address",
                     address.value,
                     Some(address.value),
                     errors,
                 ) {
                     Some(kind) => errors.push(error(address.position, "address", kind)),
-                    None => resolved.push(probe(binary, name, Some(address.value), offset)),
+                    None => resolved.push(probe(target, name, Some(address.value), offset)),
                 }
             }
             None => {
@@ -112,7 +117,7 @@ pub fn resolve(
             }
         }
     } else if let Some(symbol) = &function.symbol {
-        let Some(table) = binary.symbols(errors) else {
+        let Some(table) = target.symbols(errors) else {
             return Vec::new();
         };
         let mut found = table.find(symbol);
@@ -158,7 +163,7 @@ pub fn resolve(
             return Vec::new();
         }
         if found.is_empty() {
-            let hint = unknown_symbol_hint(&path, table, &binary.elf, symbol);
+            let hint = unknown_symbol_hint(&path, table, &target.binary.elf, symbol);
             let kind = ResolveErrorKind::UnknownSymbol {
                 binary: path.clone(),
                 symbol: symbol.value.clone(),
@@ -168,8 +173,8 @@ pub fn resolve(
         }
         // Go arguments are placed by their declared position, which DWARF gives, as it gives
         // where a goroutine's id is.
-        let go_functions = if binary.elf.is_go {
-            match binary.go_functions(errors) {
+        let go_functions = if target.binary.elf.is_go {
+            match target.go_functions(errors) {
                 Some(functions) => Some(functions),
                 None => return Vec::new(),
             }
@@ -185,18 +190,19 @@ pub fn resolve(
                 errors.push(error(symbol.position, "symbol", kind));
                 continue;
             };
-            let facts = binary.signature(&sym.raw).map(DwarfFacts::of);
+            let facts = target.binary.signature(&sym.raw).map(DwarfFacts::of);
             let facts = facts.as_ref();
             let mut probed = ProbedFunction {
                 source: facts.and_then(|facts| facts.source.clone()),
-                ..probe(binary, sym.name.clone(), Some(sym.address), offset)
+                ..probe(target, sym.name.clone(), Some(sym.address), offset)
             };
             // Go paths select fields in registers, placed with the Go arguments.
-            let paths = if binary.elf.is_go && binary.elf.is_go_code(Some(sym.address)) {
-                Ok(function.value.clone())
-            } else {
-                resolve_paths(binary, &sym.raw, function, field)
-            };
+            let paths =
+                if target.binary.elf.is_go && target.binary.elf.is_go_code(Some(sym.address)) {
+                    Ok(function.value.clone())
+                } else {
+                    resolve_paths(target, &sym.raw, function, field)
+                };
             match paths {
                 Ok(spec) => {
                     probed.spec = spec;
@@ -214,20 +220,20 @@ pub fn resolve(
                     // A cgo binary's C functions are probed as any C function is.
                     let Some(go) = go_functions
                         .as_ref()
-                        .filter(|_| binary.elf.is_go_code(Some(sym.address)))
+                        .filter(|_| target.binary.elf.is_go_code(Some(sym.address)))
                     else {
                         resolved.push(probed);
                         continue;
                     };
-                    let placed = place_go_args(go, &sym.raw, binary, &mut probed, function, field)
+                    let placed = place_go_args(go, &sym.raw, target, &mut probed, function, field)
                         .and_then(|()| go_error_register(go, &sym.raw, &probed, function, field))
                         .and_then(|error| {
-                            resolve_go_return(binary, &sym.raw, &mut probed, function, field)
+                            resolve_go_return(target, &sym.raw, &mut probed, function, field)
                                 .map(|()| error)
                         });
                     match placed {
-                        Ok(error_register) if go_returns_probed(&binary.elf) => {
-                            match go_call(binary, sym, probed, error_register) {
+                        Ok(error_register) if go_returns_probed(&target.binary.elf) => {
+                            match go_call(target, sym, probed, error_register) {
                                 Ok(probes) => resolved.extend(probes),
                                 Err((key, kind)) => {
                                     let position = match key {
@@ -261,14 +267,15 @@ pub fn resolve(
             errors.push(error(ret.position, "return.path", kind));
         }
     }
-    let resolved = probeable(binary, resolved, function, field, errors, notes);
+    let resolved = probeable(target, resolved, function, field, errors, notes);
     // A return value is asked of every probe of the entry, so it is refused there by name:
     // once, with the Go `RET` sites of the function dropped along with it.
     let mut functions = Vec::new();
     for probed in resolved {
         match &function.return_value {
             Some(ret)
-                if binary
+                if target
+                    .binary
                     .elf
                     .is_entry_point(probed.file_offset - probed.entry_skip) =>
             {
@@ -295,12 +302,12 @@ pub fn resolve(
 /// once for every entry), into the `offsets` the kernel follows; `raw` is the function's
 /// symbol as the binary has it.
 fn resolve_paths(
-    binary: &Binary,
+    target: &Target,
     raw: &str,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<FunctionSpec, Vec<ResolveError>> {
-    let stack_frames = binary.stack_frames;
+    let stack_frames = target.stack_frames;
     let mut spec = function.value.clone();
     let mut errors = Vec::new();
     // Which value each path starts from: an argument (by its place in `args`) or the return.
@@ -345,14 +352,15 @@ fn resolve_paths(
             position,
             field: format!("{field}.{key}.path"),
             kind: ResolveErrorKind::Path {
-                binary: binary.path.clone(),
+                binary: target.binary.path.clone(),
                 path: request.path.to_owned(),
                 source: Box::new(source),
             },
         }
     };
     let requests: Vec<_> = with_path.iter().map(|(_, request)| *request).collect();
-    let chains = match binary
+    let chains = match target
+        .binary
         .dwarf()
         .map_err(path::PathError::Dwarf)
         .and_then(|dwarf| {
@@ -485,7 +493,7 @@ impl DwarfFacts {
 
 /// What to tell a user whose symbol is not in the binary.
 fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: &str) -> String {
-    match crate::probe::elf::defining_library(path, symbol) {
+    match crate::binary::elf::defining_library(path, symbol) {
         Some(Some(library)) => {
             return format!(
                 "the binary imports it from {library}, where it is defined: probe it there, \

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use object::{Object as _, ObjectSymbol as _, SymbolKind, SymbolScope};
 
-use crate::probe::{debug_file, elf::LoadSegments, gopclntab};
+use crate::binary::{debug_file, elf::LoadSegments, gopclntab};
 
 /// One function in a binary's symbol tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,7 +457,7 @@ pub fn why_no_functions(path: &Path, has_symtab: bool) -> String {
     } else {
         "is stripped (no .symtab) and exports no function (.dynsym)".to_owned()
     };
-    let needed = crate::probe::elf::needed_libraries(path);
+    let needed = crate::binary::elf::needed_libraries(path);
     if !needed.is_empty() {
         why.push_str(&format!(
             "; the functions it calls may be in the libraries it loads: {}",

@@ -7,19 +7,22 @@ use std::path::Path;
 use spanprobe_config::{ArgSpec, FunctionSpec, LenArg, Located, Position, ReadAt, ValueType};
 
 use crate::{
-    probe::{
+    binary::{
         dwarf::{
             go::GoFunctions,
             path::{self, FieldChain, PathBase, PathError, PathRequest},
         },
         elf::ElfInfo,
-        kind::ProbeKind,
-        resolve::{Binary, ProbedFunction, ResolveError, ResolveErrorKind},
         symbols::FunctionSymbol,
     },
+    plan::{
+        error::{ResolveError, ResolveErrorKind},
+        probe::{ProbeKind, ProbedFunction},
+        target::Target,
+    },
     x86_64::{
-        ArgOperand, Operand, Register,
-        go::{self as goabi, GoParam, GoPlace},
+        ArgOperand, Operand, Register, go as goabi,
+        go::{GoParam, GoPlace},
         gocode::GoSites,
     },
 };
@@ -36,13 +39,14 @@ pub(super) fn go_returns_probed(elf: &ElfInfo) -> bool {
 /// no `RET` (a function that only loops, panics, or jumps away): then a `return` or a
 /// `min_duration` asked of it is refused (the config key, and why).
 pub(super) fn go_call(
-    binary: &Binary,
+    target: &Target,
     sym: &FunctionSymbol,
     mut probed: ProbedFunction,
     error: Option<Register>,
 ) -> Result<Vec<ProbedFunction>, (&'static str, ResolveErrorKind)> {
     let entry = probed.file_offset - probed.entry_skip;
-    let sites = binary
+    let sites = target
+        .binary
         .code
         .bytes(entry, sym.size)
         .and_then(|code| GoSites::find(&code));
@@ -52,7 +56,7 @@ pub(super) fn go_call(
              jumps away), so its spans are entry-only",
             sym.name
         );
-        let binary = binary.path.clone();
+        let binary = target.binary.path.clone();
         if probed.spec.return_value.is_some() {
             let reason = format!("{reason}: remove `return`");
             return Err(("return", ResolveErrorKind::GoReturn { binary, reason }));
@@ -67,7 +71,8 @@ pub(super) fn go_call(
         return Ok(vec![probed]);
     };
     let single_stepped = |offset: u64| {
-        binary
+        target
+            .binary
             .code
             .single_stepped(entry + offset, sym.address + offset)
     };
@@ -97,7 +102,7 @@ pub(super) fn go_call(
         at_stack_check: sites.at_stack_check,
     };
     if error.is_some() {
-        probed.go_error_types = Some(binary.elf.go_error_types.clone());
+        probed.go_error_types = Some(target.binary.elf.go_error_types.clone());
     }
     probed.file_offset = entry + sites.entry;
     probed.entry_skip = sites.entry;
@@ -254,12 +259,12 @@ pub(super) fn go_error_register(
 pub(super) fn place_go_args(
     go: &GoFunctions,
     raw: &str,
-    binary: &Binary,
+    target: &Target,
     probed: &mut ProbedFunction,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<(), Vec<ResolveError>> {
-    if let Some((major, minor)) = binary.elf.go_version
+    if let Some((major, minor)) = target.binary.elf.go_version
         && (major, minor) < (1, 17)
         && !function.args.is_empty()
     {
@@ -295,7 +300,7 @@ pub(super) fn place_go_args(
                       position in DWARF (`go build` writes it; `-ldflags=-w` strips it)";
         return Err(vec![problem(0, reason.to_owned())]);
     };
-    let mut chains = memory_paths(binary, raw, probed, function, field)?;
+    let mut chains = memory_paths(target, raw, probed, function, field)?;
     let places = goabi::parameter_places(raw, params);
     let mut operands: Vec<ArgOperand> = places
         .iter()
@@ -361,7 +366,7 @@ pub(super) fn word(register: Register) -> ArgOperand {
 /// result, in RAX when it returns, into the chain the return site follows: to a number, as a
 /// return value is read.
 pub(super) fn resolve_go_return(
-    binary: &Binary,
+    target: &Target,
     raw: &str,
     probed: &mut ProbedFunction,
     function: &Located<FunctionSpec>,
@@ -378,7 +383,8 @@ pub(super) fn resolve_go_return(
         path: &path,
         ty: ret.ty,
     };
-    let chain = binary
+    let chain = target
+        .binary
         .dwarf()
         .map_err(PathError::Dwarf)
         .and_then(|dwarf| path::resolve_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &[request]))
@@ -408,7 +414,7 @@ pub(super) fn resolve_go_return(
                 .map_or(function.position, |ret| ret.position),
             field: format!("{field}.return.path"),
             kind: ResolveErrorKind::Path {
-                binary: binary.path.clone(),
+                binary: target.binary.path.clone(),
                 path,
                 source: Box::new(source),
             },
@@ -431,7 +437,7 @@ fn in_registers(path: &str) -> &str {
 /// `.to->name`, `[2]`), by argument, resolved from the binary's DWARF in one pass, or why it
 /// cannot be; `None` for the others. The error is one for all when the DWARF cannot be read.
 fn memory_paths(
-    binary: &Binary,
+    target: &Target,
     raw: &str,
     probed: &ProbedFunction,
     function: &Located<FunctionSpec>,
@@ -462,13 +468,14 @@ fn memory_paths(
         position: function.args[a].position,
         field: format!("{field}.args[{a}].path"),
         kind: ResolveErrorKind::Path {
-            binary: binary.path.clone(),
+            binary: target.binary.path.clone(),
             path: path.to_owned(),
             source: Box::new(source),
         },
     };
     let asked: Vec<PathRequest<'_>> = requests.iter().map(|(_, request)| *request).collect();
-    let resolved = binary
+    let resolved = target
+        .binary
         .dwarf()
         .map_err(PathError::Dwarf)
         .and_then(|dwarf| path::resolve_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &asked))

@@ -1,0 +1,116 @@
+//! A config target as resolution sees it: its binary, read once, and what the config says of
+//! where it is and which processes it traces.
+
+use std::{cell::Cell, num::NonZeroU32};
+
+use spanprobe_config::{FunctionSpec, Position};
+
+use crate::{
+    binary::{Binary, dwarf::go::GoFunctions, symbols::SymbolTable},
+    plan::{
+        error::{ResolveError, ResolveErrorKind},
+        probe::{ProbeKind, ProbedFunction},
+    },
+};
+
+/// A target's binary and config.
+pub struct Target {
+    pub binary: Binary,
+    /// Only this process is traced.
+    pub pid: Option<NonZeroU32>,
+    /// Stack frames a probe that captures its stack records.
+    pub stack_frames: u16,
+    /// Where the target's `binary` is in the config.
+    pub position: Position,
+    pub field: String,
+    /// What could not be read and was reported already, once for all the target's entries.
+    pub reported: Reported,
+}
+
+/// What of a binary could not be read and was reported.
+#[derive(Default)]
+pub struct Reported {
+    symbols: Cell<bool>,
+    go_functions: Cell<bool>,
+}
+
+impl Target {
+    /// A problem with the binary as a whole, placed at its `binary` key.
+    pub fn problem(&self, kind: ResolveErrorKind) -> ResolveError {
+        ResolveError {
+            position: self.position,
+            field: self.field.clone(),
+            kind,
+        }
+    }
+
+    /// The binary's function symbols; `None` (and the reason in `errors`, once) when they
+    /// cannot be read.
+    pub fn symbols(&self, errors: &mut Vec<ResolveError>) -> Option<&SymbolTable> {
+        self.binary
+            .symbols()
+            .map_err(|source| {
+                if !self.reported.symbols.replace(true) {
+                    errors.push(self.problem(ResolveErrorKind::Symbols {
+                        binary: self.binary.path.clone(),
+                        source,
+                    }));
+                }
+            })
+            .ok()
+    }
+
+    /// What the DWARF of this Go binary says of its functions; `None` (and the reason in
+    /// `errors`, once) when it cannot be read.
+    pub fn go_functions(&self, errors: &mut Vec<ResolveError>) -> Option<&GoFunctions> {
+        self.binary
+            .go_functions()
+            .map_err(|source| {
+                if !self.reported.go_functions.replace(true) {
+                    errors.push(self.problem(ResolveErrorKind::GoDwarf(source)));
+                }
+            })
+            .ok()
+    }
+
+    /// A probe at file offset `entry`, the first byte of the code it probes (`address` its
+    /// virtual address, when known), moved past an `endbr64` the kernel would single-step.
+    pub fn probe_at(
+        &self,
+        kind: ProbeKind,
+        symbol: String,
+        address: Option<u64>,
+        entry: u64,
+        spec: &FunctionSpec,
+    ) -> ProbedFunction {
+        let entry_skip = self.binary.code.entry_skip(entry);
+        let single_stepped = self
+            .binary
+            .code
+            .single_stepped(entry + entry_skip, address.unwrap_or(0) + entry_skip);
+        ProbedFunction {
+            binary: self.binary.path.clone(),
+            symbol,
+            address,
+            file_offset: entry + entry_skip,
+            entry_skip,
+            spec: spec.clone(),
+            pid: self.pid,
+            kind,
+            source: None,
+            stack_frames: if spec.stack.value {
+                self.stack_frames
+            } else {
+                0
+            },
+            single_stepped,
+            operands: Vec::new(),
+            semaphore: None,
+            go_version: self.binary.elf.go_version,
+            go_error_types: None,
+            return_type: None,
+            slot_base: 0,
+            later_args: Vec::new(),
+        }
+    }
+}
