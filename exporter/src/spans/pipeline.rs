@@ -15,14 +15,11 @@ use spanprobe_common::{CallEnd, CallEvent};
 
 use crate::{
     binary::elf::ElfInfo,
-    events::decode::decode_event,
+    events::{decode::decode_event, readback::StackPlan},
     export::{QueuedSpan, SpanQueue},
     loss::Loss,
     metrics::Metrics,
-    plan::{
-        capture::{CapturePlan, StackPlan},
-        probe::ProbedFunction,
-    },
+    plan::{capture::CapturePlan, probe::ProbedFunction},
     spans::{
         resource::Resources,
         span::SpanAssembler,

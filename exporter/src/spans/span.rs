@@ -12,11 +12,11 @@ use spanprobe_common::{CallEnd, CallEvent};
 use spanprobe_config::{AttributeValue, NamePart};
 
 use crate::{
-    events::ktime::BootClock,
-    plan::{
-        capture::{ArgPlan, CapturePlan, ReturnPlan, for_the_run},
-        probe::ProbedFunction,
+    events::{
+        ktime::BootClock,
+        readback::{ArgPlan, ReturnPlan, for_the_run},
     },
+    plan::{capture::CapturePlan, probe::ProbedFunction},
     spans::ids::IdGenerator,
 };
 
