@@ -430,7 +430,7 @@ pub enum CallEnd {
     Unwound = 2,
     /// An [`ENTRY_ONLY`] function: the event was sent at entry.
     EntryOnly = 3,
-    /// A [`USDT_EVENT`] probe fired inside a span: the record is an event of that span (the
+    /// An [`EVENT_OF_OPEN_SPAN`] probe fired inside a span: the record is an event of that span (the
     /// one whose entry time is `parent_entry_ns`), not a span of its own.
     Event = 4,
     /// The goroutine ended inside the call: `runtime.Goexit`, run by the call or a callee,
@@ -592,7 +592,7 @@ pub struct FunctionCapture {
     pub span_id_slot: u8,
     /// A [`ContextPolicy`].
     pub context_policy: u8,
-    /// At a [`GO_RETURN`] site whose function's last result is an `error`: the register of
+    /// At a Go `RET` site whose function's last result is an `error`: the register of
     /// that interface's type word, by its DWARF number plus one (see [`ArgSource::Gpr`]); 0
     /// for none.
     pub error_register: u8,
@@ -602,9 +602,10 @@ pub struct FunctionCapture {
     /// 0 for every process.
     pub process_tree: u8,
     pub _pad: [u8; 3],
-    /// With [`USDT_START`] or [`USDT_END`]: the start/end pair the site belongs to; an end
-    /// closes the innermost span only when its start is of the same pair. With [`GO_CALL`]
-    /// or [`GO_RETURN`], likewise: a Go function's entry and its `RET` sites.
+    /// With [`NOT_AT_CALL`] or [`ENDS_PAIRED_SPAN`]: the start/end pair the site belongs to;
+    /// an end closes the innermost span only when its start is of the same pair. With
+    /// [`ON_GOROUTINE_STACK`], and at a Go `RET` site, likewise: a Go function's entry and its
+    /// `RET` sites.
     pub pair: u32,
     /// The chain of pointers from the return value (RAX) to what is reported instead of it
     /// (`chain`, `path` and `field_size` as an argument's; 0 `chain` reports RAX itself).
@@ -619,35 +620,33 @@ pub const SAMPLE_ALWAYS: u32 = u32::MAX;
 /// In [`FunctionCapture::flags`]: the function has no return probe; its span is sent at entry,
 /// with no duration (for Go, whose moving stacks uretprobes corrupt).
 pub const ENTRY_ONLY: u32 = 1;
-/// In [`FunctionCapture::flags`]: a USDT site, inside a function rather than at its entry:
-/// `[rsp]` is no return address. With [`ENTRY_ONLY`] its span is sent at once; without, it
-/// opens a span that a [`USDT_END`] site of its pair closes.
-pub const USDT_START: u32 = 2;
-/// In [`FunctionCapture::flags`]: a USDT site that closes the innermost span, if a
-/// [`USDT_START`] site of its pair opened it.
-pub const USDT_END: u32 = 4;
+/// In [`FunctionCapture::flags`]: the probe is inside a function, not at its entry (a USDT
+/// site): `[rsp]` is no return address. With [`ENTRY_ONLY`] its span is sent at once;
+/// without, it opens a span that an [`ENDS_PAIRED_SPAN`] site of its pair closes.
+pub const NOT_AT_CALL: u32 = 2;
+/// In [`FunctionCapture::flags`]: the site closes the innermost span, if a [`NOT_AT_CALL`]
+/// site of its pair opened it (a USDT end site).
+pub const ENDS_PAIRED_SPAN: u32 = 4;
 /// In [`FunctionCapture::flags`], with [`ENTRY_ONLY`]: the site is an event of the innermost
 /// span open on its thread ([`CallEnd::Event`]); a span of its own when none is open.
-pub const USDT_EVENT: u32 = 8;
-/// In [`FunctionCapture::flags`]: a Go function's entry. Its frame goes on the goroutine's
-/// stack, where positions are measured from the stack's top, which stay put when Go copies the
-/// stack elsewhere.
-pub const GO_CALL: u32 = 16;
-/// In [`FunctionCapture::flags`]: a `RET` of a Go function, which closes the frame its
-/// [`GO_CALL`] site (of the same pair) opened, with the results.
-pub const GO_RETURN: u32 = 32;
-/// In [`FunctionCapture::flags`]: `runtime.goexit0(gp)`, where every goroutine ends: the calls
-/// still open on `gp`'s stack end ([`CallEnd::GoroutineExit`]), and the stack is freed.
-pub const GO_EXIT: u32 = 64;
-/// In [`FunctionCapture::flags`], with [`GO_CALL`]: the entry probe is on the prologue's
-/// `JBE morestack`, which the kernel emulates where it single-steps the instructions around
-/// it; a firing whose branch is taken (CF or ZF set by the stack check) is no entry, as the
-/// function starts again once its stack has grown.
-pub const GO_STACK_CHECK: u32 = 128;
-/// In [`FunctionCapture::flags`]: `runtime.recovery(gp)`, where a recovered panic resumes: the
-/// calls on `gp`'s stack below where it resumes (argument 0, the stack pointer, measured
-/// against argument 1, the stack's top) were unwound, and end.
-pub const GO_RECOVERY: u32 = 256;
+pub const EVENT_OF_OPEN_SPAN: u32 = 8;
+/// In [`FunctionCapture::flags`]: the call's frame goes on its goroutine's stack (a Go
+/// function), where positions are measured from the stack's top, which stay put when Go copies
+/// the stack elsewhere. Its `RET` sites, probed by the Go program, close it.
+pub const ON_GOROUTINE_STACK: u32 = 16;
+/// In [`FunctionCapture::flags`]: the site is where every goroutine ends
+/// (`runtime.goexit0(gp)`): the calls still open on `gp`'s stack end
+/// ([`CallEnd::GoroutineExit`]), and the stack is freed.
+pub const ENDS_GOROUTINE: u32 = 64;
+/// In [`FunctionCapture::flags`], with [`ON_GOROUTINE_STACK`]: the entry probe is on the
+/// prologue's `JBE morestack`, which the kernel emulates where it single-steps the instructions
+/// around it; a firing whose branch is taken (CF or ZF set by the stack check) is no entry, as
+/// the function starts again once its stack has grown.
+pub const AT_STACK_CHECK: u32 = 128;
+/// In [`FunctionCapture::flags`]: the site is where a recovered panic resumes
+/// (`runtime.recovery(gp)`): the calls on `gp`'s stack below where it resumes (argument 0, the
+/// stack pointer, measured against argument 1, the stack's top) were unwound, and end.
+pub const RESUMES_AFTER_PANIC: u32 = 256;
 
 /// A completed call with its captured memory: the ring-buffer record of functions that capture
 /// memory, built in place from entry to return. The record sent is `header` and the first

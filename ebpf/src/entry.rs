@@ -8,9 +8,9 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use spanprobe_common::{
-    CallEnd, ContextFormat, ContextPolicy, Counter, ENTRY_ONLY, Ending, Frame, FunctionCapture,
-    GO_CALL, GO_STACK_CHECK, MAX_DEPTH, SAMPLE_ALWAYS, ThreadStack, USDT_END, USDT_EVENT,
-    USDT_START,
+    AT_STACK_CHECK, CallEnd, ContextFormat, ContextPolicy, Counter, ENDS_PAIRED_SPAN, ENTRY_ONLY,
+    EVENT_OF_OPEN_SPAN, Ending, Frame, FunctionCapture, MAX_DEPTH, NOT_AT_CALL, ON_GOROUTINE_STACK,
+    SAMPLE_ALWAYS, ThreadStack,
 };
 
 use crate::{
@@ -38,16 +38,16 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
         return None;
     }
     let regs = registers(ctx.as_ptr());
-    if capture.flags & USDT_END != 0 {
+    if capture.flags & ENDS_PAIRED_SPAN != 0 {
         return end_usdt_span(&thread, capture, regs, now);
     }
     // The stack check's branch to morestack is taken: the function starts again once its stack
     // has grown, and enters then.
-    if capture.flags & GO_STACK_CHECK != 0 && regs.eflags & (CARRY | ZERO) != 0 {
+    if capture.flags & AT_STACK_CHECK != 0 && regs.eflags & (CARRY | ZERO) != 0 {
         return None;
     }
     // Go calls are attached to the goroutine programs only; nothing else is.
-    if (capture.flags & GO_CALL != 0) != (stacks == Stacks::Goroutine) {
+    if (capture.flags & ON_GOROUTINE_STACK != 0) != (stacks == Stacks::Goroutine) {
         return None;
     }
     let place = stack_place(&thread, stacks, regs)?;
@@ -177,7 +177,7 @@ fn end_skipped_frames(
 ) -> u64 {
     // A USDT site is inside its function: `[rsp]` is whatever that function keeps there. Go
     // calls get no return probe, so their return slot needs no watching.
-    let at_call = capture.flags & (USDT_START | GO_CALL) == 0;
+    let at_call = capture.flags & (NOT_AT_CALL | ON_GOROUTINE_STACK) == 0;
     // A live caller's frame is above us on the stack; one below our return address was
     // skipped by a longjmp (or a Go panic that was recovered).
     end_frames_below(thread.tid, stack, place.sp, now, CallEnd::Unwound);
@@ -207,7 +207,7 @@ fn end_skipped_frames(
         && let Some(top) = &top
         && top.sp == place.sp
         && top.return_address == NOT_A_CALL
-        && (capture.flags & GO_CALL != 0
+        && (capture.flags & ON_GOROUTINE_STACK != 0
             || FUNCTIONS
                 .get(top.function_id)
                 .is_some_and(|start| start.pair == capture.pair))
@@ -287,7 +287,7 @@ pub(crate) fn trace_id_sampled(trace_id: &[u64; 2], threshold: u32) -> bool {
 #[inline(never)]
 pub(crate) fn emit_unpushed(tid: u32, stack: &ThreadStack, capture: &FunctionCapture) {
     // An event belongs to the innermost open span, when there is one.
-    let end = if capture.flags & USDT_EVENT != 0 && stack.top_entry_ns != 0 {
+    let end = if capture.flags & EVENT_OF_OPEN_SPAN != 0 && stack.top_entry_ns != 0 {
         CallEnd::Event
     } else {
         CallEnd::EntryOnly

@@ -4,8 +4,8 @@ use aya_ebpf::{
     EbpfContext as _, bindings::pt_regs, helpers::bpf_ktime_get_ns, programs::ProbeContext,
 };
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallEnd, Counter, Ending, FunctionCapture, GO_EXIT, GO_RECOVERY,
-    GOROUTINE_STACK,
+    ArgCapture, ArgSource, CallEnd, Counter, ENDS_GOROUTINE, Ending, FunctionCapture,
+    GOROUTINE_STACK, RESUMES_AFTER_PANIC,
 };
 
 use crate::{
@@ -41,10 +41,10 @@ pub(crate) fn try_go(ctx: &ProbeContext) -> Option<()> {
         return None;
     }
     let regs = registers(ctx.as_ptr());
-    if capture.flags & GO_RECOVERY != 0 {
+    if capture.flags & RESUMES_AFTER_PANIC != 0 {
         return go_recovered(&thread, capture, regs, now);
     }
-    if capture.flags & GO_EXIT != 0 {
+    if capture.flags & ENDS_GOROUTINE != 0 {
         // runtime.goexit0(gp *g): gp in RAX.
         let goroutine = thread.stack(GOROUTINE_STACK | regs.rax);
         return end_stack(&thread, &goroutine, now, CallEnd::GoroutineExit);

@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use opentelemetry::Key;
 use spanprobe_common::{
     ArgCapture, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, ContextFormat, ContextPolicy,
-    FunctionCapture, GO_CALL, MAX_CHAIN, MemoryKind, READ_AT_RETURN, READS_AT_RETURN,
+    FunctionCapture, MAX_CHAIN, MemoryKind, ON_GOROUTINE_STACK, READ_AT_RETURN, READS_AT_RETURN,
     SAMPLE_ALWAYS,
 };
 use spanprobe_config::{ArgSpec, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType};
@@ -118,7 +118,7 @@ impl CapturePlan {
     /// Whether the entry puts the call on its goroutine's stack (a Go call, or a Go entry-only
     /// function where R14 holds the goroutine).
     pub fn on_goroutine_stack(&self) -> bool {
-        self.kernel.flags & GO_CALL != 0
+        self.kernel.flags & ON_GOROUTINE_STACK != 0
     }
 }
 

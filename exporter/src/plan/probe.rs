@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, fmt, num::NonZeroU32, path::PathBuf, sync::Arc}
 use spanprobe_config::{ArgSpec, FunctionSpec, ValueType};
 
 use spanprobe_common::{
-    ArgSource, ENTRY_ONLY, GO_CALL, GO_EXIT, GO_RECOVERY, GO_RETURN, GO_STACK_CHECK, USDT_END,
-    USDT_EVENT, USDT_START,
+    AT_STACK_CHECK, ArgSource, ENDS_GOROUTINE, ENDS_PAIRED_SPAN, ENTRY_ONLY, EVENT_OF_OPEN_SPAN,
+    NOT_AT_CALL, ON_GOROUTINE_STACK, RESUMES_AFTER_PANIC,
 };
 
 use crate::x86_64::{ArgOperand, Operand, Register};
@@ -158,20 +158,22 @@ impl ProbeKind {
             Self::EntryOnly => (ENTRY_ONLY, 0),
             // On its goroutine's stack where R14 holds the goroutine (Go 1.17 and later), so
             // that its span has its caller for parent.
-            Self::GoEntry if go_version >= Some((1, 17)) => (ENTRY_ONLY | GO_CALL, 0),
+            Self::GoEntry if go_version >= Some((1, 17)) => (ENTRY_ONLY | ON_GOROUTINE_STACK, 0),
             Self::GoEntry => (ENTRY_ONLY, 0),
-            Self::UsdtPoint { event: false } => (ENTRY_ONLY | USDT_START, 0),
-            Self::UsdtPoint { event: true } => (ENTRY_ONLY | USDT_START | USDT_EVENT, 0),
-            Self::UsdtStart { pair } => (USDT_START, pair),
-            Self::UsdtEnd { pair } => (USDT_END, pair),
+            Self::UsdtPoint { event: false } => (ENTRY_ONLY | NOT_AT_CALL, 0),
+            Self::UsdtPoint { event: true } => (ENTRY_ONLY | NOT_AT_CALL | EVENT_OF_OPEN_SPAN, 0),
+            Self::UsdtStart { pair } => (NOT_AT_CALL, pair),
+            Self::UsdtEnd { pair } => (ENDS_PAIRED_SPAN, pair),
             Self::GoCall {
                 pair,
                 at_stack_check: true,
-            } => (GO_CALL | GO_STACK_CHECK, pair),
-            Self::GoCall { pair, .. } => (GO_CALL, pair),
-            Self::GoReturn { pair, .. } => (GO_RETURN, pair),
-            Self::GoExit => (GO_EXIT, 0),
-            Self::GoRecovery => (GO_RECOVERY, 0),
+            } => (ON_GOROUTINE_STACK | AT_STACK_CHECK, pair),
+            Self::GoCall { pair, .. } => (ON_GOROUTINE_STACK, pair),
+            // The Go program takes any site that ends no goroutine and resumes no panic as a
+            // `RET`.
+            Self::GoReturn { pair, .. } => (0, pair),
+            Self::GoExit => (ENDS_GOROUTINE, 0),
+            Self::GoRecovery => (RESUMES_AFTER_PANIC, 0),
         }
     }
 
