@@ -17,9 +17,10 @@ use crate::{
     },
     plan::{
         capture::plans,
+        kind,
         links::{AttachMode, links, probe_count},
         load::{load_resolved, located},
-        probe::{ProbeKind, ProbedFunction},
+        probe::ProbedFunction,
         resolve::Resolved,
     },
 };
@@ -135,13 +136,6 @@ pub fn report(
         links(functions, &plans, AttachMode::PerfEvent).len(),
     );
     let mut binary = None;
-    let go_version = |function: &ProbedFunction| {
-        function
-            .go_version
-            .map_or_else(String::new, |(major, minor)| {
-                format!(" (go{major}.{minor})")
-            })
-    };
     let step_cost_text = step_cost.map_or_else(String::new, |cost| {
         format!(" ({:.1} µs here)", cost.as_secs_f64() * 1e6)
     });
@@ -150,42 +144,9 @@ pub fn report(
             binary = Some(&function.binary);
             let _ = writeln!(out, "{}", function.binary.display());
         }
-        match function.kind {
-            ProbeKind::GoReturn { error, .. } => {
-                let _ = write!(
-                    out,
-                    "    RET at file offset {:#x} (+{}): closes the span",
-                    function.file_offset, function.entry_skip
-                );
-                if let Some(register) = error {
-                    let _ = write!(out, ", status ERROR when the error ({register}) is non-nil");
-                }
-                if function.single_stepped.is_some() {
-                    // Every RET is: the kernel emulates no return.
-                    let _ = write!(out, "; single-stepped by the kernel{}", step_cost_text);
-                }
-                out.push('\n');
-                continue;
-            }
-            ProbeKind::GoExit => {
-                let _ = writeln!(
-                    out,
-                    "  {} at file offset {:#x}: where goroutines end, closing the spans they \
-                     leave open (runtime.Goexit)",
-                    function.symbol, function.file_offset
-                );
-                continue;
-            }
-            ProbeKind::GoRecovery => {
-                let _ = writeln!(
-                    out,
-                    "  {} at file offset {:#x}: where recovered panics resume, closing the \
-                     spans they unwound",
-                    function.symbol, function.file_offset
-                );
-                continue;
-            }
-            _ => {}
+        if let Some(line) = kind::site_line(function, &step_cost_text) {
+            let _ = writeln!(out, "{line}");
+            continue;
         }
         let span_name = function
             .spec
@@ -201,54 +162,17 @@ pub fn report(
             function.symbol, function.file_offset
         );
         if function.entry_skip > 0 {
-            let _ = match function.kind {
-                ProbeKind::GoCall { .. } => {
-                    write!(out, " (+{}, the stack check's branch)", function.entry_skip)
-                }
-                _ => write!(out, " (+{} past endbr64)", function.entry_skip),
-            };
+            let _ = write!(
+                out,
+                " (+{}, {})",
+                function.entry_skip,
+                kind::skipped(function)
+            );
         }
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid} and the processes it forks");
         }
-        let _ = match function.kind {
-            ProbeKind::Function => Ok(()),
-            ProbeKind::EntryOnly => write!(out, ", entry-only (no return probe)"),
-            ProbeKind::GoEntry => write!(
-                out,
-                ", Go function{}: entry-only (no return probe)",
-                go_version(function)
-            ),
-            ProbeKind::GoCall { pair, .. } => write!(
-                out,
-                ", Go function{}: span on its goroutine, closed at {}",
-                go_version(function),
-                plural(
-                    functions
-                        .iter()
-                        .filter(
-                            |f| matches!(f.kind, ProbeKind::GoReturn { pair: p, .. } if p == pair)
-                        )
-                        .count(),
-                    "RET",
-                    "RETs"
-                )
-            ),
-            ProbeKind::GoReturn { .. } | ProbeKind::GoExit | ProbeKind::GoRecovery => Ok(()),
-            ProbeKind::UsdtStart { .. } => {
-                write!(out, ", USDT site opening a span that its `until` closes")
-            }
-            ProbeKind::UsdtEnd { .. } => {
-                write!(out, ", USDT site closing the span its `probe` opened")
-            }
-            ProbeKind::UsdtPoint { event: false } => {
-                write!(out, ", USDT site: a span with no duration")
-            }
-            ProbeKind::UsdtPoint { event: true } => write!(
-                out,
-                ", USDT site: an event of the innermost open span (a span of its own when none is)"
-            ),
-        };
+        out.push_str(&kind::clause(function, functions));
         if let Some(semaphore) = function.semaphore {
             let _ = write!(out, ", semaphore at file offset {semaphore:#x}");
         }

@@ -541,3 +541,11 @@ fn unknown_symbol_hint(path: &Path, table: &SymbolTable, elf: &ElfInfo, symbol: 
     }
     hint
 }
+
+/// What `check` says of a function of `kind`: nothing for one with a return probe.
+pub(super) fn clause(kind: ProbeKind) -> String {
+    match kind {
+        ProbeKind::EntryOnly => ", entry-only (no return probe)".to_owned(),
+        _ => String::new(),
+    }
+}

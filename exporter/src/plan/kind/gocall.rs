@@ -576,3 +576,48 @@ pub(super) fn add_goroutine_id(go: &GoFunctions, probed: &mut ProbedFunction, pa
         ..ArgSpec::new(index, Some(NAME), ValueType::I64)
     }));
 }
+
+/// `check`'s line for a `RET` site of a Go call (`error` where its error's type word is):
+/// `step_cost` is what its single step costs here.
+pub(super) fn return_line(
+    function: &ProbedFunction,
+    error: Option<Register>,
+    step_cost: &str,
+) -> String {
+    let mut line = format!(
+        "    RET at file offset {:#x} (+{}): closes the span",
+        function.file_offset, function.entry_skip
+    );
+    if let Some(register) = error {
+        line.push_str(&format!(
+            ", status ERROR when the error ({register}) is non-nil"
+        ));
+    }
+    if function.single_stepped.is_some() {
+        // Every RET is: the kernel emulates no return.
+        line.push_str(&format!("; single-stepped by the kernel{step_cost}"));
+    }
+    line
+}
+
+/// What `check` says of a Go function: entry-only, or a call closed at its `RET` sites among
+/// `functions`.
+pub(super) fn clause(function: &ProbedFunction, functions: &[ProbedFunction]) -> String {
+    let version = function
+        .go_version
+        .map_or_else(String::new, |(major, minor)| {
+            format!(" (go{major}.{minor})")
+        });
+    let ProbeKind::GoCall { pair, .. } = function.kind else {
+        return format!(", Go function{version}: entry-only (no return probe)");
+    };
+    let rets = functions
+        .iter()
+        .filter(|f| matches!(f.kind, ProbeKind::GoReturn { pair: p, .. } if p == pair))
+        .count();
+    let rets = match rets {
+        1 => "1 RET".to_owned(),
+        n => format!("{n} RETs"),
+    };
+    format!(", Go function{version}: span on its goroutine, closed at {rets}")
+}

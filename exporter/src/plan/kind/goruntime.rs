@@ -80,3 +80,17 @@ fn runtime_probe(
         &spec,
     ))
 }
+
+/// `check`'s line for a runtime helper: what it closes.
+pub(super) fn line(function: &ProbedFunction) -> String {
+    let what = match function.kind {
+        ProbeKind::GoExit => {
+            "where goroutines end, closing the spans they leave open (runtime.Goexit)"
+        }
+        _ => "where recovered panics resume, closing the spans they unwound",
+    };
+    format!(
+        "  {} at file offset {:#x}: {what}",
+        function.symbol, function.file_offset
+    )
+}

@@ -249,6 +249,19 @@ fn note_type(arg: ArgOperand) -> ValueType {
     }
 }
 
+/// What `check` says of a USDT site of `kind`.
+pub(super) fn clause(kind: ProbeKind) -> String {
+    match kind {
+        ProbeKind::UsdtStart { .. } => ", USDT site opening a span that its `until` closes",
+        ProbeKind::UsdtEnd { .. } => ", USDT site closing the span its `probe` opened",
+        ProbeKind::UsdtPoint { event: true } => {
+            ", USDT site: an event of the innermost open span (a span of its own when none is)"
+        }
+        _ => ", USDT site: a span with no duration",
+    }
+    .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
