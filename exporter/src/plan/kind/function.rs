@@ -549,3 +549,22 @@ pub(super) fn clause(kind: ProbeKind) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_entry_only_function_says_so() {
+        assert_eq!(clause(ProbeKind::Function), "");
+        assert_eq!(
+            clause(ProbeKind::EntryOnly),
+            ", entry-only (no return probe)"
+        );
+        assert_eq!(ProbeKind::Function.kernel_flags(None), (0, 0));
+        assert_eq!(
+            ProbeKind::EntryOnly.kernel_flags(None),
+            (spanprobe_common::ENTRY_ONLY, 0)
+        );
+    }
+}

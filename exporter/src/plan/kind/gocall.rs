@@ -621,3 +621,91 @@ pub(super) fn clause(function: &ProbedFunction, functions: &[ProbedFunction]) ->
     };
     format!(", Go function{version}: span on its goroutine, closed at {rets}")
 }
+
+#[cfg(test)]
+mod tests {
+    use spanprobe_config::FunctionSpec;
+
+    use super::*;
+
+    fn site(kind: ProbeKind, file_offset: u64) -> ProbedFunction {
+        ProbedFunction {
+            kind,
+            go_version: Some((1, 19)),
+            ..ProbedFunction::new(
+                "/bin/app",
+                "main.handle",
+                file_offset,
+                FunctionSpec::default(),
+            )
+        }
+    }
+
+    /// Each call and the `RET`s after it share a pair, the call's id plus one, which no other
+    /// call's sites take.
+    #[test]
+    fn a_call_and_its_returns_share_one_pair() {
+        let call = ProbeKind::GoCall {
+            pair: 0,
+            at_stack_check: false,
+        };
+        let ret = ProbeKind::GoReturn {
+            pair: 0,
+            error: None,
+        };
+        let mut functions = vec![
+            site(call, 0),
+            site(ret, 9),
+            site(ret, 12),
+            site(call, 32),
+            site(ret, 40),
+        ];
+        number_go_pairs(&mut functions, 5);
+        let pairs: Vec<u32> = functions
+            .iter()
+            .map(|f| f.kind.kernel_flags(None).1)
+            .collect();
+        assert_eq!(pairs, [6, 6, 6, 9, 9]);
+        assert_eq!(
+            clause(&functions[0], &functions),
+            ", Go function (go1.19): span on its goroutine, closed at 2 RETs"
+        );
+        assert_eq!(
+            clause(&functions[3], &functions),
+            ", Go function (go1.19): span on its goroutine, closed at 1 RET"
+        );
+        let entry_only = site(ProbeKind::GoEntry, 0);
+        assert_eq!(
+            clause(&entry_only, &functions),
+            ", Go function (go1.19): entry-only (no return probe)"
+        );
+    }
+
+    #[test]
+    fn a_return_line_says_where_the_error_is_and_what_its_step_costs() {
+        let ret = ProbedFunction {
+            entry_skip: 30,
+            single_stepped: Some("ret".into()),
+            ..site(
+                ProbeKind::GoReturn {
+                    pair: 1,
+                    error: Some(Register::Rbx),
+                },
+                0x815de,
+            )
+        };
+        assert_eq!(
+            return_line(&ret, Some(Register::Rbx), " (10.2 µs here)"),
+            "    RET at file offset 0x815de (+30): closes the span, status ERROR when the error \
+             (RBX) is non-nil; single-stepped by the kernel (10.2 µs here)"
+        );
+    }
+
+    #[test]
+    fn a_path_selects_fields_in_registers_up_to_its_first_step_into_memory() {
+        assert_eq!(in_registers(".to->name"), ".to");
+        assert_eq!(in_registers("->buyer->name"), "");
+        assert_eq!(in_registers(".lines[1].Name"), ".lines");
+        assert_eq!(in_registers(".weight"), ".weight");
+    }
+}

@@ -94,3 +94,36 @@ pub(super) fn line(function: &ProbedFunction) -> String {
         function.symbol, function.file_offset
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use spanprobe_common::{ENDS_GOROUTINE, RESUMES_AFTER_PANIC};
+    use spanprobe_config::FunctionSpec;
+
+    use super::*;
+
+    #[test]
+    fn helpers_send_no_span_and_say_what_they_close() {
+        let helper = |kind, symbol| ProbedFunction {
+            kind,
+            ..ProbedFunction::new("/bin/app", symbol, 0x3b720, FunctionSpec::default())
+        };
+        let exit = helper(ProbeKind::GoExit, "runtime.goexit0");
+        assert_eq!(
+            line(&exit),
+            "  runtime.goexit0 at file offset 0x3b720: where goroutines end, closing the spans \
+             they leave open (runtime.Goexit)"
+        );
+        assert_eq!(exit.kind.kernel_flags(Some((1, 19))), (ENDS_GOROUTINE, 0));
+        let recovery = helper(ProbeKind::GoRecovery, "runtime.recovery");
+        assert!(
+            line(&recovery)
+                .ends_with("where recovered panics resume, closing the spans they unwound")
+        );
+        assert_eq!(
+            recovery.kind.kernel_flags(Some((1, 19))),
+            (RESUMES_AFTER_PANIC, 0)
+        );
+        assert!(!exit.kind.has_return() && !recovery.kind.has_return());
+    }
+}

@@ -264,7 +264,38 @@ pub(super) fn clause(kind: ProbeKind) -> String {
 
 #[cfg(test)]
 mod tests {
+    use spanprobe_common::{ENDS_PAIRED_SPAN, ENTRY_ONLY, EVENT_OF_OPEN_SPAN, NOT_AT_CALL};
+
     use super::*;
+
+    #[test]
+    fn check_says_what_each_site_does_with_its_span() {
+        assert_eq!(
+            clause(ProbeKind::UsdtStart { pair: 1 }),
+            ", USDT site opening a span that its `until` closes"
+        );
+        assert_eq!(
+            clause(ProbeKind::UsdtEnd { pair: 1 }),
+            ", USDT site closing the span its `probe` opened"
+        );
+        assert_eq!(
+            clause(ProbeKind::UsdtPoint { event: false }),
+            ", USDT site: a span with no duration"
+        );
+        // The kernel is told the same: not at a call, closing a pair, an event of a span.
+        assert_eq!(
+            ProbeKind::UsdtStart { pair: 3 }.kernel_flags(None),
+            (NOT_AT_CALL, 3)
+        );
+        assert_eq!(
+            ProbeKind::UsdtEnd { pair: 3 }.kernel_flags(None),
+            (ENDS_PAIRED_SPAN, 3)
+        );
+        assert_eq!(
+            ProbeKind::UsdtPoint { event: true }.kernel_flags(None),
+            (ENTRY_ONLY | NOT_AT_CALL | EVENT_OF_OPEN_SPAN, 0)
+        );
+    }
 
     #[test]
     fn types_follow_the_notes_size_and_sign() {
