@@ -116,9 +116,9 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Process ids (tgid) to trace when [`FILTER_PIDS_GLOBAL`] is set.
 pub const TARGET_PIDS_MAP: &str = "TARGET_PIDS";
-/// Goroutines' call stacks ([`ThreadStack`]), by [`StackKey`].
+/// Goroutines' call stacks ([`CallStack`]), by [`StackKey`].
 pub const GOROUTINE_STACKS_MAP: &str = "GOROUTINE_STACKS";
-/// Each thread's [`ThreadStack`], in task storage: the kernel finds it from the running
+/// Each thread's [`CallStack`], in task storage: the kernel finds it from the running
 /// thread, where a hash map takes a lookup that costs each probe ~20 ns more.
 pub const THREAD_STACKS_MAP: &str = "THREAD_STACKS";
 /// What each function captures ([`FunctionCapture`]), indexed by function id.
@@ -172,7 +172,7 @@ pub const MAX_GOROUTINES: u32 = 16384;
 /// bits its `g` address (below 2^47 in user space).
 pub const GOROUTINE_STACK: u64 = 1 << 63;
 
-/// Which call stack a [`ThreadStack`] is: a thread's (its thread id; in [`THREAD_STACKS_MAP`]),
+/// Which call stack a [`CallStack`] is: a thread's (its thread id; in [`THREAD_STACKS_MAP`]),
 /// or a goroutine's ([`GOROUTINE_STACK`] or'ed with its `g` address; in
 /// [`GOROUTINE_STACKS_MAP`]). With the process, since Go places its heap, and so its `g`s, at
 /// the same addresses in every process.
@@ -298,7 +298,7 @@ impl CallEvent {
     #[inline(always)]
     pub fn fill(
         &mut self,
-        stack: &ThreadStack,
+        stack: &CallStack,
         frame: &Frame,
         tid: u32,
         depth: u32,
@@ -660,7 +660,7 @@ pub struct CallRecord {
     pub data: [u8; DATA_MAX + DATA_SLACK],
 }
 
-/// A call in progress, kept on its thread's [`ThreadStack`] from entry to return.
+/// A call in progress, kept on its thread's [`CallStack`] from entry to return.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
@@ -684,7 +684,7 @@ pub struct Frame {
 /// The probed calls in progress on one thread, outermost first.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct ThreadStack {
+pub struct CallStack {
     /// Calls entered and not yet returned, including ones deeper than [`MAX_DEPTH`].
     pub depth: u32,
     /// Function id of the outermost call in progress.
@@ -715,7 +715,7 @@ pub struct ThreadStack {
     pub frames: [Frame; MAX_DEPTH],
 }
 
-impl ThreadStack {
+impl CallStack {
     /// The event of the call in `frame`, at `depth` on this stack, run (last) by thread `tid`,
     /// ended as `ending` says, with no captured memory. (Userspace's; the kernel side writes
     /// events in place with [`CallEvent::fill`].)
@@ -791,7 +791,7 @@ impl Ending {
     }
 }
 
-/// [`ThreadStack::scratch`]'s size: a `traceparent` and its NUL, rounded up.
+/// [`CallStack::scratch`]'s size: a `traceparent` and its NUL, rounded up.
 pub const SCRATCH_LEN: usize = 64;
 
 #[cfg(feature = "user")]
@@ -802,7 +802,7 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Frame {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::ThreadStack {}
+    unsafe impl aya::Pod for super::CallStack {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FunctionCapture {}
     // SAFETY: as above.
@@ -826,7 +826,7 @@ const _: () = assert!(
 const _: () =
     assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS + size_of::<TraceContext>());
 const _: () = assert!(
-    core::mem::size_of::<ThreadStack>()
+    core::mem::size_of::<CallStack>()
         == 56 + SCRATCH_LEN + size_of::<TraceContext>() + (MAX_DEPTH + 1) * size_of::<Frame>()
 );
 const _: () = assert!(TRACEPARENT_LEN < SCRATCH_LEN);

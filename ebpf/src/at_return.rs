@@ -7,8 +7,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_user, bpf_probe_read_user_str};
 use spanprobe_common::{
-    ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, CallRecord, DATA_MAX, MAX_ARGS, MAX_DEPTH,
-    MEMORY_FAULT, MemoryKind, READ_AT_RETURN, READS_AT_RETURN, ThreadStack,
+    ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, CallRecord, CallStack, DATA_MAX, MAX_ARGS,
+    MAX_DEPTH, MEMORY_FAULT, MemoryKind, READ_AT_RETURN, READS_AT_RETURN,
 };
 
 use crate::{
@@ -22,7 +22,7 @@ use crate::{
 /// the call having returned `ret`. Out of line, like `emit_call`: the index is bounded where
 /// the frame is addressed.
 #[inline(never)]
-pub fn read_at_return(stack: &ThreadStack, index: u32, ret: u64) {
+pub fn read_at_return(stack: &CallStack, index: u32, ret: u64) {
     if index as usize >= MAX_DEPTH {
         return;
     }

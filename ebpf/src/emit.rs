@@ -7,8 +7,8 @@ use aya_ebpf::{
     helpers::{bpf_get_attach_cookie, generated::bpf_ringbuf_output},
 };
 use spanprobe_common::{
-    CallEnd, CallEvent, CallKey, CallRecord, Counter, DATA_MAX, Ending, Frame, MAX_DEPTH,
-    RETURN_FAULT, ThreadStack,
+    CallEnd, CallEvent, CallKey, CallRecord, CallStack, Counter, DATA_MAX, Ending, Frame,
+    MAX_DEPTH, RETURN_FAULT,
 };
 
 use crate::{
@@ -21,7 +21,7 @@ use crate::{
 /// Sends the event of the call in frame `index`, ended as `ending` says. Out of line: the
 /// entry program ends skipped frames at two places.
 #[inline(never)]
-pub(crate) fn emit_call(tid: u32, stack: &ThreadStack, index: u32, ending: &Ending) {
+pub(crate) fn emit_call(tid: u32, stack: &CallStack, index: u32, ending: &Ending) {
     if stack.unsampled != 0 {
         return;
     }
@@ -51,7 +51,7 @@ pub(crate) fn emit_call(tid: u32, stack: &ThreadStack, index: u32, ending: &Endi
 #[inline(always)]
 pub(crate) fn send(
     tid: u32,
-    stack: &ThreadStack,
+    stack: &CallStack,
     frame: &Frame,
     depth: u32,
     ending: &Ending,

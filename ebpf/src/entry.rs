@@ -8,9 +8,9 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use spanprobe_common::{
-    AT_STACK_CHECK, CallEnd, ContextFormat, ContextPolicy, Counter, ENDS_PAIRED_SPAN, ENTRY_ONLY,
-    EVENT_OF_OPEN_SPAN, Ending, Frame, FunctionCapture, MAX_DEPTH, NOT_AT_CALL, ON_GOROUTINE_STACK,
-    SAMPLE_ALWAYS, ThreadStack,
+    AT_STACK_CHECK, CallEnd, CallStack, ContextFormat, ContextPolicy, Counter, ENDS_PAIRED_SPAN,
+    ENTRY_ONLY, EVENT_OF_OPEN_SPAN, Ending, Frame, FunctionCapture, MAX_DEPTH, NOT_AT_CALL,
+    ON_GOROUTINE_STACK, SAMPLE_ALWAYS,
 };
 
 use crate::{
@@ -169,7 +169,7 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
 #[inline(always)]
 fn end_skipped_frames(
     thread: &Thread,
-    stack: &mut ThreadStack,
+    stack: &mut CallStack,
     place: &StackPlace,
     capture: &FunctionCapture,
     regs: &pt_regs,
@@ -241,13 +241,13 @@ fn end_skipped_frames(
 
 /// Fills the record of the call in `frame` with what its function keeps until return (the
 /// memory its arguments point to, its stack). `slot` is where the record is kept: the frame's
-/// depth, or [`ENTRY_ONLY_SLOT`] for the [`ThreadStack::unpushed`] frame; either way the
+/// depth, or [`ENTRY_ONLY_SLOT`] for the [`CallStack::unpushed`] frame; either way the
 /// calls outside it are the stack's first `slot.min(stack.depth)`. Only the sleepable entry
 /// programs fill records (see `spanprobe_entry_sleepable`). Out of line, so that its locals
 /// are never on the BPF stack with its callers'.
 #[inline(never)]
 pub(crate) fn fill_record(
-    stack: &ThreadStack,
+    stack: &CallStack,
     frame: &Frame,
     slot: u32,
     regs: &pt_regs,
@@ -280,12 +280,12 @@ pub(crate) fn trace_id_sampled(trace_id: &[u64; 2], threshold: u32) -> bool {
 }
 
 /// Sends the span of an entry-only call at once (or an event of the innermost open span): no
-/// duration, and a frame that is never pushed ([`ThreadStack::unpushed`], which the entry
+/// duration, and a frame that is never pushed ([`CallStack::unpushed`], which the entry
 /// filled, with its memory and stack in the thread's record at [`ENTRY_ONLY_SLOT`], free again
 /// once sent). Out of line, so that its locals are never on the BPF stack with the entry's
 /// callees'.
 #[inline(never)]
-pub(crate) fn emit_unpushed(tid: u32, stack: &ThreadStack, capture: &FunctionCapture) {
+pub(crate) fn emit_unpushed(tid: u32, stack: &CallStack, capture: &FunctionCapture) {
     // An event belongs to the innermost open span, when there is one.
     let end = if capture.flags & EVENT_OF_OPEN_SPAN != 0 && stack.top_entry_ns != 0 {
         CallEnd::Event

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use spanprobe_common::{
-    CallKey, CallRecord, Counter, DEFAULT_RING_BYTES, FunctionCapture, MAX_DEPTH, MAX_GOROUTINES,
-    MAX_MEMORY_CALLS, MAX_TREE_PROCESSES, StackKey, ThreadStack,
+    CallKey, CallRecord, CallStack, Counter, DEFAULT_RING_BYTES, FunctionCapture, MAX_DEPTH,
+    MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_TREE_PROCESSES, StackKey,
 };
 
 use crate::task_storage::TaskStorage;
@@ -31,11 +31,11 @@ pub(crate) static TARGET_PIDS: Array<u64> = Array::with_max_entries(1, 0);
 /// Each thread's call stack, found from the running task by the kernel: a hash lookup here
 /// costs twice as much, and the stack is freed with its thread however it ends.
 #[btf_map]
-pub(crate) static THREAD_STACKS: TaskStorage<ThreadStack> = TaskStorage::new();
+pub(crate) static THREAD_STACKS: TaskStorage<CallStack> = TaskStorage::new();
 
 /// Each goroutine's call stack, by [`StackKey`]: a goroutine runs on any thread.
 #[map]
-pub(crate) static GOROUTINE_STACKS: LruHashMap<StackKey, ThreadStack> =
+pub(crate) static GOROUTINE_STACKS: LruHashMap<StackKey, CallStack> =
     LruHashMap::with_max_entries(MAX_GOROUTINES, 0);
 
 /// Sized by userspace to the number of functions.
@@ -61,7 +61,7 @@ pub(crate) static CALLS: LruHashMap<CallKey, CallRecord> =
 /// Never written: its all-zero element is the template for a new, empty thread stack, which
 /// is too large to build on the 512-byte BPF stack.
 #[map]
-pub(crate) static EMPTY_STACK: PerCpuArray<ThreadStack> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static EMPTY_STACK: PerCpuArray<CallStack> = PerCpuArray::with_max_entries(1, 0);
 
 /// Any value will do as the initial content of a call record; this one is never written.
 #[map]

@@ -7,9 +7,9 @@ use aya_ebpf::{
     helpers::generated::{bpf_copy_from_user, bpf_probe_read_user, bpf_probe_read_user_str},
 };
 use spanprobe_common::{
-    ArgCapture, ArgSource, CallKey, CallRecord, Counter, DATA_MAX, FunctionCapture, MAX_ARGS,
-    MAX_DEPTH, MAX_STACK_FRAMES, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, NOT_READ,
-    READ_AT_RETURN, ThreadStack,
+    ArgCapture, ArgSource, CallKey, CallRecord, CallStack, Counter, DATA_MAX, FunctionCapture,
+    MAX_ARGS, MAX_DEPTH, MAX_STACK_FRAMES, MEMORY_FAULT, MEMORY_READ_MAX, MemoryKind, NOT_READ,
+    READ_AT_RETURN,
 };
 
 use crate::{
@@ -106,7 +106,7 @@ pub(crate) unsafe fn walk_frames(regs: &pt_regs, out: *mut u64, frames: usize) -
 pub(crate) fn capture_stack(
     record: &mut CallRecord,
     capture: &FunctionCapture,
-    stack: &ThreadStack,
+    stack: &CallStack,
     depth: u32,
     regs: &pt_regs,
     return_address: u64,

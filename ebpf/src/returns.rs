@@ -3,7 +3,7 @@
 use aya_ebpf::{
     EbpfContext as _, bindings::pt_regs, helpers::bpf_ktime_get_ns, programs::RetProbeContext,
 };
-use spanprobe_common::{CallEnd, Counter, Ending, FunctionCapture, ThreadStack};
+use spanprobe_common::{CallEnd, CallStack, Counter, Ending, FunctionCapture};
 
 use crate::{
     args::{Faults, Unread, read_args},
@@ -62,7 +62,7 @@ pub(crate) fn end_usdt_span(
 /// [`frame_at`], so that the verifier bounds the frame's index where it is used.
 #[inline(never)]
 pub(crate) fn store_end_args(
-    stack: &mut ThreadStack,
+    stack: &mut CallStack,
     index: u32,
     capture: &FunctionCapture,
     regs: &pt_regs,
@@ -103,7 +103,7 @@ pub(crate) fn try_return(ctx: &RetProbeContext) -> Option<()> {
 #[inline(always)]
 pub(crate) fn return_from(
     thread: &Thread,
-    stack: &mut ThreadStack,
+    stack: &mut CallStack,
     sp: u64,
     pair: Option<u32>,
     ending: &Ending,

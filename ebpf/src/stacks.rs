@@ -8,7 +8,7 @@ use aya_ebpf::{
     helpers::generated::bpf_loop,
 };
 use spanprobe_common::{
-    CallEnd, CallKey, Counter, Ending, GOROUTINE_STACK, MAX_DEPTH, StackKey, ThreadStack,
+    CallEnd, CallKey, CallStack, Counter, Ending, GOROUTINE_STACK, MAX_DEPTH, StackKey,
 };
 
 use crate::{
@@ -43,7 +43,7 @@ pub(crate) fn depth_limit() -> u32 {
 /// only crowd the map. A thread's stays, freed when the thread exits. Last: `stack` is gone
 /// afterwards.
 #[inline(always)]
-pub(crate) fn free_if_idle(stack: &ThreadStack) {
+pub(crate) fn free_if_idle(stack: &CallStack) {
     if stack.depth == 0 && stack.key.is_goroutine() {
         remove_stack(&stack.key);
     }
@@ -98,7 +98,7 @@ pub(crate) fn end_stack(thread: &Thread, key: &StackKey, now: u64, end: CallEnd)
 /// where it checks a loop in the program once per iteration: with three callers in the entry
 /// program, a plain loop was three quarters of its load time.
 #[inline(never)]
-pub(crate) fn end_frames_below(tid: u32, stack: &mut ThreadStack, sp: u64, now: u64, end: CallEnd) {
+pub(crate) fn end_frames_below(tid: u32, stack: &mut CallStack, sp: u64, now: u64, end: CallEnd) {
     // Nothing else here: whatever this function kept besides the loop's state would lie on
     // the BPF stack under every frame the loop ends.
     let mut unwinding = Unwinding {
@@ -123,7 +123,7 @@ pub(crate) fn end_frames_below(tid: u32, stack: &mut ThreadStack, sp: u64, now: 
 /// The state of [`end_frames_below`]' loop: 32 bytes of its stack frame.
 #[repr(C)]
 pub(crate) struct Unwinding<'a> {
-    pub(crate) stack: &'a mut ThreadStack,
+    pub(crate) stack: &'a mut CallStack,
     pub(crate) sp: u64,
     pub(crate) now: u64,
     pub(crate) tid: u32,
@@ -177,7 +177,7 @@ pub(crate) unsafe extern "C" fn end_top_frame(_index: u64, unwinding: *mut c_voi
 /// The call stack `key`, if it exists: of the current thread, of the goroutine running on it,
 /// or of one that is ending or recovering (stopped, so running no probe elsewhere).
 #[inline(always)]
-pub(crate) fn existing_stack(key: &StackKey) -> Option<&'static mut ThreadStack> {
+pub(crate) fn existing_stack(key: &StackKey) -> Option<&'static mut CallStack> {
     let stack = if key.is_goroutine() {
         GOROUTINE_STACKS.get_ptr_mut(key)?
     } else {
@@ -201,7 +201,7 @@ pub(crate) fn remove_stack(key: &StackKey) {
 /// The call stack `key` (of the current thread, or of the goroutine running on it), created
 /// empty if need be.
 #[inline(always)]
-pub(crate) fn stack_or_insert(key: &StackKey, stacks: Stacks) -> Option<&'static mut ThreadStack> {
+pub(crate) fn stack_or_insert(key: &StackKey, stacks: Stacks) -> Option<&'static mut CallStack> {
     if stacks == Stacks::Thread {
         let Some(stack) = THREAD_STACKS.current(true) else {
             count(Counter::NoThreadStack);
@@ -248,7 +248,7 @@ pub(crate) fn stack_or_insert(key: &StackKey, stacks: Stacks) -> Option<&'static
 /// of frame `depth - 1` from that of frame `depth` (`- size_of::<Frame>()`), a pointer the
 /// verifier cannot bound; as a BPF subprogram the index is checked where it is used.
 #[inline(never)]
-pub(crate) fn frame_at(stack: &ThreadStack, index: u32) -> Option<FrameLinks> {
+pub(crate) fn frame_at(stack: &CallStack, index: u32) -> Option<FrameLinks> {
     stack.frames.get(index as usize).map(|frame| FrameLinks {
         sp: frame.sp,
         return_address: frame.return_address,

@@ -10,15 +10,15 @@ use spanprobe::{
     events::decode::decode_event,
     events::ktime::BootClock,
     plan::capture,
-    plan::probe::ProbedFunction,
+    plan::probe::Probe,
+    spans::backtraces::{Backtraces, ProbedAt},
     spans::ids::IdGenerator,
     spans::span::SpanAssembler,
-    spans::stacks::{ProbedAt, Stacks},
 };
 use spanprobe_common::CallEvent;
 use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec, ValueType};
 
-fn function() -> ProbedFunction {
+fn function() -> Probe {
     let arg = |index, name| Located::unplaced(ArgSpec::new(index, Some(name), ValueType::I32));
     let spec = FunctionSpec {
         args: vec![arg(0, "a"), arg(1, "b")],
@@ -28,7 +28,7 @@ fn function() -> ProbedFunction {
         ))),
         ..Default::default()
     };
-    ProbedFunction::new("/bench/demo", "two_ints_and_return", 0x1230, spec)
+    Probe::new("/bench/demo", "two_ints_and_return", 0x1230, spec)
 }
 
 fn record(i: u64) -> Vec<u8> {
@@ -93,12 +93,12 @@ fn symbolize(c: &mut Criterion) {
     group.throughput(Throughput::Elements(addresses.len() as u64));
     group.bench_function("cold_256_addresses", |b| {
         b.iter_batched(
-            Stacks::new,
+            Backtraces::new,
             |mut stacks| black_box(stacks.symbolize(u32::MAX, &addresses, 64, probed)),
             criterion::BatchSize::PerIteration,
         )
     });
-    let mut warm = Stacks::new();
+    let mut warm = Backtraces::new();
     warm.symbolize(u32::MAX, &addresses, 64, probed);
     group.bench_function("warm_256_addresses", |b| {
         b.iter(|| black_box(warm.symbolize(u32::MAX, &addresses, 64, probed)))

@@ -24,7 +24,7 @@ use spanprobe::{
     export::{QueuedSpan, QueuedSpans, encode_request, span_queue},
     metrics::Metrics,
     plan::capture,
-    plan::probe::ProbedFunction,
+    plan::probe::Probe,
     spans::ids::IdGenerator,
     spans::pipeline::Pipeline,
     spans::resource::Resources,
@@ -37,7 +37,7 @@ use spanprobe_config::{ArgSpec, FunctionSpec, Located, ReturnSpec, ValueType};
 const BATCH: usize = 512;
 
 /// What `scripts/bench.sh` probes: `long work(long x)`, its argument and return value.
-fn work() -> ProbedFunction {
+fn work() -> Probe {
     let spec = FunctionSpec {
         args: vec![Located::unplaced(ArgSpec::new(
             0,
@@ -47,9 +47,9 @@ fn work() -> ProbedFunction {
         return_value: Some(Located::unplaced(ReturnSpec::new(None, ValueType::I64))),
         ..Default::default()
     };
-    ProbedFunction {
+    Probe {
         source: Some(("/bench/calls.c".into(), 29)),
-        ..ProbedFunction::new("/bench/calls", "work", 0x18e0, spec)
+        ..Probe::new("/bench/calls", "work", 0x18e0, spec)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::{
         kind,
         links::{AttachMode, links, probe_count},
         load::{load_resolved, located},
-        probe::ProbedFunction,
+        probe::Probe,
         resolve::Resolved,
     },
 };
@@ -99,11 +99,7 @@ fn load_report(release: &str, mode: AttachMode, programs: &[LoadedProgram]) -> S
 
 /// One line per binary, then one per function: span name, symbol, address, offset, captures;
 /// `step_cost` is what a single-stepped first instruction costs per call on this machine.
-pub fn report(
-    config_path: &Path,
-    functions: &[ProbedFunction],
-    step_cost: Option<Duration>,
-) -> String {
+pub fn report(config_path: &Path, functions: &[Probe], step_cost: Option<Duration>) -> String {
     let mut out = String::new();
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -251,7 +247,7 @@ fn describe_exporter(exporter: &ExporterConfig) -> String {
 
 /// What decides which of a function's calls are kept, and what a span carries besides its
 /// arguments: its stack, its sampling and its shortest duration, when set.
-fn describe_keeping(function: &ProbedFunction) -> Vec<String> {
+fn describe_keeping(function: &Probe) -> Vec<String> {
     let spec = &function.spec;
     let mut keeping = Vec::new();
     if function.stack_frames > 0 {
@@ -269,7 +265,7 @@ fn describe_keeping(function: &ProbedFunction) -> Vec<String> {
     keeping
 }
 
-fn describe_context(context: &TraceContextSpec, function: &ProbedFunction) -> String {
+fn describe_context(context: &TraceContextSpec, function: &Probe) -> String {
     let at = |index: Option<u8>| {
         index.map_or_else(|| "?".to_owned(), |i| function.arg_location(i).to_string())
     };
@@ -285,7 +281,7 @@ fn describe_context(context: &TraceContextSpec, function: &ProbedFunction) -> St
     }
 }
 
-fn describe_arg(arg: &ArgSpec, function: &ProbedFunction) -> String {
+fn describe_arg(arg: &ArgSpec, function: &Probe) -> String {
     let place = function.arg_location(arg.index);
     let mut size = arg
         .value_type()

@@ -3,16 +3,12 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use crate::plan::probe::ProbedFunction;
+use crate::plan::probe::Probe;
 
 /// One warning per probed binary none of whose functions was called (`called` is indexed by
 /// function id), with the likely reason when `program`, the traced command, does not load it.
 /// Binaries with sampled functions are left out: their calls may all have been sampled out.
-pub fn warnings(
-    functions: &[ProbedFunction],
-    called: &[bool],
-    program: Option<&Path>,
-) -> Vec<String> {
+pub fn warnings(functions: &[Probe], called: &[bool], program: Option<&Path>) -> Vec<String> {
     let mut by_binary: BTreeMap<&Path, (usize, bool)> = BTreeMap::new();
     for (id, function) in functions.iter().enumerate() {
         // Not a span's own probe: never the function of an event.
@@ -68,8 +64,8 @@ mod tests {
 
     use super::*;
 
-    fn function(binary: &str) -> ProbedFunction {
-        ProbedFunction::new(binary, "f", 0, FunctionSpec::default())
+    fn function(binary: &str) -> Probe {
+        Probe::new(binary, "f", 0, FunctionSpec::default())
     }
 
     #[test]

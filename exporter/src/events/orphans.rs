@@ -3,12 +3,12 @@
 //! (it runs on any), so its stack outlives the process in the map; userspace ends its calls
 //! as the kernel would have, once it sees the process gone.
 
-use spanprobe_common::{CallEnd, CallEvent, Ending, MAX_DEPTH, ThreadStack};
+use spanprobe_common::{CallEnd, CallEvent, CallStack, Ending, MAX_DEPTH};
 
 /// The events of the calls open on `stack`, innermost first, ended at `now_ns` as by their
 /// process's exit: what the kernel's thread-exit program sends for a thread's stack. Calls
 /// nested past `depth_limit` have no frame; those of a trace that was sampled out send nothing.
-pub fn ended_calls(stack: &ThreadStack, depth_limit: u32, now_ns: u64) -> Vec<CallEvent> {
+pub fn ended_calls(stack: &CallStack, depth_limit: u32, now_ns: u64) -> Vec<CallEvent> {
     let depth = stack.depth.min(depth_limit).min(MAX_DEPTH as u32);
     // Ended as the kernel ends a stack: the sampling state moves as each call ends.
     let mut stack = *stack;
@@ -42,9 +42,9 @@ mod tests {
     use super::*;
     use spanprobe_common::{Frame, GOROUTINE_STACK, MEMORY_FAULT, StackKey};
 
-    fn stack(depth: u32) -> ThreadStack {
-        // SAFETY: all-zero is a valid ThreadStack (integers only), as the kernel's template.
-        let mut stack: ThreadStack = unsafe { std::mem::zeroed() };
+    fn stack(depth: u32) -> CallStack {
+        // SAFETY: all-zero is a valid CallStack (integers only), as the kernel's template.
+        let mut stack: CallStack = unsafe { std::mem::zeroed() };
         stack.depth = depth;
         stack.key = StackKey {
             id: GOROUTINE_STACK | 0xc0_0000_01a0,

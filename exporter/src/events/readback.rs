@@ -66,7 +66,7 @@ pub struct ReturnPlan {
 
 /// Where a captured stack is in a call's data, and how many frames it may have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackPlan {
+pub struct BacktracePlan {
     pub data: Range<usize>,
     pub frames: usize,
     /// Captured at a function's entry, where the area's first word is the caller's return
@@ -74,7 +74,7 @@ pub struct StackPlan {
     pub at_entry: bool,
 }
 
-impl StackPlan {
+impl BacktracePlan {
     /// The captured return addresses, innermost first: the function itself, its caller, then
     /// the rest of the walk, with the uretprobe trampoline's address replaced by the real
     /// return addresses of the outer probed calls.

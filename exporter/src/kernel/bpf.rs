@@ -20,11 +20,11 @@ use aya::{
     sys::{UProbeMultiFeature, is_uprobe_multi_supported},
 };
 use spanprobe_common::{
-    COUNTERS_MAP, CallEvent, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP, FILTER_PIDS_GLOBAL,
-    FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP,
-    READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP,
-    TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, ThreadStack,
-    WAKEUP_BYTES_GLOBAL, programs,
+    COUNTERS_MAP, CallEvent, CallStack, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP,
+    FILTER_PIDS_GLOBAL, FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL,
+    PROCESS_TREES_MAP, READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP,
+    TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, WAKEUP_BYTES_GLOBAL,
+    programs,
 };
 use spanprobe_config::Limits;
 
@@ -38,7 +38,7 @@ use crate::{
     plan::{
         capture::{CapturePlan, process_trees},
         links::{AttachMode, Link, Program, links, probe_count},
-        probe::ProbedFunction,
+        probe::Probe,
     },
 };
 
@@ -225,7 +225,7 @@ pub struct Functions(Vec<(String, u64)>);
 impl Functions {
     const SHOWN: usize = 3;
 
-    fn of(link: &Link<'_>, functions: &[ProbedFunction]) -> Self {
+    fn of(link: &Link<'_>, functions: &[Probe]) -> Self {
         Self(
             link.functions
                 .iter()
@@ -285,10 +285,7 @@ fn check_capabilities(mode: AttachMode) -> Result<(), BpfError> {
 /// for functions traced in one process only, filters them by process), perf events otherwise.
 /// USDT sites guarded by a semaphore, which only uprobe_multi links set, are refused here,
 /// before anything is loaded, when perf events are asked for or are all the kernel has.
-fn attach_mode(
-    requested: Option<AttachMode>,
-    functions: &[ProbedFunction],
-) -> Result<AttachMode, BpfError> {
+fn attach_mode(requested: Option<AttachMode>, functions: &[Probe]) -> Result<AttachMode, BpfError> {
     let guarded: Vec<_> = functions
         .iter()
         .filter(|function| function.semaphore.is_some())
@@ -414,7 +411,7 @@ impl Loaded {
     /// the best this kernel has (see [`attach_mode`]), with the thread-exit and, for
     /// [`ProcessFilter::Selected`], the fork tracepoint programs; attaches nothing.
     pub fn load(
-        functions: &[ProbedFunction],
+        functions: &[Probe],
         plans: &[CapturePlan],
         filter: ProcessFilter,
         limits: &Limits,
@@ -556,7 +553,7 @@ impl Loaded {
     /// half-built tracer is dropped).
     pub fn attach(
         mut self,
-        functions: &[ProbedFunction],
+        functions: &[Probe],
         plans: &[CapturePlan],
     ) -> Result<Tracer, BpfError> {
         let mode = self.mode;
@@ -679,7 +676,7 @@ impl Tracer {
                 name: THREAD_STACKS_MAP,
             });
         };
-        let threads: u64 = task_storage::values::<ThreadStack>(map)
+        let threads: u64 = task_storage::values::<CallStack>(map)
             .map_err(|source| BpfError::TaskStorage {
                 map: THREAD_STACKS_MAP,
                 source,
@@ -706,7 +703,7 @@ impl Tracer {
         let depth_limit = self.depth_limit;
         let mut stacks = self.stacks()?;
         let now = monotonic_ns();
-        let orphaned: Vec<(StackKey, ThreadStack)> = stacks
+        let orphaned: Vec<(StackKey, CallStack)> = stacks
             .iter()
             .filter_map(Result::ok)
             .filter(|(key, _)| key.is_goroutine() && !process_runs(key.pid))
@@ -721,7 +718,7 @@ impl Tracer {
     }
 
     /// The call stacks of goroutines, as the kernel side keeps them.
-    fn stacks(&mut self) -> Result<HashMap<&mut MapData, StackKey, ThreadStack>, BpfError> {
+    fn stacks(&mut self) -> Result<HashMap<&mut MapData, StackKey, CallStack>, BpfError> {
         let map = self
             .ebpf
             .map_mut(GOROUTINE_STACKS_MAP)
@@ -820,7 +817,7 @@ fn set_captures(ebpf: &mut Ebpf, plans: &[CapturePlan]) -> Result<(), BpfError> 
 fn attach_link(
     uprobe: &mut UProbe,
     link: &Link<'_>,
-    functions: &[ProbedFunction],
+    functions: &[Probe],
 ) -> Result<UProbeLink, BpfError> {
     let points = link.functions.iter().filter_map(|&id| {
         let function = functions.get(id as usize)?;
@@ -845,7 +842,7 @@ fn attach_link(
 fn attach_counted(
     uprobe: &mut UProbe,
     link: &Link<'_>,
-    functions: &[ProbedFunction],
+    functions: &[Probe],
 ) -> Result<Attached, BpfError> {
     let probes: Vec<CountedProbe> = link
         .functions

@@ -13,8 +13,8 @@ use spanprobe_common::{
 use spanprobe_config::{ArgSpec, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType};
 
 use crate::{
-    events::readback::{ArgPlan, ReturnPlan, StackPlan, for_the_run},
-    plan::probe::{ArgLocation, ProbedFunction},
+    events::readback::{ArgPlan, BacktracePlan, ReturnPlan, for_the_run},
+    plan::probe::{ArgLocation, Probe},
 };
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
@@ -27,7 +27,7 @@ pub struct CapturePlan {
     /// How each captured argument is read back, in config order.
     pub args: Vec<ArgPlan>,
     /// Where the captured stack is, if the function captures one.
-    pub stack: Option<StackPlan>,
+    pub stack: Option<BacktracePlan>,
     /// How the return value is read back, if it is captured.
     pub ret: Option<ReturnPlan>,
 }
@@ -35,7 +35,7 @@ pub struct CapturePlan {
 impl CapturePlan {
     /// The plan of `function`, its traces sampled by `sampler` (a `sample_rate` is the
     /// function's own root ratio).
-    pub fn of(function: &ProbedFunction, sampler: &Sampler) -> Self {
+    pub fn of(function: &Probe, sampler: &Sampler) -> Self {
         let mut plan = plan(function);
         let rate = function
             .spec
@@ -124,7 +124,7 @@ impl CapturePlan {
 
 /// The plan of each of `functions`, indexed as they are (by function id), each `pid:`
 /// target's functions in their process's tree (see [`process_trees`]).
-pub fn plans(functions: &[ProbedFunction], sampler: &Sampler) -> Vec<CapturePlan> {
+pub fn plans(functions: &[Probe], sampler: &Sampler) -> Vec<CapturePlan> {
     let trees = process_trees(functions);
     functions
         .iter()
@@ -142,7 +142,7 @@ pub fn plans(functions: &[ProbedFunction], sampler: &Sampler) -> Vec<CapturePlan
 /// The processes `pid:` targets name, each the root of a tree that the kernel side follows
 /// through forks; a function's tree is its position here plus one. Resolution allows at most
 /// [`MAX_PROCESS_TREES`](spanprobe_common::MAX_PROCESS_TREES).
-pub fn process_trees(functions: &[ProbedFunction]) -> Vec<NonZeroU32> {
+pub fn process_trees(functions: &[Probe]) -> Vec<NonZeroU32> {
     let mut roots: Vec<NonZeroU32> = Vec::new();
     for pid in functions.iter().filter_map(|function| function.pid) {
         if !roots.contains(&pid) {
@@ -153,7 +153,7 @@ pub fn process_trees(functions: &[ProbedFunction]) -> Vec<NonZeroU32> {
 }
 
 /// The captures of `function`'s spec, with its stack if it captures one, sampled always.
-fn plan(function: &ProbedFunction) -> CapturePlan {
+fn plan(function: &Probe) -> CapturePlan {
     let (spec, stack_frames) = (&function.spec, function.stack_frames);
     let mut capture = FunctionCapture::default();
     let mut plans = Vec::with_capacity(spec.args.len() + function.later_args.len());
@@ -177,7 +177,7 @@ fn plan(function: &ProbedFunction) -> CapturePlan {
         data_len = start + spanprobe_config::stack_area(stack_frames);
         capture.stack_frames = stack_frames;
         capture.stack_offset = start as u16;
-        StackPlan {
+        BacktracePlan {
             data: start..data_len,
             frames: usize::from(stack_frames),
             at_entry: !function.kind.is_usdt(),
@@ -214,7 +214,7 @@ struct Count {
 
 impl Count {
     /// The count `len_arg` names, for an argument of `function`.
-    fn of(len_arg: LenArg, function: &ProbedFunction) -> Self {
+    fn of(len_arg: LenArg, function: &Probe) -> Self {
         let (source, slot) = match len_arg {
             LenArg::Arg(index) | LenArg::Behind(index) => function.arg_location(index).kernel(),
             LenArg::Return => (ArgSource::Return, 0),
@@ -335,7 +335,7 @@ mod tests {
     }
 
     /// A function capturing four arguments, and its stack when `stack_frames` is not 0.
-    fn function(stack_frames: u16) -> ProbedFunction {
+    fn function(stack_frames: u16) -> Probe {
         let spec = FunctionSpec {
             args: vec![
                 arg(0, "path", ValueType::Str, Some(4), None),
@@ -345,9 +345,9 @@ mod tests {
             ],
             ..Default::default()
         };
-        ProbedFunction {
+        Probe {
             stack_frames,
-            ..ProbedFunction::new("/bin/app", "f", 0x1000, spec)
+            ..Probe::new("/bin/app", "f", 0x1000, spec)
         }
     }
 
@@ -374,10 +374,10 @@ mod tests {
         let operands = ["-4@%eax", "8@-80(%rbx)", "8@16(%rsp)", "-4@$7"]
             .map(|spec| ArgOperand::parse(spec).unwrap())
             .to_vec();
-        let site = ProbedFunction {
+        let site = Probe {
             kind: ProbeKind::UsdtPoint { event: false },
             operands,
-            ..ProbedFunction::new("/bin/app", "app:probe", 0x1000, spec)
+            ..Probe::new("/bin/app", "app:probe", 0x1000, spec)
         };
         let plan = plan(&site);
         let read: Vec<_> = plan.kernel.args[..4]

@@ -6,7 +6,7 @@ use std::{fmt, path::Path};
 
 use spanprobe_common::programs;
 
-use crate::plan::{capture::CapturePlan, probe::ProbedFunction};
+use crate::plan::{capture::CapturePlan, probe::Probe};
 
 /// One of the uprobe programs, in the order their links are attached.
 ///
@@ -45,7 +45,7 @@ impl Program {
     ];
 
     /// Whether this program is attached to `function`, captured as `plan`.
-    pub fn serves(self, function: &ProbedFunction, plan: &CapturePlan) -> bool {
+    pub fn serves(self, function: &Probe, plan: &CapturePlan) -> bool {
         match self {
             Self::Return => function.kind.has_return(),
             Self::GoReturn => function.kind.is_go_helper(),
@@ -94,7 +94,7 @@ impl Program {
 }
 
 /// Whether `function`'s probe is served by an entry program: any but those that end Go calls.
-fn is_entry(function: &ProbedFunction) -> bool {
+fn is_entry(function: &Probe) -> bool {
     !function.kind.is_go_helper()
 }
 
@@ -132,11 +132,7 @@ pub struct Link<'a> {
 /// The links that attach `functions` (whose indices are their ids, and those of their `plans`)
 /// with `mode`, in the order they are to be attached: every return link before any entry link.
 /// Only programs that serve some function appear.
-pub fn links<'a>(
-    functions: &'a [ProbedFunction],
-    plans: &[CapturePlan],
-    mode: AttachMode,
-) -> Vec<Link<'a>> {
+pub fn links<'a>(functions: &'a [Probe], plans: &[CapturePlan], mode: AttachMode) -> Vec<Link<'a>> {
     let mut links: Vec<Link<'a>> = Vec::new();
     for program in Program::ALL {
         let first_of_program = links.len();
@@ -174,27 +170,27 @@ mod tests {
     use super::*;
     use crate::plan::{capture::plans, probe::ProbeKind};
 
-    fn links_of(functions: &[ProbedFunction], mode: AttachMode) -> Vec<Link<'_>> {
+    fn links_of(functions: &[Probe], mode: AttachMode) -> Vec<Link<'_>> {
         links(functions, &plans(functions, &Default::default()), mode)
     }
 
     /// Each link's program and functions.
-    fn programs_of(functions: &[ProbedFunction]) -> Vec<(Program, Vec<u32>)> {
+    fn programs_of(functions: &[Probe]) -> Vec<(Program, Vec<u32>)> {
         links_of(functions, AttachMode::Multi)
             .iter()
             .map(|l| (l.program, l.functions.clone()))
             .collect()
     }
 
-    fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> ProbedFunction {
-        ProbedFunction {
+    fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> Probe {
+        Probe {
             pid: pid.and_then(std::num::NonZeroU32::new),
             kind: if return_probe {
                 ProbeKind::Function
             } else {
                 ProbeKind::EntryOnly
             },
-            ..ProbedFunction::new(binary, "f", 0x1000, FunctionSpec::default())
+            ..Probe::new(binary, "f", 0x1000, FunctionSpec::default())
         }
     }
 
@@ -268,7 +264,7 @@ mod tests {
 
     #[test]
     fn functions_capturing_their_stack_get_the_sleepable_entries() {
-        let with_stack = |function| ProbedFunction {
+        let with_stack = |function| Probe {
             stack_frames: 8,
             ..function
         };
@@ -276,7 +272,7 @@ mod tests {
             function("/a", None, true),
             with_stack(function("/a", None, true)),
             with_stack(function("/a", None, false)),
-            with_stack(ProbedFunction {
+            with_stack(Probe {
                 kind: ProbeKind::GoCall {
                     pair: 1,
                     at_stack_check: true,
@@ -298,7 +294,7 @@ mod tests {
 
     #[test]
     fn calls_on_goroutine_stacks_get_the_go_entries() {
-        let go = |kind, go_version| ProbedFunction {
+        let go = |kind, go_version| Probe {
             kind,
             go_version,
             ..function("/go", None, false)

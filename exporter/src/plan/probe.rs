@@ -14,7 +14,7 @@ use crate::x86_64::{ArgOperand, Operand, Register};
 
 /// A function ready to attach: where it is, and what its spans capture.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbedFunction {
+pub struct Probe {
     pub binary: PathBuf,
     /// The demangled symbol, or `offset 0x..` / `address 0x..` for unnamed code.
     pub symbol: String,
@@ -49,7 +49,7 @@ pub struct ProbedFunction {
     /// For a Go function: the version of Go that built it, when known.
     pub go_version: Option<(u32, u32)>,
     /// For a Go call whose last result is an `error`: the error's dynamic type by the address
-    /// of its itab, which its `RET`s report (see [`ElfInfo::go_error_types`]).
+    /// of its itab, which its `RET`s report (see [`ElfInfo::go_error_types`](crate::binary::elf::ElfInfo::go_error_types)).
     pub go_error_types: Option<Arc<BTreeMap<u64, String>>>,
     /// The type of the return value, from the config's `return` or DWARF, when known: how a
     /// count taken at return from it is read (see [`LenArg`](spanprobe_config::LenArg)).
@@ -62,7 +62,7 @@ pub struct ProbedFunction {
     pub later_args: Vec<(ArgSpec, ArgLocation)>,
 }
 
-impl ProbedFunction {
+impl Probe {
     /// A function probed at `file_offset` of `binary` (no `endbr64` skipped, every process,
     /// with a return probe): what the resolver refines, and what pure tests, benches and
     /// examples of the later stages start from.
@@ -72,7 +72,7 @@ impl ProbedFunction {
         file_offset: u64,
         spec: FunctionSpec,
     ) -> Self {
-        ProbedFunction {
+        Probe {
             binary: binary.into(),
             symbol: symbol.into(),
             address: Some(file_offset),
@@ -202,10 +202,10 @@ impl ProbeKind {
         )
     }
 
-    /// Whether its arguments are read where [`ProbedFunction::operands`] say, not by the
+    /// Whether its arguments are read where [`Probe::operands`] say, not by the
     /// System V convention.
     ///
-    /// [`ProbedFunction::operands`]: crate::plan::probe::ProbedFunction::operands
+    /// [`Probe::operands`]: crate::plan::probe::Probe::operands
     pub fn reads_operands(self) -> bool {
         self.is_usdt() || matches!(self, Self::GoEntry | Self::GoCall { .. } | Self::GoRecovery)
     }

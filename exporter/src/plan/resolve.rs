@@ -21,7 +21,7 @@ use crate::{
     plan::{
         error::{ResolveError, ResolveErrorKind},
         kind::{self, claims::Claims},
-        probe::{ProbeKind, ProbedFunction},
+        probe::{Probe, ProbeKind},
         target::Target,
     },
 };
@@ -29,14 +29,14 @@ use crate::{
 /// Every function of a config resolved, with what resolution noticed that is not wrong.
 #[derive(Debug, Default)]
 pub struct Resolved {
-    pub functions: Vec<ProbedFunction>,
+    pub functions: Vec<Probe>,
     /// Functions left out of a glob (another entry probes them, or the kernel cannot), each
     /// placed at the entry that left them out.
     pub notes: Vec<Problem>,
 }
 
 /// Resolves every function of `config`, or says every problem. A glob, or a symbol defined at
-/// several addresses, yields one [`ProbedFunction`] per address; a function several entries
+/// several addresses, yields one [`Probe`] per address; a function several entries
 /// match, one (see [`Claims`]).
 pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
     let mut resolved = Resolved::default();
@@ -144,7 +144,7 @@ fn resolve_target(
     for (_, f, function) in entries {
         let field = format!("{field}.functions[{f}]");
         let first_id = functions.len();
-        functions.extend(kind::function::resolve(
+        functions.extend(kind::function::probes(
             &binary,
             function,
             &field,
@@ -163,7 +163,7 @@ fn resolve_target(
     if !target.usdt.is_empty() {
         // Unique in the config: each entry before has resolved to at least one probe.
         let first_pair = u32::try_from(functions.len()).unwrap_or(u32::MAX) + 1;
-        let usdt = kind::usdt::resolve(&binary, &target.usdt, field, first_pair, errors);
+        let usdt = kind::usdt::probes(&binary, &target.usdt, field, first_pair, errors);
         functions.extend(usdt);
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     binary::{Binary, dwarf::go::GoFunctions, symbols::SymbolTable},
     plan::{
         error::{ResolveError, ResolveErrorKind},
-        probe::{ProbeKind, ProbedFunction},
+        probe::{Probe, ProbeKind},
     },
 };
 
@@ -82,13 +82,13 @@ impl Target {
         address: Option<u64>,
         entry: u64,
         spec: &FunctionSpec,
-    ) -> ProbedFunction {
+    ) -> Probe {
         let entry_skip = self.binary.code.entry_skip(entry);
         let single_stepped = self
             .binary
             .code
             .single_stepped(entry + entry_skip, address.unwrap_or(0) + entry_skip);
-        ProbedFunction {
+        Probe {
             binary: self.binary.path.clone(),
             symbol,
             address,

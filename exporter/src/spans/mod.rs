@@ -1,11 +1,11 @@
 //! From a completed call to a queued span: assembly ([`span`], [`ids`]), the process's
-//! resource ([`resource`]), stacks ([`stacks`]), `min_duration` holding ([`trace_buffer`]),
+//! resource ([`resource`]), symbolized backtraces ([`backtraces`]), `min_duration` holding ([`trace_buffer`]),
 //! the per-record stage ([`pipeline`]) and the per-name table at exit ([`summary`]).
 
+pub mod backtraces;
 pub mod ids;
 pub mod pipeline;
 pub mod resource;
 pub mod span;
-pub mod stacks;
 pub mod summary;
 pub mod trace_buffer;

@@ -15,15 +15,15 @@ use spanprobe_common::{CallEnd, CallEvent};
 
 use crate::{
     binary::elf::ElfInfo,
-    events::{decode::decode_event, readback::StackPlan},
+    events::{decode::decode_event, readback::BacktracePlan},
     export::{QueuedSpan, SpanQueue},
     loss::Loss,
     metrics::Metrics,
-    plan::{capture::CapturePlan, probe::ProbedFunction},
+    plan::{capture::CapturePlan, probe::Probe},
     spans::{
+        backtraces::{Backtraces, ProbedAt},
         resource::Resources,
         span::SpanAssembler,
-        stacks::{ProbedAt, Stacks},
         summary::Summary,
         trace_buffer::TraceBuffer,
     },
@@ -66,7 +66,7 @@ pub struct Pipeline {
     held: Option<TraceBuffer<Arc<Resource>>>,
     /// For each function id that captures stacks: how to read and place them.
     stack_sources: Vec<Option<StackSource>>,
-    stacks: Stacks,
+    stacks: Backtraces,
     summary: Summary,
     /// Per function id: whether a call of it arrived.
     called: Vec<bool>,
@@ -80,7 +80,7 @@ pub struct Pipeline {
 /// How to read a function's captured stacks, and where the function is.
 #[derive(Debug)]
 struct StackSource {
-    plan: StackPlan,
+    plan: BacktracePlan,
     binary: PathBuf,
     file_offset: u64,
     elf: Option<Arc<ElfInfo>>,
@@ -93,7 +93,7 @@ impl Pipeline {
     /// Turns records of `functions` (captured as `plans`, both indexed by function id) into
     /// spans on `queue`.
     pub fn new(
-        functions: &[ProbedFunction],
+        functions: &[Probe],
         plans: &[CapturePlan],
         assembler: SpanAssembler,
         resources: Resources,
@@ -135,7 +135,7 @@ impl Pipeline {
             min_durations,
             held,
             stack_sources,
-            stacks: Stacks::new(),
+            stacks: Backtraces::new(),
             summary: Summary::default(),
             called: vec![false; functions.len()],
             metrics,
@@ -287,7 +287,7 @@ impl Pipeline {
 
 /// The binary of each function when it is a program: a shared library (one with a SONAME)
 /// must never stand in for the executable of the process that loaded it.
-fn programs(functions: &[ProbedFunction]) -> Vec<Option<PathBuf>> {
+fn programs(functions: &[Probe]) -> Vec<Option<PathBuf>> {
     let mut is_library: HashMap<&Path, bool> = HashMap::new();
     functions
         .iter()

@@ -16,7 +16,7 @@ use crate::{
         ktime::BootClock,
         readback::{ArgPlan, ReturnPlan, for_the_run},
     },
-    plan::{capture::CapturePlan, probe::ProbedFunction},
+    plan::{capture::CapturePlan, probe::Probe},
     spans::ids::IdGenerator,
 };
 
@@ -91,7 +91,7 @@ impl SpanTemplate {
         Cow::Owned(name)
     }
 
-    fn new(function: &ProbedFunction, plan: &CapturePlan) -> Self {
+    fn new(function: &Probe, plan: &CapturePlan) -> Self {
         let spec = &function.spec;
         let name = spec
             .span_name
@@ -172,7 +172,7 @@ impl SpanAssembler {
     /// `functions` is the attach table: an event's `function_id` indexes it.
     /// Spans for `functions`, whose captures `plans` are read back (both indexed by id).
     pub fn new(
-        functions: &[ProbedFunction],
+        functions: &[Probe],
         plans: &[CapturePlan],
         clock: BootClock,
         ids: IdGenerator,
@@ -313,7 +313,7 @@ mod tests {
 
     use super::*;
 
-    fn add_function() -> ProbedFunction {
+    fn add_function() -> Probe {
         let arg = |index, name| Located::unplaced(ArgSpec::new(index, name, ValueType::I32));
         let spec = FunctionSpec {
             symbol: Some(Located::unplaced("two_ints_and_return".into())),
@@ -326,14 +326,14 @@ mod tests {
             attributes: [("team".to_owned(), AttributeValue::String("core".into()))].into(),
             ..Default::default()
         };
-        ProbedFunction {
+        Probe {
             source: Some(("/src/demo.c".into(), 12)),
-            ..ProbedFunction::new("/bin/demo", "two_ints_and_return", 0x1139, spec)
+            ..Probe::new("/bin/demo", "two_ints_and_return", 0x1139, spec)
         }
     }
 
-    fn plain_function() -> ProbedFunction {
-        ProbedFunction {
+    fn plain_function() -> Probe {
+        Probe {
             symbol: "do_nothing_and_return".into(),
             spec: FunctionSpec::default(),
             ..add_function()

@@ -201,7 +201,7 @@ struct SlotBases {
 /// Resolves every one of `requests` from the parameters of `function` (its symbol as the
 /// binary has it, or its DWARF name) in `binary`, reading and indexing the DWARF once; the
 /// outer error is one that concerns them all (no debug info, no such function).
-pub fn resolve(
+pub fn chains(
     binary: &Path,
     function: &str,
     requests: &[PathRequest<'_>],
@@ -211,11 +211,11 @@ pub fn resolve(
         source,
     })?;
     let dwarf = DwarfFile::load(binary, &data)?.ok_or(PathError::NoDebugInfo)?;
-    resolve_in(&dwarf, function, requests)
+    chains_in(&dwarf, function, requests)
 }
 
-/// [`resolve`] in DWARF loaded already (`dwarf`, the binary's), as a config's entries share it.
-pub fn resolve_in(
+/// [`chains`] in DWARF loaded already (`dwarf`, the binary's), as a config's entries share it.
+pub fn chains_in(
     dwarf: &DwarfFile,
     function: &str,
     requests: &[PathRequest<'_>],
@@ -1203,7 +1203,7 @@ int main(void) { return probe(0); }
                 ty: *ty,
             })
             .collect();
-        resolve(binary, function, &requests).unwrap()
+        chains(binary, function, &requests).unwrap()
     }
 
     fn offsets(chain: &Result<FieldChain, PathError>) -> &[i32] {

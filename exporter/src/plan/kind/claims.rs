@@ -11,7 +11,7 @@ use crate::{
     binary::symbols::{FunctionSymbol, NamePattern, SymbolTable},
     plan::{
         error::{ResolveError, ResolveErrorKind},
-        probe::ProbedFunction,
+        probe::Probe,
         target::Target,
     },
 };
@@ -52,13 +52,13 @@ pub fn is_glob(function: &FunctionSpec, table: Option<&SymbolTable>) -> bool {
 /// glob leaves them out with one note, an entry that names one is an error.
 pub(super) fn probeable(
     target: &Target,
-    resolved: Vec<ProbedFunction>,
+    resolved: Vec<Probe>,
     function: &Located<FunctionSpec>,
     field: &str,
     errors: &mut Vec<ResolveError>,
     notes: &mut Vec<Problem>,
-) -> Vec<ProbedFunction> {
-    let entry = |probed: &ProbedFunction| probed.file_offset - probed.entry_skip;
+) -> Vec<Probe> {
+    let entry = |probed: &Probe| probed.file_offset - probed.entry_skip;
     let mut refused = HashMap::new();
     for probed in &resolved {
         let address = probed.address.unwrap_or_default() + probed.entry_skip;

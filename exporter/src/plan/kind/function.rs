@@ -22,7 +22,7 @@ use crate::{
     },
     plan::{
         error::{ResolveError, ResolveErrorKind},
-        probe::{ProbeKind, ProbedFunction},
+        probe::{Probe, ProbeKind},
         target::Target,
     },
 };
@@ -39,7 +39,7 @@ use super::{
 /// added to `errors`; what is worth telling but not wrong (functions it left to other entries
 /// or that cannot be probed) is added to `notes`. `first_id` is the function id the first
 /// probe returned will have.
-pub fn resolve(
+pub fn probes(
     target: &Target,
     function: &Located<FunctionSpec>,
     field: &str,
@@ -47,7 +47,7 @@ pub fn resolve(
     claims: &mut Claims,
     errors: &mut Vec<ResolveError>,
     notes: &mut Vec<Problem>,
-) -> Vec<ProbedFunction> {
+) -> Vec<Probe> {
     let path = target.binary.path.clone();
     let error = |position: Position, key: &str, kind| ResolveError {
         position,
@@ -192,7 +192,7 @@ pub fn resolve(
             };
             let facts = target.binary.signature(&sym.raw).map(DwarfFacts::of);
             let facts = facts.as_ref();
-            let mut probed = ProbedFunction {
+            let mut probed = Probe {
                 source: facts.and_then(|facts| facts.source.clone()),
                 ..probe(target, sym.name.clone(), Some(sym.address), offset)
             };
@@ -364,7 +364,7 @@ fn resolve_paths(
         .dwarf()
         .map_err(path::PathError::Dwarf)
         .and_then(|dwarf| {
-            path::resolve_in(dwarf.ok_or(path::PathError::NoDebugInfo)?, raw, &requests)
+            path::chains_in(dwarf.ok_or(path::PathError::NoDebugInfo)?, raw, &requests)
         }) {
         Ok(chains) => chains,
         // What concerns every path (no debug info, no such function) is said once, at the first.
@@ -449,7 +449,7 @@ fn resolve_paths(
 /// What is wrong with an argument of `probed` counted at return by its return value (as
 /// `len_arg: return` and `"*N"` are): the return value's type must be known, to tell its sign
 /// and its width, whose upper bits a narrower value leaves undefined. (Its index, the reason.)
-fn count_problem(probed: &ProbedFunction) -> Option<(usize, ResolveErrorKind)> {
+fn count_problem(probed: &Probe) -> Option<(usize, ResolveErrorKind)> {
     let (a, len_arg) = probed.spec.args.iter().enumerate().find_map(|(a, arg)| {
         arg.len_arg
             .filter(|len_arg| len_arg.needs_return())

@@ -17,7 +17,7 @@ use crate::{
     },
     plan::{
         error::{ResolveError, ResolveErrorKind},
-        probe::{ProbeKind, ProbedFunction},
+        probe::{Probe, ProbeKind},
         target::Target,
     },
     x86_64::{
@@ -41,9 +41,9 @@ pub(super) fn go_returns_probed(elf: &ElfInfo) -> bool {
 pub(super) fn go_call(
     target: &Target,
     sym: &FunctionSymbol,
-    mut probed: ProbedFunction,
+    mut probed: Probe,
     error: Option<Register>,
-) -> Result<Vec<ProbedFunction>, (&'static str, ResolveErrorKind)> {
+) -> Result<Vec<Probe>, (&'static str, ResolveErrorKind)> {
     let entry = probed.file_offset - probed.entry_skip;
     let sites = target
         .binary
@@ -83,10 +83,10 @@ pub(super) fn go_call(
         trace_context: None,
         ..probed.spec.clone()
     };
-    let returns: Vec<ProbedFunction> = sites
+    let returns: Vec<Probe> = sites
         .returns
         .iter()
-        .map(|&offset| ProbedFunction {
+        .map(|&offset| Probe {
             kind: ProbeKind::GoReturn { pair: 0, error },
             file_offset: entry + offset,
             entry_skip: offset,
@@ -115,7 +115,7 @@ pub(super) fn go_call(
 /// Numbers each Go call and the `RET` sites that follow it with one pair, unique in the config:
 /// the call's function id plus one (`functions[0]` has id `first_id`). USDT pairs, numbered
 /// from the count of functions before their target's, cannot collide with it.
-pub(super) fn number_go_pairs(functions: &mut [ProbedFunction], first_id: usize) {
+pub(super) fn number_go_pairs(functions: &mut [Probe], first_id: usize) {
     let mut pair = 0;
     for (i, function) in functions.iter_mut().enumerate() {
         match &mut function.kind {
@@ -198,7 +198,7 @@ pub(super) fn go_refusal(
 pub(super) fn go_error_register(
     go: &GoFunctions,
     raw: &str,
-    probed: &ProbedFunction,
+    probed: &Probe,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<Option<Register>, Vec<ResolveError>> {
@@ -260,7 +260,7 @@ pub(super) fn place_go_args(
     go: &GoFunctions,
     raw: &str,
     target: &Target,
-    probed: &mut ProbedFunction,
+    probed: &mut Probe,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<(), Vec<ResolveError>> {
@@ -368,7 +368,7 @@ pub(super) fn word(register: Register) -> ArgOperand {
 pub(super) fn resolve_go_return(
     target: &Target,
     raw: &str,
-    probed: &mut ProbedFunction,
+    probed: &mut Probe,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<(), Vec<ResolveError>> {
@@ -387,7 +387,7 @@ pub(super) fn resolve_go_return(
         .binary
         .dwarf()
         .map_err(PathError::Dwarf)
-        .and_then(|dwarf| path::resolve_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &[request]))
+        .and_then(|dwarf| path::chains_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &[request]))
         .and_then(|mut chains| {
             chains
                 .pop()
@@ -439,7 +439,7 @@ fn in_registers(path: &str) -> &str {
 fn memory_paths(
     target: &Target,
     raw: &str,
-    probed: &ProbedFunction,
+    probed: &Probe,
     function: &Located<FunctionSpec>,
     field: &str,
 ) -> Result<Vec<Option<Result<FieldChain, ResolveError>>>, Vec<ResolveError>> {
@@ -478,7 +478,7 @@ fn memory_paths(
         .binary
         .dwarf()
         .map_err(PathError::Dwarf)
-        .and_then(|dwarf| path::resolve_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &asked))
+        .and_then(|dwarf| path::chains_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &asked))
         .map_err(|source| vec![problem(first, requests[0].1.path, source)])?;
     for ((a, request), chain) in requests.iter().zip(resolved) {
         chains[*a] = Some(chain.map_err(|source| problem(*a, request.path, source)));
@@ -551,7 +551,7 @@ pub(super) fn place_go_arg(
 /// Adds `goroutine.id` to what `probed` captures, when DWARF says where `runtime.g` keeps it
 /// and a capture slot is free: R14 holds the running goroutine's `g` in Go code (ABIInternal).
 /// `params` is the number of the function's parameters, whose operands come first.
-pub(super) fn add_goroutine_id(go: &GoFunctions, probed: &mut ProbedFunction, params: usize) {
+pub(super) fn add_goroutine_id(go: &GoFunctions, probed: &mut Probe, params: usize) {
     const NAME: &str = "goroutine.id";
     let spec = &mut probed.spec;
     let Some(offset) = go.goid_offset.and_then(|o| i32::try_from(o).ok()) else {
@@ -579,11 +579,7 @@ pub(super) fn add_goroutine_id(go: &GoFunctions, probed: &mut ProbedFunction, pa
 
 /// `check`'s line for a `RET` site of a Go call (`error` where its error's type word is):
 /// `step_cost` is what its single step costs here.
-pub(super) fn return_line(
-    function: &ProbedFunction,
-    error: Option<Register>,
-    step_cost: &str,
-) -> String {
+pub(super) fn return_line(function: &Probe, error: Option<Register>, step_cost: &str) -> String {
     let mut line = format!(
         "    RET at file offset {:#x} (+{}): closes the span",
         function.file_offset, function.entry_skip
@@ -602,7 +598,7 @@ pub(super) fn return_line(
 
 /// What `check` says of a Go function: entry-only, or a call closed at its `RET` sites among
 /// `functions`.
-pub(super) fn clause(function: &ProbedFunction, functions: &[ProbedFunction]) -> String {
+pub(super) fn clause(function: &Probe, functions: &[Probe]) -> String {
     let version = function
         .go_version
         .map_or_else(String::new, |(major, minor)| {
@@ -628,11 +624,11 @@ mod tests {
 
     use super::*;
 
-    fn site(kind: ProbeKind, file_offset: u64) -> ProbedFunction {
-        ProbedFunction {
+    fn site(kind: ProbeKind, file_offset: u64) -> Probe {
+        Probe {
             kind,
             go_version: Some((1, 19)),
-            ..ProbedFunction::new(
+            ..Probe::new(
                 "/bin/app",
                 "main.handle",
                 file_offset,
@@ -683,7 +679,7 @@ mod tests {
 
     #[test]
     fn a_return_line_says_where_the_error_is_and_what_its_step_costs() {
-        let ret = ProbedFunction {
+        let ret = Probe {
             entry_skip: 30,
             single_stepped: Some("ret".into()),
             ..site(

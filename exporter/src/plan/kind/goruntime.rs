@@ -8,7 +8,7 @@ use spanprobe_config::{ArgSpec, FunctionSpec, Located, ValueType};
 use crate::{
     plan::{
         error::ResolveError,
-        probe::{ProbeKind, ProbedFunction},
+        probe::{Probe, ProbeKind},
         target::Target,
     },
     x86_64::{ArgOperand, Operand, Register},
@@ -16,15 +16,15 @@ use crate::{
 
 /// The probes that serve the Go calls of `binary`: those of its runtime's functions that it
 /// has (a binary without them still gets its spans, ended later; see each).
-pub fn helpers(target: &Target, errors: &mut Vec<ResolveError>) -> Vec<ProbedFunction> {
-    let mut probes: Vec<ProbedFunction> = goexit(target, errors).into_iter().collect();
+pub fn helpers(target: &Target, errors: &mut Vec<ResolveError>) -> Vec<Probe> {
+    let mut probes: Vec<Probe> = goexit(target, errors).into_iter().collect();
     probes.extend(recovery(target, errors));
     probes
 }
 
 /// `runtime.goexit0(gp)`, where every goroutine ends: the calls `runtime.Goexit` leaves open
 /// end there. Without it, they end with their process.
-fn goexit(target: &Target, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
+fn goexit(target: &Target, errors: &mut Vec<ResolveError>) -> Option<Probe> {
     runtime_probe(target, "runtime.goexit0", ProbeKind::GoExit, errors)
 }
 
@@ -33,7 +33,7 @@ fn goexit(target: &Target, errors: &mut Vec<ResolveError>) -> Option<ProbedFunct
 /// below it were unwound. Read so from Go 1.17 (the register ABI puts `gp` in RAX) to 1.21
 /// (Go 1.22 keeps it elsewhere), with DWARF to say where `sigcode0` is. Without it, such calls
 /// end when a call at or above them starts or returns.
-fn recovery(target: &Target, errors: &mut Vec<ResolveError>) -> Option<ProbedFunction> {
+fn recovery(target: &Target, errors: &mut Vec<ResolveError>) -> Option<Probe> {
     let version = target.binary.elf.go_version?;
     if !((1, 17)..=(1, 21)).contains(&version) {
         return None;
@@ -66,7 +66,7 @@ fn runtime_probe(
     name: &str,
     kind: ProbeKind,
     errors: &mut Vec<ResolveError>,
-) -> Option<ProbedFunction> {
+) -> Option<Probe> {
     let symbol = *target.symbols(errors)?.find(name).first()?;
     let spec = FunctionSpec {
         symbol: Some(Located::unplaced(name.to_owned())),
@@ -82,7 +82,7 @@ fn runtime_probe(
 }
 
 /// `check`'s line for a runtime helper: what it closes.
-pub(super) fn line(function: &ProbedFunction) -> String {
+pub(super) fn line(function: &Probe) -> String {
     let what = match function.kind {
         ProbeKind::GoExit => {
             "where goroutines end, closing the spans they leave open (runtime.Goexit)"
@@ -104,9 +104,9 @@ mod tests {
 
     #[test]
     fn helpers_send_no_span_and_say_what_they_close() {
-        let helper = |kind, symbol| ProbedFunction {
+        let helper = |kind, symbol| Probe {
             kind,
-            ..ProbedFunction::new("/bin/app", symbol, 0x3b720, FunctionSpec::default())
+            ..Probe::new("/bin/app", symbol, 0x3b720, FunctionSpec::default())
         };
         let exit = helper(ProbeKind::GoExit, "runtime.goexit0");
         assert_eq!(

@@ -1,5 +1,5 @@
 //! The kinds of probe: how a probed place's span starts and ends, and where its arguments are
-//! read. Each kind resolves its config entries to [`ProbedFunction`]s and says what `check`
+//! read. Each kind resolves its config entries to [`Probe`]s and says what `check`
 //! shows of them (its own file here); the capture plan and the link plan ask the kind
 //! ([`ProbeKind`], with its kernel flags), not the config, so a new kind (USDT start/end pairs)
 //! is a file here, a variant of [`ProbeKind`], and its config list in the schema.
@@ -10,11 +10,11 @@ pub mod gocall;
 pub mod goruntime;
 pub mod usdt;
 
-use crate::plan::probe::{ProbeKind, ProbedFunction};
+use crate::plan::probe::{Probe, ProbeKind};
 
 /// The line `check` shows for a site that sends no span of its own (a Go `RET`, a Go runtime
 /// helper), `step_cost` what a single step costs here; `None` for a probe that opens spans.
-pub fn site_line(function: &ProbedFunction, step_cost: &str) -> Option<String> {
+pub fn site_line(function: &Probe, step_cost: &str) -> Option<String> {
     match function.kind {
         ProbeKind::GoReturn { error, .. } => Some(gocall::return_line(function, error, step_cost)),
         ProbeKind::GoExit | ProbeKind::GoRecovery => Some(goruntime::line(function)),
@@ -24,7 +24,7 @@ pub fn site_line(function: &ProbedFunction, step_cost: &str) -> Option<String> {
 
 /// What `check` says of `function`'s kind after its place (`, USDT site: ...`), among
 /// `functions` (a Go call counts its `RET` sites there); empty for a plain function.
-pub fn clause(function: &ProbedFunction, functions: &[ProbedFunction]) -> String {
+pub fn clause(function: &Probe, functions: &[Probe]) -> String {
     match function.kind {
         ProbeKind::Function | ProbeKind::EntryOnly => function::clause(function.kind),
         ProbeKind::GoEntry | ProbeKind::GoCall { .. } => gocall::clause(function, functions),
@@ -36,7 +36,7 @@ pub fn clause(function: &ProbedFunction, functions: &[ProbedFunction]) -> String
 }
 
 /// What the bytes a probe sits past its function's entry are.
-pub fn skipped(function: &ProbedFunction) -> &'static str {
+pub fn skipped(function: &Probe) -> &'static str {
     match function.kind {
         ProbeKind::GoCall { .. } => "the stack check's branch",
         _ => "past endbr64",

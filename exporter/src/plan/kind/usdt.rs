@@ -9,7 +9,7 @@ use crate::{
     binary::usdt::{UsdtProbe, read_probes},
     plan::{
         error::{ResolveError, ResolveErrorKind},
-        probe::{ArgLocation, ProbeKind, ProbedFunction},
+        probe::{ArgLocation, Probe, ProbeKind},
         target::Target,
     },
     suggest::closest_hint,
@@ -18,13 +18,13 @@ use crate::{
 
 /// Resolves the `usdt` entries of one target (at `field`), reading the binary's notes once;
 /// the start/end pairs are numbered from `first_pair`, unique in the whole config.
-pub fn resolve(
+pub fn probes(
     target: &Target,
     entries: &[Located<UsdtSpec>],
     field: &str,
     first_pair: u32,
     errors: &mut Vec<ResolveError>,
-) -> Vec<ProbedFunction> {
+) -> Vec<Probe> {
     let probes = match read_probes(&target.binary.path) {
         Ok(probes) => probes,
         Err(error) => {
@@ -100,7 +100,7 @@ pub fn resolve(
                         .collect();
                 }
                 let kind = ProbeKind::UsdtEnd { pair };
-                resolved.push(ProbedFunction {
+                resolved.push(Probe {
                     slot_base: entry.args.len(),
                     ..probe(target, site, kind, spec, operands)
                 });
@@ -108,7 +108,7 @@ pub fn resolve(
         }
         for site in starts {
             match site_spec(entry.capture(), site, &field, "args") {
-                Ok((spec, operands)) => resolved.push(ProbedFunction {
+                Ok((spec, operands)) => resolved.push(Probe {
                     later_args: later_args.clone(),
                     ..probe(target, site, kind, spec, operands)
                 }),
@@ -126,20 +126,20 @@ fn probe(
     kind: ProbeKind,
     spec: FunctionSpec,
     operands: Vec<ArgOperand>,
-) -> ProbedFunction {
+) -> Probe {
     let stack_frames = if spec.stack.value {
         target.stack_frames
     } else {
         0
     };
-    ProbedFunction {
+    Probe {
         pid: target.pid,
         kind,
         address: Some(site.address),
         stack_frames,
         operands,
         semaphore: site.semaphore.map(|(_, offset)| offset),
-        ..ProbedFunction::new(
+        ..Probe::new(
             &target.binary.path,
             site.full_name(),
             site.file_offset,

@@ -62,7 +62,7 @@ pub struct ProbedAt<'a> {
 
 /// Symbolizes stacks, with caches that keep repeated frames cheap.
 #[derive(Default)]
-pub struct Stacks {
+pub struct Backtraces {
     symbolizer: Symbolizer,
     normalizer: Normalizer,
     frames: HashMap<(PathBuf, u64), Vec<String>>,
@@ -76,7 +76,7 @@ pub struct Stacks {
     stacks: hashbrown::HashMap<StackKey, Stacktrace, foldhash::fast::RandomState>,
 }
 
-/// A stack as [`Stacks::symbolize`] is asked for it.
+/// A stack as [`Backtraces::symbolize`] is asked for it.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct StackKey {
     pid: u32,
@@ -104,9 +104,9 @@ fn normalizer() -> Normalizer {
     Normalizer::builder().enable_vma_caching(true).build()
 }
 
-impl std::fmt::Debug for Stacks {
+impl std::fmt::Debug for Backtraces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stacks")
+        f.debug_struct("Backtraces")
             .field("frames", &self.frames.len())
             .field("places", &self.places.len())
             .field("stacks", &self.stacks.len())
@@ -114,7 +114,7 @@ impl std::fmt::Debug for Stacks {
     }
 }
 
-impl Stacks {
+impl Backtraces {
     pub fn new() -> Self {
         Self {
             symbolizer: Symbolizer::builder()
@@ -375,7 +375,7 @@ mod tests {
     /// Code addresses of this test process: placed by its live mappings.
     fn own_stack() -> [u64; 2] {
         [
-            Stacks::new as fn() -> Stacks as usize as u64,
+            Backtraces::new as fn() -> Backtraces as usize as u64,
             own_stack as fn() -> [u64; 2] as usize as u64 + 1,
         ]
     }
@@ -391,10 +391,10 @@ mod tests {
     #[test]
     fn a_repeated_stack_of_a_live_process_is_written_once() {
         let exe = std::env::current_exe().unwrap();
-        let mut stacks = Stacks::new();
+        let mut stacks = Backtraces::new();
         let pid = std::process::id();
         let first = stacks.symbolize(pid, &own_stack(), 32, probed(&exe));
-        assert!(first.text.contains("Stacks>::new"), "{}", first.text);
+        assert!(first.text.contains("Backtraces>::new"), "{}", first.text);
         assert_eq!(first.text.lines().count(), 2, "{}", first.text);
         let again = stacks.symbolize(pid, &own_stack(), 32, probed(&exe));
         assert!(Arc::ptr_eq(&first.text, &again.text));
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn a_stack_of_a_process_that_is_gone_is_placed_anew_each_time() {
         let binary = Path::new("/nonexistent/gone");
-        let mut stacks = Stacks::new();
+        let mut stacks = Backtraces::new();
         let addresses = [0x5000_0000_1000, 0x5000_0000_1100];
         let first = stacks.symbolize(u32::MAX, &addresses, 32, probed(binary));
         assert_eq!(&*first.text, "gone+0x1000\ngone+0x10ff");
