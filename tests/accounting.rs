@@ -82,12 +82,7 @@ async fn scrape(address: &str) -> String {
 async fn metrics_are_served_in_prometheus_text() {
     support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls-metrics", &[]).await;
-    // A free port: bind, note it, let go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let address = format!("127.0.0.1:{port}");
     let mut config = s.config(&calls, symbols(&["inner"]));
     config["metrics"] = json!({ "listen": address });

@@ -200,11 +200,7 @@ async fn sslsniff_example_shows_a_real_exchange_in_plaintext() {
         "{bundled}exporter:\n  otlp: {{ endpoint: \"{}\" }}\n",
         s.receiver.grpc_endpoint()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     // The server serves one connection (`-naccept 1`) and exits; curl retries until it listens.
     let script = format!(
         "openssl s_server -quiet -accept 127.0.0.1:{port} -cert cert.pem -key key.pem -WWW \

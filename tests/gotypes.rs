@@ -274,11 +274,7 @@ async fn net_http_requests_by_path() {
         request("http.request.body.size", "->ContentLength"),
         request("client.address", "->RemoteAddr"),
     ] }]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     // curl retries until the server listens; the server exits once it has answered /quit.
     let script = format!(
         "{server} 127.0.0.1:{port} & \

@@ -26,6 +26,14 @@ pub fn spanprobe() -> &'static str {
 }
 
 /// The repository root.
+/// A loopback port free now: bound, noted, let go, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
