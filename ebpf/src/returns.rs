@@ -10,7 +10,7 @@ use crate::{
     emit::{count, emit_call, function_id, registers},
     maps::{FUNCTIONS, PROCESS_TREES_USED, READS_AT_RETURN_USED},
     processes::{Thread, in_process_tree, traced_thread},
-    stacks::{depth_limit, end_frames_below, existing_stack, frame_at, free_if_idle},
+    stacks::{FrameLinks, depth_limit, end_frames_below, existing_stack, frame_at, free_if_idle},
 };
 
 /// A USDT site that ends a span: the innermost open span, when a start of the same pair opened
@@ -28,24 +28,9 @@ pub(crate) fn end_usdt_span(
         return None;
     };
     // Frames entered below this site were skipped by a longjmp.
-    end_frames_below(thread.tid, stack, regs.rsp, now, CallEnd::Unwound);
-    if stack.depth == 0 {
-        count(Counter::ReturnWithoutEntry);
-        return None;
-    }
-    // A start past the depth limit has no frame; it was counted at entry. As `try_return`
-    // does, the end pops it.
-    if stack.depth > depth_limit() {
-        stack.depth -= 1;
-        return None;
-    }
-    let top = frame_at(stack, stack.depth - 1)?;
-    if FUNCTIONS.get(top.function_id).map(|start| start.pair) != Some(capture.pair) {
-        count(Counter::ReturnWithoutEntry);
-        return None;
-    }
-    stack.depth -= 1;
-    stack.top_entry_ns = top.parent_entry_ns;
+    pop_top_frame(thread.tid, stack, regs.rsp, now, |top| {
+        FUNCTIONS.get(top.function_id).map(|start| start.pair) == Some(capture.pair)
+    })?;
     store_end_args(stack, stack.depth, capture, regs);
     emit_call(
         thread.tid,
@@ -108,36 +93,54 @@ pub(crate) fn return_from(
     pair: Option<u32>,
     ending: &Ending,
 ) -> Option<()> {
-    end_frames_below(thread.tid, stack, sp, ending.now, CallEnd::Unwound);
-    if stack.depth == 0 {
-        count(Counter::ReturnWithoutEntry);
-        return None;
-    }
-    // A call past the depth limit has no frame; it was counted at entry.
-    if stack.depth > depth_limit() {
-        stack.depth -= 1;
-        return None;
-    }
-    let frame = frame_at(stack, stack.depth - 1)?;
-    let same_function = match pair {
-        Some(pair) => FUNCTIONS
-            .get(frame.function_id)
-            .is_some_and(|entry| entry.pair == pair),
-        None => true,
-    };
-    if frame.sp != sp || !same_function {
-        // Not the top frame's return: its entry was never recorded (the probes were attached
-        // while it ran), or the frame was already ended. Leave the stack as it is.
-        count(Counter::ReturnWithoutEntry);
-        return None;
-    }
-    stack.depth -= 1;
-    stack.top_entry_ns = frame.parent_entry_ns;
+    pop_top_frame(thread.tid, stack, sp, ending.now, |frame| {
+        let same_function = match pair {
+            Some(pair) => FUNCTIONS
+                .get(frame.function_id)
+                .is_some_and(|entry| entry.pair == pair),
+            None => true,
+        };
+        frame.sp == sp && same_function
+    })?;
     if stack.unsampled == 0 && READS_AT_RETURN_USED.load() != 0 {
         crate::at_return::read_at_return(stack, stack.depth, ending.ret);
     }
     emit_call(thread.tid, stack, stack.depth, ending);
     stack.resample_after(stack.depth);
     free_if_idle(stack);
+    Some(())
+}
+
+/// Pops the top frame of `stack` for a call that ends (returns, or reaches its USDT end site),
+/// once `is_top` says the frame is that call's; frames entered below `sp` end first, as
+/// unwound. `None` when there is no frame to end, and the caller sends no event.
+#[inline(always)]
+fn pop_top_frame(
+    tid: u32,
+    stack: &mut ThreadStack,
+    sp: u64,
+    now: u64,
+    is_top: impl FnOnce(&FrameLinks) -> bool,
+) -> Option<()> {
+    end_frames_below(tid, stack, sp, now, CallEnd::Unwound);
+    if stack.depth == 0 {
+        count(Counter::ReturnWithoutEntry);
+        return None;
+    }
+    // A call (or USDT start) past the depth limit has no frame; it was counted at entry. Its
+    // end pops it all the same.
+    if stack.depth > depth_limit() {
+        stack.depth -= 1;
+        return None;
+    }
+    let frame = frame_at(stack, stack.depth - 1)?;
+    if !is_top(&frame) {
+        // Not the top frame's end: its entry was never recorded (the probes were attached
+        // while it ran), or the frame was already ended. Leave the stack as it is.
+        count(Counter::ReturnWithoutEntry);
+        return None;
+    }
+    stack.depth -= 1;
+    stack.top_entry_ns = frame.parent_entry_ns;
     Some(())
 }
