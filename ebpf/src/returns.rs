@@ -117,7 +117,7 @@ pub(crate) fn return_from(
 #[inline(always)]
 fn pop_top_frame(
     tid: u32,
-    stack: &mut ThreadStack,
+    stack: &mut CallStack,
     sp: u64,
     now: u64,
     is_top: impl FnOnce(&FrameLinks) -> bool,
