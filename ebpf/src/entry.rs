@@ -232,8 +232,16 @@ fn end_skipped_frames(
             // return address was not read. A tail call is the likelier.
             true
         };
-        if top.sp == place.sp && !tail_call {
-            end_frames_below(thread.tid, stack, place.sp + 1, now, CallEnd::Unwound);
+        if top.sp == place.sp {
+            if !tail_call {
+                end_frames_below(thread.tid, stack, place.sp + 1, now, CallEnd::Unwound);
+            } else {
+                // A tail call shares its caller's return slot, which holds the trampoline now:
+                // its real return address is the caller's (0 when not read). Kept as such, a
+                // tail call from it (the trampoline again at this slot) is told from a
+                // longjmp as this one was.
+                return top.return_address;
+            }
         }
     }
     return_address
