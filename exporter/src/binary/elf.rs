@@ -17,6 +17,8 @@ use object::{
     read::elf::ElfFile64,
 };
 
+use crate::x86_64::objdump_text;
+
 /// A loadable, executable segment: file bytes `offset..offset + size` map to virtual
 /// addresses `address..`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,34 +364,16 @@ pub enum ProbedInstruction {
 /// How the kernel runs the first instruction of `code` (at `address`), or `None` when it
 /// does not decode.
 pub fn probed_instruction(code: &[u8], address: u64) -> Option<ProbedInstruction> {
-    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+    use iced_x86::{Decoder, DecoderOptions};
     let instruction = Decoder::with_ip(64, code, address, DecoderOptions::NONE).decode();
     if instruction.is_invalid() {
         return None;
     }
-    let emulated = match instruction.mnemonic() {
-        Mnemonic::Push => instruction.op0_kind() == OpKind::Register,
-        Mnemonic::Nop => true,
-        Mnemonic::Jmp | Mnemonic::Call => instruction.op0_kind() == OpKind::NearBranch64,
-        _ => instruction.is_jcc_short_or_near(),
-    };
-    Some(if emulated {
+    Some(if crate::x86_64::prologue::emulated(&instruction) {
         ProbedInstruction::Emulated
     } else {
         ProbedInstruction::SingleStepped(objdump_text(&instruction))
     })
-}
-
-/// `instruction` as objdump writes it: AT&T syntax, lowercase hex, a RIP-relative operand
-/// as `0x..(%rip)` (its displacement), not as the absolute address it resolves to.
-fn objdump_text(instruction: &iced_x86::Instruction) -> String {
-    use iced_x86::{Formatter as _, GasFormatter};
-    let mut text = String::new();
-    let mut formatter = GasFormatter::new();
-    formatter.options_mut().set_uppercase_hex(false);
-    formatter.options_mut().set_rip_relative_addresses(true);
-    formatter.format(instruction, &mut text);
-    text
 }
 
 /// The first instruction of `code` (at `address`) as objdump writes it, with why the kernel
@@ -465,6 +449,25 @@ impl Code {
         let mut code = vec![0u8; len];
         self.file.read_exact_at(&mut code, offset).ok()?;
         Some(code)
+    }
+
+    /// Where the probes of the function at file offset `offset` (virtual address `address`,
+    /// `size` bytes long) go past its first instructions, if anywhere (see
+    /// [`probe_site`](crate::x86_64::prologue::probe_site)).
+    pub fn probe_site(
+        &self,
+        offset: u64,
+        address: Option<u64>,
+        size: u64,
+    ) -> Option<crate::x86_64::prologue::ProbeSite> {
+        // Every branch of the function is read, to find one back into the prologue: a very
+        // long function stays at its entry.
+        const MOST: u64 = 256 << 10;
+        if size > MOST {
+            return None;
+        }
+        let code = self.bytes(offset, usize::try_from(size).ok()?)?;
+        crate::x86_64::prologue::probe_site(&code, address.unwrap_or(0))
     }
 
     /// [`entry_skip`] of the function at file offset `offset`; 0 if the bytes cannot be read

@@ -157,13 +157,8 @@ pub fn report(config_path: &Path, functions: &[Probe], step_cost: Option<Duratio
             "  {span_name}: {} at address {address}, file offset {:#x}",
             function.symbol, function.file_offset
         );
-        if function.entry_skip > 0 {
-            let _ = write!(
-                out,
-                " (+{}, {})",
-                function.entry_skip,
-                kind::skipped(function)
-            );
+        if let Some(skipped) = kind::skipped(function) {
+            let _ = write!(out, " ({skipped})");
         }
         if let Some(pid) = function.pid {
             let _ = write!(out, ", pid {pid} and the processes it forks");

@@ -27,6 +27,9 @@ pub struct Probe {
     /// otherwise single-step on every call (see [`crate::binary::elf::entry_skip`]), a Go
     /// function's stack check, or a Go `RET`'s offset; 0 at the entry.
     pub entry_skip: u64,
+    /// The instructions the probes were moved past (`endbr64`, `mov %rdi,%rbx; test %esi,%esi`),
+    /// onto one the kernel emulates; `None` at the entry, or for a Go function's stack check.
+    pub moved_past: Option<String>,
     pub spec: FunctionSpec,
     /// Only this process is traced.
     pub pid: Option<NonZeroU32>,
@@ -78,6 +81,7 @@ impl Probe {
             address: Some(file_offset),
             file_offset,
             entry_skip: 0,
+            moved_past: None,
             spec,
             pid: None,
             kind: ProbeKind::Function,

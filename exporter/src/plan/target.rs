@@ -74,16 +74,29 @@ impl Target {
     }
 
     /// A probe at file offset `entry`, the first byte of the code it probes (`address` its
-    /// virtual address, when known), moved past an `endbr64` the kernel would single-step.
+    /// virtual address, when known; `size` its function's bytes, when known), moved past the
+    /// first instructions to one the kernel emulates where that is safe (see
+    /// [`prologue`](crate::x86_64::prologue)), or past an `endbr64` before a push.
     pub fn probe_at(
         &self,
         kind: ProbeKind,
         symbol: String,
         address: Option<u64>,
         entry: u64,
+        size: Option<u64>,
         spec: &FunctionSpec,
     ) -> Probe {
-        let entry_skip = self.binary.code.entry_skip(entry);
+        let site = match (kind, size) {
+            (ProbeKind::Function, Some(size)) => self.binary.code.probe_site(entry, address, size),
+            _ => None,
+        };
+        let (entry_skip, moved_past) = match site {
+            Some(site) => (site.skip, Some(site.moved_past.join("; "))),
+            None => match self.binary.code.entry_skip(entry) {
+                0 => (0, None),
+                skip => (skip, Some("endbr64".to_owned())),
+            },
+        };
         let single_stepped = self
             .binary
             .code
@@ -94,6 +107,7 @@ impl Target {
             address,
             file_offset: entry + entry_skip,
             entry_skip,
+            moved_past,
             spec: spec.clone(),
             pid: self.pid,
             kind,

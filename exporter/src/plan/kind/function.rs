@@ -69,12 +69,13 @@ pub fn probes(
             ProbeKind::Function
         }
     };
-    let probe = |target: &Target, symbol: String, address: Option<u64>, entry: u64| {
+    let probe = |target: &Target, symbol: String, address: Option<u64>, entry: u64, size| {
         target.probe_at(
             kind_at(&target.binary.elf, entry),
             symbol,
             address,
             entry,
+            size,
             function,
         )
     };
@@ -90,7 +91,7 @@ pub fn probes(
             let name = format!("offset {:#x}", offset.value);
             match mid_instruction(target, "offset", offset.value, address, errors) {
                 Some(kind) => errors.push(error(offset.position, "offset", kind)),
-                None => resolved.push(probe(target, name, address, offset.value)),
+                None => resolved.push(probe(target, name, address, offset.value, None)),
             }
         } else {
             let kind = not_code("offset", offset.value);
@@ -108,7 +109,7 @@ pub fn probes(
                     errors,
                 ) {
                     Some(kind) => errors.push(error(address.position, "address", kind)),
-                    None => resolved.push(probe(target, name, Some(address.value), offset)),
+                    None => resolved.push(probe(target, name, Some(address.value), offset, None)),
                 }
             }
             None => {
@@ -194,7 +195,13 @@ pub fn probes(
             let facts = facts.as_ref();
             let mut probed = Probe {
                 source: facts.and_then(|facts| facts.source.clone()),
-                ..probe(target, sym.name.clone(), Some(sym.address), offset)
+                ..probe(
+                    target,
+                    sym.name.clone(),
+                    Some(sym.address),
+                    offset,
+                    Some(sym.size as u64),
+                )
             };
             // Go paths select fields in registers, placed with the Go arguments.
             let paths =

@@ -77,6 +77,7 @@ fn runtime_probe(
         symbol.name.clone(),
         Some(symbol.address),
         symbol.file_offset?,
+        Some(symbol.size as u64),
         &spec,
     ))
 }

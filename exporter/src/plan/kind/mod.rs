@@ -35,10 +35,16 @@ pub fn clause(function: &Probe, functions: &[Probe]) -> String {
     }
 }
 
-/// What the bytes a probe sits past its function's entry are.
-pub fn skipped(function: &Probe) -> &'static str {
-    match function.kind {
-        ProbeKind::GoCall { .. } => "the stack check's branch",
-        _ => "past endbr64",
+/// Where `function`'s probe sits past its entry, and why (`+4 past `endbr64`, onto the
+/// emulated `push %rbp``), for `check`; `None` at the entry.
+pub fn skipped(function: &Probe) -> Option<String> {
+    let skip = function.entry_skip;
+    if skip == 0 {
+        return None;
     }
+    Some(match (&function.kind, &function.moved_past) {
+        (ProbeKind::GoCall { .. }, _) => format!("+{skip}, the stack check's branch"),
+        (_, Some(past)) => format!("+{skip} past `{past}`, which the kernel would single-step"),
+        (_, None) => format!("+{skip}"),
+    })
 }

@@ -1,0 +1,149 @@
+//! Probes moved past a prologue's first instructions onto one the kernel emulates read what a
+//! probe at the entry reads, on libraries no one here wrote: every function of Debian's libz
+//! and libsqlite3 that `check` moves is probed twice, at its entry (by `offset`, which stays
+//! there) and where it moved (by `symbol`), each reading its six argument registers and its
+//! return value; real programs call them. Each call then has one span at each place, the moved
+//! one a child of the entry's, with the same arguments and return value.
+
+mod support;
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use support::{
+    receiver::ReceivedSpan,
+    scenario::{Scenario, by_id, probe},
+};
+
+const LIBZ: &str = "/usr/lib/x86_64-linux-gnu/libz.so.1";
+const LIBSQLITE3: &str = "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0";
+
+/// A function `check` moved: its name and the file offset of its entry.
+struct Moved {
+    name: String,
+    entry: u64,
+    skip: u64,
+}
+
+/// The functions of `library` whose probes `check` moves past their first instructions, from
+/// its report on every function (`file offset 0x.. (+N past `...`, which the kernel would
+/// single-step)`).
+async fn moved(s: &Scenario, library: &str) -> Vec<Moved> {
+    let config = json!({ "probes": [probe(library, json!([{ "symbol": "*" }]))] });
+    let report = s.check(&config, 0).await;
+    report
+        .lines()
+        .filter(|line| line.contains("which the kernel would single-step)"))
+        .filter_map(|line| {
+            let (name, rest) = line.trim_start().split_once(": ")?;
+            let offset = rest.split("file offset 0x").nth(1)?.split(' ').next()?;
+            let offset = u64::from_str_radix(offset, 16).ok()?;
+            let skip = rest.split("(+").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some(Moved {
+                name: name.to_owned(),
+                entry: offset - skip,
+                skip,
+            })
+        })
+        .collect()
+}
+
+/// Each of `functions` probed at its entry (`<name>@entry`) and where it moved, reading the
+/// six argument registers and the return value at both.
+fn both_places(functions: &[Moved]) -> Value {
+    let args: Vec<Value> = (0..6)
+        .map(|index| json!({ "index": index, "name": format!("a{index}"), "type": "u64" }))
+        .collect();
+    let ret = json!({ "name": "ret", "type": "u64" });
+    functions
+        .iter()
+        .flat_map(|function| {
+            [
+                json!({ "symbol": function.name, "args": args, "return": ret }),
+                json!({
+                    "offset": function.entry,
+                    "span_name": format!("{}@entry", function.name),
+                    "args": args,
+                    "return": ret,
+                }),
+            ]
+        })
+        .collect()
+}
+
+/// What a span read: its six arguments and return value.
+fn read(span: &ReceivedSpan) -> Vec<Option<i64>> {
+    let keys = ["a0", "a1", "a2", "a3", "a4", "a5", "ret"];
+    keys.iter().map(|key| span.int_attr(key)).collect()
+}
+
+/// Checks every span of a moved probe against its parent, the same call's span at the entry;
+/// returns how many calls each moved function made.
+fn compare(spans: &[ReceivedSpan], functions: &[Moved]) -> HashMap<String, usize> {
+    let ids = by_id(spans);
+    let mut calls = HashMap::new();
+    for function in functions {
+        let entry_name = format!("{}@entry", function.name);
+        let at_entry = spans.iter().filter(|s| s.name() == entry_name).count();
+        let moved: Vec<&ReceivedSpan> =
+            spans.iter().filter(|s| s.name() == function.name).collect();
+        // Once per call at each place: no branch brings a call back onto the moved probe.
+        assert_eq!(
+            moved.len(),
+            at_entry,
+            "{} (+{}): spans where it moved and at its entry",
+            function.name,
+            function.skip
+        );
+        for span in &moved {
+            let parent = ids
+                .get(&span.span.parent_span_id)
+                .unwrap_or_else(|| panic!("{}: no parent span: {span:#?}", function.name));
+            assert_eq!(parent.name(), entry_name, "{span:#?}");
+            assert_eq!(
+                read(span),
+                read(parent),
+                "{} (+{}): what the moved probe read, against the entry's",
+                function.name,
+                function.skip
+            );
+        }
+        if !moved.is_empty() {
+            calls.insert(function.name.clone(), moved.len());
+        }
+    }
+    calls
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moved_probes_read_what_entry_probes_read_in_real_libraries() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let libz = moved(&s, LIBZ).await;
+    let sqlite = moved(&s, LIBSQLITE3).await;
+    // Debian's builds keep no frame pointers: many prologues start with a test or a move.
+    assert!(
+        libz.len() >= 20 && sqlite.len() >= 100,
+        "{} {}",
+        libz.len(),
+        sqlite.len()
+    );
+    let config = json!({
+        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
+        "probes": [
+            probe(LIBZ, both_places(&libz)),
+            probe(LIBSQLITE3, both_places(&sqlite)),
+        ],
+    });
+    let script = "python3 -c 'import zlib; d = zlib.compress(bytes(range(256)) * 64, 9); \
+                  zlib.decompress(d); z = zlib.compressobj(); z.compress(d); z.flush()' && \
+                  sqlite3 :memory: 'create table t(x text); insert into t values (\"a\"), (\"b\"); \
+                  select group_concat(x) from t where x > \"a\";'";
+    let (output, spans) = s.trace(&config, &["sh", "-c", script]).exits(0).await;
+    assert_eq!(support::stdout(&output), "b\n");
+    let calls_libz = compare(&spans, &libz);
+    let calls_sqlite = compare(&spans, &sqlite);
+    // The programs called some of each library's moved functions.
+    assert!(calls_libz.contains_key("deflate"), "{calls_libz:?}");
+    assert!(calls_sqlite.len() >= 10, "{calls_sqlite:?}");
+}
