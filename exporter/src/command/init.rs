@@ -175,7 +175,10 @@ fn unprobeable(code: &Code, function: &FunctionSymbol) -> Option<String> {
     let Some(offset) = function.file_offset else {
         return Some("not in a loaded segment (no code to probe)".to_owned());
     };
-    let skip = code.entry_skip(offset);
+    // Where `run` puts it (see `Target::probe_at`).
+    let skip = code
+        .probe_site(offset, Some(function.address), function.size as u64)
+        .map_or_else(|| code.entry_skip(offset), |site| site.skip);
     let (instruction, why) = code.refused(offset + skip, function.address + skip)?;
     Some(format!("whose first instruction `{instruction}` has {why}"))
 }
