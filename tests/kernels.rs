@@ -103,7 +103,7 @@ mod traced;
 #[path = "kernels/usdt.rs"]
 mod usdt;
 
-use arguments::{member_path, output_buffers, str_argument};
+use arguments::{member_path, moved_probes, output_buffers, str_argument};
 use go::{behind_pointers, goroutines};
 use processes::{forked_children, nesting, threads};
 use sidecar::{pid_tree, sidecar};
@@ -139,6 +139,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
         stack(&dir, &calls),
         trace_context(&dir),
         member_path(&dir),
+        moved_probes(&dir),
         output_buffers(&dir),
         sidecar(&dir),
         pid_tree(&dir),

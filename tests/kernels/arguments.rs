@@ -141,3 +141,89 @@ pub fn output_buffers(dir: &Workdir) -> Case {
         assert_all_exported(output, 4);
     })
 }
+
+/// prologue.c's sum_list and scale, built without frame pointers: their probes sit on the
+/// branch after `test %rdi,%rdi`, which the kernel emulates. sum_list is probed at its entry
+/// too (by address, which stays there): each call has a span at both places, the moved one
+/// the child, with the same arguments and result; scale tail-calls sum_list through the same
+/// return slot.
+pub fn moved_probes(dir: &Workdir) -> Case {
+    let program = crate::support::compile_c(
+        &crate::support::programs().join("prologue.c"),
+        dir.path(),
+        "prologue",
+        &["-fomit-frame-pointer", "-foptimize-sibling-calls"],
+    );
+    let entry = nm_address(&program, "sum_list");
+    let args = json!([
+        { "index": 0, "name": "xs", "type": "ptr" },
+        { "index": 1, "name": "n", "type": "i64" },
+    ]);
+    let functions = json!([
+        { "symbol": "sum_list", "args": args, "return": { "type": "i64" } },
+        { "address": entry, "span_name": "sum_list@entry", "args": args,
+          "return": { "type": "i64" } },
+        { "symbol": "scale", "args": args, "return": { "type": "i64" } },
+    ]);
+    let config = dir.write_named("prologue", &functions_config(&program, functions));
+    traced("probes moved past a prologue", &config, &program).case(|_, output, receiver| {
+        output.assert_success();
+        assert_eq!(output.stdout, "prologue 12\n");
+        let spans = receiver.spans();
+        let ids: std::collections::HashMap<_, _> =
+            spans.iter().map(|s| (s.span.span_id.clone(), s)).collect();
+        let parent = |s: &crate::support::receiver::ReceivedSpan| {
+            ids.get(&s.span.parent_span_id).map(|p| p.name().to_owned())
+        };
+        let mut calls: Vec<_> = spans
+            .iter()
+            .map(|s| {
+                (
+                    s.name().to_owned(),
+                    parent(s),
+                    s.int_attr("n"),
+                    s.int_attr("return_value"),
+                )
+            })
+            .collect();
+        calls.sort();
+        let call = |name: &str, parent: Option<&str>, n, ret| {
+            (
+                name.to_owned(),
+                parent.map(str::to_owned),
+                Some(n),
+                Some(ret),
+            )
+        };
+        assert_eq!(
+            calls,
+            [
+                call("scale", None, 2, 3),
+                call("sum_list", Some("sum_list@entry"), 2, 3),
+                call("sum_list", Some("sum_list@entry"), 4, 10),
+                call("sum_list", Some("sum_list@entry"), 9, -1),
+                call("sum_list@entry", None, 4, 10),
+                call("sum_list@entry", None, 9, -1),
+                call("sum_list@entry", Some("scale"), 2, 3),
+            ]
+        );
+        assert_all_exported(output, 7);
+    })
+}
+
+/// The address `nm` gives `symbol` in `binary`.
+fn nm_address(binary: &std::path::Path, symbol: &str) -> u64 {
+    let nm = std::process::Command::new("nm")
+        .arg(binary)
+        .output()
+        .expect("nm runs");
+    String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .find_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [address, _, name] if name == symbol => u64::from_str_radix(address, 16).ok(),
+                _ => None,
+            },
+        )
+        .unwrap_or_else(|| panic!("nm shows no {symbol} in {}", binary.display()))
+}
