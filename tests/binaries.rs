@@ -251,7 +251,7 @@ async fn functions_starting_with_endbr64_are_probed_past_it() {
             "  {function}: {function} at address {address:#x}, file offset {:#x}{}",
             address + skip,
             if skip > 0 {
-                " (+4 past `endbr64`, which the kernel would single-step);"
+                " (+4 past `endbr64`, onto `push %rbp`, which the kernel emulates);"
             } else {
                 ", first instruction `endbr64` single-stepped by the kernel (a second trap per \
                  call, "

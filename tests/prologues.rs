@@ -26,14 +26,14 @@ struct Moved {
 }
 
 /// The functions of `library` whose probes `check` moves past their first instructions, from
-/// its report on every function (`file offset 0x.. (+N past `...`, which the kernel would
-/// single-step)`).
+/// its report on every function (`file offset 0x.. (+N past `...`, onto `...`, which the
+/// kernel emulates)`).
 async fn moved(s: &Scenario, library: &str) -> Vec<Moved> {
     let config = json!({ "probes": [probe(library, json!([{ "symbol": "*" }]))] });
     let report = s.check(&config, 0).await;
     report
         .lines()
-        .filter(|line| line.contains("which the kernel would single-step)"))
+        .filter(|line| line.contains("which the kernel emulates)"))
         .filter_map(|line| {
             let (name, rest) = line.trim_start().split_once(": ")?;
             let offset = rest.split("file offset 0x").nth(1)?.split(' ').next()?;

@@ -479,6 +479,34 @@ impl Code {
             Err(_) => 0,
         }
     }
+
+    /// The function at file offset `offset` (virtual address `address`) probed past an
+    /// `endbr64` onto the push after it ([`entry_skip`]), what a function of unknown length
+    /// may be; `None` when it does not start so.
+    pub fn past_endbr64(
+        &self,
+        offset: u64,
+        address: u64,
+    ) -> Option<crate::x86_64::prologue::ProbeSite> {
+        let skip = self.entry_skip(offset);
+        if skip == 0 {
+            return None;
+        }
+        let mut code = [0u8; 15];
+        let read = self.file.read_at(&mut code, offset + skip).ok()?;
+        let onto = iced_x86::Decoder::with_ip(
+            64,
+            &code[..read],
+            address + skip,
+            iced_x86::DecoderOptions::NONE,
+        )
+        .decode();
+        Some(crate::x86_64::prologue::ProbeSite {
+            skip,
+            moved_past: vec!["endbr64".to_owned()],
+            onto: objdump_text(&onto),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use spanprobe_common::{
     NOT_AT_CALL, ON_GOROUTINE_STACK, RESUMES_AFTER_PANIC,
 };
 
-use crate::x86_64::{ArgOperand, Operand, Register};
+use crate::x86_64::{ArgOperand, Operand, Register, prologue::ProbeSite};
 
 /// A function ready to attach: where it is, and what its spans capture.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,9 +27,9 @@ pub struct Probe {
     /// otherwise single-step on every call (see [`crate::binary::elf::entry_skip`]), a Go
     /// function's stack check, or a Go `RET`'s offset; 0 at the entry.
     pub entry_skip: u64,
-    /// The instructions the probes were moved past (`endbr64`, `mov %rdi,%rbx; test %esi,%esi`),
-    /// onto one the kernel emulates; `None` at the entry, or for a Go function's stack check.
-    pub moved_past: Option<String>,
+    /// Where the probes were moved past the first instructions, onto one the kernel emulates;
+    /// `None` at the entry, or for a Go function's stack check.
+    pub moved: Option<ProbeSite>,
     pub spec: FunctionSpec,
     /// Only this process is traced.
     pub pid: Option<NonZeroU32>,
@@ -81,7 +81,7 @@ impl Probe {
             address: Some(file_offset),
             file_offset,
             entry_skip: 0,
-            moved_past: None,
+            moved: None,
             spec,
             pid: None,
             kind: ProbeKind::Function,

@@ -86,17 +86,13 @@ impl Target {
         size: Option<u64>,
         spec: &FunctionSpec,
     ) -> Probe {
-        let site = match (kind, size) {
-            (ProbeKind::Function, Some(size)) => self.binary.code.probe_site(entry, address, size),
+        let code = &self.binary.code;
+        let moved = match (kind, size) {
+            (ProbeKind::Function, Some(size)) => code.probe_site(entry, address, size),
             _ => None,
-        };
-        let (entry_skip, moved_past) = match site {
-            Some(site) => (site.skip, Some(site.moved_past.join("; "))),
-            None => match self.binary.code.entry_skip(entry) {
-                0 => (0, None),
-                skip => (skip, Some("endbr64".to_owned())),
-            },
-        };
+        }
+        .or_else(|| code.past_endbr64(entry, address.unwrap_or(0)));
+        let entry_skip = moved.as_ref().map_or(0, |site| site.skip);
         let single_stepped = self
             .binary
             .code
@@ -107,7 +103,7 @@ impl Target {
             address,
             file_offset: entry + entry_skip,
             entry_skip,
-            moved_past,
+            moved,
             spec: spec.clone(),
             pid: self.pid,
             kind,

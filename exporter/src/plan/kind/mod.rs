@@ -35,16 +35,20 @@ pub fn clause(function: &Probe, functions: &[Probe]) -> String {
     }
 }
 
-/// Where `function`'s probe sits past its entry, and why (`+4 past `endbr64`, onto the
-/// emulated `push %rbp``), for `check`; `None` at the entry.
+/// Where `function`'s probe sits past its entry, and why (`+4 past `endbr64`, onto `push
+/// %rbp`, which the kernel emulates`), for `check`; `None` at the entry.
 pub fn skipped(function: &Probe) -> Option<String> {
     let skip = function.entry_skip;
     if skip == 0 {
         return None;
     }
-    Some(match (&function.kind, &function.moved_past) {
+    Some(match (&function.kind, &function.moved) {
         (ProbeKind::GoCall { .. }, _) => format!("+{skip}, the stack check's branch"),
-        (_, Some(past)) => format!("+{skip} past `{past}`, which the kernel would single-step"),
+        (_, Some(site)) => format!(
+            "+{skip} past `{}`, onto `{}`, which the kernel emulates",
+            site.moved_past.join("; "),
+            site.onto
+        ),
         (_, None) => format!("+{skip}"),
     })
 }
