@@ -27,7 +27,7 @@ BPF_LINKER_VERSION=0.13.0
 # scripts/kernels.sh decompresses the 6.12 kernel's modules (.ko.xz) with xz.
 APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg
   libc6-dbg postgresql-15 systemtap-sdt-dev golang-go restic age strace qemu-system-x86
-  busybox-static xz-utils)
+  busybox-static xz-utils curl libxml2-utils)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -1,6 +1,6 @@
 //! Probes moved past a prologue's first instructions onto one the kernel emulates read what a
-//! probe at the entry reads, on libraries no one here wrote: every function of Debian's libz
-//! and libsqlite3 that `check` moves is probed twice, at its entry (by `offset`, which stays
+//! probe at the entry reads, on libraries no one here wrote: every function of Debian's libz,
+//! libsqlite3 and libxml2 that `check` moves is probed twice, at its entry (by `offset`, which stays
 //! there) and where it moved (by `symbol`), each reading its six argument registers and its
 //! return value; real programs call them. Each call then has one span at each place, the moved
 //! one a child of the entry's, with the same arguments and return value.
@@ -17,6 +17,7 @@ use support::{
 
 const LIBZ: &str = "/usr/lib/x86_64-linux-gnu/libz.so.1";
 const LIBSQLITE3: &str = "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0";
+const LIBXML2: &str = "/usr/lib/x86_64-linux-gnu/libxml2.so.2";
 
 /// A function `check` moved: its name and the file offset of its entry.
 struct Moved {
@@ -121,29 +122,33 @@ async fn moved_probes_read_what_entry_probes_read_in_real_libraries() {
     let s = Scenario::start().await;
     let libz = moved(&s, LIBZ).await;
     let sqlite = moved(&s, LIBSQLITE3).await;
+    let libxml2 = moved(&s, LIBXML2).await;
     // Debian's builds keep no frame pointers: many prologues start with a test or a move.
+    let counts = (libz.len(), sqlite.len(), libxml2.len());
     assert!(
-        libz.len() >= 20 && sqlite.len() >= 100,
-        "{} {}",
-        libz.len(),
-        sqlite.len()
+        counts.0 >= 20 && counts.1 >= 100 && counts.2 >= 100,
+        "{counts:?}"
     );
     let config = json!({
         "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
         "probes": [
             probe(LIBZ, both_places(&libz)),
             probe(LIBSQLITE3, both_places(&sqlite)),
+            probe(LIBXML2, both_places(&libxml2)),
         ],
     });
     let script = "python3 -c 'import zlib; d = zlib.compress(bytes(range(256)) * 64, 9); \
                   zlib.decompress(d); z = zlib.compressobj(); z.compress(d); z.flush()' && \
                   sqlite3 :memory: 'create table t(x text); insert into t values (\"a\"), (\"b\"); \
-                  select group_concat(x) from t where x > \"a\";'";
+                  select group_concat(x) from t where x > \"a\";' && \
+                  echo '<a><b n=\"1\">x</b><b n=\"2\">y</b></a>' | xmllint --xpath 'string(//b[@n=2])' -";
     let (output, spans) = s.trace(&config, &["sh", "-c", script]).exits(0).await;
-    assert_eq!(support::stdout(&output), "b\n");
+    assert_eq!(support::stdout(&output), "b\ny\n");
     let calls_libz = compare(&spans, &libz);
     let calls_sqlite = compare(&spans, &sqlite);
+    let calls_libxml2 = compare(&spans, &libxml2);
     // The programs called some of each library's moved functions.
     assert!(calls_libz.contains_key("deflate"), "{calls_libz:?}");
     assert!(calls_sqlite.len() >= 10, "{calls_sqlite:?}");
+    assert!(calls_libxml2.len() >= 10, "{calls_libxml2:?}");
 }
