@@ -108,7 +108,8 @@ async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
         started.elapsed()
     );
     // Other tests' processes run the library too: only ours are counted.
-    let opened: Vec<_> = s
+    // Spans arrive in no particular order.
+    let mut opened: Vec<_> = s
         .receiver
         .spans()
         .into_iter()
@@ -116,6 +117,8 @@ async fn a_sidecar_with_hundreds_of_functions_stops_at_once() {
         .filter_map(|s| s.resource_int("process.pid"))
         .filter(|pid| pids.contains(pid))
         .collect();
+    opened.sort_unstable();
+    pids.sort_unstable();
     assert_eq!(opened, pids, "one open per sqlite3 process");
 }
 
