@@ -83,6 +83,45 @@ async fn nested_chain_has_exact_frames_and_no_trampolines() {
     );
 }
 
+/// tail_outer jumps to tail_inner, whose frame then has tail_outer's return slot, and main is
+/// probed above both: each return slot shows its own real return address once, main's too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tail_call_shows_each_return_slot_once() {
+    support::needs_root!();
+    let (s, calls) = Scenario::with_calls("calls", &[]).await;
+    let functions = json!([
+        { "symbol": "main" },
+        { "symbol": "tail_outer" },
+        { "symbol": "tail_inner", "stack": true },
+    ]);
+    let command = [calls.to_str().unwrap(), "tailcall"];
+    let (_, spans) = s
+        .trace(&s.config(&calls, functions), &command)
+        .exits(0)
+        .await;
+    let stack = stack_of(&spans, "tail_inner");
+    let source = programs().join("calls.c");
+    // tail_outer's frame is gone: it jumped away, leaving its return address to main.
+    assert_frame(
+        stack[0],
+        "tail_inner",
+        "calls.c",
+        line_of(&source, "", "PROBED long tail_inner"),
+    );
+    assert_frame(
+        stack[1],
+        "main",
+        "calls.c",
+        line_of(&source, "\"tailcall\"", "tail_outer(1)"),
+    );
+    // main's caller in libc, in place of main's trampoline (not main's own return address
+    // again). The process has exited: libc's frames stay addresses.
+    assert!(
+        stack.len() >= 3 && !stack[2].starts_with("main ("),
+        "{stack:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_process_that_exited_before_export_still_gets_its_frames() {
     support::needs_root!();

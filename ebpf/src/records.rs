@@ -146,6 +146,8 @@ pub(crate) fn capture_stack(
     let trampoline = read_user_u64(parent.sp);
     // SAFETY: returns_offset < DATA_MAX and 8 * (1 + MAX_DEPTH) bytes fit in the slack.
     unsafe { returns.write_unaligned(trampoline) };
+    // The return slot of the frame inside the one at hand: this call's, at first.
+    let mut inner_slot = regs.rsp;
     for k in 0..MAX_DEPTH {
         if k as u32 >= depth {
             break;
@@ -154,8 +156,16 @@ pub(crate) fn capture_stack(
         let Some(frame) = stack.frames.get(index) else {
             break;
         };
+        // A caller that tail-called the frame inside it shares that frame's return slot, which
+        // the walk shows once: all ones, as for a USDT frame, which userspace passes over.
+        let address = if frame.sp == inner_slot {
+            u64::MAX
+        } else {
+            frame.return_address
+        };
+        inner_slot = frame.sp;
         // SAFETY: k < MAX_DEPTH: within the region, as above.
-        unsafe { returns.add(1 + k).write_unaligned(frame.return_address) };
+        unsafe { returns.add(1 + k).write_unaligned(address) };
     }
 }
 
