@@ -289,7 +289,6 @@ impl ElfInfo {
         Ok(info)
     }
 
-    /// Whether the code at file offset `offset` is the entry point (see [`Self::entry_point`]).
     /// Whether the code at `address` is a Go function's: in a Go binary, and not C (see
     /// [`ElfInfo::go_code`]).
     pub fn is_go_code(&self, address: Option<u64>) -> bool {
@@ -298,6 +297,7 @@ impl ElfInfo {
                 || address.is_none_or(|address| self.go_code.contains(&address)))
     }
 
+    /// Whether the code at file offset `offset` is the entry point (see [`Self::entry_point`]).
     pub fn is_entry_point(&self, offset: u64) -> bool {
         self.entry_point
             .is_some_and(|entry| self.address_to_offset(entry) == Some(offset))
