@@ -459,15 +459,19 @@ impl Code {
         offset: u64,
         address: Option<u64>,
         size: u64,
-    ) -> Option<crate::x86_64::prologue::ProbeSite> {
+    ) -> Result<crate::x86_64::prologue::ProbeSite, crate::x86_64::prologue::Stay> {
+        use crate::x86_64::prologue::{Stay, probe_site};
         // Every branch of the function is read, to find one back into the prologue: a very
         // long function stays at its entry.
         const MOST: u64 = 256 << 10;
         if size > MOST {
-            return None;
+            return Err(Stay::NoneClose);
         }
-        let code = self.bytes(offset, usize::try_from(size).ok()?)?;
-        crate::x86_64::prologue::probe_site(&code, address.unwrap_or(0))
+        let code = usize::try_from(size)
+            .ok()
+            .and_then(|size| self.bytes(offset, size))
+            .ok_or(Stay::Undecodable)?;
+        probe_site(&code, address.unwrap_or(0))
     }
 
     /// [`entry_skip`] of the function at file offset `offset`; 0 if the bytes cannot be read

@@ -176,6 +176,9 @@ pub fn report(config_path: &Path, functions: &[Probe], step_cost: Option<Duratio
                 ", first instruction `{instruction}` single-stepped by the kernel (a second \
                  trap per call{cost}, inside the span)"
             );
+            if let Some(stays) = &function.stays {
+                let _ = write!(out, ", not moved: {stays}");
+            }
         }
         let args: Vec<_> = function
             .spec

@@ -178,7 +178,7 @@ fn unprobeable(code: &Code, function: &FunctionSymbol) -> Option<String> {
     // Where `run` puts it (see `Target::probe_at`).
     let skip = code
         .probe_site(offset, Some(function.address), function.size as u64)
-        .map_or_else(|| code.entry_skip(offset), |site| site.skip);
+        .map_or_else(|_| code.entry_skip(offset), |site| site.skip);
     let (instruction, why) = code.refused(offset + skip, function.address + skip)?;
     Some(format!("whose first instruction `{instruction}` has {why}"))
 }

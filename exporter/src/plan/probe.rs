@@ -30,6 +30,9 @@ pub struct Probe {
     /// Where the probes were moved past the first instructions, onto one the kernel emulates;
     /// `None` at the entry, or for a Go function's stack check.
     pub moved: Option<ProbeSite>,
+    /// Why the probes stay at the entry of a function whose first instruction the kernel
+    /// single-steps, when that was looked into.
+    pub stays: Option<String>,
     pub spec: FunctionSpec,
     /// Only this process is traced.
     pub pid: Option<NonZeroU32>,
@@ -82,6 +85,7 @@ impl Probe {
             file_offset,
             entry_skip: 0,
             moved: None,
+            stays: None,
             spec,
             pid: None,
             kind: ProbeKind::Function,

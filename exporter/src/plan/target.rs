@@ -87,11 +87,17 @@ impl Target {
         spec: &FunctionSpec,
     ) -> Probe {
         let code = &self.binary.code;
-        let moved = match (kind, size) {
-            (ProbeKind::Function, Some(size)) => code.probe_site(entry, address, size),
+        let site = match (kind, size) {
+            (ProbeKind::Function, Some(size)) => Some(code.probe_site(entry, address, size)),
             _ => None,
-        }
-        .or_else(|| code.past_endbr64(entry, address.unwrap_or(0)));
+        };
+        let stays = site
+            .as_ref()
+            .and_then(|site| site.as_ref().err())
+            .map(ToString::to_string);
+        let moved = site
+            .and_then(Result::ok)
+            .or_else(|| code.past_endbr64(entry, address.unwrap_or(0)));
         let entry_skip = moved.as_ref().map_or(0, |site| site.skip);
         let single_stepped = self
             .binary
@@ -104,6 +110,7 @@ impl Target {
             file_offset: entry + entry_skip,
             entry_skip,
             moved,
+            stays,
             spec: spec.clone(),
             pid: self.pid,
             kind,

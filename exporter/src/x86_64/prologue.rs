@@ -38,52 +38,82 @@ pub fn emulated(instruction: &Instruction) -> bool {
     }
 }
 
+/// Why a function's probes stay at its entry, as `check` says it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stay {
+    #[error("its first instruction is emulated already")]
+    Emulated,
+    #[error("`{instruction}` {change}")]
+    Changes {
+        instruction: String,
+        change: &'static str,
+    },
+    #[error(
+        "a branch of the function lands on `{instruction}`, where a moved probe would fire again"
+    )]
+    BranchLands { instruction: String },
+    #[error("no instruction the kernel emulates within its first {MAX_MOVED_PAST}")]
+    NoneClose,
+    #[error("its code does not decode")]
+    Undecodable,
+}
+
 /// Where the probes of the function whose code is `code` (all of it, from its entry at
 /// `address`) go: onto the first instruction the kernel emulates, past those before it when
-/// each leaves what a probe reads as it was at the entry (see [`leaves_entry_state`]) and no
+/// each leaves what a probe reads as it was at the entry (see [`entry_state_change`]) and no
 /// branch of the function lands on one of them or on the probed one (a probe there would fire
-/// again). `None` to stay at the entry: the first instruction is emulated already, or no
-/// emulated one follows such instructions closely.
-pub fn probe_site(code: &[u8], address: u64) -> Option<ProbeSite> {
+/// again). Otherwise why they stay at the entry.
+pub fn probe_site(code: &[u8], address: u64) -> Result<ProbeSite, Stay> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut info = InstructionInfoFactory::new();
     let mut moved_past = Vec::new();
     let mut skip = 0u64;
     for _ in 0..=MAX_MOVED_PAST {
         if !decoder.can_decode() {
-            return None;
+            return Err(Stay::Undecodable);
         }
         let instruction = decoder.decode();
         if instruction.is_invalid() {
-            return None;
+            return Err(Stay::Undecodable);
         }
+        let text = super::objdump_text(&instruction);
         if emulated(&instruction) {
-            if moved_past.is_empty() || lands_within(code, address, skip) {
-                return None;
+            if moved_past.is_empty() {
+                return Err(Stay::Emulated);
             }
-            return Some(ProbeSite {
+            if let Some(landed) = lands_within(code, address, skip) {
+                let instruction = moved_past.get(landed).cloned().unwrap_or(text);
+                return Err(Stay::BranchLands { instruction });
+            }
+            return Ok(ProbeSite {
                 skip,
                 moved_past,
-                onto: super::objdump_text(&instruction),
+                onto: text,
             });
         }
-        if !leaves_entry_state(&instruction, &mut info) {
-            return None;
+        if let Some(change) = entry_state_change(&instruction, &mut info) {
+            return Err(Stay::Changes {
+                instruction: text,
+                change,
+            });
         }
-        moved_past.push(super::objdump_text(&instruction));
+        moved_past.push(text);
         skip += instruction.len() as u64;
     }
-    None
+    Err(Stay::NoneClose)
 }
 
-/// Whether `instruction`, run before a probe, leaves what the probe reads at a function's
-/// entry as it was: it always falls through to the next one, and writes no memory (the stack
-/// arguments and the return address are there), no argument register (RDI, RSI, RDX, RCX, R8,
-/// R9, in any width), and neither RSP (the return address's place, which the return probe
-/// takes over) nor RBP (where a stack walk starts).
-pub fn leaves_entry_state(instruction: &Instruction, info: &mut InstructionInfoFactory) -> bool {
+/// What `instruction`, run before a probe, changes of what the probe reads at a function's
+/// entry, if anything: it must always fall through to the next one, and write no memory (the
+/// stack arguments and the return address are there), no argument register (RDI, RSI, RDX,
+/// RCX, R8, R9, in any width), and neither RSP (the return address's place, which the return
+/// probe takes over) nor RBP (where a stack walk starts).
+pub fn entry_state_change(
+    instruction: &Instruction,
+    info: &mut InstructionInfoFactory,
+) -> Option<&'static str> {
     if instruction.flow_control() != FlowControl::Next {
-        return false;
+        return Some("does not always run the next instruction");
     }
     let used = info.info(instruction);
     let writes = |access: OpAccess| {
@@ -97,29 +127,36 @@ pub fn leaves_entry_state(instruction: &Instruction, info: &mut InstructionInfoF
         .iter()
         .any(|memory| writes(memory.access()))
     {
-        return false;
+        return Some("writes memory, where the stack arguments and the return address are");
     }
-    !used.used_registers().iter().any(|used| {
-        writes(used.access())
-            && matches!(
-                used.register().full_register(),
-                Register::RDI
-                    | Register::RSI
-                    | Register::RDX
-                    | Register::RCX
-                    | Register::R8
-                    | Register::R9
-                    | Register::RSP
-                    | Register::RBP
-            )
-    })
+    let written = used
+        .used_registers()
+        .iter()
+        .filter(|used| writes(used.access()))
+        .map(|used| used.register().full_register());
+    for register in written {
+        match register {
+            Register::RSP => {
+                return Some("moves RSP, where the return probe finds the return address");
+            }
+            Register::RBP => return Some("writes RBP, where a stack walk starts"),
+            Register::RDI
+            | Register::RSI
+            | Register::RDX
+            | Register::RCX
+            | Register::R8
+            | Register::R9 => return Some("writes an argument register"),
+            _ => {}
+        }
+    }
+    None
 }
 
-/// Whether a direct branch of the function in `code` (from `address`) lands past its entry
-/// and no further than `skip` bytes in: on an instruction a probe moved past, or on the probed
-/// one. An indirect branch (a jump table) cannot be followed: none is expected in a prologue's
-/// first instructions.
-fn lands_within(code: &[u8], address: u64, skip: u64) -> bool {
+/// Where a direct branch of the function in `code` (from `address`) lands past its entry and
+/// no further than `skip` bytes in, if one does: on which of the instructions a probe moved
+/// past (by its place among them, the probed one last). An indirect branch (a jump table)
+/// cannot be followed: none is expected in a prologue's first instructions.
+fn lands_within(code: &[u8], address: u64, skip: u64) -> Option<usize> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut instruction = Instruction::default();
     while decoder.can_decode() {
@@ -133,10 +170,22 @@ fn lands_within(code: &[u8], address: u64, skip: u64) -> bool {
             _ => continue,
         };
         if target > address && target <= address + skip {
-            return true;
+            return Some(instruction_index(code, address, target));
         }
     }
-    false
+    None
+}
+
+/// The place, among the instructions from the start of `code` (at `address`), of the one at
+/// `target`.
+fn instruction_index(code: &[u8], address: u64, target: u64) -> usize {
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut index = 0;
+    while decoder.can_decode() && decoder.ip() < target {
+        let _ = decoder.decode();
+        index += 1;
+    }
+    index
 }
 
 #[cfg(test)]
@@ -146,7 +195,13 @@ mod tests {
     const ADDRESS: u64 = 0x1000;
 
     fn site(code: &[u8]) -> Option<(u64, Vec<String>, String)> {
-        probe_site(code, ADDRESS).map(|site| (site.skip, site.moved_past, site.onto))
+        probe_site(code, ADDRESS)
+            .ok()
+            .map(|site| (site.skip, site.moved_past, site.onto))
+    }
+
+    fn why(code: &[u8]) -> String {
+        probe_site(code, ADDRESS).unwrap_err().to_string()
     }
 
     #[test]
@@ -190,6 +245,16 @@ mod tests {
         assert_eq!(site(&[0x31, 0xed, 0x55]), None);
         // ret: not every call reaches what follows.
         assert_eq!(site(&[0xc3, 0x55]), None);
+        // What check says of each.
+        assert_eq!(
+            why(&[0x48, 0x83, 0xec, 0x18, 0x55]),
+            "`sub $0x18,%rsp` moves RSP, where the return probe finds the return address"
+        );
+        assert_eq!(
+            why(&[0x31, 0xc9, 0x55]),
+            "`xor %ecx,%ecx` writes an argument register"
+        );
+        assert_eq!(why(&[0x55]), "its first instruction is emulated already");
     }
 
     #[test]
@@ -198,6 +263,10 @@ mod tests {
         // the probe on je again.
         let code = [0x48, 0x85, 0xff, 0x74, 0x03, 0x90, 0x90, 0x90, 0xeb, 0xf9];
         assert_eq!(site(&code), None);
+        assert_eq!(
+            why(&code),
+            "a branch of the function lands on `je 0x1008`, where a moved probe would fire again"
+        );
         // Back to the entry itself: as at an entry probe, every pass fires.
         let code = [0x48, 0x85, 0xff, 0x74, 0x03, 0x90, 0x90, 0x90, 0xeb, 0xf6];
         assert_eq!(site(&code).map(|(skip, ..)| skip), Some(3));
@@ -209,6 +278,10 @@ mod tests {
         let mut code: Vec<u8> = [0x48, 0x8b, 0x07].repeat(9);
         code.push(0x55);
         assert_eq!(site(&code), None);
+        assert_eq!(
+            why(&code),
+            "no instruction the kernel emulates within its first 8"
+        );
         assert_eq!(site(&code[3..]).map(|(skip, ..)| skip), Some(24));
     }
 }
