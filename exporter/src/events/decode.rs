@@ -1,5 +1,5 @@
 //! Ring-buffer records to typed values: the event itself, and each capture as an OpenTelemetry
-//! value (how each type decodes is [`ValueType::decode`]'s).
+//! value (how each type decodes is [`ValueType::decode`](spanprobe_config::ValueType::decode)'s).
 
 use opentelemetry::Value;
 use spanprobe_common::CallEvent;
