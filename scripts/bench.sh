@@ -719,7 +719,8 @@ per_call_table() { # TARGET
   echo "per-call tables above: \`endbr64\` against \`push\`). Probes now move past a prologue's first"
   echo "instructions onto the first emulated one when those leave the arguments, RSP, RBP and"
   echo "memory as at the entry (issue #33); before, only past an \`endbr64\` onto a push. Counted"
-  echo "from \`check\`'s report on a glob of every function of each binary."
+  echo "from \`check\`'s report on a glob of every function of each binary; the \"before\" column from"
+  echo "the same report: those single-stepped now, plus those moved now that the old rule left."
   echo
   cat "$work/prologues.md"
   echo

@@ -465,7 +465,7 @@ impl Code {
         // long function stays at its entry.
         const MOST: u64 = 256 << 10;
         if size > MOST {
-            return Err(Stay::NoneClose);
+            return Err(Stay::TooLong);
         }
         let code = usize::try_from(size)
             .ok()

@@ -13,7 +13,7 @@ pub mod usdt;
 
 use std::{cell::OnceCell, collections::HashMap, path::PathBuf, sync::Arc};
 
-use dwarf::{DwarfError, DwarfFile, FunctionSignature, go::GoFunctions};
+use dwarf::{DwarfError, DwarfFile, FunctionSignature, go::GoFunctions, path::PathError};
 use elf::{Code, ElfInfo};
 use symbols::{SymbolTable, SymbolsError};
 
@@ -78,6 +78,17 @@ impl Binary {
             .as_ref()
             .map(Option::as_ref)
             .map_err(Arc::clone)
+    }
+
+    /// The chains of `requests` from the parameters of the function of symbol `raw`, from the
+    /// binary's DWARF (see [`dwarf::path::chains_in`]); the outer error concerns them all.
+    pub fn path_chains(
+        &self,
+        raw: &str,
+        requests: &[dwarf::path::PathRequest<'_>],
+    ) -> Result<Vec<Result<dwarf::path::FieldChain, PathError>>, PathError> {
+        let dwarf = self.dwarf().map_err(PathError::Dwarf)?;
+        dwarf::path::chains_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, requests)
     }
 
     /// What DWARF says of the function of symbol `raw`; `None` without DWARF, or without that

@@ -17,7 +17,7 @@ use crate::{
             go::GoFunctions,
             path::{MAX_OFFERS, ParamOffers, pointee_members},
         },
-        elf::Code,
+        elf::{Code, ElfInfo},
         symbols::FunctionSymbol,
     },
     x86_64::{
@@ -86,12 +86,13 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
     // What `run` would refuse is left out, each with a comment saying why, so that the config
     // passes `check` as written.
     let code = Code::open(&path)?;
-    for function in &functions {
-        if let Some(why) = unprobeable(&code, function) {
+    functions.retain(|function| match unprobeable(&code, &elf, function) {
+        Some(why) => {
             left_out.push(format!("{}, {why}", function.raw));
+            false
         }
-    }
-    functions.retain(|function| unprobeable(&code, function).is_none());
+        None => true,
+    });
 
     let soname = crate::binary::elf::soname(&path);
     let mut out = String::new();
@@ -171,14 +172,18 @@ pub fn starter_config(binary: &str, patterns: &[String], members: bool) -> anyho
 
 /// Why `run` could not probe `function`, if it could not: it is outside the loaded segments,
 /// or the kernel refuses a uprobe on the instruction where its probe goes.
-fn unprobeable(code: &Code, function: &FunctionSymbol) -> Option<String> {
+fn unprobeable(code: &Code, elf: &ElfInfo, function: &FunctionSymbol) -> Option<String> {
     let Some(offset) = function.file_offset else {
         return Some("not in a loaded segment (no code to probe)".to_owned());
     };
-    // Where `run` puts it (see `Target::probe_at`).
-    let skip = code
-        .probe_site(offset, Some(function.address), function.size as u64)
-        .map_or_else(|_| code.entry_skip(offset), |site| site.skip);
+    // Where `run` puts it (see `Target::probe_at`): a Go function's probe is placed apart.
+    let moved = (!elf.is_go_code(Some(function.address)))
+        .then(|| {
+            code.probe_site(offset, Some(function.address), function.size as u64)
+                .ok()
+        })
+        .flatten();
+    let skip = moved.map_or_else(|| code.entry_skip(offset), |site| site.skip);
     let (instruction, why) = code.refused(offset + skip, function.address + skip)?;
     Some(format!("whose first instruction `{instruction}` has {why}"))
 }

@@ -56,6 +56,8 @@ pub enum Stay {
     NoneClose,
     #[error("its code does not decode")]
     Undecodable,
+    #[error("it is too long to find every branch into its first instructions")]
+    TooLong,
 }
 
 /// Where the probes of the function whose code is `code` (all of it, from its entry at

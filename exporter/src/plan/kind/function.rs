@@ -366,13 +366,7 @@ fn resolve_paths(
         }
     };
     let requests: Vec<_> = with_path.iter().map(|(_, request)| *request).collect();
-    let chains = match target
-        .binary
-        .dwarf()
-        .map_err(path::PathError::Dwarf)
-        .and_then(|dwarf| {
-            path::chains_in(dwarf.ok_or(path::PathError::NoDebugInfo)?, raw, &requests)
-        }) {
+    let chains = match target.binary.path_chains(raw, &requests) {
         Ok(chains) => chains,
         // What concerns every path (no debug info, no such function) is said once, at the first.
         Err(source) => return Err(vec![path_error(&with_path[0], source)]),

@@ -10,7 +10,7 @@ use crate::{
     binary::{
         dwarf::{
             go::GoFunctions,
-            path::{self, FieldChain, PathBase, PathError, PathRequest},
+            path::{FieldChain, PathBase, PathError, PathRequest},
         },
         elf::ElfInfo,
         symbols::FunctionSymbol,
@@ -385,9 +385,7 @@ pub(super) fn resolve_go_return(
     };
     let chain = target
         .binary
-        .dwarf()
-        .map_err(PathError::Dwarf)
-        .and_then(|dwarf| path::chains_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &[request]))
+        .path_chains(raw, &[request])
         .and_then(|mut chains| {
             chains
                 .pop()
@@ -476,9 +474,7 @@ fn memory_paths(
     let asked: Vec<PathRequest<'_>> = requests.iter().map(|(_, request)| *request).collect();
     let resolved = target
         .binary
-        .dwarf()
-        .map_err(PathError::Dwarf)
-        .and_then(|dwarf| path::chains_in(dwarf.ok_or(PathError::NoDebugInfo)?, raw, &asked))
+        .path_chains(raw, &asked)
         .map_err(|source| vec![problem(first, requests[0].1.path, source)])?;
     for ((a, request), chain) in requests.iter().zip(resolved) {
         chains[*a] = Some(chain.map_err(|source| problem(*a, request.path, source)));
