@@ -74,7 +74,7 @@ async fn check_shows_what_would_be_attached_without_root() {
     assert_eq!(
         support::stdout(&output),
         format!(
-            "{config}: ok, 1 function to probe\nrun attaches 2 uprobes through 2 uprobe_multi links (2 perf events where the kernel has no such links)\n{demo}\n  add: two_ints_and_return at address 0x{address}, file offset 0x{address}, first instruction `lea (%rdi,%rsi),%eax` single-stepped by the kernel (a second trap per call, inside the span), not moved: `ret` does not always run the next instruction; args a: i32 (RDI), h: str up to 8 bytes (stack+16); return sum: i32 (RAX) (error when < 0)\nspans go to standard error (lines)\n",
+            "{config}: ok, 1 function to probe\nrun attaches 2 uprobes through 2 uprobe_multi links (2 perf events where the kernel has no such links); with a command, in its processes only, as perf events\n{demo}\n  add: two_ints_and_return at address 0x{address}, file offset 0x{address}, first instruction `lea (%rdi,%rsi),%eax` single-stepped by the kernel (a second trap per call, inside the span), not moved: `ret` does not always run the next instruction; args a: i32 (RDI), h: str up to 8 bytes (stack+16); return sum: i32 (RAX) (error when < 0)\nspans go to standard error (lines)\n",
             config = config.display(),
             demo = demo.display(),
         )

@@ -199,3 +199,99 @@ async fn attaching_to_an_already_running_process_by_pid() {
     }
     let _ = sleeper.kill().await;
 }
+
+/// With a command, the probes' breakpoints are in the command's processes only: another
+/// process of the same binary runs its code unchanged and takes no trap, where with
+/// `--attach multi` (in every process) it holds the breakpoint too. Seen in the processes'
+/// own memory, where the kernel writes a uprobe's `int3`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_command_only_its_processes_take_traps() {
+    support::needs_root!();
+    let (s, calls) = Scenario::with_calls("calls-scoped", &[]).await;
+    let tick = support::symbol_address(&calls, "tick").await;
+    let code = std::fs::read(&calls).unwrap()[tick as usize..][..16].to_vec();
+    let config = s.write(&s.config(&calls, ticks()));
+    for (options, elsewhere) in [(&[][..], false), (&["--attach", "multi"][..], true)] {
+        let mut untraced = serve(&calls, Stdio::null());
+        let untraced_pid = untraced.id().unwrap();
+        let mut args = options.to_vec();
+        let calls_path = calls.to_str().unwrap();
+        args.extend(["--", calls_path, "serve", "50"]);
+        let tracer = support::Sidecar::start(&config, &args).await;
+        let spanprobe_pid = tracer.pid();
+        let traced_pid = child_of(spanprobe_pid).await;
+        // Forked before the probes were attached, it runs the command once they are.
+        for _ in 0..100 {
+            if std::fs::read_link(format!("/proc/{traced_pid}/exe")).ok() == Some(calls.clone()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let breakpoint = |pid| code_of(pid, &calls, tick, code.len()).contains(&0xcc);
+        assert!(
+            breakpoint(traced_pid),
+            "{options:?}: the command holds the probe"
+        );
+        assert_eq!(
+            breakpoint(untraced_pid),
+            elsewhere,
+            "{options:?}: the other process {}",
+            if elsewhere {
+                "holds it too"
+            } else {
+                "runs unchanged"
+            }
+        );
+        assert!(!code.contains(&0xcc), "the file itself has no int3");
+        let stderr = tracer.wait().await;
+        let _ = untraced.kill().await;
+        assert!(!stderr.contains("WARN"), "{stderr}");
+        let events = std::fs::read_to_string("/sys/kernel/tracing/uprobe_events").unwrap();
+        let group = format!("spanprobe_{spanprobe_pid}/");
+        assert!(!events.contains(&group), "events left behind:\n{events}");
+    }
+    let spans = s.receiver.wait_for_spans(100, SPANS_WAIT).await;
+    assert_eq!(spans.len(), 100, "both runs' 50 ticks");
+}
+
+/// The first child of process `parent` (forked by any of its threads), once it has one.
+async fn child_of(parent: i32) -> u32 {
+    for _ in 0..100 {
+        let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).unwrap();
+        let child = tasks.flatten().find_map(|task| {
+            let children = std::fs::read_to_string(task.path().join("children")).ok()?;
+            children.split_whitespace().next()?.parse().ok()
+        });
+        if let Some(child) = child {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("process {parent} started no child");
+}
+
+/// `len` bytes of `binary`'s code at file offset `offset` (its address too: a PIE's text is
+/// mapped at its offset) as process `pid` runs them.
+fn code_of(pid: u32, binary: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read as _, Seek as _};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let base = maps
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<_> = line.split_whitespace().collect();
+            let (range, file_offset, path) = (fields[0], fields[2], *fields.get(5)?);
+            let (start, end) = range.split_once('-')?;
+            let [start, end, file_offset] =
+                [start, end, file_offset].map(|hex| u64::from_str_radix(hex, 16).unwrap());
+            let inside = (file_offset..file_offset + (end - start)).contains(&offset);
+            (Path::new(path) == binary && inside).then_some(start - file_offset)
+        })
+        .expect("the binary's code is mapped");
+    let mut memory = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    memory
+        .seek(std::io::SeekFrom::Start(base + offset))
+        .unwrap();
+    let mut code = vec![0; len];
+    memory.read_exact(&mut code).unwrap();
+    code
+}

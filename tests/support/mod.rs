@@ -276,9 +276,15 @@ impl Sidecar {
     }
 
     /// Sends SIGINT, waits for spanprobe to exit with status 0, and returns its whole stderr.
-    pub async fn stop(mut self) -> String {
+    pub async fn stop(self) -> String {
         // SAFETY: plain kill(2).
         unsafe { libc::kill(self.pid(), libc::SIGINT) };
+        self.wait().await
+    }
+
+    /// Waits for spanprobe to exit with status 0 (started with a command: once the command
+    /// has), and returns its whole stderr.
+    pub async fn wait(mut self) -> String {
         let status = tokio::time::timeout(SIDECAR_WAIT, self.child.wait())
             .await
             .expect("spanprobe exits in time")

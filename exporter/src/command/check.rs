@@ -18,7 +18,7 @@ use crate::{
     plan::{
         capture::plans,
         kind,
-        links::{AttachMode, links, probe_count},
+        links::{AttachMode, COMMAND_TREE_PROBES, links, probe_count},
         load::{load_resolved, located},
         probe::Probe,
         resolve::Resolved,
@@ -122,11 +122,16 @@ pub fn report(config_path: &Path, functions: &[Probe], step_cost: Option<Duratio
     // Sampling changes no link: the default sampler serves.
     let plans = plans(functions, &Default::default());
     let multi = links(functions, &plans, AttachMode::Multi);
+    let probes = probe_count(&multi);
+    let with_command = if probes <= COMMAND_TREE_PROBES {
+        "in its processes only, as perf events"
+    } else {
+        "through the links too, where the kernel has them (more than 32 probes)"
+    };
     let _ = writeln!(
         out,
-        "run attaches {} uprobes through {} uprobe_multi link{} ({} perf events where the \
-         kernel has no such links)",
-        probe_count(&multi),
+        "run attaches {probes} uprobes through {} uprobe_multi link{} ({} perf events where the \
+         kernel has no such links); with a command, {with_command}",
         multi.len(),
         if multi.len() == 1 { "" } else { "s" },
         links(functions, &plans, AttachMode::PerfEvent).len(),

@@ -119,8 +119,21 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let started = std::time::Instant::now();
     // Every stage reads each function's captures from this one table, by function id.
     let plans = capture::plans(&functions, &config.sampler);
-    let mut tracer = Loaded::load(&functions, &plans, filter, &config.limits, attach_mode)?
-        .attach(&functions, &plans)?;
+    let loaded = Loaded::load(&functions, &plans, filter, &config.limits, attach_mode)?;
+    let mut resources = Resources::new(config.service_name.clone(), &config.resource);
+    // Forked now and held before exec: the probes can go in its processes only, and its
+    // resource is known even if it is gone before its first span is read. Should anything
+    // below fail, dropping it makes the child exit before it runs the command.
+    // (`program` is there exactly when a command is.)
+    let gated = match &program {
+        None => None,
+        Some(program) => {
+            let gated = GatedChild::spawn(command).await?;
+            resources.known(gated.pid().get(), program, command);
+            Some(gated)
+        }
+    };
+    let mut tracer = loaded.attach(&functions, &plans, gated.as_ref().map(GatedChild::pid))?;
     tracing::info!(
         probes = tracer.attached(),
         links = tracer.links(),
@@ -148,18 +161,6 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         BootClock::sample(),
         IdGenerator::random(),
     );
-    let mut resources = Resources::new(config.service_name.clone(), &config.resource);
-    // Forked now and held before exec, so that its resource is known even if it is gone
-    // before its first span is read.
-    // (`program` is there exactly when a command is.)
-    let gated = match &program {
-        None => None,
-        Some(program) => {
-            let gated = GatedChild::spawn(command).await?;
-            resources.known(gated.pid().get(), program, command);
-            Some(gated)
-        }
-    };
     // Everything that can fail at start-up has succeeded: the previous capture can go.
     exporter.start()?;
     let export_task = spawn_export(exporter, queued, settings, Arc::clone(&metrics));

@@ -34,10 +34,11 @@ use crate::{
         btf::{self, BtfError, VMLINUX_BTF},
         process_tree,
         ref_ctr_link::{self, CountedProbe},
+        tree_uprobe::{self, TreeUprobe},
     },
     plan::{
         capture::{CapturePlan, process_trees},
-        links::{AttachMode, Link, Program, links, probe_count},
+        links::{AttachMode, COMMAND_TREE_PROBES, Link, Program, links, probe_count},
         probe::Probe,
     },
 };
@@ -65,7 +66,7 @@ pub enum ProcessFilter {
 pub enum BpfError {
     #[error(
         "spanprobe needs CAP_BPF and CAP_PERFMON{}; missing {}",
-        if *.mode == AttachMode::PerfEvent {
+        if .mode.attaches_perf_events() {
             ", and CAP_SYS_ADMIN to attach perf-event uprobes"
         } else {
             ""
@@ -78,6 +79,8 @@ pub enum BpfError {
     },
     #[error("--attach multi: {0}")]
     MultiUnsupported(String),
+    #[error("--attach command: {0}")]
+    CommandTree(&'static str),
     #[error(transparent)]
     Kernel(#[from] crate::kernel::features::MissingFeatures),
     #[error("cannot follow the traced command's child processes")]
@@ -127,7 +130,7 @@ pub enum BpfError {
         source: Box<ProgramError>,
     },
     #[error("cannot attach the {kind} of {}: {functions}", binary.display())]
-    AttachCounted {
+    AttachSyscall {
         kind: &'static str,
         binary: PathBuf,
         functions: Functions,
@@ -135,8 +138,8 @@ pub enum BpfError {
         source: std::io::Error,
     },
     #[error(
-        "USDT probes guarded by a semaphore ({functions}) need uprobe_multi links, which \
-         increment it: {reason}"
+        "USDT probes guarded by a semaphore ({functions}) need uprobe_multi links or a \
+         command's own probes, which increment it: {reason}"
     )]
     SemaphoreWithoutMulti {
         functions: Functions,
@@ -281,11 +284,18 @@ fn check_capabilities(mode: AttachMode) -> Result<(), BpfError> {
     }
 }
 
-/// How to attach: `requested`, or when `None` uprobe_multi links where the kernel has them (and,
-/// for functions traced in one process only, filters them by process), perf events otherwise.
-/// USDT sites guarded by a semaphore, which only uprobe_multi links set, are refused here,
-/// before anything is loaded, when perf events are asked for or are all the kernel has.
-fn attach_mode(requested: Option<AttachMode>, functions: &[Probe]) -> Result<AttachMode, BpfError> {
+/// How to attach `probes` uprobes of `functions`: `requested`, or when `None`, with a command
+/// and tracefs, in the command's processes only (for up to [`COMMAND_TREE_PROBES`] where the
+/// kernel has uprobe_multi links, always where not); otherwise uprobe_multi links where the
+/// kernel has them, perf events where not. What cannot work is refused here, before anything
+/// is loaded: USDT sites guarded by a semaphore, which perf events set only through tracefs,
+/// when perf events are asked for or are all the kernel has.
+fn attach_mode(
+    requested: Option<AttachMode>,
+    functions: &[Probe],
+    probes: usize,
+    filter: ProcessFilter,
+) -> Result<AttachMode, BpfError> {
     let guarded: Vec<_> = functions
         .iter()
         .filter(|function| function.semaphore.is_some())
@@ -295,22 +305,60 @@ fn attach_mode(requested: Option<AttachMode>, functions: &[Probe]) -> Result<Att
         functions: Functions(guarded.clone()),
         reason: reason.to_owned(),
     };
-    if requested == Some(AttachMode::PerfEvent) {
-        if !guarded.is_empty() {
-            return Err(refuse_guarded("`--attach perf-event` attaches perf events"));
-        }
-        return Ok(AttachMode::PerfEvent);
-    }
-    let unsupported = match is_uprobe_multi_supported(UProbeMultiFeature::LinkCreation) {
+    let multi_unsupported = || match is_uprobe_multi_supported(UProbeMultiFeature::LinkCreation) {
         Ok(true) => None,
         Ok(false) => Some("the kernel has no uprobe_multi links (Linux 6.6+)".to_owned()),
         Err(error) => Some(format!("probing for uprobe_multi links failed: {error}")),
     };
-    match (unsupported, requested) {
-        (None, _) => Ok(AttachMode::Multi),
-        (Some(reason), Some(AttachMode::Multi)) => Err(BpfError::MultiUnsupported(reason)),
-        (Some(reason), _) if !guarded.is_empty() => Err(refuse_guarded(&reason)),
-        (Some(reason), _) => {
+    let tracefs = tree_uprobe::tracefs();
+    match requested {
+        Some(AttachMode::CommandTree) if filter == ProcessFilter::All => {
+            return Err(BpfError::CommandTree(
+                "there is no command to trace (after `--`)",
+            ));
+        }
+        Some(AttachMode::CommandTree) if tracefs.is_none() => {
+            return Err(BpfError::CommandTree(
+                "tracefs is not mounted (at /sys/kernel/tracing), or its uprobe_events is not \
+                 writable by this process",
+            ));
+        }
+        Some(AttachMode::CommandTree) => return Ok(AttachMode::CommandTree),
+        Some(AttachMode::PerfEvent) if !guarded.is_empty() => {
+            return Err(refuse_guarded("`--attach perf-event` attaches perf events"));
+        }
+        Some(AttachMode::PerfEvent) => return Ok(AttachMode::PerfEvent),
+        Some(AttachMode::Multi) => {
+            return match multi_unsupported() {
+                None => Ok(AttachMode::Multi),
+                Some(reason) => Err(BpfError::MultiUnsupported(reason)),
+            };
+        }
+        None => {}
+    }
+    let unsupported = multi_unsupported();
+    if filter == ProcessFilter::Selected {
+        match (tracefs, &unsupported) {
+            (Some(_), Some(_)) => return Ok(AttachMode::CommandTree),
+            (Some(_), None) if probes <= COMMAND_TREE_PROBES => {
+                return Ok(AttachMode::CommandTree);
+            }
+            (Some(_), None) => tracing::info!(
+                "{probes} probes: attaching them in every process by uprobe_multi links, which \
+                 detach at once, not in the command's processes only (perf events, which \
+                 detach one by one, ~0.1 s each; `--attach command` asks for them)"
+            ),
+            (None, _) => tracing::warn!(
+                "tracefs is not mounted (at /sys/kernel/tracing), or its uprobe_events is not \
+                 writable by this process: every process that runs a probed binary takes its \
+                 probes' traps, not only the command's"
+            ),
+        }
+    }
+    match unsupported {
+        None => Ok(AttachMode::Multi),
+        Some(reason) if !guarded.is_empty() => Err(refuse_guarded(&reason)),
+        Some(reason) => {
             tracing::warn!(
                 "attaching perf-event uprobes instead of uprobe_multi links: {reason}; each is \
                  detached alone (~0.1 s per function and program), and attaching needs \
@@ -346,6 +394,8 @@ enum Attached {
     Aya(UProbeLink),
     /// A uprobe_multi link whose probes carry reference counters (USDT semaphores).
     Counted(std::os::fd::OwnedFd),
+    /// A probe in the command's processes only ([`AttachMode::CommandTree`]).
+    Tree(TreeUprobe),
 }
 
 impl Drop for Links {
@@ -420,7 +470,8 @@ impl Loaded {
         // What every mode needs first: probing the kernel for uprobe_multi takes CAP_BPF.
         check_capabilities(AttachMode::Multi)?;
         crate::kernel::features::check()?;
-        let mode = attach_mode(requested, functions)?;
+        let probes = probe_count(&links(functions, plans, AttachMode::PerfEvent));
+        let mode = attach_mode(requested, functions, probes, filter)?;
         check_capabilities(mode)?;
         let depth_limit = limits.max_depth;
         let ring_bytes = limits.ring_buffer_size;
@@ -549,13 +600,30 @@ impl Loaded {
     }
 
     /// Attaches every function's probes; the index of a function in `functions` is its id in
-    /// events. All or nothing: on error, whatever was attached is detached again (the
-    /// half-built tracer is dropped).
+    /// events. With [`AttachMode::CommandTree`] they go in `command`'s processes only: its
+    /// first, not yet started (and then every process it starts). All or nothing: on error,
+    /// whatever was attached is detached again (the half-built tracer is dropped).
     pub fn attach(
         mut self,
         functions: &[Probe],
         plans: &[CapturePlan],
+        command: Option<NonZeroU32>,
     ) -> Result<Tracer, BpfError> {
+        let tree = match (self.mode, command, tree_uprobe::tracefs()) {
+            (AttachMode::CommandTree, Some(root), Some(tracefs)) => Some((root, tracefs)),
+            _ => None,
+        };
+        if self.mode == AttachMode::CommandTree && tree.is_none() {
+            // Loaded for perf events, and no tree to place them in: in every process.
+            self.mode = AttachMode::PerfEvent;
+        }
+        if let Some((_, tracefs)) = &tree {
+            match tree_uprobe::remove_stale(tracefs) {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "removed uprobe events of exited runs"),
+                Err(error) => tracing::debug!("cannot look for stale uprobe events: {error}"),
+            }
+        }
         let mode = self.mode;
         // Before any uprobe: a thread that exits mid-call must never be missed, nor a child
         // forked by a traced process.
@@ -578,8 +646,10 @@ impl Loaded {
                     .get(id as usize)
                     .is_some_and(|f| f.semaphore.is_some())
             });
-            // Perf-event uprobes with semaphores were refused at load.
-            let link_attached = if counted {
+            // Perf-event uprobes with semaphores were refused at load, unless in a tree.
+            let link_attached = if let Some((root, tracefs)) = &tree {
+                attach_in_tree(uprobe, link, functions, tracefs, *root)?
+            } else if counted {
                 attach_counted(uprobe, link, functions)?
             } else {
                 Attached::Aya(attach_link(uprobe, link, functions)?)
@@ -856,27 +926,64 @@ fn attach_counted(
             })
         })
         .collect();
-    let attach_error = |source| BpfError::AttachCounted {
+    let program = program_fd(uprobe, link, functions)?;
+    let retprobe = link.program == Program::Return;
+    ref_ctr_link::attach(program, link.binary, &probes, retprobe)
+        .map(Attached::Counted)
+        .map_err(|source| syscall_error(link, functions, source))
+}
+
+/// Attaches `uprobe` at the function of `link` (one: a perf event each) in the tree of `root`
+/// (see [`tree_uprobe`]).
+fn attach_in_tree(
+    uprobe: &mut UProbe,
+    link: &Link<'_>,
+    functions: &[Probe],
+    tracefs: &std::path::Path,
+    root: NonZeroU32,
+) -> Result<Attached, BpfError> {
+    let program = program_fd(uprobe, link, functions)?;
+    let [id] = link.functions[..] else {
+        unreachable!("a perf-event link holds one function");
+    };
+    let function = functions.get(id as usize);
+    let site = tree_uprobe::Site {
+        binary: link.binary,
+        offset: function.map_or(0, |f| f.file_offset),
+        ref_ctr_offset: function.and_then(|f| f.semaphore).unwrap_or(0),
+        retprobe: link.program == Program::Return,
+        cookie: u64::from(id),
+    };
+    // Unique in this process: a function has one probe per program.
+    let name = format!("f{id}_{}", link.program as u8);
+    TreeUprobe::attach(tracefs, &name, program, site, root)
+        .map(Attached::Tree)
+        .map_err(|source| syscall_error(link, functions, source))
+}
+
+fn program_fd<'a>(
+    uprobe: &'a UProbe,
+    link: &Link<'_>,
+    functions: &[Probe],
+) -> Result<std::os::fd::BorrowedFd<'a>, BpfError> {
+    uprobe
+        .fd()
+        .map(std::os::fd::AsFd::as_fd)
+        .map_err(|source| BpfError::Attach {
+            kind: link.program.kind(),
+            binary: link.binary.to_path_buf(),
+            functions: Functions::of(link, functions),
+            source: Box::new(source),
+        })
+}
+
+fn syscall_error(link: &Link<'_>, functions: &[Probe], source: std::io::Error) -> BpfError {
+    BpfError::AttachSyscall {
         kind: link.program.kind(),
         binary: link.binary.to_path_buf(),
         functions: Functions::of(link, functions),
         source,
-    };
-    let program = uprobe.fd().map_err(|source| BpfError::Attach {
-        kind: link.program.kind(),
-        binary: link.binary.to_path_buf(),
-        functions: Functions::of(link, functions),
-        source: Box::new(source),
-    })?;
-    let retprobe = link.program == Program::Return;
-    ref_ctr_link::attach(
-        std::os::fd::AsFd::as_fd(program),
-        link.binary,
-        &probes,
-        retprobe,
-    )
-    .map(Attached::Counted)
-    .map_err(attach_error)
+    }
 }
 
 fn uprobe_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, BpfError> {

@@ -10,3 +10,4 @@ pub mod process_tree;
 pub mod ref_ctr_link;
 pub mod task_storage;
 pub mod trap_cost;
+pub mod tree_uprobe;

@@ -8,6 +8,12 @@ use spanprobe_common::programs;
 
 use crate::plan::{capture::CapturePlan, probe::Probe};
 
+/// Above this many probes, a command's probes are placed in every process by default, by
+/// uprobe_multi links, rather than in its processes only ([`AttachMode::CommandTree`]): perf
+/// events are removed one at a time, a kernel grace period each (~0.1 s here), where a
+/// uprobe_multi link goes at once.
+pub const COMMAND_TREE_PROBES: usize = 32;
+
 /// One of the uprobe programs, in the order their links are attached.
 ///
 /// Returns come first: a call that enters between the attaching of its entry and of its return
@@ -76,7 +82,7 @@ impl Program {
         };
         match mode {
             AttachMode::Multi => multi,
-            AttachMode::PerfEvent => perf_event,
+            AttachMode::PerfEvent | AttachMode::CommandTree => perf_event,
         }
     }
 
@@ -108,6 +114,20 @@ pub enum AttachMode {
     /// One perf event per function and program: every kernel with uprobes, but each is removed
     /// alone (a kernel grace period each, ~0.1 s here), and attaching needs CAP_SYS_ADMIN.
     PerfEvent,
+    /// With a command, where tracefs is mounted: one tracefs uprobe per function and program,
+    /// opened as a perf event on the command's first process and inherited by every task it
+    /// starts, so that only the command's processes take the probes' traps. Each is removed
+    /// alone, as perf events are. What `run` does with a command by default, for up to 32
+    /// probes where the kernel has uprobe_multi links, and for any number where not.
+    #[value(name = "command")]
+    CommandTree,
+}
+
+impl AttachMode {
+    /// Whether the probes are perf events, each attached and removed alone.
+    pub fn attaches_perf_events(self) -> bool {
+        matches!(self, Self::PerfEvent | Self::CommandTree)
+    }
 }
 
 impl fmt::Display for AttachMode {
@@ -115,6 +135,7 @@ impl fmt::Display for AttachMode {
         f.write_str(match self {
             Self::Multi => "uprobe_multi links",
             Self::PerfEvent => "perf-event uprobes",
+            Self::CommandTree => "uprobes in the command's processes only",
         })
     }
 }
