@@ -14,13 +14,15 @@
 #  - `check` of a config of thousands of entries, against one glob naming the same functions;
 #  - which probed functions of Debian's libraries and redis the kernel still single-steps
 #    (scripts/bench-prologues.sh);
+#  - redis-server and nginx traced against untraced, and an untraced redis-server beside a
+#    `run -- sleep` (scripts/bench-servers.sh);
 #  - the userspace pipeline, without the kernel (criterion);
 #  - where a probed call's time goes, and spanprobe's (perf).
 # Needs root; about 25 minutes. Knobs (environment): CALLS per per-call run, REPEAT runs of
 # each (the median is kept), LOAD_SECONDS per both-core run, RSS_SECONDS of the memory run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SPANPROBE_EXTRA_APT="bpftrace bpftool linux-perf rclone redis-server" ./scripts/setup.sh
+SPANPROBE_EXTRA_APT="bpftrace bpftool linux-perf rclone redis-server nginx-light apache2-utils" ./scripts/setup.sh
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 CALLS=${CALLS:-200000}
 REPEAT=${REPEAT:-5}
@@ -337,6 +339,10 @@ lib=/usr/lib/x86_64-linux-gnu
 ./scripts/bench-prologues.sh "$spanprobe" "$lib/libc.so.6" "$lib/libxml2.so.2" \
   "$lib/libzstd.so.1" "$lib/libz.so.1" "$lib/libsqlite3.so.0" /usr/bin/redis-server \
   > "$work/prologues.md"
+
+# --- What a traced server pays --------------------------------------------------------------
+log "servers: redis-server and nginx, traced and untraced; a neighbour during run -- sleep"
+./scripts/bench-servers.sh "$spanprobe" 3 > "$work/servers.md"
 
 # --- Userspace, without the kernel ----------------------------------------------------------
 log "criterion"
@@ -718,11 +724,25 @@ per_call_table() { # TARGET
   echo "A probe on an instruction the kernel does not emulate costs a second trap per call (the"
   echo "per-call tables above: \`endbr64\` against \`push\`). Probes now move past a prologue's first"
   echo "instructions onto the first emulated one when those leave the arguments, RSP, RBP and"
-  echo "memory as at the entry (issue #33); before, only past an \`endbr64\` onto a push. Counted"
-  echo "from \`check\`'s report on a glob of every function of each binary; the \"before\" column from"
-  echo "the same report: those single-stepped now, plus those moved now that the old rule left."
+  echo "memory as at the entry (issue #33); before, only past an \`endbr64\` onto a push. A probe"
+  echo "whose config reads fewer argument registers may also move past writes to the others."
+  echo "Counted from \`check\`'s report on a glob of every function of each binary, reading six"
+  echo "arguments of each and reading none; the \"before\" column from the first report: those"
+  echo "single-stepped there, plus those moved there that the old rule left."
   echo
   cat "$work/prologues.md"
+  echo
+  echo "## Servers (\`scripts/bench-servers.sh\`, 3 alternating rounds, means)"
+  echo
+  echo "Debian's redis-server 7.0 and nginx 1.22, each started by \`spanprobe run -- SERVER\` with"
+  echo "the functions named in the script probed (entry and return, no captures; spans to"
+  echo "/dev/null through the stdout exporter), against the same server untraced, on this 2-core"
+  echo "VM with the load generator on the same machine. Then an untraced redis-server loaded"
+  echo "while \`spanprobe run -- sleep 120\` traces redis-server's 12 functions: with a command, the"
+  echo "probes are in its processes only (the default, tracefs events inherited by the"
+  echo "command's tasks), or in every process (\`--attach multi\`, what every run did before)."
+  echo
+  cat "$work/servers.md"
   echo
   echo "## Userspace, without the kernel (criterion, one core)"
   echo

@@ -3,7 +3,8 @@
 //! libsqlite3 and libxml2 that `check` moves is probed twice, at its entry (by `offset`, which stays
 //! there) and where it moved (by `symbol`), each reading its six argument registers and its
 //! return value; real programs call them. Each call then has one span at each place, the moved
-//! one a child of the entry's, with the same arguments and return value.
+//! one a child of the entry's, with the same arguments and return value. Then again reading
+//! the first argument only, which lets probes move past writes to the other five.
 
 mod support;
 
@@ -26,11 +27,12 @@ struct Moved {
     skip: u64,
 }
 
-/// The functions of `library` whose probes `check` moves past their first instructions, from
-/// its report on every function (`file offset 0x.. (+N past `...`, onto `...`, which the
-/// kernel emulates)`).
-async fn moved(s: &Scenario, library: &str) -> Vec<Moved> {
-    let config = json!({ "probes": [probe(library, json!([{ "symbol": "*" }]))] });
+/// The functions of `library` whose probes `check` moves past their first instructions when
+/// they read the first `reads` argument registers, from its report on every function (`file
+/// offset 0x.. (+N past `...`, onto `...`, which the kernel emulates)`).
+async fn moved(s: &Scenario, library: &str, reads: u8) -> Vec<Moved> {
+    let all = json!([{ "symbol": "*", "args": args(reads) }]);
+    let config = json!({ "probes": [probe(library, all)] });
     let report = s.check(&config, 0).await;
     report
         .lines()
@@ -49,12 +51,17 @@ async fn moved(s: &Scenario, library: &str) -> Vec<Moved> {
         .collect()
 }
 
-/// Each of `functions` probed at its entry (`<name>@entry`) and where it moved, reading the
-/// six argument registers and the return value at both.
-fn both_places(functions: &[Moved]) -> Value {
-    let args: Vec<Value> = (0..6)
+/// The first `reads` arguments, as u64 values named `a0`...
+fn args(reads: u8) -> Vec<Value> {
+    (0..reads)
         .map(|index| json!({ "index": index, "name": format!("a{index}"), "type": "u64" }))
-        .collect();
+        .collect()
+}
+
+/// Each of `functions` probed at its entry (`<name>@entry`) and where it moved, reading the
+/// first `reads` argument registers and the return value at both.
+fn both_places(functions: &[Moved], reads: u8) -> Value {
+    let args = args(reads);
     let ret = json!({ "name": "ret", "type": "u64" });
     functions
         .iter()
@@ -72,7 +79,7 @@ fn both_places(functions: &[Moved]) -> Value {
         .collect()
 }
 
-/// What a span read: its six arguments and return value.
+/// What a span read: its arguments (up to six) and return value.
 fn read(span: &ReceivedSpan) -> Vec<Option<i64>> {
     let keys = ["a0", "a1", "a2", "a3", "a4", "a5", "ret"];
     keys.iter().map(|key| span.int_attr(key)).collect()
@@ -120,9 +127,9 @@ fn compare(spans: &[ReceivedSpan], functions: &[Moved]) -> HashMap<String, usize
 async fn moved_probes_read_what_entry_probes_read_in_real_libraries() {
     support::needs_root!();
     let s = Scenario::start().await;
-    let libz = moved(&s, LIBZ).await;
-    let sqlite = moved(&s, LIBSQLITE3).await;
-    let libxml2 = moved(&s, LIBXML2).await;
+    let libz = moved(&s, LIBZ, 6).await;
+    let sqlite = moved(&s, LIBSQLITE3, 6).await;
+    let libxml2 = moved(&s, LIBXML2, 6).await;
     // Debian's builds keep no frame pointers: many prologues start with a test or a move.
     let counts = (libz.len(), sqlite.len(), libxml2.len());
     assert!(
@@ -132,17 +139,12 @@ async fn moved_probes_read_what_entry_probes_read_in_real_libraries() {
     let config = json!({
         "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
         "probes": [
-            probe(LIBZ, both_places(&libz)),
-            probe(LIBSQLITE3, both_places(&sqlite)),
-            probe(LIBXML2, both_places(&libxml2)),
+            probe(LIBZ, both_places(&libz, 6)),
+            probe(LIBSQLITE3, both_places(&sqlite, 6)),
+            probe(LIBXML2, both_places(&libxml2, 6)),
         ],
     });
-    let script = "python3 -c 'import zlib; d = zlib.compress(bytes(range(256)) * 64, 9); \
-                  zlib.decompress(d); z = zlib.compressobj(); z.compress(d); z.flush()' && \
-                  sqlite3 :memory: 'create table t(x text); insert into t values (\"a\"), (\"b\"); \
-                  select group_concat(x) from t where x > \"a\";' && \
-                  echo '<a><b n=\"1\">x</b><b n=\"2\">y</b></a>' | xmllint --xpath 'string(//b[@n=2])' -";
-    let (output, spans) = s.trace(&config, &["sh", "-c", script]).exits(0).await;
+    let (output, spans) = s.trace(&config, &["sh", "-c", SCRIPT]).exits(0).await;
     assert_eq!(support::stdout(&output), "b\ny\n");
     let calls_libz = compare(&spans, &libz);
     let calls_sqlite = compare(&spans, &sqlite);
@@ -152,3 +154,52 @@ async fn moved_probes_read_what_entry_probes_read_in_real_libraries() {
     assert!(calls_sqlite.len() >= 10, "{calls_sqlite:?}");
     assert!(calls_libxml2.len() >= 10, "{calls_libxml2:?}");
 }
+
+/// A probe that reads fewer argument registers moves past instructions that write the others
+/// (an `xor %edx,%edx` or `mov $N,%ecx` before a tail call, say), and still reads what the
+/// entry's reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_reading_fewer_arguments_move_past_writes_to_the_others() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let mut newly = Vec::new();
+    for library in [LIBZ, LIBSQLITE3, LIBXML2] {
+        let before: Vec<String> = moved(&s, library, 6)
+            .await
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        let now: Vec<Moved> = moved(&s, library, 1)
+            .await
+            .into_iter()
+            .filter(|m| !before.contains(&m.name))
+            .collect();
+        newly.push((library, now));
+    }
+    let counts: Vec<usize> = newly.iter().map(|(_, now)| now.len()).collect();
+    assert!(counts[1] >= 50 && counts[2] >= 50, "{counts:?}");
+    let config = json!({
+        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
+        "probes": newly
+            .iter()
+            .map(|(library, now)| probe(library, both_places(now, 1)))
+            .collect::<Vec<_>>(),
+    });
+    let (output, spans) = s.trace(&config, &["sh", "-c", SCRIPT]).exits(0).await;
+    assert_eq!(support::stdout(&output), "b\ny\n");
+    let called: usize = newly
+        .iter()
+        .map(|(_, now)| compare(&spans, now).len())
+        .sum();
+    assert!(
+        called >= 10,
+        "{called} of the newly moved functions were called"
+    );
+}
+
+/// Real programs calling the three libraries: python's zlib, sqlite3's shell, xmllint.
+const SCRIPT: &str = "python3 -c 'import zlib; d = zlib.compress(bytes(range(256)) * 64, 9); \
+                  zlib.decompress(d); z = zlib.compressobj(); z.compress(d); z.flush()' && \
+                  sqlite3 :memory: 'create table t(x text); insert into t values (\"a\"), (\"b\"); \
+                  select group_concat(x) from t where x > \"a\";' && \
+                  echo '<a><b n=\"1\">x</b><b n=\"2\">y</b></a>' | xmllint --xpath 'string(//b[@n=2])' -";

@@ -452,13 +452,15 @@ impl Code {
     }
 
     /// Where the probes of the function at file offset `offset` (virtual address `address`,
-    /// `size` bytes long) go past its first instructions, if anywhere (see
+    /// `size` bytes long), reading the argument registers `read`, go past its first
+    /// instructions, if anywhere (see
     /// [`probe_site`](crate::x86_64::prologue::probe_site)).
     pub fn probe_site(
         &self,
         offset: u64,
         address: Option<u64>,
         size: u64,
+        read: crate::x86_64::prologue::ReadArguments,
     ) -> Result<crate::x86_64::prologue::ProbeSite, crate::x86_64::prologue::Stay> {
         use crate::x86_64::prologue::{Stay, probe_site};
         // Every branch of the function is read, to find one back into the prologue: a very
@@ -471,7 +473,7 @@ impl Code {
             .ok()
             .and_then(|size| self.bytes(offset, size))
             .ok_or(Stay::Undecodable)?;
-        probe_site(&code, address.unwrap_or(0))
+        probe_site(&code, address.unwrap_or(0), read)
     }
 
     /// [`entry_skip`] of the function at file offset `offset`; 0 if the bytes cannot be read

@@ -24,6 +24,7 @@ use crate::{
         go as goabi,
         go::{GoKind, GoParam, GoPlace, GoValue},
         gocode::GoSites,
+        prologue::ReadArguments,
         sysv::{Abi, Place, places},
     },
 };
@@ -179,8 +180,14 @@ fn unprobeable(code: &Code, elf: &ElfInfo, function: &FunctionSymbol) -> Option<
     // Where `run` puts it (see `Target::probe_at`): a Go function's probe is placed apart.
     let moved = (!elf.is_go_code(Some(function.address)))
         .then(|| {
-            code.probe_site(offset, Some(function.address), function.size as u64)
-                .ok()
+            // Where a config that captures every argument puts it, as init's may.
+            code.probe_site(
+                offset,
+                Some(function.address),
+                function.size as u64,
+                ReadArguments::ALL,
+            )
+            .ok()
         })
         .flatten();
     let skip = moved.map_or_else(|| code.entry_skip(offset), |site| site.skip);

@@ -3,7 +3,7 @@
 
 use std::{cell::Cell, num::NonZeroU32};
 
-use spanprobe_config::{FunctionSpec, Position};
+use spanprobe_config::{FunctionSpec, LenArg, Position};
 
 use crate::{
     binary::{Binary, dwarf::go::GoFunctions, symbols::SymbolTable},
@@ -11,6 +11,7 @@ use crate::{
         error::{ResolveError, ResolveErrorKind},
         probe::{Probe, ProbeKind},
     },
+    x86_64::prologue::ReadArguments,
 };
 
 /// A target's binary and config.
@@ -88,7 +89,9 @@ impl Target {
     ) -> Probe {
         let code = &self.binary.code;
         let site = match (kind, size) {
-            (ProbeKind::Function, Some(size)) => Some(code.probe_site(entry, address, size)),
+            (ProbeKind::Function, Some(size)) => {
+                Some(code.probe_site(entry, address, size, read_arguments(spec)))
+            }
             _ => None,
         };
         let stays = site
@@ -130,4 +133,34 @@ impl Target {
             later_args: Vec::new(),
         }
     }
+}
+
+/// The argument registers a function's entry probe reads under `spec`: its captures' slots,
+/// with the next for a path into a struct passed by value (which may take two), a length's,
+/// and the trace context's. What else a probe reads (the stack, RSP, RBP) no moved-past
+/// instruction may change at all.
+fn read_arguments(spec: &FunctionSpec) -> ReadArguments {
+    let mut read = ReadArguments::NONE;
+    for arg in &spec.args {
+        read = read.and(arg.index);
+        if arg
+            .path
+            .as_deref()
+            .is_some_and(|path| path.starts_with('.'))
+        {
+            read = read.and(arg.index.saturating_add(1));
+        }
+        if let Some(slot) = arg.len_arg.and_then(LenArg::arg) {
+            read = read.and(slot);
+        }
+    }
+    if let Some(context) = &spec.trace_context {
+        for slot in [context.arg, context.trace_id_arg, context.span_id_arg]
+            .into_iter()
+            .flatten()
+        {
+            read = read.and(slot);
+        }
+    }
+    read
 }

@@ -15,6 +15,37 @@ use iced_x86::{
 /// Most instructions a probe moves past: a prologue's first few, not the function's body.
 const MAX_MOVED_PAST: usize = 8;
 
+/// The argument registers a function's probe reads at its entry, by System V slot (RDI, RSI,
+/// RDX, RCX, R8, R9): an instruction may write the others before the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadArguments(u8);
+
+impl ReadArguments {
+    /// Every argument register: what a probe whose captures are not known yet may read.
+    pub const ALL: Self = Self(0b11_1111);
+    pub const NONE: Self = Self(0);
+
+    /// These and slot `slot` (a stack slot, from 6 on, changes nothing: memory is never
+    /// written before a probe).
+    #[must_use]
+    pub fn and(self, slot: u8) -> Self {
+        Self(self.0 | 1u8.checked_shl(u32::from(slot)).unwrap_or(0) & Self::ALL.0)
+    }
+
+    fn reads(self, register: Register) -> bool {
+        let slot = match register {
+            Register::RDI => 0,
+            Register::RSI => 1,
+            Register::RDX => 2,
+            Register::RCX => 3,
+            Register::R8 => 4,
+            Register::R9 => 5,
+            _ => return false,
+        };
+        self.0 & (1 << slot) != 0
+    }
+}
+
 /// Where a function's probes go, past its first instructions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSite {
@@ -61,11 +92,11 @@ pub enum Stay {
 }
 
 /// Where the probes of the function whose code is `code` (all of it, from its entry at
-/// `address`) go: onto the first instruction the kernel emulates, past those before it when
-/// each leaves what a probe reads as it was at the entry (see [`entry_state_change`]) and no
-/// branch of the function lands on one of them or on the probed one (a probe there would fire
-/// again). Otherwise why they stay at the entry.
-pub fn probe_site(code: &[u8], address: u64) -> Result<ProbeSite, Stay> {
+/// `address`) go, reading the argument registers `read`: onto the first instruction the
+/// kernel emulates, past those before it when each leaves what a probe reads as it was at the
+/// entry (see [`entry_state_change`]) and no branch of the function lands on one of them or
+/// on the probed one (a probe there would fire again). Otherwise why they stay at the entry.
+pub fn probe_site(code: &[u8], address: u64, read: ReadArguments) -> Result<ProbeSite, Stay> {
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut info = InstructionInfoFactory::new();
     let mut moved_past = Vec::new();
@@ -93,7 +124,7 @@ pub fn probe_site(code: &[u8], address: u64) -> Result<ProbeSite, Stay> {
                 onto: text,
             });
         }
-        if let Some(change) = entry_state_change(&instruction, &mut info) {
+        if let Some(change) = entry_state_change(&instruction, &mut info, read) {
             return Err(Stay::Changes {
                 instruction: text,
                 change,
@@ -107,12 +138,13 @@ pub fn probe_site(code: &[u8], address: u64) -> Result<ProbeSite, Stay> {
 
 /// What `instruction`, run before a probe, changes of what the probe reads at a function's
 /// entry, if anything: it must always fall through to the next one, and write no memory (the
-/// stack arguments and the return address are there), no argument register (RDI, RSI, RDX,
-/// RCX, R8, R9, in any width), and neither RSP (the return address's place, which the return
-/// probe takes over) nor RBP (where a stack walk starts).
+/// stack arguments and the return address are there), none of the argument registers `read`
+/// (RDI, RSI, RDX, RCX, R8, R9, in any width), and neither RSP (the return address's place,
+/// which the return probe takes over) nor RBP (where a stack walk starts).
 pub fn entry_state_change(
     instruction: &Instruction,
     info: &mut InstructionInfoFactory,
+    read: ReadArguments,
 ) -> Option<&'static str> {
     if instruction.flow_control() != FlowControl::Next {
         return Some("does not always run the next instruction");
@@ -142,12 +174,12 @@ pub fn entry_state_change(
                 return Some("moves RSP, where the return probe finds the return address");
             }
             Register::RBP => return Some("writes RBP, where a stack walk starts"),
-            Register::RDI
-            | Register::RSI
-            | Register::RDX
-            | Register::RCX
-            | Register::R8
-            | Register::R9 => return Some("writes an argument register"),
+            register if read.reads(register) && read == ReadArguments::ALL => {
+                return Some("writes an argument register");
+            }
+            register if read.reads(register) => {
+                return Some("writes an argument register the probe reads");
+            }
             _ => {}
         }
     }
@@ -197,13 +229,32 @@ mod tests {
     const ADDRESS: u64 = 0x1000;
 
     fn site(code: &[u8]) -> Option<(u64, Vec<String>, String)> {
-        probe_site(code, ADDRESS)
+        probe_site(code, ADDRESS, ReadArguments::ALL)
             .ok()
             .map(|site| (site.skip, site.moved_past, site.onto))
     }
 
     fn why(code: &[u8]) -> String {
-        probe_site(code, ADDRESS).unwrap_err().to_string()
+        probe_site(code, ADDRESS, ReadArguments::ALL)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn moves_past_writes_to_argument_registers_no_probe_reads() {
+        // xor %edx,%edx; jmp +0x10: redis's lookupKeyRead, a tail call with a third argument.
+        let code = [0x31, 0xd2, 0xeb, 0x10];
+        let at = |read| probe_site(&code, ADDRESS, read).map(|site| site.skip);
+        assert_eq!(at(ReadArguments::NONE), Ok(2));
+        assert_eq!(at(ReadArguments::NONE.and(0).and(1).and(6)), Ok(2));
+        assert_eq!(
+            at(ReadArguments::NONE.and(2)).unwrap_err().to_string(),
+            "`xor %edx,%edx` writes an argument register the probe reads"
+        );
+        assert!(at(ReadArguments::ALL).is_err());
+        // Neither RSP nor memory, whatever is read: mov %rdi,(%rsp); push %rbx.
+        let code = [0x48, 0x89, 0x3c, 0x24, 0x53];
+        assert!(probe_site(&code, ADDRESS, ReadArguments::NONE).is_err());
     }
 
     #[test]
