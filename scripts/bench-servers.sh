@@ -29,17 +29,20 @@ nginx_functions=(ngx_http_parse_request_line ngx_http_parse_header_line ngx_http
   ngx_http_core_post_rewrite_phase ngx_http_core_access_phase ngx_http_run_posted_requests
   ngx_http_init_connection ngx_http_map_uri_to_path ngx_http_update_location_config)
 
-# config NAME BINARY FUNCTION...: a config probing the functions, spans to standard error.
+# config NAME BINARY FUNCTION...: a config probing the functions, spans to standard error;
+# with NAME ending in -quiet, every call unsampled (the probes run, nothing is sent).
 config() {
-  local name=$1 binary=$2
+  local name=$1 binary=$2 extra=""
   shift 2
+  [[ $name == *-quiet ]] && extra=", sample_rate: 0"
   {
     printf 'exporter:\n  stdout: {}\nprobes:\n  - binary: %s\n    functions:\n' "$binary"
-    for f in "$@"; do printf '      - symbol: %s\n' "$f"; done
+    for f in "$@"; do printf '      - { symbol: %s%s }\n' "$f" "$extra"; done
   } > "$work/$name.yaml"
 }
 config redis2 /usr/bin/redis-server processCommand call
 config redis12 /usr/bin/redis-server "${redis_functions[@]}"
+config redis12-quiet /usr/bin/redis-server "${redis_functions[@]}"
 config nginx22 /usr/sbin/nginx "${nginx_functions[@]}"
 
 cat > "$work/nginx.conf" <<EOF
@@ -122,6 +125,7 @@ for _ in $(seq "$rounds"); do
   add redis "$(server redis -)"
   add redis2 "$(server redis redis2)"
   add redis12 "$(server redis redis12)"
+  add redis12q "$(server redis redis12-quiet)"
   add nginx "$(server nginx -)"
   add nginx22 "$(server nginx nginx22)"
   add alone "$(alongside none)"
@@ -135,6 +139,7 @@ echo "| server | probed | requests/s untraced | requests/s traced | traced ÷ un
 echo "|---|---|---|---|---|"
 echo "| redis-server (\`redis-benchmark -t set,get -c 50\`) | 2 functions | $(mean redis) | $(mean redis2) | $(ratio redis2 redis) |"
 echo "| redis-server | 12 functions | $(mean redis) | $(mean redis12) | $(ratio redis12 redis) |"
+echo "| redis-server | 12 functions, \`sample_rate: 0\` (the probes run, nothing is sent) | $(mean redis) | $(mean redis12q) | $(ratio redis12q redis) |"
 echo "| nginx, a master and one worker (\`ab -c 20\`) | 22 functions | $(mean nginx) | $(mean nginx22) | $(ratio nginx22 nginx) |"
 echo
 echo "| an untraced redis-server while \`spanprobe run -- sleep\` traces redis-server's 12 functions | requests/s | ÷ no spanprobe |"
