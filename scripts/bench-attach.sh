@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Attach and detach time for 10, 100 and 1,000 functions (uprobe + uretprobe each): spanprobe
-# with uprobe_multi links, spanprobe forced onto perf-event uprobes (--attach perf-event, the
-# fallback for kernels without multi links), and bpftrace counting on the same functions, all
-# in this run. Prints a Markdown section on stdout; scripts/bench.sh puts it in BENCHMARKS.md.
+# with uprobe_multi links, with a command's own probes (for 10, where they are the default),
+# forced onto perf-event uprobes (--attach perf-event, the fallback for kernels without multi
+# links), and bpftrace counting on the same functions, all in this run. Prints a Markdown section on stdout; scripts/bench.sh puts it in BENCHMARKS.md.
 #
 # "attach" is from the tracer's launch until the traced program starts (all probes in place),
 # "detach" from the program's exit until the tracer's; the program prints both times. Needs
@@ -61,11 +61,17 @@ timed() {
     'BEGIN { printf "%.0f %.0f\n", (s - a) / 1000, (z - e) / 1000 }'
 }
 
+# The ways of attaching measured for N functions: a command's own probes (tracefs perf events
+# inherited by its tasks) only where they are the default, up to 16 functions (32 probes).
+hows() {
+  if [ "$1" -le 16 ]; then echo multi command perf-event bpftrace; else echo multi perf-event bpftrace; fi
+}
+
 declare -A attach detach
 for n in $SIZES; do
   program "$n"
   script="uprobe:$work/many-$n:fn_* { @entries = count(); } uretprobe:$work/many-$n:fn_* { @returns = count(); }"
-  for how in multi perf-event bpftrace; do
+  for how in $(hows "$n"); do
     runs=$REPEAT
     [ "$how" != multi ] && [ "$n" -ge 1000 ] && runs=1
     a="" d=""
@@ -93,10 +99,11 @@ echo "| functions | how | attach ms | detach ms | attach + detach ms | × bpftra
 echo "|---|---|---|---|---|---|"
 for n in $SIZES; do
   floor=$(sum "${attach[$n-bpftrace]}" "${detach[$n-bpftrace]}")
-  for how in multi perf-event bpftrace; do
+  for how in $(hows "$n"); do
     total=$(sum "${attach[$n-$how]}" "${detach[$n-$how]}")
     case $how in
-      multi) label="spanprobe, uprobe_multi links" ;;
+      multi) label="spanprobe, uprobe_multi links (\`--attach multi\`)" ;;
+      command) label="spanprobe, in the command's processes only (the default here)" ;;
       perf-event) label="spanprobe, perf events (\`--attach perf-event\`)" ;;
       bpftrace) label="bpftrace $(bpftrace --version | awk '{ print $2 }')" ;;
     esac

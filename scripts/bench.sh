@@ -152,7 +152,7 @@ for how in floor grpc stack; do
   sleep 4
   case $how in
     floor) bpf[$how]=$(bpf_ns work) ;;
-    *) bpf[$how]=$(bpf_ns 'spanprobe_entry(_sleepable)?|spanprobe_return') ;;
+    *) bpf[$how]=$(bpf_ns 'spanprobe_entry(_sleepable)?(_perf)?|spanprobe_return(_perf)?') ;;
   esac
   wait $!
 done
@@ -171,7 +171,7 @@ YAML
   log "BPF run time: $reads field reads"
   traced calls "fields$reads" load 1 5 0 work_on &
   sleep 4
-  bpf[fields$reads]=$(bpf_ns 'spanprobe_entry(_sleepable)?|spanprobe_return')
+  bpf[fields$reads]=$(bpf_ns 'spanprobe_entry(_sleepable)?(_perf)?|spanprobe_return(_perf)?')
   wait $!
 done
 sysctl -q kernel.bpf_stats_enabled="$stats_enabled"
@@ -229,7 +229,9 @@ for hogs in 1 2; do
     kill "${hog_pids[@]}"
     wait "${hog_pids[@]}" 2>/dev/null || true
     busy_rate[$hogs-$asked]=$(rate_of)
-    busy_lost[$hogs-$asked]="$(field lost < "$work/spanprobe.log") ($(field ring_buffer_full < "$work/spanprobe.log") / $(field queue_full < "$work/spanprobe.log"))"
+    lost_ring=$(field ring_buffer_full < "$work/spanprobe.log")
+    lost_queue=$(field queue_full < "$work/spanprobe.log")
+    busy_lost[$hogs-$asked]="$(field lost < "$work/spanprobe.log") (${lost_ring:-0} / ${lost_queue:-0})"
   done
 done
 
@@ -366,7 +368,7 @@ log "servers: redis-server and nginx, traced and untraced; a neighbour during ru
 # The ratios the targets table quotes: a row's last column.
 server_ratio() { awk -F'|' -v row="$1" 'index($0, row) == 1 { v = $(NF - 1); gsub(/ /, "", v); print v }' "$work/servers.md"; }
 redis2_ratio=$(server_ratio "| redis-server (")
-redis12_ratio=$(server_ratio "| redis-server | 12 functions")
+redis12_ratio=$(server_ratio "| redis-server | 12 functions |")
 neighbour_ratio=$(server_ratio "| probes in the command's processes only")
 every_ratio=$(server_ratio "| probes in every process")
 

@@ -246,12 +246,34 @@ async fn with_a_command_only_its_processes_take_traps() {
         let stderr = tracer.wait().await;
         let _ = untraced.kill().await;
         assert!(!stderr.contains("WARN"), "{stderr}");
-        let events = std::fs::read_to_string("/sys/kernel/tracing/uprobe_events").unwrap();
-        let group = format!("spanprobe_{spanprobe_pid}/");
-        assert!(!events.contains(&group), "events left behind:\n{events}");
+        assert_eq!(events_of(spanprobe_pid), 0, "tracefs events left behind");
     }
     let spans = s.receiver.wait_for_spans(100, SPANS_WAIT).await;
     assert_eq!(spans.len(), 100, "both runs' 50 ticks");
+
+    // A spanprobe killed outright leaves its tracefs events; the next run removes them.
+    let calls_path = calls.to_str().unwrap();
+    let killed = support::Sidecar::start(&config, &["--", calls_path, "serve", "5"]).await;
+    let killed_pid = killed.pid();
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(killed_pid, libc::SIGKILL) };
+    drop(killed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(events_of(killed_pid), 2, "a tick's entry and return probes");
+    let next = support::Sidecar::start(&config, &["--", calls_path, "serve", "5"]).await;
+    assert_eq!(events_of(killed_pid), 0, "removed by the next run");
+    next.wait().await;
+}
+
+/// How many uprobe events spanprobe process `pid` has defined in tracefs (its group is
+/// `spanprobe_<pid namespace>_<pid>`).
+fn events_of(pid: i32) -> usize {
+    let events = std::fs::read_to_string("/sys/kernel/tracing/uprobe_events").unwrap();
+    let group = format!("_{pid}/");
+    events
+        .lines()
+        .filter(|e| e.contains(":spanprobe_") && e.contains(&group))
+        .count()
 }
 
 /// The first child of process `parent` (forked by any of its threads), once it has one.

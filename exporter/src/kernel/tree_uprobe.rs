@@ -13,8 +13,9 @@
 //! and later), and the first task of the tree to exit would detach it from the tracefs event
 //! for all of them.
 //!
-//! Each event is named in a tracefs group of this process (`spanprobe_<pid>`), removed again
-//! when the probe is dropped; groups left by a spanprobe that was killed are removed by
+//! Each event is named in a tracefs group of this process (`spanprobe_<pid namespace>_<pid>`:
+//! tracefs is the host's, shared by every container), removed again when the probe is
+//! dropped; groups left by a spanprobe of this namespace that was killed are removed by
 //! [`remove_stale`].
 
 use std::{
@@ -130,14 +131,14 @@ impl TreeUprobe {
         site: Site<'_>,
         root: NonZeroU32,
     ) -> io::Result<Self> {
-        let event = TracefsEvent::create(tracefs, name, &site)?;
-        let id = event.id()?;
+        // Built first, so that whatever fails below removes what was made.
         let mut probe = Self {
             link: None,
             program_event: None,
             tree_event: None,
-            event,
+            event: TracefsEvent::create(tracefs, name, &site)?,
         };
+        let id = probe.event.id()?;
         let program_event = probe.program_event.insert(open(id, root, false)?);
         probe.link = Some(link_program(program, program_event, site.cookie)?);
         // Last: from here on the tree's tasks hit the breakpoints, and the program runs.
@@ -191,7 +192,7 @@ impl TracefsEvent {
                 "tracefs cannot name a path with spaces, parentheses or non-UTF-8 bytes",
             ));
         };
-        let name = format!("{}/{name}", group_of(std::process::id()));
+        let name = format!("{}/{name}", group_of(pid_namespace(), std::process::id()));
         let kind = if site.retprobe { 'r' } else { 'p' };
         let counter = match site.ref_ctr_offset {
             0 => String::new(),
@@ -222,21 +223,22 @@ impl TracefsEvent {
     }
 }
 
-/// Removes the uprobe events of spanprobe processes that no longer run (killed before they
-/// could); returns how many.
+/// Removes the uprobe events of spanprobe processes of this pid namespace that no longer run
+/// (killed before they could); returns how many.
 pub fn remove_stale(tracefs: &Path) -> io::Result<usize> {
     let events = fs::read_to_string(tracefs.join("uprobe_events"))?;
+    let runs = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
     let mut removed = 0;
-    for name in stale_events(&events, |pid| Path::new(&format!("/proc/{pid}")).exists()) {
+    for name in stale_events(&events, pid_namespace(), runs) {
         append(&tracefs.join("uprobe_events"), &format!("-:{name}\n"))?;
         removed += 1;
     }
     Ok(removed)
 }
 
-/// The `group/event` names in `uprobe_events` text that belong to spanprobe processes that
-/// `runs` says are gone.
-fn stale_events(events: &str, runs: impl Fn(u32) -> bool) -> Vec<&str> {
+/// The `group/event` names in `uprobe_events` text that belong to spanprobe processes of pid
+/// namespace `namespace` that `runs` says are gone.
+fn stale_events(events: &str, namespace: u64, runs: impl Fn(u32) -> bool) -> Vec<&str> {
     events
         .lines()
         .filter_map(|line| line.split_whitespace().next()?.split_once(':'))
@@ -244,14 +246,21 @@ fn stale_events(events: &str, runs: impl Fn(u32) -> bool) -> Vec<&str> {
         .filter(|name| {
             name.split_once('/')
                 .and_then(|(group, _)| group.strip_prefix(GROUP_PREFIX))
-                .and_then(|pid| pid.parse().ok())
-                .is_some_and(|pid| !runs(pid))
+                .and_then(|owner| owner.split_once('_'))
+                .and_then(|(ns, pid)| Some((ns.parse::<u64>().ok()?, pid.parse().ok()?)))
+                .is_some_and(|(ns, pid)| ns == namespace && !runs(pid))
         })
         .collect()
 }
 
-fn group_of(pid: u32) -> String {
-    format!("{GROUP_PREFIX}{pid}")
+fn group_of(namespace: u64, pid: u32) -> String {
+    format!("{GROUP_PREFIX}{namespace}_{pid}")
+}
+
+/// The inode of this process's pid namespace (0 if unknown): pids are unique within it only.
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata("/proc/self/ns/pid").map_or(0, |ns| ns.ino())
 }
 
 /// Appends one command to a tracefs control file (a write of its own: tracefs parses each).
@@ -333,11 +342,16 @@ mod tests {
 
     #[test]
     fn finds_the_events_of_exited_spanprobes_only() {
-        let events = "p:spanprobe_10/f0_2 /bin/a:0x0000000000001139\n\
-                      r:spanprobe_11/f0_0 /bin/a:0x0000000000001139\n\
+        let events = "p:spanprobe_7_10/f0_2 /bin/a:0x0000000000001139\n\
+                      r:spanprobe_7_11/f0_0 /bin/a:0x0000000000001139\n\
+                      p:spanprobe_8_10/f0_0 /bin/a:0x0000000000001139\n\
                       p:uprobes/other /bin/a:0x10\n\
                       p:spanprobe_x/f1 /bin/a:0x10\n";
-        assert_eq!(stale_events(events, |pid| pid == 11), ["spanprobe_10/f0_2"]);
+        // Another namespace's pid 10 may well run: only this one's are judged.
+        assert_eq!(
+            stale_events(events, 7, |pid| pid == 11),
+            ["spanprobe_7_10/f0_2"]
+        );
     }
 
     #[test]
