@@ -369,6 +369,7 @@ log "servers: redis-server and nginx, traced and untraced; a neighbour during ru
 server_ratio() { awk -F'|' -v row="$1" 'index($0, row) == 1 { v = $(NF - 1); gsub(/ /, "", v); print v }' "$work/servers.md"; }
 redis2_ratio=$(server_ratio "| redis-server (")
 redis12_ratio=$(server_ratio "| redis-server | 12 functions |")
+redis12q_ratio=$(server_ratio "| redis-server | 12 functions, \`sample_rate: 0\`")
 neighbour_ratio=$(server_ratio "| probes in the command's processes only")
 every_ratio=$(server_ratio "| probes in every process")
 
@@ -624,21 +625,33 @@ average above); compare within one run.
   (the "Where probes sit" table; past writes to argument registers the config does not read,
   too: none of the 12 redis functions is single-stepped now, where lookupKeyRead and
   lookupKeyWrite were); with a command, the probes in its processes only (the "Servers"
-  table: the untraced neighbour keeps its throughput, where it lost about half before). What
-  is left of redis's cost with 12 functions (${redis12_ratio} × untraced) is the trap pair
-  itself: a GET or SET runs about 12 probed calls (readQueryFromClient, processInputBuffer,
-  processCommand, call, the command, a key lookup, addReply, createStringObject...), each an
-  int3, a uretprobe hijack and its return (~1 µs here, the floor above), against ~10 µs for
-  the whole request untraced. Closing it takes fewer traps per request, not cheaper
-  programs: probing the request's outer functions only (2 functions: ${redis2_ratio} ×), and,
-  in the kernel, uprobe_multi sessions (entry and return in one program, Linux 6.10+, not yet
-  used) or the faster uprobe paths of newer kernels. The busy host: with shell loops on
+  table: the untraced neighbour keeps its throughput, where it lost about half before). Of
+  redis's cost with 12 functions (${redis12_ratio} × untraced), the probes themselves take
+  less than half: with \`sample_rate: 0\` (they run, nothing is sent) redis serves
+  ${redis12q_ratio} ×. A GET or SET runs about 12 probed calls (readQueryFromClient,
+  processInputBuffer, processCommand, call, the command, a key lookup, addReply,
+  createStringObject...), each an int3, a uretprobe hijack and its return (~1 µs here, the
+  floor above), against ~10 µs for the whole request untraced. The rest is spanprobe's CPU:
+  ~380 000 spans/s built and written (stdout lines to /dev/null) on the same two cores as
+  redis and redis-benchmark. A profile of spanprobe taken by hand in this setting (perf, not
+  part of this run): ~28 % formatting
+  lines, 5 % \`Resources::for_process\`, where each span's \`Arc<Resource>\` count is written
+  on the reader's thread and again on the export task's (a resource id per span would end
+  that), malloc and free ~9 %. What would close it: spanprobe's CPU per span; fewer traps per
+  request (the request's outer functions only: 2 functions, ${redis2_ratio} ×); in the kernel,
+  uprobe_multi sessions (entry and return in one program, Linux 6.10+, not yet used) or the
+  faster uprobe paths of newer kernels. The busy host: with shell loops on
   one or both cores, one traced thread at 200 000 calls/s lost ${busy_lost[1-200000]%% *} and
   ${busy_lost[2-200000]%% *} calls (table above); the losses the issue reported (3–49 % at
   150–320 K calls/s) did not reproduce on this machine with these loads, so the reader's
   scheduling (a thread of its own, a higher priority) was not changed. A command's probes
   are perf events, removed one at a time at exit (~0.1 s each): hence up to 32 probes by
   default, uprobe_multi links in every process above.
+  The per-call and BPF-time milestones (≤ 1.4 × and ≤ 2.5 × bpftrace) are not reached, and
+  the programs were not changed this round: the bullets above say what was tried and what
+  would close them. Since this round the per-call runs, which start their program as a
+  command, use a command's own probes (tracefs perf events; the default for 2 probes) where
+  the rounds before used uprobe_multi links.
 NOTES
 }
 

@@ -66,7 +66,7 @@ pub enum ProcessFilter {
 pub enum BpfError {
     #[error(
         "spanprobe needs CAP_BPF and CAP_PERFMON{}; missing {}",
-        if .mode.attaches_perf_events() {
+        if *.mode == AttachMode::PerfEvent {
             ", and CAP_SYS_ADMIN to attach perf-event uprobes"
         } else {
             ""
@@ -394,8 +394,8 @@ enum Attached {
     Aya(UProbeLink),
     /// A uprobe_multi link whose probes carry reference counters (USDT semaphores).
     Counted(std::os::fd::OwnedFd),
-    /// A probe in the command's processes only ([`AttachMode::CommandTree`]).
-    Tree(TreeUprobe),
+    /// Probes in the command's processes only ([`AttachMode::CommandTree`]).
+    Tree(Vec<TreeUprobe>),
 }
 
 impl Drop for Links {
@@ -933,8 +933,8 @@ fn attach_counted(
         .map_err(|source| syscall_error(link, functions, source))
 }
 
-/// Attaches `uprobe` at the function of `link` (one: a perf event each) in the tree of `root`
-/// (see [`tree_uprobe`]).
+/// Attaches `uprobe` at the functions of `link` (one per perf-event link) in the tree of
+/// `root` (see [`tree_uprobe`]).
 fn attach_in_tree(
     uprobe: &mut UProbe,
     link: &Link<'_>,
@@ -943,22 +943,25 @@ fn attach_in_tree(
     root: NonZeroU32,
 ) -> Result<Attached, BpfError> {
     let program = program_fd(uprobe, link, functions)?;
-    let [id] = link.functions[..] else {
-        unreachable!("a perf-event link holds one function");
-    };
-    let function = functions.get(id as usize);
-    let site = tree_uprobe::Site {
-        binary: link.binary,
-        offset: function.map_or(0, |f| f.file_offset),
-        ref_ctr_offset: function.and_then(|f| f.semaphore).unwrap_or(0),
-        retprobe: link.program == Program::Return,
-        cookie: u64::from(id),
-    };
-    // Unique in this process: a function has one probe per program.
-    let name = format!("f{id}_{}", link.program as u8);
-    TreeUprobe::attach(tracefs, &name, program, site, root)
-        .map(Attached::Tree)
-        .map_err(|source| syscall_error(link, functions, source))
+    let mut probes = Vec::with_capacity(link.functions.len());
+    for &id in &link.functions {
+        let Some(function) = functions.get(id as usize) else {
+            continue;
+        };
+        let site = tree_uprobe::Site {
+            binary: link.binary,
+            offset: function.file_offset,
+            ref_ctr_offset: function.semaphore.unwrap_or(0),
+            retprobe: link.program == Program::Return,
+            cookie: u64::from(id),
+        };
+        // Unique in this process: a function has one probe per program.
+        let name = format!("f{id}_{}", link.program as u8);
+        let probe = TreeUprobe::attach(tracefs, &name, program, site, root)
+            .map_err(|source| syscall_error(link, functions, source))?;
+        probes.push(probe);
+    }
+    Ok(Attached::Tree(probes))
 }
 
 fn program_fd<'a>(
