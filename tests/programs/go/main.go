@@ -46,12 +46,19 @@ func main() {
 	o := &order{id: 7}
 	total += o.apply(1.5, "xy")
 	done := make(chan int, 3)
+	// Each worker has returned (its RET run, which ends its span) before main exits: a
+	// worker's send alone would let os.Exit come between the send and the return.
+	returned := make(chan bool, 3)
 	for n := 1; n <= 3; n++ {
-		go worker(n, done)
+		go func(n int) {
+			worker(n, done)
+			returned <- true
+		}(n)
 	}
 	sum := 0
 	for k := 0; k < 3; k++ {
 		sum += <-done
+		<-returned
 	}
 	fmt.Println(total, i, err, err2, sum)
 	os.Exit(0)
