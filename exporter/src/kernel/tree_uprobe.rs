@@ -110,8 +110,9 @@ pub fn tracefs() -> Option<PathBuf> {
 /// A uprobe held in one process tree; dropping it removes it.
 #[derive(Debug)]
 pub struct TreeUprobe {
-    // Declared in the order they go: the link and the perf events, then the tracefs event,
-    // which the kernel keeps until no perf event is open on it.
+    // Closed by `drop` in this order: the inherited event (no breakpoint is placed in a new
+    // task after it), the link, the program's event, and last the tracefs event, which the
+    // kernel keeps until no perf event is open on it.
     link: Option<OwnedFd>,
     /// On the tree's first task only, running the program.
     program_event: Option<OwnedFd>,
@@ -141,7 +142,8 @@ impl TreeUprobe {
         let id = probe.event.id()?;
         let program_event = probe.program_event.insert(open(id, root, false)?);
         probe.link = Some(link_program(program, program_event, site.cookie)?);
-        // Last: from here on the tree's tasks hit the breakpoints, and the program runs.
+        // Last, once the program runs: from here on the tasks the root starts get the
+        // breakpoints too (the root itself is held before exec).
         probe.tree_event = Some(open(id, root, true)?);
         for event in [&probe.program_event, &probe.tree_event]
             .into_iter()
