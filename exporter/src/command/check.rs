@@ -124,9 +124,12 @@ pub fn report(config_path: &Path, functions: &[Probe], step_cost: Option<Duratio
     let multi = links(functions, &plans, AttachMode::Multi);
     let probes = probe_count(&multi);
     let with_command = if probes <= COMMAND_TREE_PROBES {
-        "in its processes only, as perf events"
+        "in its processes only, as perf events".to_owned()
     } else {
-        "through the links too, where the kernel has them (more than 32 probes)"
+        format!(
+            "through the links too, where the kernel has them (more than \
+             {COMMAND_TREE_PROBES} probes)"
+        )
     };
     let _ = writeln!(
         out,

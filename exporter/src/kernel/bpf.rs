@@ -295,6 +295,7 @@ fn attach_mode(
     functions: &[Probe],
     probes: usize,
     filter: ProcessFilter,
+    tracefs: Option<&std::path::Path>,
 ) -> Result<AttachMode, BpfError> {
     let guarded: Vec<_> = functions
         .iter()
@@ -310,7 +311,6 @@ fn attach_mode(
         Ok(false) => Some("the kernel has no uprobe_multi links (Linux 6.6+)".to_owned()),
         Err(error) => Some(format!("probing for uprobe_multi links failed: {error}")),
     };
-    let tracefs = tree_uprobe::tracefs();
     match requested {
         Some(AttachMode::CommandTree) if filter == ProcessFilter::All => {
             return Err(BpfError::CommandTree(
@@ -445,6 +445,8 @@ pub struct Loaded {
     trees: Vec<NonZeroU32>,
     depth_limit: u32,
     programs: Vec<LoadedProgram>,
+    /// Where tracefs is, with [`AttachMode::CommandTree`].
+    tracefs: Option<PathBuf>,
 }
 
 /// One program loaded, and what verifying it took.
@@ -471,7 +473,10 @@ impl Loaded {
         check_capabilities(AttachMode::Multi)?;
         crate::kernel::features::check()?;
         let probes = probe_count(&links(functions, plans, AttachMode::PerfEvent));
-        let mode = attach_mode(requested, functions, probes, filter)?;
+        let tracefs = tree_uprobe::tracefs();
+        let mode = attach_mode(requested, functions, probes, filter, tracefs.as_deref())?;
+        // Kept only for what attaching needs.
+        let tracefs = tracefs.filter(|_| mode == AttachMode::CommandTree);
         check_capabilities(mode)?;
         let depth_limit = limits.max_depth;
         let ring_bytes = limits.ring_buffer_size;
@@ -562,6 +567,7 @@ impl Loaded {
             trees,
             depth_limit,
             programs,
+            tracefs,
         })
     }
 
@@ -609,8 +615,8 @@ impl Loaded {
         plans: &[CapturePlan],
         command: Option<NonZeroU32>,
     ) -> Result<Tracer, BpfError> {
-        let tree = match (self.mode, command, tree_uprobe::tracefs()) {
-            (AttachMode::CommandTree, Some(root), Some(tracefs)) => Some((root, tracefs)),
+        let tree = match (command, self.tracefs.take()) {
+            (Some(root), Some(tracefs)) => Some((root, tracefs)),
             _ => None,
         };
         if self.mode == AttachMode::CommandTree && tree.is_none() {

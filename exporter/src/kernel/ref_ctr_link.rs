@@ -7,13 +7,13 @@
 use std::{
     ffi::CString,
     io,
-    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, BorrowedFd, OwnedFd},
     os::unix::ffi::OsStrExt as _,
     path::Path,
 };
 
-/// `BPF_LINK_CREATE`, from `enum bpf_cmd` (include/uapi/linux/bpf.h).
-const BPF_LINK_CREATE: libc::c_long = 28;
+use crate::kernel::syscalls::link_create;
+
 /// `BPF_TRACE_UPROBE_MULTI`, from `enum bpf_attach_type`.
 const BPF_TRACE_UPROBE_MULTI: u32 = 48;
 /// `BPF_F_UPROBE_MULTI_RETURN`: the link's probes are uretprobes.
@@ -77,19 +77,7 @@ pub fn attach(
         },
         ..LinkCreateUprobeMulti::default()
     };
-    // SAFETY: `attr` is a valid `link_create` attribute of the size passed, and every pointer
-    // in it (path, offsets, cookies, counters: `cnt` each) outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_CREATE,
-            &raw const attr,
-            size_of::<LinkCreateUprobeMulti>() as u32,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new descriptor, owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // SAFETY: `attr` is a valid `link_create` attribute of the uprobe_multi type, and every
+    // pointer in it (path, offsets, cookies, counters: `cnt` each) outlives the call.
+    unsafe { link_create(&attr) }
 }

@@ -10,10 +10,12 @@
 use std::{
     ffi::CString,
     io,
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
+
+use crate::kernel::syscalls::{PerfEventAttr, perf_event_open};
 
 /// Calls per measured loop: enough for a stable mean, well under a second when stepped.
 const CALLS: u32 = 5_000;
@@ -94,30 +96,6 @@ fn hits(probe: &OwnedFd) -> io::Result<u64> {
     Ok(u64::from_ne_bytes(count))
 }
 
-/// The first fields of the kernel's `perf_event_attr`, as far as `config2`: its version-1 size
-/// (72 bytes), which every kernel accepts; the libc crate does not define the struct. All
-/// flags zero: enabled, counting.
-#[repr(C)]
-#[derive(Default)]
-struct PerfEventAttr {
-    type_: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-    config2: u64,
-}
-
-const _: () = assert!(size_of::<PerfEventAttr>() == 72);
-
-/// `PERF_FLAG_FD_CLOEXEC` from linux/perf_event.h.
-const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
-
 /// A uprobe perf event at `offset` of `binary` in this process, counting hits with no program
 /// attached; removed when dropped. Needs CAP_PERFMON.
 fn uprobe(binary: &Path, offset: u64) -> io::Result<OwnedFd> {
@@ -127,29 +105,14 @@ fn uprobe(binary: &Path, offset: u64) -> io::Result<OwnedFd> {
         .map_err(io::Error::other)?;
     let path = CString::new(binary.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
     let attr = PerfEventAttr {
-        type_: pmu,
-        size: size_of::<PerfEventAttr>() as u32,
+        kind: pmu,
         // uprobe_path and probe_offset, in the config1/config2 union slots.
         config1: path.as_ptr() as u64,
         config2: offset,
         ..PerfEventAttr::default()
     };
-    // SAFETY: perf_event_open(2) with a valid attr; `path` outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &raw const attr,
-            0,
-            -1,
-            -1,
-            PERF_FLAG_FD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor, owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // `path` outlives the call.
+    perf_event_open(attr, 0)
 }
 
 #[cfg(test)]

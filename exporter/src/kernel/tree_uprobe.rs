@@ -22,9 +22,11 @@ use std::{
     fs, io,
     io::Write as _,
     num::NonZeroU32,
-    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, BorrowedFd, OwnedFd},
     path::{Path, PathBuf},
 };
+
+use crate::kernel::syscalls::{PerfEventAttr, link_create, perf_event_open};
 
 /// Where tracefs is mounted: its own mount first, then under debugfs.
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
@@ -37,40 +39,10 @@ const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
 /// `perf_event_attr.inherit`: bit 1 of the flags word.
 const ATTR_INHERIT: u64 = 1 << 1;
-/// `PERF_FLAG_FD_CLOEXEC`.
-const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 /// `PERF_EVENT_IOC_ENABLE`, `_IO('$', 0)`.
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
-/// `BPF_LINK_CREATE`, from `enum bpf_cmd` (include/uapi/linux/bpf.h).
-const BPF_LINK_CREATE: libc::c_long = 28;
 /// `BPF_PERF_EVENT`, from `enum bpf_attach_type`.
 const BPF_PERF_EVENT: u32 = 41;
-
-/// `struct perf_event_attr` up to `PERF_ATTR_SIZE_VER5`, which every kernel with BPF links
-/// to perf events (5.15+) accepts; the flags bit-field is one word.
-#[repr(C)]
-#[derive(Default)]
-struct PerfEventAttr {
-    kind: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-    config2: u64,
-    branch_sample_type: u64,
-    sample_regs_user: u64,
-    sample_stack_user: u32,
-    clockid: i32,
-    sample_regs_intr: u64,
-    aux_watermark: u32,
-    sample_max_stack: u16,
-    reserved: u16,
-}
 
 /// `union bpf_attr`'s `link_create` member with its `perf_event` variant; the kernel
 /// zero-fills what follows.
@@ -280,7 +252,6 @@ fn append(file: &Path, command: &str) -> io::Result<()> {
 fn open(id: u64, root: NonZeroU32, inherit: bool) -> io::Result<OwnedFd> {
     let attr = PerfEventAttr {
         kind: PERF_TYPE_TRACEPOINT,
-        size: size_of::<PerfEventAttr>() as u32,
         config: id,
         sample_period: 1,
         sample_type: PERF_SAMPLE_RAW,
@@ -288,19 +259,7 @@ fn open(id: u64, root: NonZeroU32, inherit: bool) -> io::Result<OwnedFd> {
         wakeup_events: 1,
         ..PerfEventAttr::default()
     };
-    let (pid, any_cpu, no_group) = (root.get() as libc::pid_t, -1, -1);
-    // SAFETY: `attr` is a valid `perf_event_attr` of the size it says.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &raw const attr,
-            pid,
-            any_cpu,
-            no_group,
-            PERF_FLAG_FD_CLOEXEC,
-        )
-    };
-    owned(fd)
+    perf_event_open(attr, root.get() as libc::pid_t)
 }
 
 /// Runs `program` on every hit of `perf_event`, with `cookie` for `bpf_get_attach_cookie`.
@@ -312,24 +271,8 @@ fn link_program(program: BorrowedFd<'_>, perf_event: &OwnedFd, cookie: u64) -> i
         flags: 0,
         bpf_cookie: cookie,
     };
-    // SAFETY: `attr` is a valid `link_create` attribute of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_CREATE,
-            &raw const attr,
-            size_of::<LinkCreatePerfEvent>() as u32,
-        )
-    };
-    owned(fd)
-}
-
-fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new descriptor, owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // SAFETY: `attr` is a valid `link_create` attribute of the perf-event type.
+    unsafe { link_create(&attr) }
 }
 
 #[cfg(test)]
@@ -337,8 +280,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attr_has_the_size_of_version_5() {
-        assert_eq!(size_of::<PerfEventAttr>(), 112);
+    fn link_attr_has_the_kernel_s_size() {
         assert_eq!(size_of::<LinkCreatePerfEvent>(), 24);
     }
 
