@@ -88,8 +88,9 @@ pub mod programs {
 }
 
 /// Every map userspace names (the others, scratch space, are the kernel side's alone).
-pub const MAPS: [&str; 7] = [
+pub const MAPS: [&str; 8] = [
     EVENTS_MAP,
+    HANDOFFS_MAP,
     COUNTERS_MAP,
     TARGET_PIDS_MAP,
     GOROUTINE_STACKS_MAP,
@@ -217,17 +218,27 @@ pub enum Counter {
     /// A function's trace context argument held no valid context (absent, malformed, all-zero
     /// ids, an unknown version): its span started a new trace, as without one.
     InvalidTraceContext = 5,
+    /// A handoff's `from` kept a span for its `to`.
+    HandoffMade = 6,
+    /// A handoff's `to` found a span kept under its key, and adopted it.
+    HandoffTaken = 7,
+    /// A handoff's `to` found no span kept under its key (none was open at `from`, it was
+    /// evicted, or taken already): its span started as without.
+    HandoffMissing = 8,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 9] = [
         Counter::RingBufFull,
         Counter::DepthExceeded,
         Counter::ReturnWithoutEntry,
         Counter::NoThreadStack,
         Counter::MemoryLost,
         Counter::InvalidTraceContext,
+        Counter::HandoffMade,
+        Counter::HandoffTaken,
+        Counter::HandoffMissing,
     ];
     /// Number of slots in [`COUNTERS_MAP`].
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -322,6 +333,8 @@ impl CallEvent {
         self.context.trace_id[0] = frame.context.trace_id[0];
         self.context.trace_id[1] = frame.context.trace_id[1];
         self.context.parent_span_id = frame.context.parent_span_id;
+        self.context.parent_stack = frame.context.parent_stack;
+        self.context.flags = frame.context.flags;
         self.goroutine = if stack.key.is_goroutine() {
             stack.key.id
         } else {
@@ -352,9 +365,34 @@ pub struct TraceContext {
     /// The trace the call belongs to.
     pub trace_id: [u64; 2],
     /// Set only on the call that read the context: its parent, a span of another process. Its
-    /// probed callees inherit `trace_id` alone; their parents are local.
+    /// probed callees inherit `trace_id` alone; their parents are local. With
+    /// [`PARENT_HANDED_OFF`], the entry time of the parent, a span of this process.
     pub parent_span_id: u64,
+    /// With [`PARENT_HANDED_OFF`]: the call stack ([`CallEvent::stack_id`]) of the parent.
+    pub parent_stack: u64,
+    /// [`TRACE_DERIVED`], [`PARENT_HANDED_OFF`], [`LINKED`], [`HANDS_OFF`], [`NOT_SAMPLED`].
+    pub flags: u32,
+    pub _pad: u32,
 }
+
+/// In [`TraceContext::flags`]: the trace id is derived by userspace, as a thread's own traces'
+/// are, from the call it names: `trace_id` holds that call's stack and the entry time of its
+/// trace's root. A handed-off trace that began with no context is carried so.
+pub const TRACE_DERIVED: u32 = 1;
+/// In [`TraceContext::flags`]: the parent is a span of this process on another stack (or
+/// earlier on this one), handed off to the call: `parent_stack` and, in `parent_span_id`,
+/// its entry time name it.
+pub const PARENT_HANDED_OFF: u32 = 2;
+/// In [`TraceContext::flags`], with [`PARENT_HANDED_OFF`]: the handed-off span is a link of
+/// the call, not its parent, and `trace_id` is that span's trace: the call roots a trace of its
+/// own (derived from its own entry, as a root's).
+pub const LINKED: u32 = 4;
+/// In [`TraceContext::flags`]: on the frame of a call that makes no span ([`NO_SPAN`]) and
+/// took a handoff: the calls it makes adopt the context, each as if it had taken the handoff.
+pub const HANDS_OFF: u32 = 8;
+/// In [`TraceContext::flags`], with [`HANDS_OFF`] and in [`HANDOFFS_MAP`]: the handed-off span's
+/// trace was sampled out; so is the call that adopts it.
+pub const NOT_SAMPLED: u32 = 16;
 
 impl TraceContext {
     /// From the ids' bytes, in W3C order.
@@ -368,6 +406,7 @@ impl TraceContext {
         TraceContext {
             trace_id: [word(high), word(low)],
             parent_span_id: u64::from_ne_bytes(parent_span_id),
+            ..TraceContext::default()
         }
     }
 
@@ -610,11 +649,49 @@ pub struct FunctionCapture {
     /// The chain of pointers from the return value (RAX) to what is reported instead of it
     /// (`chain`, `path` and `field_size` as an argument's; 0 `chain` reports RAX itself).
     pub ret: ArgCapture,
+    /// With [`HANDOFF_FROM`] or [`HANDOFF_TO`]: where the handoff's key is, read as an
+    /// argument is (its memory kind unused).
+    pub handoff: ArgCapture,
+    /// With [`HANDOFF_FROM`] or [`HANDOFF_TO`]: which handoff of the config, keeping apart
+    /// the keys of different handoffs.
+    pub handoff_id: u32,
+    pub _pad2: u32,
 }
+
+/// A handed-off span's place in [`HANDOFFS_MAP`]: its process, its handoff and its key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HandoffKey {
+    pub pid: u32,
+    pub handoff: u32,
+    pub key: u64,
+}
+
+/// Spans handed off and not yet taken, by [`HandoffKey`]: the [`TraceContext`] their taker
+/// adopts. Least recently used ones go first when full.
+pub const HANDOFFS_MAP: &str = "HANDOFFS";
+/// Handoffs waiting to be taken, at most.
+pub const MAX_HANDOFFS: u32 = 16384;
 
 /// In [`FunctionCapture::flags`]: some argument's memory is read at return
 /// ([`READ_AT_RETURN`]).
 pub const READS_AT_RETURN: u32 = 512;
+/// In [`FunctionCapture::flags`]: the probe makes no span; it only serves a handoff (the
+/// `from` or `to` of one, at a function the config does not trace). Its frame, if it pushes
+/// one, is not the parent of the calls it makes.
+pub const NO_SPAN: u32 = 1024;
+/// In [`FunctionCapture::flags`]: the site is a handoff's `from`: the span open on its stack
+/// (its own, when it makes one) is kept in [`HANDOFFS_MAP`] under the key
+/// [`FunctionCapture::handoff`] reads.
+pub const HANDOFF_FROM: u32 = 2048;
+/// In [`FunctionCapture::flags`]: the site is a handoff's `to`: the span kept under its key, if
+/// any, becomes the parent (or with [`HANDOFF_LINK`], a link) of the span it opens, or with
+/// [`NO_SPAN`], of the spans opened until it returns.
+pub const HANDOFF_TO: u32 = 4096;
+/// In [`FunctionCapture::flags`], with [`HANDOFF_TO`]: the handed-off span becomes a link.
+pub const HANDOFF_LINK: u32 = 8192;
+/// In [`FunctionCapture::flags`], with [`HANDOFF_TO`]: the key is not consumed when taken.
+pub const HANDOFF_REPEAT: u32 = 16384;
 /// [`FunctionCapture::sample_threshold`] that keeps every trace.
 pub const SAMPLE_ALWAYS: u32 = u32::MAX;
 /// In [`FunctionCapture::flags`]: the function has no return probe; its span is sent at entry,
@@ -807,18 +884,23 @@ mod pod {
     unsafe impl aya::Pod for super::FunctionCapture {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StackKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HandoffKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TraceContext {}
 }
 
 // The layouts are part of the kernel/user contract: fail the build if padding sneaks in.
-const _: () = assert!(core::mem::size_of::<TraceContext>() == 24);
+const _: () = assert!(core::mem::size_of::<TraceContext>() == 40);
 const _: () = assert!(
     core::mem::size_of::<CallEvent>()
         == 4 * 4 + 8 * 4 + 8 * MAX_ARGS + 8 + 2 * MAX_ARGS + 16 + size_of::<TraceContext>() + 16
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
 const _: () = assert!(
-    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 1) + 32
+    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 2) + 40
 );
+const _: () = assert!(core::mem::size_of::<HandoffKey>() == 16);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"

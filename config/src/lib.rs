@@ -26,8 +26,9 @@ pub use names::Names;
 pub use read_at::{LenArg, ReadAt};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,
-    Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol, ProbeTarget, ReturnSpec, Sampler, StdoutConfig,
-    StdoutFormat, TlsConfig, TraceContextFormat, TraceContextSpec, UsdtSpec,
+    HandoffAs, HandoffEnd, HandoffSpec, Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol, ProbeTarget,
+    ReturnSpec, Sampler, StdoutConfig, StdoutFormat, TlsConfig, TraceContextFormat,
+    TraceContextSpec, UsdtSpec,
 };
 pub use span_name::{NamePart, name_parts};
 pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};

@@ -264,6 +264,64 @@ pub struct ProbeTarget {
     /// Statically defined probes (USDT) of the binary that make spans.
     #[serde(default)]
     pub usdt: Vec<Located<UsdtSpec>>,
+    /// Spans that cross threads: work handed in on one thread (a task, a request) and run on
+    /// another joins the trace of the span that handed it in.
+    #[serde(default)]
+    pub handoffs: Vec<Located<HandoffSpec>>,
+}
+
+/// A handoff: where a key (a task pointer, a request id) is handed in, and where it comes out,
+/// on any thread of the same process.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffSpec {
+    /// Where the key is handed in: the span open on that thread (the function's own, when it is
+    /// traced) is kept under the key.
+    pub from: Located<HandoffEnd>,
+    /// Where the key comes out: the span this function opens (when traced), or every span its
+    /// thread opens until it returns, joins the kept span's trace as its child.
+    pub to: Located<HandoffEnd>,
+    /// `parent` (the default), or `link`: the span at `to` starts a trace of its own, with a
+    /// link to the kept span (a batch that serves many requests).
+    #[serde(default, rename = "as")]
+    pub adopt_as: HandoffAs,
+    /// The key stays after it is taken (a callback run many times); otherwise the first `to`
+    /// consumes it.
+    #[serde(default)]
+    pub repeat: bool,
+}
+
+/// One end of a handoff: a function and where its key is, as an argument would be named.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffEnd {
+    /// The function, by its symbol (mangled or demangled).
+    pub symbol: Located<String>,
+    /// The argument holding the key, or leading to it with `path`; 0 when absent.
+    #[serde(default)]
+    pub arg: u8,
+    /// A chain of members from the argument to the key, resolved from DWARF: `->task`.
+    pub path: Option<String>,
+}
+
+impl HandoffEnd {
+    /// The key, as an argument spec the resolver reads like any other.
+    pub fn key(&self) -> ArgSpec {
+        ArgSpec {
+            ty: self.path.is_none().then_some(ValueType::U64),
+            path: self.path.clone(),
+            ..ArgSpec::new(self.arg, Some("handoff.key"), ValueType::U64)
+        }
+    }
+}
+
+/// What a handed-off span becomes for the span that takes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffAs {
+    #[default]
+    Parent,
+    Link,
 }
 
 /// A USDT probe (`provider:name`) that opens a span, closed at `until` or sent at once.

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use crate::{
-    ArgSpec, Config, ExporterConfig, FunctionSpec, LenArg, Located, OtlpConfig, Position, Problem,
-    ReadAt, TraceContextFormat, TraceContextSpec, UsdtSpec,
+    ArgSpec, Config, ExporterConfig, FunctionSpec, HandoffSpec, LenArg, Located, OtlpConfig,
+    Position, Problem, ReadAt, TraceContextFormat, TraceContextSpec, UsdtSpec,
     span_name::{NamePart, name_parts},
 };
 
@@ -60,13 +60,14 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 "must be a process id, not 0",
             );
         }
-        if target.functions.is_empty() && target.usdt.is_empty() {
+        if target.functions.is_empty() && target.usdt.is_empty() && target.handoffs.is_empty() {
             problems.add(
                 target.position,
                 format!("{field}.functions"),
-                "at least one function (or `usdt` probe) is needed",
+                "at least one function (or `usdt` probe, or handoff) is needed",
             );
         }
+        validate_handoffs(&target.handoffs, &field, &mut problems);
         let mut seen = HashSet::new();
         for (f, function) in target.functions.iter().enumerate() {
             let field = format!("{field}.functions[{f}]");
@@ -91,6 +92,48 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
         }
     }
     problems.0
+}
+
+/// Each end names a function and an argument; a function is one end of one handoff, since its
+/// probe reads one key.
+fn validate_handoffs(handoffs: &[Located<HandoffSpec>], field: &str, problems: &mut Problems) {
+    let mut ends: Vec<(&str, String)> = Vec::new();
+    for (h, handoff) in handoffs.iter().enumerate() {
+        for (side, end) in [("from", &handoff.from), ("to", &handoff.to)] {
+            let field = format!("{field}.handoffs[{h}].{side}");
+            let symbol = end.symbol.value.as_str();
+            if symbol.is_empty() {
+                problems.add(
+                    end.symbol.position,
+                    format!("{field}.symbol"),
+                    "must not be empty",
+                );
+                continue;
+            }
+            if end.arg > MAX_ARG_INDEX {
+                problems.add(
+                    end.position,
+                    format!("{field}.arg"),
+                    format!(
+                        "argument index {} is past the last, {MAX_ARG_INDEX}",
+                        end.arg
+                    ),
+                );
+            }
+            if let Some((_, other)) = ends.iter().find(|(name, _)| *name == symbol) {
+                problems.add(
+                    end.symbol.position,
+                    format!("{field}.symbol"),
+                    format!(
+                        "`{symbol}` is already {other}: a function is one end of one handoff, \
+                         since its probe reads one key"
+                    ),
+                );
+                continue;
+            }
+            ends.push((symbol, format!("the `{side}` of handoffs[{h}]")));
+        }
+    }
 }
 
 fn validate_usdt(

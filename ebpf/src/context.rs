@@ -4,11 +4,13 @@ use core::{ffi::c_void, ptr::write_volatile};
 
 use aya_ebpf::{bindings::pt_regs, helpers::generated::bpf_probe_read_user_str};
 use spanprobe_common::{
-    ContextFormat, Frame, FunctionCapture, MAX_DEPTH, SCRATCH_LEN, TRACEPARENT_LEN, TraceContext,
+    ContextFormat, Frame, FunctionCapture, HANDS_OFF, LINKED, MAX_DEPTH, SCRATCH_LEN,
+    TRACE_DERIVED, TRACEPARENT_LEN, TraceContext,
 };
 
 use crate::{
     args::{Faults, read_arg, read_user},
+    handoffs::adopted,
     records::fault_in,
 };
 
@@ -23,6 +25,14 @@ pub(crate) enum ContextRead {
     Sampled,
     /// A valid context whose parent was not sampled.
     NotSampled,
+    /// A handed-off span, adopted as the parent: its trace was sampled.
+    HandedOff,
+    /// A handed-off span, adopted as the parent: its trace was sampled out.
+    HandedOffNotSampled,
+    /// A handed-off span, adopted as a link: the call roots a trace of its own.
+    Linked,
+    /// A handed-off span, carried by a call that makes no span for the calls it makes.
+    Carried,
 }
 
 /// Reads the trace context the caller passed into `context` (using `text` to read a
@@ -108,19 +118,42 @@ pub(crate) fn hex_digit(c: u8) -> Option<u8> {
     }
 }
 
-/// Copies the trace id of frame `index` (zero: derived by userspace), which its callees
-/// inherit, into `out`. Out of line like [`frame_at`], and writing through `out` because a
-/// BPF function may not return a pointer to its caller's stack, which returning an array
-/// compiles to.
+/// Writes into `out` what the calls of frame `index` inherit (zero ids: the trace userspace
+/// derives from the thread's root), on the stack `stack_id`: its trace, and when it carries a
+/// handoff it took ([`HANDS_OFF`]), the handed-off span too, which each of them adopts as if
+/// it had taken the handoff: what that decides is returned ([`ContextRead::Absent`] for a
+/// trace alone). Out of line like [`frame_at`], and writing through `out` because a BPF
+/// function may not return a pointer to its caller's stack.
 #[inline(never)]
-pub(crate) fn trace_id_at(frames: &[Frame; MAX_DEPTH], index: u32, out: &mut [u64; 2]) {
-    if let Some(frame) = frames.get(index as usize) {
-        // SAFETY: aligned words of a map value and of the caller's; see `clear_context`.
-        unsafe {
-            write_volatile(&mut out[0], frame.context.trace_id[0]);
-            write_volatile(&mut out[1], frame.context.trace_id[1]);
+pub(crate) fn inherit(
+    frames: &[Frame; MAX_DEPTH],
+    index: u32,
+    stack_id: u64,
+    out: &mut TraceContext,
+) -> ContextRead {
+    clear_context(out);
+    let Some(frame) = frames.get(index as usize) else {
+        return ContextRead::Absent;
+    };
+    let flags = frame.context.flags;
+    if flags & HANDS_OFF != 0 {
+        copy_context(out, &frame.context);
+        return adopted(out);
+    }
+    // SAFETY: aligned words of a map value and of the caller's; see `clear_context`.
+    unsafe {
+        if flags & LINKED != 0 {
+            // A call that took a link roots a trace of its own, derived from its entry.
+            write_volatile(&mut out.trace_id[0], stack_id);
+            write_volatile(&mut out.trace_id[1], frame.entry_ns);
+            write_volatile(&mut out.flags, TRACE_DERIVED);
+        } else {
+            write_volatile(&mut out.trace_id[0], frame.context.trace_id[0]);
+            write_volatile(&mut out.trace_id[1], frame.context.trace_id[1]);
+            write_volatile(&mut out.flags, flags & TRACE_DERIVED);
         }
     }
+    ContextRead::Absent
 }
 
 /// Zeroes `context` a word at a time: volatile, so that LLVM does not merge the stores into a
@@ -132,6 +165,8 @@ pub(crate) fn clear_context(context: &mut TraceContext) {
         write_volatile(&mut context.trace_id[0], 0);
         write_volatile(&mut context.trace_id[1], 0);
         write_volatile(&mut context.parent_span_id, 0);
+        write_volatile(&mut context.parent_stack, 0);
+        write_volatile(&mut context.flags, 0);
     }
 }
 
@@ -143,5 +178,7 @@ pub(crate) fn copy_context(to: &mut TraceContext, from: &TraceContext) {
         write_volatile(&mut to.trace_id[0], from.trace_id[0]);
         write_volatile(&mut to.trace_id[1], from.trace_id[1]);
         write_volatile(&mut to.parent_span_id, from.parent_span_id);
+        write_volatile(&mut to.parent_stack, from.parent_stack);
+        write_volatile(&mut to.flags, from.flags);
     }
 }

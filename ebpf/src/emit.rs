@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use spanprobe_common::{
     CallEnd, CallEvent, CallKey, CallRecord, CallStack, Counter, DATA_MAX, Ending, Frame,
-    MAX_DEPTH, RETURN_FAULT,
+    MAX_DEPTH, NO_SPAN, RETURN_FAULT,
 };
 
 use crate::{
@@ -60,6 +60,10 @@ pub(crate) fn send(
     // The one lookup of the function's capture on the way out: its return value's chain and
     // its memory.
     let capture = FUNCTIONS.get(frame.function_id);
+    // A frame that serves a handoff alone is no span.
+    if capture.is_some_and(|capture| capture.flags & NO_SPAN != 0) {
+        return;
+    }
     let (mut ret, mut flags) = (ending.ret, ending.flags);
     if let Some(capture) = capture
         && capture.ret.chain != 0

@@ -9,15 +9,16 @@ use aya_ebpf::{
 };
 use spanprobe_common::{
     AT_STACK_CHECK, CallEnd, CallStack, ContextFormat, ContextPolicy, Counter, ENDS_PAIRED_SPAN,
-    ENTRY_ONLY, EVENT_OF_OPEN_SPAN, Ending, Frame, FunctionCapture, MAX_DEPTH, NOT_AT_CALL,
-    ON_GOROUTINE_STACK, SAMPLE_ALWAYS,
+    ENTRY_ONLY, EVENT_OF_OPEN_SPAN, Ending, Frame, FunctionCapture, HANDOFF_FROM, HANDOFF_TO,
+    MAX_DEPTH, NO_SPAN, NOT_AT_CALL, ON_GOROUTINE_STACK, SAMPLE_ALWAYS,
 };
 
 use crate::{
     args::{Faults, Unread, read_args, read_user_u64},
-    context::{ContextRead, clear_context, copy_context, read_context, trace_id_at},
+    context::{ContextRead, clear_context, copy_context, inherit, read_context},
     emit::{count, function_id, registers, send},
     go::{CARRY, ZERO},
+    handoffs::{hand_off, take_handoff},
     maps::{FUNCTIONS, RETURN_ADDRESSES, TRACE_CONTEXTS},
     processes::{Thread, in_process_tree, traced_thread},
     records::{call_record, capture_memory, capture_stack},
@@ -54,19 +55,33 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
     let stack = stack_or_insert(&place.key, stacks)?;
     let return_address = end_skipped_frames(&thread, stack, &place, capture, regs, now);
     let depth = stack.depth;
-    if depth == 0 {
+    let entry_only = capture.flags & ENTRY_ONLY != 0;
+    // A `from` sent at once (or making no span) hands off the span open around it.
+    if entry_only && capture.flags & HANDOFF_FROM != 0 {
+        hand_off(thread.pid, stack, depth, capture, regs);
+        if capture.flags & NO_SPAN != 0 {
+            free_if_idle(stack);
+            return Some(());
+        }
+    }
+    // The outermost call that makes a span: frames that make none (a handoff's `to`) are not
+    // the parents of the calls they make.
+    let root = stack.top_entry_ns == 0;
+    if root {
         stack.root_entry_ns = now;
         stack.root_function_id = function_id;
         stack.unsampled = u32::from(!sampled(capture.sample_threshold));
     }
-    // The caller's trace, unless this call was handed a valid context of its own, which then
-    // decides whether the call and its callees are kept.
+    // The caller's trace, unless this call was handed a valid context of its own (read from
+    // its arguments, or a span handed off to it), which then decides whether the call and its
+    // callees are kept.
     // Built in the thread's stack entry, and copied a word at a time: LLVM turns a
     // `TraceContext` built or copied whole into calls to `memset`/`memmove`, which run as
     // byte loops here and cost every call tens of nanoseconds.
     clear_context(&mut stack.entering);
     // Functions that read a context get the sleepable programs (it is read from user memory).
-    let read = if faults == Faults::Fail || capture.context_format == ContextFormat::None as u8 {
+    let mut read = if faults == Faults::Fail || capture.context_format == ContextFormat::None as u8
+    {
         ContextRead::Absent
     } else {
         read_context(
@@ -77,6 +92,22 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
             &mut stack.entering,
         )
     };
+    if read == ContextRead::Invalid {
+        count(Counter::InvalidTraceContext);
+    }
+    if matches!(read, ContextRead::Absent | ContextRead::Invalid) {
+        if capture.flags & HANDOFF_TO != 0 {
+            read = take_handoff(thread.pid, capture, regs, faults, &mut stack.entering);
+        }
+        // Callees inherit their caller's trace; with no context anywhere, every trace id
+        // is zero, so nothing needs carrying.
+        if matches!(read, ContextRead::Absent | ContextRead::Invalid)
+            && TRACE_CONTEXTS.load() != 0
+            && let Some(top) = depth.checked_sub(1)
+        {
+            read = inherit(&stack.frames, top, stack.key.id, &mut stack.entering);
+        }
+    }
     let keep = match read {
         ContextRead::Sampled | ContextRead::NotSampled => Some(
             if capture.context_policy == ContextPolicy::FollowParent as u8 {
@@ -85,24 +116,15 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
                 trace_id_sampled(&stack.entering.trace_id, capture.sample_threshold)
             },
         ),
-        ContextRead::Absent | ContextRead::Invalid => {
-            if read == ContextRead::Invalid {
-                count(Counter::InvalidTraceContext);
-                clear_context(&mut stack.entering);
-            }
-            // Callees inherit their caller's trace; with no context anywhere, every trace id
-            // is zero, so nothing needs carrying.
-            if TRACE_CONTEXTS.load() != 0
-                && let Some(top) = depth.checked_sub(1)
-            {
-                trace_id_at(&stack.frames, top, &mut stack.entering.trace_id);
-            }
+        // A handed-off span's trace is kept as it was where it was handed off.
+        ContextRead::HandedOff => Some(true),
+        ContextRead::HandedOffNotSampled => Some(false),
+        ContextRead::Absent | ContextRead::Invalid | ContextRead::Linked | ContextRead::Carried => {
             None
         }
     };
     // An entry-only call is sent at once from a frame that is never pushed; any other is
     // pushed, and sent when it returns.
-    let entry_only = capture.flags & ENTRY_ONLY != 0;
     if entry_only {
         if keep == Some(false) || stack.unsampled != 0 {
             free_if_idle(stack);
@@ -110,7 +132,7 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
         }
     } else {
         match keep {
-            Some(keep) if depth == 0 => stack.unsampled = u32::from(!keep),
+            Some(keep) if root => stack.unsampled = u32::from(!keep),
             // A nested call drops its own subtree, remembering where (its frame index plus
             // one) to undo that when it ends.
             Some(false) if stack.unsampled == 0 => stack.unsampled = depth + 1,
@@ -139,12 +161,23 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
     frame.return_address = return_address;
     copy_context(&mut frame.context, &stack.entering);
     if !entry_only {
-        stack.top_entry_ns = now;
-        if stack.unsampled != 0 {
+        if capture.flags & NO_SPAN == 0 {
+            stack.top_entry_ns = now;
+        }
+        // A `from` that makes a span hands off its own: its frame is the top one now.
+        if capture.flags & HANDOFF_FROM != 0 {
+            hand_off(thread.pid, stack, depth + 1, capture, regs);
+        }
+        if stack.unsampled != 0 || capture.flags & NO_SPAN != 0 {
             // Kept for pairing entries with returns; nothing to capture.
             return Some(());
         }
     }
+    let frame = if entry_only {
+        &mut stack.unpushed
+    } else {
+        stack.frames.get_mut(depth as usize)?
+    };
     // Read in place: an array of arguments is too large for the BPF stack.
     frame.faults = read_args(&mut frame.args, regs, capture, faults, Unread::Zeroed);
     let stack = &*stack;

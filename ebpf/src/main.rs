@@ -5,7 +5,7 @@
 //! This file holds the programs' entry points only; their bodies are cut by concern: `entry`
 //! and `returns` (a call's two ends), `go` (Go's `RET` sites and goroutines), `processes`
 //! (which are traced), `stacks` (call stacks and their frames), `args` and `context` (what a
-//! call reads), `records` and `at_return` (memory kept from entry to return), `emit` (the ring
+//! call reads), `handoffs` (spans kept for another thread), `records` and `at_return` (memory kept from entry to return), `emit` (the ring
 //! buffer), `maps` (what both sides share).
 #![no_std]
 #![no_main]
@@ -33,6 +33,7 @@ mod context;
 mod emit;
 mod entry;
 mod go;
+mod handoffs;
 mod maps;
 mod processes;
 mod records;

@@ -6,8 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use spanprobe_common::{
-    CallKey, CallRecord, CallStack, Counter, DEFAULT_RING_BYTES, FunctionCapture, MAX_DEPTH,
-    MAX_GOROUTINES, MAX_MEMORY_CALLS, MAX_TREE_PROCESSES, StackKey,
+    CallKey, CallRecord, CallStack, Counter, DEFAULT_RING_BYTES, FunctionCapture, HandoffKey,
+    MAX_DEPTH, MAX_GOROUTINES, MAX_HANDOFFS, MAX_MEMORY_CALLS, MAX_TREE_PROCESSES, StackKey,
+    TraceContext,
 };
 
 use crate::task_storage::TaskStorage;
@@ -37,6 +38,12 @@ pub(crate) static THREAD_STACKS: TaskStorage<CallStack> = TaskStorage::new();
 #[map]
 pub(crate) static GOROUTINE_STACKS: LruHashMap<StackKey, CallStack> =
     LruHashMap::with_max_entries(MAX_GOROUTINES, 0);
+
+/// Spans handed off at a `from` site, for the `to` site that reads the same key (see
+/// `HANDOFFS_MAP`): least recently used first out, since a `to` may never come.
+#[map]
+pub(crate) static HANDOFFS: LruHashMap<HandoffKey, TraceContext> =
+    LruHashMap::with_max_entries(MAX_HANDOFFS, 0);
 
 /// Sized by userspace to the number of functions.
 #[map]

@@ -35,7 +35,12 @@ pub struct LoadCheck {
 /// Loads and resolves the config, and with `load_check` loads its programs into the kernel;
 /// returns the report to print.
 pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Result<String> {
-    let (config, Resolved { functions, notes }) = load_resolved(config_path)?;
+    let (
+        config,
+        Resolved {
+            functions, notes, ..
+        },
+    ) = load_resolved(config_path)?;
     if let ExporterConfig::Otlp(otlp) = &config.exporter {
         endpoint_tls(otlp, &config.base_dir)?;
     }
@@ -104,7 +109,7 @@ pub fn report(config_path: &Path, functions: &[Probe], step_cost: Option<Duratio
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let sites = functions.iter().filter(|f| f.kind.is_usdt()).count();
-    let helpers = functions.iter().filter(|f| f.kind.is_go_helper()).count();
+    let helpers = functions.iter().filter(|f| !f.kind.makes_spans()).count();
     let calls = functions.len() - sites - helpers;
     let mut what = Vec::new();
     if calls > 0 || sites == 0 {

@@ -12,7 +12,7 @@ pub fn warnings(functions: &[Probe], called: &[bool], program: Option<&Path>) ->
     let mut by_binary: BTreeMap<&Path, (usize, bool)> = BTreeMap::new();
     for (id, function) in functions.iter().enumerate() {
         // Not a span's own probe: never the function of an event.
-        if function.kind.is_go_helper() {
+        if !function.kind.makes_spans() {
             continue;
         }
         let sampled = function

@@ -496,7 +496,12 @@ impl Loaded {
         } else {
             0
         };
-        let trace_contexts = u8::from(plans.iter().any(CapturePlan::reads_trace_context));
+        // A handed-off trace is carried from caller to callee as a read context is.
+        let trace_contexts = u8::from(
+            plans
+                .iter()
+                .any(|plan| plan.reads_trace_context() || plan.serves_handoff()),
+        );
         let reads_at_return = u8::from(plans.iter().any(CapturePlan::reads_at_return));
         let return_addresses = u8::from(plans.iter().any(|plan| plan.stack.is_some()));
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);

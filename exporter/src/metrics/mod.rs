@@ -38,6 +38,30 @@ pub struct Metrics {
     /// is still exported (past the limit saying how many events it dropped, as OpenTelemetry's
     /// span limits do), and adding events to `lost` would count two units as one.
     pub dropped_events: AtomicU64,
+    /// Handoffs (kernel), indexed as [`HandoffOutcome::ALL`]: spans kept at a `from`, taken at
+    /// a `to`, and `to`s that found none. Not losses: a `to` that finds none still makes its
+    /// span, in a trace of its own.
+    handoffs: [AtomicU64; HandoffOutcome::ALL.len()],
+}
+
+/// What became of a handoff, as the metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    Made,
+    Taken,
+    Missing,
+}
+
+impl HandoffOutcome {
+    pub const ALL: [HandoffOutcome; 3] = [Self::Made, Self::Taken, Self::Missing];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Made => "made",
+            Self::Taken => "taken",
+            Self::Missing => "missing",
+        }
+    }
 }
 
 impl Metrics {
@@ -65,6 +89,11 @@ impl Metrics {
         Loss::ALL.into_iter().map(|loss| self.lost_to(loss)).sum()
     }
 
+    /// The handoffs that had `outcome` so far.
+    pub fn handoffs(&self, outcome: HandoffOutcome) -> u64 {
+        get(&self.handoffs[outcome as usize])
+    }
+
     /// Copies a kernel-side counter's `total` into its place here. Every counter is matched by
     /// name, so one added to the kernel side does not compile until it is given a place.
     pub fn set_kernel(&self, counter: Counter, total: u64) {
@@ -75,6 +104,9 @@ impl Metrics {
             Counter::MemoryLost => &self.losses[Loss::MemoryLost.index()],
             Counter::ReturnWithoutEntry => &self.returns_without_entry,
             Counter::InvalidTraceContext => &self.invalid_trace_contexts,
+            Counter::HandoffMade => &self.handoffs[HandoffOutcome::Made as usize],
+            Counter::HandoffTaken => &self.handoffs[HandoffOutcome::Taken as usize],
+            Counter::HandoffMissing => &self.handoffs[HandoffOutcome::Missing as usize],
         };
         slot.store(total, Ordering::Relaxed);
     }
@@ -109,6 +141,9 @@ mod tests {
             seen |= count;
         }
         seen |= get(&metrics.returns_without_entry) | get(&metrics.invalid_trace_contexts);
+        for outcome in HandoffOutcome::ALL {
+            seen |= metrics.handoffs(outcome);
+        }
         assert_eq!(
             seen,
             (1 << Counter::ALL.len()) - 1,

@@ -7,7 +7,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use super::{Metrics, get};
+use super::{HandoffOutcome, Metrics, get};
 use crate::loss::Loss;
 
 /// The exposition text.
@@ -62,6 +62,22 @@ pub fn render(metrics: &Metrics) -> String {
         "counter",
         "Trace context arguments that held no valid context: those calls started new traces.",
         &[("", get(&metrics.invalid_trace_contexts))],
+    );
+    let handoffs: Vec<(String, u64)> = HandoffOutcome::ALL
+        .into_iter()
+        .map(|outcome| {
+            (
+                format!("{{outcome=\"{}\"}}", outcome.label()),
+                metrics.handoffs(outcome),
+            )
+        })
+        .collect();
+    let handoffs: Vec<(&str, u64)> = handoffs.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric(
+        "handoffs_total",
+        "counter",
+        "Handoffs: spans kept at a `from` (made), adopted at a `to` (taken), and `to` calls that found none (missing).",
+        &handoffs,
     );
     metric(
         "incomplete_calls_total",
@@ -157,6 +173,7 @@ mod tests {
                 "export_retries_total counter",
                 "returns_without_entry_total counter",
                 "invalid_trace_contexts_total counter",
+                "handoffs_total counter",
                 "incomplete_calls_total counter",
                 "queue_depth gauge",
                 "probes_attached gauge",

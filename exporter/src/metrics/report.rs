@@ -2,7 +2,7 @@
 //! and, if anything was lost, a line naming every reason with its count, as the metrics label
 //! them. Scripts read these fields (scripts/bench.sh), so their names stay.
 
-use super::{Metrics, get};
+use super::{HandoffOutcome, Metrics, get};
 use crate::loss::{Loss, Stage};
 
 /// Logs the totals on stderr, and the losses by reason when there were any.
@@ -19,6 +19,17 @@ pub fn log(metrics: &Metrics) {
         invalid_trace_context = get(&metrics.invalid_trace_contexts),
         "done"
     );
+    let [made, taken, missing] = HandoffOutcome::ALL.map(|outcome| metrics.handoffs(outcome));
+    if made + taken + missing > 0 {
+        // Made and never taken: the `to` never came, the key was evicted, or another `from`
+        // replaced it.
+        tracing::info!(
+            made,
+            taken,
+            missing,
+            "handoffs: {made} spans handed off, {taken} taken, {missing} `to` calls found none"
+        );
+    }
     if lost > 0 {
         let by_reason: String = Loss::ALL
             .into_iter()

@@ -7,14 +7,14 @@ use std::num::NonZeroU32;
 use opentelemetry::Key;
 use spanprobe_common::{
     ArgCapture, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, ContextFormat, ContextPolicy,
-    FunctionCapture, MAX_CHAIN, MemoryKind, ON_GOROUTINE_STACK, READ_AT_RETURN, READS_AT_RETURN,
-    SAMPLE_ALWAYS,
+    FunctionCapture, HANDOFF_FROM, HANDOFF_LINK, HANDOFF_REPEAT, HANDOFF_TO, MAX_CHAIN, MemoryKind,
+    ON_GOROUTINE_STACK, READ_AT_RETURN, READS_AT_RETURN, SAMPLE_ALWAYS,
 };
 use spanprobe_config::{ArgSpec, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType};
 
 use crate::{
     events::readback::{ArgPlan, BacktracePlan, ReturnPlan, for_the_run},
-    plan::probe::{ArgLocation, Probe},
+    plan::probe::{ArgLocation, HandoffSide, Probe},
 };
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
@@ -57,6 +57,19 @@ impl CapturePlan {
         if reads_at_return {
             plan.kernel.flags |= READS_AT_RETURN;
         }
+        if let Some(role) = &function.handoff {
+            plan.kernel.flags |= match role.end {
+                HandoffSide::From => HANDOFF_FROM,
+                HandoffSide::To => {
+                    HANDOFF_TO
+                        | if role.link { HANDOFF_LINK } else { 0 }
+                        | if role.repeat { HANDOFF_REPEAT } else { 0 }
+                }
+            };
+            let location = function.arg_location(role.key.index);
+            plan.kernel.handoff = capture_arg(&role.key, location, None, 0, 0).0;
+            plan.kernel.handoff_id = role.id;
+        }
         if let Some(context) = &function.spec.trace_context {
             plan.kernel.context_policy = if sampler.parent_based {
                 ContextPolicy::FollowParent
@@ -90,6 +103,11 @@ impl CapturePlan {
     /// Whether the function reads memory when it returns (an output buffer).
     pub fn reads_at_return(&self) -> bool {
         self.kernel.flags & READS_AT_RETURN != 0
+    }
+
+    /// Whether the probe keeps or takes a handed-off span.
+    pub fn serves_handoff(&self) -> bool {
+        self.kernel.flags & (HANDOFF_FROM | HANDOFF_TO) != 0
     }
 
     /// Whether the function reads its caller's trace context.

@@ -135,6 +135,15 @@ pub enum ResolveErrorKind {
         address: u64,
         reason: String,
     },
+    #[error("{}: is a Go binary: handoffs are for C, C++ and Rust code", binary.display())]
+    GoHandoff { binary: PathBuf },
+    #[error(
+        "`{symbol}`: the handoff key is a `{ty}`, read from memory: a key is a number or a \
+         pointer (its `path` may lead to one)"
+    )]
+    HandoffKeyType { symbol: String, ty: ValueType },
+    #[error("`{symbol}` is {first} already, and a probe reads one key")]
+    HandoffTwice { symbol: String, first: String },
     #[error("no process {pid} is running")]
     NoProcess { pid: u32 },
     #[error(

@@ -7,7 +7,7 @@ use spanprobe_config::{ArgSpec, FunctionSpec, ValueType};
 
 use spanprobe_common::{
     AT_STACK_CHECK, ArgSource, ENDS_GOROUTINE, ENDS_PAIRED_SPAN, ENTRY_ONLY, EVENT_OF_OPEN_SPAN,
-    NOT_AT_CALL, ON_GOROUTINE_STACK, RESUMES_AFTER_PANIC,
+    NO_SPAN, NOT_AT_CALL, ON_GOROUTINE_STACK, RESUMES_AFTER_PANIC,
 };
 
 use crate::x86_64::{ArgOperand, Operand, Register, prologue::ProbeSite};
@@ -66,6 +66,41 @@ pub struct Probe {
     /// For a USDT start: the arguments its `until` site reads when the span ends (into the
     /// slots after this site's), and where they are there; decoded with this site's events.
     pub later_args: Vec<(ArgSpec, ArgLocation)>,
+    /// Its part in a handoff of the config, if it has one.
+    pub handoff: Option<HandoffRole>,
+}
+
+/// A probe's part in a handoff: which end, of which handoff, and where the key is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffRole {
+    pub end: HandoffSide,
+    /// The handoff's number in the config, which keeps its keys apart from other handoffs'.
+    pub id: u32,
+    /// Where the handoff's config entry is, as `probes[0].handoffs[1]`.
+    pub field: String,
+    /// The key, resolved like an argument (its `path` to offsets, its type from DWARF).
+    pub key: ArgSpec,
+    /// `as: link`: the span at `to` links to the handed-off one instead of being its child.
+    pub link: bool,
+    /// `repeat`: the key stays once taken.
+    pub repeat: bool,
+}
+
+/// Which end of a handoff a probe is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandoffSide {
+    From,
+    To,
+}
+
+impl HandoffSide {
+    /// As the config names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::From => "from",
+            Self::To => "to",
+        }
+    }
 }
 
 impl Probe {
@@ -99,6 +134,7 @@ impl Probe {
             go_error_types: None,
             slot_base: 0,
             later_args: Vec::new(),
+            handoff: None,
         }
     }
 
@@ -153,6 +189,10 @@ pub enum ProbeKind {
     GoExit,
     /// `runtime.recovery`, where a recovered panic resumes: closes the spans it unwound.
     GoRecovery,
+    /// A function the config does not trace, probed for a handoff alone ([`Probe::handoff`]):
+    /// a `from` fires at entry; a `to` also has a return probe, since what it adopts lasts
+    /// until it returns. It makes no span.
+    HandoffSite { to: bool },
 }
 
 impl ProbeKind {
@@ -182,6 +222,8 @@ impl ProbeKind {
             Self::GoReturn { pair, .. } => (0, pair),
             Self::GoExit => (ENDS_GOROUTINE, 0),
             Self::GoRecovery => (RESUMES_AFTER_PANIC, 0),
+            Self::HandoffSite { to: true } => (NO_SPAN, 0),
+            Self::HandoffSite { to: false } => (ENTRY_ONLY | NO_SPAN, 0),
         }
     }
 
@@ -199,14 +241,22 @@ impl ProbeKind {
 
     /// Whether a uretprobe closes the span.
     pub fn has_return(self) -> bool {
-        matches!(self, Self::Function)
+        matches!(self, Self::Function | Self::HandoffSite { to: true })
+    }
+
+    /// Whether the probe's calls make spans: not a Go helper's, nor a handoff site's.
+    pub fn makes_spans(self) -> bool {
+        !self.is_go_helper() && !matches!(self, Self::HandoffSite { .. })
     }
 
     /// Whether the span is sent when the probe fires, with no duration.
     pub fn is_entry_only(self) -> bool {
         matches!(
             self,
-            Self::EntryOnly | Self::UsdtPoint { .. } | Self::GoEntry
+            Self::EntryOnly
+                | Self::UsdtPoint { .. }
+                | Self::GoEntry
+                | Self::HandoffSite { to: false }
         )
     }
 

@@ -33,6 +33,8 @@ pub struct Resolved {
     /// Functions left out of a glob (another entry probes them, or the kernel cannot), each
     /// placed at the entry that left them out.
     pub notes: Vec<Problem>,
+    /// Handoffs resolved so far: the next one's number.
+    pub handoffs: u32,
 }
 
 /// Resolves every function of `config`, or says every problem. A glob, or a symbol defined at
@@ -165,6 +167,17 @@ fn resolve_target(
         let first_pair = u32::try_from(functions.len()).unwrap_or(u32::MAX) + 1;
         let usdt = kind::usdt::probes(&binary, &target.usdt, field, first_pair, errors);
         functions.extend(usdt);
+    }
+    if !target.handoffs.is_empty() {
+        kind::handoff::resolve(
+            &binary,
+            &target.handoffs,
+            field,
+            target_start,
+            &mut resolved.handoffs,
+            functions,
+            errors,
+        );
     }
 }
 

@@ -131,6 +131,7 @@ impl Target {
             return_type: None,
             slot_base: 0,
             later_args: Vec::new(),
+            handoff: None,
         }
     }
 }

@@ -26,17 +26,15 @@ impl IdGenerator {
         Self { key }
     }
 
-    /// The span id of the call that entered at `entry_ns` on thread `tid` of `pid`. (The
-    /// pipeline takes all of a span's ids at once, from [`Self::span_ids`]; the tests check
-    /// that against these.)
-    #[cfg(test)]
-    fn span_id(&self, pid: u32, stack: u64, entry_ns: u64) -> SpanId {
+    /// The span id of the call that entered at `entry_ns` on stack `stack` of `pid`: for a
+    /// handed-off parent. (The pipeline takes a call's own ids at once, from
+    /// [`Self::span_ids`]; the tests check that against these.)
+    pub fn span_id(&self, pid: u32, stack: u64, entry_ns: u64) -> SpanId {
         CallHash(self.hash(pid, stack, entry_ns)).span_id()
     }
 
-    /// The trace id of the trace whose root call entered at `root_entry_ns`.
-    #[cfg(test)]
-    fn trace_id(&self, pid: u32, stack: u64, root_entry_ns: u64) -> TraceId {
+    /// The trace id of the trace whose root call entered at `root_entry_ns` on `stack`.
+    pub fn trace_id(&self, pid: u32, stack: u64, root_entry_ns: u64) -> TraceId {
         CallHash(self.hash(pid, stack, root_entry_ns)).trace_id()
     }
 

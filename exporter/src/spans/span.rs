@@ -5,10 +5,12 @@ use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, Value,
-    trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+    trace::{Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
-use spanprobe_common::{CallEnd, CallEvent};
+use spanprobe_common::{
+    CallEnd, CallEvent, LINKED, PARENT_HANDED_OFF, TRACE_DERIVED, TraceContext,
+};
 use spanprobe_config::{AttributeValue, NamePart};
 
 use crate::{
@@ -198,6 +200,16 @@ impl SpanAssembler {
             .ok_or(UnknownFunction(function_id))
     }
 
+    /// The trace a call's context names: its ids, or the call userspace derives them from.
+    fn context_trace(&self, pid: u32, context: &TraceContext) -> TraceId {
+        if context.flags & TRACE_DERIVED != 0 {
+            self.ids
+                .trace_id(pid, context.trace_id[0], context.trace_id[1])
+        } else {
+            TraceId::from_bytes(context.trace_id_bytes())
+        }
+    }
+
     /// The event a [`CallEnd::Event`] record carries, for the span it belongs to: named as
     /// the probe's spans would be, its captured arguments as attributes.
     pub fn event(&self, event: &CallEvent, data: &[u8]) -> Result<Event, UnknownFunction> {
@@ -230,13 +242,38 @@ impl SpanAssembler {
         let mut parent_span_id = parent_span_id.unwrap_or(SpanId::INVALID);
         // A call that read its caller's trace context joins that trace, as the child of the
         // caller's span; its probed callees join the same trace, as children of local spans.
+        // A call that took a handed-off span joins its trace the same way, as its child, or
+        // roots a trace of its own that links to it.
         let context = &event.context;
-        let parent_span_is_remote = context.parent_span_id != 0;
-        if context.trace_id != [0; 2] {
-            trace_id = TraceId::from_bytes(context.trace_id_bytes());
-        }
-        if parent_span_is_remote {
-            parent_span_id = SpanId::from_bytes(context.parent_span_id_bytes());
+        let mut parent_span_is_remote = false;
+        let mut links = SpanLinks::default();
+        let handed_off = (context.flags & PARENT_HANDED_OFF != 0).then(|| {
+            self.ids
+                .span_id(pid, context.parent_stack, context.parent_span_id)
+        });
+        if context.flags & LINKED != 0 {
+            trace_id = self.ids.trace_id(pid, event.stack_id(), event.entry_ns);
+            parent_span_id = SpanId::INVALID;
+            if let Some(linked) = handed_off {
+                let linked = SpanContext::new(
+                    self.context_trace(pid, context),
+                    linked,
+                    TraceFlags::SAMPLED,
+                    false,
+                    TraceState::NONE,
+                );
+                links.links.push(Link::with_context(linked));
+            }
+        } else {
+            if context.trace_id != [0; 2] {
+                trace_id = self.context_trace(pid, context);
+            }
+            if let Some(parent) = handed_off {
+                parent_span_id = parent;
+            } else if context.parent_span_id != 0 {
+                parent_span_is_remote = true;
+                parent_span_id = SpanId::from_bytes(context.parent_span_id_bytes());
+            }
         }
 
         // Room for what `assemble` adds and what the pipeline may add after it (thread name,
@@ -298,7 +335,7 @@ impl SpanAssembler {
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
-            links: SpanLinks::default(),
+            links,
             status,
             instrumentation_scope: self.scope.clone(),
         })

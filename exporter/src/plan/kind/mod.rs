@@ -8,6 +8,7 @@ pub mod claims;
 pub mod function;
 pub mod gocall;
 pub mod goruntime;
+pub mod handoff;
 pub mod usdt;
 
 use crate::plan::probe::{Probe, ProbeKind};
@@ -18,6 +19,7 @@ pub fn site_line(function: &Probe, step_cost: &str) -> Option<String> {
     match function.kind {
         ProbeKind::GoReturn { error, .. } => Some(gocall::return_line(function, error, step_cost)),
         ProbeKind::GoExit | ProbeKind::GoRecovery => Some(goruntime::line(function)),
+        ProbeKind::HandoffSite { .. } => Some(handoff::line(function)),
         _ => None,
     }
 }
@@ -25,14 +27,18 @@ pub fn site_line(function: &Probe, step_cost: &str) -> Option<String> {
 /// What `check` says of `function`'s kind after its place (`, USDT site: ...`), among
 /// `functions` (a Go call counts its `RET` sites there); empty for a plain function.
 pub fn clause(function: &Probe, functions: &[Probe]) -> String {
-    match function.kind {
+    let own = match function.kind {
         ProbeKind::Function | ProbeKind::EntryOnly => function::clause(function.kind),
         ProbeKind::GoEntry | ProbeKind::GoCall { .. } => gocall::clause(function, functions),
         ProbeKind::UsdtStart { .. } | ProbeKind::UsdtEnd { .. } | ProbeKind::UsdtPoint { .. } => {
             usdt::clause(function.kind)
         }
-        ProbeKind::GoReturn { .. } | ProbeKind::GoExit | ProbeKind::GoRecovery => String::new(),
-    }
+        ProbeKind::GoReturn { .. }
+        | ProbeKind::GoExit
+        | ProbeKind::GoRecovery
+        | ProbeKind::HandoffSite { .. } => String::new(),
+    };
+    own + &handoff::clause(function)
 }
 
 /// Where `function`'s probe sits past its entry, and why (`+4 past `endbr64`, onto `push
