@@ -73,7 +73,7 @@
 //!
 //! This file is the test crate; its modules are in `tests/kernels/`: `harness` (the first
 //! test's cases); a module per kind of scenario, `processes`, `arguments`, `usdt`, `go`,
-//! `stack`, `trace_context` and `sidecar`; and what they share, `traced` (a scenario's script
+//! `stack`, `trace_context`, `handoffs` and `sidecar`; and what they share, `traced` (a scenario's script
 //! and case), `chain` (calls.c's chain of spans) and `checks`.
 
 mod support;
@@ -88,6 +88,8 @@ mod chain;
 mod checks;
 #[path = "kernels/go.rs"]
 mod go;
+#[path = "kernels/handoffs.rs"]
+mod handoffs;
 #[path = "kernels/harness.rs"]
 mod harness;
 #[path = "kernels/processes.rs"]
@@ -104,7 +106,8 @@ mod traced;
 mod usdt;
 
 use arguments::{member_path, moved_probes, output_buffers, str_argument};
-use go::{behind_pointers, goroutines};
+use go::{behind_pointers, goroutine_parents, goroutines};
+use handoffs::handoffs;
 use processes::{forked_children, nesting, threads};
 use sidecar::{pid_tree, sidecar};
 use stack::stack;
@@ -135,9 +138,11 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
     cases.extend([
         usdt_without_semaphores(&dir),
         goroutines(&dir),
+        goroutine_parents(&dir),
         behind_pointers(&dir),
         stack(&dir, &calls),
         trace_context(&dir),
+        handoffs(&dir),
         member_path(&dir),
         moved_probes(&dir),
         output_buffers(&dir),

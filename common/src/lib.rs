@@ -100,7 +100,8 @@ pub const MAPS: [&str; 8] = [
 ];
 
 /// Every global userspace sets at load.
-pub const GLOBALS: [&str; 8] = [
+pub const GLOBALS: [&str; 9] = [
+    GOROUTINE_PARENTS_GLOBAL,
     FILTER_PIDS_GLOBAL,
     DEPTH_LIMIT_GLOBAL,
     TRACE_CONTEXTS_GLOBAL,
@@ -132,6 +133,9 @@ pub const PROCESS_TREES_MAP: &str = "PROCESS_TREES";
 pub const MAX_TREE_PROCESSES: u32 = 32768;
 /// `pid:` trees at most: one bit each in [`PROCESS_TREES_MAP`]'s values.
 pub const MAX_PROCESS_TREES: usize = 64;
+/// Global (`u8`): non-zero when goroutines join the trace of the span they were started under
+/// ([`STARTS_GOROUTINE`]): a call that starts on a goroutine's stack then looks for one.
+pub const GOROUTINE_PARENTS_GLOBAL: &str = "GOROUTINE_PARENTS";
 /// Global (`u8`): non-zero when some function reads memory at return ([`READS_AT_RETURN`]):
 /// only then does a return look its function up before sending its call.
 pub const READS_AT_RETURN_GLOBAL: &str = "READS_AT_RETURN_USED";
@@ -692,6 +696,22 @@ pub const HANDOFF_TO: u32 = 4096;
 pub const HANDOFF_LINK: u32 = 8192;
 /// In [`FunctionCapture::flags`], with [`HANDOFF_TO`]: the key is not consumed when taken.
 pub const HANDOFF_REPEAT: u32 = 16384;
+/// In [`FunctionCapture::flags`]: the site is where Go creates a goroutine
+/// (`runtime.newproc1(fn, callergp, callerpc)`, on the system stack): the span open on the
+/// creator's stack, or the one its creator handed it, is kept for the goroutine
+/// ([`PENDING_GOROUTINE`]), until [`QUEUES_GOROUTINE`] learns which it is.
+pub const STARTS_GOROUTINE: u32 = 32768;
+/// In [`FunctionCapture::flags`]: the site is where Go queues a goroutine to run
+/// (`runtime.runqput(pp, gp, next)`), right after creating it: what [`STARTS_GOROUTINE`] kept
+/// on this thread becomes `gp`'s ([`GOROUTINE_HANDOFF`]).
+pub const QUEUES_GOROUTINE: u32 = 65536;
+/// [`HandoffKey::handoff`] of the span a goroutine was started under, keyed by its stack
+/// ([`GOROUTINE_STACK`] or'ed with its `g`): adopted by each call that starts on it with none
+/// open, until Go reuses the `g` for another goroutine.
+pub const GOROUTINE_HANDOFF: u32 = u32::MAX;
+/// [`HandoffKey::handoff`] of what [`STARTS_GOROUTINE`] kept, keyed by the thread, for the
+/// [`QUEUES_GOROUTINE`] that follows on the same thread.
+pub const PENDING_GOROUTINE: u32 = u32::MAX - 1;
 /// [`FunctionCapture::sample_threshold`] that keeps every trace.
 pub const SAMPLE_ALWAYS: u32 = u32::MAX;
 /// In [`FunctionCapture::flags`]: the function has no return probe; its span is sent at entry,

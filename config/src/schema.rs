@@ -268,6 +268,14 @@ pub struct ProbeTarget {
     /// another joins the trace of the span that handed it in.
     #[serde(default)]
     pub handoffs: Vec<Located<HandoffSpec>>,
+    /// Go: a goroutine started while a span is open on its creator joins that span's trace,
+    /// as its child (at any depth of goroutines). On unless `false`.
+    #[serde(default = "yes")]
+    pub follow_goroutines: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A handoff: where a key (a task pointer, a request id) is handed in, and where it comes out,
@@ -295,6 +303,9 @@ pub struct HandoffSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandoffEnd {
+    /// The binary the function is in, as a target's `binary`; the target's own when absent
+    /// (a library's `submit` hands off to the program's callback).
+    pub binary: Option<Located<String>>,
     /// The function, by its symbol (mangled or demangled).
     pub symbol: Located<String>,
     /// The argument holding the key, or leading to it with `path`; 0 when absent.

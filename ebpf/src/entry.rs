@@ -18,8 +18,8 @@ use crate::{
     context::{ContextRead, clear_context, copy_context, inherit, read_context},
     emit::{count, function_id, registers, send},
     go::{CARRY, ZERO},
-    handoffs::{hand_off, take_handoff},
-    maps::{FUNCTIONS, RETURN_ADDRESSES, TRACE_CONTEXTS},
+    handoffs::{hand_off, take_goroutine_parent, take_handoff},
+    maps::{FUNCTIONS, GOROUTINE_PARENTS, RETURN_ADDRESSES, TRACE_CONTEXTS},
     processes::{Thread, in_process_tree, traced_thread},
     records::{call_record, capture_memory, capture_stack},
     returns::end_usdt_span,
@@ -94,10 +94,13 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
     };
     if read == ContextRead::Invalid {
         count(Counter::InvalidTraceContext);
+        clear_context(&mut stack.entering);
     }
     if matches!(read, ContextRead::Absent | ContextRead::Invalid) {
         if capture.flags & HANDOFF_TO != 0 {
             read = take_handoff(thread.pid, capture, regs, faults, &mut stack.entering);
+        } else if root && stacks == Stacks::Goroutine && GOROUTINE_PARENTS.load() != 0 {
+            read = take_goroutine_parent(thread.pid, stack.key.id, &mut stack.entering);
         }
         // Callees inherit their caller's trace; with no context anywhere, every trace id
         // is zero, so nothing needs carrying.
@@ -160,26 +163,22 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
     frame.function_id = function_id;
     frame.return_address = return_address;
     copy_context(&mut frame.context, &stack.entering);
-    if !entry_only {
-        if capture.flags & NO_SPAN == 0 {
-            stack.top_entry_ns = now;
-        }
-        // A `from` that makes a span hands off its own: its frame is the top one now.
-        if capture.flags & HANDOFF_FROM != 0 {
-            hand_off(thread.pid, stack, depth + 1, capture, regs);
-        }
-        if stack.unsampled != 0 || capture.flags & NO_SPAN != 0 {
-            // Kept for pairing entries with returns; nothing to capture.
-            return Some(());
-        }
+    if !entry_only && capture.flags & NO_SPAN == 0 {
+        stack.top_entry_ns = now;
     }
-    let frame = if entry_only {
-        &mut stack.unpushed
-    } else {
-        stack.frames.get_mut(depth as usize)?
-    };
-    // Read in place: an array of arguments is too large for the BPF stack.
-    frame.faults = read_args(&mut frame.args, regs, capture, faults, Unread::Zeroed);
+    // Kept for pairing entries with returns, with nothing to capture.
+    let captures = entry_only || (stack.unsampled == 0 && capture.flags & NO_SPAN == 0);
+    if captures {
+        // Read in place: an array of arguments is too large for the BPF stack.
+        frame.faults = read_args(&mut frame.args, regs, capture, faults, Unread::Zeroed);
+    }
+    // A `from` that makes a span hands off its own: its frame is the top one now.
+    if !entry_only && capture.flags & HANDOFF_FROM != 0 {
+        hand_off(thread.pid, stack, depth + 1, capture, regs);
+    }
+    if !captures {
+        return Some(());
+    }
     let stack = &*stack;
     let (frame, slot) = if entry_only {
         (&stack.unpushed, ENTRY_ONLY_SLOT)

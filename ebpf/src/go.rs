@@ -5,12 +5,13 @@ use aya_ebpf::{
 };
 use spanprobe_common::{
     ArgCapture, ArgSource, CallEnd, Counter, ENDS_GOROUTINE, Ending, FunctionCapture,
-    GOROUTINE_STACK, RESUMES_AFTER_PANIC,
+    GOROUTINE_STACK, QUEUES_GOROUTINE, RESUMES_AFTER_PANIC, STARTS_GOROUTINE,
 };
 
 use crate::{
     args::{read_arg, read_user_u64},
     emit::{count, function_id, registers},
+    handoffs::{goroutine_created, goroutine_queued},
     maps::FUNCTIONS,
     processes::{Thread, in_process_tree, traced_thread},
     returns::return_from,
@@ -43,6 +44,20 @@ pub(crate) fn try_go(ctx: &ProbeContext) -> Option<()> {
     let regs = registers(ctx.as_ptr());
     if capture.flags & RESUMES_AFTER_PANIC != 0 {
         return go_recovered(&thread, capture, regs, now);
+    }
+    if capture.flags & STARTS_GOROUTINE != 0 {
+        // runtime.newproc1(fn, callergp, callerpc): callergp in RBX.
+        goroutine_created(
+            thread.pid,
+            thread.tid,
+            &thread.stack(GOROUTINE_STACK | regs.rbx),
+        );
+        return Some(());
+    }
+    if capture.flags & QUEUES_GOROUTINE != 0 {
+        // runtime.runqput(pp, gp, next): gp in RBX.
+        goroutine_queued(thread.pid, thread.tid, GOROUTINE_STACK | regs.rbx);
+        return Some(());
     }
     if capture.flags & ENDS_GOROUTINE != 0 {
         // runtime.goexit0(gp *g): gp in RAX.

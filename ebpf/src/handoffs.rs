@@ -4,8 +4,9 @@
 
 use aya_ebpf::bindings::pt_regs;
 use spanprobe_common::{
-    CallStack, Counter, FunctionCapture, HANDOFF_LINK, HANDOFF_REPEAT, HANDS_OFF, HandoffKey,
-    LINKED, NO_SPAN, NOT_SAMPLED, PARENT_HANDED_OFF, TRACE_DERIVED, TraceContext,
+    CallStack, Counter, FunctionCapture, GOROUTINE_HANDOFF, HANDOFF_LINK, HANDOFF_REPEAT,
+    HANDS_OFF, HandoffKey, LINKED, NO_SPAN, NOT_SAMPLED, PARENT_HANDED_OFF, PENDING_GOROUTINE,
+    StackKey, TRACE_DERIVED, TraceContext,
 };
 
 use crate::{
@@ -13,6 +14,7 @@ use crate::{
     context::{ContextRead, copy_context, inherit},
     emit::count,
     maps::HANDOFFS,
+    stacks::existing_stack,
 };
 
 /// The key `capture`'s handoff reads, in process `pid`; `None` when its chain faults.
@@ -34,12 +36,10 @@ fn key_of(
     })
 }
 
-/// At a `from` site: keeps, under the site's key, the span that the calls of the top frame of
-/// `stack` (at `depth`) would have for parent, with its trace and whether it was sampled. The
-/// top frame is the site's own when it makes a span. A frame that carries a handoff it took
-/// passes that on. With no span open, a key left from before is dropped, so that a reused
-/// pointer adopts nothing stale. The stack's `entering` context is free by then, and holds
-/// what is kept while it is built. Out of line, like the entry's other parts.
+/// At a `from` site: keeps, under the site's key, the span open at the top of `stack` (at
+/// `depth`), which is the site's own when it makes a span. With no span open, a key left from
+/// before is dropped, so that a reused pointer adopts nothing stale. Out of line, like the
+/// entry's other parts.
 #[inline(never)]
 pub(crate) fn hand_off(
     pid: u32,
@@ -51,6 +51,21 @@ pub(crate) fn hand_off(
     let Some(key) = key_of(pid, capture, regs, Faults::Fail) else {
         return;
     };
+    if keep_top_span(stack, depth) {
+        if HANDOFFS.insert(&key, &stack.entering, 0).is_ok() {
+            count(Counter::HandoffMade);
+        }
+    } else {
+        let _ = HANDOFFS.remove(&key);
+    }
+}
+
+/// Writes into the stack's `entering` context (free outside an entry's own use) what a taker
+/// of the span at the top of `stack` (at `depth`) adopts: that span, with its trace and whether
+/// it was sampled. A frame that carries a handoff it took passes that on. False when no span
+/// is open.
+#[inline(never)]
+pub(crate) fn keep_top_span(stack: &mut CallStack, depth: u32) -> bool {
     let CallStack {
         frames,
         entering: kept,
@@ -61,14 +76,12 @@ pub(crate) fn hand_off(
         ..
     } = stack;
     let Some(top) = depth.checked_sub(1) else {
-        let _ = HANDOFFS.remove(&key);
-        return;
+        return false;
     };
     let carried = inherit(frames, top, stack_key.id, kept);
     if carried == ContextRead::Absent {
         if *top_entry_ns == 0 {
-            let _ = HANDOFFS.remove(&key);
-            return;
+            return false;
         }
         if kept.flags & TRACE_DERIVED == 0 && kept.trace_id == [0; 2] {
             // The thread's own trace, which userspace derives from its root.
@@ -84,9 +97,7 @@ pub(crate) fn hand_off(
     if *unsampled != 0 || carried == ContextRead::HandedOffNotSampled {
         kept.flags |= NOT_SAMPLED;
     }
-    if HANDOFFS.insert(&key, kept, 0).is_ok() {
-        count(Counter::HandoffMade);
-    }
+    true
 }
 
 /// At a `to` site: adopts into `entering` the span kept under the site's key, if any. A site
@@ -138,4 +149,85 @@ pub(crate) fn adopted(context: &mut TraceContext) -> ContextRead {
     } else {
         ContextRead::HandedOff
     }
+}
+
+/// At the entry of a call that starts on goroutine stack `stack_id` with none open: adopts
+/// into `entering` the span the goroutine was started under, if any (see
+/// [`GOROUTINE_HANDOFF`]).
+#[inline(never)]
+pub(crate) fn take_goroutine_parent(
+    pid: u32,
+    stack_id: u64,
+    entering: &mut TraceContext,
+) -> ContextRead {
+    let key = HandoffKey {
+        pid,
+        handoff: GOROUTINE_HANDOFF,
+        key: stack_id,
+    };
+    // SAFETY: copied out at once, as in `take_handoff`.
+    match unsafe { HANDOFFS.get(&key) } {
+        Some(kept) => {
+            copy_context(entering, kept);
+            adopted(entering)
+        }
+        None => ContextRead::Absent,
+    }
+}
+
+/// `runtime.newproc1(fn, callergp, callerpc)`, creating a goroutine for `callergp` (RBX) on
+/// thread `tid`: keeps, for the `runtime.runqput` that follows on this thread, the span open
+/// on the creator's stack, or else the one the creator was started under; an empty context
+/// when neither, so that the new goroutine adopts nothing stale.
+#[inline(never)]
+pub(crate) fn goroutine_created(pid: u32, tid: u32, creator: &StackKey) {
+    let pending = HandoffKey {
+        pid,
+        handoff: PENDING_GOROUTINE,
+        key: u64::from(tid),
+    };
+    if let Some(stack) = existing_stack(creator) {
+        let depth = stack.depth;
+        if keep_top_span(stack, depth) {
+            let _ = HANDOFFS.insert(&pending, &stack.entering, 0);
+            return;
+        }
+    }
+    let inherited = HandoffKey {
+        pid,
+        handoff: GOROUTINE_HANDOFF,
+        key: creator.id,
+    };
+    // SAFETY: a map value, passed back to the map as the value to store.
+    if let Some(kept) = unsafe { HANDOFFS.get(&inherited) } {
+        let _ = HANDOFFS.insert(&pending, kept, 0);
+        return;
+    }
+    let _ = HANDOFFS.insert(&pending, &TraceContext::default(), 0);
+}
+
+/// `runtime.runqput(pp, gp, next)` on thread `tid`: when it queues the goroutine the thread
+/// just created (not one woken up), what was kept for it becomes `goroutine`'s.
+#[inline(never)]
+pub(crate) fn goroutine_queued(pid: u32, tid: u32, goroutine: u64) {
+    let pending = HandoffKey {
+        pid,
+        handoff: PENDING_GOROUTINE,
+        key: u64::from(tid),
+    };
+    // SAFETY: a map value, stored under another key before its own is removed.
+    let Some(kept) = (unsafe { HANDOFFS.get(&pending) }) else {
+        return;
+    };
+    let key = HandoffKey {
+        pid,
+        handoff: GOROUTINE_HANDOFF,
+        key: goroutine,
+    };
+    if kept.flags & PARENT_HANDED_OFF != 0 {
+        let _ = HANDOFFS.insert(&key, kept, 0);
+    } else {
+        let _ = HANDOFFS.remove(&key);
+    }
+    let _ = HANDOFFS.remove(&pending);
 }

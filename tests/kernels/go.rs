@@ -113,3 +113,18 @@ pub fn behind_pointers(dir: &Workdir) -> Case {
         assert_all_exported(output, 2);
     })
 }
+
+/// spawn: goroutines started inside traced calls, three deep and through a goroutine with no
+/// span open, join the trace of the span they were started under.
+pub fn goroutine_parents(dir: &Workdir) -> Case {
+    let binary = support::go_build(dir.path(), "spawn", "spawn");
+    let config = dir.write_named(
+        "spawn",
+        &functions_config(&binary, support::spawn::functions()),
+    );
+    traced("goroutine parents", &config, &binary).case(|_, output, receiver| {
+        output.assert_success();
+        assert_eq!(output.stdout, "spawn done\n");
+        support::spawn::assert_goroutine_tree(&receiver.spans());
+    })
+}

@@ -13,6 +13,7 @@
 struct task {
     int request;
     int part;
+    const char *label;
     void (*fn)(struct task *);
     struct task *next;
 };
@@ -83,6 +84,7 @@ static struct task *new_task(int request, int part) {
     struct task *t = calloc(1, sizeof *t);
     t->request = request;
     t->part = part;
+    t->label = "part";
     t->fn = process_part;
     return t;
 }

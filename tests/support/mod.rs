@@ -3,9 +3,11 @@
 #![allow(dead_code, reason = "each test binary uses part of the support code")]
 
 pub mod context;
+pub mod pool;
 pub mod receiver;
 pub mod root;
 pub mod scenario;
+pub mod spawn;
 pub mod usdt;
 pub mod vm;
 

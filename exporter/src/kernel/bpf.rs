@@ -21,10 +21,10 @@ use aya::{
 };
 use spanprobe_common::{
     COUNTERS_MAP, CallEvent, CallStack, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP,
-    FILTER_PIDS_GLOBAL, FUNCTIONS_MAP, FunctionCapture, GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL,
-    PROCESS_TREES_MAP, READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, StackKey, TARGET_PIDS_MAP,
-    TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, WAKEUP_BYTES_GLOBAL,
-    programs,
+    FILTER_PIDS_GLOBAL, FUNCTIONS_MAP, FunctionCapture, GOROUTINE_PARENTS_GLOBAL,
+    GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP, READS_AT_RETURN_GLOBAL,
+    RETURN_ADDRESSES_GLOBAL, STARTS_GOROUTINE, StackKey, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL,
+    THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, WAKEUP_BYTES_GLOBAL, programs,
 };
 use spanprobe_config::Limits;
 
@@ -503,6 +503,11 @@ impl Loaded {
                 .any(|plan| plan.reads_trace_context() || plan.serves_handoff()),
         );
         let reads_at_return = u8::from(plans.iter().any(CapturePlan::reads_at_return));
+        let goroutine_parents = u8::from(
+            plans
+                .iter()
+                .any(|plan| plan.kernel.flags & STARTS_GOROUTINE != 0),
+        );
         let return_addresses = u8::from(plans.iter().any(|plan| plan.stack.is_some()));
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         // One bit per possible pid.
@@ -511,6 +516,7 @@ impl Loaded {
             .override_global(FILTER_PIDS_GLOBAL, &filter_pids, true)
             .override_global(DEPTH_LIMIT_GLOBAL, &depth_limit, true)
             .override_global(TRACE_CONTEXTS_GLOBAL, &trace_contexts, true)
+            .override_global(GOROUTINE_PARENTS_GLOBAL, &goroutine_parents, true)
             .override_global(RETURN_ADDRESSES_GLOBAL, &return_addresses, true)
             .override_global(WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(TASK_TGID_OFFSET_GLOBAL, &tgid_offset, true)

@@ -7,7 +7,8 @@ use spanprobe_config::{ArgSpec, FunctionSpec, ValueType};
 
 use spanprobe_common::{
     AT_STACK_CHECK, ArgSource, ENDS_GOROUTINE, ENDS_PAIRED_SPAN, ENTRY_ONLY, EVENT_OF_OPEN_SPAN,
-    NO_SPAN, NOT_AT_CALL, ON_GOROUTINE_STACK, RESUMES_AFTER_PANIC,
+    NO_SPAN, NOT_AT_CALL, ON_GOROUTINE_STACK, QUEUES_GOROUTINE, RESUMES_AFTER_PANIC,
+    STARTS_GOROUTINE,
 };
 
 use crate::x86_64::{ArgOperand, Operand, Register, prologue::ProbeSite};
@@ -189,6 +190,12 @@ pub enum ProbeKind {
     GoExit,
     /// `runtime.recovery`, where a recovered panic resumes: closes the spans it unwound.
     GoRecovery,
+    /// `runtime.newproc1`, where goroutines are created: keeps the span open on the creator's
+    /// stack for the new goroutine, which [`ProbeKind::GoQueue`] then learns.
+    GoStart,
+    /// `runtime.runqput`, where a goroutine just created is queued to run: it takes the span
+    /// [`ProbeKind::GoStart`] kept.
+    GoQueue,
     /// A function the config does not trace, probed for a handoff alone ([`Probe::handoff`]):
     /// a `from` fires at entry; a `to` also has a return probe, since what it adopts lasts
     /// until it returns. It makes no span.
@@ -222,6 +229,8 @@ impl ProbeKind {
             Self::GoReturn { pair, .. } => (0, pair),
             Self::GoExit => (ENDS_GOROUTINE, 0),
             Self::GoRecovery => (RESUMES_AFTER_PANIC, 0),
+            Self::GoStart => (STARTS_GOROUTINE, 0),
+            Self::GoQueue => (QUEUES_GOROUTINE, 0),
             Self::HandoffSite { to: true } => (NO_SPAN, 0),
             Self::HandoffSite { to: false } => (ENTRY_ONLY | NO_SPAN, 0),
         }
@@ -273,7 +282,7 @@ impl ProbeKind {
     pub fn is_go_helper(self) -> bool {
         matches!(
             self,
-            Self::GoReturn { .. } | Self::GoExit | Self::GoRecovery
+            Self::GoReturn { .. } | Self::GoExit | Self::GoRecovery | Self::GoStart | Self::GoQueue
         )
     }
 

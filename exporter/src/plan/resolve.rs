@@ -43,14 +43,40 @@ pub struct Resolved {
 pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
     let mut resolved = Resolved::default();
     let mut errors = Vec::new();
+    let stack_frames = config.limits.stack_frames;
+    let mut opened = Vec::with_capacity(config.probes.len());
     for (t, target) in config.probes.iter().enumerate() {
         let field = format!("probes[{t}]");
-        let stack_frames = config.limits.stack_frames;
-        resolve_target(
+        opened.push(resolve_target(
             target,
             &config.base_dir,
             &field,
             stack_frames,
+            &mut resolved,
+            &mut errors,
+        ));
+    }
+    // After every target: an end of a handoff may be a function another target traces.
+    for (t, target) in config.probes.iter().enumerate() {
+        let Some(Some(own)) = opened.get(t) else {
+            continue;
+        };
+        if target.handoffs.is_empty() {
+            continue;
+        }
+        let field = format!("probes[{t}]");
+        // An end in another binary (a library's submit, the program's callback) is opened
+        // as a target of its own, with this one's processes.
+        let open = |binary: &Located<String>, end_field: &str| {
+            let mut elsewhere = target.clone();
+            elsewhere.value.binary = binary.clone();
+            open_target(&elsewhere, &config.base_dir, end_field, stack_frames)
+        };
+        kind::handoff::resolve(
+            own,
+            &target.handoffs,
+            &field,
+            open,
             &mut resolved,
             &mut errors,
         );
@@ -80,6 +106,42 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
     }
 }
 
+/// Opens `target`'s binary (at `field` of the config): its file found and read once, for
+/// the ELF facts, the symbols and the DWARF of every entry.
+pub(crate) fn open_target(
+    target: &Located<ProbeTarget>,
+    base_dir: &Path,
+    field: &str,
+    stack_frames: u16,
+) -> Result<Target, ResolveError> {
+    let binary_error = |kind: ResolveErrorKind| ResolveError {
+        position: target.binary.position,
+        field: format!("{field}.binary"),
+        kind,
+    };
+    let path = locate::locate(&target.binary, base_dir).map_err(|e| binary_error(e.into()))?;
+    let read = crate::binary::elf::read(&path).and_then(|data| {
+        let elf = ElfInfo::parse(&path, &data)?;
+        Ok((data, elf, Code::open(&path)?))
+    });
+    let (data, elf, code) = read.map_err(|e| binary_error(e.into()))?;
+    let pid = target
+        .pid
+        .as_ref()
+        .and_then(|pid| NonZeroU32::new(pid.value));
+    Ok(Target {
+        binary: Binary::new(path, data, elf, code),
+        pid,
+        stack_frames,
+        follow_goroutines: target.follow_goroutines,
+        position: target.binary.position,
+        field: format!("{field}.binary"),
+        reported: Default::default(),
+    })
+}
+
+/// Resolves `target`'s functions and USDT probes into `resolved`; returns its binary, opened,
+/// for its handoffs, or `None` when it cannot be read (the reason is in `errors`).
 fn resolve_target(
     target: &Located<ProbeTarget>,
     base_dir: &Path,
@@ -87,32 +149,17 @@ fn resolve_target(
     stack_frames: u16,
     resolved: &mut Resolved,
     errors: &mut Vec<ResolveError>,
-) {
+) -> Option<Target> {
+    let binary = match open_target(target, base_dir, field, stack_frames) {
+        Ok(binary) => binary,
+        Err(error) => {
+            errors.push(error);
+            return None;
+        }
+    };
     let functions = &mut resolved.functions;
-    let binary_error = |kind: ResolveErrorKind| ResolveError {
-        position: target.binary.position,
-        field: format!("{field}.binary"),
-        kind,
-    };
-    let path = match locate::locate(&target.binary, base_dir) {
-        Ok(path) => path,
-        Err(error) => return errors.push(binary_error(error.into())),
-    };
-    // Read once: the ELF facts, the symbols and the DWARF of every entry are parsed from it.
-    let read = crate::binary::elf::read(&path).and_then(|data| {
-        let elf = ElfInfo::parse(&path, &data)?;
-        Ok((data, elf, Code::open(&path)?))
-    });
-    let (data, elf, code) = match read {
-        Ok(read) => read,
-        Err(error) => return errors.push(binary_error(error.into())),
-    };
-    let pid = target
-        .pid
-        .as_ref()
-        .and_then(|pid| NonZeroU32::new(pid.value));
-    if let (Some(located), Some(pid)) = (&target.pid, pid)
-        && let Err(kind) = check_mapped(pid, &path)
+    if let (Some(located), Some(pid)) = (&target.pid, binary.pid)
+        && let Err(kind) = check_mapped(pid, &binary.binary.path)
     {
         errors.push(ResolveError {
             position: located.position,
@@ -120,14 +167,6 @@ fn resolve_target(
             kind,
         });
     }
-    let binary = Target {
-        binary: Binary::new(path, data, elf, code),
-        pid,
-        stack_frames,
-        position: target.binary.position,
-        field: format!("{field}.binary"),
-        reported: Default::default(),
-    };
     let target_start = functions.len();
     // Entries that name their function claim it before the globs that also match it; whether
     // a symbol is a glob depends on the names the binary has (see `NamePattern`).
@@ -168,17 +207,7 @@ fn resolve_target(
         let usdt = kind::usdt::probes(&binary, &target.usdt, field, first_pair, errors);
         functions.extend(usdt);
     }
-    if !target.handoffs.is_empty() {
-        kind::handoff::resolve(
-            &binary,
-            &target.handoffs,
-            field,
-            target_start,
-            &mut resolved.handoffs,
-            functions,
-            errors,
-        );
-    }
+    Some(binary)
 }
 
 /// Checks that process `pid` runs and has `binary` mapped (its code or a library it loaded),

@@ -21,6 +21,8 @@ pub struct Target {
     pub pid: Option<NonZeroU32>,
     /// Stack frames a probe that captures its stack records.
     pub stack_frames: u16,
+    /// Go: goroutines join the trace of the span they were started under.
+    pub follow_goroutines: bool,
     /// Where the target's `binary` is in the config.
     pub position: Position,
     pub field: String,

@@ -19,7 +19,25 @@ use crate::{
 pub fn helpers(target: &Target, errors: &mut Vec<ResolveError>) -> Vec<Probe> {
     let mut probes: Vec<Probe> = goexit(target, errors).into_iter().collect();
     probes.extend(recovery(target, errors));
+    probes.extend(goroutine_starts(target, errors));
     probes
+}
+
+/// `runtime.newproc1(fn, callergp, callerpc)`, where goroutines are created (on the system
+/// stack, `callergp` in RBX), and `runtime.runqput(pp, gp, next)`, which queues the new one
+/// (`gp` in RBX) right after: together they tell the kernel side under which span each
+/// goroutine was started, which its calls then join. Both or neither; from Go 1.17 (the
+/// register ABI), unless the target turns it off (`follow_goroutines: false`).
+fn goroutine_starts(target: &Target, errors: &mut Vec<ResolveError>) -> Vec<Probe> {
+    if !target.follow_goroutines || target.binary.elf.go_version < Some((1, 17)) {
+        return Vec::new();
+    }
+    let start = runtime_probe(target, "runtime.newproc1", ProbeKind::GoStart, errors);
+    let queue = runtime_probe(target, "runtime.runqput", ProbeKind::GoQueue, errors);
+    match (start, queue) {
+        (Some(start), Some(queue)) => vec![start, queue],
+        _ => Vec::new(),
+    }
 }
 
 /// `runtime.goexit0(gp)`, where every goroutine ends: the calls `runtime.Goexit` leaves open
@@ -88,6 +106,10 @@ pub(super) fn line(function: &Probe) -> String {
         ProbeKind::GoExit => {
             "where goroutines end, closing the spans they leave open (runtime.Goexit)"
         }
+        ProbeKind::GoStart => {
+            "where goroutines are created: one started inside a span joins its trace"
+        }
+        ProbeKind::GoQueue => "where a goroutine just created is queued: it learns its parent",
         _ => "where recovered panics resume, closing the spans they unwound",
     };
     format!(

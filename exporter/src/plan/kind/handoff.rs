@@ -10,41 +10,53 @@ use spanprobe_config::{FunctionSpec, HandoffAs, HandoffSpec, Located};
 use crate::plan::{
     error::{ResolveError, ResolveErrorKind},
     probe::{HandoffRole, HandoffSide, Probe, ProbeKind},
+    resolve::Resolved,
     target::Target,
 };
 
 use super::claims::Claims;
 
-/// Resolves `handoffs`, the entries of the target at `field` whose functions start at
-/// `functions[target_start..]`: the traced functions among them take their roles, and a
-/// handoff site is added for each other end. `next_id` numbers the config's handoffs.
+/// Resolves `handoffs`, the entries of the target at `field` (whose binary is `own`): each end
+/// that a resolved function traces takes its role on that function's probe, and a handoff
+/// site is added for each other. `open` opens an end's own `binary`, for its field.
 pub fn resolve(
-    target: &Target,
+    own: &Target,
     handoffs: &[Located<HandoffSpec>],
     field: &str,
-    target_start: usize,
-    next_id: &mut u32,
-    functions: &mut Vec<Probe>,
+    open: impl Fn(&Located<String>, &str) -> Result<Target, ResolveError>,
+    resolved: &mut Resolved,
     errors: &mut Vec<ResolveError>,
 ) {
-    if target.binary.elf.is_go {
-        errors.push(ResolveError {
-            position: handoffs[0].position,
-            field: format!("{field}.handoffs"),
-            kind: ResolveErrorKind::GoHandoff {
-                binary: target.binary.path.clone(),
-            },
-        });
-        return;
-    }
     for (h, handoff) in handoffs.iter().enumerate() {
-        let id = *next_id;
-        *next_id += 1;
+        let id = resolved.handoffs;
+        resolved.handoffs += 1;
         let field = format!("{field}.handoffs[{h}]");
         for (end, side) in [
             (&handoff.from, HandoffSide::From),
             (&handoff.to, HandoffSide::To),
         ] {
+            let end_field = format!("{field}.{}", side.name());
+            let elsewhere = match &end.binary {
+                Some(binary) => match open(binary, &end_field) {
+                    Ok(target) => Some(target),
+                    Err(error) => {
+                        errors.push(error);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let target = elsewhere.as_ref().unwrap_or(own);
+            if target.binary.elf.is_go {
+                errors.push(ResolveError {
+                    position: end.position,
+                    field: end_field,
+                    kind: ResolveErrorKind::GoHandoff {
+                        binary: target.binary.path.clone(),
+                    },
+                });
+                continue;
+            }
             let spec = Located {
                 value: FunctionSpec {
                     symbol: Some(end.symbol.clone()),
@@ -56,13 +68,12 @@ pub fn resolve(
                 },
                 position: end.position,
             };
-            let end_field = format!("{field}.{}", side.name());
             let mut notes = Vec::new();
             let sites = super::function::probes(
                 target,
                 &spec,
                 &end_field,
-                functions.len(),
+                resolved.functions.len(),
                 &mut Claims::default(),
                 errors,
                 &mut notes,
@@ -90,7 +101,7 @@ pub fn resolve(
                     link: handoff.adopt_as == HandoffAs::Link,
                     repeat: handoff.repeat,
                 };
-                match traced(&mut functions[target_start..], &site) {
+                match traced(&mut resolved.functions, &site) {
                     Some(traced) => {
                         if let Some(first) = &traced.handoff {
                             errors.push(ResolveError {
@@ -119,7 +130,7 @@ pub fn resolve(
                             to: side == HandoffSide::To,
                         };
                         site.handoff = Some(role);
-                        functions.push(site);
+                        resolved.functions.push(site);
                     }
                 }
             }

@@ -18,7 +18,9 @@ use crate::plan::probe::{Probe, ProbeKind};
 pub fn site_line(function: &Probe, step_cost: &str) -> Option<String> {
     match function.kind {
         ProbeKind::GoReturn { error, .. } => Some(gocall::return_line(function, error, step_cost)),
-        ProbeKind::GoExit | ProbeKind::GoRecovery => Some(goruntime::line(function)),
+        ProbeKind::GoExit | ProbeKind::GoRecovery | ProbeKind::GoStart | ProbeKind::GoQueue => {
+            Some(goruntime::line(function))
+        }
         ProbeKind::HandoffSite { .. } => Some(handoff::line(function)),
         _ => None,
     }
@@ -36,6 +38,8 @@ pub fn clause(function: &Probe, functions: &[Probe]) -> String {
         ProbeKind::GoReturn { .. }
         | ProbeKind::GoExit
         | ProbeKind::GoRecovery
+        | ProbeKind::GoStart
+        | ProbeKind::GoQueue
         | ProbeKind::HandoffSite { .. } => String::new(),
     };
     own + &handoff::clause(function)
