@@ -25,9 +25,10 @@ BPF_LINKER_VERSION=0.13.0
 # qemu-system-x86, busybox-static, xz-utils: the kernel matrix (tests/kernels.rs) boots other
 # kernels under QEMU with an initramfs whose shell and tools are a static busybox;
 # scripts/kernels.sh decompresses the 6.12 kernel's modules (.ko.xz) with xz.
+# libuv1-dev: libuv's thread pool, a real library whose work handoffs the tests trace.
 APT_PACKAGES=(gcc g++ make pkg-config docker-compose sqlite3 python3-venv python3.11-dbg
   libc6-dbg postgresql-15 systemtap-sdt-dev golang-go restic age strace qemu-system-x86
-  busybox-static xz-utils curl libxml2-utils)
+  busybox-static xz-utils curl libxml2-utils libuv1-dev)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
