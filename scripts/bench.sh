@@ -16,6 +16,7 @@
 #    (scripts/bench-prologues.sh);
 #  - redis-server and nginx traced against untraced, and an untraced redis-server beside a
 #    `run -- sleep` (scripts/bench-servers.sh);
+#  - what handoffs cost a function that takes no part in one (scripts/bench-handoffs.sh);
 #  - the userspace pipeline, without the kernel (criterion);
 #  - where a probed call's time goes, and spanprobe's (perf).
 # Needs root; about 25 minutes. Knobs (environment): CALLS per per-call run, REPEAT runs of
@@ -365,6 +366,10 @@ lib=/usr/lib/x86_64-linux-gnu
 # --- What a traced server pays --------------------------------------------------------------
 log "servers: redis-server and nginx, traced and untraced; a neighbour during run -- sleep"
 ./scripts/bench-servers.sh "$spanprobe" 3 > "$work/servers.md"
+
+# --- What handoffs cost the functions that take no part in one --------------------------------
+log "handoffs: BPF time per call against the spanprobe before them"
+./scripts/bench-handoffs.sh "$spanprobe" 9 > "$work/handoffs.md"
 # The ratios the targets table quotes: a row's last column.
 server_ratio() { awk -F'|' -v row="$1" 'index($0, row) == 1 { v = $(NF - 1); gsub(/ /, "", v); print v }' "$work/servers.md"; }
 redis2_ratio=$(server_ratio "| redis-server (")
@@ -828,6 +833,16 @@ per_call_table() { # TARGET
   echo "command's tasks), or in every process (\`--attach multi\`, what every run did before)."
   echo
   cat "$work/servers.md"
+  echo
+  echo "## Handoffs: what a function that takes no part pays (\`scripts/bench-handoffs.sh\`, 9 alternating rounds, medians)"
+  echo
+  echo "BPF run time per call (entry + return, \`kernel.bpf_stats_enabled\`) of \`work\`, a root call"
+  echo "with an argument and its return value, traced by this spanprobe and by the last one before"
+  echo "handoffs (built from its commit by the script), alternating; and by this one with a handoff"
+  echo "configured between two functions the load never calls, which turns on the carrying of traces"
+  echo "from caller to callee that handoffs need."
+  echo
+  cat "$work/handoffs.md"
   echo
   echo "## Userspace, without the kernel (criterion, one core)"
   echo
