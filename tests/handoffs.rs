@@ -1,7 +1,8 @@
 //! Handoffs: a span open where a key (a task, a request) is handed in is the parent, or a link,
 //! of the spans opened where the key comes out, on another thread. Checked id for id on a
 //! thread pool of our own (with a sampled-out request, a request that joined its caller's
-//! trace, and a task handed in without `from`), as a link, and on libuv's pool.
+//! trace, and a task handed in without `from`), as a link, on libuv's pool and its event
+//! loop's callbacks (the same thread, later), and for goroutines, which need no config.
 
 mod support;
 
@@ -93,7 +94,7 @@ async fn as_link_a_task_starts_its_own_trace_linked_to_its_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn libuv_work_runs_in_the_trace_of_the_call_that_queued_it() {
+async fn libuv_work_and_its_callbacks_join_the_trace_of_the_call_that_queued_them() {
     support::needs_root!();
     let s = Scenario::start().await;
     let program = support::compile_c(
@@ -135,6 +136,42 @@ async fn libuv_work_runs_in_the_trace_of_the_call_that_queued_it() {
         }
     }
     assert_stderr_has(&output, "made=6 taken=6 missing=0");
+
+    // An event loop's callback, run later on the same thread: the same handoff shape.
+    let mut config = s.config(
+        &program,
+        json!([
+            { "symbol": "handle", "args": [{ "index": 1, "name": "request", "type": "i32" }] },
+            { "symbol": "settle", "args": [{ "index": 0, "name": "request", "type": "i32" }] },
+        ]),
+    );
+    config["probes"][0]["handoffs"] = json!([{
+        "from": { "binary": "libuv.so.1", "symbol": "uv_queue_work", "arg": 1 },
+        "to": { "symbol": "done", "arg": 0 },
+    }]);
+    let (output, spans) = s
+        .trace(&config, &[program.to_str().unwrap()])
+        .exits(0)
+        .await;
+    assert!(support::stdout(&output).contains("uvwork 36"));
+    let first_run = 9;
+    let spans = &spans[first_run..];
+    let handlers = by_request(spans, "handle");
+    let settled = by_request(spans, "settle");
+    assert_eq!(handlers.len(), 3, "{spans:#?}");
+    for (request, handler) in handlers {
+        let [handler] = handler[..] else {
+            panic!("{handler:#?}")
+        };
+        assert_eq!(settled[&request].len(), 2);
+        for settle in &settled[&request] {
+            assert_eq!(settle.span.trace_id, handler.span.trace_id);
+            assert_eq!(settle.span.parent_span_id, handler.span.span_id);
+            assert_eq!(settle.int_attr("thread.id"), handler.int_attr("thread.id"));
+            // Later: the handler had returned.
+            assert!(settle.span.start_time_unix_nano > handler.span.end_time_unix_nano);
+        }
+    }
 }
 
 #[tokio::test]

@@ -64,7 +64,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
             problems.add(
                 target.position,
                 format!("{field}.functions"),
-                "at least one function (or `usdt` probe, or handoff) is needed",
+                "at least one function, `usdt` probe or handoff is needed",
             );
         }
         validate_handoffs(&target.handoffs, &field, &mut problems);

@@ -45,9 +45,9 @@ fn malformed_yaml() {
 fn unknown_keys_suggest_the_closest() {
     assert_eq!(
         error("probes:\n  - binary: demo\n    functoins: []\n"),
-        "app.yaml:2:5: probes[0].functions: at least one function (or `usdt` probe) is needed\n\
+        "app.yaml:2:5: probes[0].functions: at least one function, `usdt` probe or handoff is needed\n\
          app.yaml:3:5: probes[0].functoins: unknown field `functoins`, expected one of binary, \
-         pid, functions, usdt (did you mean `functions`?)"
+         pid, functions, usdt, handoffs, follow_goroutines (did you mean `functions`?)"
     );
     assert_eq!(
         error(&format!(
@@ -117,7 +117,7 @@ fn wrong_value_types() {
 fn missing_keys() {
     assert_eq!(
         error("probes:\n  - binary: demo\n"),
-        "app.yaml:2:5: probes[0].functions: at least one function (or `usdt` probe) is needed"
+        "app.yaml:2:5: probes[0].functions: at least one function, `usdt` probe or handoff is needed"
     );
     assert_eq!(error(""), "app.yaml:1:1: .: unexpected end of input");
 }
@@ -272,7 +272,7 @@ limits: { max_depth: 40 }
         "app.yaml:18:9: probes[0].functions[2]: give only one of `symbol`, `offset` or `address`",
         "app.yaml:20:9: probes[0].functions[3]: give one of `symbol`, `offset` or `address`",
         "app.yaml:23:22: probes[0].functions[4].sample_rate: 1.5 is not between 0 and 1",
-        "app.yaml:25:5: probes[1].functions: at least one function (or `usdt` probe) is needed",
+        "app.yaml:25:5: probes[1].functions: at least one function, `usdt` probe or handoff is needed",
     ];
     assert_eq!(error(yaml), expected.join("\n"));
 }
