@@ -65,6 +65,35 @@ async fn tasks_run_by_a_pool_are_children_of_the_request_that_submitted_them() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_usdt_probe_hands_off_and_a_request_id_is_a_key_taken_again_with_repeat() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let program = pool::program(s.path());
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    let command = [program.to_str().unwrap(), traceparent.as_str()];
+    // The task pointer, at the USDT probe in pool_submit.
+    let mut config = pool_config(&s, &program, "parent");
+    config["probes"][0]["handoffs"] = json!([{
+        "from": { "probe": "pool:submit", "arg": 0 },
+        "to": { "symbol": "run_task", "arg": 0 },
+    }]);
+    let (output, spans) = s.trace(&config, &command).exits(0).await;
+    assert_tasks_under_requests(&spans);
+    assert_stderr_has(&output, "made=16 taken=16 missing=1");
+    // The request id, an `int` (the probe's note says 4 bytes; the task's member is read
+    // through its pointer): both tasks of a request take the same key, so it stays.
+    let first_run = spans.len();
+    config["probes"][0]["handoffs"] = json!([{
+        "from": { "probe": "pool:submit", "arg": 1 },
+        "to": { "symbol": "run_task", "arg": 0, "path": "->request" },
+        "repeat": true,
+    }]);
+    let (output, spans) = s.trace(&config, &command).exits(0).await;
+    assert_tasks_under_requests(&spans[first_run..]);
+    assert_stderr_has(&output, "made=16 taken=16 missing=1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn as_link_a_task_starts_its_own_trace_linked_to_its_request() {
     support::needs_root!();
     let (_, spans) = run_pool("link").await;
@@ -253,6 +282,36 @@ async fn bad_handoffs_are_refused_with_where_and_why() {
         .await;
     assert!(
         error.contains("probes[0].handoffs[0].from.binary") && error.contains("libnothere.so.9"),
+        "{error}"
+    );
+    // A `to` at a USDT probe the target does not trace: nothing would end the adoption.
+    let error = s
+        .check(
+            &with(json!([{
+                "from": { "symbol": "pool_submit" },
+                "to": { "probe": "pool:submit" },
+            }])),
+            2,
+        )
+        .await;
+    assert!(
+        error.contains("probes[0].handoffs[0].to")
+            && error.contains("`pool:submit` is a USDT probe the target does not trace"),
+        "{error}"
+    );
+    // Neither a function nor a probe, or both.
+    let error = s
+        .check(
+            &with(json!([{
+                "from": { "symbol": "pool_submit", "probe": "pool:submit" },
+                "to": { "arg": 0 },
+            }])),
+            2,
+        )
+        .await;
+    assert!(
+        error.contains("probes[0].handoffs[0].from: give one of `symbol` (a function) or `probe`")
+            && error.contains("probes[0].handoffs[0].to: give one of"),
         "{error}"
     );
     // Unknown keys are refused, as everywhere in the config.

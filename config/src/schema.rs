@@ -307,22 +307,34 @@ pub struct HandoffEnd {
     /// (a library's `submit` hands off to the program's callback).
     pub binary: Option<Located<String>>,
     /// The function, by its symbol (mangled or demangled).
-    pub symbol: Located<String>,
+    pub symbol: Option<Located<String>>,
+    /// Or a USDT probe, `provider:name`, every site of it.
+    pub probe: Option<Located<String>>,
     /// The argument holding the key, or leading to it with `path`; 0 when absent.
     #[serde(default)]
     pub arg: u8,
     /// A chain of members from the argument to the key, resolved from DWARF: `->task`.
     pub path: Option<String>,
+    /// The key's type, a number or `ptr` (the default): how much of the register is the key.
+    /// A `path`'s is DWARF's, a USDT argument's its note's.
+    #[serde(rename = "type")]
+    pub ty: Option<ValueType>,
 }
 
 impl HandoffEnd {
     /// The key, as an argument spec the resolver reads like any other.
     pub fn key(&self) -> ArgSpec {
+        let inferred = self.path.is_some() || self.probe.is_some();
         ArgSpec {
-            ty: self.path.is_none().then_some(ValueType::U64),
+            ty: self.ty.or((!inferred).then_some(ValueType::Ptr)),
             path: self.path.clone(),
-            ..ArgSpec::new(self.arg, Some("handoff.key"), ValueType::U64)
+            ..ArgSpec::new(self.arg, Some("handoff.key"), ValueType::Ptr)
         }
+    }
+
+    /// The symbol or probe it names, and where.
+    pub fn place(&self) -> Option<&Located<String>> {
+        self.symbol.as_ref().or(self.probe.as_ref())
     }
 }
 

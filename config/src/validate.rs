@@ -101,11 +101,23 @@ fn validate_handoffs(handoffs: &[Located<HandoffSpec>], field: &str, problems: &
     for (h, handoff) in handoffs.iter().enumerate() {
         for (side, end) in [("from", &handoff.from), ("to", &handoff.to)] {
             let field = format!("{field}.handoffs[{h}].{side}");
-            let symbol = end.symbol.value.as_str();
+            let (key, place) = match (&end.symbol, &end.probe) {
+                (Some(symbol), None) => ("symbol", symbol),
+                (None, Some(probe)) => ("probe", probe),
+                _ => {
+                    problems.add(
+                        end.position,
+                        field,
+                        "give one of `symbol` (a function) or `probe` (a USDT probe)",
+                    );
+                    continue;
+                }
+            };
+            let symbol = place.value.as_str();
             if symbol.is_empty() {
                 problems.add(
-                    end.symbol.position,
-                    format!("{field}.symbol"),
+                    place.position,
+                    format!("{field}.{key}"),
                     "must not be empty",
                 );
                 continue;
@@ -122,11 +134,11 @@ fn validate_handoffs(handoffs: &[Located<HandoffSpec>], field: &str, problems: &
             }
             if let Some((_, other)) = ends.iter().find(|(name, _)| *name == symbol) {
                 problems.add(
-                    end.symbol.position,
-                    format!("{field}.symbol"),
+                    place.position,
+                    format!("{field}.{key}"),
                     format!(
-                        "`{symbol}` is already {other}: a function is one end of one handoff, \
-                         since its probe reads one key"
+                        "`{symbol}` is already {other}: a function or probe is one end of one \
+                         handoff, since its probe reads one key"
                     ),
                 );
                 continue;

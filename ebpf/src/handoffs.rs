@@ -29,6 +29,12 @@ fn key_of(
     if !read_value(&mut key, &capture.handoff, regs, faults) {
         return None;
     }
+    // A narrower key in a register (an `int` id): its upper bits are not the key's, and may
+    // differ between the two ends.
+    let size = u32::from(capture.handoff.field_size);
+    if capture.handoff.chain == 0 && (1..8).contains(&size) {
+        key &= (1u64 << (8 * size)) - 1;
+    }
     Some(HandoffKey {
         pid,
         handoff: capture.handoff_id,

@@ -5,10 +5,12 @@
 // pool TRACEPARENT: three producers each handle two requests of two tasks; then
 // `handle_quiet` (a request the config samples out), `handle_traced` (a request that joined
 // the caller's trace, TRACEPARENT) and a task enqueued with no `pool_submit` at all; only then
-// do the workers start on the queue.
+// do the workers start on the queue. `pool:submit`, a USDT probe, gives each task and its
+// request as it is submitted.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/sdt.h>
 
 struct task {
     int request;
@@ -38,7 +40,7 @@ __attribute__((noinline)) void enqueue(struct task *t) {
 }
 
 __attribute__((noinline)) void pool_submit(struct task *t) {
-    __asm__ volatile("" ::: "memory");
+    DTRACE_PROBE2(pool, submit, t, t->request);
     enqueue(t);
 }
 

@@ -142,6 +142,12 @@ pub enum ResolveErrorKind {
          pointer (its `path` may lead to one)"
     )]
     HandoffKeyType { symbol: String, ty: ValueType },
+    #[error(
+        "`{probe}` is a USDT probe the target does not trace: a `to` adopts until its function \
+         returns, and a probe has no return; list it under `usdt` (its span then adopts), or \
+         name the function it is in"
+    )]
+    HandoffToUntracedUsdt { probe: String },
     #[error("`{symbol}` is {first} already, and a probe reads one key")]
     HandoffTwice { symbol: String, first: String },
     #[error("no process {pid} is running")]

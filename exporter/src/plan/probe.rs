@@ -196,10 +196,11 @@ pub enum ProbeKind {
     /// `runtime.runqput`, where a goroutine just created is queued to run: it takes the span
     /// [`ProbeKind::GoStart`] kept.
     GoQueue,
-    /// A function the config does not trace, probed for a handoff alone ([`Probe::handoff`]):
-    /// a `from` fires at entry; a `to` also has a return probe, since what it adopts lasts
-    /// until it returns. It makes no span.
-    HandoffSite { to: bool },
+    /// A place the config does not trace, probed for a handoff alone ([`Probe::handoff`]): a
+    /// function's entry or, with `usdt`, a USDT site (a `from` only: a `to` there has no
+    /// return to end what it adopts). A `to` also has a return probe, since what it adopts
+    /// lasts until its function returns. It makes no span.
+    HandoffSite { to: bool, usdt: bool },
 }
 
 impl ProbeKind {
@@ -231,8 +232,15 @@ impl ProbeKind {
             Self::GoRecovery => (RESUMES_AFTER_PANIC, 0),
             Self::GoStart => (STARTS_GOROUTINE, 0),
             Self::GoQueue => (QUEUES_GOROUTINE, 0),
-            Self::HandoffSite { to: true } => (NO_SPAN, 0),
-            Self::HandoffSite { to: false } => (ENTRY_ONLY | NO_SPAN, 0),
+            Self::HandoffSite { to: true, .. } => (NO_SPAN, 0),
+            Self::HandoffSite {
+                to: false,
+                usdt: false,
+            } => (ENTRY_ONLY | NO_SPAN, 0),
+            Self::HandoffSite {
+                to: false,
+                usdt: true,
+            } => (ENTRY_ONLY | NOT_AT_CALL | NO_SPAN, 0),
         }
     }
 
@@ -250,7 +258,7 @@ impl ProbeKind {
 
     /// Whether a uretprobe closes the span.
     pub fn has_return(self) -> bool {
-        matches!(self, Self::Function | Self::HandoffSite { to: true })
+        matches!(self, Self::Function | Self::HandoffSite { to: true, .. })
     }
 
     /// Whether the probe's calls make spans: not a Go helper's, nor a handoff site's.
@@ -265,7 +273,7 @@ impl ProbeKind {
             Self::EntryOnly
                 | Self::UsdtPoint { .. }
                 | Self::GoEntry
-                | Self::HandoffSite { to: false }
+                | Self::HandoffSite { to: false, .. }
         )
     }
 
@@ -274,7 +282,14 @@ impl ProbeKind {
     ///
     /// [`Probe::operands`]: crate::plan::probe::Probe::operands
     pub fn reads_operands(self) -> bool {
-        self.is_usdt() || matches!(self, Self::GoEntry | Self::GoCall { .. } | Self::GoRecovery)
+        self.is_usdt()
+            || matches!(
+                self,
+                Self::GoEntry
+                    | Self::GoCall { .. }
+                    | Self::GoRecovery
+                    | Self::HandoffSite { usdt: true, .. }
+            )
     }
 
     /// Whether the probe only serves the spans of another: a Go function's `RET`, or where

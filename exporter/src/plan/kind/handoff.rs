@@ -5,7 +5,7 @@
 //! at one address fire in is the kernel's, and the span it opens is the one handed off or
 //! adopted. Any other becomes a [`ProbeKind::HandoffSite`], which makes no span.
 
-use spanprobe_config::{FunctionSpec, HandoffAs, HandoffSpec, Located};
+use spanprobe_config::{FunctionSpec, HandoffAs, HandoffEnd, HandoffSpec, Located, UsdtSpec};
 
 use crate::plan::{
     error::{ResolveError, ResolveErrorKind},
@@ -17,7 +17,7 @@ use crate::plan::{
 use super::claims::Claims;
 
 /// Resolves `handoffs`, the entries of the target at `field` (whose binary is `own`): each end
-/// that a resolved function traces takes its role on that function's probe, and a handoff
+/// that a resolved function or USDT probe traces takes its role on that probe, and a handoff
 /// site is added for each other. `open` opens an end's own `binary`, for its field.
 pub fn resolve(
     own: &Target,
@@ -47,50 +47,23 @@ pub fn resolve(
                 None => None,
             };
             let target = elsewhere.as_ref().unwrap_or(own);
+            let error = |kind| ResolveError {
+                position: end.position,
+                field: end_field.clone(),
+                kind,
+            };
             if target.binary.elf.is_go {
-                errors.push(ResolveError {
-                    position: end.position,
-                    field: end_field,
-                    kind: ResolveErrorKind::GoHandoff {
-                        binary: target.binary.path.clone(),
-                    },
-                });
+                let binary = target.binary.path.clone();
+                errors.push(error(ResolveErrorKind::GoHandoff { binary }));
                 continue;
             }
-            let spec = Located {
-                value: FunctionSpec {
-                    symbol: Some(end.symbol.clone()),
-                    args: vec![Located {
-                        value: end.key(),
-                        position: end.position,
-                    }],
-                    ..FunctionSpec::default()
-                },
-                position: end.position,
-            };
-            let mut notes = Vec::new();
-            let sites = super::function::probes(
-                target,
-                &spec,
-                &end_field,
-                resolved.functions.len(),
-                &mut Claims::default(),
-                errors,
-                &mut notes,
-            );
-            for mut site in sites {
+            for mut site in sites(target, end, &end_field, resolved.functions.len(), errors) {
                 let Some(key) = site.spec.args.pop() else {
                     continue;
                 };
                 if key.value_type().is_memory() {
-                    errors.push(ResolveError {
-                        position: end.position,
-                        field: end_field.clone(),
-                        kind: ResolveErrorKind::HandoffKeyType {
-                            symbol: site.symbol.clone(),
-                            ty: key.value_type(),
-                        },
-                    });
+                    let (symbol, ty) = (site.symbol.clone(), key.value_type());
+                    errors.push(error(ResolveErrorKind::HandoffKeyType { symbol, ty }));
                     continue;
                 }
                 let role = HandoffRole {
@@ -101,19 +74,15 @@ pub fn resolve(
                     link: handoff.adopt_as == HandoffAs::Link,
                     repeat: handoff.repeat,
                 };
+                let usdt = site.kind.is_usdt();
                 match traced(&mut resolved.functions, &site) {
+                    Some(traced) if traced.handoff.is_some() => {
+                        let first = traced.handoff.as_ref().map(describe_role);
+                        let symbol = site.symbol.clone();
+                        let first = first.unwrap_or_default();
+                        errors.push(error(ResolveErrorKind::HandoffTwice { symbol, first }));
+                    }
                     Some(traced) => {
-                        if let Some(first) = &traced.handoff {
-                            errors.push(ResolveError {
-                                position: end.position,
-                                field: end_field.clone(),
-                                kind: ResolveErrorKind::HandoffTwice {
-                                    symbol: site.symbol.clone(),
-                                    first: describe_role(first),
-                                },
-                            });
-                            continue;
-                        }
                         // The earlier of the two places: moving past a prologue only ever
                         // skips a prefix, and the shorter one keeps both configs' registers.
                         if site.entry_skip < traced.entry_skip {
@@ -125,10 +94,17 @@ pub fn resolve(
                         }
                         traced.handoff = Some(role);
                     }
+                    // A probe has no return at which to stop adopting.
+                    None if usdt && side == HandoffSide::To => {
+                        let probe = site.symbol.clone();
+                        errors.push(error(ResolveErrorKind::HandoffToUntracedUsdt { probe }));
+                    }
                     None => {
                         site.kind = ProbeKind::HandoffSite {
                             to: side == HandoffSide::To,
+                            usdt,
                         };
+                        site.spec.span_name = None;
                         site.handoff = Some(role);
                         resolved.functions.push(site);
                     }
@@ -138,13 +114,74 @@ pub fn resolve(
     }
 }
 
-/// The traced function among `functions` that `site` probes: same file, same function.
+/// The probes of `end` in `target` (at `field`), each with the key as its one argument,
+/// resolved as a traced function's or USDT probe's would be: its `path` from DWARF, its type
+/// from DWARF or the probe's note, and a function's probe not moved past what writes it.
+fn sites(
+    target: &Target,
+    end: &Located<HandoffEnd>,
+    field: &str,
+    first_id: usize,
+    errors: &mut Vec<ResolveError>,
+) -> Vec<Probe> {
+    let key = vec![Located {
+        value: end.key(),
+        position: end.position,
+    }];
+    if let Some(probe) = &end.probe {
+        let spec = UsdtSpec {
+            probe: probe.clone(),
+            until: None,
+            span_name: None,
+            args: key,
+            until_args: Vec::new(),
+            attributes: Default::default(),
+            stack: Default::default(),
+            sample_rate: None,
+            min_duration: None,
+            event: Default::default(),
+        };
+        let spec = Located {
+            value: spec,
+            position: end.position,
+        };
+        // One entry: the pair numbers of its sites are never used.
+        return super::usdt::probes(target, &[spec], field, 0, errors);
+    }
+    let spec = Located {
+        value: FunctionSpec {
+            symbol: end.symbol.clone(),
+            args: key,
+            ..FunctionSpec::default()
+        },
+        position: end.position,
+    };
+    let mut notes = Vec::new();
+    super::function::probes(
+        target,
+        &spec,
+        field,
+        first_id,
+        &mut Claims::default(),
+        errors,
+        &mut notes,
+    )
+}
+
+/// The traced function or USDT site among `functions` that `site` probes: the same function
+/// of the same file, or the same site (a USDT probe that opens a span or is one).
 fn traced<'a>(functions: &'a mut [Probe], site: &Probe) -> Option<&'a mut Probe> {
     functions.iter_mut().find(|function| {
         function.binary == site.binary
             && function.address.is_some()
             && function.address == site.address
-            && matches!(function.kind, ProbeKind::Function | ProbeKind::EntryOnly)
+            && matches!(
+                function.kind,
+                ProbeKind::Function
+                    | ProbeKind::EntryOnly
+                    | ProbeKind::UsdtStart { .. }
+                    | ProbeKind::UsdtPoint { .. }
+            )
     })
 }
 
@@ -161,6 +198,13 @@ pub fn clause(function: &Probe) -> String {
     };
     let key = &role.key;
     let mut at = format!("arg{}", key.index);
+    if function.kind.reads_operands() {
+        at = format!(
+            "argument {} ({})",
+            key.index,
+            function.arg_location(key.index)
+        );
+    }
     if let Some(path) = &key.path {
         at.push_str(path);
     }
