@@ -229,11 +229,14 @@ pub enum Counter {
     /// A handoff's `to` found no span kept under its key (none was open at `from`, it was
     /// evicted, or taken already): its span started as without.
     HandoffMissing = 8,
+    /// A call did not meet its function's `when`: neither it nor the calls in it are traced.
+    /// What the config asked for, not a loss.
+    FilteredByWhen = 9,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Counter::RingBufFull,
         Counter::DepthExceeded,
         Counter::ReturnWithoutEntry,
@@ -243,6 +246,7 @@ impl Counter {
         Counter::HandoffMade,
         Counter::HandoffTaken,
         Counter::HandoffMissing,
+        Counter::FilteredByWhen,
     ];
     /// Number of slots in [`COUNTERS_MAP`].
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -659,7 +663,41 @@ pub struct FunctionCapture {
     /// With [`HANDOFF_FROM`] or [`HANDOFF_TO`]: which handoff of the config, keeping apart
     /// the keys of different handoffs.
     pub handoff_id: u32,
-    pub _pad2: u32,
+    /// How many of [`Self::conditions`] a call must meet to be traced.
+    pub conditions_len: u32,
+    pub conditions: [ArgCondition; MAX_CONDITIONS],
+}
+
+/// Conditions one function's `when` gives at most.
+pub const MAX_CONDITIONS: usize = 4;
+
+/// A condition on one captured argument's value (`when`), decided at entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgCondition {
+    /// The argument's slot in [`Frame::args`].
+    pub slot: u8,
+    /// A [`ConditionOp`].
+    pub op: u8,
+    /// The value's width in bytes (1, 2, 4 or 8): the slot's bits above it are not the value's.
+    pub size: u8,
+    /// Non-zero for a signed value, compared as such.
+    pub signed: u8,
+    pub _pad: u32,
+    /// What it is compared with, in the value's type (two's complement when signed).
+    pub value: u64,
+}
+
+/// How an [`ArgCondition`] compares.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionOp {
+    Lt = 0,
+    Le = 1,
+    Gt = 2,
+    Ge = 3,
+    Eq = 4,
+    Ne = 5,
 }
 
 /// A handed-off span's place in [`HANDOFFS_MAP`]: its process, its handoff and its key.
@@ -918,8 +956,10 @@ const _: () = assert!(
 );
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
 const _: () = assert!(
-    core::mem::size_of::<FunctionCapture>() == size_of::<ArgCapture>() * (MAX_ARGS + 2) + 40
+    core::mem::size_of::<FunctionCapture>()
+        == size_of::<ArgCapture>() * (MAX_ARGS + 2) + 40 + 16 * MAX_CONDITIONS
 );
+const _: () = assert!(core::mem::size_of::<ArgCondition>() == 16);
 const _: () = assert!(core::mem::size_of::<HandoffKey>() == 16);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),

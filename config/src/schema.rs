@@ -378,6 +378,8 @@ pub struct UsdtSpec {
     /// is open.
     #[serde(default)]
     pub event: Located<bool>,
+    /// As a function's `when`, on the probe's arguments.
+    pub when: Option<Located<BTreeMap<String, Condition>>>,
 }
 
 impl UsdtSpec {
@@ -395,6 +397,7 @@ impl UsdtSpec {
             stack: self.stack.clone(),
             sample_rate: self.sample_rate.clone(),
             min_duration: self.min_duration.clone(),
+            when: self.when.clone(),
             ..FunctionSpec::default()
         }
     }
@@ -432,6 +435,10 @@ pub struct FunctionSpec {
     pub min_duration: Option<Located<Duration>>,
     /// Where the caller passes its W3C trace context, which the span then joins.
     pub trace_context: Option<Located<TraceContextSpec>>,
+    /// Conditions on captured arguments, by name, all of which a call must meet to be traced
+    /// (`{ tenant: "== 42" }`), decided in the kernel at entry; a call that does not is not
+    /// exported, nor are the calls nested in it.
+    pub when: Option<Located<BTreeMap<String, Condition>>>,
 }
 
 /// A static attribute's value.

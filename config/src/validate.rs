@@ -13,6 +13,8 @@ use crate::{
 pub const MAX_ARG_INDEX: u8 = 15;
 /// Offsets in one argument's chain of pointers.
 pub const MAX_CHAIN: usize = spanprobe_common::MAX_CHAIN;
+/// Conditions one function's `when` may give (see `spanprobe_common::MAX_CONDITIONS`).
+pub const MAX_CONDITIONS: usize = spanprobe_common::MAX_CONDITIONS;
 /// Arguments one function may capture.
 pub const MAX_CAPTURED_ARGS: usize = spanprobe_common::MAX_ARGS;
 /// Bytes of `str`/`bytes` data and stack one call may capture in all (the call record's data:
@@ -536,6 +538,60 @@ fn timing_problems(arg: &ArgSpec, typing: Typing) -> Vec<(&'static str, String)>
     problems
 }
 
+/// `when`: each condition names a captured number, read at entry, and there are at most
+/// [`MAX_CONDITIONS`]. (A `path`'s type is DWARF's: resolution checks that one.)
+fn validate_when(
+    when: &Located<std::collections::BTreeMap<String, crate::Condition>>,
+    args: &[Located<ArgSpec>],
+    field: &str,
+    problems: &mut Problems,
+) {
+    if when.len() > MAX_CONDITIONS {
+        problems.add(
+            when.position,
+            field,
+            format!(
+                "{} conditions; at most {MAX_CONDITIONS} are decided in the kernel",
+                when.len()
+            ),
+        );
+    }
+    for name in when.keys() {
+        let field = format!("{field}.{name}");
+        let Some(arg) = args.iter().find(|arg| arg.attribute_name() == *name) else {
+            let names: Vec<String> = args.iter().map(|a| a.attribute_name()).collect();
+            problems.add(
+                when.position,
+                field,
+                format!(
+                    "`{name}` names no captured argument{}",
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (captured: {})", names.join(", "))
+                    }
+                ),
+            );
+            continue;
+        };
+        if arg.at == ReadAt::Return {
+            problems.add(
+                when.position,
+                field,
+                format!("`{name}` is read at return; `when` decides at entry"),
+            );
+        } else if arg.ty.is_some_and(|ty| ty.is_memory()) {
+            problems.add(
+                when.position,
+                field,
+                format!(
+                    "`{name}` is a string or bytes: `when` compares numbers (and pointers) so far"
+                ),
+            );
+        }
+    }
+}
+
 /// What a function or a USDT probe captures, and how its spans are kept.
 fn validate_capture(
     function: &Located<FunctionSpec>,
@@ -572,6 +628,9 @@ fn validate_capture(
                 ),
             );
         }
+    }
+    if let Some(when) = &function.when {
+        validate_when(when, &function.args, &format!("{field}.when"), problems);
     }
     if function.args.len() > MAX_CAPTURED_ARGS {
         problems.add(

@@ -14,7 +14,7 @@ use spanprobe_common::{
 };
 
 use crate::{
-    args::{Faults, Unread, read_args, read_user_u64},
+    args::{Faults, Unread, conditions_hold, read_args, read_user_u64},
     context::{ContextRead, clear_context, copy_context, inherit, read_context},
     emit::{count, function_id, registers, send},
     go::{CARRY, ZERO},
@@ -167,16 +167,27 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
         stack.top_entry_ns = now;
     }
     // Kept for pairing entries with returns, with nothing to capture.
-    let captures = entry_only || (stack.unsampled == 0 && capture.flags & NO_SPAN == 0);
+    let mut captures = entry_only || (stack.unsampled == 0 && capture.flags & NO_SPAN == 0);
+    let mut left_out = false;
     if captures {
         // Read in place: an array of arguments is too large for the BPF stack.
         frame.faults = read_args(&mut frame.args, regs, capture, faults, Unread::Zeroed);
+        // Decided on the values alone, before any memory is copied.
+        if capture.conditions_len != 0 && !conditions_hold(&frame.args, capture) {
+            count(Counter::FilteredByWhen);
+            (captures, left_out) = (false, true);
+        }
+    }
+    // Left out by `when`: its callees too, as a nested call that its trace context drops.
+    if left_out && !entry_only && stack.unsampled == 0 {
+        stack.unsampled = depth + 1;
     }
     // A `from` that makes a span hands off its own: its frame is the top one now.
     if !entry_only && capture.flags & HANDOFF_FROM != 0 {
         hand_off(thread.pid, stack, depth + 1, capture, regs);
     }
     if !captures {
+        free_if_idle(stack);
         return Some(());
     }
     let stack = &*stack;

@@ -261,6 +261,17 @@ fn describe_exporter(exporter: &ExporterConfig) -> String {
 fn describe_keeping(function: &Probe) -> Vec<String> {
     let spec = &function.spec;
     let mut keeping = Vec::new();
+    if let Some(when) = &spec.when {
+        let conditions: Vec<String> = when
+            .iter()
+            .map(|(name, condition)| format!("{name} {condition}"))
+            .collect();
+        keeping.push(format!(
+            "traced only when {} (decided in the kernel at entry, before any memory is read; \
+             the calls nested in one left out are left out too)",
+            conditions.join(" and ")
+        ));
+    }
     if function.stack_frames > 0 {
         keeping.push(format!("stack of up to {} frames", function.stack_frames));
     }

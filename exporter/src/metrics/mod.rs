@@ -33,6 +33,9 @@ pub struct Metrics {
     pub invalid_trace_contexts: AtomicU64,
     /// Spans dropped by `min_duration`: what the config asked for, so no loss.
     pub below_min_duration: AtomicU64,
+    /// Calls (kernel) that did not meet their function's `when`, traced neither they nor
+    /// their callees: what the config asked for, so no loss.
+    pub filtered_by_when: AtomicU64,
     /// Events (`event: true` probes) dropped: past a span's limit, or waiting for more open
     /// spans than are held. No [`Loss`], which counts calls whose span is lost: an event's span
     /// is still exported (past the limit saying how many events it dropped, as OpenTelemetry's
@@ -107,6 +110,7 @@ impl Metrics {
             Counter::HandoffMade => &self.handoffs[HandoffOutcome::Made as usize],
             Counter::HandoffTaken => &self.handoffs[HandoffOutcome::Taken as usize],
             Counter::HandoffMissing => &self.handoffs[HandoffOutcome::Missing as usize],
+            Counter::FilteredByWhen => &self.filtered_by_when,
         };
         slot.store(total, Ordering::Relaxed);
     }
@@ -140,7 +144,9 @@ mod tests {
             assert_eq!(seen & count, 0, "{loss:?} shares a counter");
             seen |= count;
         }
-        seen |= get(&metrics.returns_without_entry) | get(&metrics.invalid_trace_contexts);
+        seen |= get(&metrics.returns_without_entry)
+            | get(&metrics.invalid_trace_contexts)
+            | get(&metrics.filtered_by_when);
         for outcome in HandoffOutcome::ALL {
             seen |= metrics.handoffs(outcome);
         }

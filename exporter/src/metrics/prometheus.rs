@@ -63,6 +63,12 @@ pub fn render(metrics: &Metrics) -> String {
         "Trace context arguments that held no valid context: those calls started new traces.",
         &[("", get(&metrics.invalid_trace_contexts))],
     );
+    metric(
+        "filtered_by_when_total",
+        "counter",
+        "Calls that did not meet their function's `when` (decided in the kernel): neither they nor their callees were traced.",
+        &[("", get(&metrics.filtered_by_when))],
+    );
     let handoffs: Vec<(String, u64)> = HandoffOutcome::ALL
         .into_iter()
         .map(|outcome| {
@@ -173,6 +179,7 @@ mod tests {
                 "export_retries_total counter",
                 "returns_without_entry_total counter",
                 "invalid_trace_contexts_total counter",
+                "filtered_by_when_total counter",
                 "handoffs_total counter",
                 "incomplete_calls_total counter",
                 "queue_depth gauge",

@@ -14,6 +14,7 @@ pub fn log(metrics: &Metrics) {
         // Spans made but not exported.
         dropped = metrics.lost_at(Stage::Export),
         below_min_duration = get(&metrics.below_min_duration),
+        filtered_by_when = get(&metrics.filtered_by_when),
         dropped_events = get(&metrics.dropped_events),
         lost,
         invalid_trace_context = get(&metrics.invalid_trace_contexts),

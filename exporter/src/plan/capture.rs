@@ -10,7 +10,12 @@ use spanprobe_common::{
     FunctionCapture, HANDOFF_FROM, HANDOFF_LINK, HANDOFF_REPEAT, HANDOFF_TO, MAX_CHAIN, MemoryKind,
     ON_GOROUTINE_STACK, READ_AT_RETURN, READS_AT_RETURN, SAMPLE_ALWAYS,
 };
-use spanprobe_config::{ArgSpec, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType};
+use std::collections::BTreeMap;
+
+use spanprobe_common::{ArgCondition, ConditionOp};
+use spanprobe_config::{
+    ArgSpec, Comparison, Condition, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType,
+};
 
 use crate::{
     events::readback::{ArgPlan, BacktracePlan, ReturnPlan, for_the_run},
@@ -56,6 +61,13 @@ impl CapturePlan {
         plan.kernel.error_register = function.kind.error_register();
         if reads_at_return {
             plan.kernel.flags |= READS_AT_RETURN;
+        }
+        if let Some(when) = &function.spec.when {
+            let conditions = conditions(function, when);
+            plan.kernel.conditions_len = conditions.len() as u32;
+            for (to, from) in plan.kernel.conditions.iter_mut().zip(conditions) {
+                *to = from;
+            }
         }
         if let Some(role) = &function.handoff {
             plan.kernel.flags |= match role.end {
@@ -138,6 +150,39 @@ impl CapturePlan {
     pub fn on_goroutine_stack(&self) -> bool {
         self.kernel.flags & ON_GOROUTINE_STACK != 0
     }
+}
+
+/// The kernel's form of `function`'s `when`: each condition on the slot its argument is read
+/// into, in the argument's type. Resolution has checked that each names a number read at entry,
+/// and a value its type can hold.
+fn conditions(function: &Probe, when: &BTreeMap<String, Condition>) -> Vec<ArgCondition> {
+    when.iter()
+        .filter_map(|(name, condition)| {
+            let a = function
+                .spec
+                .args
+                .iter()
+                .position(|arg| arg.attribute_name() == *name)?;
+            let ty = function.spec.args[a].value_type();
+            let signed = ty.extend(u64::MAX) < 0;
+            Some(ArgCondition {
+                slot: (function.slot_base + a) as u8,
+                op: match condition.op {
+                    Comparison::Lt => ConditionOp::Lt,
+                    Comparison::Le => ConditionOp::Le,
+                    Comparison::Gt => ConditionOp::Gt,
+                    Comparison::Ge => ConditionOp::Ge,
+                    Comparison::Eq => ConditionOp::Eq,
+                    Comparison::Ne => ConditionOp::Ne,
+                } as u8,
+                size: ty.size().max(1),
+                signed: u8::from(signed),
+                _pad: 0,
+                // Two's complement in 64 bits; the kernel compares in the value's width.
+                value: condition.value as i64 as u64,
+            })
+        })
+        .collect()
 }
 
 /// The plan of each of `functions`, indexed as they are (by function id), each `pid:`

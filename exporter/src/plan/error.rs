@@ -150,6 +150,8 @@ pub enum ResolveErrorKind {
     HandoffToUntracedUsdt { probe: String },
     #[error("`{symbol}` is {first} already, and a probe reads one key")]
     HandoffTwice { symbol: String, first: String },
+    #[error("{reason}")]
+    When { reason: String },
     #[error("no process {pid} is running")]
     NoProcess { pid: u32 },
     #[error(

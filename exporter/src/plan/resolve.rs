@@ -56,6 +56,9 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
             &mut errors,
         ));
     }
+    for function in &resolved.functions {
+        errors.extend(when_problems(function));
+    }
     // After every target: an end of a handoff may be a function another target traces.
     for (t, target) in config.probes.iter().enumerate() {
         let Some(Some(own)) = opened.get(t) else {
@@ -104,6 +107,48 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
     } else {
         Err(errors)
     }
+}
+
+/// What is wrong with `function`'s `when`, now that its arguments' types are known (a `path`'s
+/// from DWARF, a USDT argument's from its note): each condition compares a number, with a value
+/// its type can hold.
+fn when_problems(function: &Probe) -> Vec<ResolveError> {
+    let Some(when) = &function.spec.when else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (name, condition) in when.iter() {
+        let Some(arg) = function
+            .spec
+            .args
+            .iter()
+            .find(|a| a.attribute_name() == *name)
+        else {
+            continue;
+        };
+        let ty = arg.value_type();
+        let problem = if ty.is_memory() {
+            Some(format!(
+                "`{name}` is a `{ty}`: `when` compares numbers (and pointers) so far"
+            ))
+        } else if ty.extend(condition.value as u64) != condition.value {
+            Some(format!(
+                "`{name}` is a `{ty}`, which never holds {}: the condition could never be \
+                 decided as written",
+                condition.value
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            problems.push(ResolveError {
+                position: when.position,
+                field: format!("when.{name} of `{}`", function.symbol),
+                kind: ResolveErrorKind::When { reason },
+            });
+        }
+    }
+    problems
 }
 
 /// Opens `target`'s binary (at `field` of the config): its file found and read once, for

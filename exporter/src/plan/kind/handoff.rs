@@ -140,6 +140,7 @@ fn sites(
             sample_rate: None,
             min_duration: None,
             event: Default::default(),
+            when: None,
         };
         let spec = Located {
             value: spec,
