@@ -220,13 +220,11 @@ async fn with_a_command_only_its_processes_take_traps() {
         let tracer = support::Sidecar::start(&config, &args).await;
         let spanprobe_pid = tracer.pid();
         let traced_pid = child_of(spanprobe_pid).await;
-        // Forked before the probes were attached, it runs the command once they are.
-        for _ in 0..100 {
-            if std::fs::read_link(format!("/proc/{traced_pid}/exe")).ok() == Some(calls.clone()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Forked before the probes were attached, it runs the command once they are. Both
+        // processes' code is read once exec has mapped it: /proc/PID/exe names the new
+        // program (and a spawn returns) a moment before its segments are mapped.
+        wait_for_code(traced_pid, &calls, tick).await;
+        wait_for_code(untraced_pid, &calls, tick).await;
         let breakpoint = |pid| code_of(pid, &calls, tick, code.len()).contains(&0xcc);
         assert!(
             breakpoint(traced_pid),
@@ -292,23 +290,36 @@ async fn child_of(parent: i32) -> u32 {
     panic!("process {parent} started no child");
 }
 
+/// Waits until process `pid` has `binary`'s code at file offset `offset` mapped.
+async fn wait_for_code(pid: u32, binary: &Path, offset: u64) {
+    for _ in 0..200 {
+        if code_base(pid, binary, offset).is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("process {pid} never mapped {}", binary.display());
+}
+
+/// Where process `pid` maps `binary`'s file offset 0, if it maps the part holding `offset`.
+fn code_base(pid: u32, binary: &Path, offset: u64) -> Option<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines().find_map(|line| {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        let (range, file_offset, path) = (fields[0], fields[2], *fields.get(5)?);
+        let (start, end) = range.split_once('-')?;
+        let [start, end, file_offset] =
+            [start, end, file_offset].map(|hex| u64::from_str_radix(hex, 16).unwrap());
+        let inside = (file_offset..file_offset + (end - start)).contains(&offset);
+        (Path::new(path) == binary && inside).then_some(start - file_offset)
+    })
+}
+
 /// `len` bytes of `binary`'s code at file offset `offset` (its address too: a PIE's text is
 /// mapped at its offset) as process `pid` runs them.
 fn code_of(pid: u32, binary: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::io::{Read as _, Seek as _};
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let base = maps
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<_> = line.split_whitespace().collect();
-            let (range, file_offset, path) = (fields[0], fields[2], *fields.get(5)?);
-            let (start, end) = range.split_once('-')?;
-            let [start, end, file_offset] =
-                [start, end, file_offset].map(|hex| u64::from_str_radix(hex, 16).unwrap());
-            let inside = (file_offset..file_offset + (end - start)).contains(&offset);
-            (Path::new(path) == binary && inside).then_some(start - file_offset)
-        })
-        .expect("the binary's code is mapped");
+    let base = code_base(pid, binary, offset).expect("the binary's code is mapped");
     let mut memory = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     memory
         .seek(std::io::SeekFrom::Start(base + offset))
