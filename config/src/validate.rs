@@ -563,14 +563,7 @@ fn validate_when(
             problems.add(
                 when.position,
                 field,
-                format!(
-                    "`{name}` names no captured argument{}",
-                    if names.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (captured: {})", names.join(", "))
-                    }
-                ),
+                format!("`{name}` names no captured argument{}", captured(&names)),
             );
             continue;
         };
@@ -589,6 +582,15 @@ fn validate_when(
                 ),
             );
         }
+    }
+}
+
+/// ` (captured: a, b)`, what a message about an unknown argument name lists; empty for none.
+fn captured(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (captured: {})", names.join(", "))
     }
 }
 
@@ -620,11 +622,7 @@ fn validate_capture(
                 format!("{field}.span_name"),
                 format!(
                     "`{{{name}}}` names no captured argument{}",
-                    if names.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (captured: {})", names.join(", "))
-                    }
+                    captured(&names)
                 ),
             );
         }

@@ -34,17 +34,16 @@ pub fn render(metrics: &Metrics) -> String {
         "Spans the backend accepted.",
         &[("", get(&metrics.spans_exported))],
     );
-    let losses: Vec<(String, u64)> = Loss::ALL
-        .into_iter()
-        .map(|loss| {
-            (
-                format!("{{reason=\"{}\"}}", loss.label()),
-                metrics.lost_to(loss),
-            )
-        })
-        .collect();
-    let losses: Vec<(&str, u64)> = losses.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-    metric(Loss::METRIC, "counter", Loss::METRIC_HELP, &losses);
+    let losses = labelled(
+        "reason",
+        Loss::ALL.map(|loss| (loss.label(), metrics.lost_to(loss))),
+    );
+    metric(
+        Loss::METRIC,
+        "counter",
+        Loss::METRIC_HELP,
+        &as_samples(&losses),
+    );
     metric(
         "export_retries_total",
         "counter",
@@ -69,21 +68,15 @@ pub fn render(metrics: &Metrics) -> String {
         "Calls that did not meet their function's `when` (decided in the kernel): neither they nor their callees were traced.",
         &[("", get(&metrics.filtered_by_when))],
     );
-    let handoffs: Vec<(String, u64)> = HandoffOutcome::ALL
-        .into_iter()
-        .map(|outcome| {
-            (
-                format!("{{outcome=\"{}\"}}", outcome.label()),
-                metrics.handoffs(outcome),
-            )
-        })
-        .collect();
-    let handoffs: Vec<(&str, u64)> = handoffs.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    let handoffs = labelled(
+        "outcome",
+        HandoffOutcome::ALL.map(|outcome| (outcome.label(), metrics.handoffs(outcome))),
+    );
     metric(
         "handoffs_total",
         "counter",
         "Handoffs: spans kept at a `from` (made), adopted at a `to` (taken), and `to` calls that found none (missing).",
-        &handoffs,
+        &as_samples(&handoffs),
     );
     metric(
         "incomplete_calls_total",
@@ -104,6 +97,19 @@ pub fn render(metrics: &Metrics) -> String {
         &[("", get(&metrics.probes_attached))],
     );
     out
+}
+
+/// Samples of one metric, one per value of label `key`: `{key="value"}` and its count.
+fn labelled<const N: usize>(key: &str, values: [(&str, u64); N]) -> Vec<(String, u64)> {
+    values
+        .iter()
+        .map(|(value, count)| (format!("{{{key}=\"{value}\"}}"), *count))
+        .collect()
+}
+
+/// [`labelled`]'s samples as `render` writes them.
+fn as_samples(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
+    samples.iter().map(|(l, v)| (l.as_str(), *v)).collect()
 }
 
 /// Serves `metrics` at `address` (any path) until the task is dropped.
