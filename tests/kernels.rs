@@ -105,7 +105,7 @@ mod traced;
 #[path = "kernels/usdt.rs"]
 mod usdt;
 
-use arguments::{member_path, moved_probes, output_buffers, str_argument};
+use arguments::{member_path, moved_probes, output_buffers, str_argument, when_conditions};
 use go::{behind_pointers, goroutine_parents, goroutines};
 use handoffs::handoffs;
 use processes::{forked_children, nesting, threads};
@@ -144,6 +144,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
         trace_context(&dir),
         handoffs(&dir),
         member_path(&dir),
+        when_conditions(&dir),
         moved_probes(&dir),
         output_buffers(&dir),
         sidecar(&dir),

@@ -100,7 +100,7 @@ pub const MAPS: [&str; 8] = [
 ];
 
 /// Every global userspace sets at load.
-pub const GLOBALS: [&str; 9] = [
+pub const GLOBALS: [&str; 10] = [
     GOROUTINE_PARENTS_GLOBAL,
     FILTER_PIDS_GLOBAL,
     DEPTH_LIMIT_GLOBAL,
@@ -110,6 +110,7 @@ pub const GLOBALS: [&str; 9] = [
     TASK_TGID_OFFSET_GLOBAL,
     PROCESS_TREES_GLOBAL,
     READS_AT_RETURN_GLOBAL,
+    KEEP_AT_RETURN_GLOBAL,
 ];
 
 /// Ring buffer the return program writes one [`CallEvent`] per completed call into.
@@ -139,6 +140,10 @@ pub const GOROUTINE_PARENTS_GLOBAL: &str = "GOROUTINE_PARENTS";
 /// Global (`u8`): non-zero when some function reads memory at return ([`READS_AT_RETURN`]):
 /// only then does a return look its function up before sending its call.
 pub const READS_AT_RETURN_GLOBAL: &str = "READS_AT_RETURN_USED";
+/// Global (`u8`): non-zero when some function has keep rules its return decides
+/// (`min_duration`, `keep: errors`): every entry then marks its caller's frame as having a
+/// callee ([`Frame::callees`]).
+pub const KEEP_AT_RETURN_GLOBAL: &str = "KEEP_AT_RETURN";
 /// Global (`u8`): non-zero when some function is traced in a `pid:` tree only: forks and
 /// exits then keep [`PROCESS_TREES_MAP`], and returns check it.
 pub const PROCESS_TREES_GLOBAL: &str = "PROCESS_TREES_USED";
@@ -232,11 +237,15 @@ pub enum Counter {
     /// A call did not meet its function's `when`: neither it nor the calls in it are traced.
     /// What the config asked for, not a loss.
     FilteredByWhen = 9,
+    /// A call with no probed callee was left out when it returned by its function's keep
+    /// rules (`min_duration`, `keep: errors`): no record was sent. What the config asked for,
+    /// not a loss.
+    LeftOutAtReturn = 10,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 11] = [
         Counter::RingBufFull,
         Counter::DepthExceeded,
         Counter::ReturnWithoutEntry,
@@ -247,6 +256,7 @@ impl Counter {
         Counter::HandoffTaken,
         Counter::HandoffMissing,
         Counter::FilteredByWhen,
+        Counter::LeftOutAtReturn,
     ];
     /// Number of slots in [`COUNTERS_MAP`].
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -666,26 +676,40 @@ pub struct FunctionCapture {
     /// How many of [`Self::conditions`] a call must meet to be traced.
     pub conditions_len: u32,
     pub conditions: [ArgCondition; MAX_CONDITIONS],
+    /// A call with no probed callee that returns sooner than this (`min_duration`) sends
+    /// nothing; 0 for none.
+    pub min_duration_ns: u64,
+    /// With [`ERROR_WHEN`]: when the return value (followed along [`Self::ret`]) is an error,
+    /// a number compared as a `when` condition is (its slot unused).
+    pub error_when: ArgCondition,
 }
 
 /// Conditions one function's `when` gives at most.
 pub const MAX_CONDITIONS: usize = 4;
 
+/// The longest text a `when` condition compares a string or bytes with.
+pub const MAX_CONDITION_TEXT: usize = 64;
+
 /// A condition on one captured argument's value (`when`), decided at entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ArgCondition {
-    /// The argument's slot in [`Frame::args`].
+    /// The argument's slot in [`Frame::args`]; for a text, the slot holds its address, and the
+    /// slot's [`ArgCapture`] says how its length is known.
     pub slot: u8,
     /// A [`ConditionOp`].
     pub op: u8,
-    /// The value's width in bytes (1, 2, 4 or 8): the slot's bits above it are not the value's.
+    /// A number's width in bytes (1, 2, 4 or 8): the slot's bits above it are not the value's.
     pub size: u8,
-    /// Non-zero for a signed value, compared as such.
+    /// Non-zero for a signed number, compared as such.
     pub signed: u8,
-    pub _pad: u32,
-    /// What it is compared with, in the value's type (two's complement when signed).
+    /// A text's length in bytes, at most [`MAX_CONDITION_TEXT`].
+    pub text_len: u32,
+    /// What a number is compared with, in its type (two's complement when signed).
     pub value: u64,
+    /// What a text is compared with, zero-padded, in words: the kernel compares a word at a
+    /// time.
+    pub text: [u64; MAX_CONDITION_TEXT / 8],
 }
 
 /// How an [`ArgCondition`] compares.
@@ -698,6 +722,12 @@ pub enum ConditionOp {
     Ge = 3,
     Eq = 4,
     Ne = 5,
+    /// A string or bytes equal to the text; one that cannot be read equals none.
+    TextEq = 6,
+    /// A string or bytes other than the text, or that cannot be read.
+    TextNe = 7,
+    /// A string or bytes that starts with the text.
+    Prefix = 8,
 }
 
 /// A handed-off span's place in [`HANDOFFS_MAP`]: its process, its handoff and its key.
@@ -743,6 +773,13 @@ pub const STARTS_GOROUTINE: u32 = 32768;
 /// (`runtime.runqput(pp, gp, next)`), right after creating it: what [`STARTS_GOROUTINE`] kept
 /// on this thread becomes `gp`'s ([`GOROUTINE_HANDOFF`]).
 pub const QUEUES_GOROUTINE: u32 = 65536;
+/// In [`FunctionCapture::flags`]: `keep: errors`, a call is kept only if it fails: it meets
+/// [`FunctionCapture::error_when`] (with [`ERROR_WHEN`]) or returns a Go error. Decided at return
+/// for a call with no probed callee.
+pub const KEEP_ERRORS: u32 = 1 << 17;
+/// In [`FunctionCapture::flags`]: [`FunctionCapture::error_when`] holds the return value's
+/// `error_when`.
+pub const ERROR_WHEN: u32 = 1 << 18;
 /// [`HandoffKey::handoff`] of the span a goroutine was started under, keyed by its stack
 /// ([`GOROUTINE_STACK`] or'ed with its `g`): adopted by each call that starts on it with none
 /// open, until Go reuses the `g` for another goroutine.
@@ -811,6 +848,10 @@ pub struct Frame {
     pub function_id: u32,
     /// Bit `i`: argument `i`'s chain of pointers hit unreadable memory at entry.
     pub faults: u32,
+    /// Non-zero once a probed call was entered inside this one: a call with none is a leaf,
+    /// whose keep rules its return decides.
+    pub callees: u32,
+    pub _pad: u32,
     pub args: [u64; MAX_ARGS],
     /// The trace context of the call: read from its arguments, or its caller's trace id.
     pub context: TraceContext,
@@ -838,8 +879,9 @@ pub struct CallStack {
     /// The uretprobe trampoline's address in this process, once seen (0 before): what a
     /// probed call's return slot holds while it runs.
     pub trampoline: u64,
-    /// Room to read a `traceparent` into: too large for the 512-byte BPF stack, and safe here
-    /// because a thread runs one probe program at a time.
+    /// Room to read a `traceparent` or a string a `when` condition compares into: too large
+    /// for the 512-byte BPF stack, and safe here because a thread runs one probe program at a
+    /// time.
     pub scratch: [u8; SCRATCH_LEN],
     /// The trace context of the call being entered, built here rather than on the stack (see
     /// the entry program).
@@ -926,8 +968,9 @@ impl Ending {
     }
 }
 
-/// [`CallStack::scratch`]'s size: a `traceparent` and its NUL, rounded up.
-pub const SCRATCH_LEN: usize = 64;
+/// [`CallStack::scratch`]'s size, in whole words: a `traceparent` and its NUL, or a `when`
+/// condition's text and the two bytes that tell a string of its length from a longer one.
+pub const SCRATCH_LEN: usize = (MAX_CONDITION_TEXT + 2).next_multiple_of(8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -957,16 +1000,19 @@ const _: () = assert!(
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
 const _: () = assert!(
     core::mem::size_of::<FunctionCapture>()
-        == size_of::<ArgCapture>() * (MAX_ARGS + 2) + 40 + 16 * MAX_CONDITIONS
+        == size_of::<ArgCapture>() * (MAX_ARGS + 2) + 40 + 80 * (MAX_CONDITIONS + 1) + 8
 );
-const _: () = assert!(core::mem::size_of::<ArgCondition>() == 16);
+const _: () = assert!(core::mem::size_of::<ArgCondition>() == 16 + MAX_CONDITION_TEXT);
+// The kernel reads the scratch space a word at a time.
+const _: () = assert!(core::mem::offset_of!(CallStack, scratch).is_multiple_of(8));
+const _: () = assert!(SCRATCH_LEN.is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<HandoffKey>() == 16);
 const _: () = assert!(
     DATA_MAX.is_power_of_two(),
     "the eBPF side masks data offsets"
 );
 const _: () =
-    assert!(core::mem::size_of::<Frame>() == 40 + 8 * MAX_ARGS + size_of::<TraceContext>());
+    assert!(core::mem::size_of::<Frame>() == 48 + 8 * MAX_ARGS + size_of::<TraceContext>());
 const _: () = assert!(
     core::mem::size_of::<CallStack>()
         == 56 + SCRATCH_LEN + size_of::<TraceContext>() + (MAX_DEPTH + 1) * size_of::<Frame>()

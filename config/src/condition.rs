@@ -31,7 +31,7 @@ impl Comparison {
         (Comparison::Gt, ">"),
     ];
 
-    fn symbol(self) -> &'static str {
+    pub(crate) fn symbol(self) -> &'static str {
         Self::ALL
             .iter()
             .find(|(op, _)| *op == self)
@@ -64,24 +64,9 @@ impl FromStr for Condition {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        // The operator is every sign before the number: `<>` is one wrong operator, not `<`
-        // followed by a wrong number `> 0`.
-        let number_at = text
-            .find(|c: char| !"<>=!".contains(c))
-            .unwrap_or(text.len());
-        let (symbol, rest) = text.split_at(number_at);
-        let op = Comparison::ALL
-            .iter()
-            .find(|(_, known)| *known == symbol)
-            .map(|(op, _)| *op)
-            .ok_or_else(|| {
-                let what = if symbol.is_empty() {
-                    format!("`{text}` is not a comparison")
-                } else {
-                    format!("`{symbol}` in `{text}` is not a comparison")
-                };
-                format!("{what}; write one of <, <=, >, >=, ==, != and a number, e.g. `< 0`")
-            })?;
+        let (op, rest) = split_comparison(text).map_err(|what| {
+            format!("{what}; write one of <, <=, >, >=, ==, != and a number, e.g. `< 0`")
+        })?;
         let number = rest.trim();
         let value = parse_integer(number)
             .ok_or_else(|| format!("`{number}` in `{text}` is not an integer"))?;
@@ -89,8 +74,30 @@ impl FromStr for Condition {
     }
 }
 
+/// The comparison `text` starts with, and what follows it; what is wrong otherwise. The
+/// operator is every sign before the operand: `<>` is one wrong operator, not `<` followed by
+/// a wrong operand `> 0`.
+pub(crate) fn split_comparison(text: &str) -> Result<(Comparison, &str), String> {
+    let operand_at = text
+        .find(|c: char| !"<>=!".contains(c))
+        .unwrap_or(text.len());
+    let (symbol, rest) = text.split_at(operand_at);
+    let op = Comparison::ALL
+        .iter()
+        .find(|(_, known)| *known == symbol)
+        .map(|(op, _)| *op)
+        .ok_or_else(|| {
+            if symbol.is_empty() {
+                format!("`{text}` is not a comparison")
+            } else {
+                format!("`{symbol}` in `{text}` is not a comparison")
+            }
+        })?;
+    Ok((op, rest))
+}
+
 /// Decimal or `0x` hexadecimal, optionally negative.
-fn parse_integer(text: &str) -> Option<i128> {
+pub(crate) fn parse_integer(text: &str) -> Option<i128> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),

@@ -16,6 +16,7 @@ mod span_name;
 mod tree;
 mod validate;
 mod value_type;
+mod when;
 mod yaml;
 
 pub use condition::{Comparison, Condition};
@@ -26,8 +27,8 @@ pub use names::Names;
 pub use read_at::{LenArg, ReadAt};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,
-    HandoffAs, HandoffEnd, HandoffSpec, Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol, ProbeTarget,
-    ReturnSpec, Sampler, StdoutConfig, StdoutFormat, TlsConfig, TraceContextFormat,
+    HandoffAs, HandoffEnd, HandoffSpec, Keep, Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol,
+    ProbeTarget, ReturnSpec, Sampler, StdoutConfig, StdoutFormat, TlsConfig, TraceContextFormat,
     TraceContextSpec, UsdtSpec,
 };
 pub use span_name::{NamePart, name_parts};
@@ -35,3 +36,4 @@ pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};
 pub use value_type::{
     BaseEncoding, DEFAULT_STR_LEN, Decoded, MAX_MEMORY_LEN, ValueType, ValueTypeError,
 };
+pub use when::{ArgTest, MAX_CONDITION_TEXT, TextOp, TextTest, WhenCondition, WhenOp};

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Condition, LenArg, Located, Names, ReadAt, ValueType};
+use crate::{Condition, LenArg, Located, Names, ReadAt, ValueType, WhenCondition};
 
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -347,6 +347,17 @@ pub enum HandoffAs {
     Link,
 }
 
+/// `keep`: which of a function's calls are kept, besides `min_duration`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    #[default]
+    All,
+    /// The calls that fail: their return meets `return.error_when`, a Go function returns a
+    /// non-nil error, or the call never returned.
+    Errors,
+}
+
 /// A USDT probe (`provider:name`) that opens a span, closed at `until` or sent at once.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,7 +390,7 @@ pub struct UsdtSpec {
     #[serde(default)]
     pub event: Located<bool>,
     /// As a function's `when`, on the probe's arguments.
-    pub when: Option<Located<BTreeMap<String, Condition>>>,
+    pub when: Option<Located<BTreeMap<String, WhenCondition>>>,
 }
 
 impl UsdtSpec {
@@ -430,15 +441,18 @@ pub struct FunctionSpec {
     pub stack: Located<bool>,
     /// Fraction of traces (decided at the root) to keep, 0 to 1.
     pub sample_rate: Option<Located<f64>>,
-    /// Drop spans shorter than this, e.g. `50us`.
+    /// Drop spans shorter than this, e.g. `50us`, with the spans under them.
     #[serde(default, deserialize_with = "optional_located_duration")]
     pub min_duration: Option<Located<Duration>>,
+    /// `errors`: drop the calls that do not fail, with the spans under them.
+    #[serde(default)]
+    pub keep: Located<Keep>,
     /// Where the caller passes its W3C trace context, which the span then joins.
     pub trace_context: Option<Located<TraceContextSpec>>,
     /// Conditions on captured arguments, by name, all of which a call must meet to be traced
-    /// (`{ tenant: "== 42" }`), decided in the kernel at entry; a call that does not is not
-    /// exported, nor are the calls nested in it.
-    pub when: Option<Located<BTreeMap<String, Condition>>>,
+    /// (`{ tenant: "== 42", path: "prefix /api/" }`), decided in the kernel at entry; a call
+    /// that does not is not exported, nor are the calls nested in it.
+    pub when: Option<Located<BTreeMap<String, WhenCondition>>>,
 }
 
 /// A static attribute's value.

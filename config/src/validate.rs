@@ -538,10 +538,11 @@ fn timing_problems(arg: &ArgSpec, typing: Typing) -> Vec<(&'static str, String)>
     problems
 }
 
-/// `when`: each condition names a captured number, read at entry, and there are at most
-/// [`MAX_CONDITIONS`]. (A `path`'s type is DWARF's: resolution checks that one.)
+/// `when`: each condition names an argument read at entry, and means something for its type,
+/// and there are at most [`MAX_CONDITIONS`]. (A `path`'s type is DWARF's: resolution checks
+/// the conditions on one.)
 fn validate_when(
-    when: &Located<std::collections::BTreeMap<String, crate::Condition>>,
+    when: &Located<std::collections::BTreeMap<String, crate::WhenCondition>>,
     args: &[Located<ArgSpec>],
     field: &str,
     problems: &mut Problems,
@@ -556,7 +557,7 @@ fn validate_when(
             ),
         );
     }
-    for name in when.keys() {
+    for (name, condition) in when.iter() {
         let field = format!("{field}.{name}");
         let Some(arg) = args.iter().find(|arg| arg.attribute_name() == *name) else {
             let names: Vec<String> = args.iter().map(|a| a.attribute_name()).collect();
@@ -573,14 +574,10 @@ fn validate_when(
                 field,
                 format!("`{name}` is read at return; `when` decides at entry"),
             );
-        } else if arg.ty.is_some_and(|ty| ty.is_memory()) {
-            problems.add(
-                when.position,
-                field,
-                format!(
-                    "`{name}` is a string or bytes: `when` compares numbers (and pointers) so far"
-                ),
-            );
+        } else if arg.ty.is_some()
+            && let Err(reason) = condition.for_arg(arg)
+        {
+            problems.add(when.position, field, reason);
         }
     }
 }

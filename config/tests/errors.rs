@@ -55,7 +55,7 @@ fn unknown_keys_suggest_the_closest() {
         )),
         "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
          symbol, exclude, offset, address, span_name, args, return, attributes, stack, \
-         sample_rate, min_duration, trace_context, when (did you mean `return`?)"
+         sample_rate, min_duration, keep, trace_context, when (did you mean `return`?)"
     );
 }
 
@@ -331,7 +331,7 @@ limit: { max_depth: 8 }
     let expected = [
         "app.yaml:5:9: probes[0].functions[0].retrun: unknown field `retrun`, expected one of \
          symbol, exclude, offset, address, span_name, args, return, attributes, stack, sample_rate, \
-         min_duration, trace_context, when (did you mean `return`?)",
+         min_duration, keep, trace_context, when (did you mean `return`?)",
         &format!(
             "app.yaml:10:31: probes[0].functions[2].args[1].type: unknown type `i33` (did you \
              mean `i32`?); expected one of {}",

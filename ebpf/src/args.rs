@@ -1,5 +1,5 @@
 //! Arguments: where each is (register, stack slot, USDT operand), followed along its chain of
-//! pointers, read into the call's frame; and the conditions on them (`when`).
+//! pointers, read into the call's frame.
 
 use core::{ffi::c_void, ptr::write_volatile};
 
@@ -8,8 +8,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_copy_from_user, bpf_loop, bpf_probe_read_user},
 };
 use spanprobe_common::{
-    ArgCapture, ArgCondition, ArgSource, ConditionOp, FunctionCapture, MAX_ARGS, MAX_CHAIN,
-    READ_AT_RETURN,
+    ArgCapture, ArgSource, FunctionCapture, MAX_ARGS, MAX_CHAIN, READ_AT_RETURN,
 };
 
 /// Whether the running program may fault user pages in: a sleepable program may. Those are
@@ -245,44 +244,4 @@ pub(crate) fn read_user_u64(address: u64) -> u64 {
     // SAFETY: the helper writes at most 8 bytes into `value` and faults safely.
     unsafe { bpf_probe_read_user((&raw mut value).cast(), 8, address as *const c_void) };
     value
-}
-
-/// Whether the values in `args` meet every condition of `capture`'s `when`. Out of line, so
-/// that its locals are never on the BPF stack with the entry's other callees'.
-#[inline(never)]
-pub(crate) fn conditions_hold(args: &[u64; MAX_ARGS], capture: &FunctionCapture) -> bool {
-    for (i, condition) in capture.conditions.iter().enumerate() {
-        if i >= capture.conditions_len as usize {
-            break;
-        }
-        let Some(&raw) = args.get(usize::from(condition.slot)) else {
-            return false;
-        };
-        if !condition_holds(raw, condition) {
-            return false;
-        }
-    }
-    true
-}
-
-/// Whether the value `raw` (a register's or a member's bits) meets `condition`, in its type.
-#[inline(always)]
-fn condition_holds(raw: u64, condition: &ArgCondition) -> bool {
-    let bits = 8 * u32::from(condition.size).clamp(1, 8);
-    let unused = 64 - bits;
-    let ordering = if condition.signed != 0 {
-        let value = ((raw << unused) as i64) >> unused;
-        value.cmp(&(condition.value as i64))
-    } else {
-        let value = (raw << unused) >> unused;
-        value.cmp(&condition.value)
-    };
-    match condition.op {
-        op if op == ConditionOp::Lt as u8 => ordering.is_lt(),
-        op if op == ConditionOp::Le as u8 => ordering.is_le(),
-        op if op == ConditionOp::Gt as u8 => ordering.is_gt(),
-        op if op == ConditionOp::Ge as u8 => ordering.is_ge(),
-        op if op == ConditionOp::Eq as u8 => ordering.is_eq(),
-        _ => ordering.is_ne(),
-    }
 }

@@ -7,12 +7,13 @@ use aya_ebpf::{
     helpers::{bpf_get_attach_cookie, generated::bpf_ringbuf_output},
 };
 use spanprobe_common::{
-    CallEnd, CallEvent, CallKey, CallRecord, CallStack, Counter, DATA_MAX, Ending, Frame,
-    MAX_DEPTH, NO_SPAN, RETURN_FAULT,
+    CallEnd, CallEvent, CallKey, CallRecord, CallStack, Counter, DATA_MAX, ERROR_WHEN, Ending,
+    Frame, FunctionCapture, KEEP_ERRORS, MAX_DEPTH, NO_SPAN, RETURN_FAULT,
 };
 
 use crate::{
     args::{Faults, follow},
+    conditions::number_holds,
     maps::{CALLS, COUNTERS, EVENTS, FUNCTIONS, UNANNOUNCED, WAKEUP_BYTES},
     records::fault_len,
     stacks::call_key,
@@ -77,6 +78,19 @@ pub(crate) fn send(
         };
     }
     let data_len = capture.map_or(0, |capture| capture.data_len);
+    if ending.end == CallEnd::Returned
+        && frame.callees == 0
+        && capture.is_some_and(|capture| !kept_at_return(capture, frame, ending, ret, flags))
+    {
+        count(Counter::LeftOutAtReturn);
+        if data_len > 0
+            && let Some(record) = CALLS.get_ptr_mut(key)
+        {
+            // SAFETY: as in `call_record`.
+            clear_record(unsafe { &mut *record });
+        }
+        return;
+    }
     if data_len > 0 {
         if let Some(record) = CALLS.get_ptr_mut(key) {
             // SAFETY: as in `call_record`.
@@ -130,12 +144,43 @@ pub(crate) fn send_record(record: &mut CallRecord, data_len: u32) {
     if result != 0 {
         ring_full();
     }
+    clear_record(record);
+}
+
+/// Makes a call's record ready for the next call at its place: what the entry wrote into its
+/// header is the next call's to write.
+#[inline(always)]
+fn clear_record(record: &mut CallRecord) {
     // Element by element: a whole-array store is a `memset` call, a byte loop in BPF.
     for len in record.header.arg_lens.iter_mut() {
         // SAFETY: a valid, aligned element of the record.
         unsafe { write_volatile(len, 0) };
     }
     record.header.stack_len = 0;
+}
+
+/// Whether a call with no probed callee, which returned as `ending` says (its return value
+/// `ret`, followed along its chain, with `flags`), meets its function's keep rules: it ran
+/// for `min_duration` at least, and with `keep: errors` it failed. Userspace keeps a call with
+/// callees by the same rules, once its trace is whole.
+#[inline(always)]
+fn kept_at_return(
+    capture: &FunctionCapture,
+    frame: &Frame,
+    ending: &Ending,
+    ret: u64,
+    flags: u16,
+) -> bool {
+    if ending.now.saturating_sub(frame.entry_ns) < capture.min_duration_ns {
+        return false;
+    }
+    if capture.flags & KEEP_ERRORS == 0 {
+        return true;
+    }
+    ending.error_type != 0
+        || (capture.flags & ERROR_WHEN != 0
+            && flags & RETURN_FAULT == 0
+            && number_holds(ret, &capture.error_when))
 }
 
 #[inline(always)]

@@ -14,18 +14,19 @@ use spanprobe_common::{
 };
 
 use crate::{
-    args::{Faults, Unread, conditions_hold, read_args, read_user_u64},
+    args::{Faults, Unread, read_args, read_user_u64},
+    conditions::conditions_hold,
     context::{ContextRead, clear_context, copy_context, inherit, read_context},
     emit::{count, function_id, registers, send},
     go::{CARRY, ZERO},
     handoffs::{hand_off, take_goroutine_parent, take_handoff},
-    maps::{FUNCTIONS, GOROUTINE_PARENTS, RETURN_ADDRESSES, TRACE_CONTEXTS},
+    maps::{FUNCTIONS, GOROUTINE_PARENTS, KEEP_AT_RETURN, RETURN_ADDRESSES, TRACE_CONTEXTS},
     processes::{Thread, in_process_tree, traced_thread},
     records::{call_record, capture_memory, capture_stack},
     returns::end_usdt_span,
     stacks::{
         NOT_A_CALL, StackPlace, Stacks, call_key, depth_limit, end_frames_below, frame_at,
-        free_if_idle, stack_or_insert, stack_place,
+        free_if_idle, mark_callee, stack_or_insert, stack_place,
     },
 };
 
@@ -56,6 +57,11 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
     let return_address = end_skipped_frames(&thread, stack, &place, capture, regs, now);
     let depth = stack.depth;
     let entry_only = capture.flags & ENTRY_ONLY != 0;
+    if KEEP_AT_RETURN.load() != 0
+        && let Some(caller) = depth.checked_sub(1)
+    {
+        mark_callee(stack, caller);
+    }
     // A `from` sent at once (or making no span) hands off the span open around it.
     if entry_only && capture.flags & HANDOFF_FROM != 0 {
         hand_off(thread.pid, stack, depth, capture, regs);
@@ -162,6 +168,7 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
     frame.sp = place.sp;
     frame.function_id = function_id;
     frame.return_address = return_address;
+    frame.callees = 0;
     copy_context(&mut frame.context, &stack.entering);
     if !entry_only && capture.flags & NO_SPAN == 0 {
         stack.top_entry_ns = now;
@@ -173,7 +180,9 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
         // Read in place: an array of arguments is too large for the BPF stack.
         frame.faults = read_args(&mut frame.args, regs, capture, faults, Unread::Zeroed);
         // Decided on the values alone, before any memory is copied.
-        if capture.conditions_len != 0 && !conditions_hold(&frame.args, capture) {
+        if capture.conditions_len != 0
+            && !conditions_hold(&frame.args, capture, regs, faults, &mut stack.scratch)
+        {
             count(Counter::FilteredByWhen);
             (captures, left_out) = (false, true);
         }

@@ -5,8 +5,9 @@
 //! This file holds the programs' entry points only; their bodies are cut by concern: `entry`
 //! and `returns` (a call's two ends), `go` (Go's `RET` sites and goroutines), `processes`
 //! (which are traced), `stacks` (call stacks and their frames), `args` and `context` (what a
-//! call reads), `handoffs` (spans kept for another thread), `records` and `at_return` (memory kept from entry to return), `emit` (the ring
-//! buffer), `maps` (what both sides share).
+//! call reads), `conditions` (`when`), `handoffs` (spans kept for another thread), `records`
+//! and `at_return` (memory kept from entry to return), `emit` (the ring buffer), `maps` (what
+//! both sides share).
 #![no_std]
 #![no_main]
 // `atomic_or`, for the pid bitmap shared by every CPU.
@@ -29,6 +30,7 @@ use crate::{
 
 mod args;
 mod at_return;
+mod conditions;
 mod context;
 mod emit;
 mod entry;

@@ -61,6 +61,11 @@ pub(crate) static PROCESS_TREES_USED: Global<u8> = Global::new(0);
 #[unsafe(no_mangle)]
 pub(crate) static READS_AT_RETURN_USED: Global<u8> = Global::new(0);
 
+/// Set by userspace when some function's keep rules are decided at return (see
+/// `KEEP_AT_RETURN_GLOBAL`).
+#[unsafe(no_mangle)]
+pub(crate) static KEEP_AT_RETURN: Global<u8> = Global::new(0);
+
 /// Set by userspace when goroutines join their creators' traces (see `GOROUTINE_PARENTS_GLOBAL`).
 #[unsafe(no_mangle)]
 pub(crate) static GOROUTINE_PARENTS: Global<u8> = Global::new(0);

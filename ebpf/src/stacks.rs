@@ -257,6 +257,15 @@ pub(crate) fn frame_at(stack: &CallStack, index: u32) -> Option<FrameLinks> {
     })
 }
 
+/// Marks frame `index` of `stack` as having a probed callee, whose span may be its child: its
+/// keep rules are then not decided at its return. Out of line, as [`frame_at`] is.
+#[inline(never)]
+pub(crate) fn mark_callee(stack: &mut CallStack, index: u32) {
+    if let Some(frame) = stack.frames.get_mut(index as usize) {
+        frame.callees = 1;
+    }
+}
+
 /// What ties a frame into its stack.
 #[derive(Clone, Copy)]
 pub(crate) struct FrameLinks {

@@ -107,6 +107,40 @@ pub fn member_path(dir: &Workdir) -> Case {
     })
 }
 
+/// `when` on fields.c's handle: a string member compared with a text, and a number DWARF
+/// types, decided by the entry program; the full request alone meets both.
+pub fn when_conditions(dir: &Workdir) -> Case {
+    let program = dir.c_program("fields");
+    let member = |name: &str, path: &str| json!({ "index": 0, "name": name, "path": path });
+    let mut path = member("path", "->path");
+    path["type"] = json!("str");
+    let functions = json!([{
+        "symbol": "handle",
+        "args": [member("rid", "->rid"), path],
+        "when": { "path": "prefix /index", "rid": "!= 8" },
+    }]);
+    let config = dir.write_named("when", &functions_config(&program, functions));
+    traced("when conditions", &config, &program).case(|_, output, receiver| {
+        output.assert_success();
+        let calls: Vec<_> = receiver
+            .spans()
+            .iter()
+            .map(|call| {
+                (
+                    call.int_attr("rid"),
+                    call.str_attr("path").map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(calls, [(Some(7), Some("/index.html".to_owned()))]);
+        assert!(
+            output.stderr.contains("filtered_by_when=2"),
+            "{}",
+            output.stderr
+        );
+    })
+}
+
 /// outputs.c's buffers, read when the calls that fill them return (the return program reads
 /// user memory): counted by the return value, and by the `size_t` behind an argument; a call
 /// that failed has no value.

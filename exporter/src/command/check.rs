@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, path::Path, time::Duration};
 
 use spanprobe_config::{
-    ArgSpec, ExporterConfig, LenArg, OtlpProtocol, ReadAt, StdoutFormat, TraceContextFormat,
+    ArgSpec, ExporterConfig, Keep, LenArg, OtlpProtocol, ReadAt, StdoutFormat, TraceContextFormat,
     TraceContextSpec,
 };
 
@@ -278,10 +278,21 @@ fn describe_keeping(function: &Probe) -> Vec<String> {
     if let Some(rate) = &spec.sample_rate {
         keeping.push(format!("sample_rate {}", rate.value));
     }
+    let mut rules = Vec::new();
     if let Some(min) = &spec.min_duration {
-        keeping.push(format!(
-            "spans shorter than {} dropped",
+        rules.push(format!(
+            "spans shorter than {}",
             humantime::format_duration(min.value)
+        ));
+    }
+    if spec.keep.value == Keep::Errors {
+        rules.push("spans of calls that did not fail".to_owned());
+    }
+    if !rules.is_empty() {
+        keeping.push(format!(
+            "{} dropped (with the spans under them; decided in the kernel when a call with no \
+             probed callee returns, otherwise once its trace is whole)",
+            rules.join(" and ")
         ));
     }
     keeping

@@ -22,9 +22,10 @@ use aya::{
 use spanprobe_common::{
     COUNTERS_MAP, CallEvent, CallStack, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP,
     FILTER_PIDS_GLOBAL, FUNCTIONS_MAP, FunctionCapture, GOROUTINE_PARENTS_GLOBAL,
-    GOROUTINE_STACKS_MAP, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP, READS_AT_RETURN_GLOBAL,
-    RETURN_ADDRESSES_GLOBAL, STARTS_GOROUTINE, StackKey, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL,
-    THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, WAKEUP_BYTES_GLOBAL, programs,
+    GOROUTINE_STACKS_MAP, KEEP_AT_RETURN_GLOBAL, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP,
+    READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, STARTS_GOROUTINE, StackKey, TARGET_PIDS_MAP,
+    TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, WAKEUP_BYTES_GLOBAL,
+    programs,
 };
 use spanprobe_config::Limits;
 
@@ -503,6 +504,7 @@ impl Loaded {
                 .any(|plan| plan.reads_trace_context() || plan.serves_handoff()),
         );
         let reads_at_return = u8::from(plans.iter().any(CapturePlan::reads_at_return));
+        let keep_at_return = u8::from(plans.iter().any(CapturePlan::keeps_at_return));
         let goroutine_parents = u8::from(
             plans
                 .iter()
@@ -522,6 +524,7 @@ impl Loaded {
             .override_global(TASK_TGID_OFFSET_GLOBAL, &tgid_offset, true)
             .override_global(PROCESS_TREES_GLOBAL, &trees_used, true)
             .override_global(READS_AT_RETURN_GLOBAL, &reads_at_return, true)
+            .override_global(KEEP_AT_RETURN_GLOBAL, &keep_at_return, true)
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .map_max_entries(TARGET_PIDS_MAP, pid_words)

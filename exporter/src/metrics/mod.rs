@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use spanprobe_common::Counter;
 
-use crate::loss::{Loss, Stage};
+use crate::{
+    loss::{Loss, Stage},
+    spans::trace_buffer::TraceBuffer,
+};
 
 /// Counters and gauges, updated by the stages and read by scrapes and the exit report.
 #[derive(Debug, Default)]
@@ -31,8 +34,15 @@ pub struct Metrics {
     /// Trace context arguments that held no valid context (kernel): those calls are exported,
     /// in traces of their own, so no loss.
     pub invalid_trace_contexts: AtomicU64,
-    /// Spans dropped by `min_duration`: what the config asked for, so no loss.
+    /// Spans dropped by `min_duration` in userspace (they, or a span above them, were too
+    /// short): what the config asked for, so no loss.
     pub below_min_duration: AtomicU64,
+    /// Spans dropped by `keep: errors` in userspace (they, or a span above them, did not
+    /// fail): what the config asked for, so no loss.
+    pub not_failed: AtomicU64,
+    /// Calls with no probed callee that their keep rules left out when they returned
+    /// (kernel): no record was sent. What the config asked for, so no loss.
+    pub left_out_at_return: AtomicU64,
     /// Calls (kernel) that did not meet their function's `when`, traced neither they nor
     /// their callees: what the config asked for, so no loss.
     pub filtered_by_when: AtomicU64,
@@ -92,6 +102,13 @@ impl Metrics {
         Loss::ALL.into_iter().map(|loss| self.lost_to(loss)).sum()
     }
 
+    /// Copies the counts of what `held` left out, so that the ledger is current.
+    pub fn left_out_by<T>(&self, held: &TraceBuffer<T>) {
+        self.below_min_duration
+            .store(held.too_short, Ordering::Relaxed);
+        self.not_failed.store(held.not_failed, Ordering::Relaxed);
+    }
+
     /// The handoffs that had `outcome` so far.
     pub fn handoffs(&self, outcome: HandoffOutcome) -> u64 {
         get(&self.handoffs[outcome as usize])
@@ -111,6 +128,7 @@ impl Metrics {
             Counter::HandoffTaken => &self.handoffs[HandoffOutcome::Taken as usize],
             Counter::HandoffMissing => &self.handoffs[HandoffOutcome::Missing as usize],
             Counter::FilteredByWhen => &self.filtered_by_when,
+            Counter::LeftOutAtReturn => &self.left_out_at_return,
         };
         slot.store(total, Ordering::Relaxed);
     }
@@ -146,7 +164,8 @@ mod tests {
         }
         seen |= get(&metrics.returns_without_entry)
             | get(&metrics.invalid_trace_contexts)
-            | get(&metrics.filtered_by_when);
+            | get(&metrics.filtered_by_when)
+            | get(&metrics.left_out_at_return);
         for outcome in HandoffOutcome::ALL {
             seen |= metrics.handoffs(outcome);
         }

@@ -68,6 +68,25 @@ pub fn render(metrics: &Metrics) -> String {
         "Calls that did not meet their function's `when` (decided in the kernel): neither they nor their callees were traced.",
         &[("", get(&metrics.filtered_by_when))],
     );
+    let kept_out = labelled(
+        "rule",
+        [
+            ("min_duration", get(&metrics.below_min_duration)),
+            ("keep_errors", get(&metrics.not_failed)),
+        ],
+    );
+    metric(
+        "left_out_by_keep_rules_total",
+        "counter",
+        "Spans their keep rules left out once their trace was whole (in userspace), with the spans under them: shorter than min_duration, or not failed with keep: errors.",
+        &as_samples(&kept_out),
+    );
+    metric(
+        "left_out_at_return_total",
+        "counter",
+        "Calls with no probed callee that their keep rules (min_duration, keep: errors) left out when they returned, in the kernel: no record was sent.",
+        &[("", get(&metrics.left_out_at_return))],
+    );
     let handoffs = labelled(
         "outcome",
         HandoffOutcome::ALL.map(|outcome| (outcome.label(), metrics.handoffs(outcome))),
@@ -186,6 +205,8 @@ mod tests {
                 "returns_without_entry_total counter",
                 "invalid_trace_contexts_total counter",
                 "filtered_by_when_total counter",
+                "left_out_by_keep_rules_total counter",
+                "left_out_at_return_total counter",
                 "handoffs_total counter",
                 "incomplete_calls_total counter",
                 "queue_depth gauge",

@@ -14,6 +14,8 @@ pub fn log(metrics: &Metrics) {
         // Spans made but not exported.
         dropped = metrics.lost_at(Stage::Export),
         below_min_duration = get(&metrics.below_min_duration),
+        not_failed = get(&metrics.not_failed),
+        left_out_at_return = get(&metrics.left_out_at_return),
         filtered_by_when = get(&metrics.filtered_by_when),
         dropped_events = get(&metrics.dropped_events),
         lost,
@@ -101,7 +103,7 @@ mod tests {
         metrics.lost(Loss::ExportFailed, 4);
         assert_eq!(
             lines(&metrics),
-            " INFO done events=100 exported=40 dropped=7 below_min_duration=9 filtered_by_when=0 dropped_events=11 \
+            " INFO done events=100 exported=40 dropped=7 below_min_duration=9 not_failed=0 left_out_at_return=0 filtered_by_when=0 dropped_events=11 \
              lost=15 invalid_trace_context=5\n \
              WARN 15 calls were not exported: ring_buffer_full=0 depth_exceeded=6 \
              no_thread_stack=0 memory_lost=0 undecodable=0 unknown_function=2 queue_full=3 \
@@ -119,7 +121,7 @@ mod tests {
         metrics.dropped_events.store(2, Ordering::Relaxed);
         assert_eq!(
             lines(&metrics),
-            " INFO done events=3 exported=3 dropped=0 below_min_duration=1 filtered_by_when=0 dropped_events=2 \
+            " INFO done events=3 exported=3 dropped=0 below_min_duration=1 not_failed=0 left_out_at_return=0 filtered_by_when=0 dropped_events=2 \
              lost=0 invalid_trace_context=0\n"
         );
     }

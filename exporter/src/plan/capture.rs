@@ -2,19 +2,18 @@
 //! the one place that maps config arguments to event slots and data offsets, so both sides
 //! agree (the reading back is [`crate::events::readback`]'s).
 
-use std::num::NonZeroU32;
+use std::{collections::BTreeMap, num::NonZeroU32};
 
 use opentelemetry::Key;
 use spanprobe_common::{
-    ArgCapture, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, ContextFormat, ContextPolicy,
-    FunctionCapture, HANDOFF_FROM, HANDOFF_LINK, HANDOFF_REPEAT, HANDOFF_TO, MAX_CHAIN, MemoryKind,
-    ON_GOROUTINE_STACK, READ_AT_RETURN, READS_AT_RETURN, SAMPLE_ALWAYS,
+    ArgCapture, ArgCondition, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, ConditionOp,
+    ContextFormat, ContextPolicy, ERROR_WHEN, FunctionCapture, HANDOFF_FROM, HANDOFF_LINK,
+    HANDOFF_REPEAT, HANDOFF_TO, KEEP_ERRORS, MAX_CHAIN, MemoryKind, ON_GOROUTINE_STACK,
+    READ_AT_RETURN, READS_AT_RETURN, SAMPLE_ALWAYS,
 };
-use std::collections::BTreeMap;
-
-use spanprobe_common::{ArgCondition, ConditionOp};
 use spanprobe_config::{
-    ArgSpec, Comparison, Condition, LenArg, ReadAt, Sampler, TraceContextFormat, ValueType,
+    ArgSpec, ArgTest, Comparison, Condition, Keep, LenArg, ReadAt, Sampler, TextOp, TextTest,
+    TraceContextFormat, ValueType, WhenCondition,
 };
 
 use crate::{
@@ -62,6 +61,7 @@ impl CapturePlan {
         if reads_at_return {
             plan.kernel.flags |= READS_AT_RETURN;
         }
+        keep_rules(function, &mut plan.kernel);
         if let Some(when) = &function.spec.when {
             let conditions = conditions(function, when);
             plan.kernel.conditions_len = conditions.len() as u32;
@@ -147,15 +147,38 @@ impl CapturePlan {
 
     /// Whether the entry puts the call on its goroutine's stack (a Go call, or a Go entry-only
     /// function where R14 holds the goroutine).
+    /// Whether its return decides keep rules in the kernel.
+    pub fn keeps_at_return(&self) -> bool {
+        self.kernel.min_duration_ns != 0 || self.kernel.flags & KEEP_ERRORS != 0
+    }
+
     pub fn on_goroutine_stack(&self) -> bool {
         self.kernel.flags & ON_GOROUTINE_STACK != 0
     }
 }
 
+/// The keep rules of `function` that its return decides in the kernel for a call with no
+/// probed callee: `min_duration`, and `keep: errors` with what tells a failure.
+fn keep_rules(function: &Probe, kernel: &mut FunctionCapture) {
+    let spec = &function.spec;
+    if let Some(min) = &spec.min_duration {
+        kernel.min_duration_ns = u64::try_from(min.value.as_nanos()).unwrap_or(u64::MAX);
+    }
+    if spec.keep.value == Keep::Errors {
+        kernel.flags |= KEEP_ERRORS;
+    }
+    if let Some(ret) = &spec.return_value
+        && let Some(condition) = ret.error_when
+    {
+        kernel.flags |= ERROR_WHEN;
+        kernel.error_when = number_condition(0, ret.value_type(), condition);
+    }
+}
+
 /// The kernel's form of `function`'s `when`: each condition on the slot its argument is read
-/// into, in the argument's type. Resolution has checked that each names a number read at entry,
-/// and a value its type can hold.
-fn conditions(function: &Probe, when: &BTreeMap<String, Condition>) -> Vec<ArgCondition> {
+/// into, in the argument's type. Resolution has checked that each names an argument read at
+/// entry, and means something for its type.
+fn conditions(function: &Probe, when: &BTreeMap<String, WhenCondition>) -> Vec<ArgCondition> {
     when.iter()
         .filter_map(|(name, condition)| {
             let a = function
@@ -163,26 +186,52 @@ fn conditions(function: &Probe, when: &BTreeMap<String, Condition>) -> Vec<ArgCo
                 .args
                 .iter()
                 .position(|arg| arg.attribute_name() == *name)?;
-            let ty = function.spec.args[a].value_type();
-            let signed = ty.extend(u64::MAX) < 0;
-            Some(ArgCondition {
-                slot: (function.slot_base + a) as u8,
-                op: match condition.op {
-                    Comparison::Lt => ConditionOp::Lt,
-                    Comparison::Le => ConditionOp::Le,
-                    Comparison::Gt => ConditionOp::Gt,
-                    Comparison::Ge => ConditionOp::Ge,
-                    Comparison::Eq => ConditionOp::Eq,
-                    Comparison::Ne => ConditionOp::Ne,
-                } as u8,
-                size: ty.size().max(1),
-                signed: u8::from(signed),
-                _pad: 0,
-                // Two's complement in 64 bits; the kernel compares in the value's width.
-                value: condition.value as i64 as u64,
+            let arg = &function.spec.args[a];
+            let slot = (function.slot_base + a) as u8;
+            Some(match condition.for_arg(arg).ok()? {
+                ArgTest::Number(condition) => number_condition(slot, arg.value_type(), condition),
+                ArgTest::Text(test) => text_condition(slot, &test),
             })
         })
         .collect()
+}
+
+fn number_condition(slot: u8, ty: ValueType, condition: Condition) -> ArgCondition {
+    ArgCondition {
+        slot,
+        op: match condition.op {
+            Comparison::Lt => ConditionOp::Lt,
+            Comparison::Le => ConditionOp::Le,
+            Comparison::Gt => ConditionOp::Gt,
+            Comparison::Ge => ConditionOp::Ge,
+            Comparison::Eq => ConditionOp::Eq,
+            Comparison::Ne => ConditionOp::Ne,
+        } as u8,
+        size: ty.size().max(1),
+        signed: u8::from(ty.extend(u64::MAX) < 0),
+        // Two's complement in 64 bits; the kernel compares in the value's width.
+        value: condition.value as i64 as u64,
+        ..ArgCondition::default()
+    }
+}
+
+fn text_condition(slot: u8, test: &TextTest) -> ArgCondition {
+    let mut condition = ArgCondition {
+        slot,
+        op: match test.op {
+            TextOp::Eq => ConditionOp::TextEq,
+            TextOp::Ne => ConditionOp::TextNe,
+            TextOp::Prefix => ConditionOp::Prefix,
+        } as u8,
+        text_len: test.text.len() as u32,
+        ..ArgCondition::default()
+    };
+    for (word, bytes) in condition.text.iter_mut().zip(test.text.chunks(8)) {
+        let mut padded = [0u8; 8];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        *word = u64::from_le_bytes(padded);
+    }
+    condition
 }
 
 /// The plan of each of `functions`, indexed as they are (by function id), each `pid:`

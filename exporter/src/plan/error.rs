@@ -152,6 +152,16 @@ pub enum ResolveErrorKind {
     HandoffTwice { symbol: String, first: String },
     #[error("{reason}")]
     When { reason: String },
+    #[error(
+        "`keep: errors` keeps the calls that fail, and nothing tells a failure of `{symbol}`: \
+         give its `return` an `error_when` (a Go function fails when it returns a non-nil error)"
+    )]
+    KeepErrorsUndecidable { symbol: String },
+    #[error(
+        "`keep: errors` keeps the calls that fail, and `{symbol}` is traced at its entry only \
+         (as a Go function built before Go 1.17, or probed by address, is): remove `keep`"
+    )]
+    KeepErrorsWithoutReturn { symbol: String },
     #[error("no process {pid} is running")]
     NoProcess { pid: u32 },
     #[error(

@@ -10,7 +10,7 @@
 use std::{num::NonZeroU32, path::Path};
 
 use spanprobe_common::MAX_PROCESS_TREES;
-use spanprobe_config::{Config, FunctionSpec, Located, ProbeTarget, Problem};
+use spanprobe_config::{Config, FunctionSpec, Keep, Located, ProbeTarget, Problem};
 
 use crate::{
     binary::{
@@ -58,6 +58,7 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
     }
     for function in &resolved.functions {
         errors.extend(when_problems(function));
+        errors.extend(keep_problem(function));
     }
     // After every target: an end of a handoff may be a function another target traces.
     for (t, target) in config.probes.iter().enumerate() {
@@ -112,43 +113,51 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
 /// What is wrong with `function`'s `when`, now that its arguments' types are known (a `path`'s
 /// from DWARF, a USDT argument's from its note): each condition compares a number, with a value
 /// its type can hold.
+/// `keep: errors` on a function whose failures nothing tells, or whose return is not probed.
+fn keep_problem(function: &Probe) -> Option<ResolveError> {
+    let keep = &function.spec.keep;
+    if keep.value != Keep::Errors || !function.kind.makes_spans() {
+        return None;
+    }
+    let symbol = function.symbol.to_string();
+    let error_when = function
+        .spec
+        .return_value
+        .as_ref()
+        .is_some_and(|ret| ret.error_when.is_some());
+    let kind = if function.kind.is_entry_only() {
+        ResolveErrorKind::KeepErrorsWithoutReturn { symbol }
+    } else if !error_when && function.go_error_types.is_none() {
+        ResolveErrorKind::KeepErrorsUndecidable { symbol }
+    } else {
+        return None;
+    };
+    Some(ResolveError {
+        position: keep.position,
+        field: format!("keep of `{}`", function.symbol),
+        kind,
+    })
+}
+
 fn when_problems(function: &Probe) -> Vec<ResolveError> {
     let Some(when) = &function.spec.when else {
         return Vec::new();
     };
-    let mut problems = Vec::new();
-    for (name, condition) in when.iter() {
-        let Some(arg) = function
-            .spec
-            .args
-            .iter()
-            .find(|a| a.attribute_name() == *name)
-        else {
-            continue;
-        };
-        let ty = arg.value_type();
-        let problem = if ty.is_memory() {
-            Some(format!(
-                "`{name}` is a `{ty}`: `when` compares numbers (and pointers) so far"
-            ))
-        } else if ty.extend(condition.value as u64) != condition.value {
-            Some(format!(
-                "`{name}` is a `{ty}`, which never holds {}: the condition could never be \
-                 decided as written",
-                condition.value
-            ))
-        } else {
-            None
-        };
-        if let Some(reason) = problem {
-            problems.push(ResolveError {
+    when.iter()
+        .filter_map(|(name, condition)| {
+            let arg = function
+                .spec
+                .args
+                .iter()
+                .find(|a| a.attribute_name() == *name)?;
+            let reason = condition.for_arg(arg).err()?;
+            Some(ResolveError {
                 position: when.position,
                 field: format!("when.{name} of `{}`", function.symbol),
                 kind: ResolveErrorKind::When { reason },
-            });
-        }
-    }
-    problems
+            })
+        })
+        .collect()
 }
 
 /// Opens `target`'s binary (at `field` of the config): its file found and read once, for

@@ -25,7 +25,7 @@ use crate::{
         resource::Resources,
         span::SpanAssembler,
         summary::Summary,
-        trace_buffer::TraceBuffer,
+        trace_buffer::{KeepRule, TraceBuffer},
     },
 };
 
@@ -60,9 +60,9 @@ pub struct Pipeline {
     /// executable of exited processes.
     programs: Vec<Option<PathBuf>>,
     queue: SpanQueue,
-    /// `min_duration` of each function id.
-    min_durations: Vec<Option<Duration>>,
-    /// Present when some function has a `min_duration`.
+    /// The keep rule of each function id.
+    keep_rules: Vec<KeepRule>,
+    /// Present when some function has a keep rule.
     held: Option<TraceBuffer<Arc<Resource>>>,
     /// For each function id that captures stacks: how to read and place them.
     stack_sources: Vec<Option<StackSource>>,
@@ -100,13 +100,10 @@ impl Pipeline {
         queue: SpanQueue,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let min_durations: Vec<_> = functions
+        let keep_rules: Vec<_> = functions.iter().map(|f| KeepRule::of(&f.spec)).collect();
+        let held = keep_rules
             .iter()
-            .map(|f| f.spec.min_duration.as_ref().map(|d| d.value))
-            .collect();
-        let held = min_durations
-            .iter()
-            .any(Option::is_some)
+            .any(|rule| rule.is_set())
             .then(|| TraceBuffer::new(MAX_HELD_SPANS, MAX_HOLD));
         // Read each binary once, however many of its functions (a glob) capture stacks.
         let mut elves: HashMap<PathBuf, Option<Arc<ElfInfo>>> = HashMap::new();
@@ -132,7 +129,7 @@ impl Pipeline {
             resources,
             programs: programs(functions),
             queue,
-            min_durations,
+            keep_rules,
             held,
             stack_sources,
             stacks: Backtraces::new(),
@@ -256,13 +253,11 @@ impl Pipeline {
         match &mut self.held {
             None => self.queue.push(QueuedSpan::new(resource, span)),
             Some(held) => {
-                for (span, resource) in held.push(span, self.min_durations[id], resource) {
+                for (span, resource) in held.push(span, self.keep_rules[id], resource) {
                     self.queue.push(QueuedSpan::new(resource, span));
                 }
                 // The buffer counts what it drops; copied so that the ledger is current.
-                self.metrics
-                    .below_min_duration
-                    .store(held.dropped, Ordering::Relaxed);
+                self.metrics.left_out_by(held);
             }
         }
     }
@@ -274,9 +269,7 @@ impl Pipeline {
             for (span, resource) in held.drain() {
                 self.queue.push(QueuedSpan::new(resource, span));
             }
-            self.metrics
-                .below_min_duration
-                .store(held.dropped, Ordering::Relaxed);
+            self.metrics.left_out_by(held);
         }
         Finished {
             summary: self.summary,

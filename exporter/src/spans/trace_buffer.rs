@@ -1,22 +1,71 @@
-//! `min_duration`: spans shorter than their function's minimum are dropped, and their
-//! descendants with them. Children end (and arrive) before their parents, so the spans of a
-//! trace are held until its root ends, then filtered as a tree. A trace whose root runs for
+//! Keep rules: spans shorter than their function's `min_duration`, or with `keep: errors`
+//! spans that did not fail, are dropped, and their descendants with them. Children end (and
+//! arrive) before their parents, so the spans of a trace are held until its root ends, then
+//! filtered as a tree. (The kernel applies the same rules to calls with no probed callee
+//! when they return, which then never arrive.) A trace whose root runs for
 //! long (a server's main loop) is sent as far as it is known after a while, as is the oldest
 //! when too many spans are held.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     time::{Duration, SystemTime},
 };
 
-use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::trace::{SpanId, Status, TraceId};
 use opentelemetry_sdk::trace::SpanData;
+use spanprobe_config::{FunctionSpec, Keep};
 
-/// A held span, its function's minimum duration, and what travels with it.
+/// What a function's spans must be to be kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepRule {
+    pub min_duration: Option<Duration>,
+    /// `keep: errors`: only spans whose status is an error.
+    pub errors_only: bool,
+}
+
+/// Why a span was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftOut {
+    /// Shorter than its function's `min_duration`.
+    TooShort,
+    /// With `keep: errors`, a call that did not fail.
+    NotFailed,
+}
+
+impl KeepRule {
+    pub fn of(spec: &FunctionSpec) -> Self {
+        Self {
+            min_duration: spec.min_duration.as_ref().map(|min| min.value),
+            errors_only: spec.keep.value == Keep::Errors,
+        }
+    }
+
+    /// Whether the rule leaves out any span.
+    pub fn is_set(self) -> bool {
+        self.min_duration.is_some() || self.errors_only
+    }
+
+    /// Why `span` is left out, if it is.
+    fn leaves_out(self, span: &SpanData) -> Option<LeftOut> {
+        let duration = span
+            .end_time
+            .duration_since(span.start_time)
+            .unwrap_or_default();
+        if self.min_duration.is_some_and(|min| duration < min) {
+            Some(LeftOut::TooShort)
+        } else if self.errors_only && !matches!(span.status, Status::Error { .. }) {
+            Some(LeftOut::NotFailed)
+        } else {
+            None
+        }
+    }
+}
+
+/// A held span, its function's keep rule, and what travels with it.
 #[derive(Debug)]
 struct Held<T> {
     span: SpanData,
-    min_duration: Option<Duration>,
+    rule: KeepRule,
     extra: T,
 }
 
@@ -34,7 +83,9 @@ pub struct TraceBuffer<T> {
     max_held: usize,
     max_age: Duration,
     /// Spans dropped for being shorter than `min_duration`, or under such a span.
-    pub dropped: u64,
+    pub too_short: u64,
+    /// Spans dropped by `keep: errors` for not failing, or under such a span.
+    pub not_failed: u64,
 }
 
 #[derive(Debug)]
@@ -54,19 +105,15 @@ impl<T> TraceBuffer<T> {
             held: 0,
             max_held,
             max_age,
-            dropped: 0,
+            too_short: 0,
+            not_failed: 0,
         }
     }
 
     /// Takes one span; returns the spans that are ready to export: a whole filtered trace
     /// once its root arrives, or the oldest traces (filtered as far as they are known) when
     /// the buffer is full or they have waited `max_age`.
-    pub fn push(
-        &mut self,
-        span: SpanData,
-        min_duration: Option<Duration>,
-        extra: T,
-    ) -> Vec<(SpanData, T)> {
+    pub fn push(&mut self, span: SpanData, rule: KeepRule, extra: T) -> Vec<(SpanData, T)> {
         let trace_id = span.span_context.trace_id();
         // A span whose parent is in another process is this process's root of the trace.
         let is_root = span.parent_span_id == SpanId::INVALID || span.parent_span_is_remote;
@@ -79,11 +126,7 @@ impl<T> TraceBuffer<T> {
                 spans: Vec::new(),
             }
         });
-        trace.spans.push(Held {
-            span,
-            min_duration,
-            extra,
-        });
+        trace.spans.push(Held { span, rule, extra });
         self.held += 1;
         let mut ready = Vec::new();
         if is_root {
@@ -134,38 +177,31 @@ impl<T> TraceBuffer<T> {
             .iter()
             .map(|h| (h.span.span_context.span_id(), h.span.parent_span_id))
             .collect();
-        let too_short: HashSet<SpanId> = spans
+        let left_out: HashMap<SpanId, LeftOut> = spans
             .iter()
-            .filter(|h| {
-                let duration = h
-                    .span
-                    .end_time
-                    .duration_since(h.span.start_time)
-                    .unwrap_or_default();
-                h.min_duration.is_some_and(|min| duration < min)
-            })
-            .map(|h| h.span.span_context.span_id())
+            .filter_map(|h| Some((h.span.span_context.span_id(), h.rule.leaves_out(&h.span)?)))
             .collect();
-        // A span goes if it or any ancestor held here is too short.
+        // A span goes if it or any ancestor held here is left out, for the nearest one's
+        // reason.
         let hops = spans.len();
-        let dropped = |mut id: SpanId| {
+        let reason = |mut id: SpanId| {
             for _ in 0..=hops {
-                if too_short.contains(&id) {
-                    return true;
+                if let Some(reason) = left_out.get(&id) {
+                    return Some(*reason);
                 }
                 match parents.get(&id) {
                     Some(parent) if *parent != SpanId::INVALID => id = *parent,
-                    _ => return false,
+                    _ => return None,
                 }
             }
-            false
+            None
         };
         let mut kept = Vec::with_capacity(spans.len());
         for held in spans {
-            if dropped(held.span.span_context.span_id()) {
-                self.dropped += 1;
-            } else {
-                kept.push((held.span, held.extra));
+            match reason(held.span.span_context.span_id()) {
+                Some(LeftOut::TooShort) => self.too_short += 1,
+                Some(LeftOut::NotFailed) => self.not_failed += 1,
+                None => kept.push((held.span, held.extra)),
             }
         }
         kept
@@ -198,7 +234,14 @@ mod tests {
         names
     }
 
-    const MIN: Option<Duration> = Some(Duration::from_micros(50));
+    const MIN: KeepRule = KeepRule {
+        min_duration: Some(Duration::from_micros(50)),
+        errors_only: false,
+    };
+    const NONE: KeepRule = KeepRule {
+        min_duration: None,
+        errors_only: false,
+    };
     const AGE: Duration = Duration::from_secs(30);
 
     #[test]
@@ -210,20 +253,57 @@ mod tests {
         assert!(buffer.push(span(7, 4, 1, 60), MIN, ()).is_empty());
         let ready = buffer.push(span(7, 1, 0, 500), MIN, ());
         assert_eq!(names(&ready), ["s1", "s4"]);
-        assert_eq!(buffer.dropped, 2);
+        assert_eq!(buffer.too_short, 2);
     }
 
     #[test]
     fn a_short_root_takes_its_whole_trace_and_functions_without_a_minimum_stay() {
         let mut buffer = TraceBuffer::new(100, AGE);
-        buffer.push(span(1, 2, 1, 5), None, ());
+        buffer.push(span(1, 2, 1, 5), NONE, ());
         assert!(buffer.push(span(1, 1, 0, 20), MIN, ()).is_empty());
-        assert_eq!(buffer.dropped, 2);
-        buffer.push(span(2, 6, 5, 5), None, ());
+        assert_eq!(buffer.too_short, 2);
+        buffer.push(span(2, 6, 5, 5), NONE, ());
         assert_eq!(
-            names(&buffer.push(span(2, 5, 0, 5), None, ())),
+            names(&buffer.push(span(2, 5, 0, 5), NONE, ())),
             ["s5", "s6"]
         );
+    }
+
+    #[test]
+    fn keep_errors_keeps_failed_spans_and_what_is_under_them() {
+        let errors = KeepRule {
+            min_duration: None,
+            errors_only: true,
+        };
+        let failed = |mut span: SpanData| {
+            span.status = Status::error("rc = -1");
+            span
+        };
+        let mut buffer = TraceBuffer::new(100, AGE);
+        // Root 1 (failed) > 2 (succeeded) > 3 (failed); 1 > 4 (failed) > 5 (no rule).
+        assert!(
+            buffer
+                .push(failed(span(7, 3, 2, 10)), errors, ())
+                .is_empty()
+        );
+        assert!(buffer.push(span(7, 2, 1, 10), errors, ()).is_empty());
+        assert!(buffer.push(span(7, 5, 4, 10), NONE, ()).is_empty());
+        assert!(
+            buffer
+                .push(failed(span(7, 4, 1, 10)), errors, ())
+                .is_empty()
+        );
+        let ready = buffer.push(failed(span(7, 1, 0, 10)), errors, ());
+        assert_eq!(names(&ready), ["s1", "s4", "s5"]);
+        assert_eq!((buffer.not_failed, buffer.too_short), (2, 0));
+        // Both rules: the nearest span left out says why.
+        let both = KeepRule {
+            errors_only: true,
+            ..MIN
+        };
+        buffer.push(failed(span(8, 2, 1, 10)), both, ());
+        assert!(buffer.push(span(8, 1, 0, 100), both, ()).is_empty());
+        assert_eq!((buffer.not_failed, buffer.too_short), (3, 1));
     }
 
     #[test]
@@ -234,7 +314,7 @@ mod tests {
         // Over the bound: the oldest trace goes out as far as it is known.
         assert_eq!(names(&buffer.push(span(3, 6, 5, 100), MIN, ())), ["s2"]);
         assert_eq!(names(&buffer.drain()), ["s4", "s6"]);
-        assert_eq!(buffer.dropped, 0);
+        assert_eq!(buffer.too_short, 0);
     }
 
     #[test]
