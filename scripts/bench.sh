@@ -17,6 +17,7 @@
 #  - redis-server and nginx traced against untraced, and an untraced redis-server beside a
 #    `run -- sleep` (scripts/bench-servers.sh);
 #  - what handoffs cost a function that takes no part in one (scripts/bench-handoffs.sh);
+#  - what `when` and keep rules save, against bpftrace's filter (scripts/bench-when.sh);
 #  - the userspace pipeline, without the kernel (criterion);
 #  - where a probed call's time goes, and spanprobe's (perf).
 # Needs root; about 25 minutes. Knobs (environment): CALLS per per-call run, REPEAT runs of
@@ -370,6 +371,10 @@ log "servers: redis-server and nginx, traced and untraced; a neighbour during ru
 # --- What handoffs cost the functions that take no part in one --------------------------------
 log "handoffs: BPF time per call against the spanprobe before them"
 ./scripts/bench-handoffs.sh "$spanprobe" 9 > "$work/handoffs.md"
+
+# --- What deciding in the kernel saves: `when` and keep rules, against bpftrace's filter -----
+log "when and keep rules: BPF time and cost per call, and the most calls/s with none lost"
+./scripts/bench-when.sh "$spanprobe" 5 > "$work/when.md"
 # The ratios the targets table quotes: a row's last column.
 server_ratio() { awk -F'|' -v row="$1" 'index($0, row) == 1 { v = $(NF - 1); gsub(/ /, "", v); print v }' "$work/servers.md"; }
 redis2_ratio=$(server_ratio "| redis-server (")
@@ -843,6 +848,16 @@ per_call_table() { # TARGET
   echo "from caller to callee that handoffs need."
   echo
   cat "$work/handoffs.md"
+  echo
+  echo "## \`when\` and keep rules: deciding in the kernel (\`scripts/bench-when.sh\`, 5 alternating rounds, medians)"
+  echo
+  echo "calls.c's \`work(x)\` called by one thread as fast as it can for 5 s, traced in each way"
+  echo "below and not at all, alternating. BPF time: spanprobe's entry and return programs"
+  echo "together, bpftrace's one uprobe. The load's ns per call include its own loop; \"added\" is"
+  echo "what tracing added to each call against the unprobed run. Then two threads at offered rates"
+  echo "that climb until calls are lost or the threads cannot keep up."
+  echo
+  cat "$work/when.md"
   echo
   echo "## Userspace, without the kernel (criterion, one core)"
   echo

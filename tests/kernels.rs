@@ -108,7 +108,7 @@ mod usdt;
 use arguments::{member_path, moved_probes, output_buffers, str_argument, when_conditions};
 use go::{behind_pointers, goroutine_parents, goroutines};
 use handoffs::handoffs;
-use processes::{forked_children, nesting, threads};
+use processes::{forked_children, keep_rules, nesting, threads};
 use sidecar::{pid_tree, sidecar};
 use stack::stack;
 use support::{scenario::Workdir, vm};
@@ -132,6 +132,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
         nesting(&dir, &calls, false),
         str_argument(&dir),
         threads(&dir, &calls),
+        keep_rules(&dir, &calls),
         forked_children(&dir, &calls),
     ];
     cases.extend(usdt_with_semaphores(&dir));

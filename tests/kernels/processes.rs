@@ -1,15 +1,21 @@
-//! calls.c's chain where it runs: on one thread, with every attach mode; on three threads; in
-//! a shell's children and a child forked without exec.
+//! calls.c's chain where it runs: on one thread, with every attach mode; on three threads (and
+//! there with keep rules); in a shell's children and a child forked without exec.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
 };
 
+use serde_json::json;
+
 use crate::{
     chain::{Chain, chain_functions, chains},
     checks::{assert_all_exported, assert_attached, line_of, printed_pid, printed_pids},
-    support::{self, scenario::Workdir, vm::Case},
+    support::{
+        self,
+        scenario::{Workdir, named},
+        vm::Case,
+    },
     traced::{functions_config, traced},
 };
 
@@ -88,6 +94,30 @@ pub fn threads(dir: &Workdir, calls: &Path) -> Case {
             let traces: BTreeSet<&[u8]> = spans.iter().map(|s| &s.span.trace_id[..]).collect();
             assert_eq!(traces.len(), 60);
             assert_all_exported(output, 180);
+        })
+}
+
+/// `calls threads 3` with keep rules: inner, a leaf, keeps the calls that fail (those
+/// returning above 6030, x above 3014), decided by the kernel at return; middle's hour-long
+/// minimum is decided in userspace, since middle has a callee, and leaves every middle out.
+pub fn keep_rules(dir: &Workdir, calls: &Path) -> Case {
+    let mut functions = chain_functions();
+    functions[1]["min_duration"] = json!("1h");
+    functions[2]["keep"] = json!("errors");
+    functions[2]["return"]["error_when"] = json!("> 6030");
+    let config = dir.write_named("keep", &functions_config(calls, functions));
+    traced("keep rules at return", &config, calls)
+        .command(format!("{} threads 3", calls.display()))
+        .case(|_, output, receiver| {
+            output.assert_success();
+            let spans = receiver.spans();
+            assert_eq!(named(&spans, "outer").len(), 60);
+            assert_eq!(spans.len(), 60, "outer alone: {spans:#?}");
+            // The kernel sent the five failed inner calls alone; userspace then dropped each
+            // with the middle above it, too short.
+            for line in ["left_out_at_return=55", "below_min_duration=65"] {
+                assert!(output.stderr.contains(line), "no {line} in\n{output}");
+            }
         })
 }
 
