@@ -5,8 +5,10 @@
 #   - with `min_duration: 1h` (work calls no probed function: every call left out at return),
 #   - by bpftrace's equivalent filter, `uprobe:...:work /arg0 == 42/ { @[tid] = count(); }`,
 # and not at all; alternating in each round. Per configuration: the BPF run time per call
-# (kernel.bpf_stats_enabled; spanprobe's entry and return programs together) and the time each
-# call of the load took, and what tracing added to it, against the unprobed run of the round.
+# (kernel.bpf_stats_enabled; spanprobe's entry and return programs together), the time each
+# call of the load took and what tracing added to it against the unprobed run of the round,
+# and the tracer's own CPU time per call (its process, from when it has attached until the
+# load has ended and its events are drained).
 # Then the most calls/s two threads make with no call lost, exporting every call and with 1.2 %
 # of them matching (`when` on x's low byte below 3), over a ladder of offered rates.
 # Prints Markdown tables. Usage: scripts/bench-when.sh SPANPROBE [ROUNDS]
@@ -58,45 +60,66 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # CPU time of process PID so far
+per_load_call() { # TICKS of CPU time per call of the load in file OUT, in ns
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" '/^load / { printf "%.0f", t * 1e9 / hz / $2 }' "$2"
+}
+wait_for() { # until file FILE has a line matching PATTERN (the tracer has attached)
+  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
+  log "no '$2' in $1"; cat "$1" >&2; exit 1
+}
+
 sysctl -q kernel.bpf_stats_enabled=1
 hows=(unprobed export when short bpftrace)
-declare -A bpf call
+declare -A bpf call cpu
 for round in $(seq "$rounds"); do
   for how in "${hows[@]}"; do
     log "$how ($round/$rounds)"
     load=("$work/calls" load 1 5)
-    case $how in
-      unprobed) "${load[@]}" > "$work/out" ;;
-      bpftrace)
-        bpftrace -e "$filter" -c "${load[*]}" > "$work/out" 2> "$work/log" &
-        sleep 4
-        bpf[$how]+="$(bpf_ns '.') "
-        wait $! ;;
-      *)
-        "$spanprobe" run -c "$work/$how.yaml" -- "${load[@]}" > "$work/out" 2> "$work/log" &
-        sleep 4
-        bpf[$how]+="$(bpf_ns '^spanprobe_(entry|return)') "
-        wait $! ;;
-    esac
+    if [ "$how" = unprobed ]; then
+      "${load[@]}" > "$work/out"
+      call[$how]+="$(per_call "$work/out") "
+      continue
+    fi
+    # The tracer attaches to the binary, in every process, and runs apart from the load.
+    if [ "$how" = bpftrace ]; then
+      bpftrace -e "$filter" > "$work/log" 2>&1 &
+      tracer=$! pattern='.' ready='Attaching'
+    else
+      "$spanprobe" run -c "$work/$how.yaml" > /dev/null 2> "$work/log" &
+      tracer=$! pattern='^spanprobe_(entry|return)' ready='attached'
+    fi
+    wait_for "$work/log" "$ready"
+    # Loading and attaching (the verifier's time included) is not the calls'.
+    attached=$(ticks "$tracer")
+    "${load[@]}" > "$work/out" &
+    sleep 4
+    bpf[$how]+="$(bpf_ns "$pattern") "
+    wait $!
+    sleep 1
+    cpu[$how]+="$(per_load_call $(($(ticks "$tracer") - attached)) "$work/out") "
+    kill -INT "$tracer"
+    wait "$tracer" || true
     call[$how]+="$(per_call "$work/out") "
   done
 done
-declare -A bpf_median call_median
+declare -A bpf_median call_median cpu_median
 for how in "${hows[@]}"; do
-  log "$how: bpf ns ${bpf[$how]:-}, ns per call ${call[$how]}"
+  log "$how: bpf ns ${bpf[$how]:-}, ns per call ${call[$how]}, tracer ns per call ${cpu[$how]:-}"
   bpf_median[$how]=$(tr ' ' '\n' <<<"${bpf[$how]:-}" | grep . | median || true)
   call_median[$how]=$(tr ' ' '\n' <<<"${call[$how]}" | grep . | median)
+  cpu_median[$how]=$(tr ' ' '\n' <<<"${cpu[$how]:-}" | grep . | median || true)
 done
 base=${call_median[unprobed]}
-echo "| \`work(x)\`, one thread as fast as it can | BPF ns per call | × exporting every call | ns per call of the load | added by tracing | × bpftrace's added |"
-echo "|---|---|---|---|---|---|"
+echo "| \`work(x)\`, one thread as fast as it can | BPF ns per call | × exporting every call | ns per call of the load | added by tracing | × bpftrace's added | tracer's CPU ns per call |"
+echo "|---|---|---|---|---|---|---|"
 added_bpftrace=$(minus "${call_median[bpftrace]}" "$base")
 row() { # LABEL HOW
   local added
   added=$(minus "${call_median[$2]}" "$base")
-  echo "| $1 | ${bpf_median[$2]:--} | $(ratio "${bpf_median[$2]:-0}" "${bpf_median[export]}") | ${call_median[$2]} | $added | $(ratio "$added" "$added_bpftrace") |"
+  echo "| $1 | ${bpf_median[$2]:--} | $(ratio "${bpf_median[$2]:-0}" "${bpf_median[export]}") | ${call_median[$2]} | $added | $(ratio "$added" "$added_bpftrace") | ${cpu_median[$2]:--} |"
 }
-echo "| not traced | - | - | $base | 0 | - |"
+echo "| not traced | - | - | $base | 0 | - | - |"
 row "spanprobe, every call exported" export
 row "spanprobe, \`when: { x: \"== 42\" }\`" when
 row "spanprobe, \`min_duration: 1h\` (left out at return)" short
