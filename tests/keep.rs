@@ -146,6 +146,62 @@ async fn a_long_leaf_is_kept_and_usdt_spans_are_decided_at_their_end() {
     assert_stderr_has(&output, "left_out_at_return=4");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn debian_s_sqlite3_failed_selects_alone() {
+    support::needs_root!();
+    // The shell prepares each statement; one SELECT fails. `when` leaves the other statements
+    // out at entry, `keep: errors` the SELECT that succeeds at return.
+    let s = Scenario::start().await;
+    let functions = json!([{
+        "symbol": "sqlite3_prepare_v2",
+        "args": [{ "index": 1, "name": "sql", "type": "str" }],
+        "return": { "name": "rc", "type": "i32", "error_when": "!= 0" },
+        "keep": "errors",
+        "when": { "sql": "prefix select" },
+    }]);
+    let config = s.config(std::path::Path::new("libsqlite3.so.0"), functions);
+    let sql = "create table t(a int); insert into t values (1); select count(*) from t; \
+               select * from missing; update t set a = 2;";
+    // sqlite3 exits 1 for the failed statement, and spanprobe with it.
+    let (output, spans) = s
+        .trace(&config, &["sqlite3", ":memory:", sql])
+        .exits(1)
+        .await;
+    let [failed] = &spans[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(
+        failed.str_attr("sql"),
+        Some("select * from missing; update t set a = 2;")
+    );
+    assert_eq!(failed.int_attr("rc"), Some(1));
+    assert_stderr_has(&output, "left_out_at_return=1");
+    assert_stderr_has(&output, "filtered_by_when=3");
+}
+
+#[tokio::test]
+async fn check_says_where_each_rule_is_decided() {
+    let s = Scenario::start().await;
+    let calls = s.calls("calls", &[]);
+    let functions = json!([{
+        "symbol": "inner",
+        "args": [{ "index": 0, "name": "x", "type": "i64" }],
+        "return": { "type": "i64", "error_when": "< 0" },
+        "keep": "errors",
+        "min_duration": "1ms",
+        "when": { "x": "!= 7" },
+    }]);
+    let text = s.check(&s.config(&calls, functions), 0).await;
+    for line in [
+        "traced only when x != 7 (decided in the kernel at entry, before any memory is read",
+        "spans shorter than 1ms and spans of calls that did not fail dropped (with the spans \
+         under them; decided in the kernel when a call with no probed callee returns, \
+         otherwise once its trace is whole)",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn keep_errors_needs_a_way_to_tell_a_failure() {
     let s = Scenario::start().await;
