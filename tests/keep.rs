@@ -179,6 +179,29 @@ async fn debian_s_sqlite3_failed_selects_alone() {
     assert_stderr_has(&output, "filtered_by_when=3");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_go_function_fails_when_it_returns_an_error() {
+    support::needs_root!();
+    // tests/programs/go: lookup([4 5 6], 5) finds it; lookup([4], 9) returns a non-nil error.
+    let s = Scenario::start().await;
+    let binary = support::go_build(s.path(), "go", "app");
+    let functions = json!([{
+        "symbol": "main.lookup",
+        "args": [{ "index": 1, "name": "key", "type": "i64" }],
+        "keep": "errors",
+    }]);
+    let (output, spans) = s
+        .trace(&s.config(&binary, functions), &[binary.to_str().unwrap()])
+        .exits(0)
+        .await;
+    let [failed] = &spans[..] else {
+        panic!("{spans:#?}")
+    };
+    assert_eq!(failed.int_attr("key"), Some(9));
+    assert_eq!(failed.str_attr("error.type"), Some("*errors.errorString"));
+    assert_stderr_has(&output, "left_out_at_return=1");
+}
+
 #[tokio::test]
 async fn check_says_where_each_rule_is_decided() {
     let s = Scenario::start().await;
