@@ -288,7 +288,13 @@ async fn net_http_requests_by_path() {
         .trace(&s.config(&binary, functions), &["sh", "-c", &script])
         .exits(0)
         .await;
-    assert_eq!(support::stdout(&output), "hello\nbye\n");
+    // The server's and curl's stderr come through spanprobe's.
+    assert_eq!(
+        support::stdout(&output),
+        "hello\nbye\n",
+        "{}",
+        support::stderr(&output)
+    );
     let served = named(&spans, "net/http.(*ServeMux).ServeHTTP");
     let mut requests: Vec<_> = served
         .iter()

@@ -9,3 +9,4 @@ pub mod resource;
 pub mod span;
 pub mod summary;
 pub mod trace_buffer;
+pub mod unwind;
