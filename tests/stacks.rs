@@ -197,3 +197,29 @@ async fn stacks_without_frame_pointers_are_marked_truncated() {
         "{stack:?}"
     );
 }
+
+#[tokio::test]
+async fn check_says_when_a_binary_omits_frame_pointers() {
+    let s = Scenario::start().await;
+    // Debian builds python3.11 without frame pointers; the test programs keep them.
+    let calls = s.calls("calls", &[]);
+    let mut config = s.config(&calls, json!([{ "symbol": "inner", "stack": true }]));
+    config["probes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "binary": "/usr/bin/python3.11",
+                      "functions": [{ "symbol": "PyObject_Repr", "stack": true }] }));
+    let text = s.check(&config, 0).await;
+    let line = |name: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .to_owned()
+    };
+    let omitted = "walked by frame pointers, which this binary's code omits: it stops short, \
+                   marked truncated";
+    assert!(line("PyObject_Repr:").contains(omitted), "{text}");
+    let inner = line("inner:");
+    assert!(inner.contains("stack of up to"), "{text}");
+    assert!(!inner.contains("omits"), "{text}");
+}

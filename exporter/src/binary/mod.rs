@@ -1,11 +1,12 @@
 //! Reading binaries: finding the file a target names ([`locate`]), its ELF layout and code
-//! ([`elf`]), its function symbols ([`symbols`], with Go's own table in [`gopclntab`]), its
+//! ([`elf`], and whether the code keeps frame pointers, [`frame_pointers`]), its function symbols ([`symbols`], with Go's own table in [`gopclntab`]), its
 //! DWARF ([`dwarf`], in the file or in a separate debug file found by [`debug_file`]) and its
 //! USDT notes ([`usdt`]); [`Binary`] parses each once per run, for every probe in it.
 
 pub mod debug_file;
 pub mod dwarf;
 pub mod elf;
+pub mod frame_pointers;
 pub mod gopclntab;
 pub mod locate;
 pub mod symbols;

@@ -9,6 +9,7 @@ use spanprobe_config::{
 };
 
 use crate::{
+    binary::frame_pointers::FramePointers,
     export::endpoint_tls,
     kernel::{
         bpf::{Loaded, LoadedProgram, ProcessFilter},
@@ -273,7 +274,17 @@ fn describe_keeping(function: &Probe) -> Vec<String> {
         ));
     }
     if function.stack_frames > 0 {
-        keeping.push(format!("stack of up to {} frames", function.stack_frames));
+        let walk = match function.frame_pointers {
+            Some(FramePointers::Omitted) => {
+                "walked by frame pointers, which this binary's code omits: it stops short, \
+                 marked truncated"
+            }
+            _ => "walked by frame pointers",
+        };
+        keeping.push(format!(
+            "stack of up to {} frames, {walk}",
+            function.stack_frames
+        ));
     }
     if let Some(rate) = &spec.sample_rate {
         keeping.push(format!("sample_rate {}", rate.value));

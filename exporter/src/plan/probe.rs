@@ -11,7 +11,10 @@ use spanprobe_common::{
     STARTS_GOROUTINE,
 };
 
-use crate::x86_64::{ArgOperand, Operand, Register, prologue::ProbeSite};
+use crate::{
+    binary::frame_pointers::FramePointers,
+    x86_64::{ArgOperand, Operand, Register, prologue::ProbeSite},
+};
 
 /// A function ready to attach: where it is, and what its spans capture.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,8 @@ pub struct Probe {
     pub source: Option<(String, u64)>,
     /// User stack frames captured at entry, 0 for none.
     pub stack_frames: u16,
+    /// With a stack: whether the binary's code keeps the frame pointers the walk follows.
+    pub frame_pointers: Option<FramePointers>,
     /// The probed instruction, when the kernel single-steps it (see
     /// [`ProbedInstruction`](crate::binary::elf::ProbedInstruction)): each call then pays a
     /// second trap, inside its span.
@@ -127,6 +132,7 @@ impl Probe {
             kind: ProbeKind::Function,
             source: None,
             stack_frames: 0,
+            frame_pointers: None,
             single_stepped: None,
             return_type: None,
             operands: Vec::new(),

@@ -191,6 +191,7 @@ pub(crate) fn open_target(
         position: target.binary.position,
         field: format!("{field}.binary"),
         reported: Default::default(),
+        frame_pointers: Default::default(),
     })
 }
 

@@ -1,12 +1,15 @@
 //! A config target as resolution sees it: its binary, read once, and what the config says of
 //! where it is and which processes it traces.
 
-use std::{cell::Cell, num::NonZeroU32};
+use std::{
+    cell::{Cell, OnceCell},
+    num::NonZeroU32,
+};
 
 use spanprobe_config::{FunctionSpec, LenArg, Position};
 
 use crate::{
-    binary::{Binary, dwarf::go::GoFunctions, symbols::SymbolTable},
+    binary::{Binary, dwarf::go::GoFunctions, frame_pointers::FramePointers, symbols::SymbolTable},
     plan::{
         error::{ResolveError, ResolveErrorKind},
         probe::{Probe, ProbeKind},
@@ -28,6 +31,8 @@ pub struct Target {
     pub field: String,
     /// What could not be read and was reported already, once for all the target's entries.
     pub reported: Reported,
+    /// Whether the binary's code keeps frame pointers, found the first time a probe asks.
+    pub frame_pointers: OnceCell<FramePointers>,
 }
 
 /// What of a binary could not be read and was reported.
@@ -38,6 +43,13 @@ pub struct Reported {
 }
 
 impl Target {
+    /// Whether the binary's code keeps frame pointers, for the stacks its probes capture.
+    pub fn frame_pointers(&self) -> FramePointers {
+        *self
+            .frame_pointers
+            .get_or_init(|| FramePointers::of(&self.binary))
+    }
+
     /// A problem with the binary as a whole, placed at its `binary` key.
     pub fn problem(&self, kind: ResolveErrorKind) -> ResolveError {
         ResolveError {
@@ -125,6 +137,7 @@ impl Target {
             } else {
                 0
             },
+            frame_pointers: spec.stack.value.then(|| self.frame_pointers()),
             single_stepped,
             operands: Vec::new(),
             semaphore: None,

@@ -137,6 +137,7 @@ fn probe(
         kind,
         address: Some(site.address),
         stack_frames,
+        frame_pointers: (stack_frames > 0).then(|| target.frame_pointers()),
         operands,
         semaphore: site.semaphore.map(|(_, offset)| offset),
         ..Probe::new(
