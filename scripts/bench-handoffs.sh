@@ -46,18 +46,8 @@ cat >> "$work/handoffs.yaml" <<YAML
         to: { symbol: slow, arg: 0 }
 YAML
 
-bpf_ns() { # run time of spanprobe's entry and return programs per call
-  bpftool prog show | awk '
-    / kprobe / { for (i = 1; i < NF; i++) if ($i == "name") name = $(i + 1)
-      if (name !~ /^spanprobe_(entry|return)/) next
-      for (i = 1; i < NF; i++) {
-        if ($i == "run_time_ns") t += $(i + 1)
-        if ($i == "run_cnt" && $(i + 1) > n) n = $(i + 1)
-      } }
-    END { if (n) printf "%.0f", t / n }'
-}
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 sysctl -q kernel.bpf_stats_enabled=1
 declare -A samples
@@ -68,7 +58,7 @@ for round in $(seq "$rounds"); do
     [ "$how" = baseline ] && binary=$baseline config=$work/plain.yaml
     "$binary" run -c "$config" -- "$work/calls" load 1 5 > /dev/null 2> "$work/log" &
     sleep 4
-    samples[$how]+="$(bpf_ns) "
+    samples[$how]+="$(bpf_ns "$SPANPROBE_PROGRAMS") "
     wait $!
   done
 done

@@ -43,21 +43,11 @@ config short "$x" ', min_duration: 1h'
 config match "{ index: 0, name: low, type: u8 }" ', when: { low: "< 3" }'
 filter="uprobe:$work/calls:work /arg0 == 42/ { @[tid] = count(); }"
 
-bpf_ns() { # BPF run time per call: PATTERN matches the programs' names
-  bpftool prog show | awk -v pattern="$1" '
-    / kprobe / { for (i = 1; i < NF; i++) if ($i == "name") name = $(i + 1)
-      if (name !~ pattern) next
-      for (i = 1; i < NF; i++) {
-        if ($i == "run_time_ns") t += $(i + 1)
-        if ($i == "run_cnt" && $(i + 1) > n) n = $(i + 1)
-      } }
-    END { if (n) printf "%.0f", t / n }'
-}
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 per_call() { # ns per call of the load, from its "load N calls in S s R calls/s" line
   awk '/^load / { printf "%.1f", 1e9 / $(NF - 1) }' "$1"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # CPU time of process PID so far
@@ -84,10 +74,10 @@ for round in $(seq "$rounds"); do
     # The tracer attaches to the binary, in every process, and runs apart from the load.
     if [ "$how" = bpftrace ]; then
       bpftrace -e "$filter" > "$work/log" 2>&1 &
-      tracer=$! pattern='.' ready='Attaching'
+      tracer=$! pattern='.*' ready='Attaching'
     else
       "$spanprobe" run -c "$work/$how.yaml" > /dev/null 2> "$work/log" &
-      tracer=$! pattern='^spanprobe_(entry|return)' ready='attached'
+      tracer=$! pattern=$SPANPROBE_PROGRAMS ready='attached'
     fi
     wait_for "$work/log" "$ready"
     # Loading and attaching (the verifier's time included) is not the calls'.

@@ -88,8 +88,8 @@ for target in calls calls-cet; do
   config "$target-quiet" "$work/$target" "{ otlp: { endpoint: \"http://127.0.0.1:$grpc_port\", protocol: grpc } }" ", sample_rate: 0"
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 # The last KEY=VALUE of spanprobe's log on standard input ("" if none).
 field() { awk -v key="$1=" '{ for (i = 1; i <= NF; i++) if (index($i, key) == 1) v = substr($i, length(key) + 1) } END { print v }'; }
 bpftrace_count() { # BINARY: bpftrace's counting floor on `work`, uprobe and uretprobe
@@ -136,16 +136,6 @@ cet_check=$("$spanprobe" check -c "$work/calls-cet-grpc.yaml" | grep -o 'file of
 
 # --- BPF run time per call ------------------------------------------------------------------
 # Cumulative per program while kernel.bpf_stats_enabled is 1, so sampled during a run.
-bpf_ns() { # NAME_REGEX: run time of the matching programs per call (entry + return)
-  bpftool prog show | awk -v names="^($1)\$" '
-    / kprobe / { for (i = 1; i < NF; i++) if ($i == "name") name = $(i + 1)
-      if (name !~ names) next
-      for (i = 1; i < NF; i++) {
-        if ($i == "run_time_ns") t += $(i + 1)
-        if ($i == "run_cnt" && $(i + 1) > n) n = $(i + 1)
-      } }
-    END { if (n) printf "%.0f", t / n }'
-}
 sysctl -q kernel.bpf_stats_enabled=1
 declare -A bpf
 for how in floor grpc stack; do
@@ -154,7 +144,7 @@ for how in floor grpc stack; do
   sleep 4
   case $how in
     floor) bpf[$how]=$(bpf_ns work) ;;
-    *) bpf[$how]=$(bpf_ns 'spanprobe_entry(_sleepable)?(_perf)?|spanprobe_return(_perf)?') ;;
+    *) bpf[$how]=$(bpf_ns "$SPANPROBE_PROGRAMS") ;;
   esac
   wait $!
 done
@@ -173,7 +163,7 @@ YAML
   log "BPF run time: $reads field reads"
   traced calls "fields$reads" load 1 5 0 work_on &
   sleep 4
-  bpf[fields$reads]=$(bpf_ns 'spanprobe_entry(_sleepable)?(_perf)?|spanprobe_return(_perf)?')
+  bpf[fields$reads]=$(bpf_ns "$SPANPROBE_PROGRAMS")
   wait $!
 done
 sysctl -q kernel.bpf_stats_enabled="$stats_enabled"

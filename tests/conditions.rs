@@ -110,6 +110,17 @@ async fn new_spans(s: &Scenario, config: &Value, binary: &Path) -> Vec<ReceivedS
     spans
 }
 
+/// `what` of the spans of one run of `binary` with `function` traced.
+async fn traced_with<T>(
+    s: &Scenario,
+    binary: &Path,
+    function: Value,
+    what: impl FnOnce(&[ReceivedSpan]) -> T,
+) -> T {
+    let config = s.config(binary, json!([function]));
+    what(&new_spans(s, &config, binary).await)
+}
+
 /// The `rid` of each `handle` call of fields.c traced with `when` on its request's members:
 /// `{7, /index.html, alice}`, then `{8, NULL, NULL}`, then a NULL request (no `rid`, `-1`).
 async fn handled_when(s: &Scenario, binary: &Path, when: Value) -> Vec<Option<i64>> {
@@ -167,26 +178,22 @@ async fn counted_strings_and_bytes_compared_with_texts() {
     // label("temperature", [1, 2, 0xab]) then label("x" * 100, []); `name` and `key` are
     // counted by the next argument, and `name` is followed by more text in memory.
     let labels = |when: Value| {
-        let functions = json!([{
+        let label = json!({
             "symbol": "rusty::label",
             "args": [
                 { "index": 0, "name": "name", "type": "str", "len_arg": 1, "max_len": 16 },
                 { "index": 2, "name": "key", "type": "bytes", "len_arg": 3, "len": 8 },
             ],
             "when": when,
-        }]);
-        let config = s.config(&rusty, functions);
-        let s = &s;
-        let rusty = &rusty;
-        async move {
-            let spans = new_spans(s, &config, rusty).await;
-            let mut names: Vec<String> = named(&spans, "rusty::label")
+        });
+        traced_with(&s, &rusty, label, |spans| {
+            let mut names: Vec<String> = named(spans, "rusty::label")
                 .iter()
                 .map(|span| span.str_attr("name").unwrap().to_owned())
                 .collect();
             names.sort();
             names
-        }
+        })
     };
     assert_eq!(
         labels(json!({ "name": "== temperature" })).await,
@@ -209,18 +216,14 @@ async fn counted_strings_and_bytes_compared_with_texts() {
 
     // A `&str` member, its length beside its pointer.
     let places = |when: Value| {
-        let functions = json!([{
+        let record = json!({
             "symbol": "rusty::record",
             "args": [{ "index": 0, "name": "place", "path": "->place" }],
             "when": when,
-        }]);
-        let config = s.config(&rusty, functions);
-        let s = &s;
-        let rusty = &rusty;
-        async move {
-            let spans = new_spans(s, &config, rusty).await;
-            named(&spans, "rusty::record").len()
-        }
+        });
+        traced_with(&s, &rusty, record, |spans| {
+            named(spans, "rusty::record").len()
+        })
     };
     assert_eq!(places(json!({ "place": "== temperature" })).await, 1);
     assert_eq!(places(json!({ "place": "prefix temperature-" })).await, 0);

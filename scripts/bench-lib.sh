@@ -1,0 +1,22 @@
+# Helpers the bench scripts share; sourced, not run.
+
+# bpf_ns NAME_REGEX: the BPF run time per call of the programs whose names match (anchored),
+# entry and return together: their run time summed, over the most runs of any one of them.
+# Cumulative while kernel.bpf_stats_enabled is 1, so sampled during a run.
+bpf_ns() {
+  bpftool prog show | awk -v names="^($1)\$" '
+    / kprobe / { for (i = 1; i < NF; i++) if ($i == "name") name = $(i + 1)
+      if (name !~ names) next
+      for (i = 1; i < NF; i++) {
+        if ($i == "run_time_ns") t += $(i + 1)
+        if ($i == "run_cnt" && $(i + 1) > n) n = $(i + 1)
+      } }
+    END { if (n) printf "%.0f", t / n }'
+}
+# spanprobe's entry and return programs, in every variant.
+SPANPROBE_PROGRAMS='spanprobe_entry(_sleepable)?(_perf)?|spanprobe_return(_perf)?'
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+# ratio A B: A / B to two decimals, "-" when B is not positive.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
