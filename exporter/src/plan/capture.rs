@@ -2,7 +2,7 @@
 //! the one place that maps config arguments to event slots and data offsets, so both sides
 //! agree (the reading back is [`crate::events::readback`]'s).
 
-use std::{collections::BTreeMap, num::NonZeroU32};
+use std::num::NonZeroU32;
 
 use opentelemetry::Key;
 use spanprobe_common::{
@@ -13,7 +13,7 @@ use spanprobe_common::{
 };
 use spanprobe_config::{
     ArgSpec, ArgTest, Comparison, Condition, Keep, LenArg, ReadAt, Sampler, TextOp, TextTest,
-    TraceContextFormat, ValueType, WhenCondition,
+    TraceContextFormat, ValueType,
 };
 
 use crate::{
@@ -62,12 +62,10 @@ impl CapturePlan {
             plan.kernel.flags |= READS_AT_RETURN;
         }
         keep_rules(function, &mut plan.kernel);
-        if let Some(when) = &function.spec.when {
-            let conditions = conditions(function, when);
-            plan.kernel.conditions_len = conditions.len() as u32;
-            for (to, from) in plan.kernel.conditions.iter_mut().zip(conditions) {
-                *to = from;
-            }
+        let conditions = conditions(function);
+        plan.kernel.conditions_len = conditions.len() as u32;
+        for (to, from) in plan.kernel.conditions.iter_mut().zip(conditions) {
+            *to = from;
         }
         if let Some(role) = &function.handoff {
             plan.kernel.flags |= match role.end {
@@ -176,21 +174,17 @@ fn keep_rules(function: &Probe, kernel: &mut FunctionCapture) {
 }
 
 /// The kernel's form of `function`'s `when`: each condition on the slot its argument is read
-/// into, in the argument's type. Resolution has checked that each names an argument read at
-/// entry, and means something for its type.
-fn conditions(function: &Probe, when: &BTreeMap<String, WhenCondition>) -> Vec<ArgCondition> {
-    when.iter()
-        .filter_map(|(name, condition)| {
-            let a = function
-                .spec
-                .args
-                .iter()
-                .position(|arg| arg.attribute_name() == *name)?;
-            let arg = &function.spec.args[a];
-            let slot = (function.slot_base + a) as u8;
-            Some(match condition.for_arg(arg).ok()? {
-                ArgTest::Number(condition) => number_condition(slot, arg.value_type(), condition),
-                ArgTest::Text(test) => text_condition(slot, &test),
+/// into, in the argument's type. Resolution has refused those that cannot be decided.
+fn conditions(function: &Probe) -> Vec<ArgCondition> {
+    function
+        .when_tests()
+        .into_iter()
+        .filter_map(|tested| {
+            Some(match tested.test.ok()? {
+                ArgTest::Number(condition) => {
+                    number_condition(tested.slot, tested.arg.value_type(), condition)
+                }
+                ArgTest::Text(test) => text_condition(tested.slot, &test),
             })
         })
         .collect()

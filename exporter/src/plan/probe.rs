@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, num::NonZeroU32, path::PathBuf, sync::Arc};
 
-use spanprobe_config::{ArgSpec, FunctionSpec, ValueType};
+use spanprobe_config::{ArgSpec, ArgTest, FunctionSpec, ValueType};
 
 use spanprobe_common::{
     AT_STACK_CHECK, ArgSource, ENDS_GOROUTINE, ENDS_PAIRED_SPAN, ENTRY_ONLY, EVENT_OF_OPEN_SPAN,
@@ -109,7 +109,42 @@ impl HandoffSide {
     }
 }
 
+/// One condition of a function's `when`, as [`Probe::when_tests`] reads it.
+#[derive(Debug)]
+pub struct WhenTest<'a> {
+    pub name: &'a str,
+    /// The slot the argument is read into.
+    pub slot: u8,
+    pub arg: &'a ArgSpec,
+    pub test: Result<ArgTest, String>,
+}
+
 impl Probe {
+    /// Each condition of the function's `when` with the argument it names, read in that
+    /// argument's type (`Err` says why it cannot be decided as written). A condition naming
+    /// no argument is validation's to report, and left out here.
+    pub fn when_tests(&self) -> Vec<WhenTest<'_>> {
+        let Some(when) = &self.spec.when else {
+            return Vec::new();
+        };
+        when.iter()
+            .filter_map(|(name, condition)| {
+                let a = self
+                    .spec
+                    .args
+                    .iter()
+                    .position(|arg| arg.attribute_name() == *name)?;
+                let arg = &self.spec.args[a];
+                Some(WhenTest {
+                    name,
+                    slot: (self.slot_base + a) as u8,
+                    arg,
+                    test: condition.for_arg(arg),
+                })
+            })
+            .collect()
+    }
+
     /// A function probed at `file_offset` of `binary` (no `endbr64` skipped, every process,
     /// with a return probe): what the resolver refines, and what pure tests, benches and
     /// examples of the later stages start from.

@@ -143,18 +143,16 @@ fn when_problems(function: &Probe) -> Vec<ResolveError> {
     let Some(when) = &function.spec.when else {
         return Vec::new();
     };
-    when.iter()
-        .filter_map(|(name, condition)| {
-            let arg = function
-                .spec
-                .args
-                .iter()
-                .find(|a| a.attribute_name() == *name)?;
-            let reason = condition.for_arg(arg).err()?;
+    function
+        .when_tests()
+        .into_iter()
+        .filter_map(|tested| {
             Some(ResolveError {
                 position: when.position,
-                field: format!("when.{name} of `{}`", function.symbol),
-                kind: ResolveErrorKind::When { reason },
+                field: format!("when.{} of `{}`", tested.name, function.symbol),
+                kind: ResolveErrorKind::When {
+                    reason: tested.test.err()?,
+                },
             })
         })
         .collect()
