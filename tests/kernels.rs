@@ -22,7 +22,8 @@
 //!   set, so traced from 6.6 and refused with the reason before loading anything on 6.1 (and
 //!   with `--attach perf-event` everywhere); a pair without semaphore, traced everywhere;
 //! - a Go program: arguments under the register ABI, spans closed at `RET`s, goroutines;
-//! - `stack: true`: the frames of the callers, named and placed;
+//! - `stack: true`: the frames of the callers, named and placed; and again unwound in userspace
+//!   from a copy of the stack (`unwind: dwarf`);
 //! - a W3C traceparent argument, and binary ids, joining the caller's trace;
 //! - members read along DWARF paths (`->user->name`), and their faults;
 //! - output buffers read at return (by the return program), counted by the return value and
@@ -110,7 +111,7 @@ use go::{behind_pointers, goroutine_parents, goroutines};
 use handoffs::handoffs;
 use processes::{forked_children, keep_rules, nesting, threads};
 use sidecar::{pid_tree, sidecar};
-use stack::stack;
+use stack::{stack, unwound_stack};
 use support::{scenario::Workdir, vm};
 use trace_context::trace_context;
 use usdt::{usdt_with_semaphores, usdt_without_semaphores};
@@ -142,6 +143,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
         goroutine_parents(&dir),
         behind_pointers(&dir),
         stack(&dir, &calls),
+        unwound_stack(&dir, &calls),
         trace_context(&dir),
         handoffs(&dir),
         member_path(&dir),

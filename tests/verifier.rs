@@ -41,8 +41,8 @@ const PERF_EVENT: [&str; 8] = [
     "spanprobe_go_entry_sleepable_perf",
 ];
 
-/// A config whose functions need every program: `calls.c`'s chain with a member path and a
-/// stack, `context.c`'s traceparent (memory), and the Go program's calls, one with a string.
+/// A config whose functions need every program: `calls.c`'s chain with a member path and
+/// stacks (walked, and copied for userspace to unwind), `context.c`'s traceparent (memory), and the Go program's calls, one with a string.
 fn every_program(dir: &Workdir) -> (PathBuf, Vec<PathBuf>) {
     let calls = dir.calls("calls", &[]);
     let context = dir.c_program("context");
@@ -52,6 +52,7 @@ fn every_program(dir: &Workdir) -> (PathBuf, Vec<PathBuf>) {
             probe(&calls, json!([
                 { "symbol": "outer", "args": [{ "index": 0, "name": "x", "type": "i64" }] },
                 { "symbol": "inner", "stack": true },
+                { "symbol": "middle", "stack": { "unwind": "dwarf" } },
                 { "symbol": "work_on", "args": [{ "index": 0, "name": "x", "path": "->x" }] },
             ])),
             probe(&context, json!([

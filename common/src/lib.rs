@@ -169,6 +169,50 @@ pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
 /// BTF), for following forks of traced processes (a command's, or a `pid:` target's); 0 when
 /// they are not followed.
 pub const TASK_TGID_OFFSET_GLOBAL: &str = "TASK_TGID_OFFSET";
+/// Global (`u32`): the room for stack bytes in every [`StackWindowHeader`] message, a power of
+/// two up to [`MAX_STACK_WINDOW`] (the largest [`FunctionCapture::window_bytes`]); 0 when no
+/// function copies a window. Read-only, so the verifier knows it, and sizes the ring-buffer
+/// reservation by it.
+pub const STACK_WINDOW_BYTES_GLOBAL: &str = "STACK_WINDOW_BYTES";
+
+/// The most bytes of user stack a [`StackWindowHeader`] message carries.
+pub const MAX_STACK_WINDOW: u32 = 64 << 10;
+
+/// [`StackWindowHeader::mark`]: where a [`CallEvent`] has its pid, which is below the kernel's
+/// `PID_MAX_LIMIT` (2^22), a stack window has this.
+pub const STACK_WINDOW_MARK: u32 = u32::MAX;
+
+/// A copy of the user stack at a call's entry, for userspace to unwind ([`STACK_WINDOW`]):
+/// sent through the ring buffer ahead of the call's event, which it is matched with by process,
+/// stack and entry time. The stack's bytes from [`Self::sp`] follow; the message has room for
+/// `STACK_WINDOW_BYTES` of them and a page more.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackWindowHeader {
+    /// [`STACK_WINDOW_MARK`].
+    pub mark: u32,
+    pub pid: u32,
+    /// As the call's [`CallEvent::stack_id`].
+    pub stack_id: u64,
+    /// As the call's [`CallEvent::entry_ns`].
+    pub entry_ns: u64,
+    pub function_id: u32,
+    /// Bytes of stack copied: up to the function's `window_bytes`, less where the stack ended
+    /// (its top is followed by unmapped memory).
+    pub len: u32,
+    /// The registers at entry an unwinder starts from.
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// How many of [`Self::outer`] are set.
+    pub outer_len: u32,
+    /// As the call's [`CallEvent::depth`].
+    pub depth: u32,
+    /// The return slots of the outer probed calls, innermost first, and the return address
+    /// each held before the uretprobe trampoline took its place (all ones for a frame with no
+    /// return slot): userspace puts them back before unwinding.
+    pub outer: [[u64; 2]; MAX_DEPTH],
+}
 
 /// Ring-buffer size in bytes compiled in (userspace sizes it at load; a power of two, as the
 /// kernel requires).
@@ -241,11 +285,14 @@ pub enum Counter {
     /// rules (`min_duration`, `keep: errors`): no record was sent. What the config asked for,
     /// not a loss.
     LeftOutAtReturn = 10,
+    /// A call's stack window ([`StackWindowHeader`]) found the ring buffer full: its span is
+    /// sent without its stack.
+    StackWindowLost = 11,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::RingBufFull,
         Counter::DepthExceeded,
         Counter::ReturnWithoutEntry,
@@ -257,6 +304,7 @@ impl Counter {
         Counter::HandoffMissing,
         Counter::FilteredByWhen,
         Counter::LeftOutAtReturn,
+        Counter::StackWindowLost,
     ];
     /// Number of slots in [`COUNTERS_MAP`].
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -679,6 +727,9 @@ pub struct FunctionCapture {
     /// A call with no probed callee that returns sooner than this (`min_duration`) sends
     /// nothing; 0 for none.
     pub min_duration_ns: u64,
+    /// With [`STACK_WINDOW`]: bytes of user stack to copy, at most `STACK_WINDOW_BYTES`.
+    pub window_bytes: u32,
+    pub _pad2: u32,
     /// With [`ERROR_WHEN`]: when the return value (followed along [`Self::ret`]) is an error,
     /// a number compared as a `when` condition is (its slot unused).
     pub error_when: ArgCondition,
@@ -780,6 +831,11 @@ pub const KEEP_ERRORS: u32 = 1 << 17;
 /// In [`FunctionCapture::flags`]: [`FunctionCapture::error_when`] holds the return value's
 /// `error_when`.
 pub const ERROR_WHEN: u32 = 1 << 18;
+/// In [`FunctionCapture::flags`]: the entry copies [`FunctionCapture::window_bytes`] of the
+/// user stack from RSP up, with the registers an unwinder starts from, and sends them ahead of
+/// the call's event (a [`StackWindowHeader`]), for userspace to unwind by the binaries' unwind
+/// tables: stacks of code built without frame pointers.
+pub const STACK_WINDOW: u32 = 1 << 19;
 /// [`HandoffKey::handoff`] of the span a goroutine was started under, keyed by its stack
 /// ([`GOROUTINE_STACK`] or'ed with its `g`): adopted by each call that starts on it with none
 /// open, until Go reuses the `g` for another goroutine.
@@ -1000,8 +1056,10 @@ const _: () = assert!(
 const _: () = assert!(core::mem::size_of::<ArgCapture>() == 12 + 4 * MAX_CHAIN);
 const _: () = assert!(
     core::mem::size_of::<FunctionCapture>()
-        == size_of::<ArgCapture>() * (MAX_ARGS + 2) + 40 + 80 * (MAX_CONDITIONS + 1) + 8
+        == size_of::<ArgCapture>() * (MAX_ARGS + 2) + 40 + 80 * (MAX_CONDITIONS + 1) + 16
 );
+const _: () =
+    assert!(core::mem::size_of::<StackWindowHeader>() == 4 * 8 + 3 * 8 + 8 + 16 * MAX_DEPTH);
 const _: () = assert!(core::mem::size_of::<ArgCondition>() == 16 + MAX_CONDITION_TEXT);
 // The kernel reads the scratch space a word at a time.
 const _: () = assert!(core::mem::offset_of!(CallStack, scratch).is_multiple_of(8));

@@ -13,6 +13,7 @@ mod read_at;
 mod recover;
 mod schema;
 mod span_name;
+mod stack;
 mod tree;
 mod validate;
 mod value_type;
@@ -32,6 +33,7 @@ pub use schema::{
     TraceContextSpec, UsdtSpec,
 };
 pub use span_name::{NamePart, name_parts};
+pub use stack::{DEFAULT_STACK_WINDOW, MIN_STACK_WINDOW, StackOptions, StackSpec, Unwind};
 pub use validate::{MAX_ARG_INDEX, MAX_CAPTURED_ARGS, MEMORY_BUDGET, stack_area};
 pub use value_type::{
     BaseEncoding, DEFAULT_STR_LEN, Decoded, MAX_MEMORY_LEN, ValueType, ValueTypeError,

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Condition, LenArg, Located, Names, ReadAt, ValueType, WhenCondition};
+use crate::{Condition, LenArg, Located, Names, ReadAt, StackSpec, ValueType, WhenCondition};
 
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -380,7 +380,7 @@ pub struct UsdtSpec {
     #[serde(default)]
     pub attributes: BTreeMap<String, AttributeValue>,
     #[serde(default)]
-    pub stack: Located<bool>,
+    pub stack: Located<StackSpec>,
     pub sample_rate: Option<Located<f64>>,
     #[serde(default, deserialize_with = "optional_located_duration")]
     pub min_duration: Option<Located<Duration>>,
@@ -436,9 +436,9 @@ pub struct FunctionSpec {
     /// Static attributes added to every span of this function.
     #[serde(default)]
     pub attributes: BTreeMap<String, AttributeValue>,
-    /// Capture the user stack at entry.
+    /// Capture the user stack at entry, and how it is unwound.
     #[serde(default)]
-    pub stack: Located<bool>,
+    pub stack: Located<StackSpec>,
     /// Fraction of traces (decided at the root) to keep, 0 to 1.
     pub sample_rate: Option<Located<f64>>,
     /// Drop spans shorter than this, e.g. `50us`, with the spans under them.

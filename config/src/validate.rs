@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::{
     ArgSpec, Config, ExporterConfig, FunctionSpec, HandoffSpec, LenArg, Located, OtlpConfig,
-    Position, Problem, ReadAt, TraceContextFormat, TraceContextSpec, UsdtSpec,
+    Position, Problem, ReadAt, TraceContextFormat, TraceContextSpec, Unwind, UsdtSpec,
     span_name::{NamePart, name_parts},
 };
 
@@ -718,8 +718,21 @@ fn validate_capture(
         }
         memory += arg.data_size();
     }
-    if function.stack.value {
+    // A walk's addresses go in the call record; a copied window goes through the ring buffer.
+    if function
+        .stack
+        .value
+        .options()
+        .is_some_and(|options| options.unwind != Unwind::Dwarf)
+    {
         memory = memory.next_multiple_of(8) + stack_area(stack_frames);
+    }
+    if let Some((key, problem)) = function.stack.value.problems() {
+        problems.add(
+            function.stack.position,
+            format!("{field}.stack.{key}"),
+            problem,
+        );
     }
     if memory > MEMORY_BUDGET {
         problems.add(

@@ -302,7 +302,7 @@ fn expanded_values_of_the_wrong_type() {
         "app.yaml:3:10: probes[0].pid: invalid u32\n\
          app.yaml:6:48: probes[0].functions[0].args[0].max_len: environment variable `LEN` is not \
          set\n\
-         app.yaml:7:16: probes[0].functions[0].stack: invalid boolean"
+         app.yaml:7:16: probes[0].functions[0].stack: invalid type: string \"maybe\", expected `true`, `false`, or `{ unwind: fp | dwarf | auto, bytes: N }`"
     );
 }
 
@@ -338,7 +338,7 @@ limit: { max_depth: 8 }
             type_names()
         ),
         "app.yaml:12:10: probes[1].pid: invalid u32",
-        "app.yaml:15:16: probes[1].functions[0].stack: invalid boolean",
+        "app.yaml:15:16: probes[1].functions[0].stack: invalid type: string \"maybe\", expected `true`, `false`, or `{ unwind: fp | dwarf | auto, bytes: N }`",
         "app.yaml:16:34: exporter.otlp.compression: unknown variant `zip`, expected one of none, \
          gzip (did you mean `gzip`?)",
         "app.yaml:17:1: limit: unknown field `limit`, expected one of service_name, resource, \
@@ -533,4 +533,30 @@ probes:
         "app.yaml:17:13: probes[0].usdt[0].args[0].at: a USDT probe has no return to read at; read what an `until` probe sees with `until_args`",
     ];
     assert_eq!(error(yaml), expected.join("\n"));
+}
+
+#[test]
+fn stack_options() {
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        stack: {{ unwind: frames }}\n"
+        )),
+        "app.yaml:5:26: probes[0].functions[0].stack.unwind: unknown variant `frames`, expected one of auto, fp, dwarf"
+    );
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        stack: {{ unwind: dwarf, byte: 4096 }}\n"
+        )),
+        "app.yaml:5:33: probes[0].functions[0].stack.byte: unknown field `byte`, expected one of unwind, bytes (did you mean `bytes`?)"
+    );
+    assert_eq!(
+        error(&format!(
+            "{HEAD}      - symbol: f\n        stack: {{ unwind: dwarf, bytes: 100000 }}\n"
+        )),
+        "app.yaml:5:16: probes[0].functions[0].stack.bytes: 100000: the bytes of stack copied at each entry are a multiple of 8 from 512 to 65536"
+    );
+    assert_eq!(
+        error(&format!("{HEAD}      - symbol: f\n        stack: 3\n")),
+        "app.yaml:5:9: probes[0].functions[0].stack: invalid type: integer `3`, expected `true`, `false`, or `{ unwind: fp | dwarf | auto, bytes: N }`"
+    );
 }

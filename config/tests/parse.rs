@@ -161,7 +161,7 @@ fn expanded_values_are_typed_as_written() {
         (4242, 3, 10)
     );
     let f = &target.functions[0];
-    assert!(f.stack.value);
+    assert!(f.stack.value.is_on());
     assert_eq!(f.args[0].memory_len(), 128);
     assert_eq!(f.attributes["shard"], AttributeValue::Int(128));
     assert_eq!(f.attributes["label"], AttributeValue::String("128".into()));
@@ -281,4 +281,41 @@ proptest! {
             prop_assert!(!error.problems().is_empty());
         }
     }
+}
+
+#[test]
+fn stack_forms() {
+    use spanprobe_config::{StackOptions, StackSpec, Unwind};
+    let config = parse(
+        Path::new("stack.yaml"),
+        "probes:
+  - binary: app
+    functions:
+      - { symbol: a, stack: true }
+      - { symbol: b, stack: false }
+      - { symbol: c }
+      - { symbol: d, stack: { unwind: dwarf, bytes: 8192 } }
+      - { symbol: e, stack: { unwind: fp } }
+      - { symbol: f, stack: {} }
+",
+        &|_| None,
+    )
+    .unwrap();
+    let stacks: Vec<StackSpec> = config.probes[0]
+        .functions
+        .iter()
+        .map(|f| f.stack.value)
+        .collect();
+    let on = |unwind, bytes| StackSpec::On(StackOptions { unwind, bytes });
+    assert_eq!(
+        stacks,
+        [
+            on(Unwind::Auto, 16384),
+            StackSpec::Off,
+            StackSpec::Off,
+            on(Unwind::Dwarf, 8192),
+            on(Unwind::FramePointers, 16384),
+            on(Unwind::Auto, 16384),
+        ]
+    );
 }

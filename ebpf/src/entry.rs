@@ -10,7 +10,7 @@ use aya_ebpf::{
 use spanprobe_common::{
     AT_STACK_CHECK, CallEnd, CallStack, ContextFormat, ContextPolicy, Counter, ENDS_PAIRED_SPAN,
     ENTRY_ONLY, EVENT_OF_OPEN_SPAN, Ending, Frame, FunctionCapture, HANDOFF_FROM, HANDOFF_TO,
-    MAX_DEPTH, NO_SPAN, NOT_AT_CALL, ON_GOROUTINE_STACK, SAMPLE_ALWAYS,
+    MAX_DEPTH, NO_SPAN, NOT_AT_CALL, ON_GOROUTINE_STACK, SAMPLE_ALWAYS, STACK_WINDOW,
 };
 
 use crate::{
@@ -28,6 +28,7 @@ use crate::{
         NOT_A_CALL, StackPlace, Stacks, call_key, depth_limit, end_frames_below, frame_at,
         free_if_idle, mark_callee, stack_or_insert, stack_place,
     },
+    windows::send_window,
 };
 
 pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> Option<()> {
@@ -207,6 +208,9 @@ pub(crate) fn try_entry(ctx: &ProbeContext, faults: Faults, stacks: Stacks) -> O
     };
     if faults == Faults::Allowed && capture.data_len > 0 {
         fill_record(stack, frame, slot, regs, capture);
+    }
+    if faults == Faults::Allowed && capture.flags & STACK_WINDOW != 0 {
+        send_window(stack, frame, slot.min(stack.depth), regs, capture);
     }
     if entry_only {
         emit_unpushed(thread.tid, stack, capture);

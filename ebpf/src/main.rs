@@ -6,7 +6,7 @@
 //! and `returns` (a call's two ends), `go` (Go's `RET` sites and goroutines), `processes`
 //! (which are traced), `stacks` (call stacks and their frames), `args` and `context` (what a
 //! call reads), `conditions` (`when`), `handoffs` (spans kept for another thread), `records`
-//! and `at_return` (memory kept from entry to return), `emit` (the ring buffer), `maps` (what
+//! and `at_return` (memory kept from entry to return), `windows` (stack copies for userspace to unwind), `emit` (the ring buffer), `maps` (what
 //! both sides share).
 #![no_std]
 #![no_main]
@@ -42,6 +42,7 @@ mod records;
 mod returns;
 mod stacks;
 mod task_storage;
+mod windows;
 
 // Every program comes twice: in a `uprobe.multi` section, attached through one uprobe_multi link
 // per binary (detached in one go, and needing no CAP_SYS_ADMIN), and in a plain `uprobe`

@@ -103,5 +103,9 @@ pub(crate) static RETURN_ADDRESSES: Global<u8> = Global::new(0);
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: Global<u64> = Global::new((DEFAULT_RING_BYTES / 4) as u64);
 
+/// See `STACK_WINDOW_BYTES_GLOBAL`.
+#[unsafe(no_mangle)]
+pub(crate) static STACK_WINDOW_BYTES: Global<u32> = Global::new(0);
+
 #[unsafe(no_mangle)]
 pub(crate) static TASK_TGID_OFFSET: Global<u32> = Global::new(0);

@@ -1,4 +1,5 @@
-//! `stack: true`: the frames of the callers, named and placed, down to libc's start.
+//! `stack`: the frames of the callers, named and placed, down to libc's start: walked by frame
+//! pointers in the kernel, and unwound in userspace from a copy of the stack.
 
 use std::path::{Path, PathBuf};
 
@@ -45,10 +46,22 @@ fn detached_debug_info(library: &Path) -> PathBuf {
 /// `stack: true` on inner: its stack, symbolized, names inner, its callers middle and outer,
 /// then main, each at its line of calls.c, then libc's start (named from libc6-dbg's file).
 pub fn stack(dir: &Workdir, calls: &Path) -> Case {
+    inner_stack(dir, calls, "stack", json!(true))
+}
+
+/// `stack: { unwind: dwarf }` on inner: the same stack, unwound in userspace from the window
+/// the sleepable entry copied page by page, with the return addresses of middle and outer,
+/// which the uretprobe trampoline stands in for, put back.
+pub fn unwound_stack(dir: &Workdir, calls: &Path) -> Case {
+    inner_stack(dir, calls, "unwound", json!({ "unwind": "dwarf" }))
+}
+
+/// `calls chain-wait` with `stack` set to `stack` on inner, checked frame by frame.
+fn inner_stack(dir: &Workdir, calls: &Path, name: &'static str, stack: serde_json::Value) -> Case {
     let libc_debug_info = detached_debug_info(Path::new("/lib/x86_64-linux-gnu/libc.so.6"));
     let mut functions = chain_functions();
-    functions[2]["stack"] = json!(true);
-    let config = dir.write_named("stack", &functions_config(calls, functions));
+    functions[2]["stack"] = stack.clone();
+    let config = dir.write_named(name, &functions_config(calls, functions));
     let source = support::programs().join("calls.c");
     let frames: Vec<(&str, i64)> = [
         ("inner", "", "PROBED long inner"),
@@ -59,7 +72,7 @@ pub fn stack(dir: &Workdir, calls: &Path) -> Case {
     .into_iter()
     .map(|(function, after, text)| (function, line_of(&source, after, text)))
     .collect();
-    traced("stack: true", &config, calls)
+    traced(format!("stack: {stack}"), &config, calls)
         .command(format!("{} chain-wait", calls.display()))
         .file(&libc_debug_info)
         .case(move |_, output, receiver| {

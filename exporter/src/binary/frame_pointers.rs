@@ -23,8 +23,23 @@ const SAMPLE: usize = 400;
 /// Functions shorter than this are left out: a compiler may leave a leaf's frame out even
 /// when it keeps the others'.
 const SMALLEST: usize = 32;
+/// Fewer functions than this tell nothing: a small program's are mostly the C runtime's.
+const FEWEST: usize = 4;
 /// A binary with at least this share of its functions setting up RBP keeps frame pointers.
 const KEPT_SHARE: f64 = 0.5;
+
+/// Functions the C runtime links into every program, built as the toolchain was, not as the
+/// program: in a small program they would outnumber its own.
+const C_RUNTIME: [&str; 8] = [
+    "_start",
+    "_init",
+    "_fini",
+    "deregister_tm_clones",
+    "register_tm_clones",
+    "__do_global_dtors_aux",
+    "frame_dummy",
+    "__libc_csu_init",
+];
 
 /// `push %rbp; mov %rsp,%rbp`.
 const FRAME_SETUP: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
@@ -43,6 +58,7 @@ impl FramePointers {
             .functions()
             .iter()
             .filter(|function| function.size >= SMALLEST)
+            .filter(|function| !C_RUNTIME.contains(&function.name.as_str()))
             .filter_map(|function| binary.code.bytes(function.file_offset?, 8))
             .take(SAMPLE);
         Self::from_prologues(prologues)
@@ -58,7 +74,7 @@ impl FramePointers {
                 framed += 1;
             }
         }
-        if seen < 8 {
+        if seen < FEWEST {
             Self::Unknown
         } else if framed as f64 >= KEPT_SHARE * seen as f64 {
             Self::Kept
@@ -89,7 +105,7 @@ mod tests {
             FramePointers::Omitted
         );
         assert_eq!(
-            FramePointers::from_prologues(prologues(2, 2)),
+            FramePointers::from_prologues(prologues(1, 2)),
             FramePointers::Unknown
         );
         let plain_push = [0x55, 0x48, 0x89, 0xe5, 0x90, 0x90, 0x90, 0x90].to_vec();

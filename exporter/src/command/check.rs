@@ -21,7 +21,7 @@ use crate::{
         kind,
         links::{AttachMode, COMMAND_TREE_PROBES, links, probe_count},
         load::{load_resolved, located},
-        probe::Probe,
+        probe::{Probe, StackUnwind},
         resolve::Resolved,
     },
 };
@@ -273,16 +273,26 @@ fn describe_keeping(function: &Probe) -> Vec<String> {
             conditions.join(" and ")
         ));
     }
-    if function.stack_frames > 0 {
-        let walk = match function.frame_pointers {
-            Some(FramePointers::Omitted) => {
+    if let Some(unwind) = function.unwind {
+        let how = match unwind {
+            StackUnwind::FramePointers(FramePointers::Omitted) => {
                 "walked by frame pointers, which this binary's code omits: it stops short, \
-                 marked truncated"
+                 marked truncated (`unwind: dwarf` unwinds it whole)"
+                    .to_owned()
             }
-            _ => "walked by frame pointers",
+            StackUnwind::FramePointers(_) => "walked by frame pointers".to_owned(),
+            StackUnwind::Window { bytes, picked } => format!(
+                "unwound in userspace by the unwind tables from {bytes} bytes of stack copied at \
+                 entry{}",
+                if picked {
+                    " (this binary's code omits frame pointers)"
+                } else {
+                    ""
+                }
+            ),
         };
         keeping.push(format!(
-            "stack of up to {} frames, {walk}",
+            "stack of up to {} frames, {how}",
             function.stack_frames
         ));
     }

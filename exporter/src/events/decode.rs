@@ -2,8 +2,47 @@
 //! value (how each type decodes is [`ValueType::decode`](spanprobe_config::ValueType::decode)'s).
 
 use opentelemetry::Value;
-use spanprobe_common::CallEvent;
+use spanprobe_common::{CallEvent, STACK_WINDOW_MARK, StackWindowHeader};
 use spanprobe_config::Decoded;
+
+/// What a ring-buffer record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A call, and the memory it captured.
+    Call(CallEvent, &'a [u8]),
+    /// A call's stack window, and the stack's bytes, sent at entry ahead of the call. Boxed:
+    /// the header is two and a half times an event's size.
+    StackWindow(Box<StackWindowHeader>, &'a [u8]),
+}
+
+/// Reads one ring-buffer record: a stack window starts with [`STACK_WINDOW_MARK`] where an
+/// event has its pid.
+pub fn decode(record: &[u8]) -> Result<Message<'_>, DecodeError> {
+    match record.first_chunk::<4>() {
+        Some(mark) if u32::from_ne_bytes(*mark) == STACK_WINDOW_MARK => decode_window(record)
+            .map(|(header, bytes)| Message::StackWindow(Box::new(header), bytes)),
+        _ => decode_event(record).map(|(event, data)| Message::Call(event, data)),
+    }
+}
+
+/// Reads a stack window's header, and the stack bytes after it.
+fn decode_window(record: &[u8]) -> Result<(StackWindowHeader, &[u8]), DecodeError> {
+    let header = size_of::<StackWindowHeader>();
+    if record.len() < header {
+        return Err(DecodeError {
+            len: record.len(),
+            expected: header,
+        });
+    }
+    // SAFETY: as in `decode_event`.
+    let window = unsafe { record.as_ptr().cast::<StackWindowHeader>().read_unaligned() };
+    let expected = header + window.len as usize;
+    let bytes = record.get(header..expected).ok_or(DecodeError {
+        len: record.len(),
+        expected,
+    })?;
+    Ok((window, bytes))
+}
 
 /// A ring-buffer record too short for its [`CallEvent`] and data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +133,51 @@ mod tests {
             std::slice::from_raw_parts(
                 (event as *const CallEvent).cast::<u8>(),
                 size_of::<CallEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn tells_stack_windows_from_events() {
+        let mut window = StackWindowHeader {
+            mark: STACK_WINDOW_MARK,
+            pid: 7,
+            stack_id: 8,
+            entry_ns: 9,
+            function_id: 1,
+            len: 3,
+            ip: 0x1000,
+            sp: 0x7ff0,
+            bp: 0,
+            outer_len: 0,
+            depth: 1,
+            outer: [[0; 2]; spanprobe_common::MAX_DEPTH],
+        };
+        let mut record = window_bytes(&window);
+        // The message has room for more than was copied.
+        record.extend_from_slice(b"xyz\0\0\0");
+        assert_eq!(
+            decode(&record),
+            Ok(Message::StackWindow(Box::new(window), &b"xyz"[..]))
+        );
+        window.len = 7;
+        let header = window_bytes(&window);
+        record[..header.len()].copy_from_slice(&header);
+        assert!(decode(&record).is_err(), "a window longer than its record");
+        let event = CallEvent {
+            pid: 5,
+            ..Default::default()
+        };
+        assert_eq!(decode(&as_bytes(&event)), Ok(Message::Call(event, &[][..])));
+    }
+
+    fn window_bytes(window: &StackWindowHeader) -> Vec<u8> {
+        // SAFETY: viewing a plain-integer struct without padding as bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (window as *const StackWindowHeader).cast::<u8>(),
+                size_of::<StackWindowHeader>(),
             )
         }
         .to_vec()

@@ -64,9 +64,28 @@ pub struct ReturnPlan {
     pub error_when: Option<Condition>,
 }
 
-/// Where a captured stack is in a call's data, and how many frames it may have.
+/// How a function's stacks are captured, and how many frames they may have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BacktracePlan {
+pub enum BacktracePlan {
+    /// Walked along frame pointers by the kernel, into the call's data.
+    Walked(WalkedStack),
+    /// Unwound by userspace from the stack window its entry sent ahead of the call.
+    Unwound { frames: usize },
+}
+
+impl BacktracePlan {
+    /// The most frames a stack has.
+    pub fn frames(&self) -> usize {
+        match self {
+            Self::Walked(walked) => walked.frames,
+            Self::Unwound { frames } => *frames,
+        }
+    }
+}
+
+/// Where a stack walked by the kernel is in a call's data, and how many frames it may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkedStack {
     pub data: Range<usize>,
     pub frames: usize,
     /// Captured at a function's entry, where the area's first word is the caller's return
@@ -74,7 +93,7 @@ pub struct BacktracePlan {
     pub at_entry: bool,
 }
 
-impl BacktracePlan {
+impl WalkedStack {
     /// The captured return addresses, innermost first: the function itself, its caller, then
     /// the rest of the walk, with the uretprobe trampoline's address replaced by the real
     /// return addresses of the outer probed calls.

@@ -23,9 +23,9 @@ use spanprobe_common::{
     COUNTERS_MAP, CallEvent, CallStack, Counter, DEPTH_LIMIT_GLOBAL, EVENTS_MAP,
     FILTER_PIDS_GLOBAL, FUNCTIONS_MAP, FunctionCapture, GOROUTINE_PARENTS_GLOBAL,
     GOROUTINE_STACKS_MAP, KEEP_AT_RETURN_GLOBAL, PROCESS_TREES_GLOBAL, PROCESS_TREES_MAP,
-    READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, STARTS_GOROUTINE, StackKey, TARGET_PIDS_MAP,
-    TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL, WAKEUP_BYTES_GLOBAL,
-    programs,
+    READS_AT_RETURN_GLOBAL, RETURN_ADDRESSES_GLOBAL, STACK_WINDOW_BYTES_GLOBAL, STARTS_GOROUTINE,
+    StackKey, TARGET_PIDS_MAP, TASK_TGID_OFFSET_GLOBAL, THREAD_STACKS_MAP, TRACE_CONTEXTS_GLOBAL,
+    WAKEUP_BYTES_GLOBAL, programs,
 };
 use spanprobe_config::Limits;
 
@@ -459,6 +459,17 @@ pub struct LoadedProgram {
     pub verified: Option<u32>,
 }
 
+/// The room every stack window message has for stack bytes: the largest window a function
+/// copies, to a power of two (the kernel side masks its copies by it); 0 when none does.
+fn stack_window_bytes(plans: &[CapturePlan]) -> u32 {
+    plans
+        .iter()
+        .map(|plan| plan.kernel.window_bytes)
+        .max()
+        .filter(|&bytes| bytes > 0)
+        .map_or(0, u32::next_power_of_two)
+}
+
 impl Loaded {
     /// Loads the programs that `functions` need into the kernel, for the `requested` mode or
     /// the best this kernel has (see [`attach_mode`]), with the thread-exit and, for
@@ -511,6 +522,7 @@ impl Loaded {
                 .any(|plan| plan.kernel.flags & STARTS_GOROUTINE != 0),
         );
         let return_addresses = u8::from(plans.iter().any(|plan| plan.stack.is_some()));
+        let window_bytes = stack_window_bytes(plans);
         let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
         // One bit per possible pid.
         let pid_words = pid_max().div_ceil(64);
@@ -525,6 +537,7 @@ impl Loaded {
             .override_global(PROCESS_TREES_GLOBAL, &trees_used, true)
             .override_global(READS_AT_RETURN_GLOBAL, &reads_at_return, true)
             .override_global(KEEP_AT_RETURN_GLOBAL, &keep_at_return, true)
+            .override_global(STACK_WINDOW_BYTES_GLOBAL, &window_bytes, true)
             .map_max_entries(EVENTS_MAP, ring_bytes)
             .map_max_entries(FUNCTIONS_MAP, function_count)
             .map_max_entries(TARGET_PIDS_MAP, pid_words)

@@ -46,6 +46,9 @@ pub struct Metrics {
     /// Calls (kernel) that did not meet their function's `when`, traced neither they nor
     /// their callees: what the config asked for, so no loss.
     pub filtered_by_when: AtomicU64,
+    /// Stack windows (kernel) the ring buffer had no room for: their spans were sent without
+    /// their stacks. Not a [`Loss`]: the spans were not lost.
+    pub stack_windows_lost: AtomicU64,
     /// Events (`event: true` probes) dropped: past a span's limit, or waiting for more open
     /// spans than are held. No [`Loss`], which counts calls whose span is lost: an event's span
     /// is still exported (past the limit saying how many events it dropped, as OpenTelemetry's
@@ -129,6 +132,7 @@ impl Metrics {
             Counter::HandoffMissing => &self.handoffs[HandoffOutcome::Missing as usize],
             Counter::FilteredByWhen => &self.filtered_by_when,
             Counter::LeftOutAtReturn => &self.left_out_at_return,
+            Counter::StackWindowLost => &self.stack_windows_lost,
         };
         slot.store(total, Ordering::Relaxed);
     }
@@ -165,7 +169,8 @@ mod tests {
         seen |= get(&metrics.returns_without_entry)
             | get(&metrics.invalid_trace_contexts)
             | get(&metrics.filtered_by_when)
-            | get(&metrics.left_out_at_return);
+            | get(&metrics.left_out_at_return)
+            | get(&metrics.stack_windows_lost);
         for outcome in HandoffOutcome::ALL {
             seen |= metrics.handoffs(outcome);
         }

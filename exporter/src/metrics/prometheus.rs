@@ -87,6 +87,12 @@ pub fn render(metrics: &Metrics) -> String {
         "Calls with no probed callee that their keep rules (min_duration, keep: errors) left out when they returned, in the kernel: no record was sent.",
         &[("", get(&metrics.left_out_at_return))],
     );
+    metric(
+        "stack_windows_lost_total",
+        "counter",
+        "Stack copies (unwind: dwarf) the ring buffer had no room for: their spans were sent without their stacks.",
+        &[("", get(&metrics.stack_windows_lost))],
+    );
     let handoffs = labelled(
         "outcome",
         HandoffOutcome::ALL.map(|outcome| (outcome.label(), metrics.handoffs(outcome))),
@@ -207,6 +213,7 @@ mod tests {
                 "filtered_by_when_total counter",
                 "left_out_by_keep_rules_total counter",
                 "left_out_at_return_total counter",
+                "stack_windows_lost_total counter",
                 "handoffs_total counter",
                 "incomplete_calls_total counter",
                 "queue_depth gauge",

@@ -33,6 +33,14 @@ pub fn log(metrics: &Metrics) {
             "handoffs: {made} spans handed off, {taken} taken, {missing} `to` calls found none"
         );
     }
+    let windows_lost = get(&metrics.stack_windows_lost);
+    if windows_lost > 0 {
+        tracing::warn!(
+            stack_windows_lost = windows_lost,
+            "{windows_lost} spans were sent without their stacks: the ring buffer had no room \
+             for the stack copies (a larger limits.ring_buffer_size, or smaller stack bytes)"
+        );
+    }
     if lost > 0 {
         let by_reason: String = Loss::ALL
             .into_iter()

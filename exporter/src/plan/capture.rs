@@ -9,7 +9,7 @@ use spanprobe_common::{
     ArgCapture, ArgCondition, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, ConditionOp,
     ContextFormat, ContextPolicy, ERROR_WHEN, FunctionCapture, HANDOFF_FROM, HANDOFF_LINK,
     HANDOFF_REPEAT, HANDOFF_TO, KEEP_ERRORS, MAX_CHAIN, MemoryKind, ON_GOROUTINE_STACK,
-    READ_AT_RETURN, READS_AT_RETURN, SAMPLE_ALWAYS,
+    READ_AT_RETURN, READS_AT_RETURN, SAMPLE_ALWAYS, STACK_WINDOW,
 };
 use spanprobe_config::{
     ArgSpec, ArgTest, Comparison, Condition, Keep, LenArg, ReadAt, Sampler, TextOp, TextTest,
@@ -17,8 +17,8 @@ use spanprobe_config::{
 };
 
 use crate::{
-    events::readback::{ArgPlan, BacktracePlan, ReturnPlan, for_the_run},
-    plan::probe::{ArgLocation, HandoffSide, Probe},
+    events::readback::{ArgPlan, BacktracePlan, ReturnPlan, WalkedStack, for_the_run},
+    plan::probe::{ArgLocation, HandoffSide, Probe, StackUnwind},
 };
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
@@ -57,6 +57,9 @@ impl CapturePlan {
             .iter()
             .any(|arg| arg.at == ReadAt::Return);
         (plan.kernel.flags, plan.kernel.pair) = function.kind.kernel_flags(function.go_version);
+        if plan.kernel.window_bytes > 0 {
+            plan.kernel.flags |= STACK_WINDOW;
+        }
         plan.kernel.error_register = function.kind.error_register();
         if reads_at_return {
             plan.kernel.flags |= READS_AT_RETURN;
@@ -130,7 +133,13 @@ impl CapturePlan {
     /// stack). Those programs alone hold the code that fills records: verifying it is most of
     /// an entry program's load time, which functions capturing values only are spared.
     pub fn sleepable_entry(&self) -> bool {
-        self.reads_memory() || self.kernel.data_len > 0
+        self.reads_memory() || self.kernel.data_len > 0 || self.copies_stack_window()
+    }
+
+    /// Whether the entry copies a window of the stack for userspace to unwind: the sleepable
+    /// entry, which may fault its pages in.
+    pub fn copies_stack_window(&self) -> bool {
+        self.kernel.flags & STACK_WINDOW != 0
     }
 
     /// Whether the kernel side reads memory the arguments point to.
@@ -278,17 +287,27 @@ fn plan(function: &Probe) -> CapturePlan {
     for (slot, (arg, location)) in slots.skip(spec.args.len()).zip(&function.later_args) {
         plans.push(capture_arg(arg, *location, None, slot, data_len).1);
     }
-    let stack = (stack_frames > 0).then(|| {
-        let start = data_len.next_multiple_of(8);
-        data_len = start + spanprobe_config::stack_area(stack_frames);
-        capture.stack_frames = stack_frames;
-        capture.stack_offset = start as u16;
-        BacktracePlan {
-            data: start..data_len,
-            frames: usize::from(stack_frames),
-            at_entry: !function.kind.is_usdt(),
+    let stack = match function.unwind {
+        _ if stack_frames == 0 => None,
+        None | Some(StackUnwind::FramePointers(_)) => {
+            let start = data_len.next_multiple_of(8);
+            data_len = start + spanprobe_config::stack_area(stack_frames);
+            capture.stack_frames = stack_frames;
+            capture.stack_offset = start as u16;
+            Some(BacktracePlan::Walked(WalkedStack {
+                data: start..data_len,
+                frames: usize::from(stack_frames),
+                at_entry: !function.kind.is_usdt(),
+            }))
         }
-    });
+        Some(StackUnwind::Window { bytes, .. }) => {
+            // Its flag is set with the function's others (see `CapturePlan::of`).
+            capture.window_bytes = bytes;
+            Some(BacktracePlan::Unwound {
+                frames: usize::from(stack_frames),
+            })
+        }
+    };
     capture.data_len = data_len as u32;
     let ret = spec.return_value.as_ref().map(|ret| {
         capture.ret = chain_capture(ret.offsets.as_deref(), ret.value_type());
@@ -554,13 +573,38 @@ mod tests {
     }
 
     #[test]
+    fn a_stack_unwound_from_a_window_takes_no_room_in_the_record() {
+        let walked = plan(&function(4));
+        let copying = Probe {
+            unwind: Some(StackUnwind::Window {
+                bytes: 8192,
+                picked: true,
+            }),
+            ..function(4)
+        };
+        let unwound = CapturePlan::of(&copying, &Sampler::default());
+        assert_eq!(unwound.stack, Some(BacktracePlan::Unwound { frames: 4 }));
+        assert_eq!(unwound.kernel.window_bytes, 8192);
+        assert_eq!(unwound.kernel.stack_frames, 0);
+        assert_ne!(unwound.kernel.flags & STACK_WINDOW, 0);
+        assert!(unwound.sleepable_entry());
+        // The arguments' memory alone.
+        let no_stack = plan(&function(0)).kernel.data_len;
+        assert_eq!(unwound.kernel.data_len, no_stack);
+        assert!(walked.kernel.data_len > no_stack);
+        assert_eq!(walked.kernel.flags & STACK_WINDOW, 0);
+    }
+
+    #[test]
     fn stacks_follow_the_arguments_aligned_and_read_back_in_order() {
         let CapturePlan {
             kernel: capture,
             stack,
             ..
         } = plan(&function(4));
-        let stack = stack.unwrap();
+        let Some(BacktracePlan::Walked(stack)) = stack else {
+            panic!("walked by frame pointers: {stack:?}")
+        };
         let size = 8 * 5 + 8 * 33;
         assert_eq!(stack.data, 16..16 + size);
         assert_eq!((capture.stack_frames, capture.stack_offset), (4, 16));

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, num::NonZeroU32, path::PathBuf, sync::Arc};
 
-use spanprobe_config::{ArgSpec, ArgTest, FunctionSpec, ValueType};
+use spanprobe_config::{ArgSpec, ArgTest, FunctionSpec, StackOptions, Unwind, ValueType};
 
 use spanprobe_common::{
     AT_STACK_CHECK, ArgSource, ENDS_GOROUTINE, ENDS_PAIRED_SPAN, ENTRY_ONLY, EVENT_OF_OPEN_SPAN,
@@ -46,8 +46,8 @@ pub struct Probe {
     pub source: Option<(String, u64)>,
     /// User stack frames captured at entry, 0 for none.
     pub stack_frames: u16,
-    /// With a stack: whether the binary's code keeps the frame pointers the walk follows.
-    pub frame_pointers: Option<FramePointers>,
+    /// With a stack: how it is unwound.
+    pub unwind: Option<StackUnwind>,
     /// The probed instruction, when the kernel single-steps it (see
     /// [`ProbedInstruction`](crate::binary::elf::ProbedInstruction)): each call then pays a
     /// second trap, inside its span.
@@ -74,6 +74,41 @@ pub struct Probe {
     pub later_args: Vec<(ArgSpec, ArgLocation)>,
     /// Its part in a handoff of the config, if it has one.
     pub handoff: Option<HandoffRole>,
+}
+
+/// How a probe's stacks are unwound, as its `stack` asks and its binary's code allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackUnwind {
+    /// In the kernel, along the frame pointers, which the binary's code keeps or not.
+    FramePointers(FramePointers),
+    /// In userspace, from a copy of `bytes` of the stack taken at entry, by the unwind tables
+    /// of the files the process maps; `picked` when `auto` chose it, the binary's code omitting
+    /// frame pointers.
+    Window { bytes: u32, picked: bool },
+}
+
+impl StackUnwind {
+    /// How `options` unwind the stacks of a binary whose code does `frame_pointers`.
+    pub fn of(options: StackOptions, frame_pointers: FramePointers) -> Self {
+        let window = |picked| Self::Window {
+            bytes: options.bytes,
+            picked,
+        };
+        match options.unwind {
+            Unwind::FramePointers => Self::FramePointers(frame_pointers),
+            Unwind::Dwarf => window(false),
+            Unwind::Auto if frame_pointers == FramePointers::Omitted => window(true),
+            Unwind::Auto => Self::FramePointers(frame_pointers),
+        }
+    }
+
+    /// The window's bytes, when the stack is copied for userspace.
+    pub fn window_bytes(self) -> Option<u32> {
+        match self {
+            Self::Window { bytes, .. } => Some(bytes),
+            Self::FramePointers(_) => None,
+        }
+    }
 }
 
 /// A probe's part in a handoff: which end, of which handoff, and where the key is.
@@ -167,7 +202,7 @@ impl Probe {
             kind: ProbeKind::Function,
             source: None,
             stack_frames: 0,
-            frame_pointers: None,
+            unwind: None,
             single_stepped: None,
             return_type: None,
             operands: Vec::new(),

@@ -12,7 +12,7 @@ use crate::{
     binary::{Binary, dwarf::go::GoFunctions, frame_pointers::FramePointers, symbols::SymbolTable},
     plan::{
         error::{ResolveError, ResolveErrorKind},
-        probe::{Probe, ProbeKind},
+        probe::{Probe, ProbeKind, StackUnwind},
     },
     x86_64::prologue::ReadArguments,
 };
@@ -48,6 +48,12 @@ impl Target {
         *self
             .frame_pointers
             .get_or_init(|| FramePointers::of(&self.binary))
+    }
+
+    /// How the stacks of a probe with `spec` are unwound, if it captures them.
+    pub fn stack_unwind(&self, spec: &FunctionSpec) -> Option<StackUnwind> {
+        let options = spec.stack.value.options()?;
+        Some(StackUnwind::of(options, self.frame_pointers()))
     }
 
     /// A problem with the binary as a whole, placed at its `binary` key.
@@ -132,12 +138,12 @@ impl Target {
             pid: self.pid,
             kind,
             source: None,
-            stack_frames: if spec.stack.value {
+            stack_frames: if spec.stack.value.is_on() {
                 self.stack_frames
             } else {
                 0
             },
-            frame_pointers: spec.stack.value.then(|| self.frame_pointers()),
+            unwind: self.stack_unwind(spec),
             single_stepped,
             operands: Vec::new(),
             semaphore: None,

@@ -1,5 +1,5 @@
 //! From a completed call to a queued span: assembly ([`span`], [`ids`]), the process's
-//! resource ([`resource`]), symbolized backtraces ([`backtraces`]), `min_duration` holding ([`trace_buffer`]),
+//! resource ([`resource`]), symbolized backtraces ([`backtraces`]), stacks unwound in userspace ([`unwind`], [`windows`]), `min_duration` holding ([`trace_buffer`]),
 //! the per-record stage ([`pipeline`]) and the per-name table at exit ([`summary`]).
 
 pub mod backtraces;
@@ -10,3 +10,4 @@ pub mod span;
 pub mod summary;
 pub mod trace_buffer;
 pub mod unwind;
+pub mod windows;

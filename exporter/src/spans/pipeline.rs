@@ -15,7 +15,10 @@ use spanprobe_common::{CallEnd, CallEvent};
 
 use crate::{
     binary::elf::ElfInfo,
-    events::{decode::decode_event, readback::BacktracePlan},
+    events::{
+        decode::{Message, decode},
+        readback::BacktracePlan,
+    },
     export::{QueuedSpan, SpanQueue},
     loss::Loss,
     metrics::Metrics,
@@ -26,6 +29,8 @@ use crate::{
         span::SpanAssembler,
         summary::Summary,
         trace_buffer::{KeepRule, TraceBuffer},
+        unwind::ProbedFile,
+        windows::StackWindows,
     },
 };
 
@@ -67,6 +72,8 @@ pub struct Pipeline {
     /// For each function id that captures stacks: how to read and place them.
     stack_sources: Vec<Option<StackSource>>,
     stacks: Backtraces,
+    /// Stacks unwound from windows, waiting for their calls.
+    windows: StackWindows,
     summary: Summary,
     /// Per function id: whether a call of it arrived.
     called: Vec<bool>,
@@ -133,6 +140,7 @@ impl Pipeline {
             held,
             stack_sources,
             stacks: Backtraces::new(),
+            windows: StackWindows::default(),
             summary: Summary::default(),
             called: vec![false; functions.len()],
             metrics,
@@ -163,16 +171,27 @@ impl Pipeline {
     }
 
     pub fn handle(&mut self, record: &[u8]) {
-        self.metrics.events_read.fetch_add(1, Ordering::Relaxed);
-        let (event, data) = match decode_event(record) {
-            Ok(decoded) => decoded,
+        match decode(record) {
+            Ok(Message::Call(event, data)) => {
+                self.metrics.events_read.fetch_add(1, Ordering::Relaxed);
+                self.handle_event(&event, data);
+            }
+            Ok(Message::StackWindow(header, bytes)) => {
+                if let Some(Some(source)) = self.stack_sources.get(header.function_id as usize) {
+                    let probed = ProbedFile {
+                        path: &source.binary,
+                        file_offset: source.file_offset,
+                    };
+                    self.windows
+                        .arrived(&header, bytes, source.plan.frames(), probed);
+                }
+            }
             Err(error) => {
+                self.metrics.events_read.fetch_add(1, Ordering::Relaxed);
                 self.metrics.lost(Loss::Undecodable, 1);
                 tracing::debug!(%error, "dropping record");
-                return;
             }
-        };
-        self.handle_event(&event, data);
+        }
     }
 
     /// A call that userspace ended for the kernel side ([`crate::events::orphans`]).
@@ -223,23 +242,33 @@ impl Pipeline {
             *called = true;
         }
         if let Some(Some(source)) = self.stack_sources.get(id) {
-            let addresses = source.plan.addresses(event, data);
-            if !addresses.is_empty() {
-                let probed = ProbedAt {
-                    binary: &source.binary,
-                    file_offset: source.file_offset,
-                    elf: source.elf.as_deref(),
-                };
-                let stack =
-                    self.stacks
-                        .symbolize(event.pid, &addresses, source.plan.frames, probed);
-                span.attributes.push(KeyValue::new(
-                    CODE_STACKTRACE,
-                    Value::String(stack.text.into()),
-                ));
-                if stack.truncated {
-                    span.attributes.push(KeyValue::new(STACK_TRUNCATED, true));
+            let addresses = match &source.plan {
+                BacktracePlan::Walked(walked) => Some(walked.addresses(event, data)),
+                BacktracePlan::Unwound { .. } => {
+                    self.windows.take(event).map(|unwound| unwound.addresses)
                 }
+            };
+            match addresses {
+                Some(addresses) if !addresses.is_empty() => {
+                    let probed = ProbedAt {
+                        binary: &source.binary,
+                        file_offset: source.file_offset,
+                        elf: source.elf.as_deref(),
+                    };
+                    let stack =
+                        self.stacks
+                            .symbolize(event.pid, &addresses, source.plan.frames(), probed);
+                    span.attributes.push(KeyValue::new(
+                        CODE_STACKTRACE,
+                        Value::String(stack.text.into()),
+                    ));
+                    if stack.truncated {
+                        span.attributes.push(KeyValue::new(STACK_TRUNCATED, true));
+                    }
+                }
+                Some(_) => {}
+                // Its window did not fit in the ring buffer (counted by the kernel side).
+                None => span.attributes.push(KeyValue::new(STACK_TRUNCATED, true)),
             }
         }
         let resource =
@@ -249,6 +278,7 @@ impl Pipeline {
         let forgotten = self.resources.take_forgotten();
         if !forgotten.is_empty() {
             self.stacks.forget(&forgotten);
+            self.windows.forget(&forgotten);
         }
         match &mut self.held {
             None => self.queue.push(QueuedSpan::new(resource, span)),

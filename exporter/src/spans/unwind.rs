@@ -37,12 +37,22 @@ pub struct Unwound {
     pub truncated: bool,
 }
 
+/// The probed function's file and its file offset: where a process that is gone when its
+/// window is unwound mapped the probed binary is told by the entry address, its one known
+/// place.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbedFile<'a> {
+    pub path: &'a Path,
+    pub file_offset: u64,
+}
+
 /// Unwinds the stacks of any number of processes.
 #[derive(Default)]
 pub struct Unwinders {
     processes: HashMap<u32, ProcessModules>,
-    /// Each file's tables, read once: `None` for one that could not be read.
-    tables: HashMap<PathBuf, Option<Arc<UnwindTables>>>,
+    /// Each file's tables, read once: `None` for one that could not be read. By device and
+    /// inode, since processes in other mount namespaces see other files at the same paths.
+    tables: HashMap<FileId, Option<Arc<UnwindTables>>>,
     cache: CacheX86_64,
 }
 
@@ -68,15 +78,31 @@ impl ProcessModules {
 }
 
 impl Unwinders {
-    /// The stack of process `pid` from `window`, at most `limit` addresses.
-    pub fn unwind(&mut self, pid: u32, window: &StackWindow<'_>, limit: usize) -> Unwound {
+    /// The stack of process `pid` from `window`, at most `limit` addresses; `window.ip` is in
+    /// `probed`.
+    pub fn unwind(
+        &mut self,
+        pid: u32,
+        window: &StackWindow<'_>,
+        limit: usize,
+        probed: ProbedFile<'_>,
+    ) -> Unwound {
         let stale = self
             .processes
             .get(&pid)
             .is_none_or(|process| !process.covers(window.ip));
         if stale {
-            let process = self.read_modules(pid);
-            self.processes.insert(pid, process);
+            match self.read_modules(pid) {
+                Some(process) => {
+                    self.processes.insert(pid, process);
+                }
+                // Gone already (its windows are read in batches): its stack is unwound
+                // through the probed binary's frames, and ends where they do.
+                None => {
+                    let process = self.probed_only(probed, window.ip);
+                    return walk(&process.unwinder, &mut self.cache, window, limit);
+                }
+            }
         }
         let Some(process) = self.processes.get(&pid) else {
             return Unwound {
@@ -87,6 +113,42 @@ impl Unwinders {
         walk(&process.unwinder, &mut self.cache, window, limit)
     }
 
+    /// The probed binary alone, placed by the entry address `ip` of its function at
+    /// `probed.file_offset`.
+    fn probed_only(&mut self, probed: ProbedFile<'_>, ip: u64) -> ProcessModules {
+        let mut process = ProcessModules {
+            unwinder: UnwinderX86_64::new(),
+            ranges: Vec::new(),
+        };
+        let Some(tables) = FileId::of(probed.path).and_then(|id| self.tables_of(id, probed.path))
+        else {
+            return process;
+        };
+        let (Some(bias), Some(span)) = (
+            tables.load_bias(ip, probed.file_offset),
+            tables.address_span(),
+        ) else {
+            return process;
+        };
+        let range = span.start.wrapping_add(bias)..span.end.wrapping_add(bias);
+        process.unwinder.add_module(Module::new(
+            probed.path.display().to_string(),
+            range.clone(),
+            bias,
+            tables.section_info(),
+        ));
+        process.ranges.push(range);
+        process
+    }
+
+    /// The tables of file `id`, at `path` as spanprobe sees it, read once.
+    fn tables_of(&mut self, id: FileId, path: &Path) -> Option<Arc<UnwindTables>> {
+        self.tables
+            .entry(id)
+            .or_insert_with(|| UnwindTables::read(path).map(Arc::new))
+            .clone()
+    }
+
     /// Forgets processes `pids`, which have exited.
     pub fn forget(&mut self, pids: &[u32]) {
         for pid in pids {
@@ -94,25 +156,20 @@ impl Unwinders {
         }
     }
 
-    /// The modules process `pid` maps now, from its `maps`; none when it is gone.
-    fn read_modules(&mut self, pid: u32) -> ProcessModules {
+    /// The modules process `pid` maps now, from its `maps`; `None` when it is gone.
+    fn read_modules(&mut self, pid: u32) -> Option<ProcessModules> {
         let mut process = ProcessModules {
             unwinder: UnwinderX86_64::new(),
             ranges: Vec::new(),
         };
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            return process;
-        };
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
         for file in mapped_files(&maps) {
             // Through the process's own view of the file: the path may mean another file in
             // spanprobe's mount namespace, or none.
             let path = PathBuf::from(format!("/proc/{pid}/root{}", file.path.display()));
-            let tables = self
-                .tables
-                .entry(file.path.clone())
-                .or_insert_with(|| UnwindTables::read(&path).map(Arc::new))
-                .clone();
-            let Some(tables) = tables else { continue };
+            let Some(tables) = self.tables_of(file.id, &path) else {
+                continue;
+            };
             let Some(base) = tables.load_bias(file.first_start, file.first_offset) else {
                 continue;
             };
@@ -124,7 +181,7 @@ impl Unwinders {
             ));
             process.ranges.push(file.range);
         }
-        process
+        Some(process)
     }
 }
 
@@ -175,9 +232,42 @@ fn walk(
     }
 }
 
+/// Which file: its device (major, minor) and inode, as `maps` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileId {
+    major: u32,
+    minor: u32,
+    inode: u64,
+}
+
+impl FileId {
+    /// The file at `path`.
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let metadata = std::fs::metadata(path).ok()?;
+        let dev = metadata.dev();
+        Some(Self {
+            major: libc::major(dev),
+            minor: libc::minor(dev),
+            inode: metadata.ino(),
+        })
+    }
+
+    /// From `maps`' `dev` (`fe:01`, hexadecimal) and `inode` fields.
+    fn parse(dev: &str, inode: &str) -> Option<Self> {
+        let (major, minor) = dev.split_once(':')?;
+        Some(Self {
+            major: u32::from_str_radix(major, 16).ok()?,
+            minor: u32::from_str_radix(minor, 16).ok()?,
+            inode: inode.parse().ok()?,
+        })
+    }
+}
+
 /// A file a process maps: where its mappings are, and the first one's place in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MappedFile {
+    id: FileId,
     path: PathBuf,
     range: Range<u64>,
     first_start: u64,
@@ -190,7 +280,7 @@ fn mapped_files(maps: &str) -> Vec<MappedFile> {
     for line in maps.lines() {
         // `start-end perms offset dev inode path`
         let mut fields = line.split_whitespace();
-        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(inode)) = (
+        let (Some(range), Some(_perms), Some(offset), Some(dev), Some(inode)) = (
             fields.next(),
             fields.next(),
             fields.next(),
@@ -204,20 +294,22 @@ fn mapped_files(maps: &str) -> Vec<MappedFile> {
         if inode == "0" || !path.starts_with('/') {
             continue;
         }
-        let (Some((start, end)), Ok(offset)) = (
+        let (Some((start, end)), Ok(offset), Some(id)) = (
             range
                 .split_once('-')
                 .and_then(|(s, e)| Some((hex(s)?, hex(e)?))),
             u64::from_str_radix(offset, 16),
+            FileId::parse(dev, inode),
         ) else {
             continue;
         };
-        match files.iter_mut().find(|file| file.path == Path::new(&path)) {
+        match files.iter_mut().find(|file| file.id == id) {
             Some(file) => {
                 file.range.start = file.range.start.min(start);
                 file.range.end = file.range.end.max(end);
             }
             None => files.push(MappedFile {
+                id,
                 path: PathBuf::from(path),
                 range: start..end,
                 first_start: start,
@@ -284,6 +376,17 @@ impl UnwindTables {
             .find(|(file_range, _)| file_range.contains(&offset) || file_range.start == offset)?;
         let in_file = offset - file_range.start;
         Some(start.wrapping_sub(address.wrapping_add(in_file)))
+    }
+
+    /// The addresses the file's loadable segments span, unrelocated.
+    fn address_span(&self) -> Option<Range<u64>> {
+        let start = self.segments.iter().map(|(_, address)| *address).min()?;
+        let end = self
+            .segments
+            .iter()
+            .map(|(file_range, address)| address + (file_range.end - file_range.start))
+            .max()?;
+        Some(start..end)
     }
 
     fn section_info(&self) -> ExplicitModuleSectionInfo<Arc<[u8]>> {
@@ -357,7 +460,15 @@ mod tests {
         };
         let mut unwinders = Unwinders::default();
         let pid = std::process::id();
-        let whole = unwinders.unwind(pid, &window, 64);
+        let whole = unwinders.unwind(
+            pid,
+            &window,
+            64,
+            ProbedFile {
+                path: Path::new("/proc/self/exe"),
+                file_offset: 0,
+            },
+        );
         let callers =
             [inner_caller as fn() -> _, outer_caller as fn() -> _].map(|f| f as usize as u64);
         // Each return address falls inside its caller, just past the call.
@@ -375,11 +486,27 @@ mod tests {
             bytes: &window_bytes[..16],
             ..window
         };
-        let short = unwinders.unwind(pid, &cut, 64);
+        let short = unwinders.unwind(
+            pid,
+            &cut,
+            64,
+            ProbedFile {
+                path: Path::new("/proc/self/exe"),
+                file_offset: 0,
+            },
+        );
         assert!(short.truncated, "{short:x?}");
         assert!(short.addresses.len() < whole.addresses.len());
         assert_eq!(short.addresses[0], ip);
-        let limited = unwinders.unwind(pid, &window, 2);
+        let limited = unwinders.unwind(
+            pid,
+            &window,
+            2,
+            ProbedFile {
+                path: Path::new("/proc/self/exe"),
+                file_offset: 0,
+            },
+        );
         assert_eq!(limited.addresses, whole.addresses[..2]);
         assert!(limited.truncated);
     }

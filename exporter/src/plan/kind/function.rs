@@ -22,7 +22,7 @@ use crate::{
     },
     plan::{
         error::{ResolveError, ResolveErrorKind},
-        probe::{Probe, ProbeKind},
+        probe::{Probe, ProbeKind, StackUnwind},
         target::Target,
     },
 };
@@ -430,7 +430,11 @@ fn resolve_paths(
     }
     // The types DWARF inferred may read memory the config could not count when it was loaded.
     let mut bytes: usize = spec.args.iter().map(|arg| arg.data_size()).sum();
-    if spec.stack.value {
+    // A walked stack's addresses go in the call record; a copied window does not.
+    if matches!(
+        target.stack_unwind(&spec),
+        Some(StackUnwind::FramePointers(_))
+    ) {
         bytes = bytes.next_multiple_of(8) + spanprobe_config::stack_area(stack_frames);
     }
     if errors.is_empty() && bytes > MEMORY_BUDGET {

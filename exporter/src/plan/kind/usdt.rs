@@ -127,7 +127,7 @@ fn probe(
     spec: FunctionSpec,
     operands: Vec<ArgOperand>,
 ) -> Probe {
-    let stack_frames = if spec.stack.value {
+    let stack_frames = if spec.stack.value.is_on() {
         target.stack_frames
     } else {
         0
@@ -137,7 +137,7 @@ fn probe(
         kind,
         address: Some(site.address),
         stack_frames,
-        frame_pointers: (stack_frames > 0).then(|| target.frame_pointers()),
+        unwind: target.stack_unwind(&spec),
         operands,
         semaphore: site.semaphore.map(|(_, offset)| offset),
         ..Probe::new(

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# What a stack costs: unwind.c's leaf (main -> outer -> middle -> relay in librelay.so ->
+# leaf, all built with frame pointers, so that every method sees the whole stack) called by
+# one thread as fast as it can, traced
+#   - without a stack (the baseline a stack adds to),
+#   - with `stack: { unwind: fp }` (walked by frame pointers in the kernel),
+#   - with `stack: { unwind: dwarf, bytes: 8192 }` and `bytes: 16384` (copied at entry,
+#     unwound in userspace by the unwind tables),
+#   - by bpftrace's `uprobe:...:leaf { @[ustack] = count(); }` (frame pointers, in the kernel),
+# and not at all; alternating in each round. Per configuration: the BPF run time per call
+# (kernel.bpf_stats_enabled; spanprobe's entry and return programs together), what tracing
+# added to each call against the unprobed run of the round, and the tracer's own CPU time per
+# call (from when it has attached until the calls have ended and their events are drained).
+# Prints a Markdown table. Usage: scripts/bench-stacks.sh SPANPROBE [ROUNDS] [CALLS]
+set -euo pipefail
+spanprobe=$1
+rounds=${2:-5}
+calls=${3:-200000}
+cd "$(dirname "$0")/.."
+log() { printf 'bench-stacks: %s\n' "$*" >&2; }
+work=$(mktemp -d)
+stats_enabled=$(sysctl -n kernel.bpf_stats_enabled)
+cleanup() {
+  sysctl -q kernel.bpf_stats_enabled="$stats_enabled"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+flags=(-O2 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls)
+gcc "${flags[@]}" -fPIC -shared -o "$work/librelay.so" tests/programs/relay.c
+gcc "${flags[@]}" -o "$work/unwind" tests/programs/unwind.c \
+  -L"$work" -Wl,-rpath,"$work" -lrelay
+config() { # NAME STACK: leaf with `stack: STACK` (nothing for none) into NAME.yaml
+  cat > "$work/$1.yaml" <<YAML
+exporter: { stdout: { format: json, file: /dev/null } }
+probes:
+  - binary: $work/unwind
+    functions:
+      - { symbol: leaf${2:+, stack: $2} }
+YAML
+}
+config none ''
+config fp '{ unwind: fp }'
+config dwarf8 '{ unwind: dwarf, bytes: 8192 }'
+config dwarf16 '{ unwind: dwarf, bytes: 16384 }'
+
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+per_call() { # ns per call, from the "calls N in S s" line of file OUT
+  awk '/^calls / { printf "%.1f", $4 * 1e9 / $2 }' "$1"
+}
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # CPU time of process PID so far
+per_load_call() { # TICKS of CPU time per call, in ns
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$calls" 'BEGIN { printf "%.0f", t * 1e9 / hz / n }'
+}
+wait_for() { # until file FILE has a line matching PATTERN (the tracer has attached)
+  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
+  log "no '$2' in $1"; cat "$1" >&2; exit 1
+}
+
+sysctl -q kernel.bpf_stats_enabled=1
+hows=(unprobed none fp dwarf8 dwarf16 bpftrace)
+declare -A bpf call cpu lost
+for round in $(seq "$rounds"); do
+  for how in "${hows[@]}"; do
+    log "$how ($round/$rounds)"
+    load=("$work/unwind" "$calls")
+    if [ "$how" = unprobed ]; then
+      "${load[@]}" > "$work/out"
+      call[$how]+="$(per_call "$work/out") "
+      continue
+    fi
+    # The tracer attaches to the binary, in every process, and runs apart from the load.
+    if [ "$how" = bpftrace ]; then
+      bpftrace -e "uprobe:$work/unwind:leaf { @[ustack] = count(); }" > "$work/log" 2>&1 &
+      tracer=$! pattern='.*' ready='Attaching'
+    else
+      "$spanprobe" run -c "$work/$how.yaml" > /dev/null 2> "$work/log" &
+      tracer=$! pattern=$SPANPROBE_PROGRAMS ready='attached'
+    fi
+    wait_for "$work/log" "$ready"
+    attached=$(ticks "$tracer")
+    "${load[@]}" > "$work/out"
+    bpf[$how]+="$(bpf_ns "$pattern") "
+    sleep 1
+    cpu[$how]+="$(per_load_call $(($(ticks "$tracer") - attached))) "
+    kill -INT "$tracer"
+    wait "$tracer" || true
+    call[$how]+="$(per_call "$work/out") "
+    if [ "$how" != bpftrace ]; then
+      lost[$how]+="$(grep -o 'stack_windows_lost=[0-9]*' "$work/log" | cut -d= -f2 || true) "
+      grep -q ' lost=0 ' "$work/log" || log "$how lost calls: $(grep -o 'done.*' "$work/log")"
+    fi
+  done
+done
+declare -A bpf_median call_median cpu_median
+for how in "${hows[@]}"; do
+  log "$how: bpf ns ${bpf[$how]:-}, ns per call ${call[$how]}, tracer ns per call ${cpu[$how]:-}, windows lost ${lost[$how]:-}"
+  bpf_median[$how]=$(tr ' ' '\n' <<<"${bpf[$how]:-}" | grep . | median || true)
+  call_median[$how]=$(tr ' ' '\n' <<<"${call[$how]}" | grep . | median)
+  cpu_median[$how]=$(tr ' ' '\n' <<<"${cpu[$how]:-}" | grep . | median || true)
+done
+base=${call_median[unprobed]}
+echo "| \`leaf\`, 6 frames deep, $calls calls | BPF ns per call | × no stack | added ns per call | × frame pointers' | tracer's CPU ns per call | × frame pointers' |"
+echo "|---|---|---|---|---|---|---|"
+added_fp=$(minus "${call_median[fp]}" "$base")
+row() { # LABEL HOW
+  local added
+  added=$(minus "${call_median[$2]}" "$base")
+  echo "| $1 | ${bpf_median[$2]:--} | $(ratio "${bpf_median[$2]:-0}" "${bpf_median[none]}") | $added | $(ratio "$added" "$added_fp") | ${cpu_median[$2]:--} | $(ratio "${cpu_median[$2]:-0}" "${cpu_median[fp]}") |"
+}
+row "spanprobe, no stack" none
+row "spanprobe, \`unwind: fp\`" fp
+row "spanprobe, \`unwind: dwarf\`, 8 KiB" dwarf8
+row "spanprobe, \`unwind: dwarf\`, 16 KiB" dwarf16
+row "bpftrace, \`@[ustack] = count()\`" bpftrace
