@@ -11,6 +11,8 @@
 # (kernel.bpf_stats_enabled; spanprobe's entry and return programs together), what tracing
 # added to each call against the unprobed run of the round, and the tracer's own CPU time per
 # call (from when it has attached until the calls have ended and their events are drained).
+# Every spanprobe run has a 64 MiB ring buffer: a window takes its bytes and a page of it
+# until read, and at this rate the default 8 MiB fills (what is lost is in the table).
 # Prints a Markdown table. Usage: scripts/bench-stacks.sh SPANPROBE [ROUNDS] [CALLS]
 set -euo pipefail
 spanprobe=$1
@@ -33,6 +35,7 @@ gcc "${flags[@]}" -o "$work/unwind" tests/programs/unwind.c \
 config() { # NAME STACK: leaf with `stack: STACK` (nothing for none) into NAME.yaml
   cat > "$work/$1.yaml" <<YAML
 exporter: { stdout: { format: json, file: /dev/null } }
+limits: { ring_buffer_size: 67108864 }
 probes:
   - binary: $work/unwind
     functions:
@@ -80,6 +83,8 @@ for round in $(seq "$rounds"); do
       tracer=$! pattern=$SPANPROBE_PROGRAMS ready='attached'
     fi
     wait_for "$work/log" "$ready"
+    # bpftrace says it is attaching before it has.
+    sleep 1
     attached=$(ticks "$tracer")
     "${load[@]}" > "$work/out"
     bpf[$how]+="$(bpf_ns "$pattern") "
@@ -89,26 +94,28 @@ for round in $(seq "$rounds"); do
     wait "$tracer" || true
     call[$how]+="$(per_call "$work/out") "
     if [ "$how" != bpftrace ]; then
-      lost[$how]+="$(grep -o 'stack_windows_lost=[0-9]*' "$work/log" | cut -d= -f2 || true) "
-      grep -q ' lost=0 ' "$work/log" || log "$how lost calls: $(grep -o 'done.*' "$work/log")"
+      windows=$(grep -o 'stack_windows_lost=[0-9]*' "$work/log" | cut -d= -f2 || true)
+      spans=$(grep -o ' lost=[0-9]*' "$work/log" | cut -d= -f2)
+      lost[$how]+="$(((${windows:-0} + spans) * 100 / calls)) "
     fi
   done
 done
-declare -A bpf_median call_median cpu_median
+declare -A bpf_median call_median cpu_median lost_median
 for how in "${hows[@]}"; do
-  log "$how: bpf ns ${bpf[$how]:-}, ns per call ${call[$how]}, tracer ns per call ${cpu[$how]:-}, windows lost ${lost[$how]:-}"
+  log "$how: bpf ns ${bpf[$how]:-}, ns per call ${call[$how]}, tracer ns per call ${cpu[$how]:-}, % lost ${lost[$how]:-}"
   bpf_median[$how]=$(tr ' ' '\n' <<<"${bpf[$how]:-}" | grep . | median || true)
   call_median[$how]=$(tr ' ' '\n' <<<"${call[$how]}" | grep . | median)
   cpu_median[$how]=$(tr ' ' '\n' <<<"${cpu[$how]:-}" | grep . | median || true)
+  lost_median[$how]=$(tr ' ' '\n' <<<"${lost[$how]:-}" | grep . | median || true)
 done
 base=${call_median[unprobed]}
-echo "| \`leaf\`, 6 frames deep, $calls calls | BPF ns per call | × no stack | added ns per call | × frame pointers' | tracer's CPU ns per call | × frame pointers' |"
-echo "|---|---|---|---|---|---|---|"
+echo "| \`leaf\`, 6 frames deep, $calls calls | BPF ns per call | × no stack | added ns per call | × frame pointers' | tracer's CPU ns per call | × frame pointers' | % of spans or stacks lost |"
+echo "|---|---|---|---|---|---|---|---|"
 added_fp=$(minus "${call_median[fp]}" "$base")
 row() { # LABEL HOW
   local added
   added=$(minus "${call_median[$2]}" "$base")
-  echo "| $1 | ${bpf_median[$2]:--} | $(ratio "${bpf_median[$2]:-0}" "${bpf_median[none]}") | $added | $(ratio "$added" "$added_fp") | ${cpu_median[$2]:--} | $(ratio "${cpu_median[$2]:-0}" "${cpu_median[fp]}") |"
+  echo "| $1 | ${bpf_median[$2]:--} | $(ratio "${bpf_median[$2]:-0}" "${bpf_median[none]}") | $added | $(ratio "$added" "$added_fp") | ${cpu_median[$2]:--} | $(ratio "${cpu_median[$2]:-0}" "${cpu_median[fp]}") | ${lost_median[$2]:--} |"
 }
 row "spanprobe, no stack" none
 row "spanprobe, \`unwind: fp\`" fp

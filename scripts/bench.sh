@@ -18,6 +18,8 @@
 #    `run -- sleep` (scripts/bench-servers.sh);
 #  - what handoffs cost a function that takes no part in one (scripts/bench-handoffs.sh);
 #  - what `when` and keep rules save, against bpftrace's filter (scripts/bench-when.sh);
+#  - what stacks cost, walked by frame pointers and unwound from copied windows, against
+#    bpftrace's `ustack` (scripts/bench-stacks.sh);
 #  - the userspace pipeline, without the kernel (criterion);
 #  - where a probed call's time goes, and spanprobe's (perf).
 # Needs root; about 25 minutes. Knobs (environment): CALLS per per-call run, REPEAT runs of
@@ -365,6 +367,10 @@ log "handoffs: BPF time per call against the spanprobe before them"
 # --- What deciding in the kernel saves: `when` and keep rules, against bpftrace's filter -----
 log "when and keep rules: BPF time and cost per call, and the most calls/s with none lost"
 ./scripts/bench-when.sh "$spanprobe" 5 > "$work/when.md"
+
+# --- What a stack costs: frame pointers, copied windows, bpftrace's ustack -------------------
+log "stacks: BPF time and cost per call of each way to unwind"
+./scripts/bench-stacks.sh "$spanprobe" 3 > "$work/stacks.md"
 # The ratios the targets table quotes: a row's last column.
 server_ratio() { awk -F'|' -v row="$1" 'index($0, row) == 1 { v = $(NF - 1); gsub(/ /, "", v); print v }' "$work/servers.md"; }
 redis2_ratio=$(server_ratio "| redis-server (")
@@ -848,6 +854,16 @@ per_call_table() { # TARGET
   echo "that climb until calls are lost or the threads cannot keep up."
   echo
   cat "$work/when.md"
+  echo
+  echo "## Stacks: frame pointers and copied windows (\`scripts/bench-stacks.sh\`, 3 alternating rounds, medians)"
+  echo
+  echo "unwind.c's \`leaf\` (six frames deep, through a shared library, all built with frame"
+  echo "pointers so that each way sees the whole stack) called 200,000 times by one thread as fast"
+  echo "as it can, traced in each way below and not at all, alternating; a 64 MiB ring buffer."
+  echo "\"Added\" is what tracing added to each call against the unprobed run. The last column: spans"
+  echo "lost, or sent without their stack, as a share of the calls."
+  echo
+  cat "$work/stacks.md"
   echo
   echo "## Userspace, without the kernel (criterion, one core)"
   echo
