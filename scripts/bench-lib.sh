@@ -20,3 +20,15 @@ SPANPROBE_PROGRAMS='spanprobe_entry(_sleepable)?(_perf)?|spanprobe_return(_perf)
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 # ratio A B: A / B to two decimals, "-" when B is not positive.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# minus A B: A - B to one decimal.
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
+# ticks PID: the CPU time of process PID so far, in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# wait_for FILE PATTERN: until FILE has a line matching PATTERN (a tracer has attached).
+wait_for() {
+  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
+  printf 'no %s in %s\n' "$2" "$1" >&2
+  cat "$1" >&2
+  exit 1
+}

@@ -52,14 +52,8 @@ config dwarf16 '{ unwind: dwarf, bytes: 16384 }'
 per_call() { # ns per call, from the "calls N in S s" line of file OUT
   awk '/^calls / { printf "%.1f", $4 * 1e9 / $2 }' "$1"
 }
-minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # CPU time of process PID so far
 per_load_call() { # TICKS of CPU time per call, in ns
   awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$calls" 'BEGIN { printf "%.0f", t * 1e9 / hz / n }'
-}
-wait_for() { # until file FILE has a line matching PATTERN (the tracer has attached)
-  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
-  log "no '$2' in $1"; cat "$1" >&2; exit 1
 }
 
 sysctl -q kernel.bpf_stats_enabled=1

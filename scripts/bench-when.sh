@@ -48,15 +48,9 @@ filter="uprobe:$work/calls:work /arg0 == 42/ { @[tid] = count(); }"
 per_call() { # ns per call of the load, from its "load N calls in S s R calls/s" line
   awk '/^load / { printf "%.1f", 1e9 / $(NF - 1) }' "$1"
 }
-minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # CPU time of process PID so far
 per_load_call() { # TICKS of CPU time per call of the load in file OUT, in ns
   awk -v t="$1" -v hz="$(getconf CLK_TCK)" '/^load / { printf "%.0f", t * 1e9 / hz / $2 }' "$2"
-}
-wait_for() { # until file FILE has a line matching PATTERN (the tracer has attached)
-  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
-  log "no '$2' in $1"; cat "$1" >&2; exit 1
 }
 
 sysctl -q kernel.bpf_stats_enabled=1

@@ -27,21 +27,34 @@ pub fn decode(record: &[u8]) -> Result<Message<'_>, DecodeError> {
 
 /// Reads a stack window's header, and the stack bytes after it.
 fn decode_window(record: &[u8]) -> Result<(StackWindowHeader, &[u8]), DecodeError> {
-    let header = size_of::<StackWindowHeader>();
-    if record.len() < header {
+    // SAFETY: a window's header is plain integers.
+    unsafe { split_header(record, |window: &StackWindowHeader| window.len as usize) }
+}
+
+/// Reads the header a record starts with, and the `len(header)` bytes after it.
+///
+/// # Safety
+/// Every bit pattern must be a valid `T` (plain integers).
+unsafe fn split_header<T>(
+    record: &[u8],
+    len: impl Fn(&T) -> usize,
+) -> Result<(T, &[u8]), DecodeError> {
+    let size = size_of::<T>();
+    if record.len() < size {
         return Err(DecodeError {
             len: record.len(),
-            expected: header,
+            expected: size,
         });
     }
-    // SAFETY: as in `decode_event`.
-    let window = unsafe { record.as_ptr().cast::<StackWindowHeader>().read_unaligned() };
-    let expected = header + window.len as usize;
-    let bytes = record.get(header..expected).ok_or(DecodeError {
+    // SAFETY: the length was checked; every bit pattern is a `T` (the caller's promise), and
+    // read_unaligned makes no alignment assumption about the record.
+    let header = unsafe { record.as_ptr().cast::<T>().read_unaligned() };
+    let expected = size + len(&header);
+    let rest = record.get(size..expected).ok_or(DecodeError {
         len: record.len(),
         expected,
     })?;
-    Ok((window, bytes))
+    Ok((header, rest))
 }
 
 /// A ring-buffer record too short for its [`CallEvent`] and data.
@@ -54,22 +67,8 @@ pub struct DecodeError {
 
 /// Reads one event, and the captured memory after it, from a ring-buffer record.
 pub fn decode_event(record: &[u8]) -> Result<(CallEvent, &[u8]), DecodeError> {
-    let header = size_of::<CallEvent>();
-    if record.len() < header {
-        return Err(DecodeError {
-            len: record.len(),
-            expected: header,
-        });
-    }
-    // SAFETY: the length was checked; CallEvent is plain integers (every bit pattern valid),
-    // and read_unaligned makes no alignment assumption about the record.
-    let event = unsafe { record.as_ptr().cast::<CallEvent>().read_unaligned() };
-    let expected = header + event.data_len as usize;
-    let data = record.get(header..expected).ok_or(DecodeError {
-        len: record.len(),
-        expected,
-    })?;
-    Ok((event, data))
+    // SAFETY: an event is plain integers.
+    unsafe { split_header(record, |event: &CallEvent| event.data_len as usize) }
 }
 
 /// A decoded capture as an OpenTelemetry value; `true` when a string was cut at its `max_len`.
