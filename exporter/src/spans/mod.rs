@@ -3,6 +3,7 @@
 //! the per-record stage ([`pipeline`]) and the per-name table at exit ([`summary`]).
 
 pub mod backtraces;
+pub mod container;
 pub mod ids;
 pub mod pipeline;
 pub mod resource;

@@ -7,6 +7,8 @@ use foldhash::fast::RandomState;
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
 
+use crate::spans::container;
+
 /// Resources by process id.
 #[derive(Debug)]
 pub struct Resources {
@@ -59,6 +61,27 @@ fn command_args(pid: u32) -> Option<Array> {
         .map(|arg| StringValue::from(String::from_utf8_lossy(arg).into_owned()))
         .collect();
     (!args.is_empty()).then_some(Array::String(args))
+}
+
+/// What tells process `pid`'s container, pod and pid there (semantic conventions'
+/// `container.id`, `k8s.pod.uid` and `process.vpid`), where it runs in one.
+fn container_attributes(pid: u32) -> Vec<KeyValue> {
+    let mut attributes = Vec::new();
+    if let Ok(cgroup) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        if let Some(id) = container::container_id(&cgroup) {
+            attributes.push(KeyValue::new("container.id", id));
+        }
+        if let Some(uid) = container::pod_uid(&cgroup) {
+            attributes.push(KeyValue::new("k8s.pod.uid", uid));
+        }
+    }
+    if let Some(vpid) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| container::namespace_pid(&status))
+    {
+        attributes.push(KeyValue::new("process.vpid", i64::from(vpid)));
+    }
+    attributes
 }
 
 impl Resources {
@@ -202,6 +225,7 @@ impl Resources {
         if let Some(host) = &self.host_name {
             attributes.push(KeyValue::new("host.name", host.clone()));
         }
+        attributes.extend(container_attributes(pid));
         Resource::builder_empty()
             .with_service_name(service_name)
             .with_attributes(attributes)

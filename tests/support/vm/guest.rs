@@ -193,7 +193,7 @@ fn qemu(
 ) -> tokio::process::Command {
     let mut qemu = tokio::process::Command::new("qemu-system-x86_64");
     qemu.args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .args(["-accel", "tcg", "-cpu", "max"])
+        .args(["-accel", "tcg,thread=single", "-cpu", "max"])
         .args(["-m", GUEST_MEMORY, "-smp", GUEST_CPUS])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
