@@ -100,3 +100,10 @@ if ! otel_python_ok; then
     "opentelemetry-exporter-otlp-proto-http==$OTEL_PYTHON_VERSION"
   otel_python_ok || { log "the OpenTelemetry SDK does not import after install"; exit 1; }
 fi
+
+# tracefs: a traced command's own probes (the default with a command) are tracefs uprobe events;
+# some machines boot without it mounted, and spanprobe would fall back to probes in every process.
+if ! mountpoint -q /sys/kernel/tracing; then
+  log "mount -t tracefs nodev /sys/kernel/tracing"
+  mount -t tracefs nodev /sys/kernel/tracing
+fi
