@@ -1,13 +1,20 @@
-//! Containers without a container engine: a program run in a pid namespace of its own, in a
-//! cgroup named as Docker's systemd driver names a container's. Its spans' resource says
-//! which container (`container.id`) and the pid it has there (`process.vpid`), beside the
-//! host's.
+//! Containers without a container engine: programs run in pid and mount namespaces of their
+//! own, with a root directory of their own, in a cgroup named as Docker's systemd driver names
+//! a container's. `executable:` targets find them by the path their own namespace gives; their
+//! spans' resource says which container (`container.id`) and the pid each has there
+//! (`process.vpid`), beside the host's.
 
 mod support;
 
-use std::path::PathBuf;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+};
 
+use serde_json::json;
 use support::scenario::{Scenario, symbols};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// Where the unified (v2) cgroup hierarchy is mounted.
 fn cgroup2_root() -> PathBuf {
@@ -82,4 +89,256 @@ async fn a_process_outside_containers_says_none() {
     let own_id = spanprobe::spans::container::container_id(&own);
     assert_eq!(spans[0].resource_str("container.id"), own_id.as_deref());
     assert_eq!(spans[0].resource_int("process.vpid"), None);
+}
+
+/// Where the container's program is, in its own root: a path the host does not have.
+const IN_CONTAINER: &str = "/opt/app/bin/waiter";
+
+/// A root directory holding `waiter` (static: the root has no libraries) at [`IN_CONTAINER`],
+/// and busybox for the shell that enters it.
+fn container_root(dir: &Path, name: &str) -> PathBuf {
+    let root = dir.join(name);
+    let bin = root.join("opt/app/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    support::compile_c(
+        &support::programs().join("waiter.c"),
+        &bin,
+        "waiter",
+        &["-static"],
+    );
+    root
+}
+
+/// `waiter` in a container: new mount and pid namespaces, `root` as its root (by pivot_root,
+/// as container runtimes do, or by chroot), in `cgroup` if given. Returns once it is ready,
+/// with its pid on the host.
+struct Container {
+    unshare: tokio::process::Child,
+    pid: u32,
+}
+
+impl Container {
+    async fn start(root: &Path, pivot: bool, cgroup: Option<&Cgroup>) -> Container {
+        let join = cgroup.map_or(String::new(), |cgroup| {
+            format!("echo $$ > {}/cgroup.procs && ", cgroup.0.display())
+        });
+        let root = root.display();
+        let enter = if pivot {
+            format!(
+                "unshare --mount --pid --fork --propagation private sh -c 'mount --bind {root} \
+                 {root} && cd {root} && mkdir -p old && pivot_root . old && exec /bin/busybox \
+                 sh -c \"umount -l /old && exec {IN_CONTAINER} hold\"'"
+            )
+        } else {
+            format!("unshare --mount --pid --fork --root={root} {IN_CONTAINER} hold")
+        };
+        let mut unshare = tokio::process::Command::new("sh")
+            .args(["-c", &format!("{join}exec {enter}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = unshare.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).await.unwrap();
+        assert!(line.contains("ready 6"), "{line:?}");
+        let unshare_pid = unshare.id().unwrap();
+        let children =
+            std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+                .unwrap();
+        let pid = children.trim().parse().unwrap();
+        Container { unshare, pid }
+    }
+
+    /// Lets it make its calls.
+    fn call(&self) {
+        // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+        assert_eq!(unsafe { libc::kill(self.pid as i32, libc::SIGUSR1) }, 0);
+    }
+
+    /// Lets it exit, once its calls are made, and waits for it.
+    async fn finish(mut self) {
+        drop(self.unshare.stdin.take());
+        assert!(self.unshare.wait().await.unwrap().success());
+    }
+}
+
+/// An overlay mount of `lower`, as a container runtime makes one of an image for each
+/// container: its files are the lower layer's, under a device number of the mount's own.
+struct Overlay(PathBuf);
+
+impl Overlay {
+    fn mount(lower: &Path, dir: &Path) -> Overlay {
+        let [upper, work, merged] = ["upper", "work", "merged"].map(|name| dir.join(name));
+        for dir in [&upper, &work, &merged] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        let status = std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(&merged)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t overlay -o {options}");
+        Overlay(merged)
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Three processes in containers of their own: two run one file of one image, one from the
+/// image's directory, the other through an overlay of it (as two containers of one image do);
+/// the third a copy in another root, entered by chroot. A sidecar naming `executable:` by its
+/// path in the containers finds both files, attaches to each once (the overlay's file is the
+/// image's, to the kernel), and traces all three processes, each call once.
+#[tokio::test(flavor = "multi_thread")]
+async fn executables_are_found_in_other_mount_namespaces() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let shared = container_root(s.path(), "image");
+    let copy = container_root(s.path(), "other-image");
+    assert!(
+        !Path::new(IN_CONTAINER).exists(),
+        "{IN_CONTAINER} is on the host"
+    );
+    let id = format!("{:016x}", u64::from(std::process::id()) << 8 | 1).repeat(4);
+    let cgroup = Cgroup(
+        cgroup2_root()
+            .join(format!("spanprobe-exe-test-{}", std::process::id()))
+            .join(format!("cri-containerd-{id}.scope")),
+    );
+    std::fs::create_dir_all(&cgroup.0).unwrap();
+    let overlay = Overlay::mount(&shared, &s.path().join("overlay"));
+    let containers = [
+        Container::start(&shared, true, Some(&cgroup)).await,
+        Container::start(&overlay.0, true, None).await,
+        Container::start(&copy, false, None).await,
+    ];
+    let config = json!({
+        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
+        "batch": { "delay": "10ms" },
+        "probes": [{
+            "executable": IN_CONTAINER,
+            "functions": symbols(&["outer", "middle", "inner"]),
+        }],
+    });
+    let sidecar = s.sidecar(&config).await;
+    let pids: Vec<u32> = containers.iter().map(|c| c.pid).collect();
+    for container in &containers {
+        container.call();
+    }
+    // outer(3) and outer(4), three spans each, in each process.
+    let spans = s.receiver.wait_for_spans(18, support::SPANS_WAIT).await;
+    for container in containers {
+        container.finish().await;
+    }
+    let stderr = sidecar.stop().await;
+    assert_eq!(
+        stderr.matches("found a running executable").count(),
+        2,
+        "one attachment per file: {stderr}"
+    );
+    // Entry and return of three functions, in each file.
+    assert!(stderr.contains("probes=12 "), "{stderr}");
+    let mut by_pid: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+    for span in &spans {
+        by_pid
+            .entry(span.resource_int("process.pid").unwrap())
+            .or_default()
+            .push(span);
+    }
+    let expected: Vec<i64> = pids.iter().map(|&pid| i64::from(pid)).collect();
+    assert_eq!(by_pid.keys().copied().collect::<Vec<_>>(), expected);
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own_id = spanprobe::spans::container::container_id(&own);
+    for (i, pid) in expected.iter().enumerate() {
+        let spans = &by_pid[pid];
+        assert_eq!(spans.len(), 6, "{spans:#?}");
+        let container_id = if i == 0 {
+            Some(id.as_str())
+        } else {
+            own_id.as_deref()
+        };
+        for span in spans {
+            // The path its own namespace gives; a chrooted process's /proc link gives our path
+            // to its file instead, which reaches it.
+            let executable = span.resource_str("process.executable.path").unwrap();
+            match i {
+                2 => assert_eq!(Path::new(executable), copy.join(&IN_CONTAINER[1..])),
+                _ => assert_eq!(executable, IN_CONTAINER),
+            }
+            assert_eq!(span.resource_int("process.vpid"), Some(1), "{span:#?}");
+            assert_eq!(span.resource_str("container.id"), container_id, "{span:#?}");
+        }
+        for name in ["outer", "middle", "inner"] {
+            let named = spans.iter().filter(|span| span.name() == name).count();
+            assert_eq!(named, 2, "{name} in {spans:#?}");
+        }
+    }
+}
+
+/// No process runs the executable: the error says which, where in the config, and what was
+/// looked at.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executable_no_process_runs_is_refused() {
+    let s = Scenario::start().await;
+    let config = json!({
+        "probes": [{ "executable": "/opt/nothing/runs/this", "functions": symbols(&["main"]) }],
+    });
+    let output = s.check(&config, 2).await;
+    support::scenario::assert_has_all(
+        &output,
+        &[
+            "probes[0].executable",
+            "no running process runs `/opt/nothing/runs/this` (looked at ",
+        ],
+    );
+}
+
+/// What finding processes needs beyond CAP_BPF and CAP_PERFMON, measured: spanprobe holding
+/// only those two cannot read a root process's `/proc/PID/exe` (the kernel asks for
+/// CAP_SYS_PTRACE when the reader lacks capabilities the process has), and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_processes_needs_cap_sys_ptrace() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let root = container_root(s.path(), "image");
+    let container = Container::start(&root, true, None).await;
+    let config = s.write(&json!({
+        "probes": [{ "executable": IN_CONTAINER, "functions": symbols(&["outer"]) }],
+    }));
+    let check = |capabilities: &'static str| {
+        let config = config.clone();
+        async move {
+            tokio::process::Command::new("setpriv")
+                .arg(format!("--bounding-set=-all,{capabilities}"))
+                .args([support::spanprobe(), "check", "-c"])
+                .arg(&config)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let without = check("+bpf,+perfmon").await;
+    support::scenario::assert_exit(&without, 2);
+    support::scenario::assert_stderr_has(
+        &without,
+        "could not be read: reading another process's /proc/PID/exe needs CAP_SYS_PTRACE",
+    );
+    let with = check("+bpf,+perfmon,+sys_ptrace").await;
+    support::scenario::assert_exit(&with, 0);
+    container.call();
+    container.finish().await;
 }

@@ -5,6 +5,7 @@
 mod condition;
 mod env;
 mod error;
+mod executable;
 mod load;
 mod located;
 mod names;
@@ -22,6 +23,7 @@ mod yaml;
 
 pub use condition::{Comparison, Condition};
 pub use error::{ConfigError, Problem};
+pub use executable::Executable;
 pub use load::{load, load_with, parse};
 pub use located::{Located, Position};
 pub use names::Names;
@@ -29,8 +31,8 @@ pub use read_at::{LenArg, ReadAt};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,
     HandoffAs, HandoffEnd, HandoffSpec, Keep, Limits, MAX_DEPTH, OtlpConfig, OtlpProtocol,
-    ProbeTarget, ReturnSpec, Sampler, StdoutConfig, StdoutFormat, TlsConfig, TraceContextFormat,
-    TraceContextSpec, UsdtSpec,
+    ProbeTarget, ReturnSpec, Sampler, StdoutConfig, StdoutFormat, TargetFile, TlsConfig,
+    TraceContextFormat, TraceContextSpec, UsdtSpec,
 };
 pub use span_name::{NamePart, name_parts};
 pub use stack::{DEFAULT_STACK_WINDOW, MIN_STACK_WINDOW, StackOptions, StackSpec, Unwind};

@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Condition, LenArg, Located, Names, ReadAt, StackSpec, ValueType, WhenCondition};
+use crate::{
+    Condition, Executable, LenArg, Located, Names, ReadAt, StackSpec, ValueType, WhenCondition,
+};
 
 /// A whole config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -255,8 +257,12 @@ impl Default for Limits {
 #[serde(deny_unknown_fields)]
 pub struct ProbeTarget {
     /// A path (relative paths are against the config file's directory) or a bare shared
-    /// library name such as `libc.so.6`, found the way the dynamic loader would.
-    pub binary: Located<String>,
+    /// library name such as `libc.so.6`, found the way the dynamic loader would. A target
+    /// gives this or `executable`.
+    pub binary: Option<Located<String>>,
+    /// The processes running this executable, however their mount namespaces name it: the file
+    /// each runs is probed (once per distinct file), wherever it is.
+    pub executable: Option<Located<Executable>>,
     /// Only this process is traced.
     pub pid: Option<Located<u32>>,
     #[serde(default)]
@@ -272,6 +278,25 @@ pub struct ProbeTarget {
     /// as its child (at any depth of goroutines). On unless `false`.
     #[serde(default = "yes")]
     pub follow_goroutines: bool,
+}
+
+/// The file a target probes, as its config names it.
+#[derive(Debug, Clone, Copy)]
+pub enum TargetFile<'a> {
+    Binary(&'a Located<String>),
+    Executable(&'a Located<Executable>),
+}
+
+impl ProbeTarget {
+    /// Its `binary` or its `executable`; `None` when it gives neither or both, which
+    /// validation refuses.
+    pub fn file(&self) -> Option<TargetFile<'_>> {
+        match (&self.binary, &self.executable) {
+            (Some(binary), None) => Some(TargetFile::Binary(binary)),
+            (None, Some(executable)) => Some(TargetFile::Executable(executable)),
+            _ => None,
+        }
+    }
 }
 
 fn yes() -> bool {

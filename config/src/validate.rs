@@ -46,12 +46,25 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     }
     for (t, target) in config.probes.iter().enumerate() {
         let field = format!("probes[{t}]");
-        if target.binary.is_empty() {
-            problems.add(
-                target.binary.position,
-                format!("{field}.binary"),
-                "must not be empty",
-            );
+        match (&target.binary, &target.executable) {
+            (Some(binary), None) if binary.is_empty() => {
+                problems.add(
+                    binary.position,
+                    format!("{field}.binary"),
+                    "must not be empty",
+                );
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            (None, None) => problems.add(
+                target.position,
+                field.clone(),
+                "give `binary` (a file to probe) or `executable` (the processes running one)",
+            ),
+            (Some(_), Some(executable)) => problems.add(
+                executable.position,
+                format!("{field}.executable"),
+                "give `binary` or `executable`, not both",
+            ),
         }
         if let Some(pid) = &target.pid
             && pid.value == 0

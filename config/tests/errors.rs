@@ -47,7 +47,7 @@ fn unknown_keys_suggest_the_closest() {
         error("probes:\n  - binary: demo\n    functoins: []\n"),
         "app.yaml:2:5: probes[0].functions: at least one function, `usdt` probe or handoff is needed\n\
          app.yaml:3:5: probes[0].functoins: unknown field `functoins`, expected one of binary, \
-         pid, functions, usdt, handoffs, follow_goroutines (did you mean `functions`?)"
+         executable, pid, functions, usdt, handoffs, follow_goroutines (did you mean `functions`?)"
     );
     assert_eq!(
         error(&format!(
@@ -558,5 +558,27 @@ fn stack_options() {
     assert_eq!(
         error(&format!("{HEAD}      - symbol: f\n        stack: 3\n")),
         "app.yaml:5:9: probes[0].functions[0].stack: invalid type: integer `3`, expected `true`, `false`, or `{ unwind: fp | dwarf | auto, bytes: N }`"
+    );
+}
+
+#[test]
+fn executable_targets() {
+    assert_eq!(
+        error("probes:\n  - functions: [{ symbol: f }]\n"),
+        "app.yaml:2:5: probes[0]: give `binary` (a file to probe) or `executable` (the processes running one)"
+    );
+    assert_eq!(
+        error(
+            "probes:\n  - binary: app\n    executable: /usr/bin/app\n    functions: [{ symbol: f }]\n"
+        ),
+        "app.yaml:3:17: probes[0].executable: give `binary` or `executable`, not both"
+    );
+    assert_eq!(
+        error("probes:\n  - executable: bin/app\n    functions: [{ symbol: f }]\n"),
+        "app.yaml:2:17: probes[0].executable: `bin/app`: an executable is an absolute path, as the process's own mount namespace names it (`/usr/local/bin/app`), or a file name that may be a glob (`app*`), without a directory"
+    );
+    assert_eq!(
+        error("probes:\n  - executable: 'app['\n    functions: [{ symbol: f }]\n"),
+        "app.yaml:2:17: probes[0].executable: `app[`: not a glob: Pattern syntax error near position 3: invalid range pattern"
     );
 }

@@ -68,7 +68,7 @@ fn every_key_parses_into_its_value() {
     assert_eq!(config.batch.delay, Duration::from_millis(50));
 
     let target = &config.probes[0];
-    assert_eq!(target.binary.value, "./server");
+    assert_eq!(target.binary.as_ref().unwrap().value, "./server");
     assert_eq!(target.pid.as_ref().map(|p| p.value), Some(4242));
     let f = &target.functions[0];
     assert_eq!(
@@ -154,7 +154,7 @@ fn expanded_values_are_typed_as_written() {
     )
     .unwrap();
     let target = &config.probes[0];
-    assert_eq!(target.binary.value, "./server");
+    assert_eq!(target.binary.as_ref().unwrap().value, "./server");
     let pid = target.pid.as_ref().expect("pid");
     assert_eq!(
         (pid.value, pid.position.line, pid.position.column),

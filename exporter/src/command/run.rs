@@ -98,6 +98,18 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
             config_path.display()
         );
     }
+    if !command.is_empty()
+        && let Some(t) = config
+            .probes
+            .iter()
+            .position(|target| target.executable.is_some())
+    {
+        anyhow::bail!(
+            "{}: probes[{t}].executable: names processes already running, and with a command \
+             only the command's processes are traced: name its file with `binary:`",
+            config_path.display()
+        );
+    }
     let program = command
         .first()
         .map(|p| child::find_program(p))

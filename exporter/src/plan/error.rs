@@ -3,7 +3,7 @@
 use std::{fmt, path::PathBuf, sync::Arc};
 
 use spanprobe_common::MAX_PROCESS_TREES;
-use spanprobe_config::{LenArg, Position, Problem, ValueType};
+use spanprobe_config::{Executable, LenArg, Position, Problem, ValueType};
 
 use crate::binary::{dwarf::DwarfError, elf::ElfError, locate::BinaryError, symbols::SymbolsError};
 
@@ -165,6 +165,22 @@ pub enum ResolveErrorKind {
     #[error("no process {pid} is running")]
     NoProcess { pid: u32 },
     #[error(
+        "no running process runs `{executable}` (looked at {processes} processes, each one's \
+         executable as its own mount namespace names it{}): spanprobe finds the processes \
+         running when it starts",
+        Unreadable(*unreadable)
+    )]
+    NoProcessRuns {
+        executable: Executable,
+        processes: usize,
+        unreadable: usize,
+    },
+    #[error("cannot list the processes in /proc")]
+    Proc {
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error(
         "process {pid} ({executable}) has not loaded {}: its probes would never fire",
         binary.display()
     )]
@@ -206,5 +222,21 @@ impl ResolveError {
             source = cause.source();
         }
         Problem::new(self.position, self.field.clone(), message)
+    }
+}
+
+/// Processes whose executable could not be read, if any.
+struct Unreadable(usize);
+
+impl fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(
+                f,
+                "; {n} could not be read: reading another process's /proc/PID/exe needs \
+                 CAP_SYS_PTRACE"
+            ),
+        }
     }
 }

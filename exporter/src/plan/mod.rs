@@ -9,4 +9,5 @@ pub mod links;
 pub mod load;
 pub mod probe;
 pub mod resolve;
+pub mod running;
 pub mod target;

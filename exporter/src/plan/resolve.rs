@@ -7,10 +7,16 @@
 //! starts with `endbr64` and a push is probed just past the `endbr64` (see
 //! [`elf::entry_skip`](crate::binary::elf::entry_skip)).
 
-use std::{num::NonZeroU32, path::Path};
+use std::{
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use spanprobe_common::MAX_PROCESS_TREES;
-use spanprobe_config::{Config, FunctionSpec, Keep, Located, ProbeTarget, Problem};
+use spanprobe_config::{
+    Config, FunctionSpec, Keep, Located, Position, ProbeTarget, Problem, TargetFile,
+};
 
 use crate::{
     binary::{
@@ -22,6 +28,7 @@ use crate::{
         error::{ResolveError, ResolveErrorKind},
         kind::{self, claims::Claims},
         probe::{Probe, ProbeKind},
+        running,
         target::Target,
     },
 };
@@ -44,27 +51,29 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
     let mut resolved = Resolved::default();
     let mut errors = Vec::new();
     let stack_frames = config.limits.stack_frames;
-    let mut opened = Vec::with_capacity(config.probes.len());
+    // Each target's files, opened (one per running file for an `executable:`), for handoffs.
+    let mut opened: Vec<(usize, Target)> = Vec::with_capacity(config.probes.len());
     for (t, target) in config.probes.iter().enumerate() {
         let field = format!("probes[{t}]");
-        opened.push(resolve_target(
-            target,
-            &config.base_dir,
-            &field,
-            stack_frames,
-            &mut resolved,
-            &mut errors,
-        ));
+        let files = match find_files(target, &config.base_dir, &field) {
+            Ok(files) => files,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        for file in files {
+            let own = resolve_target(target, file, stack_frames, &mut resolved, &mut errors);
+            opened.extend(own.map(|own| (t, own)));
+        }
     }
     for function in &resolved.functions {
         errors.extend(when_problems(function));
         errors.extend(keep_problem(function));
     }
     // After every target: an end of a handoff may be a function another target traces.
-    for (t, target) in config.probes.iter().enumerate() {
-        let Some(Some(own)) = opened.get(t) else {
-            continue;
-        };
+    for (t, own) in &opened {
+        let target = &config.probes[*t];
         if target.handoffs.is_empty() {
             continue;
         }
@@ -72,9 +81,8 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
         // An end in another binary (a library's submit, the program's callback) is opened
         // as a target of its own, with this one's processes.
         let open = |binary: &Located<String>, end_field: &str| {
-            let mut elsewhere = target.clone();
-            elsewhere.value.binary = binary.clone();
-            open_target(&elsewhere, &config.base_dir, end_field, stack_frames)
+            let file = locate_binary(binary, &config.base_dir, &format!("{end_field}.binary"))?;
+            open_target(target, file, stack_frames)
         };
         kind::handoff::resolve(
             own,
@@ -158,25 +166,111 @@ fn when_problems(function: &Probe) -> Vec<ResolveError> {
         .collect()
 }
 
-/// Opens `target`'s binary (at `field` of the config): its file found and read once, for
-/// the ELF facts, the symbols and the DWARF of every entry.
-pub(crate) fn open_target(
+/// A file a target probes, found, and where the config names it.
+pub(crate) struct FoundFile {
+    pub path: PathBuf,
+    pub position: Position,
+    /// The key that names it: `probes[0].binary`, `probes[0].executable`.
+    pub field: String,
+}
+
+/// The files `target` (at `field` of the config) probes: its `binary`, found as the loader
+/// would, or the distinct files of the processes running its `executable`.
+fn find_files(
     target: &Located<ProbeTarget>,
     base_dir: &Path,
     field: &str,
+) -> Result<Vec<FoundFile>, ResolveError> {
+    match target.file() {
+        Some(TargetFile::Binary(binary)) => Ok(vec![locate_binary(
+            binary,
+            base_dir,
+            &format!("{field}.binary"),
+        )?]),
+        Some(TargetFile::Executable(executable)) => {
+            let field = format!("{field}.executable");
+            let error = |kind| ResolveError {
+                position: executable.position,
+                field: field.clone(),
+                kind,
+            };
+            let only = target.pid.as_ref().map(|pid| pid.value);
+            let search = running::search(executable, only).map_err(|source| {
+                error(ResolveErrorKind::Proc {
+                    source: Arc::new(source),
+                })
+            })?;
+            if search.files.is_empty() {
+                return Err(error(ResolveErrorKind::NoProcessRuns {
+                    executable: executable.value.clone(),
+                    processes: search.processes,
+                    unreadable: search.unreadable,
+                }));
+            }
+            for file in &search.files {
+                tracing::info!(
+                    executable = %executable.value,
+                    file = %file.path.display(),
+                    pids = ?file.pids,
+                    "found a running executable"
+                );
+            }
+            Ok(search
+                .files
+                .into_iter()
+                .map(|file| FoundFile {
+                    path: file.path,
+                    position: executable.position,
+                    field: field.clone(),
+                })
+                .collect())
+        }
+        // Validation has refused it already.
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Where the file `binary` (at `field` of the config) is, found as the loader would.
+fn locate_binary(
+    binary: &Located<String>,
+    base_dir: &Path,
+    field: &str,
+) -> Result<FoundFile, ResolveError> {
+    match locate::locate(binary, base_dir) {
+        Ok(path) => Ok(FoundFile {
+            path,
+            position: binary.position,
+            field: field.to_owned(),
+        }),
+        Err(error) => Err(ResolveError {
+            position: binary.position,
+            field: field.to_owned(),
+            kind: error.into(),
+        }),
+    }
+}
+
+/// Opens `file`, one of `target`'s: found and read once, for the ELF facts, the symbols and
+/// the DWARF of every entry.
+pub(crate) fn open_target(
+    target: &Located<ProbeTarget>,
+    file: FoundFile,
     stack_frames: u16,
 ) -> Result<Target, ResolveError> {
-    let binary_error = |kind: ResolveErrorKind| ResolveError {
-        position: target.binary.position,
-        field: format!("{field}.binary"),
-        kind,
-    };
-    let path = locate::locate(&target.binary, base_dir).map_err(|e| binary_error(e.into()))?;
+    let FoundFile {
+        path,
+        position,
+        field,
+    } = file;
     let read = crate::binary::elf::read(&path).and_then(|data| {
         let elf = ElfInfo::parse(&path, &data)?;
         Ok((data, elf, Code::open(&path)?))
     });
-    let (data, elf, code) = read.map_err(|e| binary_error(e.into()))?;
+    let (data, elf, code) = read.map_err(|e| ResolveError {
+        position,
+        field: field.clone(),
+        kind: e.into(),
+    })?;
     let pid = target
         .pid
         .as_ref()
@@ -186,8 +280,8 @@ pub(crate) fn open_target(
         pid,
         stack_frames,
         follow_goroutines: target.follow_goroutines,
-        position: target.binary.position,
-        field: format!("{field}.binary"),
+        position,
+        field,
         reported: Default::default(),
         frame_pointers: Default::default(),
     })
@@ -197,13 +291,19 @@ pub(crate) fn open_target(
 /// for its handoffs, or `None` when it cannot be read (the reason is in `errors`).
 fn resolve_target(
     target: &Located<ProbeTarget>,
-    base_dir: &Path,
-    field: &str,
+    file: FoundFile,
     stack_frames: u16,
     resolved: &mut Resolved,
     errors: &mut Vec<ResolveError>,
 ) -> Option<Target> {
-    let binary = match open_target(target, base_dir, field, stack_frames) {
+    // `probes[0]`, of `probes[0].binary`.
+    let field = file
+        .field
+        .rsplit_once('.')
+        .map_or(file.field.as_str(), |(target, _)| target)
+        .to_owned();
+    let field = field.as_str();
+    let binary = match open_target(target, file, stack_frames) {
         Ok(binary) => binary,
         Err(error) => {
             errors.push(error);

@@ -308,8 +308,9 @@ impl Pipeline {
     }
 }
 
-/// The binary of each function when it is a program: a shared library (one with a SONAME)
-/// must never stand in for the executable of the process that loaded it.
+/// The binary of each function when it is a program, as its processes name it: a shared
+/// library (one with a SONAME) must never stand in for the executable of the process that
+/// loaded it.
 fn programs(functions: &[Probe]) -> Vec<Option<PathBuf>> {
     let mut is_library: HashMap<&Path, bool> = HashMap::new();
     functions
@@ -318,7 +319,7 @@ fn programs(functions: &[Probe]) -> Vec<Option<PathBuf>> {
             let library = *is_library
                 .entry(&f.binary)
                 .or_insert_with(|| crate::binary::elf::soname(&f.binary).is_some());
-            (!library).then(|| f.binary.clone())
+            (!library).then(|| crate::plan::running::named_inside(&f.binary).into_owned())
         })
         .collect()
 }

@@ -1,0 +1,211 @@
+//! The files running processes execute, for `executable:` targets, found through `/proc` in
+//! every mount namespace spanprobe can see. A program in a container is at a path of its own
+//! mount namespace; `/proc/PID/root` reaches into that namespace, so the file is opened, read
+//! and probed through it. Uprobes belong to files, not processes: one attachment per distinct
+//! file serves every process that runs it, and every process that runs it later.
+
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    ffi::OsStr,
+    io,
+    os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
+    path::{Component, Path, PathBuf},
+};
+
+use spanprobe_config::Executable;
+
+/// A file some processes execute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningFile {
+    /// Where spanprobe opens it: through the first process's root (`/proc/PID/root/PATH`), or
+    /// its `/proc/PID/exe` when its namespace cannot name it.
+    pub path: PathBuf,
+    /// The processes running it, by their pid in spanprobe's pid namespace, lowest first.
+    pub pids: Vec<u32>,
+}
+
+/// What a search through `/proc` found.
+#[derive(Debug, Default)]
+pub struct Search {
+    /// The distinct files the matching processes run, in the order of their first process.
+    pub files: Vec<RunningFile>,
+    /// Processes looked at.
+    pub processes: usize,
+    /// Processes whose executable could not be read: another user's, without the right to
+    /// follow its `/proc/PID/exe` (CAP_SYS_PTRACE).
+    pub unreadable: usize,
+}
+
+/// The files of the processes that run `executable`; only process `only`'s when given.
+pub fn search(executable: &Executable, only: Option<u32>) -> io::Result<Search> {
+    search_in(Path::new("/proc"), executable, only)
+}
+
+fn search_in(proc: &Path, executable: &Executable, only: Option<u32>) -> io::Result<Search> {
+    let own = std::process::id();
+    let mut pids: Vec<u32> = match only {
+        Some(pid) => vec![pid],
+        None => std::fs::read_dir(proc)?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&pid| pid != own)
+            .collect(),
+    };
+    pids.sort_unstable();
+    let mut search = Search::default();
+    let mut files: BTreeMap<FileKey, usize> = BTreeMap::new();
+    for pid in pids {
+        search.processes += 1;
+        match running(proc, pid, executable) {
+            Ok(Some((id, path))) => match files.get(&id) {
+                Some(&index) => search.files[index].pids.push(pid),
+                None => {
+                    files.insert(id, search.files.len());
+                    search.files.push(RunningFile {
+                        path,
+                        pids: vec![pid],
+                    });
+                }
+            },
+            Ok(None) => {}
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+                search.unreadable += 1;
+            }
+            // Gone meanwhile, or a kernel thread, which runs no file.
+            Err(_) => {}
+        }
+    }
+    Ok(search)
+}
+
+/// What tells the files processes run apart, as the kernel tells them apart for uprobes: by
+/// the real inode under any overlay (`d_real_inode`). Containers of one image run one file of
+/// its lower layer through overlay mounts of their own, which give it the same inode number and
+/// times but a device number each: keyed by device, it would be probed once per container, and
+/// every call would fire each probe. Copies have inodes of their own, or times of their own on
+/// another filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct FileKey {
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileKey {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        Self {
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// The file process `pid` runs, if it is `executable`: its identity and where to open it.
+fn running(
+    proc: &Path,
+    pid: u32,
+    executable: &Executable,
+) -> io::Result<Option<(FileKey, PathBuf)>> {
+    let process = proc.join(pid.to_string());
+    let exe = process.join("exe");
+    let named = std::fs::read_link(&exe)?;
+    // A file deleted while it runs (replaced by an upgrade) is no longer at any path.
+    if named.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return Ok(None);
+    }
+    let Some(name) = named.file_name().and_then(OsStr::to_str) else {
+        return Ok(None);
+    };
+    if !executable.matches_name(name) {
+        return Ok(None);
+    }
+    let file = std::fs::metadata(&exe)?;
+    let root = process.join("root");
+    // The path in the process's own namespace: the configured one, or the one its `exe` link
+    // gives (the namespace's own path when spanprobe cannot reach that file, else ours).
+    let inside = match executable {
+        Executable::Path(path) => path.as_path(),
+        Executable::Name(_) => named.as_path(),
+    };
+    let through_root = root.join(inside.strip_prefix("/").unwrap_or(inside));
+    let same = std::fs::metadata(&through_root)
+        .is_ok_and(|other| (other.dev(), other.ino()) == (file.dev(), file.ino()));
+    let key = FileKey::of(&file);
+    Ok(match (same, executable) {
+        (true, _) => Some((key, through_root)),
+        // Another file of the same name: not the executable named.
+        (false, Executable::Path(_)) => None,
+        (false, Executable::Name(_)) => Some((key, exe)),
+    })
+}
+
+/// `path` as the processes running it name it: without the `/proc/PID/root` it was opened
+/// through.
+pub fn named_inside(path: &Path) -> Cow<'_, Path> {
+    let mut components = path.components();
+    let prefix = [(); 4].map(|()| components.next());
+    match prefix {
+        [
+            Some(Component::RootDir),
+            Some(Component::Normal(proc)),
+            Some(Component::Normal(pid)),
+            Some(Component::Normal(root)),
+        ] if proc == "proc"
+            && root == "root"
+            && pid.to_str().is_some_and(|pid| pid.parse::<u32>().is_ok()) =>
+        {
+            Cow::Owned(Path::new("/").join(components.as_path()))
+        }
+        _ => Cow::Borrowed(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This test process, as `/proc` shows it: its executable found by name and by path.
+    #[test]
+    fn finds_a_process_by_its_executable() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let name = exe.file_name().unwrap().to_str().unwrap();
+        let pid = std::process::id();
+        for executable in [
+            Executable::parse(name).unwrap(),
+            Executable::parse(exe.to_str().unwrap()).unwrap(),
+        ] {
+            let search = search(&executable, Some(pid)).unwrap();
+            assert_eq!(search.processes, 1);
+            assert_eq!(search.files.len(), 1, "{executable}");
+            assert_eq!(search.files[0].pids, [pid]);
+            assert_eq!(
+                std::fs::metadata(&search.files[0].path).unwrap().ino(),
+                std::fs::metadata(&exe).unwrap().ino()
+            );
+        }
+    }
+
+    #[test]
+    fn paths_through_a_process_root_are_named_as_inside() {
+        for (path, inside) in [
+            ("/proc/42/root/opt/app/bin/app", "/opt/app/bin/app"),
+            ("/proc/42/exe", "/proc/42/exe"),
+            ("/proc/self/root/usr/bin/x", "/proc/self/root/usr/bin/x"),
+            ("/usr/bin/x", "/usr/bin/x"),
+        ] {
+            assert_eq!(named_inside(Path::new(path)), Path::new(inside));
+        }
+    }
+
+    #[test]
+    fn another_executable_matches_nothing() {
+        let pid = std::process::id();
+        for text in ["/no/such/program", "no-such-program*"] {
+            let executable = Executable::parse(text).unwrap();
+            assert!(search(&executable, Some(pid)).unwrap().files.is_empty());
+        }
+    }
+}
