@@ -31,6 +31,26 @@ fn cgroup2_root() -> PathBuf {
 /// A cgroup removed when dropped (once its processes have exited).
 struct Cgroup(PathBuf);
 
+impl Cgroup {
+    /// The cgroup of container `id`, named as `runtime` names it (`docker`, `cri-containerd`),
+    /// under one of this test process's own.
+    fn of_container(runtime: &str, id: &str) -> Cgroup {
+        let cgroup = Cgroup(
+            cgroup2_root()
+                .join(format!("spanprobe-test-{}", std::process::id()))
+                .join(format!("{runtime}-{id}.scope")),
+        );
+        std::fs::create_dir_all(&cgroup.0).unwrap();
+        cgroup
+    }
+}
+
+/// A 64-digit container id of this test process's own, the `n`th: ids differ from their first
+/// digit on.
+fn test_container_id(n: u8) -> String {
+    format!("{n:x}{:015x}", std::process::id()).repeat(4)
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.0);
@@ -44,13 +64,8 @@ impl Drop for Cgroup {
 async fn spans_say_which_container_and_its_pid_there() {
     support::needs_root!();
     let (s, calls) = Scenario::with_calls("calls", &[]).await;
-    let id = format!("{:016x}", std::process::id()).repeat(4);
-    let cgroup = Cgroup(
-        cgroup2_root()
-            .join(format!("spanprobe-test-{}", std::process::id()))
-            .join(format!("docker-{id}.scope")),
-    );
-    std::fs::create_dir_all(&cgroup.0).unwrap();
+    let id = test_container_id(0);
+    let cgroup = Cgroup::of_container("docker", &id);
     // The shell moves itself into the cgroup, then `unshare` forks the program as pid 1 of a
     // new pid namespace (and mount namespace, with its own /proc).
     let script = format!(
@@ -213,13 +228,8 @@ async fn executables_are_found_in_other_mount_namespaces() {
         !Path::new(IN_CONTAINER).exists(),
         "{IN_CONTAINER} is on the host"
     );
-    let id = format!("{:016x}", u64::from(std::process::id()) << 8 | 1).repeat(4);
-    let cgroup = Cgroup(
-        cgroup2_root()
-            .join(format!("spanprobe-exe-test-{}", std::process::id()))
-            .join(format!("cri-containerd-{id}.scope")),
-    );
-    std::fs::create_dir_all(&cgroup.0).unwrap();
+    let id = test_container_id(1);
+    let cgroup = Cgroup::of_container("cri-containerd", &id);
     let overlay = Overlay::mount(&shared, &s.path().join("overlay"));
     let containers = [
         Container::start(&shared, true, Some(&cgroup)).await,
@@ -341,4 +351,64 @@ async fn finding_processes_needs_cap_sys_ptrace() {
     support::scenario::assert_exit(&with, 0);
     container.call();
     container.finish().await;
+}
+
+/// `container:` narrows a target to one container's processes: two containers run one file,
+/// which is probed once, and only the calls of the container named become spans.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_id_narrows_a_target_to_its_processes() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let root = container_root(s.path(), "image");
+    let [named, other] = [2, 3].map(test_container_id);
+    let cgroups = [&named, &other].map(|id| Cgroup::of_container("docker", id));
+    let traced = Container::start(&root, true, Some(&cgroups[0])).await;
+    let untraced = Container::start(&root, true, Some(&cgroups[1])).await;
+    let config = json!({
+        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
+        "batch": { "delay": "10ms" },
+        "probes": [{
+            "executable": IN_CONTAINER,
+            "container": &named[..12],
+            "functions": symbols(&["outer", "middle", "inner"]),
+        }],
+    });
+    let sidecar = s.sidecar(&config).await;
+    // The other container's calls are made, and over, before the named one's.
+    untraced.call();
+    untraced.finish().await;
+    traced.call();
+    let pid = traced.pid;
+    s.receiver.wait_for_spans(6, support::SPANS_WAIT).await;
+    traced.finish().await;
+    // Stopping drains the ring buffer: a call of the other container would be exported by now.
+    let stderr = sidecar.stop().await;
+    assert!(stderr.contains(&format!("pids=[{pid}]")), "{stderr}");
+    let spans = s.receiver.spans();
+    assert_eq!(spans.len(), 6, "{spans:#?}");
+    for span in &spans {
+        assert_eq!(span.resource_int("process.pid"), Some(i64::from(pid)));
+        assert_eq!(span.resource_str("container.id"), Some(named.as_str()));
+    }
+}
+
+/// A container id no process has is refused, with where it was given.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_no_process_is_in_is_refused() {
+    let s = Scenario::start().await;
+    let config = json!({
+        "probes": [{
+            "binary": "/bin/true",
+            "container": "0123456789ab",
+            "functions": symbols(&["main"]),
+        }],
+    });
+    let output = s.check(&config, 2).await;
+    support::scenario::assert_has_all(
+        &output,
+        &[
+            "probes[0].container",
+            "no running process is in a container whose id starts with `0123456789ab`",
+        ],
+    );
 }

@@ -265,6 +265,9 @@ pub struct ProbeTarget {
     pub executable: Option<Located<Executable>>,
     /// Only this process is traced.
     pub pid: Option<Located<u32>>,
+    /// Only the processes of the containers whose id starts so (hex digits, as `docker ps`
+    /// shows ids) are traced, and those they fork.
+    pub container: Option<Located<String>>,
     #[serde(default)]
     pub functions: Vec<Located<FunctionSpec>>,
     /// Statically defined probes (USDT) of the binary that make spans.

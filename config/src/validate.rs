@@ -75,6 +75,30 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 "must be a process id, not 0",
             );
         }
+        if let Some(container) = &target.container {
+            let id = container.value.as_str();
+            if target.pid.is_some() {
+                problems.add(
+                    container.position,
+                    format!("{field}.container"),
+                    "give `pid` or `container`, not both",
+                );
+            } else if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                problems.add(
+                    container.position,
+                    format!("{field}.container"),
+                    format!(
+                        "`{id}`: a container id, or its start, is up to 64 lowercase hex digits \
+                         (as `docker ps` or `crictl ps` show it)"
+                    ),
+                );
+            }
+        }
         if target.functions.is_empty() && target.usdt.is_empty() && target.handoffs.is_empty() {
             problems.add(
                 target.position,

@@ -174,8 +174,8 @@ pub fn report(config_path: &Path, functions: &[Probe], step_cost: Option<Duratio
         if let Some(skipped) = kind::skipped(function) {
             let _ = write!(out, " ({skipped})");
         }
-        if let Some(pid) = function.pid {
-            let _ = write!(out, ", pid {pid} and the processes it forks");
+        if let Some(processes) = &function.processes {
+            let _ = write!(out, ", {processes}");
         }
         out.push_str(&kind::clause(function, functions));
         if let Some(semaphore) = function.semaphore {

@@ -90,10 +90,17 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         stdout.file = Some(Located::unplaced(std::path::absolute(output)?));
     }
     if !command.is_empty()
-        && let Some(t) = config.probes.iter().position(|target| target.pid.is_some())
+        && let Some((t, key)) = config.probes.iter().enumerate().find_map(|(t, target)| {
+            let key = match (&target.pid, &target.container) {
+                (Some(_), _) => "pid",
+                (None, Some(_)) => "container",
+                (None, None) => return None,
+            };
+            Some((t, key))
+        })
     {
         anyhow::bail!(
-            "{}: probes[{t}].pid: cannot be used with a command: with a command only the \
+            "{}: probes[{t}].{key}: cannot be used with a command: with a command only the \
              command's process is traced",
             config_path.display()
         );

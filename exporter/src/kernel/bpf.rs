@@ -37,6 +37,7 @@ use crate::{
         ref_ctr_link::{self, CountedProbe},
         tree_uprobe::{self, TreeUprobe},
     },
+    plan::processes::ProcessTree,
     plan::{
         capture::{CapturePlan, process_trees},
         links::{AttachMode, COMMAND_TREE_PROBES, Link, Program, links, probe_count},
@@ -442,8 +443,8 @@ pub struct Loaded {
     mode: AttachMode,
     /// Whether the fork program is needed: a command's processes, or `pid:` trees.
     follow_forks: bool,
-    /// The roots of the `pid:` trees, by tree number minus one.
-    trees: Vec<NonZeroU32>,
+    /// The `pid:` and `container:` trees, by tree number minus one.
+    trees: Vec<ProcessTree>,
     depth_limit: u32,
     programs: Vec<LoadedProgram>,
     /// Where tracefs is, with [`AttachMode::CommandTree`].
@@ -613,10 +614,12 @@ impl Loaded {
         };
         let mut trees: aya::maps::HashMap<_, u32, u64> =
             aya::maps::HashMap::try_from(map).map_err(map_error)?;
-        for (t, root) in self.trees.iter().enumerate() {
-            for pid in process_tree::with_descendants(root.get()) {
-                let member = trees.get(&pid, 0).unwrap_or(0) | (1u64 << t);
-                trees.insert(&pid, &member, 0).map_err(map_error)?;
+        for (t, tree) in self.trees.iter().enumerate() {
+            for root in tree.roots() {
+                for pid in process_tree::with_descendants(root.get()) {
+                    let member = trees.get(&pid, 0).unwrap_or(0) | (1u64 << t);
+                    trees.insert(&pid, &member, 0).map_err(map_error)?;
+                }
             }
         }
         Ok(())

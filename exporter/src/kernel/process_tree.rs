@@ -35,7 +35,7 @@ pub fn with_descendants(root: u32) -> Vec<u32> {
 
 /// The parent's pid in a `/proc/PID/stat` line: the field after the state, which follows the
 /// command in parentheses (which may hold spaces and parentheses itself).
-fn parent_pid(stat: &str) -> Option<u32> {
+pub fn parent_pid(stat: &str) -> Option<u32> {
     let (_, after_command) = stat.rsplit_once(')')?;
     after_command.split_whitespace().nth(1)?.parse().ok()
 }

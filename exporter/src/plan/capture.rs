@@ -2,8 +2,6 @@
 //! the one place that maps config arguments to event slots and data offsets, so both sides
 //! agree (the reading back is [`crate::events::readback`]'s).
 
-use std::num::NonZeroU32;
-
 use opentelemetry::Key;
 use spanprobe_common::{
     ArgCapture, ArgCondition, ArgSource, COUNT_32, COUNT_BEHIND, COUNT_SIGNED, ConditionOp,
@@ -19,6 +17,7 @@ use spanprobe_config::{
 use crate::{
     events::readback::{ArgPlan, BacktracePlan, ReturnPlan, WalkedStack, for_the_run},
     plan::probe::{ArgLocation, HandoffSide, Probe, StackUnwind},
+    plan::processes::ProcessTree,
 };
 
 /// One function's captures: what the kernel side records and how userspace reads it back.
@@ -246,25 +245,29 @@ pub fn plans(functions: &[Probe], sampler: &Sampler) -> Vec<CapturePlan> {
         .map(|function| {
             let mut plan = CapturePlan::of(function, sampler);
             let tree = function
-                .pid
-                .and_then(|pid| trees.iter().position(|&root| root == pid));
+                .processes
+                .as_ref()
+                .and_then(|processes| trees.iter().position(|tree| tree == processes));
             plan.kernel.process_tree = tree.map_or(0, |t| (t + 1) as u8);
             plan
         })
         .collect()
 }
 
-/// The processes `pid:` targets name, each the root of a tree that the kernel side follows
-/// through forks; a function's tree is its position here plus one. Resolution allows at most
-/// [`MAX_PROCESS_TREES`](spanprobe_common::MAX_PROCESS_TREES).
-pub fn process_trees(functions: &[Probe]) -> Vec<NonZeroU32> {
-    let mut roots: Vec<NonZeroU32> = Vec::new();
-    for pid in functions.iter().filter_map(|function| function.pid) {
-        if !roots.contains(&pid) {
-            roots.push(pid);
+/// The processes `pid:` and `container:` targets name, each a tree that the kernel side
+/// follows through forks; a function's tree is its position here plus one. Resolution allows at
+/// most [`MAX_PROCESS_TREES`](spanprobe_common::MAX_PROCESS_TREES).
+pub fn process_trees(functions: &[Probe]) -> Vec<ProcessTree> {
+    let mut trees: Vec<ProcessTree> = Vec::new();
+    for processes in functions
+        .iter()
+        .filter_map(|function| function.processes.as_ref())
+    {
+        if !trees.contains(processes) {
+            trees.push(processes.clone());
         }
     }
-    roots
+    trees
 }
 
 /// The captures of `function`'s spec, with its stack if it captures one, sampled always.

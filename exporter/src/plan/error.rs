@@ -54,8 +54,8 @@ pub enum ResolveErrorKind {
     )]
     GoReadAtReturn { binary: PathBuf },
     #[error(
-        "{count} processes are named by `pid:`; at most {MAX_PROCESS_TREES} can be traced \
-         apart (each with the processes it forks)"
+        "{count} processes or containers are named by `pid:` and `container:`; at most \
+         {MAX_PROCESS_TREES} can be traced apart (each with the processes it forks)"
     )]
     TooManyTrees { count: usize },
     #[error("`{symbol}` cannot be probed: its first instruction `{instruction}` has {why}")]
@@ -175,6 +175,11 @@ pub enum ResolveErrorKind {
         processes: usize,
         unreadable: usize,
     },
+    #[error(
+        "no running process is in a container whose id starts with `{id}` (read from each \
+         process's cgroup, as container runtimes name them)"
+    )]
+    NoContainer { id: String },
     #[error("cannot list the processes in /proc")]
     Proc {
         #[source]

@@ -205,7 +205,9 @@ mod tests {
 
     fn function(binary: &str, pid: Option<u32>, return_probe: bool) -> Probe {
         Probe {
-            pid: pid.and_then(std::num::NonZeroU32::new),
+            processes: pid
+                .and_then(std::num::NonZeroU32::new)
+                .map(crate::plan::processes::ProcessTree::Pid),
             kind: if return_probe {
                 ProbeKind::Function
             } else {

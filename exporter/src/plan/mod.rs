@@ -8,6 +8,7 @@ pub mod kind;
 pub mod links;
 pub mod load;
 pub mod probe;
+pub mod processes;
 pub mod resolve;
 pub mod running;
 pub mod target;

@@ -1,7 +1,7 @@
 //! What resolution makes of a config: probes ready to attach, each of a kind that says how
 //! its spans start and end and where its arguments are.
 
-use std::{collections::BTreeMap, fmt, num::NonZeroU32, path::PathBuf, sync::Arc};
+use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 
 use spanprobe_config::{ArgSpec, ArgTest, FunctionSpec, StackOptions, Unwind, ValueType};
 
@@ -13,6 +13,7 @@ use spanprobe_common::{
 
 use crate::{
     binary::frame_pointers::FramePointers,
+    plan::processes::ProcessTree,
     x86_64::{ArgOperand, Operand, Register, prologue::ProbeSite},
 };
 
@@ -38,8 +39,8 @@ pub struct Probe {
     /// single-steps, when that was looked into.
     pub stays: Option<String>,
     pub spec: FunctionSpec,
-    /// Only this process is traced.
-    pub pid: Option<NonZeroU32>,
+    /// Only these processes are traced.
+    pub processes: Option<ProcessTree>,
     /// How its spans start and end, and where its arguments are.
     pub kind: ProbeKind,
     /// Where the function is defined, from DWARF: source file and line.
@@ -198,7 +199,7 @@ impl Probe {
             moved: None,
             stays: None,
             spec,
-            pid: None,
+            processes: None,
             kind: ProbeKind::Function,
             source: None,
             stack_frames: 0,

@@ -28,6 +28,7 @@ use crate::{
         error::{ResolveError, ResolveErrorKind},
         kind::{self, claims::Claims},
         probe::{Probe, ProbeKind},
+        processes::{self, ProcessTree},
         running,
         target::Target,
     },
@@ -55,7 +56,9 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
     let mut opened: Vec<(usize, Target)> = Vec::with_capacity(config.probes.len());
     for (t, target) in config.probes.iter().enumerate() {
         let field = format!("probes[{t}]");
-        let files = match find_files(target, &config.base_dir, &field) {
+        let found = target_processes(target, &field)
+            .and_then(|processes| find_files(target, &config.base_dir, &field, processes));
+        let files = match found {
             Ok(files) => files,
             Err(error) => {
                 errors.push(error);
@@ -81,7 +84,8 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
         // An end in another binary (a library's submit, the program's callback) is opened
         // as a target of its own, with this one's processes.
         let open = |binary: &Located<String>, end_field: &str| {
-            let file = locate_binary(binary, &config.base_dir, &format!("{end_field}.binary"))?;
+            let field = format!("{end_field}.binary");
+            let file = locate_binary(binary, &config.base_dir, &field, own.processes.clone())?;
             open_target(target, file, stack_frames)
         };
         kind::handoff::resolve(
@@ -99,15 +103,17 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
             .probes
             .iter()
             .enumerate()
-            .filter(|(_, target)| target.pid.is_some())
+            .filter(|(_, target)| target.pid.is_some() || target.container.is_some())
             .nth(MAX_PROCESS_TREES)
     {
+        let (key, position) = match (&target.pid, &target.container) {
+            (Some(pid), _) => ("pid", pid.position),
+            (None, Some(container)) => ("container", container.position),
+            (None, None) => ("pid", target.position),
+        };
         errors.push(ResolveError {
-            position: target
-                .pid
-                .as_ref()
-                .map_or(target.position, |pid| pid.position),
-            field: format!("probes[{t}].pid"),
+            position,
+            field: format!("probes[{t}].{key}"),
             kind: ResolveErrorKind::TooManyTrees { count: trees.len() },
         });
     }
@@ -172,6 +178,41 @@ pub(crate) struct FoundFile {
     pub position: Position,
     /// The key that names it: `probes[0].binary`, `probes[0].executable`.
     pub field: String,
+    /// The processes its target is narrowed to.
+    pub processes: Option<ProcessTree>,
+}
+
+/// The processes `target` (at `field`) is narrowed to, by `pid:` or `container:`, and those
+/// of them `/proc` shows now.
+fn target_processes(
+    target: &ProbeTarget,
+    field: &str,
+) -> Result<Option<(ProcessTree, Vec<u32>)>, ResolveError> {
+    if let Some(pid) = &target.pid {
+        let Some(nonzero) = NonZeroU32::new(pid.value) else {
+            // Validation has refused it already.
+            return Ok(None);
+        };
+        return Ok(Some((ProcessTree::Pid(nonzero), vec![pid.value])));
+    }
+    let Some(container) = &target.container else {
+        return Ok(None);
+    };
+    let members = processes::container_processes(&container.value);
+    if members.roots.is_empty() {
+        return Err(ResolveError {
+            position: container.position,
+            field: format!("{field}.container"),
+            kind: ResolveErrorKind::NoContainer {
+                id: container.value.clone(),
+            },
+        });
+    }
+    let tree = ProcessTree::Container {
+        id: container.value.clone(),
+        roots: members.roots.into(),
+    };
+    Ok(Some((tree, members.pids)))
 }
 
 /// The files `target` (at `field` of the config) probes: its `binary`, found as the loader
@@ -180,13 +221,14 @@ fn find_files(
     target: &Located<ProbeTarget>,
     base_dir: &Path,
     field: &str,
+    processes: Option<(ProcessTree, Vec<u32>)>,
 ) -> Result<Vec<FoundFile>, ResolveError> {
+    let (processes, members) = processes.unzip();
     match target.file() {
-        Some(TargetFile::Binary(binary)) => Ok(vec![locate_binary(
-            binary,
-            base_dir,
-            &format!("{field}.binary"),
-        )?]),
+        Some(TargetFile::Binary(binary)) => {
+            let field = format!("{field}.binary");
+            Ok(vec![locate_binary(binary, base_dir, &field, processes)?])
+        }
         Some(TargetFile::Executable(executable)) => {
             let field = format!("{field}.executable");
             let error = |kind| ResolveError {
@@ -194,8 +236,7 @@ fn find_files(
                 field: field.clone(),
                 kind,
             };
-            let only = target.pid.as_ref().map(|pid| pid.value);
-            let search = running::search(executable, only).map_err(|source| {
+            let search = running::search(executable, members.as_deref()).map_err(|source| {
                 error(ResolveErrorKind::Proc {
                     source: Arc::new(source),
                 })
@@ -222,6 +263,7 @@ fn find_files(
                     path: file.path,
                     position: executable.position,
                     field: field.clone(),
+                    processes: processes.clone(),
                 })
                 .collect())
         }
@@ -235,12 +277,14 @@ fn locate_binary(
     binary: &Located<String>,
     base_dir: &Path,
     field: &str,
+    processes: Option<ProcessTree>,
 ) -> Result<FoundFile, ResolveError> {
     match locate::locate(binary, base_dir) {
         Ok(path) => Ok(FoundFile {
             path,
             position: binary.position,
             field: field.to_owned(),
+            processes,
         }),
         Err(error) => Err(ResolveError {
             position: binary.position,
@@ -261,6 +305,7 @@ pub(crate) fn open_target(
         path,
         position,
         field,
+        processes,
     } = file;
     let read = crate::binary::elf::read(&path).and_then(|data| {
         let elf = ElfInfo::parse(&path, &data)?;
@@ -271,13 +316,9 @@ pub(crate) fn open_target(
         field: field.clone(),
         kind: e.into(),
     })?;
-    let pid = target
-        .pid
-        .as_ref()
-        .and_then(|pid| NonZeroU32::new(pid.value));
     Ok(Target {
         binary: Binary::new(path, data, elf, code),
-        pid,
+        processes,
         stack_frames,
         follow_goroutines: target.follow_goroutines,
         position,
@@ -311,8 +352,8 @@ fn resolve_target(
         }
     };
     let functions = &mut resolved.functions;
-    if let (Some(located), Some(pid)) = (&target.pid, binary.pid)
-        && let Err(kind) = check_mapped(pid, &binary.binary.path)
+    if let (Some(located), Some(ProcessTree::Pid(pid))) = (&target.pid, &binary.processes)
+        && let Err(kind) = check_mapped(*pid, &binary.binary.path)
     {
         errors.push(ResolveError {
             position: located.position,

@@ -37,15 +37,15 @@ pub struct Search {
     pub unreadable: usize,
 }
 
-/// The files of the processes that run `executable`; only process `only`'s when given.
-pub fn search(executable: &Executable, only: Option<u32>) -> io::Result<Search> {
+/// The files of the processes that run `executable`; only among `only` when given.
+pub fn search(executable: &Executable, only: Option<&[u32]>) -> io::Result<Search> {
     search_in(Path::new("/proc"), executable, only)
 }
 
-fn search_in(proc: &Path, executable: &Executable, only: Option<u32>) -> io::Result<Search> {
+fn search_in(proc: &Path, executable: &Executable, only: Option<&[u32]>) -> io::Result<Search> {
     let own = std::process::id();
     let mut pids: Vec<u32> = match only {
-        Some(pid) => vec![pid],
+        Some(pids) => pids.to_vec(),
         None => std::fs::read_dir(proc)?
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
             .filter(|&pid| pid != own)
@@ -177,7 +177,7 @@ mod tests {
             Executable::parse(name).unwrap(),
             Executable::parse(exe.to_str().unwrap()).unwrap(),
         ] {
-            let search = search(&executable, Some(pid)).unwrap();
+            let search = search(&executable, Some(&[pid])).unwrap();
             assert_eq!(search.processes, 1);
             assert_eq!(search.files.len(), 1, "{executable}");
             assert_eq!(search.files[0].pids, [pid]);
@@ -205,7 +205,7 @@ mod tests {
         let pid = std::process::id();
         for text in ["/no/such/program", "no-such-program*"] {
             let executable = Executable::parse(text).unwrap();
-            assert!(search(&executable, Some(pid)).unwrap().files.is_empty());
+            assert!(search(&executable, Some(&[pid])).unwrap().files.is_empty());
         }
     }
 }

@@ -1,15 +1,13 @@
 //! A config target as resolution sees it: its binary, read once, and what the config says of
 //! where it is and which processes it traces.
 
-use std::{
-    cell::{Cell, OnceCell},
-    num::NonZeroU32,
-};
+use std::cell::{Cell, OnceCell};
 
 use spanprobe_config::{FunctionSpec, LenArg, Position};
 
 use crate::{
     binary::{Binary, dwarf::go::GoFunctions, frame_pointers::FramePointers, symbols::SymbolTable},
+    plan::processes::ProcessTree,
     plan::{
         error::{ResolveError, ResolveErrorKind},
         probe::{Probe, ProbeKind, StackUnwind},
@@ -20,8 +18,8 @@ use crate::{
 /// A target's binary and config.
 pub struct Target {
     pub binary: Binary,
-    /// Only this process is traced.
-    pub pid: Option<NonZeroU32>,
+    /// Only these processes are traced.
+    pub processes: Option<ProcessTree>,
     /// Stack frames a probe that captures its stack records.
     pub stack_frames: u16,
     /// Go: goroutines join the trace of the span they were started under.
@@ -135,7 +133,7 @@ impl Target {
             moved,
             stays,
             spec: spec.clone(),
-            pid: self.pid,
+            processes: self.processes.clone(),
             kind,
             source: None,
             stack_frames: if spec.stack.value.is_on() {

@@ -133,7 +133,7 @@ fn probe(
         0
     };
     Probe {
-        pid: target.pid,
+        processes: target.processes.clone(),
         kind,
         address: Some(site.address),
         stack_frames,
