@@ -107,3 +107,22 @@ if ! mountpoint -q /sys/kernel/tracing; then
   log "mount -t tracefs nodev /sys/kernel/tracing"
   mount -t tracefs nodev /sys/kernel/tracing
 fi
+
+# kubernetes-validate, pinned: it bundles the Kubernetes API's JSON schemas for each release it
+# knows, so tests/deploy.rs checks examples/kubernetes/ against them offline (strict: unknown
+# fields are errors). PyYAML, its own dependency, pinned too: the test reads the manifests with it.
+K8S_VALIDATE_VERSION=1.37.0
+PYYAML_VERSION=6.0.4
+k8s_venv=target/kubernetes-validate
+k8s_validate_ok() {
+  [ -x "$k8s_venv/bin/kubernetes-validate" ] &&
+    grep -qx "$K8S_VALIDATE_VERSION" <<<"$("$k8s_venv/bin/kubernetes-validate" --version 2>/dev/null)" &&
+    "$k8s_venv/bin/python" -c "import yaml; assert yaml.__version__ == '$PYYAML_VERSION'" 2>/dev/null
+}
+if ! k8s_validate_ok; then
+  log "installing kubernetes-validate $K8S_VALIDATE_VERSION into $k8s_venv"
+  python3 -m venv "$k8s_venv"
+  "$k8s_venv/bin/pip" install -q --disable-pip-version-check \
+    "kubernetes-validate==$K8S_VALIDATE_VERSION" "PyYAML==$PYYAML_VERSION"
+  k8s_validate_ok || { log "kubernetes-validate does not run after install"; exit 1; }
+fi

@@ -109,6 +109,10 @@ async fn a_process_outside_containers_says_none() {
 /// Where the container's program is, in its own root: a path the host does not have.
 const IN_CONTAINER: &str = "/opt/app/bin/waiter";
 
+/// Held by each test that runs containers: they all run [`IN_CONTAINER`], and a test finding
+/// processes by that path must find its own only.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A root directory holding `waiter` (static: the root has no libraries) at [`IN_CONTAINER`],
 /// and busybox for the shell that enters it.
 fn container_root(dir: &Path, name: &str) -> PathBuf {
@@ -123,6 +127,35 @@ fn container_root(dir: &Path, name: &str) -> PathBuf {
         "waiter",
         &["-static"],
     );
+    root
+}
+
+/// A root directory holding `waiter` built as programs usually are, dynamically linked, at
+/// [`IN_CONTAINER`], with the libraries it loads copied in (files of its own, not the host's).
+fn dynamic_container_root(dir: &Path, name: &str) -> PathBuf {
+    let root = container_root(dir, name);
+    let waiter = root.join(&IN_CONTAINER[1..]);
+    std::fs::remove_file(&waiter).unwrap();
+    support::compile_c(
+        &support::programs().join("waiter.c"),
+        waiter.parent().unwrap(),
+        "waiter",
+        &[],
+    );
+    let ldd = std::process::Command::new("ldd")
+        .arg(&waiter)
+        .output()
+        .unwrap();
+    // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`, `/lib64/ld-linux-x86-64.so.2 (0x...)`
+    for library in String::from_utf8(ldd.stdout)
+        .unwrap()
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+    {
+        let copy = root.join(&library[1..]);
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(library, &copy).unwrap();
+    }
     root
 }
 
@@ -142,12 +175,12 @@ impl Container {
         let root = root.display();
         let enter = if pivot {
             format!(
-                "unshare --mount --pid --fork --propagation private sh -c 'mount --bind {root} \
+                "unshare --mount --pid --fork --kill-child --propagation private sh -c 'mount --bind {root} \
                  {root} && cd {root} && mkdir -p old && pivot_root . old && exec /bin/busybox \
                  sh -c \"umount -l /old && exec {IN_CONTAINER} hold\"'"
             )
         } else {
-            format!("unshare --mount --pid --fork --root={root} {IN_CONTAINER} hold")
+            format!("unshare --mount --pid --fork --kill-child --root={root} {IN_CONTAINER} hold")
         };
         let mut unshare = tokio::process::Command::new("sh")
             .args(["-c", &format!("{join}exec {enter}")])
@@ -222,6 +255,7 @@ impl Drop for Overlay {
 async fn executables_are_found_in_other_mount_namespaces() {
     support::needs_root!();
     let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
     let shared = container_root(s.path(), "image");
     let copy = container_root(s.path(), "other-image");
     assert!(
@@ -256,7 +290,9 @@ async fn executables_are_found_in_other_mount_namespaces() {
     }
     let stderr = sidecar.stop().await;
     assert_eq!(
-        stderr.matches("found a running executable").count(),
+        stderr
+            .matches("found a running executable's executable")
+            .count(),
         2,
         "one attachment per file: {stderr}"
     );
@@ -324,6 +360,7 @@ async fn an_executable_no_process_runs_is_refused() {
 async fn finding_processes_needs_cap_sys_ptrace() {
     support::needs_root!();
     let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
     let root = container_root(s.path(), "image");
     let container = Container::start(&root, true, None).await;
     let config = s.write(&json!({
@@ -359,6 +396,7 @@ async fn finding_processes_needs_cap_sys_ptrace() {
 async fn a_container_id_narrows_a_target_to_its_processes() {
     support::needs_root!();
     let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
     let root = container_root(s.path(), "image");
     let [named, other] = [2, 3].map(test_container_id);
     let cgroups = [&named, &other].map(|id| Cgroup::of_container("docker", id));
@@ -411,4 +449,73 @@ async fn a_container_no_process_is_in_is_refused() {
             "no running process is in a container whose id starts with `0123456789ab`",
         ],
     );
+}
+
+/// `library:` probes a library the container's processes have loaded, found in their maps: the
+/// container's own C library, not the host's, however its path is spelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_library_of_a_container_is_probed_through_its_processes() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let root = dynamic_container_root(s.path(), "image");
+    let container = Container::start(&root, true, None).await;
+    let config = json!({
+        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
+        "batch": { "delay": "10ms" },
+        "probes": [{
+            "executable": IN_CONTAINER,
+            "library": "libc.so*",
+            "functions": [{ "symbol": "fflush", "return": { "type": "i32" } }],
+        }],
+    });
+    let sidecar = s.sidecar(&config).await;
+    let pid = container.pid;
+    container.call();
+    // The one fflush after its calls (the first was made before spanprobe started).
+    s.receiver.wait_for_spans(1, support::SPANS_WAIT).await;
+    container.finish().await;
+    let stderr = sidecar.stop().await;
+    assert!(
+        stderr.contains(&format!("/proc/{pid}/root/")) && stderr.contains("libc.so.6 pids="),
+        "{stderr}"
+    );
+    // Stopping drains the ring buffer: every call made is exported by now.
+    let fflush = s.receiver.spans();
+    assert_eq!(fflush.len(), 1, "{fflush:#?}");
+    assert_eq!(fflush[0].name(), "fflush");
+    assert_eq!(fflush[0].resource_int("process.pid"), Some(i64::from(pid)));
+    assert_eq!(
+        fflush[0].resource_str("process.executable.path"),
+        Some(IN_CONTAINER)
+    );
+}
+
+/// A library the executable's processes have not loaded is refused, saying how many were
+/// looked at.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_library_the_processes_have_not_loaded_is_refused() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let root = container_root(s.path(), "image");
+    let container = Container::start(&root, true, None).await;
+    let config = json!({
+        "probes": [{
+            "executable": IN_CONTAINER,
+            "library": "libc.so*",
+            "functions": symbols(&["fflush"]),
+        }],
+    });
+    // A static program loads no library.
+    let output = s.check(&config, 2).await;
+    support::scenario::assert_has_all(
+        &output,
+        &[
+            "probes[0].library",
+            "1 processes run `/opt/app/bin/waiter`, and none has loaded a library `libc.so*`",
+        ],
+    );
+    container.call();
+    container.finish().await;
 }

@@ -5,11 +5,11 @@
 mod condition;
 mod env;
 mod error;
-mod executable;
 mod load;
 mod located;
 mod names;
 mod otel_env;
+mod process_file;
 mod read_at;
 mod recover;
 mod schema;
@@ -23,10 +23,10 @@ mod yaml;
 
 pub use condition::{Comparison, Condition};
 pub use error::{ConfigError, Problem};
-pub use executable::Executable;
 pub use load::{load, load_with, parse};
 pub use located::{Located, Position};
 pub use names::Names;
+pub use process_file::ProcessFile;
 pub use read_at::{LenArg, ReadAt};
 pub use schema::{
     ArgSpec, AttributeValue, BatchConfig, Compression, Config, ExporterConfig, FunctionSpec,

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::{Deserialize, Deserializer};
 
 use crate::{
-    Condition, Executable, LenArg, Located, Names, ReadAt, StackSpec, ValueType, WhenCondition,
+    Condition, LenArg, Located, Names, ProcessFile, ReadAt, StackSpec, ValueType, WhenCondition,
 };
 
 /// A whole config file.
@@ -262,7 +262,10 @@ pub struct ProbeTarget {
     pub binary: Option<Located<String>>,
     /// The processes running this executable, however their mount namespaces name it: the file
     /// each runs is probed (once per distinct file), wherever it is.
-    pub executable: Option<Located<Executable>>,
+    pub executable: Option<Located<ProcessFile>>,
+    /// With `executable`: instead of the executable, a shared library its processes have
+    /// loaded (`libc.so.6`, `libssl.so*`, or its path in their namespace).
+    pub library: Option<Located<ProcessFile>>,
     /// Only this process is traced.
     pub pid: Option<Located<u32>>,
     /// Only the processes of the containers whose id starts so (hex digits, as `docker ps`
@@ -287,7 +290,7 @@ pub struct ProbeTarget {
 #[derive(Debug, Clone, Copy)]
 pub enum TargetFile<'a> {
     Binary(&'a Located<String>),
-    Executable(&'a Located<Executable>),
+    Executable(&'a Located<ProcessFile>),
 }
 
 impl ProbeTarget {

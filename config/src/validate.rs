@@ -75,6 +75,14 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 "must be a process id, not 0",
             );
         }
+        if let (Some(library), None) = (&target.library, &target.executable) {
+            problems.add(
+                library.position,
+                format!("{field}.library"),
+                "names a library of the processes an `executable` finds: give `executable` \
+                 (for a library of spanprobe's own filesystem, `binary`)",
+            );
+        }
         if let Some(container) = &target.container {
             let id = container.value.as_str();
             if target.pid.is_some() {

@@ -47,7 +47,7 @@ fn unknown_keys_suggest_the_closest() {
         error("probes:\n  - binary: demo\n    functoins: []\n"),
         "app.yaml:2:5: probes[0].functions: at least one function, `usdt` probe or handoff is needed\n\
          app.yaml:3:5: probes[0].functoins: unknown field `functoins`, expected one of binary, \
-         executable, pid, container, functions, usdt, handoffs, follow_goroutines (did you mean `functions`?)"
+         executable, library, pid, container, functions, usdt, handoffs, follow_goroutines (did you mean `functions`?)"
     );
     assert_eq!(
         error(&format!(
@@ -575,18 +575,26 @@ fn executable_targets() {
     );
     assert_eq!(
         error("probes:\n  - executable: bin/app\n    functions: [{ symbol: f }]\n"),
-        "app.yaml:2:17: probes[0].executable: `bin/app`: an executable is an absolute path, as the process's own mount namespace names it (`/usr/local/bin/app`), or a file name that may be a glob (`app*`), without a directory"
+        "app.yaml:2:17: probes[0].executable: `bin/app`: an absolute path, as the processes' own mount namespace names it (`/usr/local/bin/app`), or a file name that may be a glob (`app*`), without a directory"
     );
     assert_eq!(
         error("probes:\n  - executable: 'app['\n    functions: [{ symbol: f }]\n"),
         "app.yaml:2:17: probes[0].executable: `app[`: not a glob: Pattern syntax error near position 3: invalid range pattern"
     );
     assert_eq!(
-        error("probes:\n  - executable: app\n    container: 3F2A-x\n    functions: [{ symbol: f }]\n"),
+        error(
+            "probes:\n  - executable: app\n    container: 3F2A-x\n    functions: [{ symbol: f }]\n"
+        ),
         "app.yaml:3:16: probes[0].container: `3F2A-x`: a container id, or its start, is up to 64 lowercase hex digits (as `docker ps` or `crictl ps` show it)"
     );
     assert_eq!(
-        error("probes:\n  - executable: app\n    pid: 7\n    container: 3f2a\n    functions: [{ symbol: f }]\n"),
+        error(
+            "probes:\n  - executable: app\n    pid: 7\n    container: 3f2a\n    functions: [{ symbol: f }]\n"
+        ),
         "app.yaml:4:16: probes[0].container: give `pid` or `container`, not both"
+    );
+    assert_eq!(
+        error("probes:\n  - binary: app\n    library: libc.so.6\n    functions: [{ symbol: f }]\n"),
+        "app.yaml:3:14: probes[0].library: names a library of the processes an `executable` finds: give `executable` (for a library of spanprobe's own filesystem, `binary`)"
     );
 }

@@ -3,7 +3,7 @@
 use std::{fmt, path::PathBuf, sync::Arc};
 
 use spanprobe_common::MAX_PROCESS_TREES;
-use spanprobe_config::{Executable, LenArg, Position, Problem, ValueType};
+use spanprobe_config::{LenArg, Position, Problem, ValueType};
 
 use crate::binary::{dwarf::DwarfError, elf::ElfError, locate::BinaryError, symbols::SymbolsError};
 
@@ -171,9 +171,18 @@ pub enum ResolveErrorKind {
         Unreadable(*unreadable)
     )]
     NoProcessRuns {
-        executable: Executable,
+        executable: String,
         processes: usize,
         unreadable: usize,
+    },
+    #[error(
+        "{processes} processes run `{executable}`, and none has loaded a library `{library}` \
+         (looked for in their /proc/PID/maps)"
+    )]
+    NoProcessLoads {
+        library: String,
+        executable: String,
+        processes: usize,
     },
     #[error(
         "no running process is in a container whose id starts with `{id}` (read from each \

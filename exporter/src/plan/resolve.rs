@@ -230,30 +230,47 @@ fn find_files(
             Ok(vec![locate_binary(binary, base_dir, &field, processes)?])
         }
         Some(TargetFile::Executable(executable)) => {
-            let field = format!("{field}.executable");
+            let library = target.library.as_ref();
+            // The file probed is the library's, when one is named.
+            let (key, position) = match library {
+                Some(library) => ("library", library.position),
+                None => ("executable", executable.position),
+            };
+            let field = format!("{field}.{key}");
             let error = |kind| ResolveError {
-                position: executable.position,
+                position,
                 field: field.clone(),
                 kind,
             };
-            let search = running::search(executable, members.as_deref()).map_err(|source| {
-                error(ResolveErrorKind::Proc {
-                    source: Arc::new(source),
-                })
-            })?;
-            if search.files.is_empty() {
-                return Err(error(ResolveErrorKind::NoProcessRuns {
-                    executable: executable.value.clone(),
-                    processes: search.processes,
-                    unreadable: search.unreadable,
-                }));
+            let search = running::search(executable, library.map(|l| &l.value), members.as_deref())
+                .map_err(|source| {
+                    error(ResolveErrorKind::Proc {
+                        source: Arc::new(source),
+                    })
+                })?;
+            match library {
+                _ if !search.files.is_empty() => {}
+                Some(library) if search.without_library > 0 => {
+                    return Err(error(ResolveErrorKind::NoProcessLoads {
+                        library: library.value.to_string(),
+                        executable: executable.value.to_string(),
+                        processes: search.without_library,
+                    }));
+                }
+                _ => {
+                    return Err(error(ResolveErrorKind::NoProcessRuns {
+                        executable: executable.value.to_string(),
+                        processes: search.processes,
+                        unreadable: search.unreadable,
+                    }));
+                }
             }
             for file in &search.files {
                 tracing::info!(
                     executable = %executable.value,
                     file = %file.path.display(),
                     pids = ?file.pids,
-                    "found a running executable"
+                    "found a running executable's {key}"
                 );
             }
             Ok(search
@@ -261,7 +278,7 @@ fn find_files(
                 .into_iter()
                 .map(|file| FoundFile {
                     path: file.path,
-                    position: executable.position,
+                    position,
                     field: field.clone(),
                     processes: processes.clone(),
                 })

@@ -1,5 +1,5 @@
-//! The files running processes execute, for `executable:` targets, found through `/proc` in
-//! every mount namespace spanprobe can see. A program in a container is at a path of its own
+//! The files running processes execute, or the libraries they loaded, for `executable:`
+//! targets, found through `/proc` in every mount namespace spanprobe can see. A program in a container is at a path of its own
 //! mount namespace; `/proc/PID/root` reaches into that namespace, so the file is opened, read
 //! and probed through it. Uprobes belong to files, not processes: one attachment per distinct
 //! file serves every process that runs it, and every process that runs it later.
@@ -13,13 +13,14 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use spanprobe_config::Executable;
+use spanprobe_config::ProcessFile;
 
-/// A file some processes execute.
+/// A file some processes execute, or have loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningFile {
-    /// Where spanprobe opens it: through the first process's root (`/proc/PID/root/PATH`), or
-    /// its `/proc/PID/exe` when its namespace cannot name it.
+    /// Where spanprobe opens it: through the first process's root (`/proc/PID/root/PATH`),
+    /// else by a path of spanprobe's own namespace (a chroot's), or an executable by its
+    /// `/proc/PID/exe`.
     pub path: PathBuf,
     /// The processes running it, by their pid in spanprobe's pid namespace, lowest first.
     pub pids: Vec<u32>,
@@ -35,14 +36,26 @@ pub struct Search {
     /// Processes whose executable could not be read: another user's, without the right to
     /// follow its `/proc/PID/exe` (CAP_SYS_PTRACE).
     pub unreadable: usize,
+    /// With a library: processes that run the executable but have not loaded it.
+    pub without_library: usize,
 }
 
-/// The files of the processes that run `executable`; only among `only` when given.
-pub fn search(executable: &Executable, only: Option<&[u32]>) -> io::Result<Search> {
-    search_in(Path::new("/proc"), executable, only)
+/// The files of the processes that run `executable` (or the `library` they have loaded); only
+/// among `only` when given.
+pub fn search(
+    executable: &ProcessFile,
+    library: Option<&ProcessFile>,
+    only: Option<&[u32]>,
+) -> io::Result<Search> {
+    search_in(Path::new("/proc"), executable, library, only)
 }
 
-fn search_in(proc: &Path, executable: &Executable, only: Option<&[u32]>) -> io::Result<Search> {
+fn search_in(
+    proc: &Path,
+    executable: &ProcessFile,
+    library: Option<&ProcessFile>,
+    only: Option<&[u32]>,
+) -> io::Result<Search> {
     let own = std::process::id();
     let mut pids: Vec<u32> = match only {
         Some(pids) => pids.to_vec(),
@@ -56,7 +69,15 @@ fn search_in(proc: &Path, executable: &Executable, only: Option<&[u32]>) -> io::
     let mut files: BTreeMap<FileKey, usize> = BTreeMap::new();
     for pid in pids {
         search.processes += 1;
-        match running(proc, pid, executable) {
+        let found = running(proc, pid, executable).and_then(|running| match (running, library) {
+            (Some(_), Some(library)) => {
+                let loaded = loaded(proc, pid, library)?;
+                search.without_library += usize::from(loaded.is_none());
+                Ok(loaded)
+            }
+            (running, _) => Ok(running),
+        });
+        match found {
             Ok(Some((id, path))) => match files.get(&id) {
                 Some(&index) => search.files[index].pids.push(pid),
                 None => {
@@ -107,7 +128,7 @@ impl FileKey {
 fn running(
     proc: &Path,
     pid: u32,
-    executable: &Executable,
+    executable: &ProcessFile,
 ) -> io::Result<Option<(FileKey, PathBuf)>> {
     let process = proc.join(pid.to_string());
     let exe = process.join("exe");
@@ -127,8 +148,8 @@ fn running(
     // The path in the process's own namespace: the configured one, or the one its `exe` link
     // gives (the namespace's own path when spanprobe cannot reach that file, else ours).
     let inside = match executable {
-        Executable::Path(path) => path.as_path(),
-        Executable::Name(_) => named.as_path(),
+        ProcessFile::Path(path) => path.as_path(),
+        ProcessFile::Name(_) => named.as_path(),
     };
     let through_root = root.join(inside.strip_prefix("/").unwrap_or(inside));
     let same = std::fs::metadata(&through_root)
@@ -137,9 +158,89 @@ fn running(
     Ok(match (same, executable) {
         (true, _) => Some((key, through_root)),
         // Another file of the same name: not the executable named.
-        (false, Executable::Path(_)) => None,
-        (false, Executable::Name(_)) => Some((key, exe)),
+        (false, ProcessFile::Path(_)) => None,
+        (false, ProcessFile::Name(_)) => Some((key, exe)),
     })
+}
+
+/// The library process `pid` has loaded that is `library`, if any: its identity and where to
+/// open it. Its maps name each file as the process's namespace does (or as spanprobe's does,
+/// when it can reach the file: a chroot) with the device and inode the process sees.
+fn loaded(proc: &Path, pid: u32, library: &ProcessFile) -> io::Result<Option<(FileKey, PathBuf)>> {
+    let process = proc.join(pid.to_string());
+    let maps = std::fs::read_to_string(process.join("maps"))?;
+    let root = process.join("root");
+    let mut looked_at: Vec<&str> = Vec::new();
+    for mapping in maps.lines().filter_map(Mapping::parse) {
+        if looked_at.contains(&mapping.path) {
+            continue;
+        }
+        looked_at.push(mapping.path);
+        let path = Path::new(mapping.path);
+        let named = match library {
+            ProcessFile::Path(wanted) => {
+                // The path in the process's namespace: its maps may show spanprobe's instead.
+                let through_root = root.join(wanted.strip_prefix("/").unwrap_or(wanted));
+                if let Ok(file) = std::fs::metadata(&through_root)
+                    && mapping.is(&file)
+                {
+                    return Ok(Some((FileKey::of(&file), through_root)));
+                }
+                continue;
+            }
+            ProcessFile::Name(_) => path
+                .file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|name| library.matches_name(name)),
+        };
+        if !named {
+            continue;
+        }
+        let through_root = root.join(path.strip_prefix("/").unwrap_or(path));
+        for candidate in [through_root, path.to_owned()] {
+            if let Ok(file) = std::fs::metadata(&candidate)
+                && mapping.is(&file)
+            {
+                return Ok(Some((FileKey::of(&file), candidate)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A line of `/proc/PID/maps` that maps a file.
+struct Mapping<'a> {
+    device: u64,
+    inode: u64,
+    path: &'a str,
+}
+
+impl<'a> Mapping<'a> {
+    /// `address perms offset major:minor inode path`, the path last (it may hold spaces).
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut fields = line.splitn(6, ' ');
+        let device = fields.nth(3)?;
+        let inode = fields.next()?.parse().ok()?;
+        let path = fields.next()?.trim_start();
+        if !path.starts_with('/') || path.ends_with(" (deleted)") {
+            return None;
+        }
+        let (major, minor) = device.split_once(':')?;
+        let (major, minor) = (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        );
+        Some(Self {
+            device: libc::makedev(major, minor),
+            inode,
+            path,
+        })
+    }
+
+    /// Whether `file` is the file mapped.
+    fn is(&self, file: &std::fs::Metadata) -> bool {
+        (file.dev(), file.ino()) == (self.device, self.inode)
+    }
 }
 
 /// `path` as the processes running it name it: without the `/proc/PID/root` it was opened
@@ -174,10 +275,10 @@ mod tests {
         let name = exe.file_name().unwrap().to_str().unwrap();
         let pid = std::process::id();
         for executable in [
-            Executable::parse(name).unwrap(),
-            Executable::parse(exe.to_str().unwrap()).unwrap(),
+            ProcessFile::parse(name).unwrap(),
+            ProcessFile::parse(exe.to_str().unwrap()).unwrap(),
         ] {
-            let search = search(&executable, Some(&[pid])).unwrap();
+            let search = search(&executable, None, Some(&[pid])).unwrap();
             assert_eq!(search.processes, 1);
             assert_eq!(search.files.len(), 1, "{executable}");
             assert_eq!(search.files[0].pids, [pid]);
@@ -186,6 +287,47 @@ mod tests {
                 std::fs::metadata(&exe).unwrap().ino()
             );
         }
+    }
+
+    /// The C library this test process has loaded, by name and by path, found in its maps.
+    #[test]
+    fn finds_a_library_a_process_has_loaded() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let executable = ProcessFile::parse(exe.to_str().unwrap()).unwrap();
+        let pid = std::process::id();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let libc = maps
+            .lines()
+            .filter_map(Mapping::parse)
+            .find(|mapping| mapping.path.contains("/libc.so"))
+            .map(|mapping| mapping.path.to_owned())
+            .unwrap();
+        for library in ["libc.so*", libc.as_str()] {
+            let library = ProcessFile::parse(library).unwrap();
+            let search = search(&executable, Some(&library), Some(&[pid])).unwrap();
+            assert_eq!(search.files.len(), 1, "{library}");
+            assert_eq!(
+                std::fs::metadata(&search.files[0].path).unwrap().ino(),
+                std::fs::metadata(&libc).unwrap().ino()
+            );
+        }
+        let absent = ProcessFile::parse("libnothing.so*").unwrap();
+        let search = search(&executable, Some(&absent), Some(&[pid])).unwrap();
+        assert!(search.files.is_empty());
+        assert_eq!(search.without_library, 1);
+    }
+
+    #[test]
+    fn maps_lines_are_read_with_their_device_and_path() {
+        let line = "7f00-7f10 r-xp 00001000 fe:01 4242  /usr/lib/x86_64-linux-gnu/lib c.so";
+        let mapping = Mapping::parse(line).unwrap();
+        assert_eq!(mapping.path, "/usr/lib/x86_64-linux-gnu/lib c.so");
+        assert_eq!(
+            (mapping.inode, mapping.device),
+            (4242, libc::makedev(0xfe, 1))
+        );
+        assert!(Mapping::parse("7f00-7f10 rw-p 00000000 00:00 0  [heap]").is_none());
+        assert!(Mapping::parse("7f00-7f10 rw-p 00000000 00:00 0").is_none());
     }
 
     #[test]
@@ -204,8 +346,13 @@ mod tests {
     fn another_executable_matches_nothing() {
         let pid = std::process::id();
         for text in ["/no/such/program", "no-such-program*"] {
-            let executable = Executable::parse(text).unwrap();
-            assert!(search(&executable, Some(&[pid])).unwrap().files.is_empty());
+            let executable = ProcessFile::parse(text).unwrap();
+            assert!(
+                search(&executable, None, Some(&[pid]))
+                    .unwrap()
+                    .files
+                    .is_empty()
+            );
         }
     }
 }

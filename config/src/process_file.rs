@@ -1,22 +1,22 @@
-//! `executable:`: a target named by the processes that run it rather than by a file of
-//! spanprobe's own filesystem: in a container, a program's path means something only inside
-//! its own mount namespace.
+//! `executable:` and `library:`: a target named by the processes that run or load a file,
+//! rather than by a file of spanprobe's own filesystem: in a container, a program's path means
+//! something only inside its own mount namespace.
 
 use std::{fmt, path::PathBuf};
 
 use serde::{Deserialize, Deserializer, de};
 
-/// Which processes an `executable:` target probes: those whose executable is at this path in
-/// their own mount namespace, or whose executable's file name matches a glob.
+/// A file as the processes that run or load it name it: at this path in their own mount
+/// namespace, or with a file name that matches a glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Executable {
+pub enum ProcessFile {
     /// An absolute path, as the process's own root sees it (`/usr/local/bin/app`).
     Path(PathBuf),
     /// A file name or a glob on it (`app`, `python3*`), without a directory.
     Name(glob::Pattern),
 }
 
-impl Executable {
+impl ProcessFile {
     /// Reads `text`: an absolute path, or a file name that may be a glob.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.is_empty() {
@@ -27,9 +27,9 @@ impl Executable {
         }
         if text.contains('/') {
             return Err(format!(
-                "`{text}`: an executable is an absolute path, as the process's own mount \
-                 namespace names it (`/usr/local/bin/app`), or a file name that may be a glob \
-                 (`app*`), without a directory"
+                "`{text}`: an absolute path, as the processes' own mount namespace names it \
+                 (`/usr/local/bin/app`), or a file name that may be a glob (`app*`), without a \
+                 directory"
             ));
         }
         glob::Pattern::new(text)
@@ -37,8 +37,8 @@ impl Executable {
             .map_err(|error| format!("`{text}`: not a glob: {error}"))
     }
 
-    /// Whether an executable whose file name is `name` matches, by name alone (a path
-    /// needs the process's own root to be told; see the exporter's discovery).
+    /// Whether a file named `name` matches, by name alone (a path needs the process's own
+    /// root to be told; see the exporter's discovery).
     pub fn matches_name(&self, name: &str) -> bool {
         match self {
             Self::Path(path) => path.file_name().is_some_and(|own| own == name),
@@ -47,7 +47,7 @@ impl Executable {
     }
 }
 
-impl fmt::Display for Executable {
+impl fmt::Display for ProcessFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Path(path) => write!(f, "{}", path.display()),
@@ -56,7 +56,7 @@ impl fmt::Display for Executable {
     }
 }
 
-impl<'de> Deserialize<'de> for Executable {
+impl<'de> Deserialize<'de> for ProcessFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         Self::parse(&text).map_err(de::Error::custom)
@@ -70,13 +70,13 @@ mod tests {
     #[test]
     fn paths_and_names() {
         assert_eq!(
-            Executable::parse("/usr/local/bin/app"),
-            Ok(Executable::Path("/usr/local/bin/app".into()))
+            ProcessFile::parse("/usr/local/bin/app"),
+            Ok(ProcessFile::Path("/usr/local/bin/app".into()))
         );
-        let glob = Executable::parse("python3*").unwrap();
+        let glob = ProcessFile::parse("python3*").unwrap();
         assert!(glob.matches_name("python3.11"));
         assert!(!glob.matches_name("python"));
-        let path = Executable::parse("/opt/app").unwrap();
+        let path = ProcessFile::parse("/opt/app").unwrap();
         assert!(path.matches_name("app"));
         assert!(!path.matches_name("apps"));
     }
@@ -89,7 +89,7 @@ mod tests {
             ("", "must not be empty"),
             ("app[", "not a glob"),
         ] {
-            let error = Executable::parse(text).unwrap_err();
+            let error = ProcessFile::parse(text).unwrap_err();
             assert!(error.contains(says), "{text:?}: {error}");
         }
     }
