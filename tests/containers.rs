@@ -159,6 +159,15 @@ fn dynamic_container_root(dir: &Path, name: &str) -> PathBuf {
     root
 }
 
+/// A sidecar's config: `target`, exporting to the scenario's receiver at once.
+fn sidecar_config(s: &Scenario, target: serde_json::Value) -> serde_json::Value {
+    json!({
+        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
+        "batch": { "delay": "10ms" },
+        "probes": [target],
+    })
+}
+
 /// `waiter` in a container: new mount and pid namespaces, `root` as its root (by pivot_root,
 /// as container runtimes do, or by chroot), in `cgroup` if given. Returns once it is ready,
 /// with its pid on the host.
@@ -270,14 +279,13 @@ async fn executables_are_found_in_other_mount_namespaces() {
         Container::start(&overlay.0, true, None).await,
         Container::start(&copy, false, None).await,
     ];
-    let config = json!({
-        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
-        "batch": { "delay": "10ms" },
-        "probes": [{
-            "executable": IN_CONTAINER,
-            "functions": symbols(&["outer", "middle", "inner"]),
-        }],
-    });
+    let config = sidecar_config(
+        &s,
+        json!({
+        "executable": IN_CONTAINER,
+        "functions": symbols(&["outer", "middle", "inner"]),
+        }),
+    );
     let sidecar = s.sidecar(&config).await;
     let pids: Vec<u32> = containers.iter().map(|c| c.pid).collect();
     for container in &containers {
@@ -402,15 +410,14 @@ async fn a_container_id_narrows_a_target_to_its_processes() {
     let cgroups = [&named, &other].map(|id| Cgroup::of_container("docker", id));
     let traced = Container::start(&root, true, Some(&cgroups[0])).await;
     let untraced = Container::start(&root, true, Some(&cgroups[1])).await;
-    let config = json!({
-        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
-        "batch": { "delay": "10ms" },
-        "probes": [{
-            "executable": IN_CONTAINER,
-            "container": &named[..12],
-            "functions": symbols(&["outer", "middle", "inner"]),
-        }],
-    });
+    let config = sidecar_config(
+        &s,
+        json!({
+        "executable": IN_CONTAINER,
+        "container": &named[..12],
+        "functions": symbols(&["outer", "middle", "inner"]),
+        }),
+    );
     let sidecar = s.sidecar(&config).await;
     // The other container's calls are made, and over, before the named one's.
     untraced.call();
@@ -460,15 +467,14 @@ async fn a_library_of_a_container_is_probed_through_its_processes() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let root = dynamic_container_root(s.path(), "image");
     let container = Container::start(&root, true, None).await;
-    let config = json!({
-        "exporter": { "otlp": { "endpoint": s.receiver.grpc_endpoint() } },
-        "batch": { "delay": "10ms" },
-        "probes": [{
-            "executable": IN_CONTAINER,
-            "library": "libc.so*",
-            "functions": [{ "symbol": "fflush", "return": { "type": "i32" } }],
-        }],
-    });
+    let config = sidecar_config(
+        &s,
+        json!({
+        "executable": IN_CONTAINER,
+        "library": "libc.so*",
+        "functions": [{ "symbol": "fflush", "return": { "type": "i32" } }],
+        }),
+    );
     let sidecar = s.sidecar(&config).await;
     let pid = container.pid;
     container.call();
@@ -518,4 +524,66 @@ async fn a_library_the_processes_have_not_loaded_is_refused() {
     );
     container.call();
     container.finish().await;
+}
+
+/// Processes that start after spanprobe: one runs a file probed already (its probes fire in
+/// it), one a file of its own, found as it starts and probed before it makes its calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_that_processes_start_later_are_probed() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let image = container_root(s.path(), "image");
+    let newer = container_root(s.path(), "newer-image");
+    let first = Container::start(&image, true, None).await;
+    let config = sidecar_config(
+        &s,
+        json!({
+        "executable": IN_CONTAINER,
+        "functions": symbols(&["outer", "middle", "inner"]),
+        }),
+    );
+    let sidecar = s.sidecar(&config).await;
+    let same_file = Container::start(&image, true, None).await;
+    let new_file = Container::start(&newer, false, None).await;
+    let containers = [first, same_file, new_file];
+    // Found as it started: its probes are in by the time it is ready, or shortly after.
+    assert!(
+        sidecar
+            .wait_for_log(
+                "probing a file a process started running",
+                support::SPANS_WAIT
+            )
+            .await,
+        "the new file was not probed"
+    );
+    for container in &containers {
+        container.call();
+    }
+    s.receiver.wait_for_spans(18, support::SPANS_WAIT).await;
+    let pids: Vec<i64> = containers.iter().map(|c| i64::from(c.pid)).collect();
+    for container in containers {
+        container.finish().await;
+    }
+    let stderr = sidecar.stop().await;
+    let spans = s.receiver.spans();
+    let own = |pid: i64| {
+        spans
+            .iter()
+            .filter(|span| span.resource_int("process.pid") == Some(pid))
+            .count()
+    };
+    // outer(3) and outer(4) in each; in the one started on a probed file, its first outer(1)
+    // too; in the one with a file of its own, outer(1) if its probes beat it there.
+    assert_eq!(own(pids[0]), 6, "{stderr}");
+    assert_eq!(own(pids[1]), 9, "{stderr}");
+    assert!([6, 9].contains(&own(pids[2])), "{stderr}");
+    assert_eq!(spans.len(), 15 + own(pids[2]), "{spans:#?}");
+    assert_eq!(
+        stderr
+            .matches("probing a file a process started running")
+            .count(),
+        1,
+        "{stderr}"
+    );
 }

@@ -117,6 +117,16 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
         }),
     );
 
+    // A target that finds processes by their executable loads the program that hears of the
+    // programs processes start.
+    let calls = files[0].clone();
+    let executable_config = dir.write_named(
+        "executable",
+        &json!({
+            "probes": [{ "executable": calls, "functions": [{ "symbol": "outer" }] }],
+        }),
+    );
+
     let cases = vec![
         Case::new(
             {
@@ -154,6 +164,22 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
                         "spanprobe: --attach multi: the kernel has no uprobe_multi links (Linux 6.6+)\n"
                     );
                 }
+            },
+        ),
+        Case::new(
+            move |_| {
+                let text = format!(
+                    "\"{calls}\" slow 3000 & sleep 0.5; \"$SPANPROBE\" check --load --config {}",
+                    executable_config.display(),
+                    calls = calls.display(),
+                );
+                Script::new("an executable's processes", text)
+                    .file(&executable_config)
+                    .with_files(std::slice::from_ref(&calls))
+            },
+            |_, output, _| {
+                output.assert_success();
+                assert!(output.stdout.contains("  spanprobe_exec ("), "{output}");
             },
         ),
         Case::new(

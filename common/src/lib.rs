@@ -68,8 +68,11 @@ pub mod programs {
     pub const THREAD_EXIT: &str = "spanprobe_thread_exit";
     /// On `sched_process_fork`: children of traced processes are traced.
     pub const FORK: &str = "spanprobe_fork";
+    /// On `sched_process_exec`: userspace hears of each program started, for `executable:`
+    /// targets.
+    pub const EXEC: &str = "spanprobe_exec";
     /// Every program.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         RETURN[0],
         RETURN[1],
         GO[0],
@@ -84,6 +87,7 @@ pub mod programs {
         GO_ENTRY_SLEEPABLE[1],
         THREAD_EXIT,
         FORK,
+        EXEC,
     ];
 }
 
@@ -181,6 +185,19 @@ pub const MAX_STACK_WINDOW: u32 = 64 << 10;
 /// [`StackWindowHeader::mark`]: where a [`CallEvent`] has its pid, which is below the kernel's
 /// `PID_MAX_LIMIT` (2^22), a stack window has this.
 pub const STACK_WINDOW_MARK: u32 = u32::MAX;
+
+/// [`ExecNotice::mark`]: neither a pid nor [`STACK_WINDOW_MARK`].
+pub const EXEC_MARK: u32 = u32::MAX - 1;
+
+/// A process has started a program (`execve`): userspace looks at what it runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecNotice {
+    /// [`EXEC_MARK`].
+    pub mark: u32,
+    /// Its pid (tgid), in the initial pid namespace.
+    pub pid: u32,
+}
 
 /// A copy of the user stack at a call's entry, for userspace to unwind ([`STACK_WINDOW`]):
 /// sent through the ring buffer ahead of the call's event, which it is matched with by process,
@@ -288,11 +305,14 @@ pub enum Counter {
     /// A call's stack window ([`StackWindowHeader`]) found the ring buffer full: its span is
     /// sent without its stack.
     StackWindowLost = 11,
+    /// A process started a program, and its [`ExecNotice`] found the ring buffer full: if it
+    /// runs a new file of an `executable:` target, that file is not probed.
+    ExecsLost = 12,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::RingBufFull,
         Counter::DepthExceeded,
         Counter::ReturnWithoutEntry,
@@ -305,6 +325,7 @@ impl Counter {
         Counter::FilteredByWhen,
         Counter::LeftOutAtReturn,
         Counter::StackWindowLost,
+        Counter::ExecsLost,
     ];
     /// Number of slots in [`COUNTERS_MAP`].
     pub const COUNT: u32 = Self::ALL.len() as u32;

@@ -23,7 +23,7 @@ use crate::{
     args::Faults,
     entry::try_entry,
     go::try_go,
-    processes::{try_fork, try_thread_exit},
+    processes::{try_exec, try_fork, try_thread_exit},
     returns::try_return,
     stacks::Stacks,
 };
@@ -120,6 +120,14 @@ pub fn spanprobe_thread_exit(_ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn spanprobe_fork(ctx: RawTracePointContext) -> i32 {
     let _ = try_fork(&ctx);
+    0
+}
+
+/// A process started a program: userspace hears of it, to probe the file if it is one an
+/// `executable:` target names. Loaded only for such targets.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn spanprobe_exec(_ctx: RawTracePointContext) -> i32 {
+    try_exec();
     0
 }
 

@@ -8,14 +8,15 @@ use core::{
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::BPF_ANY,
+    bindings::{BPF_ANY, BPF_RB_FORCE_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
     programs::RawTracePointContext,
 };
-use spanprobe_common::{CallEnd, StackKey};
+use spanprobe_common::{CallEnd, Counter, EXEC_MARK, ExecNotice, StackKey};
 
 use crate::{
-    maps::{FILTER_PIDS, PROCESS_TREES, PROCESS_TREES_USED, TARGET_PIDS, TASK_TGID_OFFSET},
+    emit::count,
+    maps::{EVENTS, FILTER_PIDS, PROCESS_TREES, PROCESS_TREES_USED, TARGET_PIDS, TASK_TGID_OFFSET},
     stacks::end_stack,
 };
 
@@ -28,6 +29,21 @@ pub(crate) fn try_thread_exit() -> Option<()> {
     // SAFETY: the helper takes no arguments and cannot fail.
     let now = unsafe { bpf_ktime_get_ns() };
     end_stack(&thread, &thread.own_stack(), now, CallEnd::ThreadExit)
+}
+
+/// Tells userspace at once: the sooner a new file is probed, the fewer calls it misses. A
+/// notice that does not fit is counted.
+pub(crate) fn try_exec() {
+    let notice = ExecNotice {
+        mark: EXEC_MARK,
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+    };
+    if EVENTS
+        .output::<ExecNotice>(&notice, BPF_RB_FORCE_WAKEUP.into())
+        .is_err()
+    {
+        count(Counter::ExecsLost);
+    }
 }
 
 pub(crate) fn try_fork(ctx: &RawTracePointContext) -> Option<()> {

@@ -230,6 +230,8 @@ pub const SIDECAR_WAIT: std::time::Duration = std::time::Duration::from_secs(20)
 pub struct Sidecar {
     child: tokio::process::Child,
     stderr: tokio::task::JoinHandle<String>,
+    /// What it has written to stderr so far.
+    so_far: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Sidecar {
@@ -247,6 +249,8 @@ impl Sidecar {
             .expect("spanprobe starts");
         let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
         let (attached_tx, attached_rx) = tokio::sync::oneshot::channel();
+        let so_far = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let written = std::sync::Arc::clone(&so_far);
         // Drained to the end, so that spanprobe never blocks on it.
         let stderr = tokio::spawn(async move {
             let mut text = String::new();
@@ -259,16 +263,39 @@ impl Sidecar {
                 }
                 text.push_str(&line);
                 text.push('\n');
+                if let Ok(mut written) = written.lock() {
+                    written.push_str(&line);
+                    written.push('\n');
+                }
             }
             text
         });
         match tokio::time::timeout(SIDECAR_WAIT, attached_rx).await {
-            Ok(Ok(())) => Sidecar { child, stderr },
+            Ok(Ok(())) => Sidecar {
+                child,
+                stderr,
+                so_far,
+            },
             Ok(Err(_)) => panic!(
                 "spanprobe ended before attaching: {}",
                 stderr.await.unwrap_or_default()
             ),
             Err(_) => panic!("spanprobe did not attach within {SIDECAR_WAIT:?}"),
+        }
+    }
+
+    /// Waits until spanprobe has written `text` to stderr, for at most `timeout`; whether it
+    /// has.
+    pub async fn wait_for_log(&self, text: &str, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.so_far.lock().is_ok_and(|so_far| so_far.contains(text)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 

@@ -71,6 +71,7 @@ pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Resul
             ProcessFilter::Selected,
             &config.limits,
             attach,
+            crate::plan::later::reserve(&config),
         )?;
         out.push_str(&load_report(
             &features::release(),

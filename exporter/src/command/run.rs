@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use signal_hook::{iterator::exfiltrator::WithOrigin, low_level::siginfo::Cause};
 use signal_hook_tokio::SignalsInfo;
 use spanprobe_common::Counter;
-use spanprobe_config::{ExporterConfig, Located};
+use spanprobe_config::{Config, ExporterConfig, Located};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -30,7 +30,14 @@ use crate::{
     export::{ExportSettings, Exporter, span_queue, spawn_export},
     kernel::bpf::{KernelCounters, Loaded, ProcessFilter, Tracer},
     metrics::{self, Metrics},
-    plan::{capture, links::AttachMode},
+    plan::{
+        capture::{self, CapturePlan},
+        later::{self, Watch},
+        links::AttachMode,
+        load::located,
+        probe::Probe,
+        resolve::resolve_later,
+    },
     spans::{
         ids::IdGenerator,
         pipeline::{Finished, Pipeline},
@@ -76,7 +83,8 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         attach_mode,
         output,
     } = options;
-    let (mut config, functions) = crate::plan::load::load(config_path)?;
+    let (mut config, resolved) = crate::plan::load::load(config_path)?;
+    let mut functions = resolved.functions;
     if let Some(output) = output {
         let ExporterConfig::Stdout(stdout) = &mut config.exporter else {
             anyhow::bail!(
@@ -137,8 +145,16 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     tracing::debug!(functions = functions.len(), "loading and attaching");
     let started = std::time::Instant::now();
     // Every stage reads each function's captures from this one table, by function id.
-    let plans = capture::plans(&functions, &config.sampler);
-    let loaded = Loaded::load(&functions, &plans, filter, &config.limits, attach_mode)?;
+    let mut plans = capture::plans(&functions, &config.sampler);
+    let reserve = later::reserve(&config);
+    let loaded = Loaded::load(
+        &functions,
+        &plans,
+        filter,
+        &config.limits,
+        attach_mode,
+        reserve,
+    )?;
     let mut resources = Resources::new(config.service_name.clone(), &config.resource);
     // Forked now and held before exec: the probes can go in its processes only, and its
     // resource is known even if it is gone before its first span is read. Should anything
@@ -191,17 +207,42 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         queue,
         Arc::clone(&metrics),
     );
+    // Files of `executable:` targets that processes start later: the kernel tells of each
+    // program started, and their functions reach the pipeline before their probes go in.
+    let (exec_notices, mut execs) = mpsc::unbounded_channel();
+    let (extend_pipeline, extensions) = std::sync::mpsc::channel::<Extension>();
+    let mut watch = (reserve > 0).then(|| {
+        pipeline.send_exec_notices(exec_notices);
+        Watch::new(&resolved.running_files)
+    });
     let ring = tracer.take_events()?;
     let (stop_reader, stop) = oneshot::channel();
     let (ended_calls, ended) = mpsc::unbounded_channel();
     let reader = tokio::task::spawn_local(async move {
-        let result = read_events(ring, stop, ended, |input| match input {
-            Input::Record(record) => pipeline.handle(record),
-            Input::Ended(event) => pipeline.handle_ended(event),
+        let result = read_events(ring, stop, ended, |input| {
+            while let Ok((functions, plans)) = extensions.try_recv() {
+                pipeline.extend(&functions, &plans);
+            }
+            match input {
+                Input::Record(record) => pipeline.handle(record),
+                Input::Ended(event) => pipeline.handle_ended(event),
+            }
         })
         .await;
         (result, pipeline.finish())
     });
+    let mut later = Later {
+        config: &config,
+        config_path,
+        functions: &mut functions,
+        plans: &mut plans,
+        pipeline: extend_pipeline,
+        metrics: &metrics,
+    };
+    // A program started between the look at start and the exec program's attaching.
+    if let Some(watch) = &mut watch {
+        later.probe_new_files(watch, None, &mut tracer);
+    }
     // Goroutines are no threads: the calls they leave open when their process exits are ended
     // here, by a look at their stacks every second and once at the end.
     let end_goroutines = |tracer: &mut Tracer| match tracer
@@ -239,6 +280,11 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
                     copy_kernel_counters(&metrics, &kernel);
                 }
                 end_goroutines(&mut tracer);
+            }
+            Some(pid) = execs.recv(), if watch.is_some() => {
+                if let Some(watch) = &mut watch {
+                    later.probe_new_files(watch, Some(pid), &mut tracer);
+                }
             }
         }
     };
@@ -280,6 +326,83 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         );
     }
     Ok(RunOutcome { exit_code })
+}
+
+/// Functions of a file found after start, and their captures, for the pipeline.
+type Extension = (Vec<Probe>, Vec<CapturePlan>);
+
+/// What probing files found after start changes: the function table, grown.
+struct Later<'a> {
+    config: &'a Config,
+    config_path: &'a Path,
+    functions: &'a mut Vec<Probe>,
+    plans: &'a mut Vec<CapturePlan>,
+    pipeline: std::sync::mpsc::Sender<Extension>,
+    metrics: &'a Metrics,
+}
+
+impl Later<'_> {
+    /// Probes the new files of `executable:` targets process `pid` runs (every process's, when
+    /// `None`). What cannot be probed is said and left: the rest goes on.
+    fn probe_new_files(&mut self, watch: &mut Watch, pid: Option<u32>, tracer: &mut Tracer) {
+        for new in watch.look_at(self.config, pid, self.functions) {
+            let path = new.file.path.clone();
+            let pids = new.file.pids.clone();
+            let found = resolve_later(
+                self.config,
+                new.target,
+                new.file,
+                new.processes,
+                self.functions,
+            );
+            let functions = match found {
+                Ok(functions) => functions,
+                Err(errors) => {
+                    for error in errors {
+                        let problem = error.to_problem();
+                        tracing::warn!(
+                            "cannot probe {} of pids {pids:?}: {}",
+                            path.display(),
+                            located(self.config_path, &problem)
+                        );
+                    }
+                    continue;
+                }
+            };
+            let first = self.functions.len();
+            self.functions.extend(functions);
+            *self.plans = capture::plans(self.functions, &self.config.sampler);
+            // Ids are never taken back: the pipeline has the functions from here on, probed
+            // or not.
+            let extension = (
+                self.functions[first..].to_vec(),
+                self.plans[first..].to_vec(),
+            );
+            let _ = self.pipeline.send(extension);
+            match tracer.grow(self.functions, self.plans, first) {
+                Ok(probes) => {
+                    self.metrics
+                        .files_attached_later
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .probes_attached
+                        .store(tracer.attached() as u64, Ordering::Relaxed);
+                    tracing::info!(
+                        file = %path.display(),
+                        ?pids,
+                        probes,
+                        functions = self.functions.len() - first,
+                        "probing a file a process started running"
+                    );
+                }
+                Err(error) => tracing::warn!(
+                    "cannot probe {} of pids {pids:?}: {:#}",
+                    path.display(),
+                    anyhow::Error::from(error)
+                ),
+            }
+        }
+    }
 }
 
 /// Starts `command`, forked as `gated`, with its pid in the filter.

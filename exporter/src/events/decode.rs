@@ -2,7 +2,7 @@
 //! value (how each type decodes is [`ValueType::decode`](spanprobe_config::ValueType::decode)'s).
 
 use opentelemetry::Value;
-use spanprobe_common::{CallEvent, STACK_WINDOW_MARK, StackWindowHeader};
+use spanprobe_common::{CallEvent, EXEC_MARK, ExecNotice, STACK_WINDOW_MARK, StackWindowHeader};
 use spanprobe_config::Decoded;
 
 /// What a ring-buffer record holds.
@@ -13,14 +13,22 @@ pub enum Message<'a> {
     /// A call's stack window, and the stack's bytes, sent at entry ahead of the call. Boxed:
     /// the header is two and a half times an event's size.
     StackWindow(Box<StackWindowHeader>, &'a [u8]),
+    /// A process started a program.
+    Exec(ExecNotice),
 }
 
 /// Reads one ring-buffer record: a stack window starts with [`STACK_WINDOW_MARK`] where an
 /// event has its pid.
 pub fn decode(record: &[u8]) -> Result<Message<'_>, DecodeError> {
-    match record.first_chunk::<4>() {
-        Some(mark) if u32::from_ne_bytes(*mark) == STACK_WINDOW_MARK => decode_window(record)
+    match record
+        .first_chunk::<4>()
+        .map(|mark| u32::from_ne_bytes(*mark))
+    {
+        Some(STACK_WINDOW_MARK) => decode_window(record)
             .map(|(header, bytes)| Message::StackWindow(Box::new(header), bytes)),
+        // SAFETY: a notice is plain integers.
+        Some(EXEC_MARK) => unsafe { split_header(record, |_: &ExecNotice| 0) }
+            .map(|(notice, _)| Message::Exec(notice)),
         _ => decode_event(record).map(|(event, data)| Message::Call(event, data)),
     }
 }

@@ -52,6 +52,8 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 const THREAD_EXIT: (&str, &str) = (programs::THREAD_EXIT, "sched_process_exit");
 /// Adds the children of traced processes to the traced set.
 const FORK: (&str, &str) = (programs::FORK, "sched_process_fork");
+/// Tells userspace of programs started, for files of `executable:` targets found later.
+const EXEC: (&str, &str) = (programs::EXEC, "sched_process_exec");
 
 /// Which processes the probes report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,16 @@ pub enum BpfError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error(
+        "cannot probe {count} more functions: the function table holds {capacity}, and is \
+         full (files found after start take ids of their own)"
+    )]
+    FunctionTableFull { count: usize, capacity: u32 },
+    #[error(
+        "the functions of a file found after start need {what}, which the programs loaded at \
+         start were built without: restart spanprobe to probe it"
+    )]
+    LoadedWithout { what: &'static str },
     #[error("eBPF map `{map}`")]
     Map {
         map: &'static str,
@@ -382,6 +394,79 @@ pub struct Tracer {
     ebpf: Ebpf,
     /// `limits.max_depth`: frames kept per stack.
     depth_limit: u32,
+    /// What the programs were loaded for, which functions probed later must fit.
+    built_for: Features,
+    /// The programs loaded, by name.
+    loaded: Vec<&'static str>,
+}
+
+/// What the programs are built for, fixed at load (read-only globals the verifier relies on,
+/// and the function table's size): functions probed later must need no more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Features {
+    trace_contexts: bool,
+    reads_at_return: bool,
+    keep_at_return: bool,
+    goroutine_parents: bool,
+    return_addresses: bool,
+    window_bytes: u32,
+    trees: usize,
+    capacity: u32,
+}
+
+impl Features {
+    /// What `plans` need; the capacity is the caller's.
+    fn of(plans: &[CapturePlan], trees: usize) -> Self {
+        Self {
+            // A handed-off trace is carried from caller to callee as a read context is.
+            trace_contexts: plans
+                .iter()
+                .any(|plan| plan.reads_trace_context() || plan.serves_handoff()),
+            reads_at_return: plans.iter().any(CapturePlan::reads_at_return),
+            keep_at_return: plans.iter().any(CapturePlan::keeps_at_return),
+            goroutine_parents: plans
+                .iter()
+                .any(|plan| plan.kernel.flags & STARTS_GOROUTINE != 0),
+            return_addresses: plans.iter().any(|plan| plan.stack.is_some()),
+            window_bytes: stack_window_bytes(plans),
+            trees,
+            capacity: 0,
+        }
+    }
+
+    /// What `needed` asks for that these lack, if anything.
+    fn lacking(&self, needed: &Features) -> Option<&'static str> {
+        let lacks = |has: bool, needs: bool| needs && !has;
+        [
+            (
+                lacks(self.trace_contexts, needed.trace_contexts),
+                "trace contexts",
+            ),
+            (
+                lacks(self.reads_at_return, needed.reads_at_return),
+                "reads at return",
+            ),
+            (
+                lacks(self.keep_at_return, needed.keep_at_return),
+                "keep rules at return",
+            ),
+            (
+                lacks(self.goroutine_parents, needed.goroutine_parents),
+                "goroutine parents",
+            ),
+            (
+                lacks(self.return_addresses, needed.return_addresses),
+                "stacks",
+            ),
+            (
+                needed.window_bytes > self.window_bytes,
+                "larger stack windows",
+            ),
+            (needed.trees > self.trees, "more pid: or container: trees"),
+        ]
+        .into_iter()
+        .find_map(|(lacking, what)| lacking.then_some(what))
+    }
 }
 
 /// Attached links in the order they were attached, detached in reverse: entries before
@@ -443,6 +528,9 @@ pub struct Loaded {
     mode: AttachMode,
     /// Whether the fork program is needed: a command's processes, or `pid:` trees.
     follow_forks: bool,
+    /// Whether the exec program is needed: files of `executable:` targets found later.
+    watch_execs: bool,
+    built_for: Features,
     /// The `pid:` and `container:` trees, by tree number minus one.
     trees: Vec<ProcessTree>,
     depth_limit: u32,
@@ -481,6 +569,7 @@ impl Loaded {
         filter: ProcessFilter,
         limits: &Limits,
         requested: Option<AttachMode>,
+        reserve: u32,
     ) -> Result<Self, BpfError> {
         // What every mode needs first: probing the kernel for uprobe_multi takes CAP_BPF.
         check_capabilities(AttachMode::Multi)?;
@@ -509,22 +598,19 @@ impl Loaded {
         } else {
             0
         };
-        // A handed-off trace is carried from caller to callee as a read context is.
-        let trace_contexts = u8::from(
-            plans
-                .iter()
-                .any(|plan| plan.reads_trace_context() || plan.serves_handoff()),
-        );
-        let reads_at_return = u8::from(plans.iter().any(CapturePlan::reads_at_return));
-        let keep_at_return = u8::from(plans.iter().any(CapturePlan::keeps_at_return));
-        let goroutine_parents = u8::from(
-            plans
-                .iter()
-                .any(|plan| plan.kernel.flags & STARTS_GOROUTINE != 0),
-        );
-        let return_addresses = u8::from(plans.iter().any(|plan| plan.stack.is_some()));
-        let window_bytes = stack_window_bytes(plans);
-        let function_count = u32::try_from(functions.len().max(1)).unwrap_or(u32::MAX);
+        let mut built_for = Features::of(plans, trees.len());
+        let trace_contexts = u8::from(built_for.trace_contexts);
+        let reads_at_return = u8::from(built_for.reads_at_return);
+        let keep_at_return = u8::from(built_for.keep_at_return);
+        let goroutine_parents = u8::from(built_for.goroutine_parents);
+        let return_addresses = u8::from(built_for.return_addresses);
+        let window_bytes = built_for.window_bytes;
+        // Room for the functions of files found later, when some are looked for.
+        let function_count = u32::try_from(functions.len().max(1))
+            .unwrap_or(u32::MAX)
+            .saturating_add(reserve);
+        built_for.capacity = function_count;
+        let watch_execs = reserve > 0;
         // One bit per possible pid.
         let pid_words = pid_max().div_ceil(64);
         let mut ebpf = EbpfLoader::new()
@@ -547,9 +633,9 @@ impl Loaded {
             .allow_unsupported_maps()
             .load(PROGRAMS)
             .map_err(|e| BpfError::Load(Box::new(e)))?;
-        set_captures(&mut ebpf, plans)?;
+        set_captures(&mut ebpf, plans, 0)?;
         let mut programs = Vec::new();
-        for tracepoint in tracepoints(follow_forks) {
+        for tracepoint in tracepoints(follow_forks, watch_execs) {
             let started = Instant::now();
             let program = raw_tracepoint_mut(&mut ebpf, tracepoint.0)?;
             program
@@ -592,6 +678,8 @@ impl Loaded {
             ebpf,
             mode,
             follow_forks,
+            watch_execs,
+            built_for,
             trees,
             depth_limit,
             programs,
@@ -663,7 +751,7 @@ impl Loaded {
         let mode = self.mode;
         // Before any uprobe: a thread that exits mid-call must never be missed, nor a child
         // forked by a traced process.
-        let tracepoints = tracepoints(self.follow_forks)
+        let tracepoints = tracepoints(self.follow_forks, self.watch_execs)
             .map(|tracepoint| attach_raw_tracepoint(&mut self.ebpf, tracepoint))
             .collect::<Result<Vec<_>, _>>()?;
         // Once the fork program runs, so that a process forked meanwhile is in `/proc` or
@@ -677,18 +765,9 @@ impl Loaded {
         let mut attached = Links::default();
         for link in &links {
             let uprobe = uprobe_mut(&mut self.ebpf, link.program.name(mode))?;
-            let counted = link.functions.iter().any(|&id| {
-                functions
-                    .get(id as usize)
-                    .is_some_and(|f| f.semaphore.is_some())
-            });
-            // Perf-event uprobes with semaphores were refused at load, unless in a tree.
-            let link_attached = if let Some((root, tracefs)) = &tree {
-                attach_in_tree(uprobe, link, functions, tracefs, *root)?
-            } else if counted {
-                attach_counted(uprobe, link, functions)?
-            } else {
-                Attached::Aya(attach_link(uprobe, link, functions)?)
+            let link_attached = match &tree {
+                Some((root, tracefs)) => attach_in_tree(uprobe, link, functions, tracefs, *root)?,
+                None => attach_anywhere(uprobe, link, functions)?,
             };
             attached.0.push((link.program, link_attached));
         }
@@ -705,18 +784,77 @@ impl Loaded {
             _tracepoints: tracepoints,
             ebpf: self.ebpf,
             depth_limit: self.depth_limit,
+            built_for: self.built_for,
+            loaded: self.programs.iter().map(|program| program.name).collect(),
         })
     }
 }
 
-/// The raw tracepoint programs needed, with forks followed or not: (program, tracepoint).
-fn tracepoints(follow_forks: bool) -> impl Iterator<Item = (&'static str, &'static str)> {
+/// The raw tracepoint programs needed, with forks followed or not, and programs started
+/// watched or not: (program, tracepoint).
+fn tracepoints(
+    follow_forks: bool,
+    watch_execs: bool,
+) -> impl Iterator<Item = (&'static str, &'static str)> {
     let fork = follow_forks.then_some(FORK);
-    std::iter::once(THREAD_EXIT).chain(fork)
+    let exec = watch_execs.then_some(EXEC);
+    std::iter::once(THREAD_EXIT).chain(fork).chain(exec)
 }
 
 impl Tracer {
     /// Uprobes attached: one per function and program (entry and return count separately).
+    /// Probes `functions` from id `first` on, the functions of files found after start (of
+    /// every function so far, whose captures are `plans`), in every process that runs them.
+    /// Returns the uprobes placed. All or nothing: what is attached of them before an error
+    /// is detached again.
+    pub fn grow(
+        &mut self,
+        functions: &[Probe],
+        plans: &[CapturePlan],
+        first: usize,
+    ) -> Result<usize, BpfError> {
+        let capacity = self.built_for.capacity;
+        if u32::try_from(functions.len()).map_or(true, |count| count > capacity) {
+            return Err(BpfError::FunctionTableFull {
+                count: functions.len() - first,
+                capacity,
+            });
+        }
+        let needed = Features::of(&plans[first..], process_trees(functions).len());
+        if let Some(what) = self.built_for.lacking(&needed) {
+            return Err(BpfError::LoadedWithout { what });
+        }
+        let mode = self.mode;
+        for program in Program::ALL {
+            let name = program.name(mode);
+            let serves_some = functions[first..]
+                .iter()
+                .zip(&plans[first..])
+                .any(|(function, plan)| program.serves(function, plan));
+            if serves_some && !self.loaded.contains(&name) {
+                uprobe_mut(&mut self.ebpf, name)?
+                    .load()
+                    .map_err(|source| BpfError::load(name, source))?;
+                self.loaded.push(name);
+            }
+        }
+        set_captures(&mut self.ebpf, plans, first)?;
+        let links: Vec<Link<'_>> = links(functions, plans, mode)
+            .into_iter()
+            .filter(|link| link.functions.iter().all(|&id| id as usize >= first))
+            .collect();
+        // Returns before entries, as at start; kept apart until all are in.
+        let mut attached = Vec::with_capacity(links.len());
+        for link in &links {
+            let uprobe = uprobe_mut(&mut self.ebpf, link.program.name(mode))?;
+            attached.push((link.program, attach_anywhere(uprobe, link, functions)?));
+        }
+        let probes = probe_count(&links);
+        self.links.0.extend(attached);
+        self.probes += probes;
+        Ok(probes)
+    }
+
     pub fn attached(&self) -> usize {
         self.probes
     }
@@ -902,7 +1040,8 @@ fn raw_tracepoint_mut<'a>(
 }
 
 /// Tells the kernel side what each function captures, before any probe can fire.
-fn set_captures(ebpf: &mut Ebpf, plans: &[CapturePlan]) -> Result<(), BpfError> {
+/// Writes each function's captures at its id: `plans` from id `first` on.
+fn set_captures(ebpf: &mut Ebpf, plans: &[CapturePlan], first: usize) -> Result<(), BpfError> {
     let map_error = |source| BpfError::Map {
         map: FUNCTIONS_MAP,
         source: Box::new(source),
@@ -911,12 +1050,32 @@ fn set_captures(ebpf: &mut Ebpf, plans: &[CapturePlan]) -> Result<(), BpfError> 
         .map_mut(FUNCTIONS_MAP)
         .ok_or(BpfError::missing_map(FUNCTIONS_MAP))?;
     let mut captures: Array<_, FunctionCapture> = Array::try_from(map).map_err(map_error)?;
-    for (id, plan) in plans.iter().enumerate() {
+    for (id, plan) in plans.iter().enumerate().skip(first) {
         captures
             .set(id as u32, &plan.kernel, 0)
             .map_err(map_error)?;
     }
     Ok(())
+}
+
+/// Attaches `uprobe` at the functions of `link` in every process that runs its binary: with
+/// reference counters for the USDT semaphores among them (perf-event uprobes with semaphores
+/// were refused at load).
+fn attach_anywhere(
+    uprobe: &mut UProbe,
+    link: &Link<'_>,
+    functions: &[Probe],
+) -> Result<Attached, BpfError> {
+    let counted = link.functions.iter().any(|&id| {
+        functions
+            .get(id as usize)
+            .is_some_and(|f| f.semaphore.is_some())
+    });
+    if counted {
+        attach_counted(uprobe, link, functions)
+    } else {
+        Ok(Attached::Aya(attach_link(uprobe, link, functions)?))
+    }
 }
 
 /// Attaches `uprobe` at the functions of `link`, each with its id as the cookie.

@@ -49,6 +49,11 @@ pub struct Metrics {
     /// Stack windows (kernel) the ring buffer had no room for: their spans were sent without
     /// their stacks. Not a [`Loss`]: the spans were not lost.
     pub stack_windows_lost: AtomicU64,
+    /// Programs started (kernel) whose notice the ring buffer had no room for: a new file of
+    /// an `executable:` target they ran was not probed.
+    pub execs_lost: AtomicU64,
+    /// Files of `executable:` targets probed after start, as processes started them.
+    pub files_attached_later: AtomicU64,
     /// Events (`event: true` probes) dropped: past a span's limit, or waiting for more open
     /// spans than are held. No [`Loss`], which counts calls whose span is lost: an event's span
     /// is still exported (past the limit saying how many events it dropped, as OpenTelemetry's
@@ -133,6 +138,7 @@ impl Metrics {
             Counter::FilteredByWhen => &self.filtered_by_when,
             Counter::LeftOutAtReturn => &self.left_out_at_return,
             Counter::StackWindowLost => &self.stack_windows_lost,
+            Counter::ExecsLost => &self.execs_lost,
         };
         slot.store(total, Ordering::Relaxed);
     }
@@ -170,7 +176,8 @@ mod tests {
             | get(&metrics.invalid_trace_contexts)
             | get(&metrics.filtered_by_when)
             | get(&metrics.left_out_at_return)
-            | get(&metrics.stack_windows_lost);
+            | get(&metrics.stack_windows_lost)
+            | get(&metrics.execs_lost);
         for outcome in HandoffOutcome::ALL {
             seen |= metrics.handoffs(outcome);
         }

@@ -93,6 +93,18 @@ pub fn render(metrics: &Metrics) -> String {
         "Stack copies (unwind: dwarf) the ring buffer had no room for: their spans were sent without their stacks.",
         &[("", get(&metrics.stack_windows_lost))],
     );
+    metric(
+        "execs_lost_total",
+        "counter",
+        "Programs started while the ring buffer was full: a new file of an executable: target among them was not probed.",
+        &[("", get(&metrics.execs_lost))],
+    );
+    metric(
+        "files_attached_later_total",
+        "counter",
+        "Files of executable: targets probed after start, as processes started them.",
+        &[("", get(&metrics.files_attached_later))],
+    );
     let handoffs = labelled(
         "outcome",
         HandoffOutcome::ALL.map(|outcome| (outcome.label(), metrics.handoffs(outcome))),
@@ -214,6 +226,8 @@ mod tests {
                 "left_out_by_keep_rules_total counter",
                 "left_out_at_return_total counter",
                 "stack_windows_lost_total counter",
+                "execs_lost_total counter",
+                "files_attached_later_total counter",
                 "handoffs_total counter",
                 "incomplete_calls_total counter",
                 "queue_depth gauge",

@@ -41,6 +41,14 @@ pub fn log(metrics: &Metrics) {
              for the stack copies (a larger limits.ring_buffer_size, or smaller stack bytes)"
         );
     }
+    let execs_lost = get(&metrics.execs_lost);
+    if execs_lost > 0 {
+        tracing::warn!(
+            execs_lost,
+            "{execs_lost} programs started while the ring buffer was full: a new file of an \
+             `executable:` target among them was not probed (a larger limits.ring_buffer_size)"
+        );
+    }
     if lost > 0 {
         let by_reason: String = Loss::ALL
             .into_iter()

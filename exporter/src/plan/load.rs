@@ -7,18 +7,17 @@ use spanprobe_config::{Config, ConfigError, Position, Problem};
 
 use crate::plan::{
     error::ResolveError,
-    probe::Probe,
     resolve::{Resolved, resolve},
 };
 
 /// Loads the config at `config_path` and resolves its probes, or says every problem found.
 /// What resolution noticed without it being wrong (see [`Resolved::notes`]) is logged.
-pub fn load(config_path: &Path) -> Result<(Config, Vec<Probe>), ConfigError> {
+pub fn load(config_path: &Path) -> Result<(Config, Resolved), ConfigError> {
     let (config, resolved) = load_resolved(config_path)?;
     for note in &resolved.notes {
         tracing::warn!("{}", located(config_path, note));
     }
-    Ok((config, resolved.functions))
+    Ok((config, resolved))
 }
 
 /// [`load`], with the notes returned rather than logged (`check` shows them).

@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod error;
 pub mod kind;
+pub mod later;
 pub mod links;
 pub mod load;
 pub mod probe;

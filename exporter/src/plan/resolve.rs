@@ -29,7 +29,7 @@ use crate::{
         kind::{self, claims::Claims},
         probe::{Probe, ProbeKind},
         processes::{self, ProcessTree},
-        running,
+        running::{self, FileKey, RunningFile},
         target::Target,
     },
 };
@@ -43,6 +43,8 @@ pub struct Resolved {
     pub notes: Vec<Problem>,
     /// Handoffs resolved so far: the next one's number.
     pub handoffs: u32,
+    /// The files `executable:` targets found running.
+    pub running_files: Vec<FileKey>,
 }
 
 /// Resolves every function of `config`, or says every problem. A glob, or a symbol defined at
@@ -66,6 +68,7 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
             }
         };
         for file in files {
+            resolved.running_files.extend(file.key);
             let own = resolve_target(target, file, stack_frames, &mut resolved, &mut errors);
             opened.extend(own.map(|own| (t, own)));
         }
@@ -180,6 +183,8 @@ pub(crate) struct FoundFile {
     pub field: String,
     /// The processes its target is narrowed to.
     pub processes: Option<ProcessTree>,
+    /// For a file processes were found running: what tells it apart.
+    pub key: Option<FileKey>,
 }
 
 /// The processes `target` (at `field`) is narrowed to, by `pid:` or `container:`, and those
@@ -281,6 +286,7 @@ fn find_files(
                     position,
                     field: field.clone(),
                     processes: processes.clone(),
+                    key: Some(file.key),
                 })
                 .collect())
         }
@@ -302,6 +308,7 @@ fn locate_binary(
             position: binary.position,
             field: field.to_owned(),
             processes,
+            key: None,
         }),
         Err(error) => Err(ResolveError {
             position: binary.position,
@@ -323,6 +330,7 @@ pub(crate) fn open_target(
         position,
         field,
         processes,
+        key: _,
     } = file;
     let read = crate::binary::elf::read(&path).and_then(|data| {
         let elf = ElfInfo::parse(&path, &data)?;
@@ -343,6 +351,57 @@ pub(crate) fn open_target(
         reported: Default::default(),
         frame_pointers: Default::default(),
     })
+}
+
+/// Resolves the functions of `config`'s target `t` in `file`, found running after start, with
+/// ids from `functions.len()` on (`functions` being every function probed so far), narrowed to
+/// `processes` as the target was at start. Handoffs are not resolved again.
+pub fn resolve_later(
+    config: &Config,
+    t: usize,
+    file: RunningFile,
+    processes: Option<ProcessTree>,
+    functions: &[Probe],
+) -> Result<Vec<Probe>, Vec<ResolveError>> {
+    let Some(target) = config.probes.get(t) else {
+        return Ok(Vec::new());
+    };
+    let (key, position) = match (&target.library, &target.executable) {
+        (Some(library), _) => ("library", library.position),
+        (None, executable) => (
+            "executable",
+            executable.as_ref().map_or(target.position, |e| e.position),
+        ),
+    };
+    let found = FoundFile {
+        path: file.path,
+        position,
+        field: format!("probes[{t}].{key}"),
+        processes,
+        key: Some(file.key),
+    };
+    let mut resolved = Resolved {
+        functions: functions.to_vec(),
+        ..Resolved::default()
+    };
+    let mut errors = Vec::new();
+    resolve_target(
+        target,
+        found,
+        config.limits.stack_frames,
+        &mut resolved,
+        &mut errors,
+    );
+    let later = resolved.functions.split_off(functions.len());
+    for function in &later {
+        errors.extend(when_problems(function));
+        errors.extend(keep_problem(function));
+    }
+    if errors.is_empty() {
+        Ok(later)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Resolves `target`'s functions and USDT probes into `resolved`; returns its binary, opened,

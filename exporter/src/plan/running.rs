@@ -24,6 +24,8 @@ pub struct RunningFile {
     pub path: PathBuf,
     /// The processes running it, by their pid in spanprobe's pid namespace, lowest first.
     pub pids: Vec<u32>,
+    /// What tells it apart from other files.
+    pub key: FileKey,
 }
 
 /// What a search through `/proc` found.
@@ -85,6 +87,7 @@ fn search_in(
                     search.files.push(RunningFile {
                         path,
                         pids: vec![pid],
+                        key: id,
                     });
                 }
             },
@@ -105,8 +108,8 @@ fn search_in(
 /// times but a device number each: keyed by device, it would be probed once per container, and
 /// every call would fire each probe. Copies have inodes of their own, or times of their own on
 /// another filesystem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct FileKey {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileKey {
     inode: u64,
     size: u64,
     modified: (i64, i64),

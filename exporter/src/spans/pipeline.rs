@@ -12,6 +12,7 @@ use opentelemetry::{Key, KeyValue, Value};
 
 use opentelemetry_sdk::{Resource, trace::SpanEvents};
 use spanprobe_common::{CallEnd, CallEvent};
+use tokio::sync::mpsc;
 
 use crate::{
     binary::elf::ElfInfo,
@@ -82,6 +83,9 @@ pub struct Pipeline {
     /// Events of spans still open, by the span's (pid, stack, entry time): the span's record
     /// comes after them, when it ends.
     open_span_events: HashMap<(u32, u64, u64), SpanEvents>,
+    /// Where the pids of processes that start a program go, when some target names
+    /// processes by their executable.
+    exec_notices: Option<mpsc::UnboundedSender<u32>>,
 }
 
 /// How to read a function's captured stacks, and where the function is.
@@ -107,45 +111,63 @@ impl Pipeline {
         queue: SpanQueue,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let keep_rules: Vec<_> = functions.iter().map(|f| KeepRule::of(&f.spec)).collect();
-        let held = keep_rules
-            .iter()
-            .any(|rule| rule.is_set())
-            .then(|| TraceBuffer::new(MAX_HELD_SPANS, MAX_HOLD));
-        // Read each binary once, however many of its functions (a glob) capture stacks.
-        let mut elves: HashMap<PathBuf, Option<Arc<ElfInfo>>> = HashMap::new();
-        let stack_sources = functions
-            .iter()
-            .zip(plans)
-            .map(|(f, plan)| {
-                let plan = plan.stack.clone()?;
-                let elf = elves
-                    .entry(f.binary.clone())
-                    .or_insert_with(|| ElfInfo::read(&f.binary).ok().map(Arc::new))
-                    .clone();
-                Some(StackSource {
-                    plan,
-                    binary: f.binary.clone(),
-                    file_offset: f.file_offset,
-                    elf,
-                })
-            })
-            .collect();
-        Self {
+        let mut pipeline = Self {
             assembler,
             resources,
-            programs: programs(functions),
+            programs: Vec::new(),
             queue,
-            keep_rules,
-            held,
-            stack_sources,
+            keep_rules: Vec::new(),
+            held: None,
+            stack_sources: Vec::new(),
             stacks: Backtraces::new(),
             windows: StackWindows::default(),
             summary: Summary::default(),
-            called: vec![false; functions.len()],
+            called: Vec::new(),
             metrics,
             open_span_events: HashMap::new(),
+            exec_notices: None,
+        };
+        pipeline.add_tables(functions, plans);
+        pipeline
+    }
+
+    /// Where the pids of processes that start a program go (see [`Message::Exec`]).
+    pub fn send_exec_notices(&mut self, to: mpsc::UnboundedSender<u32>) {
+        self.exec_notices = Some(to);
+    }
+
+    /// Adds `functions`, probed after start, with the ids that follow the last one's.
+    pub fn extend(&mut self, functions: &[Probe], plans: &[CapturePlan]) {
+        self.assembler.extend(functions, plans);
+        self.add_tables(functions, plans);
+    }
+
+    /// Appends each function's entry to the tables indexed by function id.
+    fn add_tables(&mut self, functions: &[Probe], plans: &[CapturePlan]) {
+        let keep_rules = functions.iter().map(|f| KeepRule::of(&f.spec));
+        self.keep_rules.extend(keep_rules);
+        if self.held.is_none() && self.keep_rules.iter().any(|rule| rule.is_set()) {
+            self.held = Some(TraceBuffer::new(MAX_HELD_SPANS, MAX_HOLD));
         }
+        // Read each binary once, however many of its functions (a glob) capture stacks.
+        let mut elves: HashMap<PathBuf, Option<Arc<ElfInfo>>> = HashMap::new();
+        let stack_sources = functions.iter().zip(plans).map(|(f, plan)| {
+            let plan = plan.stack.clone()?;
+            let elf = elves
+                .entry(f.binary.clone())
+                .or_insert_with(|| ElfInfo::read(&f.binary).ok().map(Arc::new))
+                .clone();
+            Some(StackSource {
+                plan,
+                binary: f.binary.clone(),
+                file_offset: f.file_offset,
+                elf,
+            })
+        });
+        self.stack_sources.extend(stack_sources);
+        self.programs.extend(programs(functions));
+        self.called
+            .resize(self.called.len() + functions.len(), false);
     }
 
     /// Holds the event `event` carries for its span, which is still open.
@@ -184,6 +206,11 @@ impl Pipeline {
                     };
                     self.windows
                         .arrived(&header, bytes, source.plan.frames(), probed);
+                }
+            }
+            Ok(Message::Exec(notice)) => {
+                if let Some(to) = &self.exec_notices {
+                    let _ = to.send(notice.pid);
                 }
             }
             Err(error) => {

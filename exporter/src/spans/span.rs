@@ -193,6 +193,13 @@ impl SpanAssembler {
         }
     }
 
+    /// Adds spans for `functions`, probed after start, with the ids that follow the last one's.
+    pub fn extend(&mut self, functions: &[Probe], plans: &[CapturePlan]) {
+        let templates = functions.iter().zip(plans);
+        self.templates
+            .extend(templates.map(|(function, plan)| SpanTemplate::new(function, plan)));
+    }
+
     fn template(&self, function_id: u32) -> Result<&SpanTemplate, UnknownFunction> {
         usize::try_from(function_id)
             .ok()

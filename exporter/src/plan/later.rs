@@ -1,0 +1,129 @@
+//! Files of `executable:` targets that processes start running after spanprobe did: the
+//! kernel tells of every program started ([`ExecNotice`](spanprobe_common::ExecNotice)), and
+//! the process is looked at as at start. A file already probed needs nothing: its uprobes fire
+//! in every process that runs it.
+
+use std::collections::HashSet;
+
+use spanprobe_config::Config;
+
+use crate::plan::{
+    probe::Probe,
+    processes::ProcessTree,
+    running::{self, FileKey, RunningFile},
+};
+
+/// Function ids kept free at load for the files found later, when a target looks for them:
+/// the function table is sized at load.
+pub const LATER_FUNCTIONS: u32 = 1024;
+
+/// The ids to keep free for `config`: none unless a target names processes by their
+/// executable.
+pub fn reserve(config: &Config) -> u32 {
+    let watches = config
+        .probes
+        .iter()
+        .any(|target| target.executable.is_some());
+    if watches { LATER_FUNCTIONS } else { 0 }
+}
+
+/// A file found running that no target probed yet.
+#[derive(Debug)]
+pub struct NewFile {
+    /// The target (`probes[t]`) it is of.
+    pub target: usize,
+    pub file: RunningFile,
+    /// The processes the target is narrowed to, as at start.
+    pub processes: Option<ProcessTree>,
+}
+
+/// What is probed already, and which targets look for more.
+#[derive(Debug)]
+pub struct Watch {
+    known: HashSet<FileKey>,
+}
+
+impl Watch {
+    /// Knowing the files `running` found at start.
+    pub fn new(running: &[FileKey]) -> Self {
+        Self {
+            known: running.iter().copied().collect(),
+        }
+    }
+
+    /// The new files of `config`'s targets that process `pid` runs or has loaded (every
+    /// process's, when `None`), each now known. `functions` are those probed so far, whose
+    /// process trees the new files' functions share.
+    pub fn look_at(
+        &mut self,
+        config: &Config,
+        pid: Option<u32>,
+        functions: &[Probe],
+    ) -> Vec<NewFile> {
+        let mut found = Vec::new();
+        for (t, target) in config.probes.iter().enumerate() {
+            let Some(executable) = &target.executable else {
+                continue;
+            };
+            if let (Some(only), Some(pid)) = (&target.pid, pid)
+                && only.value != pid
+            {
+                continue;
+            }
+            let processes = tree_of(target, functions);
+            if target.container.is_some() && processes.is_none() {
+                continue;
+            }
+            let only = match (&processes, pid) {
+                (Some(ProcessTree::Container { id, .. }), Some(pid)) => {
+                    if !in_container(pid, id) {
+                        continue;
+                    }
+                    Some(vec![pid])
+                }
+                (Some(ProcessTree::Pid(root)), _) => Some(vec![root.get()]),
+                (_, pid) => pid.map(|pid| vec![pid]),
+            };
+            let library = target.library.as_ref().map(|library| &library.value);
+            let Ok(search) = running::search(executable, library, only.as_deref()) else {
+                continue;
+            };
+            for file in search.files {
+                if self.known.insert(file.key) {
+                    found.push(NewFile {
+                        target: t,
+                        file,
+                        processes: processes.clone(),
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The tree the target's functions were narrowed to at start, found among `functions`.
+fn tree_of(target: &spanprobe_config::ProbeTarget, functions: &[Probe]) -> Option<ProcessTree> {
+    let trees = || {
+        functions
+            .iter()
+            .filter_map(|function| function.processes.as_ref())
+    };
+    if let Some(pid) = &target.pid {
+        return trees()
+            .find(|tree| matches!(tree, ProcessTree::Pid(root) if root.get() == pid.value))
+            .cloned();
+    }
+    let container = target.container.as_ref()?;
+    trees()
+        .find(|tree| matches!(tree, ProcessTree::Container { id, .. } if *id == container.value))
+        .cloned()
+}
+
+/// Whether process `pid` is in a container whose id starts with `prefix`.
+fn in_container(pid: u32, prefix: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|cgroup| crate::spans::container::container_id(&cgroup))
+        .is_some_and(|id| id.starts_with(prefix))
+}
