@@ -343,22 +343,71 @@ async fn executables_are_found_in_other_mount_namespaces() {
     }
 }
 
-/// No process runs the executable: the error says which, where in the config, and what was
-/// looked at.
+/// No process runs the executable yet: not wrong, as one may start, but said, with where in
+/// the config and what was looked at.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_executable_no_process_runs_is_refused() {
+async fn an_executable_no_process_runs_yet_is_noted() {
     let s = Scenario::start().await;
     let config = json!({
         "probes": [{ "executable": "/opt/nothing/runs/this", "functions": symbols(&["main"]) }],
     });
-    let output = s.check(&config, 2).await;
+    let output = s.check(&config, 0).await;
     support::scenario::assert_has_all(
         &output,
         &[
+            "ok, 0 functions to probe",
+            "note: ",
             "probes[0].executable",
-            "no running process runs `/opt/nothing/runs/this` (looked at ",
+            "no running process runs `/opt/nothing/runs/this` yet (looked at ",
+            "its file is probed when a process starts running it",
         ],
     );
+}
+
+/// A sidecar started before any process runs its executable: it waits, and probes the file
+/// of the first process that starts it, with the programs built for whatever it needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_started_first_probes_the_processes_that_start_after_it() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let root = container_root(s.path(), "image");
+    let config = sidecar_config(
+        &s,
+        json!({
+            "executable": IN_CONTAINER,
+            "functions": [
+                { "symbol": "outer", "args": [{ "index": 0, "name": "x", "type": "i64" }] },
+                { "symbol": "middle", "stack": true },
+                { "symbol": "inner", "min_duration": "0ns" },
+            ],
+        }),
+    );
+    let sidecar = s.sidecar(&config).await;
+    let container = Container::start(&root, true, None).await;
+    assert!(
+        sidecar
+            .wait_for_log(
+                "probing a file a process started running",
+                support::SPANS_WAIT
+            )
+            .await,
+        "the file was not probed"
+    );
+    container.call();
+    s.receiver.wait_for_spans(6, support::SPANS_WAIT).await;
+    container.finish().await;
+    let stderr = sidecar.stop().await;
+    let spans = s.receiver.spans();
+    let outer: Vec<i64> = support::scenario::named(&spans, "outer")
+        .iter()
+        .filter_map(|span| span.int_attr("x"))
+        .collect();
+    // outer(1) ran before its probes were in, or just after.
+    assert!(outer.ends_with(&[3, 4]), "{outer:?}: {stderr}");
+    for middle in support::scenario::named(&spans, "middle") {
+        assert!(middle.attr("code.stacktrace").is_some(), "{middle:#?}");
+    }
 }
 
 /// What finding processes needs beyond CAP_BPF and CAP_PERFMON, measured: spanprobe holding
@@ -386,14 +435,21 @@ async fn finding_processes_needs_cap_sys_ptrace() {
                 .unwrap()
         }
     };
+    // Without, its process is not found, and the note says why.
     let without = check("+bpf,+perfmon").await;
-    support::scenario::assert_exit(&without, 2);
-    support::scenario::assert_stderr_has(
-        &without,
-        "could not be read: reading another process's /proc/PID/exe needs CAP_SYS_PTRACE",
+    support::scenario::assert_exit(&without, 0);
+    let stdout = String::from_utf8_lossy(&without.stdout);
+    assert!(stdout.contains("ok, 0 functions to probe"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "could not be read: reading another process's /proc/PID/exe needs CAP_SYS_PTRACE"
+        ),
+        "{stdout}"
     );
     let with = check("+bpf,+perfmon,+sys_ptrace").await;
     support::scenario::assert_exit(&with, 0);
+    let stdout = String::from_utf8_lossy(&with.stdout);
+    assert!(stdout.contains("ok, 1 function to probe"), "{stdout}");
     container.call();
     container.finish().await;
 }

@@ -39,7 +39,10 @@ pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Resul
     let (
         config,
         Resolved {
-            functions, notes, ..
+            functions,
+            notes,
+            waiting,
+            ..
         },
     ) = load_resolved(config_path)?;
     if let ExporterConfig::Otlp(otlp) = &config.exporter {
@@ -71,7 +74,7 @@ pub fn check(config_path: &Path, load_check: Option<LoadCheck>) -> anyhow::Resul
             ProcessFilter::Selected,
             &config.limits,
             attach,
-            crate::plan::later::reserve(&config),
+            crate::plan::later::room(&config, waiting),
         )?;
         out.push_str(&load_report(
             &features::release(),

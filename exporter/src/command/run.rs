@@ -84,6 +84,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
         output,
     } = options;
     let (mut config, resolved) = crate::plan::load::load(config_path)?;
+    let room = later::room(&config, resolved.waiting);
     let mut functions = resolved.functions;
     if let Some(output) = output {
         let ExporterConfig::Stdout(stdout) = &mut config.exporter else {
@@ -146,14 +147,13 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     let started = std::time::Instant::now();
     // Every stage reads each function's captures from this one table, by function id.
     let mut plans = capture::plans(&functions, &config.sampler);
-    let reserve = later::reserve(&config);
     let loaded = Loaded::load(
         &functions,
         &plans,
         filter,
         &config.limits,
         attach_mode,
-        reserve,
+        room,
     )?;
     let mut resources = Resources::new(config.service_name.clone(), &config.resource);
     // Forked now and held before exec: the probes can go in its processes only, and its
@@ -211,7 +211,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     // program started, and their functions reach the pipeline before their probes go in.
     let (exec_notices, mut execs) = mpsc::unbounded_channel();
     let (extend_pipeline, extensions) = std::sync::mpsc::channel::<Extension>();
-    let mut watch = (reserve > 0).then(|| {
+    let mut watch = (room.functions > 0).then(|| {
         pipeline.send_exec_notices(exec_notices);
         Watch::new(&resolved.running_files)
     });

@@ -37,6 +37,7 @@ use crate::{
         ref_ctr_link::{self, CountedProbe},
         tree_uprobe::{self, TreeUprobe},
     },
+    plan::later::Room,
     plan::processes::ProcessTree,
     plan::{
         capture::{CapturePlan, process_trees},
@@ -434,6 +435,25 @@ impl Features {
         }
     }
 
+    /// These, and whatever functions not known yet may need, when `room` says some are not.
+    fn widened(self, room: Room) -> Self {
+        let Some(window_bytes) = room.unknown else {
+            return self;
+        };
+        Self {
+            trace_contexts: true,
+            reads_at_return: true,
+            keep_at_return: true,
+            goroutine_parents: true,
+            return_addresses: true,
+            window_bytes: self.window_bytes.max(match window_bytes {
+                0 => 0,
+                bytes => bytes.next_power_of_two(),
+            }),
+            ..self
+        }
+    }
+
     /// What `needed` asks for that these lack, if anything.
     fn lacking(&self, needed: &Features) -> Option<&'static str> {
         let lacks = |has: bool, needs: bool| needs && !has;
@@ -569,7 +589,7 @@ impl Loaded {
         filter: ProcessFilter,
         limits: &Limits,
         requested: Option<AttachMode>,
-        reserve: u32,
+        room: Room,
     ) -> Result<Self, BpfError> {
         // What every mode needs first: probing the kernel for uprobe_multi takes CAP_BPF.
         check_capabilities(AttachMode::Multi)?;
@@ -598,7 +618,7 @@ impl Loaded {
         } else {
             0
         };
-        let mut built_for = Features::of(plans, trees.len());
+        let mut built_for = Features::of(plans, trees.len()).widened(room);
         let trace_contexts = u8::from(built_for.trace_contexts);
         let reads_at_return = u8::from(built_for.reads_at_return);
         let keep_at_return = u8::from(built_for.keep_at_return);
@@ -608,9 +628,9 @@ impl Loaded {
         // Room for the functions of files found later, when some are looked for.
         let function_count = u32::try_from(functions.len().max(1))
             .unwrap_or(u32::MAX)
-            .saturating_add(reserve);
+            .saturating_add(room.functions);
         built_for.capacity = function_count;
-        let watch_execs = reserve > 0;
+        let watch_execs = room.functions > 0;
         // One bit per possible pid.
         let pid_words = pid_max().div_ceil(64);
         let mut ebpf = EbpfLoader::new()

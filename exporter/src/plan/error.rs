@@ -165,9 +165,9 @@ pub enum ResolveErrorKind {
     #[error("no process {pid} is running")]
     NoProcess { pid: u32 },
     #[error(
-        "no running process runs `{executable}` (looked at {processes} processes, each one's \
-         executable as its own mount namespace names it{}): spanprobe finds the processes \
-         running when it starts",
+        "no running process runs `{executable}` yet (looked at {processes} processes, each \
+         one's executable as its own mount namespace names it{}): its file is probed when a \
+         process starts running it",
         Unreadable(*unreadable)
     )]
     NoProcessRuns {

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use spanprobe_config::Config;
+use spanprobe_config::{Config, Unwind};
 
 use crate::plan::{
     probe::Probe,
@@ -17,14 +17,39 @@ use crate::plan::{
 /// the function table is sized at load.
 pub const LATER_FUNCTIONS: u32 = 1024;
 
-/// The ids to keep free for `config`: none unless a target names processes by their
-/// executable.
-pub fn reserve(config: &Config) -> u32 {
-    let watches = config
+/// What the programs loaded at start leave room for: the files found later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Room {
+    /// Function ids kept free in the function table.
+    pub functions: u32,
+    /// Set when some target found no process running at start: what its functions need is
+    /// not known, so the programs are built for anything they may need, with stack windows of
+    /// up to these bytes.
+    pub unknown: Option<u32>,
+}
+
+/// The room to leave for `config`: none unless a target names processes by their executable;
+/// `waiting` when some such target found no process.
+pub fn room(config: &Config, waiting: bool) -> Room {
+    let executables = config
         .probes
         .iter()
-        .any(|target| target.executable.is_some());
-    if watches { LATER_FUNCTIONS } else { 0 }
+        .filter(|target| target.executable.is_some());
+    let window_bytes = executables
+        .clone()
+        .flat_map(|target| &target.functions)
+        .filter_map(|function| function.stack.value.options())
+        .filter(|options| options.unwind != Unwind::FramePointers)
+        .map(|options| options.bytes)
+        .max()
+        .unwrap_or(0);
+    match executables.count() {
+        0 => Room::default(),
+        _ => Room {
+            functions: LATER_FUNCTIONS,
+            unknown: waiting.then_some(window_bytes),
+        },
+    }
 }
 
 /// A file found running that no target probed yet.

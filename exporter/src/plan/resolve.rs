@@ -45,6 +45,9 @@ pub struct Resolved {
     pub handoffs: u32,
     /// The files `executable:` targets found running.
     pub running_files: Vec<FileKey>,
+    /// Whether some `executable:` target found no process running it: what its functions
+    /// will need is not known until one starts.
+    pub waiting: bool,
 }
 
 /// Resolves every function of `config`, or says every problem. A glob, or a symbol defined at
@@ -62,6 +65,12 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
             .and_then(|processes| find_files(target, &config.base_dir, &field, processes));
         let files = match found {
             Ok(files) => files,
+            // Not wrong: its processes are found as they start.
+            Err(error) if matches!(error.kind, ResolveErrorKind::NoProcessRuns { .. }) => {
+                resolved.notes.push(error.to_problem());
+                resolved.waiting = true;
+                continue;
+            }
             Err(error) => {
                 errors.push(error);
                 continue;
