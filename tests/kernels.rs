@@ -28,6 +28,7 @@
 //! - members read along DWARF paths (`->user->name`), and their faults;
 //! - output buffers read at return (by the return program), counted by the return value and
 //!   by the `size_t` behind an argument;
+//! - a file started later: an `executable:` target's process found as it starts;
 //! - a sidecar: `run` without a command, attached to a process already running, ended by
 //!   SIGINT;
 //! - a `pid:` target followed through the processes it forks;
@@ -110,7 +111,7 @@ use arguments::{member_path, moved_probes, output_buffers, str_argument, when_co
 use go::{behind_pointers, goroutine_parents, goroutines};
 use handoffs::handoffs;
 use processes::{forked_children, keep_rules, nesting, threads};
-use sidecar::{pid_tree, sidecar};
+use sidecar::{pid_tree, sidecar, started_later};
 use stack::{stack, unwound_stack};
 use support::{scenario::Workdir, vm};
 use trace_context::trace_context;
@@ -151,6 +152,7 @@ async fn real_scenarios_trace_the_same_on_every_kernel() {
         moved_probes(&dir),
         output_buffers(&dir),
         sidecar(&dir),
+        started_later(&dir),
         pid_tree(&dir),
         nesting(&dir, &calls, true),
     ]);

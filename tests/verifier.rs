@@ -118,14 +118,16 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
     );
 
     // A target that finds processes by their executable loads the program that hears of the
-    // programs processes start.
-    let calls = files[0].clone();
-    let executable_config = dir.write_named(
-        "executable",
-        &json!({
-            "probes": [{ "executable": calls, "functions": [{ "symbol": "outer" }] }],
-        }),
-    );
+    // programs processes start; one that finds none yet, every program built for anything its
+    // functions may need: every feature on at once.
+    let mut waiting: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    waiting["probes"].as_array_mut().unwrap().push(json!({
+        "executable": "/opt/nothing/runs/this",
+        "functions": [{ "symbol": "outer" }],
+    }));
+    let waiting_config = dir.write_named("waiting", &waiting);
+    let waiting_files = files.clone();
 
     let cases = vec![
         Case::new(
@@ -168,18 +170,21 @@ async fn every_program_verifies_on_every_kernel_and_what_one_lacks_is_refused_up
         ),
         Case::new(
             move |_| {
-                let text = format!(
-                    "\"{calls}\" slow 3000 & sleep 0.5; \"$SPANPROBE\" check --load --config {}",
-                    executable_config.display(),
-                    calls = calls.display(),
-                );
-                Script::new("an executable's processes", text)
-                    .file(&executable_config)
-                    .with_files(std::slice::from_ref(&calls))
+                check_load(
+                    "processes not started yet",
+                    &waiting_config,
+                    &waiting_files,
+                    "",
+                )
             },
             |_, output, _| {
                 output.assert_success();
-                assert!(output.stdout.contains("  spanprobe_exec ("), "{output}");
+                for program in PERF_EVENT.iter().chain(&["spanprobe_exec"]) {
+                    assert!(
+                        output.stdout.contains(&format!("  {program} (")),
+                        "{output}"
+                    );
+                }
             },
         ),
         Case::new(

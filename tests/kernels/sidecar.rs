@@ -79,6 +79,67 @@ cat $out/spanprobe >&2
     )
 }
 
+/// An `executable:` target no process runs yet: spanprobe waits (its programs built for any
+/// function), hears through the exec program of the waiter as it starts, and probes its file;
+/// then the waiter makes its calls. outer(1), made as it starts, is traced when the probes
+/// beat it there.
+pub fn started_later(dir: &Workdir) -> Case {
+    let waiter = dir.c_program("waiter");
+    let mut config = functions_config(&waiter, chain_functions());
+    let target = &mut config["probes"][0];
+    target["executable"] = target["binary"].take();
+    if let Some(target) = target.as_object_mut() {
+        target.remove("binary");
+    }
+    let config = dir.write_named("started_later", &config);
+    Case::new(
+        move |receiver| {
+            let text = format!(
+                r#"out=$(mktemp -d)
+{WAIT_FOR}OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} "$SPANPROBE" run --config {config} 2>$out/spanprobe &
+tracer=$!
+wait_for $out/spanprobe 'attached with' $tracer || exit 1
+{waiter} >$out/waiter &
+waiter=$!
+wait_for $out/spanprobe 'probing a file a process started running' $tracer || exit 1
+wait_for $out/waiter ready $waiter || exit 1
+kill -USR1 $waiter
+wait $waiter
+echo "waiter exited $?"
+kill -INT $tracer
+wait $tracer
+echo "spanprobe exited $?"
+cat $out/waiter
+cat $out/spanprobe >&2
+"#,
+                waiter = waiter.display(),
+                endpoint = vm::grpc_endpoint(receiver),
+                config = config.display(),
+            );
+            Script::new("a file started later", text)
+                .file(&config)
+                .file(&waiter)
+                .time_limit(SCENARIO_LIMIT + Duration::from_secs(30))
+        },
+        |_, output, receiver| {
+            output.assert_success();
+            let pid = printed_pid(output, "waiter");
+            assert_eq!(
+                output.stdout,
+                format!(
+                    "waiter exited 0\nspanprobe exited 0\nwaiter[{pid}] ready 6\nwaiter done 22\n"
+                )
+            );
+            let chains = chains(&receiver.spans());
+            let after = [Chain::of(pid, pid, 3), Chain::of(pid, pid, 4)];
+            assert!(
+                chains == after || chains == [&[Chain::of(pid, pid, 1)], &after[..]].concat(),
+                "{chains:?}"
+            );
+        },
+    )
+}
+
 /// A `pid:` target followed through forks (the fork program, and the trees map every probe
 /// checks): forker starts first; spanprobe attaches to its pid (given by `${FORKER_PID}`),
 /// then forker forks a child, which forks a grandchild, each calling work() once.
