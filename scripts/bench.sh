@@ -371,6 +371,10 @@ log "when and keep rules: BPF time and cost per call, and the most calls/s with 
 # --- What a stack costs: frame pointers, copied windows, bpftrace's ustack -------------------
 log "stacks: BPF time and cost per call of each way to unwind"
 ./scripts/bench-stacks.sh "$spanprobe" 3 > "$work/stacks.md"
+
+# --- What a target whose processes start later costs each call ------------------------------
+log "later files: BPF time and cost per call with the programs built for anything"
+./scripts/bench-later.sh "$spanprobe" 3 > "$work/later.md"
 # The ratios the targets table quotes: a row's last column.
 server_ratio() { awk -F'|' -v row="$1" 'index($0, row) == 1 { v = $(NF - 1); gsub(/ /, "", v); print v }' "$work/servers.md"; }
 redis2_ratio=$(server_ratio "| redis-server (")
@@ -864,6 +868,15 @@ per_call_table() { # TARGET
   echo "lost, or sent without their stack, as a share of the calls."
   echo
   cat "$work/stacks.md"
+  echo
+  echo "## Processes that start later (\`scripts/bench-later.sh\`, 3 alternating rounds, medians)"
+  echo
+  echo "unwind.c's \`leaf\` called 200,000 times by one thread, traced by a \`binary:\` target and"
+  echo "by an \`executable:\` target that found no process when spanprobe started (its file probed as"
+  echo "the program starts; the programs built for every feature a function may need), and not at"
+  echo "all, alternating. A one-call run goes first, so the measured run is traced from its first call."
+  echo
+  cat "$work/later.md"
   echo
   echo "## Userspace, without the kernel (criterion, one core)"
   echo
