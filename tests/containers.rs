@@ -643,3 +643,45 @@ async fn files_that_processes_start_later_are_probed() {
         "{stderr}"
     );
 }
+
+/// A library of a process that starts after the sidecar: at its exec the loader has not mapped
+/// its libraries yet, so it is looked at again, and the library is probed once it is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_library_of_a_process_started_later_is_probed_once_loaded() {
+    support::needs_root!();
+    let s = Scenario::start().await;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let root = dynamic_container_root(s.path(), "image");
+    let config = sidecar_config(
+        &s,
+        json!({
+            "executable": IN_CONTAINER,
+            "library": "libc.so*",
+            "functions": [{ "symbol": "fflush", "return": { "type": "i32" } }],
+        }),
+    );
+    let sidecar = s.sidecar(&config).await;
+    let container = Container::start(&root, true, None).await;
+    assert!(
+        sidecar
+            .wait_for_log(
+                "probing a file a process started running",
+                support::SPANS_WAIT
+            )
+            .await,
+        "the library was not probed"
+    );
+    container.call();
+    s.receiver.wait_for_spans(1, support::SPANS_WAIT).await;
+    let pid = container.pid;
+    container.finish().await;
+    let stderr = sidecar.stop().await;
+    assert!(stderr.contains("libc.so.6 pids="), "{stderr}");
+    // The fflush after its calls; the one at its start too, if the probes beat it there.
+    let fflush = s.receiver.spans();
+    assert!((1..=2).contains(&fflush.len()), "{fflush:#?}");
+    for span in &fflush {
+        assert_eq!(span.name(), "fflush");
+        assert_eq!(span.resource_int("process.pid"), Some(i64::from(pid)));
+    }
+}

@@ -241,7 +241,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     };
     // A program started between the look at start and the exec program's attaching.
     if let Some(watch) = &mut watch {
-        later.probe_new_files(watch, None, &mut tracer);
+        later.probe_new_files(watch, Look::Everyone, &mut tracer);
     }
     // Goroutines are no threads: the calls they leave open when their process exits are ended
     // here, by a look at their stacks every second and once at the end.
@@ -273,6 +273,7 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     // While tracing, the kernel's counters are copied into the metrics every second.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let exit_code = loop {
+        let look_again = watch.as_ref().and_then(Watch::next_look);
         tokio::select! {
             code = &mut ended => break code?,
             _ = tick.tick() => {
@@ -283,7 +284,12 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
             }
             Some(pid) = execs.recv(), if watch.is_some() => {
                 if let Some(watch) = &mut watch {
-                    later.probe_new_files(watch, Some(pid), &mut tracer);
+                    later.probe_new_files(watch, Look::Process(pid), &mut tracer);
+                }
+            }
+            () = sleep_until(look_again), if look_again.is_some() => {
+                if let Some(watch) = &mut watch {
+                    later.probe_new_files(watch, Look::Again, &mut tracer);
                 }
             }
         }
@@ -328,6 +334,23 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     Ok(RunOutcome { exit_code })
 }
 
+/// Which processes to look at for new files.
+enum Look {
+    Everyone,
+    /// One that has just started a program.
+    Process(u32),
+    /// Those looked at before whose libraries were not loaded yet.
+    Again,
+}
+
+/// Waits until `at`; never, without one.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Functions of a file found after start, and their captures, for the pipeline.
 type Extension = (Vec<Probe>, Vec<CapturePlan>);
 
@@ -342,12 +365,25 @@ struct Later<'a> {
 }
 
 impl Later<'_> {
-    /// Probes the new files of `executable:` targets process `pid` runs (every process's, when
-    /// `None`). What cannot be probed is said and left: the rest goes on.
-    fn probe_new_files(&mut self, watch: &mut Watch, pid: Option<u32>, tracer: &mut Tracer) {
-        for new in watch.look_at(self.config, pid, self.functions) {
+    /// Probes the new files of `executable:` targets `look` finds. What cannot be probed is
+    /// said and left: the rest goes on.
+    fn probe_new_files(&mut self, watch: &mut Watch, look: Look, tracer: &mut Tracer) {
+        let found = match look {
+            Look::Everyone => watch.look_at(self.config, None, self.functions),
+            Look::Process(pid) => watch.look_at(self.config, Some(pid), self.functions),
+            Look::Again => watch.look_again(self.config, self.functions),
+        };
+        for new in found {
             let path = new.file.path.clone();
             let pids = new.file.pids.clone();
+            let key = new.file.key;
+            // Its processes exited before it was probed (the path through their root is gone
+            // with them): the next process that runs it tries again.
+            let gone = |watch: &mut Watch| {
+                if !path.exists() {
+                    watch.forget(key);
+                }
+            };
             let found = resolve_later(
                 self.config,
                 new.target,
@@ -366,6 +402,7 @@ impl Later<'_> {
                             located(self.config_path, &problem)
                         );
                     }
+                    gone(watch);
                     continue;
                 }
             };
@@ -395,11 +432,14 @@ impl Later<'_> {
                         "probing a file a process started running"
                     );
                 }
-                Err(error) => tracing::warn!(
-                    "cannot probe {} of pids {pids:?}: {:#}",
-                    path.display(),
-                    anyhow::Error::from(error)
-                ),
+                Err(error) => {
+                    tracing::warn!(
+                        "cannot probe {} of pids {pids:?}: {:#}",
+                        path.display(),
+                        anyhow::Error::from(error)
+                    );
+                    gone(watch);
+                }
             }
         }
     }

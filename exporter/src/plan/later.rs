@@ -3,7 +3,10 @@
 //! the process is looked at as at start. A file already probed needs nothing: its uprobes fire
 //! in every process that runs it.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use spanprobe_config::{Config, Unwind};
 
@@ -62,10 +65,24 @@ pub struct NewFile {
     pub processes: Option<ProcessTree>,
 }
 
+/// How often, and how many times, a process that runs an executable whose `library:` it has
+/// not loaded yet is looked at again: the dynamic loader maps a program's libraries within
+/// milliseconds of its start, after the exec notice.
+const RETRIES: [Duration; 6] = [
+    Duration::from_millis(2),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+];
+
 /// What is probed already, and which targets look for more.
 #[derive(Debug)]
 pub struct Watch {
     known: HashSet<FileKey>,
+    /// Processes to look at again, when, and how many times they were.
+    again: Vec<(u32, Instant, usize)>,
 }
 
 impl Watch {
@@ -73,7 +90,32 @@ impl Watch {
     pub fn new(running: &[FileKey]) -> Self {
         Self {
             known: running.iter().copied().collect(),
+            again: Vec::new(),
         }
+    }
+
+    /// Forgets file `key`, which could not be probed: the next process that runs it tries
+    /// again (the one that did may have exited before its probes went in).
+    pub fn forget(&mut self, key: FileKey) {
+        self.known.remove(&key);
+    }
+
+    /// When a process is next to be looked at again, if one is.
+    pub fn next_look(&self) -> Option<Instant> {
+        self.again.iter().map(|&(_, at, _)| at).min()
+    }
+
+    /// The new files of the processes due to be looked at again (see [`Watch::look_at`]).
+    pub fn look_again(&mut self, config: &Config, functions: &[Probe]) -> Vec<NewFile> {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.again.drain(..).partition(|&(_, at, _)| at <= now);
+        self.again = later;
+        let mut found = Vec::new();
+        for (pid, _, looks) in due {
+            found.extend(self.look(config, Some(pid), functions, looks));
+        }
+        found
     }
 
     /// The new files of `config`'s targets that process `pid` runs or has loaded (every
@@ -84,6 +126,18 @@ impl Watch {
         config: &Config,
         pid: Option<u32>,
         functions: &[Probe],
+    ) -> Vec<NewFile> {
+        self.look(config, pid, functions, 0)
+    }
+
+    /// [`Watch::look_at`], the `looks`th time for `pid`: a process that runs a target's
+    /// executable without its library is looked at again later.
+    fn look(
+        &mut self,
+        config: &Config,
+        pid: Option<u32>,
+        functions: &[Probe],
+        looks: usize,
     ) -> Vec<NewFile> {
         let mut found = Vec::new();
         for (t, target) in config.probes.iter().enumerate() {
@@ -113,6 +167,11 @@ impl Watch {
             let Ok(search) = running::search(executable, library, only.as_deref()) else {
                 continue;
             };
+            if let (Some(pid), Some(wait)) = (pid, RETRIES.get(looks))
+                && search.without_library.contains(&pid)
+            {
+                self.again.push((pid, Instant::now() + *wait, looks + 1));
+            }
             for file in search.files {
                 if self.known.insert(file.key) {
                     found.push(NewFile {

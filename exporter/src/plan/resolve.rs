@@ -264,11 +264,11 @@ fn find_files(
                 })?;
             match library {
                 _ if !search.files.is_empty() => {}
-                Some(library) if search.without_library > 0 => {
+                Some(library) if !search.without_library.is_empty() => {
                     return Err(error(ResolveErrorKind::NoProcessLoads {
                         library: library.value.to_string(),
                         executable: executable.value.to_string(),
-                        processes: search.without_library,
+                        processes: search.without_library.len(),
                     }));
                 }
                 _ => {

@@ -38,8 +38,9 @@ pub struct Search {
     /// Processes whose executable could not be read: another user's, without the right to
     /// follow its `/proc/PID/exe` (CAP_SYS_PTRACE).
     pub unreadable: usize,
-    /// With a library: processes that run the executable but have not loaded it.
-    pub without_library: usize,
+    /// With a library: processes that run the executable but have not loaded it (yet: a
+    /// program just started has not had its libraries mapped).
+    pub without_library: Vec<u32>,
 }
 
 /// The files of the processes that run `executable` (or the `library` they have loaded); only
@@ -74,7 +75,9 @@ fn search_in(
         let found = running(proc, pid, executable).and_then(|running| match (running, library) {
             (Some(_), Some(library)) => {
                 let loaded = loaded(proc, pid, library)?;
-                search.without_library += usize::from(loaded.is_none());
+                if loaded.is_none() {
+                    search.without_library.push(pid);
+                }
                 Ok(loaded)
             }
             (running, _) => Ok(running),
@@ -317,7 +320,7 @@ mod tests {
         let absent = ProcessFile::parse("libnothing.so*").unwrap();
         let search = search(&executable, Some(&absent), Some(&[pid])).unwrap();
         assert!(search.files.is_empty());
-        assert_eq!(search.without_library, 1);
+        assert_eq!(search.without_library, [pid]);
     }
 
     #[test]
