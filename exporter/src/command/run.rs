@@ -376,12 +376,12 @@ impl Later<'_> {
         for new in found {
             let path = new.file.path.clone();
             let pids = new.file.pids.clone();
-            let key = new.file.key;
+            let (target, key) = (new.target, new.file.key);
             // Its processes exited before it was probed (the path through their root is gone
             // with them): the next process that runs it tries again.
             let gone = |watch: &mut Watch| {
                 if !path.exists() {
-                    watch.forget(key);
+                    watch.forget(target, key);
                 }
             };
             let found = resolve_later(

@@ -117,7 +117,8 @@ pub enum BpfError {
     },
     #[error(
         "cannot probe {count} more functions: the function table holds {capacity}, and is \
-         full (files found after start take ids of their own)"
+         full (each file found after start takes ids of its own): restart spanprobe to probe \
+         it"
     )]
     FunctionTableFull { count: usize, capacity: u32 },
     #[error(
@@ -822,7 +823,6 @@ fn tracepoints(
 }
 
 impl Tracer {
-    /// Uprobes attached: one per function and program (entry and return count separately).
     /// Probes `functions` from id `first` on, the functions of files found after start (of
     /// every function so far, whose captures are `plans`), in every process that runs them.
     /// Returns the uprobes placed. All or nothing: what is attached of them before an error
@@ -833,6 +833,9 @@ impl Tracer {
         plans: &[CapturePlan],
         first: usize,
     ) -> Result<usize, BpfError> {
+        let (Some(new), Some(new_plans)) = (functions.get(first..), plans.get(first..)) else {
+            return Ok(0);
+        };
         let capacity = self.built_for.capacity;
         if u32::try_from(functions.len()).map_or(true, |count| count > capacity) {
             return Err(BpfError::FunctionTableFull {
@@ -840,16 +843,16 @@ impl Tracer {
                 capacity,
             });
         }
-        let needed = Features::of(&plans[first..], process_trees(functions).len());
+        let needed = Features::of(new_plans, process_trees(functions).len());
         if let Some(what) = self.built_for.lacking(&needed) {
             return Err(BpfError::LoadedWithout { what });
         }
         let mode = self.mode;
         for program in Program::ALL {
             let name = program.name(mode);
-            let serves_some = functions[first..]
+            let serves_some = new
                 .iter()
-                .zip(&plans[first..])
+                .zip(new_plans)
                 .any(|(function, plan)| program.serves(function, plan));
             if serves_some && !self.loaded.contains(&name) {
                 uprobe_mut(&mut self.ebpf, name)?
@@ -859,22 +862,30 @@ impl Tracer {
             }
         }
         set_captures(&mut self.ebpf, plans, first)?;
-        let links: Vec<Link<'_>> = links(functions, plans, mode)
-            .into_iter()
-            .filter(|link| link.functions.iter().all(|&id| id as usize >= first))
-            .collect();
-        // Returns before entries, as at start; kept apart until all are in.
-        let mut attached = Vec::with_capacity(links.len());
+        // Links of the new functions alone, however their paths compare with earlier ones'.
+        let offset = u32::try_from(first).unwrap_or(u32::MAX);
+        let mut links = links(new, new_plans, mode);
+        for link in &mut links {
+            for id in &mut link.functions {
+                *id += offset;
+            }
+        }
+        // Returns before entries, as at start; on an error, those attached so far are detached
+        // as `Links` detach, entries first.
+        let mut attached = Links::default();
         for link in &links {
             let uprobe = uprobe_mut(&mut self.ebpf, link.program.name(mode))?;
-            attached.push((link.program, attach_anywhere(uprobe, link, functions)?));
+            attached
+                .0
+                .push((link.program, attach_anywhere(uprobe, link, functions)?));
         }
         let probes = probe_count(&links);
-        self.links.0.extend(attached);
+        self.links.0.append(&mut attached.0);
         self.probes += probes;
         Ok(probes)
     }
 
+    /// Uprobes attached: one per function and program (entry and return count separately).
     pub fn attached(&self) -> usize {
         self.probes
     }

@@ -4,7 +4,7 @@
 //! in every process that runs it.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -77,27 +77,39 @@ const RETRIES: [Duration; 6] = [
     Duration::from_secs(1),
 ];
 
+/// How many times a file whose processes exited before it was probed is tried again.
+const MAX_RETRIES: u8 = 3;
+
 /// What is probed already, and which targets look for more.
 #[derive(Debug)]
 pub struct Watch {
-    known: HashSet<FileKey>,
+    /// Each target's files, probed or being probed.
+    known: HashSet<(usize, FileKey)>,
+    /// Files of a target tried again after their processes exited before they were probed,
+    /// and how often: a file is retried a few times, as each try takes function ids.
+    retried: HashMap<(usize, FileKey), u8>,
     /// Processes to look at again, when, and how many times they were.
     again: Vec<(u32, Instant, usize)>,
 }
 
 impl Watch {
-    /// Knowing the files `running` found at start.
-    pub fn new(running: &[FileKey]) -> Self {
+    /// Knowing the files `running` found at start, by target.
+    pub fn new(running: &[(usize, FileKey)]) -> Self {
         Self {
             known: running.iter().copied().collect(),
             again: Vec::new(),
+            retried: HashMap::new(),
         }
     }
 
     /// Forgets file `key`, which could not be probed: the next process that runs it tries
     /// again (the one that did may have exited before its probes went in).
-    pub fn forget(&mut self, key: FileKey) {
-        self.known.remove(&key);
+    pub fn forget(&mut self, target: usize, key: FileKey) {
+        let tries = self.retried.entry((target, key)).or_default();
+        if *tries < MAX_RETRIES {
+            *tries += 1;
+            self.known.remove(&(target, key));
+        }
     }
 
     /// When a process is next to be looked at again, if one is.
@@ -140,6 +152,8 @@ impl Watch {
         looks: usize,
     ) -> Vec<NewFile> {
         let mut found = Vec::new();
+        // A process that runs some target's executable without its library yet.
+        let mut look_again = false;
         for (t, target) in config.probes.iter().enumerate() {
             let Some(executable) = &target.executable else {
                 continue;
@@ -167,13 +181,9 @@ impl Watch {
             let Ok(search) = running::search(executable, library, only.as_deref()) else {
                 continue;
             };
-            if let (Some(pid), Some(wait)) = (pid, RETRIES.get(looks))
-                && search.without_library.contains(&pid)
-            {
-                self.again.push((pid, Instant::now() + *wait, looks + 1));
-            }
+            look_again |= pid.is_some_and(|pid| search.without_library.contains(&pid));
             for file in search.files {
-                if self.known.insert(file.key) {
+                if self.known.insert((t, file.key)) {
                     found.push(NewFile {
                         target: t,
                         file,
@@ -181,6 +191,9 @@ impl Watch {
                     });
                 }
             }
+        }
+        if let (true, Some(pid), Some(wait)) = (look_again, pid, RETRIES.get(looks)) {
+            self.again.push((pid, Instant::now() + *wait, looks + 1));
         }
         found
     }

@@ -43,8 +43,8 @@ pub struct Resolved {
     pub notes: Vec<Problem>,
     /// Handoffs resolved so far: the next one's number.
     pub handoffs: u32,
-    /// The files `executable:` targets found running.
-    pub running_files: Vec<FileKey>,
+    /// The files `executable:` targets found running, by target.
+    pub running_files: Vec<(usize, FileKey)>,
     /// Whether some `executable:` target found no process running it: what its functions
     /// will need is not known until one starts.
     pub waiting: bool,
@@ -65,8 +65,14 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
             .and_then(|processes| find_files(target, &config.base_dir, &field, processes));
         let files = match found {
             Ok(files) => files,
-            // Not wrong: its processes are found as they start.
-            Err(error) if matches!(error.kind, ResolveErrorKind::NoProcessRuns { .. }) => {
+            // Not wrong: its processes are found as they start. Unless it is narrowed to
+            // processes (`pid:`, `container:`) which, once found, make a tree the programs
+            // are loaded with.
+            Err(error)
+                if matches!(error.kind, ResolveErrorKind::NoProcessRuns { .. })
+                    && target.pid.is_none()
+                    && target.container.is_none() =>
+            {
                 resolved.notes.push(error.to_problem());
                 resolved.waiting = true;
                 continue;
@@ -77,7 +83,7 @@ pub fn resolve(config: &Config) -> Result<Resolved, Vec<ResolveError>> {
             }
         };
         for file in files {
-            resolved.running_files.extend(file.key);
+            resolved.running_files.extend(file.key.map(|key| (t, key)));
             let own = resolve_target(target, file, stack_frames, &mut resolved, &mut errors);
             opened.extend(own.map(|own| (t, own)));
         }

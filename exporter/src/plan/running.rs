@@ -6,7 +6,7 @@
 
 use std::{
     borrow::Cow,
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     ffi::OsStr,
     io,
     os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
@@ -176,30 +176,26 @@ fn loaded(proc: &Path, pid: u32, library: &ProcessFile) -> io::Result<Option<(Fi
     let process = proc.join(pid.to_string());
     let maps = std::fs::read_to_string(process.join("maps"))?;
     let root = process.join("root");
-    let mut looked_at: Vec<&str> = Vec::new();
-    for mapping in maps.lines().filter_map(Mapping::parse) {
-        if looked_at.contains(&mapping.path) {
-            continue;
-        }
-        looked_at.push(mapping.path);
-        let path = Path::new(mapping.path);
-        let named = match library {
-            ProcessFile::Path(wanted) => {
-                // The path in the process's namespace: its maps may show spanprobe's instead.
-                let through_root = root.join(wanted.strip_prefix("/").unwrap_or(wanted));
-                if let Ok(file) = std::fs::metadata(&through_root)
-                    && mapping.is(&file)
-                {
-                    return Ok(Some((FileKey::of(&file), through_root)));
-                }
-                continue;
-            }
-            ProcessFile::Name(_) => path
-                .file_name()
-                .and_then(OsStr::to_str)
-                .is_some_and(|name| library.matches_name(name)),
+    let mut mappings = maps.lines().filter_map(Mapping::parse);
+    if let ProcessFile::Path(wanted) = library {
+        // The path in the process's namespace: its maps may show spanprobe's instead.
+        let through_root = root.join(wanted.strip_prefix("/").unwrap_or(wanted));
+        let Ok(file) = std::fs::metadata(&through_root) else {
+            return Ok(None);
         };
-        if !named {
+        let name = wanted.file_name();
+        return Ok(mappings
+            .any(|mapping| Path::new(mapping.path).file_name() == name && mapping.is(&file))
+            .then(|| (FileKey::of(&file), through_root)));
+    }
+    let mut looked_at: HashSet<&str> = HashSet::new();
+    for mapping in mappings {
+        let path = Path::new(mapping.path);
+        let named = path
+            .file_name()
+            .and_then(OsStr::to_str)
+            .is_some_and(|name| library.matches_name(name));
+        if !named || !looked_at.insert(mapping.path) {
             continue;
         }
         let through_root = root.join(path.strip_prefix("/").unwrap_or(path));
@@ -216,7 +212,6 @@ fn loaded(proc: &Path, pid: u32, library: &ProcessFile) -> io::Result<Option<(Fi
 
 /// A line of `/proc/PID/maps` that maps a file.
 struct Mapping<'a> {
-    device: u64,
     inode: u64,
     path: &'a str,
 }
@@ -225,27 +220,19 @@ impl<'a> Mapping<'a> {
     /// `address perms offset major:minor inode path`, the path last (it may hold spaces).
     fn parse(line: &'a str) -> Option<Self> {
         let mut fields = line.splitn(6, ' ');
-        let device = fields.nth(3)?;
-        let inode = fields.next()?.parse().ok()?;
+        let inode = fields.nth(4)?.parse().ok()?;
         let path = fields.next()?.trim_start();
         if !path.starts_with('/') || path.ends_with(" (deleted)") {
             return None;
         }
-        let (major, minor) = device.split_once(':')?;
-        let (major, minor) = (
-            u32::from_str_radix(major, 16).ok()?,
-            u32::from_str_radix(minor, 16).ok()?,
-        );
-        Some(Self {
-            device: libc::makedev(major, minor),
-            inode,
-            path,
-        })
+        Some(Self { inode, path })
     }
 
-    /// Whether `file` is the file mapped.
+    /// Whether `file` is the file mapped: by inode alone, as a map of a file under an overlay
+    /// may show the device of the layer it comes from rather than the overlay's (the path,
+    /// compared first, keeps other filesystems' inodes out).
     fn is(&self, file: &std::fs::Metadata) -> bool {
-        (file.dev(), file.ino()) == (self.device, self.inode)
+        file.ino() == self.inode
     }
 }
 
@@ -324,14 +311,11 @@ mod tests {
     }
 
     #[test]
-    fn maps_lines_are_read_with_their_device_and_path() {
+    fn maps_lines_are_read_with_their_inode_and_path() {
         let line = "7f00-7f10 r-xp 00001000 fe:01 4242  /usr/lib/x86_64-linux-gnu/lib c.so";
         let mapping = Mapping::parse(line).unwrap();
         assert_eq!(mapping.path, "/usr/lib/x86_64-linux-gnu/lib c.so");
-        assert_eq!(
-            (mapping.inode, mapping.device),
-            (4242, libc::makedev(0xfe, 1))
-        );
+        assert_eq!(mapping.inode, 4242);
         assert!(Mapping::parse("7f00-7f10 rw-p 00000000 00:00 0  [heap]").is_none());
         assert!(Mapping::parse("7f00-7f10 rw-p 00000000 00:00 0").is_none());
     }
