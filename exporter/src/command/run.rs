@@ -241,7 +241,9 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
     };
     // A program started between the look at start and the exec program's attaching.
     if let Some(watch) = &mut watch {
-        later.probe_new_files(watch, Look::Everyone, &mut tracer);
+        later
+            .probe_new_files(watch, Look::Everyone, &mut tracer)
+            .await;
     }
     // Goroutines are no threads: the calls they leave open when their process exits are ended
     // here, by a look at their stacks every second and once at the end.
@@ -284,12 +286,12 @@ async fn trace(options: RunOptions<'_>) -> anyhow::Result<RunOutcome> {
             }
             Some(pid) = execs.recv(), if watch.is_some() => {
                 if let Some(watch) = &mut watch {
-                    later.probe_new_files(watch, Look::Process(pid), &mut tracer);
+                    later.probe_new_files(watch, Look::Process(pid), &mut tracer).await;
                 }
             }
             () = sleep_until(look_again), if look_again.is_some() => {
                 if let Some(watch) = &mut watch {
-                    later.probe_new_files(watch, Look::Again, &mut tracer);
+                    later.probe_new_files(watch, Look::Again, &mut tracer).await;
                 }
             }
         }
@@ -367,7 +369,7 @@ struct Later<'a> {
 impl Later<'_> {
     /// Probes the new files of `executable:` targets `look` finds. What cannot be probed is
     /// said and left: the rest goes on.
-    fn probe_new_files(&mut self, watch: &mut Watch, look: Look, tracer: &mut Tracer) {
+    async fn probe_new_files(&mut self, watch: &mut Watch, look: Look, tracer: &mut Tracer) {
         let found = match look {
             Look::Everyone => watch.look_at(self.config, None, self.functions),
             Look::Process(pid) => watch.look_at(self.config, Some(pid), self.functions),
@@ -384,16 +386,21 @@ impl Later<'_> {
                     watch.forget(target, key);
                 }
             };
-            let found = resolve_later(
-                self.config,
-                new.target,
-                new.file,
-                new.processes,
-                self.functions,
-            );
+            // Off this thread, which also drains the ring buffer: a large binary's symbols and
+            // DWARF take a fraction of a second to read.
+            let config = self.config.clone();
+            let first_id = self.functions.len();
+            let found = tokio::task::spawn_blocking(move || {
+                resolve_later(&config, new.target, new.file, new.processes, first_id)
+            })
+            .await;
             let functions = match found {
-                Ok(functions) => functions,
-                Err(errors) => {
+                Ok(Ok(functions)) => functions,
+                Err(panicked) => {
+                    tracing::warn!("resolving {} panicked: {panicked}", path.display());
+                    continue;
+                }
+                Ok(Err(errors)) => {
                     for error in errors {
                         let problem = error.to_problem();
                         tracing::warn!(

@@ -48,6 +48,8 @@ pub struct Resolved {
     /// Whether some `executable:` target found no process running it: what its functions
     /// will need is not known until one starts.
     pub waiting: bool,
+    /// The id of `functions[0]`: functions resolved after start follow those of before.
+    pub first_id: usize,
 }
 
 /// Resolves every function of `config`, or says every problem. A glob, or a symbol defined at
@@ -369,14 +371,14 @@ pub(crate) fn open_target(
 }
 
 /// Resolves the functions of `config`'s target `t` in `file`, found running after start, with
-/// ids from `functions.len()` on (`functions` being every function probed so far), narrowed to
-/// `processes` as the target was at start. Handoffs are not resolved again.
+/// ids from `first_id` on (the count of functions so far), narrowed to `processes` as the
+/// target was at start. Handoffs are not resolved again.
 pub fn resolve_later(
     config: &Config,
     t: usize,
     file: RunningFile,
     processes: Option<ProcessTree>,
-    functions: &[Probe],
+    first_id: usize,
 ) -> Result<Vec<Probe>, Vec<ResolveError>> {
     let Some(target) = config.probes.get(t) else {
         return Ok(Vec::new());
@@ -396,7 +398,7 @@ pub fn resolve_later(
         key: Some(file.key),
     };
     let mut resolved = Resolved {
-        functions: functions.to_vec(),
+        first_id,
         ..Resolved::default()
     };
     let mut errors = Vec::new();
@@ -407,7 +409,7 @@ pub fn resolve_later(
         &mut resolved,
         &mut errors,
     );
-    let later = resolved.functions.split_off(functions.len());
+    let later = resolved.functions;
     for function in &later {
         errors.extend(when_problems(function));
         errors.extend(keep_problem(function));
@@ -442,6 +444,7 @@ fn resolve_target(
             return None;
         }
     };
+    let id_base = resolved.first_id;
     let functions = &mut resolved.functions;
     if let (Some(located), Some(ProcessTree::Pid(pid))) = (&target.pid, &binary.processes)
         && let Err(kind) = check_mapped(*pid, &binary.binary.path)
@@ -469,7 +472,7 @@ fn resolve_target(
     let mut claims = Claims::default();
     for (_, f, function) in entries {
         let field = format!("{field}.functions[{f}]");
-        let first_id = functions.len();
+        let first_id = id_base + functions.len();
         functions.extend(kind::function::probes(
             &binary,
             function,
@@ -488,7 +491,7 @@ fn resolve_target(
     }
     if !target.usdt.is_empty() {
         // Unique in the config: each entry before has resolved to at least one probe.
-        let first_pair = u32::try_from(functions.len()).unwrap_or(u32::MAX) + 1;
+        let first_pair = u32::try_from(id_base + functions.len()).unwrap_or(u32::MAX) + 1;
         let usdt = kind::usdt::probes(&binary, &target.usdt, field, first_pair, errors);
         functions.extend(usdt);
     }
