@@ -16,18 +16,11 @@ rounds=${2:-5}
 calls=${3:-200000}
 cd "$(dirname "$0")/.."
 log() { printf 'bench-later: %s\n' "$*" >&2; }
-work=$(mktemp -d)
-stats_enabled=$(sysctl -n kernel.bpf_stats_enabled)
-cleanup() {
-  sysctl -q kernel.bpf_stats_enabled="$stats_enabled"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bpf_stats_workdir
 
-flags=(-O2 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls)
-gcc "${flags[@]}" -fPIC -shared -o "$work/librelay.so" tests/programs/relay.c
-gcc "${flags[@]}" -o "$work/unwind" tests/programs/unwind.c \
-  -L"$work" -Wl,-rpath,"$work" -lrelay
+build_unwind "$work"
 config() { # NAME KEY: leaf of the program, named by KEY (binary or executable)
   cat > "$work/$1.yaml" <<YAML
 exporter: { stdout: { format: json, file: /dev/null } }
@@ -41,8 +34,6 @@ YAML
 config binary binary
 config waiting executable
 
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 per_call() { # ns per call, from the "calls N in S s" line of file OUT
   awk '/^calls / { printf "%.1f", $4 * 1e9 / $2 }' "$1"
 }

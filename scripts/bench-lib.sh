@@ -1,5 +1,21 @@
 # Helpers the bench scripts share; sourced, not run.
 
+# bpf_stats_workdir: sets $work to a fresh directory, removed on exit, when
+# kernel.bpf_stats_enabled is also set back to what it was.
+bpf_stats_workdir() {
+  work=$(mktemp -d)
+  stats_enabled=$(sysctl -n kernel.bpf_stats_enabled)
+  trap 'sysctl -q kernel.bpf_stats_enabled="$stats_enabled"; rm -rf "$work"' EXIT
+}
+
+# build_unwind DIR: tests/programs/unwind.c and its librelay.so into DIR, every function with
+# a frame, so that every way to unwind sees the whole stack.
+build_unwind() {
+  local flags=(-O2 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls)
+  gcc "${flags[@]}" -fPIC -shared -o "$1/librelay.so" tests/programs/relay.c
+  gcc "${flags[@]}" -o "$1/unwind" tests/programs/unwind.c -L"$1" -Wl,-rpath,"$1" -lrelay
+}
+
 # bpf_ns NAME_REGEX: the BPF run time per call of the programs whose names match (anchored),
 # entry and return together: their run time summed, over the most runs of any one of them.
 # Cumulative while kernel.bpf_stats_enabled is 1, so sampled during a run.

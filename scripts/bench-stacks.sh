@@ -20,18 +20,11 @@ rounds=${2:-5}
 calls=${3:-200000}
 cd "$(dirname "$0")/.."
 log() { printf 'bench-stacks: %s\n' "$*" >&2; }
-work=$(mktemp -d)
-stats_enabled=$(sysctl -n kernel.bpf_stats_enabled)
-cleanup() {
-  sysctl -q kernel.bpf_stats_enabled="$stats_enabled"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bpf_stats_workdir
 
-flags=(-O2 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls)
-gcc "${flags[@]}" -fPIC -shared -o "$work/librelay.so" tests/programs/relay.c
-gcc "${flags[@]}" -o "$work/unwind" tests/programs/unwind.c \
-  -L"$work" -Wl,-rpath,"$work" -lrelay
+build_unwind "$work"
 config() { # NAME STACK: leaf with `stack: STACK` (nothing for none) into NAME.yaml
   cat > "$work/$1.yaml" <<YAML
 exporter: { stdout: { format: json, file: /dev/null } }
@@ -47,8 +40,6 @@ config fp '{ unwind: fp }'
 config dwarf8 '{ unwind: dwarf, bytes: 8192 }'
 config dwarf16 '{ unwind: dwarf, bytes: 16384 }'
 
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 per_call() { # ns per call, from the "calls N in S s" line of file OUT
   awk '/^calls / { printf "%.1f", $4 * 1e9 / $2 }' "$1"
 }

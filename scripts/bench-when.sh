@@ -17,13 +17,9 @@ spanprobe=$1
 rounds=${2:-5}
 cd "$(dirname "$0")/.."
 log() { printf 'bench-when: %s\n' "$*" >&2; }
-work=$(mktemp -d)
-stats_enabled=$(sysctl -n kernel.bpf_stats_enabled)
-cleanup() {
-  sysctl -q kernel.bpf_stats_enabled="$stats_enabled"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bpf_stats_workdir
 
 gcc -O2 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls -pthread \
   -o "$work/calls" tests/programs/calls.c
@@ -43,8 +39,6 @@ config short "$x" ', min_duration: 1h'
 config match "{ index: 0, name: low, type: u8 }" ', when: { low: "< 3" }'
 filter="uprobe:$work/calls:work /arg0 == 42/ { @[tid] = count(); }"
 
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 per_call() { # ns per call of the load, from its "load N calls in S s R calls/s" line
   awk '/^load / { printf "%.1f", 1e9 / $(NF - 1) }' "$1"
 }

@@ -168,6 +168,15 @@ fn sidecar_config(s: &Scenario, target: serde_json::Value) -> serde_json::Value 
     })
 }
 
+/// Waits until `sidecar` says it probed a file a process started after it.
+async fn probed_later(sidecar: &support::Sidecar) {
+    let probed = "probing a file a process started running";
+    assert!(
+        sidecar.wait_for_log(probed, support::SPANS_WAIT).await,
+        "no {probed:?} in time"
+    );
+}
+
 /// `waiter` in a container: new mount and pid namespaces, `root` as its root (by pivot_root,
 /// as container runtimes do, or by chroot), in `cgroup` if given. Returns once it is ready,
 /// with its pid on the host.
@@ -385,15 +394,7 @@ async fn a_sidecar_started_first_probes_the_processes_that_start_after_it() {
     );
     let sidecar = s.sidecar(&config).await;
     let container = Container::start(&root, true, None).await;
-    assert!(
-        sidecar
-            .wait_for_log(
-                "probing a file a process started running",
-                support::SPANS_WAIT
-            )
-            .await,
-        "the file was not probed"
-    );
+    probed_later(&sidecar).await;
     container.call();
     s.receiver.wait_for_spans(6, support::SPANS_WAIT).await;
     container.finish().await;
@@ -604,15 +605,7 @@ async fn files_that_processes_start_later_are_probed() {
     let new_file = Container::start(&newer, false, None).await;
     let containers = [first, same_file, new_file];
     // Found as it started: its probes are in by the time it is ready, or shortly after.
-    assert!(
-        sidecar
-            .wait_for_log(
-                "probing a file a process started running",
-                support::SPANS_WAIT
-            )
-            .await,
-        "the new file was not probed"
-    );
+    probed_later(&sidecar).await;
     for container in &containers {
         container.call();
     }
@@ -662,15 +655,7 @@ async fn a_library_of_a_process_started_later_is_probed_once_loaded() {
     );
     let sidecar = s.sidecar(&config).await;
     let container = Container::start(&root, true, None).await;
-    assert!(
-        sidecar
-            .wait_for_log(
-                "probing a file a process started running",
-                support::SPANS_WAIT
-            )
-            .await,
-        "the library was not probed"
-    );
+    probed_later(&sidecar).await;
     container.call();
     s.receiver.wait_for_spans(1, support::SPANS_WAIT).await;
     let pid = container.pid;

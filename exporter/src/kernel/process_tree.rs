@@ -3,23 +3,24 @@
 
 use std::collections::{HashMap, VecDeque};
 
+/// The pid of every process `/proc` lists now (processes, not threads).
+pub fn pids() -> std::io::Result<impl Iterator<Item = u32>> {
+    Ok(std::fs::read_dir("/proc")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()))
+}
+
+/// The pid of process `pid`'s parent, while it runs.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    parent_pid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// `root` and every process below it (children, grandchildren...), `root` first. Processes
 /// that exit while `/proc` is read are left out.
 pub fn with_descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            if let Some(parent) = parent_pid(&stat) {
-                children.entry(parent).or_default().push(pid);
-            }
+    for pid in pids().into_iter().flatten() {
+        if let Some(parent) = parent_of(pid) {
+            children.entry(parent).or_default().push(pid);
         }
     }
     let mut tree = vec![root];
@@ -35,7 +36,7 @@ pub fn with_descendants(root: u32) -> Vec<u32> {
 
 /// The parent's pid in a `/proc/PID/stat` line: the field after the state, which follows the
 /// command in parentheses (which may hold spaces and parentheses itself).
-pub fn parent_pid(stat: &str) -> Option<u32> {
+fn parent_pid(stat: &str) -> Option<u32> {
     let (_, after_command) = stat.rsplit_once(')')?;
     after_command.split_whitespace().nth(1)?.parse().ok()
 }

@@ -12,7 +12,7 @@ use spanprobe_config::{Config, Unwind};
 
 use crate::plan::{
     probe::Probe,
-    processes::ProcessTree,
+    processes::{ProcessTree, in_container},
     running::{self, FileKey, RunningFile},
 };
 
@@ -215,12 +215,4 @@ fn tree_of(target: &spanprobe_config::ProbeTarget, functions: &[Probe]) -> Optio
     trees()
         .find(|tree| matches!(tree, ProcessTree::Container { id, .. } if *id == container.value))
         .cloned()
-}
-
-/// Whether process `pid` is in a container whose id starts with `prefix`.
-fn in_container(pid: u32, prefix: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .and_then(|cgroup| crate::spans::container::container_id(&cgroup))
-        .is_some_and(|id| id.starts_with(prefix))
 }

@@ -2,7 +2,9 @@
 //! container. Either is a tree the kernel side follows through forks, seeded at start with
 //! its roots and their descendants as `/proc` shows them.
 
-use std::{fmt, num::NonZeroU32, sync::Arc};
+use std::{collections::HashSet, fmt, num::NonZeroU32, sync::Arc};
+
+use crate::kernel::process_tree;
 
 /// Where a target's processes are: the roots of a tree, and what named them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,14 @@ impl fmt::Display for ProcessTree {
     }
 }
 
+/// Whether process `pid` is in a container whose id starts with `prefix`.
+pub fn in_container(pid: u32, prefix: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|cgroup| crate::spans::container::container_id(&cgroup))
+        .is_some_and(|id| id.starts_with(prefix))
+}
+
 /// The processes of some containers, as `/proc` shows them now.
 #[derive(Debug, Default)]
 pub struct ContainerProcesses {
@@ -54,30 +64,19 @@ pub struct ContainerProcesses {
 
 /// The processes of the containers whose id starts with `prefix`.
 pub fn container_processes(prefix: &str) -> ContainerProcesses {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(pids) = process_tree::pids() else {
         return ContainerProcesses::default();
     };
-    let mut members: Vec<(u32, Option<u32>)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).ok()?;
-            let id = crate::spans::container::container_id(&cgroup)?;
-            id.starts_with(prefix).then(|| {
-                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-                (pid, crate::kernel::process_tree::parent_pid(&stat))
-            })
-        })
-        .collect();
-    members.sort_unstable();
-    let is_member = |pid: Option<u32>| pid.is_some_and(|pid| members.iter().any(|m| m.0 == pid));
+    let mut pids: Vec<u32> = pids.filter(|&pid| in_container(pid, prefix)).collect();
+    pids.sort_unstable();
+    let members: HashSet<u32> = pids.iter().copied().collect();
     ContainerProcesses {
-        roots: members
+        roots: pids
             .iter()
-            .filter(|(_, parent)| !is_member(*parent))
-            .filter_map(|&(pid, _)| NonZeroU32::new(pid))
+            .filter(|&&pid| !process_tree::parent_of(pid).is_some_and(|p| members.contains(&p)))
+            .filter_map(|&pid| NonZeroU32::new(pid))
             .collect(),
-        pids: members.iter().map(|&(pid, _)| pid).collect(),
+        pids,
     }
 }
 

@@ -15,6 +15,8 @@ use std::{
 
 use spanprobe_config::ProcessFile;
 
+use crate::kernel::process_tree;
+
 /// A file some processes execute, or have loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningFile {
@@ -50,22 +52,11 @@ pub fn search(
     library: Option<&ProcessFile>,
     only: Option<&[u32]>,
 ) -> io::Result<Search> {
-    search_in(Path::new("/proc"), executable, library, only)
-}
-
-fn search_in(
-    proc: &Path,
-    executable: &ProcessFile,
-    library: Option<&ProcessFile>,
-    only: Option<&[u32]>,
-) -> io::Result<Search> {
+    let proc = Path::new("/proc");
     let own = std::process::id();
     let mut pids: Vec<u32> = match only {
         Some(pids) => pids.to_vec(),
-        None => std::fs::read_dir(proc)?
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&pid| pid != own)
-            .collect(),
+        None => process_tree::pids()?.filter(|&pid| pid != own).collect(),
     };
     pids.sort_unstable();
     let mut search = Search::default();
